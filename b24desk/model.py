@@ -1,0 +1,134 @@
+"""The normalized ticket and its event log (kpi.md section 1).
+
+Every source (tasks, CRM deals, smart processes, open lines) maps its payloads onto these
+two shapes; nothing downstream of a source adapter ever sees a raw Bitrix24 payload.
+
+Times are integer unix seconds in UTC (``int``), so the KPI engine does plain arithmetic;
+the portal's time zone is applied only when a period is parsed or a value is displayed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+# Ticket states (kpi.md section 1).
+OPEN, RESOLVED, REJECTED = "open", "resolved", "rejected"
+STATES = (OPEN, RESOLVED, REJECTED)
+
+PRIORITIES = ("low", "normal", "high", "critical")
+
+# Event kinds of the append-only log (kpi.md section 1).
+CREATED = "created"
+ASSIGNED = "assigned"          # from_value -> to_value are user ids; the first one is not a transfer
+STATUS = "status"              # from_value -> to_value are the source's raw status / stage ids
+REPLY = "reply"                # agent message visible to the customer
+CUSTOMER_MESSAGE = "customer_message"
+COMMENT = "comment"            # internal
+REOPENED = "reopened"
+RESOLVED_EV = "resolved"
+REJECTED_EV = "rejected"
+FIELD_CHANGED = "field_changed"  # field, from_value, to_value (e.g. field="type" for requalification)
+CALL_OUT = "call_out"
+RATED = "rated"
+ESCALATED = "escalated"        # moved into a configured escalation stage: counts as a transfer
+
+EVENT_KINDS = (
+    CREATED, ASSIGNED, STATUS, REPLY, CUSTOMER_MESSAGE, COMMENT, REOPENED, RESOLVED_EV,
+    REJECTED_EV, FIELD_CHANGED, CALL_OUT, RATED, ESCALATED,
+)
+
+
+@dataclass
+class Ticket:
+    """One ticket, as the portal shows it now (the current snapshot, normalized)."""
+
+    portal: str
+    source: str                 # "task", "crm:2" (deals), "crm:1038" (smart process), "openlines"
+    source_id: str
+    title: str = ""
+    type: str | None = None
+    priority: str = "normal"
+    priority_raw: str | None = None
+    author_id: str | None = None
+    customer: str | None = None
+    responsible_id: str | None = None
+    created_at: int = 0
+    deadline: int | None = None
+    resolved_at: int | None = None   # last resolution (current state), None if never resolved
+    closed_at: int | None = None     # last close (resolved or rejected), None while open
+    state: str = OPEN
+    rating: int | None = None        # 1-5
+    nps: int | None = None           # 0-10
+    ces: int | None = None           # 1-5
+    qa_score: int | None = None      # supervisor's 1-5 (open lines voteHead), kept apart from rating
+    channel: str | None = None       # open-line connector; None for tasks/CRM
+    line: str | None = None          # open line id
+    handle_time: int | None = None   # tracked working seconds, None where the source tracks none
+    selector: str | None = None      # the config selector that brought the ticket in
+    url: str | None = None           # path of the ticket in the portal (for links)
+    deleted: int = 0                 # 1 once the portal no longer has it
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Event:
+    """One entry of a ticket's event log. ``key`` makes inserts idempotent per ticket."""
+
+    portal: str
+    source: str
+    source_id: str
+    key: str                    # stable id from the source: "h:16359", "c:12", "s:35", "a:20", "d:<hash>:resp"
+    kind: str
+    at: int
+    actor_id: str | None = None
+    field: str | None = None
+    from_value: str | None = None
+    to_value: str | None = None
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Bundle:
+    """What a source yields per ticket: the normalized ticket, its events, and the raw snapshot."""
+
+    ticket: Ticket
+    events: list[Event] = field(default_factory=list)
+    snapshot: dict = field(default_factory=dict)
+
+
+def parse_time(value) -> int | None:
+    """Bitrix24 datetime (``YYYY-MM-DDThh:mm:ss±hh:mm``, DOCS api-reference/data-types.md) -> unix seconds.
+
+    Also accepts ints/unix strings and ``YYYY-MM-DD HH:MM:SS`` (read as UTC). Empty -> None.
+    """
+    if value in (None, "", False, "undefined"):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    s = str(value).strip()
+    if s.isdigit():
+        return int(s)
+    s = s.replace("Z", "+00:00")
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp())
+
+
+def format_time(ts: int | None, tz=timezone.utc) -> str | None:
+    """Unix seconds -> ISO 8601 with offset, in ``tz``."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz).isoformat()
+
+
+def snapshot_hash(data: dict) -> str:
+    """Stable content hash of a raw payload, so a re-read of an unchanged object adds nothing."""
+    blob = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]

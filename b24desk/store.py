@@ -1,0 +1,175 @@
+"""The SQLite store (sqlite-utils 4): tickets, the event log, snapshots, cursors, installations.
+
+Every table is keyed by ``portal`` (the portal's ``member_id``). Writes that belong together
+go through one ``db.atomic()`` block, so a process killed at any point leaves either all of a
+page or none of it; event and snapshot inserts are idempotent (primary keys + ``ignore``), so a
+re-run after a crash converges on exactly the store a clean run gives.
+
+Open one ``Database`` per thread (sqlite3 connections are bound to their thread): ``open_db``.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from .model import Bundle, Event, Ticket, snapshot_hash
+
+migrations = Migrations("b24desk")
+
+
+@migrations()
+def m001_core(db: Database) -> None:
+    db["installations"].create({
+        "member_id": str, "domain": str, "client_endpoint": str, "server_endpoint": str,
+        "access_token": str, "refresh_token": str, "expires_at": int,
+        "application_token": str, "scope": str, "status": str, "user_id": str,
+        "webhook_url": str, "timezone": str, "lang": str, "active": int,
+        "installed_at": int, "updated_at": int,
+    }, pk="member_id")
+    db["tickets"].create({
+        "portal": str, "source": str, "source_id": str, "title": str, "type": str,
+        "priority": str, "priority_raw": str, "author_id": str, "customer": str,
+        "responsible_id": str, "created_at": int, "deadline": int, "resolved_at": int,
+        "closed_at": int, "state": str, "rating": int, "nps": int, "ces": int, "qa_score": int,
+        "channel": str, "line": str, "handle_time": int, "selector": str, "url": str,
+        "deleted": int, "synced_at": int,
+    }, pk=("portal", "source", "source_id"))
+    db["tickets"].create_index(["portal", "created_at"])
+    db["tickets"].create_index(["portal", "closed_at"])
+    db["tickets"].create_index(["portal", "responsible_id"])
+    db["events"].create({
+        "portal": str, "source": str, "source_id": str, "key": str, "kind": str, "at": int,
+        "actor_id": str, "field": str, "from_value": str, "to_value": str,
+    }, pk=("portal", "source", "source_id", "key"))
+    db["events"].create_index(["portal", "at"])
+    db["snapshots"].create({
+        "portal": str, "source": str, "source_id": str, "hash": str, "observed_at": int,
+        "data": str,
+    }, pk=("portal", "source", "source_id", "hash"))
+    db["cursors"].create({
+        "portal": str, "selector": str, "name": str, "value": str, "updated_at": int,
+    }, pk=("portal", "selector", "name"))
+    db["users"].create({
+        "portal": str, "id": str, "name": str, "last_name": str, "email": str, "active": int,
+        "departments": str, "user_type": str, "is_bot": int, "is_admin": int,
+    }, pk=("portal", "id"))
+    db["departments"].create({
+        "portal": str, "id": str, "name": str, "parent": str, "head": str, "sort": int,
+    }, pk=("portal", "id"))
+    db["settings"].create({"portal": str, "key": str, "value": str, "updated_at": int},
+                          pk=("portal", "key"))
+    db["locks"].create({"name": str, "owner": str, "expires_at": float}, pk="name")
+
+
+def open_db(path: str | Path, migrate: bool = True) -> Database:
+    """Open the store at ``path`` (WAL, 30 s busy timeout) and bring its schema up to date."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30)
+    db = Database(conn)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    if migrate:
+        migrations.apply(db)
+    return db
+
+
+# --- tickets, events, snapshots -------------------------------------------------------------
+
+def get_ticket(db: Database, portal: str, source: str, source_id: str) -> dict | None:
+    rows = list(db.query(
+        "select * from tickets where portal = ? and source = ? and source_id = ?",
+        [portal, source, str(source_id)]))
+    return rows[0] if rows else None
+
+
+def save_bundle(db: Database, bundle: Bundle, observed_at: int | None = None) -> bool:
+    """Write one ticket with its events and snapshot. Returns True when the snapshot is new.
+
+    The caller may wrap many calls in one ``db.atomic()``; nested blocks become savepoints.
+    """
+    observed_at = int(observed_at if observed_at is not None else time.time())
+    t = bundle.ticket
+    row = t.row()
+    row["synced_at"] = observed_at
+    with db.atomic():
+        db["tickets"].upsert(row, pk=("portal", "source", "source_id"))
+        if bundle.events:
+            db["events"].insert_all((e.row() for e in bundle.events),
+                                    pk=("portal", "source", "source_id", "key"), ignore=True)
+        h = snapshot_hash(bundle.snapshot)
+        seen = db.execute(
+            "select 1 from snapshots where portal = ? and source = ? and source_id = ? and hash = ?",
+            [t.portal, t.source, t.source_id, h]).fetchone()
+        if not seen:
+            db["snapshots"].insert({
+                "portal": t.portal, "source": t.source, "source_id": t.source_id, "hash": h,
+                "observed_at": observed_at,
+                "data": json.dumps(bundle.snapshot, sort_keys=True, ensure_ascii=False, default=str),
+            }, pk=("portal", "source", "source_id", "hash"))
+    return not seen
+
+
+def add_events(db: Database, events: list[Event]) -> None:
+    if events:
+        db["events"].insert_all((e.row() for e in events),
+                                pk=("portal", "source", "source_id", "key"), ignore=True)
+
+
+def mark_deleted(db: Database, portal: str, source: str, source_ids) -> int:
+    ids = [str(i) for i in source_ids]
+    n = 0
+    with db.atomic():
+        for i in ids:
+            cur = db.execute(
+                "update tickets set deleted = 1 where portal = ? and source = ? and source_id = ?"
+                " and coalesce(deleted, 0) = 0", [portal, source, i])
+            n += cur.rowcount
+    return n
+
+
+def events_for(db: Database, portal: str, source: str, source_id: str) -> list[dict]:
+    return list(db.query(
+        "select * from events where portal = ? and source = ? and source_id = ? order by at, key",
+        [portal, source, str(source_id)]))
+
+
+# --- cursors and settings ------------------------------------------------------------------
+
+def get_cursor(db: Database, portal: str, selector: str, name: str) -> str | None:
+    rows = list(db.query("select value from cursors where portal = ? and selector = ? and name = ?",
+                         [portal, selector, name]))
+    return rows[0]["value"] if rows else None
+
+
+def set_cursor(db: Database, portal: str, selector: str, name: str, value) -> None:
+    db["cursors"].upsert({"portal": portal, "selector": selector, "name": name,
+                          "value": None if value is None else str(value),
+                          "updated_at": int(time.time())}, pk=("portal", "selector", "name"))
+
+
+def get_setting(db: Database, portal: str, key: str, default=None):
+    rows = list(db.query("select value from settings where portal = ? and key = ?", [portal, key]))
+    return json.loads(rows[0]["value"]) if rows else default
+
+
+def set_setting(db: Database, portal: str, key: str, value) -> None:
+    db["settings"].upsert({"portal": portal, "key": key, "value": json.dumps(value, ensure_ascii=False),
+                           "updated_at": int(time.time())}, pk=("portal", "key"))
+
+
+def portals(db: Database) -> list[str]:
+    """Every portal the store knows, from installations and tickets."""
+    found = {r["member_id"] for r in db.query("select member_id from installations")}
+    found |= {r["portal"] for r in db.query("select distinct portal from tickets")}
+    return sorted(found)
+
+
+def ticket_from_row(row: dict) -> Ticket:
+    fields = Ticket.__dataclass_fields__
+    return Ticket(**{k: v for k, v in row.items() if k in fields})

@@ -1,0 +1,5 @@
+"""Embedded report pages, the KPI API, exports and pushes."""
+
+
+def init_app(app) -> None:
+    pass

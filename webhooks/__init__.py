@@ -1,0 +1,5 @@
+"""Install and event endpoints (POST /install, POST /events): verify, store, ack, process later."""
+
+
+def init_app(app) -> None:
+    pass
