@@ -173,3 +173,15 @@ def portals(db: Database) -> list[str]:
 def ticket_from_row(row: dict) -> Ticket:
     fields = Ticket.__dataclass_fields__
     return Ticket(**{k: v for k, v in row.items() if k in fields})
+
+
+@migrations()
+def m_inbox_001(db: Database) -> None:
+    """The event inbox (b24desk/inbox.py): ``POST /events`` writes one row and answers; the worker
+    claims rows (``state`` new -> working -> done/failed) and re-reads the changed objects."""
+    db["inbox"].create({
+        "id": int, "portal": str, "event": str, "received_at": float, "body": str,
+        "state": str, "attempts": int, "claimed_by": str, "claimed_at": float,
+        "error": str, "done_at": float,
+    }, pk="id")
+    db["inbox"].create_index(["state", "portal", "id"])
