@@ -345,6 +345,19 @@ class B24Client:
         return cls(endpoint, is_webhook=True, portal_id=parts.netloc.lower(), **opts)
 
     @classmethod
+    def from_access_token(cls, endpoint: str, access_token: str, **opts) -> "B24Client":
+        """A client for one bare OAuth access token, e.g. the ``AUTH_ID`` of a placement launch
+        (DOCS settings/oauth/simple-way.md): it acts as the viewing user and never refreshes
+        (no store), so a rejected or expired token raises ``AuthError``."""
+        if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https") \
+                or not urlsplit(endpoint).netloc:
+            raise ValueError("the endpoint must look like https://PORTAL/rest/")
+        if not access_token:
+            raise ValueError("the access token is empty")
+        opts.setdefault("portal_id", urlsplit(endpoint).netloc.lower())
+        return cls(endpoint, is_webhook=False, access_token=access_token, **opts)
+
+    @classmethod
     def from_installation(cls, db_path_or_factory, member_id: str, client_id: str | None,
                           client_secret: str | None, oauth_url: str | None = None, **opts) -> "B24Client":
         """The installed app's client for ``member_id``, tokens read from (and rotated in) the store."""
