@@ -1,0 +1,190 @@
+"""Turns the KPI report JSON (kpi.md section 6) into what a page shows: cards, deltas, formatted values.
+
+Pure functions over the engine's output; no KPI maths here beyond the delta of two numbers the
+engine already computed. Formatting follows the viewer's language (decimal comma in Russian).
+"""
+from __future__ import annotations
+
+import math
+
+from .i18n import kpi_label, t
+
+DURATIONS = ("first_response_time", "first_response_time_business", "resolution_time",
+             "resolution_time_business", "handle_time", "requester_wait_time", "agent_wait_time")
+SHARES_EXTRA = ("csat", "ces")          # shares whose key does not end in _share
+SCORES = ("nps", "task_efficiency")     # plain numbers on a fixed scale
+# The cards, in the order a support manager reads them; anything else the engine adds follows.
+CARD_ORDER = (
+    "tickets_total", "first_response_time", "resolution_time", "resolved_count", "backlog",
+    "overdue_share", "fcr_share", "csat", "nps", "unanswered_share", "resolved_share",
+    "tickets_per_day", "overdue_count", "transferred_share", "transfers_per_ticket", "reopen_share",
+    "one_touch_share", "repeat_contact_share", "contacts_per_customer", "tickets_per_agent_day",
+    "correctly_qualified_share", "interactions_per_ticket", "handle_time", "rated_share", "ces",
+    "callback_share", "task_efficiency", "requester_wait_time", "agent_wait_time",
+    "first_response_time_business", "resolution_time_business",
+)
+NOT_CARDS = ("resolved_by_priority", "top_agents", "ccei")
+
+
+def kind(key: str) -> str:
+    if key in DURATIONS or key.endswith("_time") or key.endswith("_time_business"):
+        return "duration"
+    if key.endswith("_share") or key in SHARES_EXTRA:
+        return "share"
+    if key in ("tickets_total", "resolved_count", "backlog", "overdue_count"):
+        return "count"
+    return "number"
+
+
+def headline(key: str, value):
+    """The one number a card shows for ``value``: ``avg`` of a duration, the share of a share."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return None if isinstance(value, float) and math.isnan(value) else value
+    if isinstance(value, dict):
+        for k in ("avg", "value", "share", "team", "mean", "total"):
+            if k in value:
+                return headline(key, value[k])
+    return None
+
+
+def sample_size(entry: dict) -> int | None:
+    """The ``n`` a card shows: the engine's own ``n``/``count`` where given."""
+    if not isinstance(entry, dict):
+        return None
+    for k in ("n", "count"):
+        if isinstance(entry.get(k), int):
+            return entry[k]
+    v = entry.get("value")
+    if isinstance(v, dict):
+        for k in ("count", "n"):
+            if isinstance(v.get(k), int):
+                return v[k]
+    return None
+
+
+def _num(x: float, digits: int, lang: str) -> str:
+    s = f"{x:,.{digits}f}".replace(",", "\u202f")
+    if digits:
+        s = s.rstrip("0").rstrip(".") if "." in s else s
+    return s.replace(".", ",") if lang == "ru" else s
+
+
+def fmt_duration(seconds, lang: str) -> str:
+    if seconds is None:
+        return "—"
+    s = float(seconds)
+    sign = "−" if s < 0 else ""
+    s = abs(s)
+    units = [(86400, "days_short"), (3600, "hours_short"), (60, "minutes_short"), (1, "seconds_short")]
+    parts = []
+    for size, name in units:
+        if s >= size or (size == 1 and not parts):
+            q = int(s // size) if size > 1 else int(round(s))
+            if q or size == 1:
+                parts.append(f"{q}\u00a0{t(name, lang)}")
+            s -= q * size
+        if len(parts) == 2:
+            break
+    return sign + " ".join(parts)
+
+
+def fmt_value(key: str, value, lang: str) -> str:
+    """A KPI's headline value as text: ``8 min 20 s``, ``12.5 %``, ``1 204``."""
+    v = headline(key, value)
+    if v is None:
+        return "—"
+    k = kind(key)
+    if k == "duration":
+        return fmt_duration(v, lang)
+    if k == "share":
+        return _num(v * 100, 1, lang) + "\u00a0%"
+    if k == "count":
+        return _num(v, 0, lang)
+    return _num(v, 2 if abs(v) < 100 else 1, lang)
+
+
+def delta(key: str, entry: dict) -> dict | None:
+    """Change against the previous period: ``{"diff", "pct", "arrow", "good"}``, or None.
+
+    ``good`` is True/False when the entry (or its target) says which direction is better,
+    None when neither does (the arrow then shows neutral)."""
+    cur, prev = headline(key, entry.get("value")), headline(key, entry.get("previous"))
+    if cur is None or prev is None:
+        return None
+    diff = cur - prev
+    pct = (diff / prev) if prev else None
+    arrow = "up" if diff > 0 else "down" if diff < 0 else "flat"
+    direction = entry.get("direction")
+    good = None
+    if direction in ("higher", "lower") and diff:
+        good = (diff > 0) == (direction == "higher")
+    return {"diff": diff, "pct": pct, "arrow": arrow, "good": good}
+
+
+def fmt_delta(key: str, d: dict | None, lang: str) -> str:
+    if not d:
+        return ""
+    k = kind(key)
+    diff = d["diff"]
+    sign = "+" if diff > 0 else "−" if diff < 0 else "±"
+    if k == "duration":
+        body = fmt_duration(abs(diff), lang)
+    elif k == "share":
+        body = _num(abs(diff) * 100, 1, lang) + (" п.п." if lang == "ru" else " pp")
+    elif k == "count":
+        body = _num(abs(diff), 0, lang)
+    else:
+        body = _num(abs(diff), 2, lang)
+    return f"{sign}{body}"
+
+
+def fmt_target(key: str, entry: dict, lang: str) -> str:
+    target = entry.get("target")
+    if isinstance(target, dict):
+        target = target.get("target", target.get("value"))
+    if target is None:
+        return ""
+    return fmt_value(key, target, lang)
+
+
+def cards(report: dict, lang: str, directions: dict | None = None, team: dict | None = None) -> list[dict]:
+    """Every scalar KPI of ``report`` as a card; ``team`` (an agent's team report) adds its value."""
+    kpis = report.get("kpis") or {}
+    keys = [k for k in CARD_ORDER if k in kpis] + sorted(k for k in kpis if k not in CARD_ORDER and k not in NOT_CARDS)
+    out = []
+    team_kpis = (team or {}).get("kpis") or {}
+    for key in keys:
+        entry = kpis.get(key) or {}
+        if not isinstance(entry, dict):
+            entry = {"value": entry}
+        if isinstance(entry.get("value"), list):
+            continue
+        entry = dict(entry)
+        if "direction" not in entry and directions and key in directions:
+            entry["direction"] = directions[key]
+        d = delta(key, entry)
+        status = entry.get("status") or "grey"
+        out.append({
+            "key": key, "label": kpi_label(key, lang), "kind": kind(key),
+            "value": fmt_value(key, entry.get("value"), lang),
+            "raw": headline(key, entry.get("value")),
+            "previous": fmt_value(key, entry.get("previous"), lang),
+            "target": fmt_target(key, entry, lang),
+            "status": status if status in ("green", "yellow", "red", "grey") else "grey",
+            "status_label": t(f"status_{status}" if status in ("green", "yellow", "red", "grey") else "status_grey", lang),
+            "delta": d, "delta_text": fmt_delta(key, d, lang),
+            "n": sample_size(entry),
+            "team": fmt_value(key, (team_kpis.get(key) or {}).get("value"), lang) if team else None,
+        })
+    return out
+
+
+def directions_from_config(config: dict | None) -> dict:
+    """``{kpi: "higher"|"lower"}`` from the config's ``[targets]`` table."""
+    out = {}
+    for key, spec in ((config or {}).get("targets") or {}).items():
+        if isinstance(spec, dict) and spec.get("direction") in ("higher", "lower"):
+            out[key] = spec["direction"]
+    return out
