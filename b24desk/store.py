@@ -185,3 +185,20 @@ def m_inbox_001(db: Database) -> None:
         "error": str, "done_at": float,
     }, pk="id")
     db["inbox"].create_index(["state", "portal", "id"])
+
+
+@migrations()
+def m_push_001(db: Database) -> None:
+    """Pushes (b24desk/sentlog.py, b24desk/alerts.py): ``push_log`` is the exactly-once sent-log,
+    one row per (portal, report, period, channel, target) written *before* the call (``pending``)
+    and marked ``sent`` after it; ``alert_state`` is the last status each alert subject was seen in."""
+    db["push_log"].create({
+        "portal": str, "report": str, "period": str, "channel": str, "target": str,
+        "state": str, "marker": str, "method": str, "payload": str, "result": str,
+        "attempts": int, "error": str, "created_at": float, "updated_at": float, "sent_at": float,
+    }, pk=("portal", "report", "period", "channel", "target"))
+    db["push_log"].create_index(["portal", "state"])
+    db["alert_state"].create({
+        "portal": str, "level": str, "subject": str, "kpi": str, "status": str,
+        "alerted": int, "episode": int, "value": str, "updated_at": float,
+    }, pk=("portal", "level", "subject", "kpi"))
