@@ -1,0 +1,133 @@
+"""The exactly-once sent-log of pushes (table ``push_log``, migration ``store.m_push_001``).
+
+One row per delivery, keyed by (portal, report, period, channel, target). The protocol:
+
+1. ``begin`` writes the row as ``pending`` -- with the exact method and payload about to be sent
+   and a ``marker`` embedded in the content -- and commits *before* the portal is called;
+2. the call is made;
+3. ``mark_sent`` records the portal's answer (message id, file id...).
+
+A process killed between 2 and 3 leaves a ``pending`` row. The next run must not send it blind:
+it first asks the portal whether the delivery arrived (the caller's per-channel check: the
+marker in the chat's recent messages, the feed post, the Disk file name; a notification with a
+``TAG`` simply replaces itself) and then either adopts what it finds or re-sends the stored
+payload. A ``sent`` row is never sent again; a ``failed`` row (the portal refused the call, so
+nothing arrived) is retried by the next run until ``MAX_ATTEMPTS``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+MAX_ATTEMPTS = 5
+_PK = ("portal", "report", "period", "channel", "target")
+
+
+@dataclass(frozen=True)
+class Key:
+    """Which delivery: ``report`` is ``daily|weekly|monthly`` (or ``alert``), ``period`` its label,
+    ``channel`` ``notify|chat|feed|disk``, ``target`` the recipient (``user:5``, ``chat:12``,
+    ``dept:3``, ``portal``)."""
+
+    portal: str
+    report: str
+    period: str
+    channel: str
+    target: str
+
+    def where(self) -> tuple[str, list]:
+        return " and ".join(f"{c} = ?" for c in _PK), [self.portal, self.report, self.period,
+                                                        self.channel, self.target]
+
+    @property
+    def marker(self) -> str:
+        """A short stable token for this delivery, put into what is sent so a later run can find it."""
+        raw = "|".join((self.portal, self.report, self.period, self.channel, self.target))
+        return "b24d-" + hashlib.sha1(raw.encode()).hexdigest()[:12]
+
+
+def _decode(row: dict | None) -> dict | None:
+    if row is None:
+        return None
+    row = dict(row)
+    for k in ("payload", "result"):
+        if row.get(k):
+            row[k] = json.loads(row[k])
+    return row
+
+
+def get(db: Database, key: Key) -> dict | None:
+    where, args = key.where()
+    rows = list(db.query(f"select * from push_log where {where}", args))
+    return _decode(rows[0]) if rows else None
+
+
+def begin(db: Database, key: Key, method: str, payload: dict) -> dict:
+    """Record the intent to send (``pending``) and commit; an existing row is returned unchanged,
+    so the stored payload -- not a re-rendered one -- is what a retry sends."""
+    now = time.time()
+    with db.conn:
+        db.execute(
+            "insert or ignore into push_log (portal, report, period, channel, target, state, marker,"
+            " method, payload, attempts, created_at, updated_at) values (?,?,?,?,?,?,?,?,?,0,?,?)",
+            [key.portal, key.report, key.period, key.channel, key.target, PENDING, key.marker,
+             method, json.dumps(payload, ensure_ascii=False), now, now])
+    return get(db, key)
+
+
+def attempt(db: Database, key: Key) -> None:
+    """Count one call about to be made; the row goes (back) to ``pending`` until it is marked."""
+    where, args = key.where()
+    with db.conn:
+        db.execute(f"update push_log set state = ?, attempts = coalesce(attempts, 0) + 1, updated_at = ?"
+                   f" where {where}", [PENDING, time.time(), *args])
+
+
+def mark_sent(db: Database, key: Key, result) -> None:
+    where, args = key.where()
+    now = time.time()
+    with db.conn:
+        db.execute(f"update push_log set state = ?, result = ?, error = null, updated_at = ?, sent_at = ?"
+                   f" where {where}", [SENT, json.dumps(result, ensure_ascii=False, default=str), now, now, *args])
+
+
+def mark_failed(db: Database, key: Key, error: str) -> None:
+    """The portal refused the call (nothing arrived): a later run may retry it."""
+    where, args = key.where()
+    with db.conn:
+        db.execute(f"update push_log set state = ?, error = ?, updated_at = ? where {where}",
+                   [FAILED, str(error)[:2000], time.time(), *args])
+
+
+def note_error(db: Database, key: Key, error: str) -> None:
+    """An ambiguous failure (the call may or may not have arrived): stays ``pending``."""
+    where, args = key.where()
+    with db.conn:
+        db.execute(f"update push_log set error = ?, updated_at = ? where {where}",
+                   [str(error)[:2000], time.time(), *args])
+
+
+def unfinished(db: Database, portal: str | None = None) -> list[dict]:
+    """``pending`` rows and ``failed`` rows with attempts left, oldest first."""
+    sql = ("select * from push_log where (state = ? or (state = ? and coalesce(attempts, 0) < ?))"
+           + (" and portal = ?" if portal else "") + " order by created_at")
+    args = [PENDING, FAILED, MAX_ATTEMPTS] + ([portal] if portal else [])
+    return [_decode(r) for r in db.query(sql, args)]
+
+
+def entries(db: Database, portal: str, report: str | None = None, period: str | None = None) -> list[dict]:
+    sql, args = "select * from push_log where portal = ?", [portal]
+    if report:
+        sql, args = sql + " and report = ?", args + [report]
+    if period:
+        sql, args = sql + " and period = ?", args + [period]
+    return [_decode(r) for r in db.query(sql + " order by created_at, channel, target", args)]
+
+
+def key_of(row: dict) -> Key:
+    return Key(*(row[c] for c in _PK))
