@@ -8,6 +8,7 @@ import importlib
 
 # module path -> attribute holding a click command
 COMMANDS = [
+    ("b24desk.sync", "sync_command"),
 ]
 
 

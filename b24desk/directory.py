@@ -1,0 +1,112 @@
+"""Users, departments and the portal's clock and calendar, into the store.
+
+- ``user.get`` -> ``users`` (DOCS api-reference/user/user-get.md; bots are never listed there, so
+  ``is_bot`` comes from the config's ``bot_users``);
+- ``department.get`` -> ``departments`` (DOCS api-reference/departments/department-get.md);
+- ``server.time`` -> settings ``portal_utc_offset`` (seconds) and ``clock_skew`` (portal minus our
+  clock, used to place incremental cursors on the portal's clock);
+- ``calendar.settings.get`` -> setting ``portal_calendar`` (work hours, holidays; DOCS
+  api-reference/calendar/calendar-settings-get.md) and ``calendar.user.settings.get`` ->
+  ``portal_timezone`` when it names one.
+
+Everything here is optional for a sync: a portal that refuses a method (scope, plan, a webhook
+without the right) is logged and skipped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime
+
+from .model import parse_time
+from .store import set_setting
+
+log = logging.getLogger("b24desk.directory")
+
+
+def _user_row(portal: str, u: dict, bots: set[str]) -> dict:
+    uid = str(u.get("ID"))
+    deps = u.get("UF_DEPARTMENT") or []
+    if not isinstance(deps, list):
+        deps = [deps]
+    active = u.get("ACTIVE")
+    return {"portal": portal, "id": uid, "name": u.get("NAME") or "", "last_name": u.get("LAST_NAME") or "",
+            "email": u.get("EMAIL") or "",
+            "active": None if active is None else int(active in (True, "Y", "true", 1, "1")),
+            "departments": json.dumps([str(d) for d in deps]), "user_type": u.get("USER_TYPE"),
+            "is_bot": int(uid in bots), "is_admin": None}
+
+
+def _department_row(portal: str, d: dict) -> dict:
+    try:
+        sort = int(d.get("SORT")) if d.get("SORT") not in (None, "") else None
+    except (TypeError, ValueError):
+        sort = None
+    head = d.get("UF_HEAD")
+    return {"portal": portal, "id": str(d.get("ID")), "name": d.get("NAME") or "",
+            "parent": None if d.get("PARENT") in (None, "", "0", 0) else str(d.get("PARENT")),
+            "head": None if head in (None, "", "0", 0) else str(head), "sort": sort}
+
+
+def server_offset(value: str) -> int | None:
+    """``2024-08-05T09:02:13+03:00`` -> 10800 (DOCS api-reference/common/system/server-time.md)."""
+    try:
+        off = datetime.fromisoformat(str(value).replace("Z", "+00:00")).utcoffset()
+    except ValueError:
+        return None
+    return int(off.total_seconds()) if off is not None else None
+
+
+def sync_directory(client, db, portal: str, config: dict | None = None, now=time.time) -> dict:
+    """Refresh users, departments, clock and calendar of ``portal``; returns what was stored."""
+    bots = {str(b) for b in (config or {}).get("bot_users") or []}
+    summary: dict = {"users": 0, "departments": 0}
+    try:
+        users = [_user_row(portal, u, bots) for u in client.list_paged("user.get", {"sort": "ID", "order": "ASC"})
+                 if u.get("ID") is not None]
+        with db.atomic():
+            db["users"].upsert_all(users, pk=("portal", "id"))
+        summary["users"] = len(users)
+    except Exception as exc:
+        log.warning("user.get: %s (users not refreshed)", exc)
+    try:
+        deps = [_department_row(portal, d)
+                for d in client.list_paged("department.get", {"sort": "ID", "order": "ASC"})
+                if d.get("ID") is not None]
+        with db.atomic():
+            db["departments"].upsert_all(deps, pk=("portal", "id"))
+        summary["departments"] = len(deps)
+    except Exception as exc:
+        log.warning("department.get: %s (departments not refreshed)", exc)
+    try:
+        sent = now()
+        res = client.batch({"time": ("server.time", {}), "calendar": ("calendar.settings.get", {}),
+                            "usercal": ("calendar.user.settings.get", {})})
+        got = now()
+        with db.atomic():
+            server = res.results.get("time")
+            if server and "time" not in res.errors:
+                off = server_offset(server)
+                ts = parse_time(server)
+                if off is not None:
+                    set_setting(db, portal, "portal_utc_offset", off)
+                    summary["portal_utc_offset"] = off
+                if ts is not None:
+                    skew = int(round(ts - (sent + got) / 2))
+                    set_setting(db, portal, "clock_skew", skew)
+                    summary["clock_skew"] = skew
+            cal = res.results.get("calendar")
+            if isinstance(cal, dict) and "calendar" not in res.errors:
+                set_setting(db, portal, "portal_calendar", cal)
+                summary["portal_calendar"] = True
+            ucal = res.results.get("usercal")
+            if isinstance(ucal, dict) and ucal.get("timezoneName") and "usercal" not in res.errors:
+                set_setting(db, portal, "portal_timezone", ucal["timezoneName"])
+                summary["portal_timezone"] = ucal["timezoneName"]
+            for name, err in res.errors.items():
+                log.info("%s: %s (skipped)", err.method or name, err)
+            set_setting(db, portal, "directory_synced_at", int(now()))
+    except Exception as exc:
+        log.warning("server.time / calendar: %s (clock and calendar not refreshed)", exc)
+    return summary

@@ -1,0 +1,302 @@
+"""The sync: sources -> store, full then incremental, crash-safe; and the ``flask sync`` command.
+
+Per selector the store keeps three cursors (table ``cursors``):
+
+- ``changed_since``: our clock when the last completed sync started. An incremental sync reads
+  what changed at or after ``changed_since + clock_skew - OVERLAP`` (skew measured from
+  ``server.time``; the overlap absorbs what the skew estimate misses and rows written while the
+  previous run listed);
+- ``full_started`` / ``full_after``: an unfinished full sync and the highest id it committed. A
+  re-run resumes after ``full_after``; ``changed_since`` is only set when the full sync ends.
+
+Every page of bundles is written in one ``db.atomic()`` together with the cursor it completes, so a
+process killed at any instant leaves a prefix of whole pages; events and snapshots are idempotent,
+so the re-run converges on exactly the store a clean run gives.
+
+Deletions: a full sync marks the selector's tickets it did not see (``synced_at`` older than its
+start); an incremental one compares the portal's count for the selector (answered inside the
+listing batch) with the store's and only on a mismatch lists IDs (``select ID``, ~N/2500 requests),
+marking the missing ones deleted and fetching any the store lacks.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+import click
+
+from . import config as b24config
+from .client import AuthError, B24Client, B24Error
+from .directory import sync_directory
+from .sources import SelectorError, configured_selectors, get_source
+from .sources.base import Source, SyncContext
+from .store import get_cursor, get_setting, mark_deleted, open_db, portals, save_bundle, set_cursor
+
+log = logging.getLogger("b24desk.sync")
+
+OVERLAP = 300                    # seconds re-read before the cursor (clock skew, in-flight writes)
+DIRECTORY_MAX_AGE = 24 * 3600    # users/departments/calendar are refreshed at most daily on incremental runs
+LOCK_TTL = 600
+
+
+class SyncBusy(RuntimeError):
+    """Another live process is syncing the same portal."""
+
+
+@dataclass
+class SourceReport:
+    selector: str
+    mode: str = ""                # "full", "resumed", "incremental"
+    saved: int = 0                # tickets written
+    new_snapshots: int = 0
+    deleted: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        extra = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return (f"{self.selector}: {self.mode}, {self.saved} tickets saved, {self.new_snapshots} new snapshots, "
+                f"{self.deleted} deleted, {self.requests} requests, {self.seconds:.1f}s{extra}")
+
+
+# --- locking ------------------------------------------------------------------------------------
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True                  # another machine's process: trust its expiry only
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_lock(db, name: str, ttl: float = LOCK_TTL) -> None:
+    """Take ``name`` in the ``locks`` table, stealing it from an expired or dead owner."""
+    me, now = _owner(), time.time()
+    with db.atomic():
+        rows = list(db.query("select owner, expires_at from locks where name = ?", [name]))
+        if rows and rows[0]["owner"] != me and rows[0]["expires_at"] > now and _alive(rows[0]["owner"]):
+            raise SyncBusy(f"another sync of this portal is running ({rows[0]['owner']})")
+        db["locks"].upsert({"name": name, "owner": me, "expires_at": now + ttl}, pk="name")
+
+
+def release_lock(db, name: str) -> None:
+    with db.atomic():
+        db.execute("delete from locks where name = ? and owner = ?", [name, _owner()])
+
+
+# --- one source -----------------------------------------------------------------------------------
+
+def _stored(db, portal: str, source: str, selector: str) -> set[str]:
+    return {r["source_id"] for r in db.query(
+        "select source_id from tickets where portal = ? and source = ? and selector = ? and coalesce(deleted, 0) = 0",
+        [portal, source, selector])}
+
+
+def _save_page(db, page, cursor: tuple | None, report: SourceReport, bar) -> None:
+    now = int(time.time())
+    with db.atomic():
+        for b in page.bundles:
+            if save_bundle(db, b, observed_at=now):
+                report.new_snapshots += 1
+        if cursor is not None:
+            set_cursor(db, *cursor)
+    report.saved += len(page.bundles)
+    if bar is not None:
+        bar.update(len(page.bundles))
+
+
+def sync_source(client, db, portal: str, source: Source, config: dict | None = None, full: bool = False,
+                overlap: int = OVERLAP, progress: bool = False, lock_name: str | None = None) -> SourceReport:
+    """Bring one selector up to date: full (or resumed full) when needed, else incremental."""
+    sel = source.selector.raw
+    report = SourceReport(sel)
+    before, t0 = getattr(client, "requests_sent", 0), time.monotonic()
+    ctx = SyncContext(portal=portal, db=db, config=config or {})
+    changed_since = get_cursor(db, portal, sel, "changed_since")
+    full_started = get_cursor(db, portal, sel, "full_started")
+    after = get_cursor(db, portal, sel, "full_after")
+    bar = _bar(sel, progress)
+    try:
+        if full or changed_since is None or full_started is not None:
+            if full or full_started is None:
+                full_started, after = str(int(time.time())), None
+                with db.atomic():
+                    set_cursor(db, portal, sel, "full_started", full_started)
+                    set_cursor(db, portal, sel, "full_after", None)
+            report.mode = "resumed" if after else "full"
+            for page in source.full(client, ctx, after_id=after):
+                _save_page(db, page, (portal, sel, "full_after", page.last_id) if page.last_id else None,
+                           report, bar)
+                _refresh_lock(db, lock_name)
+            with db.atomic():
+                gone = [r["source_id"] for r in db.query(
+                    "select source_id from tickets where portal = ? and source = ? and selector = ?"
+                    " and coalesce(deleted, 0) = 0 and synced_at < ?",
+                    [portal, source.source, sel, int(full_started)])]
+                report.deleted = mark_deleted(db, portal, source.source, gone)
+                set_cursor(db, portal, sel, "changed_since", full_started)
+                set_cursor(db, portal, sel, "full_started", None)
+                set_cursor(db, portal, sel, "full_after", None)
+        else:
+            report.mode = "incremental"
+            started = int(time.time())
+            skew = int(get_setting(db, portal, "clock_skew", 0) or 0)
+            since = int(changed_since) + skew - overlap
+            for page in source.incremental(client, ctx, since):
+                _save_page(db, page, None, report, bar)
+                _refresh_lock(db, lock_name)
+            total = source.count(client)
+            stored = _stored(db, portal, source.source, sel)
+            if total is not None and total != len(stored):
+                report.notes.append(f"portal has {total}, store {len(stored)}: reconciled by id")
+                ids = source.list_ids(client)
+                report.deleted = mark_deleted(db, portal, source.source, stored - ids)
+                for page in source.fetch_ids(client, ctx, ids - stored):
+                    _save_page(db, page, None, report, bar)
+            with db.atomic():
+                set_cursor(db, portal, sel, "changed_since", started)
+    finally:
+        if bar is not None:
+            bar.close()
+        report.requests = getattr(client, "requests_sent", 0) - before
+        report.seconds = time.monotonic() - t0
+    return report
+
+
+def _refresh_lock(db, name: str | None) -> None:
+    if name:
+        with db.atomic():
+            db.execute("update locks set expires_at = ? where name = ? and owner = ?",
+                       [time.time() + LOCK_TTL, name, _owner()])
+
+
+def _bar(selector: str, enabled: bool):
+    """A tqdm bar on a terminal; nothing when stderr is piped or progress is off."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    return tqdm(desc=selector, unit=" tickets", file=sys.stderr, leave=True)
+
+
+# --- many sources -----------------------------------------------------------------------------------
+
+def run_sync(client, db, selectors=None, config: dict | None = None, full: bool = False,
+             progress: bool = False, overlap: int = OVERLAP, directory: bool | None = None) -> list[SourceReport]:
+    """Sync ``selectors`` (default: the config's ``sources``) of the client's portal into ``db``.
+
+    ``directory``: refresh users/departments/clock/calendar (default: on a full sync, or when the
+    last refresh is older than a day). Raises ``SelectorError`` for a bad selector before any call,
+    ``SyncBusy`` when another process is syncing the same portal.
+    """
+    config = config if config is not None else b24config.load_config()
+    selectors = list(selectors or configured_selectors(config) or ["tasks"])
+    sources = [get_source(s, config) for s in selectors]      # refuse bad selectors before any call
+    portal = client.portal_id
+    lock = f"sync:{portal}"
+    acquire_lock(db, lock)
+    try:
+        last = get_setting(db, portal, "directory_synced_at")
+        if directory or (directory is None and (full or not last or time.time() - last > DIRECTORY_MAX_AGE)):
+            sync_directory(client, db, portal, config)
+        return [sync_source(client, db, portal, src, config, full=full, overlap=overlap, progress=progress,
+                            lock_name=lock) for src in sources]
+    finally:
+        release_lock(db, lock)
+
+
+def refresh_tickets(client, db, selector: str, ids, config: dict | None = None) -> int:
+    """Re-read the given tickets of ``selector`` now (an event said they changed); returns how many."""
+    source = get_source(selector, config)
+    ctx = SyncContext(portal=client.portal_id, db=db, config=config or {})
+    report = SourceReport(selector)
+    for page in source.fetch_ids(client, ctx, [str(i) for i in ids]):
+        _save_page(db, page, None, report, None)
+    return report.saved
+
+
+def forget_tickets(db, portal: str, selector: str, ids, config: dict | None = None) -> int:
+    """Mark tickets deleted (an ``ON...DELETE`` event); returns how many were live."""
+    return mark_deleted(db, portal, get_source(selector, config).source, [str(i) for i in ids])
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+def _client(webhook: str | None, member_id: str | None, db_path: str) -> B24Client:
+    if webhook and member_id:
+        raise click.UsageError("give --webhook or --portal, not both")
+    if webhook:
+        try:
+            return B24Client.from_webhook(webhook)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--webhook") from None
+    if not member_id:
+        db = open_db(db_path)
+        try:
+            known = [p for p in portals(db)
+                     if list(db.query("select 1 from installations where member_id = ?", [p]))]
+        finally:
+            db.conn.close()
+        if len(known) != 1:
+            raise click.UsageError("give --webhook URL (or B24DESK_WEBHOOK) or --portal MEMBER_ID"
+                                   + (f"; installed portals: {', '.join(known)}" if known else ""))
+        member_id = known[0]
+    return B24Client.from_installation(db_path, member_id, b24config.env("B24DESK_CLIENT_ID"),
+                                       b24config.env("B24DESK_CLIENT_SECRET"), b24config.env("B24DESK_OAUTH_URL"))
+
+
+@click.command("sync")
+@click.option("--webhook", envvar="B24DESK_WEBHOOK", help="Inbound webhook URL https://PORTAL/rest/USER/SECRET/.")
+@click.option("--portal", "member_id", help="member_id of an installed portal (uses the app's stored tokens).")
+@click.option("--db", "db_path", envvar="B24DESK_DB", help="SQLite store (default instance/b24desk.db).")
+@click.option("--source", "selectors", multiple=True, metavar="SEL",
+              help="tasks | tasks:group=ID | deals | deals:category=ID | crm:TYPE | crm:TYPE:category=ID "
+                   "(repeatable; default: the config's sources).")
+@click.option("--full", is_flag=True, help="Re-read everything instead of what changed since the last sync.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+def sync_command(webhook, member_id, db_path, selectors, full, quiet):
+    """Sync tickets from a Bitrix24 portal into the store (full first, then incremental)."""
+    db_path = b24config.db_path(db_path)
+    config = b24config.load_config()
+    try:
+        for s in selectors:
+            get_source(s, config)
+    except SelectorError as exc:
+        raise click.BadParameter(str(exc), param_hint="--source") from None
+    try:
+        client = _client(webhook, member_id, db_path)
+    except AuthError as exc:
+        raise click.ClickException(str(exc)) from None
+    db = open_db(db_path)
+    try:
+        reports = run_sync(client, db, selectors or None, config, full=full, progress=not quiet)
+    except (SyncBusy, SelectorError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except AuthError as exc:
+        raise click.ClickException(f"the portal refused our credentials: {exc}") from None
+    except B24Error as exc:
+        raise click.ClickException(f"sync stopped, nothing half-written (re-run to resume): {exc}") from None
+    finally:
+        db.conn.close()
+        client.close()
+    if not quiet:
+        for r in reports:
+            click.echo(r.line())
+
+
+if __name__ == "__main__":      # python -m b24desk.sync (the same options as ``flask sync``)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sync_command()
