@@ -1,0 +1,372 @@
+"""The KPI maths: pure functions over ticket rows and their event logs (kpi.md sections 2-3).
+
+Two steps, so that a breakdown is just the second step run on a subset:
+
+1. ``ticket_facts(ticket, events, start, end, ctx)`` replays one ticket's log up to ``end`` (the
+   period's ``to``) and returns what the KPIs need *as of* ``end``: populations (C, R, A, backlog),
+   first reply, transfers, reopens, the responsible, type/priority/deadline, overdue, time per
+   status bucket. Nothing after ``end`` changes the answer, except the customer scores on the
+   ticket row (rating, NPS, CES), which count as known now.
+2. ``aggregate(facts, start, end, ctx)`` turns a list of facts into every KPI value.
+
+Events are tuples ``(at, kind, actor_id, field, from_value, to_value)`` sorted by time; tickets
+are store rows (dicts). Resolutions are deduplicated by a small state machine, so a source that
+emits both ``status`` and ``resolved`` events, or ``resolved`` on 4 and again on 5, gives one
+resolution (the first entry into a closed state after the last reopen).
+"""
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+
+from ..model import (ASSIGNED, CALL_OUT, COMMENT, CUSTOMER_MESSAGE, ESCALATED, FIELD_CHANGED,
+                     OPEN, PRIORITIES, REJECTED, REJECTED_EV, REOPENED, REPLY, RESOLVED, RESOLVED_EV,
+                     STATUS, parse_time)
+from .calendar import WorkCalendar
+from .stats import mean, share, summary
+
+# kpi.md section 1, default mapping for tasks: 4 (awaiting control) and 5 (completed) are resolved.
+DEFAULT_STATUS_STATES = {
+    "task": {"1": OPEN, "2": OPEN, "3": OPEN, "4": RESOLVED, "5": RESOLVED, "6": OPEN, "7": REJECTED},
+}
+DEFAULT_STATUS_BUCKETS = {"task": {"2": "work", "3": "work", "4": "done", "5": "done",
+                                   "6": "wait_third_party"}}
+NO_USER = (None, "", "0")
+INTERACTIONS = (REPLY, CUSTOMER_MESSAGE, COMMENT)
+TOP_AGENTS = 10
+
+# Every KPI key of kpi.md section 3, in display order, plus the business-time variants.
+KPI_KEYS = (
+    "tickets_total", "tickets_per_day", "first_response_time", "first_response_time_business",
+    "unanswered_share", "resolution_time", "resolution_time_business", "resolved_count",
+    "resolved_share", "backlog", "overdue_count", "overdue_share", "transferred_share",
+    "transfers_per_ticket", "resolved_by_priority", "fcr_share", "reopen_share",
+    "correctly_qualified_share", "repeat_contact_share", "contacts_per_customer",
+    "tickets_per_agent_day", "interactions_per_ticket", "handle_time", "rated_share", "csat", "nps",
+    "ces", "callback_share", "one_touch_share", "task_efficiency", "requester_wait_time",
+    "requester_wait_time_business", "agent_wait_time", "agent_wait_time_business", "top_agents", "ccei",
+)
+DURATION_KPIS = frozenset({
+    "first_response_time", "first_response_time_business", "resolution_time",
+    "resolution_time_business", "handle_time", "requester_wait_time", "requester_wait_time_business",
+    "agent_wait_time", "agent_wait_time_business",
+})
+
+
+@dataclass
+class Context:
+    """Everything the maths needs besides the rows: calendar, SLA, mappings, who is an agent."""
+
+    calendar: WorkCalendar
+    sla_resolution: dict = field(default_factory=dict)       # priority -> business seconds
+    status_states: dict = field(default_factory=lambda: DEFAULT_STATUS_STATES)
+    status_buckets: dict = field(default_factory=lambda: DEFAULT_STATUS_BUCKETS)
+    bots: frozenset = frozenset()
+    support_members: frozenset | None = None                 # None: everyone may be an agent
+    user_department: dict = field(default_factory=dict)      # user id -> first department id
+    repeat_window: int = 30 * 86400
+    # customer -> sorted created_at of every ticket in the report's source scope (repeat contacts)
+    customer_history: dict = field(default_factory=dict)
+
+    def is_agent(self, user, author=None) -> bool:
+        """kpi.md section 1: not the author, not the system or a bot, in the support departments."""
+        if user in NO_USER or user == author or user in self.bots:
+            return False
+        return self.support_members is None or user in self.support_members
+
+
+class Facts:
+    """One ticket as of the end of a period (see module docstring)."""
+
+    __slots__ = ("t", "in_c", "in_r", "in_a", "open_at_end", "state", "close_at", "resolution_at",
+                 "first_reply", "replies", "interactions", "transfers", "reopens", "requalified",
+                 "callback", "resp_created", "resp_end", "type", "priority", "deadline", "overdue",
+                 "work", "wait_customer", "work_b", "wait_customer_b")
+
+
+def _close(f: Facts, kind: str, at: int) -> None:
+    if f.state == kind:
+        return                                  # 4 -> 5, or a resolved event beside its status event
+    f.state = kind
+    f.close_at = at
+    f.resolution_at = at if kind == RESOLVED else None
+
+
+def ticket_facts(t: dict, events: list, start: int, end: int, ctx: Context) -> Facts | None:
+    """Replay ``events`` up to ``end``; None when the ticket is in none of the period's populations."""
+    created = t["created_at"] or 0
+    if created >= end:
+        return None
+    f = Facts()
+    f.t = t
+    f.state, f.close_at, f.resolution_at = OPEN, None, None
+    f.first_reply, f.replies, f.interactions, f.transfers, f.reopens = None, 0, 0, 0, 0
+    f.requalified, f.callback = False, False
+    author = t["author_id"]
+    source = t["source"]
+    states = ctx.status_states.get(source)
+    state_at_start = None if created < start else OPEN
+    reopened_in = False
+    first_assign = None
+    resp_end = None
+    after: dict = {}            # field -> its value as of ``end`` (from the first change after it)
+    statuses = []               # (at, from, to) for time per status bucket
+    calls = []
+    for at, kind, actor, fld, fv, tv in events:
+        if at >= end:
+            if kind == FIELD_CHANGED and fld not in after:
+                after[fld] = fv
+            elif kind == ASSIGNED and "responsible" not in after:
+                after["responsible"] = fv
+                if first_assign is None:
+                    first_assign = (fv, tv, at)
+            continue
+        if state_at_start is None and at >= start:
+            state_at_start = f.state
+        if kind == REPLY:
+            if actor is None or ctx.is_agent(actor, author):
+                f.replies += 1
+                if f.first_reply is None:
+                    f.first_reply = at
+            f.interactions += 1
+        elif kind == CUSTOMER_MESSAGE or kind == COMMENT:
+            f.interactions += 1
+        elif kind == RESOLVED_EV:
+            _close(f, RESOLVED, at)
+        elif kind == REJECTED_EV:
+            _close(f, REJECTED, at)
+        elif kind == REOPENED or kind == STATUS:
+            target = OPEN if kind == REOPENED else (states.get(tv) if states else None)
+            if kind == STATUS:
+                statuses.append((at, fv, tv))
+            if target == OPEN:
+                if f.state != OPEN:
+                    f.state = OPEN
+                    f.reopens += 1
+                    if at >= start:
+                        reopened_in = True
+            elif target is not None:
+                _close(f, target, at)
+        elif kind == ASSIGNED:
+            if first_assign is None:
+                first_assign = (fv, tv, at)
+            if fv not in NO_USER and fv != tv:
+                f.transfers += 1
+            resp_end = tv
+        elif kind == ESCALATED:
+            f.transfers += 1
+        elif kind == FIELD_CHANGED:
+            if fld == "type" and fv not in (None, "") and fv != tv:
+                f.requalified = True
+        elif kind == CALL_OUT:
+            calls.append(at)
+    if state_at_start is None:
+        state_at_start = f.state
+
+    in_c = created >= start
+    f.in_c = in_c
+    f.open_at_end = f.state == OPEN
+    f.in_a = in_c or state_at_start == OPEN or reopened_in
+    f.in_r = f.state == RESOLVED and f.resolution_at is not None and f.resolution_at >= start
+    if not f.in_a and not f.in_r:
+        return None
+
+    # The responsible at creation and as of ``end`` (kpi.md: the first assignment is no transfer).
+    current = t["responsible_id"]
+    if first_assign is None:
+        f.resp_created = current
+    elif first_assign[0] not in NO_USER:
+        f.resp_created = first_assign[0]
+    else:
+        f.resp_created = first_assign[1] if first_assign[2] < end else None
+    if resp_end is None:
+        resp_end = after["responsible"] if "responsible" in after else current
+    f.resp_end = resp_end if resp_end not in ("", "0") else None
+
+    f.type = after["type"] if "type" in after else t["type"]
+    pr = after.get("priority") if after.get("priority") in PRIORITIES else t["priority"]
+    f.priority = pr or "normal"
+    deadline = parse_time(after["deadline"]) if "deadline" in after else t["deadline"]
+    if deadline is None:
+        secs = ctx.sla_resolution.get(f.priority)
+        if secs is not None:
+            deadline = ctx.calendar.add_business_seconds(created, int(secs))
+    f.deadline = deadline
+    stop = f.close_at if f.state != OPEN else end
+    f.overdue = f.in_a and deadline is not None and deadline < stop
+    f.callback = f.in_r and any(c > f.resolution_at for c in calls)
+
+    f.work = f.wait_customer = f.work_b = f.wait_customer_b = None
+    if f.in_r and statuses:
+        buckets = ctx.status_buckets.get(source) or {}
+        work = wait = work_b = wait_b = 0
+        cal = ctx.calendar
+        seg_from, seg_status = created, statuses[0][1]
+        stop = f.resolution_at
+        for at, _fv, tv in statuses + [(stop, None, None)]:
+            a, b = max(seg_from, created), min(at, stop)
+            if b > a:
+                bucket = buckets.get(seg_status)
+                if bucket == "work":
+                    work += b - a
+                    work_b += cal.business_seconds(a, b)
+                elif bucket == "wait_customer":
+                    wait += b - a
+                    wait_b += cal.business_seconds(a, b)
+            if at >= stop:
+                break
+            seg_from, seg_status = at, tv
+        f.work, f.wait_customer, f.work_b, f.wait_customer_b = work, wait, work_b, wait_b
+    return f
+
+
+# --- step 2: aggregation -------------------------------------------------------------------
+
+class Value:
+    """A KPI's value with the number of tickets it rests on (for min_n) and optional detail."""
+
+    __slots__ = ("value", "n", "detail")
+
+    def __init__(self, value, n: int = 0, detail: dict | None = None):
+        self.value, self.n, self.detail = value, n, detail
+
+
+def _dur(values) -> Value:
+    s = summary(values)
+    return Value(s, s["count"] if s else 0)
+
+
+def _share(hits: int, total: int) -> Value:
+    return Value(share(hits, total), total)
+
+
+def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
+              users: dict | None = None) -> dict:
+    """Every KPI of kpi.md section 3 (except ``ccei``, see ccei.py) over ``facts``."""
+    cal = ctx.calendar
+    C = [f for f in facts if f.in_c]
+    R = [f for f in facts if f.in_r]
+    A = [f for f in facts if f.in_a]
+    nC, nR, nA = len(C), len(R), len(A)
+    out: dict[str, Value] = {}
+
+    out["tickets_total"] = Value(nC, nC)
+    out["tickets_per_day"] = Value(nC / days if days else None, nC)
+    answered = [f for f in C if f.first_reply is not None]
+    out["first_response_time"] = _dur(max(0, f.first_reply - f.t["created_at"]) for f in answered)
+    out["first_response_time_business"] = _dur(
+        max(0, cal.business_seconds(f.t["created_at"], f.first_reply)) for f in answered)
+    out["unanswered_share"] = _share(sum(1 for f in C if f.first_reply is None and f.state == OPEN), nC)
+
+    out["resolution_time"] = _dur(f.resolution_at - f.t["created_at"] for f in R)
+    out["resolution_time_business"] = _dur(
+        max(0, cal.business_seconds(f.t["created_at"], f.resolution_at)) for f in R)
+    out["resolved_count"] = Value(nR, nR)
+    out["resolved_share"] = _share(sum(1 for f in C if f.state == RESOLVED), nC)
+    backlog = sum(1 for f in facts if f.open_at_end)
+    out["backlog"] = Value(backlog, backlog)
+
+    with_deadline = [f for f in A if f.deadline is not None]
+    overdue = sum(1 for f in with_deadline if f.overdue)
+    out["overdue_count"] = Value(overdue, len(with_deadline))
+    out["overdue_share"] = _share(overdue, len(with_deadline))
+    out["transferred_share"] = _share(sum(1 for f in C if f.transfers), nC)
+    out["transfers_per_ticket"] = Value(mean(f.transfers for f in C), nC)
+
+    by_pr_r, by_pr_c, by_pr_c_res = ({p: 0 for p in PRIORITIES} for _ in range(3))
+    for f in R:
+        by_pr_r[f.priority] = by_pr_r.get(f.priority, 0) + 1
+    for f in C:
+        by_pr_c[f.priority] = by_pr_c.get(f.priority, 0) + 1
+        by_pr_c_res.setdefault(f.priority, 0)
+        if f.state == RESOLVED:
+            by_pr_c_res[f.priority] += 1
+    out["resolved_by_priority"] = Value(by_pr_r, nR, {
+        "created": by_pr_c,
+        "resolved_share": {p: share(by_pr_c_res.get(p, 0), n) for p, n in by_pr_c.items()}})
+
+    out["fcr_share"] = _share(sum(1 for f in R if f.replies <= 1 and not f.transfers and not f.reopens), nR)
+    out["reopen_share"] = _share(sum(1 for f in R if f.reopens), nR)
+    out["correctly_qualified_share"] = _share(sum(1 for f in C if not f.requalified), nC)
+
+    # Repeat contacts: customers of C with another ticket created within the window before one of theirs.
+    customers: dict = {}
+    for f in C:
+        if f.t["customer"] not in (None, ""):
+            customers.setdefault(f.t["customer"], []).append(f.t["created_at"])
+    repeat = 0
+    for cust, times in customers.items():
+        hist = ctx.customer_history.get(cust) or sorted(times)
+        for c in times:
+            if bisect_right(hist, c) - bisect_left(hist, c - ctx.repeat_window) >= 2:
+                repeat += 1
+                break
+    out["repeat_contact_share"] = _share(repeat, len(customers))
+    with_customer = sum(len(v) for v in customers.values())
+    out["contacts_per_customer"] = Value(with_customer / len(customers) if customers else None,
+                                         with_customer)
+
+    wdays = cal.working_days(start, end)
+    per_agent: dict = {}
+    for f in C:
+        if ctx.is_agent(f.resp_created, f.t["author_id"]):
+            per_agent[f.resp_created] = per_agent.get(f.resp_created, 0) + 1
+    rates = {a: n / wdays for a, n in sorted(per_agent.items())} if wdays else {}
+    out["tickets_per_agent_day"] = Value(mean(rates.values()), sum(per_agent.values()),
+                                         {"per_agent": rates, "working_days": wdays})
+
+    out["interactions_per_ticket"] = Value(mean(f.interactions for f in R), nR)
+    out["handle_time"] = _dur(f.t["handle_time"] for f in R)
+    rated = [f.t["rating"] for f in R if f.t["rating"] is not None]
+    out["rated_share"] = _share(len(rated), nR)
+    out["csat"] = Value(share(sum(1 for r in rated if r >= 4), len(rated)), len(rated),
+                        {"avg_rating": mean(rated)})
+    nps = [f.t["nps"] for f in R if f.t["nps"] is not None]
+    out["nps"] = Value(100 * (sum(1 for s in nps if s >= 9) - sum(1 for s in nps if s <= 6)) / len(nps)
+                       if nps else None, len(nps))
+    ces = [f.t["ces"] for f in R if f.t["ces"] is not None]
+    out["ces"] = _share(sum(1 for s in ces if s == 5), len(ces))
+    out["callback_share"] = _share(sum(1 for f in R if f.callback), nR)
+    out["one_touch_share"] = _share(sum(1 for f in R if f.replies <= 1), nR)
+
+    # Bitrix24's task efficiency: 100 - 100·V/P over the active set, per agent and for the team.
+    eff_agents: dict = {}
+    for f in A:
+        if ctx.is_agent(f.resp_end, f.t["author_id"]):
+            p, v = eff_agents.get(f.resp_end, (0, 0))
+            eff_agents[f.resp_end] = (p + 1, v + (1 if f.overdue else 0))
+    team_v = sum(1 for f in A if f.overdue)
+    out["task_efficiency"] = Value(_efficiency(team_v, nA), nA, {
+        "per_agent": {a: _efficiency(v, p) for a, (p, v) in sorted(eff_agents.items())}})
+
+    timed = [f for f in R if f.work is not None]
+    out["requester_wait_time"] = _dur(f.work for f in timed)
+    out["requester_wait_time_business"] = _dur(f.work_b for f in timed)
+    out["agent_wait_time"] = _dur(f.wait_customer for f in timed)
+    out["agent_wait_time_business"] = _dur(f.wait_customer_b for f in timed)
+
+    out["top_agents"] = _top_agents(R, ctx, users or {})
+    return out
+
+
+def _efficiency(overdue: int, total: int) -> float:
+    return 100.0 if total == 0 else max(0.0, 100 - 100 * overdue / total)
+
+
+def _top_agents(R: list, ctx: Context, users: dict) -> Value:
+    by_agent: dict = {}
+    for f in R:
+        if ctx.is_agent(f.resp_end, f.t["author_id"]):
+            by_agent.setdefault(f.resp_end, []).append(f)
+    rows = []
+    for agent, fs in by_agent.items():
+        frt = summary(f.first_reply - f.t["created_at"] for f in fs if f.first_reply is not None)
+        rated = [f.t["rating"] for f in fs if f.t["rating"] is not None]
+        rows.append({
+            "agent": agent, "name": users.get(agent, {}).get("label") or agent, "resolved": len(fs),
+            "frt_median": frt["median"] if frt else None,
+            "csat": share(sum(1 for r in rated if r >= 4), len(rated)),
+            "fcr": share(sum(1 for f in fs if f.replies <= 1 and not f.transfers and not f.reopens), len(fs)),
+        })
+    rows.sort(key=lambda r: (-r["resolved"], str(r["agent"])))
+    return Value(rows[:TOP_AGENTS] if rows else None, len(R))

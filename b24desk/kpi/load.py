@@ -1,0 +1,144 @@
+"""Read what one report needs from the store, and only that (cost grows with the period).
+
+A ticket can matter to ``[start, end)`` only if it was created before ``end`` and was not already
+closed for good before ``start``: ``created_at < end and (closed_at is null or closed_at >= start)``
+(its *current* last close is never earlier than any close or reopen inside the period). That set is
+read as three index ranges: created inside the window (``portal, created_at``), created before it
+and closed since its start, and still open (both ``portal, closed_at, created_at``, a covering
+index added by the ``m_kpi_001`` migration), so the store's history before the window is never
+scanned. Events come by primary key for those tickets only; the customers' earlier tickets for
+repeat contacts are one more ``created_at`` range.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+TICKET_COLUMNS = (
+    "source", "source_id", "type", "priority", "author_id", "customer", "responsible_id",
+    "created_at", "deadline", "resolved_at", "closed_at", "state", "rating", "nps", "ces",
+    "channel", "line", "handle_time", "selector",
+)
+EVENT_COLUMNS = ("at", "kind", "actor_id", "field", "from_value", "to_value")
+
+# Source selectors (shared/spec/interfaces.md) -> the ticket's ``source`` column.
+SELECTOR_SOURCES = {"tasks": "task", "deals": "crm:2", "openlines": "openlines"}
+
+
+@dataclass
+class Loaded:
+    tickets: list = field(default_factory=list)              # dict rows
+    events: dict = field(default_factory=dict)               # (source, source_id) -> [event tuple]
+    customer_history: dict = field(default_factory=dict)     # customer -> sorted created_at
+
+
+def source_clause(sources) -> tuple[str, list]:
+    """SQL condition for ``--source`` selectors: ``tasks`` means every task, ``tasks:group=7`` only
+    the tickets that selector brought in; a raw source (``task``, ``crm:1038``) matches that source."""
+    if not sources:
+        return "", []
+    if isinstance(sources, str):
+        sources = [sources]
+    by_source, by_selector = [], []
+    for sel in sources:
+        sel = str(sel).strip()
+        if not sel:
+            continue
+        if "=" in sel:                                   # a narrowed selector: only what it brought in
+            by_selector.append(sel)
+        elif sel in SELECTOR_SOURCES:
+            by_source.append(SELECTOR_SOURCES[sel])
+        else:                                            # crm:1038, task, crm:2, openlines
+            by_source.append(sel)
+    parts, params = [], []
+    if by_source:
+        parts.append(f"source in ({','.join('?' * len(by_source))})")
+        params += by_source
+    if by_selector:
+        parts.append(f"selector in ({','.join('?' * len(by_selector))})")
+        params += by_selector
+    return (" and (" + " or ".join(parts) + ")") if parts else "", params
+
+
+def load(db, portal: str, start: int, end: int, *, sources=None, repeat_window: int = 30 * 86400) -> Loaded:
+    """Tickets relevant to ``[start, end)`` with their events, and their customers' recent tickets."""
+    src_sql, src_params = source_clause(sources)
+    cols = ", ".join(TICKET_COLUMNS)
+    live = "coalesce(deleted, 0) = 0"
+    sql = (
+        f"select {cols} from tickets where portal = ? and created_at >= ? and created_at < ?"
+        f" and {live}{src_sql}"
+        f" union all select {cols} from tickets where portal = ? and closed_at >= ? and created_at < ?"
+        f" and {live}{src_sql}"
+        f" union all select {cols} from tickets where portal = ? and closed_at is null and created_at < ?"
+        f" and {live}{src_sql}"
+    )
+    params = ([portal, start, end] + src_params + [portal, start, start] + src_params
+              + [portal, start] + src_params)
+    conn = db.conn
+    out = Loaded()
+    cur = conn.execute(sql, params)
+    out.tickets = [dict(zip(TICKET_COLUMNS, row)) for row in cur]
+
+    if out.tickets:
+        keys = json.dumps([[t["source"], t["source_id"]] for t in out.tickets])
+        ev_sql = (
+            "select e.source, e.source_id, e.at, e.key, e.kind, e.actor_id, e.field, e.from_value,"
+            " e.to_value from json_each(?) j join events e on e.portal = ?"
+            " and e.source = json_extract(j.value, '$[0]') and e.source_id = json_extract(j.value, '$[1]')")
+        events: dict = {}
+        for s, sid, at, key, kind, actor, fld, fv, tv in conn.execute(ev_sql, [keys, portal]):
+            events.setdefault((s, sid), []).append((at or 0, key or "", kind, actor, fld, fv, tv))
+        for k, evs in events.items():
+            evs.sort()
+            events[k] = [e[:1] + e[2:] for e in evs]
+        out.events = events
+
+    hist_sql = (f"select customer, created_at from tickets where portal = ? and created_at >= ?"
+                f" and created_at < ? and customer is not null and {live}{src_sql}")
+    history: dict = {}
+    for cust, created in conn.execute(hist_sql, [portal, start - repeat_window, end] + src_params):
+        history.setdefault(cust, []).append(created)
+    for v in history.values():
+        v.sort()
+    out.customer_history = history
+    return out
+
+
+def load_people(db, portal: str) -> tuple[dict, dict]:
+    """Users (id -> {label, departments, is_bot, active}) and departments (id -> {name, parent})."""
+    users, deps = {}, {}
+    if "users" in db.table_names():
+        for r in db.query("select id, name, last_name, departments, is_bot, active from users"
+                          " where portal = ?", [portal]):
+            label = " ".join(x for x in (r["name"], r["last_name"]) if x) or str(r["id"])
+            users[str(r["id"])] = {"label": label, "departments": parse_ids(r["departments"]),
+                                   "is_bot": bool(r["is_bot"]), "active": r["active"]}
+    if "departments" in db.table_names():
+        for r in db.query("select id, name, parent from departments where portal = ?", [portal]):
+            deps[str(r["id"])] = {"name": r["name"] or str(r["id"]),
+                                  "parent": str(r["parent"]) if r["parent"] not in (None, "", "0") else None}
+    return users, deps
+
+
+def parse_ids(value) -> list[str]:
+    """A user's departments as stored: a JSON list (``[5, 7]``) or a comma list (``"5,7"``)."""
+    if value in (None, ""):
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    s = str(value).strip()
+    if s.startswith("["):
+        try:
+            return [str(v) for v in json.loads(s)]
+        except ValueError:
+            pass
+    return [p.strip() for p in s.strip("[]").split(",") if p.strip()]
+
+
+def portal_timezone(db, portal: str) -> str | None:
+    """The time zone saved with the installation (``installations.timezone``), if any."""
+    if "installations" not in db.table_names():
+        return None
+    row = db.execute("select timezone from installations where member_id = ?", [portal]).fetchone()
+    return row[0] if row and row[0] else None

@@ -1,0 +1,201 @@
+"""``build_report``: the machine-readable KPI report of kpi.md section 6 for one period.
+
+It loads the period's tickets (load.py), replays each one as of the end of the period and of the
+previous period (engine.py), aggregates, adds targets and traffic lights (targets.py) and CCEI
+(ccei.py). Everything depends only on the store and the period, never on the clock, so a report
+computed on November 1 and one computed in December are identical.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..config import load_config
+from ..model import PRIORITIES
+from ..store import get_setting
+from . import ccei as ccei_mod
+from . import targets as targets_mod
+from .calendar import PORTAL_CALENDAR_SETTING, build_calendar, calendar_settings
+from .engine import DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Value, aggregate, ticket_facts
+from .filters import GROUP_BY, Filters, Tree, group_key, matcher
+from .load import Loaded, load, load_people, portal_timezone
+from .periods import Period, make_period, zone
+
+SCHEMA = "b24desk.kpi/1"
+
+
+class ReportEnv:
+    """What a portal's reports share: time zone, calendar, people, targets, the maths context.
+
+    Build it once to compute many periods (pushes, alerts) without re-reading settings.
+    """
+
+    def __init__(self, db, portal: str, config: dict | None = None):
+        self.db, self.portal = db, portal
+        self.config = load_config() if config is None else config
+        cal_cfg = self.config.get("calendar") or {}
+        self.tz_name = portal_timezone(db, portal) or cal_cfg.get("timezone") or "Europe/Moscow"
+        self.tz = zone(self.tz_name)
+        portal_cal = get_setting(db, portal, PORTAL_CALENDAR_SETTING)
+        self.calendar = build_calendar(calendar_settings(self.config, portal_cal, self.tz_name))
+        self.users, self.departments = load_people(db, portal)
+        first_dep = {u: d["departments"][0] for u, d in self.users.items() if d["departments"]}
+        self.tree = Tree(self.departments, first_dep)
+        self.stored_targets = get_setting(db, portal, targets_mod.TARGETS_SETTING) or {}
+        bots = {str(u) for u in self.config.get("bot_users") or []}
+        bots |= {u for u, d in self.users.items() if d["is_bot"]}
+        support = [str(d) for d in self.config.get("support_departments") or []]
+        members = None
+        if support:
+            roots = frozenset(support)
+            members = frozenset(u for u, d in self.users.items()
+                                if any(self.tree.within(dep, roots) for dep in d["departments"]))
+        states = {k: dict(v) for k, v in DEFAULT_STATUS_STATES.items()}
+        for src, table in (self.config.get("status_states") or {}).items():
+            states.setdefault(src, {}).update({str(k): v for k, v in table.items()})
+        buckets = {k: dict(v) for k, v in DEFAULT_STATUS_BUCKETS.items()}
+        for src, table in (self.config.get("status_buckets") or {}).items():
+            buckets[src] = {str(k): v for k, v in table.items()}
+        sla = (self.config.get("sla") or {}).get("resolution_business_seconds") or {}
+        self.repeat_window = int(self.config.get("repeat_window_days", 30)) * 86400
+        self.ctx = Context(calendar=self.calendar, sla_resolution=dict(sla), status_states=states,
+                           status_buckets=buckets, bots=frozenset(bots), support_members=members,
+                           user_department=first_dep, repeat_window=self.repeat_window)
+
+    def period(self, date_from, date_to) -> Period:
+        return make_period(date_from, date_to, self.tz)
+
+    def targets_for(self, agent=None, department=None) -> dict:
+        if agent is not None and department is None:
+            department = self.tree.department_of(agent)
+        return targets_mod.resolve(self.config, self.stored_targets, self.tree.chain(department), agent)
+
+
+def _facts(loaded: Loaded, period: Period, ctx: Context, keep) -> list:
+    out = []
+    events = loaded.events
+    for t in loaded.tickets:
+        f = ticket_facts(t, events.get((t["source"], t["source_id"]), ()), period.start, period.end, ctx)
+        if f is not None and (keep is None or keep(f)):
+            out.append(f)
+    return out
+
+
+def _delta(cur, prev):
+    if isinstance(cur, dict) and isinstance(prev, dict) and "avg" in cur and "avg" in prev:
+        cur, prev = cur["avg"], prev["avg"]
+    if isinstance(cur, bool) or isinstance(prev, bool):
+        return None
+    if isinstance(cur, (int, float)) and isinstance(prev, (int, float)):
+        return cur - prev
+    return None
+
+
+def _kpis(cur: dict, prev: dict, targets: dict, ccei_cur: dict, ccei_prev: dict) -> dict:
+    out = {}
+    cur = dict(cur, ccei=Value(ccei_cur["value"], cur["resolved_count"].n))
+    prev = dict(prev, ccei=Value(ccei_prev["value"], prev["resolved_count"].n))
+    for key in KPI_KEYS:
+        c, p = cur[key], prev[key]
+        spec = targets.get(key)
+        entry = {"value": c.value, "previous": p.value, "delta": _delta(c.value, p.value),
+                 "target": spec.get("target") if spec else None,
+                 "status": targets_mod.status(targets_mod.comparable(key, c.value), c.n, spec),
+                 "n": c.n}
+        if c.detail is not None:
+            entry["detail"] = c.detail
+        out[key] = entry
+    return out
+
+
+def _assemble(env, ctx, fc, fp, period, prev, targets, inputs):
+    cur = aggregate(fc, period.start, period.end, period.days, ctx, env.users)
+    old = aggregate(fp, prev.start, prev.end, prev.days, ctx, env.users)
+    cc = ccei_mod.compute(cur, inputs[0], env.config)
+    cp = ccei_mod.compute(old, inputs[1], env.config)
+    cc_out = dict(cc, previous=cp["value"])
+    return _kpis(cur, old, targets, cc, cp), cc_out
+
+
+def build_report(db, portal: str, date_from, date_to, *, filters=None, group_by: str | None = None,
+                 config: dict | None = None, env: ReportEnv | None = None) -> dict:
+    """The section 6 report for ``[date_from, date_to)`` (dates, ISO datetimes, datetimes or unix s).
+
+    ``filters``: a dict like section 6's (source, department, agent, priority, type) or a
+    ``Filters``; ``group_by``: one of agent, department, priority, type, source, channel, which adds
+    ``groups``, each with the same ``kpis`` computed on that group's tickets alone.
+    """
+    if group_by is not None and group_by not in GROUP_BY:
+        raise ValueError(f"unknown group-by {group_by!r} (one of {', '.join(GROUP_BY)})")
+    env = env or ReportEnv(db, portal, config)
+    filters = Filters.of(filters)
+    period = env.period(date_from, date_to)
+    prev = period.previous()
+    sources = filters.sources()
+    if filters.source and not sources:
+        loaded = Loaded()                                    # contradictory source filters
+    else:
+        loaded = load(db, portal, prev.start, period.end, sources=sources,
+                      repeat_window=env.repeat_window)
+    ctx = replace(env.ctx, customer_history=loaded.customer_history)   # env may serve other threads
+    keep = matcher(filters, env.tree)
+    targets = env.targets_for(agent=filters.single("agent"), department=filters.single("department"))
+    inputs = (ccei_mod.get_inputs(db, portal, period.label), ccei_mod.get_inputs(db, portal, prev.label))
+
+    fc = _facts(loaded, period, ctx, keep)
+    fp = _facts(loaded, prev, ctx, keep)
+    kpis, ccei = _assemble(env, ctx, fc, fp, period, prev, targets, inputs)
+    report = {
+        "schema": SCHEMA, "portal": portal, "timezone": env.tz_name,
+        "period": period.as_json(), "previous": prev.as_json(),
+        "filters": filters.as_json(), "kpis": kpis, "ccei": ccei,
+    }
+    if group_by:
+        report["group_by"] = group_by
+        report["groups"] = _groups(env, ctx, group_by, fc, fp, period, prev, inputs)
+    return report
+
+
+def _groups(env: ReportEnv, ctx: Context, dim: str, fc: list, fp: list, period: Period, prev: Period, inputs) -> list:
+    key = group_key(dim, env.tree)
+    cur, old = {}, {}
+    for f in fc:
+        cur.setdefault(key(f), []).append(f)
+    for f in fp:
+        old.setdefault(key(f), []).append(f)
+    out = []
+    for k in _order(dim, set(cur) | set(old), env):
+        if dim == "agent":
+            targets = env.targets_for(agent=k)
+        elif dim == "department":
+            targets = env.targets_for(department=k)
+        else:
+            targets = env.targets_for()
+        kpis, ccei = _assemble(env, ctx, cur.get(k, []), old.get(k, []), period, prev, targets, inputs)
+        g = {"key": k, "label": _label(dim, k, env), "kpis": kpis, "ccei": ccei}
+        if dim == "department":
+            chain = env.tree.chain(k) if k is not None else []
+            g["path"] = [env.tree.label(d) for d in chain]
+            g["parent"] = chain[-2] if len(chain) > 1 else None
+            g["depth"] = max(len(chain) - 1, 0)
+        out.append(g)
+    return out
+
+
+def _label(dim: str, key, env: ReportEnv) -> str:
+    if key is None:
+        return "—"
+    if dim == "agent":
+        return (env.users.get(key) or {}).get("label") or str(key)
+    if dim == "department":
+        return env.tree.label(key)
+    return str(key)
+
+
+def _order(dim: str, keys: set, env: ReportEnv) -> list:
+    """Stable group order: priorities by rank, departments in tree order, the rest by label."""
+    if dim == "priority":
+        rank = {p: i for i, p in enumerate(PRIORITIES)}
+        return sorted(keys, key=lambda k: (rank.get(k, len(rank)), str(k)))
+    if dim == "department":
+        return sorted(keys, key=lambda k: ([env.tree.label(d) for d in env.tree.chain(k)] if k else ["\uffff"]))
+    return sorted(keys, key=lambda k: (k is None, _label(dim, k, env).lower(), str(k)))
