@@ -202,3 +202,10 @@ def m_push_001(db: Database) -> None:
         "portal": str, "level": str, "subject": str, "kpi": str, "status": str,
         "alerted": int, "episode": int, "value": str, "updated_at": float,
     }, pk=("portal", "level", "subject", "kpi"))
+
+
+@migrations()
+def m_kpi_001(db: Database) -> None:
+    """KPI loader (b24desk/kpi/load.py): tickets still open at a period's start are found through
+    ``closed_at`` without reading rows, so a report never scans the history before its window."""
+    db["tickets"].create_index(["portal", "closed_at", "created_at"], if_not_exists=True)
