@@ -9,6 +9,7 @@ import importlib
 # module path -> attribute holding a click command
 COMMANDS = [
     ("b24desk.sync", "sync_command"),
+    ("b24desk.kpi.cli", "kpi_command"),
 ]
 
 
