@@ -72,7 +72,7 @@ def sync_directory(client, db, portal: str, config: dict | None = None, now=time
         log.warning("user.get: %s (users not refreshed)", exc)
     try:
         deps = [_department_row(portal, d)
-                for d in client.list_paged("department.get", {"sort": "ID", "order": "ASC"})
+                for d in client.list_paged("department.get", {})
                 if d.get("ID") is not None]
         with db.atomic():
             db["departments"].upsert_all(deps, pk=("portal", "id"))

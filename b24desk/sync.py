@@ -1,13 +1,14 @@
 """The sync: sources -> store, full then incremental, crash-safe; and the ``flask sync`` command.
 
-Per selector the store keeps three cursors (table ``cursors``):
+Per selector the store keeps these cursors (table ``cursors``), all on the *portal's* clock
+(``server.time``, asked inside the listing batch), so our own clock's skew never matters:
 
-- ``changed_since``: our clock when the last completed sync started. An incremental sync reads
-  what changed at or after ``changed_since + clock_skew - OVERLAP`` (skew measured from
-  ``server.time``; the overlap absorbs what the skew estimate misses and rows written while the
-  previous run listed);
-- ``full_started`` / ``full_after``: an unfinished full sync and the highest id it committed. A
-  re-run resumes after ``full_after``; ``changed_since`` is only set when the full sync ends.
+- ``changed_since``: the portal time when the last completed sync started listing. An incremental
+  sync reads what changed at or after ``changed_since - OVERLAP`` (the overlap covers rows the
+  portal was still writing while the previous run listed);
+- ``full_since`` / ``full_after`` / ``full_started``: an unfinished full sync (its portal start time,
+  the highest id it committed, its start on our clock for ``synced_at`` comparisons). A re-run
+  resumes after ``full_after``; ``changed_since`` is only set when the full sync ends.
 
 Every page of bundles is written in one ``db.atomic()`` together with the cursor it completes, so a
 process killed at any instant leaves a prefix of whole pages; events and snapshots are idempotent,
@@ -34,6 +35,7 @@ from .client import AuthError, B24Client, B24Error
 from .directory import sync_directory
 from .sources import SelectorError, configured_selectors, get_source
 from .sources.base import Source, SyncContext
+from .model import parse_time
 from .store import get_cursor, get_setting, mark_deleted, open_db, portals, save_bundle, set_cursor
 
 log = logging.getLogger("b24desk.sync")
@@ -119,6 +121,18 @@ def _save_page(db, page, cursor: tuple | None, report: SourceReport, bar) -> Non
         bar.update(len(page.bundles))
 
 
+def portal_now(client, db, portal: str) -> int:
+    """The portal's clock (``server.time``, DOCS api-reference/common/system/server-time.md); our
+    clock plus the last measured skew if the portal will not say."""
+    try:
+        ts = parse_time(client.call("server.time"))
+        if ts is not None:
+            return ts
+    except B24Error as exc:
+        log.info("server.time: %s (using our clock)", exc)
+    return int(time.time()) + int(get_setting(db, portal, "clock_skew", 0) or 0)
+
+
 def sync_source(client, db, portal: str, source: Source, config: dict | None = None, full: bool = False,
                 overlap: int = OVERLAP, progress: bool = False, lock_name: str | None = None) -> SourceReport:
     """Bring one selector up to date: full (or resumed full) when needed, else incremental."""
@@ -128,14 +142,17 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
     ctx = SyncContext(portal=portal, db=db, config=config or {})
     changed_since = get_cursor(db, portal, sel, "changed_since")
     full_started = get_cursor(db, portal, sel, "full_started")
+    full_since = get_cursor(db, portal, sel, "full_since")
     after = get_cursor(db, portal, sel, "full_after")
     bar = _bar(sel, progress)
     try:
         if full or changed_since is None or full_started is not None:
-            if full or full_started is None:
+            if full or full_started is None or full_since is None:
                 full_started, after = str(int(time.time())), None
+                full_since = str(portal_now(client, db, portal))
                 with db.atomic():
                     set_cursor(db, portal, sel, "full_started", full_started)
+                    set_cursor(db, portal, sel, "full_since", full_since)
                     set_cursor(db, portal, sel, "full_after", None)
             report.mode = "resumed" if after else "full"
             for page in source.full(client, ctx, after_id=after):
@@ -148,24 +165,26 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
                     " and coalesce(deleted, 0) = 0 and synced_at < ?",
                     [portal, source.source, sel, int(full_started)])]
                 report.deleted = mark_deleted(db, portal, source.source, gone)
-                set_cursor(db, portal, sel, "changed_since", full_started)
-                set_cursor(db, portal, sel, "full_started", None)
-                set_cursor(db, portal, sel, "full_after", None)
+                set_cursor(db, portal, sel, "changed_since", full_since)
+                for name in ("full_started", "full_since", "full_after"):
+                    set_cursor(db, portal, sel, name, None)
         else:
             report.mode = "incremental"
-            started = int(time.time())
-            skew = int(get_setting(db, portal, "clock_skew", 0) or 0)
-            since = int(changed_since) + skew - overlap
+            since = int(changed_since) - overlap
             for page in source.incremental(client, ctx, since):
                 _save_page(db, page, None, report, bar)
                 _refresh_lock(db, lock_name)
+            started = ctx.portal_now
+            if started is None:      # the source did not ask the portal's time while listing
+                started = portal_now(client, db, portal) - int(time.monotonic() - t0) - 1
             total = source.count(client)
             stored = _stored(db, portal, source.source, sel)
             if total is not None and total != len(stored):
-                report.notes.append(f"portal has {total}, store {len(stored)}: reconciled by id")
-                ids = source.list_ids(client)
-                report.deleted = mark_deleted(db, portal, source.source, stored - ids)
-                for page in source.fetch_ids(client, ctx, ids - stored):
+                gone, missing = source.reconcile(client, stored)
+                report.notes.append(f"portal has {total}, store {len(stored)}: {len(gone)} gone, "
+                                    f"{len(missing)} fetched")
+                report.deleted = mark_deleted(db, portal, source.source, gone)
+                for page in source.fetch_ids(client, ctx, missing):
                     _save_page(db, page, None, report, bar)
             with db.atomic():
                 set_cursor(db, portal, sel, "changed_since", started)

@@ -159,6 +159,7 @@ class SyncContext:
     portal: str
     db: Any = None                          # sqlite_utils.Database (read-only use by sources)
     config: dict = field(default_factory=dict)
+    portal_now: int | None = None           # portal clock when the incremental listing began (server.time)
 
     @property
     def bot_users(self) -> set[str]:
@@ -228,6 +229,88 @@ class Source:
     # Number of tickets the portal has for the selector now (cheap, one call), or None.
     def count(self, client) -> int | None:
         return None
+
+    # Given the ids the store holds for the selector: (ids gone from the portal, ids the store lacks).
+    def reconcile(self, client, stored: set[str]) -> tuple[set[str], set[str]]:
+        ids = self.list_ids(client)
+        return stored - ids, ids - stored
+
+
+class KeysetSource(Source):
+    """A source whose list method pages by an integer ID keyset (tasks, CRM items).
+
+    Subclasses set ``list_method``, ``id_field`` (name in filter/order), ``items_key`` and
+    implement ``_filter()`` (the selector's filter) and ``_base()`` (other fixed params).
+    """
+
+    list_method = ""
+    id_field = "ID"
+    items_key: str | None = None
+
+    def _filter(self) -> dict:
+        return {}
+
+    def _base(self) -> dict:
+        return {}
+
+    def _range_filter(self, lo: int | None, hi: int | None) -> dict:
+        f = dict(self._filter())
+        if lo is not None:
+            f[f">={self.id_field}"] = lo
+        if hi is not None:
+            f[f"<{self.id_field}"] = hi
+        return f
+
+    def list_ids(self, client, lo: int | None = None, hi: int | None = None) -> set[str]:
+        params = {**self._base(), "filter": self._range_filter(lo, hi), "select": [self.id_field]}
+        rows = client.list_all(self.list_method, params, id_field=self.id_field, items_key=self.items_key)
+        return {str(r.get(self.id_field, r.get(self.id_field.lower(), r.get(self.id_field.upper()))))
+                for r in rows}
+
+    def count(self, client) -> int | None:
+        body = client.call_raw(self.list_method, {**self._base(), "filter": self._filter(),
+                                                  "select": [self.id_field],
+                                                  "order": {self.id_field: "ASC"}, "start": 0})
+        try:
+            return int(body.get("total"))
+        except (TypeError, ValueError):
+            return None
+
+    def reconcile(self, client, stored: set[str]) -> tuple[set[str], set[str]]:
+        """Find deletions and gaps without listing every id: one batch counts the portal's rows in
+        up to 50 id ranges holding equal shares of the stored ids (``start=0`` answers ``total``,
+        DOCS settings/how-to-call-rest-api/list-methods-pecularities.md); only ranges whose count
+        differs are listed."""
+        ids = sorted(int(i) for i in stored if str(i).isdigit())
+        if not ids:
+            got = self.list_ids(client)
+            return set(stored) - got, got - set(stored)
+        per = -(-len(ids) // 50)
+        lows = [ids[i] for i in range(0, len(ids), per)]
+        lows[0] = None
+        ranges = [(lows[i], lows[i + 1] if i + 1 < len(lows) else None) for i in range(len(lows))]
+        cmds = {f"r{i}": (self.list_method, compact({**self._base(), "filter": self._range_filter(lo, hi),
+                                                     "select": [self.id_field], "order": {self.id_field: "ASC"},
+                                                     "start": 0}))
+                for i, (lo, hi) in enumerate(ranges)}
+        res = client.batch(cmds)
+        gone, missing = set(), set()
+        for i, (lo, hi) in enumerate(ranges):
+            mine = {str(x) for x in ids if (lo is None or x >= lo) and (hi is None or x < hi)}
+            total = res.totals.get(f"r{i}")
+            if f"r{i}" not in res.errors and total is not None and int(total) == len(mine):
+                continue
+            theirs = self.list_ids(client, lo, hi)
+            gone |= mine - theirs
+            missing |= theirs - mine
+        return gone, missing
+
+
+def compact(params: dict) -> dict:
+    """Drop empty containers from batch command params: an empty dict would travel as ``filter[]=``
+    (batch commands are query strings, DOCS settings/how-to-call-rest-api/batch.md), which a portal
+    reads as a malformed filter."""
+    return {k: v for k, v in params.items() if not (v is None or (isinstance(v, (dict, list)) and not v))}
 
 
 def diff_events(prev: dict | None, ticket, snap_hash: str, at: int, actor: str | None,

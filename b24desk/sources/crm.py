@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 
 from ..model import format_time, parse_time, snapshot_hash
 from . import register
-from .base import Mapping, Page, Selector, Source, SyncContext, as_id, chunks, diff_events
+from .base import KeysetSource, Mapping, Page, Selector, SyncContext, as_id, chunks, compact, diff_events
 from .crm_mapping import map_item, source_name, stage_semantics
 from .fetch import call_each, pages_each, rows_of
 
@@ -32,7 +32,8 @@ ACTIVITY_SELECT = ["ID", "OWNER_ID", "OWNER_TYPE_ID", "TYPE_ID", "PROVIDER_ID", 
 
 
 @register("crm")
-class CrmSource(Source):
+class CrmSource(KeysetSource):
+    list_method, id_field, items_key = "crm.item.list", "id", "items"
 
     def __init__(self, selector: Selector, mapping: Mapping | None = None):
         super().__init__(selector, mapping)
@@ -48,6 +49,9 @@ class CrmSource(Source):
     def _filter(self) -> dict:
         return {"categoryId": int(self.category)} if self.category is not None else {}
 
+    def _base(self) -> dict:
+        return {"entityTypeId": self.entity}
+
     def _select(self) -> list[str]:
         sel = ["*"]
         for f in (self.mapping.type, self.mapping.deadline, self.mapping.rating, self.mapping.nps,
@@ -57,7 +61,7 @@ class CrmSource(Source):
         return sel
 
     def _list_params(self, flt: dict, select=None) -> dict:
-        return {"entityTypeId": self.entity, "filter": flt, "select": select or self._select()}
+        return compact({"entityTypeId": self.entity, "filter": flt, "select": select or self._select()})
 
     @property
     def _timeline_type(self) -> str:
@@ -122,18 +126,13 @@ class CrmSource(Source):
 
     def incremental(self, client, ctx: SyncContext, since: int) -> Iterator[Page]:
         self._load_stages(client, ctx)
-        changed = self._changed_rows(client, since)
+        changed = self._changed_rows(client, ctx, since)
         fresh = [r for r in changed
                  if ctx.previous_snapshot_hash(self.source, str(r["id"])) != snapshot_hash(r)]
         if fresh and not self._stages_known(fresh):
             self._load_stages(client, ctx, refresh=True)
         for part in chunks(fresh, PAGE_TICKETS):
             yield Page(self.bundles(client, ctx, part))
-
-    def list_ids(self, client) -> set[str]:
-        rows = client.list_all("crm.item.list", self._list_params(self._filter(), ["id"]),
-                               id_field="id", items_key="items")
-        return {str(r.get("id", r.get("ID"))) for r in rows}
 
     def fetch_ids(self, client, ctx: SyncContext, ids: Iterable[str]) -> Iterator[Page]:
         self._load_stages(client, ctx)
@@ -151,17 +150,16 @@ class CrmSource(Source):
                 yield Page(self.bundles(client, ctx, sorted(rows, key=lambda r: int(r["id"]))))
 
     def count(self, client) -> int | None:
-        if self._total is not None:
+        if self._total is not None:              # answered by the incremental listing batch
             total, self._total = self._total, None
             return total
-        body = client.call_raw("crm.item.list", {**self._list_params(self._filter(), ["id"]),
-                                                 "order": {"id": "ASC"}, "start": 0})
-        return _int(body.get("total"))
+        return super().count(client)
 
-    def _changed_rows(self, client, since: int) -> list[dict]:
+    def _changed_rows(self, client, ctx: SyncContext, since: int) -> list[dict]:
         base = self._filter()
         when = format_time(since)
         cmds = {
+            "now": ("server.time", {}),
             "updated": ("crm.item.list", {**self._list_params({**base, ">=updatedTime": when}),
                                           "order": {"id": "ASC"}, "start": -1}),
             "activity": ("crm.item.list", {**self._list_params({**base, ">=lastActivityTime": when}),
@@ -171,6 +169,8 @@ class CrmSource(Source):
         res = client.batch(cmds)
         if "updated" in res.errors:
             raise res.errors["updated"]
+        if "now" not in res.errors:
+            ctx.portal_now = parse_time(res.results.get("now"))
         self._total = None if "count" in res.errors else _int(res.totals.get("count"))
         found: dict[str, dict] = {}
         for name, field in (("updated", "updatedTime"), ("activity", "lastActivityTime")):

@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 from ..client import B24Error
 from ..model import format_time, parse_time, snapshot_hash
 from . import register
-from .base import Mapping, Page, Selector, Source, SyncContext, chunks, diff_events
+from .base import KeysetSource, Mapping, Page, Selector, SyncContext, chunks, compact, diff_events
 from .fetch import call_each, rows_of
 from .task_mapping import SELECT, SOURCE, map_task, messages_from_chat, messages_from_comments
 
@@ -36,8 +36,9 @@ _PER_TASK_ERRORS = {"ACCESS_DENIED", "ERROR_CORE", "NOT_FOUND", "0"}
 
 
 @register("tasks")
-class TaskSource(Source):
+class TaskSource(KeysetSource):
     source = SOURCE
+    list_method, id_field, items_key = "tasks.task.list", "ID", "tasks"
 
     def __init__(self, selector: Selector, mapping: Mapping | None = None):
         super().__init__(selector, mapping)
@@ -83,11 +84,6 @@ class TaskSource(Source):
         for part in chunks(fresh, PAGE_TICKETS):
             yield Page(self.bundles(client, ctx, part))
 
-    def list_ids(self, client) -> set[str]:
-        rows = client.list_all("tasks.task.list", {"filter": self._filter(), "select": ["ID"]},
-                               id_field="ID", items_key="tasks")
-        return {str(r.get("id", r.get("ID"))) for r in rows}
-
     def fetch_ids(self, client, ctx: SyncContext, ids: Iterable[str]) -> Iterator[Page]:
         ids = sorted({str(i) for i in ids}, key=lambda x: int(x) if x.isdigit() else 0)
         for part in chunks(ids, PAGE_TICKETS):
@@ -104,12 +100,10 @@ class TaskSource(Source):
                 yield Page(self.bundles(client, ctx, rows))
 
     def count(self, client) -> int | None:
-        if self._total is not None:
+        if self._total is not None:              # answered by the incremental listing batch
             total, self._total = self._total, None
             return total
-        body = client.call_raw("tasks.task.list", {"filter": self._filter(), "select": ["ID"],
-                                                   "order": {"ID": "ASC"}, "start": 0})
-        return _int(body.get("total"))
+        return super().count(client)
 
     # -- incremental listing --
 
@@ -118,13 +112,16 @@ class TaskSource(Source):
         base = self._filter()
         changed_filter = {**base, ">=CHANGED_DATE": format_time(since)}
         res = client.batch({
+            "now": ("server.time", {}),
             "changed": ("tasks.task.list", {"filter": changed_filter, "select": select,
                                             "order": {"ID": "ASC"}, "start": -1}),
-            "active": ("tasks.task.list", {"filter": base, "select": select,
-                                           "order": {"ACTIVITY_DATE": "DESC"}, "start": 0}),
+            "active": ("tasks.task.list", compact({"filter": base, "select": select,
+                                                   "order": {"ACTIVITY_DATE": "DESC"}, "start": 0})),
         })
         if "changed" in res.errors:
             raise res.errors["changed"]
+        if "now" not in res.errors:
+            ctx.portal_now = parse_time(res.results.get("now"))
         found: dict[str, dict] = {}
         rows = rows_of(res.results.get("changed"), "tasks")
         for r in rows:
@@ -148,8 +145,9 @@ class TaskSource(Source):
                 if len(page) < 50 or len(newer) < len(page):
                     break
                 start += 50
-                body = client.call_raw("tasks.task.list", {"filter": base, "select": select,
-                                                           "order": {"ACTIVITY_DATE": "DESC"}, "start": start})
+                body = client.call_raw("tasks.task.list", compact({"filter": base, "select": select,
+                                                                   "order": {"ACTIVITY_DATE": "DESC"},
+                                                                   "start": start}))
                 page = rows_of(body.get("result"), "tasks")
         return sorted(found.values(), key=lambda r: int(r["id"]))
 
@@ -181,15 +179,18 @@ class TaskSource(Source):
 
     def _messages(self, client, ctx: SyncContext, rows, histories) -> list[list]:
         mode = ctx.setting(COMMENTS_SETTING)
-        if mode != "chat":
-            got = self._classic_comments(client, rows, histories)
-            if got is not None:
-                if mode is None and any(got) and _has_comment_history(histories):
-                    ctx.set_setting(COMMENTS_SETTING, "commentitem")
-                return got
+        if mode == "chat":
+            return self._chat_messages(client, rows)[0]
+        got = self._classic_comments(client, rows, histories)
+        if got is not None:
+            if mode is None and any(got) and _has_comment_history(histories):
+                ctx.set_setting(COMMENTS_SETTING, "commentitem")
+            return got
+        msgs, chats = self._chat_messages(client, rows)
+        if chats:       # the tasks have chats: a new-card portal, remembered from now on
             log.info("task.commentitem.getlist does not work here: reading task chats (new task card)")
             ctx.set_setting(COMMENTS_SETTING, "chat")
-        return self._chat_messages(client, rows)
+        return msgs
 
     def _classic_comments(self, client, rows, histories) -> list[list] | None:
         """Comments per task, or None when the portal has the new task card.
@@ -219,7 +220,8 @@ class TaskSource(Source):
             return None
         return out
 
-    def _chat_messages(self, client, rows) -> list[list]:
+    def _chat_messages(self, client, rows) -> tuple[list[list], int]:
+        """Task-chat messages per task, and how many of the tasks have a chat at all."""
         chat_ids: list[int | None] = [_int(r.get("chatId")) for r in rows]
         need = [i for i, c in enumerate(chat_ids) if not c]
         if need:
@@ -249,7 +251,7 @@ class TaskSource(Source):
                 if len(page) >= 50 and top > first:
                     again.append((i, top))
             todo = again
-        return [messages_from_chat(m) for m in msgs]
+        return [messages_from_chat(m) for m in msgs], sum(1 for c in chat_ids if c)
 
 
 def _new_card_error(err: B24Error) -> bool:
