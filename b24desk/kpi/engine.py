@@ -216,7 +216,11 @@ def ticket_facts(t: dict, events: list, start: int, end: int, ctx: Context) -> F
             if at >= stop:
                 break
             seg_from, seg_status = at, tv
-        f.work, f.wait_customer, f.work_b, f.wait_customer_b = work, wait, work_b, wait_b
+        tracked = set(buckets.values())          # a bucket the source never maps to stays None
+        if "work" in tracked:
+            f.work, f.work_b = work, work_b
+        if "wait_customer" in tracked:
+            f.wait_customer, f.wait_customer_b = wait, wait_b
     return f
 
 
@@ -339,11 +343,10 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
     out["task_efficiency"] = Value(_efficiency(team_v, nA), nA, {
         "per_agent": {a: _efficiency(v, p) for a, (p, v) in sorted(eff_agents.items())}})
 
-    timed = [f for f in R if f.work is not None]
-    out["requester_wait_time"] = _dur(f.work for f in timed)
-    out["requester_wait_time_business"] = _dur(f.work_b for f in timed)
-    out["agent_wait_time"] = _dur(f.wait_customer for f in timed)
-    out["agent_wait_time_business"] = _dur(f.wait_customer_b for f in timed)
+    out["requester_wait_time"] = _dur(f.work for f in R)
+    out["requester_wait_time_business"] = _dur(f.work_b for f in R)
+    out["agent_wait_time"] = _dur(f.wait_customer for f in R)
+    out["agent_wait_time_business"] = _dur(f.wait_customer_b for f in R)
 
     out["top_agents"] = _top_agents(R, ctx, users or {})
     return out

@@ -1,0 +1,285 @@
+"""Views of a report (the section 6 dict): json, csv, xlsx and a readable terminal table.
+
+The report dict is the single source; these only lay it out. JSON is the dict as is; CSV has one
+row per KPI (per group × KPI when grouped, after the totals); XLSX has a Summary and a Groups sheet
+with numbers stored as numbers; the table shows traffic lights as ``●`` plus the colour's name.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+from .engine import DURATION_KPIS, KPI_KEYS
+
+FORMATS = ("json", "csv", "xlsx", "table")
+
+# UI labels (kpi.md section 3; the product speaks Russian and English).
+LABELS = {
+    "tickets_total": ("Общее количество заявок", "Tickets"),
+    "tickets_per_day": ("Обращений в день", "Tickets per day"),
+    "first_response_time": ("Среднее время первого ответа", "First response time"),
+    "first_response_time_business": ("Время первого ответа (рабочее)", "First response (business)"),
+    "unanswered_share": ("Доля пропущенных заявок", "Unanswered"),
+    "resolution_time": ("Среднее время решения", "Resolution time"),
+    "resolution_time_business": ("Время решения (рабочее)", "Resolution (business)"),
+    "resolved_count": ("Решено заявок", "Resolved"),
+    "resolved_share": ("Доля решённых заявок", "Resolved share"),
+    "backlog": ("Открытых на конец периода", "Backlog"),
+    "overdue_count": ("Количество просроченных заявок", "Overdue"),
+    "overdue_share": ("Доля просроченных", "Overdue share"),
+    "transferred_share": ("Доля переведённых обращений", "Transferred"),
+    "transfers_per_ticket": ("Переводов на заявку", "Transfers per ticket"),
+    "resolved_by_priority": ("Решено по приоритетам", "Resolved by priority"),
+    "fcr_share": ("Доля закрытых с первого обращения (FCR)", "First contact resolution"),
+    "reopen_share": ("Доля переоткрытых", "Reopened"),
+    "correctly_qualified_share": ("Доля верно квалифицированных", "Correctly qualified"),
+    "repeat_contact_share": ("Доля повторных обращений", "Repeat contacts"),
+    "contacts_per_customer": ("Обращений на клиента", "Contacts per customer"),
+    "tickets_per_agent_day": ("Нагрузка на сотрудника", "Tickets per agent per day"),
+    "interactions_per_ticket": ("Взаимодействий на заявку", "Interactions per ticket"),
+    "handle_time": ("Среднее время обработки", "Handle time (AHT)"),
+    "rated_share": ("Доля заявок с выставленной оценкой", "Rated"),
+    "csat": ("Удовлетворённость (CSAT)", "CSAT"),
+    "nps": ("Индекс лояльности (NPS)", "NPS"),
+    "ces": ("Индекс усилий клиента (CES)", "CES"),
+    "callback_share": ("Доля заявок с обратным звонком", "Callbacks"),
+    "one_touch_share": ("Решено одним ответом", "One-touch"),
+    "task_efficiency": ("Эффективность (задачи)", "Task efficiency"),
+    "requester_wait_time": ("Ожидание клиента", "Requester wait"),
+    "requester_wait_time_business": ("Ожидание клиента (рабочее)", "Requester wait (business)"),
+    "agent_wait_time": ("Ожидание ответа клиента", "Agent wait"),
+    "agent_wait_time_business": ("Ожидание ответа клиента (рабочее)", "Agent wait (business)"),
+    "top_agents": ("Лучшие специалисты", "Top agents"),
+    "ccei": ("Индекс эффективности (CCEI)", "CCEI"),
+}
+SHARES = frozenset(k for k in KPI_KEYS if k.endswith("_share")) | {"csat", "ces"}
+GROUP_COLUMNS = ("tickets_total", "resolved_count", "backlog", "first_response_time", "resolution_time",
+                 "fcr_share", "csat", "overdue_share")
+
+
+def render(report: dict, fmt: str, *, color: bool = False):
+    """``str`` for json/csv/table, ``bytes`` for xlsx."""
+    if fmt == "json":
+        return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
+    if fmt == "csv":
+        return to_csv(report)
+    if fmt == "xlsx":
+        return to_xlsx(report)
+    if fmt == "table":
+        return to_table(report, color=color)
+    raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+
+
+# --- flat rows (csv, xlsx) -------------------------------------------------------------------
+
+COLUMNS = ("group", "group_label", "kpi", "label", "value", "median", "p90", "count", "previous",
+           "delta", "target", "status", "n")
+
+
+def _plain(value):
+    """Numbers stay numbers; dicts and lists become compact JSON."""
+    if value is None or isinstance(value, (int, float, str)):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _rows(kpis: dict, group: str = "", group_label: str = ""):
+    for key in KPI_KEYS:
+        e = kpis[key]
+        v, p = e["value"], e["previous"]
+        row = {"group": group, "group_label": group_label, "kpi": key, "label": LABELS[key][0],
+               "value": None, "median": None, "p90": None, "count": None, "previous": None,
+               "delta": e["delta"], "target": e["target"], "status": e["status"], "n": e["n"]}
+        if key in DURATION_KPIS:
+            if v:
+                row.update(value=v["avg"], median=v["median"], p90=v["p90"], count=v["count"])
+            row["previous"] = p["avg"] if p else None
+        else:
+            row["value"], row["previous"] = _plain(v), _plain(p)
+        yield row
+
+
+def flat_rows(report: dict):
+    yield from _rows(report["kpis"])
+    for g in report.get("groups") or []:
+        yield from _rows(g["kpis"], "" if g["key"] is None else str(g["key"]), g["label"])
+
+
+def to_csv(report: dict) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for row in flat_rows(report):
+        w.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+def to_xlsx(report: dict) -> bytes:
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, {"in_memory": True})
+    bold = wb.add_format({"bold": True})
+    fills = {s: wb.add_format({"bg_color": c}) for s, c in
+             (("green", "#C6EFCE"), ("yellow", "#FFEB9C"), ("red", "#FFC7CE"), ("grey", "#E7E6E6"))}
+
+    def sheet(name, rows, header_lines):
+        ws = wb.add_worksheet(name)
+        r = 0
+        for line in header_lines:
+            ws.write_row(r, 0, line)
+            r += 1
+        if header_lines:
+            r += 1
+        ws.write_row(r, 0, COLUMNS, bold)
+        for row in rows:
+            r += 1
+            for c, col in enumerate(COLUMNS):
+                v = row[col]
+                if v is None:
+                    continue
+                if col == "status":
+                    ws.write_string(r, c, v, fills.get(v))
+                elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                    ws.write_number(r, c, v)
+                else:
+                    ws.write_string(r, c, str(v))
+        ws.set_column(3, 3, 38)
+        return ws
+
+    ccei = report.get("ccei") or {}
+    head = [["portal", report["portal"]], ["timezone", report["timezone"]],
+            ["from", report["period"]["from"]], ["to", report["period"]["to"]],
+            ["previous from", report["previous"]["from"]], ["previous to", report["previous"]["to"]],
+            ["filters", json.dumps(report["filters"], ensure_ascii=False)],
+            ["CCEI", ccei.get("value")] + [f"{k} {'' if v is None else v}" for k, v in
+                                           (ccei.get("components") or {}).items()]]
+    head = [[("" if x is None else x) for x in line] for line in head]
+    sheet("Summary", list(_rows(report["kpis"])), head)
+    group_rows = [row for row in flat_rows(report) if row["group"] or row["group_label"]]
+    sheet("Groups", group_rows, [["group_by", report.get("group_by") or "(none)"]])
+    wb.close()
+    return buf.getvalue()
+
+
+# --- the terminal table --------------------------------------------------------------------
+
+ANSI = {"green": "\033[32m", "yellow": "\033[33m", "red": "\033[31m", "grey": "\033[90m"}
+
+
+def human_seconds(s) -> str:
+    if s is None:
+        return "—"
+    s = int(round(s))
+    sign, s = ("-" if s < 0 else ""), abs(s)
+    d, rem = divmod(s, 86400)
+    h, rem = divmod(rem, 3600)
+    m, sec = divmod(rem, 60)
+    if d:
+        return f"{sign}{d}d {h:02d}h"
+    if h:
+        return f"{sign}{h}h {m:02d}m"
+    if m:
+        return f"{sign}{m}m {sec:02d}s"
+    return f"{sign}{sec}s"
+
+
+def fmt_value(key: str, v, brief: bool = False) -> str:
+    if v is None:
+        return "—"
+    if key in DURATION_KPIS:
+        if brief:
+            return human_seconds(v["avg"])
+        return (f"{human_seconds(v['avg'])} (med {human_seconds(v['median'])}, "
+                f"p90 {human_seconds(v['p90'])}, n={v['count']})")
+    if key == "resolved_by_priority":
+        return " · ".join(f"{p} {n}" for p, n in v.items())
+    if key == "top_agents":
+        return ", ".join(f"{a['name']} ({a['resolved']})" for a in v[:3]) + (" …" if len(v) > 3 else "")
+    if key in SHARES:
+        return f"{100 * v:.1f}%"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return str(v)
+
+
+def fmt_delta(key: str, d) -> str:
+    if d is None:
+        return ""
+    if key in DURATION_KPIS:
+        return ("+" if d >= 0 else "-") + human_seconds(abs(d))
+    if key in SHARES:
+        return f"{100 * d:+.1f} pp"
+    return f"{d:+.2f}" if isinstance(d, float) else f"{d:+d}"
+
+
+def _dot(s: str, color: bool) -> str:
+    return f"{ANSI[s]}●\033[0m" if color and s in ANSI else ("●" if s == "green" else {"yellow": "◐", "red": "○"}.get(s, "·"))
+
+
+def _status(s: str, color: bool) -> str:
+    word = f"● {s}"
+    return f"{ANSI[s]}{word}\033[0m" if color and s in ANSI else word
+
+
+_ANSI_RE = re.compile(r"\033\[[0-9;]*m")
+
+
+def _width(cell: str) -> int:
+    return len(_ANSI_RE.sub("", cell))
+
+
+def _grid(rows: list[list[str]]) -> list[str]:
+    """Left-aligned columns; widths ignore colour codes."""
+    widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c + " " * (widths[i] - _width(c)) for i, c in enumerate(r)).rstrip() for r in rows]
+
+
+def to_table(report: dict, color: bool = False) -> str:
+    p, q = report["period"], report["previous"]
+    lines = [f"KPI report · portal {report['portal']} · {p['from']} → {p['to']} ({report['timezone']})",
+             f"previous period: {q['from']} → {q['to']}"]
+    active = {k: v for k, v in report["filters"].items() if v is not None}
+    if active:
+        lines.append("filters: " + ", ".join(f"{k}={v}" for k, v in active.items()))
+    lines.append("")
+    rows = [["KPI", "value", "previous", "Δ", "target", "status"]]
+    for key in KPI_KEYS:
+        e = report["kpis"][key]
+        if key == "top_agents":
+            continue
+        if e["target"] is None:
+            target = "—"
+        else:
+            target = human_seconds(e["target"]) if key in DURATION_KPIS else fmt_value(key, e["target"])
+        rows.append([LABELS[key][0], fmt_value(key, e["value"]), fmt_value(key, e["previous"], True),
+                     fmt_delta(key, e["delta"]), target, _status(e["status"], color)])
+    lines += _grid(rows)
+    ccei = report.get("ccei") or {}
+    comps = ", ".join(f"{k} {'—' if v is None else f'{v:.1f}'}" for k, v in (ccei.get("components") or {}).items())
+    value = "—" if ccei.get("value") is None else f"{ccei['value']:.2f}"
+    lines += ["", f"CCEI {value} ({comps})" + (f"; left out: {', '.join(ccei['left_out'])}"
+                                                  if ccei.get("left_out") else "")]
+    top = report["kpis"]["top_agents"]["value"]
+    if top:
+        lines += ["", LABELS["top_agents"][0]]
+        trows = [["#", "agent", "resolved", "FRT median", "CSAT", "FCR"]]
+        for i, a in enumerate(top, 1):
+            trows.append([str(i), str(a["name"]), str(a["resolved"]), human_seconds(a["frt_median"]),
+                          fmt_value("csat", a["csat"]), fmt_value("fcr_share", a["fcr"])])
+        lines += _grid(trows)
+    if report.get("groups"):
+        lines += ["", f"By {report['group_by']}"]
+        grows = [[report["group_by"]] + [LABELS[k][1] for k in GROUP_COLUMNS]]
+        for g in report["groups"]:
+            label = ("  " * g.get("depth", 0)) + str(g["label"])
+            cells = [label]
+            for k in GROUP_COLUMNS:
+                e = g["kpis"][k]
+                mark = "" if e["target"] is None else " " + _dot(e["status"], color)
+                cells.append(fmt_value(k, e["value"], True) + mark)
+            grows.append(cells)
+        lines += _grid(grows)
+    return "\n".join(lines) + "\n"
