@@ -82,7 +82,14 @@ def crm_events(portal: str, entity_type_id: int, item: dict, history, activities
         sem = semantics_of(stage, stages, h.get("STAGE_SEMANTIC_ID", h.get("STATUS_SEMANTIC_ID")))
         cat = scalar(h.get("CATEGORY_ID"))
         key = f"s:{h.get('ID')}"
-        events.append(ev(key, STATUS, at, None, None, prev_stage, stage))
+        if str(h.get("TYPE_ID")) == "1":          # creation: the first stage, not a change
+            prev_stage, prev_sem, prev_cat = stage, sem, cat
+            continue
+        if str(h.get("TYPE_ID")) == "5" and cat is not None and str(cat) != str(prev_cat):
+            # funnel change: with type = the funnel (default) it is a requalification
+            field = "category" if mapping.type else "type"
+            events.append(ev(key + ":" + field, FIELD_CHANGED, at, None, field, prev_cat, cat))
+        events.append(ev(key, STATUS, at, None, "STAGE_ID", prev_stage, stage))
         if prev_sem in ("S", "F") and sem == "P":
             events.append(ev(key + ":reopened", REOPENED, at, None, None, prev_stage, stage))
         elif sem == "S" and prev_sem != "S":
@@ -91,33 +98,31 @@ def crm_events(portal: str, entity_type_id: int, item: dict, history, activities
             events.append(ev(key + ":rejected", REJECTED_EV, at, None, None, prev_stage, stage))
         if escalation and stage is not None and str(stage) in escalation and prev_stage not in escalation:
             events.append(ev(key + ":escalated", ESCALATED, at, None, "stage", prev_stage, stage))
-        if prev_cat is not None and cat is not None and str(cat) != str(prev_cat):
-            events.append(ev(key + ":category", FIELD_CHANGED, at, None, "category", prev_cat, cat))
-            if not mapping.type:        # type = the category: a funnel change is a requalification
-                events.append(ev(key + ":type", FIELD_CHANGED, at, None, "type",
-                                 (categories or {}).get(str(prev_cat), prev_cat),
-                                 (categories or {}).get(str(cat), cat)))
         prev_stage, prev_sem, prev_cat = stage, sem, (cat if cat is not None else prev_cat)
+    customer = customer_of(item)
     for a in activities or []:
         aid, direction, atype = a.get("ID"), str(a.get("DIRECTION") or ""), str(a.get("TYPE_ID") or "")
-        created = parse_time(a.get("CREATED")) or parse_time(a.get("START_TIME"))
-        if aid is None or created is None:
+        at = parse_time(a.get("START_TIME")) or parse_time(a.get("CREATED"))
+        if aid is None or at is None:
+            continue
+        # calls (2), e-mails (4) and open-line dialogs (provider IMOPENLINES_SESSION) talk to the
+        # customer; meetings, tasks and to-dos are internal planning (crm/data-types.md#activity-enums)
+        if atype not in ("2", "4") and a.get("PROVIDER_ID") != "IMOPENLINES_SESSION":
             continue
         if direction == "1":
-            events.append(ev(f"a:{aid}", CUSTOMER_MESSAGE, created, None))
-        elif direction == "2" and (a.get("COMPLETED") == "Y" or atype == "4"):
-            actor = as_id(a.get("AUTHOR_ID")) or as_id(a.get("RESPONSIBLE_ID"))
+            events.append(ev(f"a:{aid}", CUSTOMER_MESSAGE, at, customer))
+        elif direction == "2" and (a.get("COMPLETED") in ("Y", None) or atype == "4"):
+            actor = as_id(a.get("RESPONSIBLE_ID")) or as_id(a.get("AUTHOR_ID"))
             if actor in bot_users:
                 continue
-            at = (parse_time(a.get("START_TIME")) or created) if atype == "2" else created
             events.append(ev(f"a:{aid}", REPLY, at, actor))
             if atype == "2":
-                events.append(ev(f"a:{aid}:call", CALL_OUT, at, actor))
+                events.append(ev(f"a:{aid}:out", CALL_OUT, at, actor))
     for c in comments or []:
         at, actor = parse_time(c.get("CREATED")), as_id(c.get("AUTHOR_ID"))
         if c.get("ID") is None or at is None or actor in bot_users:
             continue
-        events.append(ev(f"tc:{c['ID']}", COMMENT, at, actor))
+        events.append(ev(f"t:{c['ID']}", COMMENT, at, actor))
     _reconcile_state(events, item, stages, ev)
     return dedupe_events(events)
 
@@ -137,6 +142,13 @@ def _reconcile_state(events, item, stages, ev) -> None:
     elif sem == "P" and last in (RESOLVED_EV, REJECTED_EV):
         events.append(ev(f"x:reopened:{at}", REOPENED, max(at, marks[-1].at), as_id(item.get("movedBy")),
                          None, None, stage))
+
+
+def customer_of(item: dict) -> str | None:
+    """The customer key: ``C_<contactId>``, else ``CO_<companyId>`` (the prefixes Bitrix24 itself uses
+    for CRM bindings, DOCS api-reference/tasks/fields.md ``ufCrmTask``)."""
+    contact, company = as_id(item.get("contactId")), as_id(item.get("companyId"))
+    return f"C_{contact}" if contact else (f"CO_{company}" if company else None)
 
 
 def handle_time(activities) -> int | None:
@@ -181,10 +193,8 @@ def map_item(portal: str, entity_type_id: int, item: dict, history, activities, 
     if mapping.type:
         t = scalar(field_value(item, mapping.type))
     else:
-        cat = scalar(item.get("categoryId"))
-        t = (categories or {}).get(str(cat), cat) if cat is not None else None
-    contact, company = as_id(item.get("contactId")), as_id(item.get("companyId"))
-    customer = f"contact:{contact}" if contact else (f"company:{company}" if company else None)
+        t = scalar(item.get("categoryId"))         # the funnel id; its name is in ``categories``
+    customer = customer_of(item)
     ticket = Ticket(
         portal=portal, source=source_name(entity_type_id), source_id=iid, title=str(item.get("title") or ""),
         type=None if t is None else str(t), priority=priority, priority_raw=raw,

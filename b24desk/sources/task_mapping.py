@@ -125,7 +125,7 @@ def task_events(portal: str, task: dict, history, messages: list[Message], mappi
         key = f"h:{h.get('id')}"
         if f == status_field:
             frm, to = _status(_hval(h, "from")), _status(_hval(h, "to"))
-            events.append(ev(key, STATUS, at, actor, None, frm, to))
+            events.append(ev(key, STATUS, at, actor, "STATUS", frm, to))
             was_closed = (frm in CLOSED_STATUSES) if frm is not None else bool(closed)
             now_closed = to in CLOSED_STATUSES
             if now_closed and not was_closed:
@@ -138,15 +138,13 @@ def task_events(portal: str, task: dict, history, messages: list[Message], mappi
             closed = False
         elif f == "RESPONSIBLE_ID":
             events.append(ev(key, ASSIGNED, at, actor, None, as_id(_hval(h, "from")), as_id(_hval(h, "to"))))
-        elif f == "PRIORITY" and not mapping.priority:
-            frm, to = _status(_hval(h, "from")), _status(_hval(h, "to"))
-            events.append(ev(key, FIELD_CHANGED, at, actor, "priority",
-                             PRIORITY.get(frm or "", frm), PRIORITY.get(to or "", to)))
-        elif f == "DEADLINE" and not mapping.deadline:
-            events.append(ev(key, FIELD_CHANGED, at, actor, "deadline", _hval(h, "from"), _hval(h, "to")))
+        elif f in ("PRIORITY", "DEADLINE", "TITLE", "GROUP_ID") and not (
+                (f == "PRIORITY" and mapping.priority) or (f == "DEADLINE" and mapping.deadline)):
+            events.append(ev(key, FIELD_CHANGED, at, actor, f.lower(), scalar(_hval(h, "from")),
+                             scalar(_hval(h, "to"))))
         elif f == "MARK" and not mapping.rating:
-            to = scalar(_hval(h, "to"))
-            events.append(ev(key, RATED, at, actor, "rating", None, MARK_RATING.get(str(to or ""))))
+            frm, to = scalar(_hval(h, "from")), scalar(_hval(h, "to"))
+            events.append(ev(key, RATED, at, actor, "MARK", frm, MARK_RATING.get(str(to or ""))))
         elif f == "STAGE_ID" and escalation:
             to = scalar(_hval(h, "to"))
             if to is not None and str(to) in escalation:
@@ -212,7 +210,7 @@ def map_task(portal: str, task: dict, history, messages: list[Message], mapping:
     ticket = Ticket(
         portal=portal, source=SOURCE, source_id=tid, title=str(task.get("title") or ""),
         type=None if type_ is None else str(type_), priority=priority, priority_raw=priority_raw,
-        author_id=author, customer=f"user:{author}" if author else None, responsible_id=responsible,
+        author_id=author, customer=author, responsible_id=responsible,
         created_at=parse_time(task.get("createdDate")) or 0, deadline=deadline,
         resolved_at=resolved_at, closed_at=resolved_at, state=state, rating=rating,
         nps=as_int(field_value(task, mapping.nps)) if mapping.nps else None,
