@@ -59,8 +59,12 @@ class SourceReport:
     requests: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    error: str | None = None      # why this selector stopped (its committed pages are kept)
 
     def line(self) -> str:
+        if self.error:
+            return (f"{self.selector}: FAILED after {self.saved} tickets saved, {self.requests} requests: "
+                    f"{self.error} (re-run to resume)")
         extra = f" ({'; '.join(self.notes)})" if self.notes else ""
         return (f"{self.selector}: {self.mode}, {self.saved} tickets saved, {self.new_snapshots} new snapshots, "
                 f"{self.deleted} deleted, {self.requests} requests, {self.seconds:.1f}s{extra}")
@@ -219,7 +223,8 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
 
     ``directory``: refresh users/departments/clock/calendar (default: on a full sync, or when the
     last refresh is older than a day). Raises ``SelectorError`` for a bad selector before any call,
-    ``SyncBusy`` when another process is syncing the same portal.
+    ``SyncBusy`` when another process is syncing the same portal, ``AuthError`` when the portal
+    refuses the credentials; any other API error stops only its selector (``report.error``).
     """
     config = config if config is not None else b24config.load_config()
     selectors = list(selectors or configured_selectors(config) or ["tasks"])
@@ -231,8 +236,17 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
         last = get_setting(db, portal, "directory_synced_at")
         if directory or (directory is None and (full or not last or time.time() - last > DIRECTORY_MAX_AGE)):
             sync_directory(client, db, portal, config)
-        return [sync_source(client, db, portal, src, config, full=full, overlap=overlap, progress=progress,
-                            lock_name=lock) for src in sources]
+        reports = []
+        for src in sources:
+            try:
+                reports.append(sync_source(client, db, portal, src, config, full=full, overlap=overlap,
+                                           progress=progress, lock_name=lock))
+            except AuthError:
+                raise                 # every other selector would fail the same way
+            except B24Error as exc:   # this selector stops; the others still run
+                log.warning("%s: %s", src.selector.raw, exc)
+                reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
+        return reports
     finally:
         release_lock(db, lock)
 
@@ -254,12 +268,12 @@ def forget_tickets(db, portal: str, selector: str, ids, config: dict | None = No
 
 # --- the command ------------------------------------------------------------------------------------
 
-def _client(webhook: str | None, member_id: str | None, db_path: str) -> B24Client:
+def _client(webhook: str | None, member_id: str | None, db_path: str, rps: float) -> B24Client:
     if webhook and member_id:
         raise click.UsageError("give --webhook or --portal, not both")
     if webhook:
         try:
-            return B24Client.from_webhook(webhook)
+            return B24Client.from_webhook(webhook, rps=rps)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--webhook") from None
     if not member_id:
@@ -274,7 +288,8 @@ def _client(webhook: str | None, member_id: str | None, db_path: str) -> B24Clie
                                    + (f"; installed portals: {', '.join(known)}" if known else ""))
         member_id = known[0]
     return B24Client.from_installation(db_path, member_id, b24config.env("B24DESK_CLIENT_ID"),
-                                       b24config.env("B24DESK_CLIENT_SECRET"), b24config.env("B24DESK_OAUTH_URL"))
+                                       b24config.env("B24DESK_CLIENT_SECRET"), b24config.env("B24DESK_OAUTH_URL"),
+                                       rps=rps)
 
 
 @click.command("sync")
@@ -285,8 +300,10 @@ def _client(webhook: str | None, member_id: str | None, db_path: str) -> B24Clie
               help="tasks | tasks:group=ID | deals | deals:category=ID | crm:TYPE | crm:TYPE:category=ID "
                    "(repeatable; default: the config's sources).")
 @click.option("--full", is_flag=True, help="Re-read everything instead of what changed since the last sync.")
+@click.option("--rps", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Requests per second to allow ourselves (the portal's limit: 2, or 5 on Enterprise).")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
-def sync_command(webhook, member_id, db_path, selectors, full, quiet):
+def sync_command(webhook, member_id, db_path, selectors, full, rps, quiet):
     """Sync tickets from a Bitrix24 portal into the store (full first, then incremental)."""
     db_path = b24config.db_path(db_path)
     config = b24config.load_config()
@@ -296,7 +313,7 @@ def sync_command(webhook, member_id, db_path, selectors, full, quiet):
     except SelectorError as exc:
         raise click.BadParameter(str(exc), param_hint="--source") from None
     try:
-        client = _client(webhook, member_id, db_path)
+        client = _client(webhook, member_id, db_path, rps)
     except AuthError as exc:
         raise click.ClickException(str(exc)) from None
     db = open_db(db_path)
@@ -314,6 +331,9 @@ def sync_command(webhook, member_id, db_path, selectors, full, quiet):
     if not quiet:
         for r in reports:
             click.echo(r.line())
+    failed = [r for r in reports if r.error]
+    if failed:
+        raise click.ClickException("; ".join(f"{r.selector}: {r.error}" for r in failed))
 
 
 if __name__ == "__main__":      # python -m b24desk.sync (the same options as ``flask sync``)

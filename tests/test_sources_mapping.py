@@ -3,6 +3,8 @@
 Payloads are shaped exactly like the examples of the official docs (bitrix24/b24restdocs), the file
 named beside each fixture.
 """
+import dataclasses
+
 import pytest
 
 from b24desk.model import parse_time
@@ -213,6 +215,9 @@ def test_crm_priority_and_category_change_is_requalification():
 def test_responsible_change_from_snapshot_diff():
     b = map_item(P, 2, DEAL, DEAL_HISTORY, [], [], None, None, None)
     assert diff_events(None, b.ticket, "abc", 1, None, ["responsible_id"]) == []   # first sight: no transfer
+    rated = dataclasses.replace(b.ticket, rating=4)
+    assert [(e.kind, e.to_value) for e in diff_events(None, rated, "abc", 1, None, ["responsible_id", "rating"])] \
+        == [("rated", "4")]                                   # a score already given counts once
     prev = dict(b.ticket.row(), responsible_id="4")
     ev = diff_events(prev, b.ticket, "abcdef0123456789ff", 100, "1", ["responsible_id", "type"])
     assert [(e.kind, e.from_value, e.to_value, e.key) for e in ev] == \

@@ -318,11 +318,15 @@ def diff_events(prev: dict | None, ticket, snap_hash: str, at: int, actor: str |
     """Events for what changed between the stored ticket and the new one (sources without history).
 
     Keyed by the new snapshot's hash, so re-reading the same state adds nothing; the first
-    observation (``prev`` None) yields nothing: the initial assignment is not a transfer.
+    observation (``prev`` None) yields no transfer (the initial assignment is not one), only a
+    ``rated`` event when the ticket already carries a score (given at some time up to ``at``).
     ``fields`` picks what to diff: ``responsible_id`` -> ``assigned``, ``rating`` -> ``rated``,
     anything else -> ``field_changed``.
     """
     if not prev:
+        if "rating" in fields and getattr(ticket, "rating", None) is not None:
+            return [Event(ticket.portal, ticket.source, ticket.source_id, "rated:0", "rated", int(at), None,
+                          "rating", None, str(ticket.rating))]
         return []
     out = []
     h = snap_hash[:16]

@@ -21,7 +21,7 @@ from ..model import format_time, parse_time, snapshot_hash
 from . import register
 from .base import KeysetSource, Mapping, Page, Selector, SyncContext, as_id, chunks, compact, diff_events
 from .crm_mapping import map_item, source_name, stage_semantics
-from .fetch import call_each, pages_each, rows_of
+from .fetch import call_each, pages_each, pages_mixed, rows_of
 
 log = logging.getLogger("b24desk.sources.crm")
 
@@ -192,16 +192,16 @@ class CrmSource(KeysetSource):
 
     def bundles(self, client, ctx: SyncContext, rows: list[dict]) -> list:
         ids = [int(r["id"]) for r in rows]
-        what = "item {i}"
-        history = pages_each(client, "crm.stagehistory.list",
-                             [{"entityTypeId": self.entity, "filter": {"OWNER_ID": i}, "order": {"ID": "ASC"}}
-                              for i in ids], items_key="items", what=what)
-        activities = pages_each(client, "crm.activity.list",
-                                [{"filter": {"OWNER_TYPE_ID": self.entity, "OWNER_ID": i}, "order": {"ID": "ASC"},
-                                  "select": ACTIVITY_SELECT} for i in ids], what=what)
-        comments = pages_each(client, "crm.timeline.comment.list",
-                              [{"filter": {"ENTITY_ID": i, "ENTITY_TYPE": self._timeline_type},
-                                "order": {"ID": "ASC"}} for i in ids], what=what)
+        reads = []
+        for i in ids:                    # the three detail lists of one item, packed together
+            reads.append(("crm.stagehistory.list", {"entityTypeId": self.entity, "filter": {"OWNER_ID": i},
+                                                    "order": {"ID": "ASC"}}, "items"))
+            reads.append(("crm.activity.list", {"filter": {"OWNER_TYPE_ID": self.entity, "OWNER_ID": i},
+                                                "order": {"ID": "ASC"}, "select": ACTIVITY_SELECT}, None))
+            reads.append(("crm.timeline.comment.list", {"filter": {"ENTITY_ID": i, "ENTITY_TYPE": self._timeline_type},
+                                                        "order": {"ID": "ASC"}}, None))
+        got = pages_mixed(client, reads, what="item detail #{i}")
+        history, activities, comments = got[0::3], got[1::3], got[2::3]
         diff_fields = ["responsible_id"] + [f for f, on in (
             ("type", self.mapping.type), ("rating", self.mapping.rating), ("deadline", self.mapping.deadline),
             ("priority", self.mapping.priority)) if on]

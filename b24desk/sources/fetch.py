@@ -28,17 +28,23 @@ class Answer:
 
 
 def call_each(client, method: str, params_list: list[dict], max_limit_retries: int = 8) -> list[Answer]:
-    """``method`` once per params, 50 to a batch, in input order; per-command errors are returned.
+    """``method`` once per params, 50 to a batch, in input order; per-command errors are returned."""
+    return call_mixed(client, [(method, p) for p in params_list], max_limit_retries)
 
-    Commands refused by a rate/operating-time limit inside the batch are sent again after the
-    client's own pause for that limit.
+
+def call_mixed(client, calls: list[tuple[str, dict]], max_limit_retries: int = 8) -> list[Answer]:
+    """Each ``(method, params)`` once, packed 50 to a batch whatever the method, in input order.
+
+    Mixing methods in one batch is what keeps a small incremental sync at one request for all
+    the details of a handful of tickets. Commands refused by a rate/operating-time limit inside
+    the batch are sent again after the client's own pause for that limit.
     """
-    out = [Answer() for _ in params_list]
-    for start in range(0, len(params_list), MAX_BATCH):
-        todo = list(range(start, min(start + MAX_BATCH, len(params_list))))
+    out = [Answer() for _ in calls]
+    for start in range(0, len(calls), MAX_BATCH):
+        todo = list(range(start, min(start + MAX_BATCH, len(calls))))
         attempt = 0
         while todo:
-            res = client.batch({f"c{i}": (method, params_list[i]) for i in todo})
+            res = client.batch({f"c{i}": calls[i] for i in todo})
             again = []
             for i in todo:
                 name = f"c{i}"
@@ -46,9 +52,7 @@ def call_each(client, method: str, params_list: list[dict], max_limit_retries: i
                 if err is not None and err.code.upper() in _LIMIT_CODES:
                     again.append(i)
                     continue
-                nxt = res.nexts.get(name)
-                tot = res.totals.get(name)
-                out[i] = Answer(res.results.get(name), _int(nxt), _int(tot), err)
+                out[i] = Answer(res.results.get(name), _int(res.nexts.get(name)), _int(res.totals.get(name)), err)
             if again:
                 attempt += 1
                 if attempt > max_limit_retries:
@@ -89,17 +93,23 @@ def rows_of(result, items_key: str | None = None) -> list:
 
 def pages_each(client, method: str, params_list: list[dict], items_key: str | None = None,
                what: str = "") -> list[list]:
-    """All rows of a paged list method for each params (``start`` = 0, 50, ... as needed).
+    """All rows of a paged list method for each params (``start`` = 0, 50, ... as needed)."""
+    return pages_mixed(client, [(method, p, items_key) for p in params_list], what)
+
+
+def pages_mixed(client, lists: list[tuple[str, dict, str | None]], what: str = "") -> list[list]:
+    """All rows of each ``(method, params, items_key)`` list read, several methods per batch.
 
     A command that errors yields no rows and a warning naming ``what`` (the ticket); the rest of
     the page is kept.
     """
-    rows: list[list] = [[] for _ in params_list]
-    todo = [(i, 0) for i in range(len(params_list))]
+    rows: list[list] = [[] for _ in lists]
+    todo = [(i, 0) for i in range(len(lists))]
     while todo:
-        answers = call_each(client, method, [{**params_list[i], "start": s} for i, s in todo])
+        answers = call_mixed(client, [(lists[i][0], {**lists[i][1], "start": s}) for i, s in todo])
         again = []
         for (i, s), a in zip(todo, answers):
+            method, _, items_key = lists[i]
             if a.error is not None:
                 log.warning("%s for %s: %s", method, what.format(i=i) if what else i, a.error)
                 continue

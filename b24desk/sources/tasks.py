@@ -24,7 +24,7 @@ from ..client import B24Error
 from ..model import format_time, parse_time, snapshot_hash
 from . import register
 from .base import KeysetSource, Mapping, Page, Selector, SyncContext, chunks, compact, diff_events
-from .fetch import call_each, rows_of
+from .fetch import call_each, call_mixed, rows_of
 from .task_mapping import SELECT, SOURCE, map_task, messages_from_chat, messages_from_comments
 
 log = logging.getLogger("b24desk.sources.tasks")
@@ -155,13 +155,23 @@ class TaskSource(KeysetSource):
 
     def bundles(self, client, ctx: SyncContext, rows: list[dict]) -> list:
         ids = [str(r["id"]) for r in rows]
-        hist_answers = call_each(client, "tasks.task.history.list", [{"taskId": int(i)} for i in ids])
+        chat_mode = ctx.setting(COMMENTS_SETTING) == "chat"
+        calls = []
+        for i in ids:                    # history and comments of one task, packed together
+            calls.append(("tasks.task.history.list", {"taskId": int(i)}))
+            if not chat_mode:            # parameter order matters (DOCS task-comment-item-get-list.md)
+                calls.append(("task.commentitem.getlist", {"TASKID": int(i), "ORDER": {"ID": "asc"}}))
+        answers = call_mixed(client, calls)
+        step = 1 if chat_mode else 2
         histories = []
-        for i, a in zip(ids, hist_answers):
+        for i, a in zip(ids, answers[0::step]):
             if a.error is not None:
                 log.warning("tasks.task.history.list %s: %s", i, a.error)
             histories.append(rows_of(a.result, "list"))
-        messages = self._messages(client, ctx, rows, histories)
+        if chat_mode:
+            messages = self._chat_messages(client, rows)[0]
+        else:
+            messages = self._messages(ctx, client, rows, histories, answers[1::2])
         out = []
         bots = ctx.bot_users
         diff_fields = [f for f, on in (("type", self.mapping.type), ("rating", self.mapping.rating),
@@ -177,11 +187,9 @@ class TaskSource(KeysetSource):
             out.append(b)
         return out
 
-    def _messages(self, client, ctx: SyncContext, rows, histories) -> list[list]:
+    def _messages(self, ctx: SyncContext, client, rows, histories, comment_answers) -> list[list]:
         mode = ctx.setting(COMMENTS_SETTING)
-        if mode == "chat":
-            return self._chat_messages(client, rows)[0]
-        got = self._classic_comments(client, rows, histories)
+        got = self._classic_comments(rows, histories, comment_answers)
         if got is not None:
             if mode is None and any(got) and _has_comment_history(histories):
                 ctx.set_setting(COMMENTS_SETTING, "commentitem")
@@ -192,16 +200,13 @@ class TaskSource(KeysetSource):
             ctx.set_setting(COMMENTS_SETTING, "chat")
         return msgs
 
-    def _classic_comments(self, client, rows, histories) -> list[list] | None:
+    def _classic_comments(self, rows, histories, answers) -> list[list] | None:
         """Comments per task, or None when the portal has the new task card.
 
         The new card is recognised by the method failing for tasks we can read, or by it
         answering nothing while the history lists COMMENT entries (the docs only say it
         "does not work" there; both forms are accepted).
         """
-        # Parameter order matters for this method (DOCS task-comment-item-get-list.md).
-        answers = call_each(client, "task.commentitem.getlist",
-                            [{"TASKID": int(r["id"]), "ORDER": {"ID": "asc"}} for r in rows])
         out, failures, errors, silent = [], 0, 0, 0
         for r, hist, a in zip(rows, histories, answers):
             if a.error is not None:
