@@ -66,14 +66,14 @@ def kpi_command(db_path, portal, date_from, date_to, fmt, group_by, source, depa
     finally:
         db.conn.close()
 
-    stream = click.get_text_stream("stdout")
-    color = (fmt == "table" and not output and stream.isatty() and not os.environ.get("NO_COLOR"))
+    tty = sys.stdout.isatty()
+    color = fmt == "table" and not output and tty and not os.environ.get("NO_COLOR")
     data = render(report, fmt, color=color)
     if output:
         Path(output).write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
         click.echo(f"wrote {output}", err=True)
     elif isinstance(data, bytes):
-        if stream.isatty():
+        if tty:
             raise click.UsageError("xlsx is binary: give --output FILE (or redirect standard output)")
         out = click.get_binary_stream("stdout")
         out.write(data)

@@ -131,3 +131,11 @@ def status(value, n: int, spec: dict | None) -> str:
     if ok:
         return "green"
     return "yellow" if near else "red"
+
+
+def set_targets(db, portal: str, value: dict) -> dict:
+    """Validate and store a portal's per-portal/department/agent targets (settings key ``targets``)."""
+    from ..store import set_setting
+    clean = validate_stored(value)
+    set_setting(db, portal, TARGETS_SETTING, clean)
+    return clean
