@@ -189,7 +189,7 @@ class _Limiter:
     def drain(self) -> None:
         """The portal said 503 QUERY_LIMIT_EXCEEDED: treat our bucket as full."""
         with self.lock:
-            self.tat = max(self.tat, self.clock() + self.tolerance)
+            self.tat = max(self.tat, self.clock() + self.tolerance + self.interval)
 
     def note_time(self, method: str, t: Any) -> None:
         if isinstance(t, dict) and t.get("operating_reset_at"):

@@ -43,13 +43,15 @@ _thread_locks_guard = threading.Lock()
 # --- rows -------------------------------------------------------------------------------------
 
 def _expires_at(fields: dict, now: float) -> int | None:
-    """``expires`` (unix time) wins over ``expires_in`` (seconds from now); both are optional."""
-    if fields.get("expires_at") not in (None, ""):
-        return int(fields["expires_at"])
-    if fields.get("expires") not in (None, ""):
-        return int(fields["expires"])
-    if fields.get("expires_in") not in (None, ""):
-        return int(now) + int(fields["expires_in"])
+    """``expires_in`` (seconds, measured on our clock) wins over ``expires`` (the portal's unix
+    time), so a skewed portal clock cannot make every token look expired; both are optional."""
+    for key, base in (("expires_at", 0), ("expires_in", int(now)), ("expires", 0)):
+        value = fields.get(key)
+        if value not in (None, ""):
+            try:
+                return base + int(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key} must be an integer, got {value!r}") from None
     return None
 
 
