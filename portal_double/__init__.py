@@ -1,0 +1,165 @@
+"""portal_double: a Bitrix24 portal double that speaks the documented REST wire format over real HTTP,
+seeded with a realistic service desk whose ground truth tests can read.
+
+    from portal_double import PortalDouble
+    d = PortalDouble(seed=1, tickets=1000, drain_per_s=1e6)
+    d.start(); url = d.webhook_url; ...; d.stop()
+
+Independent of ``b24desk`` on purpose: it is the yardstick the client and adapters are checked against.
+See STATUS.md for what is simulated and the choices made where the docs are silent.
+"""
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from .auth import ALL_SCOPES, Credentials
+from .generator import generate
+from .limits import Faults, LeakyBucket, OperatingTime, Stats
+from .server import WireApp
+from .state import Portal
+from .truth import Truth
+
+__all__ = ["PortalDouble", "ALL_SCOPES"]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):  # no access log on stderr
+        pass
+
+
+class PortalDouble:
+    """One simulated portal: data, credentials, limits and an HTTP server on 127.0.0.1."""
+
+    def __init__(self, seed: int = 1, tickets: int = 1000, months: int = 6, end: datetime | None = None,
+                 bucket_size: int = 50, drain_per_s: float = 2.0, new_task_card: bool = False,
+                 timezone: str = "Europe/Moscow", operating_limit: float = 480.0, call_cost: float = 0.002,
+                 port: int = 0, openlines: int = 0):
+        end_ts = int(end.timestamp()) if end is not None else None
+        self.portal = Portal(now=end_ts, timezone=timezone, new_task_card=new_task_card)
+        self.seed = seed
+        self.desk = generate(self.portal, seed=seed, tickets=tickets, months=months, end=self.portal.now)
+        if openlines:   # open-line sessions (portal_double/openlines.py, the open-lines helper's module)
+            from . import openlines as _ol
+            _ol.generate(self.portal, openlines, seed=seed, end=self.portal.now, months=months)
+        self.creds = Credentials(lambda: self.portal.now)
+        self._webhook = self.creds.add_webhook(1)
+        self.bucket = LeakyBucket(bucket_size, drain_per_s)
+        self.operating = OperatingTime(operating_limit)
+        self.call_cost = call_cost       # simulated seconds of work per method call (operating time)
+        self.faults = Faults()
+        self.stats = Stats()
+        from .app_context import AppContext
+        self.app = AppContext(self)
+        self._port = port
+        self._server = None
+        self._thread = None
+
+    # -- serving ---------------------------------------------------------------------------
+    def start(self) -> "PortalDouble":
+        if self._server is not None:
+            return self
+        self._server = make_server("127.0.0.1", self._port, WireApp(self), threaded=True,
+                                   request_handler=_QuietHandler)
+        self._port = self._server.server_port
+        self.portal.domain = f"127.0.0.1:{self._port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="portal-double", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- addresses and identity ---------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("PortalDouble is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.base_url}/rest/{self._webhook.user_id}/{self._webhook.secret}/"
+
+    def add_webhook(self, user_id: int = 1, scopes=None) -> str:
+        """Another inbound webhook (e.g. with fewer scopes); returns its URL."""
+        wh = self.creds.add_webhook(user_id, scopes)
+        return f"{self.base_url}/rest/{wh.user_id}/{wh.secret}/"
+
+    @property
+    def client_endpoint(self) -> str:
+        return f"{self.base_url}/rest/"
+
+    @property
+    def server_endpoint(self) -> str:
+        return f"{self.base_url}/rest/"
+
+    @property
+    def oauth_token_url(self) -> str:
+        return f"{self.base_url}/oauth/token/"
+
+    @property
+    def member_id(self) -> str:
+        return self.portal.member_id
+
+    @property
+    def domain(self) -> str:
+        return self.portal.domain
+
+    @property
+    def client_id(self) -> str:
+        return self.creds.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self.creds.client_secret
+
+    @property
+    def application_token(self) -> str:
+        return self.creds.application_token
+
+    # -- tokens ------------------------------------------------------------------------------
+    def token_payload(self, access: str, refresh: str, expires: int, scopes, user_id: int,
+                      oauth_domain: bool = False) -> dict:
+        """The token response shape of DOCS settings/oauth/auto-renewal.md (``domain`` is the OAuth
+        server there; the portal's domain in install payloads)."""
+        return {"access_token": access, "client_endpoint": self.client_endpoint,
+                "domain": "oauth.bitrix.info" if oauth_domain else self.domain, "expires": expires,
+                "expires_in": 3600, "member_id": self.member_id, "refresh_token": refresh,
+                "scope": ",".join(sorted(scopes)), "server_endpoint": self.server_endpoint, "status": "L",
+                "user_id": user_id}
+
+    def issue_tokens(self, user_id: int = 1, scopes=None) -> dict:
+        """A fresh access/refresh pair for an app user, as an install gives it."""
+        access, refresh, expires, sc = self.creds.issue(user_id, scopes)
+        return {**self.token_payload(access, refresh, expires, sc, user_id),
+                "application_token": self.application_token}
+
+    def expire_tokens(self) -> None:
+        """Every access token issued so far now answers 401 expired_token."""
+        self.creds.expire_all()
+
+    # -- clock, data, truth ------------------------------------------------------------------
+    @property
+    def now(self) -> int:
+        return self.portal.now
+
+    def advance(self, seconds: int) -> int:
+        return self.portal.advance(seconds)
+
+    @property
+    def truth(self) -> Truth:
+        """Ground truth computed from the portal's current state (a fresh snapshot per access)."""
+        return Truth(self.portal)
