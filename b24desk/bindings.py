@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .inbox import APP_EVENTS, OBJECT_EVENTS, OFFLINE
+from .inbox import APP_EVENTS, OBJECT_EVENTS
 
 log = logging.getLogger("b24desk.bindings")
 
 # (placement code, title): the KPI dashboard in CRM analytics (DOCS api-reference/widgets/placements.md).
 DEFAULT_PLACEMENTS = (("CRM_ANALYTICS_MENU", "Service desk KPI"),)
-OFFLINE_MIN_TIMEOUT = 5        # seconds between ONOFFLINEEVENT notices (DOCS on-offline-event.md)
 
 
 @dataclass
@@ -74,10 +73,7 @@ def ensure_bindings(client, public_url: str, *, offline: bool = True,
         for stale in sorted(handlers - {events_url}):
             cmds[f"unbind {ev} {stale}"] = ("event.unbind", {"event": ev, "handler": stale})
         if events_url not in handlers:
-            params = {"event": ev, "handler": events_url}
-            if ev == OFFLINE:
-                params["options"] = {"minTimeout": OFFLINE_MIN_TIMEOUT}
-            cmds[f"bind {ev}"] = ("event.bind", params)
+            cmds[f"bind {ev}"] = ("event.bind", {"event": ev, "handler": events_url})
     if offline:
         for ev in OBJECT_EVENTS:
             if ev not in have_offline:

@@ -204,7 +204,9 @@ OBJECT_EVENTS = (
     "ONCRMACTIVITYADD", "ONCRMACTIVITYUPDATE", "ONCRMACTIVITYDELETE",
     "ONCRMTIMELINECOMMENTADD", "ONCRMTIMELINECOMMENTUPDATE", "ONCRMTIMELINECOMMENTDELETE",
 )
-APP_EVENTS = (UNINSTALL, UPDATE, OFFLINE)
+# ONOFFLINEEVENT is not bound: it reaches us only when online events do too, so it would only
+# duplicate them; the offline queue is drained on the scheduler's clock and at start instead.
+APP_EVENTS = (UNINSTALL, UPDATE)
 
 
 # --- the worker --------------------------------------------------------------------------------
@@ -355,6 +357,9 @@ class Worker:
                             break
                         try:
                             self.handler(db, portal, rows)
+                        except Skip as exc:
+                            finish(db, [r["id"] for r in rows], SKIPPED, str(exc))
+                            continue
                         except Exception as exc:        # the batch goes back; never lost
                             self.errors += 1
                             log.warning("inbox: %d events of %s failed: %s", len(rows), portal,
@@ -613,3 +618,83 @@ def uninstall(db: Database, portal: str, clean: bool) -> None:
         else:
             db.execute("update inbox set state = ?, done_at = ?, error = 'uninstalled', claimed_by = null "
                        "where portal = ? and state in (?, ?)", [SKIPPED, time.time(), portal, NEW, WORKING])
+
+
+# --- the default handler: events -> the sync's per-id refresh -----------------------------------
+
+class Skip(Exception):
+    """The batch cannot be processed and never will be (the app was uninstalled): mark it skipped."""
+
+
+def refresh_objects(db: Database, client, portal: str, groups: dict[str, set[str]], config: dict) -> dict:
+    """Re-read the named objects through every configured selector of their source.
+
+    ``sync.refresh_tickets`` saves what the portal still shows under a selector; an id that none
+    of them returned (deleted, or moved out of every selector) is marked deleted, as a clean sync
+    would leave it. Sources no selector covers are ignored. Returns ``{source: (saved, gone)}``.
+    """
+    from .sources import configured_selectors, get_source
+    from .store import get_ticket
+    from .sync import forget_tickets, refresh_tickets
+    by_source: dict[str, list[str]] = {}
+    for sel in configured_selectors(config) or ["tasks"]:
+        by_source.setdefault(get_source(sel, config).source, []).append(sel)
+    out = {}
+    for source, ids in sorted(groups.items()):
+        sels = by_source.get(source)
+        if not sels or not ids:
+            continue
+        started = int(time.time())
+        saved = 0
+        for sel in sels:
+            saved += refresh_tickets(client, db, sel, sorted(ids), config)
+        gone = []
+        for i in sorted(ids):
+            row = get_ticket(db, portal, source, i)
+            if row is not None and not row.get("deleted") and int(row.get("synced_at") or 0) < started:
+                gone.append(i)
+        if gone:
+            forget_tickets(db, portal, sels[0], gone, config)
+        out[source] = (saved, len(gone))
+    return out
+
+
+def make_handler(client_for: Callable[[str], object], config_for: Callable[[Database, str], dict], *,
+                 reconcile: Callable[[str], None] | None = None,
+                 rebind: Callable[[str, object], None] | None = None) -> Handler:
+    """The worker's handler: plan the batch, read through the portal's stored install tokens."""
+    def handle(db: Database, portal: str, rows: list[dict]) -> None:
+        from .client import AuthError
+        from .sync import SyncBusy, acquire_lock, release_lock
+        p = plan(rows)
+        if not (p.changes or p.pull_offline or p.rebind):
+            if p.unparsed and reconcile:
+                reconcile(portal)
+            return
+        try:
+            client = client_for(portal)
+        except AuthError as exc:
+            if exc.code in ("NO_INSTALLATION", "NOT_INSTALLED", "NO_TOKENS"):
+                raise Skip(exc.code) from None
+            raise
+        lock = f"sync:{portal}"
+        try:
+            acquire_lock(db, lock)          # `flask sync` in another process must not interleave
+        except SyncBusy:
+            client.close()
+            raise
+        try:
+            if p.rebind and rebind:
+                rebind(portal, client)
+            blind = 0
+            if p.pull_offline:
+                _, blind = pull_offline(db, client, portal)
+            if p.changes:
+                groups = resolve(db, client, portal, p.changes)
+                refresh_objects(db, client, portal, groups, config_for(db, portal))
+        finally:
+            release_lock(db, lock)
+            client.close()
+        if (p.unparsed or blind) and reconcile:
+            reconcile(portal)
+    return handle

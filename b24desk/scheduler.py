@@ -134,15 +134,17 @@ class Jobs:
     """What the scheduler runs, per portal; each callable takes ``member_id``.
 
     ``reconcile`` is the incremental sync (offline queue first, then the sync's own cursor);
+    ``offline`` drains the offline queue alone, on a shorter clock;
     ``ensure_bindings`` re-binds events/placements the portal dropped (an app update drops them,
     DOCS api-reference/events/event-bind.md). ``portals`` lists the active installations.
     """
 
     def __init__(self, portals: Callable[[], list[str]], reconcile: Callable[[str], None],
                  ensure_bindings: Callable[[str], None] | None = None,
-                 housekeeping: Callable[[], None] | None = None):
+                 housekeeping: Callable[[], None] | None = None,
+                 offline: Callable[[str], None] | None = None):
         self.portals, self.reconcile = portals, reconcile
-        self.ensure_bindings, self.housekeeping = ensure_bindings, housekeeping
+        self.ensure_bindings, self.housekeeping, self.offline = ensure_bindings, housekeeping, offline
 
 
 class Scheduler:
@@ -150,10 +152,13 @@ class Scheduler:
     installations by a refresh job. ``run_now(portal)`` asks for an immediate reconcile (the
     worker calls it when an event could not be pinned to an object)."""
 
+    KINDS = ("sync", "bindings", "offline")
+
     def __init__(self, jobs: Jobs, *, sync_minutes: float = 15.0, bindings_minutes: float = 60.0,
-                 refresh_seconds: float = 60.0, timezone: str = "UTC"):
+                 offline_minutes: float = 2.0, refresh_seconds: float = 60.0, timezone: str = "UTC"):
         self.jobs = jobs
         self.sync_minutes, self.bindings_minutes, self.refresh_seconds = sync_minutes, bindings_minutes, refresh_seconds
+        self.offline_minutes = offline_minutes
         self.sched = BackgroundScheduler(timezone=timezone, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
         self._known: set[str] = set()
@@ -172,6 +177,10 @@ class Scheduler:
         if self.jobs.ensure_bindings:
             self._safe("bindings", self.jobs.ensure_bindings, portal)
 
+    def _offline(self, portal: str) -> None:
+        if self.jobs.offline:
+            self._safe("offline queue", self.jobs.offline, portal)
+
     def refresh(self, first: bool = False) -> None:
         """Add jobs for new portals (first run at once: catch up after downtime), drop gone ones."""
         with self._guard:
@@ -188,8 +197,11 @@ class Scheduler:
                     self.sched.add_job(self._bindings, "interval", minutes=self.bindings_minutes, args=[p],
                                        id=f"bindings:{p}", replace_existing=True,
                                        next_run_time=_soon() if first else None)
+                if self.jobs.offline:
+                    self.sched.add_job(self._offline, "interval", minutes=self.offline_minutes, args=[p],
+                                       id=f"offline:{p}", replace_existing=True)
             for p in sorted(self._known - current):
-                for kind in ("sync", "bindings"):
+                for kind in self.KINDS:
                     try:
                         self.sched.remove_job(f"{kind}:{p}")
                     except Exception:

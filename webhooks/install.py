@@ -202,6 +202,9 @@ def install():
         if api_only:
             return jsonify(error="install_rejected", error_description=exc.reason), exc.status
         return render_template("webhooks/install_failed.html", reason=exc.reason), exc.status
+    runtime = current_app.extensions.get("b24desk.runtime")
+    if runtime is not None:
+        runtime.portal_added(result["member_id"])
     log.info("installed into %s (bound %d, errors %d)", result["member_id"],
              len(result["bindings"]["bound"]), len(result["bindings"]["errors"]))
     if api_only:

@@ -1,0 +1,222 @@
+"""The production entry point: waitress serving the app, plus the inbox worker and the scheduler.
+
+    python -m b24desk.server [--host 0.0.0.0] [--port 8080] [--threads 8]
+
+``flask run`` serves the same routes for development but starts neither the worker nor the
+scheduler (events then wait in the inbox until a server process drains them). Here, one process
+with many threads (waitress) runs one worker thread and, if it wins ``scheduler_lock``, the
+scheduler: a second server process on the same store serves requests and drains the inbox but
+does not schedule. Both survive a restart: the inbox and the offline-queue cursor are in the
+store, rows a killed process held are reclaimed, and every portal is reconciled at start.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+
+from . import bindings, inbox
+from .client import B24Client
+from .installations import get_installation
+from .scheduler import Jobs, Scheduler, portal_lock, scheduler_lock
+from .store import open_db
+
+log = logging.getLogger("b24desk.server")
+
+
+def effective_config(db, portal: str, base: dict) -> dict:
+    """The file config with the portal's admin overrides (reports/portal_settings.py) on top."""
+    try:
+        from reports.portal_settings import effective_config as layered
+    except ImportError:             # the reports package is optional for the core
+        return base
+    return layered(db, portal, base)
+
+
+class Runtime:
+    """The worker and the scheduler of one app, wired to its config (``app.config``)."""
+
+    def __init__(self, app, *, scheduler: bool = True, poll: float = 1.0, sync_minutes: float | None = None,
+                 lock_wait: float = 600.0):
+        self.app = app
+        cfg = app.config
+        self.db_path = cfg["DB"]
+        self.public_url = cfg.get("PUBLIC_URL") or ""
+        self.client_id, self.client_secret = cfg.get("CLIENT_ID"), cfg.get("CLIENT_SECRET")
+        self.oauth_url = cfg.get("OAUTH_URL")
+        self.base_config = cfg.get("B24DESK") or {}
+        self.sync_minutes = float(sync_minutes or self.base_config.get("sync_interval_minutes") or 15)
+        self.want_scheduler = scheduler
+        self.lock_wait = lock_wait
+        self.scheduler: Scheduler | None = None
+        self._sched_lock = None
+        self.worker = inbox.Worker(self.db_path, inbox.make_handler(
+            self.client_for, self.config_for, reconcile=self.request_reconcile, rebind=self.rebind), poll=poll)
+        self._pending_reconcile: set[str] = set()
+
+    # -- wiring ---------------------------------------------------------------------------------
+    def client_for(self, portal: str) -> B24Client:
+        return B24Client.from_installation(self.db_path, portal, self.client_id, self.client_secret,
+                                           self.oauth_url)
+
+    def config_for(self, db, portal: str) -> dict:
+        return effective_config(db, portal, self.base_config)
+
+    def portals(self) -> list[str]:
+        db = open_db(self.db_path)
+        try:
+            return [r[0] for r in db.execute(
+                "select member_id from installations where coalesce(active, 1) = 1 "
+                "and (access_token is not null or refresh_token is not null)").fetchall()]
+        finally:
+            db.conn.close()
+
+    def rebind(self, portal: str, client=None) -> dict:
+        own = client is None
+        client = client or self.client_for(portal)
+        try:
+            db = open_db(self.db_path)
+            try:
+                lang = (get_installation(db, portal) or {}).get("lang") or "en"
+            finally:
+                db.conn.close()
+            return bindings.ensure_bindings(client, self.public_url, lang=lang).as_dict()
+        finally:
+            if own:
+                client.close()
+
+    def request_reconcile(self, portal: str) -> None:
+        """Ask for a reconcile soon (from inside a worker batch: never run it there, the batch
+        holds the portal lock)."""
+        if self.scheduler is not None:
+            self.scheduler.run_now(portal)
+        else:
+            self._pending_reconcile.add(portal)
+
+    def reconcile(self, portal: str) -> dict:
+        """Catch up one portal: offline queue into the inbox, then the incremental sync."""
+        from .client import AuthError
+        from .sync import SyncBusy, run_sync
+        with portal_lock(self.db_path, portal, ttl=120, wait=self.lock_wait) as got:
+            if not got:
+                return {"skipped": "portal busy"}
+            db = open_db(self.db_path)
+            try:
+                client = self.client_for(portal)
+            except AuthError as exc:
+                db.conn.close()
+                return {"skipped": exc.code}
+            try:
+                enqueued = 0
+                try:
+                    enqueued, _ = inbox.pull_offline(db, client, portal)   # blind records: the sync below
+                except Exception as exc:    # no offline events on this plan / not admin: sync covers it
+                    log.info("offline queue of %s not read: %s", portal, inbox._short(exc))
+                config = self.config_for(db, portal)
+                try:
+                    reports = run_sync(client, db, None, config)
+                except SyncBusy as exc:
+                    return {"skipped": str(exc), "offline": enqueued}
+                return {"offline": enqueued, "sources": [r.line() for r in reports]}
+            finally:
+                client.close()
+                db.conn.close()
+                if enqueued:
+                    self.worker.notify()
+
+    def drain_offline(self, portal: str) -> int:
+        """Move the portal's offline queue into the inbox (cheap; the worker re-reads)."""
+        with portal_lock(self.db_path, portal, ttl=120, wait=self.lock_wait) as got:
+            if not got:
+                return 0
+            db = open_db(self.db_path)
+            client = self.client_for(portal)
+            try:
+                enqueued, blind = inbox.pull_offline(db, client, portal)
+            finally:
+                client.close()
+                db.conn.close()
+        if blind:
+            self.request_reconcile(portal)
+        if enqueued:
+            self.worker.notify()
+        return enqueued
+
+    def housekeeping(self) -> None:
+        db = open_db(self.db_path)
+        try:
+            inbox.prune(db)
+        finally:
+            db.conn.close()
+
+    # -- life cycle -------------------------------------------------------------------------------
+    def start(self) -> "Runtime":
+        open_db(self.db_path).conn.close()      # migrate once, before any thread races to
+        self.app.extensions["b24desk.worker"] = self.worker
+        self.app.extensions["b24desk.runtime"] = self
+        self.worker.start()
+        if self.want_scheduler:
+            self._sched_lock = contextlib.ExitStack()
+            if self._sched_lock.enter_context(scheduler_lock(self.db_path)):
+                self.scheduler = Scheduler(Jobs(self.portals, self.reconcile, self.rebind, self.housekeeping,
+                                                self.drain_offline),
+                                           sync_minutes=self.sync_minutes).start()
+                for p in sorted(self._pending_reconcile):
+                    self.scheduler.run_now(p)
+            else:
+                log.info("another process runs the scheduler for %s", self.db_path)
+                self._sched_lock.close()
+                self._sched_lock = None
+        return self
+
+    def portal_added(self, portal: str) -> None:
+        """A new install: schedule it now rather than at the next refresh."""
+        if self.scheduler is not None:
+            self.scheduler.refresh()
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        if self._sched_lock is not None:
+            self._sched_lock.close()
+            self._sched_lock = None
+        self.worker.stop()
+        self.app.extensions.pop("b24desk.worker", None)
+        self.app.extensions.pop("b24desk.runtime", None)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m b24desk.server",
+                                     description="Serve b24desk with waitress, the inbox worker and the scheduler.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--no-scheduler", action="store_true", help="serve and drain the inbox only")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import waitress
+
+    from app import create_app
+    app = create_app()
+    runtime = Runtime(app, scheduler=not args.no_scheduler).start()
+    stop = threading.Event()
+
+    def _term(signum, frame):
+        stop.set()
+        raise SystemExit(0)
+    signal.signal(signal.SIGTERM, _term)
+    log.info("serving on http://%s:%d (public URL %s)", args.host, args.port, runtime.public_url)
+    try:
+        waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="b24desk")
+    finally:
+        runtime.stop()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    main()
