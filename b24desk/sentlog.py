@@ -67,16 +67,22 @@ def get(db: Database, key: Key) -> dict | None:
     return _decode(rows[0]) if rows else None
 
 
-def begin(db: Database, key: Key, method: str, payload: dict) -> dict:
+def begin(db: Database, key: Key, method: str, payload: dict, *, commit: bool = True) -> dict:
     """Record the intent to send (``pending``) and commit; an existing row is returned unchanged,
-    so the stored payload -- not a re-rendered one -- is what a retry sends."""
+    so the stored payload -- not a re-rendered one -- is what a retry sends.
+
+    ``commit=False`` leaves the commit to the caller, who writes the intent in the same
+    transaction as what caused it (the alert state that changed: an outbox)."""
     now = time.time()
-    with db.conn:
-        db.execute(
-            "insert or ignore into push_log (portal, report, period, channel, target, state, marker,"
-            " method, payload, attempts, created_at, updated_at) values (?,?,?,?,?,?,?,?,?,0,?,?)",
-            [key.portal, key.report, key.period, key.channel, key.target, PENDING, key.marker,
-             method, json.dumps(payload, ensure_ascii=False), now, now])
+    sql = ("insert or ignore into push_log (portal, report, period, channel, target, state, marker,"
+           " method, payload, attempts, created_at, updated_at) values (?,?,?,?,?,?,?,?,?,0,?,?)")
+    args = [key.portal, key.report, key.period, key.channel, key.target, PENDING, key.marker,
+            method, json.dumps(payload, ensure_ascii=False), now, now]
+    if commit:
+        with db.conn:
+            db.execute(sql, args)
+    else:
+        db.execute(sql, args)
     return get(db, key)
 
 
