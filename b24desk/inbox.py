@@ -272,7 +272,7 @@ def finish(db: Database, ids: list[int], state: str = DONE, error: str | None = 
     with db.atomic():
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
-            db.execute(f"update inbox set state = ?, done_at = ?, error = ?, claimed_by = null "
+            db.execute(f"update inbox set state = ?, done_at = ?, error = coalesce(?, error), claimed_by = null "
                        f"where id in ({','.join('?' * len(part))})", [state, now, error, *part])
 
 
@@ -324,8 +324,8 @@ class Worker:
     """
 
     def __init__(self, db_path: str, handler: Handler, *, batch: int = 500, poll: float = 1.0,
-                 lease: float = 300.0, lock_ttl: float = 120.0):
-        self.db_path, self.handler = db_path, handler
+                 lease: float = 300.0, lock_ttl: float = 120.0, backoff: float = 5.0):
+        self.db_path, self.handler, self.backoff = db_path, handler, backoff
         self.batch, self.poll, self.lease, self.lock_ttl = batch, poll, lease, lock_ttl
         self.owner = owner_id()
         self._wake = threading.Event()
@@ -364,7 +364,7 @@ class Worker:
                             self.errors += 1
                             log.warning("inbox: %d events of %s failed: %s", len(rows), portal,
                                         _short(exc))
-                            give_back(db, rows, _short(exc))
+                            give_back(db, rows, _short(exc), self.backoff)
                             break
                         finish(db, [r["id"] for r in rows])
                         total += len(rows)
@@ -634,7 +634,6 @@ def refresh_objects(db: Database, client, portal: str, groups: dict[str, set[str
     would leave it. Sources no selector covers are ignored. Returns ``{source: (saved, gone)}``.
     """
     from .sources import configured_selectors, get_source
-    from .store import get_ticket
     from .sync import forget_tickets, refresh_tickets
     by_source: dict[str, list[str]] = {}
     for sel in configured_selectors(config) or ["tasks"]:
@@ -644,18 +643,12 @@ def refresh_objects(db: Database, client, portal: str, groups: dict[str, set[str
         sels = by_source.get(source)
         if not sels or not ids:
             continue
-        started = int(time.time())
-        saved = 0
+        seen: set[str] = set()
         for sel in sels:
-            saved += refresh_tickets(client, db, sel, sorted(ids), config)
-        gone = []
-        for i in sorted(ids):
-            row = get_ticket(db, portal, source, i)
-            if row is not None and not row.get("deleted") and int(row.get("synced_at") or 0) < started:
-                gone.append(i)
-        if gone:
-            forget_tickets(db, portal, sels[0], gone, config)
-        out[source] = (saved, len(gone))
+            refresh_tickets(client, db, sel, sorted(ids), config, saved=seen)
+        gone = sorted(set(ids) - seen)
+        n = forget_tickets(db, portal, sels[0], gone, config) if gone else 0
+        out[source] = (len(seen), n)
     return out
 
 

@@ -40,7 +40,7 @@ class Runtime:
     """The worker and the scheduler of one app, wired to its config (``app.config``)."""
 
     def __init__(self, app, *, scheduler: bool = True, poll: float = 1.0, sync_minutes: float | None = None,
-                 lock_wait: float = 600.0):
+                 lock_wait: float = 600.0, retry_backoff: float = 5.0):
         self.app = app
         cfg = app.config
         self.db_path = cfg["DB"]
@@ -54,7 +54,8 @@ class Runtime:
         self.scheduler: Scheduler | None = None
         self._sched_lock = None
         self.worker = inbox.Worker(self.db_path, inbox.make_handler(
-            self.client_for, self.config_for, reconcile=self.request_reconcile, rebind=self.rebind), poll=poll)
+            self.client_for, self.config_for, reconcile=self.request_reconcile, rebind=self.rebind),
+            poll=poll, backoff=retry_backoff)
         self._pending_reconcile: set[str] = set()
 
     # -- wiring ---------------------------------------------------------------------------------
