@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 import click
+from flask.cli import with_appcontext
 
 from b24desk import config as b24config
 from b24desk import digest as dg
@@ -456,6 +457,7 @@ def _preview(o: Outcome) -> str:
               help="notify | chat | feed | disk (repeatable; default: the portal's push settings).")
 @click.option("--dry-run", is_flag=True, help="Print what would be sent; send nothing, record nothing.")
 @click.option("--webhook", envvar="B24DESK_WEBHOOK", help="Inbound webhook URL, when the app is not installed.")
+@with_appcontext
 def push_command(db_path, portal, kind, period, channels, dry_run, webhook):
     """Push a digest into Bitrix24 now (each delivery at most once, see the sent-log)."""
     from pathlib import Path
