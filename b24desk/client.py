@@ -540,7 +540,8 @@ class B24Client:
                 self._backoff(method, retries, status, code, f"{code} (HTTP {status})")
                 continue
             if status == 401 or ucode in _AUTH_CODES:
-                if not self.is_webhook and ucode == "EXPIRED_TOKEN" and not refreshed:
+                if not self.is_webhook and self._store is not None and ucode == "EXPIRED_TOKEN" \
+                        and not refreshed:
                     refreshed = True
                     log.info("%s: access token expired, refreshing", method)
                     self._refresh(token)

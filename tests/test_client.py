@@ -478,6 +478,19 @@ def test_processes_share_one_refresh(dbl, app_db):
     assert dbl.stats.by_method["oauth.token"] == 1
 
 
+def test_a_bare_access_token_never_refreshes(dbl):
+    tok = dbl.issue_tokens(1)
+    cl = B24Client.from_access_token(dbl.client_endpoint, tok["access_token"], portal_id=dbl.member_id,
+                                     rps=0, sleep=Sleeps())
+    assert cl.call("user.current")["ID"] == "1"
+    dbl.expire_tokens()
+    with pytest.raises(AuthError) as e:
+        cl.call("user.current")
+    assert e.value.code == "expired_token" and dbl.stats.by_method["oauth.token"] == 0
+    with pytest.raises(ValueError):
+        B24Client.from_access_token("not a url", "x")
+
+
 def test_uninstalled_or_missing_installation(dbl, app_db):
     with pytest.raises(AuthError):
         _app(dbl, app_db).__class__.from_installation(app_db, "ghost", "c", "s")
