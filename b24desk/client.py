@@ -663,7 +663,9 @@ class B24Client:
         the first short page. ``id_field`` is the name in filter/order (``ID``; ``id`` for
         crm.item.list); the rows' own key is found case-insensitively (tasks.task.list answers
         ``id``). A ``>id_field`` already in the filter is the starting point (resume).
-        Any ``order`` given is replaced by the ID order.
+        Any ``order`` given is replaced by the ID order. Known cost: in the last batch the
+        commands after the short page still run with an unresolved (empty) reference, up to 49
+        cheap ``start=-1`` queries that are discarded (b24pysdk's ``as_list_fast`` does the same).
         """
         base = dict(params or {})
         flt = dict(base.get("filter") or {})
