@@ -64,7 +64,7 @@ def parse_query(qs: str | bytes, *, keep_blank: bool = True) -> dict:
     out: dict = {}
     for key, value in parse_qsl(qs, keep_blank_values=keep_blank):
         _assign(out, _split_key(key), value)
-    return listify(out)
+    return {k: listify(v) for k, v in out.items()}   # the top level stays a dict of parameters
 
 
 def _flatten(prefix: str, value, pairs: list[tuple[str, str]]) -> None:
