@@ -183,12 +183,22 @@ class Scoped:
 
 
 def clean_filters(filters: Mapping | None) -> dict:
+    """Filters as strings, or lists of strings where a dimension holds several values (the CLI's
+    repeatable options); empty values become None."""
     out = {k: None for k in FILTER_KEYS}
     for k, v in (filters or {}).items():
         if k not in FILTER_KEYS:
             raise ViewerError(400, "bad_filter", f"unknown filter {k!r}")
-        out[k] = None if v in (None, "") else str(v)
+        if isinstance(v, (list, tuple, set)):
+            vals = sorted({str(x) for x in v if x not in (None, "")})
+            out[k] = None if not vals else vals[0] if len(vals) == 1 else vals
+        else:
+            out[k] = None if v in (None, "") else str(v)
     return out
+
+
+def _values(v) -> list[str]:
+    return [] if v is None else list(v) if isinstance(v, list) else [v]
 
 
 def scope_query(viewer: Viewer, filters: Mapping | None = None, group_by: str | None = None,
@@ -213,17 +223,20 @@ def scope_query(viewer: Viewer, filters: Mapping | None = None, group_by: str | 
         if not viewer.tree:
             raise ViewerError(403, "no_scope", "you head no department")
         if f["department"] is None:
-            f["department"] = viewer.headed[0] if viewer.headed else viewer.tree[0]
-        elif f["department"] not in viewer.tree:
+            roots = list(viewer.headed or viewer.tree[:1])
+            f["department"] = roots[0] if len(roots) == 1 else roots
+        elif any(d not in viewer.tree for d in _values(f["department"])):
             raise ViewerError(403, "forbidden_department", "that department is outside the ones you head")
-        if f["agent"] is not None and f["agent"] != viewer.user_id:
-            if db is None or f["agent"] not in members(db, viewer.portal, viewer.tree):
+        others = [a for a in _values(f["agent"]) if a != viewer.user_id]
+        if others:
+            allowed = members(db, viewer.portal, viewer.tree) if db is not None else set()
+            if any(a not in allowed for a in others):
                 raise ViewerError(403, "forbidden_agent", "that agent is outside the departments you head")
         return Scoped(f, group_by, "tree")
     # agent
-    if f["agent"] not in (None, viewer.user_id):
+    if any(a != viewer.user_id for a in _values(f["agent"])):
         raise ViewerError(403, "forbidden_agent", "agents see only their own numbers")
-    if f["department"] is not None and f["department"] not in viewer.departments:
+    if any(d not in viewer.departments for d in _values(f["department"])):
         raise ViewerError(403, "forbidden_department", "agents see only their own department's totals")
     team = want == "team" or (f["department"] is not None and f["agent"] is None)
     if team:

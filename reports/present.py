@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from b24desk.kpi.engine import KPI_KEYS as KPI_KEYS_ALL  # noqa: F401  (the drilldown accepts these)
+
 from .i18n import kpi_label, t
 
 DURATIONS = ("first_response_time", "first_response_time_business", "resolution_time",
@@ -188,3 +190,36 @@ def directions_from_config(config: dict | None) -> dict:
         if isinstance(spec, dict) and spec.get("direction") in ("higher", "lower"):
             out[key] = spec["direction"]
     return out
+
+
+def histogram(values: list, median=None, p90=None, *, bins: int = 12, lang: str = "en") -> dict | None:
+    """Counts of ``values`` in ``bins`` equal-width bins from 0 up to (about) the 95th percentile,
+    the last bin open-ended; ``median_pos`` / ``p90_pos`` place the markers (fractional bin index)."""
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    top = vals[min(len(vals) - 1, int(0.95 * len(vals)))] or vals[-1] or 1
+    width = _nice_width(top / bins)
+    edges = [i * width for i in range(bins)] + [None]
+    counts = [0] * bins
+    for v in vals:
+        counts[min(bins - 1, int(v // width))] += 1
+
+    def pos(x):
+        if x is None:
+            return None
+        return min(float(bins), x / width)
+    labels = [f"{fmt_duration(edges[i], lang)}–{fmt_duration(edges[i + 1], lang)}" if edges[i + 1] is not None
+              else f"≥ {fmt_duration(edges[i], lang)}" for i in range(bins)]
+    return {"labels": labels, "counts": counts, "bins": [[edges[i], edges[i + 1]] for i in range(bins)],
+            "median": median, "p90": p90, "median_pos": pos(median), "p90_pos": pos(p90)}
+
+
+def _nice_width(raw: float) -> float:
+    """A bin width a person reads easily: 1, 2, 5, 10, 15, 30 s/min, 1, 2, 3, 6, 12 h, days."""
+    steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+             172800, 259200, 604800]
+    for s in steps:
+        if raw <= s:
+            return float(s)
+    return float(steps[-1] * (int(raw // steps[-1]) + 1))

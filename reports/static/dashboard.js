@@ -140,7 +140,11 @@
 
   function openDrill(spec) {
     if (!overlay || !D.api || !D.api.drilldown) { return; }
-    var params = new URLSearchParams(D.query || {});
+    var params = new URLSearchParams();
+    Object.keys(D.query || {}).forEach(function (k) {
+      var v = D.query[k];
+      (Array.isArray(v) ? v : [v]).forEach(function (x) { if (x !== null && x !== undefined && x !== "") { params.append(k, x); } });
+    });
     Object.keys(spec).forEach(function (k) { if (k !== "title" && spec[k] !== null && spec[k] !== undefined) { params.set(k, spec[k]); } });
     var title = document.getElementById("drill-title");
     var body = document.getElementById("drill-rows");

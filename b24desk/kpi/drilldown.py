@@ -1,0 +1,157 @@
+"""The tickets behind a number: which tickets a KPI counted, and each one's own value.
+
+Built on the engine's per-ticket computation (``engine.ticket_facts``, the same replay
+``build_report`` runs), never a second engine: for the common KPIs a one-line reading of the
+engine's ``Facts`` says whether a ticket is in the KPI's population and what it contributed; any
+other KPI falls back to ``engine.aggregate`` run on that ticket alone (exact by construction,
+slower). tests/test_api_drilldown.py checks, for every KPI, that the members counted here are the
+``n`` of ``build_report`` and that the durations here summarise to the report's avg/median/p90.
+
+Also gives what charts need from the same replay: per-ticket durations (distributions) and
+weekly series (trend), so the web layer never re-derives a KPI itself.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..model import OPEN, RESOLVED
+from .engine import DURATION_KPIS, aggregate, ticket_facts
+from .filters import Filters, matcher
+from .load import load
+from .report import ReportEnv
+from .stats import summary
+
+# kpi -> (kind, population(f), contribution(f, cal)); kind: "count" (the members are the hits),
+# "share" (members = population, hit = contribution), "duration"/"number" (the ticket's value).
+_C = lambda f: f.in_c                                                     # noqa: E731
+_R = lambda f: f.in_r                                                     # noqa: E731
+MEMBERSHIP = {
+    "tickets_total": ("count", _C, lambda f, cal: True),
+    "tickets_per_day": ("count", _C, lambda f, cal: True),
+    "first_response_time": ("duration", lambda f: f.in_c and f.first_reply is not None,
+                            lambda f, cal: max(0, f.first_reply - f.t["created_at"])),
+    "first_response_time_business": ("duration", lambda f: f.in_c and f.first_reply is not None,
+                                     lambda f, cal: max(0, cal.business_seconds(f.t["created_at"], f.first_reply))),
+    "unanswered_share": ("share", _C, lambda f, cal: f.first_reply is None and f.state == OPEN),
+    "resolution_time": ("duration", _R, lambda f, cal: f.resolution_at - f.t["created_at"]),
+    "resolution_time_business": ("duration", _R,
+                                 lambda f, cal: max(0, cal.business_seconds(f.t["created_at"], f.resolution_at))),
+    "resolved_count": ("count", _R, lambda f, cal: True),
+    "resolved_by_priority": ("count", _R, lambda f, cal: True),
+    "top_agents": ("count", _R, lambda f, cal: True),
+    "resolved_share": ("share", _C, lambda f, cal: f.state == RESOLVED),
+    "backlog": ("count", lambda f: f.open_at_end, lambda f, cal: True),
+    "overdue_count": ("count", lambda f: f.in_a and f.deadline is not None and f.overdue, lambda f, cal: True),
+    "overdue_share": ("share", lambda f: f.in_a and f.deadline is not None, lambda f, cal: bool(f.overdue)),
+    "task_efficiency": ("share", lambda f: f.in_a, lambda f, cal: bool(f.overdue)),
+    "transferred_share": ("share", _C, lambda f, cal: f.transfers > 0),
+    "transfers_per_ticket": ("number", _C, lambda f, cal: f.transfers),
+    "fcr_share": ("share", _R, lambda f, cal: f.replies <= 1 and not f.transfers and not f.reopens),
+    "one_touch_share": ("share", _R, lambda f, cal: f.replies <= 1),
+    "reopen_share": ("share", _R, lambda f, cal: f.reopens > 0),
+    "correctly_qualified_share": ("share", _C, lambda f, cal: not f.requalified),
+    "interactions_per_ticket": ("number", _R, lambda f, cal: f.interactions),
+    "handle_time": ("duration", lambda f: f.in_r and f.t["handle_time"] is not None,
+                    lambda f, cal: f.t["handle_time"]),
+    "rated_share": ("share", _R, lambda f, cal: f.t["rating"] is not None),
+    "csat": ("share", lambda f: f.in_r and f.t["rating"] is not None, lambda f, cal: f.t["rating"] >= 4),
+    "nps": ("number", lambda f: f.in_r and f.t["nps"] is not None, lambda f, cal: f.t["nps"]),
+    "ces": ("share", lambda f: f.in_r and f.t["ces"] is not None, lambda f, cal: f.t["ces"] == 5),
+    "callback_share": ("share", _R, lambda f, cal: bool(f.callback)),
+    "requester_wait_time": ("duration", lambda f: f.in_r and f.work is not None, lambda f, cal: f.work),
+    "requester_wait_time_business": ("duration", lambda f: f.in_r and f.work is not None, lambda f, cal: f.work_b),
+    "agent_wait_time": ("duration", lambda f: f.in_r and f.work is not None, lambda f, cal: f.wait_customer),
+    "agent_wait_time_business": ("duration", lambda f: f.in_r and f.work is not None,
+                                 lambda f, cal: f.wait_customer_b),
+    "ccei": ("count", _R, lambda f, cal: True),
+}
+
+
+class Replay:
+    """One load and replay of a period's tickets (after the report's filters), reusable for
+    drilldowns, distributions and the weekly trend."""
+
+    def __init__(self, db, portal: str, date_from, date_to, *, filters=None, config: dict | None = None,
+                 env: ReportEnv | None = None, extra_before: int = 0):
+        self.env = env or ReportEnv(db, portal, config)
+        self.filters = Filters.of(filters)
+        self.period = self.env.period(date_from, date_to)
+        sources = self.filters.sources()
+        self.loaded = load(db, portal, self.period.start - extra_before, self.period.end, sources=sources,
+                           repeat_window=self.env.repeat_window)
+        if self.filters.source and not sources:
+            self.loaded.tickets = []
+        self.ctx = replace(self.env.ctx, customer_history=self.loaded.customer_history)
+        self.keep = matcher(self.filters, self.env.tree)
+        self.facts = self.facts_between(self.period.start, self.period.end)
+
+    def facts_between(self, start: int, end: int) -> list:
+        out = []
+        ev = self.loaded.events
+        for t in self.loaded.tickets:
+            f = ticket_facts(t, ev.get((t["source"], t["source_id"]), ()), start, end, self.ctx)
+            if f is not None and (self.keep is None or self.keep(f)):
+                out.append(f)
+        return out
+
+    # --- drilldown --------------------------------------------------------------------------
+    def members(self, kpi: str) -> list[dict]:
+        """``[{source, source_id, hit, value}]`` for every ticket the KPI counted (its ``n``)."""
+        cal = self.env.calendar
+        rule = MEMBERSHIP.get(kpi)
+        out = []
+        if rule is not None:
+            kind, pop, contrib = rule
+            for f in self.facts:
+                if pop(f):
+                    v = contrib(f, cal)
+                    out.append(_row(f, kind, v))
+            return out
+        p = self.period
+        for f in self.facts:                     # any other KPI: the engine on this ticket alone
+            val = aggregate([f], p.start, p.end, p.days, self.ctx, self.env.users).get(kpi)
+            if val is None or not val.n:
+                continue
+            v = val.value
+            if isinstance(v, dict):
+                v = v.get("avg")
+            out.append(_row(f, "number", v))
+        return out
+
+    def durations(self, kpi: str) -> list:
+        """The per-ticket durations a duration KPI summarises (for its distribution chart)."""
+        if kpi not in DURATION_KPIS or kpi not in MEMBERSHIP:
+            raise ValueError(f"{kpi!r} is not a duration KPI")
+        _kind, pop, contrib = MEMBERSHIP[kpi]
+        cal = self.env.calendar
+        return [contrib(f, cal) for f in self.facts if pop(f)]
+
+    def series(self, bounds: list[tuple[int, int]]) -> list[dict]:
+        """Per ``[start, end)``: tickets created, resolved, FRT and resolution summaries, each
+        from the engine's replay as of that window's end (the report's own semantics)."""
+        out = []
+        frt, res = MEMBERSHIP["first_response_time"], MEMBERSHIP["resolution_time"]
+        for start, end in bounds:
+            fs = self.facts_between(start, end)
+            out.append({
+                "start": start, "end": end,
+                "created": sum(1 for f in fs if f.in_c),
+                "resolved": sum(1 for f in fs if f.in_r),
+                "first_response_time": summary(frt[2](f, None) for f in fs if frt[1](f)),
+                "resolution_time": summary(res[2](f, None) for f in fs if res[1](f)),
+            })
+        return out
+
+
+def _row(f, kind: str, v) -> dict:
+    t = f.t
+    hit = bool(v) if kind in ("count", "share") else None
+    value = v if kind in ("duration", "number") else None
+    return {"source": t["source"], "source_id": t["source_id"], "hit": hit, "value": value,
+            "responsible": f.resp_end, "priority": f.priority, "created_at": t["created_at"],
+            "state": f.state}
+
+
+def kind_of(kpi: str) -> str:
+    rule = MEMBERSHIP.get(kpi)
+    return rule[0] if rule else "number"

@@ -1,0 +1,161 @@
+"""p50/p95 latency of the dashboard page and ``GET /api/kpi`` on a 100k-ticket store (issue 5).
+
+    python bench/pages.py [--tickets 100000] [--runs 30] [--db PATH] [--keep]
+
+Builds (or reuses, with --db) a store of N tickets spread over two years, each with a short
+event log (created, assigned, replies, a transfer now and then, resolution, rating), 60 agents in
+six departments; then times, through the real Flask app (test client, no network), the last full
+month's dashboard and ``/api/kpi`` as an admin and as an agent, each first call (cold) and the
+following ones (warm). Prints a table beside the target: p95 < 200 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from b24desk.model import Event, Ticket  # noqa: E402
+from b24desk.store import open_db  # noqa: E402
+
+PORTAL = "bench0000000000000000000000000001"
+TARGET_MS = 200.0
+
+
+def seed_store(db, n: int, *, now: int, seed: int = 7) -> None:
+    """N synthetic tickets over the two years before ``now`` (bulk inserts, one transaction)."""
+    rnd = random.Random(seed)
+    deps = [{"portal": PORTAL, "id": str(i), "name": f"Line {i}", "parent": "1" if i > 1 else None,
+             "head": str(100 + i)} for i in range(1, 7)]
+    users = [{"portal": PORTAL, "id": str(100 + i), "name": f"Head{i}", "last_name": "", "departments": f"[{i}]",
+              "active": 1, "is_bot": 0} for i in range(1, 7)]
+    agents = [str(200 + i) for i in range(60)]
+    users += [{"portal": PORTAL, "id": a, "name": f"Agent{a}", "last_name": "", "active": 1, "is_bot": 0,
+               "departments": f"[{2 + i % 5}]"} for i, a in enumerate(agents)]
+    span = 730 * 86400
+    tickets, events = [], []
+    prios = ["low", "normal", "normal", "normal", "high", "critical"]
+    for i in range(n):
+        sid = str(i + 1)
+        created = now - span + int(i * span / n) + rnd.randint(0, 3600)
+        agent = rnd.choice(agents)
+        author = f"c{rnd.randint(1, n // 3)}"
+        t = Ticket(portal=PORTAL, source="task", source_id=sid, title=f"Ticket {sid}", priority=rnd.choice(prios),
+                   author_id=author, customer=author, responsible_id=agent, created_at=created,
+                   url=f"/company/personal/user/0/tasks/task/view/{sid}/", selector="tasks")
+        ev = [Event(PORTAL, "task", sid, "h:c", "created", created, author)]
+        ev.append(Event(PORTAL, "task", sid, "h:a", "assigned", created, author, None, None, agent))
+        at = created + rnd.randint(60, 7200)
+        for k in range(rnd.randint(0, 3)):
+            if at < now:
+                ev.append(Event(PORTAL, "task", sid, f"c:{k}", "reply", at, agent))
+            at += rnd.randint(600, 20000)
+        if rnd.random() < 0.15 and at < now:
+            other = rnd.choice(agents)
+            ev.append(Event(PORTAL, "task", sid, "h:t", "assigned", at, agent, None, agent, other))
+            t.responsible_id = other
+            at += rnd.randint(600, 20000)
+        # A real desk closes nearly everything: a backlog of old tickets is the exception.
+        p_close = 0.995 if created < now - 30 * 86400 else 0.6
+        if rnd.random() < p_close and at < now:
+            ev.append(Event(PORTAL, "task", sid, "h:s", "status", at, t.responsible_id, "STATUS", "3", "5"))
+            t.state, t.resolved_at, t.closed_at = "resolved", at, at
+            if rnd.random() < 0.4:
+                t.rating = rnd.choice([1, 5, 5, 5])
+        tickets.append(t.row() | {"synced_at": now})
+        events += [e.row() for e in ev]
+    with db.atomic():
+        db["departments"].insert_all(deps, pk=("portal", "id"), replace=True)
+        db["users"].insert_all(users, pk=("portal", "id"), replace=True)
+        db["tickets"].insert_all(tickets, pk=("portal", "source", "source_id"), replace=True, batch_size=2000)
+        db["events"].insert_all(events, pk=("portal", "source", "source_id", "key"), replace=True, batch_size=5000)
+        db["installations"].insert({"member_id": PORTAL, "domain": "bench.bitrix24.example",
+                                    "client_endpoint": "https://bench.bitrix24.example/rest/",
+                                    "application_token": "bench", "timezone": "Europe/Moscow", "active": 1},
+                                   pk="member_id", replace=True)
+    db.execute("analyze")
+
+
+def pct(values, p):
+    s = sorted(values)
+    return s[max(0, min(len(s) - 1, int(round(p / 100 * len(s) + 0.5)) - 1))]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tickets", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--db", help="store to build or reuse")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary store")
+    args = ap.parse_args(argv)
+
+    from app import create_app
+    from b24desk.viewer import ADMIN, AGENT, Viewer, dump_token
+
+    tmp = None
+    if args.db:
+        path = Path(args.db)
+    else:
+        tmp = tempfile.mkdtemp(prefix="b24desk-bench-")
+        path = Path(tmp) / "bench.db"
+    now = int(datetime(2026, 11, 15, tzinfo=timezone.utc).timestamp())
+    db = open_db(path)
+    have = db.execute("select count(*) from tickets where portal = ?", [PORTAL]).fetchone()[0]
+    if have != args.tickets:
+        t0 = time.perf_counter()
+        db.execute("delete from tickets where portal = ?", [PORTAL])
+        db.execute("delete from events where portal = ?", [PORTAL])
+        seed_store(db, args.tickets, now=now)
+        print(f"seeded {args.tickets} tickets in {time.perf_counter() - t0:.1f} s -> {path}")
+    events = db.execute("select count(*) from events where portal = ?", [PORTAL]).fetchone()[0]
+    db.conn.close()
+
+    app = create_app({"DB": str(path), "SECRET_KEY": "bench", "TESTING": True})
+    client = app.test_client()
+    admin = dump_token("bench", Viewer(portal=PORTAL, user_id="101", role=ADMIN, name="Admin"))
+    agent = dump_token("bench", Viewer(portal=PORTAL, user_id="210", role=AGENT, departments=("3",)))
+    q = "from=2026-10-01&to=2026-11-01"
+    cases = [
+        ("dashboard, admin", f"/reports/dashboard?{q}&t={admin}", None),
+        ("dashboard, agent", f"/reports/dashboard?{q}&t={agent}", None),
+        ("/api/kpi, admin", f"/api/kpi?{q}", admin),
+        ("/api/kpi group_by=agent", f"/api/kpi?{q}&group_by=agent", admin),
+        ("/api/kpi, agent", f"/api/kpi?{q}", agent),
+    ]
+    print(f"store: {args.tickets} tickets, {events} events; period 2026-10; {args.runs} warm runs each")
+    print(f"{'case':28} {'cold ms':>8} {'p50 ms':>8} {'p95 ms':>8}  target p95 < {TARGET_MS:.0f} ms")
+    worst = 0.0
+    for name, url, bearer in cases:
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        t0 = time.perf_counter()
+        r = client.get(url, headers=headers)
+        cold = (time.perf_counter() - t0) * 1000
+        if r.status_code != 200:
+            print(f"{name}: HTTP {r.status_code} {r.get_data(as_text=True)[:200]}")
+            return 1
+        times = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            client.get(url, headers=headers)
+            times.append((time.perf_counter() - t0) * 1000)
+        p95 = pct(times, 95)
+        worst = max(worst, p95)
+        print(f"{name:28} {cold:8.1f} {statistics.median(times):8.1f} {p95:8.1f}  "
+              f"{'ok' if p95 < TARGET_MS else 'OVER'}")
+    if tmp and not args.keep:
+        for f in Path(tmp).iterdir():
+            f.unlink()
+        os.rmdir(tmp)
+    return 0 if worst < TARGET_MS else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
