@@ -12,7 +12,8 @@ it first asks the portal whether the delivery arrived (the caller's per-channel 
 marker in the chat's recent messages, the feed post, the Disk file name; a notification with a
 ``TAG`` simply replaces itself) and then either adopts what it finds or re-sends the stored
 payload. A ``sent`` row is never sent again; a ``failed`` row (the portal refused the call, so
-nothing arrived) is retried by the next run until ``MAX_ATTEMPTS``.
+nothing arrived) is retried by the next run -- always after a rate limit (503
+``QUERY_LIMIT_EXCEEDED``, 429), and up to ``MAX_ATTEMPTS`` calls after any other refusal.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from sqlite_utils import Database
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 MAX_ATTEMPTS = 5
+# Refusals that say "not now" rather than "never": a row failed by these is retried by every
+# later run, however many attempts it took (a 503 storm must never make a push skip).
+TRANSIENT = ("QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "OVERLOAD_LIMIT", "HTTP 503")
 _PK = ("portal", "report", "period", "channel", "target")
 
 
@@ -118,12 +122,18 @@ def note_error(db: Database, key: Key, error: str) -> None:
                    [str(error)[:2000], time.time(), *args])
 
 
+def gave_up(row: dict) -> bool:
+    """A ``failed`` row refused for good: ``MAX_ATTEMPTS`` calls, the last one not a rate limit."""
+    return (row["state"] == FAILED and (row.get("attempts") or 0) >= MAX_ATTEMPTS
+            and not any(code in (row.get("error") or "") for code in TRANSIENT))
+
+
 def unfinished(db: Database, portal: str | None = None) -> list[dict]:
-    """``pending`` rows and ``failed`` rows with attempts left, oldest first."""
-    sql = ("select * from push_log where (state = ? or (state = ? and coalesce(attempts, 0) < ?))"
-           + (" and portal = ?" if portal else "") + " order by created_at")
-    args = [PENDING, FAILED, MAX_ATTEMPTS] + ([portal] if portal else [])
-    return [_decode(r) for r in db.query(sql, args)]
+    """``pending`` rows and ``failed`` rows not given up on, oldest first."""
+    sql = ("select * from push_log where state in (?, ?)" + (" and portal = ?" if portal else "")
+           + " order by created_at")
+    rows = [_decode(r) for r in db.query(sql, [PENDING, FAILED] + ([portal] if portal else []))]
+    return [r for r in rows if not gave_up(r)]
 
 
 def entries(db: Database, portal: str, report: str | None = None, period: str | None = None) -> list[dict]:

@@ -365,8 +365,11 @@ def run_push(db, portal: str, kind: str, period, *, reader=None, writer=None, co
             done = sentlog.Key(portal, kind, period.label, "run", ",".join(channels))
             sentlog.begin(db, done, "-", {"deliveries": len(ctx.outcomes)})
             sentlog.mark_sent(db, done, {"at": time.time()})
+        # a delivery finished by the resume shows as what happened to it now, not as "already"
+        now_done = {o.key: o for o in resumed}
         planned = {o.key for o in ctx.outcomes}
-        return [o for o in resumed if o.key not in planned] + ctx.outcomes
+        return ([o for o in resumed if o.key not in planned]
+                + [now_done.get(o.key, o) if o.state == "already" else o for o in ctx.outcomes])
 
     if dry_run:
         return work()

@@ -141,7 +141,7 @@ class Deliverer:
         if row is None:
             row = sentlog.begin(db, key, method, payload)
         method, payload = row["method"], row["payload"]
-        if row["state"] == sentlog.FAILED and (row["attempts"] or 0) >= sentlog.MAX_ATTEMPTS:
+        if sentlog.gave_up(row):
             return Outcome(key, "failed", method, payload, error=f"gave up after {row['attempts']} attempts: "
                                                                 f"{row['error']}")
         unsure = row["state"] == sentlog.PENDING and (row["attempts"] or 0) > 0
