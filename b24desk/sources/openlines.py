@@ -33,6 +33,7 @@ The methods are optional per portal: a plan without Open Channels reports answer
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -43,7 +44,7 @@ from ..model import (ASSIGNED, CREATED, CUSTOMER_MESSAGE, FIELD_CHANGED, OPEN, R
                      REJECTED_EV, REPLY, RESOLVED, RESOLVED_EV, Bundle, Event, Ticket, parse_time)
 from . import register
 from .base import Mapping, Page, Selector, SelectorError, Source, SyncContext, as_id, as_int, chunks
-from .fetch import call_each
+from .fetch import call_each, call_mixed
 
 log = logging.getLogger("b24desk.sources.openlines")
 
@@ -58,7 +59,7 @@ M_LINES = "imopenlines.config.list.get"
 LIMIT = 200                 # rows per page, the maximum (statistics/index.md)
 OFFSET_CAP = 10000          # an offset above this is OFFSET_TOO_LARGE (session-list, rating-list)
 MAX_SPAN = 365 * 86400      # a period may span at most 366 days; inclusive ends, so stay a day under
-RATING_SPAN = 31 * 86400    # first guess for rating windows (halved when one overflows)
+RATING_SPAN = MAX_SPAN      # rating windows start as long as allowed and are halved when one overflows
 TRANSFER_IDS = 50           # Session.Transfer.list: at most 50 unique ids
 STAT_IDS = 100              # Session.Stat.get: at most 100 unique ids
 PAGE_SESSIONS = 1000        # sessions per Page handed to the orchestrator
@@ -225,34 +226,29 @@ def list_ratings(client, params: dict, date_from: int, date_to: int) -> dict[str
     return out
 
 
-def transfers_for(client, session_ids: list[str]) -> dict[str, list[dict]]:
-    """Transfer rows per session id, 50 ids a call and 50 calls a batch."""
-    out: dict[str, list[dict]] = {sid: [] for sid in session_ids}
-    groups = list(chunks([int(s) for s in session_ids], TRANSFER_IDS))
-    for ans in call_each(client, M_TRANSFERS, [{"sessionId": g} for g in groups]):
-        if ans.error is not None:
-            _check(ans.error)
-        for row in (ans.result or {}).get("transfers") or []:
-            sid = as_id(row.get("sessionId"))
-            if sid in out:
-                out[sid].append(row)
-    return out
-
-
-def stats_for(client, session_ids: list[str]) -> dict[str, dict]:
-    """``sessionStat`` per session id (message counts), 100 ids a call."""
-    out: dict[str, dict] = {}
-    groups = list(chunks([int(s) for s in session_ids], STAT_IDS))
-    for ans in call_each(client, M_SESSION_STAT, [{"sessionId": g} for g in groups]):
+def details_for(client, transfer_ids: list[str], stat_ids: list[str]) -> tuple[dict, dict]:
+    """Transfer rows (50 ids a call) and ``sessionStat`` rows (100 ids a call) for sessions, all the
+    calls packed 50 to a ``batch`` whatever the method: ``({id: [transfer]}, {id: sessionStat})``."""
+    calls = [(M_TRANSFERS, {"sessionId": g}) for g in chunks([int(x) for x in transfer_ids], TRANSFER_IDS)]
+    calls += [(M_SESSION_STAT, {"sessionId": g}) for g in chunks([int(x) for x in stat_ids], STAT_IDS)]
+    transfers: dict[str, list[dict]] = {sid: [] for sid in transfer_ids}
+    stats: dict[str, dict] = {}
+    for (method, _), ans in zip(calls, call_mixed(client, calls)):
         if ans.error is not None:
             _check(ans.error)
         res = ans.result if isinstance(ans.result, dict) else {}
-        # the method page names the list ``sessions``, data-types.md ``stats``: take either
-        for row in res.get("sessions") or res.get("stats") or []:
-            sid = as_id(row.get("sessionId"))
-            if sid is not None:
-                out[sid] = row
-    return out
+        if method == M_TRANSFERS:
+            for row in res.get("transfers") or []:
+                sid = as_id(row.get("sessionId"))
+                if sid in transfers:
+                    transfers[sid].append(row)
+        else:
+            # the method page names the list ``sessions``, data-types.md ``stats``: take either
+            for row in res.get("sessions") or res.get("stats") or []:
+                sid = as_id(row.get("sessionId"))
+                if sid is not None:
+                    stats[sid] = row
+    return transfers, stats
 
 
 def line_names(client) -> dict[str, str]:
@@ -406,23 +402,47 @@ class OpenLinesSource(Source):
     # -- availability --
 
     def _record(self, ctx: SyncContext, exc: OpenLinesUnavailable | None, now: int) -> None:
+        """Write ``openlines.status``: the portal-wide verdict for the settings page, and per
+        selector whether its last run could read (a selector refused until now re-reads all)."""
+        selectors = dict((ctx.setting(STATUS_KEY) or {}).get("selectors") or {})
+        selectors[self.selector.raw] = exc is None
         if exc is None:
             value = {"available": True, "code": None, "message": None, "checked_at": now}
         else:
             value = {"available": False, "code": exc.code, "message": str(exc),
                      "detail": exc.error.description, "checked_at": now}
             log.warning("open lines unavailable for %s: %s", ctx.portal, exc)
-        ctx.set_setting(STATUS_KEY, value)
+        ctx.set_setting(STATUS_KEY, {**value, "selectors": selectors})
 
-    def _guard(self, ctx: SyncContext, gen: Iterator[Page]) -> Iterator[Page]:
-        """Run a reader; a plan/scope/access refusal ends it quietly with the status recorded."""
+    def _guard(self, ctx: SyncContext, gen: Iterator[Page], keep_stored: bool = False) -> Iterator[Page]:
+        """Run a reader; a plan/scope/access refusal ends it quietly with the status recorded.
+
+        ``keep_stored`` (full sync): the orchestrator marks deleted whatever a full sync did not
+        see, so after a refusal the stored sessions of the selector are handed back unchanged.
+        """
         now = int(time.time())
         try:
             yield from gen
         except OpenLinesUnavailable as exc:
             self._record(ctx, exc, now)
+            if keep_stored:
+                yield from self._stored_pages(ctx)
             return
         self._record(ctx, None, now)
+
+    def _stored_pages(self, ctx: SyncContext) -> Iterator[Page]:
+        """The selector's stored tickets with their latest snapshot: re-saving them changes nothing."""
+        if ctx.db is None:
+            return
+        from ..store import ticket_from_row
+        rows = ctx.db.query(
+            "select t.*, (select data from snapshots s where s.portal = t.portal and s.source = t.source"
+            " and s.source_id = t.source_id order by observed_at desc, rowid desc limit 1) as _snap"
+            " from tickets t where t.portal = ? and t.source = ? and t.selector = ?"
+            " and coalesce(t.deleted, 0) = 0", [ctx.portal, SOURCE, self.selector.raw])
+        for group in _grouped(rows, PAGE_SESSIONS):
+            yield Page(bundles=[Bundle(ticket=ticket_from_row(r), events=[],
+                                       snapshot=json.loads(r["_snap"]) if r["_snap"] else {}) for r in group])
 
     # -- helpers --
 
@@ -458,8 +478,7 @@ class OpenLinesSource(Source):
         for group in _grouped(sessions, PAGE_SESSIONS):
             ids = [str(s["id"]) for s in group]
             need = [str(s["id"]) for s in group if (as_int(s.get("queueTransfers")) or 0) > 0]
-            trs = transfers_for(client, need) if need else {}
-            sts = stats_for(client, ids)
+            trs, sts = details_for(client, need, ids)
             bundles = [map_session(ctx.portal, s, trs.get(str(s["id"])), sts.get(str(s["id"])),
                                    (ratings or {}).get(str(s["id"])), lines, bots, self.selector.raw)
                        for s in group]
@@ -477,7 +496,7 @@ class OpenLinesSource(Source):
     # -- the readers --
 
     def full(self, client, ctx: SyncContext, after_id: str | None = None) -> Iterator[Page]:
-        return self._guard(ctx, self._full(client, ctx, after_id))
+        return self._guard(ctx, self._full(client, ctx, after_id), keep_stored=True)
 
     def _full(self, client, ctx, after_id):
         start = self._earliest(client)
@@ -495,6 +514,11 @@ class OpenLinesSource(Source):
         yield from self._bundle_pages(client, ctx, list_sessions(client, self.params, start, now), ratings)
 
     def incremental(self, client, ctx: SyncContext, since: int) -> Iterator[Page]:
+        last = (ctx.setting(STATUS_KEY) or {}).get("selectors") or {}
+        if not last.get(self.selector.raw):
+            # refused until now (plan upgraded, access granted?): read everything, not just changes
+            ctx.portal_now = self._portal_now(client)
+            return self._guard(ctx, self._full(client, ctx, None))
         return self._guard(ctx, self._incremental(client, ctx, int(since)))
 
     def _incremental(self, client, ctx, since):
