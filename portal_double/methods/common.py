@@ -85,11 +85,15 @@ DEPT_FIELDS = query.spec({"ID": Field("ID", "int"), "NAME": Field("NAME"), "SORT
 @method("department.get", "department")
 def department_get(c: Call, params: dict):
     p = c.portal
-    flt = {k: v for k, v in params.items() if query.norm(query.split_key(k)[1]) in DEPT_FIELDS}
-    sort = _ci(params, "sort")
-    order = {str(sort): str(_ci(params, "order", default="ASC"))} if sort else None
+    # lowercase sort/order/start are the sorting and paging parameters; UPPERCASE ones filter
+    # (DOCS department-get.md lists both `sort` and `SORT`)
+    flt = {k: v for k, v in params.items()
+           if k not in ("sort", "order", "start") and query.norm(query.split_key(k)[1]) in DEPT_FIELDS}
+    sort = params.get("sort")
+    order = {str(sort): str(params.get("order") or "ASC")} if sort else None
     rows, total, nxt = query.run(sorted(p.departments, key=lambda d: d["ID"]), DEPT_FIELDS, p.tz, flt=flt,
-                                 order=order, start=_ci(params, "start"), id_key="ID", strict=False)
+                                 order=order, start=params.get("start", params.get("START")), id_key="ID",
+                                 strict=False)
     out = []
     for d in rows:
         r = {"ID": str(d["ID"]), "NAME": d["NAME"], "SORT": d["SORT"]}
