@@ -8,6 +8,7 @@ Field names match case- and underscore-insensitively, so ``CREATED_DATE`` finds 
 """
 from __future__ import annotations
 
+import fnmatch
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -99,7 +100,6 @@ def _like(hay, needle: str, anchored: bool) -> bool:
     needle = str(needle).lower()
     if not anchored:
         return needle.replace("%", "") in hay
-    import fnmatch
     return fnmatch.fnmatchcase(hay, needle.replace("%", "*").replace("_", "?"))
 
 
@@ -190,9 +190,11 @@ def _one(op: str, f: Field, value, tz, name: str) -> Callable:
     def eq(rec):
         got = f.get(rec)
         vals = got if isinstance(got, list) else [got]
-        if ftype in ("int", "ints") and None in tset:
-            vals = [0 if v is None else v for v in vals] + ([None] if not vals else [])
-            hit = any((_cmp_value(ftype, v) in tset) or (v in (0, None) and None in tset) for v in vals)
+        if not vals:
+            vals = [None]
+        if None in tset and ftype in ("int", "ints"):
+            # an empty value matches "not set", which older methods store as 0
+            hit = any(v in (None, 0) or _cmp_value(ftype, v) in tset for v in vals)
         else:
             hit = any(_cmp_value(ftype, v) in tset for v in vals)
         return hit != neg
