@@ -119,6 +119,7 @@ class Context:
     deliverer: Deliverer | None = None
     dashboard_base: str | None = None
     outcomes: list = field(default_factory=list)
+    cache: dict = field(default_factory=dict)          # per-run memo (the alerts' drill-down replay)
 
     @property
     def is_webhook(self) -> bool:

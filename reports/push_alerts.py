@@ -13,11 +13,15 @@ head's list (DOCS api-reference/chats/notifications/im-notify-system-add.md).
 """
 from __future__ import annotations
 
+import copy
 import time
 
 from b24desk import alerts as A
 from b24desk import digest as dg
 from b24desk import sentlog
+from b24desk.installations import get_installation
+from b24desk.kpi.drilldown import Replay, kind_of
+from b24desk.kpi.filters import Filters, matcher
 from b24desk.kpi.periods import Period
 from b24desk.kpi.report import build_report
 
@@ -90,16 +94,36 @@ def recipients(ctx: Context, level: str, subject: str) -> list[str]:
 
 
 def tickets_behind(ctx: Context, item: dict, level: str, subject: str, period: Period) -> list[dict]:
-    """The tickets that make the KPI red, from the KPI engine's drill-down when it offers one."""
-    try:
-        from b24desk.kpi.drill import tickets as drill   # the engine's own list of a KPI's tickets
-    except ImportError:
-        return []
+    """The tickets that make the KPI red, worst first, from the KPI engine's own drill-down
+    (``b24desk.kpi.drilldown.Replay.members``: the tickets the number counted, each one's value):
+    the slowest for a duration, the failing ones for a share or a count, the furthest off for a
+    plain number."""
+    replay = ctx.cache.get("replay")
+    if replay is None or replay.period != period:           # one load and replay per run, sliced below
+        replay = ctx.cache["replay"] = Replay(ctx.db, ctx.portal, period.start, period.end, env=ctx.env)
     filters = {"department": subject} if level == "department" else {"agent": subject} if level == "agent" else None
-    rows = drill(ctx.db, ctx.portal, item["key"], period.start, period.end, filters=filters, env=ctx.env)
+    keep = matcher(Filters.of(filters), ctx.env.tree)
+    if keep is not None:
+        replay = copy.copy(replay)
+        replay.facts = [f for f in replay.facts if keep(f)]
+    rows = replay.members(item["key"])
+    kind, higher = kind_of(item["key"]), item.get("direction") == "higher"
+    if kind in ("count", "share"):
+        bad = [r for r in rows if r["hit"] is not higher] if kind == "share" else [r for r in rows if r["hit"]]
+        bad.sort(key=lambda r: r["created_at"])
+    else:
+        bad = [r for r in rows if r["value"] is not None]
+        bad.sort(key=lambda r: r["value"], reverse=not higher)
+    bad = bad[:TICKETS_SHOWN]
+    domain = (get_installation(ctx.db, ctx.portal) or {}).get("domain") if "installations" in ctx.db.table_names() else None
     out = []
-    for t in list(rows or [])[:TICKETS_SHOWN]:
-        out.append({"id": t.get("source_id") or t.get("id"), "title": t.get("title"), "url": t.get("url")})
+    for r in bad:
+        t = ctx.db.execute("select title, url from tickets where portal = ? and source = ? and source_id = ?",
+                           [ctx.portal, r["source"], r["source_id"]]).fetchone()
+        title, url = (t[0], t[1]) if t else (None, None)
+        if url and url.startswith("/") and domain:
+            url = f"https://{domain}{url}"
+        out.append({"id": r["source_id"], "title": title, "url": url if url and "://" in url else None})
     return out
 
 

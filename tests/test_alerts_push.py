@@ -9,6 +9,7 @@ import pytest
 
 from b24desk import digest as dg
 from b24desk import sentlog
+from b24desk.kpi.drilldown import Replay
 from b24desk.kpi.periods import zone
 from b24desk.kpi.report import build_report
 from b24desk.store import open_db, set_setting
@@ -81,6 +82,14 @@ def test_green_red_red_green(setup, alerts):
     portal_alert = next(c for c in red if ":portal:" in c["params"]["TAG"])
     assert f"[B]{fmt_value(KPI, rep['kpis'][KPI]['value'], 'ru')}[/B]" in portal_alert["params"]["MESSAGE"]
     assert portal_alert["params"]["MESSAGE"].startswith("🔴")
+    # ... and names the tickets behind it, slowest first (the engine's drill-down), linked into the portal
+    members = Replay(alerts.db, setup.portal, period.start, period.end, config=CONFIG).members(KPI)
+    slowest = sorted(members, key=lambda r: -r["value"])[:5]
+    text = portal_alert["params"]["MESSAGE"]
+    assert "Заявки за показателем:" in text
+    positions = [text.index(f"]#{r['source_id']} ") for r in slowest]
+    assert positions == sorted(positions)
+    assert f"[URL=https://{setup.double.domain}/" in text
 
     assert alerts() == []                                        # still red: no repeat
     alerts.target(10 ** 9)
