@@ -357,6 +357,9 @@ def test_stagehistory_and_activities_match_the_portal(d):
                                             "select": ["ID", "DIRECTION", "TYPE_ID", "START_TIME"]}))["result"]
     assert acts and all(set(a) == {"ID", "DIRECTION", "TYPE_ID", "START_TIME"} for a in acts)
     assert all(isinstance(a["ID"], str) for a in acts)
+    bound = ok(call(d, "crm.activity.list", {"filter": {"BINDINGS": [{"OWNER_TYPE_ID": 2, "OWNER_ID": owner}]}},
+                    how="get"))
+    assert bound["total"] == len(acts)
 
 
 def test_fast_bitrix24_reads_the_double(d):

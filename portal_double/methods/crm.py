@@ -229,8 +229,21 @@ def activity_list(c: Call, params: dict):
         records = p.activities_by_owner.get((otype, owner), [])
     else:
         records = p.activities
+    if isinstance(flt, dict):
+        bkey = next((k for k in flt if query.norm(k) == "bindings"), None)
+        if bkey is not None:
+            # BINDINGS: [{OWNER_TYPE_ID, OWNER_ID}, ...] -- every generated activity has one binding, its owner
+            pairs = set()
+            for b in query.as_list(flt[bkey]):
+                if isinstance(b, dict):
+                    try:
+                        pairs.add((int(str(b.get("OWNER_TYPE_ID"))), int(str(b.get("OWNER_ID")))))
+                    except ValueError:
+                        raise ApiError(400, "INVALID_ARG_VALUE", "Invalid filter: field 'BINDINGS' has invalid value")
+            records = [a for a in records if (a["OWNER_TYPE_ID"], a["OWNER_ID"]) in pairs]
+            flt = {k: v for k, v in flt.items() if k != bkey}
     rows, total, nxt = query.run(records, ACT_FIELDS, p.tz, flt=flt, order=_ci(params, "order"),
-                                 start=_ci(params, "start"), id_key="ID", strict=False, ignore=("bindings",))
+                                 start=_ci(params, "start"), id_key="ID", strict=False)
     sel = _select(params)
     return Listed([render_activity(p, a, sel) for a in rows], total, nxt)
 
