@@ -170,6 +170,8 @@ def lang_index(lang: str | None) -> int:
 
 def t(key: str, lang: str | None) -> str:
     """The message ``key`` in ``lang``; an unknown key shows itself (visible, never a crash)."""
+    if key.startswith("kpi."):
+        return kpi_label(key[4:], lang)
     pair = MESSAGES.get(key) or KPI_LABELS.get(key)
     return pair[lang_index(lang)] if pair else key
 

@@ -52,6 +52,7 @@ CHANNEL_ORDER = ("disk", "notify", "chat", "feed")
 CHAT_ENTITY = "B24DESK"            # im.chat.add ENTITY_TYPE of the chat the app creates
 WEBHOOK_CLIENT_ID = "b24desk"      # im.notify.system.add: a webhook passes CLIENT_ID with TAG
 APP_ID_SETTING = "app_id"
+ALERTS_CHECKED_SETTING = "alerts_checked_at"
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -418,9 +419,13 @@ def after_sync(db_path: str, portal: str, *, config: dict | None = None, now: in
                 continue
             outcomes += run_push(db, portal, kind, period, reader=reader, writer=writer, config=config,
                                  channels=channels, deliverer_opts=deliverer_opts)
-        if (settings.get("alerts") or {}).get("enabled", True):
+        alerts = settings.get("alerts") or {}
+        last = get_setting(db, portal, ALERTS_CHECKED_SETTING)
+        if alerts.get("enabled", True) and (last is None or now - last >= 60 * int(alerts.get("every_minutes", 15))
+                                            or now < last):
             outcomes += run_alerts(db, portal, reader=reader, writer=writer, config=config, now=now,
                                    deliverer_opts=deliverer_opts)
+            set_setting(db, portal, ALERTS_CHECKED_SETTING, now)
         return outcomes
     finally:
         db.conn.close()

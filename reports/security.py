@@ -28,7 +28,10 @@ def portal_origins(installation: dict | None) -> list[str]:
         out.append(f"{ep.scheme}://{ep.netloc}")
     domain = (installation.get("domain") or "").strip().strip("/")
     if domain and "/" not in domain and " " not in domain and ";" not in domain:
-        origin = f"https://{domain}"
+        # portals are https; a loopback portal (the double) speaks its endpoint's scheme
+        host = domain.rsplit(":", 1)[0] if domain.count(":") == 1 else domain
+        scheme = ep.scheme if host in LOOPBACK and ep.scheme in ("http", "https") else "https"
+        origin = f"{scheme}://{domain}"
         if origin not in out:
             out.append(origin)
     return out
