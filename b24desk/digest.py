@@ -113,7 +113,8 @@ DEFAULT_PUSH = {
     "chat": {"dialog_id": None, "title": None},   # a chosen chat ("chat12"), else one the app creates
     "feed": {"portal": False},           # department posts go to DR<id>; True also posts the portal digest to all
     "dashboard_url": None,               # link target; default: the portal's app page
-    "alerts": {"enabled": True, "window_days": 7, "levels": ["portal", "department", "agent"], "kpis": None},
+    "alerts": {"enabled": True, "window_days": 7, "levels": ["portal", "department", "agent"], "kpis": None,
+               "every_minutes": 15},       # checked after a sync, at most this often
 }
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -158,6 +159,8 @@ def validate_push(value) -> dict:
     alerts = value.get("alerts") or {}
     if "window_days" in alerts and (not isinstance(alerts["window_days"], int) or not 1 <= alerts["window_days"] <= 92):
         raise ValueError("push.alerts.window_days must be 1 .. 92")
+    if "every_minutes" in alerts and (not isinstance(alerts["every_minutes"], int) or alerts["every_minutes"] < 0):
+        raise ValueError("push.alerts.every_minutes must be a whole number >= 0")
     if set(alerts.get("levels") or []) - {"portal", "department", "agent"}:
         raise ValueError("push.alerts.levels: portal, department, agent")
     return value

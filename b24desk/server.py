@@ -128,6 +128,30 @@ class Runtime:
                 if enqueued:
                     self.worker.notify()
 
+    def reconcile_and_push(self, portal: str) -> dict:
+        """The scheduled job: reconcile, then what is due to be pushed -- digests in the portal's
+        time zone, KPI alerts, deliveries earlier runs left unsure (reports/push.py ``after_sync``;
+        pushes hold their own lease, not the portal lock)."""
+        result = self.reconcile(portal)
+        try:
+            from reports.push import after_sync, open_clients
+        except ImportError:             # the reports package is optional for the core
+            return result
+        try:
+            db = open_db(self.db_path)
+            try:
+                config = self.config_for(db, portal)
+            finally:
+                db.conn.close()
+            clients = open_clients(self.db_path, portal, client_id=self.client_id,
+                                   client_secret=self.client_secret, oauth_url=self.oauth_url)
+            outcomes = after_sync(self.db_path, portal, config=config, clients=clients)
+            result["push"] = {s: sum(1 for o in outcomes if o.state == s) for s in {o.state for o in outcomes}}
+        except Exception as exc:        # a failed push must not fail the sync job
+            log.warning("push after the sync of %s failed: %s", portal, inbox._short(exc))
+            result["push"] = {"error": inbox._short(exc)}
+        return result
+
     def drain_offline(self, portal: str) -> int:
         """Move the portal's offline queue into the inbox (cheap; the worker re-reads)."""
         with portal_lock(self.db_path, portal, ttl=120, wait=self.lock_wait) as got:
@@ -162,7 +186,7 @@ class Runtime:
         if self.want_scheduler:
             self._sched_lock = contextlib.ExitStack()
             if self._sched_lock.enter_context(scheduler_lock(self.db_path)):
-                self.scheduler = Scheduler(Jobs(self.portals, self.reconcile, self.rebind, self.housekeeping,
+                self.scheduler = Scheduler(Jobs(self.portals, self.reconcile_and_push, self.rebind, self.housekeeping,
                                                 self.drain_offline),
                                            sync_minutes=self.sync_minutes).start()
                 for p in sorted(self._pending_reconcile):
