@@ -61,6 +61,8 @@ class OpenLines:
     next_session: int = 1000
     next_chat: int = 5000
     next_customer: int = 200000
+    version: int = 0                          # bumped by every recorder (list caches key on it)
+    cache: dict = field(default_factory=dict)
 
 
 def state(p) -> OpenLines:
@@ -93,6 +95,7 @@ def _customer_key(s: dict) -> str:
 
 
 def _start(p, at: int, line: int, channel: str, *, user_id: int | None = None, crm: tuple | None = None) -> dict:
+    state(p).version += 1
     ol = state(p)
     if line not in ol.lines:
         raise ValueError(f"no open line {line}")
@@ -133,6 +136,7 @@ def _row(p, s: dict, at: int, frm, to, *, reason: str, mode: str, kind: str = "U
 
 def _assign(p, s: dict, at: int, to: int, *, reason: str = "auto", mode: str = "AUTO", initiator=None) -> None:
     """Distribution or a transfer to operator ``to`` (a bot or a human)."""
+    state(p).version += 1
     ol = state(p)
     frm = s["operatorId"]
     if frm == to:
@@ -159,6 +163,7 @@ def _assign(p, s: dict, at: int, to: int, *, reason: str = "auto", mode: str = "
 
 def _to_queue(p, s: dict, at: int, *, reason: str = "queue", to_line: int | None = None, initiator=None) -> None:
     """The dialog leaves its operator for a queue (same line on timeout, or another line)."""
+    state(p).version += 1
     ol = state(p)
     frm = s["operatorId"]
     _row(p, s, at, frm, None, reason="line" if to_line else reason, mode="MANUAL" if initiator else "AUTO",
@@ -179,6 +184,7 @@ def _to_queue(p, s: dict, at: int, *, reason: str = "queue", to_line: int | None
 
 def _answer(p, s: dict, at: int, messages: int = 1) -> None:
     """The current operator writes ``messages`` messages (the first one may be the first answer)."""
+    state(p).version += 1
     ol = state(p)
     op = s["operatorId"]
     if op is None:
@@ -200,6 +206,7 @@ def _answer(p, s: dict, at: int, messages: int = 1) -> None:
 
 
 def _client_says(p, s: dict, at: int, messages: int = 1) -> None:
+    state(p).version += 1
     s["msgClient"] += messages
     t = state(p).truth[s["id"]]
     t["customer_messages"] += messages
@@ -207,6 +214,7 @@ def _client_says(p, s: dict, at: int, messages: int = 1) -> None:
 
 
 def _close(p, s: dict, at: int, reason: str = "operator") -> None:
+    state(p).version += 1
     ol = state(p)
     if s["dateClose"] is not None:
         return
@@ -224,6 +232,7 @@ def _close(p, s: dict, at: int, reason: str = "operator") -> None:
 
 
 def _vote(p, s: dict, at: int, vote: str) -> None:
+    state(p).version += 1
     s["vote"] = vote
     s["dateVote"] = at
     t = state(p).truth[s["id"]]
@@ -233,6 +242,7 @@ def _vote(p, s: dict, at: int, vote: str) -> None:
 
 
 def _head_vote(p, s: dict, score: int, comment: str = "") -> None:
+    state(p).version += 1
     s["voteHead"] = int(score)
     s["commentHead"] = comment or None
     state(p).truth[s["id"]]["qa"] = int(score)
@@ -775,11 +785,19 @@ def session_list(c: Call, params: dict):
             return False
         return True
 
-    rows = [s for s in ol.sessions if keep(s)]
-    key = {"dateCreate": lambda s: s["dateCreate"], "dateClose": lambda s: s["dateClose"],
-           "waitAnswer": _wait_answer, "waitClose": _wait_close}[order]
-    # NULLs first ascending (MySQL), ties by id
-    rows.sort(key=lambda s: ((0, 0) if key(s) is None else (1, key(s)), s["id"]), reverse=direction == "desc")
+    # the pages of one listing arrive 50 to a batch: filter and sort once per state version
+    ck = ("sessions", ol.version, ol.head_votes_visible, repr(sorted(
+        (k, repr(v)) for k, v in params.items() if k not in ("offset", "limit"))))
+    rows = ol.cache.get(ck)
+    if rows is None:
+        rows = [s for s in ol.sessions if keep(s)]
+        key = {"dateCreate": lambda s: s["dateCreate"], "dateClose": lambda s: s["dateClose"],
+               "waitAnswer": _wait_answer, "waitClose": _wait_close}[order]
+        # NULLs first ascending (MySQL), ties by id
+        rows.sort(key=lambda s: ((0, 0) if key(s) is None else (1, key(s)), s["id"]), reverse=direction == "desc")
+        if len(ol.cache) > 16:
+            ol.cache.clear()
+        ol.cache[ck] = rows
     page = rows[offset:offset + limit]
     return {"sessions": [render_session(p, ol, s) for s in page], "hasNextPage": offset + limit < len(rows)}
 

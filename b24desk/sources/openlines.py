@@ -85,6 +85,7 @@ UNAVAILABLE = {
 STATUS_KEY = "openlines.status"
 LINES_KEY = "openlines.lines"
 CROSSCHECK_KEY = "openlines.crosscheck"
+BOTS_KEY = "openlines.bots"
 
 
 class OpenLinesUnavailable(Exception):
@@ -278,6 +279,20 @@ def bots_in(transfers: Iterable[dict]) -> set[str]:
             if str(t.get("mode") or "").upper() == "BOT" and as_id(t.get("fromOperatorId"))}
 
 
+def infer_bots(sessions: Iterable[dict], transfers: dict[str, list[dict]]) -> set[str]:
+    """Bots among the operators: who handed a dialog over with ``mode`` BOT, and the sole operator of
+    a dialog that has an answer (``dateFirstAnswer``) but no live one (``dateOperatorAnswer``)."""
+    out: set[str] = set()
+    for rows in transfers.values():
+        out |= bots_in(rows)
+    for s in sessions:
+        op = as_id(s.get("operatorId"))
+        if op and not (as_int(s.get("queueTransfers")) or 0) and parse_time(s.get("dateFirstAnswer")) \
+                and not parse_time(s.get("dateOperatorAnswer")):
+            out.add(op)
+    return out
+
+
 def session_state(s: dict, bot_operator: bool = False) -> str:
     """``closed`` -> resolved; spam, and a missed dialog (closed by timeout while waiting for a live
     operator who never answered; a bot's own dialog is not missed) -> rejected;
@@ -316,7 +331,7 @@ def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat:
     closed = parse_time(s.get("dateClose"))
     operator = as_id(s.get("operatorId"))
     customer_uid = as_id(s.get("userId"))
-    if operator and not transfers and first_any and not first_live and closed:
+    if operator and not transfers and first_any and not first_live:
         bots.add(operator)                  # answered, but never by a live operator: a bot did it
     line = as_id(s.get("configId"))
 
@@ -465,7 +480,8 @@ class OpenLinesSource(Source):
         return {**cached, **names}
 
     def _bots(self, ctx: SyncContext) -> set[str]:
-        bots = set(ctx.bot_users)
+        """Configured bots, users flagged as bots, and the bots earlier syncs recognised."""
+        bots = set(ctx.bot_users) | {str(b) for b in ctx.setting(BOTS_KEY, []) or []}
         if ctx.db is not None and "users" in ctx.db.table_names():
             bots |= {str(r["id"]) for r in ctx.db.query(
                 "select id from users where portal = ? and is_bot = 1", [ctx.portal])}
@@ -479,6 +495,10 @@ class OpenLinesSource(Source):
             ids = [str(s["id"]) for s in group]
             need = [str(s["id"]) for s in group if (as_int(s.get("queueTransfers")) or 0) > 0]
             trs, sts = details_for(client, need, ids)
+            seen = infer_bots(group, trs) - bots
+            if seen:                        # remembered, so a bot still busy with a dialog is known
+                bots |= seen
+                ctx.set_setting(BOTS_KEY, sorted(bots - ctx.bot_users - {"0"}))
             bundles = [map_session(ctx.portal, s, trs.get(str(s["id"])), sts.get(str(s["id"])),
                                    (ratings or {}).get(str(s["id"])), lines, bots, self.selector.raw)
                        for s in group]
