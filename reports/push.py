@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 import click
+from click.core import ParameterSource
 from flask.cli import with_appcontext
 
 from b24desk import config as b24config
@@ -483,6 +484,11 @@ def push_command(db_path, portal, kind, period, channels, dry_run, webhook):
         portal = pick_portal(db, portal)
         reader = writer = None
         if not dry_run:
+            # an installed app wins over B24DESK_WEBHOOK from the environment; --webhook given here wins
+            explicit = click.get_current_context().get_parameter_source("webhook") == ParameterSource.COMMANDLINE
+            inst = get_installation(db, portal)
+            if webhook and not explicit and inst and (inst.get("access_token") or inst.get("refresh_token")):
+                webhook = None
             try:
                 reader, writer = open_clients(str(path), portal, webhook=webhook)
             except (AuthError, ValueError) as exc:
