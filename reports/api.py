@@ -11,7 +11,6 @@ from flask import Response, jsonify, request
 
 from b24desk.installations import get_installation
 from b24desk.kpi.drilldown import kind_of
-from b24desk.kpi.formats import render
 from b24desk.kpi.periods import zone
 from b24desk.viewer import ViewerError, can_drill, scope_query
 
@@ -41,8 +40,8 @@ def _scoped_query(allow_group=True):
 @viewer_required
 def api_kpi():
     v, db, q, scoped, _tz = _scoped_query()
-    rep = data.report(db, v.portal, q, scoped.filters, scoped.group_by)
-    return Response(render(rep, "json"), mimetype="application/json")
+    body = data.rendered(db, v.portal, q, scoped.filters, scoped.group_by, "json")
+    return Response(body, mimetype="application/json")
 
 
 @bp.route("/api/drilldown")
@@ -108,8 +107,7 @@ def _export(fmt: str):
     group_by = scoped.group_by
     if group_by is None and scoped.slice in ("all", "tree") and "group_by" not in request.args:
         group_by = "agent"                   # the dashboard's view: totals and the per-agent table
-    rep = data.report(db, v.portal, q, scoped.filters, group_by)
-    body = render(rep, fmt)
+    body = data.rendered(db, v.portal, q, scoped.filters, group_by, fmt)
     name = f"b24desk-kpi-{q.date_from}-{q.date_to}.{fmt}"
     mime = "text/csv; charset=utf-8" if fmt == "csv" else \
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

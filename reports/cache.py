@@ -14,7 +14,7 @@ import os
 import threading
 from collections import OrderedDict
 
-MAX_ENTRIES = 128
+MAX_ENTRIES = 64
 
 
 def store_version(path: str) -> tuple:

@@ -6,10 +6,12 @@ tree, an admin's from the whole portal. Nothing outside that slice is ever compu
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from urllib.parse import urlencode
 
 from flask import url_for
+from markupsafe import escape
 
 from b24desk.kpi.load import portal_timezone
 from b24desk.kpi.periods import zone
@@ -34,12 +36,18 @@ def _median(entry):
     return v.get("median") if isinstance(v, dict) else v
 
 
+def drill_attr(spec: dict | None):
+    """A drill spec as an attribute value: JSON, HTML-escaped once here (cheaper than a template
+    filter per table cell; the data-drill attribute is read back with JSON.parse)."""
+    return None if spec is None else escape(json.dumps(spec, ensure_ascii=False, separators=(",", ":")))
+
+
 def _cell(key: str, entry: dict, lang: str, drill: dict | None = None) -> dict:
     v = (entry or {}).get("value")
     text = present.fmt_value(key, v, lang)
     if key in present.DURATIONS and isinstance(v, dict) and v.get("median") is not None:
         text = present.fmt_duration(v["median"], lang)
-    return {"text": text, "drill": drill}
+    return {"text": text, "drill": drill_attr(drill)}
 
 
 def _group_table(report: dict, dim: str, lang: str, title: str, drill: bool) -> dict:
@@ -55,7 +63,7 @@ def _group_table(report: dict, dim: str, lang: str, title: str, drill: bool) -> 
         else:
             label = g["label"]
         base = {dim: g["key"]} if g["key"] is not None else None
-        cells = [{"text": label, "drill": dict(base, kpi="tickets_total", title=label) if (drill and base) else None}]
+        cells = [{"text": label, "drill": drill_attr(dict(base, kpi="tickets_total", title=label) if (drill and base) else None)}]
         for k in TABLE_KPIS:
             d = dict(base, kpi=k, title=f"{label}: {present.kpi_label(k, lang)}") if (drill and base) else None
             cells.append(_cell(k, g["kpis"].get(k), lang, d))
@@ -68,9 +76,10 @@ def _top_table(report: dict, lang: str, drill: bool) -> dict:
     for r in ((report.get("kpis") or {}).get("top_agents") or {}).get("value") or []:
         base = {"agent": r["agent"]}
         rows.append({"key": str(r["agent"]), "cells": [
-            {"text": r.get("name") or r["agent"], "drill": dict(base, kpi="resolved_count", title=r.get("name")) if drill else None},
+            {"text": r.get("name") or r["agent"],
+             "drill": drill_attr(dict(base, kpi="resolved_count", title=r.get("name"))) if drill else None},
             {"text": present.fmt_value("resolved_count", r.get("resolved"), lang),
-             "drill": dict(base, kpi="resolved_count", title=r.get("name")) if drill else None},
+             "drill": drill_attr(dict(base, kpi="resolved_count", title=r.get("name"))) if drill else None},
             {"text": present.fmt_duration(r.get("frt_median"), lang), "drill": None},
             {"text": present.fmt_value("csat", r.get("csat"), lang), "drill": None},
             {"text": present.fmt_value("fcr_share", r.get("fcr"), lang), "drill": None},
@@ -161,7 +170,7 @@ def build(db, viewer: Viewer, args, token: str) -> dict:
     drill = can_drill(viewer, scoped)
     cards = present.cards(rep, lang, present.directions_from_config(cfg), team)
     for c in cards:
-        c["drill"] = {"kpi": c["key"], "title": c["label"]} if drill else None
+        c["drill"] = drill_attr({"kpi": c["key"], "title": c["label"]}) if drill else None
 
     tables = []
     if wide:

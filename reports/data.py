@@ -6,12 +6,11 @@ reached) and caches their results while the store is unchanged (reports/cache.py
 """
 from __future__ import annotations
 
-import copy
-
 from flask import current_app
 
 from b24desk.kpi import build_report
 from b24desk.kpi.drilldown import Replay
+from b24desk.kpi.formats import render
 from b24desk.kpi.load import load_people
 
 from .blueprint import config
@@ -35,12 +34,19 @@ def engine_filters(filters: dict) -> dict:
 
 
 def report(db, portal: str, q: Query, filters: dict, group_by: str | None = None) -> dict:
-    """``build_report`` for the query (the same call ``flask kpi`` makes), memoized."""
+    """``build_report`` for the query (the same call ``flask kpi`` makes), memoized: shared
+    between requests, so callers treat it as read-only."""
     cfg = portal_config(db, portal)
     key = ("report", portal, q.date_from, q.date_to, engine_filters(filters), group_by, cfg)
-    value = MEMO.get_or_compute(_db_path(), key, lambda: build_report(
+    return MEMO.get_or_compute(_db_path(), key, lambda: build_report(
         db, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg))
-    return copy.deepcopy(value)
+
+
+def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str):
+    """The report in ``flask kpi``'s ``--format`` (json, csv, xlsx), memoized like the report."""
+    cfg = portal_config(db, portal)
+    key = ("rendered", fmt, portal, q.date_from, q.date_to, engine_filters(filters), group_by, cfg)
+    return MEMO.get_or_compute(_db_path(), key, lambda: render(report(db, portal, q, filters, group_by), fmt))
 
 
 def charts(db, portal: str, q: Query, filters: dict, tz_name: str) -> dict:
