@@ -11,6 +11,7 @@ COMMANDS = [
     ("b24desk.sync", "sync_command"),
     ("b24desk.kpi.cli", "kpi_command"),
     ("reports.push", "push_command"),
+    ("demo", "demo_command"),
 ]
 
 

@@ -91,6 +91,10 @@ class WireApp:
         if path.rstrip("/") in ("/oauth/token",):
             return self.token_endpoint(request)
         if not path.startswith("/rest/"):
+            from .frame import serve_page      # the portal's own pages (demo frame)
+            page = serve_page(d, request)
+            if page is not None:
+                return page
             return _json({"error": "NOT_FOUND", "error_description": "Not found"}, 404)
         parts = [p for p in path[len("/rest/"):].split("/") if p != ""]
         d.stats.requests += 1
