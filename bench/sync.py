@@ -1,0 +1,134 @@
+"""b24desk's sync vs a naive client vs the floor, for N tasks with history and comments.
+
+    python bench/sync.py [--tasks 10000] [--seed 1] [--naive-limit 0]
+
+- **floor**: ceil(N/2500) list requests (50 chained keyset pages per batch) + one batched request
+  per 50 tasks per detail method (history, comments): what no client can go under with the
+  documented methods.
+- **b24desk**: ``run_sync`` of the ``tasks`` selector into a fresh store (directory and portal
+  clock included), then one incremental sync after 5 changes.
+- **naive**: one call per list page (``start=0,50,...``) and one call per task per detail method,
+  mapped and stored the same way (the shape of a straightforward integration).
+
+Both run in the same process against the same portal double (leaky bucket effectively off, so the
+*counts* are compared); seconds are measured here, and projected at the cloud limit of 2 requests
+per second after a burst of 50 (DOCS limits.md), which is what the counts cost on a real portal.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from b24desk.client import B24Client  # noqa: E402
+from b24desk.sources.base import Page  # noqa: E402
+from b24desk.sources.task_mapping import SELECT, map_task, messages_from_comments  # noqa: E402
+from b24desk.store import open_db  # noqa: E402
+from b24desk.sync import run_sync, write_page  # noqa: E402
+from portal_double import PortalDouble  # noqa: E402
+
+logging.getLogger("b24desk").setLevel(logging.ERROR)
+
+
+def at_cloud_limit(requests: int, burst: int = 50, rps: float = 2.0) -> float:
+    return max(0, requests - burst) / rps
+
+
+def naive_sync(d: PortalDouble, db, limit: int = 0) -> dict:
+    """Page by page with ``start``, then history and comments one call per task."""
+    c = B24Client.from_webhook(d.webhook_url, rps=0, share_limiter=False)
+    portal = c.portal_id
+    d.stats.reset()
+    t0 = time.perf_counter()
+    start, done = 0, 0
+    while True:
+        body = c.call_raw("tasks.task.list", {"select": SELECT, "order": {"ID": "ASC"}, "start": start})
+        rows = body["result"]["tasks"]
+        bundles = []
+        for r in rows:
+            hist = c.call("tasks.task.history.list", {"taskId": int(r["id"])})["list"]
+            com = c.call("task.commentitem.getlist", {"TASKID": int(r["id"]), "ORDER": {"ID": "asc"}})
+            bundles.append(map_task(portal, r, hist, messages_from_comments(com), selector="tasks"))
+        with db.atomic():
+            write_page(db, Page(bundles).bundles)
+        done += len(rows)
+        if "next" not in body or (limit and done >= limit):
+            break
+        start = body["next"]
+    return {"requests": d.stats.requests, "seconds": time.perf_counter() - t0, "tickets": done}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--naive-limit", type=int, default=0,
+                    help="stop the naive client after this many tasks and extrapolate (0 = all)")
+    a = ap.parse_args(argv)
+    n = a.tasks
+    t = time.perf_counter()
+    d = PortalDouble(seed=a.seed, tickets=2 * n, drain_per_s=1e6).start()     # half the tickets are tasks
+    n = len(d.portal.task_list)
+    print(f"portal double: {n} tasks with history and comments (seed {a.seed}), "
+          f"generated in {time.perf_counter() - t:.1f}s")
+    tmp = Path(tempfile.mkdtemp(prefix="b24desk-bench-"))
+    try:
+        floor = math.ceil(n / 2500) + 2 * math.ceil(n / 50)
+
+        db = open_db(tmp / "ours.db")
+        c = B24Client.from_webhook(d.webhook_url, rps=0, share_limiter=False)
+        d.stats.reset()
+        t = time.perf_counter()
+        rep = run_sync(c, db, ["tasks"], {})[0]
+        ours_s = time.perf_counter() - t
+        ours_req = d.stats.requests
+        tickets = db.execute("select count(*) from tickets").fetchone()[0]
+        events = db.execute("select count(*) from events").fetchone()[0]
+        assert tickets == n, (tickets, n)
+
+        p = d.portal
+        d.advance(3600)
+        open_ids = [x["id"] for x in p.task_list if x["status"] in (2, 3)]
+        ids = open_ids[:: max(1, len(open_ids) // 4)][:4]
+        p.update_task(ids[0], status=5)
+        p.add_task_comment(ids[1], p.task(ids[1])["createdBy"], "any news?")
+        p.update_task(ids[2], responsible_id=p.task(ids[3])["responsibleId"])
+        p.update_task(ids[3], status=6)
+        p.create_task(creator=p.task(ids[0])["createdBy"], responsible=p.task(ids[0])["responsibleId"])
+        d.advance(60)
+        d.stats.reset()
+        inc = run_sync(c, db, ["tasks"], {})[0]
+        inc_req = d.stats.requests
+        db.conn.close()
+
+        ndb = open_db(tmp / "naive.db")
+        naive = naive_sync(d, ndb, a.naive_limit)
+        ndb.conn.close()
+        scale = n / naive["tickets"] if a.naive_limit else 1.0
+        naive_req, naive_s = round(naive["requests"] * scale), naive["seconds"] * scale
+        note = "" if scale == 1 else f"  (measured on {naive['tickets']} tasks, scaled x{scale:.1f})"
+
+        print(f"\n== full sync of {n} tasks ({events} events stored)")
+        print(f"{'':28} {'HTTP requests':>13} {'seconds here':>13} {'s at 2 req/s':>13}")
+        print(f"{'floor':28} {floor:>13} {'':>13} {at_cloud_limit(floor):>13.0f}")
+        print(f"{'b24desk sync':28} {ours_req:>13} {ours_s:>13.1f} {at_cloud_limit(ours_req):>13.0f}")
+        print(f"{'naive client':28} {naive_req:>13} {naive_s:>13.1f} {at_cloud_limit(naive_req):>13.0f}{note}")
+        print(f"\nb24desk / floor = {ours_req / floor:.3f}  (target <= 1.1); "
+              f"naive / b24desk = {naive_req / ours_req:.0f}x")
+        print(f"   of which: tasks selector {rep.requests}, users/departments/clock/calendar {ours_req - rep.requests}")
+        print(f"\n== incremental sync after 5 changes (2 status, 1 comment, 1 transfer, 1 new task): "
+              f"{inc_req} HTTP requests, {inc.saved} tickets re-read")
+    finally:
+        d.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
