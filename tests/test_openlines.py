@@ -81,8 +81,9 @@ def test_votes_and_supervisor_scores_are_kept_apart(double, db):
     liked = next(s for s in state.sessions if s["vote"] == "like" and s["voteHead"] is not None
                  and s["voteHead"] <= 3)
     disliked = next(s for s in state.sessions if s["vote"] == "dislike")
-    row = lambda s: db.execute("select rating, qa_score from tickets where source = 'openlines' and source_id = ?",  # noqa: E731
-                               [str(s["id"])]).fetchone()
+    def row(s):
+        return db.execute("select rating, qa_score from tickets where source = 'openlines' and source_id = ?",
+                          [str(s["id"])]).fetchone()
     assert row(liked) == (5, liked["voteHead"])
     assert row(disliked)[0] == 1
     at = db.execute("select at from events where source = 'openlines' and source_id = ? and kind = 'rated'",

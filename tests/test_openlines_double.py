@@ -122,7 +122,8 @@ def test_session_stat_get(d, c):
     assert rows[1] == {"sessionId": 999999, "waitAnswer": None, "waitClose": None, "messagesCount": None,
                        "messagesOperatorCount": None, "messagesClientCount": None, "transfersCount": None,
                        "kpiFirstAnswer": None, "vote": None, "voteHead": None}
-    assert err(c, "imopenlines.v2.Session.Stat.get", {"sessionId": list(range(1, 102))}) == (400, "BATCH_LIMIT_EXCEEDED")
+    too_many = {"sessionId": list(range(1, 102))}
+    assert err(c, "imopenlines.v2.Session.Stat.get", too_many) == (400, "BATCH_LIMIT_EXCEEDED")
 
 
 def test_rating_list(d, c):
@@ -146,10 +147,12 @@ def test_stat_get(d, c):
     assert res["totalSessions"] == len(listed) == sum(res["sessionsByHour"])
     assert res["votedSessions"] == res["likeCount"] + res["dislikeCount"]
     assert res["positiveRate"] == round(res["likeCount"] / res["votedSessions"], 4)
-    empty = c.call("imopenlines.v2.Stat.get", {"dateFrom": "2020-01-01T00:00:00+03:00", "dateTo": "2020-02-01T00:00:00+03:00"})
+    empty = c.call("imopenlines.v2.Stat.get", {"dateFrom": "2020-01-01T00:00:00+03:00",
+                                               "dateTo": "2020-02-01T00:00:00+03:00"})
     assert empty["totalSessions"] == 0 and empty["avgWaitAnswer"] == 0 and empty["positiveRate"] == 0
     assert err(c, "imopenlines.v2.Stat.get", {"dateFrom": PERIOD["dateCreateFrom"]}) == (400, "PERIOD_REQUIRED")
-    assert err(c, "imopenlines.v2.Stat.get", {"dateFrom": "2025-01-01", "dateTo": "2026-09-01"}) == (400, "PERIOD_TOO_LARGE")
+    year_and_more = {"dateFrom": "2025-01-01", "dateTo": "2026-09-01"}
+    assert err(c, "imopenlines.v2.Stat.get", year_and_more) == (400, "PERIOD_TOO_LARGE")
 
 
 def test_operator_list_and_config_list(d, c):

@@ -20,7 +20,7 @@ Mapping (kpi.md section 1): ``dateCreate`` -> created, ``dateOperatorAnswer`` (f
 operator answer, so bots are excluded) -> first reply, ``dateClose`` -> resolved, ``operatorId`` ->
 responsible, transfer rows -> ``assigned`` events, ``vote`` like/dislike -> rating 5/1,
 ``voteHead`` 1-5 -> ``qa_score`` (kept apart), the line -> ``line`` and ``type`` (its name), the
-connector (``source``) -> ``channel``. Choices where the docs are silent (README "Open lines"):
+connector (``source``) -> ``channel``. Choices where kpi.md and the docs are silent:
 spam sessions, and sessions closed by timeout without any live answer (missed), are *rejected*;
 bots (configured ``bot_users``, users flagged as bots, and whoever hands a dialog over with
 transfer ``mode`` BOT) are never responsible, and a bot's hand-over is the first assignment, not
