@@ -279,18 +279,17 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
 
 
 def refresh_tickets(client, db, selector: str, ids, config: dict | None = None,
-                    saved: set | None = None) -> int:
-    """Re-read the given tickets of ``selector`` now (an event said they changed); returns how many.
-
-    ``saved``, if given, receives the ids the portal still showed (the inbox worker marks the
-    others deleted)."""
+                    saved: set[str] | None = None) -> int:
+    """Re-read the given tickets of ``selector`` now (an event said they changed); returns how many
+    were saved. Ids the portal no longer shows under the selector are skipped; those saved are
+    added to ``saved`` when given."""
     source = get_source(selector, config)
     ctx = SyncContext(portal=client.portal_id, db=db, config=config or {})
     report = SourceReport(selector)
     for page in source.fetch_ids(client, ctx, [str(i) for i in ids]):
         _save_page(db, page, None, report, None)
         if saved is not None:
-            saved.update(str(b.ticket.source_id) for b in page.bundles)
+            saved.update(b.ticket.source_id for b in page.bundles)
     return report.saved
 
 

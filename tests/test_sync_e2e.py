@@ -217,3 +217,22 @@ def test_webhook_without_rights_stops_only_what_it_cannot_read(double, db):
     assert get_cursor(db, c.portal_id, "deals:category=3", "changed_since") is None
     # the task part is complete and usable
     assert mismatches(db, double.truth, ("task",)) == {"counts": {}, "examples": {}}
+
+
+def test_refresh_and_forget_by_id_for_event_handlers(double, db):
+    """What the event inbox calls: re-read named tickets under a selector, mark deleted ones."""
+    from b24desk.sync import forget_tickets, refresh_tickets
+    c = client_for(double)
+    truth = double.truth
+    in_group = [t["source_id"] for t in truth.select("task", group_id=7)][:3]
+    outside = next(t["source_id"] for t in truth.select("task") if truth.extra[("task", t["source_id"])]["group_id"] != 7)
+    deal = truth.select("crm:2", category=3)[0]["source_id"]
+    sales = next(t["source_id"] for t in truth.select("crm:2") if truth.extra[("crm:2", t["source_id"])]["category"] == 0)
+    saved: set[str] = set()
+    assert refresh_tickets(c, db, "tasks:group=7", in_group + [outside, "999999", "x"], CONFIG, saved=saved) == 3
+    assert saved == set(in_group)                                     # not the task of another project
+    assert refresh_tickets(c, db, "deals:category=3", [deal, sales], CONFIG) == 1
+    assert forget_tickets(db, c.portal_id, "tasks:group=7", in_group[:1], CONFIG) == 1
+    assert db.execute("select deleted from tickets where source_id = ? and source = 'task'",
+                      [in_group[0]]).fetchone()[0] == 1
+    assert mismatches(db, truth, ("crm:2",))["counts"].get(("crm:2", "missing")) == len(truth.select("crm:2", category=3)) - 1

@@ -136,7 +136,7 @@ class CrmSource(KeysetSource):
 
     def fetch_ids(self, client, ctx: SyncContext, ids: Iterable[str]) -> Iterator[Page]:
         self._load_stages(client, ctx)
-        ids = sorted({str(i) for i in ids}, key=lambda x: int(x) if x.isdigit() else 0)
+        ids = sorted({str(i) for i in ids if str(i).isdigit()}, key=int)
         for part in chunks(ids, PAGE_TICKETS):
             answers = call_each(client, "crm.item.list",
                                 [self._list_params({**self._filter(), "@id": [int(i) for i in sub]})

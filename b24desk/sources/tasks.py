@@ -85,7 +85,7 @@ class TaskSource(KeysetSource):
             yield Page(self.bundles(client, ctx, part))
 
     def fetch_ids(self, client, ctx: SyncContext, ids: Iterable[str]) -> Iterator[Page]:
-        ids = sorted({str(i) for i in ids}, key=lambda x: int(x) if x.isdigit() else 0)
+        ids = sorted({str(i) for i in ids if str(i).isdigit()}, key=int)
         for part in chunks(ids, PAGE_TICKETS):
             answers = call_each(client, "tasks.task.get",
                                 [{"taskId": int(i), "select": self._select(ctx)} for i in part])
@@ -93,6 +93,8 @@ class TaskSource(KeysetSource):
             for i, a in zip(part, answers):
                 task = a.result.get("task") if isinstance(a.result, dict) else None
                 if a.error is None and isinstance(task, dict) and task.get("id") is not None:
+                    if self.group and str(task.get("groupId")) != str(self.group):
+                        continue             # no longer under this selector
                     rows.append(task)
                 elif a.error is not None:
                     log.warning("tasks.task.get %s: %s", i, a.error)
