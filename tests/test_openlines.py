@@ -243,3 +243,12 @@ def test_crosscheck_agrees_without_bots_and_reports_a_refusal(db):
         assert get_setting(db, c.portal_id, ol.CROSSCHECK_KEY)["available"] is False
     finally:
         d.stop()
+
+
+def test_crosscheck_reads_bare_dates_in_the_portal_zone(double, db):
+    c, _ = sync(double, db)
+    iso = ol.crosscheck(db, c, c.portal_id, "2026-09-01T00:00:00+03:00", "2026-10-01T00:00:00+03:00")
+    bare = ol.crosscheck(db, c, c.portal_id, "2026-09-01", "2026-10-01")
+    assert bare["period"] == iso["period"] and bare["ours"] == iso["ours"]
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        ol.crosscheck(db, c, c.portal_id, "first of September", "2026-10-01")

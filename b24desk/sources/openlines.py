@@ -662,17 +662,23 @@ def compare(ours: dict, theirs: dict, frt_tolerance: float = 0.05, frt_floor: fl
     return out
 
 
-def crosscheck(db, client, portal: str, date_from, date_to, line: int | None = None) -> dict:
+def crosscheck(db, client, portal: str, date_from, date_to, line: int | None = None,
+               config: dict | None = None) -> dict:
     """Our FRT average and positive rate for ``[date_from, date_to)`` against ``imopenlines.v2.Stat.get``.
 
-    The period is the sessions' creation time (Stat.get's ``dateFrom``/``dateTo``, both inclusive,
-    so ``dateTo`` is sent as ``date_to`` - 1 s). The result is stored in the setting
+    ``date_from``/``date_to``: unix seconds, datetimes, ISO datetimes, or ``YYYY-MM-DD`` (midnight in
+    the portal's time zone, as ``flask kpi`` reads them). The period is the sessions' creation time
+    (Stat.get's ``dateFrom``/``dateTo``, both inclusive, so ``dateTo`` is sent as ``date_to`` - 1 s). The result is stored in the setting
     ``openlines.crosscheck`` and returned: ``{"available", "period", "ours", "portal", "differs",
     "differences", "notes", "checked_at"}``. ``differs`` is what the admin page shows; the usual
     cause is that Bitrix24 counts a bot's answer as the first response and we do not.
     """
+    from ..kpi.load import portal_timezone
+    from ..kpi.periods import parse_point, zone
     from ..store import set_setting
-    a, b = _to_ts(date_from), _to_ts(date_to)
+    tz = zone(portal_timezone(db, portal) or ((config or {}).get("calendar") or {}).get("timezone")
+              or "Europe/Moscow")             # the zone build_report uses
+    a, b = parse_point(date_from, tz), parse_point(date_to, tz)
     if b <= a:
         raise ValueError("date_to must be after date_from")
     if b - a > 366 * 86400:
