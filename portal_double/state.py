@@ -272,6 +272,8 @@ class Portal:
     def _item_move(self, etid: int, item: dict, at: int, actor: int, stage_id: str) -> None:
         if stage_id not in self.stages:
             raise ValueError(f"unknown stage {stage_id}")
+        if self.stages[stage_id]["ENTITY_ID"] != self.stage_entity(etid, item.get("categoryId", 0)):
+            raise ValueError(f"stage {stage_id} is not in the item's funnel {item.get('categoryId')}")
         if item["stageId"] == stage_id:
             return
         item["previousStageId"] = item["stageId"]
@@ -380,6 +382,8 @@ class Portal:
             for key, value in fields.items():
                 k = key.replace("_", "").lower()
                 if k == "status":
+                    if int(value) not in (PENDING, IN_PROGRESS, AWAITING_CONTROL, COMPLETED, DEFERRED):
+                        raise ValueError(f"task status {value} is not one of 2..6")
                     self._task_status(t, at, actor, int(value))
                 elif k == "responsibleid":
                     self._task_responsible(t, at, actor, int(value))

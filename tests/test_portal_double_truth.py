@@ -331,3 +331,22 @@ def test_mutations_keep_api_and_truth_consistent():
         assert r.call("server.time")["result"] == datetime.fromtimestamp(d.now, p.tz).isoformat()
     finally:
         d.stop()
+
+
+def test_bad_mutations_are_refused_and_change_nothing():
+    d = PortalDouble(seed=9, tickets=40, end=END)
+    p = d.portal
+    deal = next(it for it in p.item_lists[2] if it["categoryId"] == 3)
+    before = (deal["stageId"], len(p.stage_history_by_owner[(2, deal["id"])]))
+    with pytest.raises(ValueError):
+        p.move_item(2, deal["id"], "WON")                  # a stage of funnel 0, not 3
+    with pytest.raises(ValueError):
+        p.move_item(2, deal["id"], "C3:NO_SUCH_STAGE")
+    assert (deal["stageId"], len(p.stage_history_by_owner[(2, deal["id"])])) == before
+    task = p.task_list[0]
+    rows = len(p.task_history[task["id"]])
+    with pytest.raises(ValueError):
+        p.update_task(task["id"], status=9)
+    with pytest.raises(KeyError):
+        p.update_task(10 ** 7, status=3)
+    assert len(p.task_history[task["id"]]) == rows
