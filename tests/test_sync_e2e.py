@@ -179,9 +179,26 @@ def test_survives_a_burst_of_503_and_limits_inside_batches(double, db):
     double.faults.fail_next(4, status=503, error="QUERY_LIMIT_EXCEEDED")                # whole requests
     double.faults.fail_next(30, status=503, error="QUERY_LIMIT_EXCEEDED", method="tasks.task.history.list")
     double.faults.fail_next(2, status=500, error="INTERNAL_SERVER_ERROR")
+    double.faults.fail_next(3, status=500, error="INTERNAL_SERVER_ERROR", method="task.commentitem.getlist")
     reports = run_sync(client_for(double), db, ["tasks"], CONFIG)
     assert reports[0].error is None
     assert double.stats.refused["QUERY_LIMIT_EXCEEDED"] >= 34
+    assert double.stats.refused["INTERNAL_SERVER_ERROR"] >= 5
+    assert mismatches(db, double.truth, ("task",)) == {"counts": {}, "examples": {}}
+
+
+def test_a_command_failing_for_good_stops_the_selector_without_a_hole(double, db):
+    """A detail read that keeps failing inside its batch: the page is not saved half-read; the
+    re-run resumes and the store ends exactly like the truth."""
+    double.faults.fail_next(10 ** 6, status=500, error="INTERNAL_SERVER_ERROR", method="tasks.task.history.list")
+    double.faults.fail_next(2, status=503, error="QUERY_LIMIT_EXCEEDED", method="tasks.task.list")
+    c = client_for(double)
+    reports = run_sync(c, db, ["tasks"], CONFIG)
+    assert "INTERNAL_SERVER_ERROR" in reports[0].error and reports[0].saved == 0
+    assert db["tickets"].count == 0 and db["events"].count == 0
+    double.faults.clear()
+    reports = run_sync(c, db, ["tasks"], CONFIG)
+    assert reports[0].mode == "full" and reports[0].error is None
     assert mismatches(db, double.truth, ("task",)) == {"counts": {}, "examples": {}}
 
 

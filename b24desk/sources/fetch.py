@@ -12,11 +12,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..client import MAX_BATCH, PAGE, B24Error
+from ..client import MAX_BATCH, PAGE, AuthError, B24Error
 
 log = logging.getLogger("b24desk.sources")
 
 _LIMIT_CODES = {"OPERATION_TIME_LIMIT", "QUERY_LIMIT_EXCEEDED"}
+# A command that failed like this inside a batch may well work a moment later: retried, and if it
+# keeps failing the page is abandoned (raised) rather than saved with a hole in a ticket's log.
+_TRANSIENT_CODES = {"INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER", "HTTP_500", "HTTP_502", "HTTP_503",
+                    "HTTP_504"}
+TRANSIENT_RETRIES = 4
 
 
 @dataclass
@@ -42,26 +47,40 @@ def call_mixed(client, calls: list[tuple[str, dict]], max_limit_retries: int = 8
     out = [Answer() for _ in calls]
     for start in range(0, len(calls), MAX_BATCH):
         todo = list(range(start, min(start + MAX_BATCH, len(calls))))
-        attempt = 0
+        limited = failed = 0
         while todo:
             res = client.batch({f"c{i}": calls[i] for i in todo})
-            again = []
+            again, limit_err, transient_err = [], None, None
             for i in todo:
                 name = f"c{i}"
                 err = res.errors.get(name)
-                if err is not None and err.code.upper() in _LIMIT_CODES:
+                code = err.code.upper() if err is not None else ""
+                if isinstance(err, AuthError):
+                    raise err                           # the credentials, not this ticket
+                if code in _LIMIT_CODES:
                     again.append(i)
+                    limit_err = err
+                    continue
+                if code in _TRANSIENT_CODES:
+                    again.append(i)
+                    transient_err = err
                     continue
                 out[i] = Answer(res.results.get(name), _int(res.nexts.get(name)), _int(res.totals.get(name)), err)
-            if again:
-                attempt += 1
-                if attempt > max_limit_retries:
-                    raise res.errors[f"c{again[0]}"]
+            if limit_err is not None:
+                limited += 1
+                if limited > max_limit_retries:
+                    raise limit_err
                 pause = getattr(client, "_handle_nested_limit", None)
                 if pause is not None:
-                    pause(res.errors[f"c{again[0]}"], attempt)
+                    pause(limit_err, limited)
                 else:                                   # pragma: no cover - other client types
-                    time.sleep(min(30.0, 0.5 * 2 ** attempt))
+                    time.sleep(min(30.0, 0.5 * 2 ** limited))
+            elif transient_err is not None:
+                failed += 1
+                if failed > TRANSIENT_RETRIES:
+                    raise transient_err
+                log.warning("%s inside a batch: %s; retry %d", transient_err.method, transient_err, failed)
+                time.sleep(min(5.0, 0.05 * 2 ** failed))
             todo = again
     return out
 
