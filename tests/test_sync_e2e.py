@@ -253,3 +253,44 @@ def test_refresh_and_forget_by_id_for_event_handlers(double, db):
     assert db.execute("select deleted from tickets where source_id = ? and source = 'task'",
                       [in_group[0]]).fetchone()[0] == 1
     assert mismatches(db, truth, ("crm:2",))["counts"].get(("crm:2", "missing")) == len(truth.select("crm:2", category=3)) - 1
+
+
+def test_crm_incremental_stage_moves_activities_requalification_and_rating(double, db):
+    c = client_for(double)
+    run_sync(c, db, SELECTORS, CONFIG)
+    truth = double.truth
+    p = double.portal
+    opened = [t for t in truth.select("crm:2", category=3) if t["state"] == "open"]
+    spa = [t for t in truth.select("crm:1038") if t["state"] == "open"]
+    double.advance(1800)
+    a, b, e = (int(t["source_id"]) for t in opened[:3])
+    p.move_item(2, a, "C3:UC_SECOND_LINE")                  # escalation
+    double.advance(600)
+    p.add_activity(2, a, kind="email", direction=1)         # customer writes
+    p.add_activity(2, a, kind="call", direction=2, duration=240)   # agent calls back
+    p.add_timeline_comment(2, a, int(opened[0]["responsible_id"]), "internal note")
+    p.move_item(2, b, "C3:WON")                              # resolved
+    p.set_item_field(2, b, "ufCrm_RATING", 5)                # rated after the resolution
+    p.move_item(2, e, "C3:APOLOGY")                          # an 'apology' stage is a failure
+    p.change_item_category(1038, int(spa[0]["source_id"]), 6 if truth.extra[("crm:1038", spa[0]["source_id"])]["category"] == 5 else 5)
+    double.advance(60)
+    reports = run_sync(c, db, SELECTORS, CONFIG)
+    assert [r.saved for r in reports] == [0, 3, 1]
+    truth = double.truth
+    assert mismatches(db, truth) == {"counts": {}, "examples": {}}
+    kinds = {r["kind"] for r in db.query("select kind from events where source = 'crm:2' and source_id = ?", [str(a)])}
+    assert {"escalated", "customer_message", "reply", "call_out", "comment"} <= kinds
+    assert db.execute("select state, rating from tickets where source = 'crm:2' and source_id = ?",
+                      [str(b)]).fetchone() == ("resolved", 5)
+    assert db.execute("select state from tickets where source = 'crm:2' and source_id = ?",
+                      [str(e)]).fetchone() == ("rejected",)
+
+
+def test_all_deals_of_every_funnel(double, db):
+    reports = run_sync(client_for(double), db, ["deals"], {})
+    want = {t["source_id"] for t in double.truth.select("crm:2")}
+    got = {r["source_id"] for r in db.query("select source_id from tickets where source = 'crm:2'")}
+    assert got == want and reports[0].error is None
+    # the sales funnel (category 0, stages DEAL_STAGE) has its own semantics: won deals are resolved
+    states = {r["source_id"]: r["state"] for r in db.query("select source_id, state from tickets")}
+    assert all(states[t["source_id"]] == t["state"] for t in double.truth.select("crm:2"))
