@@ -85,6 +85,8 @@ class WorkCalendar:
 
     def _ensure(self, ts: int) -> None:
         """Extend the day table so that it covers the local day of ``ts`` (with a margin)."""
+        if self._base is not None and self._midnights[0] <= ts < self._midnights[-1]:
+            return
         d = datetime.fromtimestamp(ts, self.tz).date()
         if self._base is None:
             self._build(d - timedelta(days=400), d + timedelta(days=400))
@@ -126,9 +128,18 @@ class WorkCalendar:
         """Working seconds in ``[a, b)``; negative if ``b < a`` (never happens for sane logs)."""
         if b < a:
             return -self.business_seconds(b, a)
-        self._ensure(a)
-        self._ensure(b)              # extending keeps the table's far end, so ``a`` stays covered
-        return self._position(b) - self._position(a)
+        mids = self._midnights
+        if self._base is None or a < mids[0] or b >= mids[-1]:
+            self._ensure(a)
+            self._ensure(b)          # extending keeps the table's far end, so ``a`` stays covered
+            mids = self._midnights
+        starts, lens, cum = self._starts, self._lens, self._cum       # inlined _position: hot path
+        i = bisect_right(mids, a) - 1
+        into = a - starts[i]
+        pa = cum[i] + (0 if into <= 0 else (into if into < lens[i] else lens[i]))
+        j = bisect_right(mids, b, i) - 1
+        into = b - starts[j]
+        return cum[j] + (0 if into <= 0 else (into if into < lens[j] else lens[j])) - pa
 
     def add_business_seconds(self, ts: int, seconds: int) -> int:
         """The instant when ``seconds`` of working time have passed since ``ts`` (an SLA deadline)."""

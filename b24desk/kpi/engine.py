@@ -84,92 +84,98 @@ class Facts:
                  "work", "wait_customer", "work_b", "wait_customer_b")
 
 
-def _close(f: Facts, kind: str, at: int) -> None:
-    if f.state == kind:
-        return                                  # 4 -> 5, or a resolved event beside its status event
-    f.state = kind
-    f.close_at = at
-    f.resolution_at = at if kind == RESOLVED else None
-
-
-def ticket_facts(t: dict, events: list, start: int, end: int, ctx: Context) -> Facts | None:
+def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts | None:
     """Replay ``events`` up to ``end``; None when the ticket is in none of the period's populations."""
     created = t["created_at"] or 0
     if created >= end:
         return None
-    f = Facts()
-    f.t = t
-    f.state, f.close_at, f.resolution_at = OPEN, None, None
-    f.first_reply, f.replies, f.interactions, f.transfers, f.reopens = None, 0, 0, 0, 0
-    f.requalified, f.callback = False, False
     author = t["author_id"]
-    source = t["source"]
-    states = ctx.status_states.get(source)
+    states = ctx.status_states.get(t["source"])
+    is_agent = ctx.is_agent
+    # The state machine: a close while already in that state (4 -> 5, or a resolved event beside
+    # its status event) changes nothing; a reopen while open changes nothing.
+    state, close_at, resolution_at = OPEN, None, None
     state_at_start = None if created < start else OPEN
-    reopened_in = False
-    first_assign = None
-    resp_end = None
-    after: dict = {}            # field -> its value as of ``end`` (from the first change after it)
-    statuses = []               # (at, from, to) for time per status bucket
-    calls = []
+    first_reply = None
+    replies = interactions = transfers = reopens = 0
+    requalified = reopened_in = False
+    first_assign = resp_end = None
+    after = None                # field -> its value as of ``end`` (from the first change after it)
+    statuses = calls = None     # (at, from, to) for status buckets; outgoing call times
     for at, kind, actor, fld, fv, tv in events:
         if at >= end:
-            if kind == FIELD_CHANGED and fld not in after:
-                after[fld] = fv
-            elif kind == ASSIGNED and "responsible" not in after:
-                after["responsible"] = fv
-                if first_assign is None:
+            if kind == FIELD_CHANGED or kind == ASSIGNED:
+                if after is None:
+                    after = {}
+                name = fld if kind == FIELD_CHANGED else "responsible"
+                if name not in after:
+                    after[name] = fv
+                if kind == ASSIGNED and first_assign is None:
                     first_assign = (fv, tv, at)
             continue
         if state_at_start is None and at >= start:
-            state_at_start = f.state
+            state_at_start = state
         if kind == REPLY:
-            if actor is None or ctx.is_agent(actor, author):
-                f.replies += 1
-                if f.first_reply is None:
-                    f.first_reply = at
-            f.interactions += 1
+            if actor is None or is_agent(actor, author):
+                replies += 1
+                if first_reply is None:
+                    first_reply = at
+            interactions += 1
         elif kind == CUSTOMER_MESSAGE or kind == COMMENT:
-            f.interactions += 1
-        elif kind == RESOLVED_EV:
-            _close(f, RESOLVED, at)
-        elif kind == REJECTED_EV:
-            _close(f, REJECTED, at)
-        elif kind == REOPENED or kind == STATUS:
-            target = OPEN if kind == REOPENED else (states.get(tv) if states else None)
-            if kind == STATUS:
+            interactions += 1
+        else:
+            target = None
+            if kind == RESOLVED_EV:
+                target = RESOLVED
+            elif kind == REJECTED_EV:
+                target = REJECTED
+            elif kind == REOPENED:
+                target = OPEN
+            elif kind == STATUS:
+                if statuses is None:
+                    statuses = []
                 statuses.append((at, fv, tv))
+                target = states.get(tv) if states else None
+            elif kind == ASSIGNED:
+                if first_assign is None:
+                    first_assign = (fv, tv, at)
+                if fv not in NO_USER and fv != tv:
+                    transfers += 1
+                resp_end = tv
+            elif kind == ESCALATED:
+                transfers += 1
+            elif kind == FIELD_CHANGED:
+                if fld == "type" and fv not in (None, "") and fv != tv:
+                    requalified = True
+            elif kind == CALL_OUT:
+                if calls is None:
+                    calls = []
+                calls.append(at)
+            if target is None or target == state:
+                continue
             if target == OPEN:
-                if f.state != OPEN:
-                    f.state = OPEN
-                    f.reopens += 1
-                    if at >= start:
-                        reopened_in = True
-            elif target is not None:
-                _close(f, target, at)
-        elif kind == ASSIGNED:
-            if first_assign is None:
-                first_assign = (fv, tv, at)
-            if fv not in NO_USER and fv != tv:
-                f.transfers += 1
-            resp_end = tv
-        elif kind == ESCALATED:
-            f.transfers += 1
-        elif kind == FIELD_CHANGED:
-            if fld == "type" and fv not in (None, "") and fv != tv:
-                f.requalified = True
-        elif kind == CALL_OUT:
-            calls.append(at)
+                state = OPEN
+                reopens += 1
+                if at >= start:
+                    reopened_in = True
+            else:
+                state, close_at = target, at
+                resolution_at = at if target == RESOLVED else None
     if state_at_start is None:
-        state_at_start = f.state
+        state_at_start = state
 
     in_c = created >= start
-    f.in_c = in_c
-    f.open_at_end = f.state == OPEN
-    f.in_a = in_c or state_at_start == OPEN or reopened_in
-    f.in_r = f.state == RESOLVED and f.resolution_at is not None and f.resolution_at >= start
-    if not f.in_a and not f.in_r:
+    in_a = in_c or state_at_start == OPEN or reopened_in
+    in_r = state == RESOLVED and resolution_at is not None and resolution_at >= start
+    if not in_a and not in_r:
         return None
+    f = Facts()
+    f.t, f.in_c, f.in_a, f.in_r = t, in_c, in_a, in_r
+    f.state, f.close_at, f.resolution_at, f.open_at_end = state, close_at, resolution_at, state == OPEN
+    f.first_reply, f.replies, f.interactions, f.transfers, f.reopens = (
+        first_reply, replies, interactions, transfers, reopens)
+    f.requalified = requalified
+    after = after or {}
 
     # The responsible at creation and as of ``end`` (kpi.md: the first assignment is no transfer).
     current = t["responsible_id"]
@@ -192,36 +198,38 @@ def ticket_facts(t: dict, events: list, start: int, end: int, ctx: Context) -> F
         if secs is not None:
             deadline = ctx.calendar.add_business_seconds(created, int(secs))
     f.deadline = deadline
-    stop = f.close_at if f.state != OPEN else end
-    f.overdue = f.in_a and deadline is not None and deadline < stop
-    f.callback = f.in_r and any(c > f.resolution_at for c in calls)
+    f.overdue = in_a and deadline is not None and deadline < (close_at if state != OPEN else end)
+    f.callback = in_r and calls is not None and any(c > resolution_at for c in calls)
 
     f.work = f.wait_customer = f.work_b = f.wait_customer_b = None
-    if f.in_r and statuses:
-        buckets = ctx.status_buckets.get(source) or {}
-        work = wait = work_b = wait_b = 0
-        cal = ctx.calendar
-        seg_from, seg_status = created, statuses[0][1]
-        stop = f.resolution_at
-        for at, _fv, tv in statuses + [(stop, None, None)]:
-            a, b = max(seg_from, created), min(at, stop)
-            if b > a:
-                bucket = buckets.get(seg_status)
-                if bucket == "work":
-                    work += b - a
-                    work_b += cal.business_seconds(a, b)
-                elif bucket == "wait_customer":
-                    wait += b - a
-                    wait_b += cal.business_seconds(a, b)
-            if at >= stop:
-                break
-            seg_from, seg_status = at, tv
-        tracked = set(buckets.values())          # a bucket the source never maps to stays None
-        if "work" in tracked:
-            f.work, f.work_b = work, work_b
-        if "wait_customer" in tracked:
-            f.wait_customer, f.wait_customer_b = wait, wait_b
+    if in_r and statuses:
+        _bucket_times(f, statuses, created, ctx.status_buckets.get(t["source"]) or {}, ctx.calendar)
     return f
+
+
+def _bucket_times(f: Facts, statuses: list, created: int, buckets: dict, cal: WorkCalendar) -> None:
+    """Time in ``work`` and ``wait_customer`` statuses from creation to the resolution."""
+    work = wait = work_b = wait_b = 0
+    seg_from, seg_status = created, statuses[0][1]
+    stop = f.resolution_at
+    for at, _fv, tv in statuses + [(stop, None, None)]:
+        a, b = max(seg_from, created), min(at, stop)
+        if b > a:
+            bucket = buckets.get(seg_status)
+            if bucket == "work":
+                work += b - a
+                work_b += cal.business_seconds(a, b)
+            elif bucket == "wait_customer":
+                wait += b - a
+                wait_b += cal.business_seconds(a, b)
+        if at >= stop:
+            break
+        seg_from, seg_status = at, tv
+    tracked = set(buckets.values())          # a bucket the source never maps to stays None
+    if "work" in tracked:
+        f.work, f.work_b = work, work_b
+    if "wait_customer" in tracked:
+        f.wait_customer, f.wait_customer_b = wait, wait_b
 
 
 # --- step 2: aggregation -------------------------------------------------------------------

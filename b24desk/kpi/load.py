@@ -7,17 +7,17 @@ read as three index ranges: created inside the window (``portal, created_at``), 
 and closed since its start, and still open (both ``portal, closed_at, created_at``, a covering
 index added by the ``m_kpi_001`` migration), so the store's history before the window is never
 scanned. Events come by primary key for those tickets only; the customers' earlier tickets for
-repeat contacts are one more ``created_at`` range.
+repeat contacts are one more ``created_at`` range, read from the index alone (``m_kpi_002``).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 
+# What the maths reads of a ticket row (the state comes from the event log, not from ``state``).
 TICKET_COLUMNS = (
     "source", "source_id", "type", "priority", "author_id", "customer", "responsible_id",
-    "created_at", "deadline", "resolved_at", "closed_at", "state", "rating", "nps", "ces",
-    "channel", "line", "handle_time", "selector",
+    "created_at", "deadline", "closed_at", "rating", "nps", "ces", "channel", "handle_time",
 )
 EVENT_COLUMNS = ("at", "kind", "actor_id", "field", "from_value", "to_value")
 
@@ -60,8 +60,8 @@ def source_clause(sources) -> tuple[str, list]:
     return (" and (" + " or ".join(parts) + ")") if parts else "", params
 
 
-def load(db, portal: str, start: int, end: int, *, sources=None, repeat_window: int = 30 * 86400) -> Loaded:
-    """Tickets relevant to ``[start, end)`` with their events, and their customers' recent tickets."""
+def candidate_query(portal: str, start: int, end: int, sources=None) -> tuple[str, list]:
+    """SQL + params for the tickets that can matter to ``[start, end)`` (three index ranges)."""
     src_sql, src_params = source_clause(sources)
     cols = ", ".join(TICKET_COLUMNS)
     live = "coalesce(deleted, 0) = 0"
@@ -75,29 +75,48 @@ def load(db, portal: str, start: int, end: int, *, sources=None, repeat_window: 
     )
     params = ([portal, start, end] + src_params + [portal, start, start] + src_params
               + [portal, start] + src_params)
+    return sql, params
+
+
+def history_query(portal: str, start: int, end: int, sources=None) -> tuple[str, list]:
+    """SQL + params for (customer, created_at) of the tickets created in ``[start, end)``."""
+    src_sql, src_params = source_clause(sources)
+    return (f"select customer, created_at from tickets where portal = ? and created_at >= ?"
+            f" and created_at < ? and customer is not null and coalesce(deleted, 0) = 0{src_sql}",
+            [portal, start, end] + src_params)
+
+
+def load(db, portal: str, start: int, end: int, *, sources=None, repeat_window: int = 30 * 86400) -> Loaded:
+    """Tickets relevant to ``[start, end)`` with their events, and their customers' recent tickets."""
+    sql, params = candidate_query(portal, start, end, sources)
     conn = db.conn
     out = Loaded()
     cur = conn.execute(sql, params)
     out.tickets = [dict(zip(TICKET_COLUMNS, row)) for row in cur]
 
     if out.tickets:
-        keys = json.dumps([[t["source"], t["source_id"]] for t in out.tickets])
+        # Events of these tickets only, by primary key, in replay order; one query per source with
+        # the ids as a JSON array. ``created`` (the ticket row has it) and ``rated`` (scores are on
+        # the ticket row) are not needed by the maths.
         ev_sql = (
-            "select e.source, e.source_id, e.at, e.key, e.kind, e.actor_id, e.field, e.from_value,"
-            " e.to_value from json_each(?) j join events e on e.portal = ?"
-            " and e.source = json_extract(j.value, '$[0]') and e.source_id = json_extract(j.value, '$[1]')")
+            "select j.key, e.at, e.kind, e.actor_id, e.field, e.from_value, e.to_value"
+            " from json_each(?) j join events e on e.portal = ? and e.source = ? and e.source_id = j.value"
+            " where e.kind not in ('created', 'rated') and e.at is not null order by j.key, e.at, e.key")
+        by_source: dict = {}
+        for t in out.tickets:
+            by_source.setdefault(t["source"], []).append(t["source_id"])
         events: dict = {}
-        for s, sid, at, key, kind, actor, fld, fv, tv in conn.execute(ev_sql, [keys, portal]):
-            events.setdefault((s, sid), []).append((at or 0, key or "", kind, actor, fld, fv, tv))
-        for k, evs in events.items():
-            evs.sort()
-            events[k] = [e[:1] + e[2:] for e in evs]
+        for source, ids in by_source.items():
+            current, bucket = None, None
+            for row in conn.execute(ev_sql, [json.dumps(ids), portal, source]):
+                if row[0] != current:
+                    current = row[0]
+                    bucket = events[(source, ids[current])] = []
+                bucket.append(row[1:])
         out.events = events
 
-    hist_sql = (f"select customer, created_at from tickets where portal = ? and created_at >= ?"
-                f" and created_at < ? and customer is not null and {live}{src_sql}")
     history: dict = {}
-    for cust, created in conn.execute(hist_sql, [portal, start - repeat_window, end] + src_params):
+    for cust, created in conn.execute(*history_query(portal, start - repeat_window, end, sources)):
         history.setdefault(cust, []).append(created)
     for v in history.values():
         v.sort()

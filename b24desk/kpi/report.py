@@ -7,6 +7,7 @@ computed on November 1 and one computed in December are identical.
 """
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 
 from ..config import load_config
@@ -73,7 +74,11 @@ class ReportEnv:
 def _facts(loaded: Loaded, period: Period, ctx: Context, keep) -> list:
     out = []
     events = loaded.events
+    start, end = period.start, period.end
     for t in loaded.tickets:
+        closed = t["closed_at"]
+        if t["created_at"] >= end or (closed is not None and closed < start):
+            continue            # created later, or closed for good before the period: in no population
         f = ticket_facts(t, events.get((t["source"], t["source_id"]), ()), period.start, period.end, ctx)
         if f is not None and (keep is None or keep(f)):
             out.append(f)
@@ -124,6 +129,19 @@ def build_report(db, portal: str, date_from, date_to, *, filters=None, group_by:
     ``Filters``; ``group_by``: one of agent, department, priority, type, source, channel, which adds
     ``groups``, each with the same ``kpis`` computed on that group's tickets alone.
     """
+    # Tens of thousands of short-lived rows: the cyclic GC would only rescan them (a third of the
+    # time at 1M tickets); nothing here builds cycles. Restored on the way out.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_report(db, portal, date_from, date_to, filters=filters, group_by=group_by,
+                             config=config, env=env)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _build_report(db, portal, date_from, date_to, *, filters, group_by, config, env) -> dict:
     if group_by is not None and group_by not in GROUP_BY:
         raise ValueError(f"unknown group-by {group_by!r} (one of {', '.join(GROUP_BY)})")
     env = env or ReportEnv(db, portal, config)

@@ -1,0 +1,243 @@
+"""Benchmark: one monthly KPI report on generated stores of 100k and 1M tickets.
+
+    python bench/kpi.py [--sizes 100000 1000000] [--dir /tmp] [--fresh]
+
+The store is written directly with SQLite (not via HTTP): tickets spread over five years up to
+2026-11, a few events each (created, replies, comments, transfers, status changes, resolutions,
+reopens), ratings on some. For each size it times ``build_report`` for one month (best of 3, with
+its previous month, as the product computes it) and measures its peak Python memory (tracemalloc,
+in a separate run so the timing is not slowed by tracing). Beside it, in the same run, the
+baseline: a straightforward loop in Python over *every* ticket and event of the store, replaying
+each with the same maths; its numbers must equal the report's. Target: under 1 s for 1M tickets,
+cost growing with the tickets in the period, not with the store.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import sqlite3
+import sys
+import time
+import tracemalloc
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from b24desk.kpi import build_report  # noqa: E402
+from b24desk.kpi.engine import aggregate, ticket_facts  # noqa: E402
+from b24desk.kpi.load import TICKET_COLUMNS  # noqa: E402
+from b24desk.kpi.report import ReportEnv  # noqa: E402
+from b24desk.store import open_db  # noqa: E402
+
+PORTAL = "bench"
+TZ = ZoneInfo("Europe/Moscow")
+END = int(datetime(2026, 11, 1, tzinfo=TZ).timestamp())
+NOW = int(datetime(2026, 11, 20, tzinfo=TZ).timestamp())       # sync time: later events exist
+SPAN = 5 * 365 * 86400
+CONFIG = {"calendar": {"timezone": "Europe/Moscow"},
+          "sla": {"resolution_business_seconds": {"critical": 14400, "high": 32400, "normal": 97200,
+                                                  "low": 194400}}}
+PERIODS = [("2026-10-01", "2026-11-01", "latest month"), ("2024-04-01", "2024-05-01", "mid-history month")]
+
+
+def generate(path: Path, n: int, seed: int = 7) -> None:
+    """Write a store of ``n`` tickets (about 5 events each) at ``path``."""
+    rnd = random.Random(seed)
+    db = open_db(path)
+    db.execute("PRAGMA synchronous=OFF")
+    agents = [str(i) for i in range(10, 50)]
+    db["departments"].insert_all([{"portal": PORTAL, "id": str(d), "name": f"Dept {d}",
+                                   "parent": None if d == 1 else "1"} for d in range(1, 6)], pk=("portal", "id"))
+    db["users"].insert_all([{"portal": PORTAL, "id": a, "name": f"Agent {a}", "departments": f"[{int(a) % 4 + 2}]",
+                             "is_bot": 0} for a in agents], pk=("portal", "id"))
+    customers = max(n // 3, 1)
+    start = END - SPAN
+    cols = ["portal", "source", "source_id", "title", "type", "priority", "author_id", "customer",
+            "responsible_id", "created_at", "deadline", "resolved_at", "closed_at", "state", "rating",
+            "handle_time", "deleted"]
+    tickets, events = [], []
+    conn = db.conn
+
+    def flush():
+        conn.executemany(f"insert into tickets ({', '.join(cols)}) values ({', '.join('?' * len(cols))})", tickets)
+        conn.executemany("insert into events (portal, source, source_id, key, kind, at, actor_id, field,"
+                         " from_value, to_value) values (?,?,?,?,?,?,?,?,?,?)", events)
+        conn.commit()
+        tickets.clear()
+        events.clear()
+
+    priorities = ["low", "normal", "normal", "normal", "high", "critical"]
+    # Rows are written in creation order, as a sync writes them (ID order first, then as they come).
+    created_times = sorted(start + int(rnd.random() * SPAN) for _ in range(n))
+    for i, created in enumerate(created_times):
+        source = "task" if rnd.random() < 0.7 else "crm:2"
+        sid = str(i)
+        cust = f"c{rnd.randrange(customers)}"
+        resp = rnd.choice(agents)
+        evs = [("created", created, cust, None, None, None)]
+        t = created
+        if rnd.random() < 0.9:
+            t += int(rnd.expovariate(1 / 1800)) + 1
+            evs.append(("reply", t, resp, None, None, None))
+        if rnd.random() < 0.3:
+            t += int(rnd.expovariate(1 / 3600)) + 1
+            evs.append(("customer_message" if rnd.random() < 0.5 else "comment", t, cust, None, None, None))
+        if rnd.random() < 0.1:
+            t += int(rnd.expovariate(1 / 3600)) + 1
+            new = rnd.choice(agents)
+            evs.append(("assigned", t, "1", "RESPONSIBLE_ID", resp, new))
+            resp = new
+        state, resolved_at, closed_at, rating = "open", None, None, None
+        if rnd.random() > 0.01:                      # 1 % are left open for good
+            t += int(rnd.expovariate(1 / (2 * 86400))) + 60
+            rounds = 2 if rnd.random() < 0.05 else 1
+            for r in range(rounds):
+                if t >= NOW:
+                    break
+                if source == "task":
+                    evs.append(("status", t, resp, "STATUS", "3" if r == 0 else "2", "5"))
+                evs.append(("resolved", t, resp, None, None, None))
+                state, resolved_at, closed_at = "resolved", t, t
+                if r + 1 < rounds:
+                    t += int(rnd.expovariate(1 / 86400)) + 60
+                    if t >= NOW:
+                        break
+                    if source == "task":
+                        evs.append(("status", t, cust, "STATUS", "5", "2"))
+                    evs.append(("reopened", t, cust, None, None, None))
+                    state, resolved_at, closed_at = "open", None, None
+                    t += int(rnd.expovariate(1 / 86400)) + 60
+            if state == "resolved" and rnd.random() < 0.4:
+                rating = rnd.choice([1, 3, 4, 5, 5, 5])
+        deadline = created + 3 * 86400 if rnd.random() < 0.5 else None
+        tickets.append((PORTAL, source, sid, f"T{i}", rnd.choice(["bug", "question", "access"]),
+                        rnd.choice(priorities), cust, cust, resp, created, deadline, resolved_at, closed_at,
+                        state, rating, rnd.choice([None, 600, 1200]), 0))
+        for k, (kind, at, actor, fld, fv, tv) in enumerate(evs):
+            events.append((PORTAL, source, sid, f"e{k}", kind, at, actor, fld, fv, tv))
+        if len(tickets) >= 50_000:
+            flush()
+    flush()
+    conn.execute("ANALYZE")
+    conn.commit()
+    conn.close()
+
+
+def baseline(db, date_from: str, date_to: str) -> dict:
+    """The straightforward way: stream every ticket and event of the store, replay each in Python."""
+    env = ReportEnv(db, PORTAL, CONFIG)
+    period = env.period(date_from, date_to)
+    prev = period.previous()
+    history: dict = {}
+    cur_facts, prev_facts = [], []
+    ev_iter = db.conn.execute(
+        "select source, source_id, at, key, kind, actor_id, field, from_value, to_value from events"
+        " where portal = ? order by source, source_id", [PORTAL])
+    pending = next(ev_iter, None)
+    rows = db.conn.execute(f"select {', '.join(TICKET_COLUMNS)}, deleted from tickets where portal = ?"
+                           " order by source, source_id", [PORTAL])
+    ctx = env.ctx
+    for row in rows:
+        t = dict(zip(TICKET_COLUMNS, row))
+        key = (t["source"], t["source_id"])
+        evs = []
+        while pending is not None and (pending[0], pending[1]) <= key:
+            if (pending[0], pending[1]) == key:
+                evs.append((pending[2], pending[3]) + tuple(pending[4:]))
+            pending = next(ev_iter, None)
+        if row[-1]:
+            continue
+        evs.sort()
+        evs = [(e[0],) + e[2:] for e in evs]
+        if t["customer"] is not None and prev.start - env.repeat_window <= t["created_at"] < period.end:
+            history.setdefault(t["customer"], []).append(t["created_at"])
+        for p, out in ((period, cur_facts), (prev, prev_facts)):
+            f = ticket_facts(t, evs, p.start, p.end, ctx)
+            if f is not None:
+                out.append(f)
+    for v in history.values():
+        v.sort()
+    ctx.customer_history = history
+    cur = aggregate(cur_facts, period.start, period.end, period.days, ctx, env.users)
+    old = aggregate(prev_facts, prev.start, prev.end, prev.days, ctx, env.users)
+    return {"value": {k: v.value for k, v in cur.items()}, "previous": {k: v.value for k, v in old.items()}}
+
+
+def timed(fn, repeat: int = 3) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def peak_mib(fn) -> float:
+    gc.collect()
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--dir", default="/tmp", help="where the generated stores are kept between runs")
+    ap.add_argument("--fresh", action="store_true", help="regenerate the stores")
+    ap.add_argument("--no-baseline", action="store_true")
+    args = ap.parse_args(argv)
+
+    rows = []
+    for n in args.sizes:
+        path = Path(args.dir) / f"b24desk-bench-kpi-{n}.db"
+        if args.fresh or not path.exists():
+            path.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            generate(path, n)
+            print(f"generated {n:,} tickets in {time.perf_counter() - t0:.0f} s: {path}", file=sys.stderr)
+        db = open_db(path)
+        for date_from, date_to, what in PERIODS:
+            secs, report = timed(lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG))
+            mem = peak_mib(lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG))
+            k = report["kpis"]
+            row = {"tickets": n, "period": f"{date_from[:7]} ({what})", "created": k["tickets_total"]["value"],
+                   "active": k["task_efficiency"]["n"], "report_s": secs, "report_mib": mem}
+            if not args.no_baseline:
+                bsecs, base = timed(lambda: baseline(db, date_from, date_to), repeat=1)
+                row["baseline_s"] = bsecs
+                row["baseline_mib"] = peak_mib(lambda: baseline(db, date_from, date_to)) if n <= 100_000 else None
+                mine = {"value": {key: e["value"] for key, e in k.items() if key != "ccei"},
+                        "previous": {key: e["previous"] for key, e in k.items() if key != "ccei"}}
+                same = json.dumps(mine, sort_keys=True, default=str) == json.dumps(base, sort_keys=True, default=str)
+                row["same_numbers"] = same
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+        db.conn.close()
+
+    head = ["tickets", "period", "created", "active", "report s", "report peak MiB", "baseline s",
+            "baseline peak MiB", "same numbers"]
+    table = [head]
+    for r in rows:
+        table.append([f"{r['tickets']:,}", r["period"], f"{r['created']:,}", f"{r['active']:,}",
+                      f"{r['report_s']:.3f}", f"{r['report_mib']:.1f}",
+                      "—" if r.get("baseline_s") is None else f"{r['baseline_s']:.2f}",
+                      "—" if r.get("baseline_mib") is None else f"{r['baseline_mib']:.1f}",
+                      "—" if "same_numbers" not in r else ("yes" if r["same_numbers"] else "NO")])
+    widths = [max(len(str(x[i])) for x in table) for i in range(len(head))]
+    for line in table:
+        print("  ".join(str(c).rjust(widths[i]) if i != 1 else str(c).ljust(widths[i]) for i, c in enumerate(line)))
+    print("report = build_report (indexed load of the period + replay); baseline = a Python loop over every "
+          "ticket and event of the store. Peak memory is tracemalloc's (Python heap), in a separate run.")
+    return 0 if all(r.get("same_numbers", True) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
