@@ -209,3 +209,9 @@ def m_kpi_001(db: Database) -> None:
     """KPI loader (b24desk/kpi/load.py): tickets still open at a period's start are found through
     ``closed_at`` without reading rows, so a report never scans the history before its window."""
     db["tickets"].create_index(["portal", "closed_at", "created_at"], if_not_exists=True)
+
+
+@migrations()
+def m_kpi_002(db: Database) -> None:
+    """KPI loader: repeat contacts read (created_at, customer) of a date range from the index alone."""
+    db["tickets"].create_index(["portal", "created_at", "customer", "deleted"], if_not_exists=True)
