@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -56,8 +57,12 @@ class Setup:
                 "B24DESK_OAUTH_URL": d.oauth_token_url, "B24DESK_DB": db_path, "B24DESK_WEBHOOK": ""}
 
 
+# The double's clock is pinned, so weeks and months hold the same tickets whatever day tests run.
+END = datetime(2026, 10, 14, 15, 0, tzinfo=ZoneInfo("Europe/Moscow"))      # a Wednesday afternoon
+
+
 def build_setup(tmp_path_factory, seed: int = 21, tickets: int = 320) -> Setup:
-    d = PortalDouble(seed=seed, tickets=tickets, drain_per_s=1e6).start()
+    d = PortalDouble(seed=seed, tickets=tickets, drain_per_s=1e6, end=END).start()
     path = str(tmp_path_factory.mktemp("push-template") / "template.db")
     db = open_db(path)
     save_installation(db, **d.issue_tokens(), lang="ru")
