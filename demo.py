@@ -43,9 +43,8 @@ def demo_config() -> dict:
         return _merge(load_config(), tomllib.load(fh))
 
 
-def _state(instance: Path, seed: int, tickets: int) -> tuple[Path, int]:
+def _state(folder: Path, seed: int, tickets: int) -> tuple[Path, int]:
     """The demo's store and the double's fixed end date, kept between runs."""
-    folder = instance / "demo"
     folder.mkdir(parents=True, exist_ok=True)
     meta = folder / f"seed{seed}-t{tickets}.json"
     if meta.exists():
@@ -71,9 +70,9 @@ def _say(msg: str) -> None:
 class Demo:
     """Everything the demo started, so one Ctrl-C stops it all."""
 
-    def __init__(self, port: int, tickets: int, seed: int, instance: Path, openlines: bool = True):
+    def __init__(self, port: int, tickets: int, seed: int, folder: Path, openlines: bool = True):
         self.port, self.tickets, self.seed = port, tickets, seed
-        self.db_path, self.end = _state(instance, seed, tickets)
+        self.db_path, self.end = _state(folder, seed, tickets)
         self.openlines = openlines
         self.double = self.server = self.runtime = self.app = None
 
@@ -177,7 +176,10 @@ class Demo:
             db.conn.close()
 
     def stop(self) -> None:
-        for step in (lambda: self.runtime and self.runtime.stop(),
+        # Let a running reconcile finish while the portal is still up, then stop the rest.
+        sched = self.runtime.scheduler if self.runtime else None
+        for step in (lambda: sched and sched.shutdown(wait=True),
+                     lambda: self.runtime and self.runtime.stop(),
                      lambda: self.server and self.server.close(),
                      lambda: self.double and self.double.stop()):
             try:
@@ -193,11 +195,14 @@ class Demo:
               help="tickets across tasks, deals and the smart process (open lines add 10 %)")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--no-openlines", is_flag=True, help="leave open-line dialogs out")
-def demo_command(port: int, tickets: int, seed: int, no_openlines: bool) -> None:
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="where the demo keeps its store between runs (default: instance/demo)")
+def demo_command(port: int, tickets: int, seed: int, no_openlines: bool, data_dir: str | None) -> None:
     """Run the demo: a built-in portal with the app installed and synced; prints one URL."""
     from flask import current_app
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    demo = Demo(port, tickets, seed, Path(current_app.instance_path), openlines=not no_openlines)
+    demo = Demo(port, tickets, seed, Path(data_dir or Path(current_app.instance_path) / "demo"),
+                openlines=not no_openlines)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

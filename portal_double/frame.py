@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import secrets
 
 from werkzeug.wrappers import Request, Response
@@ -37,6 +38,15 @@ def _user_name(portal, uid: int) -> str:
     return f"{u.get('NAME', '')} {u.get('LAST_NAME', '')}".strip() or f"#{uid}"
 
 
+def bbcode(text: str) -> str:
+    """Render the BB-codes Bitrix24 shows in notifications and chats ([B], [I], [URL=…], [BR]),
+    escaping everything else."""
+    out = html.escape(str(text))
+    out = re.sub(r"\[(/?)(B|I|U)\]", lambda m: f"<{m.group(1)}{m.group(2).lower()}>", out, flags=re.I)
+    out = re.sub(r"\[URL=(https?://[^\]]+)\](.*?)\[/URL\]", r'<a href="\1" target="_blank">\2</a>', out, flags=re.I | re.S)
+    return re.sub(r"\[BR\]", "<br>", out, flags=re.I)
+
+
 def _pushes_html(double, lang: str) -> str:
     from .push_methods import push_state
     st = push_state(double.portal)
@@ -46,17 +56,17 @@ def _pushes_html(double, lang: str) -> str:
     parts.append(f"<h3>{'Уведомления' if lang == 'ru' else 'Notifications'} ({len(notes)})</h3>")
     for n in notes[-20:][::-1]:
         parts.append(f"<div class='push'><b>→ {esc(_user_name(double.portal, n['USER_ID']))}</b>"
-                     f"<pre>{esc(str(n.get('MESSAGE', '')))}</pre></div>")
+                     f"<pre>{bbcode(n.get('MESSAGE', ''))}</pre></div>")
     msgs = [r for r in st.records if r["method"] == "im.message.add"]
     parts.append(f"<h3>{'Сообщения в чатах' if lang == 'ru' else 'Chat messages'} ({len(msgs)})</h3>")
     for r in msgs[-10:][::-1]:
         p = r.get("params", {})
         parts.append(f"<div class='push'><b>{esc(str(p.get('DIALOG_ID', p.get('dialog_id', ''))))}</b>"
-                     f"<pre>{esc(str(p.get('MESSAGE', p.get('message', ''))))}</pre></div>")
+                     f"<pre>{bbcode(p.get('MESSAGE', p.get('message', '')))}</pre></div>")
     parts.append(f"<h3>{'Живая лента' if lang == 'ru' else 'Feed'} ({len(st.posts)})</h3>")
     for p in st.posts[-5:][::-1]:
         parts.append(f"<div class='push'><b>{esc(str(p.get('POST_TITLE', '')))}</b>"
-                     f"<pre>{esc(str(p.get('POST_MESSAGE', ''))[:600])}</pre></div>")
+                     f"<pre>{bbcode(str(p.get('POST_MESSAGE', ''))[:600])}</pre></div>")
     parts.append(f"<h3>{'Диск приложения' if lang == 'ru' else 'App Disk'} ({len(st.files)})</h3>")
     for f in list(st.files.values())[-5:][::-1]:
         parts.append(f"<div class='push'>{esc(str(f.get('NAME', '')))}</div>")
