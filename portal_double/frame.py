@@ -84,8 +84,8 @@ PAGE = """<!doctype html>
  nav{{width:170px;font-size:14px}} nav div{{padding:8px 10px;border-radius:6px;color:#525c69}}
  nav div.on{{background:#fff;font-weight:600}}
  main{{flex:1;background:#fff;border-radius:10px;padding:0;min-height:600px}}
- iframe{{border:0;width:100%;height:1400px;border-radius:10px}}
- aside{{width:320px;font-size:12px;background:#fff;border-radius:10px;padding:10px 14px;max-height:1400px;overflow:auto}}
+ iframe{{border:0;width:100%;height:3400px;border-radius:10px}}
+ aside{{width:320px;font-size:12px;background:#fff;border-radius:10px;padding:10px 14px;max-height:3400px;overflow:auto}}
  aside h3{{font-size:13px;margin:12px 0 6px;color:#525c69}} .push{{border-top:1px solid #e6e9ec;padding:6px 0}}
  .push pre{{white-space:pre-wrap;font-family:inherit;margin:4px 0}}
 </style></head>
