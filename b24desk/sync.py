@@ -16,17 +16,24 @@ so the re-run converges on exactly the store a clean run gives.
 
 Deletions: a full sync marks the selector's tickets it did not see (``synced_at`` older than its
 start); an incremental one compares the portal's count for the selector (answered inside the
-listing batch) with the store's and only on a mismatch lists IDs (``select ID``, ~N/2500 requests),
-marking the missing ones deleted and fetching any the store lacks.
+listing batch) with the store's, and only on a mismatch counts again per id range (one batch of
+up to 50 ranges) and lists the ids of the ranges that differ, marking the missing ones deleted and
+fetching any the store lacks (``Source.reconcile``).
+
+Selectors for ``--source`` (shared/spec/interfaces.md): ``tasks`` (every task of the portal),
+``tasks:group=7`` (one workgroup/project), ``deals`` (every funnel), ``deals:category=3`` (one
+funnel), ``crm:1038`` (a smart process, every funnel), ``crm:1038:category=5``, and those of
+pluggable sources (``openlines``, ``openlines:line=2``). Field mapping per selector comes from the
+config's ``[[sources]]`` tables.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import sys
 import time
-import json
 from dataclasses import dataclass, field, fields
 
 import click
@@ -34,9 +41,9 @@ import click
 from . import config as b24config
 from .client import AuthError, B24Client, B24Error
 from .directory import sync_directory
+from .model import Event, Ticket, parse_time, snapshot_hash
 from .sources import SelectorError, configured_selectors, get_source
 from .sources.base import Source, SyncContext
-from .model import Event, Ticket, parse_time, snapshot_hash
 from .store import get_cursor, get_setting, mark_deleted, open_db, portals, set_cursor
 
 log = logging.getLogger("b24desk.sync")

@@ -7,7 +7,8 @@ Reads (DOCS api-reference/crm/*): ``crm.item.list`` by ``id`` keyset (``result.i
 messages, calls) and ``crm.timeline.comment.list`` (internal comments). Responsible changes have
 no history API: they come from diffing the stored ticket (``diff_events``).
 
-Cost of a full sync of N items: ceil(N/2500)+1 list + 2 (funnels, stages) + 3 x N/50 details.
+Cost of a full sync of N items: ceil(N/2500)+1 list + 2 (funnels, stages) + 3 x N/50 details
+(the three detail reads of an item travel in the same batch; lists longer than 50 rows page on).
 Incremental: one batch with ``>=updatedTime`` (field and stage changes), ``>=lastActivityTime``
 (new activities/comments) and a ``start=0`` count of the selector (deletions), then details
 for the items whose row differs from the stored snapshot.

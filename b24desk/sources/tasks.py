@@ -7,7 +7,8 @@ Reads (DOCS api-reference/tasks/*): ``tasks.task.list`` by ID keyset; per task
 ``tasks.task.get`` ``CHAT_ID`` + ``im.dialog.messages.get``. Which one a portal needs is detected
 once and remembered in the store's settings (``tasks.comments_via``).
 
-Cost of a full sync of N tasks: ceil(N/2500)+1 list requests + N/50 history + N/50 comments.
+Cost of a full sync of N tasks: ceil(N/2500)+1 list requests + one batch per 25 tasks holding
+their history and comment reads (= N/50 per detail method; a handful of tasks costs one batch).
 Incremental: one batch holding two list commands, ``>=CHANGED_DATE`` (field changes) and the
 newest ``ACTIVITY_DATE`` page (comments move the activity date, not the change date; ACTIVITY_DATE
 is documented for ``order`` only, not for ``filter``, so the newest page is read and the scan goes on
