@@ -11,8 +11,11 @@ so a duration is two binary searches however long it is (a ticket open for years
 """
 from __future__ import annotations
 
+import json
 import re
+import threading
 from bisect import bisect_left, bisect_right
+from functools import lru_cache
 from datetime import date, datetime, time, timedelta
 
 import holidays as holidays_lib
@@ -61,13 +64,11 @@ class WorkCalendar:
                 self.country = holidays_lib.country_holidays(str(holidays_country))
             except NotImplementedError:
                 raise ValueError(f"unknown holidays_country: {holidays_country!r}") from None
-        # Day table: ordinal of day 0, then per day its local midnight, working window and the
-        # business seconds accumulated before it.
-        self._base = None
-        self._midnights: list[int] = []
-        self._starts: list[int] = []
-        self._lens: list[int] = []
-        self._cum: list[int] = [0]
+        # Day table (base ordinal, local midnights, window starts, window lengths, business
+        # seconds before each day), replaced whole under a lock and read as one snapshot, so a
+        # calendar can be shared by threads (build_calendar caches them).
+        self._table = None
+        self._lock = threading.Lock()
 
     # --- days ----------------------------------------------------------------------------------
     def is_working_day(self, d: date) -> bool:
@@ -83,16 +84,27 @@ class WorkCalendar:
                 return False
         return d.isoweekday() in self.work_days
 
-    def _ensure(self, ts: int) -> None:
-        """Extend the day table so that it covers the local day of ``ts`` (with a margin)."""
-        if self._base is not None and self._midnights[0] <= ts < self._midnights[-1]:
+    def _snapshot(self, *stamps: int) -> tuple:
+        """A day table covering every one of ``stamps``."""
+        tab = self._table
+        if tab is not None and all(tab[1][0] <= ts < tab[1][-1] for ts in stamps):
+            return tab
+        with self._lock:
+            for ts in stamps:
+                self._extend(ts)
+            return self._table
+
+    def _extend(self, ts: int) -> None:
+        """Grow the table (under the lock) to cover the local day of ``ts``, with a margin."""
+        tab = self._table
+        if tab is not None and tab[1][0] <= ts < tab[1][-1]:
             return
         d = datetime.fromtimestamp(ts, self.tz).date()
-        if self._base is None:
+        if tab is None:
             self._build(d - timedelta(days=400), d + timedelta(days=400))
             return
-        first = date.fromordinal(self._base)
-        last = first + timedelta(days=len(self._starts) - 1)
+        first = date.fromordinal(tab[0])
+        last = first + timedelta(days=len(tab[2]) - 1)
         if d < first:
             self._build(d - timedelta(days=max(400, (last - d).days)), last)
         elif d > last:
@@ -114,26 +126,25 @@ class WorkCalendar:
                 lens.append(e - s)
                 cum.append(cum[-1] + e - s)
             d += timedelta(days=1)
-        self._base = first.toordinal()
-        self._midnights, self._starts, self._lens, self._cum = mids, starts, lens, cum
+        self._table = (first.toordinal(), mids, starts, lens, cum)
 
-    def _position(self, ts: int) -> int:
-        """Business seconds from the start of the day table to ``ts`` (call ``_ensure(ts)`` first)."""
-        i = bisect_right(self._midnights, ts) - 1
-        into = ts - self._starts[i]
-        return self._cum[i] + (0 if into <= 0 else min(into, self._lens[i]))
+    @staticmethod
+    def _position(tab: tuple, ts: int) -> int:
+        """Business seconds from the start of the table ``tab`` to ``ts``."""
+        _, mids, starts, lens, cum = tab
+        i = bisect_right(mids, ts) - 1
+        into = ts - starts[i]
+        return cum[i] + (0 if into <= 0 else (into if into < lens[i] else lens[i]))
 
     # --- public --------------------------------------------------------------------------------
     def business_seconds(self, a: int, b: int) -> int:
         """Working seconds in ``[a, b)``; negative if ``b < a`` (never happens for sane logs)."""
         if b < a:
             return -self.business_seconds(b, a)
-        mids = self._midnights
-        if self._base is None or a < mids[0] or b >= mids[-1]:
-            self._ensure(a)
-            self._ensure(b)          # extending keeps the table's far end, so ``a`` stays covered
-            mids = self._midnights
-        starts, lens, cum = self._starts, self._lens, self._cum       # inlined _position: hot path
+        tab = self._table
+        if tab is None or a < tab[1][0] or b >= tab[1][-1]:
+            tab = self._snapshot(a, b)
+        _, mids, starts, lens, cum = tab                 # _position inlined twice: the hot path
         i = bisect_right(mids, a) - 1
         into = a - starts[i]
         pa = cum[i] + (0 if into <= 0 else (into if into < lens[i] else lens[i]))
@@ -145,20 +156,21 @@ class WorkCalendar:
         """The instant when ``seconds`` of working time have passed since ``ts`` (an SLA deadline)."""
         if seconds <= 0:
             return ts
-        self._ensure(ts)
-        target = self._position(ts) + seconds
-        while target > self._cum[-1]:                # grow forward; the base (and target) stay put
-            self._ensure(self._midnights[-1] + 43200)
-        i = bisect_left(self._cum, target) - 1       # day i holds the target second
-        return self._starts[i] + (target - self._cum[i])
+        tab = self._snapshot(ts)
+        target = self._position(tab, ts) + seconds
+        while target > tab[4][-1]:                       # grow forward, then redo on the new table
+            tab = self._snapshot(ts, tab[1][-1] + 43200)
+            target = self._position(tab, ts) + seconds
+        _, mids, starts, lens, cum = tab
+        i = bisect_left(cum, target) - 1                 # day i holds the target second
+        return starts[i] + (target - cum[i])
 
     def working_days(self, start: int, end: int) -> int:
         """Working days whose local date starts inside ``[start, end)``."""
-        self._ensure(start)
-        self._ensure(end)
-        i = bisect_left(self._midnights, start)
-        j = bisect_left(self._midnights, end)
-        return sum(1 for k in range(i, j) if self._lens[k] > 0)
+        _, mids, _starts, lens, _cum = self._snapshot(start, end)
+        i = bisect_left(mids, start)
+        j = bisect_left(mids, end)
+        return sum(1 for k in range(i, j) if lens[k] > 0)
 
 
 # --- building a calendar from config and from the portal -------------------------------------
@@ -257,13 +269,22 @@ def calendar_settings(config: dict | None, portal_payload: dict | None = None,
 
 
 def build_calendar(settings: dict) -> WorkCalendar:
-    """A ``WorkCalendar`` from ``calendar_settings()`` output (or a ``[calendar]`` table)."""
+    """A ``WorkCalendar`` from ``calendar_settings()`` output (or a ``[calendar]`` table).
+
+    Calendars are cached by their settings: building the day table and the holiday years is the
+    costly part, and a calendar never changes once built (its table only grows).
+    """
     known = {"timezone", "work_days", "work_start", "work_end", "holidays_country", "extra_holidays",
              "extra_workdays", "recurring_holidays", "recurring_workdays", "use_portal_calendar"}
     unknown = set(settings) - known
     if unknown:
         raise ValueError(f"unknown [calendar] keys: {', '.join(sorted(unknown))}")
-    s = {**DEFAULTS, **settings}
+    return _cached_calendar(json.dumps({**DEFAULTS, **settings}, sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=32)
+def _cached_calendar(key: str) -> WorkCalendar:
+    s = json.loads(key)
     return WorkCalendar(
         tz=s["timezone"], work_days=s["work_days"], work_start=s["work_start"], work_end=s["work_end"],
         holidays_country=s.get("holidays_country") or None, extra_holidays=s["extra_holidays"],
