@@ -310,6 +310,9 @@ def test_settings_admin_only_with_csrf(client, desk, app):
     assert r.status_code == 303
     r = client.post("/reports/settings", data={"t": admin, "csrf": good, "form": "targets", "targets": ""})
     assert r.status_code == 303
+    r = client.post("/reports/settings", data={"t": admin, "csrf": good, "form": "config", "cfg_calendar": ""})
+    assert r.status_code == 303                    # back to the file's calendar for the other tests
+    assert api(client, desk, admin).get_json() == engine(desk)
 
 
 def test_expired_and_forged_viewer_tokens(client, desk, app):
