@@ -157,10 +157,10 @@ def dashboard_base(ctx: Context, inst: dict | None) -> str | None:
     if ctx.settings.get("dashboard_url"):
         return ctx.settings["dashboard_url"]
     domain = (inst or {}).get("domain")
-    if not domain or ctx.is_webhook or ctx.reader is None:
+    if not domain or ctx.is_webhook:
         return None
     app_id = get_setting(ctx.db, ctx.portal, APP_ID_SETTING)
-    if app_id is None and not ctx.dry_run:
+    if app_id is None and not ctx.dry_run and ctx.reader is not None:
         try:
             app_id = (ctx.reader.call("app.info") or {}).get("ID")
         except B24Error as exc:

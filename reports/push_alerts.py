@@ -115,7 +115,8 @@ def tickets_behind(ctx: Context, item: dict, level: str, subject: str, period: P
         bad = [r for r in rows if r["value"] is not None]
         bad.sort(key=lambda r: r["value"], reverse=not higher)
     bad = bad[:TICKETS_SHOWN]
-    domain = (get_installation(ctx.db, ctx.portal) or {}).get("domain") if "installations" in ctx.db.table_names() else None
+    inst = get_installation(ctx.db, ctx.portal) if "installations" in ctx.db.table_names() else None
+    domain = (inst or {}).get("domain")
     out = []
     for r in bad:
         t = ctx.db.execute("select title, url from tickets where portal = ? and source = ? and source_id = ?",

@@ -74,8 +74,9 @@ def scope_name(digest: dict, lang: str) -> str:
 
 
 def title(digest: dict, lang: str) -> str:
-    return (f"{tr('service_desk', lang)}: {tr(digest['kind'], lang).lower() if lang == 'ru' else tr(digest['kind'], lang)}"
-            f" · {scope_name(digest, lang)} · {digest['period']} ({_span(digest, lang)})")
+    kind = tr(digest["kind"], lang)
+    kind = kind.lower() if lang == "ru" else kind
+    return f"{tr('service_desk', lang)}: {kind} · {scope_name(digest, lang)} · {digest['period']} ({_span(digest, lang)})"
 
 
 def with_params(url: str, **params) -> str:
