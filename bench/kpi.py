@@ -18,7 +18,6 @@ import gc
 import json
 import os
 import random
-import sqlite3
 import sys
 import time
 import tracemalloc

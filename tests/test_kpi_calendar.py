@@ -77,6 +77,18 @@ def test_portal_calendar_settings_payload():
     assert off["work_end"] == "18:00"
 
 
+def test_save_portal_calendar_keeps_a_good_one_on_bad_input(db):
+    from b24desk.kpi.calendar import PORTAL_CALENDAR_SETTING, save_portal_calendar
+    from b24desk.store import get_setting
+    good = {"work_time_start": "9", "work_time_end": "19", "week_holidays": ["SA", "SU"],
+            "path_to_user": "/company/personal/user/#user_id#/"}
+    assert save_portal_calendar(db, "p1", good) == {"work_time_start": "9", "work_time_end": "19",
+                                                    "week_holidays": ["SA", "SU"]}
+    with pytest.raises(ValueError):
+        save_portal_calendar(db, "p1", {"work_time_start": "25"})
+    assert get_setting(db, "p1", PORTAL_CALENDAR_SETTING)["work_time_end"] == "19"
+
+
 @pytest.mark.parametrize("payload, message", [
     ({"work_time_start": "nine"}, "bad work time"),
     ({"week_holidays": ["XX"]}, "unknown day"),

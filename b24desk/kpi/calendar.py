@@ -15,8 +15,8 @@ import json
 import re
 import threading
 from bisect import bisect_left, bisect_right
-from functools import lru_cache
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 
 import holidays as holidays_lib
 
@@ -233,6 +233,20 @@ def portal_calendar(payload: dict) -> dict:
         if payload.get(key):
             out[name] = [_portal_day(x) for x in str(payload[key]).split(",") if x.strip()]
     return out
+
+
+def save_portal_calendar(db, portal: str, payload: dict) -> dict:
+    """Store a ``calendar.settings.get`` result for the reports (the sync calls this).
+
+    The payload is checked first (``portal_calendar`` raises ValueError on a bad one), so a
+    malformed answer never replaces a good stored one; only the keys the calendar reads are kept.
+    """
+    from ..store import set_setting
+    portal_calendar(payload)
+    keep = {k: payload[k] for k in ("work_time_start", "work_time_end", "year_holidays", "year_workdays",
+                                     "week_holidays", "week_start") if k in payload}
+    set_setting(db, portal, PORTAL_CALENDAR_SETTING, keep)
+    return keep
 
 
 def _portal_hour(value) -> str:

@@ -215,8 +215,11 @@ def fmt_delta(key: str, d) -> str:
     return f"{d:+.2f}" if isinstance(d, float) else f"{d:+d}"
 
 
+DOTS = {"green": "●", "yellow": "◐", "red": "○", "grey": "·"}      # distinguishable without colour
+
+
 def _dot(s: str, color: bool) -> str:
-    return f"{ANSI[s]}●\033[0m" if color and s in ANSI else ("●" if s == "green" else {"yellow": "◐", "red": "○"}.get(s, "·"))
+    return f"{ANSI[s]}●\033[0m" if color and s in ANSI else DOTS.get(s, "·")
 
 
 def _status(s: str, color: bool) -> str:

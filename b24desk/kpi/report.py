@@ -16,7 +16,8 @@ from ..store import get_setting
 from . import ccei as ccei_mod
 from . import targets as targets_mod
 from .calendar import PORTAL_CALENDAR_SETTING, build_calendar, calendar_settings
-from .engine import DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Value, aggregate, ticket_facts
+from .engine import (DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Value, aggregate,
+                     ticket_facts)
 from .filters import GROUP_BY, Filters, Tree, group_key, matcher
 from .load import Loaded, load, load_people, portal_timezone
 from .periods import Period, make_period, zone
