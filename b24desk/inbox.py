@@ -323,7 +323,7 @@ class Worker:
     with it, in this process or another. A handler exception puts the batch back (with backoff).
     """
 
-    def __init__(self, db_path: str, handler: Handler, *, batch: int = 500, poll: float = 1.0,
+    def __init__(self, db_path: str, handler: Handler, *, batch: int = 5000, poll: float = 1.0,
                  lease: float = 300.0, lock_ttl: float = 120.0, backoff: float = 5.0):
         self.db_path, self.handler, self.backoff = db_path, handler, backoff
         self.batch, self.poll, self.lease, self.lock_ttl = batch, poll, lease, lock_ttl

@@ -17,6 +17,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 from . import bindings, inbox
 from .client import B24Client
@@ -39,8 +40,8 @@ def effective_config(db, portal: str, base: dict) -> dict:
 class Runtime:
     """The worker and the scheduler of one app, wired to its config (``app.config``)."""
 
-    def __init__(self, app, *, scheduler: bool = True, poll: float = 1.0, sync_minutes: float | None = None,
-                 lock_wait: float = 600.0, retry_backoff: float = 5.0):
+    def __init__(self, app, *, scheduler: bool = True, worker: bool = True, poll: float = 1.0,
+                 sync_minutes: float | None = None, lock_wait: float = 600.0, retry_backoff: float = 5.0):
         self.app = app
         cfg = app.config
         self.db_path = cfg["DB"]
@@ -49,7 +50,7 @@ class Runtime:
         self.oauth_url = cfg.get("OAUTH_URL")
         self.base_config = cfg.get("B24DESK") or {}
         self.sync_minutes = float(sync_minutes or self.base_config.get("sync_interval_minutes") or 15)
-        self.want_scheduler = scheduler
+        self.want_scheduler, self.want_worker = scheduler, worker
         self.lock_wait = lock_wait
         self.scheduler: Scheduler | None = None
         self._sched_lock = None
@@ -57,6 +58,8 @@ class Runtime:
             self.client_for, self.config_for, reconcile=self.request_reconcile, rebind=self.rebind),
             poll=poll, backoff=retry_backoff)
         self._pending_reconcile: set[str] = set()
+        self._guard = threading.Lock()
+        self._stopped = False
 
     # -- wiring ---------------------------------------------------------------------------------
     def client_for(self, portal: str) -> B24Client:
@@ -180,22 +183,36 @@ class Runtime:
     # -- life cycle -------------------------------------------------------------------------------
     def start(self) -> "Runtime":
         open_db(self.db_path).conn.close()      # migrate once, before any thread races to
-        self.app.extensions["b24desk.worker"] = self.worker
         self.app.extensions["b24desk.runtime"] = self
-        self.worker.start()
-        if self.want_scheduler:
-            self._sched_lock = contextlib.ExitStack()
-            if self._sched_lock.enter_context(scheduler_lock(self.db_path)):
-                self.scheduler = Scheduler(Jobs(self.portals, self.reconcile_and_push, self.rebind, self.housekeeping,
-                                                self.drain_offline),
-                                           sync_minutes=self.sync_minutes).start()
-                for p in sorted(self._pending_reconcile):
-                    self.scheduler.run_now(p)
-            else:
-                log.info("another process runs the scheduler for %s", self.db_path)
-                self._sched_lock.close()
-                self._sched_lock = None
+        if self.want_worker:
+            self.app.extensions["b24desk.worker"] = self.worker
+            self.worker.start()
+        if self.want_scheduler and not self._try_scheduler():
+            log.info("another process runs the scheduler for %s; retrying", self.db_path)
+            threading.Thread(target=self._retry_scheduler, name="b24desk-scheduler-lock", daemon=True).start()
         return self
+
+    def _try_scheduler(self) -> bool:
+        """Take the scheduler lock and start the scheduler; False if another process has it."""
+        with self._guard:
+            if self._stopped or self.scheduler is not None:
+                return True
+            stack = contextlib.ExitStack()
+            if not stack.enter_context(scheduler_lock(self.db_path)):
+                stack.close()
+                return False
+            self._sched_lock = stack
+            self.scheduler = Scheduler(Jobs(self.portals, self.reconcile_and_push, self.rebind, self.housekeeping,
+                                            self.drain_offline),
+                                       sync_minutes=self.sync_minutes, refresh_seconds=10).start()
+            for p in sorted(self._pending_reconcile):
+                self.scheduler.run_now(p)
+            return True
+
+    def _retry_scheduler(self, every: float = 2.0) -> None:
+        """A process that held the lock (a predecessor still exiting) lets go: take over then."""
+        while not self._stopped and not self._try_scheduler():
+            time.sleep(every)
 
     def portal_added(self, portal: str) -> None:
         """A new install: schedule it now rather than at the next refresh."""
@@ -203,6 +220,8 @@ class Runtime:
             self.scheduler.refresh()
 
     def stop(self) -> None:
+        with self._guard:
+            self._stopped = True
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
@@ -214,13 +233,66 @@ class Runtime:
         self.app.extensions.pop("b24desk.runtime", None)
 
 
+def _background_main(parent: int, log_level: str, poll: float) -> None:
+    """The background process: inbox worker + scheduler, until the web process is gone."""
+    import os
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app import create_app
+    app = create_app()
+    runtime = Runtime(app, scheduler=True, worker=True, poll=poll).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    try:
+        while not stop.is_set() and os.getppid() == parent:
+            stop.wait(1.0)
+    finally:
+        runtime.stop()
+
+
+class Background:
+    """Runs :func:`_background_main` in a child process and restarts it if it dies, so request
+    threads never share a GIL with the worker's parsing and mapping (the ack latency target)."""
+
+    def __init__(self, log_level: str, poll: float = 0.2):
+        import multiprocessing as mp
+        import os
+        self.ctx = mp.get_context("spawn")
+        self.args = (os.getpid(), log_level, poll)
+        self.proc = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="b24desk-background", daemon=True)
+
+    def _supervise(self) -> None:
+        while not self._stop.is_set():
+            self.proc = self.ctx.Process(target=_background_main, args=self.args, name="b24desk-background")
+            self.proc.start()
+            self.proc.join()
+            if not self._stop.is_set():
+                log.warning("background process exited (%s); restarting", self.proc.exitcode)
+                self._stop.wait(1.0)
+
+    def start(self) -> "Background":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.proc is not None and self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(15)
+            if self.proc.is_alive():
+                self.proc.kill()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m b24desk.server",
                                      description="Serve b24desk with waitress, the inbox worker and the scheduler.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--no-scheduler", action="store_true", help="serve and drain the inbox only")
+    parser.add_argument("--background", choices=("process", "thread", "none"), default="process",
+                        help="where the inbox worker and the scheduler run: a child process (default), "
+                             "threads of this process, or nowhere (another process drains the inbox)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -228,17 +300,19 @@ def main(argv=None) -> None:
 
     from app import create_app
     app = create_app()
-    runtime = Runtime(app, scheduler=not args.no_scheduler).start()
-    stop = threading.Event()
+    in_process = args.background == "thread"
+    runtime = Runtime(app, scheduler=in_process, worker=in_process).start()
+    background = Background(args.log_level).start() if args.background == "process" else None
 
     def _term(signum, frame):
-        stop.set()
         raise SystemExit(0)
     signal.signal(signal.SIGTERM, _term)
     log.info("serving on http://%s:%d (public URL %s)", args.host, args.port, runtime.public_url)
     try:
         waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="b24desk")
     finally:
+        if background is not None:
+            background.stop()
         runtime.stop()
 
 

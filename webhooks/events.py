@@ -34,6 +34,9 @@ def _db():
     db = cache.get(path)
     if db is None:
         db = cache[path] = open_db(path)
+        # The WAL checkpoint (an fsync) would land on whichever commit crosses the threshold:
+        # not on an ack. The inbox worker checkpoints instead (inbox.Worker.drain).
+        db.execute("PRAGMA wal_autocheckpoint=0")
     return db
 
 
