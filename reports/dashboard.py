@@ -16,9 +16,10 @@ from markupsafe import escape
 from b24desk.kpi.load import portal_timezone
 from b24desk.kpi.periods import zone
 from b24desk.model import PRIORITIES
-from b24desk.viewer import Viewer, can_drill, members as dept_members, scope_query
+from b24desk.sources.openlines import SOURCE as OPENLINES
+from b24desk.viewer import FILTER_KEYS, Viewer, can_drill, members as dept_members, scope_query
 
-from . import data, present
+from . import data, portal_settings, present
 from .i18n import catalogue, t
 from .query import Query, parse
 
@@ -50,7 +51,11 @@ def _cell(key: str, entry: dict, lang: str, drill: dict | None = None) -> dict:
     return {"text": text, "drill": drill_attr(drill)}
 
 
-def _group_table(report: dict, dim: str, lang: str, title: str, drill: bool) -> dict:
+def _group_table(report: dict, dim: str, lang: str, title: str, drill: bool, *, table_id: str | None = None,
+                 extra: dict | None = None) -> dict:
+    """One row per group of ``report``; ``extra`` joins each row's drill filters (the line table
+    drills into ``type`` *and* ``source=openlines``); a dim that is no filter (channel) has no drill."""
+    drill = drill and dim in FILTER_KEYS
     cols = [t(dim, lang)] + [present.kpi_label(k, lang) + (f" ({t('median', lang).lower()})"
                                                              if k in present.DURATIONS else "")
                              for k in TABLE_KPIS]
@@ -62,13 +67,13 @@ def _group_table(report: dict, dim: str, lang: str, title: str, drill: bool) -> 
             label = " / ".join(g.get("path") or [g["label"]])
         else:
             label = g["label"]
-        base = {dim: g["key"]} if g["key"] is not None else None
+        base = dict(extra or {}, **{dim: g["key"]}) if g["key"] is not None else None
         cells = [{"text": label, "drill": drill_attr(dict(base, kpi="tickets_total", title=label) if (drill and base) else None)}]
         for k in TABLE_KPIS:
             d = dict(base, kpi=k, title=f"{label}: {present.kpi_label(k, lang)}") if (drill and base) else None
             cells.append(_cell(k, g["kpis"].get(k), lang, d))
         rows.append({"key": "" if g["key"] is None else str(g["key"]), "cells": cells})
-    return {"id": dim, "title": title, "columns": cols, "rows": rows}
+    return {"id": table_id or dim, "title": title, "columns": cols, "rows": rows}
 
 
 def _top_table(report: dict, lang: str, drill: bool) -> dict:
@@ -149,6 +154,35 @@ def _options(db, viewer: Viewer, q: Query, lang: str) -> list:
     return opts
 
 
+def _openline_tables(db, viewer: Viewer, q: Query, filters: dict, lang: str, drill: bool) -> list[dict]:
+    """By channel and by line, when the portal has open-line tickets (issue 8). The engine groups
+    by ``channel`` but has no ``line`` group; an open-line ticket's ``type`` is its line's name
+    (b24desk/sources/openlines.py), so "by line" is ``type`` over ``source=openlines``."""
+    if OPENLINES not in data.distinct(db, viewer.portal, "source"):
+        return []
+    out = [_group_table(data.report(db, viewer.portal, q, filters, "channel"), "channel", lang,
+                        t("per_channel", lang), drill)]
+    src = filters.get("source")
+    if src in (None, "", OPENLINES) or (isinstance(src, list) and OPENLINES in src):
+        lines = data.report(db, viewer.portal, q, dict(filters, source=OPENLINES), "type")
+        out.append(_group_table(lines, "type", lang, t("per_line", lang), drill, table_id="line",
+                                extra={"source": OPENLINES}))
+    return out
+
+
+def _crosscheck_warning(db, viewer: Viewer, token: str) -> dict | None:
+    """An admin's banner when the last open-lines cross-check found our figures differ from the portal's."""
+    if not viewer.is_admin:
+        return None
+    _status, check = portal_settings.openlines_state(db, viewer.portal)
+    if not check or not check.get("differs"):
+        return None
+    period = check.get("period") or {}
+    return {"period": f"{(period.get('from') or '')[:10]} — {(period.get('to') or '')[:10]}",
+            "figures": [t(f"ol_{k}", viewer.lang) for k, v in (check.get("differences") or {}).items() if v],
+            "url": url_for("reports.settings", t=token) + "#form-openlines"}
+
+
 def build(db, viewer: Viewer, args, token: str) -> dict:
     cfg = data.portal_config(db, viewer.portal)
     tz_name = timezone_of(db, viewer.portal, cfg)
@@ -177,6 +211,7 @@ def build(db, viewer: Viewer, args, token: str) -> dict:
         tables.append(_group_table(rep, "agent", lang, t("per_agent", lang), drill))
         tables.append(_group_table(deps, "department", lang, t("per_department", lang), drill))
         tables.append(_top_table(rep, lang, drill))
+        tables.extend(_openline_tables(db, viewer, q, scoped.filters, lang, drill))
 
     ch = data.charts(db, viewer.portal, q, scoped.filters, tz_name)
     frt = (rep["kpis"].get("first_response_time") or {}).get("value") or {}
@@ -197,6 +232,7 @@ def build(db, viewer: Viewer, args, token: str) -> dict:
         "period_label": f"{rep['period']['from'][:10]} — {rep['period']['to'][:10]}",
         "previous_label": f"{rep['previous']['from'][:10]} — {rep['previous']['to'][:10]}",
         "slice": scoped.slice, "has_team": team is not None,
+        "ol_warning": _crosscheck_warning(db, viewer, token),
         "cards": cards, "tables": tables, "ccei": _ccei(rep, lang),
         "exports": {"csv": export("csv"), "xlsx": export("xlsx")},
         "reset_url": url_for("reports.dashboard", t=token),

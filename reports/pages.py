@@ -13,10 +13,13 @@ from b24desk.installations import get_installation
 from b24desk.viewer import ViewerError, can_see_ticket, check_csrf, csrf_token
 
 from . import dashboard as dashboard_mod
-from . import data, portal_settings, ticket_card
+from b24desk.client import B24Error
+
+from . import data, portal_settings, present, ticket_card
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, config, get_db
 from .i18n import t
+from .query import parse as parse_query
 from .security import bx24_script, portal_origins
 
 
@@ -82,7 +85,18 @@ def _settings_context(db, portal: str, error: str | None = None, form: dict | No
     ccei_inputs = portal_settings.get_ccei(db, portal, period) if portal_settings.PERIOD.match(period) else {}
     if form and form.get("form") == "ccei":
         ccei_inputs = {k: form.get(k, "") for k in portal_settings.kccei.INPUT_KEYS}
-    return {"config_sections": sections, "targets_text": targets_text,
+    status, check = portal_settings.openlines_state(db, portal)
+    tz_name = dashboard_mod.timezone_of(db, portal, data.portal_config(db, portal))
+    src = form if form is not None else request.args
+    try:
+        q = parse_query({"from": src.get("from") or "", "to": src.get("to") or ""}, tz_name)
+    except ViewerError:                 # a bad period was posted: the error box says why
+        q = parse_query({}, tz_name)
+    return {"openlines": present.openlines_panel(status, check, current_viewer().lang),
+            "ol_from": q.date_from, "ol_to": q.date_to,
+            "push": portal_settings.push_view(db, portal, form), "push_kinds": portal_settings.digest.KINDS,
+            "push_channels": portal_settings.digest.CHANNELS,
+            "config_sections": sections, "targets_text": targets_text,
             "targets_effective": json.dumps(base.get("targets") or {}, ensure_ascii=False)[:300],
             "ccei_period": period, "ccei_keys": portal_settings.kccei.INPUT_KEYS, "ccei_inputs": ccei_inputs,
             "error": error, "saved": request.args.get("saved") == "1",
@@ -121,10 +135,36 @@ def settings_save():
                 portal_settings.save_targets(db, v.portal, request.form.get("targets", ""))
             elif which == "ccei":
                 portal_settings.save_ccei(db, v.portal, request.form.get("period", ""), request.form)
+            elif which == "push":
+                portal_settings.save_push(db, v.portal, request.form, present.KPI_KEYS_ALL)
+            elif which == "crosscheck":
+                pass
             else:
                 raise ValueError("unknown form")
+        if which == "crosscheck":
+            _crosscheck(db, v.portal)
     except ValueError as exc:
         ctx = _settings_context(db, v.portal, error=str(exc), form=request.form)
         return _page("settings.html", "settings", **ctx), 400
+    except B24Error as exc:             # the portal could not be asked (tokens, network): nothing stored
+        ctx = _settings_context(db, v.portal, error=f"Bitrix24: {exc}", form=request.form)
+        return _page("settings.html", "settings", **ctx), 502
     extra = {"period": request.form.get("period")} if which == "ccei" else {}
+    if which == "crosscheck":
+        extra = {"from": request.form.get("from"), "to": request.form.get("to")}
     return redirect(url_for("reports.settings", t=g.viewer_token, saved=1, **extra), code=303)
+
+
+def _crosscheck(db, portal: str) -> dict:
+    """Run the open-lines cross-check for the posted period (the dashboard's, by default) with the
+    installed app's tokens; outside the write transaction, since it waits for the portal."""
+    tz_name = dashboard_mod.timezone_of(db, portal, data.portal_config(db, portal))
+    form = request.form
+    try:
+        q = parse_query({"from": form.get("from") or "", "to": form.get("to") or ""}, tz_name)
+    except ViewerError as exc:
+        raise ValueError(exc.message) from None
+    app = current_app.config
+    return portal_settings.run_crosscheck(db, str(app["DB"]), portal, q.date_from, q.date_to,
+                                          data.portal_config(db, portal), app.get("CLIENT_ID"),
+                                          app.get("CLIENT_SECRET"), app.get("OAUTH_URL"))

@@ -223,3 +223,51 @@ def _nice_width(raw: float) -> float:
         if raw <= s:
             return float(s)
     return float(steps[-1] * (int(raw // steps[-1]) + 1))
+
+
+def _when(ts, lang: str) -> str:
+    if not ts:
+        return "—"
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%d.%m.%Y %H:%M UTC" if lang == "ru"
+                                                                   else "%Y-%m-%d %H:%M UTC")
+
+
+def openlines_panel(status: dict | None, check: dict | None, lang: str) -> dict:
+    """The settings page's open-lines section: availability (a plan's refusal is a state, said in
+    words, not a failure) and the last cross-check with ``imopenlines.v2.Stat.get``."""
+    out = {"known": status is not None, "available": None, "code": None, "message": None,
+           "checked": _when((status or {}).get("checked_at"), lang), "check": None}
+    if status is not None:
+        out["available"] = bool(status.get("available"))
+        out["code"] = status.get("code")
+        if out["available"]:
+            out["message"] = t("ol_available", lang)
+        else:
+            key = f"ol_{status.get('code')}"
+            msg = t(key, lang)
+            out["message"] = msg if msg != key else (status.get("message") or status.get("code") or "")
+    if check:
+        period = check.get("period") or {}
+        c = {"available": bool(check.get("available")), "differs": bool(check.get("differs")),
+             "period": f"{(period.get('from') or '')[:10]} — {(period.get('to') or '')[:10]}",
+             "checked": _when(check.get("checked_at"), lang), "rows": [], "notes": list(check.get("notes") or []),
+             "message": None}
+        if not c["available"]:
+            key = f"ol_{check.get('code')}"
+            msg = t(key, lang)
+            c["message"] = msg if msg != key else (check.get("message") or check.get("code") or "")
+        else:
+            ours, theirs, diffs = check.get("ours") or {}, check.get("portal") or {}, check.get("differences") or {}
+            c["rows"] = [
+                {"key": "sessions", "label": t("ol_sessions", lang), "ours": _num(ours.get("sessions") or 0, 0, lang),
+                 "portal": _num(theirs.get("total_sessions") or 0, 0, lang), "differs": False},
+                {"key": "frt_avg", "label": t("ol_frt_avg", lang), "ours": fmt_duration(ours.get("frt_avg"), lang),
+                 "portal": fmt_duration(theirs.get("frt_avg"), lang), "differs": bool(diffs.get("frt_avg"))},
+                {"key": "positive_rate", "label": t("ol_positive_rate", lang),
+                 "ours": fmt_value("csat", ours.get("positive_rate"), lang),
+                 "portal": fmt_value("csat", theirs.get("positive_rate"), lang),
+                 "differs": bool(diffs.get("positive_rate"))},
+            ]
+        out["check"] = c
+    return out
