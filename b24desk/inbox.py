@@ -368,6 +368,9 @@ class Worker:
                             break
                         finish(db, [r["id"] for r in rows])
                         total += len(rows)
+            if total:
+                # the ack connections never checkpoint (webhooks/events.py): do it here, off that path
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             if own:
                 db.conn.close()
