@@ -1,13 +1,15 @@
 """The production entry point: waitress serving the app, plus the inbox worker and the scheduler.
 
-    python -m b24desk.server [--host 0.0.0.0] [--port 8080] [--threads 8]
+    python -m b24desk.server [--host 0.0.0.0] [--port 8080] [--threads 8] [--background process]
 
-``flask run`` serves the same routes for development but starts neither the worker nor the
-scheduler (events then wait in the inbox until a server process drains them). Here, one process
-with many threads (waitress) runs one worker thread and, if it wins ``scheduler_lock``, the
-scheduler: a second server process on the same store serves requests and drains the inbox but
-does not schedule. Both survive a restart: the inbox and the offline-queue cursor are in the
-store, rows a killed process held are reclaimed, and every portal is reconciled at start.
+The web process runs waitress (one process, many threads) and nothing else, so an ack on
+``POST /events`` never waits for the GIL behind the worker's parsing; a supervised child process
+(:class:`Background`, restarted if it dies, gone when the web process is) runs the inbox worker
+and, if it wins ``scheduler_lock``, the scheduler (a process that loses keeps retrying, so a
+restarted server takes over once its predecessor's child has exited). ``flask run`` serves the
+same routes but starts neither (events wait in the inbox). Everything survives a restart: the
+inbox and the offline-queue cursor are in the store, rows and leases of a killed process are
+reclaimed, and every portal is reconciled when the scheduler starts.
 """
 from __future__ import annotations
 
