@@ -224,3 +224,37 @@ def test_two_portals_on_one_server_stay_apart(tmp_path, h, d):
                                  [d.member_id])) == a_before
     finally:
         b.stop()
+
+
+def test_ui_install_page_is_framed_by_the_portal_only(h, d):
+    r = h.install_ui()
+    csp = r.headers["Content-Security-Policy"]
+    assert f"frame-ancestors {d.base_url} https://{d.domain}" in csp
+    assert "'unsafe-inline'" not in csp and "nonce-" in csp
+    assert "X-Frame-Options" not in r.headers
+
+
+def test_app_update_and_install_events_rebind_through_the_worker(h, d):
+    assert h.install_api().status_code == 200
+    bound = _online(d, h.url + "/events")
+    hdr = {"Content-Type": "application/x-www-form-urlencoded"}
+    d.app.update()
+    r = requests.post(h.url + "/events", headers=hdr, timeout=10,
+                      data=event_body(h, "ONAPPUPDATE", {"VERSION": "2", "PREVIOUS_VERSION": "1"}))
+    assert r.status_code == 200
+    h.settle()
+    assert _online(d, h.url + "/events") == bound
+    # an ONAPPINSTALL reaching /events (token-checked) refreshes the stored install tokens too
+    d.app.update()
+    tok = d.issue_tokens(1)
+    body = form({"event": "ONAPPINSTALL", "data": {"VERSION": "3"}, "ts": str(d.now),
+                 "auth": {"access_token": tok["access_token"], "refresh_token": tok["refresh_token"],
+                          "expires_in": "3600", "domain": d.domain, "client_endpoint": d.client_endpoint,
+                          "server_endpoint": d.server_endpoint, "member_id": d.member_id,
+                          "application_token": d.application_token, "scope": "crm task user"}})
+    assert requests.post(h.url + "/events", headers=hdr, data=body, timeout=10).status_code == 200
+    h.settle()
+    inst = h.installation()
+    assert inst["access_token"] == tok["access_token"] and inst["refresh_token"] == tok["refresh_token"]
+    assert inst["scope"] == "crm,task,user"
+    assert _online(d, h.url + "/events") == bound

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, make_response, render_template, request
 
 from b24desk import bindings, inbox
 from b24desk.client import AuthError, B24Client, B24Error
@@ -209,4 +210,27 @@ def install():
              len(result["bindings"]["bound"]), len(result["bindings"]["errors"]))
     if api_only:
         return jsonify(ok=True, **result)
-    return render_template("webhooks/installed.html", result=result)
+    nonce = secrets.token_urlsafe(16)
+    resp = make_response(render_template("webhooks/installed.html", result=result, nonce=nonce))
+    # framed by the installing portal only; the one inline script (installFinish) by nonce
+    ancestors = " ".join(_origins(fields)) or "'none'"
+    resp.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'nonce-{nonce}' {BX24_ORIGIN}; style-src 'self'; "
+        f"base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}")
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+BX24_ORIGIN = "https://api.bitrix24.com"
+
+
+def _origins(fields: dict) -> list[str]:
+    """The portal's own origins: its endpoint's, and https://DOMAIN."""
+    out = []
+    ep = urlsplit(fields.get("client_endpoint") or "")
+    if ep.scheme and ep.netloc:
+        out.append(f"{ep.scheme}://{ep.netloc}")
+    if fields.get("domain") and f"https://{fields['domain']}" not in out:
+        out.append(f"https://{fields['domain']}")
+    return out
