@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Iterable, Iterator
 
 from ..model import Bundle, Event
+
+
+PAGE_TICKETS = 200      # tickets per committed page (a multiple of 50: full batches)
 
 
 class SelectorError(ValueError):
@@ -247,6 +251,11 @@ class KeysetSource(Source):
     id_field = "ID"
     items_key: str | None = None
 
+    def _pages(self, client, ctx: "SyncContext", rows: Iterable[dict]) -> Iterator["Page"]:
+        """Listed rows -> committed pages of ``PAGE_TICKETS``, each resumable after its last id."""
+        for part in chunks(rows, PAGE_TICKETS):
+            yield Page(self.bundles(client, ctx, part), last_id=str(part[-1]["id"]))
+
     def _filter(self) -> dict:
         return {}
 
@@ -359,6 +368,8 @@ def dedupe_events(events: list[Event]) -> list[Event]:
     return out
 
 
-def chunks(seq: list, n: int) -> Iterator[list]:
-    for i in range(0, len(seq), n):
-        yield seq[i:i + n]
+def chunks(seq: Iterable, n: int) -> Iterator[list]:
+    """Lists of up to ``n`` items from any iterable (lazy: a keyset listing streams through)."""
+    it = iter(seq)
+    while part := list(islice(it, n)):
+        yield part

@@ -20,13 +20,12 @@ from typing import Iterable, Iterator
 
 from ..model import format_time, parse_time, snapshot_hash
 from . import register
-from .base import KeysetSource, Mapping, Page, Selector, SyncContext, as_id, chunks, compact, diff_events
+from .base import PAGE_TICKETS, KeysetSource, Mapping, Page, Selector, SyncContext, as_id, chunks, compact, diff_events
 from .crm_mapping import map_item, source_name, stage_semantics
 from .fetch import call_each, pages_each, pages_mixed, rows_of
 
 log = logging.getLogger("b24desk.sources.crm")
 
-PAGE_TICKETS = 200
 ACTIVITY_SELECT = ["ID", "OWNER_ID", "OWNER_TYPE_ID", "TYPE_ID", "PROVIDER_ID", "PROVIDER_TYPE_ID",
                    "DIRECTION", "COMPLETED", "STATUS", "CREATED", "START_TIME", "END_TIME",
                    "AUTHOR_ID", "RESPONSIBLE_ID"]
@@ -116,14 +115,7 @@ class CrmSource(KeysetSource):
         if after_id:
             flt[">id"] = int(after_id)
         rows = client.list_all("crm.item.list", self._list_params(flt), id_field="id", items_key="items")
-        batch: list[dict] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= PAGE_TICKETS:
-                yield Page(self.bundles(client, ctx, batch), last_id=str(batch[-1]["id"]))
-                batch = []
-        if batch:
-            yield Page(self.bundles(client, ctx, batch), last_id=str(batch[-1]["id"]))
+        yield from self._pages(client, ctx, rows)
 
     def incremental(self, client, ctx: SyncContext, since: int) -> Iterator[Page]:
         self._load_stages(client, ctx)

@@ -24,13 +24,12 @@ from typing import Iterable, Iterator
 from ..client import B24Error
 from ..model import format_time, parse_time, snapshot_hash
 from . import register
-from .base import KeysetSource, Mapping, Page, Selector, SyncContext, chunks, compact, diff_events
+from .base import PAGE_TICKETS, KeysetSource, Mapping, Page, Selector, SyncContext, chunks, compact, diff_events
 from .fetch import call_each, call_mixed, rows_of
 from .task_mapping import SELECT, SOURCE, map_task, messages_from_chat, messages_from_comments
 
 log = logging.getLogger("b24desk.sources.tasks")
 
-PAGE_TICKETS = 200              # tasks per committed page (a multiple of 50: full batches)
 COMMENTS_SETTING = "tasks.comments_via"
 # Errors a single task's comment call may give on a classic portal (no access, task gone).
 _PER_TASK_ERRORS = {"ACCESS_DENIED", "ERROR_CORE", "NOT_FOUND", "0"}
@@ -69,14 +68,7 @@ class TaskSource(KeysetSource):
             flt[">ID"] = int(after_id)
         rows = client.list_all("tasks.task.list", {"filter": flt, "select": self._select(ctx)},
                                id_field="ID", items_key="tasks")
-        batch: list[dict] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= PAGE_TICKETS:
-                yield Page(self.bundles(client, ctx, batch), last_id=str(batch[-1]["id"]))
-                batch = []
-        if batch:
-            yield Page(self.bundles(client, ctx, batch), last_id=str(batch[-1]["id"]))
+        yield from self._pages(client, ctx, rows)
 
     def incremental(self, client, ctx: SyncContext, since: int) -> Iterator[Page]:
         changed = self._changed_rows(client, ctx, since)
