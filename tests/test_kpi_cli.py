@@ -98,3 +98,11 @@ def test_errors_are_clear_and_exit_2(runner, db_path, tmp_path):
     assert res.exit_code == 2 and "unknown priority" in res.output
     res = runner.invoke(args=ARGS + ["--db", db_path, "--portal", "p2", "--group-by", "moon"])
     assert res.exit_code == 2
+
+
+def test_csv_cells_never_run_as_formulas():
+    from b24desk.kpi.formats import _csv_cell
+    assert _csv_cell('=HYPERLINK("http://x","y")') == '\'=HYPERLINK("http://x","y")'
+    assert _csv_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert _csv_cell(-3) == -3 and _csv_cell(0.5) == 0.5
+    assert _csv_cell(None) == "" and _csv_cell("Первая линия") == "Первая линия"

@@ -60,8 +60,9 @@ MEMBERSHIP = {
     "callback_share": ("share", _R, lambda f, cal: bool(f.callback)),
     "requester_wait_time": ("duration", lambda f: f.in_r and f.work is not None, lambda f, cal: f.work),
     "requester_wait_time_business": ("duration", lambda f: f.in_r and f.work is not None, lambda f, cal: f.work_b),
-    "agent_wait_time": ("duration", lambda f: f.in_r and f.work is not None, lambda f, cal: f.wait_customer),
-    "agent_wait_time_business": ("duration", lambda f: f.in_r and f.work is not None,
+    "agent_wait_time": ("duration", lambda f: f.in_r and f.wait_customer is not None,
+                        lambda f, cal: f.wait_customer),
+    "agent_wait_time_business": ("duration", lambda f: f.in_r and f.wait_customer is not None,
                                  lambda f, cal: f.wait_customer_b),
     "ccei": ("count", _R, lambda f, cal: True),
 }

@@ -107,12 +107,22 @@ def flat_rows(report: dict):
         yield from _rows(g["kpis"], "" if g["key"] is None else str(g["key"]), g["label"])
 
 
+def _csv_cell(v):
+    """Text that a spreadsheet would run as a formula (a portal user named "=HYPERLINK(...)")
+    is prefixed with a quote (OWASP CSV injection); numbers stay numbers."""
+    if v is None:
+        return ""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v
+    return v
+
+
 def to_csv(report: dict) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
     for row in flat_rows(report):
-        w.writerow({k: "" if v is None else v for k, v in row.items()})
+        w.writerow({k: _csv_cell(v) for k, v in row.items()})
     return buf.getvalue()
 
 
