@@ -155,9 +155,10 @@ def _options(db, viewer: Viewer, q: Query, lang: str) -> list:
 
 
 def _openline_tables(db, viewer: Viewer, q: Query, filters: dict, lang: str, drill: bool) -> list[dict]:
-    """By channel and by line, when the portal has open-line tickets (issue 8). The engine groups
-    by ``channel`` but has no ``line`` group; an open-line ticket's ``type`` is its line's name
-    (b24desk/sources/openlines.py), so "by line" is ``type`` over ``source=openlines``."""
+    """By channel and by line, when the portal has open-line tickets (issue 8). An open-line
+    ticket's ``type`` is its line's name (b24desk/sources/openlines.py), so "by line" is ``type``
+    over ``source=openlines``: the same groups as ``group_by="line"``, and drillable, since
+    ``type`` is a filter."""
     if OPENLINES not in data.distinct(db, viewer.portal, "source"):
         return []
     out = [_group_table(data.report(db, viewer.portal, q, filters, "channel"), "channel", lang,

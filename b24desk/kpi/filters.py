@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..model import PRIORITIES
 
 DIMENSIONS = ("source", "department", "agent", "priority", "type")
-GROUP_BY = ("agent", "department", "priority", "type", "source", "channel")
+GROUP_BY = ("agent", "department", "priority", "type", "source", "channel", "line")
 
 
 def _norm(value) -> tuple | None:
@@ -161,4 +161,5 @@ def group_key(dim: str, tree: Tree):
         "type": lambda f: f.type,
         "source": lambda f: f.t["source"],
         "channel": lambda f: f.t["channel"],
+        "line": lambda f: f.t["line"],
     }[dim]

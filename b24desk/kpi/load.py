@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 # What the maths reads of a ticket row (the state comes from the event log, not from ``state``).
 TICKET_COLUMNS = (
     "source", "source_id", "type", "priority", "author_id", "customer", "responsible_id",
-    "created_at", "deadline", "closed_at", "rating", "nps", "ces", "channel", "handle_time",
+    "created_at", "deadline", "closed_at", "rating", "nps", "ces", "channel", "line", "handle_time",
 )
 EVENT_COLUMNS = ("at", "kind", "actor_id", "field", "from_value", "to_value")
 

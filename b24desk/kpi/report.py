@@ -8,6 +8,7 @@ computed on November 1 and one computed in December are identical.
 from __future__ import annotations
 
 import gc
+import json
 from dataclasses import replace
 
 from ..config import load_config
@@ -23,6 +24,18 @@ from .load import Loaded, load, load_people, portal_timezone
 from .periods import Period, make_period, zone
 
 SCHEMA = "b24desk.kpi/1"
+
+
+def crm_settings(db, portal: str) -> dict:
+    """What the CRM sources stored per entity type: ``{etid: {"stages": {id: P|S|F}, "categories": {id: name}}}``."""
+    out = {}
+    for row in db.execute("select key, value from settings where portal = ? and key like 'crm.%.stages'",
+                          [portal]).fetchall():
+        try:
+            out[row[0].split(".")[1]] = json.loads(row[1]) or {}
+        except (ValueError, IndexError):
+            continue
+    return out
 
 
 class ReportEnv:
@@ -55,8 +68,19 @@ class ReportEnv:
         for src, table in (self.config.get("status_states") or {}).items():
             states.setdefault(src, {}).update({str(k): v for k, v in table.items()})
         buckets = {k: dict(v) for k, v in DEFAULT_STATUS_BUCKETS.items()}
+        crm = crm_settings(db, portal)
+        for etid, stored in crm.items():      # CRM default: in-progress stages are work, final are done
+            buckets[f"crm:{etid}"] = {st: ("work" if sem == "P" else "done")
+                                      for st, sem in (stored.get("stages") or {}).items()}
         for src, table in (self.config.get("status_buckets") or {}).items():
-            buckets[src] = {str(k): v for k, v in table.items()}
+            buckets.setdefault(src, {}).update({str(k): v for k, v in table.items()})
+        # display names of group keys: CRM funnels (type) and open lines (line)
+        self.names = {"type": {}, "line": {str(k): v for k, v in
+                                           (get_setting(db, portal, "openlines.lines") or {}).items()}}
+        for stored in crm.values():
+            for cat, name in (stored.get("categories") or {}).items():
+                known = self.names["type"].get(str(cat))
+                self.names["type"][str(cat)] = name if known in (None, name) else f"{known} / {name}"
         sla = (self.config.get("sla") or {}).get("resolution_business_seconds") or {}
         self.repeat_window = int(self.config.get("repeat_window_days", 30)) * 86400
         self.ctx = Context(calendar=self.calendar, sla_resolution=dict(sla), status_states=states,
@@ -207,7 +231,7 @@ def _label(dim: str, key, env: ReportEnv) -> str:
         return (env.users.get(key) or {}).get("label") or str(key)
     if dim == "department":
         return env.tree.label(key)
-    return str(key)
+    return (getattr(env, "names", {}).get(dim) or {}).get(str(key)) or str(key)
 
 
 def _order(dim: str, keys: set, env: ReportEnv) -> list:
