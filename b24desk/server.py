@@ -24,19 +24,11 @@ import time
 from . import bindings, inbox
 from .client import B24Client
 from .installations import get_installation
+from .overrides import effective_config
 from .scheduler import Jobs, Scheduler, portal_lock, scheduler_lock
 from .store import open_db
 
 log = logging.getLogger("b24desk.server")
-
-
-def effective_config(db, portal: str, base: dict) -> dict:
-    """The file config with the portal's admin overrides (reports/portal_settings.py) on top."""
-    try:
-        from reports.portal_settings import effective_config as layered
-    except ImportError:             # the reports package is optional for the core
-        return base
-    return layered(db, portal, base)
 
 
 class Runtime:

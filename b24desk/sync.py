@@ -42,6 +42,7 @@ from . import config as b24config
 from .client import AuthError, B24Client, B24Error
 from .directory import sync_directory
 from .model import Event, Ticket, parse_time, snapshot_hash
+from .overrides import effective_config
 from .sources import SelectorError, configured_selectors, get_source
 from .sources.base import Source, SyncContext
 from .store import get_cursor, get_setting, mark_deleted, open_db, portals, set_cursor
@@ -357,6 +358,7 @@ def sync_command(webhook, member_id, db_path, selectors, full, rps, quiet):
         raise click.ClickException(str(exc)) from None
     db = open_db(db_path)
     try:
+        config = effective_config(db, client.portal_id, config)     # the admin's overrides, as the server applies
         reports = run_sync(client, db, selectors or None, config, full=full, progress=not quiet)
     except (SyncBusy, SelectorError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -41,6 +41,7 @@ from b24desk.installations import get_installation
 from b24desk.kpi.formats import render
 from b24desk.kpi.periods import Period
 from b24desk.kpi.report import ReportEnv
+from b24desk.overrides import effective_config
 from b24desk.store import get_setting, open_db, set_setting
 from b24desk.sync import SyncBusy, acquire_lock, release_lock
 
@@ -495,7 +496,8 @@ def push_command(db_path, portal, kind, period, channels, dry_run, webhook):
                 raise click.UsageError(f"cannot reach the portal: {exc} (install the app, or give --webhook)")
         try:
             outcomes = run_push(db, portal, kind, period, reader=reader, writer=writer,
-                                config=current_app.config.get("B24DESK") or {}, channels=channels,
+                                config=effective_config(db, portal, current_app.config.get("B24DESK") or {}),
+                                channels=channels,
                                 dry_run=dry_run)
         except PushError as exc:
             raise click.UsageError(str(exc)) from None

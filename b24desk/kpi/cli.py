@@ -9,6 +9,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from ..overrides import effective_config
 from ..store import open_db, portals
 from .filters import GROUP_BY
 from .formats import FORMATS, render
@@ -59,8 +60,10 @@ def kpi_command(db_path, portal, date_from, date_to, fmt, group_by, source, depa
                    "agent": list(agent) or None, "priority": list(priority) or None,
                    "type": list(types) or None}
         try:
+            # the portal's admin overrides on top of the file config, as the pages apply them
+            config = effective_config(db, portal, current_app.config.get("B24DESK") or {})
             report = build_report(db, portal, date_from, date_to, filters=filters, group_by=group_by,
-                                  config=current_app.config.get("B24DESK") or {})
+                                  config=config)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
     finally:
