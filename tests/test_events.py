@@ -36,7 +36,8 @@ def _mutate(d):
     p.update_task(new["id"], status=5)
     p.delete_task(tasks[4]["id"])
     deals = p.item_lists[2]
-    p.reassign_item(2, deals[0]["id"], deals[1]["assignedById"])
+    other = next(x["assignedById"] for x in deals if x["assignedById"] != deals[0]["assignedById"])
+    p.reassign_item(2, deals[0]["id"], other)
     p.add_activity(2, deals[1]["id"], kind="email", direction=2)
     p.add_timeline_comment(2, deals[2]["id"], deals[2]["assignedById"], "called back")
     p.delete_item(2, deals[3]["id"])
