@@ -2,12 +2,10 @@
 takeover, the scheduler's per-portal jobs, inbox claims and retries, the offline-queue cursor."""
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
 
-import pytest
 
 from app import create_app
 from b24desk import inbox
