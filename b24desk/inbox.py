@@ -347,6 +347,7 @@ class Worker:
         total = 0
         try:
             recover_stale(db, self.lease)
+            purge_pending(db, self.db_path, self.owner)
             for portal in pending_portals(db):
                 with portal_lock(self.db_path, portal, self.owner, ttl=self.lock_ttl, wait=0) as got:
                     if not got:
@@ -606,21 +607,51 @@ def store_install_tokens(db: Database, portal: str, fields: dict[str, list[str]]
     return True
 
 
+def _purge_rows(db: Database, portal: str) -> None:
+    for table in db.table_names():
+        if "portal" in db[table].columns_dict:
+            db.execute(f"delete from [{table}] where portal = ?", [portal])
+
+
 def uninstall(db: Database, portal: str, clean: bool) -> None:
     """ONAPPUNINSTALL (DOCS api-reference/common/events/on-app-uninstall.md): ``CLEAN=1`` deletes
     every row of the portal, in every table that has a ``portal`` column; ``0`` keeps the data,
-    drops the tokens and skips the portal's pending events (no token can read them any more)."""
+    drops the tokens and skips the portal's pending events (no token can read them any more).
+
+    A sync or an inbox batch of the portal may be running (the portal's lease is not waited for
+    here: the portal does not retry a slow handler), so a clean uninstall also leaves a
+    ``purge:<member_id>`` marker in ``locks``; :func:`purge_pending` repeats the delete under the
+    portal's lease once that work has ended."""
     from .installations import delete_installation
     delete_installation(db, portal, clean)
     with db.atomic():
         if clean:
-            for table in db.table_names():
-                if "portal" in db[table].columns_dict:
-                    db.execute(f"delete from [{table}] where portal = ?", [portal])
-            db.execute("delete from locks where name = ?", [f"portal:{portal}"])
+            _purge_rows(db, portal)
+            db.execute("insert or replace into locks (name, owner, expires_at) values (?, 'purge', ?)",
+                       [f"purge:{portal}", time.time()])
         else:
             db.execute("update inbox set state = ?, done_at = ?, error = 'uninstalled', claimed_by = null "
                        "where portal = ? and state in (?, ?)", [SKIPPED, time.time(), portal, NEW, WORKING])
+
+
+def purge_pending(db: Database, db_path: str, owner: str) -> int:
+    """Finish clean uninstalls: delete the portal's rows again under its lease (whatever ran at
+    uninstall time has ended), unless the portal was installed again since. Returns how many."""
+    from .installations import get_installation
+    from .scheduler import portal_lock
+    done = 0
+    for name, at in db.execute("select name, expires_at from locks where name like 'purge:%'").fetchall():
+        portal = name[len("purge:"):]
+        with portal_lock(db_path, portal, owner, wait=0) as got:
+            if not got:
+                continue
+            inst = get_installation(db, portal)
+            with db.atomic():
+                if inst is None or int(inst.get("updated_at") or 0) < int(at):
+                    _purge_rows(db, portal)
+                db.execute("delete from locks where name = ?", [name])
+            done += 1
+    return done
 
 
 # --- the default handler: events -> the sync's per-id refresh -----------------------------------

@@ -134,3 +134,21 @@ def test_offline_batch_reserved_before_a_crash_is_read_again(tmp_path):
         db.conn.close()
     finally:
         d.stop()
+
+
+def test_a_clean_uninstall_during_a_batch_is_finished_after_it(tmp_path):
+    from b24desk.installations import save_installation
+    from b24desk.model import Bundle, Ticket
+    from b24desk.store import save_bundle
+    path = str(tmp_path / "u.db")
+    db = open_db(path)
+    save_installation(db, member_id="p1", application_token="t" * 32, access_token="a", refresh_token="r")
+    with portal_lock(path, "p1", "batch") as held:         # a batch of p1 is running...
+        assert held
+        inbox.uninstall(db, "p1", clean=True)              # ...when ONAPPUNINSTALL CLEAN=1 arrives
+        save_bundle(db, Bundle(Ticket(portal="p1", source="task", source_id="1")))   # its late write
+        assert inbox.purge_pending(db, path, "worker") == 0                          # lease still held
+    assert inbox.purge_pending(db, path, "worker") == 1
+    assert db.execute("select count(*) from tickets").fetchone()[0] == 0
+    assert db.execute("select count(*) from locks where name like 'purge:%'").fetchone()[0] == 0
+    db.conn.close()
