@@ -133,8 +133,10 @@ def test_a_forged_install_cannot_take_over_an_installed_portal(tmp_path, h, d):
         other.stop()
 
 
-def test_expired_tokens_refresh_once_and_the_new_pair_is_stored(h, d, caplog):
+def test_expired_tokens_refresh_once_and_the_new_pair_is_stored(h, d, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
+    monkeypatch.delenv("B24DESK_OAUTH_URL", raising=False)
+    h.runtime.oauth_url = None           # the token URL comes from the stored server_endpoint
     assert h.install_api().status_code == 200
     h.runtime.reconcile(d.member_id)
     old = h.installation()
