@@ -118,6 +118,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--load-workers", type=int, default=16)
     ap.add_argument("--tickets", type=int, default=400)
     ap.add_argument("--no-worker", action="store_true", help="measure the ack path alone (nothing drains)")
+    ap.add_argument("--background", choices=("process", "thread"), default="process",
+                    help="the server's worker in a child process (default) or in its web process")
     a = ap.parse_args(argv)
 
     from portal_double import PortalDouble
@@ -135,7 +137,7 @@ def main(argv=None) -> dict:
            "B24DESK_CONFIG": str(tmp / "b24desk.toml"), "B24DESK_SECRET_KEY": "bench", "PYTHONPATH": str(ROOT)}
     log = open(tmp / "server.log", "wb")
     server = subprocess.Popen([sys.executable, "-m", "b24desk.server", "--port", str(port), "--threads",
-                               str(a.threads), "--log-level", "WARNING"] + (["--background", "none"] if a.no_worker else []), cwd=ROOT, env=env, stdout=log, stderr=log)
+                               str(a.threads), "--log-level", "WARNING"] + ["--background", "none" if a.no_worker else a.background], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         import requests
         deadline = time.monotonic() + 60
