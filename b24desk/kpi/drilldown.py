@@ -86,6 +86,15 @@ class Replay:
         self.keep = matcher(self.filters, self.env.tree)
         self.facts = self.facts_between(self.period.start, self.period.end)
 
+    @classmethod
+    def of_pass(cls, rp) -> "Replay":
+        """The replay a ``ReportPass`` already made (its load covers the previous period too, so
+        the current period's facts are the report's own): no second load or replay."""
+        self = cls.__new__(cls)
+        self.env, self.filters, self.period = rp.env, rp.filters, rp.period
+        self.loaded, self.ctx, self.keep, self.facts = rp.loaded, rp.ctx, rp.keep, rp.fc
+        return self
+
     def facts_between(self, start: int, end: int) -> list:
         out = []
         ev = self.loaded.events

@@ -7,6 +7,7 @@ computed on November 1 and one computed in December are identical.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 from dataclasses import replace
@@ -146,6 +147,19 @@ def _assemble(env, ctx, fc, fp, period, prev, targets, inputs):
     return _kpis(cur, old, targets, cc, cp), cc_out
 
 
+@contextlib.contextmanager
+def paused_gc():
+    """Tens of thousands of short-lived rows: the cyclic GC would only rescan them (a third of the
+    time at 1M tickets); nothing here builds cycles. Restored on the way out."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def build_report(db, portal: str, date_from, date_to, *, filters=None, group_by: str | None = None,
                  config: dict | None = None, env: ReportEnv | None = None) -> dict:
     """The section 6 report for ``[date_from, date_to)`` (dates, ISO datetimes, datetimes or unix s).
@@ -154,48 +168,57 @@ def build_report(db, portal: str, date_from, date_to, *, filters=None, group_by:
     ``Filters``; ``group_by``: one of agent, department, priority, type, source, channel, which adds
     ``groups``, each with the same ``kpis`` computed on that group's tickets alone.
     """
-    # Tens of thousands of short-lived rows: the cyclic GC would only rescan them (a third of the
-    # time at 1M tickets); nothing here builds cycles. Restored on the way out.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _build_report(db, portal, date_from, date_to, filters=filters, group_by=group_by,
-                             config=config, env=env)
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _build_report(db, portal, date_from, date_to, *, filters, group_by, config, env) -> dict:
     if group_by is not None and group_by not in GROUP_BY:
         raise ValueError(f"unknown group-by {group_by!r} (one of {', '.join(GROUP_BY)})")
-    env = env or ReportEnv(db, portal, config)
-    filters = Filters.of(filters)
-    period = env.period(date_from, date_to)
-    prev = period.previous()
-    sources = filters.sources()
-    if filters.source and not sources:
-        loaded = Loaded()                                    # contradictory source filters
-    else:
-        loaded = load(db, portal, prev.start, period.end, sources=sources,
-                      repeat_window=env.repeat_window)
-    ctx = replace(env.ctx, customer_history=loaded.customer_history)   # env may serve other threads
-    keep = matcher(filters, env.tree)
-    targets = env.targets_for(agent=filters.single("agent"), department=filters.single("department"))
-    inputs = (ccei_mod.get_inputs(db, portal, period.label), ccei_mod.get_inputs(db, portal, prev.label))
+    with paused_gc():
+        return ReportPass(db, portal, date_from, date_to, filters=filters, config=config, env=env).report(group_by)
 
-    fc = _facts(loaded, period, ctx, keep)
-    fp = _facts(loaded, prev, ctx, keep)
-    kpis, ccei = _assemble(env, ctx, fc, fp, period, prev, targets, inputs)
-    report = {
-        "schema": SCHEMA, "portal": portal, "timezone": env.tz_name,
-        "period": period.as_json(), "previous": prev.as_json(),
-        "filters": filters.as_json(), "kpis": kpis, "ccei": ccei,
-    }
-    if group_by:
-        report["group_by"] = group_by
-        report["groups"] = _groups(env, ctx, group_by, fc, fp, period, prev, inputs)
-    return report
+
+class ReportPass:
+    """One load and replay of a period and its previous period after the filters.
+
+    Every ``group_by`` of the same query is a regrouping of these facts, so a page that shows
+    several (totals, per agent, per department) and its charts (``Replay.of_pass``) pay for the
+    load and the replay once. Call under :func:`paused_gc` for speed.
+    """
+
+    def __init__(self, db, portal: str, date_from, date_to, *, filters=None, config: dict | None = None,
+                 env: ReportEnv | None = None):
+        self.env = env = env or ReportEnv(db, portal, config)
+        self.portal = portal
+        self.filters = filters = Filters.of(filters)
+        self.period = period = env.period(date_from, date_to)
+        self.prev = prev = period.previous()
+        sources = filters.sources()
+        if filters.source and not sources:
+            self.loaded = Loaded()                                    # contradictory source filters
+        else:
+            self.loaded = load(db, portal, prev.start, period.end, sources=sources,
+                               repeat_window=env.repeat_window)
+        self.ctx = replace(env.ctx, customer_history=self.loaded.customer_history)  # env may serve other threads
+        self.keep = matcher(filters, env.tree)
+        self.targets = env.targets_for(agent=filters.single("agent"), department=filters.single("department"))
+        self.inputs = (ccei_mod.get_inputs(db, portal, period.label), ccei_mod.get_inputs(db, portal, prev.label))
+        self.fc = _facts(self.loaded, period, self.ctx, self.keep)
+        self.fp = _facts(self.loaded, prev, self.ctx, self.keep)
+        self._totals = None
+
+    def report(self, group_by: str | None = None) -> dict:
+        if group_by is not None and group_by not in GROUP_BY:
+            raise ValueError(f"unknown group-by {group_by!r} (one of {', '.join(GROUP_BY)})")
+        env, period, prev = self.env, self.period, self.prev
+        if self._totals is None:
+            self._totals = _assemble(env, self.ctx, self.fc, self.fp, period, prev, self.targets, self.inputs)
+        kpis, ccei = self._totals
+        report = {
+            "schema": SCHEMA, "portal": self.portal, "timezone": env.tz_name,
+            "period": period.as_json(), "previous": prev.as_json(),
+            "filters": self.filters.as_json(), "kpis": kpis, "ccei": ccei,
+        }
+        if group_by:
+            report["group_by"] = group_by
+            report["groups"] = _groups(env, self.ctx, group_by, self.fc, self.fp, period, prev, self.inputs)
+        return report
 
 
 def _groups(env: ReportEnv, ctx: Context, dim: str, fc: list, fp: list, period: Period, prev: Period, inputs) -> list:
