@@ -88,8 +88,8 @@ def api_drilldown():
             "state": r["state"], "state_label": t(f"state_{r['state']}", lang),
             "hit": r["hit"], "value": r["value"], "value_text": value_text,
         })
-    return jsonify({"kpi": kpi, "kind": kind, "total": total, "hits": hits, "tickets": out,
-                    "truncated": total > len(out)})
+    return data.with_stale_header(jsonify({"kpi": kpi, "kind": kind, "total": total, "hits": hits,
+                                           "tickets": out, "truncated": total > len(out)}))
 
 
 def _bound(name):

@@ -1,20 +1,39 @@
-"""A small in-process memo for report computations, invalidated by any write to the store.
+"""An in-process memo for report computations: exact on request, else stale-while-revalidate.
 
 The engine recomputes a month from the event log on every call (about a second on a
-100k-ticket store, bench/pages.py), while a dashboard is viewed far more often than the store
-changes. A result is reused only while the store is byte-for-byte the one it was computed from:
-the key includes the SQLite file's and its WAL's (mtime, size), which every commit by any process
-(sync, settings, events) changes. So a cached answer is never stale, only sometimes recomputed
-when an unrelated write happened.
+100k-ticket store, bench/pages.py), and the store changes all the time (the inbox worker writes on
+every portal event, the scheduler syncs every 15 minutes), so a memo invalidated by any write
+would leave most views cold. Dashboards elsewhere (Zendesk Explore, Jira dashboards) refresh on a
+schedule; ours is seconds-to-minutes fresh:
+
+* An entry remembers the store version it was computed from: the SQLite file's and its WAL's
+  (mtime, size), which every commit by any process changes.
+* Same version: served (a hit).
+* **Exact** callers (``/api/kpi``, exports: they must equal ``flask kpi``) never get an entry of an
+  older version: they compute (once per key and version; concurrent callers wait for it).
+* Other callers (the dashboard, the drilldown behind its numbers) get an entry of an older version
+  at once, marked stale, while **one** background thread per key recomputes it, as long as the
+  entry was last known current no more than ``max_stale`` seconds ago (default 10 minutes:
+  ``known`` is when its computation started, or when a later lookup saw the store unchanged).
+  Beyond that the request computes synchronously, so nobody is shown figures older than that bound.
+
+Computations must not use the request's connection (a background one outlives the request):
+``compute`` opens its own.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
+
+log = logging.getLogger("reports.cache")
 
 MAX_ENTRIES = 64
+MAX_STALE_SECONDS = 600.0
 
 
 def store_version(path: str) -> tuple:
@@ -31,47 +50,111 @@ def store_version(path: str) -> tuple:
     return tuple(out)
 
 
+@dataclass
+class _Entry:
+    value: object
+    version: tuple
+    known: float            # when the value was last known to match the store (monotonic clock)
+
+
+@dataclass(frozen=True)
+class Served:
+    value: object
+    stale: bool = False
+    age: float = 0.0        # seconds since a stale value was last known current
+
+
 class Memo:
-    def __init__(self, max_entries: int = MAX_ENTRIES):
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_stale: float = MAX_STALE_SECONDS, clock=time.monotonic):
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
-        self._busy: dict = {}
+        self._busy: dict = {}               # (key, version) -> Event, a computation under way
+        self._refreshing: dict = {}         # key -> Thread, a background recompute under way
         self.max_entries = max_entries
-        self.hits = self.misses = 0
+        self.max_stale = max_stale
+        self.clock = clock
+        self.hits = self.misses = self.stale_hits = 0
 
-    def get_or_compute(self, db_path: str, key, compute):
-        """``compute()`` once per (key, store version); concurrent callers of one key wait for it."""
-        full = (json.dumps(key, sort_keys=True, default=str), store_version(db_path))
+    def get_or_compute(self, db_path: str, key, compute, *, exact: bool = False):
+        return self.lookup(db_path, key, compute, exact=exact).value
+
+    def lookup(self, db_path: str, key, compute, *, exact: bool = False) -> Served:
+        """The value of ``key`` for the store at ``db_path`` (see the module's policy)."""
+        k = (str(db_path), json.dumps(key, sort_keys=True, default=str))
+        version = store_version(db_path)
+        now = self.clock()
         with self._lock:
-            if full in self._data:
-                self._data.move_to_end(full)
-                self.hits += 1
-                return self._data[full]
-            ev = self._busy.get(full)
-            if ev is None:
-                ev = self._busy[full] = threading.Event()
-                owner = True
-            else:
-                owner = False
+            e = self._data.get(k)
+            if e is not None:
+                self._data.move_to_end(k)
+                if e.version == version:
+                    e.known = max(e.known, now)
+                    self.hits += 1
+                    return Served(e.value)
+                age = now - e.known
+                if not exact and age <= self.max_stale:
+                    self.stale_hits += 1
+                    if k not in self._refreshing:
+                        th = threading.Thread(target=self._refresh, args=(k, db_path, compute),
+                                              name="reports-memo-refresh", daemon=True)
+                        self._refreshing[k] = th
+                        th.start()
+                    return Served(e.value, True, age)
+        return Served(self._compute(k, version, now, compute))
+
+    def _compute(self, k, version, started: float, compute):
+        """``compute()`` once per (key, version); concurrent callers of that pair wait for it."""
+        with self._lock:
+            ev = self._busy.get((k, version))
+            owner = ev is None
+            if owner:
+                ev = self._busy[(k, version)] = threading.Event()
         if not owner:
             ev.wait(120)
             with self._lock:
-                if full in self._data:
+                e = self._data.get(k)
+                if e is not None and e.version == version:
                     self.hits += 1
-                    return self._data[full]
+                    return e.value
             return compute()
         try:
             value = compute()
             with self._lock:
                 self.misses += 1
-                self._data[full] = value
+                old = self._data.get(k)
+                if old is None or old.known <= started:     # never replace a newer result
+                    self._data[k] = _Entry(value, version, started)
+                    self._data.move_to_end(k)
                 while len(self._data) > self.max_entries:
                     self._data.popitem(last=False)
             return value
         finally:
             with self._lock:
-                self._busy.pop(full, None)
+                self._busy.pop((k, version), None)
             ev.set()
+
+    def _refresh(self, k, db_path: str, compute) -> None:
+        try:
+            self._compute(k, store_version(db_path), self.clock(), compute)
+        except Exception:                   # the stale entry stays; the next stale hit retries
+            log.exception("background recompute of %s failed", k[1][:200])
+        finally:
+            with self._lock:
+                self._refreshing.pop(k, None)
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Wait for the background recomputes under way (tests, benchmarks); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = list(self._refreshing.values())
+            if not threads:
+                return True
+            for th in threads:
+                th.join(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                with self._lock:
+                    return not self._refreshing
 
     def clear(self) -> None:
         with self._lock:

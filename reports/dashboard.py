@@ -154,15 +154,13 @@ def _options(db, viewer: Viewer, q: Query, lang: str) -> list:
     return opts
 
 
-def _openline_tables(db, viewer: Viewer, q: Query, filters: dict, lang: str, drill: bool) -> list[dict]:
+def _openline_tables(db, viewer: Viewer, q: Query, filters: dict, lang: str, drill: bool,
+                     by_channel: dict) -> list[dict]:
     """By channel and by line, when the portal has open-line tickets (issue 8). An open-line
     ticket's ``type`` is its line's name (b24desk/sources/openlines.py), so "by line" is ``type``
     over ``source=openlines``: the same groups as ``group_by="line"``, and drillable, since
-    ``type`` is a filter."""
-    if OPENLINES not in data.distinct(db, viewer.portal, "source"):
-        return []
-    out = [_group_table(data.report(db, viewer.portal, q, filters, "channel"), "channel", lang,
-                        t("per_channel", lang), drill)]
+    ``type`` is a filter. Only called when the portal has open-line tickets."""
+    out = [_group_table(by_channel, "channel", lang, t("per_channel", lang), drill)]
     src = filters.get("source")
     if src in (None, "", OPENLINES) or (isinstance(src, list) and OPENLINES in src):
         lines = data.report(db, viewer.portal, q, dict(filters, source=OPENLINES), "type")
@@ -192,12 +190,14 @@ def build(db, viewer: Viewer, args, token: str) -> dict:
     scoped = scope_query(viewer, q.filters, None, db=db)
     wide = scoped.slice in ("all", "tree")
     team = None
+    # One engine pass for the reports and charts of this query (data.page).
+    openlines = wide and OPENLINES in data.distinct(db, viewer.portal, "source")
+    group_bys = (("agent", "department") + (("channel",) if openlines else ())) if wide else (None,)
+    pg = data.page(db, viewer.portal, q, scoped.filters, group_bys)
     if wide:
-        rep = data.report(db, viewer.portal, q, scoped.filters, "agent")
-        deps = data.report(db, viewer.portal, q, scoped.filters, "department")
+        rep, deps = pg["reports"]["agent"], pg["reports"]["department"]
     else:
-        rep = data.report(db, viewer.portal, q, scoped.filters)
-        deps = None
+        rep, deps = pg["reports"][None], None
         if viewer.departments:
             team_scope = scope_query(viewer, {k: v for k, v in q.filters.items() if k != "agent"}, None,
                                      db=db, want="team")
@@ -212,9 +212,10 @@ def build(db, viewer: Viewer, args, token: str) -> dict:
         tables.append(_group_table(rep, "agent", lang, t("per_agent", lang), drill))
         tables.append(_group_table(deps, "department", lang, t("per_department", lang), drill))
         tables.append(_top_table(rep, lang, drill))
-        tables.extend(_openline_tables(db, viewer, q, scoped.filters, lang, drill))
+        if openlines:
+            tables.extend(_openline_tables(db, viewer, q, scoped.filters, lang, drill, pg["reports"]["channel"]))
 
-    ch = data.charts(db, viewer.portal, q, scoped.filters, tz_name)
+    ch = pg["charts"]
     frt = (rep["kpis"].get("first_response_time") or {}).get("value") or {}
     res = (rep["kpis"].get("resolution_time") or {}).get("value") or {}
     frt_dist = present.histogram(ch["frt"], frt.get("median"), frt.get("p90"), lang=lang)
@@ -232,7 +233,7 @@ def build(db, viewer: Viewer, args, token: str) -> dict:
         "options": _options(db, viewer, q, lang),
         "period_label": f"{rep['period']['from'][:10]} — {rep['period']['to'][:10]}",
         "previous_label": f"{rep['previous']['from'][:10]} — {rep['previous']['to'][:10]}",
-        "slice": scoped.slice, "has_team": team is not None,
+        "slice": scoped.slice, "has_team": team is not None, "stale": data.stale_age() is not None,
         "ol_warning": _crosscheck_warning(db, viewer, token),
         "cards": cards, "tables": tables, "ccei": _ccei(rep, lang),
         "exports": {"csv": export("csv"), "xlsx": export("xlsx")},

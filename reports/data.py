@@ -1,17 +1,21 @@
 """Every number a page, the API or an export shows, fetched from the KPI engine and memoized.
 
-The engine (``b24desk.kpi.build_report``) and its per-ticket replay (``b24desk.kpi.drilldown``)
-do all KPI maths; this module only chooses the calls (scoped by the viewer's role before it is
-reached) and caches their results while the store is unchanged (reports/cache.py).
+The engine (``b24desk.kpi``: ``ReportPass`` / ``build_report`` and its per-ticket replay
+``drilldown.Replay``) does all KPI maths; this module only chooses the calls (scoped by the
+viewer's role before it is reached) and caches their results (reports/cache.py): exact for
+``/api/kpi`` and exports, stale-while-revalidate for the dashboard and its drilldown. A page's
+reports and charts of one query come from one engine pass (:func:`page`).
 """
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, g
 
 from b24desk.kpi import build_report
 from b24desk.kpi.drilldown import Replay
 from b24desk.kpi.formats import render
 from b24desk.kpi.load import load_people
+from b24desk.kpi.report import ReportPass, paused_gc
+from b24desk.store import open_db
 
 from .blueprint import config
 from .cache import Memo
@@ -25,6 +29,41 @@ def _db_path() -> str:
     return str(current_app.config["DB"])
 
 
+def _own_db(path: str, fn):
+    """``fn(db)`` on a connection of its own: a background recompute outlives the request's."""
+    def run():
+        db = open_db(path, migrate=False)
+        try:
+            return fn(db)
+        finally:
+            db.conn.close()
+    return run
+
+
+def _get(key, fn, *, exact: bool = False):
+    """The memo's answer; a stale one is noted on ``g`` (the page says so, a header tells tests)."""
+    path = _db_path()
+    served = MEMO.lookup(path, key, _own_db(path, fn), exact=exact)
+    if served.stale:
+        g.analytics_stale = max(getattr(g, "analytics_stale", 0.0), served.age)
+    return served.value
+
+
+def stale_age() -> float | None:
+    """Seconds since the oldest stale figure of this request was known current; None if all fresh."""
+    return getattr(g, "analytics_stale", None)
+
+
+def with_stale_header(response):
+    """``X-B24desk-Stale: <seconds>`` on a response built from stale figures (reports/cache.py)."""
+    from flask import make_response
+    response = make_response(response)
+    age = stale_age()
+    if age is not None:
+        response.headers["X-B24desk-Stale"] = f"{age:.0f}"
+    return response
+
+
 def portal_config(db, portal: str) -> dict:
     return effective_config(db, portal, config())
 
@@ -33,59 +72,70 @@ def engine_filters(filters: dict) -> dict:
     return {k: v for k, v in filters.items() if v not in (None, "", [])}
 
 
-def report(db, portal: str, q: Query, filters: dict, group_by: str | None = None) -> dict:
+def report(db, portal: str, q: Query, filters: dict, group_by: str | None = None, *, exact: bool = False) -> dict:
     """``build_report`` for the query (the same call ``flask kpi`` makes), memoized: shared
     between requests, so callers treat it as read-only."""
     cfg = portal_config(db, portal)
     key = ("report", portal, q.date_from, q.date_to, engine_filters(filters), group_by, cfg)
-    return MEMO.get_or_compute(_db_path(), key, lambda: build_report(
-        db, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg))
+    return _get(key, lambda own: build_report(
+        own, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg),
+        exact=exact)
 
 
 def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str):
-    """The report in ``flask kpi``'s ``--format`` (json, csv, xlsx), memoized like the report."""
+    """The report in ``flask kpi``'s ``--format`` (json, csv, xlsx): always exact, like the command."""
     cfg = portal_config(db, portal)
     key = ("rendered", fmt, portal, q.date_from, q.date_to, engine_filters(filters), group_by, cfg)
-    return MEMO.get_or_compute(_db_path(), key, lambda: render(report(db, portal, q, filters, group_by), fmt))
+    return _get(key, lambda own: render(build_report(
+        own, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg), fmt),
+        exact=True)
 
 
-def charts(db, portal: str, q: Query, filters: dict, tz_name: str) -> dict:
-    """Weekly series and the FRT / resolution per-ticket durations, from one replay."""
+def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: bool = False) -> dict:
+    """What a dashboard shows for one query, from one engine pass: ``{"reports": {group_by:
+    report}, "charts": {series, tz, frt, resolution}}`` (weekly series and the FRT / resolution
+    per-ticket durations come from the same replay as the report)."""
     cfg = portal_config(db, portal)
+    group_bys = tuple(group_bys)
 
-    def compute():
-        rp = Replay(db, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
-        bounds = weeks(rp.period.start, rp.period.end, rp.env.tz_name)
-        return {"series": rp.series(bounds), "tz": rp.env.tz_name,
-                "frt": sorted(rp.durations("first_response_time")),
-                "resolution": sorted(rp.durations("resolution_time"))}
-    key = ("charts", portal, q.date_from, q.date_to, engine_filters(filters), cfg)
-    return MEMO.get_or_compute(_db_path(), key, compute)
+    def compute(own):
+        with paused_gc():
+            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
+            reports = {gb: rp.report(gb) for gb in group_bys}
+            replay = Replay.of_pass(rp)
+            bounds = weeks(rp.period.start, rp.period.end, rp.env.tz_name)
+            charts = {"series": replay.series(bounds), "tz": rp.env.tz_name,
+                      "frt": sorted(replay.durations("first_response_time")),
+                      "resolution": sorted(replay.durations("resolution_time"))}
+        return {"reports": reports, "charts": charts}
+    key = ("page", portal, q.date_from, q.date_to, engine_filters(filters), group_bys, cfg)
+    return _get(key, compute, exact=exact)
 
 
 def members(db, portal: str, q: Query, filters: dict, kpi: str) -> list[dict]:
     cfg = portal_config(db, portal)
 
-    def compute():
-        rp = Replay(db, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
-        return rp.members(kpi)
+    def compute(own):
+        with paused_gc():
+            rp = Replay(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
+            return rp.members(kpi)
     key = ("members", portal, q.date_from, q.date_to, engine_filters(filters), kpi, cfg)
-    return MEMO.get_or_compute(_db_path(), key, compute)
+    return _get(key, compute)
 
 
 def people(db, portal: str) -> tuple[dict, dict]:
     """Users (id -> {label, departments}) and departments (id -> {name, parent}), memoized."""
-    return MEMO.get_or_compute(_db_path(), ("people", portal), lambda: load_people(db, portal))
+    return _get(("people", portal), lambda own: load_people(own, portal))
 
 
 def distinct(db, portal: str, column: str) -> list[str]:
     assert column in ("source", "type", "channel")
 
-    def compute():
-        rows = db.execute(f"select distinct {column} from tickets where portal = ? and {column} is not null"
+    def compute(own):
+        rows = own.execute(f"select distinct {column} from tickets where portal = ? and {column} is not null"
                           " and coalesce(deleted, 0) = 0 order by 1", [portal]).fetchall()
         return [str(r[0]) for r in rows if r[0] not in (None, "")]
-    return MEMO.get_or_compute(_db_path(), ("distinct", portal, column), compute)
+    return _get(("distinct", portal, column), compute)
 
 
 def tickets_by_key(db, portal: str, keys: list[tuple[str, str]]) -> dict:

@@ -73,6 +73,8 @@ MESSAGES = {
     "you": ("Вы", "You"),
     "team": ("Команда", "Team"),
     "your_numbers": ("Ваши показатели", "Your numbers"),
+    "refreshing": ("данные обновляются, откройте страницу снова через несколько секунд",
+                   "figures are being refreshed; reload in a few seconds"),
     "team_totals": ("Итоги команды", "Team totals"),
     "trend_weekly": ("Динамика по неделям", "Weekly trend"),
     "created": ("Создано", "Created"),

@@ -38,7 +38,7 @@ def _page(template: str, active: str, **ctx):
 @viewer_required
 def dashboard():
     ctx = dashboard_mod.build(get_db(), current_viewer(), request.args, g.viewer_token)
-    return _page("dashboard.html", "dashboard", **ctx)
+    return data.with_stale_header(_page("dashboard.html", "dashboard", **ctx))
 
 
 @bp.route("/reports/ticket")
