@@ -35,8 +35,10 @@ class Runtime:
     """The worker and the scheduler of one app, wired to its config (``app.config``)."""
 
     def __init__(self, app, *, scheduler: bool = True, worker: bool = True, poll: float = 1.0,
-                 sync_minutes: float | None = None, lock_wait: float = 600.0, retry_backoff: float = 5.0):
+                 sync_minutes: float | None = None, lock_wait: float = 600.0, retry_backoff: float = 5.0,
+                 after_sync=None):
         self.app = app
+        self.after_sync = after_sync    # portal -> None, after each sync that ran (reports warm the dashboard)
         cfg = app.config
         self.db_path = cfg["DB"]
         self.public_url = cfg.get("PUBLIC_URL") or ""
@@ -95,7 +97,14 @@ class Runtime:
             self._pending_reconcile.add(portal)
 
     def reconcile(self, portal: str) -> dict:
-        """Catch up one portal: offline queue into the inbox, then the incremental sync."""
+        """Catch up one portal: offline queue into the inbox, then the incremental sync; then
+        ``after_sync``, once the portal lock's release has been written."""
+        result = self._reconcile(portal)
+        if "sources" in result:
+            self._synced(portal)
+        return result
+
+    def _reconcile(self, portal: str) -> dict:
         from .client import AuthError
         from .sync import SyncBusy, run_sync
         with portal_lock(self.db_path, portal, ttl=120, wait=self.lock_wait) as got:
@@ -125,11 +134,28 @@ class Runtime:
                 if enqueued:
                     self.worker.notify()
 
+    def _synced(self, portal: str) -> None:
+        """Tell ``after_sync`` (it runs on the scheduler's thread: it must not block)."""
+        if self.after_sync is None:
+            return
+        try:
+            self.after_sync(portal)
+        except Exception as exc:        # warming is an optimisation: never fail the sync for it
+            log.warning("after_sync hook for %s failed: %s", portal, inbox._short(exc))
+
     def reconcile_and_push(self, portal: str) -> dict:
         """The scheduled job: reconcile, then what is due to be pushed -- digests in the portal's
         time zone, KPI alerts, deliveries earlier runs left unsure (reports/push.py ``after_sync``;
-        pushes hold their own lease, not the portal lock)."""
-        result = self.reconcile(portal)
+        pushes hold their own lease, not the portal lock); ``after_sync`` last, after the pushes'
+        own writes, so what it warms is current."""
+        result = self._reconcile(portal)
+        try:
+            return self._push(portal, result)
+        finally:
+            if "sources" in result:
+                self._synced(portal)
+
+    def _push(self, portal: str, result: dict) -> dict:
         try:
             from reports.push import after_sync, open_clients
         except ImportError:             # the reports package is optional for the core
@@ -227,13 +253,16 @@ class Runtime:
         self.app.extensions.pop("b24desk.runtime", None)
 
 
-def _background_main(parent: int, log_level: str, poll: float) -> None:
-    """The background process: inbox worker + scheduler, until the web process is gone."""
+def _background_main(parent: int, log_level: str, poll: float, synced=None) -> None:
+    """The background process: inbox worker + scheduler, until the web process is gone. Each
+    portal it syncs is put on ``synced`` (a queue the web process reads: its memo is the one
+    viewers hit, so the warming happens there)."""
     import os
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from app import create_app
     app = create_app()
-    runtime = Runtime(app, scheduler=True, worker=True, poll=poll).start()
+    runtime = Runtime(app, scheduler=True, worker=True, poll=poll,
+                      after_sync=synced.put if synced is not None else None).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     try:
@@ -247,11 +276,13 @@ class Background:
     """Runs :func:`_background_main` in a child process and restarts it if it dies, so request
     threads never share a GIL with the worker's parsing and mapping (the ack latency target)."""
 
-    def __init__(self, log_level: str, poll: float = 0.2):
+    def __init__(self, log_level: str, poll: float = 0.2, on_sync=None):
         import multiprocessing as mp
         import os
         self.ctx = mp.get_context("spawn")
-        self.args = (os.getpid(), log_level, poll)
+        self.on_sync = on_sync
+        self.synced = self.ctx.SimpleQueue() if on_sync is not None else None
+        self.args = (os.getpid(), log_level, poll, self.synced)
         self.proc = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name="b24desk-background", daemon=True)
@@ -267,15 +298,42 @@ class Background:
 
     def start(self) -> "Background":
         self._thread.start()
+        if self.synced is not None:
+            threading.Thread(target=self._relay, name="b24desk-synced", daemon=True).start()
         return self
+
+    def _relay(self) -> None:
+        """Portals the child synced -> ``on_sync`` in this process."""
+        while not self._stop.is_set():
+            try:
+                portal = self.synced.get()
+            except (EOFError, OSError):
+                return
+            if portal is None:
+                return
+            try:
+                self.on_sync(portal)
+            except Exception as exc:
+                log.warning("on_sync for %s failed: %s", portal, inbox._short(exc))
 
     def stop(self) -> None:
         self._stop.set()
+        if self.synced is not None:
+            self.synced.put(None)       # ends the relay
         if self.proc is not None and self.proc.is_alive():
             self.proc.terminate()
             self.proc.join(15)
             if self.proc.is_alive():
                 self.proc.kill()
+
+
+def warm_hook(app):
+    """The web layer's after-sync warmer (reports/warm.py), if the reports package is there."""
+    try:
+        from reports.warm import Warmer
+    except ImportError:
+        return None
+    return Warmer(app)
 
 
 def main(argv=None) -> None:
@@ -295,8 +353,9 @@ def main(argv=None) -> None:
     from app import create_app
     app = create_app()
     in_process = args.background == "thread"
-    runtime = Runtime(app, scheduler=in_process, worker=in_process).start()
-    background = Background(args.log_level).start() if args.background == "process" else None
+    warm = warm_hook(app)
+    runtime = Runtime(app, scheduler=in_process, worker=in_process, after_sync=warm).start()
+    background = Background(args.log_level, on_sync=warm).start() if args.background == "process" else None
 
     def _term(signum, frame):
         raise SystemExit(0)

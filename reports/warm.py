@@ -1,0 +1,70 @@
+"""Warm the memo after a sync, so the first viewer after it is served fresh figures at once.
+
+A reconcile rewrites the store, which makes every memoized figure stale (reports/cache.py). The
+view most likely to come next is a portal admin's default dashboard (default period, no
+filters): :class:`Warmer` builds exactly that page's data in a background thread, through the
+same code the page runs (``dashboard.build``), so the memo keys are the page's own. The server
+entry hands it to the core as ``Runtime.after_sync`` (the core knows nothing of Flask).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from b24desk.store import open_db
+from b24desk.viewer import ADMIN, Viewer
+
+log = logging.getLogger("reports.warm")
+
+
+def warm_dashboard(app, portal: str) -> None:
+    """Compute the admin's default dashboard of ``portal`` into this process's memo."""
+    from . import dashboard, data
+    with app.test_request_context("/reports/dashboard"):
+        db = open_db(app.config["DB"], migrate=False)
+        try:
+            dashboard.build(db, Viewer(portal=portal, user_id="", role=ADMIN), {}, "")
+        finally:
+            db.conn.close()
+    data.MEMO.wait_idle()           # a stale entry is refreshed in the memo's own thread
+
+
+class Warmer:
+    """``warmer(portal)``: warm that portal's dashboard in the background, one thread per portal
+    at a time (a sync that ends while one is running warms once more after it)."""
+
+    def __init__(self, app, warm=warm_dashboard):
+        self.app, self.warm = app, warm
+        self._lock = threading.Lock()
+        self._running: dict[str, threading.Thread] = {}
+        self._again: set[str] = set()
+        self.done = 0
+
+    def __call__(self, portal: str) -> None:
+        with self._lock:
+            if portal in self._running:
+                self._again.add(portal)
+                return
+            th = self._running[portal] = threading.Thread(target=self._run, args=(portal,),
+                                                          name=f"reports-warm-{portal[:8]}", daemon=True)
+        th.start()
+
+    def _run(self, portal: str) -> None:
+        while True:
+            try:
+                self.warm(self.app, portal)
+                self.done += 1
+            except Exception:           # a failed warm only means a cold first view
+                log.exception("warming the dashboard of %s failed", portal)
+            with self._lock:
+                if portal not in self._again:
+                    self._running.pop(portal, None)
+                    return
+                self._again.discard(portal)
+
+    def join(self, timeout: float = 60.0) -> None:
+        """Wait for the warms under way (tests)."""
+        with self._lock:
+            threads = list(self._running.values())
+        for th in threads:
+            th.join(timeout)

@@ -1,0 +1,243 @@
+"""The analytics memo's freshness policy (reports/cache.py) and the after-sync warm (reports/warm.py).
+
+A write makes a cached figure stale: the dashboard and its drilldown are served the old entry at
+once (marked stale) while one background thread recomputes; the next request is fresh. Beyond the
+max staleness, or for exact callers (/api/kpi, exports), the request computes synchronously.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from b24desk.model import Event, Ticket
+from b24desk.store import open_db
+from b24desk.viewer import ADMIN, Viewer, dump_token
+from reports import data
+from reports.cache import Memo
+from reports.warm import Warmer, warm_dashboard
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _write(path: str, value: int) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("create table if not exists t (v)")
+        conn.execute("insert into t values (?)", [value])
+    conn.close()
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = str(tmp_path / "s.db")
+    _write(path, 0)
+    return path
+
+
+def test_a_write_serves_the_old_entry_marked_stale_then_the_recomputed_one(store):
+    memo = Memo(max_stale=600, clock=Clock())
+    assert memo.lookup(store, "k", lambda: "v1").value == "v1"
+    assert memo.lookup(store, "k", lambda: "never").value == "v1"      # same version: a hit
+    _write(store, 1)
+    gate, calls = threading.Event(), []
+
+    def slow():
+        calls.append(1)
+        gate.wait(30)
+        return "v2"
+    served = memo.lookup(store, "k", slow)
+    assert (served.value, served.stale) == ("v1", True)                # at once, while slow() waits
+    again = memo.lookup(store, "k", slow)                              # still stale: no second recompute
+    assert (again.value, again.stale) == ("v1", True)
+    gate.set()
+    assert memo.wait_idle(30)
+    assert calls == [1]
+    fresh = memo.lookup(store, "k", lambda: "never")
+    assert (fresh.value, fresh.stale) == ("v2", False)
+
+
+def test_beyond_max_staleness_the_request_computes_synchronously(store):
+    clock = Clock()
+    memo = Memo(max_stale=600, clock=clock)
+    memo.lookup(store, "k", lambda: "v1")
+    clock.now += 599
+    memo.lookup(store, "k", lambda: "never")          # unchanged store: known current again now
+    _write(store, 1)
+    clock.now += 600
+    assert memo.lookup(store, "k", lambda: "v2").stale       # 600 s since last known current: stale allowed
+    assert memo.wait_idle(30)
+    _write(store, 2)
+    clock.now += 601
+    served = memo.lookup(store, "k", lambda: "v3")
+    assert (served.value, served.stale) == ("v3", False)
+    assert not memo._refreshing
+
+
+def test_an_exact_lookup_never_gets_an_entry_older_than_the_newest_write(store):
+    memo = Memo(max_stale=600, clock=Clock())
+    memo.lookup(store, "k", lambda: "v1")
+    _write(store, 1)
+    served = memo.lookup(store, "k", lambda: "v2", exact=True)
+    assert (served.value, served.stale) == ("v2", False)
+    assert memo.lookup(store, "k", lambda: "never").value == "v2"
+
+
+def test_a_failed_background_recompute_keeps_the_old_entry(store):
+    memo = Memo(max_stale=600, clock=Clock())
+    memo.lookup(store, "k", lambda: "v1")
+    _write(store, 1)
+
+    def boom():
+        raise RuntimeError("engine down")
+    assert memo.lookup(store, "k", boom).value == "v1"
+    assert memo.wait_idle(30)
+    served = memo.lookup(store, "k", lambda: "v2")     # retried in the background
+    assert (served.value, served.stale) == ("v1", True)
+    assert memo.wait_idle(30)
+    assert memo.lookup(store, "k", lambda: "never").value == "v2"
+
+
+def test_two_stores_never_share_entries(tmp_path):
+    a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    _write(a, 0)
+    _write(b, 0)
+    memo = Memo()
+    assert memo.lookup(a, "k", lambda: "A").value == "A"
+    assert memo.lookup(b, "k", lambda: "B").value == "B"
+
+
+# --- through the app ------------------------------------------------------------------------
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_pages", ROOT / "bench" / "pages.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def seeded(tmp_path):
+    bench = _bench()
+    path = str(tmp_path / "b24desk.db")
+    now = int(time.time())
+    db = open_db(path)
+    bench.seed_store(db, 300, now=now)
+    db.conn.close()
+    app = create_app({"TESTING": True, "DB": path, "SECRET_KEY": "test"})
+    token = dump_token("test", Viewer(portal=bench.PORTAL, user_id="101", role=ADMIN, name="Admin"))
+    data.MEMO.clear()
+    yield app, token, bench.PORTAL, now, path
+    data.MEMO.wait_idle(60)
+    data.MEMO.clear()
+
+
+def _add_ticket(path: str, portal: str, at: int) -> None:
+    db = open_db(path)
+    t = Ticket(portal=portal, source="task", source_id="999999", title="New", priority="normal",
+               author_id="c1", customer="c1", responsible_id="201", created_at=at, selector="tasks")
+    with db.atomic():
+        db["tickets"].insert(t.row() | {"synced_at": at}, pk=("portal", "source", "source_id"), replace=True)
+        db["events"].insert(Event(portal, "task", "999999", "h:c", "created", at, "c1").row(),
+                            pk=("portal", "source", "source_id", "key"), replace=True)
+    db.conn.close()
+
+
+def test_pages_serve_stale_then_fresh_and_the_api_stays_exact(seeded):
+    app, token, portal, now, path = seeded
+    c = app.test_client()
+    day = time.strftime("%Y-%m-%d", time.gmtime(now - 20 * 86400))
+    end = time.strftime("%Y-%m-%d", time.gmtime(now + 2 * 86400))
+    q = f"from={day}&to={end}"
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def total_api():
+        r = c.get(f"/api/kpi?{q}", headers=auth)
+        assert r.status_code == 200 and "X-B24desk-Stale" not in r.headers
+        return r.get_json()["kpis"]["tickets_total"]["value"]
+
+    def drill():
+        r = c.get(f"/api/drilldown?{q}&kpi=tickets_total", headers=auth)
+        assert r.status_code == 200
+        return r.get_json()["total"], r.headers.get("X-B24desk-Stale")
+
+    page = c.get(f"/reports/dashboard?{q}&t={token}")
+    assert page.status_code == 200 and "X-B24desk-Stale" not in page.headers
+    before, before_drill = total_api(), drill()
+    assert before_drill == (before, None)
+
+    _add_ticket(path, portal, now - 3600)
+    assert total_api() == before + 1                  # exact: equal to `flask kpi` right after the write
+    n, stale = drill()
+    assert n == before and stale is not None          # the old entry, at once, marked stale
+    page = c.get(f"/reports/dashboard?{q}&t={token}")
+    assert page.headers.get("X-B24desk-Stale") is not None
+    assert 'id="stale-note"' in page.get_data(as_text=True)
+    assert data.MEMO.wait_idle(60)
+    assert drill() == (before + 1, None)               # recomputed in the background
+    page = c.get(f"/reports/dashboard?{q}&t={token}")
+    assert "X-B24desk-Stale" not in page.headers and 'id="stale-note"' not in page.get_data(as_text=True)
+
+
+def test_warm_dashboard_leaves_the_default_page_computed(seeded):
+    app, token, portal, _now, _path = seeded
+    warm_dashboard(app, portal)
+    misses = data.MEMO.misses
+    r = app.test_client().get(f"/reports/dashboard?t={token}")
+    assert r.status_code == 200 and "X-B24desk-Stale" not in r.headers
+    assert data.MEMO.misses == misses                  # every figure of the default page was warm
+
+
+# --- the hook after a real reconcile against the portal double ---------------------------------
+
+def test_the_runtime_warms_after_each_reconcile(tmp_path):
+    from test_events_harness import Harness, double
+    d = double(seed=5, tickets=40)
+    h = Harness(tmp_path, d)
+    try:
+        assert h.install_api().status_code == 200
+        calls = []
+        warmer = Warmer(h.app, warm=lambda app, portal: (calls.append(portal), warm_dashboard(app, portal)))
+        h.runtime.after_sync = warmer
+        result = h.runtime.reconcile(d.member_id)
+        assert "sources" in result
+        warmer.join(60)
+        assert calls == [d.member_id] and warmer.done == 1
+        misses = data.MEMO.misses
+        token = dump_token("test", Viewer(portal=d.member_id, user_id="1", role=ADMIN))
+        r = h.app.test_client().get(f"/reports/dashboard?t={token}")
+        assert r.status_code == 200 and "X-B24desk-Stale" not in r.headers
+        assert data.MEMO.misses == misses              # the first viewer after the sync is warm
+    finally:
+        data.MEMO.wait_idle(60)
+        h.close()
+        d.stop()
+
+
+def test_a_failing_hook_does_not_fail_the_sync(tmp_path):
+    from test_events_harness import Harness, double
+    d = double(seed=6, tickets=10)
+    h = Harness(tmp_path, d)
+    try:
+        assert h.install_api().status_code == 200
+
+        def broken(portal):
+            raise RuntimeError("no")
+        h.runtime.after_sync = broken
+        assert "sources" in h.runtime.reconcile(d.member_id)
+    finally:
+        h.close()
+        d.stop()
