@@ -1,18 +1,21 @@
 """p50/p95 latency of the dashboard page and ``GET /api/kpi`` on a 100k-ticket store (issue 5).
 
-    python bench/pages.py [--tickets 100000] [--runs 30] [--db PATH] [--keep]
+    python bench/pages.py [--tickets 100000] [--runs 30] [--base-runs 5] [--db PATH] [--keep]
 
 Builds (or reuses, with --db) a store of N tickets spread over two years, each with a short
 event log (created, assigned, replies, a transfer now and then, resolution, rating), 60 agents in
 six departments; then times, through the real Flask app (test client, no network), the last full
-month's dashboard and ``/api/kpi`` as an admin and as an agent, each first call (cold) and the
-following ones (warm). Prints a table beside the target: p95 < 200 ms.
+month's dashboard and ``/api/kpi`` as an admin and as an agent: the uncached computation
+(baseline), the first call (cold), the first call after a write to the store (stale-served for
+pages, recomputed for the exact ``/api/kpi``; reports/cache.py) and calls with no write between
+(warm). Prints a table beside the target: p95 < 200 ms (warm, and stale-served for pages).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -93,6 +96,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tickets", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--base-runs", type=int, default=5, help="uncached runs per case (about a second each)")
     ap.add_argument("--db", help="store to build or reuse")
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
     args = ap.parse_args(argv)
@@ -130,26 +134,58 @@ def main(argv=None) -> int:
         ("/api/kpi group_by=agent", f"/api/kpi?{q}&group_by=agent", admin),
         ("/api/kpi, agent", f"/api/kpi?{q}", agent),
     ]
-    print(f"store: {args.tickets} tickets, {events} events; period 2026-10; {args.runs} warm runs each")
-    print(f"{'case':28} {'cold ms':>8} {'p50 ms':>8} {'p95 ms':>8}  target p95 < {TARGET_MS:.0f} ms")
+    from reports import data
+
+    def timed(url, headers):
+        t0 = time.perf_counter()
+        r = client.get(url, headers=headers)
+        ms = (time.perf_counter() - t0) * 1000
+        if r.status_code != 200:
+            raise SystemExit(f"{url}: HTTP {r.status_code} {r.get_data(as_text=True)[:200]}")
+        return ms, r
+
+    touches = iter(range(10**9))
+
+    def write():
+        """A write that changes no figure, as the inbox worker's and the scheduler's do."""
+        conn = sqlite3.connect(str(path))
+        with conn:
+            conn.execute("insert or replace into settings (portal, key, value) values (?, 'bench.touch', ?)",
+                         [PORTAL, str(next(touches))])
+        conn.close()
+
+    def stats(times):
+        return f"{statistics.median(times):8.1f} {pct(times, 95):8.1f}"
+
+    print(f"store: {args.tickets} tickets, {events} events; period 2026-10; baseline {args.base_runs} runs, "
+          f"stale and warm {args.runs} runs each")
+    print("baseline = the uncached computation (memo cleared before each request); cold = first request;\n"
+          "stale = first request after a write (served the old entry, recomputed in the background;\n"
+          "/api/kpi is exact, so it recomputes); warm = no write since the last computation")
+    print(f"{'case':26} {'base p50':>8} {'base p95':>8} {'cold':>8} {'stl p50':>8} {'stl p95':>8} "
+          f"{'warm p50':>8} {'warm p95':>8}  target p95 < {TARGET_MS:.0f} ms")
     worst = 0.0
     for name, url, bearer in cases:
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
-        t0 = time.perf_counter()
-        r = client.get(url, headers=headers)
-        cold = (time.perf_counter() - t0) * 1000
-        if r.status_code != 200:
-            print(f"{name}: HTTP {r.status_code} {r.get_data(as_text=True)[:200]}")
-            return 1
-        times = []
+        base = []
+        for _ in range(args.base_runs):
+            data.MEMO.clear()
+            base.append(timed(url, headers)[0])
+        data.MEMO.clear()
+        cold = timed(url, headers)[0]
+        stale, served_stale = [], 0
         for _ in range(args.runs):
-            t0 = time.perf_counter()
-            client.get(url, headers=headers)
-            times.append((time.perf_counter() - t0) * 1000)
-        p95 = pct(times, 95)
-        worst = max(worst, p95)
-        print(f"{name:28} {cold:8.1f} {statistics.median(times):8.1f} {p95:8.1f}  "
-              f"{'ok' if p95 < TARGET_MS else 'OVER'}")
+            write()
+            ms, r = timed(url, headers)
+            stale.append(ms)
+            served_stale += "X-B24desk-Stale" in r.headers
+            data.MEMO.wait_idle(120)
+        warm = [timed(url, headers)[0] for _ in range(args.runs)]
+        exact = name.startswith("/api")
+        worst = max(worst, pct(warm, 95), 0 if exact else pct(stale, 95))
+        print(f"{name:26} {stats(base)} {cold:8.1f} {stats(stale)} {stats(warm)}  "
+              f"{'ok' if pct(warm, 95) < TARGET_MS and (exact or pct(stale, 95) < TARGET_MS) else 'OVER'}"
+              f"  ({served_stale}/{args.runs} stale-served)")
     if tmp and not args.keep:
         for f in Path(tmp).iterdir():
             f.unlink()
