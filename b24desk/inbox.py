@@ -16,9 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import re
-import socket
 import threading
 import time
 import uuid
@@ -28,6 +26,8 @@ from urllib.parse import urlencode
 
 import qs_codec
 from sqlite_utils import Database
+
+from .store import lease_owner, owner_dead
 
 log = logging.getLogger("b24desk.inbox")
 
@@ -213,36 +213,14 @@ APP_EVENTS = (UNINSTALL, UPDATE)
 
 def owner_id() -> str:
     """``host:pid:random``: lets a restarted process reclaim what a dead one held."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _owner_dead(owner: str | None) -> bool:
-    """True when ``owner`` names a process on this host that no longer runs."""
-    if not owner:
-        return True
-    parts = owner.split(":")
-    if len(parts) < 3 or parts[0] != socket.gethostname():
-        return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return True
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return lease_owner(uuid.uuid4().hex[:8])
 
 
 def recover_stale(db: Database, lease: float = 300.0, now: float | None = None) -> int:
     """Put back rows claimed by a dead process (or held past ``lease``): nothing is lost."""
     now = time.time() if now is None else now
     rows = db.execute("select id, claimed_by, claimed_at from inbox where state = ?", [WORKING]).fetchall()
-    stale = [r[0] for r in rows if _owner_dead(r[1]) or (r[2] or 0) < now - lease]
+    stale = [r[0] for r in rows if owner_dead(r[1]) or (r[2] or 0) < now - lease]
     if stale:
         with db.atomic():
             for i in range(0, len(stale), 500):

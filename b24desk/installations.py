@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 import requests
 from sqlite_utils import Database
 
+from .store import lease_owner, release_lease, try_lease
+
 log = logging.getLogger("b24desk.client")
 
 DEFAULT_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
@@ -192,24 +194,6 @@ def _thread_lock(member_id: str) -> threading.Lock:
         return _thread_locks.setdefault(member_id, threading.Lock())
 
 
-def _try_lease(db: Database, name: str, owner: str, ttl: float) -> bool:
-    """One statement takes a free or expired lease (atomic in SQLite); commit at once."""
-    now = time.time()
-    db.execute(
-        "insert into locks (name, owner, expires_at) values (?, ?, ?) "
-        "on conflict(name) do update set owner = excluded.owner, expires_at = excluded.expires_at "
-        "where locks.expires_at < ? or locks.owner = excluded.owner",
-        [name, owner, now + ttl, now])
-    db.conn.commit()
-    row = db.execute("select owner from locks where name = ?", [name]).fetchone()
-    return bool(row and row[0] == owner)
-
-
-def _release_lease(db: Database, name: str, owner: str) -> None:
-    db.execute("delete from locks where name = ? and owner = ?", [name, owner])
-    db.conn.commit()
-
-
 @contextmanager
 def refresh_lock(db: Database, member_id: str, timeout: float = 90.0, ttl: float = LOCK_TTL):
     """Hold the refresh lock of one portal: a thread lock, then a lease row in ``locks``."""
@@ -217,10 +201,10 @@ def refresh_lock(db: Database, member_id: str, timeout: float = 90.0, ttl: float
     lock = _thread_lock(member_id)
     if not lock.acquire(timeout=timeout):
         raise B24Error(None, "REFRESH_LOCK_TIMEOUT", "another thread holds the token refresh lock")
-    name, owner = f"oauth-refresh:{member_id}", f"{os.getpid()}:{uuid.uuid4().hex}"
+    name, owner = f"oauth-refresh:{member_id}", lease_owner(uuid.uuid4().hex)
     try:
         deadline = time.monotonic() + timeout
-        while not _try_lease(db, name, owner, ttl):
+        while not try_lease(db, name, owner, ttl):
             if time.monotonic() >= deadline:
                 raise B24Error(None, "REFRESH_LOCK_TIMEOUT",
                                "another process holds the token refresh lock")
@@ -228,7 +212,7 @@ def refresh_lock(db: Database, member_id: str, timeout: float = 90.0, ttl: float
         try:
             yield
         finally:
-            _release_lease(db, name, owner)
+            release_lease(db, name, owner)
     finally:
         lock.release()
 

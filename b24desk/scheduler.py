@@ -25,35 +25,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlite_utils import Database
 
 from . import inbox
-from .store import open_db
+from .store import lease_holder, open_db, release_lease, try_lease
 
 log = logging.getLogger("b24desk.scheduler")
 
 
 # --- the per-portal lease -----------------------------------------------------------------------
 
-def _take(db: Database, name: str, owner: str, ttl: float) -> bool:
-    now = time.time()
-    db.execute(
-        "insert into locks (name, owner, expires_at) values (?, ?, ?) "
-        "on conflict(name) do update set owner = excluded.owner, expires_at = excluded.expires_at "
-        "where locks.expires_at < ? or locks.owner = excluded.owner",
-        [name, owner, now + ttl, now])
-    db.conn.commit()
-    row = db.execute("select owner from locks where name = ?", [name]).fetchone()
-    if row and row[0] == owner:
-        return True
-    if row and inbox._owner_dead(row[0]):          # its process is gone: take it over
-        cur = db.execute("update locks set owner = ?, expires_at = ? where name = ? and owner = ?",
-                         [owner, now + ttl, name, row[0]])
-        db.conn.commit()
-        return cur.rowcount == 1
-    return False
-
-
 def holder(db: Database, portal: str) -> str | None:
-    row = db.execute("select owner, expires_at from locks where name = ?", [f"portal:{portal}"]).fetchone()
-    return row[0] if row and row[1] >= time.time() else None
+    return lease_holder(db, f"portal:{portal}")
 
 
 @contextmanager
@@ -70,10 +50,10 @@ def portal_lock(db_path: str, portal: str, owner: str | None = None, *, ttl: flo
     db = open_db(db_path, migrate=False)
     try:
         deadline = time.monotonic() + wait
-        got = _take(db, name, owner, ttl)
+        got = try_lease(db, name, owner, ttl)
         while not got and time.monotonic() < deadline:
             time.sleep(poll)
-            got = _take(db, name, owner, ttl)
+            got = try_lease(db, name, owner, ttl)
         if not got:
             yield False
             return
@@ -98,8 +78,7 @@ def portal_lock(db_path: str, portal: str, owner: str | None = None, *, ttl: flo
         finally:
             stop.set()
             t.join(5)
-            db.execute("delete from locks where name = ? and owner = ?", [name, owner])
-            db.conn.commit()
+            release_lease(db, name, owner)
     finally:
         db.conn.close()
 

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -45,7 +43,8 @@ from .model import Event, Ticket, parse_time, snapshot_hash
 from .overrides import effective_config
 from .sources import SelectorError, configured_selectors, get_source
 from .sources.base import Source, SyncContext
-from .store import get_cursor, get_setting, mark_deleted, open_db, portals, set_cursor
+from .store import (get_cursor, get_setting, lease_holder, lease_owner, mark_deleted, open_db, portals,
+                    release_lease, set_cursor, try_lease)
 
 log = logging.getLogger("b24desk.sync")
 
@@ -82,35 +81,17 @@ class SourceReport:
 # --- locking ------------------------------------------------------------------------------------
 
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(owner: str) -> bool:
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True                  # another machine's process: trust its expiry only
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return lease_owner()
 
 
 def acquire_lock(db, name: str, ttl: float = LOCK_TTL) -> None:
     """Take ``name`` in the ``locks`` table, stealing it from an expired or dead owner."""
-    me, now = _owner(), time.time()
-    with db.atomic():
-        rows = list(db.query("select owner, expires_at from locks where name = ?", [name]))
-        if rows and rows[0]["owner"] != me and rows[0]["expires_at"] > now and _alive(rows[0]["owner"]):
-            raise SyncBusy(f"another sync of this portal is running ({rows[0]['owner']})")
-        db["locks"].upsert({"name": name, "owner": me, "expires_at": now + ttl}, pk="name")
+    if not try_lease(db, name, _owner(), ttl):
+        raise SyncBusy(f"another sync of this portal is running ({lease_holder(db, name)})")
 
 
 def release_lock(db, name: str) -> None:
-    with db.atomic():
-        db.execute("delete from locks where name = ? and owner = ?", [name, _owner()])
+    release_lease(db, name, _owner())
 
 
 # --- one source -----------------------------------------------------------------------------------

@@ -15,11 +15,11 @@ from b24desk.kpi.drilldown import Replay
 from b24desk.kpi.formats import render
 from b24desk.kpi.load import load_people
 from b24desk.kpi.report import ReportPass, paused_gc
+from b24desk.overrides import effective_config
 from b24desk.store import open_db
 
 from .blueprint import config
 from .cache import Memo
-from .portal_settings import effective_config
 from .query import Query, weeks
 
 MEMO = Memo()

@@ -19,8 +19,7 @@ import re
 from b24desk import digest
 from b24desk.kpi import ccei as kccei
 from b24desk.kpi import targets as ktargets
-from b24desk.overrides import (CONFIG_SETTING, OVERRIDABLE, effective_config,  # noqa: F401
-                               overrides, validate_config)
+from b24desk.overrides import CONFIG_SETTING, OVERRIDABLE, overrides, validate_config  # noqa: F401
 from b24desk.store import get_setting, set_setting
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
