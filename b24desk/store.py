@@ -9,6 +9,7 @@ Open one ``Database`` per thread (sqlite3 connections are bound to their thread)
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -76,8 +77,15 @@ def open_db(path: str | Path, migrate: bool = True) -> Database:
     db = Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    if migrate:
-        migrations.apply(db)
+    if migrate and migrations.pending(db):
+        # Two processes opening a fresh store at once (server + worker child, CLI beside a server)
+        # would race on the same CREATE TABLEs: one applies, the other waits, then finds none pending.
+        with open(f"{path}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                migrations.apply(db)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
     return db
 
 

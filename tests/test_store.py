@@ -37,3 +37,21 @@ def test_app_factory(app):
 
 def create_app_is_debug(app):
     return app.debug
+
+
+def test_two_processes_migrate_a_fresh_store_once(tmp_path):
+    """Several processes opening the same new store at once all succeed, with one schema."""
+    import subprocess
+    import sys
+    path = str(tmp_path / "fresh.db")
+    code = ("import sys; sys.path.insert(0, %r); from b24desk.store import open_db; "
+            "db = open_db(%r); print(len(db.table_names()))") % (str(__import__('pathlib').Path(__file__).parent.parent), path)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [o[1] for o in outs]
+    assert len({o[0] for o in outs}) == 1
+    db = open_db(path)
+    names = [r["name"] for r in db.query("select name from _sqlite_migrations")]
+    assert len(names) == len(set(names))
+    db.conn.close()
