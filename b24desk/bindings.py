@@ -10,14 +10,34 @@ then the app lives on online events plus the reconcile sync, and the report says
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from .inbox import APP_EVENTS, OBJECT_EVENTS
 
 log = logging.getLogger("b24desk.bindings")
 
-# (placement code, title): the KPI dashboard in CRM analytics (DOCS api-reference/widgets/placements.md).
-DEFAULT_PLACEMENTS = (("CRM_ANALYTICS_MENU", "Service desk KPI"),)
+# (placement code, title ru, title en), DOCS api-reference/widgets/placements.md: the KPI dashboard
+# in CRM analytics; the ticket card as a tab of the deal and the task card.
+DEFAULT_PLACEMENTS = (
+    ("CRM_ANALYTICS_MENU", "Показатели сервис-деска", "Service desk KPI"),
+    ("CRM_DEAL_DETAIL_TAB", "Сервис-деск", "Service desk"),
+    ("TASK_VIEW_TAB", "Сервис-деск", "Service desk"),
+)
+
+
+def placements_for(config: dict | None) -> tuple:
+    """The default placements plus a detail tab for each smart process among the configured
+    sources (``crm:1038`` -> ``CRM_DYNAMIC_1038_DETAIL_TAB``)."""
+    out = list(DEFAULT_PLACEMENTS)
+    for entry in (config or {}).get("sources") or []:
+        sel = str(entry.get("select") if isinstance(entry, dict) else entry)
+        m = re.match(r"^crm:(\d+)", sel)
+        if m and int(m.group(1)) != 2:
+            code = f"CRM_DYNAMIC_{m.group(1)}_DETAIL_TAB"
+            if all(code != p[0] for p in out):
+                out.append((code, "Сервис-деск", "Service desk"))
+    return tuple(out)
 
 
 @dataclass
@@ -43,9 +63,12 @@ def _list(value) -> list:
     return value if isinstance(value, list) else []
 
 
-def ensure_bindings(client, public_url: str, *, offline: bool = True,
-                    placements=DEFAULT_PLACEMENTS, lang: str = "en") -> BindReport:
-    """Bind every event and placement the app needs that the portal does not have yet."""
+def ensure_bindings(client, public_url: str, *, offline: bool = True, placements=None,
+                    config: dict | None = None, lang: str = "en") -> BindReport:
+    """Bind every event and placement the app needs that the portal does not have yet
+    (``placements`` default: :func:`placements_for` the config's sources)."""
+    if placements is None:
+        placements = placements_for(config)
     events_url, app_url = urls(public_url)
     report = BindReport()
     got = client.batch({"events": ("event.get", {}), "placements": ("placement.get", {})})
@@ -79,11 +102,11 @@ def ensure_bindings(client, public_url: str, *, offline: bool = True,
             if ev not in have_offline:
                 cmds[f"offline {ev}"] = ("event.bind", {"event": ev, "event_type": "offline"})
     if "placements" not in got.errors:
-        for code, title in placements:
+        for code, title_ru, title_en in placements:
             if app_url not in have_placements.get(code, set()):
                 cmds[f"placement {code}"] = ("placement.bind", {
-                    "PLACEMENT": code, "HANDLER": app_url, "TITLE": title,
-                    "LANG_ALL": {lang: {"TITLE": title}}})
+                    "PLACEMENT": code, "HANDLER": app_url, "TITLE": title_ru if lang == "ru" else title_en,
+                    "LANG_ALL": {"ru": {"TITLE": title_ru}, "en": {"TITLE": title_en}}})
     else:
         report.errors["placement.get"] = str(got.errors["placements"])
 

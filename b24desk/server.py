@@ -81,9 +81,10 @@ class Runtime:
             db = open_db(self.db_path)
             try:
                 lang = (get_installation(db, portal) or {}).get("lang") or "en"
+                config = self.config_for(db, portal)
             finally:
                 db.conn.close()
-            return bindings.ensure_bindings(client, self.public_url, lang=lang).as_dict()
+            return bindings.ensure_bindings(client, self.public_url, config=config, lang=lang).as_dict()
         finally:
             if own:
                 client.close()

@@ -49,7 +49,9 @@ def test_ui_install_stores_the_portal_binds_and_finishes(h, d):
     assert "crm" in inst["scope"].split(",") and "task" in inst["scope"].split(",")
     assert [e for e, _ in _online(d, h.url + "/events")] == sorted(ONLINE)
     assert _offline(d) == sorted(inbox.OBJECT_EVENTS)
-    assert [(p["placement"], p["handler"]) for p in d.app.placements] == [("CRM_ANALYTICS_MENU", h.url + "/app")]
+    assert sorted((p["placement"], p["handler"]) for p in d.app.placements) == [
+        ("CRM_ANALYTICS_MENU", h.url + "/app"), ("CRM_DEAL_DETAIL_TAB", h.url + "/app"),
+        ("CRM_DYNAMIC_1038_DETAIL_TAB", h.url + "/app"), ("TASK_VIEW_TAB", h.url + "/app")]
     # until the page's BX24.installFinish() runs, the portal sends nothing (installation-finish.md)
     assert d.app.installed is False
     d.advance(60)
@@ -260,3 +262,10 @@ def test_app_update_and_install_events_rebind_through_the_worker(h, d):
     assert inst["access_token"] == tok["access_token"] and inst["refresh_token"] == tok["refresh_token"]
     assert inst["scope"] == "crm,task,user"
     assert _online(d, h.url + "/events") == bound
+
+
+def test_each_smart_process_source_gets_its_detail_tab():
+    from b24desk.bindings import placements_for
+    codes = [p[0] for p in placements_for({"sources": ["tasks", {"select": "crm:1038:category=5"},
+                                                        "crm:1038", "deals:category=3", "crm:2"]})]
+    assert codes == ["CRM_ANALYTICS_MENU", "CRM_DEAL_DETAIL_TAB", "TASK_VIEW_TAB", "CRM_DYNAMIC_1038_DETAIL_TAB"]

@@ -161,7 +161,7 @@ def verify(db, fields: dict, timeout: float = 15.0) -> dict:
 
 
 def install_portal(db_path: str, fields: dict, *, public_url: str, client_id: str | None,
-                   client_secret: str | None, oauth_url: str | None) -> dict:
+                   client_secret: str | None, oauth_url: str | None, config: dict | None = None) -> dict:
     """Verify, store, bind. Returns ``{"member_id", "user_id", "admin", "bindings"}``."""
     db = open_db(db_path)
     try:
@@ -176,7 +176,7 @@ def install_portal(db_path: str, fields: dict, *, public_url: str, client_id: st
     client = B24Client.from_installation(db_path, fields["member_id"], client_id, client_secret, oauth_url,
                                          max_retries=2)
     try:
-        report = bindings.ensure_bindings(client, public_url, lang=fields.get("lang") or "en")
+        report = bindings.ensure_bindings(client, public_url, config=config, lang=fields.get("lang") or "en")
     except B24Error as exc:        # installed all the same; the hourly check binds later
         log.warning("install %s: binding failed: %s", fields["member_id"], exc)
         report = bindings.BindReport(errors={"event.get": str(exc)}, offline=False)
@@ -197,7 +197,8 @@ def install():
                                 public_url=current_app.config["PUBLIC_URL"],
                                 client_id=current_app.config.get("CLIENT_ID"),
                                 client_secret=current_app.config.get("CLIENT_SECRET"),
-                                oauth_url=current_app.config.get("OAUTH_URL"))
+                                oauth_url=current_app.config.get("OAUTH_URL"),
+                                config=current_app.config.get("B24DESK"))
     except InstallError as exc:
         log.info("install rejected: %s", exc.reason)
         if api_only:
