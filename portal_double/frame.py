@@ -81,7 +81,7 @@ PAGE = """<!doctype html>
  header b{{font-size:18px}} header a{{color:#fff;text-decoration:none;padding:4px 10px;border-radius:14px}}
  header a.on{{background:rgba(255,255,255,.3)}}
  .wrap{{display:flex;gap:16px;padding:16px}}
- nav{{width:170px;font-size:14px}} nav div{{padding:8px 10px;border-radius:6px;color:#525c69}}
+ nav{{width:170px;font-size:14px}} nav div{{padding:8px 10px;border-radius:6px;color:#525c69}} nav a{{color:inherit;text-decoration:none}}
  nav div.on{{background:#fff;font-weight:600}}
  main{{flex:1;background:#fff;border-radius:10px;padding:0;min-height:600px}}
  iframe{{border:0;width:100%;height:3400px;border-radius:10px}}
@@ -92,13 +92,34 @@ PAGE = """<!doctype html>
 <body>
 <header><b>Bitrix24</b><span>{viewer_label}: {viewer_name}</span>{switcher}<span style="margin-left:auto">{langs}</span></header>
 <div class="wrap">
- <nav><div>{m_tasks}</div><div>CRM</div><div class="on">b24desk</div></nav>
+ <nav><div class="{on_task}"><a href="/?as={role}&lang={lang}&placement=TASK_VIEW_TAB">{m_tasks}</a></div><div class="{on_deal}"><a href="/?as={role}&lang={lang}&placement=CRM_DEAL_DETAIL_TAB">CRM</a></div><div class="{on_app}"><a href="/?as={role}&lang={lang}">b24desk</a></div></nav>
  <main><iframe name="app" id="app-frame" title="b24desk"></iframe></main>
  <aside id="pushes">{pushes}</aside>
 </div>
 <form id="launch" method="post" target="app" action="{action}">{fields}</form>
 <script>document.getElementById('launch').submit();</script>
 </body></html>"""
+
+
+def _sample(double, kind: str) -> str | None:
+    """A ticket to open in a card: the newest task or support deal of the demo portal."""
+    p = double.portal
+    if kind == "task":
+        return str(p.task_list[-1]["id"]) if p.task_list else None
+    deals = [i for i in (p.items.get(2) or {}).values() if str(i.get("categoryId")) == "3"]
+    return str(max(deals, key=lambda i: i["id"])["id"]) if deals else None
+
+
+def _placement(double, request: Request) -> tuple[str, dict]:
+    """Which widget the portal opens, with the PLACEMENT_OPTIONS the docs show for it
+    (api-reference/widgets/placements.md): the task card tab ``{"taskId"}``, a deal tab ``{"ID"}``."""
+    placement = request.args.get("placement", "DEFAULT")
+    ticket = request.args.get("id")
+    if placement == "TASK_VIEW_TAB":
+        return placement, {"taskId": ticket or _sample(double, "task")}
+    if placement == "CRM_DEAL_DETAIL_TAB":
+        return placement, {"ID": ticket or _sample(double, "deal")}
+    return placement, {}
 
 
 def render(double, request: Request) -> Response:
@@ -114,12 +135,13 @@ def render(double, request: Request) -> Response:
         role = "admin"
     uid = roles[role]
     tok = double.issue_tokens(uid)
+    placement, options = _placement(double, request)
     query = {"DOMAIN": double.domain, "PROTOCOL": "0", "LANG": lang, "APP_SID": secrets.token_hex(16)}
     action = handler + ("&" if "?" in handler else "?") + "&".join(
         f"{k}={html.escape(v)}" for k, v in query.items())
     form = {"AUTH_ID": tok["access_token"], "AUTH_EXPIRES": "3600", "REFRESH_ID": tok["refresh_token"],
             "SERVER_ENDPOINT": double.server_endpoint, "member_id": double.member_id, "status": "L",
-            "PLACEMENT": request.args.get("placement", "DEFAULT"), "PLACEMENT_OPTIONS": json.dumps({}),
+            "PLACEMENT": placement, "PLACEMENT_OPTIONS": json.dumps(options),
             "APPLICATION_TOKEN": double.application_token, "APPLICATION_SCOPE": tok["scope"]}
     fields = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(str(v))}">'
                      for k, v in form.items())
@@ -132,7 +154,9 @@ def render(double, request: Request) -> Response:
     page = PAGE.format(
         lang=lang, viewer_label="Вы вошли как" if lang == "ru" else "Signed in as",
         viewer_name=html.escape(_user_name(double.portal, uid)), switcher=switcher, langs=langs,
-        m_tasks="Задачи" if lang == "ru" else "Tasks", pushes=_pushes_html(double, lang),
+        m_tasks="Задачи" if lang == "ru" else "Tasks", pushes=_pushes_html(double, lang), role=role,
+        on_task="on" if placement == "TASK_VIEW_TAB" else "", on_deal="on" if placement == "CRM_DEAL_DETAIL_TAB" else "",
+        on_app="on" if placement not in ("TASK_VIEW_TAB", "CRM_DEAL_DETAIL_TAB") else "",
         action=action, fields=fields)
     return Response(page, 200, content_type="text/html; charset=utf-8")
 

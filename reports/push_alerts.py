@@ -139,7 +139,8 @@ def run_alerts(db, portal: str, *, reader, writer, config: dict | None = None, n
     observed = observe(ctx, period)
     with _Held(db, portal):
         states = load_states(db, portal)
-        new_states, actions = A.evaluate(states, {s: v[0] for s, v in observed.items()})
+        # the portal's first evaluation is a silent baseline (b24desk/alerts.py)
+        new_states, actions = A.evaluate(states, {s: v[0] for s, v in observed.items()}, baseline=not states)
         planned = []
         for act in actions:
             level, subject, kpi = act.subject

@@ -63,3 +63,16 @@ def test_alerts_alternate_and_match_spells(statuses):
             open_ = False
     assert kinds.count(RED) == spells == state.episode
     assert state.alerted == open_
+
+
+def test_first_evaluation_is_a_silent_baseline():
+    from b24desk.alerts import evaluate
+    s_red, s_green = ("agent", "10", "csat"), ("portal", "p", "fcr_share")
+    states, actions = evaluate({}, {s_red: "red", s_green: "green"}, baseline=True)
+    assert actions == []                                        # nothing announced at enable time
+    states, actions = evaluate(states, {s_red: "green"})
+    assert actions == []                                        # no alert was sent, so no "back to green"
+    states, actions = evaluate(states, {s_red: "red"})
+    assert [(a.subject, a.kind, a.episode) for a in actions] == [(s_red, "red", 1)]
+    states, actions = evaluate(states, {s_red: "green"})
+    assert [(a.kind, a.episode) for a in actions] == [("green", 1)]

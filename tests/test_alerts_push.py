@@ -103,7 +103,15 @@ def test_green_red_red_green(setup, alerts):
     assert all(n["MESSAGE"].startswith("🟢") for n in visible)
 
 
+def test_enabling_alerts_on_a_red_portal_sends_nothing(setup, alerts):
+    alerts.target(1)
+    assert alerts() == []                                        # the first evaluation is a baseline
+    assert alerts() == []                                        # still red: nothing to announce
+
+
 def test_an_alert_outlives_a_503_storm(setup, alerts):
+    alerts.target(10 ** 9)
+    assert alerts() == []                                        # the baseline: green
     alerts.target(1)
     setup.double.faults.fail_next(10_000, method="im.notify.system.add")
     reader, writer = setup.clients(alerts.db.conn.execute("pragma database_list").fetchone()[2])
