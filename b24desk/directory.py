@@ -19,6 +19,7 @@ import logging
 import time
 from datetime import datetime
 
+from .kpi.calendar import save_portal_calendar
 from .model import parse_time
 from .store import set_setting
 
@@ -98,8 +99,11 @@ def sync_directory(client, db, portal: str, config: dict | None = None, now=time
                     summary["clock_skew"] = skew
             cal = res.results.get("calendar")
             if isinstance(cal, dict) and "calendar" not in res.errors:
-                set_setting(db, portal, "portal_calendar", cal)
-                summary["portal_calendar"] = True
+                try:   # validated first: a malformed answer never replaces a good stored calendar
+                    save_portal_calendar(db, portal, cal)
+                    summary["portal_calendar"] = True
+                except ValueError as exc:
+                    log.warning("calendar.settings.get of %s not used: %s", portal, exc)
             ucal = res.results.get("usercal")
             if isinstance(ucal, dict) and ucal.get("timezoneName") and "usercal" not in res.errors:
                 set_setting(db, portal, "portal_timezone", ucal["timezoneName"])

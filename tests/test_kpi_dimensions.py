@@ -50,3 +50,11 @@ def test_crm_in_progress_stages_count_as_work_by_default(db):
     r = build_report(db, PORTAL, FROM, TO, filters={"source": ["crm:2"]}, config=cfg)
     assert r["kpis"]["requester_wait_time"]["value"]["avg"] == 2 * 3600
     assert r["kpis"]["agent_wait_time"]["value"]["avg"] == 3 * 3600
+
+
+def test_time_zone_read_from_the_portal_is_used(db):
+    set_setting(db, PORTAL, "portal_timezone", "Asia/Yekaterinburg")
+    r = build_report(db, PORTAL, FROM, TO, config=CONFIG)
+    assert r["timezone"] == "Asia/Yekaterinburg" and r["period"]["from"] == "2026-10-01T00:00:00+05:00"
+    set_setting(db, PORTAL, "portal_timezone", "Not/AZone")
+    assert build_report(db, PORTAL, FROM, TO, config=CONFIG)["timezone"] == "Europe/Moscow"

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..store import get_setting
 
 # What the maths reads of a ticket row (the state comes from the event log, not from ``state``).
 TICKET_COLUMNS = (
@@ -156,8 +159,15 @@ def parse_ids(value) -> list[str]:
 
 
 def portal_timezone(db, portal: str) -> str | None:
-    """The time zone saved with the installation (``installations.timezone``), if any."""
-    if "installations" not in db.table_names():
+    """The portal's time zone: the one saved with the installation (``installations.timezone``),
+    else the one the sync read from ``calendar.user.settings.get`` (setting ``portal_timezone``)."""
+    if "installations" in db.table_names():
+        row = db.execute("select timezone from installations where member_id = ?", [portal]).fetchone()
+        if row and row[0]:
+            return row[0]
+    tz = get_setting(db, portal, "portal_timezone")
+    try:
+        return tz if isinstance(tz, str) and ZoneInfo(tz) else None
+    except (ValueError, ZoneInfoNotFoundError):
         return None
-    row = db.execute("select timezone from installations where member_id = ?", [portal]).fetchone()
-    return row[0] if row and row[0] else None
+    return None
