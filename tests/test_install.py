@@ -269,3 +269,17 @@ def test_each_smart_process_source_gets_its_detail_tab():
     codes = [p[0] for p in placements_for({"sources": ["tasks", {"select": "crm:1038:category=5"},
                                                         "crm:1038", "deals:category=3", "crm:2"]})]
     assert codes == ["CRM_ANALYTICS_MENU", "CRM_DEAL_DETAIL_TAB", "TASK_VIEW_TAB", "CRM_DYNAMIC_1038_DETAIL_TAB"]
+
+
+def test_portal_domains_allow_list_refuses_before_any_call(h, d, monkeypatch):
+    from webhooks.install import domain_allowed
+    assert domain_allowed("acme.bitrix24.ru", "*.bitrix24.ru, help.example.com")
+    assert not domain_allowed("evil.example.net", "*.bitrix24.ru,help.example.com")
+    assert domain_allowed("anything.example", "")
+    monkeypatch.setenv("B24DESK_PORTAL_DOMAINS", "*.bitrix24.ru")
+    d.stats.reset()
+    r = h.install_ui()
+    assert r.status_code == 403 and d.stats.requests == 0       # the double's 127.0.0.1 is not allowed
+    assert h.installation() is None
+    monkeypatch.setenv("B24DESK_PORTAL_DOMAINS", "*.bitrix24.ru,127.0.0.1:*")
+    assert h.install_ui().status_code == 200 and h.installation()["member_id"] == d.member_id

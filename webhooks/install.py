@@ -16,7 +16,9 @@ install cannot take over another portal's installation.
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
+import os
 import re
 import secrets
 from urllib.parse import urlsplit
@@ -134,6 +136,15 @@ def parse_api_install(form) -> dict:
     }
 
 
+def domain_allowed(domain: str, patterns: str | None = None) -> bool:
+    """``B24DESK_PORTAL_DOMAINS`` (comma-separated shell patterns, e.g. ``*.bitrix24.ru,help.example.com``)
+    limits which new portals may install, so a forged install cannot make this server call an
+    arbitrary host. Unset: any portal (a public app cannot know its customers' domains)."""
+    raw = os.environ.get("B24DESK_PORTAL_DOMAINS", "") if patterns is None else patterns
+    pats = [p.strip().lower() for p in raw.split(",") if p.strip()]
+    return not pats or any(fnmatch.fnmatchcase(domain.lower(), p) for p in pats)
+
+
 def verify(db, fields: dict, timeout: float = 15.0) -> dict:
     """Call ``app.info`` and ``profile`` with the new token; returns ``profile``.
 
@@ -141,6 +152,9 @@ def verify(db, fields: dict, timeout: float = 15.0) -> dict:
     followed: a renamed portal), so only the real portal's token passes.
     """
     existing = get_installation(db, fields["member_id"])
+    if existing is None and not domain_allowed(fields["domain"]):
+        # a new portal's endpoint comes from the request: call only the portals the admin allows
+        raise InstallError(403, f"portal {fields['domain']} is not in B24DESK_PORTAL_DOMAINS")
     endpoint = (existing or {}).get("client_endpoint") or fields["client_endpoint"]
     client = B24Client.from_access_token(endpoint, fields["access_token"], portal_id=fields["member_id"],
                                          max_retries=1, timeout=timeout, share_limiter=False)
