@@ -475,14 +475,11 @@ def push_command(db_path, portal, kind, period, channels, dry_run, webhook):
 
     from flask import current_app
 
-    from b24desk.kpi.cli import pick_portal
+    from b24desk.kpi.cli import open_portal_store
 
+    db, portal = open_portal_store(db_path, portal)
     path = Path(db_path or current_app.config["DB"])
-    if not path.exists():
-        raise click.UsageError(f"no store at {path} (give --db or run `flask sync` first)")
-    db = open_db(path)
     try:
-        portal = pick_portal(db, portal)
         reader = writer = None
         if not dry_run:
             # an installed app wins over B24DESK_WEBHOOK from the environment; --webhook given here wins

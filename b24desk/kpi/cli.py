@@ -31,6 +31,20 @@ def pick_portal(db, portal: str | None) -> str:
     raise click.UsageError(f"the store has several portals, pick one with --portal: {', '.join(known)}")
 
 
+def open_portal_store(db_path: str | None, portal: str | None):
+    """``(db, portal)`` for a command: the store at ``--db`` (else the app's) and the portal to use.
+    The caller closes ``db``."""
+    path = Path(db_path or current_app.config["DB"])
+    if not path.exists():
+        raise click.UsageError(f"no store at {path} (give --db or run `flask sync` first)")
+    db = open_db(path)
+    try:
+        return db, pick_portal(db, portal)
+    except click.UsageError:
+        db.conn.close()
+        raise
+
+
 @click.command("kpi")
 @click.option("--db", "db_path", help="SQLite store (default: B24DESK_DB or instance/b24desk.db).")
 @click.option("--portal", help="The portal's member_id (may be left out with one portal in the store).")
@@ -50,12 +64,8 @@ def pick_portal(db, portal: str | None) -> str:
 def kpi_command(db_path, portal, date_from, date_to, fmt, group_by, source, department, agent, priority,
                 types, output):
     """Compute the KPI report for [FROM, TO) and print it."""
-    path = Path(db_path or current_app.config["DB"])
-    if not path.exists():
-        raise click.UsageError(f"no store at {path} (give --db or run `flask sync` first)")
-    db = open_db(path)
+    db, portal = open_portal_store(db_path, portal)
     try:
-        portal = pick_portal(db, portal)
         filters = {"source": list(source) or None, "department": list(department) or None,
                    "agent": list(agent) or None, "priority": list(priority) or None,
                    "type": list(types) or None}
