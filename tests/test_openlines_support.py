@@ -46,11 +46,9 @@ def _summary(events) -> tuple:
 
 
 def _truth_key(customer):
-    """Our customer keys (``contact:5``, ``user:7``) in truth.py's spelling (``C_5``, ``7``)."""
-    if customer is None:
-        return None
-    kind, _, cid = customer.partition(":")
-    return {"contact": "C_", "company": "CO_"}.get(kind, "") + cid
+    """Our customer keys are truth.py's spelling (``C_5``, ``CO_3``, ``7``) since the open-lines
+    adapter uses the CRM and task adapters' keys."""
+    return customer
 
 
 def mismatches(db, portal: str, d: PortalDouble, line: str | None = None, limit: int = 10) -> list:

@@ -254,3 +254,20 @@ def test_registry_builds_sources_with_their_mapping():
     assert get_source("tasks:group=7").source == "task"
     with pytest.raises(SelectorError):
         get_source("nosuchkind")
+
+
+# --- one customer across sources ---------------------------------------------------------------
+
+def test_an_open_line_customer_has_the_crm_and_task_key():
+    """A contact writing in a chat and in a deal, or a user in a chat and as a task's author, is one
+    customer (repeat contacts, contacts per customer): the open-lines adapter uses the same keys."""
+    from b24desk.sources.crm_mapping import customer_of as crm_customer
+    from b24desk.sources.openlines import customer_of as chat_customer
+
+    assert chat_customer({"crmEntityType": "contact", "crmEntityId": 5, "userId": 77}) == \
+        crm_customer({"contactId": 5}) == "C_5"
+    assert chat_customer({"crmEntityType": "company", "crmEntityId": "3", "userId": 77}) == \
+        crm_customer({"companyId": 3}) == "CO_3"
+    task = map_task(P, task_row(createdBy="77"), [], [])
+    assert chat_customer({"crmEntityType": None, "crmEntityId": None, "userId": 77}) == task.ticket.customer == "77"
+    assert chat_customer({"crmEntityType": "lead", "crmEntityId": 9, "userId": 0}) is None

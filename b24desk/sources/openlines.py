@@ -309,12 +309,14 @@ def session_state(s: dict, bot_operator: bool = False) -> str:
 
 
 def customer_of(s: dict) -> str | None:
-    """A linked CRM contact/company when readable (same keys as CRM tickets), else the chat user."""
+    """A linked CRM contact/company when readable, else the chat user -- in the keys the other
+    adapters use (``C_5`` / ``CO_5`` as crm_mapping.customer_of, a user id as a task's author), so
+    one customer writing in a chat and in a deal or a task is one customer for repeat contacts and
+    contacts per customer (kpi.md section 3)."""
     kind, cid = s.get("crmEntityType"), as_id(s.get("crmEntityId"))
     if kind in ("contact", "company") and cid:
-        return f"{kind}:{cid}"
-    uid = as_id(s.get("userId"))
-    return f"user:{uid}" if uid else None
+        return ("C_" if kind == "contact" else "CO_") + cid
+    return as_id(s.get("userId"))
 
 
 def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat: dict | None = None,
