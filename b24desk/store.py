@@ -287,3 +287,15 @@ def release_lease(db: Database, name: str, owner: str) -> None:
 def lease_holder(db: Database, name: str) -> str | None:
     row = db.execute("select owner, expires_at from locks where name = ?", [name]).fetchone()
     return row[0] if row and row[1] >= time.time() else None
+
+
+@migrations()
+def m_openlines_001(db: Database) -> None:
+    """Open-line customers take the CRM and task adapters' keys (``contact:5`` -> ``C_5``,
+    ``company:3`` -> ``CO_3``, ``user:7`` -> ``7``), so closed dialogs synced before keep counting as
+    the same customer as that contact's deals (repeat contacts)."""
+    if "tickets" not in db.table_names():
+        return
+    for old, new in (("contact:", "C_"), ("company:", "CO_"), ("user:", "")):
+        db.execute("update tickets set customer = ? || substr(customer, ?) where source = 'openlines'"
+                   " and customer like ?", [new, len(old) + 1, old + "%"])

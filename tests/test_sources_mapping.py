@@ -271,3 +271,17 @@ def test_an_open_line_customer_has_the_crm_and_task_key():
     task = map_task(P, task_row(createdBy="77"), [], [])
     assert chat_customer({"crmEntityType": None, "crmEntityId": None, "userId": 77}) == task.ticket.customer == "77"
     assert chat_customer({"crmEntityType": "lead", "crmEntityId": 9, "userId": 0}) is None
+
+
+def test_open_line_customers_stored_before_take_the_shared_keys(tmp_path):
+    from b24desk.model import Ticket
+    from b24desk.store import m_openlines_001, open_db
+
+    db = open_db(tmp_path / "s.db")
+    rows = [("1", "openlines", "contact:5"), ("2", "openlines", "company:3"), ("3", "openlines", "user:77"),
+            ("4", "openlines", None), ("5", "crm:2", "C_5"), ("6", "task", "77")]
+    db["tickets"].insert_all([Ticket(portal=P, source=s, source_id=i, customer=c).row() for i, s, c in rows],
+                             pk=("portal", "source", "source_id"))
+    m_openlines_001(db)
+    got = dict(db.execute("select source_id, customer from tickets").fetchall())
+    assert got == {"1": "C_5", "2": "CO_3", "3": "77", "4": None, "5": "C_5", "6": "77"}
