@@ -33,10 +33,11 @@ FIELD_CHANGED = "field_changed"  # field, from_value, to_value (e.g. field="type
 CALL_OUT = "call_out"
 RATED = "rated"
 ESCALATED = "escalated"        # moved into a configured escalation stage: counts as a transfer
+WORKED = "worked"              # tracked work: to_value = seconds, at = when logged, actor = who (AHT as of ``to``)
 
 EVENT_KINDS = (
     CREATED, ASSIGNED, STATUS, REPLY, CUSTOMER_MESSAGE, COMMENT, REOPENED, RESOLVED_EV,
-    REJECTED_EV, FIELD_CHANGED, CALL_OUT, RATED, ESCALATED,
+    REJECTED_EV, FIELD_CHANGED, CALL_OUT, RATED, ESCALATED, WORKED,
 )
 
 
@@ -65,7 +66,8 @@ class Ticket:
     qa_score: int | None = None      # supervisor's 1-5 (open lines voteHead), kept apart from rating
     channel: str | None = None       # open-line connector; None for tasks/CRM
     line: str | None = None          # open line id
-    handle_time: int | None = None   # tracked working seconds, None where the source tracks none
+    handle_time: int | None = None   # current tracked total (seconds), None where the source tracks none;
+                                     # the KPIs use the log's ``worked`` events (as of ``to``) instead
     selector: str | None = None      # the config selector that brought the ticket in
     url: str | None = None           # path of the ticket in the portal (for links)
     deleted: int = 0                 # 1 once the portal no longer has it

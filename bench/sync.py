@@ -1,9 +1,9 @@
-"""b24desk's sync vs a naive client vs the floor, for N tasks with history and comments.
+"""b24desk's sync vs a naive client vs the floor, for N tasks with history, comments and elapsed time.
 
     python bench/sync.py [--tasks 10000] [--seed 1] [--naive-limit 0]
 
 - **floor**: ceil(N/2500) list requests (50 chained keyset pages per batch) + one batched request
-  per 50 tasks per detail method (history, comments): what no client can go under with the
+  per 50 tasks per detail method (history, comments, elapsed time): what no client can go under with the
   documented methods.
 - **b24desk**: ``run_sync`` of the ``tasks`` selector into a fresh store (directory and portal
   clock included), then one incremental sync after 5 changes.
@@ -42,7 +42,7 @@ def at_cloud_limit(requests: int, burst: int = 50, rps: float = 2.0) -> float:
 
 
 def naive_sync(d: PortalDouble, db, limit: int = 0) -> dict:
-    """Page by page with ``start``, then history and comments one call per task."""
+    """Page by page with ``start``, then history, comments and elapsed time one call per task."""
     c = B24Client.from_webhook(d.webhook_url, rps=0, share_limiter=False)
     portal = c.portal_id
     d.stats.reset()
@@ -55,7 +55,9 @@ def naive_sync(d: PortalDouble, db, limit: int = 0) -> dict:
         for r in rows:
             hist = c.call("tasks.task.history.list", {"taskId": int(r["id"])})["list"]
             com = c.call("task.commentitem.getlist", {"TASKID": int(r["id"]), "ORDER": {"ID": "asc"}})
-            bundles.append(map_task(portal, r, hist, messages_from_comments(com), selector="tasks"))
+            spent = c.call("task.elapseditem.getlist", {"TASKID": int(r["id"]), "ORDER": {"ID": "asc"}})
+            bundles.append(map_task(portal, r, hist, messages_from_comments(com), selector="tasks",
+                                    elapsed=spent))
         with db.atomic():
             write_page(db, Page(bundles).bundles)
         done += len(rows)
@@ -80,7 +82,7 @@ def main(argv=None) -> int:
           f"generated in {time.perf_counter() - t:.1f}s")
     tmp = Path(tempfile.mkdtemp(prefix="b24desk-bench-"))
     try:
-        floor = math.ceil(n / 2500) + 2 * math.ceil(n / 50)
+        floor = math.ceil(n / 2500) + 3 * math.ceil(n / 50)
 
         db = open_db(tmp / "ours.db")
         c = B24Client.from_webhook(d.webhook_url, rps=0, share_limiter=False)

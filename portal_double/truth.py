@@ -10,7 +10,8 @@ tasks
   RESPONSIBLE_ID; status: history STATUS; resolved: entering 4/5 from 2/3/6; reopened: leaving 4/5 for
   2/3/6 (4 -> 5 is neither); comment (old card) / task-chat message (new card) by the author ->
   customer_message, by any other user except 0 and bots -> reply; MARK -> rated (P=5, N=1);
-  DEADLINE / PRIORITY / TITLE -> field_changed; handle_time = sum of elapsed records (None if none);
+  DEADLINE / PRIORITY / TITLE -> field_changed; each elapsed record -> worked "w:<id>" (at = its
+  CREATED_DATE, actor = its user, to = seconds); handle_time = sum of elapsed records (None if none);
   customer = author id; type None; priority 0/1/2 -> low/normal/high.
 CRM (deals, smart process)
   created: createdTime by createdBy; assigned: initial, then mutation-API reassignments only;
@@ -19,7 +20,8 @@ CRM (deals, smart process)
   field_changed type + status; e-mail/call activity DIRECTION 1 -> customer_message (actor = the
   customer key), DIRECTION 2 -> reply (actor RESPONSIBLE_ID), an outgoing call also -> call_out;
   to-dos ignored; timeline comments -> comment; rating field change -> rated; type = str(categoryId);
-  customer = "C_<contactId>" else "CO_<companyId>"; handle_time = sum of call durations (None if no call).
+  customer = "C_<contactId>" else "CO_<companyId>"; a completed call -> worked "a:<id>:w" (at = START_TIME,
+  actor RESPONSIBLE_ID, to = END_TIME - START_TIME); handle_time = sum of call durations (None if no call).
 resolved_at / closed_at: time of the last resolved / (resolved or rejected) event while the ticket is
 in that state now, else None.
 """
@@ -146,9 +148,11 @@ class Truth:
                 continue
             kind = "customer_message" if author == t["createdBy"] else "reply"
             self._ev(evs, src, sid, key, kind, at, author)
+        elapsed = p.task_elapsed.get(t["id"], [])
+        for e in elapsed:
+            self._ev(evs, src, sid, f"w:{e['id']}", "worked", e["at"], e["user_id"], to=e["seconds"])
         evs.sort(key=lambda e: (e["at"], _order(e)))
         state = "resolved" if t["status"] in DONE_TASK else "open"
-        elapsed = p.task_elapsed.get(t["id"], [])
         ticket = {
             "portal": p.member_id, "source": src, "source_id": sid, "title": t["title"], "type": None,
             "priority": TASK_PRIORITY.get(t["priority"], "normal"), "priority_raw": str(t["priority"]),
@@ -216,9 +220,11 @@ class Truth:
             if a["TYPE_ID"] not in (2, 4):
                 continue
             k = f"a:{a['ID']}"
-            if a["TYPE_ID"] == 2:
+            if a["TYPE_ID"] == 2 and a["COMPLETED"] == "Y":
                 any_call = True
                 calls += a["END_TIME"] - a["START_TIME"]
+                self._ev(evs, src, sid, k + ":w", "worked", a["START_TIME"], a["RESPONSIBLE_ID"],
+                         to=a["END_TIME"] - a["START_TIME"])
             if a["DIRECTION"] == 1:
                 self._ev(evs, src, sid, k, "customer_message", a["START_TIME"], customer)
             elif a["DIRECTION"] == 2:

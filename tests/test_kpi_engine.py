@@ -297,6 +297,25 @@ def test_interactions_and_handle_time():
     assert v(kpis(b), "handle_time") is None
 
 
+def test_handle_time_counts_only_work_logged_before_to():
+    """AHT as of ``to``: ``worked`` events before it; the ticket's current total is not read."""
+    a = (T("2026-10-02 10:00", handle_time=4500),
+         [E("2026-09-30 09:00", "worked", tv="300"),                   # before the period: still its work
+          E("2026-10-02 10:30", "worked", tv="600"), E("2026-10-02 11:00", "resolved"),
+          E("2026-11-01 00:00", "worked", tv="1800"),                  # at `to`: not yet
+          E("2026-11-03 09:00", "worked", "11", tv="1800")])           # a control call after `to`
+    b = (T("2026-10-03 10:00", handle_time=900),                        # all its work after `to`: null
+         [E("2026-10-03 11:00", "resolved"), E("2026-11-02 10:00", "worked", tv="900")])
+    c = (T("2026-10-04 10:00", handle_time=100),                        # work before creation's period end
+         [E("2026-10-04 10:10", "worked", tv="100"), E("2026-10-04 11:00", "resolved")])
+    r = kpis(a, b, c)
+    assert v(r, "handle_time") == {"avg": 500, "median": 100, "p90": 900, "count": 2}
+    assert r["handle_time"].n == 2
+    # the month after: the late work counts there (as of its own `to`), not earlier
+    nov = kpis(a, b, c, start=END, end=ts("2026-12-01 00:00"))
+    assert v(nov, "handle_time") is None        # none of them is resolved in November (not in R)
+    assert v(kpis(a, end=ts("2026-11-04 00:00")), "handle_time")["avg"] == 4500
+
 def test_rating_given_after_to_counts_in_the_resolution_period():
     t = T("2026-10-31 10:00", rating=5, nps=10, ces=5)
     r = kpis((t, [E("2026-10-31 20:00", "resolved"), E("2026-11-01 09:00", "rated", "c1", "mark", None, "P")]))

@@ -93,6 +93,8 @@ def read_tasks(r: Reader) -> dict:
         kinds["assigned"] += 1        # the initial assignment
         state = "resolved" if t["status"] in ("4", "5") else "open"
         secs = [int(e["SECONDS"]) for e in got[f"e{tid}"]]
+        if secs:
+            kinds["worked"] += len(secs)  # one per elapsed record
         out[("task", tid)] = {
             "state": state, "created_at": ts(t["createdDate"]), "responsible_id": t["responsibleId"],
             "author_id": author, "customer": author, "deadline": ts(t["deadline"]),
@@ -148,9 +150,10 @@ def read_crm(r: Reader, etid: int) -> dict:
         for a in acts_by.get(it["id"], []):
             if a["TYPE_ID"] not in ("2", "4"):
                 continue
-            if a["TYPE_ID"] == "2":
+            if a["TYPE_ID"] == "2" and a["COMPLETED"] == "Y":
                 any_call = True
                 calls += ts(a["END_TIME"]) - ts(a["START_TIME"])
+                kinds["worked"] += 1          # a call's length is tracked work
             if a["DIRECTION"] == "1":
                 kinds["customer_message"] += 1
             elif a["DIRECTION"] == "2":
@@ -191,6 +194,8 @@ def _compare(api: dict, truth, keys):
                 assert t[k] == a[k], (key, k, t[k], a[k])
         kinds = Counter(e["kind"] for e in truth.events_of(*key))
         assert kinds == a["kinds"], (key, kinds, a["kinds"])
+        worked = [int(e["to_value"]) for e in truth.events_of(*key) if e["kind"] == "worked"]
+        assert (sum(worked) if worked else None) == t["handle_time"], key
 
 
 def test_tasks_truth_matches_the_api(d):
@@ -222,7 +227,7 @@ def test_truth_rows_have_the_model_fields(d):
     event_fields = {"portal", "source", "source_id", "key", "kind", "at", "actor_id", "field", "from_value",
                     "to_value"}
     kinds = {"created", "assigned", "status", "reply", "customer_message", "comment", "reopened", "resolved",
-             "rejected", "field_changed", "call_out", "rated", "escalated"}
+             "rejected", "field_changed", "call_out", "rated", "escalated", "worked"}
     for tk in t.tickets:
         assert set(tk) == ticket_fields
         assert isinstance(tk["created_at"], int) and tk["state"] in ("open", "resolved", "rejected")

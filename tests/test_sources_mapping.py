@@ -80,6 +80,25 @@ def test_task_t2_full_log():
     assert "c:3409" in keys and "h:8:resolved" in keys and "created" in keys
 
 
+ELAPSED = [  # api-reference/tasks/elapsed-item/task-elapsed-item-get-list.md (strings)
+    {"ID": "1", "TASK_ID": "8017", "USER_ID": "18", "COMMENT_TEXT": "1", "SECONDS": "1200", "MINUTES": "20",
+     "SOURCE": "2", "CREATED_DATE": "2026-10-06T10:33:00+03:00", "DATE_START": "2026-10-06T10:13:00+03:00",
+     "DATE_STOP": "2026-10-06T10:33:00+03:00"},
+    {"ID": "2", "TASK_ID": "8017", "USER_ID": "10", "COMMENT_TEXT": "", "SECONDS": "600", "MINUTES": "10",
+     "SOURCE": "2", "CREATED_DATE": "2026-10-09T12:00:00+03:00", "DATE_START": None, "DATE_STOP": None},
+    {"ID": "3", "SECONDS": "", "CREATED_DATE": "2026-10-09T12:00:00+03:00"},     # no seconds: skipped
+]
+
+
+def test_task_elapsed_items_are_worked_events_stamped_when_logged():
+    b = map_task(P, task_row(), T2_HISTORY, messages_from_comments(T2_COMMENTS), elapsed=ELAPSED)
+    worked = [(e.key, e.at, e.actor_id, e.to_value) for e in b.events if e.kind == "worked"]
+    assert worked == [("w:1", parse_time("2026-10-06T10:33:00+03:00"), "18", "1200"),
+                      ("w:2", parse_time("2026-10-09T12:00:00+03:00"), "10", "600")]
+    assert b.ticket.handle_time == 1800                      # the current total stays on the ticket
+    assert not [e for e in map_task(P, task_row(), T2_HISTORY, []).events if e.kind == "worked"]
+
+
 def test_task_4_to_5_is_not_a_second_resolution_and_leaving_4_is_a_reopen():
     h = [hist(1, "2026-10-01T10:00:00+03:00", "STATUS", "3", "4"),
          hist(2, "2026-10-01T11:00:00+03:00", "STATUS", "4", "5"),
@@ -184,6 +203,9 @@ def test_deal_log_from_stage_history_activities_and_comments():
     assert [k[0] for k in got].count("reply") == 1            # the planned call (COMPLETED N) is not one
     assert [k[0] for k in got].count("call_out") == 1
     assert [k[0] for k in got].count("comment") == 1
+    # the completed call is tracked work at its start, by its responsible; the planned one (22) is not
+    worked = [(e.key, e.at, e.actor_id, e.to_value) for e in b.events if e.kind == "worked"]
+    assert worked == [("a:21:w", parse_time(ACTIVITIES[1]["START_TIME"]), "6", "300")]
 
 
 def test_smart_process_semantics_from_status_list_and_lost_item():

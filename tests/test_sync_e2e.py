@@ -80,8 +80,9 @@ def test_full_sync_stores_exactly_the_truth_at_the_floor_cost(double, db):
     assert mismatches(db, truth) == {"counts": {}, "examples": {}}
     n_tasks = len(truth.select("task"))
     assert db.execute("select count(*) from tickets where source = 'task'").fetchone()[0] == n_tasks
-    # tasks: list ceil(N/2500)+1, one server.time, and one batch per 25 tasks (history + comments)
-    floor = math.ceil(n_tasks / 2500) + 2 * math.ceil(n_tasks / 50)
+    # tasks: list ceil(N/2500)+1, one server.time, and the three detail reads (history, comments,
+    # elapsed time) 50 commands a batch: one batched request per 50 tasks per detail method
+    floor = math.ceil(n_tasks / 2500) + 3 * math.ceil(n_tasks / 50)
     assert reports[0].requests <= floor + 2
     # users, departments, portal clock and calendar came along
     assert db["users"].count > 0 and db["departments"].count > 0
@@ -95,6 +96,30 @@ def test_group_selector_reads_only_that_project(double, db):
     want = {t["source_id"] for t in double.truth.select("task", group_id=7)}
     got = {r["source_id"] for r in db.query("select source_id from tickets where selector = 'tasks:group=7'")}
     assert got == want and reports[0].saved == len(want) > 0
+
+
+def test_elapsed_items_are_worked_events_past_one_page(double, db):
+    """Elapsed items become ``worked`` events stamped when logged, by who logged them; a task with
+    more than one page (50) of them is read to the end."""
+    t = next(t for t in double.truth.select("task") if t["state"] == "resolved")
+    tid, agent = int(t["source_id"]), int(t["responsible_id"])
+    before = len(double.portal.task_elapsed[tid])
+    double.advance(86400)
+    logged_at = double.portal.now
+    for _ in range(60):
+        double.portal.add_elapsed(tid, agent, 60)
+    double.advance(60)
+    reports = run_sync(client_for(double), db, ["tasks"], CONFIG)
+    assert reports[0].error is None
+    rows = list(db.query("select * from events where source = 'task' and source_id = ? and kind = 'worked'"
+                         " order by at, key", [t["source_id"]]))
+    assert len(rows) == before + 60
+    late = [r for r in rows if r["at"] >= logged_at]
+    assert len(late) == 60 and {(r["to_value"], r["actor_id"]) for r in late} == {("60", str(agent))}
+    assert sum(int(r["to_value"]) for r in rows) == \
+        db.execute("select handle_time from tickets where source = 'task' and source_id = ?",
+                   [t["source_id"]]).fetchone()[0]
+    assert mismatches(db, double.truth, ("task",)) == {"counts": {}, "examples": {}}
 
 
 def test_incremental_after_five_changes_is_a_handful_of_requests(double, db):

@@ -118,7 +118,7 @@ def expected(truth, start, end, keep=lambda t: True, *, tz=None, sla=None, calen
 
     ``sla``: priority -> business seconds (``calendar``, the product's WorkCalendar, is used for that
     business-time arithmetic only); ``handle_time(t, end)``: tracked time of a ticket (default: the
-    truth's total); ``holidays``: for working days; ``scope``: the tickets an earlier contact may be
+    truth's ``worked`` events logged before ``end``, None without any); ``holidays``: for working days; ``scope``: the tickets an earlier contact may be
     (the report's source filter; a group does not narrow it), default ``keep``."""
     C, R, A, backlog = [], [], [], 0
     everyone = [t for t in truth.tickets if keep(t)]
@@ -200,7 +200,12 @@ def expected(truth, start, end, keep=lambda t: True, *, tz=None, sla=None, calen
     out["repeat_contact_share"] = share(sum(1 for c, ts in mine.items() if repeat(c, ts)), len(mine))
     out["contacts_per_customer"] = share(sum(len(ts) for ts in mine.values()), len(mine))
 
-    ht = handle_time or (lambda t, end: t["handle_time"])
+    def worked_before(t, end):
+        secs = [int(e["to_value"]) for e in truth.events_of(t["source"], t["source_id"])
+                if e["kind"] == "worked" and e["at"] < end]
+        return sum(secs) if secs else None
+
+    ht = handle_time or worked_before
     out["handle_time"] = duration([h for h in (ht(f["t"], end) for f in R) if h is not None])
 
     if tz is not None:

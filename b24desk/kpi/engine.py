@@ -19,7 +19,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
-from ..model import (ASSIGNED, CALL_OUT, COMMENT, CUSTOMER_MESSAGE, ESCALATED, FIELD_CHANGED,
+from ..model import (WORKED, ASSIGNED, CALL_OUT, COMMENT, CUSTOMER_MESSAGE, ESCALATED, FIELD_CHANGED,
                      OPEN, PRIORITIES, REJECTED, REJECTED_EV, REOPENED, REPLY, RESOLVED, RESOLVED_EV,
                      STATUS, parse_time)
 from .calendar import WorkCalendar
@@ -81,7 +81,7 @@ class Facts:
     __slots__ = ("t", "in_c", "in_r", "in_a", "open_at_end", "state", "close_at", "resolution_at",
                  "first_reply", "replies", "interactions", "transfers", "reopens", "requalified",
                  "callback", "resp_created", "resp_end", "type", "priority", "deadline", "overdue",
-                 "work", "wait_customer", "work_b", "wait_customer_b")
+                 "work", "wait_customer", "work_b", "wait_customer_b", "handle")
 
 
 def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts | None:
@@ -102,8 +102,13 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     first_assign = resp_end = None
     after = None                # field -> its value as of ``end`` (from the first change after it)
     statuses = calls = None     # (at, from, to) for status buckets; outgoing call times
+    worked = None               # tracked seconds logged before ``end``
+    worked_later = False        # the log has tracked work, all of it logged from ``end`` on
     for at, kind, actor, fld, fv, tv in events:
         if at >= end:
+            if kind == WORKED:
+                worked_later = True
+                continue
             if kind == FIELD_CHANGED or kind == ASSIGNED:
                 if after is None:
                     after = {}
@@ -151,6 +156,11 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
                 if calls is None:
                     calls = []
                 calls.append(at)
+            elif kind == WORKED:
+                secs = _seconds(tv)
+                if secs is not None:
+                    worked = (worked or 0) + secs
+                continue
             if target is None or target == state:
                 continue
             if target == OPEN:
@@ -175,6 +185,12 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     f.first_reply, f.replies, f.interactions, f.transfers, f.reopens = (
         first_reply, replies, interactions, transfers, reopens)
     f.requalified = requalified
+    # AHT as of ``end``: the ``worked`` events before it. A ticket whose log has none at all but a
+    # tracked total was stored before ``worked`` events existed: its total stands in until re-read.
+    if worked is not None or worked_later:
+        f.handle = worked
+    else:
+        f.handle = t["handle_time"]
     after = after or {}
 
     # The responsible at creation and as of ``end`` (kpi.md: the first assignment is no transfer).
@@ -205,6 +221,13 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     if in_r and statuses:
         _bucket_times(f, statuses, created, ctx.status_buckets.get(t["source"]) or {}, ctx.calendar)
     return f
+
+
+def _seconds(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _bucket_times(f: Facts, statuses: list, created: int, buckets: dict, cal: WorkCalendar) -> None:
@@ -328,7 +351,7 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
                                          {"per_agent": rates, "working_days": wdays})
 
     out["interactions_per_ticket"] = Value(mean(f.interactions for f in R), nR)
-    out["handle_time"] = _dur(f.t["handle_time"] for f in R)
+    out["handle_time"] = _dur(f.handle for f in R)
     rated = [f.t["rating"] for f in R if f.t["rating"] is not None]
     out["rated_share"] = _share(len(rated), nR)
     out["csat"] = Value(share(sum(1 for r in rated if r >= 4), len(rated)), len(rated),

@@ -20,8 +20,8 @@ CRM has no responsible-change history: transfers come from diffing stored snapsh
 from __future__ import annotations
 
 from ..model import (ASSIGNED, CALL_OUT, COMMENT, CREATED, CUSTOMER_MESSAGE, ESCALATED, FIELD_CHANGED,
-                     OPEN, REJECTED, REJECTED_EV, REOPENED, REPLY, RESOLVED, RESOLVED_EV, STATUS, Bundle,
-                     Event, Ticket, parse_time)
+                     OPEN, REJECTED, REJECTED_EV, REOPENED, REPLY, RESOLVED, RESOLVED_EV, STATUS, WORKED,
+                     Bundle, Event, Ticket, parse_time)
 from .base import Mapping, as_id, as_int, dedupe_events, field_value, scalar
 
 STATE_OF = {"S": RESOLVED, "F": REJECTED}
@@ -109,6 +109,10 @@ def crm_events(portal: str, entity_type_id: int, item: dict, history, activities
         # customer; meetings, tasks and to-dos are internal planning (crm/data-types.md#activity-enums)
         if atype not in ("2", "4") and a.get("PROVIDER_ID") != "IMOPENLINES_SESSION":
             continue
+        length = call_length(a)
+        if length is not None:          # tracked work, at the call's time like its other events
+            actor = as_id(a.get("RESPONSIBLE_ID")) or as_id(a.get("AUTHOR_ID"))
+            events.append(ev(f"a:{aid}:w", WORKED, at, actor, None, None, length))
         if direction == "1":
             events.append(ev(f"a:{aid}", CUSTOMER_MESSAGE, at, customer))
         elif direction == "2" and (a.get("COMPLETED") in ("Y", None) or atype == "4"):
@@ -151,17 +155,19 @@ def customer_of(item: dict) -> str | None:
     return f"C_{contact}" if contact else (f"CO_{company}" if company else None)
 
 
+def call_length(a: dict) -> int | None:
+    """Seconds of a completed call (TYPE_ID 2): END_TIME - START_TIME; None for anything else."""
+    if str(a.get("TYPE_ID")) != "2" or a.get("COMPLETED") != "Y":
+        return None
+    start, end = parse_time(a.get("START_TIME")), parse_time(a.get("END_TIME"))
+    return end - start if start is not None and end is not None and end >= start else None
+
+
 def handle_time(activities) -> int | None:
-    """Tracked working time of a CRM ticket: the summed length of its completed calls (kpi.md AHT)."""
-    total, seen = 0, False
-    for a in activities or []:
-        if str(a.get("TYPE_ID")) != "2" or a.get("COMPLETED") != "Y":
-            continue
-        start, end = parse_time(a.get("START_TIME")), parse_time(a.get("END_TIME"))
-        if start is not None and end is not None and end >= start:
-            total += end - start
-            seen = True
-    return total if seen else None
+    """Tracked working time of a CRM ticket now: the summed length of its completed calls (kpi.md AHT;
+    the KPIs use the per-call ``worked`` events instead, as of ``to``)."""
+    lengths = [n for n in (call_length(a) for a in activities or []) if n is not None]
+    return sum(lengths) if lengths else None
 
 
 def item_url(entity_type_id: int, iid: str) -> str:

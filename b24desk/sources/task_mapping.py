@@ -8,14 +8,17 @@ Pure functions over documented payloads only:
 - comments from ``task.commentitem.getlist`` ``{ID, AUTHOR_ID, POST_DATE}``
   (DOCS api-reference/tasks/comment-item/task-comment-item-get-list.md) or, in the new task card,
   task-chat messages of ``im.dialog.messages.get`` ``{id, author_id, date}`` (author 0 = system;
-  DOCS api-reference/chats/messages/im-dialog-messages-get.md, api-reference/tasks/tasks-new.md).
+  DOCS api-reference/chats/messages/im-dialog-messages-get.md, api-reference/tasks/tasks-new.md),
+- elapsed-time items of ``task.elapseditem.getlist`` ``{ID, USER_ID, SECONDS, CREATED_DATE, DATE_START,
+  DATE_STOP}`` (DOCS api-reference/tasks/elapsed-item/task-elapsed-item-get-list.md).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..model import (ASSIGNED, CREATED, CUSTOMER_MESSAGE, ESCALATED, FIELD_CHANGED, OPEN, RATED,
-                     REOPENED, REPLY, RESOLVED, RESOLVED_EV, STATUS, Bundle, Event, Ticket, parse_time)
+                     REOPENED, REPLY, RESOLVED, RESOLVED_EV, STATUS, WORKED, Bundle, Event, Ticket,
+                     parse_time)
 from .base import Mapping, as_id, as_int, dedupe_events, field_value, scalar
 
 SOURCE = "task"
@@ -55,6 +58,26 @@ def messages_from_chat(rows) -> list[Message]:
         if at is None or r.get("id") in (None, ""):
             continue
         out.append(Message(f"m:{r['id']}", as_id(r.get("author_id")), at))
+    return out
+
+
+ELAPSED_SELECT = ["ID", "USER_ID", "SECONDS", "CREATED_DATE", "DATE_START", "DATE_STOP"]
+
+
+def worked_events(portal: str, tid: str, elapsed) -> list[Event]:
+    """One ``worked`` event per elapsed-time item, stamped when it was logged (``CREATED_DATE``, else
+    its stop/start), so AHT as of ``to`` counts only the time logged before ``to``."""
+    out = []
+    for r in elapsed or []:
+        if not isinstance(r, dict) or r.get("ID") in (None, ""):
+            continue
+        secs = as_int(r.get("SECONDS"))
+        at = (parse_time(r.get("CREATED_DATE")) or parse_time(r.get("DATE_STOP"))
+              or parse_time(r.get("DATE_START")))
+        if secs is None or secs < 0 or at is None:
+            continue
+        out.append(Event(portal, SOURCE, tid, f"w:{r['ID']}", WORKED, at, as_id(r.get("USER_ID")),
+                         None, None, str(secs)))
     return out
 
 
@@ -102,8 +125,8 @@ def priority_of(task: dict, mapping: Mapping) -> tuple[str, str | None]:
 
 
 def task_events(portal: str, task: dict, history, messages: list[Message], mapping: Mapping,
-                bot_users: set[str]) -> list[Event]:
-    """The event log of one task, from its history and its comments (kpi.md section 1)."""
+                bot_users: set[str], elapsed=None) -> list[Event]:
+    """The event log of one task, from its history, comments and elapsed time (kpi.md section 1)."""
     tid = str(task.get("id"))
     author = as_id(task.get("createdBy"))
     created_at = parse_time(task.get("createdDate")) or 0
@@ -154,6 +177,7 @@ def task_events(portal: str, task: dict, history, messages: list[Message], mappi
             continue                                 # system notices and bots are nobody's reply
         kind = CUSTOMER_MESSAGE if m.author_id == author else REPLY
         events.append(ev(m.key, kind, m.at, m.author_id))
+    events.extend(worked_events(portal, tid, elapsed))
     _reconcile_state(events, task, ev)
     return dedupe_events(events)
 
@@ -184,12 +208,12 @@ def _reconcile_state(events: list[Event], task: dict, ev) -> None:
 
 
 def map_task(portal: str, task: dict, history, messages: list[Message], mapping: Mapping | None = None,
-             bot_users: set[str] | None = None, selector: str | None = None) -> Bundle:
-    """One task row (+ its history and messages) -> a Bundle; the row itself is the snapshot."""
+             bot_users: set[str] | None = None, selector: str | None = None, elapsed=None) -> Bundle:
+    """One task row (+ its history, messages and elapsed items) -> a Bundle; the row is the snapshot."""
     mapping = mapping or Mapping()
     bots = {"0"} | set(bot_users or ())
     tid = str(task.get("id"))
-    events = task_events(portal, task, history, messages, mapping, bots)
+    events = task_events(portal, task, history, messages, mapping, bots, elapsed)
     status = _status(task.get("status"))
     state = RESOLVED if status in CLOSED_STATUSES else OPEN
     resolved_at = None

@@ -7,8 +7,10 @@ Reads (DOCS api-reference/tasks/*): ``tasks.task.list`` by ID keyset; per task
 ``tasks.task.get`` ``CHAT_ID`` + ``im.dialog.messages.get``. Which one a portal needs is detected
 once and remembered in the store's settings (``tasks.comments_via``).
 
-Cost of a full sync of N tasks: ceil(N/2500)+1 list requests + one batch per 25 tasks holding
-their history and comment reads (= N/50 per detail method; a handful of tasks costs one batch).
+Per task also ``task.elapseditem.getlist`` (tracked time, one ``worked`` event per item, so AHT can be
+counted as of ``to``). Cost of a full sync of N tasks: ceil(N/2500)+1 list requests + the three
+detail reads (history, comments, elapsed time) packed 50 commands a batch (= N/50 per detail method;
+a handful of tasks costs one batch; a task with more than 50 elapsed items pages on).
 Incremental: one batch holding two list commands, ``>=CHANGED_DATE`` (field changes) and the
 newest ``ACTIVITY_DATE`` page (comments move the activity date, not the change date; ACTIVITY_DATE
 is documented for ``order`` only, not for ``filter``, so the newest page is read and the scan goes on
@@ -26,7 +28,7 @@ from ..model import format_time, parse_time, snapshot_hash
 from . import register
 from .base import PAGE_TICKETS, KeysetSource, Mapping, Page, Selector, SyncContext, chunks, compact, diff_events
 from .fetch import call_each, call_mixed, rows_of
-from .task_mapping import SELECT, SOURCE, map_task, messages_from_chat, messages_from_comments
+from .task_mapping import ELAPSED_SELECT, SELECT, SOURCE, map_task, messages_from_chat, messages_from_comments
 
 log = logging.getLogger("b24desk.sources.tasks")
 
@@ -152,34 +154,61 @@ class TaskSource(KeysetSource):
         ids = [str(r["id"]) for r in rows]
         chat_mode = ctx.setting(COMMENTS_SETTING) == "chat"
         calls = []
-        for i in ids:                    # history and comments of one task, packed together
+        for i in ids:                    # history, comments and elapsed time of one task, packed together
             calls.append(("tasks.task.history.list", {"taskId": int(i)}))
             if not chat_mode:            # parameter order matters (DOCS task-comment-item-get-list.md)
                 calls.append(("task.commentitem.getlist", {"TASKID": int(i), "ORDER": {"ID": "asc"}}))
+            calls.append(("task.elapseditem.getlist", _elapsed_params(i, 1)))
         answers = call_mixed(client, calls)
-        step = 1 if chat_mode else 2
+        step = 2 if chat_mode else 3
         histories = []
         for i, a in zip(ids, answers[0::step]):
             if a.error is not None:
                 log.warning("tasks.task.history.list %s: %s", i, a.error)
             histories.append(rows_of(a.result, "list"))
+        elapsed = self._elapsed(client, ids, answers[step - 1::step])
         if chat_mode:
             messages = self._chat_messages(client, rows)[0]
         else:
-            messages = self._messages(ctx, client, rows, histories, answers[1::2])
+            messages = self._messages(ctx, client, rows, histories, answers[1::3])
         out = []
         bots = ctx.bot_users
         diff_fields = [f for f, on in (("type", self.mapping.type), ("rating", self.mapping.rating),
                                        ("deadline", self.mapping.deadline), ("priority", self.mapping.priority))
                        if on]
-        for row, hist, msgs in zip(rows, histories, messages):
-            b = map_task(ctx.portal, row, hist, msgs, self.mapping, bots, self.selector.raw)
+        for row, hist, msgs, spent in zip(rows, histories, messages, elapsed):
+            b = map_task(ctx.portal, row, hist, msgs, self.mapping, bots, self.selector.raw, spent)
             if diff_fields:
                 prev = ctx.previous(SOURCE, b.ticket.source_id)
                 at = parse_time(row.get("changedDate")) or b.ticket.created_at
                 b.events.extend(diff_events(prev, b.ticket, snapshot_hash(b.snapshot), at,
                                             None, diff_fields))
             out.append(b)
+        return out
+
+    def _elapsed(self, client, ids: list[str], answers) -> list[list]:
+        """Elapsed items per task; a full page of 50 reads the next (NAV_PARAMS.iNumPage) until short."""
+        out: list[list] = []
+        todo = []
+        for n, (i, a) in enumerate(zip(ids, answers)):
+            if a.error is not None:
+                log.warning("task.elapseditem.getlist %s: %s", i, a.error)
+            got = rows_of(a.result) if a.error is None else []
+            out.append(list(got))
+            if len(got) >= 50:
+                todo.append((n, 2))
+        while todo:
+            more = call_each(client, "task.elapseditem.getlist", [_elapsed_params(ids[n], page) for n, page in todo])
+            again = []
+            for (n, page), a in zip(todo, more):
+                if a.error is not None:
+                    log.warning("task.elapseditem.getlist %s page %d: %s", ids[n], page, a.error)
+                    continue
+                got = rows_of(a.result)
+                out[n].extend(got)
+                if len(got) >= 50:
+                    again.append((n, page + 1))
+            todo = again
         return out
 
     def _messages(self, ctx: SyncContext, client, rows, histories, comment_answers) -> list[list]:
@@ -252,6 +281,14 @@ class TaskSource(KeysetSource):
                     again.append((i, top))
             todo = again
         return [messages_from_chat(m) for m in msgs], sum(1 for c in chat_ids if c)
+
+
+def _elapsed_params(task_id: str, page: int) -> dict:
+    """Positional parameters, in the documented order: TASKID, ORDER, FILTER, SELECT, PARAMS
+    (DOCS api-reference/tasks/elapsed-item/task-elapsed-item-get-list.md; nPageSize <= 50). FILTER is
+    ``>ID 0`` (every item), the docs' own form: an empty one would be sent as ``FILTER[]=``."""
+    return {"TASKID": int(task_id), "ORDER": {"ID": "asc"}, "FILTER": {">ID": 0}, "SELECT": ELAPSED_SELECT,
+            "PARAMS": {"NAV_PARAMS": {"nPageSize": 50, "iNumPage": page}}}
 
 
 def _new_card_error(err: B24Error) -> bool:
