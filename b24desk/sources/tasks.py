@@ -26,7 +26,8 @@ from typing import Iterable, Iterator
 from ..client import B24Error
 from ..model import format_time, parse_time, snapshot_hash
 from . import register
-from .base import PAGE_TICKETS, KeysetSource, Mapping, Page, Selector, SyncContext, chunks, compact, diff_events
+from .base import (PAGE_TICKETS, KeysetSource, Mapping, Page, Selector, SyncContext, as_int, chunks, compact,
+                   diff_events)
 from .fetch import call_each, call_mixed, rows_of
 from .task_mapping import ELAPSED_SELECT, SELECT, SOURCE, map_task, messages_from_chat, messages_from_comments
 
@@ -153,24 +154,29 @@ class TaskSource(KeysetSource):
     def bundles(self, client, ctx: SyncContext, rows: list[dict]) -> list:
         ids = [str(r["id"]) for r in rows]
         chat_mode = ctx.setting(COMMENTS_SETTING) == "chat"
-        calls = []
-        for i in ids:                    # history, comments and elapsed time of one task, packed together
+        calls, slots = [], []
+        for n, (i, row) in enumerate(zip(ids, rows)):   # one task's detail reads, packed together
             calls.append(("tasks.task.history.list", {"taskId": int(i)}))
+            slots.append((n, "history"))
             if not chat_mode:            # parameter order matters (DOCS task-comment-item-get-list.md)
                 calls.append(("task.commentitem.getlist", {"TASKID": int(i), "ORDER": {"ID": "asc"}}))
-            calls.append(("task.elapseditem.getlist", _elapsed_params(i, 1)))
-        answers = call_mixed(client, calls)
-        step = 2 if chat_mode else 3
+                slots.append((n, "comments"))
+            if _tracks_time(row):        # no tracked time, no elapsed items to read
+                calls.append(("task.elapseditem.getlist", _elapsed_params(i, 1)))
+                slots.append((n, "elapsed"))
+        answer = dict(zip(slots, call_mixed(client, calls)))
         histories = []
-        for i, a in zip(ids, answers[0::step]):
+        for n, i in enumerate(ids):
+            a = answer[(n, "history")]
             if a.error is not None:
                 log.warning("tasks.task.history.list %s: %s", i, a.error)
             histories.append(rows_of(a.result, "list"))
-        elapsed = self._elapsed(client, ids, answers[step - 1::step])
+        elapsed = self._elapsed(client, ids, [answer.get((n, "elapsed")) for n in range(len(ids))])
         if chat_mode:
             messages = self._chat_messages(client, rows)[0]
         else:
-            messages = self._messages(ctx, client, rows, histories, answers[1::3])
+            messages = self._messages(ctx, client, rows, histories,
+                                      [answer[(n, "comments")] for n in range(len(ids))])
         out = []
         bots = ctx.bot_users
         diff_fields = [f for f, on in (("type", self.mapping.type), ("rating", self.mapping.rating),
@@ -191,6 +197,9 @@ class TaskSource(KeysetSource):
         out: list[list] = []
         todo = []
         for n, (i, a) in enumerate(zip(ids, answers)):
+            if a is None:                # not asked: the task tracks no time
+                out.append([])
+                continue
             if a.error is not None:
                 log.warning("task.elapseditem.getlist %s: %s", i, a.error)
             got = rows_of(a.result) if a.error is None else []
@@ -281,6 +290,13 @@ class TaskSource(KeysetSource):
                     again.append((i, top))
             todo = again
         return [messages_from_chat(m) for m in msgs], sum(1 for c in chat_ids if c)
+
+
+def _tracks_time(row: dict) -> bool:
+    """Whether a task may have elapsed items: ``timeSpentInLogs`` (selected with the list) above
+    zero, or unknown."""
+    spent = as_int(row.get("timeSpentInLogs"))
+    return spent is None or spent > 0
 
 
 def _elapsed_params(task_id: str, page: int) -> dict:
