@@ -84,6 +84,10 @@ def test_full_sync_stores_exactly_the_truth_at_the_floor_cost(double, db):
     # elapsed time) 50 commands a batch: one batched request per 50 tasks per detail method
     floor = math.ceil(n_tasks / 2500) + 3 * math.ceil(n_tasks / 50)
     assert reports[0].requests <= floor + 2
+    # elapsed items are read only for tasks that track time (timeSpentInLogs > 0)
+    tracking = sum(1 for t in double.portal.task_list if int(t.get("timeSpentInLogs") or 0) > 0)
+    assert 0 < tracking < n_tasks
+    assert double.stats.by_method["task.elapseditem.getlist"] == tracking
     # users, departments, portal clock and calendar came along
     assert db["users"].count > 0 and db["departments"].count > 0
     assert get_setting(db, c.portal_id, "portal_calendar")["week_start"]
