@@ -13,6 +13,7 @@ KPI_LABELS = {
     "tickets_per_day": ("Обращений в день", "Tickets per day"),
     "first_response_time": ("Среднее время первого ответа", "First response time"),
     "first_response_time_business": ("Первый ответ (рабочее время)", "First response (business hours)"),
+    "first_response_sla_share": ("Первый ответ в срок (SLA)", "First response within SLA"),
     "unanswered_share": ("Доля пропущенных заявок", "Unanswered share"),
     "resolution_time": ("Среднее время решения", "Resolution time"),
     "resolution_time_business": ("Время решения (рабочее время)", "Resolution time (business hours)"),

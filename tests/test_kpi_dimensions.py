@@ -58,3 +58,29 @@ def test_time_zone_read_from_the_portal_is_used(db):
     assert r["timezone"] == "Asia/Yekaterinburg" and r["period"]["from"] == "2026-10-01T00:00:00+05:00"
     set_setting(db, PORTAL, "portal_timezone", "Not/AZone")
     assert build_report(db, PORTAL, FROM, TO, config=CONFIG)["timezone"] == "Europe/Moscow"
+
+
+def test_first_response_sla_share_in_business_time_as_of_to(db):
+    cfg = dict(CONFIG, sla={"first_response_business_seconds": {"normal": 3600}})
+    # week of Mon 2026-10-05 (Moscow, work 09:00-18:00); target: 1 business hour
+    add_ticket(db, 1, "2026-10-05 10:00", "a", "10", events=[("2026-10-05 10:30", "reply", "10")])  # met
+    add_ticket(db, 2, "2026-10-05 10:00", "b", "10", events=[("2026-10-05 12:00", "reply", "10")])  # breached
+    # Fri 17:30 -> Mon 09:20: 64 h on the clock, 50 business minutes: met
+    add_ticket(db, 3, "2026-10-02 17:30", "c", "10", events=[("2026-10-05 09:20", "reply", "10")])
+    add_ticket(db, 5, "2026-10-07 10:00", "e", "10")                         # never answered: breached
+    add_ticket(db, 4, "2026-10-11 20:00", "d", "10")                         # Sunday, still inside: pending
+    # answered only after `to`; as of `to` it is 10 business minutes old: pending, not breached
+    add_ticket(db, 6, "2026-10-09 17:50", "f", "10", events=[("2026-10-12 09:05", "reply", "10")])
+    add_ticket(db, 7, "2026-10-05 11:00", "g", "10", priority="high",          # no target for high
+               events=[("2026-10-06 11:00", "reply", "10")])
+    r = build_report(db, PORTAL, "2026-10-05", "2026-10-12", config=cfg)
+    k = r["kpis"]["first_response_sla_share"]
+    # C = 1, 2, 4, 5, 6, 7 (3 was created before the week): 1 met; 2, 5 breached; 4, 6 pending;
+    # 7 has no target
+    assert (k["value"], k["n"]) == (1 / 3, 3)
+    r = build_report(db, PORTAL, "2026-09-28", "2026-10-12", config=cfg)    # two weeks: 3 is in C too
+    k = r["kpis"]["first_response_sla_share"]
+    assert (k["value"], k["n"]) == (2 / 4, 4)                                # 1, 3 met; 2, 5 breached
+    assert k["target"] == 0.9 and k["status"] == "grey"                      # n = 4 < min_n 5
+    assert build_report(db, PORTAL, "2026-10-05", "2026-10-12", config=CONFIG)["kpis"][
+        "first_response_sla_share"]["value"] is None                          # no SLA configured: null

@@ -32,6 +32,7 @@ MEMBERSHIP = {
                             lambda f, cal: max(0, f.first_reply - f.t["created_at"])),
     "first_response_time_business": ("duration", lambda f: f.in_c and f.first_reply is not None,
                                      lambda f, cal: max(0, cal.business_seconds(f.t["created_at"], f.first_reply))),
+    "first_response_sla_share": ("share", lambda f: f.in_c and f.frt_sla is not None, lambda f, cal: bool(f.frt_sla)),
     "unanswered_share": ("share", _C, lambda f, cal: f.first_reply is None and f.state == OPEN),
     "resolution_time": ("duration", _R, lambda f, cal: f.resolution_at - f.t["created_at"]),
     "resolution_time_business": ("duration", _R,

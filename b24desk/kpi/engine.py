@@ -38,8 +38,8 @@ TOP_AGENTS = 10
 # Every KPI key of kpi.md section 3, in display order, plus the business-time variants.
 KPI_KEYS = (
     "tickets_total", "tickets_per_day", "first_response_time", "first_response_time_business",
-    "unanswered_share", "resolution_time", "resolution_time_business", "resolved_count",
-    "resolved_share", "backlog", "overdue_count", "overdue_share", "transferred_share",
+    "first_response_sla_share", "unanswered_share", "resolution_time", "resolution_time_business",
+    "resolved_count", "resolved_share", "backlog", "overdue_count", "overdue_share", "transferred_share",
     "transfers_per_ticket", "resolved_by_priority", "fcr_share", "reopen_share",
     "correctly_qualified_share", "repeat_contact_share", "contacts_per_customer",
     "tickets_per_agent_day", "interactions_per_ticket", "handle_time", "rated_share", "csat", "nps",
@@ -59,6 +59,7 @@ class Context:
 
     calendar: WorkCalendar
     sla_resolution: dict = field(default_factory=dict)       # priority -> business seconds
+    sla_first_response: dict = field(default_factory=dict)   # priority -> business seconds
     status_states: dict = field(default_factory=lambda: DEFAULT_STATUS_STATES)
     status_buckets: dict = field(default_factory=lambda: DEFAULT_STATUS_BUCKETS)
     bots: frozenset = frozenset()
@@ -81,7 +82,7 @@ class Facts:
     __slots__ = ("t", "in_c", "in_r", "in_a", "open_at_end", "state", "close_at", "resolution_at",
                  "first_reply", "replies", "interactions", "transfers", "reopens", "requalified",
                  "callback", "resp_created", "resp_end", "type", "priority", "deadline", "overdue",
-                 "work", "wait_customer", "work_b", "wait_customer_b", "handle")
+                 "work", "wait_customer", "work_b", "wait_customer_b", "handle", "frt_sla")
 
 
 def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts | None:
@@ -208,6 +209,14 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     f.type = after["type"] if "type" in after else t["type"]
     pr = after.get("priority") if after.get("priority") in PRIORITIES else t["priority"]
     f.priority = pr or "normal"
+    # First-response SLA (ours, beside kpi.md §3): met / breached as of ``end``; None without a
+    # target, or while still unanswered and inside it (pending: neither met nor breached yet).
+    f.frt_sla = None
+    target = ctx.sla_first_response.get(f.priority)
+    if target is not None:
+        reply_by = first_reply if first_reply is not None else end
+        within = ctx.calendar.business_seconds(created, reply_by) <= int(target)
+        f.frt_sla = within if first_reply is not None else (None if within else False)
     deadline = parse_time(after["deadline"]) if "deadline" in after else t["deadline"]
     if deadline is None:
         secs = ctx.sla_resolution.get(f.priority)
@@ -291,6 +300,8 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
     out["first_response_time"] = _dur(max(0, f.first_reply - f.t["created_at"]) for f in answered)
     out["first_response_time_business"] = _dur(
         max(0, cal.business_seconds(f.t["created_at"], f.first_reply)) for f in answered)
+    sla = [f for f in C if f.frt_sla is not None]
+    out["first_response_sla_share"] = _share(sum(1 for f in sla if f.frt_sla), len(sla))
     out["unanswered_share"] = _share(sum(1 for f in C if f.first_reply is None and f.state == OPEN), nC)
 
     out["resolution_time"] = _dur(f.resolution_at - f.t["created_at"] for f in R)

@@ -21,6 +21,7 @@ LABELS = {
     "tickets_per_day": ("Обращений в день", "Tickets per day"),
     "first_response_time": ("Среднее время первого ответа", "First response time"),
     "first_response_time_business": ("Время первого ответа (рабочее)", "First response (business)"),
+    "first_response_sla_share": ("Первый ответ в срок (SLA)", "First response within SLA"),
     "unanswered_share": ("Доля пропущенных заявок", "Unanswered"),
     "resolution_time": ("Среднее время решения", "Resolution time"),
     "resolution_time_business": ("Время решения (рабочее)", "Resolution (business)"),

@@ -83,8 +83,10 @@ class ReportEnv:
                 known = self.names["type"].get(str(cat))
                 self.names["type"][str(cat)] = name if known in (None, name) else f"{known} / {name}"
         sla = (self.config.get("sla") or {}).get("resolution_business_seconds") or {}
+        sla_frt = (self.config.get("sla") or {}).get("first_response_business_seconds") or {}
         self.repeat_window = int(self.config.get("repeat_window_days", 30)) * 86400
-        self.ctx = Context(calendar=self.calendar, sla_resolution=dict(sla), status_states=states,
+        self.ctx = Context(calendar=self.calendar, sla_resolution=dict(sla),
+                           sla_first_response=dict(sla_frt), status_states=states,
                            status_buckets=buckets, bots=frozenset(bots), support_members=members,
                            user_department=first_dep, repeat_window=self.repeat_window)
 

@@ -34,6 +34,7 @@ DEFAULT_TARGETS = {
     "repeat_contact_share": {"target": 0.10, "direction": "lower"},
     "nps": {"target": 50, "direction": "higher"},
     "overdue_share": {"target": 0.05, "direction": "lower"},
+    "first_response_sla_share": {"target": 0.90, "direction": "higher"},     # ours
 }
 FIELDS = {"target", "direction", "tolerance", "min_n", "strict"}
 
