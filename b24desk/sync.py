@@ -318,8 +318,8 @@ def _client(webhook: str | None, member_id: str | None, db_path: str, rps: float
 @click.option("--portal", "member_id", help="member_id of an installed portal (uses the app's stored tokens).")
 @click.option("--db", "db_path", envvar="B24DESK_DB", help="SQLite store (default instance/b24desk.db).")
 @click.option("--source", "selectors", multiple=True, metavar="SEL",
-              help="tasks | tasks:group=ID | deals | deals:category=ID | crm:TYPE | crm:TYPE:category=ID "
-                   "(repeatable; default: the config's sources).")
+              help="tasks | tasks:group=ID | deals | deals:category=ID | crm:TYPE | crm:TYPE:category=ID | "
+                   "openlines | openlines:line=ID (repeatable; default: the config's sources).")
 @click.option("--full", is_flag=True, help="Re-read everything instead of what changed since the last sync.")
 @click.option("--rps", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Requests per second to allow ourselves (the portal's limit: 2, or 5 on Enterprise).")
