@@ -37,12 +37,29 @@ class Desk:
         return form
 
 
-def build_desk(tmp_dir, *, tickets: int = 120, seed: int = 5) -> Desk:
-    import portal_double.viewer_methods  # noqa: F401  (user.admin, in case server.py lacks the hook)
+def installed_and_synced(d, db_path: str, selectors: list[str]) -> None:
+    """Store the double's app installation (admin tokens) in ``db_path`` and sync ``selectors`` through it."""
     from b24desk.client import B24Client
     from b24desk.installations import save_installation
     from b24desk.store import open_db
     from b24desk.sync import run_sync
+
+    db = open_db(db_path)
+    tok = d.issue_tokens(1)
+    save_installation(db, member_id=d.member_id, domain=d.domain, client_endpoint=d.client_endpoint,
+                      server_endpoint=d.server_endpoint, access_token=tok["access_token"],
+                      refresh_token=tok["refresh_token"], expires=tok["expires"],
+                      application_token=d.application_token, scope=tok["scope"], status="L", user_id="1",
+                      lang="en", timezone="Europe/Moscow")
+    client = B24Client.from_installation(db_path, d.member_id, d.client_id, d.client_secret,
+                                         oauth_url=d.oauth_token_url, rps=1e6, backoff_base=0.01,
+                                         share_limiter=False)
+    run_sync(client, db, selectors, config={"sources": selectors}, full=True)
+    client.close()
+    db.conn.close()
+
+
+def build_desk(tmp_dir, *, tickets: int = 120, seed: int = 5) -> Desk:
     from portal_double import PortalDouble
 
     d = PortalDouble(seed=seed, tickets=tickets, months=3, drain_per_s=1e6).start()
@@ -58,19 +75,7 @@ def build_desk(tmp_dir, *, tickets: int = 120, seed: int = 5) -> Desk:
     p.add_task_comment(task["id"], agent, "Looking into it <b>now</b>")
 
     db_path = str(tmp_dir / "pages.db")
-    db = open_db(db_path)
-    tok = d.issue_tokens(1)
-    save_installation(db, member_id=d.member_id, domain=d.domain, client_endpoint=d.client_endpoint,
-                      server_endpoint=d.server_endpoint, access_token=tok["access_token"],
-                      refresh_token=tok["refresh_token"], expires=tok["expires"],
-                      application_token=d.application_token, scope=tok["scope"], status="L", user_id="1",
-                      lang="en", timezone="Europe/Moscow")
-    client = B24Client.from_installation(db_path, d.member_id, d.client_id, d.client_secret,
-                                         oauth_url=d.oauth_token_url, rps=1e6, backoff_base=0.01,
-                                         share_limiter=False)
-    run_sync(client, db, ["tasks"], config={"sources": ["tasks"]}, full=True)
-    client.close()
-    db.conn.close()
+    installed_and_synced(d, db_path, ["tasks"])
 
     tz = ZoneInfo("Europe/Moscow")
     today = datetime.fromtimestamp(p.now, tz).date()

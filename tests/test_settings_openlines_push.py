@@ -2,7 +2,6 @@
 dashboard's by-channel and by-line tables. End to end against the portal double over HTTP."""
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -12,33 +11,18 @@ import pytest
 from app import create_app
 from b24desk.store import get_setting, open_db
 from b24desk.viewer import csrf_token, load_token
+from test_pages_support import installed_and_synced
 
 SECRET = "settings-secret"
 
 
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory):
-    import portal_double.viewer_methods  # noqa: F401
-    from b24desk.client import B24Client
-    from b24desk.installations import save_installation
-    from b24desk.sync import run_sync
     from portal_double import PortalDouble
 
     d = PortalDouble(seed=4, tickets=40, months=2, openlines=250, drain_per_s=1e6).start()
     db_path = str(tmp_path_factory.mktemp("olset") / "s.db")
-    db = open_db(db_path)
-    tok = d.issue_tokens(1)
-    save_installation(db, member_id=d.member_id, domain=d.domain, client_endpoint=d.client_endpoint,
-                      server_endpoint=d.server_endpoint, access_token=tok["access_token"],
-                      refresh_token=tok["refresh_token"], expires=tok["expires"],
-                      application_token=d.application_token, scope=tok["scope"], status="L", user_id="1",
-                      lang="en", timezone="Europe/Moscow")
-    client = B24Client.from_installation(db_path, d.member_id, d.client_id, d.client_secret,
-                                         oauth_url=d.oauth_token_url, rps=1e6, backoff_base=0.01,
-                                         share_limiter=False)
-    run_sync(client, db, ["tasks", "openlines"], config={"sources": ["tasks", "openlines"]}, full=True)
-    client.close()
-    db.conn.close()
+    installed_and_synced(d, db_path, ["tasks", "openlines"])
     today = datetime.fromtimestamp(d.portal.now, ZoneInfo("Europe/Moscow")).date()
     d.period = ((today - timedelta(days=40)).isoformat(), (today + timedelta(days=1)).isoformat())
     d.db_path = db_path
