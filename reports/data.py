@@ -12,7 +12,7 @@ from flask import current_app, g
 
 from b24desk.kpi import build_report
 from b24desk.kpi.drilldown import Replay
-from b24desk.kpi.formats import render
+from b24desk.kpi.formats import render, to_xlsx
 from b24desk.kpi.load import load_people
 from b24desk.kpi.report import ReportPass, paused_gc
 from b24desk.overrides import effective_config
@@ -86,9 +86,16 @@ def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt
     """The report in ``flask kpi``'s ``--format`` (json, csv, xlsx): always exact, like the command."""
     cfg = portal_config(db, portal)
     key = ("rendered", fmt, portal, q.date_from, q.date_to, engine_filters(filters), group_by, cfg)
-    return _get(key, lambda own: render(build_report(
-        own, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg), fmt),
-        exact=True)
+
+    def compute(own):
+        if fmt != "xlsx":
+            return render(build_report(own, portal, q.date_from, q.date_to, filters=engine_filters(filters),
+                                       group_by=group_by, config=cfg), fmt)
+        with paused_gc():           # xlsx adds the weekly trend rows, from the same engine pass
+            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
+            series = Replay.of_pass(rp).series(weeks(rp.period.start, rp.period.end, rp.env.tz_name))
+            return to_xlsx(rp.report(group_by), series)
+    return _get(key, compute, exact=True)
 
 
 def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: bool = False) -> dict:

@@ -268,7 +268,11 @@ def test_exports_carry_the_view(client, desk):
     import openpyxl
     x = client.get(f"/reports/export.xlsx?{period(desk)}&priority=high&t={tok}")
     wb = openpyxl.load_workbook(io.BytesIO(x.data))
-    assert "Summary" in wb.sheetnames
+    assert wb.sheetnames == ["Summary", "Groups", "Weeks"]
+    # the Weeks sheet holds the trend charts' numbers: created per week sums to the period's total
+    weeks = list(wb["Weeks"].iter_rows(min_row=2, values_only=True))
+    assert weeks and weeks[0][0].startswith(rep["period"]["from"][:10])
+    assert sum(w[2] for w in weeks) == rep["kpis"]["tickets_total"]["value"]
     mine = next(a for a, dep in desk.agents.items() if dep == 2)
     ag = token_of(client, desk, mine)
     r = client.get(f"/reports/export.csv?{period(desk)}&t={ag}")

@@ -11,7 +11,9 @@ import io
 import json
 import re
 
+from ..model import format_time
 from .engine import DURATION_KPIS, KPI_KEYS
+from .periods import zone
 
 FORMATS = ("json", "csv", "xlsx", "table")
 
@@ -127,7 +129,13 @@ def to_csv(report: dict) -> str:
     return buf.getvalue()
 
 
-def to_xlsx(report: dict) -> bytes:
+WEEK_COLUMNS = ("week_from", "week_to", "created", "resolved", "frt_avg", "frt_median", "frt_p90",
+                "resolution_avg", "resolution_median", "resolution_p90")
+
+
+def to_xlsx(report: dict, weeks: list[dict] | None = None) -> bytes:
+    """Summary and Groups sheets; with ``weeks`` (``Replay.series`` rows), also a Weeks sheet with
+    the trend charts' numbers, so the export has the granularity of the dashboard."""
     import xlsxwriter
 
     buf = io.BytesIO()
@@ -171,6 +179,21 @@ def to_xlsx(report: dict) -> bytes:
     sheet("Summary", list(_rows(report["kpis"])), head)
     group_rows = [row for row in flat_rows(report) if row["group"] or row["group_label"]]
     sheet("Groups", group_rows, [["group_by", report.get("group_by") or "(none)"]])
+    if weeks is not None:
+        tz = zone(report["timezone"])
+        ws = wb.add_worksheet("Weeks")
+        ws.write_row(0, 0, WEEK_COLUMNS, bold)
+        for r, w in enumerate(weeks, 1):
+            frt, res = w.get("first_response_time") or {}, w.get("resolution_time") or {}
+            row = [format_time(w["start"], tz), format_time(w["end"], tz), w["created"], w["resolved"],
+                   frt.get("avg"), frt.get("median"), frt.get("p90"),
+                   res.get("avg"), res.get("median"), res.get("p90")]
+            for c, v in enumerate(row):
+                if isinstance(v, (int, float)):
+                    ws.write_number(r, c, v)
+                elif v is not None:
+                    ws.write_string(r, c, v)
+        ws.set_column(0, 1, 26)
     wb.close()
     return buf.getvalue()
 
