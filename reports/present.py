@@ -17,8 +17,8 @@ SHARES_EXTRA = ("csat", "ces")          # shares whose key does not end in _shar
 SCORES = ("nps", "task_efficiency")     # plain numbers on a fixed scale
 # The cards, in the order a support manager reads them; anything else the engine adds follows.
 CARD_ORDER = (
-    "tickets_total", "first_response_time", "resolution_time", "resolved_count", "backlog",
-    "overdue_share", "fcr_share", "csat", "nps", "unanswered_share", "resolved_share",
+    "tickets_total", "first_response_time", "first_response_sla_share", "resolution_time", "resolved_count",
+    "backlog", "overdue_share", "fcr_share", "csat", "nps", "unanswered_share", "resolved_share",
     "tickets_per_day", "overdue_count", "transferred_share", "transfers_per_ticket", "reopen_share",
     "one_touch_share", "repeat_contact_share", "contacts_per_customer", "tickets_per_agent_day",
     "correctly_qualified_share", "interactions_per_ticket", "handle_time", "rated_share", "ces",
