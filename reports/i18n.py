@@ -6,45 +6,12 @@ A test checks that both languages carry exactly the same keys. KPI labels (ru) a
 """
 from __future__ import annotations
 
+from b24desk import labels as _labels
+
 LANGS = ("ru", "en")
 
-KPI_LABELS = {
-    "tickets_total": ("Общее количество заявок", "Tickets created"),
-    "tickets_per_day": ("Обращений в день", "Tickets per day"),
-    "first_response_time": ("Среднее время первого ответа", "First response time"),
-    "first_response_time_business": ("Первый ответ (рабочее время)", "First response (business hours)"),
-    "first_response_sla_share": ("Первый ответ в срок (SLA)", "First response within SLA"),
-    "unanswered_share": ("Доля пропущенных заявок", "Unanswered share"),
-    "resolution_time": ("Среднее время решения", "Resolution time"),
-    "resolution_time_business": ("Время решения (рабочее время)", "Resolution time (business hours)"),
-    "resolved_count": ("Решено заявок", "Tickets resolved"),
-    "resolved_share": ("Доля решённых заявок", "Resolved share"),
-    "backlog": ("Открытых на конец периода", "Open at period end"),
-    "overdue_count": ("Количество просроченных заявок", "Overdue tickets"),
-    "overdue_share": ("Доля просроченных", "Overdue share"),
-    "transferred_share": ("Доля переведённых обращений", "Transferred share"),
-    "transfers_per_ticket": ("Переводов на заявку", "Transfers per ticket"),
-    "resolved_by_priority": ("Решено по приоритетам", "Resolved by priority"),
-    "fcr_share": ("Доля закрытых с первого обращения (FCR)", "First contact resolution (FCR)"),
-    "reopen_share": ("Доля переоткрытых", "Reopened share"),
-    "correctly_qualified_share": ("Доля верно квалифицированных", "Correctly qualified share"),
-    "repeat_contact_share": ("Доля повторных обращений", "Repeat contact share"),
-    "contacts_per_customer": ("Обращений на клиента", "Contacts per customer"),
-    "tickets_per_agent_day": ("Нагрузка на сотрудника", "Tickets per agent per day"),
-    "interactions_per_ticket": ("Взаимодействий на заявку", "Interactions per ticket"),
-    "handle_time": ("Среднее время обработки", "Average handle time"),
-    "rated_share": ("Доля заявок с выставленной оценкой", "Rated share"),
-    "csat": ("Удовлетворённость (CSAT)", "Satisfaction (CSAT)"),
-    "nps": ("Индекс лояльности (NPS)", "Net Promoter Score (NPS)"),
-    "ces": ("Индекс усилий клиента (CES)", "Customer Effort Score (CES)"),
-    "callback_share": ("Доля заявок с обратным звонком", "Callback share"),
-    "one_touch_share": ("Решено одним ответом", "One-touch resolution"),
-    "task_efficiency": ("Эффективность (задачи)", "Task efficiency"),
-    "requester_wait_time": ("Ожидание клиента", "Requester wait time"),
-    "agent_wait_time": ("Ожидание ответа клиента", "Agent wait time"),
-    "top_agents": ("Лучшие специалисты", "Top specialists"),
-    "ccei": ("Индекс эффективности (CCEI)", "Customer Care Effectiveness Index (CCEI)"),
-}
+# KPI names come from the core's one table (b24desk/labels.py), shared with exports and pushes.
+KPI_LABELS = {k: v.name for k, v in _labels.KPIS.items()}
 
 MESSAGES = {
     "app_title": ("Сервис-деск: показатели", "Service desk KPIs"),
@@ -230,9 +197,8 @@ def t(key: str, lang: str | None) -> str:
     return pair[lang_index(lang)] if pair else key
 
 
-def kpi_label(key: str, lang: str | None) -> str:
-    pair = KPI_LABELS.get(key)
-    return pair[lang_index(lang)] if pair else key.replace("_", " ")
+def kpi_label(key: str, lang: str | None, short: bool = False) -> str:
+    return _labels.kpi_label(key, lang, short)
 
 
 def catalogue(lang: str | None) -> dict:

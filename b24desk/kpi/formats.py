@@ -11,52 +11,15 @@ import io
 import json
 import re
 
+from ..labels import KPIS
 from ..model import format_time
 from .engine import DURATION_KPIS, KPI_KEYS
 from .periods import zone
 
 FORMATS = ("json", "csv", "xlsx", "table")
 
-# UI labels (kpi.md section 3; the product speaks Russian and English).
-LABELS = {
-    "tickets_total": ("Общее количество заявок", "Tickets"),
-    "tickets_per_day": ("Обращений в день", "Tickets per day"),
-    "first_response_time": ("Среднее время первого ответа", "First response time"),
-    "first_response_time_business": ("Время первого ответа (рабочее)", "First response (business)"),
-    "first_response_sla_share": ("Первый ответ в срок (SLA)", "First response within SLA"),
-    "unanswered_share": ("Доля пропущенных заявок", "Unanswered"),
-    "resolution_time": ("Среднее время решения", "Resolution time"),
-    "resolution_time_business": ("Время решения (рабочее)", "Resolution (business)"),
-    "resolved_count": ("Решено заявок", "Resolved"),
-    "resolved_share": ("Доля решённых заявок", "Resolved share"),
-    "backlog": ("Открытых на конец периода", "Backlog"),
-    "overdue_count": ("Количество просроченных заявок", "Overdue"),
-    "overdue_share": ("Доля просроченных", "Overdue share"),
-    "transferred_share": ("Доля переведённых обращений", "Transferred"),
-    "transfers_per_ticket": ("Переводов на заявку", "Transfers per ticket"),
-    "resolved_by_priority": ("Решено по приоритетам", "Resolved by priority"),
-    "fcr_share": ("Доля закрытых с первого обращения (FCR)", "First contact resolution"),
-    "reopen_share": ("Доля переоткрытых", "Reopened"),
-    "correctly_qualified_share": ("Доля верно квалифицированных", "Correctly qualified"),
-    "repeat_contact_share": ("Доля повторных обращений", "Repeat contacts"),
-    "contacts_per_customer": ("Обращений на клиента", "Contacts per customer"),
-    "tickets_per_agent_day": ("Нагрузка на сотрудника", "Tickets per agent per day"),
-    "interactions_per_ticket": ("Взаимодействий на заявку", "Interactions per ticket"),
-    "handle_time": ("Среднее время обработки", "Handle time (AHT)"),
-    "rated_share": ("Доля заявок с выставленной оценкой", "Rated"),
-    "csat": ("Удовлетворённость (CSAT)", "CSAT"),
-    "nps": ("Индекс лояльности (NPS)", "NPS"),
-    "ces": ("Индекс усилий клиента (CES)", "CES"),
-    "callback_share": ("Доля заявок с обратным звонком", "Callbacks"),
-    "one_touch_share": ("Решено одним ответом", "One-touch"),
-    "task_efficiency": ("Эффективность (задачи)", "Task efficiency"),
-    "requester_wait_time": ("Ожидание клиента", "Requester wait"),
-    "requester_wait_time_business": ("Ожидание клиента (рабочее)", "Requester wait (business)"),
-    "agent_wait_time": ("Ожидание ответа клиента", "Agent wait"),
-    "agent_wait_time_business": ("Ожидание ответа клиента (рабочее)", "Agent wait (business)"),
-    "top_agents": ("Лучшие специалисты", "Top agents"),
-    "ccei": ("Индекс эффективности (CCEI)", "CCEI"),
-}
+# UI labels (kpi.md section 3): the core's one table, shared with the pages and pushes.
+LABELS = {k: v.name for k, v in KPIS.items()}
 SHARES = frozenset(k for k in KPI_KEYS if k.endswith("_share")) | {"csat", "ces"}
 GROUP_COLUMNS = ("tickets_total", "resolved_count", "backlog", "first_response_time", "resolution_time",
                  "fcr_share", "csat", "overdue_share")
