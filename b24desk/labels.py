@@ -236,3 +236,51 @@ def kpi_unit(key: str) -> str:
 
 def empty_group(dim: str, lang: str | None) -> str:
     return pick(EMPTY_GROUP.get(dim, ("Не указано", "Not set")), lang)
+
+
+# Ticket sources by their meaning in the portal (a smart process is named by its own title, read
+# from the portal at sync time; see reports/names.py).
+SOURCE_NAMES = {"task": ("Задачи", "Tasks"), "crm:2": ("Сделки", "Deals"), "crm:1": ("Лиды", "Leads"),
+                "openlines": ("Открытые линии", "Open lines")}
+
+# Open-line channels: Bitrix24's connector ids and the names the portal shows for them.
+CHANNEL_NAMES = {
+    "livechat": ("Онлайн-чат", "Live chat"), "telegrambot": ("Telegram", "Telegram"),
+    "whatsappbyedna": ("WhatsApp", "WhatsApp"), "whatsappbytwilio": ("WhatsApp", "WhatsApp"),
+    "vkgroup": ("ВКонтакте", "VK"), "vkgrouporder": ("ВКонтакте (заказы)", "VK orders"),
+    "avito": ("Авито", "Avito"), "ok": ("Одноклассники", "Odnoklassniki"), "viber": ("Viber", "Viber"),
+    "facebook": ("Facebook", "Facebook"), "facebookcomments": ("Комментарии Facebook", "Facebook comments"),
+    "fbinstagramdirect": ("Instagram Direct", "Instagram Direct"), "imessage": ("Apple Messages", "Apple Messages"),
+    "network": ("Битрикс24.Network", "Bitrix24.Network"), "wechat": ("WeChat", "WeChat"),
+    "yandex": ("Яндекс", "Yandex"), "olx": ("OLX", "OLX"), "notifications": ("Уведомления", "Notifications"),
+    "botframework": ("Microsoft Bot Framework", "Microsoft Bot Framework"), "telegram": ("Telegram", "Telegram"),
+    "email": ("Эл. почта", "Email"), "openlines": ("Открытая линия", "Open line"),
+}
+
+# Ticket timeline events in words (reports/ticket_card.py).
+EVENT_NAMES = {
+    "created": ("создана", "created"), "assigned": ("назначена", "assigned"), "status": ("статус", "status"),
+    "reply": ("ответ клиенту", "reply to customer"), "customer_message": ("сообщение клиента", "customer message"),
+    "comment": ("внутренний комментарий", "internal comment"), "reopened": ("переоткрыта", "reopened"),
+    "resolved": ("решена", "resolved"), "rejected": ("отклонена", "rejected"),
+    "field_changed": ("изменено поле", "field changed"), "call_out": ("исходящий звонок", "outgoing call"),
+    "rated": ("оценена", "rated"), "escalated": ("эскалация", "escalated"), "worked": ("учтено время", "time tracked"),
+}
+
+# Task statuses (tasks.task.* REAL_STATUS / status), by number.
+TASK_STATUS_NAMES = {
+    "1": ("Новая", "New"), "2": ("Ждёт выполнения", "Pending"), "3": ("Выполняется", "In progress"),
+    "4": ("Ждёт контроля", "Awaiting review"), "5": ("Завершена", "Completed"), "6": ("Отложена", "Deferred"),
+    "7": ("Отклонена", "Declined"),
+}
+
+FIELD_NAMES = {"responsible": ("ответственный", "responsible"), "priority": ("приоритет", "priority"),
+               "type": ("тип", "type"), "deadline": ("срок", "deadline"), "status": ("статус", "status"),
+               "title": ("название", "title"), "stage": ("стадия", "stage"), "category": ("воронка", "pipeline")}
+
+
+def channel_name(key, lang: str | None) -> str:
+    if key in (None, ""):
+        return empty_group("channel", lang)
+    pair = CHANNEL_NAMES.get(str(key).lower())
+    return pick(pair, lang) if pair else str(key).replace("_", " ").capitalize()

@@ -13,7 +13,7 @@ from flask import current_app, g, jsonify, render_template, request
 
 from b24desk.viewer import TOKEN_MAX_AGE, Viewer, ViewerError, dump_token, load_token
 
-from .i18n import t
+from .i18n import MESSAGES, t
 
 JSON_PREFIXES = ("/api/", "/reports/export")
 
@@ -58,14 +58,27 @@ def wants_json() -> bool:
 
 
 def error_response(err: ViewerError):
+    """JSON for the API and exports (``error``, ``message``, and ``field`` where one is named);
+    for pages, the message in the viewer's language with a way back to the dashboard."""
     if wants_json():
-        return jsonify({"error": err.code, "message": err.message}), err.status
+        body = {"error": err.code, "message": err.message}
+        if getattr(err, "field", None):
+            body["field"] = err.field
+        return jsonify(body), err.status
+    from flask import url_for
     lang = (g.get("viewer").lang if g.get("viewer") else None) or request.args.get("LANG") or "en"
     hint = {"no_token": "err_no_token", "expired": "err_expired"}.get(err.code)
+    if not hint and f"err_{err.code}" in MESSAGES:
+        hint = f"err_{err.code}"
     if err.status == 403 and not hint:
         hint = "err_forbidden"
-    return render_template("reports/error.html", lang=lang, status=err.status, message=err.message,
-                           hint=t(hint, lang) if hint else "", t=lambda k: t(k, lang)), err.status
+    # the technical message is English: shown to English readers, or when nothing better exists
+    message = err.message if (not hint or not str(lang).startswith("ru")) else ""
+    back = None
+    if g.get("viewer") is not None and g.get("viewer_token"):
+        back = url_for("reports.dashboard", t=g.viewer_token)
+    return render_template("reports/error.html", lang=lang, status=err.status, message=message,
+                           hint=t(hint, lang) if hint else "", back=back, t=lambda k: t(k, lang)), err.status
 
 
 def init_app(app) -> None:

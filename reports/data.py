@@ -76,25 +76,28 @@ def report(db, portal: str, q: Query, filters: dict, group_by: str | None = None
     """``build_report`` for the query (the same call ``flask kpi`` makes), memoized: shared
     between requests, so callers treat it as read-only."""
     cfg = portal_config(db, portal)
-    key = ("report", portal, q.date_from, q.date_to, engine_filters(filters), group_by, cfg)
+    key = ("report", portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_by, cfg)
     return _get(key, lambda own: build_report(
-        own, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg),
+        own, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg,
+        compare=q.compare),
         exact=exact)
 
 
-def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str):
-    """The report in ``flask kpi``'s ``--format`` (json, csv, xlsx): always exact, like the command."""
+def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str, lang: str | None = None):
+    """The report in ``flask kpi``'s ``--format`` (json, csv, xlsx): always exact, like the command.
+    ``lang`` lays CSV and XLSX out for a reader of that language (headers, separators, sheet names)."""
     cfg = portal_config(db, portal)
-    key = ("rendered", fmt, portal, q.date_from, q.date_to, engine_filters(filters), group_by, cfg)
+    key = ("rendered", fmt, lang, portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_by, cfg)
 
     def compute(own):
         if fmt != "xlsx":
             return render(build_report(own, portal, q.date_from, q.date_to, filters=engine_filters(filters),
-                                       group_by=group_by, config=cfg), fmt)
+                                       group_by=group_by, config=cfg, compare=q.compare), fmt, lang=lang)
         with paused_gc():           # xlsx adds the weekly trend rows, from the same engine pass
-            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
+            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg,
+                            compare=q.compare)
             series = Replay.of_pass(rp).series(weeks(rp.period.start, rp.period.end, rp.env.tz_name))
-            return to_xlsx(rp.report(group_by), series)
+            return to_xlsx(rp.report(group_by), series, lang=lang)
     return _get(key, compute, exact=True)
 
 
@@ -107,7 +110,8 @@ def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: b
 
     def compute(own):
         with paused_gc():
-            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
+            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg,
+                            compare=q.compare)
             reports = {gb: rp.report(gb) for gb in group_bys}
             replay = Replay.of_pass(rp)
             bounds = weeks(rp.period.start, rp.period.end, rp.env.tz_name)
@@ -115,7 +119,7 @@ def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: b
                       "frt": sorted(replay.durations("first_response_time")),
                       "resolution": sorted(replay.durations("resolution_time"))}
         return {"reports": reports, "charts": charts}
-    key = ("page", portal, q.date_from, q.date_to, engine_filters(filters), group_bys, cfg)
+    key = ("page", portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_bys, cfg)
     return _get(key, compute, exact=exact)
 
 
@@ -136,7 +140,7 @@ def people(db, portal: str) -> tuple[dict, dict]:
 
 
 def distinct(db, portal: str, column: str) -> list[str]:
-    assert column in ("source", "type", "channel")
+    assert column in ("source", "type", "channel", "line")
 
     def compute(own):
         rows = own.execute(f"select distinct {column} from tickets where portal = ? and {column} is not null"
@@ -155,3 +159,55 @@ def tickets_by_key(db, portal: str, keys: list[tuple[str, str]]) -> dict:
         " on t.portal = ? and t.source = j.value ->> 0 and t.source_id = j.value ->> 1",
         [json.dumps([list(k) for k in keys]), portal]).fetchall()
     return {(r[0], r[1]): {"title": r[2], "url": r[3], "responsible_id": r[4]} for r in rows}
+
+
+NOW_ITEMS = ("open", "unassigned", "no_reply", "at_risk", "oldest")
+RISK_WINDOW = 2 * 3600          # "at risk": the effective deadline falls within the next 2 hours
+
+
+def now_state(db, portal: str, filters: dict, now: int) -> dict:
+    """The "now" panel: tickets open at ``now`` (the engine's replay as of now, so the effective
+    deadline is the one the overdue KPI uses), split into the panel's items. Memoized per minute
+    (stale-while-revalidate, like the page): ``{"items": {item: [ticket rows]}, "now": ts}``."""
+    cfg = portal_config(db, portal)
+    minute = now - now % 60
+
+    def compute(own):
+        with paused_gc():
+            end = minute + 60
+            rp = Replay(own, portal, end - 86400, end, filters=engine_filters(filters), config=cfg)
+            open_ = [f for f in rp.facts if f.open_at_end]
+        rows = {}
+        for f in open_:
+            rows[(f.t["source"], f.t["source_id"])] = {
+                "source": f.t["source"], "source_id": f.t["source_id"], "responsible": f.resp_end,
+                "priority": f.priority, "created_at": f.t["created_at"], "state": f.state,
+                "deadline": f.deadline, "first_reply": f.first_reply, "hit": None, "value": None}
+        items = {k: [] for k in NOW_ITEMS}
+        for r in rows.values():
+            age = max(0, minute - (r["created_at"] or minute))
+            items["open"].append(dict(r, value=age))
+            if not r["responsible"]:
+                items["unassigned"].append(dict(r, value=age))
+            if r["first_reply"] is None:
+                items["no_reply"].append(dict(r, value=age))
+            if r["deadline"] is not None and minute <= r["deadline"] < minute + RISK_WINDOW:
+                items["at_risk"].append(dict(r, value=r["deadline"] - minute))
+        items["oldest"] = sorted(items["open"], key=lambda r: -(r["value"] or 0))[:1]
+        for k in ("open", "unassigned", "no_reply"):
+            items[k].sort(key=lambda r: -(r["value"] or 0))
+        items["at_risk"].sort(key=lambda r: r["value"])
+        return {"items": items, "now": minute}
+    return _get(("now", portal, minute, engine_filters(filters), cfg), compute)
+
+
+def closed_at(db, portal: str, keys: list[tuple[str, str]]) -> dict:
+    """``closed_at`` of tickets (the drilldown's "how long it took" for counted tickets)."""
+    import json
+    if not keys:
+        return {}
+    rows = db.execute(
+        "select t.source, t.source_id, t.closed_at from json_each(?) j join tickets t"
+        " on t.portal = ? and t.source = j.value ->> 0 and t.source_id = j.value ->> 1",
+        [json.dumps([list(k) for k in keys]), portal]).fetchall()
+    return {(r[0], r[1]): r[2] for r in rows}

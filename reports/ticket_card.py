@@ -16,9 +16,11 @@ from b24desk.model import OPEN
 from b24desk.store import events_for, get_ticket
 
 from .i18n import t
+from .names import Names
 from .present import fmt_duration
 
 SOURCE_LABELS = {"task": ("Задача", "Task"), "crm:2": ("Сделка", "Deal"), "openlines": ("Открытая линия", "Open line")}
+PRIORITY_FIELDS = ("priority",)
 
 
 def source_label(source: str, lang: str) -> str:
@@ -79,6 +81,7 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
         elif close_at is not None:
             ok = close_at <= deadline
             sla.update(status="green" if ok else "red", text=t("sla_met" if ok else "sla_missed", lang))
+    names = Names(db, portal, lang)
     timeline = []
     for e in events:
         kind = e["kind"]
@@ -86,13 +89,15 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
         if kind == "assigned":
             detail = f"{name(e['from_value']) or '—'} → {name(e['to_value']) or '—'}"
         elif kind in ("status", "field_changed"):
-            detail = f"{e['field'] or ''} {e['from_value'] or '—'} → {e['to_value'] or '—'}".strip()
-        timeline.append({"when": when(e["at"]), "kind": kind, "label": t(f"ev_{kind}", lang),
+            detail = _change_in_words(e, kind, names, name, when, lang)
+        label = t(f"ev_{kind}", lang)
+        timeline.append({"when": when(e["at"]), "kind": kind, "label": label if label != f"ev_{kind}" else t("ev_field_changed", lang),
                          "actor": name(e["actor_id"]), "detail": detail})
     rating = row.get("rating")
     return {
         "title": row.get("title") or f"#{row['source_id']}", "source_id": row["source_id"],
-        "source_label": source_label(row["source"], lang),
+        "source_label": source_label(row["source"], lang) if not row["source"].startswith("crm:") or row["source"] == "crm:2"
+        else names.source(row["source"]),
         "link": (origin + row["url"]) if origin and row.get("url") and str(row["url"]).startswith("/") else None,
         "state": t(f"state_{state}", lang), "priority": t(f"prio_{row.get('priority') or 'normal'}", lang),
         "responsible": name(row.get("responsible_id")) or "—", "created": when(created),
@@ -100,3 +105,31 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
         "rating": "—" if rating is None else f"{rating}/5", "timeline": timeline,
         "actors": sorted({str(e["to_value"]) for e in events if e["kind"] == "assigned" and e["to_value"]}),
     }
+
+
+def _change_in_words(e: dict, kind: str, names: Names, person, when, lang: str) -> str:
+    """"Ждёт выполнения → Выполняется", "приоритет: Обычный → Высокий": a status or field change
+    as the portal names it, never ``STATUS 2 → 3``."""
+    field = (e.get("field") or "").lower()
+    a, b = e.get("from_value"), e.get("to_value")
+    if kind == "status" or field in ("status", "stage", "stage_id", "stageid", "real_status"):
+        return f"{names.stage(a)} → {names.stage(b)}"
+    if field in ("responsible", "responsible_id", "assigned_by_id"):
+        return f"{t('field_responsible', lang)}: {person(a) or '—'} → {person(b) or '—'}"
+    if field == "priority":
+        def prio(x):
+            named = t(f"prio_{x}", lang)
+            return named if x and named != f"prio_{x}" else "—"
+        return f"{t('field_priority', lang)}: {prio(a)} → {prio(b)}"
+    if field in ("type", "category", "category_id", "categoryid", "group_id"):
+        return f"{t('field_type', lang)}: {names.type(a) if a else '—'} → {names.type(b) if b else '—'}"
+    if field == "deadline":
+        def day(x):
+            try:
+                return when(int(x))
+            except (TypeError, ValueError):
+                return "—"
+        return f"{t('field_deadline', lang)}: {day(a)} → {day(b)}"
+    key = f"field_{field}"
+    label = t(key, lang)
+    return f"{label if label != key else t('field_other', lang)}: {a or '—'} → {b or '—'}"

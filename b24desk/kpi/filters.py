@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..model import PRIORITIES
 
-DIMENSIONS = ("source", "department", "agent", "priority", "type")
+DIMENSIONS = ("source", "department", "agent", "priority", "type", "channel", "line")
 GROUP_BY = ("agent", "department", "priority", "type", "source", "channel", "line")
 
 
@@ -38,6 +38,8 @@ class Filters:
     agent: tuple | None = None
     priority: tuple | None = None
     type: tuple | None = None
+    channel: tuple | None = None     # open lines: the connector (livechat, telegrambot, ...)
+    line: tuple | None = None        # open lines: the line id
 
     def __post_init__(self):
         for dim in DIMENSIONS:
@@ -145,6 +147,10 @@ def matcher(filters: Filters, tree: Tree):
         checks.append(lambda f, s=sets: f.priority in s)
     for sets in filters.type or ():
         checks.append(lambda f, s=sets: f.type in s)
+    for sets in filters.channel or ():
+        checks.append(lambda f, s=sets: f.t["channel"] in s)
+    for sets in filters.line or ():
+        checks.append(lambda f, s=sets: f.t["line"] in s)
     if not checks:
         return None
     return lambda f: all(c(f) for c in checks)

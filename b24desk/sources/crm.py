@@ -98,10 +98,30 @@ class CrmSource(KeysetSource):
                               [{"filter": {"ENTITY_ID": entity_id(c)}, "order": {"SORT": "ASC"}} for c in ids],
                               what="funnel {i}")
         self._stages = {}
+        stage_names: dict[str, str] = {}
         for rows in statuses:
             self._stages.update(stage_semantics(rows))
+            stage_names.update({str(r["STATUS_ID"]): str(r.get("NAME") or r["STATUS_ID"])
+                                for r in rows or [] if r.get("STATUS_ID") is not None})
         self._categories = cats
-        ctx.set_setting(key, {"stages": self._stages, "categories": cats})
+        stored = {"stages": self._stages, "categories": cats, "stage_names": stage_names}
+        title = self._type_title(client)
+        if title:
+            stored["title"] = title
+        ctx.set_setting(key, stored)
+
+    def _type_title(self, client) -> str | None:
+        """A smart process's own title (crm.type.list), so pages name the source as the portal does."""
+        if self.entity < 128:
+            return None
+        try:
+            res = client.call("crm.type.list", {"filter": {"entityTypeId": self.entity}})
+            for t in rows_of(res, "types"):
+                if str(t.get("entityTypeId")) == str(self.entity) and t.get("title"):
+                    return str(t["title"])
+        except Exception as exc:                      # no right to read types: the page says "smart process"
+            log.warning("crm.type.list %s: %s", self.entity, exc)
+        return None
 
     def _stages_known(self, items) -> bool:
         return all(i.get("stageSemanticId") in ("P", "S", "F") or str(i.get("stageId")) in (self._stages or {})
