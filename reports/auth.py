@@ -72,8 +72,8 @@ def error_response(err: ViewerError):
         hint = f"err_{err.code}"
     if err.status == 403 and not hint:
         hint = "err_forbidden"
-    # the technical message is English: shown to English readers, or when nothing better exists
-    message = err.message if (not hint or not str(lang).startswith("ru")) else ""
+    # the technical message (English, may name parameters) only when there is no message in words
+    message = "" if hint else err.message
     back = None
     if g.get("viewer") is not None and g.get("viewer_token"):
         back = url_for("reports.dashboard", t=g.viewer_token)
