@@ -113,7 +113,7 @@ def _ticket_list(v, db, tz, rows, *, kpi, kind, value_kind):
     full = []
     for r in rows:
         meta = info.get((r["source"], r["source_id"])) or {}
-        full.append(dict(r, title=meta.get("title") or f"#{r['source_id']}", url=meta.get("url"),
+        full.append(dict(r, title=names.title(r["source"], meta.get("title"), r["source_id"]), url=meta.get("url"),
                          responsible_label=(users.get(str(r["responsible"])) or {}).get("label")
                          or (labels.empty_group("agent", lang) if not r["responsible"] else "")))
     full.sort(key=_sort_key(sort), reverse=desc)

@@ -6,9 +6,14 @@ is b24desk/labels.py. A page never shows a key: an unknown one reads as "other" 
 """
 from __future__ import annotations
 
+import re
+
 from b24desk import labels
 from b24desk.kpi.report import crm_settings
 from b24desk.store import get_setting
+
+
+_DIALOG = re.compile(r"^Dialog #(\d+)(?: \(([^)]*)\))?$")
 
 
 class Names:
@@ -82,3 +87,12 @@ class Names:
         if dim == "priority":
             return self.pick(labels.PRIORITY_NAMES.get(str(key), (str(key), str(key))))
         return label if label not in (None, "") else str(key)
+
+    def title(self, source, title, source_id=None) -> str:
+        """A ticket's title; an open-line dialog (stored as ``Dialog #N (connector)``) in words:
+        ``Диалог №N · Telegram``."""
+        m = _DIALOG.match(title or "") if source == "openlines" else None
+        if m:
+            head = self.pick(("Диалог №", "Dialog #")) + m.group(1)
+            return head + (" · " + self.channel(m.group(2)) if m.group(2) and m.group(2) != "openlines" else "")
+        return title or f"#{source_id}"

@@ -95,7 +95,7 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
                          "actor": name(e["actor_id"]), "detail": detail})
     rating = row.get("rating")
     return {
-        "title": row.get("title") or f"#{row['source_id']}", "source_id": row["source_id"],
+        "title": names.title(row["source"], row.get("title"), row["source_id"]), "source_id": row["source_id"],
         "source_label": source_label(row["source"], lang) if not row["source"].startswith("crm:") or row["source"] == "crm:2"
         else names.source(row["source"]),
         "link": (origin + row["url"]) if origin and row.get("url") and str(row["url"]).startswith("/") else None,

@@ -206,7 +206,12 @@ def test_drilldown_lists_the_tickets_and_the_xss_title_stays_text(env):
     assert "open" in d.find_element(By.ID, "drill").get_attribute("class")
     rows = d.find_elements(By.CSS_SELECTOR, "#drill-rows tr")
     total = d.find_element(By.CSS_SELECTOR, '.card[data-kpi="tickets_total"] .value').text.replace("\u202f", "").replace("\xa0", "").replace(",", "")
-    assert len(rows) == min(int(total), 500)
+    assert len(rows) == min(int(total), 50)                            # paged, 50 a page
+    assert d.find_element(By.ID, "drill-note").text.endswith(f"/ {total}")
+    # newest first: the XSS task is recent
+    loaded = d.find_element(By.ID, "drill").get_attribute("data-loaded")
+    d.find_element(By.CSS_SELECTOR, '#drill-table th[data-sort="created"]').click()
+    WebDriverWait(d, WAIT).until(lambda x: x.find_element(By.ID, "drill").get_attribute("data-loaded") != loaded)
     xss_row = d.find_element(By.CSS_SELECTOR, f'#drill-rows tr[data-ticket="task:{desk.xss_task}"]')
     link = xss_row.find_element(By.TAG_NAME, "a")
     assert link.text == XSS                                            # shown as text ...

@@ -84,7 +84,7 @@ def people_names(desk) -> set:
     """Names of people and tickets are the portal's data, whatever their script."""
     db = open_db(desk.db_path)
     try:
-        names = {r[0] for r in db.execute("select title from tickets").fetchall() if r[0]}
+        names = {r[0] for r in db.execute("select title from tickets where source != 'openlines'").fetchall() if r[0]}
         for r in db.execute("select name, last_name from users").fetchall():
             names |= {x for x in r if x}
         names |= {r[0] for r in db.execute("select name from departments").fetchall() if r[0]}
