@@ -135,6 +135,15 @@ def in_view(d, element) -> bool:
     return 0 <= frame_top + top < height
 
 
+def scroll_to(d, element, offset=300):
+    """Scroll the portal page (the frame is as tall as the app) so ``element`` sits ``offset`` px down."""
+    top = d.execute_script("return arguments[0].getBoundingClientRect().top;", element)
+    d.switch_to.default_content()
+    d.execute_script("window.scrollTo(0, document.getElementById('app').getBoundingClientRect().top + window.scrollY"
+                     " + arguments[0] - arguments[1]);", top, offset)
+    d.switch_to.frame("app")
+
+
 def texts_ok(env, d, lang):
     text = d.execute_script("return document.body.innerText;")
     bad = offenders(text, lang, env["allow"])
@@ -184,17 +193,7 @@ def test_dashboard_at_frame_widths(env, role, lang, width):
         target = d.find_element(By.CSS_SELECTOR, '.card.drill[data-kpi="resolved_count"]')
     else:
         target = d.find_element(By.CSS_SELECTOR, "#table-agent td.drill")
-    d.execute_script("arguments[0].scrollIntoView({block: 'center'});", target)
-    d.switch_to.default_content()
-    d.execute_script("var f = document.getElementById('app'); window.scrollTo(0, window.scrollY + f.getBoundingClientRect().top"
-                     " + arguments[0] - 300);", d.execute_script("return 0;"))
-    d.switch_to.frame("app")
-    # scroll the portal page to the target, as a user would
-    rect_top = d.execute_script("return arguments[0].getBoundingClientRect().top;", target)
-    d.switch_to.default_content()
-    d.execute_script("window.scrollTo(0, document.getElementById('app').getBoundingClientRect().top + window.scrollY"
-                     " + arguments[0] - 300);", rect_top)
-    d.switch_to.frame("app")
+    scroll_to(d, target)
     target.click()
     WebDriverWait(d, WAIT).until(lambda x: x.find_elements(By.CSS_SELECTOR, "#drill-rows tr"))
     dialog = d.find_element(By.CSS_SELECTOR, "#drill .dialog")
@@ -235,6 +234,10 @@ def test_tables_sort_and_scroll_inside_their_panel(env):
     assert overflow(d) <= 0                                                                      # ... the page does not
     assert d.execute_script("return getComputedStyle(arguments[0]).position",
                             table.find_element(By.CSS_SELECTOR, "td.first")) == "sticky"
+    scroll_to(d, d.find_element(By.ID, "chart-trend-volume"), 80)
+    shot(d, "pages-charts-1000.png")
+    scroll_to(d, d.find_element(By.ID, "table-agent"), 80)
+    shot(d, "pages-tables-1000.png")
     head = table.find_element(By.CSS_SELECTOR, 'th[data-col="1"]')
     head.click()
     vals = [float(x.get_attribute("data-sort") or "nan") for x in
