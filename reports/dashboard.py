@@ -19,8 +19,10 @@ from b24desk.model import PRIORITIES
 from b24desk.sources.openlines import SOURCE as OPENLINES
 from b24desk.viewer import FILTER_KEYS, Viewer, can_drill, members as dept_members, scope_query
 
-from . import data, portal_settings, present
-from .i18n import catalogue, t
+from b24desk.text import present
+
+from . import data, portal_settings
+from b24desk.text.i18n import catalogue, t
 from .query import Query, parse
 
 TABLE_KPIS = ("tickets_total", "resolved_count", "backlog", "first_response_time", "resolution_time",

@@ -7,12 +7,12 @@ from collections import Counter
 from datetime import datetime
 
 from app import create_app
-from b24desk import digest as dg
-from b24desk import sentlog
+from b24desk.push import data as dg
+from b24desk.push import sentlog
 from b24desk.kpi.periods import zone
-from b24desk.server import Runtime
+from b24desk.runtime import Runtime
 from b24desk.store import open_db, set_setting
-from reports.push import after_sync
+from b24desk.push.digests import after_sync
 from test_push_helpers import CONFIG, FAST, setup  # noqa: F401  (setup is a fixture)
 
 TZ = zone("Europe/Moscow")

@@ -1,8 +1,8 @@
-"""The Flask app factory. ``flask`` finds ``create_app`` here when run from the repository root.
+"""The Flask app factory (``flask --app app`` finds it through the top-level ``app.py``).
 
 Web code is a thin layer: blueprints in ``webhooks/`` (install, events) and ``reports/`` (pages,
-API, pushes) call into the ``b24desk`` core, which knows nothing of Flask. Nothing here starts a
-scheduler or a network client: that happens only in the server entry point (``b24desk.server``).
+API) call into the ``b24desk`` core, which knows nothing of Flask. Nothing here starts a
+scheduler or a network client: that happens only in the server entry point (``web/server.py``).
 """
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask, g
+from flask import Flask
 
 from b24desk import config as b24config
-from b24desk.store import open_db
+
+from . import db as web_db
 
 
 def _secret_key(instance_path: str) -> str:
@@ -46,25 +47,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(app.instance_path)
 
-    @app.teardown_appcontext
-    def _close_db(exc=None):
-        db = g.pop("db", None)
-        if db is not None:
-            db.conn.close()
+    web_db.init_app(app)
 
-    import webhooks
     import reports
-    from b24desk import cli
+    import webhooks
+
+    from . import cli
 
     webhooks.init_app(app)
     reports.init_app(app)
     cli.init_app(app)
     return app
 
-
-def get_db():
-    """The store for this request/CLI context (one connection per context, flaskr's pattern)."""
-    from flask import current_app
-    if "db" not in g:
-        g.db = open_db(current_app.config["DB"])
-    return g.db

@@ -16,18 +16,17 @@ from __future__ import annotations
 import copy
 import time
 
-from b24desk import alerts as A
-from b24desk import digest as dg
-from b24desk import sentlog
-from b24desk.installations import get_installation
-from b24desk.kpi.drilldown import Replay, kind_of
-from b24desk.kpi.filters import Filters, matcher
-from b24desk.kpi.periods import Period
-from b24desk.kpi.report import build_report
-
-from . import push_render as R
-from .push import WEBHOOK_CLIENT_ID, Context, _Held, link, make_context, portal_recipients
-from .push_deliver import Outcome
+from ..installations import get_installation
+from ..kpi.drilldown import Replay, kind_of
+from ..kpi.filters import Filters, matcher
+from ..kpi.periods import Period
+from ..kpi.report import build_report
+from . import data as dg
+from . import sentlog
+from . import render as R
+from . import states as A
+from .context import WEBHOOK_CLIENT_ID, Context, Held, link, make_context, portal_recipients
+from .delivery import Outcome
 
 REPORT = "alert"
 TICKETS_SHOWN = 5
@@ -137,7 +136,7 @@ def run_alerts(db, portal: str, *, reader, writer, config: dict | None = None, n
     days = int(settings.get("window_days") or 7)
     period = window(int(now if now is not None else time.time()), days, ctx.env.tz)
     observed = observe(ctx, period)
-    with _Held(db, portal):
+    with Held(db, portal):
         states = load_states(db, portal)
         # the portal's first evaluation is a silent baseline (b24desk/alerts.py)
         new_states, actions = A.evaluate(states, {s: v[0] for s, v in observed.items()}, baseline=not states)

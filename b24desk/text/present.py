@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from b24desk.kpi.engine import KPI_KEYS as KPI_KEYS_ALL  # noqa: F401  (the drilldown accepts these)
+from ..kpi.engine import KPI_KEYS as KPI_KEYS_ALL  # noqa: F401  (the drilldown accepts these)
 
 from .i18n import kpi_label, t
 
