@@ -286,7 +286,7 @@ def after_sync(db_path: str, portal: str, *, config: dict | None = None, now: in
         db.conn.close()
 
 
-# --- describing outcomes (``flask push``, the demo) -----------------------------------------------------------------------------------------
+# --- describing outcomes (``flask push``, the demo) ------------------------------------------------------
 
 def describe(o: Outcome) -> str:
     what = {"im.notify.system.add": lambda p: f"user {p.get('USER_ID')}",

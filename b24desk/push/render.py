@@ -76,7 +76,8 @@ def scope_name(digest: dict, lang: str) -> str:
 def title(digest: dict, lang: str) -> str:
     kind = tr(digest["kind"], lang)
     kind = kind.lower() if lang == "ru" else kind
-    return f"{tr('service_desk', lang)}: {kind} · {scope_name(digest, lang)} · {digest['period']} ({_span(digest, lang)})"
+    return (f"{tr('service_desk', lang)}: {kind} · {scope_name(digest, lang)} · {digest['period']} "
+            f"({_span(digest, lang)})")
 
 
 def with_params(url: str, **params) -> str:
