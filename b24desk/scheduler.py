@@ -1,8 +1,9 @@
 """Periodic work of the server process: reconcile syncs, the offline queue, bindings, pruning.
 
 APScheduler 3.x ``BackgroundScheduler`` with the in-memory job store (jobs are defined in code,
-nothing is pickled), started only by ``b24desk.server`` (never by ``create_app``: ``flask sync``,
-tests and the reloader must not spawn schedulers). Two locks keep the work single:
+nothing is pickled), started only by the runtime of a server process (``b24desk/runtime.py``, from
+``web/server.py`` or ``flask demo``; never by ``create_app``: ``flask sync``, tests and the reloader
+must not spawn schedulers). Two locks keep the work single:
 
 * :func:`scheduler_lock`: an ``fcntl`` file lock beside the database; only the process holding it
   runs the scheduler, so several server processes on one store do not all schedule;

@@ -1,4 +1,4 @@
-"""The alert state machine (b24desk/alerts.py): one red alert, no repeats, one back-to-green note."""
+"""The alert state machine (b24desk/push/states.py): one red alert, no repeats, one back-to-green note."""
 from __future__ import annotations
 
 from hypothesis import given, strategies as st

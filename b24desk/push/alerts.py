@@ -1,6 +1,6 @@
 """KPI alerts: when a KPI of the portal, a department or an agent turns red, its head gets one
 notification naming the KPI, its value, its target and the tickets behind it; nothing more while it
-stays red; one "back to green" note when it recovers (the rules: ``b24desk/alerts.py``).
+stays red; one "back to green" note when it recovers (the rules: ``states.py``).
 
 Each run (after every reconcile sync) computes the scorecard over a rolling window (the last
 ``alerts.window_days`` days up to the current hour, in the portal's time zone) for the portal,
@@ -138,7 +138,7 @@ def run_alerts(db, portal: str, *, reader, writer, config: dict | None = None, n
     observed = observe(ctx, period)
     with Held(db, portal):
         states = load_states(db, portal)
-        # the portal's first evaluation is a silent baseline (b24desk/alerts.py)
+        # the portal's first evaluation is a silent baseline (states.py)
         new_states, actions = A.evaluate(states, {s: v[0] for s, v in observed.items()}, baseline=not states)
         planned = []
         for act in actions:
