@@ -16,11 +16,14 @@ from b24desk.kpi.drilldown import kind_of
 from b24desk.kpi.periods import zone
 from b24desk.viewer import ViewerError, can_drill, scope_query
 
-from . import data, present
+from b24desk.text import present
+
+from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
 from .dashboard import timezone_of
-from .i18n import t
+from b24desk.text.i18n import t
+
 from .names import Names
 from .query import last_day, parse, period_bounds
 from .security import portal_origins

@@ -24,8 +24,10 @@ from b24desk.model import PRIORITIES
 from b24desk.sources.openlines import SOURCE as OPENLINES
 from b24desk.viewer import FILTER_KEYS, Viewer, can_drill, members as dept_members, scope_query
 
-from . import data, portal_settings, present
-from .i18n import catalogue, t
+from b24desk.text import present
+from b24desk.text.i18n import catalogue, t
+
+from . import data, portal_settings
 from .names import Names
 from .query import Query, last_day, parse
 

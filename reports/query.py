@@ -3,7 +3,7 @@
 Same parameters as ``flask kpi``: ``from``, ``to`` (``YYYY-MM-DD`` = local midnight, or ISO with
 offset), ``group_by`` and the filters ``source``, ``department``, ``agent``, ``priority``,
 ``type``. Bad values are a 400 with a message naming the parameter (``code`` names the message
-the pages show in the viewer's language, reports/i18n.py ``err_<code>``).
+the pages show in the viewer's language, b24desk/text/i18n.py ``err_<code>``).
 
 Also ``preset`` (b24desk/kpi/presets.py; it wins over ``from``/``to``) and ``compare``
 (``previous`` or ``last_year``). The API keeps kpi.md's half-open ``[from, to)``; the dashboard

@@ -6,7 +6,7 @@ import re
 from b24desk import labels
 from b24desk.kpi import formats
 from b24desk.kpi.engine import KPI_KEYS
-from reports import i18n
+from b24desk.text import i18n
 
 SNAKE = re.compile(r"\b[a-z]+_[a-z_]+\b")
 

@@ -9,9 +9,9 @@ import math
 
 from babel.numbers import format_decimal
 
-from b24desk.kpi.engine import KPI_KEYS as KPI_KEYS_ALL  # noqa: F401  (the drilldown accepts these)
+from ..kpi.engine import KPI_KEYS as KPI_KEYS_ALL  # noqa: F401  (the drilldown accepts these)
 
-from b24desk import labels
+from .. import labels
 
 from .i18n import kpi_label, t
 
