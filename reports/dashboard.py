@@ -84,7 +84,8 @@ def _group_table(report: dict, dim: str, lang: str, title: str, drill: bool, *, 
         cells = [{"text": label, "sort": label.lower(),
                   "drill": drill_attr(dict(base, kpi="tickets_total", title=label) if (drill and base) else None)}]
         for k in TABLE_KPIS:
-            d = dict(base, kpi=k, title=f"{label}: {present.kpi_label(k, lang, short=True)}") if (drill and base) else None
+            d = (dict(base, kpi=k, title=f"{label}: {present.kpi_label(k, lang, short=True)}")
+                 if (drill and base) else None)
             cells.append(_cell(k, g["kpis"].get(k), lang, d))
         rows.append({"key": "" if g["key"] is None else str(g["key"]), "cells": cells})
     return {"id": table_id or dim, "title": title, "columns": cols, "rows": rows}
@@ -99,12 +100,15 @@ def _top_table(report: dict, lang: str, drill: bool) -> dict:
              "drill": drill_attr(dict(base, kpi="resolved_count", title=r.get("name"))) if drill else None},
             {"text": present.fmt_value("resolved_count", r.get("resolved"), lang), "sort": r.get("resolved") or 0,
              "drill": drill_attr(dict(base, kpi="resolved_count", title=r.get("name"))) if drill else None},
-            {"text": present.fmt_duration(r.get("frt_median"), lang), "drill": None, "sort": _num_or_blank(r.get("frt_median"))},
-            {"text": present.fmt_value("csat", r.get("csat"), lang), "drill": None, "sort": _num_or_blank(r.get("csat"))},
-            {"text": present.fmt_value("fcr_share", r.get("fcr"), lang), "drill": None, "sort": _num_or_blank(r.get("fcr"))},
+            {"text": present.fmt_duration(r.get("frt_median"), lang), "drill": None,
+             "sort": _num_or_blank(r.get("frt_median"))},
+            {"text": present.fmt_value("csat", r.get("csat"), lang), "drill": None,
+             "sort": _num_or_blank(r.get("csat"))},
+            {"text": present.fmt_value("fcr_share", r.get("fcr"), lang), "drill": None,
+             "sort": _num_or_blank(r.get("fcr"))},
         ]})
-    cols = [t("agent", lang), t("kpi.resolved_count", lang), f"{t('first_response', lang)}, {t('median', lang).lower()}",
-            "CSAT", "FCR"]
+    cols = [t("agent", lang), t("kpi.resolved_count", lang),
+            f"{t('first_response', lang)}, {t('median', lang).lower()}", "CSAT", "FCR"]
     return {"id": "top", "title": t("kpi.top_agents", lang), "columns": cols, "rows": rows}
 
 

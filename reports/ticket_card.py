@@ -92,13 +92,15 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
         elif kind in ("status", "field_changed"):
             detail = _change_in_words(e, kind, names, name, when, lang)
         label = t(f"ev_{kind}", lang)
-        timeline.append({"when": when(e["at"]), "kind": kind, "label": label if label != f"ev_{kind}" else t("ev_field_changed", lang),
+        if label == f"ev_{kind}":
+            label = t("ev_field_changed", lang)
+        timeline.append({"when": when(e["at"]), "kind": kind, "label": label,
                          "actor": name(e["actor_id"]), "detail": detail})
     rating = row.get("rating")
     return {
         "title": names.title(row["source"], row.get("title"), row["source_id"]), "source_id": row["source_id"],
-        "source_label": source_label(row["source"], lang) if not row["source"].startswith("crm:") or row["source"] == "crm:2"
-        else names.source(row["source"]),
+        "source_label": (names.source(row["source"]) if row["source"].startswith("crm:") and row["source"] != "crm:2"
+                         else source_label(row["source"], lang)),
         "link": (origin + row["url"]) if origin and row.get("url") and str(row["url"]).startswith("/") else None,
         "state": t(f"state_{state}", lang), "priority": t(f"prio_{row.get('priority') or 'normal'}", lang),
         "responsible": name(row.get("responsible_id")) or "—", "created": when(created),

@@ -302,7 +302,8 @@ def _human_xlsx(report: dict, weeks: list[dict] | None, lang: str) -> bytes:
         tz = zone(report["timezone"])
         ws = wb.add_worksheet(labels.pick(SHEETS["Weeks"], lang))
         heads = [("Неделя с", "Week from"), ("по", "to"), ("Создано", "Created"), ("Решено", "Resolved"),
-                 ("Первый ответ, среднее", "First response, average"), ("Первый ответ, медиана", "First response, median"),
+                 ("Первый ответ, среднее", "First response, average"),
+                 ("Первый ответ, медиана", "First response, median"),
                  ("Первый ответ, p90", "First response, p90"), ("Решение, среднее", "Resolution, average"),
                  ("Решение, медиана", "Resolution, median"), ("Решение, p90", "Resolution, p90")]
         ws.write_row(0, 0, [labels.pick(h, lang) for h in heads], bold)

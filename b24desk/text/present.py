@@ -234,7 +234,9 @@ def histogram(values: list, median=None, p90=None, *, bins: int = 12, lang: str 
         return min(float(bins), x / width)
     names = [f"{fmt_duration(edges[i], lang)}–{fmt_duration(edges[i + 1], lang)}" if edges[i + 1] is not None
              else f"≥ {fmt_duration(edges[i], lang)}" for i in range(bins)]
-    return {"labels": names, "target": target, "target_pos": pos(target) if isinstance(target, (int, float)) else None, "counts": counts, "bins": [[edges[i], edges[i + 1]] for i in range(bins)],
+    return {"labels": names, "target": target,
+            "target_pos": pos(target) if isinstance(target, (int, float)) else None, "counts": counts,
+            "bins": [[edges[i], edges[i + 1]] for i in range(bins)],
             "median": median, "p90": p90, "median_pos": pos(median), "p90_pos": pos(p90)}
 
 
