@@ -223,6 +223,9 @@ class ReportPass:
         report = {
             "schema": SCHEMA, "portal": self.portal, "timezone": env.tz_name,
             "period": period.as_json(), "previous": prev.as_json(),
+            # both periods are half-open: "from" is included, "to" is not (the dashboard's fields
+            # show the last day included, "to" minus one day)
+            "period_bounds": "[from, to)",
             "filters": self.filters.as_json(), "kpis": kpis, "ccei": ccei,
         }
         if self.compare != "previous":
