@@ -132,3 +132,37 @@ def test_drilldown_list_exports_with_values_and_pages(client, desk):
     counts = client.get(f"/api/drilldown?from={desk.date_from}&to={desk.date_to}&kpi=tickets_total&t={tok}").get_json()
     assert all(t["value_text"] for t in counts["tickets"])             # counts show the value behind each row
     assert client.get(f"/api/drilldown?{q}&sort=bogus&t={tok}").status_code == 400
+
+
+def test_periods_presets_and_comparison_in_the_api_and_the_page(client, desk):
+    tok = token(client, desk, "ru")
+    auth = {"Authorization": f"Bearer {tok}"}
+    j = client.get(f"/api/kpi?from={desk.date_from}&to={desk.date_to}&compare=last_year", headers=auth).get_json()
+    assert j["period_bounds"] == "[from, to)" and j["compare"] == "last_year"
+    y, rest = desk.date_from[:4], desk.date_from[4:]
+    assert j["previous"]["from"].startswith(f"{int(y) - 1}{rest}")
+    db = open_db(desk.db_path)
+    try:
+        want = build_report(db, desk.member_id, desk.date_from, desk.date_to, compare="last_year")
+    finally:
+        db.conn.close()
+    assert j["kpis"]["tickets_total"] == want["kpis"]["tickets_total"]
+    # a preset is the same days as its dates
+    p = client.get("/api/kpi?preset=last_month", headers=auth).get_json()
+    from datetime import date
+    first = date.fromisoformat(p["period"]["from"][:10])
+    assert first.day == 1 and p["period"]["to"][:10] == (date(first.year + first.month // 12, first.month % 12 + 1, 1)
+                                                         .isoformat())
+    # one day on the page: to = from is that day, i.e. [day, day + 1) for the API
+    day = desk.date_from
+    page = client.get(f"/reports/dashboard?from={day}&to={day}&t={tok}")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    one = client.get(f"/api/kpi?from={day}&to={date.fromordinal(date.fromisoformat(day).toordinal() + 1)}",
+                     headers=auth).get_json()
+    assert 'data-kpi="tickets_total"' in text
+    import re
+    shown = re.search(r'data-kpi="tickets_total".*?<div class="value">([^<]*)', text, re.S).group(1).strip()
+    assert int("".join(shown.split())) == one["kpis"]["tickets_total"]["value"]
+    assert client.get("/api/kpi?compare=next_year", headers=auth).status_code == 400
+    assert client.get("/api/kpi?preset=someday", headers=auth).get_json()["error"] == "bad_preset"
