@@ -55,6 +55,7 @@ class _Entry:
     value: object
     version: tuple
     known: float            # when the value was last known to match the store (monotonic clock)
+    computed: float = 0.0   # when its computation started (for ``ttl``)
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,10 @@ class Memo:
     def get_or_compute(self, db_path: str, key, compute, *, exact: bool = False):
         return self.lookup(db_path, key, compute, exact=exact).value
 
-    def lookup(self, db_path: str, key, compute, *, exact: bool = False) -> Served:
-        """The value of ``key`` for the store at ``db_path`` (see the module's policy)."""
+    def lookup(self, db_path: str, key, compute, *, exact: bool = False, ttl: float | None = None) -> Served:
+        """The value of ``key`` for the store at ``db_path`` (see the module's policy). With
+        ``ttl``, a value computed more than ``ttl`` seconds ago is also stale though the store did
+        not change (figures that depend on the clock, like the dashboard's "now" panel)."""
         k = (str(db_path), json.dumps(key, sort_keys=True, default=str))
         version = store_version(db_path)
         now = self.clock()
@@ -87,7 +90,8 @@ class Memo:
             e = self._data.get(k)
             if e is not None:
                 self._data.move_to_end(k)
-                if e.version == version:
+                expired = ttl is not None and now - e.computed > ttl
+                if e.version == version and not expired:
                     e.known = max(e.known, now)
                     self.hits += 1
                     return Served(e.value)
@@ -122,8 +126,8 @@ class Memo:
             with self._lock:
                 self.misses += 1
                 old = self._data.get(k)
-                if old is None or old.known <= started:     # never replace a newer result
-                    self._data[k] = _Entry(value, version, started)
+                if old is None or old.known <= started or old.computed < started:   # never a newer result
+                    self._data[k] = _Entry(value, version, started, started)
                     self._data.move_to_end(k)
                 while len(self._data) > self.max_entries:
                     self._data.popitem(last=False)

@@ -7,7 +7,6 @@ tree, an admin's from the whole portal. Nothing outside that slice is ever compu
 from __future__ import annotations
 
 import json
-import time
 from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -268,7 +267,7 @@ def period_text(period: dict, lang: str) -> str:
 
 
 def _now_panel(db, viewer: Viewer, scoped, lang: str, drill: bool) -> dict:
-    state = data.now_state(db, viewer.portal, scoped.filters, int(time.time()))
+    state = data.now_state(db, viewer.portal, scoped.filters)
     items = []
     for key in ("open", "unassigned", "no_reply", "at_risk"):
         n = len(state["items"][key])
@@ -279,7 +278,12 @@ def _now_panel(db, viewer: Viewer, scoped, lang: str, drill: bool) -> dict:
     items.append({"key": "oldest", "label": t("now_oldest", lang),
                   "value": present.fmt_duration(oldest[0]["value"], lang) if oldest else "—", "alert": False,
                   "drill": drill_attr({"now": "oldest", "title": t("now_oldest", lang)}) if drill and oldest else None})
-    return {"items": items}
+    as_of = datetime.fromtimestamp(state["now"], zone(viewer_tz(db, viewer))).strftime("%H:%M")
+    return {"items": items, "as_of": as_of}
+
+
+def viewer_tz(db, viewer: Viewer) -> str:
+    return timezone_of(db, viewer.portal, data.portal_config(db, viewer.portal))
 
 
 def _card_groups(cards: list, lang: str) -> list[dict]:

@@ -8,6 +8,8 @@ reports and charts of one query come from one engine pass (:func:`page`).
 """
 from __future__ import annotations
 
+import time
+
 from flask import current_app, g
 
 from b24desk.kpi import build_report
@@ -40,10 +42,10 @@ def _own_db(path: str, fn):
     return run
 
 
-def _get(key, fn, *, exact: bool = False):
+def _get(key, fn, *, exact: bool = False, ttl: float | None = None):
     """The memo's answer; a stale one is noted on ``g`` (the page says so, a header tells tests)."""
     path = _db_path()
-    served = MEMO.lookup(path, key, _own_db(path, fn), exact=exact)
+    served = MEMO.lookup(path, key, _own_db(path, fn), exact=exact, ttl=ttl)
     if served.stale:
         g.analytics_stale = max(getattr(g, "analytics_stale", 0.0), served.age)
     return served.value
@@ -165,40 +167,71 @@ NOW_ITEMS = ("open", "unassigned", "no_reply", "at_risk", "oldest")
 RISK_WINDOW = 2 * 3600          # "at risk": the effective deadline falls within the next 2 hours
 
 
-def now_state(db, portal: str, filters: dict, now: int) -> dict:
-    """The "now" panel: tickets open at ``now`` (the engine's replay as of now, so the effective
-    deadline is the one the overdue KPI uses), split into the panel's items. Memoized per minute
-    (stale-while-revalidate, like the page): ``{"items": {item: [ticket rows]}, "now": ts}``."""
+def now_state(db, portal: str, filters: dict, now: int | None = None) -> dict:
+    """The "now" panel: tickets open at this moment, replayed by the engine as of now (so the
+    effective deadline, own or the SLA target's, and the first reply are what the KPIs use),
+    split into the panel's items. Only the open tickets and their events are read (no period
+    load, no customer history). Memoized stale-while-revalidate like the page, and recomputed in
+    the background once a minute old: ``{"items": {item: [ticket rows]}, "now": ts}``. A value
+    served stale is not marked stale on the page (the panel says "as of" its own time)."""
     cfg = portal_config(db, portal)
-    minute = now - now % 60
 
     def compute(own):
+        t = int(time.time()) if now is None else now
         with paused_gc():
-            end = minute + 60
-            rp = Replay(own, portal, end - 86400, end, filters=engine_filters(filters), config=cfg)
-            open_ = [f for f in rp.facts if f.open_at_end]
-        rows = {}
-        for f in open_:
-            rows[(f.t["source"], f.t["source_id"])] = {
-                "source": f.t["source"], "source_id": f.t["source_id"], "responsible": f.resp_end,
-                "priority": f.priority, "created_at": f.t["created_at"], "state": f.state,
-                "deadline": f.deadline, "first_reply": f.first_reply, "hit": None, "value": None}
-        items = {k: [] for k in NOW_ITEMS}
-        for r in rows.values():
-            age = max(0, minute - (r["created_at"] or minute))
-            items["open"].append(dict(r, value=age))
-            if not r["responsible"]:
-                items["unassigned"].append(dict(r, value=age))
-            if r["first_reply"] is None:
-                items["no_reply"].append(dict(r, value=age))
-            if r["deadline"] is not None and minute <= r["deadline"] < minute + RISK_WINDOW:
-                items["at_risk"].append(dict(r, value=r["deadline"] - minute))
-        items["oldest"] = sorted(items["open"], key=lambda r: -(r["value"] or 0))[:1]
-        for k in ("open", "unassigned", "no_reply"):
-            items[k].sort(key=lambda r: -(r["value"] or 0))
-        items["at_risk"].sort(key=lambda r: r["value"])
-        return {"items": items, "now": minute}
-    return _get(("now", portal, minute, engine_filters(filters), cfg), compute)
+            return _now_items(own, portal, engine_filters(filters), cfg, t - t % 60)
+    path = _db_path()
+    return MEMO.lookup(path, ("now", portal, engine_filters(filters), cfg), _own_db(path, compute), ttl=60).value
+
+
+def _now_items(own, portal: str, filters: dict, cfg: dict, minute: int) -> dict:
+    import json
+
+    from b24desk.kpi.engine import ticket_facts
+    from b24desk.kpi.filters import Filters, matcher
+    from b24desk.kpi.load import TICKET_COLUMNS, source_clause
+    from b24desk.kpi.report import ReportEnv
+
+    env = ReportEnv(own, portal, cfg)
+    f = Filters.of(filters)
+    keep = matcher(f, env.tree)
+    src_sql, src_params = source_clause(f.sources())
+    end = minute + 60
+    rows = own.execute(f"select {', '.join(TICKET_COLUMNS)} from tickets where portal = ? and closed_at is null"
+                       f" and created_at < ? and coalesce(deleted, 0) = 0{src_sql}",
+                       [portal, end] + src_params).fetchall()
+    tickets = [dict(zip(TICKET_COLUMNS, r)) for r in rows]
+    events: dict = {}
+    by_source: dict = {}
+    for t in tickets:
+        by_source.setdefault(t["source"], []).append(t["source_id"])
+    for source, ids in by_source.items():
+        for key, *ev in own.execute(
+                "select j.key, e.at, e.kind, e.actor_id, e.field, e.from_value, e.to_value from json_each(?) j"
+                " join events e on e.portal = ? and e.source = ? and e.source_id = j.value"
+                " where e.kind not in ('created', 'rated') and e.at is not null order by j.key, e.at, e.key",
+                [json.dumps(ids), portal, source]):
+            events.setdefault((source, ids[key]), []).append(tuple(ev))
+    items = {k: [] for k in NOW_ITEMS}
+    for t in tickets:
+        fact = ticket_facts(t, events.get((t["source"], t["source_id"]), ()), end - 1, end, env.ctx)
+        if fact is None or not fact.open_at_end or (keep is not None and not keep(fact)):
+            continue
+        r = {"source": t["source"], "source_id": t["source_id"], "responsible": fact.resp_end,
+             "priority": fact.priority, "created_at": t["created_at"], "state": fact.state, "hit": None}
+        age = max(0, minute - (t["created_at"] or minute))
+        items["open"].append(dict(r, value=age))
+        if not fact.resp_end:
+            items["unassigned"].append(dict(r, value=age))
+        if fact.first_reply is None:
+            items["no_reply"].append(dict(r, value=age))
+        if fact.deadline is not None and minute <= fact.deadline < minute + RISK_WINDOW:
+            items["at_risk"].append(dict(r, value=fact.deadline - minute))
+    for k in ("open", "unassigned", "no_reply"):
+        items[k].sort(key=lambda r: -(r["value"] or 0))
+    items["at_risk"].sort(key=lambda r: r["value"])
+    items["oldest"] = items["open"][:1]
+    return {"items": items, "now": minute}
 
 
 def closed_at(db, portal: str, keys: list[tuple[str, str]]) -> dict:
