@@ -79,10 +79,12 @@ class Memo:
     def get_or_compute(self, db_path: str, key, compute, *, exact: bool = False):
         return self.lookup(db_path, key, compute, exact=exact).value
 
-    def lookup(self, db_path: str, key, compute, *, exact: bool = False, ttl: float | None = None) -> Served:
+    def lookup(self, db_path: str, key, compute, *, exact: bool = False, ttl: float | None = None,
+               versioned: bool = True) -> Served:
         """The value of ``key`` for the store at ``db_path`` (see the module's policy). With
         ``ttl``, a value computed more than ``ttl`` seconds ago is also stale though the store did
-        not change (figures that depend on the clock, like the dashboard's "now" panel)."""
+        not change (figures that depend on the clock, like the dashboard's "now" panel); with
+        ``versioned=False`` too, writes to the store do not make it stale before that."""
         k = (str(db_path), json.dumps(key, sort_keys=True, default=str))
         version = store_version(db_path)
         now = self.clock()
@@ -91,7 +93,7 @@ class Memo:
             if e is not None:
                 self._data.move_to_end(k)
                 expired = ttl is not None and now - e.computed > ttl
-                if e.version == version and not expired:
+                if (e.version == version or (not versioned and ttl is not None)) and not expired:
                     e.known = max(e.known, now)
                     self.hits += 1
                     return Served(e.value)

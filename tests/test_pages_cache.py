@@ -102,6 +102,13 @@ def test_a_ttl_entry_is_refreshed_in_the_background_once_old_though_the_store_is
     assert memo.wait_idle(30)
     fresh = memo.lookup(store, "now", lambda: "never", ttl=60)
     assert (fresh.value, fresh.stale) == ("12:01", False)
+    # unversioned: a write inside the minute changes nothing, the minute still does
+    memo.lookup(store, "clock", lambda: "a", ttl=60, versioned=False)
+    _write(store, 5)
+    assert memo.lookup(store, "clock", lambda: "never", ttl=60, versioned=False).value == "a"
+    assert memo.lookup(store, "now", lambda: "12:02", ttl=60).stale          # versioned: the write counts
+    clock.now += 61
+    assert memo.lookup(store, "clock", lambda: "b", ttl=60, versioned=False).stale
 
 
 def test_an_exact_lookup_never_gets_an_entry_older_than_the_newest_write(store):
