@@ -181,8 +181,10 @@ def test_filter_is_kept_in_the_url_and_changes_the_numbers(env):
     q = dict(x.split("=", 1) for x in d.execute_script("return location.search")[1:].split("&"))
     db = open_db(desk.db_path)
     try:
-        rep = build_report(db, desk.member_id, q["from"], q["to"], filters={"priority": "high"})
-        full = build_report(db, desk.member_id, q["from"], q["to"])
+        from datetime import date, timedelta
+        end = (date.fromisoformat(q["to"]) + timedelta(days=1)).isoformat()   # the page's "to" is inclusive
+        rep = build_report(db, desk.member_id, q["from"], end, filters={"priority": "high"})
+        full = build_report(db, desk.member_id, q["from"], end)
     finally:
         db.conn.close()
     assert "".join(after.split()).replace(",", "") == str(rep["kpis"]["tickets_total"]["value"])
