@@ -209,6 +209,15 @@ def _options(db, viewer: Viewer, q: Query, lang: str, names: Names, acted: list 
             who = [a for a in who if a in mine]
         items = sorted(((u, (users.get(u) or {}).get("label") or names.pick(("Сотрудник ", "User ")) + str(u))
                         for u in who), key=lambda x: x[1].lower())
+        seen: dict = {}
+        for _u, label in items:
+            seen[label] = seen.get(label, 0) + 1
+        # two people of one name: their departments tell them apart
+
+        def where(u):
+            ids = (users.get(u) or {}).get("departments") or []
+            return ", ".join((deps.get(d) or {}).get("name") or d for d in ids)
+        items = [(u, label if seen[label] == 1 else f"{label} ({where(u) or u})") for u, label in items]
         picker("agent", items)
     selects.append(("priority", {"allow_all": True, "items": [(p, t(f"prio_{p}", lang)) for p in PRIORITIES]}))
     sources = data.distinct(db, viewer.portal, "source")
@@ -227,18 +236,19 @@ def _options(db, viewer: Viewer, q: Query, lang: str, names: Names, acted: list 
 
 
 def _openline_tables(db, viewer: Viewer, q: Query, filters: dict, lang: str, drill: bool,
-                     by_channel: dict, names: Names) -> list[dict]:
-    """By channel and by line, when the portal has open-line tickets (issue 8). An open-line
-    ticket's ``type`` is its line's name (b24desk/sources/openlines.py), so "by line" is ``type``
-    over ``source=openlines``: the same groups as ``group_by="line"``, and drillable, since
-    ``type`` is a filter. Only called when the portal has open-line tickets."""
-    out = [_group_table(by_channel, "channel", lang, t("per_channel", lang), drill, names=names)]
+                     names: Names) -> list[dict]:
+    """By channel and by line, over the open-line tickets only (issue 8; tasks and deals have no
+    channel, so they are not a "no channel" row). An open-line ticket's ``type`` is its line's
+    name (b24desk/sources/openlines.py), so "by line" is ``type`` over ``source=openlines``; both
+    tables come from one engine pass and drill with ``source=openlines`` joined."""
     src = filters.get("source")
-    if src in (None, "", OPENLINES) or (isinstance(src, list) and OPENLINES in src):
-        lines = data.report(db, viewer.portal, q, dict(filters, source=OPENLINES), "type")
-        out.append(_group_table(lines, "type", lang, t("per_line", lang), drill, table_id="line",
-                                extra={"source": OPENLINES}, names=names))
-    return out
+    if not (src in (None, "", OPENLINES) or (isinstance(src, list) and OPENLINES in src)):
+        return []
+    pg = data.page(db, viewer.portal, q, dict(filters, source=OPENLINES), ("channel", "type"))
+    return [_group_table(pg["reports"]["channel"], "channel", lang, t("per_channel", lang), drill,
+                         extra={"source": OPENLINES}, names=names),
+            _group_table(pg["reports"]["type"], "type", lang, t("per_line", lang), drill, table_id="line",
+                         extra={"source": OPENLINES}, names=names)]
 
 
 def _presets(tz_name: str, lang: str) -> list[dict]:
@@ -324,7 +334,7 @@ def build(db, viewer: Viewer, args, token: str) -> dict:
     team = None
     # One engine pass for the reports and charts of this query (data.page).
     openlines = wide and OPENLINES in data.distinct(db, viewer.portal, "source")
-    group_bys = (("agent", "department") + (("channel",) if openlines else ())) if wide else (None,)
+    group_bys = ("agent", "department") if wide else (None,)
     pg = data.page(db, viewer.portal, q, scoped.filters, group_bys)
     if wide:
         rep, deps = pg["reports"]["agent"], pg["reports"]["department"]
@@ -348,8 +358,7 @@ def build(db, viewer: Viewer, args, token: str) -> dict:
         tables.append(_group_table(deps, "department", lang, t("per_department", lang), drill, names=names))
         tables.append(_top_table(rep, lang, drill))
         if openlines:
-            tables.extend(_openline_tables(db, viewer, q, scoped.filters, lang, drill, pg["reports"]["channel"],
-                                           names))
+            tables.extend(_openline_tables(db, viewer, q, scoped.filters, lang, drill, names))
 
     ch = pg["charts"]
     kp = rep["kpis"]

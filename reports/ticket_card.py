@@ -52,7 +52,11 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
     def name(uid):
         if uid in (None, "", "0"):
             return ""
-        return (env.users.get(str(uid)) or {}).get("label") or f"#{uid}"
+        known = (env.users.get(str(uid)) or {}).get("label")
+        if known:
+            return known
+        # a customer's key (C_5 contact, CO_3 company, an open-line user) or a user not synced
+        return t("customer", lang) if not str(uid).isdigit() else f"{t('user', lang)} {uid}"
 
     def when(ts):
         return datetime.fromtimestamp(ts, tz).strftime("%d.%m.%Y %H:%M") if ts else "—"

@@ -253,6 +253,8 @@ MESSAGES = {
     "field_title": ("название", "title"),
     "field_other": ("поле", "field"),
     "resolution_short": ("Решение", "Resolution"),
+    "customer": ("Клиент", "Customer"),
+    "user": ("Пользователь", "User"),
 }
 
 
