@@ -222,6 +222,17 @@ def test_now_panel_drills_into_open_tickets(env):
     assert in_view(d, d.find_element(By.CSS_SELECTOR, "#drill .dialog"))
     texts_ok(env, d, "ru")
     shot(d, "pages-now-drilldown.png")
+    d.find_element(By.ID, "drill-close").click()
+    # every KPI's "i" tells its one-line definition
+    from b24desk.labels import kpi_definition
+    info = d.find_element(By.CSS_SELECTOR, '.card[data-kpi="fcr_share"] .info')
+    scroll_to(d, info)
+    info.click()
+    pop = WebDriverWait(d, WAIT).until(lambda x: x.find_element(By.ID, "info-pop"))
+    assert pop.text == kpi_definition("fcr_share", "ru")
+    assert in_view(d, pop)
+    shot(d, "pages-kpi-definition.png")
+    assert all(i.get_attribute("data-info") for i in d.find_elements(By.CSS_SELECTOR, ".card .info"))
 
 
 def test_tables_sort_and_scroll_inside_their_panel(env):
