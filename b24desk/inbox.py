@@ -13,6 +13,7 @@ back. Every query here is scoped by portal (``member_id``).
 """
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -26,9 +27,10 @@ from urllib.parse import urlencode
 import qs_codec
 from sqlite_utils import Database
 
+from . import leases
+from .leases import owner_dead
 from .proc import owner_id
 from .proc import short as _short
-from .store import owner_dead
 
 log = logging.getLogger("b24desk.inbox")
 
@@ -293,7 +295,7 @@ class Worker:
     """Drains the inbox in a background thread; :meth:`drain` does one pass synchronously.
 
     ``handler(db, portal, rows)`` processes one claimed batch of a portal; it runs under the
-    portal's lock (``scheduler.portal_lock``), so a sync of the same portal never interleaves
+    portal's lease (``leases.portal``), so a sync of the same portal never interleaves
     with it, in this process or another. A handler exception puts the batch back (with backoff).
     """
 
@@ -314,7 +316,6 @@ class Worker:
 
     def drain(self, db: Database | None = None) -> int:
         """One pass over every portal with due rows; returns how many rows it finished."""
-        from .scheduler import portal_lock
         from .store import open_db
         own = db is None
         db = db or open_db(self.db_path)
@@ -323,7 +324,7 @@ class Worker:
             recover_stale(db, self.lease)
             purge_pending(db, self.db_path, self.owner)
             for portal in pending_portals(db):
-                with portal_lock(self.db_path, portal, self.owner, ttl=self.lock_ttl, wait=0) as got:
+                with leases.portal(self.db_path, portal, self.owner, ttl=self.lock_ttl) as got:
                     if not got:
                         continue            # a sync holds it; the rows wait for the next pass
                     while not self._stop.is_set():
@@ -597,8 +598,7 @@ def uninstall(db: Database, portal: str, clean: bool) -> None:
     with db.atomic():
         if clean:
             _purge_rows(db, portal)
-            db.execute("insert or replace into locks (name, owner, expires_at) values (?, 'purge', ?)",
-                       [f"purge:{portal}", time.time()])
+            leases.mark(db, f"purge:{portal}")
         else:
             db.execute("update inbox set state = ?, done_at = ?, error = 'uninstalled', claimed_by = null "
                        "where portal = ? and state in (?, ?)", [SKIPPED, time.time(), portal, NEW, WORKING])
@@ -608,18 +608,16 @@ def purge_pending(db: Database, db_path: str, owner: str) -> int:
     """Finish clean uninstalls: delete the portal's rows again under its lease (whatever ran at
     uninstall time has ended), unless the portal was installed again since. Returns how many."""
     from .installations import get_installation
-    from .scheduler import portal_lock
     done = 0
-    for name, at in db.execute("select name, expires_at from locks where name like 'purge:%'").fetchall():
-        portal = name[len("purge:"):]
-        with portal_lock(db_path, portal, owner, wait=0) as got:
+    for portal, at in leases.marks(db, "purge:"):
+        with leases.portal(db_path, portal, owner) as got:
             if not got:
                 continue
             inst = get_installation(db, portal)
             with db.atomic():
                 if inst is None or int(inst.get("updated_at") or 0) < int(at):
                     _purge_rows(db, portal)
-                db.execute("delete from locks where name = ?", [name])
+                leases.unmark(db, f"purge:{portal}")
             done += 1
     return done
 
@@ -662,7 +660,7 @@ def make_handler(client_for: Callable[[str], object], config_for: Callable[[Data
     """The worker's handler: plan the batch, read through the portal's stored install tokens."""
     def handle(db: Database, portal: str, rows: list[dict]) -> None:
         from .client import AuthError
-        from .sync import SyncBusy, acquire_lock, release_lock
+        from .sync import portal_lease
         p = plan(rows)
         if not (p.changes or p.pull_offline or p.rebind):
             if p.unparsed and reconcile:
@@ -674,13 +672,8 @@ def make_handler(client_for: Callable[[str], object], config_for: Callable[[Data
             if exc.code in ("NO_INSTALLATION", "NOT_INSTALLED", "NO_TOKENS"):
                 raise Skip(exc.code) from None
             raise
-        lock = f"sync:{portal}"
-        try:
-            acquire_lock(db, lock)          # `flask sync` in another process must not interleave
-        except SyncBusy:
-            client.close()
-            raise
-        try:
+        # `flask sync` in another process must not interleave (re-entered under the worker's lease)
+        with contextlib.closing(client), portal_lease(db, portal):
             if p.rebind and rebind:
                 rebind(portal, client)
             blind = 0
@@ -689,9 +682,6 @@ def make_handler(client_for: Callable[[str], object], config_for: Callable[[Data
             if p.changes:
                 groups = resolve(db, client, portal, p.changes)
                 refresh_objects(db, client, portal, groups, config_for(db, portal))
-        finally:
-            release_lock(db, lock)
-            client.close()
         if (p.unparsed or blind) and reconcile:
             reconcile(portal)
     return handle

@@ -5,17 +5,15 @@ Modelled on bolt-python's installation store, over the store's ``installations``
 (DOCS ``settings/oauth/auto-renewal.md``): the old one dies as soon as the new pair is issued,
 so a refresh must (1) run in one place at a time, across threads *and* processes, and
 (2) write the new pair in one statement, or the portal is lost until a reinstall.
-``refresh`` does both: a ``threading.Lock`` per portal plus a lease row in the ``locks`` table,
-then ``rotate_tokens`` inside one transaction.
+``refresh`` does both: the portal's refresh lease (``b24desk/leases.py``: threads queue, other
+processes are waited for), then ``rotate_tokens`` inside one transaction.
 """
 from __future__ import annotations
 
 import logging
 import os
 import random
-import threading
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
@@ -24,8 +22,8 @@ from urllib.parse import urlsplit
 import requests
 from sqlite_utils import Database
 
+from . import leases
 from .errors import AuthError, B24Error
-from .store import lease_owner, release_lease, try_lease
 
 log = logging.getLogger("b24desk.client")
 
@@ -38,9 +36,6 @@ _ROTATED = ("access_token", "refresh_token", "expires_at", "client_endpoint", "s
             "scope", "status", "user_id")
 EXPIRY_MARGIN = 30          # seconds: a token this close to its expiry counts as expired
 LOCK_TTL = 60.0             # seconds a refresh lease lives if its holder dies mid-refresh
-
-_thread_locks: dict[str, threading.Lock] = {}
-_thread_locks_guard = threading.Lock()
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -190,31 +185,14 @@ def open_store(db_path_or_factory: str | Path | Callable[[], Database] | Databas
             db.conn.close()
 
 
-def _thread_lock(member_id: str) -> threading.Lock:
-    with _thread_locks_guard:
-        return _thread_locks.setdefault(member_id, threading.Lock())
-
-
 @contextmanager
 def refresh_lock(db: Database, member_id: str, timeout: float = 90.0, ttl: float = LOCK_TTL):
-    """Hold the refresh lock of one portal: a thread lock, then a lease row in ``locks``."""
-    lock = _thread_lock(member_id)
-    if not lock.acquire(timeout=timeout):
-        raise B24Error(None, "REFRESH_LOCK_TIMEOUT", "another thread holds the token refresh lock")
-    name, owner = f"oauth-refresh:{member_id}", lease_owner(uuid.uuid4().hex)
-    try:
-        deadline = time.monotonic() + timeout
-        while not try_lease(db, name, owner, ttl):
-            if time.monotonic() >= deadline:
-                raise B24Error(None, "REFRESH_LOCK_TIMEOUT",
-                               "another process holds the token refresh lock")
-            time.sleep(0.05 + random.random() * 0.1)   # real time: the holder needs it to finish
-        try:
-            yield
-        finally:
-            release_lease(db, name, owner)
-    finally:
-        lock.release()
+    """Hold the refresh lease of one portal (``oauth-refresh:<member_id>``, ``b24desk/leases.py``)."""
+    def busy(who):
+        return B24Error(None, "REFRESH_LOCK_TIMEOUT", f"another thread or process holds the token refresh lock ({who})")
+    with leases.hold(db, f"oauth-refresh:{member_id}", ttl=ttl, wait=timeout, poll=0.05 + random.random() * 0.1,
+                     heartbeat=False, busy=busy):
+        yield
 
 
 def request_tokens(url: str, client_id: str, client_secret: str, refresh_token: str,

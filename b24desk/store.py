@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -225,68 +223,6 @@ def m_kpi_001(db: Database) -> None:
 def m_kpi_002(db: Database) -> None:
     """KPI loader: repeat contacts read (created_at, customer) of a date range from the index alone."""
     db["tickets"].create_index(["portal", "created_at", "customer", "deleted"], if_not_exists=True)
-
-
-# --- leases (the ``locks`` table): one holder of a name across threads, processes and restarts ---
-
-def lease_owner(tag: str | None = None) -> str:
-    """``host:pid[:tag]``: who holds a lease, so that a dead holder on this host is recognised."""
-    base = f"{socket.gethostname()}:{os.getpid()}"
-    return f"{base}:{tag}" if tag else base
-
-
-def owner_dead(owner: str | None) -> bool:
-    """True when ``owner`` (``host:pid[:...]``) names a process on this host that no longer runs.
-    Another host's process is never presumed dead: its lease's expiry decides."""
-    if not owner:
-        return True
-    parts = owner.split(":")
-    if len(parts) < 2 or parts[0] != socket.gethostname():
-        return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return True
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def try_lease(db: Database, name: str, owner: str, ttl: float) -> bool:
-    """Take or renew ``name`` for ``ttl`` seconds if it is free, expired, ours, or held by a dead
-    process; commits at once (one statement is atomic in SQLite). Returns whether we hold it."""
-    now = time.time()
-    db.execute(
-        "insert into locks (name, owner, expires_at) values (?, ?, ?) "
-        "on conflict(name) do update set owner = excluded.owner, expires_at = excluded.expires_at "
-        "where locks.expires_at < ? or locks.owner = excluded.owner",
-        [name, owner, now + ttl, now])
-    db.conn.commit()
-    row = db.execute("select owner from locks where name = ?", [name]).fetchone()
-    if row and row[0] == owner:
-        return True
-    if row and owner_dead(row[0]):
-        cur = db.execute("update locks set owner = ?, expires_at = ? where name = ? and owner = ?",
-                         [owner, now + ttl, name, row[0]])
-        db.conn.commit()
-        return cur.rowcount == 1
-    return False
-
-
-def release_lease(db: Database, name: str, owner: str) -> None:
-    db.execute("delete from locks where name = ? and owner = ?", [name, owner])
-    db.conn.commit()
-
-
-def lease_holder(db: Database, name: str) -> str | None:
-    row = db.execute("select owner, expires_at from locks where name = ?", [name]).fetchone()
-    return row[0] if row and row[1] >= time.time() else None
 
 
 @migrations()

@@ -40,17 +40,16 @@ from .directory import sync_directory
 from .model import Event, Ticket, parse_time, snapshot_hash
 from .sources import configured_selectors, get_source
 from .sources.base import Source, SyncContext
-from .store import (get_cursor, get_setting, lease_holder, lease_owner, mark_deleted, release_lease, set_cursor,
-                    try_lease)
+from . import leases
+from .store import get_cursor, get_setting, mark_deleted, set_cursor
 
 log = logging.getLogger("b24desk.sync")
 
 OVERLAP = 300                    # seconds re-read before the cursor (clock skew, in-flight writes)
 DIRECTORY_MAX_AGE = 24 * 3600    # users/departments/calendar are refreshed at most daily on incremental runs
-LOCK_TTL = 600
 
 
-class SyncBusy(RuntimeError):
+class SyncBusy(leases.Busy):
     """Another live process is syncing the same portal."""
 
 
@@ -77,18 +76,10 @@ class SourceReport:
 
 # --- locking ------------------------------------------------------------------------------------
 
-def _owner() -> str:
-    return lease_owner()
-
-
-def acquire_lock(db, name: str, ttl: float = LOCK_TTL) -> None:
-    """Take ``name`` in the ``locks`` table, stealing it from an expired or dead owner."""
-    if not try_lease(db, name, _owner(), ttl):
-        raise SyncBusy(f"another sync of this portal is running ({lease_holder(db, name)})")
-
-
-def release_lock(db, name: str) -> None:
-    release_lease(db, name, _owner())
+def portal_lease(db, portal: str):
+    """The portal's one lease for sync-like work (``leases.portal``; re-entered when the caller
+    holds it already), or ``SyncBusy`` when another live process holds it."""
+    return leases.portal(db, portal, busy=lambda who: SyncBusy(f"another sync of this portal is running ({who})"))
 
 
 # --- one source -----------------------------------------------------------------------------------
@@ -151,7 +142,7 @@ def portal_now(client, db, portal: str) -> int:
 
 
 def sync_source(client, db, portal: str, source: Source, config: dict | None = None, full: bool = False,
-                overlap: int = OVERLAP, progress: bool = False, lock_name: str | None = None) -> SourceReport:
+                overlap: int = OVERLAP, progress: bool = False) -> SourceReport:
     """Bring one selector up to date: full (or resumed full) when needed, else incremental."""
     sel = source.selector.raw
     report = SourceReport(sel)
@@ -175,7 +166,6 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
             for page in source.full(client, ctx, after_id=after):
                 _save_page(db, page, (portal, sel, "full_after", page.last_id) if page.last_id else None,
                            report, bar)
-                _refresh_lock(db, lock_name)
             with db.atomic():
                 gone = [r["source_id"] for r in db.query(
                     "select source_id from tickets where portal = ? and source = ? and selector = ?"
@@ -190,7 +180,6 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
             since = int(changed_since) - overlap
             for page in source.incremental(client, ctx, since):
                 _save_page(db, page, None, report, bar)
-                _refresh_lock(db, lock_name)
             started = ctx.portal_now
             if started is None:      # the source did not ask the portal's time while listing
                 started = portal_now(client, db, portal) - int(time.monotonic() - t0) - 1
@@ -211,13 +200,6 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
         report.requests = getattr(client, "requests_sent", 0) - before
         report.seconds = time.monotonic() - t0
     return report
-
-
-def _refresh_lock(db, name: str | None) -> None:
-    if name:
-        with db.atomic():
-            db.execute("update locks set expires_at = ? where name = ? and owner = ?",
-                       [time.time() + LOCK_TTL, name, _owner()])
 
 
 def _bar(selector: str, enabled: bool):
@@ -243,9 +225,7 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
     selectors = list(selectors or configured_selectors(config) or ["tasks"])
     sources = [get_source(s, config) for s in selectors]      # refuse bad selectors before any call
     portal = client.portal_id
-    lock = f"sync:{portal}"
-    acquire_lock(db, lock)
-    try:
+    with portal_lease(db, portal):
         last = get_setting(db, portal, "directory_synced_at")
         if directory or (directory is None and (full or not last or time.time() - last > DIRECTORY_MAX_AGE)):
             sync_directory(client, db, portal, config)
@@ -253,15 +233,13 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
         for src in sources:
             try:
                 reports.append(sync_source(client, db, portal, src, config, full=full, overlap=overlap,
-                                           progress=progress, lock_name=lock))
+                                           progress=progress))
             except AuthError:
                 raise                 # every other selector would fail the same way
             except B24Error as exc:   # this selector stops; the others still run
                 log.warning("%s: %s", src.selector.raw, exc)
                 reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
         return reports
-    finally:
-        release_lock(db, lock)
 
 
 def refresh_tickets(client, db, selector: str, ids, config: dict | None = None,

@@ -5,15 +5,14 @@ deliverer) and the links and recipients derived from them. Digests (``digests.py
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 
 from .. import config as b24config
+from .. import leases
 from ..client import B24Client, B24Error
 from ..installations import get_installation
 from ..kpi.report import ReportEnv
 from ..store import get_setting, set_setting
-from ..sync import SyncBusy, acquire_lock, release_lock
 from . import data as dg
 from . import render as R
 from . import sentlog
@@ -23,8 +22,6 @@ log = logging.getLogger("b24desk.push")
 
 WEBHOOK_CLIENT_ID = "b24desk"      # im.notify.system.add: a webhook passes CLIENT_ID with TAG
 APP_ID_SETTING = "app_id"
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
 
 
 class PushError(RuntimeError):
@@ -47,32 +44,23 @@ def open_clients(db_path: str, portal: str, *, webhook: str | None = None, clien
                                         max_retries=0))
 
 
-def _portal_lock(portal: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(portal, threading.Lock())
-
-
 class Held:
-    """One push of a portal at a time: a thread lock here and a lease row across processes."""
+    """One push of a portal at a time (the lease ``push:<member_id>``, ``b24desk/leases.py``):
+    another thread of this process is waited for up to 300 s, another process not at all."""
 
     def __init__(self, db, portal: str):
-        self.db, self.portal, self.lock = db, portal, _portal_lock(portal)
+        self.db, self.portal = db, portal
+        self._cm = None
 
     def __enter__(self):
-        if not self.lock.acquire(timeout=300):
-            raise PushError(f"another push of {self.portal} is still running in this process")
-        try:
-            acquire_lock(self.db, f"push:{self.portal}")
-        except SyncBusy as exc:
-            self.lock.release()
-            raise PushError(f"another push of {self.portal} is running ({exc})") from None
+        def busy(who):
+            return PushError(f"another push of {self.portal} is running ({who or 'in this process'})")
+        self._cm = leases.hold(self.db, f"push:{self.portal}", local_wait=300, busy=busy)
+        self._cm.__enter__()
         return self
 
     def __exit__(self, *exc):
-        try:
-            release_lock(self.db, f"push:{self.portal}")
-        finally:
-            self.lock.release()
+        return self._cm.__exit__(*exc)
 
 
 # --- context of a run -----------------------------------------------------------------------------------
