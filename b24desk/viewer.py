@@ -27,6 +27,8 @@ from typing import Callable, Iterable, Mapping
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from .model import parse_ids
+
 ADMIN, HEAD, AGENT = "admin", "head", "agent"
 ROLES = (ADMIN, HEAD, AGENT)
 
@@ -118,23 +120,6 @@ def check_csrf(secret: str, viewer: Viewer, value: str | None) -> None:
 
 
 # --- departments and members ----------------------------------------------------------------
-
-def parse_ids(value) -> list[str]:
-    """Department lists arrive as lists, JSON strings or comma-separated strings."""
-    if value in (None, "", False):
-        return []
-    if isinstance(value, (int, float)):
-        return [str(int(value))]
-    if isinstance(value, str):
-        s = value.strip()
-        if s.startswith("["):
-            try:
-                return parse_ids(json.loads(s))
-            except ValueError:
-                pass
-        return [p.strip() for p in s.split(",") if p.strip()]
-    return [str(int(x)) if isinstance(x, float) else str(x) for x in value if x not in (None, "")]
-
 
 def department_parents(db, portal: str) -> dict[str, str | None]:
     return {str(r["id"]): (str(r["parent"]) if r["parent"] not in (None, "", "0") else None)
