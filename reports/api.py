@@ -10,6 +10,7 @@ from datetime import datetime
 from flask import Response, jsonify, request
 
 from b24desk.installations import get_installation
+from b24desk.kpi.load import portal_zone
 from b24desk.kpi.drilldown import kind_of
 from b24desk.kpi.periods import zone
 from b24desk.viewer import ViewerError, can_drill, scope_query
@@ -19,7 +20,6 @@ from b24desk.text import present
 from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
-from .dashboard import timezone_of
 from b24desk.text.i18n import t
 from .query import parse
 from .security import portal_origins
@@ -32,7 +32,7 @@ def _scoped_query(allow_group=True):
     v = current_viewer()
     db = get_db()
     cfg = data.portal_config(db, v.portal)
-    tz = timezone_of(db, v.portal, cfg)
+    tz = portal_zone(db, v.portal, cfg)
     q = parse(request.args, tz, allow_group=allow_group)
     scoped = scope_query(v, q.filters, q.group_by, db=db)
     return v, db, q, scoped, tz
