@@ -34,7 +34,7 @@ import requests
 from . import installations
 from .errors import AuthError, B24Error, B24Unavailable, mask  # noqa: F401  (raised to and caught by callers)
 
-log = logging.getLogger("b24desk.client")
+log = logging.getLogger(__name__)
 logging.getLogger("fast_bitrix24").setLevel(logging.WARNING)
 
 MAX_BATCH = 50          # commands per batch (batch.md)

@@ -32,7 +32,7 @@ from .leases import owner_dead
 from .proc import owner_id
 from .proc import short as _short
 
-log = logging.getLogger("b24desk.inbox")
+log = logging.getLogger(__name__)
 
 # Keys never written to the inbox: the triggering user's tokens (we always read with the stored
 # install tokens, DOCS api-reference/events/index.md) and the shared secret itself.

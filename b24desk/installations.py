@@ -25,7 +25,7 @@ from sqlite_utils import Database
 from . import leases
 from .errors import AuthError, B24Error
 
-log = logging.getLogger("b24desk.client")
+log = logging.getLogger(__name__)
 
 DEFAULT_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
 COLUMNS = ("member_id", "domain", "client_endpoint", "server_endpoint", "access_token",

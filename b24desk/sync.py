@@ -43,7 +43,7 @@ from .sources.base import Source, SyncContext
 from . import leases
 from .store import get_cursor, get_setting, mark_deleted, set_cursor
 
-log = logging.getLogger("b24desk.sync")
+log = logging.getLogger(__name__)
 
 OVERLAP = 300                    # seconds re-read before the cursor (clock skew, in-flight writes)
 DIRECTORY_MAX_AGE = 24 * 3600    # users/departments/calendar are refreshed at most daily on incremental runs

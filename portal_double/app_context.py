@@ -39,7 +39,7 @@ from .phpquery import build_query
 from .query import ApiError
 from .registry import Call, Listed, method
 
-log = logging.getLogger("portal_double.app")
+log = logging.getLogger(__name__)
 
 # Events the double knows (event.bind refuses others with ERROR_EVENT_NOT_FOUND).
 KNOWN_EVENTS = {

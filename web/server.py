@@ -23,7 +23,7 @@ from b24desk.runtime import Runtime
 
 from .factory import create_app
 
-log = logging.getLogger("b24desk.server")
+log = logging.getLogger(__name__)
 
 
 def _background_main(parent: int, log_level: str, poll: float, synced=None) -> None:

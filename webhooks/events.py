@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from b24desk import inbox
 from b24desk.store import open_db
 
-log = logging.getLogger("b24desk.webhooks")
+log = logging.getLogger(__name__)
 
 bp = Blueprint("events", __name__)
 

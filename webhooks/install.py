@@ -30,7 +30,7 @@ from b24desk.client import AuthError, B24Client, B24Error
 from b24desk.installations import get_installation, save_installation
 from b24desk.store import open_db
 
-log = logging.getLogger("b24desk.webhooks")
+log = logging.getLogger(__name__)
 
 bp = Blueprint("install", __name__, template_folder="templates")
 

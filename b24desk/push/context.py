@@ -18,7 +18,7 @@ from . import render as R
 from . import sentlog
 from .delivery import Deliverer, Outcome
 
-log = logging.getLogger("b24desk.push")
+log = logging.getLogger(__name__)
 
 WEBHOOK_CLIENT_ID = "b24desk"      # im.notify.system.add: a webhook passes CLIENT_ID with TAG
 APP_ID_SETTING = "app_id"

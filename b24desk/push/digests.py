@@ -40,7 +40,7 @@ from .context import (WEBHOOK_CLIENT_ID, Context, Held, PushError, link, make_co
                       open_clients, portal_recipients)
 from .delivery import Deliverer, Outcome
 
-log = logging.getLogger("b24desk.push")
+log = logging.getLogger(__name__)
 
 CHANNEL_ORDER = ("disk", "notify", "chat", "feed")
 CHAT_ENTITY = "B24DESK"            # im.chat.add ENTITY_TYPE of the chat the app creates

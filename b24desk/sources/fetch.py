@@ -14,7 +14,7 @@ from typing import Any
 
 from ..client import MAX_BATCH, PAGE, AuthError, B24Error
 
-log = logging.getLogger("b24desk.sources")
+log = logging.getLogger(__name__)
 
 _LIMIT_CODES = {"OPERATION_TIME_LIMIT", "QUERY_LIMIT_EXCEEDED"}
 # A command that failed like this inside a batch may well work a moment later: retried, and if it

@@ -46,7 +46,7 @@ from . import register
 from .base import Mapping, Page, Selector, SelectorError, Source, SyncContext, as_id, as_int, chunks
 from .fetch import call_each, call_mixed
 
-log = logging.getLogger("b24desk.sources.openlines")
+log = logging.getLogger(__name__)
 
 SOURCE = "openlines"
 M_SESSIONS = "imopenlines.v2.Session.list"
