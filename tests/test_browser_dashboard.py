@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from test_pages_support import XSS, build_desk
+from pages_support import XSS, build_desk
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from b24desk import inbox
-from test_events_harness import Harness, double, event_body, form
+from events_harness import Harness, double, event_body, form
 
 ONLINE = set(inbox.OBJECT_EVENTS) | set(inbox.APP_EVENTS)
 

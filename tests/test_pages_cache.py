@@ -204,7 +204,7 @@ def test_warm_dashboard_leaves_the_default_page_computed(seeded):
 # --- the hook after a real reconcile against the portal double ---------------------------------
 
 def test_the_runtime_warms_after_each_reconcile(tmp_path):
-    from test_events_harness import Harness, double
+    from events_harness import Harness, double
     d = double(seed=5, tickets=40)
     h = Harness(tmp_path, d)
     try:
@@ -228,7 +228,7 @@ def test_the_runtime_warms_after_each_reconcile(tmp_path):
 
 
 def test_a_failing_hook_does_not_fail_the_sync(tmp_path):
-    from test_events_harness import Harness, double
+    from events_harness import Harness, double
     d = double(seed=6, tickets=10)
     h = Harness(tmp_path, d)
     try:
