@@ -13,6 +13,7 @@ import fcntl
 import json
 import sqlite3
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -96,37 +97,38 @@ def get_ticket(db: Database, portal: str, source: str, source_id: str) -> dict |
     return rows[0] if rows else None
 
 
+_TICKET_COLS = [f.name for f in fields(Ticket)] + ["synced_at"]
+_EVENT_COLS = [f.name for f in fields(Event)]
+_UPSERT_TICKET = (
+    f"insert into tickets ({', '.join(_TICKET_COLS)}) values ({', '.join('?' * len(_TICKET_COLS))}) "
+    "on conflict(portal, source, source_id) do update set "
+    + ", ".join(f"{c} = excluded.{c}" for c in _TICKET_COLS if c not in ("portal", "source", "source_id")))
+_INSERT_EVENT = (f"insert or ignore into events ({', '.join(_EVENT_COLS)}) "
+                 f"values ({', '.join('?' * len(_EVENT_COLS))})")
+_INSERT_SNAPSHOT = ("insert or ignore into snapshots (portal, source, source_id, hash, observed_at, data) "
+                    "values (?, ?, ?, ?, ?, ?)")
+
+
+def save_bundles(db: Database, bundles, observed_at: int | None = None) -> int:
+    """Write tickets with their events and snapshots, one statement per table (the sync's write
+    path, a page at a time). The ticket row is upserted, events and snapshots are insert-or-ignore
+    on their keys. Call inside ``db.atomic()``. Returns how many snapshots were new."""
+    now = int(observed_at if observed_at is not None else time.time())
+    conn = db.conn
+    conn.executemany(_UPSERT_TICKET, [[getattr(b.ticket, c) for c in _TICKET_COLS[:-1]] + [now] for b in bundles])
+    conn.executemany(_INSERT_EVENT, [[getattr(e, c) for c in _EVENT_COLS] for b in bundles for e in b.events])
+    before = conn.total_changes
+    conn.executemany(_INSERT_SNAPSHOT, [
+        (b.ticket.portal, b.ticket.source, b.ticket.source_id, snapshot_hash(b.snapshot), now,
+         json.dumps(b.snapshot, sort_keys=True, ensure_ascii=False, default=str)) for b in bundles])
+    return conn.total_changes - before
+
+
 def save_bundle(db: Database, bundle: Bundle, observed_at: int | None = None) -> bool:
-    """Write one ticket with its events and snapshot. Returns True when the snapshot is new.
-
-    The caller may wrap many calls in one ``db.atomic()``; nested blocks become savepoints.
-    """
-    observed_at = int(observed_at if observed_at is not None else time.time())
-    t = bundle.ticket
-    row = t.row()
-    row["synced_at"] = observed_at
+    """One ticket through :func:`save_bundles`, in its own atomic block (a savepoint when nested).
+    Returns True when its snapshot is new."""
     with db.atomic():
-        db["tickets"].upsert(row, pk=("portal", "source", "source_id"))
-        if bundle.events:
-            db["events"].insert_all((e.row() for e in bundle.events),
-                                    pk=("portal", "source", "source_id", "key"), ignore=True)
-        h = snapshot_hash(bundle.snapshot)
-        seen = db.execute(
-            "select 1 from snapshots where portal = ? and source = ? and source_id = ? and hash = ?",
-            [t.portal, t.source, t.source_id, h]).fetchone()
-        if not seen:
-            db["snapshots"].insert({
-                "portal": t.portal, "source": t.source, "source_id": t.source_id, "hash": h,
-                "observed_at": observed_at,
-                "data": json.dumps(bundle.snapshot, sort_keys=True, ensure_ascii=False, default=str),
-            }, pk=("portal", "source", "source_id", "hash"))
-    return not seen
-
-
-def add_events(db: Database, events: list[Event]) -> None:
-    if events:
-        db["events"].insert_all((e.row() for e in events),
-                                pk=("portal", "source", "source_id", "key"), ignore=True)
+        return save_bundles(db, [bundle], observed_at) == 1
 
 
 def mark_deleted(db: Database, portal: str, source: str, source_ids) -> int:

@@ -28,20 +28,19 @@ config's ``[[sources]]`` tables.
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from . import config as b24config
 from .client import AuthError, B24Error
 from .directory import sync_directory
-from .model import Event, Ticket, parse_time, snapshot_hash
+from .model import parse_time
 from .sources import configured_selectors, get_source
 from .sources.base import Source, SyncContext
 from . import leases
-from .store import get_cursor, get_setting, mark_deleted, set_cursor
+from .store import get_cursor, get_setting, mark_deleted, save_bundles, set_cursor
 
 log = logging.getLogger(__name__)
 
@@ -90,38 +89,9 @@ def _stored(db, portal: str, source: str, selector: str) -> set[str]:
         [portal, source, selector])}
 
 
-_TICKET_COLS = [f.name for f in fields(Ticket)] + ["synced_at"]
-_EVENT_COLS = [f.name for f in fields(Event)]
-_UPSERT_TICKET = (
-    f"insert into tickets ({', '.join(_TICKET_COLS)}) values ({', '.join('?' * len(_TICKET_COLS))}) "
-    "on conflict(portal, source, source_id) do update set "
-    + ", ".join(f"{c} = excluded.{c}" for c in _TICKET_COLS if c not in ("portal", "source", "source_id")))
-_INSERT_EVENT = (f"insert or ignore into events ({', '.join(_EVENT_COLS)}) "
-                 f"values ({', '.join('?' * len(_EVENT_COLS))})")
-_INSERT_SNAPSHOT = ("insert or ignore into snapshots (portal, source, source_id, hash, observed_at, data) "
-                    "values (?, ?, ?, ?, ?, ?)")
-
-
-def write_page(db, bundles, observed_at: int | None = None) -> int:
-    """``store.save_bundle`` for a whole page, one statement per table (the sync's hot path).
-
-    Same semantics: the ticket row is upserted, events and snapshots are insert-or-ignore on their
-    keys. Call inside ``db.atomic()``. Returns how many snapshots were new.
-    """
-    now = int(observed_at if observed_at is not None else time.time())
-    conn = db.conn
-    conn.executemany(_UPSERT_TICKET, [[getattr(b.ticket, c) for c in _TICKET_COLS[:-1]] + [now] for b in bundles])
-    conn.executemany(_INSERT_EVENT, [[getattr(e, c) for c in _EVENT_COLS] for b in bundles for e in b.events])
-    before = conn.total_changes
-    conn.executemany(_INSERT_SNAPSHOT, [
-        (b.ticket.portal, b.ticket.source, b.ticket.source_id, snapshot_hash(b.snapshot), now,
-         json.dumps(b.snapshot, sort_keys=True, ensure_ascii=False, default=str)) for b in bundles])
-    return conn.total_changes - before
-
-
 def _save_page(db, page, cursor: tuple | None, report: SourceReport, bar) -> None:
     with db.atomic():
-        report.new_snapshots += write_page(db, page.bundles)
+        report.new_snapshots += save_bundles(db, page.bundles)
         if cursor is not None:
             set_cursor(db, *cursor)
     report.saved += len(page.bundles)
