@@ -28,6 +28,7 @@ import qs_codec
 from sqlite_utils import Database
 
 from . import leases
+from .batching import call_each
 from .leases import owner_dead
 from .proc import owner_id
 from .proc import short as _short
@@ -381,17 +382,10 @@ class Worker:
 # --- processing: events -> objects -> the sync ------------------------------------------------
 
 def _batched_get(client, method: str, ids: list[str], param: str = "id") -> dict[str, object]:
-    """``{id: result}`` through ``batch`` (50 per request); a missing object maps to None."""
-    out: dict[str, object] = {}
-    for start in range(0, len(ids), 50):
-        part = ids[start:start + 50]
-        res = client.batch({f"g{i}": (method, {param: x}) for i, x in enumerate(part)})
-        for i, x in enumerate(part):
-            err = res.errors.get(f"g{i}")
-            if err is not None and err.code.upper() in ("QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"):
-                raise err
-            out[x] = res.results.get(f"g{i}") if err is None else None
-    return out
+    """``{id: result}`` through ``batch`` (``batching.call_each``: limits are waited out, transient
+    failures retried); an object the portal refuses (deleted, not visible) maps to None."""
+    return {x: a.result if a.error is None else None
+            for x, a in zip(ids, call_each(client, method, [{param: x} for x in ids]))}
 
 
 def _crm_source(entity_type) -> str | None:
