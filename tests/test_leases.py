@@ -47,3 +47,36 @@ def test_marks_remember_work_to_finish(db):
     assert leases.marks(db, "purge:") == [("p1", 123.0)]
     leases.unmark(db, "purge:p1")
     assert leases.marks(db, "purge:") == []
+
+
+def test_a_sync_under_the_worker_s_lease_takes_no_second_one(db_path, db):
+    import pytest
+
+    from b24desk.store import open_db
+    from b24desk.sync import SyncBusy, portal_lease
+    errors = []
+
+    def flask_sync_elsewhere():
+        other = open_db(db_path)
+        try:
+            with portal_lease(other, "p1"):
+                pass
+        except SyncBusy as exc:
+            errors.append(str(exc))
+        finally:
+            other.conn.close()
+
+    with leases.portal(db_path, "p1", "worker") as got:       # an inbox batch of p1...
+        assert got
+        with portal_lease(db, "p1"):                           # ...whose handler syncs: re-entered
+            assert [r[0] for r in db.execute("select name from locks")] == ["portal:p1"]
+            t = threading.Thread(target=flask_sync_elsewhere)
+            t.start()
+            t.join(10)
+        assert leases.portal_holder(db, "p1").startswith("worker:")        # still the worker's
+    assert len(errors) == 1 and "another sync of this portal is running" in errors[0]
+    with pytest.raises(SyncBusy):
+        db.execute("insert into locks values ('portal:p2', 'elsewhere:1', ?)", [time.time() + 60])
+        db.conn.commit()
+        with portal_lease(db, "p2"):
+            pass
