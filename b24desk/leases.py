@@ -115,14 +115,6 @@ def holder(db: Database, name: str) -> str | None:
     return row[0] if row and row[1] >= time.time() else None
 
 
-def renew(db: Database, name: str, who: str, ttl: float) -> bool:
-    """Push ``name``'s expiry ``ttl`` seconds ahead if ``who`` still holds it."""
-    cur = db.execute("update locks set expires_at = ? where name = ? and owner = ?",
-                     [time.time() + ttl, name, who])
-    db.conn.commit()
-    return cur.rowcount == 1
-
-
 # --- the heartbeat: one thread per process renews every held lease ----------------------------------
 
 class _Heartbeat:
@@ -161,7 +153,10 @@ class _Heartbeat:
                 try:
                     db = open_db(path, migrate=False)
                     try:
-                        if not renew(db, name, who, ttl):
+                        cur = db.execute("update locks set expires_at = ? where name = ? and owner = ?",
+                                         [time.time() + ttl, name, who])
+                        db.conn.commit()
+                        if cur.rowcount != 1:
                             log.warning("lease %s was lost (expired and taken)", name)
                     finally:
                         db.conn.close()
@@ -257,10 +252,6 @@ def portal(db: Database | str | Path, member_id: str, who: str | None = None, **
     """The portal's one lease for sync-like work (a sync, an inbox batch, the offline queue, a
     purge); ``who`` is suffixed with the thread, so two threads of one worker never share it."""
     return hold(db, portal_name(member_id), f"{who}:{threading.get_ident()}" if who else None, **kw)
-
-
-def portal_holder(db: Database, member_id: str) -> str | None:
-    return holder(db, portal_name(member_id))
 
 
 # --- marks: rows of ``locks`` that remember work to finish (no owner, no expiry) -------------------

@@ -73,7 +73,7 @@ def test_a_sync_under_the_worker_s_lease_takes_no_second_one(db_path, db):
             t = threading.Thread(target=flask_sync_elsewhere)
             t.start()
             t.join(10)
-        assert leases.portal_holder(db, "p1").startswith("worker:")        # still the worker's
+        assert leases.holder(db, "portal:p1").startswith("worker:")        # still the worker's
     assert len(errors) == 1 and "another sync of this portal is running" in errors[0]
     with pytest.raises(SyncBusy):
         db.execute("insert into locks values ('portal:p2', 'elsewhere:1', ?)", [time.time() + 60])

@@ -25,7 +25,7 @@ from . import data as dg
 from . import sentlog
 from . import render as R
 from . import states as A
-from .context import WEBHOOK_CLIENT_ID, Context, Held, link, make_context, portal_recipients
+from .context import WEBHOOK_CLIENT_ID, Context, held, link, make_context, portal_recipients
 from .delivery import Outcome
 
 REPORT = "alert"
@@ -136,7 +136,7 @@ def run_alerts(db, portal: str, *, reader, writer, config: dict | None = None, n
     days = int(settings.get("window_days") or 7)
     period = window(int(now if now is not None else time.time()), days, ctx.env.tz)
     observed = observe(ctx, period)
-    with Held(db, portal):
+    with held(db, portal):
         states = load_states(db, portal)
         # the portal's first evaluation is a silent baseline (states.py)
         new_states, actions = A.evaluate(states, {s: v[0] for s, v in observed.items()}, baseline=not states)

@@ -44,23 +44,11 @@ def open_clients(db_path: str, portal: str, *, webhook: str | None = None, clien
                                         max_retries=0))
 
 
-class Held:
+def held(db, portal: str):
     """One push of a portal at a time (the lease ``push:<member_id>``, ``b24desk/leases.py``):
     another thread of this process is waited for up to 300 s, another process not at all."""
-
-    def __init__(self, db, portal: str):
-        self.db, self.portal = db, portal
-        self._cm = None
-
-    def __enter__(self):
-        def busy(who):
-            return PushError(f"another push of {self.portal} is running ({who or 'in this process'})")
-        self._cm = leases.hold(self.db, f"push:{self.portal}", local_wait=300, busy=busy)
-        self._cm.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)
+    return leases.hold(db, f"push:{portal}", local_wait=300, busy=lambda who: PushError(
+        f"another push of {portal} is running ({who or 'in this process'})"))
 
 
 # --- context of a run -----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from ..store import get_setting, open_db, set_setting
 from . import data as dg
 from . import render as R
 from . import sentlog
-from .context import (WEBHOOK_CLIENT_ID, Context, Held, PushError, link, make_context,  # noqa: F401
+from .context import (WEBHOOK_CLIENT_ID, Context, PushError, held, link, make_context,  # noqa: F401
                       open_clients, portal_recipients)
 from .delivery import Deliverer, Outcome
 
@@ -230,7 +230,7 @@ def run_push(db, portal: str, kind: str, period, *, reader=None, writer=None, co
 
     if dry_run:
         return work()
-    with Held(db, portal):
+    with held(db, portal):
         return work()
 
 
@@ -265,7 +265,7 @@ def after_sync(db_path: str, portal: str, *, config: dict | None = None, now: in
         now = int(now if now is not None else time.time())
         tz = ReportEnv(db, portal, config).tz
         outcomes = []
-        with Held(db, portal):
+        with held(db, portal):
             outcomes += Deliverer(db, reader, writer, **(deliverer_opts or {})).resume(portal)
         channels = [c for c in CHANNEL_ORDER if c in (settings.get("channels") or ["notify"])]
         for kind, period in due_reports(settings, now, tz):
