@@ -167,7 +167,7 @@ class _Heartbeat:
 _heartbeat = _Heartbeat()
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
-_mine = threading.local()                   # .held: {name: [owner, depth]} of this thread
+_mine = threading.local()                   # .held: {name: owner} of the leases this thread holds
 
 
 def _local(name: str) -> threading.Lock:
@@ -197,13 +197,8 @@ def hold(db: Database | str | Path, name: str, who: str | None = None, *, ttl: f
     held = getattr(_mine, "held", None)
     if held is None:
         held = _mine.held = {}
-    mine = held.get(name)
-    if mine is not None and who in (None, mine[0]):
-        mine[1] += 1
-        try:
-            yield True
-        finally:
-            mine[1] -= 1
+    if name in held and who in (None, held[name]):
+        yield True                                  # the outer hold releases it
         return
     who = who or f"{owner_id()}:{threading.get_ident()}"
     own = not isinstance(db, Database)
@@ -228,7 +223,7 @@ def hold(db: Database | str | Path, name: str, who: str | None = None, *, ttl: f
             return
         path = str(db) if own else _db_path(conn)
         beat = _heartbeat.add(path, name, who, ttl) if heartbeat and path else None
-        held[name] = [who, 1]
+        held[name] = who
         try:
             yield True
         finally:
