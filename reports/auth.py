@@ -6,12 +6,14 @@ Refusals become JSON for the API and exports, and an escaped error page for page
 """
 from __future__ import annotations
 
+import time
 from functools import wraps
 from urllib.parse import urlencode
 
 from flask import current_app, g, jsonify, render_template, request
 
-from b24desk.viewer import TOKEN_MAX_AGE, Viewer, ViewerError, dump_token, load_token
+from b24desk.viewer import (ADMIN_RECHECK, TOKEN_MAX_AGE, Viewer, ViewerError, check_installation, dump_token,
+                            load_token, recheck_admin)
 
 from .i18n import t
 
@@ -28,10 +30,29 @@ def token_from_request() -> str | None:
 def current_viewer() -> Viewer:
     if "viewer" not in g:
         token = token_from_request()
-        g.viewer = load_token(current_app.config["SECRET_KEY"], token,
-                              current_app.config.get("VIEWER_TOKEN_MAX_AGE", TOKEN_MAX_AGE))
+        viewer = load_token(current_app.config["SECRET_KEY"], token,
+                            current_app.config.get("VIEWER_TOKEN_MAX_AGE", TOKEN_MAX_AGE))
+        _still_valid(viewer)
+        g.viewer = viewer
         g.viewer_token = token
     return g.viewer
+
+
+def _still_valid(viewer: Viewer) -> None:
+    """A signed token is not enough: its installation must still be the one it was minted for, and
+    an admin's right is re-asked of the portal every few minutes (b24desk.viewer)."""
+    from .blueprint import get_db
+    from .launch import portal_caller
+    db = get_db()
+    inst = check_installation(db, viewer)
+    if viewer.is_admin:
+        call, clients = portal_caller()
+        try:
+            recheck_admin(db, viewer, inst, call=call, now=time.time(),
+                          every=float(current_app.config.get("ADMIN_RECHECK_SECONDS", ADMIN_RECHECK)))
+        finally:
+            for c in clients.values():
+                c.close()
 
 
 def sign(viewer: Viewer) -> str:
