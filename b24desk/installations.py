@@ -92,6 +92,15 @@ def new_epoch() -> str:
     return uuid.uuid4().hex[:16]
 
 
+def ensure_epoch(db: Database, member_id: str) -> str | None:
+    """The installation's epoch, given one first if a row was written without (older code)."""
+    with db.atomic():
+        db.execute("update installations set epoch = ? where member_id = ? and epoch is null",
+                   [new_epoch(), str(member_id)])
+    row = db.execute("select epoch from installations where member_id = ?", [str(member_id)]).fetchone()
+    return row[0] if row else None
+
+
 def get_installation(db: Database, member_id: str) -> dict | None:
     rows = list(db.query("select * from installations where member_id = ?", [str(member_id)]))
     return rows[0] if rows else None
@@ -146,8 +155,6 @@ def delete_installation(db: Database, member_id: str, clean: bool) -> None:
             db.execute("update installations set active = 0, access_token = null, "
                        "refresh_token = null, expires_at = null, updated_at = ?, epoch = ? "
                        "where member_id = ?", [int(time.time()), new_epoch(), member_id])
-        if "viewer_sessions" in db.table_names():
-            db.execute("delete from viewer_sessions where portal = ?", [member_id])
 
 
 def token_url(installation: dict | None = None, override: str | None = None) -> str:

@@ -305,13 +305,7 @@ def m_openlines_001(db: Database) -> None:
 def m_trust_001(db: Database) -> None:
     """Installation trust (issue 11): ``installations.epoch`` changes on every install and
     uninstall, and viewer tokens carry it, so an uninstall or a re-install ends every viewer
-    session; ``viewer_sessions`` keeps, server side only, the viewer's portal tokens from the
-    launch, with which admin-only pages re-check ``user.admin`` every few minutes."""
+    session (b24desk/viewer.py)."""
     if "epoch" not in db["installations"].columns_dict:
         db["installations"].add_column("epoch", str)
     db.execute("update installations set epoch = lower(hex(randomblob(8))) where epoch is null")
-    db["viewer_sessions"].create({
-        "nonce": str, "portal": str, "user_id": str, "access_token": str, "refresh_token": str,
-        "expires_at": int, "admin": int, "checked_at": float, "created_at": float,
-    }, pk="nonce", if_not_exists=True)
-    db["viewer_sessions"].create_index(["portal", "created_at"], if_not_exists=True)

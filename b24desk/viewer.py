@@ -124,6 +124,21 @@ def check_installation(db, viewer: Viewer) -> dict:
     return inst
 
 
+def open_sessions(db_path: str):
+    """The admin sessions' store: a small SQLite file beside the main one (``<db>-sessions``), so
+    a launch's write never changes the main store's version the page cache keys on. It holds the
+    viewer's portal tokens from the launch, server side only (never in a URL)."""
+    import sqlite3
+    from sqlite_utils import Database
+    conn = sqlite3.connect(f"{db_path}-sessions", timeout=30)
+    db = Database(conn)
+    db.execute("PRAGMA journal_mode=WAL")
+    db["viewer_sessions"].create({
+        "nonce": str, "portal": str, "user_id": str, "access_token": str, "refresh_token": str,
+        "admin": int, "checked_at": float, "created_at": float}, pk="nonce", if_not_exists=True)
+    return db
+
+
 def save_session(db, viewer: Viewer, access_token: str, refresh_token: str | None, *, admin: bool,
                  now: float) -> None:
     """Keep the launch's portal tokens server side (never in a URL), keyed by the viewer's nonce,
@@ -397,6 +412,9 @@ def verify_launch(db, query: Mapping, form: Mapping, *, call: Callable[[str, str
     if not member_id or not auth_id:
         raise ViewerError(400, "bad_launch", "launch without member_id or AUTH_ID: open the app from Bitrix24")
     inst = _installation(db, member_id)
+    if inst is not None and not inst.get("epoch"):
+        from .installations import ensure_epoch
+        inst["epoch"] = ensure_epoch(db, member_id)
     if inst is None or not inst.get("client_endpoint"):
         raise ViewerError(403, "unknown_portal", "this portal has not installed the app")
     if inst.get("active") in (0, "0") or inst.get("status") == "uninstalled":

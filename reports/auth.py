@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from flask import current_app, g, jsonify, render_template, request
 
 from b24desk.viewer import (ADMIN_RECHECK, TOKEN_MAX_AGE, Viewer, ViewerError, check_installation, dump_token,
-                            load_token, recheck_admin)
+                            load_token, open_sessions, recheck_admin)
 
 from .i18n import t
 
@@ -47,10 +47,12 @@ def _still_valid(viewer: Viewer) -> None:
     inst = check_installation(db, viewer)
     if viewer.is_admin:
         call, clients = portal_caller()
+        sessions = open_sessions(current_app.config["DB"])
         try:
-            recheck_admin(db, viewer, inst, call=call, now=time.time(),
+            recheck_admin(sessions, viewer, inst, call=call, now=time.time(),
                           every=float(current_app.config.get("ADMIN_RECHECK_SECONDS", ADMIN_RECHECK)))
         finally:
+            sessions.conn.close()
             for c in clients.values():
                 c.close()
 

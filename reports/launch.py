@@ -15,7 +15,7 @@ import time
 from flask import current_app, g, redirect, request, url_for
 
 from b24desk.client import B24Client
-from b24desk.viewer import ADMIN, ViewerError, save_session, verify_launch
+from b24desk.viewer import ADMIN, ViewerError, open_sessions, save_session, verify_launch
 
 from .auth import sign
 from .blueprint import bp, get_db
@@ -67,9 +67,13 @@ def launch():
             c.close()
     if verified.viewer.role == ADMIN:       # its tokens, server side, for the admin right's re-checks
         refresh = request.form.get("REFRESH_ID")
-        save_session(get_db(), verified.viewer, request.form.get("AUTH_ID", "").strip(),
-                     refresh.strip() if isinstance(refresh, str) and refresh.isascii() and len(refresh) <= 256
-                     else None, admin=True, now=time.time())
+        sessions = open_sessions(current_app.config["DB"])
+        try:
+            save_session(sessions, verified.viewer, request.form.get("AUTH_ID", "").strip(),
+                         refresh.strip() if isinstance(refresh, str) and refresh.isascii() and len(refresh) <= 256
+                         else None, admin=True, now=time.time())
+        finally:
+            sessions.conn.close()
     g.viewer = verified.viewer
     g.viewer_token = token = sign(verified.viewer)
     target = ticket_of_placement(verified.placement, verified.options)
