@@ -33,6 +33,7 @@ import click
 from click.core import ParameterSource
 from flask.cli import with_appcontext
 
+from b24desk import bbcode
 from b24desk import config as b24config
 from b24desk import digest as dg
 from b24desk import sentlog
@@ -156,7 +157,10 @@ def dashboard_base(ctx: Context, inst: dict | None) -> str | None:
     """Where "open the dashboard" points: the admin's ``dashboard_url``, else the app's page in
     the portal (``/marketplace/app/<ID>/``, the ID from ``app.info``), else nothing."""
     if ctx.settings.get("dashboard_url"):
-        return ctx.settings["dashboard_url"]
+        chosen = bbcode.url(ctx.settings["dashboard_url"], trusted_hosts(ctx, inst))
+        if chosen:
+            return chosen
+        log.warning("dashboard_url is neither on the portal nor on this app: not linked")
     domain = (inst or {}).get("domain")
     if not domain or ctx.is_webhook:
         return None
@@ -169,6 +173,17 @@ def dashboard_base(ctx: Context, inst: dict | None) -> str | None:
         if app_id:
             set_setting(ctx.db, ctx.portal, APP_ID_SETTING, app_id)
     return f"https://{domain}/marketplace/app/{app_id}/" if app_id else None
+
+
+def trusted_hosts(ctx: Context, inst: dict | None) -> set[str]:
+    """Where a pushed link may point: the portal's own addresses (stored domain and endpoint, or
+    the webhook's host) and this app's public URL."""
+    if inst is None and "installations" in ctx.db.table_names():
+        inst = get_installation(ctx.db, ctx.portal)
+    hosts = {bbcode.host_of((inst or {}).get("domain")), bbcode.host_of((inst or {}).get("client_endpoint")),
+             bbcode.host_of(getattr(ctx.writer, "_base", "") or ""),
+             bbcode.host_of(b24config.env("B24DESK_PUBLIC_URL", "") or "")}
+    return {h for h in hosts if h}
 
 
 def link(ctx: Context, digest: dict, key: sentlog.Key) -> str | None:
@@ -207,7 +222,7 @@ def scope_target(d: dict) -> str:
 
 def xlsx_name(d: dict) -> str:
     scope = "portal" if d["scope"]["level"] == "portal" else f"dept{d['scope']['id']}"
-    return f"b24desk-{d['kind']}-{d['period']}-{scope}.xlsx"
+    return bbcode.file_name(f"b24desk-{d['kind']}-{d['period']}-{scope}.xlsx")
 
 
 def app_folder(ctx: Context):
@@ -236,7 +251,8 @@ def push_disk(ctx: Context, digests: list[dict], key_of) -> dict:
                    "fileContent": [name, base64.b64encode(data).decode("ascii")], "generateUniqueName": False}
         out = ctx.send(key, "disk.folder.uploadfile", payload)
         res = out.result if isinstance(out.result, dict) else {}
-        links[scope_target(d)] = res.get("DETAIL_URL") or res.get("DOWNLOAD_URL")
+        links[scope_target(d)] = bbcode.url(res.get("DETAIL_URL") or res.get("DOWNLOAD_URL"),
+                                            trusted_hosts(ctx, None))
     return links
 
 
@@ -268,7 +284,7 @@ def chat_dialog(ctx: Context, digests: list[dict]) -> str:
     if found and found.get("ID"):
         return f"chat{found['ID']}"
     users = set(portal_recipients(ctx)) | {d["scope"]["head"] for d in digests if d["scope"]["head"]}
-    title = (ctx.settings.get("chat") or {}).get("title") or R.tr("service_desk", ctx.lang)
+    title = bbcode.text((ctx.settings.get("chat") or {}).get("title") or R.tr("service_desk", ctx.lang), 100)
     try:
         cid = ctx.writer.call("im.chat.add", {"TYPE": "CHAT", "TITLE": title, "USERS": sorted(users, key=int),
                                               "COLOR": "AZURE", **entity})

@@ -19,6 +19,7 @@ import time
 from b24desk import alerts as A
 from b24desk import digest as dg
 from b24desk import sentlog
+from b24desk import bbcode
 from b24desk.installations import get_installation
 from b24desk.kpi.drilldown import Replay, kind_of
 from b24desk.kpi.filters import Filters, matcher
@@ -124,7 +125,8 @@ def tickets_behind(ctx: Context, item: dict, level: str, subject: str, period: P
         title, url = (t[0], t[1]) if t else (None, None)
         if url and url.startswith("/") and domain:
             url = f"https://{domain}{url}"
-        out.append({"id": r["source_id"], "title": title, "url": url if url and "://" in url else None})
+        # only the portal's own pages are linked (a stored absolute URL on another host is dropped)
+        out.append({"id": r["source_id"], "title": title, "url": bbcode.url(url, [domain]) if url else None})
     return out
 
 
