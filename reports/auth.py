@@ -32,6 +32,7 @@ def current_viewer() -> Viewer:
         token = token_from_request()
         viewer = load_token(current_app.config["SECRET_KEY"], token,
                             current_app.config.get("VIEWER_TOKEN_MAX_AGE", TOKEN_MAX_AGE))
+        g.error_lang = viewer.lang
         _still_valid(viewer)
         g.viewer = viewer
         g.viewer_token = token
@@ -80,13 +81,24 @@ def wants_json() -> bool:
     return request.path.startswith(JSON_PREFIXES) or request.accept_mimetypes.best == "application/json"
 
 
+_HINTS = {"no_token": "err_no_token", "bad_token": "err_no_token", "expired": "err_expired",
+          "revoked": "err_revoked", "demoted": "err_demoted"}
+
+
 def error_response(err: ViewerError):
-    if wants_json():
-        return jsonify({"error": err.code, "message": err.message}), err.status
-    lang = (g.get("viewer").lang if g.get("viewer") else None) or request.args.get("LANG") or "en"
-    hint = {"no_token": "err_no_token", "expired": "err_expired"}.get(err.code)
+    lang = (g.get("viewer").lang if g.get("viewer") else None) or g.get("error_lang") \
+        or request.args.get("LANG") or "en"
+    lang = "ru" if str(lang).lower()[:2] in ("ru", "ua", "by", "kz") else "en"
+    hint = _HINTS.get(err.code)
     if err.status == 403 and not hint:
         hint = "err_forbidden"
+    if err.status == 400 and not hint:
+        hint = "err_bad_request"
+    if wants_json():
+        body = {"error": err.code, "message": err.message}
+        if hint:
+            body["hint"] = t(hint, lang)        # the same refusal, in the viewer's language
+        return jsonify(body), err.status
     return render_template("reports/error.html", lang=lang, status=err.status, message=err.message,
                            hint=t(hint, lang) if hint else "", t=lambda k: t(k, lang)), err.status
 
