@@ -193,7 +193,7 @@ def csrf_token(secret: str, viewer: Viewer) -> str:
 
 
 def check_csrf(secret: str, viewer: Viewer, value: str | None) -> None:
-    if not value or not hmac.compare_digest(str(value), csrf_token(secret, viewer)):
+    if not value or not hmac.compare_digest(str(value).encode(), csrf_token(secret, viewer).encode()):
         raise ViewerError(403, "csrf", "invalid or missing CSRF token: reload the page and retry")
 
 
