@@ -15,7 +15,7 @@ from flask import current_app, g, jsonify, render_template, request
 from b24desk.viewer import (ADMIN_RECHECK, TOKEN_MAX_AGE, Viewer, ViewerError, check_installation, dump_token,
                             load_token, open_sessions, recheck_admin)
 
-from .i18n import t
+from b24desk.text.i18n import t
 
 JSON_PREFIXES = ("/api/", "/reports/export")
 

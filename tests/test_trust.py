@@ -216,7 +216,7 @@ def test_forged_install_and_uninstall_events_change_nothing(server, d, attacker)
 # --- BB-code in names ------------------------------------------------------------------------------
 
 def test_bbcode_in_portal_data_is_shown_literally_and_links_stay_on_trusted_hosts():
-    from reports import push_render as R
+    from b24desk.push import render as R
     evil = "[URL=http://evil.example]Reset your password[/URL] [B]x[/B] http://evil.example/a www.evil.example"
     digest = {"kind": "daily", "period": "2026-10-05", "from": "2026-10-05", "to": "2026-10-06",
               "scope": {"level": "department", "name": evil, "id": "3", "head": "7"},
@@ -238,8 +238,8 @@ def test_bbcode_in_portal_data_is_shown_literally_and_links_stay_on_trusted_host
 def test_push_links_and_file_names_only_point_at_the_portal_or_the_app(tmp_path, monkeypatch):
     from b24desk import bbcode
     from b24desk.installations import save_installation
-    from reports import push
-    from reports.push_alerts import tickets_behind  # noqa: F401  (the module's import wires bbcode)
+    from b24desk.push import context as push
+    from b24desk.push.digests import xlsx_name
     monkeypatch.setenv("B24DESK_PUBLIC_URL", "https://desk.example.com")
     db = open_db(str(tmp_path / "s.db"))
     save_installation(db, member_id="m1", domain="acme.bitrix24.ru", client_endpoint="https://acme.bitrix24.ru/rest/")
@@ -253,7 +253,7 @@ def test_push_links_and_file_names_only_point_at_the_portal_or_the_app(tmp_path,
     assert bbcode.url("https://desk.example.com/reports/dashboard", hosts)
     ctx.settings["dashboard_url"] = "https://evil.example/phish"
     assert push.dashboard_base(ctx, {"domain": "acme.bitrix24.ru"}) != "https://evil.example/phish"
-    name = push.xlsx_name({"kind": "daily", "period": "2026-10-05",
+    name = xlsx_name({"kind": "daily", "period": "2026-10-05",
                            "scope": {"level": "department", "id": "../[URL=x]"}})
     assert "/" not in name and "[" not in name and name.endswith(".xlsx")
     db.conn.close()
