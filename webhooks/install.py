@@ -38,7 +38,7 @@ from flask import Blueprint, current_app, jsonify, make_response, render_templat
 
 from b24desk import bindings, inbox
 from b24desk.client import AuthError, B24Client, B24Error
-from b24desk.installations import get_installation, new_epoch, request_tokens, save_installation, token_url
+from b24desk.installations import new_epoch, request_tokens, save_installation, token_url
 from b24desk.store import open_db
 
 log = logging.getLogger("b24desk.webhooks")
