@@ -348,3 +348,18 @@ def test_malformed_input_is_a_clear_4xx(h, d):
         r = requests.post(h.url + "/events", data=body.encode(), headers=FORM, timeout=30)
         assert 400 <= r.status_code < 500, (body, r.status_code)
     assert state(h.db_path) == before
+
+
+def test_failed_install_attempts_are_limited_before_they_reach_the_oauth_server(h, d, attacker):
+    h.app.config["INSTALL_FAILED_PER_MINUTE"] = 3
+    calls = []
+    for i in range(6):
+        d.stats.reset()
+        r = requests.post(h.url + "/install", params={"DOMAIN": d.domain, "PROTOCOL": "0", "LANG": "ru"}, timeout=30,
+                          data=_ui_form({"access_token": "c" * 32, "refresh_token": f"{i:x}" * 32},
+                                        d.member_id, "f" * 32, attacker.url))
+        calls.append((r.status_code, d.stats.by_method["oauth.token"]))
+    assert calls[:3] == [(401, 1)] * 3
+    assert calls[3:] == [(429, 0)] * 3                 # refused here: the OAuth server is not asked
+    assert "подождите минуту" in r.text
+    assert state(h.db_path)["installations"] == [] and attacker.seen == []

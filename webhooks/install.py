@@ -32,6 +32,9 @@ import logging
 import os
 import re
 import secrets
+import threading
+import time
+from collections import deque
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, make_response, render_template, request
@@ -67,6 +70,8 @@ MESSAGES = {
                     "Portal {domain} is not in the allowed list (B24DESK_PORTAL_DOMAINS)."),
     "portal_refused": ("Портал не принял токен установки ({code}).",
                        "The portal did not accept the install token ({code})."),
+    "too_many": ("Слишком много неудачных попыток установки; подождите минуту и повторите.",
+                 "Too many failed install attempts; wait a minute and retry."),
     "not_admin": ("Установить, переустановить или перенастроить приложение может только администратор "
                   "Битрикс24. Попросите администратора открыть приложение.",
                   "Only a Bitrix24 administrator can install, reinstall or re-point the application. "
@@ -272,6 +277,40 @@ def install_portal(db_path: str, claims: dict, *, public_url: str, client_id: st
             "bindings": report.as_dict()}
 
 
+# Every install attempt that passes the form checks costs a request to the OAuth server with our
+# client_id/secret, and the OAuth server may block a client that refreshes too much (DOCS
+# settings/oauth/auto-renewal.md): failed attempts are limited per sender (behind a proxy, the
+# proxy's address: then the limit is global, which is the point).
+FAILED_PER_MINUTE = 20
+
+
+class _Failures:
+    """Failed install attempts per sender over the last minute (one per app, in its extensions)."""
+
+    def __init__(self):
+        self.by_sender: dict[str, deque] = {}
+        self.lock = threading.Lock()
+
+    def too_many(self, sender: str, limit: int, now: float) -> bool:
+        with self.lock:
+            q = self.by_sender.get(sender)
+            while q and q[0] < now - 60:
+                q.popleft()
+            if q is not None and not q:
+                del self.by_sender[sender]
+            return bool(q) and len(q) >= limit
+
+    def add(self, sender: str, now: float) -> None:
+        with self.lock:
+            if len(self.by_sender) > 10000:         # a flood of senders: forget them rather than grow
+                self.by_sender.clear()
+            self.by_sender.setdefault(sender, deque()).append(now)
+
+
+def _failures() -> _Failures:
+    return current_app.extensions.setdefault("b24desk.install_failures", _Failures())
+
+
 @bp.post("/install")
 def install():
     form = request.form
@@ -280,12 +319,21 @@ def install():
     try:
         claims = parse_api_install(form) if api_only else parse_ui_install(form, request.args)
         claims["lang_ui"] = lang
-        result = install_portal(current_app.config["DB"], claims,
-                                public_url=current_app.config["PUBLIC_URL"],
-                                client_id=current_app.config.get("CLIENT_ID"),
-                                client_secret=current_app.config.get("CLIENT_SECRET"),
-                                oauth_url=current_app.config.get("OAUTH_URL"),
-                                config=current_app.config.get("B24DESK"))
+        sender, now = request.remote_addr or "?", time.time()
+        if _failures().too_many(sender, int(current_app.config.get("INSTALL_FAILED_PER_MINUTE",
+                                                                   FAILED_PER_MINUTE)), now):
+            raise InstallError(429, "too_many", lang)
+        try:
+            result = install_portal(current_app.config["DB"], claims,
+                                    public_url=current_app.config["PUBLIC_URL"],
+                                    client_id=current_app.config.get("CLIENT_ID"),
+                                    client_secret=current_app.config.get("CLIENT_SECRET"),
+                                    oauth_url=current_app.config.get("OAUTH_URL"),
+                                    config=current_app.config.get("B24DESK"))
+        except InstallError as exc:
+            if exc.status in (401, 403):
+                _failures().add(sender, now)
+            raise
     except InstallError as exc:
         exc.lang = lang
         log.info("install rejected: %s", exc.messages["en"])
