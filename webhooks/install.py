@@ -196,7 +196,7 @@ def authorize(claims: dict, *, client_id: str | None, client_secret: str | None,
 
     Returns the installation fields to store (tokens, endpoints, domain, member_id, user) plus
     ``admin`` and ``profile``. The form's ``member_id`` must match the OAuth server's answer."""
-    lang = claims["lang_ui"]
+    lang = claims.get("lang_ui") or "en"
     if not domain_allowed(claims["claimed_domain"]):
         raise InstallError(403, "not_allowed", lang, domain=claims["claimed_domain"])
     if not client_id or not client_secret:
@@ -234,7 +234,8 @@ def authorize(claims: dict, *, client_id: str | None, client_secret: str | None,
     if err is not None:
         raise InstallError(401, "portal_refused", lang, code=err.code)
     me = res.results.get("me") if isinstance(res.results.get("me"), dict) else {}
-    admin = res.results.get("admin")
+    # user.admin (DOCS api-reference/common/users/user-admin.md); a portal without it: profile's ADMIN
+    admin = res.results.get("admin") if "admin" not in res.errors else me.get("ADMIN")
     is_admin = admin is True or str(admin).lower() in ("true", "1", "y")
     if not is_admin:
         raise InstallError(403, "not_admin", lang)
