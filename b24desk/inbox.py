@@ -448,12 +448,22 @@ class Plan:
     pull_offline: bool = False
     rebind: bool = False
     unparsed: int = 0
+    uninstall: bool | None = None       # an ONAPPUNINSTALL to confirm: its CLEAN choice
+
+
+def _clean_flag(data) -> bool:
+    value = data.get("CLEAN") if isinstance(data, dict) else None
+    return str(value if value is not None else "0").strip().upper() in ("1", "Y", "TRUE")
 
 
 def plan(rows: list[dict]) -> Plan:
     p = Plan(changes=[])
     for r in rows:
         event = (r.get("event") or "").upper()
+        if event == UNINSTALL:
+            clean = _clean_flag(decode(r.get("body") or "").get("data"))
+            p.uninstall = bool(p.uninstall) or clean
+            continue
         if event == OFFLINE:
             p.pull_offline = True
             continue
@@ -556,19 +566,46 @@ def normalize_scope(scope: str | None) -> str | None:
     return ",".join(s for s in re.split(r"[\s,]+", scope) if s)
 
 
-def store_install_tokens(db: Database, portal: str, fields: dict[str, list[str]]) -> bool:
-    """An ONAPPINSTALL that reached ``/events`` (token-checked): keep the install tokens it
-    carries (DOCS api-reference/common/events/on-app-install.md). Returns True if stored."""
-    from .installations import save_installation
-    auth = _auth_fields(fields)
-    if not (auth.get("access_token") and auth.get("refresh_token")):
+# Answers that say the app's tokens are dead on the portal: what an uninstall leaves (DOCS
+# api-reference/common/events/on-app-uninstall.md: all API access of the app is removed;
+# settings/oauth/error-codes.md). PAYMENT_REQUIRED, a missing client secret or a busy lock say
+# nothing about an uninstall.
+_GONE_CODES = frozenset({"INVALID_CLIENT", "INVALID_GRANT", "INVALID_TOKEN", "EXPIRED_TOKEN", "NO_AUTH_FOUND",
+                         "NO_REFRESH_TOKEN", "WRONG_AUTH_TYPE", "APPLICATION_NOT_FOUND", "ERROR_APP_NOT_INSTALLED"})
+
+
+def uninstall_confirmed(client) -> bool:
+    """Does the portal confirm the app is gone? ``app.info`` with the stored install tokens (refreshed
+    at the configured OAuth server if expired): an answer means the app is still installed, an auth
+    error naming dead tokens means it is not; anything else (network, 5xx) raises, to be retried."""
+    from .client import AuthError
+    try:
+        client.call("app.info")
+    except AuthError as exc:
+        return str(exc.code).upper() in _GONE_CODES
+    return False
+
+
+def confirm_uninstall(db: Database, client_for: Callable[[str], object], portal: str, clean: bool) -> bool:
+    """An ONAPPUNINSTALL (token-checked, but the application token is in every viewer's frame) is
+    carried out only once the portal confirms it; otherwise it is logged and ignored, and no data is
+    touched. Returns True if the uninstall was carried out."""
+    from .client import AuthError
+    try:
+        client = client_for(portal)
+    except AuthError as exc:
+        log.info("uninstall of %s: no usable installation (%s); nothing to do", portal, exc.code)
         return False
-    keep = ("access_token", "refresh_token", "expires", "expires_in", "domain", "client_endpoint",
-            "server_endpoint", "status", "user_id")
-    values = {k: auth[k] for k in keep if k in auth}
-    if "scope" in auth:
-        values["scope"] = normalize_scope(auth["scope"])
-    save_installation(db, member_id=portal, active=1, **values)
+    try:
+        gone = uninstall_confirmed(client)
+    finally:
+        client.close()
+    if not gone:
+        log.warning("uninstall of %s NOT confirmed: the app still answers on the portal; event ignored, "
+                    "nothing changed", portal)
+        return False
+    uninstall(db, portal, clean)
+    log.info("uninstall of %s confirmed by the portal (clean=%s)", portal, clean)
     return True
 
 
@@ -656,6 +693,8 @@ def make_handler(client_for: Callable[[str], object], config_for: Callable[[Data
         from .client import AuthError
         from .sync import portal_lease
         p = plan(rows)
+        if p.uninstall is not None and confirm_uninstall(db, client_for, portal, p.uninstall):
+            return                          # gone: the rest of the batch has no portal to read
         if not (p.changes or p.pull_offline or p.rebind):
             if p.unparsed and reconcile:
                 reconcile(portal)

@@ -14,10 +14,10 @@ import logging
 import os
 import random
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 import requests
 from sqlite_utils import Database
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
 COLUMNS = ("member_id", "domain", "client_endpoint", "server_endpoint", "access_token",
            "refresh_token", "expires_at", "application_token", "scope", "status", "user_id",
-           "webhook_url", "timezone", "lang", "active", "installed_at", "updated_at")
+           "webhook_url", "timezone", "lang", "active", "installed_at", "updated_at", "epoch")
 # Fields a token response may update (DOCS settings/oauth/auto-renewal.md, response example).
 _ROTATED = ("access_token", "refresh_token", "expires_at", "client_endpoint", "server_endpoint",
             "scope", "status", "user_id")
@@ -75,11 +75,27 @@ def save_installation(db: Database, **fields) -> dict:
         existing = get_installation(db, member_id)
         if existing is None:
             row.setdefault("installed_at", int(now))
+            row.setdefault("epoch", new_epoch())
             row.setdefault("active", 1)
             db["installations"].insert(row, pk="member_id")
         else:
             db["installations"].update(member_id, row)
     return get_installation(db, member_id)
+
+
+def new_epoch() -> str:
+    """A fresh installation epoch: random, so a row deleted and created again never repeats one
+    (a counter would restart and revive the viewer tokens of the previous installation)."""
+    return uuid.uuid4().hex[:16]
+
+
+def ensure_epoch(db: Database, member_id: str) -> str | None:
+    """The installation's epoch, given one first if a row was written without (older code)."""
+    with db.atomic():
+        db.execute("update installations set epoch = ? where member_id = ? and epoch is null",
+                   [new_epoch(), str(member_id)])
+    row = db.execute("select epoch from installations where member_id = ?", [str(member_id)]).fetchone()
+    return row[0] if row else None
 
 
 def get_installation(db: Database, member_id: str) -> dict | None:
@@ -134,29 +150,24 @@ def delete_installation(db: Database, member_id: str, clean: bool) -> None:
             db.execute("delete from installations where member_id = ?", [member_id])
         else:
             db.execute("update installations set active = 0, access_token = null, "
-                       "refresh_token = null, expires_at = null, updated_at = ? "
-                       "where member_id = ?", [int(time.time()), member_id])
+                       "refresh_token = null, expires_at = null, updated_at = ?, epoch = ? "
+                       "where member_id = ?", [int(time.time()), new_epoch(), member_id])
 
 
-def token_url(installation: dict | None, override: str | None = None) -> str:
-    """The OAuth token endpoint: ``override``, else ``B24DESK_OAUTH_URL``, else derived from the
-    ``server_endpoint`` the portal sent (``https://oauth.bitrix.info/rest/`` ->
-    ``https://oauth.bitrix.info/oauth/token/``, as spec/bitrix24-rest.md section 1b advises)."""
+def token_url(installation: dict | None = None, override: str | None = None) -> str:
+    """The OAuth token endpoint: ``override`` (the server's configuration), else
+    ``B24DESK_OAUTH_URL`` from the server's environment, else the Bitrix24 OAuth server.
+
+    Never derived from anything a portal, a request or an event sent (``server_endpoint`` is
+    stored, not followed): the refresh carries our ``client_secret``, and a forged endpoint would
+    hand it to whoever named it (DOCS settings/oauth/index.md: operations with the secret go
+    exclusively to oauth.bitrix.info). ``installation`` is accepted for the callers' sake only."""
     if override:
         return override
     env = os.environ.get("B24DESK_OAUTH_URL")
     if env:
         return env
-    server = (installation or {}).get("server_endpoint") or ""
-    parts = urlsplit(server)
-    if not parts.scheme or not parts.netloc:
-        return DEFAULT_TOKEN_URL
-    path = parts.path if parts.path.endswith("/") else parts.path + "/"
-    if path.endswith("/rest/"):
-        path = path[: -len("rest/")] + "oauth/token/"
-    else:
-        path = "/oauth/token/"
-    return f"{parts.scheme}://{parts.netloc}{path}"
+    return DEFAULT_TOKEN_URL
 
 
 def is_expired(installation: dict, now: float | None = None, margin: float = EXPIRY_MARGIN) -> bool:

@@ -237,3 +237,13 @@ def m_openlines_001(db: Database) -> None:
     for old, new in (("contact:", "C_"), ("company:", "CO_"), ("user:", "")):
         db.execute("update tickets set customer = ? || substr(customer, ?) where source = 'openlines'"
                    " and customer like ?", [new, len(old) + 1, old + "%"])
+
+
+@migrations()
+def m_trust_001(db: Database) -> None:
+    """Installation trust (issue 11): ``installations.epoch`` changes on every install and
+    uninstall, and viewer tokens carry it, so an uninstall or a re-install ends every viewer
+    session (b24desk/viewer.py)."""
+    if "epoch" not in db["installations"].columns_dict:
+        db["installations"].add_column("epoch", str)
+    db.execute("update installations set epoch = lower(hex(randomblob(8))) where epoch is null")

@@ -59,7 +59,7 @@ class PortalDouble:
     def __init__(self, seed: int = 1, tickets: int = 1000, months: int = 6, end: datetime | None = None,
                  bucket_size: int = 50, drain_per_s: float = 2.0, new_task_card: bool = False,
                  timezone: str = "Europe/Moscow", operating_limit: float = 480.0, call_cost: float = 0.002,
-                 port: int = 0, openlines: int = 0):
+                 port: int = 0, openlines: int = 0, oauth: "PortalDouble | None" = None):
         end_ts = int(end.timestamp()) if end is not None else None
         self.portal = Portal(now=end_ts, timezone=timezone, new_task_card=new_task_card)
         self.seed = seed
@@ -69,6 +69,13 @@ class PortalDouble:
             _ol.generate(self.portal, openlines, seed=seed, end=self.portal.now, months=months)
         self.creds = Credentials(lambda: self.portal.now)
         self._webhook = self.creds.add_webhook(1)
+        # The OAuth server: its own (one portal, one local app), or another double's, as one
+        # oauth.bitrix.info serves every portal of a market app (same client_id/secret).
+        self.oauth_server = oauth if oauth is not None else self
+        self.oauth_portals: list[PortalDouble] = [self]
+        if oauth is not None:
+            self.creds.client_id, self.creds.client_secret = oauth.creds.client_id, oauth.creds.client_secret
+            oauth.oauth_portals.append(self)
         self.bucket = LeakyBucket(bucket_size, drain_per_s)
         self.operating = OperatingTime(operating_limit)
         self.call_cost = call_cost       # simulated seconds of work per method call (operating time)
@@ -125,7 +132,7 @@ class PortalDouble:
 
     @property
     def oauth_token_url(self) -> str:
-        return f"{self.base_url}/oauth/token/"
+        return f"{self.oauth_server.base_url}/oauth/token/"
 
     @property
     def member_id(self) -> str:

@@ -20,8 +20,8 @@ SOURCES = ["tasks", "deals", "crm:1038"]
 
 
 
-def double(seed: int = 1, tickets: int = 60, member_id: str | None = None) -> PortalDouble:
-    d = PortalDouble(seed=seed, tickets=tickets, drain_per_s=1e6)
+def double(seed: int = 1, tickets: int = 60, member_id: str | None = None, oauth=None) -> PortalDouble:
+    d = PortalDouble(seed=seed, tickets=tickets, drain_per_s=1e6, oauth=oauth)
     if member_id:
         d.portal.member_id = member_id
     return d.start()

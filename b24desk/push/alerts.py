@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import time
 
+from .. import bbcode
 from ..installations import get_installation
 from ..kpi.drilldown import Replay, kind_of
 from ..kpi.filters import Filters, matcher
@@ -123,7 +124,8 @@ def tickets_behind(ctx: Context, item: dict, level: str, subject: str, period: P
         title, url = (t[0], t[1]) if t else (None, None)
         if url and url.startswith("/") and domain:
             url = f"https://{domain}{url}"
-        out.append({"id": r["source_id"], "title": title, "url": url if url and "://" in url else None})
+        # only the portal's own pages are linked (a stored absolute URL on another host is dropped)
+        out.append({"id": r["source_id"], "title": title, "url": bbcode.url(url, [domain]) if url else None})
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from .. import bbcode
 from .. import config as b24config
 from .. import leases
 from ..client import B24Client, B24Error
@@ -100,7 +101,10 @@ def dashboard_base(ctx: Context, inst: dict | None) -> str | None:
     """Where "open the dashboard" points: the admin's ``dashboard_url``, else the app's page in
     the portal (``/marketplace/app/<ID>/``, the ID from ``app.info``), else nothing."""
     if ctx.settings.get("dashboard_url"):
-        return ctx.settings["dashboard_url"]
+        chosen = bbcode.url(ctx.settings["dashboard_url"], trusted_hosts(ctx, inst))
+        if chosen:
+            return chosen
+        log.warning("dashboard_url is neither on the portal nor on this app: not linked")
     domain = (inst or {}).get("domain")
     if not domain or ctx.is_webhook:
         return None
@@ -113,6 +117,17 @@ def dashboard_base(ctx: Context, inst: dict | None) -> str | None:
         if app_id:
             set_setting(ctx.db, ctx.portal, APP_ID_SETTING, app_id)
     return f"https://{domain}/marketplace/app/{app_id}/" if app_id else None
+
+
+def trusted_hosts(ctx: Context, inst: dict | None) -> set[str]:
+    """Where a pushed link may point: the portal's own addresses (stored domain and endpoint, or
+    the webhook's host) and this app's public URL."""
+    if inst is None and "installations" in ctx.db.table_names():
+        inst = get_installation(ctx.db, ctx.portal)
+    hosts = {bbcode.host_of((inst or {}).get("domain")), bbcode.host_of((inst or {}).get("client_endpoint")),
+             bbcode.host_of(getattr(ctx.writer, "_base", "") or ""),
+             bbcode.host_of(b24config.env("B24DESK_PUBLIC_URL", "") or "")}
+    return {h for h in hosts if h}
 
 
 def link(ctx: Context, digest: dict, key: sentlog.Key) -> str | None:
