@@ -14,6 +14,7 @@ from flask import url_for
 from markupsafe import escape
 
 from b24desk.kpi.load import portal_timezone
+from b24desk.overrides import admin_timezone
 from b24desk.kpi.periods import zone
 from b24desk.model import PRIORITIES
 from b24desk.sources.openlines import SOURCE as OPENLINES
@@ -29,7 +30,8 @@ TABLE_KPIS = ("tickets_total", "resolved_count", "backlog", "first_response_time
 
 def timezone_of(db, portal: str, cfg: dict) -> str:
     """The same rule as the engine's ReportEnv: the installation's zone, else the config's."""
-    return portal_timezone(db, portal) or (cfg.get("calendar") or {}).get("timezone") or "Europe/Moscow"
+    return (admin_timezone(db, portal) or portal_timezone(db, portal) or (cfg.get("calendar") or {}).get("timezone")
+            or "Europe/Moscow")
 
 
 def _median(entry):
