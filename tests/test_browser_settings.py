@@ -188,7 +188,7 @@ def test_admin_sets_up_a_pipeline_sla_target_and_recipient(env):
     assert total == str(rep["kpis"]["tickets_total"]["value"])
     frt = d.find_element(By.CSS_SELECTOR, '.card[data-kpi="first_response_time"]').text
     assert "7" in frt and ("min" in frt or "мин" in frt)
-    shot(d, "settings-dashboard-after-1400-en.png")
+    shot(d, "settings-dashboard-after-1400-en.png", "#cards")
 
 
 def settings_token(d) -> str:

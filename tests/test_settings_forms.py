@@ -238,3 +238,61 @@ def test_settings_file_round_trip(client, desk):
     data["file"] = (io.BytesIO(json.dumps(exported).encode()), "s.json")
     assert client.post("/reports/settings", data=data, content_type="multipart/form-data").status_code == 303
     assert {k: stored(desk, k) for k in ("config", "targets", "push")} == before
+
+
+def test_catalog_survives_a_refused_list(client, desk):
+    """An app without the userfieldconfig scope still offers every field; list values are then
+    missing (nothing to map), and the page says some lists are unavailable instead of failing."""
+    tok = token_of(client, desk, 1)
+    desk.creds.app_scopes.discard("userfieldconfig")
+    try:
+        db = open_db(desk.db_path)                 # the installation's new token carries the reduced scopes
+        fresh = desk.issue_tokens(1)
+        db.execute("update installations set access_token = ? where member_id = ?", [fresh["access_token"], desk.member_id])
+        db.conn.commit()
+        db.conn.close()
+        assert post(client, tok, "catalog").status_code == 303
+        cat = stored(desk, "catalog")
+        assert any(e.startswith("userfieldconfig.list") for e in cat["errors"])
+        deal_fields = {f["code"]: f for f in cat["crm"]["2"]["fields"]}
+        assert "UF_CRM_PRIORITY" in deal_fields and deal_fields["UF_CRM_PRIORITY"]["values"] == []
+        assert deal_fields["UF_CRM_PRIORITY"]["name"] == "Приоритет обращения"   # the label crm.item.fields gives
+        page = client.get(f"/reports/settings?t={tok}")
+        assert page.status_code == 200 and 'id="catalog-note"' in page.get_data(as_text=True)
+    finally:
+        desk.creds.app_scopes.add("userfieldconfig")
+        fresh = desk.issue_tokens(1)
+        db = open_db(desk.db_path)
+        db.execute("update installations set access_token = ? where member_id = ?", [fresh["access_token"], desk.member_id])
+        db.conn.commit()
+        db.conn.close()
+        assert post(client, tok, "catalog").status_code == 303
+    assert not [e for e in stored(desk, "catalog")["errors"] if e.startswith("userfieldconfig")]
+
+
+def test_round_the_clock_sla_and_the_admins_time_zone(client, desk):
+    from b24desk.kpi.report import ReportEnv
+    from reports.dashboard import timezone_of
+    tok = token_of(client, desk, 1)
+    r = post(client, tok, "sla", **{"sla-mode": "calendar", "sla-res-high-h": "2"})
+    assert r.status_code == 303
+    r = post(client, tok, "calendar", **{"cal-days": ["1", "2", "3", "4", "5"], "cal-start": "09:00", "cal-end": "18:00",
+                                        "cal-tz": "Asia/Vladivostok", "cal-country": "RU", "cal-portal": "1"})
+    assert r.status_code == 303
+    from b24desk.overrides import effective_config
+    from b24desk.config import load_config
+    db = open_db(desk.db_path)
+    try:
+        cfg = effective_config(db, desk.member_id, load_config())
+        env = ReportEnv(db, desk.member_id, cfg)
+        assert env.tz_name == "Asia/Vladivostok" == timezone_of(db, desk.member_id, cfg)   # wins over the portal's
+        t0 = int(datetime(2026, 11, 28, 23, 0, tzinfo=ZoneInfo("Asia/Vladivostok")).timestamp())   # a Saturday night
+        assert env.ctx.sla_calendar.business_seconds(t0, t0 + 7200) == 7200               # the clock runs
+        assert env.calendar.business_seconds(t0, t0 + 7200) == 0                          # work hours do not
+    finally:
+        db.conn.close()
+    hist = stored(desk, "settings.history")[-2:]
+    assert "round the clock" in " ".join(hist[0]["changes"]) and "Asia/Vladivostok" in " ".join(hist[1]["changes"])
+    post(client, tok, "sla", **{"sla-mode": "business", "sla-res-high-h": "2"})
+    post(client, tok, "calendar", **{"cal-days": ["1", "2", "3", "4", "5"], "cal-start": "09:00", "cal-end": "18:00",
+                                    "cal-tz": "Europe/Moscow", "cal-country": "RU", "cal-portal": "1"})
