@@ -416,7 +416,6 @@ def parse_mapping(form, db, portal: str, base: dict, catalog: dict, lang: str):
             sources.append(new_entry)
         else:
             sources[pos] = new_entry
-    task = eff.get("status_buckets", {}).get("task")
     for sid, _ru, _en in TASK_STATUSES:
         b = form.get(f"tb-{sid}")
         if b is None:
@@ -429,11 +428,16 @@ def parse_mapping(form, db, portal: str, base: dict, catalog: dict, lang: str):
             (buckets.get("task") or {}).pop(sid, None)
     if errors:
         raise FormErrors(errors)
-    for key in set(buckets) | set(old_buckets):
-        if (buckets.get(key) or {}) != (old_buckets.get(key) or {}):
-            lines.append(_l(lang, "Группы статусов: ", "Status groups: ") + ", ".join(
-                f"{sid} → {bucket_label(b, lang)}" for sid, b in sorted((buckets.get(key) or {}).items())))
-    del task
+    names = {sid: _l(lang, ru, en) for sid, ru, en in TASK_STATUSES}      # stage / status id -> its name
+    for entry in (catalog.get("crm") or {}).values():
+        for c in entry.get("categories") or []:
+            names.update({st["id"]: st["name"] for st in c["stages"]})
+    for key in sorted(set(buckets) | set(old_buckets)):
+        new_t, old_t = buckets.get(key) or {}, old_buckets.get(key) or {}
+        changed = [sid for sid in sorted(set(new_t) | set(old_t)) if new_t.get(sid) != old_t.get(sid)]
+        if changed:
+            lines.append(_l(lang, "Чьё время: ", "Whose time: ") + ", ".join(
+                f"{names.get(sid, '?')} → {bucket_label(new_t.get(sid, ''), lang)}" for sid in changed))
     buckets = {k: v for k, v in buckets.items() if v}
     return _config_values(db, portal, base, {"sources": sources, "status_buckets": buckets}), lines
 
@@ -482,21 +486,20 @@ def parse_sla(form, db, portal: str, base: dict, lang: str):
     if errors:
         raise FormErrors(errors)
     if new["mode"] == "business" and "mode" not in old:
-        cmp_old = {k: v for k, v in old.items()}
-        cmp_new = {k: v for k, v in new.items() if k != "mode"}
-        if all(cmp_old.get(k) == cmp_new.get(k) for k in cmp_new):
-            return {}, []
+        new.pop("mode")                       # business time is the default: nothing to store
+    merged = {**old, **new}
+    if merged == old:
+        return {}, []
     lines = []
-    if (old.get("mode") or "business") != new["mode"]:
+    if (old.get("mode") or "business") != (new.get("mode") or "business"):
         lines.append(_l(lang, "SLA считается: ", "SLA runs on: ") + (
-            _l(lang, "в рабочее время", "work hours") if new["mode"] == "business" else _l(lang, "круглосуточно", "round the clock")))
+            _l(lang, "в рабочее время", "work hours") if new.get("mode", "business") == "business" else _l(lang, "круглосуточно", "round the clock")))
     for k, key in SLA_KEYS.items():
         title = _l(lang, "Первый ответ", "First response") if k == "frt" else _l(lang, "Решение", "Resolution")
         for p in PRIOS:
             a, b = (old.get(key) or {}).get(p), new[key].get(p)
             if a != b:
                 lines.append(f"SLA · {title} · {prio_label(p, lang)}: {fmt_hm(a, lang)} → {fmt_hm(b, lang)}")
-    merged = {**old, **new}
     return _config_values(db, portal, base, {"sla": merged}), lines
 
 

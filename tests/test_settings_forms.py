@@ -166,6 +166,8 @@ def test_a_source_with_its_priority_field_sla_and_target(client, desk):
     assert all(h["user"] == "1" and h["at"] > 0 for h in hist)
     page = visible(client.get(f"/reports/settings?t={tok}").get_data(as_text=True))
     assert "Pipeline “Обращения в поддержку”" in page and "4 h 30 min" in page    # the history, in words
+    assert "Ждём ответа клиента → waiting for the customer" in page and "Вторая линия" in page
+    assert not INTERNAL.findall(page), INTERNAL.findall(page)[:5]
 
 
 @pytest.mark.parametrize("form, fields, field, says", [
