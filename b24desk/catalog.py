@@ -16,6 +16,7 @@ An admin picks names, never ids: each list is read with the documented method an
 Every list is optional: a refused method (scope, plan, rights) leaves that list empty and is named
 in ``errors``, so the page still offers everything else.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,11 +27,20 @@ from .store import get_setting, set_setting
 log = logging.getLogger("b24desk.catalog")
 
 CATALOG_SETTING = "catalog"
-MAX_AGE = 600                   # seconds a stored catalog is shown before the page reads it again
+MAX_AGE = 600  # seconds a stored catalog is shown before the page reads it again
 DEAL = 2
 # Fields worth mapping: types that can hold a priority, a rating, a deadline or a type.
-MAPPABLE_TYPES = {"enumeration", "integer", "double", "string", "crm_status", "date", "datetime", "boolean",
-                  "iblock_element"}
+MAPPABLE_TYPES = {
+    "enumeration",
+    "integer",
+    "double",
+    "string",
+    "crm_status",
+    "date",
+    "datetime",
+    "boolean",
+    "iblock_element",
+}
 
 
 def stored(db, portal: str) -> dict | None:
@@ -61,67 +71,111 @@ def read(client, lang: str = "ru") -> dict:
     def attempt(what, fn):
         try:
             return fn()
-        except Exception as exc:          # a refusal (scope, plan, rights) or a network fault
+        except Exception as exc:  # a refusal (scope, plan, rights) or a network fault
             log.warning("catalog %s: %s", what, exc)
             out["errors"].append(what)
             return None
 
     groups = attempt("sonet_group.get", lambda: list(client.list_paged("sonet_group.get", {"ORDER": {"NAME": "ASC"}})))
-    out["groups"] = [{"id": str(g["ID"]), "name": g.get("NAME") or str(g["ID"])}
-                     for g in groups or [] if isinstance(g, dict) and g.get("ID") is not None]
+    out["groups"] = [
+        {"id": str(g["ID"]), "name": g.get("NAME") or str(g["ID"])}
+        for g in groups or []
+        if isinstance(g, dict) and g.get("ID") is not None
+    ]
     types = attempt("crm.type.list", lambda: _rows(client.call("crm.type.list", {}), "types"))
-    out["types"] = [{"etid": int(t["entityTypeId"]), "type_id": int(t["id"]), "name": t.get("title") or str(t["id"])}
-                    for t in types or [] if isinstance(t, dict) and t.get("entityTypeId") is not None]
+    out["types"] = [
+        {"etid": int(t["entityTypeId"]), "type_id": int(t["id"]), "name": t.get("title") or str(t["id"])}
+        for t in types or []
+        if isinstance(t, dict) and t.get("entityTypeId") is not None
+    ]
     stages = attempt("crm.status.list", lambda: list(client.list_paged("crm.status.list", {"order": {"SORT": "ASC"}})))
     by_entity: dict[str, list] = {}
     for s in stages or []:
         if isinstance(s, dict) and s.get("ENTITY_ID") and s.get("STATUS_ID"):
             by_entity.setdefault(s["ENTITY_ID"], []).append(
-                {"id": s["STATUS_ID"], "name": s.get("NAME") or s["STATUS_ID"],
-                 "color": s.get("COLOR") or (s.get("EXTRA") or {}).get("COLOR") or "",
-                 "semantics": s.get("SEMANTICS") or "P"})
+                {
+                    "id": s["STATUS_ID"],
+                    "name": s.get("NAME") or s["STATUS_ID"],
+                    "color": s.get("COLOR") or (s.get("EXTRA") or {}).get("COLOR") or "",
+                    "semantics": s.get("SEMANTICS") or "P",
+                }
+            )
     for etid, type_id in [(DEAL, None)] + [(t["etid"], t["type_id"]) for t in out["types"]]:
         entry = {"categories": [], "fields": []}
-        cats = attempt(f"crm.category.list:{etid}",
-                       lambda: _rows(client.call("crm.category.list", {"entityTypeId": etid}), "categories"))
+        cats = attempt(
+            f"crm.category.list:{etid}",
+            lambda: _rows(client.call("crm.category.list", {"entityTypeId": etid}), "categories"),
+        )
         for cat in cats or []:
             cid = int(cat.get("id", 0))
             if etid == DEAL:
                 entity = "DEAL_STAGE" if cid == 0 else f"DEAL_STAGE_{cid}"
             else:
                 entity = f"DYNAMIC_{etid}_STAGE_{cid}"
-            entry["categories"].append({"id": str(cid), "name": cat.get("name") or str(cid),
-                                        "stages": by_entity.get(entity, [])})
-        fields = attempt(f"crm.item.fields:{etid}", lambda: (client.call(
-            "crm.item.fields", {"entityTypeId": etid, "useOriginalUfNames": "Y"}) or {}).get("fields") or {})
+            entry["categories"].append(
+                {"id": str(cid), "name": cat.get("name") or str(cid), "stages": by_entity.get(entity, [])}
+            )
+        fields = attempt(
+            f"crm.item.fields:{etid}",
+            lambda: (
+                (client.call("crm.item.fields", {"entityTypeId": etid, "useOriginalUfNames": "Y"}) or {}).get("fields")
+                or {}
+            ),
+        )
         enums = {}
         if fields and any(isinstance(d, dict) and d.get("isDynamic") for d in fields.values()):
             entity = "CRM_DEAL" if etid == DEAL else f"CRM_{type_id}"
-            ufs = attempt(f"userfieldconfig.list:{etid}", lambda: _rows(client.call(
-                "userfieldconfig.list", {"moduleId": "crm", "filter": {"entityId": entity},
-                                         "select": {"0": "*", "language": lang}}), "fields"))
+            ufs = attempt(
+                f"userfieldconfig.list:{etid}",
+                lambda: _rows(
+                    client.call(
+                        "userfieldconfig.list",
+                        {"moduleId": "crm", "filter": {"entityId": entity}, "select": {"0": "*", "language": lang}},
+                    ),
+                    "fields",
+                ),
+            )
             for uf in ufs or []:
                 if isinstance(uf, dict) and uf.get("fieldName"):
                     enums[uf["fieldName"]] = {
-                        "label": _lang_label(uf.get("editFormLabel"), lang) or _lang_label(uf.get("listColumnLabel"), lang),
-                        "values": [{"id": str(e.get("id")), "name": e.get("value") or str(e.get("id"))}
-                                   for e in uf.get("enum") or [] if isinstance(e, dict)]}
+                        "label": _lang_label(uf.get("editFormLabel"), lang)
+                        or _lang_label(uf.get("listColumnLabel"), lang),
+                        "values": [
+                            {"id": str(e.get("id")), "name": e.get("value") or str(e.get("id"))}
+                            for e in uf.get("enum") or []
+                            if isinstance(e, dict)
+                        ],
+                    }
         for code, d in (fields or {}).items():
             if not isinstance(d, dict) or d.get("type") not in MAPPABLE_TYPES or d.get("isReadOnly"):
                 continue
             upper = d.get("upperName") or code
             extra = enums.get(upper) or enums.get(code) or {}
-            values = extra.get("values") or [{"id": str(i.get("ID")), "name": i.get("VALUE") or str(i.get("ID"))}
-                                             for i in d.get("items") or [] if isinstance(i, dict)]
+            values = extra.get("values") or [
+                {"id": str(i.get("ID")), "name": i.get("VALUE") or str(i.get("ID"))}
+                for i in d.get("items") or []
+                if isinstance(i, dict)
+            ]
             name = d.get("formLabel") or d.get("listLabel") or extra.get("label") or d.get("title") or code
-            entry["fields"].append({"code": upper, "name": name, "type": d.get("type"), "custom": bool(d.get("isDynamic")),
-                                    "values": values})
+            entry["fields"].append(
+                {
+                    "code": upper,
+                    "name": name,
+                    "type": d.get("type"),
+                    "custom": bool(d.get("isDynamic")),
+                    "values": values,
+                }
+            )
         entry["fields"].sort(key=lambda f: (not f["custom"], f["name"].lower()))
         out["crm"][str(etid)] = entry
-    lines = attempt("imopenlines.config.list.get",
-                    lambda: client.call("imopenlines.config.list.get", {"PARAMS": {"limit": 200}}))
-    out["lines"] = [{"id": str(x["ID"]), "name": x.get("LINE_NAME") or str(x["ID"])}
-                    for x in lines or [] if isinstance(x, dict) and x.get("ID") is not None]
+    lines = attempt(
+        "imopenlines.config.list.get", lambda: client.call("imopenlines.config.list.get", {"PARAMS": {"limit": 200}})
+    )
+    out["lines"] = [
+        {"id": str(x["ID"]), "name": x.get("LINE_NAME") or str(x["ID"])}
+        for x in lines or []
+        if isinstance(x, dict) and x.get("ID") is not None
+    ]
     return out
 
 
@@ -136,6 +190,7 @@ def fallback(db, portal: str) -> dict:
     """What the store already knows (the sync's stages and categories, open lines), when the portal
     cannot be asked: names without fields, so the page still shows something useful."""
     from .kpi.report import crm_settings
+
     out: dict = {"groups": [], "types": [], "crm": {}, "lines": [], "errors": ["portal"], "fetched_at": 0}
     for etid, s in crm_settings(db, portal).items():
         cats = [{"id": str(c), "name": n, "stages": []} for c, n in (s.get("categories") or {}).items()]

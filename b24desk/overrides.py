@@ -66,9 +66,3 @@ def validate_config(value: dict) -> dict:
                 raise ValueError(f"sla.{k}: a table of priority = seconds")
     return value
 
-
-def admin_timezone(db, portal: str) -> str | None:
-    """The time zone an admin picked in the settings (``calendar.timezone`` of the overrides): it wins
-    over the portal's own and the config file's, since the admin chose it for the reports."""
-    tz = (overrides(db, portal).get("calendar") or {}).get("timezone")
-    return tz if isinstance(tz, str) and tz else None

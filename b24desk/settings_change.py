@@ -6,12 +6,13 @@ writes only the keys whose value differs, and appends one history entry naming t
 admin's words. The whole configuration can also be exported to a file and imported back
 (:func:`export_all` / :func:`import_all`): an import is validated whole before anything is written.
 """
+
 from __future__ import annotations
 
 import re
 import time
 
-from . import digest
+from .push import data as digest
 from .kpi import ccei as kccei
 from .kpi import targets as ktargets
 from .overrides import CONFIG_SETTING, OVERRIDABLE, overrides, validate_config
@@ -29,8 +30,13 @@ def history(db, portal: str, limit: int = 20) -> list[dict]:
 
 
 def record(db, portal: str, who: dict, section: str, lines: list[str], now: float | None = None) -> dict:
-    entry = {"at": int(now if now is not None else time.time()), "user": str(who.get("id") or ""),
-             "name": who.get("name") or "", "section": section, "changes": list(lines)}
+    entry = {
+        "at": int(now if now is not None else time.time()),
+        "user": str(who.get("id") or ""),
+        "name": who.get("name") or "",
+        "section": section,
+        "changes": list(lines),
+    }
     rows = get_setting(db, portal, HISTORY_SETTING) or []
     rows = (rows if isinstance(rows, list) else []) + [entry]
     set_setting(db, portal, HISTORY_SETTING, rows[-HISTORY_KEEP:])
@@ -70,14 +76,21 @@ def config_with(db, portal: str, section_values: dict) -> dict | None:
 
 # --- the whole configuration as a file ----------------------------------------------------------
 
+
 def export_all(db, portal: str) -> dict:
     ccei = {}
-    for row in db.execute("select key, value from settings where portal = ? and key like 'ccei_inputs:%'",
-                          [portal]).fetchall():
+    for row in db.execute(
+        "select key, value from settings where portal = ? and key like 'ccei_inputs:%'", [portal]
+    ).fetchall():
         ccei[row[0].split(":", 1)[1]] = get_setting(db, portal, row[0])
-    return {"schema": EXPORT_SCHEMA, "exported_at": int(time.time()),
-            "config": overrides(db, portal), "targets": get_setting(db, portal, ktargets.TARGETS_SETTING) or {},
-            "push": get_setting(db, portal, digest.PUSH_SETTING) or {}, "ccei_inputs": ccei}
+    return {
+        "schema": EXPORT_SCHEMA,
+        "exported_at": int(time.time()),
+        "config": overrides(db, portal),
+        "targets": get_setting(db, portal, ktargets.TARGETS_SETTING) or {},
+        "push": get_setting(db, portal, digest.PUSH_SETTING) or {},
+        "ccei_inputs": ccei,
+    }
 
 
 def import_values(data) -> dict:

@@ -20,10 +20,12 @@ from b24desk.viewer import ViewerError, can_see_ticket, check_csrf, csrf_token
 from . import dashboard as dashboard_mod
 from b24desk.client import B24Error
 
-from . import data, portal_settings, present, settings_forms, ticket_card
+from b24desk.text import present
+
+from . import data, portal_settings, settings_forms, ticket_card
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, config, get_db
-from .i18n import kpi_label, t
+from b24desk.text.i18n import kpi_label, t
 from .query import parse as parse_query
 from .security import bx24_script, portal_origins
 
@@ -132,7 +134,8 @@ def _settings_context(db, portal: str, error: str | None = None, form=None, erro
             "repeat_days": eff.get("repeat_window_days", 30),
             "alert_kpis": [(k, kpi_label(k, lang)) for k in settings_forms.TARGET_KPIS],
             "ccei_period": period, "ccei_fields": settings_forms.ccei_view(
-                {k: form.get(k, "") for k in portal_settings.kccei.INPUT_KEYS} if posted == "ccei" else ccei_inputs, lang),
+                {k: form.get(k, "") for k in portal_settings.kccei.INPUT_KEYS} if posted == "ccei" else ccei_inputs,
+                lang),
             "history": settings_forms.history_view(settings_change.history(db, portal), lang, ZoneInfo(tz_name)),
             "posted": posted, "form_values": form, "errors": errors or {},
             "error": error, "saved": request.args.get("saved") == "1",
@@ -208,7 +211,8 @@ def settings_export():
                     headers={"Content-Disposition": "attachment; filename=b24desk-settings.json"})
 
 
-FORMS = ("sources", "mapping", "sla", "calendar", "targets", "people", "push", "ccei", "import", "catalog", "crosscheck")
+FORMS = ("sources", "mapping", "sla", "calendar", "targets", "people", "push", "ccei", "import", "catalog",
+         "crosscheck")
 
 
 def _parse(which: str, db, v, form):

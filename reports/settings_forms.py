@@ -6,13 +6,14 @@ keys to write (b24desk.settings_change.apply writes only those that differ) and 
 change for the history; or raises :class:`FormErrors` mapping a field name to its message, and then
 nothing is written. Internal keys (selectors, stage ids, KPI keys) travel only as form values.
 """
+
 from __future__ import annotations
 
 import re
 from datetime import date, datetime
 from zoneinfo import available_timezones
 
-from b24desk import digest
+from b24desk.push import data as digest
 from b24desk.kpi import ccei as kccei
 from b24desk.kpi import targets as ktargets
 from b24desk.kpi.load import load_people
@@ -21,29 +22,38 @@ from b24desk.settings_change import config_with
 from b24desk.sources import SelectorError, configured_selectors, parse_selector
 from b24desk.store import get_setting
 
-from .i18n import kpi_label, lang_index
-from .present import CARD_ORDER, kind
+from b24desk.text.i18n import kpi_label, lang_index
+from b24desk.text.present import CARD_ORDER, kind
 
 PRIOS = ("critical", "high", "normal", "low")
 BUCKETS = ("work", "wait_customer", "wait_third_party", "done")
 WEEKDAYS = (1, 2, 3, 4, 5, 6, 7)
-TASK_STATUSES = (("2", "Ждёт выполнения", "Pending"), ("3", "Выполняется", "In progress"),
-                 ("4", "Ждёт контроля", "Awaiting control"), ("5", "Завершена", "Completed"),
-                 ("6", "Отложена", "Deferred"))
+TASK_STATUSES = (
+    ("2", "Ждёт выполнения", "Pending"),
+    ("3", "Выполняется", "In progress"),
+    ("4", "Ждёт контроля", "Awaiting control"),
+    ("5", "Завершена", "Completed"),
+    ("6", "Отложена", "Deferred"),
+)
 # KPIs a target makes sense for (numbers with a direction), in the dashboard's order.
-TARGET_KPIS = tuple(k for k in CARD_ORDER if k not in ("tickets_total", "resolved_count", "backlog", "overdue_count",
-                                                        "tickets_per_day"))
+TARGET_KPIS = tuple(
+    k for k in CARD_ORDER if k not in ("tickets_total", "resolved_count", "backlog", "overdue_count", "tickets_per_day")
+)
 HM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
-TIMEZONES = sorted(z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/", "right/")))
+TIMEZONES = sorted(
+    z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/", "right/"))
+)
 
-M = {   # (ru, en)
+M = {  # (ru, en)
     "err_fix": ("Настройки не сохранены: исправьте отмеченные поля", "Nothing was saved: fix the marked fields"),
     "err_number": ("Введите число", "Enter a number"),
     "err_whole": ("Введите целое число", "Enter a whole number"),
     "err_range": ("Допустимо от {lo} до {hi}", "Allowed: {lo} to {hi}"),
     "err_minutes": ("Минуты — от 0 до 59", "Minutes must be 0 to 59"),
-    "err_sla_zero": ("Срок должен быть больше нуля; оставьте оба поля пустыми, чтобы убрать срок",
-                     "The time must be above zero; leave both boxes empty to remove it"),
+    "err_sla_zero": (
+        "Срок должен быть больше нуля; оставьте оба поля пустыми, чтобы убрать срок",
+        "The time must be above zero; leave both boxes empty to remove it",
+    ),
     "err_time": ("Время в формате ЧЧ:ММ, например 09:00", "Time as HH:MM, e.g. 09:00"),
     "err_end": ("Конец дня должен быть позже начала", "The day must end after it starts"),
     "err_days": ("Отметьте хотя бы один рабочий день", "Tick at least one work day"),
@@ -51,21 +61,31 @@ M = {   # (ru, en)
     "err_tz": ("Выберите часовой пояс из списка", "Pick a time zone from the list"),
     "err_pick": ("Выберите значение из списка", "Pick a value from the list"),
     "err_source_none": ("Отметьте хотя бы один источник", "Tick at least one source"),
-    "err_source_both": ("«{all}» уже включает «{one}»: отметьте что-то одно",
-                        "“{all}” already includes “{one}”: tick one of them"),
-    "err_pv_none": ("Сопоставьте хотя бы одно значение поля с приоритетом",
-                    "Map at least one value of the field to a priority"),
+    "err_source_both": (
+        "«{all}» уже включает «{one}»: отметьте что-то одно",
+        "“{all}” already includes “{one}”: tick one of them",
+    ),
+    "err_pv_none": (
+        "Сопоставьте хотя бы одно значение поля с приоритетом",
+        "Map at least one value of the field to a priority",
+    ),
     "err_person": ("Этого сотрудника нет среди пользователей портала", "Not a user of the portal"),
     "err_dep": ("Такого отдела нет в структуре компании", "Not a department of the company"),
     "err_who": ("Выберите отдел или сотрудника", "Pick a department or an employee"),
     "err_percent": ("Процент — от 0 до 100", "A percent from 0 to 100"),
     "err_period": ("Месяц в формате ГГГГ-ММ, например 2026-10", "A month like 2026-10"),
-    "err_file": ("Выберите файл настроек (.json), выгруженный из b24desk",
-                 "Choose a settings file (.json) exported from b24desk"),
-    "err_chat": ("Чат — chatNNN или номер сотрудника; пусто — чат приложения",
-                 "A chat is chatNNN or an employee's number; empty = the app's own chat"),
-    "err_recipients": ("Выберите хотя бы одного получателя или выключите рассылку",
-                       "Pick at least one recipient or turn the pushes off"),
+    "err_file": (
+        "Выберите файл настроек (.json), выгруженный из b24desk",
+        "Choose a settings file (.json) exported from b24desk",
+    ),
+    "err_chat": (
+        "Чат — chatNNN или номер сотрудника; пусто — чат приложения",
+        "A chat is chatNNN or an employee's number; empty = the app's own chat",
+    ),
+    "err_recipients": (
+        "Выберите хотя бы одного получателя или выключите рассылку",
+        "Pick at least one recipient or turn the pushes off",
+    ),
 }
 
 
@@ -94,19 +114,28 @@ def _getlist(form, name: str) -> list[str]:
 
 
 def prio_label(p: str, lang: str) -> str:
-    return {"critical": _l(lang, "Критический", "Critical"), "high": _l(lang, "Высокий", "High"),
-            "normal": _l(lang, "Обычный", "Normal"), "low": _l(lang, "Низкий", "Low")}[p]
+    return {
+        "critical": _l(lang, "Критический", "Critical"),
+        "high": _l(lang, "Высокий", "High"),
+        "normal": _l(lang, "Обычный", "Normal"),
+        "low": _l(lang, "Низкий", "Low"),
+    }[p]
 
 
 def bucket_label(b: str, lang: str) -> str:
-    return {"work": _l(lang, "в работе (ждёт клиент)", "in progress (customer waits)"),
-            "wait_customer": _l(lang, "ждём клиента", "waiting for the customer"),
-            "wait_third_party": _l(lang, "ждём третью сторону", "waiting for a third party"),
-            "done": _l(lang, "завершено", "done"), "": _l(lang, "по смыслу стадии", "by the stage's meaning")}[b]
+    return {
+        "work": _l(lang, "в работе (ждёт клиент)", "in progress (customer waits)"),
+        "wait_customer": _l(lang, "ждём клиента", "waiting for the customer"),
+        "wait_third_party": _l(lang, "ждём третью сторону", "waiting for a third party"),
+        "done": _l(lang, "завершено", "done"),
+        "": _l(lang, "по смыслу стадии", "by the stage's meaning"),
+    }[b]
 
 
 def weekday_label(d: int, lang: str) -> str:
-    return (("Пн", "Вт", "Ср", "Чт", "Пт", "Сб", "Вс"), ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))[lang_index(lang)][d - 1]
+    return (("Пн", "Вт", "Ср", "Чт", "Пт", "Сб", "Вс"), ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))[
+        lang_index(lang)
+    ][d - 1]
 
 
 def fmt_hm(seconds, lang: str) -> str:
@@ -117,6 +146,7 @@ def fmt_hm(seconds, lang: str) -> str:
 
 
 # --- units of targets ----------------------------------------------------------------------------
+
 
 def unit(kpi: str, lang: str) -> str:
     k = kind(kpi)
@@ -129,7 +159,11 @@ def unit(kpi: str, lang: str) -> str:
     if kpi in ("tickets_per_agent_day",):
         return _l(lang, "заявок в день", "tickets a day")
     if kpi in ("contacts_per_customer", "interactions_per_ticket", "transfers_per_ticket"):
-        return _l(lang, "на клиента", "per customer") if kpi == "contacts_per_customer" else _l(lang, "на заявку", "per ticket")
+        return (
+            _l(lang, "на клиента", "per customer")
+            if kpi == "contacts_per_customer"
+            else _l(lang, "на заявку", "per ticket")
+        )
     return ""
 
 
@@ -162,16 +196,30 @@ def _number(text: str, field: str, errors: dict, lang: str, lo=None, hi=None, wh
 
 # --- the portal's people -------------------------------------------------------------------------
 
+
 def people(db, portal: str) -> dict:
     users, deps = load_people(db, portal)
-    user_rows = sorted(({"id": u, "name": d["label"], "detail": ", ".join(deps[x]["name"] for x in d["departments"]
-                                                                               if x in deps)}
-                        for u, d in users.items() if d["active"] in (None, 1) and d["departments"]),
-                       key=lambda r: r["name"].lower())
-    dep_rows = sorted(({"id": k, "name": v["name"], "detail": deps[v["parent"]]["name"] if v["parent"] in deps else ""}
-                       for k, v in deps.items()), key=lambda r: r["name"].lower())
-    return {"users": user_rows, "departments": dep_rows, "user_names": {u: d["label"] for u, d in users.items()},
-            "dep_names": {k: v["name"] for k, v in deps.items()}}
+    user_rows = sorted(
+        (
+            {"id": u, "name": d["label"], "detail": ", ".join(deps[x]["name"] for x in d["departments"] if x in deps)}
+            for u, d in users.items()
+            if d["active"] in (None, 1) and d["departments"]
+        ),
+        key=lambda r: r["name"].lower(),
+    )
+    dep_rows = sorted(
+        (
+            {"id": k, "name": v["name"], "detail": deps[v["parent"]]["name"] if v["parent"] in deps else ""}
+            for k, v in deps.items()
+        ),
+        key=lambda r: r["name"].lower(),
+    )
+    return {
+        "users": user_rows,
+        "departments": dep_rows,
+        "user_names": {u: d["label"] for u, d in users.items()},
+        "dep_names": {k: v["name"] for k, v in deps.items()},
+    }
 
 
 def search_people(db, portal: str, kind_: str, q: str, limit: int = 20) -> list[dict]:
@@ -182,26 +230,62 @@ def search_people(db, portal: str, kind_: str, q: str, limit: int = 20) -> list[
 
 # --- sources -------------------------------------------------------------------------------------
 
+
 def source_options(catalog: dict, lang: str) -> list[dict]:
     """The sources an admin can tick, grouped; ``value`` is the selector (never shown)."""
-    groups = [{"title": _l(lang, "Задачи", "Tasks"), "items": [{"value": "tasks", "label": _l(lang, "Все задачи", "All tasks")}]
-               + [{"value": f"tasks:group={g['id']}", "label": _l(lang, "Группа «{}»", "Workgroup “{}”").format(g["name"])}
-                  for g in catalog.get("groups") or []]}]
+    groups = [
+        {
+            "title": _l(lang, "Задачи", "Tasks"),
+            "items": [{"value": "tasks", "label": _l(lang, "Все задачи", "All tasks")}]
+            + [
+                {
+                    "value": f"tasks:group={g['id']}",
+                    "label": _l(lang, "Группа «{}»", "Workgroup “{}”").format(g["name"]),
+                }
+                for g in catalog.get("groups") or []
+            ],
+        }
+    ]
     crm = catalog.get("crm") or {}
     deal = crm.get("2") or {}
-    groups.append({"title": _l(lang, "Сделки", "Deals"),
-                   "items": [{"value": "deals", "label": _l(lang, "Все воронки сделок", "Every deal pipeline")}]
-                   + [{"value": f"deals:category={c['id']}", "label": _l(lang, "Воронка «{}»", "Pipeline “{}”").format(c["name"])}
-                      for c in deal.get("categories") or []]})
+    groups.append(
+        {
+            "title": _l(lang, "Сделки", "Deals"),
+            "items": [{"value": "deals", "label": _l(lang, "Все воронки сделок", "Every deal pipeline")}]
+            + [
+                {
+                    "value": f"deals:category={c['id']}",
+                    "label": _l(lang, "Воронка «{}»", "Pipeline “{}”").format(c["name"]),
+                }
+                for c in deal.get("categories") or []
+            ],
+        }
+    )
     for t in catalog.get("types") or []:
         entry = crm.get(str(t["etid"])) or {}
-        groups.append({"title": t["name"], "items": [{"value": f"crm:{t['etid']}", "label": _l(lang, "Все воронки", "Every pipeline")}]
-                       + [{"value": f"crm:{t['etid']}:category={c['id']}", "label": _l(lang, "Воронка «{}»", "Pipeline “{}”").format(c["name"])}
-                          for c in entry.get("categories") or []]})
-    groups.append({"title": _l(lang, "Открытые линии", "Open lines"),
-                   "items": [{"value": "openlines", "label": _l(lang, "Все открытые линии", "Every open line")}]
-                   + [{"value": f"openlines:line={x['id']}", "label": _l(lang, "Линия «{}»", "Line “{}”").format(x["name"])}
-                      for x in catalog.get("lines") or []]})
+        groups.append(
+            {
+                "title": t["name"],
+                "items": [{"value": f"crm:{t['etid']}", "label": _l(lang, "Все воронки", "Every pipeline")}]
+                + [
+                    {
+                        "value": f"crm:{t['etid']}:category={c['id']}",
+                        "label": _l(lang, "Воронка «{}»", "Pipeline “{}”").format(c["name"]),
+                    }
+                    for c in entry.get("categories") or []
+                ],
+            }
+        )
+    groups.append(
+        {
+            "title": _l(lang, "Открытые линии", "Open lines"),
+            "items": [{"value": "openlines", "label": _l(lang, "Все открытые линии", "Every open line")}]
+            + [
+                {"value": f"openlines:line={x['id']}", "label": _l(lang, "Линия «{}»", "Line “{}”").format(x["name"])}
+                for x in catalog.get("lines") or []
+            ],
+        }
+    )
     return groups
 
 
@@ -238,8 +322,9 @@ def parse_sources(form, db, portal: str, base: dict, catalog: dict, lang: str):
     for a in picked:
         for b in picked:
             if _covers(a, b):
-                errors["src"] = msg("err_source_both", lang, all=source_label(a, catalog, lang),
-                                    one=source_label(b, catalog, lang))
+                errors["src"] = msg(
+                    "err_source_both", lang, all=source_label(a, catalog, lang), one=source_label(b, catalog, lang)
+                )
     if errors:
         raise FormErrors(errors)
     tables = {}
@@ -251,8 +336,16 @@ def parse_sources(form, db, portal: str, base: dict, catalog: dict, lang: str):
             continue
     new = [tables.get(s, s) for s in picked]
     old_sel = list(tables)
-    lines = [_l(lang, "Источник добавлен: ", "Source added: ") + source_label(s, catalog, lang) for s in picked if s not in old_sel]
-    lines += [_l(lang, "Источник убран: ", "Source removed: ") + source_label(s, catalog, lang) for s in old_sel if s not in picked]
+    lines = [
+        _l(lang, "Источник добавлен: ", "Source added: ") + source_label(s, catalog, lang)
+        for s in picked
+        if s not in old_sel
+    ]
+    lines += [
+        _l(lang, "Источник убран: ", "Source removed: ") + source_label(s, catalog, lang)
+        for s in old_sel
+        if s not in picked
+    ]
     return _config_values(db, portal, base, {"sources": new}), lines
 
 
@@ -266,6 +359,7 @@ def _config_values(db, portal, base, sections: dict) -> dict:
 
 
 # --- field mapping, escalation and status buckets per source -------------------------------------
+
 
 def crm_sources(eff: dict) -> list[tuple[str, int, str | None]]:
     out = []
@@ -307,14 +401,30 @@ def mapping_view(db, portal: str, base: dict, catalog: dict, lang: str) -> list[
         t = tables.get(sel) or {}
         fields = _fields(catalog, etid)
         key = f"crm:{etid}"
-        stages = [{**s, "bucket": (buckets.get(key) or {}).get(s["id"], ""),
-                   "escalation": s["id"] in (t.get("escalation_stages") or [])} for s in _stages(catalog, etid, cat)]
-        out.append({"i": i, "select": sel, "label": source_label(sel, catalog, lang), "fields": fields,
-                    "list_fields": [f for f in fields if f["values"]],
-                    "priority": t.get("priority") or "", "rating": t.get("rating") or "",
-                    "deadline": t.get("deadline") or "", "type": t.get("type") or "",
-                    "pv": {str(k): v for k, v in (t.get("priority_values") or {}).items()},
-                    "stages": stages, "bucket_key": key})
+        stages = [
+            {
+                **s,
+                "bucket": (buckets.get(key) or {}).get(s["id"], ""),
+                "escalation": s["id"] in (t.get("escalation_stages") or []),
+            }
+            for s in _stages(catalog, etid, cat)
+        ]
+        out.append(
+            {
+                "i": i,
+                "select": sel,
+                "label": source_label(sel, catalog, lang),
+                "fields": fields,
+                "list_fields": [f for f in fields if f["values"]],
+                "priority": t.get("priority") or "",
+                "rating": t.get("rating") or "",
+                "deadline": t.get("deadline") or "",
+                "type": t.get("type") or "",
+                "pv": {str(k): v for k, v in (t.get("priority_values") or {}).items()},
+                "stages": stages,
+                "bucket_key": key,
+            }
+        )
     return out
 
 
@@ -322,6 +432,7 @@ def task_buckets_view(eff: dict, lang: str) -> list[dict] | None:
     if not any(s.split(":")[0] == "tasks" for s in configured_selectors(eff)):
         return None
     from b24desk.kpi.engine import DEFAULT_STATUS_BUCKETS
+
     table = {**DEFAULT_STATUS_BUCKETS["task"], **((eff.get("status_buckets") or {}).get("task") or {})}
     return [{"id": sid, "name": _l(lang, ru, en), "bucket": table.get(sid, "")} for sid, ru, en in TASK_STATUSES]
 
@@ -399,18 +510,34 @@ def parse_mapping(form, db, portal: str, base: dict, catalog: dict, lang: str):
                 (buckets.get(key) or {}).pop(sid, None)
         label = source_label(sel, catalog, lang)
         names = {c: f["name"] for c, f in fields.items()}
-        for role, ru, en in (("priority", "поле приоритета", "priority field"), ("rating", "поле оценки", "rating field"),
-                             ("deadline", "поле срока", "deadline field"), ("type", "поле типа", "type field")):
+        for role, ru, en in (
+            ("priority", "поле приоритета", "priority field"),
+            ("rating", "поле оценки", "rating field"),
+            ("deadline", "поле срока", "deadline field"),
+            ("type", "поле типа", "type field"),
+        ):
             if old.get(role) != entry.get(role):
-                lines.append(f"{label}: {_l(lang, ru, en)} — {names.get(old.get(role), old.get(role) or '—')} → "
-                             f"{names.get(entry.get(role), entry.get(role) or '—')}")
+                lines.append(
+                    f"{label}: {_l(lang, ru, en)} — {names.get(old.get(role), old.get(role) or '—')} → "
+                    f"{names.get(entry.get(role), entry.get(role) or '—')}"
+                )
         if old.get("priority_values") != entry.get("priority_values") and entry.get("priority") in fields:
             vals = {v["id"]: v["name"] for v in fields[entry["priority"]]["values"]}
-            lines.append(f"{label}: " + _l(lang, "значения приоритета", "priority values") + " — " + ", ".join(
-                f"{vals.get(k, k)} = {prio_label(p, lang)}" for k, p in (entry.get("priority_values") or {}).items()))
+            lines.append(
+                f"{label}: "
+                + _l(lang, "значения приоритета", "priority values")
+                + " — "
+                + ", ".join(
+                    f"{vals.get(k, k)} = {prio_label(p, lang)}" for k, p in (entry.get("priority_values") or {}).items()
+                )
+            )
         if sorted(old.get("escalation_stages") or []) != sorted(entry.get("escalation_stages") or []):
-            lines.append(f"{label}: " + _l(lang, "стадии эскалации", "escalation stages") + " — " + (", ".join(
-                stage_ids[s]["name"] for s in entry.get("escalation_stages") or []) or "—"))
+            lines.append(
+                f"{label}: "
+                + _l(lang, "стадии эскалации", "escalation stages")
+                + " — "
+                + (", ".join(stage_ids[s]["name"] for s in entry.get("escalation_stages") or []) or "—")
+            )
         new_entry = entry if set(entry) != {"select"} else sel
         if pos is None:
             sources.append(new_entry)
@@ -428,7 +555,7 @@ def parse_mapping(form, db, portal: str, base: dict, catalog: dict, lang: str):
             (buckets.get("task") or {}).pop(sid, None)
     if errors:
         raise FormErrors(errors)
-    names = {sid: _l(lang, ru, en) for sid, ru, en in TASK_STATUSES}      # stage / status id -> its name
+    names = {sid: _l(lang, ru, en) for sid, ru, en in TASK_STATUSES}  # stage / status id -> its name
     for entry in (catalog.get("crm") or {}).values():
         for c in entry.get("categories") or []:
             names.update({st["id"]: st["name"] for st in c["stages"]})
@@ -436,8 +563,10 @@ def parse_mapping(form, db, portal: str, base: dict, catalog: dict, lang: str):
         new_t, old_t = buckets.get(key) or {}, old_buckets.get(key) or {}
         changed = [sid for sid in sorted(set(new_t) | set(old_t)) if new_t.get(sid) != old_t.get(sid)]
         if changed:
-            lines.append(_l(lang, "Чьё время: ", "Whose time: ") + ", ".join(
-                f"{names.get(sid, '?')} → {bucket_label(new_t.get(sid, ''), lang)}" for sid in changed))
+            lines.append(
+                _l(lang, "Чьё время: ", "Whose time: ")
+                + ", ".join(f"{names.get(sid, '?')} → {bucket_label(new_t.get(sid, ''), lang)}" for sid in changed)
+            )
     buckets = {k: v for k, v in buckets.items() if v}
     return _config_values(db, portal, base, {"sources": sources, "status_buckets": buckets}), lines
 
@@ -486,14 +615,20 @@ def parse_sla(form, db, portal: str, base: dict, lang: str):
     if errors:
         raise FormErrors(errors)
     if new["mode"] == "business" and "mode" not in old:
-        new.pop("mode")                       # business time is the default: nothing to store
+        new.pop("mode")  # business time is the default: nothing to store
     merged = {**old, **new}
     if merged == old:
         return {}, []
     lines = []
     if (old.get("mode") or "business") != (new.get("mode") or "business"):
-        lines.append(_l(lang, "SLA считается: ", "SLA runs on: ") + (
-            _l(lang, "в рабочее время", "work hours") if new.get("mode", "business") == "business" else _l(lang, "круглосуточно", "round the clock")))
+        lines.append(
+            _l(lang, "SLA считается: ", "SLA runs on: ")
+            + (
+                _l(lang, "в рабочее время", "work hours")
+                if new.get("mode", "business") == "business"
+                else _l(lang, "круглосуточно", "round the clock")
+            )
+        )
     for k, key in SLA_KEYS.items():
         title = _l(lang, "Первый ответ", "First response") if k == "frt" else _l(lang, "Решение", "Resolution")
         for p in PRIOS:
@@ -505,14 +640,20 @@ def parse_sla(form, db, portal: str, base: dict, lang: str):
 
 # --- work calendar and time zone -----------------------------------------------------------------
 
+
 def calendar_view(db, portal: str, eff: dict, tz_name: str) -> dict:
     cal = eff.get("calendar") or {}
-    return {"days": [int(d) for d in cal.get("work_days") or [1, 2, 3, 4, 5]],
-            "start": cal.get("work_start") or "09:00", "end": cal.get("work_end") or "18:00",
-            "holidays": sorted(str(x) for x in cal.get("extra_holidays") or []),
-            "workdays": sorted(str(x) for x in cal.get("extra_workdays") or []),
-            "country": cal.get("holidays_country") or "", "use_portal": cal.get("use_portal_calendar", True),
-            "timezone": tz_name, "timezones": TIMEZONES}
+    return {
+        "days": [int(d) for d in cal.get("work_days") or [1, 2, 3, 4, 5]],
+        "start": cal.get("work_start") or "09:00",
+        "end": cal.get("work_end") or "18:00",
+        "holidays": sorted(str(x) for x in cal.get("extra_holidays") or []),
+        "workdays": sorted(str(x) for x in cal.get("extra_workdays") or []),
+        "country": cal.get("holidays_country") or "",
+        "use_portal": cal.get("use_portal_calendar", True),
+        "timezone": tz_name,
+        "timezones": TIMEZONES,
+    }
 
 
 def _date(text: str, field: str, errors: dict, lang: str) -> str | None:
@@ -559,22 +700,39 @@ def parse_calendar(form, db, portal: str, base: dict, lang: str):
         errors["cal-tz"] = msg("err_tz", lang)
     if errors:
         raise FormErrors(errors)
-    new = {**old, "work_days": sorted(days), "work_start": start, "work_end": end, **lists,
-           "holidays_country": country, "use_portal_calendar": form.get("cal-portal") == "1", "timezone": tz}
+    new = {
+        **old,
+        "work_days": sorted(days),
+        "work_start": start,
+        "work_end": end,
+        **lists,
+        "holidays_country": country,
+        "use_portal_calendar": form.get("cal-portal") == "1",
+        "timezone": tz,
+    }
     lines = []
     if [int(d) for d in old.get("work_days") or []] != new["work_days"]:
-        lines.append(_l(lang, "Рабочие дни: ", "Work days: ") + ", ".join(weekday_label(d, lang) for d in new["work_days"]))
+        lines.append(
+            _l(lang, "Рабочие дни: ", "Work days: ") + ", ".join(weekday_label(d, lang) for d in new["work_days"])
+        )
     if (old.get("work_start"), old.get("work_end")) != (start, end):
         lines.append(_l(lang, "Рабочие часы: ", "Work hours: ") + f"{start}–{end}")
-    for key, ru, en in (("extra_holidays", "Праздничные дни", "Holidays"), ("extra_workdays", "Рабочие выходные", "Working weekend days")):
+    for key, ru, en in (
+        ("extra_holidays", "Праздничные дни", "Holidays"),
+        ("extra_workdays", "Рабочие выходные", "Working weekend days"),
+    ):
         if sorted(str(x) for x in old.get(key) or []) != new[key]:
             lines.append(f"{_l(lang, ru, en)}: " + (", ".join(new[key]) or "—"))
     if (old.get("holidays_country") or "") != country:
-        lines.append(_l(lang, "Производственный календарь РФ: ", "Russian production calendar: ") +
-                     (_l(lang, "да", "yes") if country else _l(lang, "нет", "no")))
+        lines.append(
+            _l(lang, "Производственный календарь РФ: ", "Russian production calendar: ")
+            + (_l(lang, "да", "yes") if country else _l(lang, "нет", "no"))
+        )
     if old.get("use_portal_calendar", True) != new["use_portal_calendar"]:
-        lines.append(_l(lang, "Календарь портала: ", "Portal calendar: ") +
-                     (_l(lang, "да", "yes") if new["use_portal_calendar"] else _l(lang, "нет", "no")))
+        lines.append(
+            _l(lang, "Календарь портала: ", "Portal calendar: ")
+            + (_l(lang, "да", "yes") if new["use_portal_calendar"] else _l(lang, "нет", "no"))
+        )
     if old.get("timezone") != tz:
         lines.append(_l(lang, "Часовой пояс: ", "Time zone: ") + tz)
     if not lines:
@@ -584,22 +742,39 @@ def parse_calendar(form, db, portal: str, base: dict, lang: str):
 
 # --- targets -------------------------------------------------------------------------------------
 
+
 def targets_view(db, portal: str, base: dict, lang: str, ppl: dict) -> dict:
     stored = get_setting(db, portal, ktargets.TARGETS_SETTING) or {}
     eff = ktargets.resolve(base, stored)
     rows = []
     for k in TARGET_KPIS:
         spec = eff.get(k) or {}
-        rows.append({"kpi": k, "label": kpi_label(k, lang), "unit": unit(k, lang),
-                     "value": to_display(k, spec.get("target")), "direction": spec.get("direction") or "lower",
-                     "tolerance": f"{round((spec.get('tolerance', 0.1)) * 100, 1):g}" if spec else "10"})
+        rows.append(
+            {
+                "kpi": k,
+                "label": kpi_label(k, lang),
+                "unit": unit(k, lang),
+                "value": to_display(k, spec.get("target")),
+                "direction": spec.get("direction") or "lower",
+                "tolerance": f"{round((spec.get('tolerance', 0.1)) * 100, 1):g}" if spec else "10",
+            }
+        )
     scoped = []
     for scope, names in (("departments", ppl["dep_names"]), ("agents", ppl["user_names"])):
         for owner, table in (stored.get(scope) or {}).items():
             for k, spec in table.items():
-                scoped.append({"id": f"{scope}|{owner}|{k}", "who": names.get(str(owner), owner),
-                               "scope": _l(lang, "отдел", "department") if scope == "departments" else _l(lang, "сотрудник", "employee"),
-                               "kpi": kpi_label(k, lang), "value": to_display(k, spec.get("target")), "unit": unit(k, lang)})
+                scoped.append(
+                    {
+                        "id": f"{scope}|{owner}|{k}",
+                        "who": names.get(str(owner), owner),
+                        "scope": _l(lang, "отдел", "department")
+                        if scope == "departments"
+                        else _l(lang, "сотрудник", "employee"),
+                        "kpi": kpi_label(k, lang),
+                        "value": to_display(k, spec.get("target")),
+                        "unit": unit(k, lang),
+                    }
+                )
     return {"rows": rows, "scoped": scoped, "kpis": [(k, kpi_label(k, lang)) for k in TARGET_KPIS]}
 
 
@@ -639,16 +814,26 @@ def parse_targets(form, db, portal: str, base: dict, lang: str, ppl: dict):
             continue
         spec["tolerance"] = round(tol / 100, 4)
         base_spec = defaults.get(k) or {"target": None, "direction": "lower", "tolerance": 0.1}
-        diff = {f: v for f, v in spec.items() if base_spec.get(f) != v and not (f == "target" and v is None and k not in defaults)}
+        diff = {
+            f: v
+            for f, v in spec.items()
+            if base_spec.get(f) != v and not (f == "target" and v is None and k not in defaults)
+        }
         before = eff.get(k) or {}
         if diff:
             portal_t[k] = diff
         else:
             portal_t.pop(k, None)
-        if any(before.get(f) != spec.get(f) for f in spec if not (f == "target" and spec[f] is None and before.get(f) is None)):
-            lines.append(f"{kpi_label(k, lang)}: {to_display(k, before.get('target')) or '—'} → "
-                         f"{to_display(k, spec.get('target')) or '—'} {unit(k, lang)}".rstrip()
-                         + ("" if before.get("direction") == d else f" ({'↑' if d == 'higher' else '↓'})"))
+        if any(
+            before.get(f) != spec.get(f)
+            for f in spec
+            if not (f == "target" and spec[f] is None and before.get(f) is None)
+        ):
+            lines.append(
+                f"{kpi_label(k, lang)}: {to_display(k, before.get('target')) or '—'} → "
+                f"{to_display(k, spec.get('target')) or '—'} {unit(k, lang)}".rstrip()
+                + ("" if before.get("direction") == d else f" ({'↑' if d == 'higher' else '↓'})")
+            )
     scoped = {s: {o: dict(t) for o, t in (stored.get(s) or {}).items()} for s in ("departments", "agents")}
     for item in _getlist(form, "tg-del"):
         parts = item.split("|")
@@ -677,7 +862,10 @@ def parse_targets(form, db, portal: str, base: dict, lang: str, ppl: dict):
                 errors["tg-add-value"] = msg("err_number", lang)
         if not any(f.startswith("tg-add") for f in errors):
             scoped[scope].setdefault(who, {})[k] = {"target": v}
-            lines.append(_l(lang, "Цель: ", "Target: ") + f"{names[who]} · {kpi_label(k, lang)} = {add_value} {unit(k, lang)}".rstrip())
+            lines.append(
+                _l(lang, "Цель: ", "Target: ")
+                + f"{names[who]} · {kpi_label(k, lang)} = {add_value} {unit(k, lang)}".rstrip()
+            )
     if errors:
         raise FormErrors(errors)
     value = {"portal": portal_t, "departments": scoped["departments"], "agents": scoped["agents"]}
@@ -687,6 +875,7 @@ def parse_targets(form, db, portal: str, base: dict, lang: str, ppl: dict):
 
 
 # --- people: bots, support departments, repeat window --------------------------------------------
+
 
 def parse_people(form, db, portal: str, base: dict, lang: str, ppl: dict):
     eff = effective_config(db, portal, base)
@@ -700,25 +889,36 @@ def parse_people(form, db, portal: str, base: dict, lang: str, ppl: dict):
     window = _number(form.get("repeat-days") or "", "repeat-days", errors, lang, 1, 365, whole=True)
     if errors:
         raise FormErrors(errors)
-    new = {"bot_users": sorted(set(bots), key=int), "support_departments": sorted(set(deps), key=int),
-           "repeat_window_days": window}
+    new = {
+        "bot_users": sorted(set(bots), key=int),
+        "support_departments": sorted(set(deps), key=int),
+        "repeat_window_days": window,
+    }
     lines = []
     if [str(x) for x in eff.get("bot_users") or []] != new["bot_users"]:
         lines.append(_l(lang, "Боты: ", "Bots: ") + (", ".join(ppl["user_names"][b] for b in new["bot_users"]) or "—"))
     if [str(x) for x in eff.get("support_departments") or []] != new["support_departments"]:
-        lines.append(_l(lang, "Отделы поддержки: ", "Support departments: ") +
-                     (", ".join(ppl["dep_names"][d] for d in new["support_departments"]) or _l(lang, "все", "all")))
+        lines.append(
+            _l(lang, "Отделы поддержки: ", "Support departments: ")
+            + (", ".join(ppl["dep_names"][d] for d in new["support_departments"]) or _l(lang, "все", "all"))
+        )
     if int(eff.get("repeat_window_days", 30)) != window:
-        lines.append(_l(lang, "Окно повторных обращений: ", "Repeat contact window: ") + _l(lang, f"{window} дн.", f"{window} days"))
+        lines.append(
+            _l(lang, "Окно повторных обращений: ", "Repeat contact window: ")
+            + _l(lang, f"{window} дн.", f"{window} days")
+        )
     if not lines:
         return {}, []
-    cur = {"bot_users": [str(x) for x in eff.get("bot_users") or []],
-           "support_departments": [str(x) for x in eff.get("support_departments") or []],
-           "repeat_window_days": int(eff.get("repeat_window_days", 30))}
+    cur = {
+        "bot_users": [str(x) for x in eff.get("bot_users") or []],
+        "support_departments": [str(x) for x in eff.get("support_departments") or []],
+        "repeat_window_days": int(eff.get("repeat_window_days", 30)),
+    }
     return _config_values(db, portal, base, {k: v for k, v in new.items() if cur[k] != v}), lines
 
 
 # --- pushes --------------------------------------------------------------------------------------
+
 
 def parse_push(form, db, portal: str, lang: str, ppl: dict, kpi_keys):
     errors = {}
@@ -736,6 +936,7 @@ def parse_push(form, db, portal: str, lang: str, ppl: dict, kpi_keys):
     if errors:
         raise FormErrors(errors)
     from .portal_settings import push_from_form
+
     stored = get_setting(db, portal, digest.PUSH_SETTING) or {}
     before = digest.push_settings(db, portal)
     try:
@@ -747,18 +948,29 @@ def parse_push(form, db, portal: str, lang: str, ppl: dict, kpi_keys):
         raise FormErrors({field: msg("err_chat" if field == "push_chat" else "err_pick", lang)}) from None
     after = digest._merge(digest.DEFAULT_PUSH, value)
     lines = []
-    if [str(x) for x in before.get("portal_recipients") or []] != [str(x) for x in after.get("portal_recipients") or []]:
-        lines.append(_l(lang, "Получатели сводки: ", "Digest recipients: ") +
-                     (", ".join(ppl["user_names"].get(str(r), str(r)) for r in after["portal_recipients"]) or "—"))
+    if [str(x) for x in before.get("portal_recipients") or []] != [
+        str(x) for x in after.get("portal_recipients") or []
+    ]:
+        lines.append(
+            _l(lang, "Получатели сводки: ", "Digest recipients: ")
+            + (", ".join(ppl["user_names"].get(str(r), str(r)) for r in after["portal_recipients"]) or "—")
+        )
     if before.get("enabled") != after.get("enabled"):
-        lines.append(_l(lang, "Рассылка: ", "Pushes: ") + (_l(lang, "вкл.", "on") if after["enabled"] else _l(lang, "выкл.", "off")))
+        lines.append(
+            _l(lang, "Рассылка: ", "Pushes: ")
+            + (_l(lang, "вкл.", "on") if after["enabled"] else _l(lang, "выкл.", "off"))
+        )
     if before.get("reports") != after.get("reports"):
         lines.append(_l(lang, "Расписание рассылки изменено", "Push schedule changed"))
     if before.get("channels") != after.get("channels"):
         lines.append(_l(lang, "Каналы рассылки изменены", "Push channels changed"))
     if before.get("alerts") != after.get("alerts"):
-        lines.append(_l(lang, "Оповещения: ", "Alerts: ") + ", ".join(kpi_label(k, lang) for k in (after["alerts"].get("kpis") or []))
-                     if (after["alerts"].get("kpis")) else _l(lang, "Оповещения изменены", "Alerts changed"))
+        lines.append(
+            _l(lang, "Оповещения: ", "Alerts: ")
+            + ", ".join(kpi_label(k, lang) for k in (after["alerts"].get("kpis") or []))
+            if (after["alerts"].get("kpis"))
+            else _l(lang, "Оповещения изменены", "Alerts changed")
+        )
     if before.get("chat") != after.get("chat"):
         lines.append(_l(lang, "Чат рассылки изменён", "Push chat changed"))
     return {digest.PUSH_SETTING: value}, lines
@@ -766,11 +978,18 @@ def parse_push(form, db, portal: str, lang: str, ppl: dict, kpi_keys):
 
 # --- CCEI inputs ---------------------------------------------------------------------------------
 
-CCEI_INPUTS = (("retention_after_support", "Удержание клиентов, обращавшихся в поддержку", "Retention of customers who contacted support", "%"),
-               ("overall_retention", "Удержание всех клиентов", "Retention of all customers", "%"),
-               ("feedback_quality", "Качество обратной связи (0–100)", "Feedback quality (0–100)", ""),
-               ("enps", "eNPS команды (−100…100)", "Team eNPS (−100…100)", ""),
-               ("turnover", "Текучесть персонала за месяц", "Staff turnover in the month", "%"))
+CCEI_INPUTS = (
+    (
+        "retention_after_support",
+        "Удержание клиентов, обращавшихся в поддержку",
+        "Retention of customers who contacted support",
+        "%",
+    ),
+    ("overall_retention", "Удержание всех клиентов", "Retention of all customers", "%"),
+    ("feedback_quality", "Качество обратной связи (0–100)", "Feedback quality (0–100)", ""),
+    ("enps", "eNPS команды (−100…100)", "Team eNPS (−100…100)", ""),
+    ("turnover", "Текучесть персонала за месяц", "Staff turnover in the month", "%"),
+)
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -780,8 +999,14 @@ def ccei_view(inputs: dict, lang: str) -> list[dict]:
         v = inputs.get(key)
         if key == "turnover" and isinstance(v, (int, float)):
             v = round(v * 100, 4)
-        out.append({"key": key, "label": _l(lang, ru, en), "unit": u, "value": "" if v in (None, "") else f"{v:g}"
-                    if isinstance(v, (int, float)) else str(v)})
+        out.append(
+            {
+                "key": key,
+                "label": _l(lang, ru, en),
+                "unit": u,
+                "value": "" if v in (None, "") else f"{v:g}" if isinstance(v, (int, float)) else str(v),
+            }
+        )
     return out
 
 
@@ -791,8 +1016,13 @@ def parse_ccei(form, db, portal: str, lang: str):
     if not PERIOD.match(period):
         errors["period"] = msg("err_period", lang)
     inputs = {}
-    limits = {"retention_after_support": (0, 1000), "overall_retention": (0.0001, 1000), "feedback_quality": (0, 100),
-              "enps": (-100, 100), "turnover": (0, 100)}
+    limits = {
+        "retention_after_support": (0, 1000),
+        "overall_retention": (0.0001, 1000),
+        "feedback_quality": (0, 100),
+        "enps": (-100, 100),
+        "turnover": (0, 100),
+    }
     for key, ru, en, _u in CCEI_INPUTS:
         raw = (form.get(key) or "").strip()
         if raw:
@@ -804,24 +1034,41 @@ def parse_ccei(form, db, portal: str, lang: str):
     clean = kccei.validate_inputs(inputs)
     key = kccei.INPUTS_SETTING.format(period=period)
     old = get_setting(db, portal, key) or {}
-    lines = [f"CCEI {period}: " + ", ".join(f"{_l(lang, ru, en)} = {(form.get(k) or '').strip() or '—'}"
-                                          for k, ru, en, _u in CCEI_INPUTS if old.get(k) != clean.get(k))]
+    lines = [
+        f"CCEI {period}: "
+        + ", ".join(
+            f"{_l(lang, ru, en)} = {(form.get(k) or '').strip() or '—'}"
+            for k, ru, en, _u in CCEI_INPUTS
+            if old.get(k) != clean.get(k)
+        )
+    ]
     return {key: clean}, lines if old != clean else []
 
 
 def section_title(section: str, lang: str) -> str:
-    return {"sources": _l(lang, "Источники", "Sources"), "mapping": _l(lang, "Поля и стадии", "Fields and stages"),
-            "sla": "SLA", "calendar": _l(lang, "Рабочий календарь", "Work calendar"),
-            "targets": _l(lang, "Цели", "Targets"), "people": _l(lang, "Сотрудники и отделы", "People and departments"),
-            "push": _l(lang, "Рассылка", "Pushes"), "ccei": "CCEI", "import": _l(lang, "Импорт из файла", "Import from a file")
-            }.get(section, section)
+    return {
+        "sources": _l(lang, "Источники", "Sources"),
+        "mapping": _l(lang, "Поля и стадии", "Fields and stages"),
+        "sla": "SLA",
+        "calendar": _l(lang, "Рабочий календарь", "Work calendar"),
+        "targets": _l(lang, "Цели", "Targets"),
+        "people": _l(lang, "Сотрудники и отделы", "People and departments"),
+        "push": _l(lang, "Рассылка", "Pushes"),
+        "ccei": "CCEI",
+        "import": _l(lang, "Импорт из файла", "Import from a file"),
+    }.get(section, section)
 
 
 def history_view(rows: list[dict], lang: str, tz) -> list[dict]:
     out = []
     for r in rows:
         when = datetime.fromtimestamp(r.get("at") or 0, tz)
-        out.append({"when": when.strftime("%d.%m.%Y %H:%M") if lang_index(lang) == 0 else when.strftime("%Y-%m-%d %H:%M"),
-                    "who": r.get("name") or r.get("user") or "—", "section": section_title(r.get("section") or "", lang),
-                    "changes": r.get("changes") or []})
+        out.append(
+            {
+                "when": when.strftime("%d.%m.%Y %H:%M") if lang_index(lang) == 0 else when.strftime("%Y-%m-%d %H:%M"),
+                "who": r.get("name") or r.get("user") or "—",
+                "section": section_title(r.get("section") or "", lang),
+                "changes": r.get("changes") or [],
+            }
+        )
     return out

@@ -122,7 +122,7 @@ def _push_form(admin, csrf, recipients="1", **over):
 
 
 def test_push_form_saves_a_schedule_and_refuses_a_bad_one(client, desk):
-    from b24desk.digest import push_settings
+    from b24desk.push.data import push_settings
     admin = token_of(client, desk, 1)
     csrf = csrf_token(SECRET, load_token(SECRET, admin))
     both = f"1, {desk.agent}"                 # a script may post one comma list; the picker posts one per person

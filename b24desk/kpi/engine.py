@@ -60,7 +60,8 @@ class Context:
     calendar: WorkCalendar
     sla_resolution: dict = field(default_factory=dict)       # priority -> business seconds
     sla_first_response: dict = field(default_factory=dict)   # priority -> business seconds
-    sla_calendar: WorkCalendar | None = None   # the clock SLAs run on ([sla] mode = "calendar": round the clock); None: calendar
+    # the clock SLAs run on ([sla] mode = "calendar": round the clock); None: ``calendar``
+    sla_calendar: WorkCalendar | None = None
     status_states: dict = field(default_factory=lambda: DEFAULT_STATUS_STATES)
     status_buckets: dict = field(default_factory=lambda: DEFAULT_STATUS_BUCKETS)
     bots: frozenset = frozenset()

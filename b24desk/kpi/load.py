@@ -158,6 +158,18 @@ def parse_ids(value) -> list[str]:
     return [p.strip() for p in s.strip("[]").split(",") if p.strip()]
 
 
+def admin_timezone(db, portal: str) -> str | None:
+    """The time zone an admin picked on the settings page (``calendar.timezone`` of the portal's
+    ``config`` overrides, b24desk/overrides.py): it wins over the portal's own and the config
+    file's, since the admin chose it for the reports."""
+    over = get_setting(db, portal, "config") or {}
+    tz = (over.get("calendar") or {}).get("timezone") if isinstance(over, dict) else None
+    try:
+        return tz if isinstance(tz, str) and tz and ZoneInfo(tz) else None
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
+
+
 def portal_timezone(db, portal: str) -> str | None:
     """The portal's time zone: the one saved with the installation (``installations.timezone``),
     else the one the sync read from ``calendar.user.settings.get`` (setting ``portal_timezone``)."""

@@ -13,7 +13,6 @@ import json
 from dataclasses import replace
 
 from ..config import load_config
-from .. import overrides as overrides_mod
 from ..model import PRIORITIES
 from ..store import get_setting
 from . import ccei as ccei_mod
@@ -22,7 +21,7 @@ from .calendar import PORTAL_CALENDAR_SETTING, build_calendar, calendar_settings
 from .engine import (DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Value, aggregate,
                      ticket_facts)
 from .filters import GROUP_BY, Filters, Tree, group_key, matcher
-from .load import Loaded, load, load_people, portal_timezone
+from .load import Loaded, admin_timezone, load, load_people, portal_timezone
 from .periods import Period, make_period, zone
 
 SCHEMA = "b24desk.kpi/1"
@@ -51,8 +50,8 @@ class ReportEnv:
         self.config = load_config() if config is None else config
         cal_cfg = self.config.get("calendar") or {}
         # an admin's choice in the settings wins over the portal's; then the config file's
-        self.tz_name = (overrides_mod.admin_timezone(db, portal) or portal_timezone(db, portal) or cal_cfg.get("timezone")
-                        or "Europe/Moscow")
+        self.tz_name = (admin_timezone(db, portal) or portal_timezone(db, portal)
+                        or cal_cfg.get("timezone") or "Europe/Moscow")
         self.tz = zone(self.tz_name)
         portal_cal = get_setting(db, portal, PORTAL_CALENDAR_SETTING)
         self.calendar = build_calendar(calendar_settings(self.config, portal_cal, self.tz_name))
