@@ -237,7 +237,8 @@ def _parse(which: str, db, v, form):
     if which == "import":
         f = request.files.get("file")
         try:
-            values = settings_change.import_values(json.loads((f.read() if f else b"").decode("utf-8-sig")))
+            raw = f.read() if f else b""             # the app caps a body at 1 MB (413 beyond)
+            values = settings_change.import_values(json.loads(raw.decode("utf-8-sig")))
         except (ValueError, UnicodeDecodeError) as exc:
             raise settings_forms.FormErrors({"file": settings_forms.msg("err_file", lang) + f" ({exc})"}) from None
         return values, [settings_forms.section_title("import", lang) + f": {getattr(f, 'filename', '') or 'file'}"]

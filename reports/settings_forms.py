@@ -9,6 +9,7 @@ nothing is written. Internal keys (selectors, stage ids, KPI keys) travel only a
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime
 from zoneinfo import available_timezones
@@ -177,6 +178,8 @@ def to_display(kpi: str, value):
 
 def from_display(kpi: str, text: str):
     v = float(text.replace(",", ".").replace(" ", ""))
+    if not math.isfinite(v) or abs(v) > 1e12:
+        raise ValueError("not a usable number")
     k = kind(kpi)
     return round(v * 60) if k == "duration" else round(v / 100, 6) if k == "share" else v
 
@@ -185,6 +188,8 @@ def _number(text: str, field: str, errors: dict, lang: str, lo=None, hi=None, wh
     raw = (text or "").strip().replace(",", ".").replace(" ", "")
     try:
         v = int(raw) if whole else float(raw)
+        if not math.isfinite(v):
+            raise ValueError("not finite")
     except ValueError:
         errors[field] = msg("err_whole" if whole else "err_number", lang)
         return None

@@ -298,3 +298,30 @@ def test_round_the_clock_sla_and_the_admins_time_zone(client, desk):
     post(client, tok, "sla", **{"sla-mode": "business", "sla-res-high-h": "2"})
     post(client, tok, "calendar", **{"cal-days": ["1", "2", "3", "4", "5"], "cal-start": "09:00", "cal-end": "18:00",
                                     "cal-tz": "Europe/Moscow", "cal-country": "RU", "cal-portal": "1"})
+
+
+JUNK = ["", "x", "-1", "1e309", "NaN", "9" * 40, "<script>", "../..", "deals:category=999", "a|b|c", "25:99"]
+
+
+@pytest.mark.parametrize("form", ["sources", "mapping", "sla", "calendar", "targets", "people", "push", "ccei",
+                                  "import", "catalog", "nonsense"])
+def test_forged_input_never_gets_a_5xx(client, desk, form):
+    """Every field of every form, forged: a 4xx (or a harmless save), never a 5xx."""
+    tok = token_of(client, desk, 1)
+    page = client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+    names = sorted(set(re.findall(r'name="([^"]+)"', page)) - {"t", "csrf", "form"})
+    before = stored(desk, "settings.history")
+    for i, junk in enumerate(JUNK):
+        fields = {n: junk for n in names}
+        fields.update({"src": [junk, "tasks"], "m-0-select": junk if i % 2 else "deals:category=3"})
+        r = post(client, tok, form, **fields)
+        assert r.status_code < 500, (form, junk, r.status_code)
+    big = {"t": tok, "csrf": csrf_token(SECRET, load_token(SECRET, tok)), "form": "import",
+           "file": (io.BytesIO(b"{" + b" " * (2 << 20) + b"}"), "big.json")}
+    r = client.post("/reports/settings", data=big, content_type="multipart/form-data")
+    assert r.status_code == 413                                    # the app's body cap
+    big["file"] = (io.BytesIO(b"[1, 2"), "broken.json")
+    r = client.post("/reports/settings", data=big, content_type="multipart/form-data")
+    assert r.status_code == 400 and 'id="err-file"' in r.get_data(as_text=True)
+    if form in ("import", "catalog", "nonsense"):
+        assert stored(desk, "settings.history") == before
