@@ -523,7 +523,7 @@ def parse_mapping(form, db, portal: str, base: dict, catalog: dict, lang: str):
         ):
             if old.get(role) != entry.get(role):
                 lines.append(
-                    f"{label}: {_l(lang, ru, en)} — {names.get(old.get(role), old.get(role) or '—')} → "
+                    f"{label}: {_l(lang, ru, en)}: {names.get(old.get(role), old.get(role) or '—')} → "
                     f"{names.get(entry.get(role), entry.get(role) or '—')}"
                 )
         if old.get("priority_values") != entry.get("priority_values") and entry.get("priority") in fields:
@@ -824,16 +824,13 @@ def parse_targets(form, db, portal: str, base: dict, lang: str, ppl: dict):
             for f, v in spec.items()
             if base_spec.get(f) != v and not (f == "target" and v is None and k not in defaults)
         }
-        before = eff.get(k) or {}
+        before = {**base_spec, **(eff.get(k) or {})}
         if diff:
             portal_t[k] = diff
         else:
             portal_t.pop(k, None)
-        if any(
-            before.get(f) != spec.get(f)
-            for f in spec
-            if not (f == "target" and spec[f] is None and before.get(f) is None)
-        ):
+        no_target = before.get("target") is None and spec.get("target") is None   # nothing to judge by
+        if not no_target and any(before.get(f) != spec.get(f) for f in spec):
             lines.append(
                 f"{kpi_label(k, lang)}: {to_display(k, before.get('target')) or '—'} → "
                 f"{to_display(k, spec.get('target')) or '—'} {unit(k, lang)}".rstrip()

@@ -164,6 +164,7 @@ def test_admin_sets_up_a_pipeline_sla_target_and_recipient(env):
     assert str(agent) in [str(x) for x in stored(desk, "push")["portal_recipients"]]
     history = d.find_element(By.ID, "history").text
     assert "Обращения в поддержку" in history and "4 h 30 min" in history
+    assert "First response time: 10 → 7 min" in history and "— → —" not in history    # only real changes
     shot(d, "settings-after-setup-1400-en.png", "#history")
 
     # the scheduler's sync (here: `flask sync`) reads the new source; `flask kpi` and the dashboard agree

@@ -164,6 +164,8 @@ def test_a_source_with_its_priority_field_sla_and_target(client, desk):
     hist = stored(desk, "settings.history")
     assert [h["section"] for h in hist[-4:]] == ["sources", "mapping", "sla", "targets"]
     assert all(h["user"] == "1" and h["at"] > 0 for h in hist)
+    assert hist[-1]["changes"] == ["First response time: 10 → 7 min"]          # one line per real change
+    assert hist[-3]["changes"][0].endswith("priority field: — → Приоритет обращения")
     page = visible(client.get(f"/reports/settings?t={tok}").get_data(as_text=True))
     assert "Pipeline “Обращения в поддержку”" in page and "4 h 30 min" in page    # the history, in words
     assert "Ждём ответа клиента → waiting for the customer" in page and "Вторая линия" in page
