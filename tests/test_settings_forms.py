@@ -106,8 +106,11 @@ def test_page_shows_the_portals_lists_and_no_internal_keys(client, desk, lang):
     text = visible(page)
     # names read from the portal: pipelines (crm.category.list), the smart process (crm.type.list),
     # the workgroup (sonet_group.get), open lines (imopenlines.config.list.get)
-    for name in ("Обращения в поддержку", "Заявки на обслуживание", "Техническая поддержка"):
-        assert name in text
+    from portal_double.openlines import state
+    lines = [x["LINE_NAME"] for x in state(desk.portal).lines.values()]
+    assert lines
+    for name in ["Обращения в поддержку", "Заявки на обслуживание", "Техническая поддержка"] + lines:
+        assert name in text, name
     assert "<textarea" not in page                              # no JSON box
     assert not INTERNAL.findall(text), INTERNAL.findall(text)[:5]
     assert 'value="deals:category=3"' in page                   # ... internal values ride in form values only
