@@ -251,3 +251,51 @@ def test_screenshots(env, lang, width):
             shot(d, f"settings-{part}-{width}-{lang}.png", css)
     finally:
         d.set_window_size(1448, 1100)
+
+
+def bx24_stub(user_id: int, user_name: str, dep_id: int, dep_name: str):
+    """A stand-in for Bitrix24's BX24.js: its pickers answer as the docs describe
+    (sdk/bx24-js-sdk/system-dialogues/bx24-select-users.md, bx24-select-access.md)."""
+    from werkzeug.wrappers import Request, Response
+
+    script = f"""window.BX24 = {{
+  init: function (cb) {{ cb(); }}, fitWindow: function () {{}},
+  selectUsers: function (cb) {{ cb([{{id: "{user_id}", name: {json.dumps(user_name)}, position: "", sub: false, sup: false}}]); }},
+  selectAccess: function (cb) {{ cb({{"DR{dep_id}": {{id: "DR{dep_id}", name: {json.dumps(dep_name)}}}}}); }}
+}};"""
+
+    @Request.application
+    def app(request):
+        return Response(script, content_type="application/javascript; charset=utf-8")
+    return app
+
+
+def test_inside_the_portal_bitrix24s_own_pickers_fill_the_lists(env):
+    d, desk = env["driver"], env["desk"]
+    agent = next(a for a, dep in desk.agents.items() if dep == 3)
+    u = desk.double.portal.users[agent]
+    stub = Served(bx24_stub(agent, f"{u['NAME']} {u['LAST_NAME']}", 3, "Вторая линия поддержки"))
+    env["flask"].config["BX24_JS_URL"] = stub.url + "/bx24.js"
+    try:
+        settings_page(env, desk.admin)
+        ready(d)
+        for picker, value in (("bots", str(agent)), ("deps", "3")):
+            button = d.find_element(By.CSS_SELECTOR, f"#picker-{picker} .picker-bx24")
+            assert button.is_displayed()                  # shown only where BX24 exists
+            button.click()
+            assert d.find_element(By.CSS_SELECTOR, f'#picker-{picker} input[value="{value}"]').is_selected()
+        submit(d, "form-people")
+        cfg = stored(desk, "config")
+        assert cfg["bot_users"] == [str(agent)] and cfg["support_departments"] == ["3"]
+        for picker in ("bots", "deps"):                   # back to none, with the same controls
+            for box in d.find_elements(By.CSS_SELECTOR, f"#picker-{picker} input[type=checkbox]"):
+                if box.is_selected():
+                    box.click()
+        submit(d, "form-people")
+        assert stored(desk, "config")["bot_users"] == []
+    finally:
+        env["flask"].config.pop("BX24_JS_URL", None)
+        stub.stop()
+    settings_page(env, desk.admin)
+    ready(d)
+    assert not d.find_element(By.CSS_SELECTOR, "#picker-bots .picker-bx24").is_displayed()   # the demo frame
