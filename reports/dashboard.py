@@ -16,7 +16,7 @@ from flask import url_for
 from markupsafe import escape
 
 from b24desk import labels
-from b24desk.kpi.load import portal_timezone
+from b24desk.kpi.load import portal_zone
 from b24desk.kpi.periods import zone
 from b24desk.kpi.presets import PRESETS, preset_days
 from b24desk.model import PRIORITIES
@@ -32,11 +32,6 @@ from .query import Query, last_day, parse
 
 TABLE_KPIS = ("tickets_total", "resolved_count", "backlog", "first_response_time", "resolution_time",
               "fcr_share", "csat", "overdue_share")
-
-
-def timezone_of(db, portal: str, cfg: dict) -> str:
-    """The same rule as the engine's ReportEnv: the installation's zone, else the config's."""
-    return portal_timezone(db, portal) or (cfg.get("calendar") or {}).get("timezone") or "Europe/Moscow"
 
 
 def _median(entry):
@@ -293,7 +288,7 @@ def _now_panel(db, viewer: Viewer, scoped, lang: str, drill: bool) -> dict:
 
 
 def viewer_tz(db, viewer: Viewer) -> str:
-    return timezone_of(db, viewer.portal, data.portal_config(db, viewer.portal))
+    return portal_zone(db, viewer.portal, data.portal_config(db, viewer.portal))
 
 
 def _card_groups(cards: list, lang: str) -> list[dict]:
@@ -325,7 +320,7 @@ def _crosscheck_warning(db, viewer: Viewer, token: str) -> dict | None:
 
 def build(db, viewer: Viewer, args, token: str) -> dict:
     cfg = data.portal_config(db, viewer.portal)
-    tz_name = timezone_of(db, viewer.portal, cfg)
+    tz_name = portal_zone(db, viewer.portal, cfg)
     q = parse(args, tz_name, allow_group=False, inclusive=True)
     lang = viewer.lang
     names = Names(db, viewer.portal, lang)

@@ -24,6 +24,7 @@ from b24desk.viewer import FILTER_KEYS, GROUP_DIMS, ViewerError
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ID = re.compile(r"^[A-Za-z0-9_:=.,\-]{1,100}$")
+MIN_TS, MAX_TS = 946684800, 4102444800      # 2000-01-01 .. 2100-01-01 UTC: what a service desk reports on
 
 
 @dataclass
@@ -53,6 +54,14 @@ def default_period(tz_name: str, now: float | None = None) -> tuple[str, str]:
     return p.local(p.start).date().isoformat(), p.local(p.end).date().isoformat()
 
 
+def _period_error(message: str, hint: str, field: str | None = None) -> ViewerError:
+    """A refused period: code ``bad_period`` (the API's), the page's message in words (``hint``,
+    a key of b24desk/text/i18n.py) and the field to fix."""
+    err = ViewerError(400, "bad_period", message)
+    err.hint, err.field = hint, field
+    return err
+
+
 def last_day(date_to: str) -> str:
     """The inclusive last day of a half-open end given as a date (``2026-11-01`` -> ``2026-10-31``)."""
     if _DATE.match(date_to or ""):
@@ -79,24 +88,28 @@ def parse(args, tz_name: str, *, allow_group: bool = True, now: float | None = N
         a, b = resolve_preset(preset, moment, tz)
         date_from, date_to = a.date().isoformat(), b.date().isoformat()
     elif bool(date_from) != bool(date_to):
-        raise ViewerError(400, "bad_period_half", "give both 'from' and 'to', or neither")
+        raise _period_error("give both 'from' and 'to', or neither", "err_bad_period_half")
     elif not date_from:
         date_from, date_to = default_period(tz_name, now)
     elif inclusive:
         if not (_DATE.match(date_from) and _DATE.match(date_to)):
-            raise ViewerError(400, "bad_date", "dates must be YYYY-MM-DD")
+            raise _period_error("dates must be YYYY-MM-DD", "err_bad_date", "from")
         try:
             first, last = date.fromisoformat(date_from), date.fromisoformat(date_to)
         except ValueError:
-            raise ViewerError(400, "bad_date", "dates must be YYYY-MM-DD") from None
+            raise _period_error("dates must be YYYY-MM-DD", "err_bad_date", "from") from None
         if last < first:
-            raise ViewerError(400, "bad_period_order", "'to' is before 'from'")
+            raise _period_error("'to' is before 'from'", "err_bad_period_order", "to")
         date_to = (last + timedelta(days=1)).isoformat()
+    if len(date_from) > 40 or len(date_to) > 40 or not (date_from + date_to).isascii():
+        raise _period_error("'from' and 'to' are dates such as 2026-10-01", "err_bad_date", "from")
     try:
-        make_period(date_from, date_to, zone(tz_name))
-    except ValueError as exc:
-        code = "bad_period_order" if "empty" in str(exc) else "bad_date"
-        raise ViewerError(400, code, str(exc)) from None
+        p = make_period(date_from, date_to, zone(tz_name))
+    except (ValueError, OverflowError, OSError) as exc:   # year 1 / 9999 overflow once zoned
+        hint = "err_bad_period_order" if "empty" in str(exc) else "err_bad_date"
+        raise _period_error(str(exc) or "'from' and 'to' are dates such as 2026-10-01", hint) from None
+    if p.start < MIN_TS or p.end > MAX_TS:
+        raise _period_error("dates must lie between 2000-01-01 and 2100-01-01", "err_bad_date_range")
     filters = {}
     for k in FILTER_KEYS:
         getlist = getattr(args, "getlist", None)

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from test_browser_dashboard import ARTIFACTS, CHROMIUM, DRIVER, WAIT, Served, no_alert
-from test_pages_support import build_desk
+from pages_support import build_desk
 from test_pages_words import DEMO_SOURCES, offenders, people_names
 
 pytestmark = pytest.mark.browser

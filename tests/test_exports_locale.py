@@ -14,7 +14,7 @@ import pytest
 from app import create_app
 from b24desk.kpi import build_report
 from b24desk.store import open_db
-from test_pages_support import build_desk
+from pages_support import build_desk
 
 SECRET = "exports-secret"
 

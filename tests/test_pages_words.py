@@ -17,7 +17,7 @@ import pytest
 from app import create_app
 from b24desk import labels
 from b24desk.store import open_db
-from test_pages_support import XSS, build_desk
+from pages_support import XSS, build_desk
 
 SECRET = "words-secret"
 DEMO_SOURCES = [

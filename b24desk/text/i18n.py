@@ -121,6 +121,13 @@ MESSAGES = {
     "err_expired": ("Сессия истекла: откройте приложение в Битрикс24 заново.",
                     "The session has expired: reopen the app in Bitrix24."),
     "err_forbidden": ("Нет доступа к этим данным.", "You have no access to these data."),
+    "err_revoked": ("Приложение было переустановлено или удалено после открытия этой страницы: откройте его "
+                    "в Битрикс24 заново.", "The app was reinstalled or removed since this page opened: reopen "
+                    "it in Bitrix24."),
+    "err_demoted": ("Вы больше не администратор Битрикс24: откройте приложение заново.",
+                    "You are no longer a Bitrix24 administrator: reopen the app."),
+    "err_bad_request": ("Запрос содержит недопустимые значения; исправьте их и повторите.",
+                        "The request holds values that are not allowed; correct them and retry."),
     "loading": ("Загрузка…", "Loading…"),
     "seconds_short": ("с", "s"),
     "minutes_short": ("мин", "min"),
@@ -238,6 +245,8 @@ MESSAGES = {
     "err_bad_date": ("Дата не распознана: используйте календарь в поле даты.",
                      "The date was not understood: use the date picker."),
     "err_bad_preset": ("Неизвестный вариант периода.", "Unknown period preset."),
+    "err_bad_date_range": ("Период должен лежать между 2000 и 2100 годами.",
+                           "The period must lie between the years 2000 and 2100."),
     "err_bad_compare": ("Неизвестный вариант сравнения.", "Unknown comparison."),
     "err_bad_filter": ("Фильтр задан неверно.", "A filter value is not valid."),
     "err_bad_ticket": ("Заявка указана неверно.", "The ticket reference is not valid."),

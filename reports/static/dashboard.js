@@ -352,7 +352,7 @@
       s.addEventListener("change", submit);
     });
     /* pickers: search within the list, clear, one open at a time */
-    Array.prototype.forEach.call(form.querySelectorAll(".picker"), function (pk) {
+    Array.prototype.forEach.call(form.querySelectorAll(".fpicker"), function (pk) {
       var search = pk.querySelector(".pk-search");
       search.addEventListener("input", function () {
         var q = search.value.trim().toLowerCase();
@@ -366,7 +366,7 @@
       });
       pk.addEventListener("toggle", function () {
         if (pk.open) {
-          Array.prototype.forEach.call(form.querySelectorAll(".picker"), function (o) { if (o !== pk) { o.open = false; } });
+          Array.prototype.forEach.call(form.querySelectorAll(".fpicker"), function (o) { if (o !== pk) { o.open = false; } });
           search.focus();
         }
         window.b24fit && window.b24fit();
