@@ -27,11 +27,11 @@ from .names import Names
 from .query import last_day, parse, period_bounds
 from .security import portal_origins
 
-
-
 # What the API and the exports read; anything else is a typo the caller should hear about
 # (``departmnt=5`` silently ignored would answer the whole portal's numbers).
-KNOWN_PARAMS = frozenset({"from", "to", "group_by", "t", "LANG", "lang", "kpi", "min", "max", "_", *FILTER_KEYS})
+KNOWN_PARAMS = frozenset({"from", "to", "group_by", "t", "LANG", "lang", "kpi", "min", "max", "_", *FILTER_KEYS,
+                          # issue 14: periods, the comparison, the drilldown's pages, the export's layout
+                          "preset", "compare", "page", "per_page", "sort", "dir", "format", "item", "layout"})
 
 
 def _scoped_query(allow_group=True):

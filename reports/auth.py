@@ -92,21 +92,21 @@ def error_response(err: ViewerError):
     lang = (g.get("viewer").lang if g.get("viewer") else None) or g.get("error_lang") \
         or request.args.get("LANG") or "en"
     lang = "ru" if str(lang).lower()[:2] in ("ru", "ua", "by", "kz") else "en"
-    hint = _HINTS.get(err.code) or getattr(err, "hint", None)
-    if not hint and f"err_{err.code}" in MESSAGES:
-        hint = f"err_{err.code}"
-    specific = hint is not None
-    if err.status == 403 and not hint:
-        hint = "err_forbidden"
-    if err.status == 400 and not hint:
-        hint = "err_bad_request"
+    generic = _HINTS.get(err.code) or ("err_forbidden" if err.status == 403 else
+                                       "err_bad_request" if err.status == 400 else None)
     if wants_json():
         body = {"error": err.code, "message": err.message}
         if getattr(err, "field", None):
             body["field"] = err.field
-        if hint:
-            body["hint"] = t(hint, lang)        # the same refusal, in the viewer's language
+        if generic:
+            body["hint"] = t(generic, lang)     # the same refusal, in the viewer's language
         return jsonify(body), err.status
+    # a page says what exactly to fix where it can (a period the wrong way round, a bad preset)
+    hint = _HINTS.get(err.code) or getattr(err, "hint", None)
+    if not hint and f"err_{err.code}" in MESSAGES:
+        hint = f"err_{err.code}"
+    specific = hint is not None
+    hint = hint or generic
     # the technical message (English, may name parameters) only for English readers without a
     # message in words
     message = "" if specific or lang == "ru" else err.message

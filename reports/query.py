@@ -100,7 +100,10 @@ def parse(args, tz_name: str, *, allow_group: bool = True, now: float | None = N
             raise _period_error("dates must be YYYY-MM-DD", "err_bad_date", "from") from None
         if last < first:
             raise _period_error("'to' is before 'from'", "err_bad_period_order", "to")
-        date_to = (last + timedelta(days=1)).isoformat()
+        try:
+            date_to = (last + timedelta(days=1)).isoformat()
+        except OverflowError:                             # 9999-12-31
+            raise _period_error("dates must lie between 2000-01-01 and 2100-01-01", "err_bad_date_range") from None
     if len(date_from) > 40 or len(date_to) > 40 or not (date_from + date_to).isascii():
         raise _period_error("'from' and 'to' are dates such as 2026-10-01", "err_bad_date", "from")
     try:
