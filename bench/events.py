@@ -23,6 +23,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -166,6 +167,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-worker", action="store_true", help="measure the ack path alone (nothing drains)")
     ap.add_argument("--background", choices=("process", "thread"), default="process",
                     help="the server's worker in a child process (default) or in its web process")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (store, server log)")
     a = ap.parse_args(argv)
 
     from portal_double import PortalDouble
@@ -194,7 +196,8 @@ def main(argv=None) -> dict:
             except requests.ConnectionError:
                 pass
             if time.monotonic() > deadline:
-                raise SystemExit("server did not start; see " + str(tmp / "server.log"))
+                log.flush()
+                raise SystemExit("server did not start:\n" + (tmp / "server.log").read_text()[-4000:])
             time.sleep(0.1)
         assert d.app.install_api(url + "/install").status_code == 200
         while not a.no_worker and not _synced(db_path):
@@ -260,6 +263,10 @@ def main(argv=None) -> dict:
             server.kill()
         log.close()
         d.stop()
+        if a.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
