@@ -23,6 +23,7 @@ import time
 
 from . import bindings, inbox
 from .client import B24Client
+from .config import rest_limits
 from .installations import get_installation
 from .overrides import effective_config
 from .scheduler import Jobs, Scheduler, portal_lock, scheduler_lock
@@ -31,12 +32,18 @@ from .store import open_db
 log = logging.getLogger("b24desk.server")
 
 
+# The server's worker lets events gather up to a second (or 500 of them) before it reads the
+# objects they name: the re-reads then go 50 to a command (a second is two requests' worth at the
+# portal's 2/s, so nothing is read later than the limit would allow anyway).
+FILL_WAIT = 1.0
+
+
 class Runtime:
     """The worker and the scheduler of one app, wired to its config (``app.config``)."""
 
     def __init__(self, app, *, scheduler: bool = True, worker: bool = True, poll: float = 1.0,
                  sync_minutes: float | None = None, lock_wait: float = 600.0, retry_backoff: float = 5.0,
-                 after_sync=None):
+                 after_sync=None, fill_wait: float = 0.0):
         self.app = app
         self.after_sync = after_sync    # portal -> None, after each sync that ran (reports warm the dashboard)
         cfg = app.config
@@ -52,7 +59,7 @@ class Runtime:
         self._sched_lock = None
         self.worker = inbox.Worker(self.db_path, inbox.make_handler(
             self.client_for, self.config_for, reconcile=self.request_reconcile, rebind=self.rebind),
-            poll=poll, backoff=retry_backoff)
+            poll=poll, backoff=retry_backoff, fill_wait=fill_wait)
         self._pending_reconcile: set[str] = set()
         self._guard = threading.Lock()
         self._stopped = False
@@ -60,7 +67,7 @@ class Runtime:
     # -- wiring ---------------------------------------------------------------------------------
     def client_for(self, portal: str) -> B24Client:
         return B24Client.from_installation(self.db_path, portal, self.client_id, self.client_secret,
-                                           self.oauth_url)
+                                           self.oauth_url, **rest_limits(self.base_config))
 
     def config_for(self, db, portal: str) -> dict:
         return effective_config(db, portal, self.base_config)
@@ -262,7 +269,7 @@ def _background_main(parent: int, log_level: str, poll: float, synced=None) -> N
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from app import create_app
     app = create_app()
-    runtime = Runtime(app, scheduler=True, worker=True, poll=poll,
+    runtime = Runtime(app, scheduler=True, worker=True, poll=poll, fill_wait=FILL_WAIT,
                       after_sync=synced.put if synced is not None else None).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
@@ -355,7 +362,7 @@ def main(argv=None) -> None:
     app = create_app()
     in_process = args.background == "thread"
     warm = warm_hook(app)
-    runtime = Runtime(app, scheduler=in_process, worker=in_process, after_sync=warm).start()
+    runtime = Runtime(app, scheduler=in_process, worker=in_process, after_sync=warm, fill_wait=FILL_WAIT).start()
     background = Background(args.log_level, on_sync=warm).start() if args.background == "process" else None
 
     def _term(signum, frame):
