@@ -182,7 +182,7 @@ def test_the_worker_lets_a_trickle_of_events_gather_before_reading(setup):
     """With ``fill_wait``, fewer than ``fill_rows`` young events wait; when the oldest has waited
     long enough (or enough have come) they go in one pass. drain() without it never waits."""
     h = setup
-    d, p = h.double, h.double.portal
+    p = h.double.portal
     h.runtime.worker.stop()
     w = inbox.Worker(h.db_path, h.runtime.worker.handler, fill_rows=3)
     hdr = {"Content-Type": "application/x-www-form-urlencoded"}
