@@ -344,7 +344,7 @@ def m_kpi_journal_001(db: Database) -> None:
     for name, row in (("kpi_j_events_ins", "NEW"), ("kpi_j_events_del", "OLD"), ("kpi_j_events_upd", "NEW")):
         op = {"ins": "INSERT", "del": "DELETE", "upd": "UPDATE"}[name[-3:]]
         trig[name] = (f"AFTER {op} ON events BEGIN INSERT INTO kpi_journal (portal, lo, hi) "
-                      + ev.format(w=_WHOLE, r=row) + f"; {_PRUNE} END")
+                      + ev.format(w=_WHOLE, r=row) + "; END")      # (ticket writes prune)
     whole = "INSERT INTO kpi_journal (portal, lo, hi) VALUES ({p}, " + str(_WHOLE) + ", NULL);"
     people = {"users": ("name", "last_name", "email", "active", "departments", "user_type", "is_bot", "is_admin"),
               "departments": ("name", "parent", "head", "sort")}
