@@ -314,7 +314,7 @@ _PRUNE = f"DELETE FROM kpi_journal WHERE seq <= (SELECT max(seq) FROM kpi_journa
 
 
 def _journal_ticket_sql(portal: str, lo: str, hi: str) -> str:
-    return f"INSERT INTO kpi_journal (portal, lo, hi) SELECT {portal}, coalesce({lo}, {_WHOLE}), {hi}; {_PRUNE}"
+    return f"INSERT INTO kpi_journal (portal, lo, hi) SELECT {portal}, coalesce({lo}, {_WHOLE}), {hi};"
 
 
 @migrations()
@@ -326,7 +326,7 @@ def m_kpi_journal_001(db: Database) -> None:
     ``[from, to)`` depends only on tickets whose span meets ``[previous from - repeat window, to)``
     (the loader's own condition, b24desk/kpi/load.py), so a cached report stays exact while no
     later journal row meets that window (reports/cache.py)."""
-    db.execute("CREATE TABLE IF NOT EXISTS kpi_journal (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    db.execute("CREATE TABLE IF NOT EXISTS kpi_journal (seq INTEGER PRIMARY KEY,"
                " portal TEXT, lo INTEGER, hi INTEGER)")
     ev = ("SELECT t.portal, coalesce(t.created_at, {w}), t.closed_at FROM tickets t WHERE t.portal = {r}.portal"
           " AND t.source = {r}.source AND t.source_id = {r}.source_id")
@@ -344,7 +344,7 @@ def m_kpi_journal_001(db: Database) -> None:
     for name, row in (("kpi_j_events_ins", "NEW"), ("kpi_j_events_del", "OLD"), ("kpi_j_events_upd", "NEW")):
         op = {"ins": "INSERT", "del": "DELETE", "upd": "UPDATE"}[name[-3:]]
         trig[name] = (f"AFTER {op} ON events BEGIN INSERT INTO kpi_journal (portal, lo, hi) "
-                      + ev.format(w=_WHOLE, r=row) + "; END")      # (ticket writes prune)
+                      + ev.format(w=_WHOLE, r=row) + "; END")
     whole = "INSERT INTO kpi_journal (portal, lo, hi) VALUES ({p}, " + str(_WHOLE) + ", NULL);"
     people = {"users": ("name", "last_name", "email", "active", "departments", "user_type", "is_bot", "is_admin"),
               "departments": ("name", "parent", "head", "sort")}
@@ -365,6 +365,8 @@ def m_kpi_journal_001(db: Database) -> None:
     trig["kpi_j_inst_ins"] = f"AFTER INSERT ON installations BEGIN {whole.format(p='NEW.member_id')} END"
     trig["kpi_j_inst_upd"] = (f"AFTER UPDATE ON installations WHEN OLD.timezone IS NOT NEW.timezone BEGIN "
                               f"{whole.format(p='NEW.member_id')} END")
+    # pruning once every 4096 rows keeps the journal near JOURNAL_KEEP at no cost per write
+    trig["kpi_j_prune"] = f"AFTER INSERT ON kpi_journal WHEN NEW.seq % 4096 = 0 BEGIN {_PRUNE} END"
     for name, body in trig.items():
         db.execute(f"DROP TRIGGER IF EXISTS {name}")
         db.execute(f"CREATE TRIGGER {name} {body}")
@@ -386,6 +388,6 @@ def journal_state(conn, portal: str | None = None, since: int | None = None, lo:
     except sqlite3.OperationalError:
         return None
     last, first, touched = int(row[0]), row[1], bool(row[2])
-    if first is not None and first > since + 1 and last > since:
-        touched = True                     # rows after ``since`` were pruned: cannot tell
+    if (first is not None and first > since + 1 and last > since) or last < since:
+        touched = True                     # rows after ``since`` pruned, or the journal emptied: cannot tell
     return last, touched

@@ -336,4 +336,8 @@ def test_the_journal_says_which_windows_a_write_meets(tmp_path):
     c.execute("insert or replace into settings (portal, key, value) values ('P', 'targets', '{}')")
     c.commit()
     assert journal_state(c, "P", last, 0, 50)[1] is True              # one it reads: every period
+    last = journal_state(c)[0]
+    c.execute("delete from kpi_journal")                                 # emptied: nothing can be told
+    c.commit()
+    assert journal_state(c, "P", last, 0, 50)[1] is True
     db.conn.close()
