@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..model import PRIORITIES
 from .timedims import TIME_DIMS, keyer
 
-DIMENSIONS = ("source", "department", "agent", "priority", "type")
+DIMENSIONS = ("source", "department", "agent", "priority", "type", "channel", "line")
 GROUP_BY = ("agent", "department", "priority", "type", "source", "channel", "line",
             "week", "month", "weekday", "hour")          # the last four: timedims.py
 
@@ -40,6 +40,8 @@ class Filters:
     agent: tuple | None = None
     priority: tuple | None = None
     type: tuple | None = None
+    channel: tuple | None = None            # open-line channel (livechat, telegrambot, ...)
+    line: tuple | None = None               # open line id
 
     def __post_init__(self):
         for dim in DIMENSIONS:
@@ -147,6 +149,10 @@ def matcher(filters: Filters, tree: Tree):
         checks.append(lambda f, s=sets: f.priority in s)
     for sets in filters.type or ():
         checks.append(lambda f, s=sets: f.type in s)
+    for sets in filters.channel or ():
+        checks.append(lambda f, s=sets: f.t["channel"] in s)
+    for sets in filters.line or ():
+        checks.append(lambda f, s=sets: f.t["line"] in s)
     if not checks:
         return None
     return lambda f: all(c(f) for c in checks)
