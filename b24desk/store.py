@@ -299,3 +299,13 @@ def m_openlines_001(db: Database) -> None:
     for old, new in (("contact:", "C_"), ("company:", "CO_"), ("user:", "")):
         db.execute("update tickets set customer = ? || substr(customer, ?) where source = 'openlines'"
                    " and customer like ?", [new, len(old) + 1, old + "%"])
+
+
+@migrations()
+def m_reports_001(db: Database) -> None:
+    """Saved reports (b24desk/saved_reports.py): one row per portal and report; the definition is
+    JSON, the owner's role and departments at save time bound whom a head's report reaches."""
+    db["saved_reports"].create({
+        "portal": str, "id": str, "owner": str, "owner_role": str, "owner_tree": str, "name": str,
+        "definition": str, "created_at": float, "updated_at": float,
+    }, pk=("portal", "id"), if_not_exists=True)

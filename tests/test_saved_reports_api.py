@@ -1,0 +1,231 @@
+"""``/api/reports``: saved reports over HTTP, tried as their users and as an attacker would.
+
+The store is the benchmark's synthetic desk (departments 1 > 2..6, heads 101..106, agents 200..259
+spread over departments 2..6), reached through the real Flask app with signed viewer tokens.
+"""
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from b24desk.store import open_db
+from b24desk.viewer import ADMIN, AGENT, HEAD, Viewer, dump_token
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import pages as bench_pages  # noqa: E402
+
+PORTAL = bench_pages.PORTAL
+OTHER = "other000000000000000000000000002"
+SECRET = "test-secret"
+CONFIG = {"calendar": {"timezone": "Europe/Moscow"}, "sla": {}, "targets": {}}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    path = tmp_path_factory.mktemp("saved") / "s.db"
+    db = open_db(path)
+    bench_pages.seed_store(db, 6000, now=int(datetime(2026, 11, 15, tzinfo=timezone.utc).timestamp()), seed=4)
+    db.conn.close()
+    return create_app({"TESTING": True, "DB": str(path), "SECRET_KEY": SECRET, "B24DESK": CONFIG})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def tok(user="1", role=ADMIN, portal=PORTAL, lang="en", **kw):
+    return {"Authorization": "Bearer " + dump_token(SECRET, Viewer(portal=portal, user_id=user, role=role,
+                                                                     lang=lang, **kw))}
+
+
+ADMIN_T = tok()
+HEAD2 = dict(user="102", role=HEAD, departments=("2",), headed=("2",), tree=("2",))
+AGENT_203 = dict(user="203", role=AGENT, departments=("5",))     # agent 200 + i sits in department 2 + i % 5
+AGENT_200 = dict(user="200", role=AGENT, departments=("2",))
+
+
+def definition(**over):
+    d = {"name": "Первая линия по приоритетам", "kpis": ["tickets_total", "first_response_time", "overdue_share"],
+         "group_by": "priority", "filters": {"department": "2"},
+         "period": {"from": "2026-10-01", "to": "2026-11-01"}, "compare": "previous", "chart": "table",
+         "share": {"roles": [], "departments": [], "users": []}}
+    d.update(over)
+    return d
+
+
+def create(client, headers, **over):
+    r = client.post("/api/reports", json=definition(**over), headers=headers)
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()["id"]
+
+
+@pytest.mark.parametrize("group_by,filters", [("priority", {"department": "2"}), ("week", {}),
+                                              ("agent", {"priority": ["high", "critical"]}), (None, {})])
+def test_admins_report_gives_exactly_what_api_kpi_gives(client, group_by, filters):
+    rid = create(client, ADMIN_T, group_by=group_by, filters=filters)
+    got = client.get(f"/api/reports/{rid}/data", headers=ADMIN_T)
+    assert got.status_code == 200
+    body = got.get_json()
+    assert body["schema"] == "b24desk.report/1" and body["definition"]["id"] == rid
+    q = {"from": "2026-10-01", "to": "2026-11-01", **filters}
+    if group_by:
+        q["group_by"] = group_by
+    kpi = client.get("/api/kpi", query_string=q, headers=ADMIN_T)
+    assert kpi.status_code == 200
+    assert body["result"] == kpi.get_json()
+    assert body["result"]["kpis"]["tickets_total"]["value"] > 0
+    # ?from=&to= overrides the saved period, still the /api/kpi numbers
+    got = client.get(f"/api/reports/{rid}/data?from=2026-09-01&to=2026-10-01", headers=ADMIN_T).get_json()
+    q.update({"from": "2026-09-01", "to": "2026-10-01"})
+    assert got["result"] == client.get("/api/kpi", query_string=q, headers=ADMIN_T).get_json()
+
+
+def test_crud_and_owner_set_by_the_server(client):
+    rid = create(client, ADMIN_T, owner="999", id="forged")
+    d = client.get(f"/api/reports/{rid}", headers=ADMIN_T).get_json()
+    assert d["owner"] == "1" and d["id"] == rid and rid != "forged"
+    assert d["name"] == "Первая линия по приоритетам" and d["chart"] == "table"
+    assert rid in [x["id"] for x in client.get("/api/reports", headers=ADMIN_T).get_json()["reports"]]
+    r = client.put(f"/api/reports/{rid}", json=definition(name="Renamed", chart="bar"), headers=ADMIN_T)
+    assert r.status_code == 200 and r.get_json()["name"] == "Renamed"
+    assert client.get(f"/api/reports/{rid}", headers=ADMIN_T).get_json()["chart"] == "bar"
+    assert client.delete(f"/api/reports/{rid}", headers=ADMIN_T).status_code == 204
+    assert client.get(f"/api/reports/{rid}", headers=ADMIN_T).status_code == 404
+    assert client.delete(f"/api/reports/{rid}", headers=ADMIN_T).status_code == 404
+
+
+def test_agent_sees_only_shared_reports_and_only_their_own_slice(client):
+    private = create(client, ADMIN_T, name="private")
+    shared = create(client, ADMIN_T, name="shared with agents", group_by="agent", filters={},
+                    share={"roles": ["agent"]})
+    agent = tok(**AGENT_203)
+    ids = [x["id"] for x in client.get("/api/reports", headers=agent).get_json()["reports"]]
+    assert shared in ids and private not in ids
+    for path in (f"/api/reports/{private}", f"/api/reports/{private}/data"):
+        assert client.get(path, headers=agent).status_code == 404
+    body = client.get(f"/api/reports/{shared}/data", headers=agent).get_json()
+    res = body["result"]
+    assert res["filters"]["agent"] == "203"
+    assert [g["key"] for g in res["groups"]] == ["203"]
+    own = client.get("/api/kpi", query_string={"from": "2026-10-01", "to": "2026-11-01", "agent": "203"},
+                     headers=agent).get_json()
+    assert res["kpis"] == own["kpis"] and 0 < res["kpis"]["tickets_total"]["value"]
+    admin_view = client.get(f"/api/reports/{shared}/data", headers=ADMIN_T).get_json()["result"]
+    assert res["kpis"]["tickets_total"]["value"] < admin_view["kpis"]["tickets_total"]["value"]
+    # the agent cannot change, delete or create
+    assert client.put(f"/api/reports/{shared}", json=definition(), headers=agent).status_code == 403
+    assert client.delete(f"/api/reports/{shared}", headers=agent).status_code == 403
+    r = client.post("/api/reports", json=definition(filters={}), headers=agent)
+    assert r.status_code == 403 and r.get_json()["error"]
+
+
+def test_sharing_by_user_and_department(client):
+    by_user = create(client, ADMIN_T, name="for 200", filters={}, share={"users": ["200"]})
+    by_dep = create(client, ADMIN_T, name="for dep 5", filters={}, share={"departments": ["5"]})
+    ids_200 = [x["id"] for x in client.get("/api/reports", headers=tok(**AGENT_200)).get_json()["reports"]]
+    ids_203 = [x["id"] for x in client.get("/api/reports", headers=tok(**AGENT_203)).get_json()["reports"]]
+    assert by_user in ids_200 and by_dep not in ids_200
+    assert by_dep in ids_203 and by_user not in ids_203
+    # a report about department 2 shared with an agent of department 5 holds none of their data
+    dep2 = create(client, ADMIN_T, name="dep 2", share={"users": ["203"]})
+    r = client.get(f"/api/reports/{dep2}/data", headers=tok(**AGENT_203))
+    assert r.status_code == 403 and r.get_json()["code"] == "no_slice"
+
+
+def test_head_shares_only_inside_their_departments(client):
+    head = tok(**HEAD2)
+    r = client.post("/api/reports", json=definition(share={"departments": ["3"]}), headers=head)
+    assert r.status_code == 403 and r.get_json()["field"] == "share.departments"
+    r = client.post("/api/reports", json=definition(share={"users": ["203"]}), headers=head)   # 203 is in 5
+    assert r.status_code == 403 and r.get_json()["field"] == "share.users"
+    r = client.post("/api/reports", json=definition(filters={"department": "4"}), headers=head)
+    assert r.status_code == 403 and r.get_json()["field"] == "filters.department"
+    rid = create(client, head, filters={}, share={"roles": ["agent"], "users": ["200"]})
+    d = client.get(f"/api/reports/{rid}", headers=head).get_json()
+    assert d["filters"]["department"] == "2" and d["owner"] == "102"     # pinned to the head's department
+    # shared with the role "agent": reaches agents of department 2 only
+    assert rid in [x["id"] for x in client.get("/api/reports", headers=tok(**AGENT_200)).get_json()["reports"]]
+    assert rid not in [x["id"] for x in client.get("/api/reports", headers=tok(**AGENT_203)).get_json()["reports"]]
+    # another head cannot edit it; an admin can
+    other_head = tok(user="103", role=HEAD, departments=("3",), headed=("3",), tree=("3",))
+    assert client.put(f"/api/reports/{rid}", json=definition(), headers=other_head).status_code == 404
+    assert client.put(f"/api/reports/{rid}", json=definition(name="by admin"), headers=ADMIN_T).status_code == 200
+    assert client.get(f"/api/reports/{rid}", headers=head).get_json()["owner"] == "102"
+
+
+def test_head_sees_only_their_part_of_an_admins_report(client):
+    rid = create(client, ADMIN_T, name="whole desk", filters={}, group_by="department",
+                 share={"roles": ["head"]})
+    res = client.get(f"/api/reports/{rid}/data", headers=tok(**HEAD2)).get_json()["result"]
+    assert [g["key"] for g in res["groups"]] == ["2"]
+    mine = client.get("/api/kpi", query_string={"from": "2026-10-01", "to": "2026-11-01", "department": "2"},
+                      headers=ADMIN_T).get_json()
+    assert res["kpis"]["tickets_total"] == mine["kpis"]["tickets_total"]
+
+
+@pytest.mark.parametrize("over,field", [
+    ({"name": ""}, "name"), ({"name": "x" * 201}, "name"), ({"kpis": []}, "kpis"),
+    ({"kpis": ["tickets_total", "nope"]}, "kpis"), ({"group_by": "year"}, "group_by"),
+    ({"filters": {"priority": "urgent"}}, "filters.priority"), ({"filters": {"colour": "red"}}, "filters.colour"),
+    ({"filters": {"agent": "1; drop table"}}, "filters.agent"), ({"filters": []}, "filters"),
+    ({"period": {"preset": "next_month"}}, "period.preset"), ({"period": {"from": "2026-10-01"}}, "period"),
+    ({"period": {"from": "2026-11-01", "to": "2026-10-01"}}, "period.to"),
+    ({"period": {"from": "2026-13-01", "to": "2026-14-01"}}, "period.from"),
+    ({"compare": "yesterday"}, "compare"), ({"chart": "pie"}, "chart"),
+    ({"share": {"roles": ["owner"]}}, "share.roles"), ({"share": {"users": [{"id": 1}]}}, "share.users"),
+    ({"share": []}, "share"), ({"extra": 1}, "extra"),
+])
+def test_invalid_definitions_name_the_field(client, over, field):
+    r = client.post("/api/reports", json=definition(**over), headers=ADMIN_T)
+    assert r.status_code == 400
+    assert r.get_json()["field"] == field and r.get_json()["error"]
+
+
+def test_errors_speak_the_viewers_language_and_bad_bodies_are_4xx(client):
+    r = client.post("/api/reports", json=definition(kpis=[]), headers=tok(lang="ru"))
+    assert r.status_code == 400 and "показатель" in r.get_json()["error"]
+    for body in (b"not json", b"[1,2]", b"null", b'"x"'):
+        r = client.post("/api/reports", data=body, headers=dict(ADMIN_T, **{"Content-Type": "application/json"}))
+        assert r.status_code == 400, body
+    rid = create(client, ADMIN_T)
+    r = client.get(f"/api/reports/{rid}/data?from=2026-10-01", headers=ADMIN_T)
+    assert r.status_code == 400 and r.get_json()["field"] == "from"
+    r = client.get(f"/api/reports/{rid}/data?from=2026-11-01&to=2026-10-01", headers=ADMIN_T)
+    assert r.status_code == 400
+
+
+def test_attacks_other_portal_no_token_forged_ids(client):
+    rid = create(client, ADMIN_T, share={"roles": ["admin", "head", "agent"]})
+    stranger = tok(portal=OTHER)                 # an admin of another portal
+    assert rid not in [x["id"] for x in client.get("/api/reports", headers=stranger).get_json()["reports"]]
+    for m in ("get", "put", "delete"):
+        r = getattr(client, m)(f"/api/reports/{rid}", json=definition(), headers=stranger)
+        assert r.status_code == 404, m
+    assert client.get(f"/api/reports/{rid}/data", headers=stranger).status_code == 404
+    assert client.get(f"/api/reports/{rid}", headers=ADMIN_T).status_code == 200     # untouched
+    assert client.get("/api/reports").status_code == 401
+    assert client.post("/api/reports", json=definition()).status_code == 401
+    forged = {"Authorization": "Bearer " + dump_token("not-the-secret", Viewer(portal=PORTAL, user_id="1", role=ADMIN))}
+    assert client.get("/api/reports", headers=forged).status_code == 401
+    for bad in ("..%2F..%2Fetc", "r' or '1'='1", "x" * 300, "%00"):
+        r = client.get(f"/api/reports/{bad}", headers=ADMIN_T)
+        assert r.status_code == 404, bad
+
+
+def test_presets_and_last_year_comparison(client):
+    rid = create(client, ADMIN_T, period={"preset": "last_month"}, compare="last_year", group_by="month",
+                 filters={})
+    body = client.get(f"/api/reports/{rid}/data", headers=ADMIN_T).get_json()
+    res = body["result"]
+    frm = datetime.fromisoformat(res["period"]["from"])
+    prev = datetime.fromisoformat(res["previous"]["from"])
+    assert frm.day == 1 and (prev.year, prev.month) == (frm.year - 1, frm.month)
+    ly = client.get("/api/kpi", query_string={"from": res["previous"]["from"], "to": res["previous"]["to"]},
+                    headers=ADMIN_T).get_json()
+    assert res["kpis"]["tickets_total"]["previous"] == ly["kpis"]["tickets_total"]["value"]
+    assert res["groups"][0]["kpis"]["tickets_total"]["previous"] == ly["kpis"]["tickets_total"]["value"]
