@@ -229,3 +229,18 @@ def test_presets_and_last_year_comparison(client):
                     headers=ADMIN_T).get_json()
     assert res["kpis"]["tickets_total"]["previous"] == ly["kpis"]["tickets_total"]["value"]
     assert res["groups"][0]["kpis"]["tickets_total"]["previous"] == ly["kpis"]["tickets_total"]["value"]
+
+
+def test_api_kpi_time_dimensions_and_team_totals(client):
+    q = {"from": "2026-10-01", "to": "2026-11-01"}
+    total = client.get("/api/kpi", query_string=q, headers=ADMIN_T).get_json()["kpis"]["tickets_total"]["value"]
+    for dim, n in (("week", 5), ("month", 1), ("weekday", 7), ("hour", 24)):
+        r = client.get("/api/kpi", query_string=dict(q, group_by=dim), headers=ADMIN_T).get_json()
+        keyed = [g for g in r["groups"] if g["key"] is not None]
+        assert len(keyed) == n and sum(g["kpis"]["tickets_total"]["value"] for g in r["groups"]) == total
+    agent = tok(**AGENT_203)
+    r = client.get("/api/kpi", query_string=dict(q, department="5", group_by="weekday"), headers=agent)
+    assert r.status_code == 200 and r.get_json()["filters"]["agent"] is None         # team totals by weekday
+    r = client.get("/api/kpi", query_string=dict(q, department="5", group_by="agent"), headers=agent)
+    assert r.status_code == 403
+    assert client.get("/api/kpi", query_string=dict(q, group_by="year"), headers=ADMIN_T).status_code == 400
