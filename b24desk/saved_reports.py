@@ -69,6 +69,7 @@ MESSAGES = {
                        "Only the report's owner or an admin can change or delete it"),
     "too_many": ("Слишком много отчётов на портале", "Too many reports on this portal"),
     "no_slice": ("В этом отчёте нет ваших данных", "This report holds none of your data"),
+    "digest": ("Рассылка: daily, weekly, monthly или пусто", "Digest: daily, weekly, monthly or none"),
 }
 
 
@@ -387,3 +388,47 @@ def data_scope(db, viewer: Viewer, definition: dict):
         return scope_query(viewer, f, group_by, db=db)
     except ViewerError as exc:
         raise ReportError(exc.status, "no_slice", None, lang, exc.message) from None
+
+
+# --- pinning and digests (kept beside the definition, not in it) -------------------------------
+
+DIGEST_KINDS = ("daily", "weekly", "monthly")
+
+
+def set_pinned(db, viewer: Viewer, report_id: str, pinned: bool) -> None:
+    _editable(db, viewer, report_id)
+    with db.conn:
+        db.execute("update saved_reports set pinned = ? where portal = ? and id = ?",
+                   [1 if pinned else 0, viewer.portal, report_id])
+
+
+def set_digest(db, viewer: Viewer, report_id: str, kind: str | None) -> None:
+    if kind in ("", None):
+        kind = None
+    elif kind not in DIGEST_KINDS:
+        raise ReportError(400, "digest", "digest", viewer.lang)
+    _editable(db, viewer, report_id)
+    with db.conn:
+        db.execute("update saved_reports set digest = ? where portal = ? and id = ?",
+                   [kind, viewer.portal, report_id])
+
+
+def extras(db, portal: str, report_id: str) -> dict:
+    """``{"pinned": bool, "digest": kind or None}`` of a report."""
+    row = _get_row(db, portal, report_id)
+    return {"pinned": bool(row and row.get("pinned")), "digest": (row or {}).get("digest")}
+
+
+def pinned_for(db, viewer: Viewer) -> list[dict]:
+    """Pinned reports this viewer may open (the dashboard shows them)."""
+    parents = department_parents(db, viewer.portal)
+    rows = db.query("select * from saved_reports where portal = ? and pinned = 1 order by name collate nocase, id",
+                    [viewer.portal])
+    return [_row_to_def(r) for r in rows if can_open(db, viewer, r, parents)]
+
+
+def digest_reports(db, portal: str, kind: str) -> list[dict]:
+    """Saved reports sent with the ``kind`` digests, as ``(definition, owner_role)`` rows."""
+    return [dict(_row_to_def(r), owner_role=r["owner_role"], owner_tree=json.loads(r["owner_tree"] or "[]"))
+            for r in db.query("select * from saved_reports where portal = ? and digest = ? order by name, id",
+                              [portal, kind])]
