@@ -70,6 +70,9 @@ MESSAGES = {
     "add_to_digest": ("Добавить в рассылку", "Add to digest"),
     "value": ("Значение", "Value"),
     "previous": ("Было", "Before"),
+    "was": ("было", "was"),
+    "cells_note": ("Под значением — изменение и значение периода сравнения; зелёным — к лучшему, красным — к худшему.",
+                   "Under each value: the change and the value of the compared period; green is better, red worse."),
     "year_ago": ("Год назад", "A year earlier"),
     "delta": ("Изменение", "Change"),
     "group": ("Группа", "Group"),
@@ -137,6 +140,31 @@ MESSAGES = {
     "your_slice": ("Вы видите в отчёте только свои заявки.", "You see only your own tickets in this report."),
     "head_slice": ("Вы видите в отчёте только свои отделы.", "You see only your departments in this report."),
 }
+
+
+# KPI names the main catalogue lacks (the business-time variants of the wait times)
+KPI_EXTRA = {
+    "requester_wait_time_business": ("Ожидание клиента (рабочее время)", "Customer waiting (business hours)"),
+    "agent_wait_time_business": ("Ожидание ответа клиента (рабочее время)", "Waiting for the customer (business hours)"),
+}
+MONTHS = (("янв", "фев", "мар", "апр", "май", "июн", "июл", "авг", "сен", "окт", "ноя", "дек"),
+          ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))
+
+
+def kpi_name(key: str, lang: str | None) -> str:
+    from .i18n import KPI_LABELS, kpi_label
+    if key not in KPI_LABELS and key in KPI_EXTRA:
+        return KPI_EXTRA[key][lang_index(lang)]
+    return kpi_label(key, lang)
+
+
+def month_name(key: str, lang: str | None) -> str:
+    """``2026-10`` -> ``окт 2026`` / ``Oct 2026``."""
+    try:
+        y, m = int(key[:4]), int(key[5:7])
+        return f"{MONTHS[lang_index(lang)][m - 1]} {y}"
+    except (ValueError, IndexError, TypeError):
+        return str(key)
 
 
 def ts(key: str, lang: str | None) -> str:

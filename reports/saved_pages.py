@@ -29,9 +29,8 @@ from b24desk.viewer import ADMIN, AGENT, HEAD, ROLES, ViewerError, members as de
 from . import data, present
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
-from .i18n import kpi_label
 from .saved_api import report_data, report_query
-from .saved_i18n import catalogue, ts
+from .saved_i18n import catalogue, kpi_name as kpi_label, month_name, ts
 from .security import bx24_script
 
 MAX_CHARTS = 6
@@ -72,6 +71,16 @@ def group_label(dim: str | None, key, label: str, lang: str) -> str:
     return label
 
 
+def better(kpi: str, directions: dict) -> str | None:
+    """Which way is better, where that is known (targets, or a KPI with a per-ticket test); counts
+    of tickets have none, so their change is shown neutral."""
+    if kpi in directions:
+        return directions[kpi]
+    if kpi in analysis.TESTABLE or kpi in analysis.LOWER_BETTER:
+        return analysis.direction(kpi)
+    return None
+
+
 def _cell(kpi: str, entry: dict, lang: str, directions: dict, compare: str | None, users: dict) -> dict:
     value = entry.get("value")
     if kpi == "resolved_by_priority" and isinstance(value, dict):
@@ -82,12 +91,13 @@ def _cell(kpi: str, entry: dict, lang: str, directions: dict, compare: str | Non
         return {"text": ", ".join(f"{r.get('name')} ({r.get('resolved')})" for r in rows[:3]) or "—", "sub": ""}
     cell = {"text": present.fmt_value(kpi, value, lang), "sub": "", "good": None, "arrow": None}
     if compare:
-        d = present.delta(kpi, dict(entry, direction=directions.get(kpi) or analysis.direction(kpi)))
+        d = present.delta(kpi, dict(entry, direction=better(kpi, directions)))
         prev = present.fmt_value(kpi, entry.get("previous"), lang)
         if d:
-            cell.update(sub=f"{prev} → {present.fmt_delta(kpi, d, lang)}", good=d["good"], arrow=d["arrow"])
+            cell.update(sub=f"{present.fmt_delta(kpi, d, lang)} · {ts('was', lang)} {prev}", good=d["good"],
+                        arrow=d["arrow"])
         elif entry.get("previous") is not None:
-            cell["sub"] = prev
+            cell["sub"] = f"{ts('was', lang)} {prev}"
     return cell
 
 
@@ -184,6 +194,16 @@ def _describe(defn: dict, lang: str, users: dict, deps: dict) -> dict:
             "breakdown": ts(f"dim_{defn['group_by']}", lang) if defn.get("group_by") else ts("no_breakdown", lang),
             "period": period, "shared": ", ".join(who) or ts("only_me", lang),
             "owner": (users.get(defn["owner"]) or {}).get("label") or defn["owner"]}
+
+
+def span_text(a: datetime, b: datetime, lang: str) -> str:
+    """``[from, to)`` as people write it: the last day included (``01.10.2026 — 31.10.2026``)."""
+    from datetime import timedelta
+    fmt = "%d.%m.%Y" if lang == "ru" else "%d %b %Y"
+    last = b - timedelta(days=1) if (b.hour, b.minute, b.second) == (0, 0, 0) else b
+    if last.date() <= a.date():
+        return a.strftime(fmt) if lang == "ru" else a.strftime(fmt)
+    return f"{a.strftime(fmt)} — {last.strftime(fmt)}"
 
 
 def _can_edit(v, defn: dict) -> bool:
@@ -377,7 +397,7 @@ def saved_report(rid):
             end = date(end.year + end.month // 12, end.month % 12 + 1, 1)
         lt = _long_term(db, v, d, scoped.filters, long_kpi, months, end)
         long_view = {"kpi": long_kpi, "label": kpi_label(long_kpi, lang), "months": months,
-                     "rows": [dict(m, text=present.fmt_value(long_kpi, m["value"], lang),
+                     "rows": [dict(m, label=month_name(m["month"], lang), text=present.fmt_value(long_kpi, m["value"], lang),
                                    year_text=present.fmt_value(long_kpi, m["year_ago"], lang),
                                    delta_text=present.fmt_delta(long_kpi, present.delta(long_kpi, {
                                        "value": m["value"], "previous": m["year_ago"]}), lang))
@@ -387,9 +407,7 @@ def saved_report(rid):
     b = datetime.fromisoformat(result["period"]["to"]).astimezone(tz)
     pa = datetime.fromisoformat(result["previous"]["from"]).astimezone(tz)
     pb = datetime.fromisoformat(result["previous"]["to"]).astimezone(tz)
-    fmt = "%d.%m.%Y" if lang == "ru" else "%Y-%m-%d"
-    period_text = f"{a.strftime(fmt)} — {b.strftime(fmt)}"
-    prev_text = f"{pa.strftime(fmt)} — {pb.strftime(fmt)}"
+    period_text, prev_text = span_text(a, b, lang), span_text(pa, pb, lang)
     ex = store.extras(db, v.portal, rid)
     q = {"from": request.args.get("from"), "to": request.args.get("to")}
     token = g.viewer_token
@@ -405,7 +423,7 @@ def saved_report(rid):
                           for f in ("csv", "xlsx")},
                  edit_url=url_for("reports.saved_edit", rid=rid, t=token),
                  boot=_boot(v, id=rid, charts=charts, heat=heat, chart=d["chart"],
-                            name=d["name"], long=long_view and {"labels": [m["month"] for m in long_view["rows"]],
+                            name=d["name"], long=long_view and {"labels": [m["label"] for m in long_view["rows"]],
                                                                 "values": [present.headline(long_kpi, m["value"]) for m in long_view["rows"]],
                                                                 "year": [present.headline(long_kpi, m["year_ago"]) for m in long_view["rows"]],
                                                                 "kind": present.kind(long_kpi)}))
@@ -519,7 +537,10 @@ def api_report_preview():
     users, _deps = _people(db, v)
     table = view_table(out["result"], d, v.lang, present.directions_from_config(data.portal_config(db, v.portal)),
                        users)
-    return jsonify({"table": table, "period": out["result"]["period"], "previous": out["result"]["previous"]})
+    res = out["result"]
+    text = span_text(datetime.fromisoformat(res["period"]["from"]), datetime.fromisoformat(res["period"]["to"]),
+                     v.lang)
+    return jsonify({"table": table, "period": res["period"], "previous": res["previous"], "period_text": text})
 
 
 @bp.route("/api/reports/<rid>/pin", methods=["POST"])

@@ -128,7 +128,7 @@
         state.lastPreview = r.data;
         renderTable(r.data.table);
         document.getElementById("preview-period").textContent =
-          (T.period_of || "") + ": " + r.data.period.from.slice(0, 10) + " — " + r.data.period.to.slice(0, 10);
+          (T.period_of || "") + ": " + r.data.period_text;
         previewState.textContent = T.preview_hint || "";
         previewState.dataset.done = String(mine);
       });
@@ -191,6 +191,7 @@
     Chart.defaults.animation = false;
     Chart.defaults.maintainAspectRatio = false;
     Chart.defaults.plugins.legend.labels.boxWidth = 12;
+    Chart.defaults.locale = B.lang === "ru" ? "ru-RU" : "en-GB";
     (B.charts || []).forEach(function (c, i) {
       var canvas = document.getElementById("chart-" + i);
       if (!canvas) { return; }
@@ -216,4 +217,5 @@
     }
   }
   if (window.b24fit) { window.b24fit(); }
+  document.body.setAttribute("data-ready", "1");
 })();
