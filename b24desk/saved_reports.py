@@ -432,3 +432,23 @@ def digest_reports(db, portal: str, kind: str) -> list[dict]:
     return [dict(_row_to_def(r), owner_role=r["owner_role"], owner_tree=json.loads(r["owner_tree"] or "[]"))
             for r in db.query("select * from saved_reports where portal = ? and digest = ? order by name, id",
                               [portal, kind])]
+
+
+def digest_sections(env, kind: str, period) -> list[dict]:
+    """The saved reports sent with the portal's ``kind`` digest, each as its totals for the digest's
+    period (the definition's KPIs and filters; the digest's period replaces the saved one):
+    ``[{"id", "name", "kpis": [{"key", "value", "previous", "delta"}]}]``."""
+    from .kpi.report import build_report
+    if "saved_reports" not in env.db.table_names():
+        return []
+    out = []
+    for d in digest_reports(env.db, env.portal, kind):
+        try:
+            rep = build_report(env.db, env.portal, period.start, period.end, filters=d["filters"] or None, env=env)
+        except ValueError:
+            continue                      # a filter the store no longer knows: skip, never break the digest
+        out.append({"id": d["id"], "name": d["name"],
+                    "kpis": [{"key": k, "value": rep["kpis"][k]["value"], "previous": rep["kpis"][k]["previous"],
+                              "delta": rep["kpis"][k]["delta"]} for k in d["kpis"]
+                             if k not in ("top_agents", "resolved_by_priority")]})
+    return out
