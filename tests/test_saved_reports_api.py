@@ -244,3 +244,55 @@ def test_api_kpi_time_dimensions_and_team_totals(client):
     r = client.get("/api/kpi", query_string=dict(q, department="5", group_by="agent"), headers=agent)
     assert r.status_code == 403
     assert client.get("/api/kpi", query_string=dict(q, group_by="year"), headers=ADMIN_T).status_code == 400
+
+
+def _t(headers):
+    return headers["Authorization"][7:]
+
+
+def test_pages_pin_and_digest_as_each_role(client):
+    rid = create(client, ADMIN_T, name="Pinned <b>bold</b>", filters={}, group_by="agent",
+                 share={"roles": ["agent"]}, chart="bar")
+    agent = tok(**AGENT_203)
+    # agents cannot pin, set a digest or open the builder; the admin can
+    assert client.post(f"/api/reports/{rid}/pin", json={"pinned": True}, headers=agent).status_code == 403
+    assert client.post(f"/api/reports/{rid}/digest", json={"digest": "weekly"}, headers=agent).status_code == 403
+    assert client.get(f"/reports/saved/new?t={_t(agent)}").status_code == 403
+    assert client.post(f"/api/reports/{rid}/digest", json={"digest": "hourly"}, headers=ADMIN_T).status_code == 400
+    r = client.post(f"/api/reports/{rid}/pin", json={"pinned": True}, headers=ADMIN_T)
+    assert r.status_code == 200 and r.get_json()["pinned"] is True
+    # pinned: on the dashboard of its audience (an agent it is shared with), escaped
+    page = client.get(f"/reports/dashboard?t={_t(agent)}").get_data(as_text=True)
+    assert 'id="pinned-reports"' in page and "Pinned &lt;b&gt;bold&lt;/b&gt;" in page
+    head5 = tok(user="105", role=HEAD, departments=("5",), headed=("5",), tree=("5",))
+    assert 'id="pinned-reports"' not in client.get(f"/reports/dashboard?t={_t(head5)}").get_data(as_text=True)
+    # the report page as the agent: their slice, no edit controls, no problem zones of colleagues
+    page = client.get(f"/reports/saved/{rid}?t={_t(agent)}").get_data(as_text=True)
+    assert 'id="slice-note"' in page and 'id="delete-report"' not in page and 'id="problem-zones"' not in page
+    assert "Agent203" in page and "Agent204" not in page
+    # as the admin: every agent, the problem-zone panel, exports with the report's KPIs only
+    page = client.get(f"/reports/saved/{rid}?t={_t(ADMIN_T)}").get_data(as_text=True)
+    assert 'id="problem-zones"' in page and "Agent204" in page and 'id="delete-report"' in page
+    csv = client.get(f"/reports/saved/{rid}/export.csv?t={_t(ADMIN_T)}").get_data(as_text=True)
+    head = csv.lstrip("\ufeff").split("\n")[0]
+    assert head.startswith("Agent,Tickets created,") and "Backlog" not in head and "Open at period end" not in head
+    body = client.get(f"/reports/saved/{rid}/export.xlsx?t={_t(ADMIN_T)}")
+    assert body.status_code == 200 and body.data[:2] == b"PK"
+    agent_csv = client.get(f"/reports/saved/{rid}/export.csv?t={_t(agent)}").get_data(as_text=True)
+    assert "Agent203" in agent_csv and "Agent204" not in agent_csv
+    # the builder preview: validated like a save, cut to the viewer
+    r = client.post("/api/reports/preview", json=definition(kpis=[]), headers=ADMIN_T)
+    assert r.status_code == 400 and r.get_json()["field"] == "kpis"
+    r = client.post("/api/reports/preview", json=definition(), headers=agent)
+    assert r.status_code == 403
+    r = client.post("/api/reports/preview", json=definition(group_by="weekday"), headers=ADMIN_T)
+    assert r.status_code == 200 and len(r.get_json()["table"]["rows"]) >= 8
+
+
+def test_list_page_and_builder_show_names_not_ids(client):
+    create(client, ADMIN_T, name="Named", filters={}, share={"departments": ["2"], "users": ["200"]})
+    page = client.get(f"/reports/saved?t={_t(ADMIN_T)}").get_data(as_text=True)
+    assert "Line 2" in page and "Agent200" in page
+    page = client.get(f"/reports/saved/new?t={_t(tok(**HEAD2))}").get_data(as_text=True)
+    assert "Line 2" in page and "Line 3" not in page          # a head is offered only their departments
+    assert client.get(f"/reports/saved/nope/edit?t={_t(ADMIN_T)}").status_code == 404
