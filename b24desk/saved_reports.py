@@ -326,10 +326,15 @@ def update(db, viewer: Viewer, report_id: str, raw) -> dict:
     if row["owner"] == viewer.user_id:
         check_author(db, viewer, d)
         d = pin_scope(viewer, d)
-    # an admin editing someone's report: the admin's rights apply (admins may share with anyone)
+    # an admin editing someone's report: the admin's rights apply (admins may share with anyone);
+    # the owner editing: their role and departments now bound whom it reaches
+    role, tree = row["owner_role"], row["owner_tree"]
+    if row["owner"] == viewer.user_id:
+        role, tree = viewer.role, json.dumps(list(viewer.tree))
     with db.conn:
-        db.execute("update saved_reports set name = ?, definition = ?, updated_at = ? where portal = ? and id = ?",
-                   [d["name"], json.dumps(d, ensure_ascii=False), time.time(), viewer.portal, report_id])
+        db.execute("update saved_reports set name = ?, definition = ?, owner_role = ?, owner_tree = ?, updated_at = ?"
+                   " where portal = ? and id = ?",
+                   [d["name"], json.dumps(d, ensure_ascii=False), role, tree, time.time(), viewer.portal, report_id])
     return dict({k: d.get(k) for k in FIELDS}, id=report_id, owner=row["owner"])
 
 
