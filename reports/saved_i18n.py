@@ -1,8 +1,8 @@
 """Russian and English strings of the saved-report pages (list, builder, report page), kept beside
-the main catalogue (reports/i18n.py) so the two can change independently; ``ts`` falls back to it."""
+the main catalogue (b24desk/text/i18n.py) so the two can change independently; ``ts`` falls back to it."""
 from __future__ import annotations
 
-from .i18n import lang_index, t
+from b24desk.text.i18n import lang_index, t
 
 MESSAGES = {
     "saved_reports": ("Отчёты", "Reports"),
@@ -152,7 +152,7 @@ MONTHS = (("янв", "фев", "мар", "апр", "май", "июн", "июл",
 
 
 def kpi_name(key: str, lang: str | None) -> str:
-    from .i18n import KPI_LABELS, kpi_label
+    from b24desk.text.i18n import KPI_LABELS, kpi_label
     if key not in KPI_LABELS and key in KPI_EXTRA:
         return KPI_EXTRA[key][lang_index(lang)]
     return kpi_label(key, lang)

@@ -26,7 +26,9 @@ from b24desk.store import get_setting
 from b24desk.viewer import ADMIN, AGENT, HEAD, ROLES, ViewerError, members as dept_members, subtree, \
     department_parents
 
-from . import data, present
+from b24desk.text import present
+
+from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
 from .saved_api import report_data, report_query

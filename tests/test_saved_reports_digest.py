@@ -2,12 +2,12 @@
 portal double over real HTTP, carrying the engine's numbers for the digest's period."""
 from __future__ import annotations
 
-from b24desk import digest as dg
+from b24desk.push import data as dg
 from b24desk import saved_reports as store
 from b24desk.kpi import build_report
 from b24desk.viewer import ADMIN, Viewer
-from reports.i18n import kpi_label
-from reports.present import fmt_value
+from b24desk.text.i18n import kpi_label
+from b24desk.text.present import fmt_value
 from test_push import TZ, run  # noqa: F401  (run is a fixture)
 from test_push_helpers import CONFIG, label, setup  # noqa: F401  (setup is a fixture)
 
