@@ -95,7 +95,8 @@ def _ids(value, field: str, lang: str) -> list[str]:
     out = []
     for v in vals:
         if isinstance(v, bool) or not isinstance(v, (str, int)):
-            raise ReportError(400, "share_ids" if field.startswith("share") else "filter_value", field, lang, repr(v)[:40])
+            code = "share_ids" if field.startswith("share") else "filter_value"
+            raise ReportError(400, code, field, lang, repr(v)[:40])
         s = str(v).strip()
         if not _ID.match(s):
             raise ReportError(400, "share_ids" if field.startswith("share") else "filter_value", field, lang, s[:40])

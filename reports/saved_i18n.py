@@ -145,7 +145,8 @@ MESSAGES = {
 # KPI names the main catalogue lacks (the business-time variants of the wait times)
 KPI_EXTRA = {
     "requester_wait_time_business": ("Ожидание клиента (рабочее время)", "Customer waiting (business hours)"),
-    "agent_wait_time_business": ("Ожидание ответа клиента (рабочее время)", "Waiting for the customer (business hours)"),
+    "agent_wait_time_business": ("Ожидание ответа клиента (рабочее время)",
+                                 "Waiting for the customer (business hours)"),
 }
 MONTHS = (("янв", "фев", "мар", "апр", "май", "июн", "июл", "авг", "сен", "окт", "ноя", "дек"),
           ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))

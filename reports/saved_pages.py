@@ -5,7 +5,6 @@ dashboard pin). Thin: definitions, rights and the analysis live in the core
 """
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 
 from flask import Response, g, jsonify, render_template, request, url_for
@@ -23,15 +22,14 @@ from b24desk.kpi.timedims import TIME_DIMS
 from b24desk.model import PRIORITIES
 from b24desk.saved_reports import ReportError
 from b24desk.store import get_setting
-from b24desk.viewer import ADMIN, AGENT, HEAD, ROLES, ViewerError, members as dept_members, subtree, \
-    department_parents
+from b24desk.viewer import ADMIN, AGENT, HEAD, ROLES, ViewerError, members as dept_members
 
 from b24desk.text import present
 
 from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
-from .saved_api import report_data, report_query
+from .saved_api import report_data
 from .saved_i18n import catalogue, kpi_name as kpi_label, month_name, ts
 from .security import bx24_script
 
@@ -309,12 +307,17 @@ def _zone_notes(z: dict, table: dict, lang: str) -> list[dict]:
                 fmt = (lambda x: present.fmt_duration(x, lang)) if present.kind(kpi) == "duration" else \
                     (lambda x: "—" if x is None else present._num(x, 2, lang))
                 text = ts("worse_rank", lang).format(kpi=kpi_label(kpi, lang), value=fmt(e["value"]), n=e["n"],
-                                                     rest=fmt(e["rest"]), p=f"{e['p']:.4f}".replace(".", "," if lang == "ru" else "."))
+                                                     rest=fmt(e["rest"]), p=_p(e["p"], lang))
             notes.append({"group": labels.get(key, key), "text": text})
             for r in table["rows"]:
                 if r["key"] == key and kpi in col:
                     r["cells"][col[kpi]]["worse"] = text
     return notes
+
+
+def _p(p: float, lang: str) -> str:
+    s = f"{p:.4f}"
+    return s.replace(".", ",") if lang == "ru" else s
 
 
 def _best_view(best: dict | None, lang: str) -> dict | None:
@@ -399,7 +402,8 @@ def saved_report(rid):
             end = date(end.year + end.month // 12, end.month % 12 + 1, 1)
         lt = _long_term(db, v, d, scoped.filters, long_kpi, months, end)
         long_view = {"kpi": long_kpi, "label": kpi_label(long_kpi, lang), "months": months,
-                     "rows": [dict(m, label=month_name(m["month"], lang), text=present.fmt_value(long_kpi, m["value"], lang),
+                     "rows": [dict(m, label=month_name(m["month"], lang),
+                                   text=present.fmt_value(long_kpi, m["value"], lang),
                                    year_text=present.fmt_value(long_kpi, m["year_ago"], lang),
                                    delta_text=present.fmt_delta(long_kpi, present.delta(long_kpi, {
                                        "value": m["value"], "previous": m["year_ago"]}), lang))
@@ -412,6 +416,7 @@ def saved_report(rid):
     period_text, prev_text = span_text(a, b, lang), span_text(pa, pb, lang)
     ex = store.extras(db, v.portal, rid)
     q = {"from": request.args.get("from"), "to": request.args.get("to")}
+    given = {x: y for x, y in q.items() if y}
     token = g.viewer_token
     long_links = [(k, kpi_label(k, lang), url_for("reports.saved_report", rid=rid, t=token, long=k,
                                                   months=24, **{x: y for x, y in q.items() if y}))
@@ -421,14 +426,20 @@ def saved_report(rid):
                  period_text=period_text, prev_text=prev_text, extras=ex, can_edit=_can_edit(v, d),
                  slice_note=("your_slice" if v.role == AGENT else "head_slice" if v.role == HEAD else None),
                  zone_note=ts("problem_note", lang).format(n=analysis.MIN_N),
-                 exports={f: url_for("reports.saved_export", rid=rid, fmt=f, t=token, **{x: y for x, y in q.items() if y})
+                 exports={f: url_for("reports.saved_export", rid=rid, fmt=f, t=token, **given)
                           for f in ("csv", "xlsx")},
                  edit_url=url_for("reports.saved_edit", rid=rid, t=token),
                  boot=_boot(v, id=rid, charts=charts, heat=heat, chart=d["chart"],
-                            name=d["name"], long=long_view and {"labels": [m["label"] for m in long_view["rows"]],
-                                                                "values": [present.headline(long_kpi, m["value"]) for m in long_view["rows"]],
-                                                                "year": [present.headline(long_kpi, m["year_ago"]) for m in long_view["rows"]],
-                                                                "kind": present.kind(long_kpi)}))
+                            name=d["name"], long=_long_chart(long_view, long_kpi)))
+
+
+def _long_chart(long_view: dict | None, kpi: str | None) -> dict | None:
+    """The long-term chart's series: month names, this year's values, a year earlier's."""
+    if not long_view:
+        return None
+    rows = long_view["rows"]
+    return {"labels": [m["label"] for m in rows], "values": [present.headline(kpi, m["value"]) for m in rows],
+            "year": [present.headline(kpi, m["year_ago"]) for m in rows], "kind": present.kind(kpi)}
 
 
 @bp.route("/reports/saved/<rid>/export.<fmt>")
@@ -458,7 +469,8 @@ def saved_export(rid, fmt):
         mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     from urllib.parse import quote
     return Response(body, mimetype=mime, headers={
-        "Content-Disposition": f"attachment; filename=\"b24desk-{rid}.{fmt}\"; filename*=UTF-8''{quote(safe + '.' + fmt)}"})
+        "Content-Disposition": f"attachment; filename=\"b24desk-{rid}.{fmt}\"; "
+                               f"filename*=UTF-8''{quote(safe + '.' + fmt)}"})
 
 
 def _num_of(kpi: str, v):

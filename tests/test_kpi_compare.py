@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
 
 from b24desk.kpi.compare import best_agents, compare, long_term, problem_zones, wilson
 from b24desk.kpi.drilldown import Replay

@@ -128,7 +128,8 @@ def saved_lines(digest: dict, lang: str) -> list[str]:
         parts = []
         for e in sec["kpis"]:
             d = fmt_delta(e["key"], delta(e["key"], e), lang)
-            parts.append(f"{kpi_label(e['key'], lang)}: {fmt_value(e['key'], e['value'], lang)}" + (f" ({d})" if d else ""))
+            text = f"{kpi_label(e['key'], lang)}: {fmt_value(e['key'], e['value'], lang)}"
+            parts.append(text + (f" ({d})" if d else ""))
         out.append(f"[B]{tr('saved', lang, name=sec['name'])}[/B]: " + " · ".join(parts))
     return out
 
