@@ -135,6 +135,8 @@ MESSAGES = {
     "wd_1": ("Пн", "Mon"), "wd_2": ("Вт", "Tue"), "wd_3": ("Ср", "Wed"), "wd_4": ("Чт", "Thu"),
     "wd_5": ("Пт", "Fri"), "wd_6": ("Сб", "Sat"), "wd_7": ("Вс", "Sun"),
     "heatmap_title": ("Поступление заявок: день недели × час", "Tickets created: weekday × hour"),
+    "forbidden_edit": ("Изменять отчёт может только его автор или администратор.",
+                       "Only the report's owner or an admin can change it."),
     "agents_cannot_create": ("Отчёты создают администраторы и руководители отделов.",
                              "Admins and department heads create reports."),
     "your_slice": ("Вы видите в отчёте только свои заявки.", "You see only your own tickets in this report."),
