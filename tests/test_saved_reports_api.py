@@ -296,3 +296,52 @@ def test_list_page_and_builder_show_names_not_ids(client):
     page = client.get(f"/reports/saved/new?t={_t(tok(**HEAD2))}").get_data(as_text=True)
     assert "Line 2" in page and "Line 3" not in page          # a head is offered only their departments
     assert client.get(f"/reports/saved/nope/edit?t={_t(ADMIN_T)}").status_code == 404
+
+
+def test_random_definitions_agree_with_api_kpi_and_respect_every_role(client):
+    """Definitions no test names: any KPIs, breakdown, filters and period. The admin's /data is
+    /api/kpi's JSON; a head's never leaves department 2; an agent's is their own; nothing 5xx."""
+    import random
+    from b24desk.kpi.engine import KPI_KEYS
+    from b24desk.kpi.filters import GROUP_BY
+    rnd = random.Random(16)
+    head, agent = tok(**HEAD2), tok(**AGENT_200)
+    for _ in range(25):
+        filters = {}
+        if rnd.random() < 0.4:
+            filters["priority"] = rnd.sample(["low", "normal", "high", "critical"], rnd.randint(1, 2))
+        if rnd.random() < 0.3:
+            filters["department"] = rnd.choice(["1", "2", "3", "4"])
+        if rnd.random() < 0.2:
+            filters["agent"] = rnd.choice(["200", "201", "205"])
+        if rnd.random() < 0.2:
+            filters["source"] = "tasks"
+        a = rnd.randint(0, 20)
+        frm = f"2026-{rnd.choice(['08', '09', '10'])}-{1 + a:02d}"
+        to = f"2026-11-{rnd.randint(1, 14):02d}"
+        period = {"from": frm, "to": to} if rnd.random() < 0.7 else {"preset": rnd.choice(
+            ["last_month", "last_30_days", "this_quarter", "last_week"])}
+        gb = rnd.choice(list(GROUP_BY) + [None])
+        d = definition(kpis=rnd.sample(list(KPI_KEYS), rnd.randint(1, 6)), group_by=gb, filters=filters,
+                       period=period, compare=rnd.choice(["previous", None]), share={"roles": ["head", "agent"]})
+        rid = create(client, ADMIN_T, **d)
+        body = client.get(f"/api/reports/{rid}/data", headers=ADMIN_T).get_json()
+        res = body["result"]
+        q = {"from": res["period"]["from"], "to": res["period"]["to"], **filters}
+        if gb:
+            q["group_by"] = gb
+        if "preset" not in period:
+            q.update(period)
+        assert res == client.get("/api/kpi", query_string=q, headers=ADMIN_T).get_json(), d
+        for who in (head, agent):
+            r = client.get(f"/api/reports/{rid}/data", headers=who)
+            assert r.status_code in (200, 403), (r.status_code, d)
+            if r.status_code == 403:
+                assert r.get_json()["code"] == "no_slice"
+                continue
+            f = r.get_json()["result"]["filters"]
+            if who is head:
+                deps = f["department"] if isinstance(f["department"], list) else [f["department"]]
+                assert deps and all(x == "2" for x in deps), (f, d)
+            else:
+                assert f["agent"] == "200", (f, d)
