@@ -224,3 +224,22 @@ def test_builder_and_report_views_in_both_languages_and_widths(env):
     go(d, "b-save")
     assert len(d.find_elements(By.CSS_SELECTOR, "#heatmap tbody tr")) == 7
     shot(d, "saved-report-heatmap-1000-ru.png")
+
+
+def test_head_builds_only_inside_their_departments(env):
+    d, desk = env["driver"], env["desk"]
+    dep, head = next((dep, h) for dep, h in desk.heads.items() if dep == 2)
+    launch(d, env, head, "ru")
+    go(d, "nav-saved")
+    go(d, "new-report")
+    wait_preview(d)
+    offered = [e.get_attribute("value") for e in d.find_elements(By.CSS_SELECTOR, "input[name='share_departments']")]
+    assert offered and "1" not in offered and str(dep) in offered
+    # the preview is the head's departments only
+    assert d.execute_script("return window.b24saved.lastPreview.table.rows.length") >= 1
+    shot(d, "saved-builder-head-1000-ru.png")
+    d.find_element(By.ID, "b-name").send_keys("Моя линия")
+    go(d, "b-save")
+    assert d.find_element(By.ID, "slice-note").is_displayed()
+    assert d.find_element(By.ID, "edit-report").is_displayed()
+    shot(d, "saved-report-head-1000-ru.png")
