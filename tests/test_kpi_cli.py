@@ -121,3 +121,16 @@ def test_group_by_time_dimensions_in_every_format(runner, db_path):
             assert res.exit_code == 0, res.output
     res = runner.invoke(args=ARGS + ["--db", db_path, "--group-by", "year"])
     assert res.exit_code != 0 and "week" in res.output
+
+
+def test_channel_and_line_filters(runner, db_path):
+    db = open_db(db_path)
+    add_ticket(db, 1, "2026-10-02 10:00", "C_1", "10", source="openlines", line="1", channel="livechat")
+    add_ticket(db, 2, "2026-10-03 10:00", "C_2", "10", source="openlines", line="2", channel="telegrambot")
+    db.conn.close()
+    res = runner.invoke(args=ARGS + ["--db", db_path, "--line", "2"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output)
+    assert r["filters"]["line"] == "2" and r["kpis"]["tickets_total"]["value"] == 1
+    res = runner.invoke(args=ARGS + ["--db", db_path, "--channel", "livechat", "--channel", "telegrambot"])
+    assert json.loads(res.output)["kpis"]["tickets_total"]["value"] == 2
