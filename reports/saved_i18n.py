@@ -71,6 +71,7 @@ MESSAGES = {
     "value": ("Значение", "Value"),
     "previous": ("Было", "Before"),
     "was": ("было", "was"),
+    "saved_period": ("Период отчёта", "The report's own period"),
     "cells_note": ("Под значением — изменение и значение периода сравнения; зелёным — к лучшему, красным — к худшему.",
                    "Under each value: the change and the value of the compared period; green is better, red worse."),
     "year_ago": ("Год назад", "A year earlier"),

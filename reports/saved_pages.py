@@ -371,14 +371,34 @@ def _heatmap(db, v, result: dict, scoped_filters: dict) -> list[list[int]]:
     return data._get(key, compute, exact=True)
 
 
+def page_args(args) -> dict:
+    """The page's period form gives the last day people think in (``till``, inclusive); the API's
+    ``to`` is exclusive (kpi.md), so ``till`` becomes ``to`` = the next day."""
+    from datetime import timedelta
+    out = {"from": args.get("from"), "to": args.get("to")}
+    till = (args.get("till") or "").strip()
+    if till:
+        try:
+            out["to"] = (date.fromisoformat(till) + timedelta(days=1)).isoformat()
+        except ValueError:
+            out["to"] = till            # parse() refuses it with a message naming the field
+    return {k: v for k, v in out.items() if v}
+
+
+def _last_day(b: datetime) -> date:
+    from datetime import timedelta
+    return (b - timedelta(days=1)).date() if (b.hour, b.minute, b.second) == (0, 0, 0) else b.date()
+
+
 @bp.route("/reports/saved/<rid>")
 @viewer_required
 def saved_report(rid):
     v, db = current_viewer(), get_db()
     lang = v.lang
+    args = page_args(request.args)
     try:
         d = store.get_for(db, v, rid)
-        out = report_data(db, v, d, request.args)
+        out = report_data(db, v, d, args)
         scoped = store.data_scope(db, v, d)
     except ReportError as err:
         _fail(err)
@@ -415,7 +435,7 @@ def saved_report(rid):
     pb = datetime.fromisoformat(result["previous"]["to"]).astimezone(tz)
     period_text, prev_text = span_text(a, b, lang), span_text(pa, pb, lang)
     ex = store.extras(db, v.portal, rid)
-    q = {"from": request.args.get("from"), "to": request.args.get("to")}
+    q = {"from": args.get("from"), "to": args.get("to")}
     given = {x: y for x, y in q.items() if y}
     token = g.viewer_token
     long_links = [(k, kpi_label(k, lang), url_for("reports.saved_report", rid=rid, t=token, long=k,
@@ -429,6 +449,9 @@ def saved_report(rid):
                  exports={f: url_for("reports.saved_export", rid=rid, fmt=f, t=token, **given)
                           for f in ("csv", "xlsx")},
                  edit_url=url_for("reports.saved_edit", rid=rid, t=token),
+                 self_url=url_for("reports.saved_report", rid=rid),
+                 reset_url=url_for("reports.saved_report", rid=rid, t=token),
+                 q_from=a.date().isoformat(), q_till=_last_day(b).isoformat(), overridden=bool(given),
                  boot=_boot(v, id=rid, charts=charts, heat=heat, chart=d["chart"],
                             name=d["name"], long=_long_chart(long_view, long_kpi)))
 

@@ -345,3 +345,15 @@ def test_random_definitions_agree_with_api_kpi_and_respect_every_role(client):
                 assert deps and all(x == "2" for x in deps), (f, d)
             else:
                 assert f["agent"] == "200", (f, d)
+
+
+def test_report_page_period_form_takes_the_last_day_inclusive(client):
+    rid = create(client, ADMIN_T, name="Period", filters={}, group_by=None, kpis=["tickets_total"])
+    page = client.get(f"/reports/saved/{rid}?t={_t(ADMIN_T)}&from=2026-09-01&till=2026-09-30").get_data(as_text=True)
+    want = client.get("/api/kpi", query_string={"from": "2026-09-01", "to": "2026-10-01"},
+                      headers=ADMIN_T).get_json()["kpis"]["tickets_total"]["value"]
+    assert 'value="2026-09-30"' in page and "01 Sep 2026 — 30 Sep 2026" in page
+    assert f'<td class="num">{want}' in page.replace("\u202f", "")
+    assert 'id="period-reset"' in page
+    assert client.get(f"/reports/saved/{rid}?t={_t(ADMIN_T)}&from=2026-09-01&till=nope").status_code == 400
+    assert client.get(f"/reports/saved/{rid}?t={_t(ADMIN_T)}&from=2026-09-10&till=2026-09-01").status_code == 400
