@@ -316,7 +316,8 @@ def _zone_notes(z: dict, table: dict, lang: str) -> list[dict]:
 
 
 def _p(p: float, lang: str) -> str:
-    s = f"{p:.4f}"
+    """A p-value as a statistician writes it: ``< 0.001`` below that, else three decimals."""
+    s = "< 0.001" if p < 0.001 else f"= {p:.3f}"
     return s.replace(".", ",") if lang == "ru" else s
 
 
@@ -338,7 +339,10 @@ def _best_view(best: dict | None, lang: str) -> dict | None:
         rows.append({"name": a["name"], "value": fmt(kpi, a["value"]), "n": a["n"],
                      "habits": [{"label": kpi_label(h, lang), "value": fmt(h, x["value"]), "team": fmt(h, x["team"])}
                                 for h, x in a["habits"].items() if h != kpi]})
-    return {"kpi": kpi_label(kpi, lang), "rows": rows}
+    label = kpi_label(kpi, lang)
+    if present.kind(kpi) in ("duration", "number"):
+        label += f" ({ts('median_word', lang)})"
+    return {"kpi": label, "rows": rows}
 
 
 def _long_term(db, v, defn, scoped_filters, kpi: str, months: int, end: date):

@@ -1,6 +1,7 @@
 """Comparative analysis on hand-built data whose answers are known."""
 from __future__ import annotations
 
+import html
 from datetime import date
 
 
@@ -114,3 +115,22 @@ def test_long_term_by_month_with_the_year_before(db):
     # a duration KPI gives its average; a month without data gives None
     r = long_term(db, PORTAL, "resolution_time", end=date(2026, 11, 1), months=2, config=CONFIG)
     assert r["months"][1]["value"] == 28 * 86400 and r["months"][0]["value"] is None
+
+
+def test_the_report_page_marks_and_explains_the_worse_agent(db, app):
+    from b24desk.viewer import ADMIN, Viewer, dump_token
+    _desk(db)
+    client = app.test_client()
+    app.config["B24DESK"] = CONFIG
+    tok = dump_token("test-secret", Viewer(portal=PORTAL, user_id="1", role=ADMIN, lang="en"))
+    r = client.post("/api/reports", headers={"Authorization": f"Bearer {tok}"}, json={
+        "name": "Agents", "kpis": ["first_response_time", "fcr_share", "tickets_total"], "group_by": "agent",
+        "period": {"from": "2026-10-01", "to": "2026-11-01"}})
+    assert r.status_code == 201
+    page = client.get(f"/reports/saved/{r.get_json()['id']}?t={tok}").get_data(as_text=True)
+    zones = page[page.index('id="problem-zones"'):page.index('id="best-agents"')]
+    assert zones.count("<li>") == 2                                     # agent 11: FRT and FCR
+    zones = html.unescape(zones).replace("\xa0", " ")
+    assert "First response time: median 3 h" in zones and "p < 0.001" in zones
+    assert "First contact resolution (FCR): 0 % (95 % interval 0 %" in zones
+    assert page.count('class="num sr-worse"') == 2
