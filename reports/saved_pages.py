@@ -5,6 +5,7 @@ dashboard pin). Thin: definitions, rights and the analysis live in the core
 """
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 
 from flask import Response, g, jsonify, render_template, request, url_for
@@ -172,6 +173,7 @@ def _options(db, v) -> dict:
                         key=lambda x: x[1].lower()),
         "priorities": [(p, ts(f"priority_{p}", lang)) for p in PRIORITIES],
         "sources": [(s, s) for s in data.distinct(db, v.portal, "source")],
+        "types": _types(db, v.portal),
         "channels": [(c, c) for c in data.distinct(db, v.portal, "channel")],
         "lines": sorted(((str(k), str(n)) for k, n in lines.items()), key=lambda x: x[1].lower()),
         "roles": [(r, ts(f"role_{r}_pl", lang)) for r in ROLES],
@@ -179,6 +181,18 @@ def _options(db, v) -> dict:
         "compares": [("previous", ts("compare_previous", lang)), ("last_year", ts("compare_last_year", lang)),
                      ("", ts("compare_none", lang))],
     }
+
+
+def _types(db, portal: str) -> list[tuple[str, str]]:
+    """Ticket types with their names (CRM funnels are stored by id; their names by the CRM sync)."""
+    names = {}
+    for row in db.execute("select value from settings where portal = ? and key like 'crm.%.stages'", [portal]):
+        try:
+            names.update({str(k): v for k, v in (json.loads(row[0]).get("categories") or {}).items()})
+        except (ValueError, AttributeError):
+            continue
+    pairs = [(t_, names.get(t_) or t_) for t_ in data.distinct(db, portal, "type")]
+    return sorted(pairs, key=lambda x: x[1].lower())
 
 
 def _describe(defn: dict, lang: str, users: dict, deps: dict) -> dict:

@@ -62,7 +62,7 @@
     function definition() {
       var preset = val("b-preset");
       var filters = {};
-      ["department", "agent", "priority", "source", "channel", "line"].forEach(function (k) {
+      ["department", "agent", "priority", "type", "source", "channel", "line"].forEach(function (k) {
         var v = val("b-" + k);
         if (v) { filters[k] = v; }
       });
