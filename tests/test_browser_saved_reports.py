@@ -243,3 +243,33 @@ def test_head_builds_only_inside_their_departments(env):
     assert d.find_element(By.ID, "slice-note").is_displayed()
     assert d.find_element(By.ID, "edit-report").is_displayed()
     shot(d, "saved-report-head-1000-ru.png")
+
+
+def test_pin_puts_the_report_on_the_dashboard_of_its_audience(env):
+    d, desk = env["driver"], env["desk"]
+    agent = next(a for a, dep in desk.agents.items() if dep == 2)
+    launch(d, env, desk.admin, "ru")
+    go(d, "nav-saved")
+    go(d, "new-report")
+    wait_preview(d)
+    d.find_element(By.ID, "b-name").send_keys("На дашборд")
+    d.find_element(By.CSS_SELECTOR, "input[name='share_roles'][value='agent']").click()
+    go(d, "b-save")
+    d.find_element(By.ID, "pin").click()
+    WebDriverWait(d, WAIT).until(lambda x: x.find_element(By.ID, "controls-state").text != "")
+    Select(d.find_element(By.ID, "digest")).select_by_value("weekly")
+    WebDriverWait(d, WAIT).until(lambda x: x.execute_script(
+        "return document.getElementById('digest').value") == "weekly")
+    launch(d, env, agent, "ru")                   # lands on the dashboard
+    panel = WebDriverWait(d, WAIT).until(EC.presence_of_element_located((By.ID, "pinned-reports")))
+    assert "На дашборд" in panel.text
+    d.execute_script("document.getElementById('pinned-reports').scrollIntoView()")
+    shot(d, "dashboard-pinned-1000-ru.png", top=False)
+    # the digest choice was stored
+    from b24desk import saved_reports as store
+    from b24desk.store import open_db
+    db = open_db(desk.db_path)
+    try:
+        assert [r["name"] for r in store.digest_reports(db, desk.member_id, "weekly")] == ["На дашборд"]
+    finally:
+        db.conn.close()

@@ -134,3 +134,26 @@ def test_the_report_page_marks_and_explains_the_worse_agent(db, app):
     assert "First response time: median 3 h" in zones and "p < 0.001" in zones
     assert "First contact resolution (FCR): 0 % (95 % interval 0 %" in zones
     assert page.count('class="num sr-worse"') == 2
+
+
+def test_long_term_month_values_are_the_engines(db):
+    """The fast per-KPI reading of a month equals build_report for that month, for every KPI."""
+    import math
+    from b24desk.kpi import build_report
+    from b24desk.kpi.engine import KPI_KEYS
+    _desk(db)
+    add_ticket(db, 900, "2026-09-28 10:00", "z", "10", deadline=None,
+               events=[("2026-10-01 12:00", "reply", "10")] + close("2026-10-20 10:00", "10"))
+    rep = build_report(db, PORTAL, "2026-10-01", "2026-11-01", config=CONFIG)
+    for kpi in KPI_KEYS:
+        if kpi == "ccei":
+            continue
+        got = long_term(db, PORTAL, kpi, end=date(2026, 11, 1), months=1, config=CONFIG)["months"][0]
+        e = rep["kpis"][kpi]
+        want = e["value"]["avg"] if isinstance(e["value"], dict) and "avg" in e["value"] else e["value"]
+        if not isinstance(want, (int, float)) or isinstance(want, bool):
+            want = None
+        assert (got["value"] is None) == (want is None), kpi
+        if want is not None:
+            assert math.isclose(got["value"], want, rel_tol=1e-9), kpi
+        assert got["n"] == e["n"], kpi
