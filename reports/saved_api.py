@@ -143,6 +143,12 @@ def api_report_data(report_id):
     v, db = current_viewer(), get_db()
     try:
         definition = store.get_for(db, v, report_id)
-        return data.with_stale_header(jsonify(report_data(db, v, definition, request.args)))
+        body = report_data(db, v, definition, request.args)
+        if request.args.get("analysis") == "1":
+            # problem zones and best agents of a per-agent / per-department report (not for agents)
+            from .saved_pages import _zones
+            scoped = store.data_scope(db, v, definition)
+            body["analysis"] = _zones(db, v, definition, body["result"], scoped.filters)
+        return data.with_stale_header(jsonify(body))
     except ReportError as err:
         return _error(err)

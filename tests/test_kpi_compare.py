@@ -157,3 +157,21 @@ def test_long_term_month_values_are_the_engines(db):
         if want is not None:
             assert math.isclose(got["value"], want, rel_tol=1e-9), kpi
         assert got["n"] == e["n"], kpi
+
+
+def test_data_api_gives_the_analysis_on_request(db, app):
+    from b24desk.viewer import AGENT, ADMIN, Viewer, dump_token
+    _desk(db)
+    app.config["B24DESK"] = CONFIG
+    client = app.test_client()
+    admin = {"Authorization": "Bearer " + dump_token("test-secret", Viewer(portal=PORTAL, user_id="1", role=ADMIN))}
+    agent = {"Authorization": "Bearer " + dump_token("test-secret", Viewer(portal=PORTAL, user_id="11", role=AGENT))}
+    rid = client.post("/api/reports", headers=admin, json={
+        "name": "A", "kpis": ["first_response_time"], "group_by": "agent", "share": {"roles": ["agent"]},
+        "period": {"from": "2026-10-01", "to": "2026-11-01"}}).get_json()["id"]
+    body = client.get(f"/api/reports/{rid}/data?analysis=1", headers=admin).get_json()
+    z = body["analysis"]["zones"]["first_response_time"]
+    assert z["test"] == "mann_whitney" and z["groups"]["11"]["worse"] and not z["groups"]["10"]["worse"]
+    assert body["analysis"]["best"]["agents"][0]["agent"] == "10"
+    assert "analysis" not in client.get(f"/api/reports/{rid}/data", headers=admin).get_json()
+    assert client.get(f"/api/reports/{rid}/data?analysis=1", headers=agent).get_json()["analysis"] is None
