@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from test_pages_support import build_desk  # noqa: E402
+from pages_support import build_desk  # noqa: E402
 
 FRAME_MARGIN = 48          # the shell's <main> margins: window 1048 px -> a 1000 px app frame
 

@@ -7,7 +7,7 @@ from datetime import date
 
 from b24desk.kpi.compare import best_agents, compare, long_term, problem_zones, wilson
 from b24desk.kpi.drilldown import Replay
-from test_kpi_support import CONFIG, PORTAL, add_ticket, close
+from kpi_support import CONFIG, PORTAL, add_ticket, close
 
 
 def test_wilson_interval_matches_the_textbook():

@@ -2,7 +2,7 @@
 from b24desk.kpi.report import build_report
 from b24desk.kpi.timedims import bucket, spans
 from b24desk.kpi.periods import zone
-from test_kpi_support import CONFIG, PORTAL, add_ticket, close, ts
+from kpi_support import CONFIG, PORTAL, add_ticket, close, ts
 
 MSK = zone("Europe/Moscow")
 

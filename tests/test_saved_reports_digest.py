@@ -9,7 +9,7 @@ from b24desk.viewer import ADMIN, Viewer
 from b24desk.text.i18n import kpi_label
 from b24desk.text.present import fmt_value
 from test_push import TZ, run  # noqa: F401  (run is a fixture)
-from test_push_helpers import CONFIG, label, setup  # noqa: F401  (setup is a fixture)
+from push_helpers import CONFIG, label, setup  # noqa: F401  (setup is a fixture)
 
 
 def test_saved_report_rides_with_the_weekly_digest(setup, run):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
+from .. import bbcode
 from ..text.i18n import kpi_label
 from ..text.present import delta, fmt_delta, fmt_value
 
@@ -71,7 +72,7 @@ def _span(digest: dict, lang: str) -> str:
 
 def scope_name(digest: dict, lang: str) -> str:
     scope = digest["scope"]
-    return scope["name"] if scope["level"] == "department" else tr("whole_portal", lang)
+    return bbcode.text(scope["name"]) if scope["level"] == "department" else tr("whole_portal", lang)
 
 
 def title(digest: dict, lang: str) -> str:
@@ -130,12 +131,19 @@ def saved_lines(digest: dict, lang: str) -> list[str]:
             d = fmt_delta(e["key"], delta(e["key"], e), lang)
             text = f"{kpi_label(e['key'], lang)}: {fmt_value(e['key'], e['value'], lang)}"
             parts.append(text + (f" ({d})" if d else ""))
-        out.append(f"[B]{tr('saved', lang, name=sec['name'])}[/B]: " + " · ".join(parts))
+        name = bbcode.text(sec["name"])         # a report's name is user input: never BB-code
+        out.append(f"[B]{tr('saved', lang, name=name)}[/B]: " + " · ".join(parts))
     return out
+
+
+def _u(url: str | None) -> str | None:
+    """A link that cannot break out of ``[URL=…]`` (its host was checked by the caller: push.py)."""
+    return bbcode.url(url, [bbcode.host_of(url)]) if url else None
 
 
 def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: str | None = None) -> str:
     """The message: title, headline counts, the worst KPIs, agents in the red, saved reports, links."""
+    dashboard, xlsx = _u(dashboard), _u(xlsx)
     lines = [f"[B]{title(digest, lang)}[/B]", _headline(digest, lang)]
     if digest["worst"]:
         lines.append(f"[B]{tr('worst', lang)}:[/B]")
@@ -143,7 +151,7 @@ def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: 
     else:
         lines.append(f"{ICON['green']} {tr('all_good', lang)}")
     if digest.get("worst_agents"):
-        names = ", ".join(f"{a['name']} ({len(a['red'])})" for a in digest["worst_agents"])
+        names = ", ".join(f"{bbcode.text(a['name'])} ({len(a['red'])})" for a in digest["worst_agents"])
         lines.append(f"{tr('red_agents', lang)}: {names}")
     lines += saved_lines(digest, lang)
     links = []
@@ -158,6 +166,7 @@ def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: 
 
 def digest_attach(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: str | None = None) -> dict:
     """The scorecard as a GRID: one row per KPI, coloured by its traffic light."""
+    dashboard, xlsx = _u(dashboard), _u(xlsx)
     rows = []
     for item in digest["scorecard"]:
         value = _value(item, lang)
@@ -183,11 +192,12 @@ def digest_attach(digest: dict, lang: str, *, dashboard: str | None = None, xlsx
 
 def feed_message(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: str | None = None) -> str:
     """A Live Feed post: the whole scorecard as lines (posts take no ATTACH)."""
+    dashboard, xlsx = _u(dashboard), _u(xlsx)
     lines = [_headline(digest, lang), ""]
     lines += [line(i, lang) for i in digest["scorecard"] if i["key"] not in
               ("tickets_total", "resolved_count", "backlog", "overdue_count")]
     if digest.get("worst_agents"):
-        names = ", ".join(f"{a['name']} ({len(a['red'])})" for a in digest["worst_agents"])
+        names = ", ".join(f"{bbcode.text(a['name'])} ({len(a['red'])})" for a in digest["worst_agents"])
         lines += ["", f"{tr('red_agents', lang)}: {names}"]
     if digest.get("saved"):
         lines += [""] + saved_lines(digest, lang)
@@ -206,12 +216,13 @@ def feed_message(digest: dict, lang: str, *, dashboard: str | None = None, xlsx:
 def alert_scope(level: str, name: str | None, lang: str) -> str:
     if level == "portal":
         return tr("whole_portal", lang)
-    return tr("department" if level == "department" else "agent", lang, name=name or "?")
+    return tr("department" if level == "department" else "agent", lang, name=bbcode.text(name) if name else "?")
 
 
 def alert_text(kind: str, item: dict, *, level: str, name: str | None, lang: str, days: int, to_iso: str,
                tickets: list[dict] | None = None, dashboard: str | None = None) -> str:
     """One alert: which KPI, for whom, its value and target, and the tickets behind it."""
+    dashboard = _u(dashboard)
     head = tr("alert_red" if kind == "red" else "alert_green", lang, kpi=kpi_label(item["key"], lang),
               scope=alert_scope(level, name, lang))
     lines = [f"{ICON['red' if kind == 'red' else 'green']} [B]{head}[/B]",
@@ -221,8 +232,9 @@ def alert_text(kind: str, item: dict, *, level: str, name: str | None, lang: str
     if kind == "red" and tickets:
         lines.append(f"{tr('tickets_behind', lang)}:")
         for t in tickets:
-            label = f"#{t['id']} {t.get('title') or ''}".strip()
-            lines.append(f"[URL={t['url']}]{label}[/URL]" if t.get("url") else label)
+            label = f"#{bbcode.text(t['id'], 20)} {bbcode.text(t.get('title') or '')}".strip()
+            url = _u(t.get("url"))
+            lines.append(f"[URL={url}]{label}[/URL]" if url else label)
     if dashboard:
         lines.append(f"[URL={dashboard}]{tr('open_dashboard', lang)}[/URL]")
     return "\n".join(lines)
