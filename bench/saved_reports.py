@@ -39,7 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args(argv)
 
-    from b24desk.viewer import ADMIN, Viewer, dump_token
+    from b24desk.installations import ensure_epoch, get_installation, save_installation
+    from b24desk.viewer import ADMIN, Viewer, dump_token, open_sessions, save_session
     from reports import data
     from web.factory import create_app
 
@@ -57,11 +58,18 @@ def main(argv=None) -> int:
         db.execute("delete from events where portal = ?", [PORTAL])
         bench_pages.seed_store(db, args.tickets, now=int(datetime(2026, 11, 15, tzinfo=timezone.utc).timestamp()))
         print(f"seeded {args.tickets} tickets in {time.perf_counter() - t0:.1f} s -> {path}")
+    # viewer tokens are bound to an installation's epoch; an admin's to a server-side session
+    get_installation(db, PORTAL) or save_installation(
+        db, member_id=PORTAL, client_endpoint="http://127.0.0.1:9/rest/", domain="127.0.0.1:9", active=1)
+    admin_v = Viewer(portal=PORTAL, user_id="101", role=ADMIN, name="Admin", epoch=ensure_epoch(db, PORTAL))
+    sessions = open_sessions(str(path))
+    save_session(sessions, admin_v, "0" * 32, None, admin=True, now=time.time())
+    sessions.conn.close()
     db.conn.close()
 
     app = create_app({"DB": str(path), "SECRET_KEY": "bench", "TESTING": True})
     client = app.test_client()
-    tok = dump_token("bench", Viewer(portal=PORTAL, user_id="101", role=ADMIN, name="Admin"))
+    tok = dump_token("bench", admin_v)
     auth = {"Authorization": f"Bearer {tok}"}
     kpis = ["tickets_total", "first_response_time", "resolution_time", "fcr_share"]
     period = {"from": "2026-10-01", "to": "2026-11-01"}

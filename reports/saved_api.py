@@ -11,6 +11,7 @@ from datetime import datetime
 from flask import Response, jsonify, request
 
 from b24desk import saved_reports as store
+from b24desk.kpi.load import portal_zone
 from b24desk.kpi.periods import zone
 from b24desk.kpi.presets import compare_period, resolve_preset
 from b24desk.saved_reports import ReportError
@@ -19,7 +20,7 @@ from b24desk.viewer import ViewerError
 from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
-from .dashboard import timezone_of
+
 from .query import Query, parse
 
 SCHEMA = "b24desk.report/1"
@@ -68,7 +69,7 @@ def api_report(report_id):
 def report_query(db, v, definition: dict, args, now: datetime | None = None) -> Query:
     """The period to compute: ``?from=&to=`` if given, else the definition's preset or dates."""
     cfg = data.portal_config(db, v.portal)
-    tz_name = timezone_of(db, v.portal, cfg)
+    tz_name = portal_zone(db, v.portal, cfg)
     if args.get("from") or args.get("to"):
         try:
             q = parse({"from": args.get("from"), "to": args.get("to")}, tz_name)

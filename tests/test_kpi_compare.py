@@ -117,12 +117,13 @@ def test_long_term_by_month_with_the_year_before(db):
     assert r["months"][1]["value"] == 28 * 86400 and r["months"][0]["value"] is None
 
 
-def test_the_report_page_marks_and_explains_the_worse_agent(db, app):
-    from b24desk.viewer import ADMIN, Viewer, dump_token
+def test_the_report_page_marks_and_explains_the_worse_agent(db, db_path, app):
+    from b24desk.viewer import ADMIN, Viewer
+    from viewer_tokens import trusted_token
     _desk(db)
     client = app.test_client()
     app.config["B24DESK"] = CONFIG
-    tok = dump_token("test-secret", Viewer(portal=PORTAL, user_id="1", role=ADMIN, lang="en"))
+    tok = trusted_token(db_path, Viewer(portal=PORTAL, user_id="1", role=ADMIN, lang="en"), "test-secret")
     r = client.post("/api/reports", headers={"Authorization": f"Bearer {tok}"}, json={
         "name": "Agents", "kpis": ["first_response_time", "fcr_share", "tickets_total"], "group_by": "agent",
         "period": {"from": "2026-10-01", "to": "2026-11-01"}})
@@ -159,13 +160,17 @@ def test_long_term_month_values_are_the_engines(db):
         assert got["n"] == e["n"], kpi
 
 
-def test_data_api_gives_the_analysis_on_request(db, app):
-    from b24desk.viewer import AGENT, ADMIN, Viewer, dump_token
+def test_data_api_gives_the_analysis_on_request(db, db_path, app):
+    from b24desk.viewer import AGENT, ADMIN, Viewer
+    from viewer_tokens import trusted_token
     _desk(db)
     app.config["B24DESK"] = CONFIG
     client = app.test_client()
-    admin = {"Authorization": "Bearer " + dump_token("test-secret", Viewer(portal=PORTAL, user_id="1", role=ADMIN))}
-    agent = {"Authorization": "Bearer " + dump_token("test-secret", Viewer(portal=PORTAL, user_id="11", role=AGENT))}
+
+    def bearer(user, role):
+        return {"Authorization": "Bearer " + trusted_token(
+            db_path, Viewer(portal=PORTAL, user_id=user, role=role), "test-secret")}
+    admin, agent = bearer("1", ADMIN), bearer("11", AGENT)
     rid = client.post("/api/reports", headers=admin, json={
         "name": "A", "kpis": ["first_response_time"], "group_by": "agent", "share": {"roles": ["agent"]},
         "period": {"from": "2026-10-01", "to": "2026-11-01"}}).get_json()["id"]
