@@ -362,3 +362,38 @@ def test_report_page_period_form_takes_the_last_day_inclusive(client):
     assert 'id="period-reset"' in page
     assert client.get(f"/reports/saved/{rid}?t={_t(tok())}&from=2026-09-01&till=nope").status_code == 400
     assert client.get(f"/reports/saved/{rid}?t={_t(tok())}&from=2026-09-10&till=2026-09-01").status_code == 400
+
+
+def test_fuzzed_definitions_and_queries_never_answer_5xx(client):
+    """Bounded hypothesis fuzz: JSON bodies that look like definitions (right keys, wrong shapes),
+    odd ids and query strings, as admin, head and agent. Every answer is a 2xx or a 4xx."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
+                        st.text(max_size=30), st.sampled_from(["agent", "week", "last_month", "2026-10-01",
+                                                                "tickets_total", "admin", "2", "../x", "\x00"]))
+    values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                           st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                          max_leaves=12)
+    keys = st.sampled_from(["name", "kpis", "group_by", "filters", "period", "compare", "chart", "share",
+                            "owner", "id", "extra"])
+    bodies = st.one_of(values, st.dictionaries(keys, values, max_size=9))
+    rid = create(client, tok(), name="fuzz target", share={"roles": ["head", "agent"]})
+    viewers = [tok(), tok(**HEAD2), tok(**AGENT_203)]
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(body=bodies, who=st.integers(0, 2), q=st.dictionaries(
+        st.sampled_from(["from", "to", "till", "long", "months", "analysis", "t"]), st.text(max_size=25),
+        max_size=4), target=st.sampled_from([rid, "nope", "r" + "0" * 12]))
+    def run(body, who, q, target):
+        h = viewers[who]
+        for r in (client.post("/api/reports", json=body, headers=h),
+                  client.post("/api/reports/preview", json=body, headers=h),
+                  client.put(f"/api/reports/{target}", json=body, headers=h) if target != rid else None,
+                  client.post(f"/api/reports/{target}/digest", json=body, headers=h),
+                  client.get(f"/api/reports/{target}/data", query_string=q, headers=h),
+                  client.get(f"/reports/saved/{target}", query_string=dict(q, t=_t(h)))):
+            if r is not None:
+                assert r.status_code < 500, (r.status_code, body, q, r.get_data(as_text=True)[:300])
+    run()
