@@ -1,7 +1,9 @@
 """group_by week / month / weekday / hour: each ticket of C once, by created_at in the portal's zone."""
+from datetime import datetime
+
+from b24desk.kpi.periods import zone
 from b24desk.kpi.report import build_report
 from b24desk.kpi.timedims import bucket, spans
-from b24desk.kpi.periods import zone
 from kpi_support import CONFIG, PORTAL, add_ticket, close, ts
 
 MSK = zone("Europe/Moscow")
@@ -68,3 +70,21 @@ def test_group_by_hour_week_month(db):
     g = {x["key"]: x["kpis"] for x in r["groups"]}
     assert list(g) == ["2026-09", "2026-10"]                    # ticket 5 is in C now: no "before" group
     assert g["2026-09"]["tickets_total"]["value"] == 3 and g["2026-10"]["tickets_total"]["value"] == 4
+
+
+def test_other_time_zones_and_a_dst_week(db):
+    """Buckets follow the portal's zone, not Moscow's or UTC's; a week with a DST change still has 7 days."""
+    berlin = zone("Europe/Berlin")
+    s = spans("week", int(datetime(2026, 10, 19, tzinfo=berlin).timestamp()),
+              int(datetime(2026, 11, 2, tzinfo=berlin).timestamp()), berlin)
+    assert [(k, d) for k, _a, _b, d in s] == [("2026-W43", 7.0), ("2026-W44", 7.0)]
+    cfg = dict(CONFIG, calendar={"timezone": "Asia/Vladivostok"})
+    # 2026-10-01 05:00 in Vladivostok (+10) is 2026-09-30 19:00 UTC, 22:00 in Moscow
+    add_ticket(db, 1, "2026-09-30T19:00:00+00:00", "a", "10")
+    r = build_report(db, PORTAL, "2026-10-01", "2026-11-01", group_by="hour", config=cfg)
+    assert r["timezone"] == "Asia/Vladivostok"
+    assert [g["key"] for g in r["groups"] if g["kpis"]["tickets_total"]["value"]] == [5]
+    r = build_report(db, PORTAL, "2026-10-01", "2026-11-01", group_by="weekday", config=cfg)
+    assert [g["key"] for g in r["groups"] if g["kpis"]["tickets_total"]["value"]] == [4]
+    r = build_report(db, PORTAL, "2026-10-01", "2026-11-01", group_by="month", config=cfg)
+    assert [(g["key"], g["kpis"]["tickets_total"]["value"]) for g in r["groups"]] == [("2026-10", 1)]
