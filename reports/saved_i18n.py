@@ -136,6 +136,8 @@ MESSAGES = {
     "priority_critical": ("Критический", "Critical"),
     "wd_1": ("Пн", "Mon"), "wd_2": ("Вт", "Tue"), "wd_3": ("Ср", "Wed"), "wd_4": ("Чт", "Thu"),
     "wd_5": ("Пт", "Fri"), "wd_6": ("Сб", "Sat"), "wd_7": ("Вс", "Sun"),
+    "chart_needs_groups": ("Столбцы и линия рисуются по разбивке: выберите её в отчёте (например, по неделям).",
+                           "Bars and lines draw a breakdown: pick one for the report (by week, for example)."),
     "heatmap_title": ("Поступление заявок: день недели × час", "Tickets created: weekday × hour"),
     "forbidden_edit": ("Изменять отчёт может только его автор или администратор.",
                        "Only the report's owner or an admin can change it."),

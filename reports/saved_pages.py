@@ -35,6 +35,7 @@ from .saved_i18n import catalogue, kpi_name as kpi_label, month_name, ts
 from .security import bx24_script
 
 MAX_CHARTS = 6
+MAX_BEST = 4                 # best-agent tables: one per testable KPI of the report, at most this many
 LONG_MONTHS = (12, 24)
 
 
@@ -294,7 +295,7 @@ def _zones(db, v, defn: dict, result: dict, scoped_filters: dict) -> dict | None
         with paused_gc():
             rp = Replay(own, v.portal, q_from, q_to, filters=data.engine_filters(scoped_filters), config=cfg)
             zones = analysis.problem_zones(rp, kpis, dim)
-            best = analysis.best_agents(rp, kpis[0]) if dim == "agent" else None
+            best = [analysis.best_agents(rp, k) for k in kpis[:MAX_BEST]] if dim == "agent" else None
         return {"zones": zones, "best": best}
     key = ("saved.zones", v.portal, q_from, q_to, data.engine_filters(scoped_filters), dim, kpis, cfg)
     return data._get(key, compute, exact=True)
@@ -356,7 +357,7 @@ def _best_view(best: dict | None, lang: str) -> dict | None:
     label = kpi_label(kpi, lang)
     if present.kind(kpi) in ("duration", "number"):
         label += f" ({ts('median_word', lang)})"
-    return {"kpi": label, "rows": rows}
+    return {"kpi": label, "key": kpi, "rows": rows}
 
 
 def _long_term(db, v, defn, scoped_filters, kpi: str, months: int, end: date):
@@ -427,7 +428,7 @@ def saved_report(rid):
     table = view_table(result, d, lang, directions, users)
     z = _zones(db, v, d, result, scoped.filters)
     notes = _zone_notes(z, table, lang) if z else None
-    best = _best_view(z.get("best") if z else None, lang)
+    best = [b for b in (_best_view(x, lang) for x in ((z or {}).get("best") or [])) if b]
     charts = chart_series(result, d, lang) if d["chart"] in ("bar", "line") else []
     heat = _heatmap(db, v, result, scoped.filters) if d["chart"] == "heatmap" else None
     long_kpi = request.args.get("long")

@@ -177,6 +177,6 @@ def test_data_api_gives_the_analysis_on_request(db, db_path, app):
     body = client.get(f"/api/reports/{rid}/data?analysis=1", headers=admin).get_json()
     z = body["analysis"]["zones"]["first_response_time"]
     assert z["test"] == "mann_whitney" and z["groups"]["11"]["worse"] and not z["groups"]["10"]["worse"]
-    assert body["analysis"]["best"]["agents"][0]["agent"] == "10"
+    assert body["analysis"]["best"][0]["agents"][0]["agent"] == "10"
     assert "analysis" not in client.get(f"/api/reports/{rid}/data", headers=admin).get_json()
     assert client.get(f"/api/reports/{rid}/data?analysis=1", headers=agent).get_json()["analysis"] is None
