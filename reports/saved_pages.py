@@ -132,8 +132,10 @@ def chart_series(result: dict, definition: dict, lang: str) -> list[dict]:
         kind = present.kind(k)
         vals = [present.headline(k, g_["kpis"][k]["value"]) for g_ in groups]
         prev = [present.headline(k, g_["kpis"][k].get("previous")) for g_ in groups]
-        scale = 100 if kind == "share" else (1 / 60 if kind == "duration" else 1)
-        unit = "%" if kind == "share" else (("мин" if lang == "ru" else "min") if kind == "duration" else "")
+        scale, unit = (100, "%") if kind == "share" else (1, "")
+        if kind == "duration":                  # minutes, or hours when minutes would run to thousands
+            big = max([x for x in vals + prev if x is not None] or [0]) > 3 * 3600
+            scale, unit = (1 / 3600, "ч" if lang == "ru" else "h") if big else (1 / 60, "мин" if lang == "ru" else "min")
         out.append({"kpi": k, "label": kpi_label(k, lang), "unit": unit,
                     "labels": [group_label(dim, g_["key"], g_.get("label") or "", lang) for g_ in groups],
                     "values": [None if v is None else round(v * scale, 2) for v in vals],
