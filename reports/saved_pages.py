@@ -135,7 +135,8 @@ def chart_series(result: dict, definition: dict, lang: str) -> list[dict]:
         scale, unit = (100, "%") if kind == "share" else (1, "")
         if kind == "duration":                  # minutes, or hours when minutes would run to thousands
             big = max([x for x in vals + prev if x is not None] or [0]) > 3 * 3600
-            scale, unit = (1 / 3600, "ч" if lang == "ru" else "h") if big else (1 / 60, "мин" if lang == "ru" else "min")
+            ru = lang == "ru"
+            scale, unit = (1 / 3600, "ч" if ru else "h") if big else (1 / 60, "мин" if ru else "min")
         out.append({"kpi": k, "label": kpi_label(k, lang), "unit": unit,
                     "labels": [group_label(dim, g_["key"], g_.get("label") or "", lang) for g_ in groups],
                     "values": [None if v is None else round(v * scale, 2) for v in vals],
