@@ -86,8 +86,13 @@ class ReportEnv:
         sla = (self.config.get("sla") or {}).get("resolution_business_seconds") or {}
         sla_frt = (self.config.get("sla") or {}).get("first_response_business_seconds") or {}
         self.repeat_window = int(self.config.get("repeat_window_days", 30)) * 86400
+        sla_clock = None
+        if (self.config.get("sla") or {}).get("mode") == "calendar":     # SLAs round the clock
+            sla_clock = build_calendar({"timezone": self.tz_name, "work_days": [1, 2, 3, 4, 5, 6, 7],
+                                        "work_start": "00:00", "work_end": "24:00", "holidays_country": None,
+                                        "extra_holidays": [], "extra_workdays": []})
         self.ctx = Context(calendar=self.calendar, sla_resolution=dict(sla),
-                           sla_first_response=dict(sla_frt), status_states=states,
+                           sla_first_response=dict(sla_frt), sla_calendar=sla_clock, status_states=states,
                            status_buckets=buckets, bots=frozenset(bots), support_members=members,
                            user_department=first_dep, repeat_window=self.repeat_window)
 
