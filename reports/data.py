@@ -42,10 +42,10 @@ def _own_db(path: str, fn):
     return run
 
 
-def _get(key, fn, *, exact: bool = False, ttl: float | None = None):
+def _get(key, fn, *, exact: bool = False, scope=None, ttl: float | None = None):
     """The memo's answer; a stale one is noted on ``g`` (the page says so, a header tells tests)."""
     path = _db_path()
-    served = MEMO.lookup(path, key, _own_db(path, fn), exact=exact, ttl=ttl)
+    served = MEMO.lookup(path, key, _own_db(path, fn), exact=exact, scope=scope, ttl=ttl)
     if served.stale:
         g.analytics_stale = max(getattr(g, "analytics_stale", 0.0), served.age)
     return served.value
@@ -66,6 +66,24 @@ def with_stale_header(response):
     return response
 
 
+def scope(portal: str, q: Query, cfg: dict) -> tuple | None:
+    """What a report of ``q`` can depend on (reports/cache.py): the portal, and ticket lives that
+    meet ``[previous from - repeat window, to)`` (the loader's window), a day wider on each side
+    so that no time zone can narrow it. None when the period does not parse (no keeping)."""
+    from b24desk.kpi.periods import make_period, zone
+    try:
+        p = make_period(q.date_from, q.date_to, zone(q.tz))
+        prev = p.previous()
+        if getattr(q, "compare", None):          # "last_year": the compared period is a year back
+            from b24desk.kpi.presets import compare_period
+            a, _b = compare_period(p.local(p.start), p.local(p.end), q.compare, p.tz)
+            prev = make_period(a, p.start, p.tz)
+        window = int(cfg.get("repeat_window_days", 30)) * 86400
+    except Exception:                  # anything odd: no scope, the store version alone decides
+        return None
+    return (portal, min(prev.start, p.start) - window - 86400, p.end + 86400)
+
+
 def portal_config(db, portal: str) -> dict:
     return effective_config(db, portal, config())
 
@@ -82,7 +100,7 @@ def report(db, portal: str, q: Query, filters: dict, group_by: str | None = None
     return _get(key, lambda own: build_report(
         own, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg,
         compare=q.compare),
-        exact=exact)
+        exact=exact, scope=scope(portal, q, cfg))
 
 
 def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str, lang: str | None = None):
@@ -100,7 +118,7 @@ def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt
                             compare=q.compare)
             series = Replay.of_pass(rp).series(weeks(rp.period.start, rp.period.end, rp.env.tz_name))
             return to_xlsx(rp.report(group_by), series, lang=lang)
-    return _get(key, compute, exact=True)
+    return _get(key, compute, exact=True, scope=scope(portal, q, cfg))
 
 
 def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: bool = False) -> dict:
@@ -122,7 +140,7 @@ def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: b
                       "resolution": sorted(replay.durations("resolution_time"))}
         return {"reports": reports, "charts": charts}
     key = ("page", portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_bys, cfg)
-    return _get(key, compute, exact=exact)
+    return _get(key, compute, exact=exact, scope=scope(portal, q, cfg))
 
 
 def members(db, portal: str, q: Query, filters: dict, kpi: str) -> list[dict]:
@@ -133,7 +151,7 @@ def members(db, portal: str, q: Query, filters: dict, kpi: str) -> list[dict]:
             rp = Replay(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
             return rp.members(kpi)
     key = ("members", portal, q.date_from, q.date_to, engine_filters(filters), kpi, cfg)
-    return _get(key, compute)
+    return _get(key, compute, scope=scope(portal, q, cfg))
 
 
 def people(db, portal: str) -> tuple[dict, dict]:

@@ -16,6 +16,7 @@ KPI_LABELS = {k: v.name for k, v in _labels.KPIS.items()}
 MESSAGES = {
     "app_title": ("Сервис-деск: показатели", "Service desk KPIs"),
     "dashboard": ("Сводка", "Dashboard"),
+    "saved_reports": ("Отчёты", "Reports"),
     "settings": ("Настройки", "Settings"),
     "period": ("Период", "Period"),
     "from": ("С", "From"),
