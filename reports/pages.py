@@ -14,7 +14,7 @@ from b24desk import catalog as catalog_mod
 from b24desk import settings_change
 from b24desk.store import set_setting
 
-from b24desk.installations import get_installation
+from b24desk.installations import get_installation, missing_scopes
 from b24desk.kpi.load import portal_zone
 from b24desk.viewer import ViewerError, can_see_ticket, check_csrf, csrf_token
 
@@ -122,6 +122,7 @@ def _settings_context(db, portal: str, error: str | None = None, form=None, erro
             "push": push, "push_kinds": portal_settings.digest.KINDS,
             "push_channels": portal_settings.digest.CHANNELS,
             "catalog": catalog, "catalog_errors": catalog.get("errors") or [],
+            "missing_scopes": missing_scopes((get_installation(db, portal) or {}).get("scope")),
             "source_groups": settings_forms.source_options(catalog, lang), "sources_selected": selected,
             "mappings": settings_forms.mapping_view(db, portal, base, catalog, lang),
             "task_buckets": settings_forms.task_buckets_view(eff, lang), "buckets": settings_forms.BUCKETS,

@@ -277,6 +277,46 @@ def test_catalog_survives_a_refused_list(client, desk):
     assert not [e for e in stored(desk, "catalog")["errors"] if e.startswith("userfieldconfig")]
 
 
+def _reinstall_with(desk, scopes):
+    """The installation's token (and its recorded scope) as if the app were given ``scopes``."""
+    desk.creds.app_scopes = set(scopes)
+    fresh = desk.issue_tokens(1)
+    db = open_db(desk.db_path)
+    db.execute("update installations set access_token = ?, scope = ? where member_id = ?",
+               [fresh["access_token"], fresh["scope"], desk.member_id])
+    db.conn.commit()
+    db.conn.close()
+
+
+def test_the_documented_scopes_are_enough_to_map_priority_values(client, desk):
+    """An app given exactly the permissions webhooks/README.md asks for reads every list of the
+    settings page, the priority field's values included; one without userfieldconfig is told so."""
+    from pathlib import Path
+
+    from b24desk.installations import SCOPES
+    from portal_double import ALL_SCOPES
+    readme = (Path(__file__).resolve().parent.parent / "webhooks" / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| *Assign permissions*"))
+    assert re.findall(r"`([a-z_]+)`", row) == list(SCOPES)
+    assert "userfieldconfig" in SCOPES and set(SCOPES) <= ALL_SCOPES
+    tok = token_of(client, desk, 1)
+    try:
+        _reinstall_with(desk, SCOPES)
+        assert post(client, tok, "catalog").status_code == 303
+        cat = stored(desk, "catalog")
+        assert cat["errors"] == []
+        values = {f["code"]: f for f in cat["crm"]["2"]["fields"]}["UF_CRM_PRIORITY"]["values"]
+        assert len(values) == 4
+        assert 'id="scopes-note"' not in client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+        _reinstall_with(desk, set(SCOPES) - {"userfieldconfig"})
+        page = client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+        note = re.search(r'id="scopes-note">(.*?)</p>', page, re.S).group(1)
+        assert "<b>userfieldconfig</b>" in note and "priority values cannot be mapped" in note
+    finally:
+        _reinstall_with(desk, ALL_SCOPES)
+        assert post(client, tok, "catalog").status_code == 303
+
+
 def test_round_the_clock_sla_and_the_admins_time_zone(client, desk):
     from b24desk.kpi.report import ReportEnv
     from b24desk.kpi.load import portal_zone as timezone_of
