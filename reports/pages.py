@@ -98,7 +98,9 @@ def _settings_context(db, portal: str, error: str | None = None, form=None, erro
     posted = form.get("form") if form is not None else None
     selected = settings_forms.configured_selectors(eff)
     push = portal_settings.push_view(db, portal, form)
-    push["recipient_ids"] = [x for x in re.split(r"[\s,;]+", push["recipients"]) if x]
+    for text, ids in (("recipients", "recipient_ids"), ("departments", "department_ids"),
+                      ("alert_recipients", "alert_recipient_ids")):
+        push[ids] = [x for x in re.split(r"[\s,;]+", push[text]) if x]
     push["alert_kpi_list"] = [x for x in re.split(r"[\s,;]+", push["alert_kpis"]) if x]
     fv = form if form is not None else None
 

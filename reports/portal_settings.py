@@ -119,10 +119,13 @@ def push_from_form(form, kpi_keys) -> dict:
     if unknown:
         raise ValueError(f"push.alerts.kpis: {unknown[0]!r} is not a KPI")
     dialog = (form.get("push_chat") or "").strip() or None
+    deps = _ids(_joined(form, "push_departments"), "push.departments")
     return {"enabled": form.get("push_enabled") == "1", "reports": reports, "channels": channels,
             "portal_recipients": _ids(_joined(form, "push_recipients"), "push.portal_recipients"),
+            "departments": deps or "all",          # none ticked: every department with a head
             "chat": {"dialog_id": dialog},
-            "alerts": {"enabled": form.get("push_alerts_enabled") == "1", "kpis": kpis or None}}
+            "alerts": {"enabled": form.get("push_alerts_enabled") == "1", "kpis": kpis or None,
+                       "recipients": _ids(_joined(form, "push_alert_recipients"), "push.alerts.recipients")}}
 
 
 def save_push(db, portal: str, form, kpi_keys) -> dict:
@@ -141,6 +144,8 @@ def push_view(db, portal: str, form=None) -> dict:
     rep = eff.get("reports") or {}
     view = {"enabled": bool(eff.get("enabled")), "channels": list(eff.get("channels") or []),
             "recipients": ", ".join(str(x) for x in eff.get("portal_recipients") or []),
+            "departments": ", ".join(str(x) for x in eff.get("departments") or [] if eff.get("departments") != "all"),
+            "alert_recipients": ", ".join(str(x) for x in (eff.get("alerts") or {}).get("recipients") or []),
             "chat": (eff.get("chat") or {}).get("dialog_id") or "",
             "alerts_enabled": bool((eff.get("alerts") or {}).get("enabled")),
             "alert_kpis": ", ".join((eff.get("alerts") or {}).get("kpis") or []),
@@ -153,6 +158,8 @@ def push_view(db, portal: str, form=None) -> dict:
         view.update(enabled=form.get("push_enabled") == "1",
                     channels=getlist("push_channels") if getlist else [],
                     recipients=form.get("push_recipients") or "", chat=form.get("push_chat") or "",
+                    departments=form.get("push_departments") or "",
+                    alert_recipients=form.get("push_alert_recipients") or "",
                     alerts_enabled=form.get("push_alerts_enabled") == "1",
                     alert_kpis=form.get("push_alert_kpis") or "")
         for k in digest.KINDS:

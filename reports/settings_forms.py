@@ -924,9 +924,11 @@ def parse_people(form, db, portal: str, base: dict, lang: str, ppl: dict):
 
 def parse_push(form, db, portal: str, lang: str, ppl: dict, kpi_keys):
     errors = {}
-    recipients = [x for v in _getlist(form, "push_recipients") for x in re.split(r"[\s,;]+", v) if x]
-    if any(r not in ppl["user_names"] for r in recipients):
-        errors["push_recipients"] = msg("err_person", lang)
+    for name, known, err in (("push_recipients", ppl["user_names"], "err_person"),
+                             ("push_alert_recipients", ppl["user_names"], "err_person"),
+                             ("push_departments", ppl["dep_names"], "err_dep")):
+        if any(x not in known for v in _getlist(form, name) for x in re.split(r"[\s,;]+", v) if x):
+            errors[name] = msg(err, lang)
     for k in digest.KINDS:
         if not HM.match((form.get(f"push_{k}_time") or "").strip()):
             errors[f"push_{k}_time"] = msg("err_time", lang)
@@ -957,6 +959,15 @@ def parse_push(form, db, portal: str, lang: str, ppl: dict, kpi_keys):
             _l(lang, "Получатели сводки: ", "Digest recipients: ")
             + (", ".join(ppl["user_names"].get(str(r), str(r)) for r in after["portal_recipients"]) or "—")
         )
+    if before.get("departments") != after.get("departments"):
+        deps = after.get("departments")
+        lines.append(_l(lang, "Сводки отделов: ", "Department digests: ") + (
+            _l(lang, "все отделы с руководителем", "every department with a head") if deps == "all"
+            else ", ".join(ppl["dep_names"].get(str(d), str(d)) for d in deps)))
+    if (before.get("alerts") or {}).get("recipients") != (after.get("alerts") or {}).get("recipients"):
+        lines.append(_l(lang, "Получатели оповещений: ", "Alert recipients: ") + (
+            ", ".join(ppl["user_names"].get(str(r), str(r)) for r in after["alerts"].get("recipients") or [])
+            or _l(lang, "как у сводки", "as for the digest")))
     if before.get("enabled") != after.get("enabled"):
         lines.append(
             _l(lang, "Рассылка: ", "Pushes: ")

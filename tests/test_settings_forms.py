@@ -223,6 +223,40 @@ def test_people_pickers_and_search(client, desk):
     assert r.status_code == 303 and "bot_users" in stored(desk, "config")     # set to none, as chosen
 
 
+PUSH_FORM = {"push_enabled": "1", "push_daily_time": "09:00", "push_weekly_time": "09:00", "push_weekly_weekday": "1",
+             "push_monthly_time": "09:00", "push_monthly_day": "1", "push_channels": ["notify"]}
+
+
+def test_push_departments_and_alert_recipients_by_picking(client, desk):
+    """The digest's departments and the alert recipients are pickers like the digest recipients;
+    none ticked means every department with a head, and the digest recipients for alerts."""
+    tok = token_of(client, desk, 1)
+    head = str(desk.head)
+    page = client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+    assert 'id="picker-push_departments"' in page and 'id="picker-push_alert_recipients"' in page
+    r = post(client, tok, "push", push_departments=["2", "3"], push_alert_recipients=[head], **PUSH_FORM)
+    assert r.status_code == 303, r.get_data(as_text=True)
+    push = stored(desk, "push")
+    assert push["departments"] == ["2", "3"] and push["alerts"]["recipients"] == [head]
+    changes = stored(desk, "settings.history")[-1]["changes"]
+    assert any(c.startswith("Department digests: ") and "линия" in c for c in changes), changes
+    assert f"Alert recipients: {desk.portal.users[desk.head]['NAME']}" in " ".join(changes)
+    page = client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+    picked = re.search(r'id="picker-push_departments".*?</div>\s*</div>', page, re.S).group(0)
+    assert sorted(re.findall(r'value="(\d+)" checked', picked)) == ["2", "3"]
+    # an unknown department or person is named beside its field, and nothing is stored
+    for name, value, says in (("push_departments", "999", "Not a department"),
+                              ("push_alert_recipients", "999999", "Not a user")):
+        r = post(client, tok, "push", **dict(PUSH_FORM, **{name: [value]}))
+        assert r.status_code == 400
+        m = re.search(rf'id="err-{name}" role="alert">([^<]*)<', r.get_data(as_text=True))
+        assert m and says in m.group(1)
+        assert stored(desk, "push") == push
+    r = post(client, tok, "push", **PUSH_FORM)                    # none ticked: the defaults again
+    assert r.status_code == 303
+    assert stored(desk, "push")["departments"] == "all" and stored(desk, "push")["alerts"]["recipients"] == []
+
+
 def test_settings_file_round_trip(client, desk):
     tok = token_of(client, desk, 1)
     r = client.get(f"/reports/settings/export?t={tok}")
