@@ -26,7 +26,7 @@ from b24desk.text import present
 from . import data, portal_settings, settings_forms, ticket_card
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, config, get_db
-from b24desk.text.i18n import kpi_label, t
+from b24desk.text.i18n import kpi_label, lang_index, t
 from .query import parse as parse_query
 from .security import bx24_script, portal_origins
 
@@ -92,7 +92,8 @@ def _settings_context(db, portal: str, error: str | None = None, form=None, erro
     status, check = portal_settings.openlines_state(db, portal)
     src = form if form is not None else request.args
     try:
-        q = parse_query({"from": src.get("from") or "", "to": src.get("to") or ""}, tz_name)
+        q = parse_query({"from": settings_forms.iso_date(src.get("from") or "", lang),
+                         "to": settings_forms.iso_date(src.get("to") or "", lang)}, tz_name)
     except ViewerError:                 # a bad period was posted: the error box says why
         q = parse_query({}, tz_name)
     posted = form.get("form") if form is not None else None
@@ -119,6 +120,9 @@ def _settings_context(db, portal: str, error: str | None = None, form=None, erro
 
     return {"L": lambda ru, en: ru if lang.startswith("ru") else en, "pv": pv, "pon": pon, "first": first,
             "unit": lambda k: settings_forms.unit(k, lang),
+            "show_date": lambda d: settings_forms.show_date(d, lang),
+            "date_hint": settings_forms.DATE_HINT[lang_index(lang)],
+            "ccei_months": settings_forms.month_options(period, lang),
             "openlines": present.openlines_panel(status, check, lang),
             "ol_from": q.date_from, "ol_to": q.date_to,
             "push": push, "push_kinds": portal_settings.digest.KINDS,
@@ -291,7 +295,8 @@ def _crosscheck(db, portal: str) -> dict:
     tz_name = portal_zone(db, portal, data.portal_config(db, portal))
     form = request.form
     try:
-        q = parse_query({"from": form.get("from") or "", "to": form.get("to") or ""}, tz_name)
+        q = parse_query({"from": settings_forms.iso_date(form.get("from") or "", current_viewer().lang),
+                         "to": settings_forms.iso_date(form.get("to") or "", current_viewer().lang)}, tz_name)
     except ViewerError as exc:
         raise ValueError(exc.message) from None
     app = current_app.config

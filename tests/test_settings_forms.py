@@ -257,6 +257,33 @@ def test_push_departments_and_alert_recipients_by_picking(client, desk):
     assert stored(desk, "push")["departments"] == "all" and stored(desk, "push")["alerts"]["recipients"] == []
 
 
+def test_dates_as_the_viewer_writes_them(client, desk):
+    """No browser-locale date box: a Russian admin types and reads 08.03.2027, an English one
+    2027-03-08; the month of the CCEI inputs is picked by its name; a wrong date is named."""
+    tok = token_of(client, desk, 1, "ru")
+    page = client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+    assert 'type="date"' not in page and 'type="month"' not in page
+    assert re.search(r'id="cal-hol-add"[^>]*placeholder="дд.мм.гггг"', page)
+    assert re.search(r'<select name="period" id="ccei-period"[^>]*>.*?>(январь|февраль|март|апрель|май|июнь|июль|'
+                     r'август|сентябрь|октябрь|ноябрь|декабрь) 20\d\d<', page, re.S)
+    cal = {"cal-days": ["1", "2", "3", "4", "5"], "cal-start": "09:00", "cal-end": "18:00", "cal-tz": "Europe/Moscow",
+           "cal-country": "RU"}
+    r = post(client, tok, "calendar", **cal, **{"cal-hol-add": "31.02.2027"})
+    assert r.status_code == 400
+    m = re.search(r'id="err-cal-hol-add" role="alert">([^<]*)<', r.get_data(as_text=True))
+    assert m and "ДД.ММ.ГГГГ" in m.group(1)
+    r = post(client, tok, "calendar", **cal, **{"cal-hol-add": "08.03.2027"})
+    assert r.status_code == 303, r.get_data(as_text=True)
+    assert "2027-03-08" in stored(desk, "config")["calendar"]["extra_holidays"]
+    assert any(c.endswith("08.03.2027") for c in stored(desk, "settings.history")[-1]["changes"])
+    page = client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+    assert re.search(r'name="cal-hol-keep" value="2027-03-08" checked> 08.03.2027<', page)
+    assert re.search(r'id="ol-from"[^>]*value="\d\d\.\d\d\.\d{4}"', page)
+    en = client.get(f"/reports/settings?t={token_of(client, desk, 1, 'en')}").get_data(as_text=True)
+    assert re.search(r'name="cal-hol-keep" value="2027-03-08" checked> 2027-03-08<', en)
+    assert re.search(r'id="ol-from"[^>]*value="\d{4}-\d\d-\d\d"', en)
+
+
 def test_settings_file_round_trip(client, desk):
     tok = token_of(client, desk, 1)
     r = client.get(f"/reports/settings/export?t={tok}")
