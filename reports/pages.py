@@ -88,7 +88,7 @@ def _settings_context(db, portal: str, error: str | None = None, form=None, erro
         d = date.today().replace(day=1)
         prev = date(d.year - (d.month == 1), 12 if d.month == 1 else d.month - 1, 1)
         period = prev.strftime("%Y-%m")
-    ccei_inputs = portal_settings.get_ccei(db, portal, period) if portal_settings.PERIOD.match(period) else {}
+    ccei_inputs = portal_settings.get_ccei(db, portal, period) if settings_forms.PERIOD.match(period) else {}
     status, check = portal_settings.openlines_state(db, portal)
     src = form if form is not None else request.args
     try:

@@ -709,7 +709,7 @@ def month_options(chosen: str, lang: str, today: date | None = None, back: int =
     for _ in range(back):
         out.append((d.strftime("%Y-%m"), format_date(d, "LLLL y", locale=_locale(lang))))
         d = (d.replace(day=1) - timedelta(days=1)).replace(day=1)
-    if chosen and chosen not in {k for k, _ in out} and re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", chosen):
+    if chosen and chosen not in {k for k, _ in out} and PERIOD.match(chosen):
         out.append((chosen, format_date(date.fromisoformat(chosen + "-01"), "LLLL y", locale=_locale(lang))))
     return out
 

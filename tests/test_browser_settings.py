@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from test_browser_dashboard import ARTIFACTS, CHROMIUM, DRIVER, WAIT, Served, open_in_frame, portal_shell
-from pages_support import build_desk
+from pages_support import build_desk, stored_setting as stored
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
@@ -55,15 +55,6 @@ def env(tmp_path_factory):
     for s in (shell, app_srv):
         s.stop()
     d.stop()
-
-
-def stored(desk, key):
-    from b24desk.store import get_setting, open_db
-    db = open_db(desk.db_path)
-    try:
-        return get_setting(db, desk.member_id, key)
-    finally:
-        db.conn.close()
 
 
 def settings_page(env, user, lang="en"):
