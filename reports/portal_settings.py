@@ -76,7 +76,8 @@ def push_view(db, portal: str, form=None) -> dict:
     rep = eff.get("reports") or {}
     view = {"enabled": bool(eff.get("enabled")), "channels": list(eff.get("channels") or []),
             "recipients": ", ".join(str(x) for x in eff.get("portal_recipients") or []),
-            "departments": ", ".join(str(x) for x in eff.get("departments") or [] if eff.get("departments") != "all"),
+            "departments": ", ".join(str(x) for x in eff["departments"]) if isinstance(eff.get("departments"), list)
+            else "",                                # "all": none ticked
             "alert_recipients": ", ".join(str(x) for x in (eff.get("alerts") or {}).get("recipients") or []),
             "chat": (eff.get("chat") or {}).get("dialog_id") or "",
             "alerts_enabled": bool((eff.get("alerts") or {}).get("enabled")),
