@@ -247,3 +247,15 @@ def m_trust_001(db: Database) -> None:
     if "epoch" not in db["installations"].columns_dict:
         db["installations"].add_column("epoch", str)
     db.execute("update installations set epoch = lower(hex(randomblob(8))) where epoch is null")
+
+
+@migrations()
+def m_reports_001(db: Database) -> None:
+    """Saved reports (b24desk/saved_reports.py): one row per portal and report; the definition is
+    JSON, the owner's role and departments at save time bound whom a head's report reaches;
+    ``pinned`` puts it on its audience's dashboard, ``digest`` (daily/weekly/monthly) sends it with
+    the built-in digests of that kind."""
+    db["saved_reports"].create({
+        "portal": str, "id": str, "owner": str, "owner_role": str, "owner_tree": str, "name": str,
+        "definition": str, "pinned": int, "digest": str, "created_at": float, "updated_at": float,
+    }, pk=("portal", "id"), if_not_exists=True)
