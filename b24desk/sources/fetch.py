@@ -92,6 +92,40 @@ def _int(v) -> int | None:
         return None
 
 
+class ShapeError(B24Error):
+    """A 200 answer whose ``result`` is not of the documented shape. Never read as "nothing": the
+    sync stops before its cursor moves, and the next run reads the same changes again."""
+
+    def __init__(self, method: str, what: str):
+        super().__init__(None, "UNEXPECTED_ANSWER", f"the portal's answer is not of the documented shape: {what}",
+                         method)
+
+
+def _brief(value, n: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def expect_rows(answer: "Answer", method: str, items_key: str | None = None) -> list:
+    """Rows of a list answer checked against its documented shape (a list, or a list under
+    ``items_key``); an erroring answer has none; any other shape raises ``ShapeError``."""
+    if answer.error is not None:
+        return []
+    res = answer.result
+    if isinstance(res, list):
+        rows = res
+    elif items_key is not None and isinstance(res, dict) and isinstance(res.get(items_key), (list, dict)):
+        rows = res[items_key]
+        rows = list(rows.values()) if isinstance(rows, dict) else rows
+    elif items_key is None and isinstance(res, dict) and not res:
+        rows = []                                   # PHP's empty array travels as {} too
+    else:
+        raise ShapeError(method, f"expected a list{f' under {items_key!r}' if items_key else ''}, got {_brief(res)}")
+    if not all(isinstance(r, dict) for r in rows):
+        raise ShapeError(method, f"expected rows as objects, got {_brief(rows)}")
+    return rows
+
+
 def rows_of(result, items_key: str | None = None) -> list:
     """Rows of a list answer: a plain list, or the list under ``items_key`` (``items``, ``tasks``...)."""
     if result is None or result == {} or result == []:
