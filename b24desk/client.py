@@ -64,6 +64,21 @@ class B24Error(Exception):
         super().__init__(mask(text))
 
 
+class ShapeError(B24Error):
+    """A 200 answer whose ``result`` is not of the documented shape. Never read as "nothing": the
+    sync stops before its cursor moves, and the next run reads the same changes again."""
+
+    def __init__(self, method: str, what: str):
+        super().__init__(None, "UNEXPECTED_ANSWER", f"the portal's answer is not of the documented shape: {what}",
+                         method)
+
+
+def brief(value, n: int = 80) -> str:
+    """A value cut short for an error message."""
+    text = repr(value)
+    return mask(text if len(text) <= n else text[:n] + "...")
+
+
 class AuthError(B24Error):
     """A 401 the refresh did not cure, an invalid refresh token, or a webhook the portal refuses."""
 
@@ -261,23 +276,25 @@ def _as_map(section: Any, names: list[str]) -> dict:
 
 
 def _rows(result: Any, items_key: str | None, method: str) -> tuple[list, str | None]:
-    """The rows of a list answer and the key that wraps them (``tasks``, ``items``) if any."""
-    if result is None or result == [] or result == {}:
+    """The rows of a list answer and the key that wraps them (``tasks``, ``items``) if any. An
+    answer of another shape (``null``, a scalar, a map without the list) raises ``ShapeError``:
+    it is never read as an empty page."""
+    if items_key is None and (result == [] or result == {}):
         return [], items_key
-    if isinstance(result, list):
+    if isinstance(result, list) and items_key is None:
         return result, None
     if isinstance(result, dict):
         if items_key is not None:
             rows = result.get(items_key)
-            if rows is None:
-                raise B24Error(None, "NOT_A_LIST", f"the answer has no {items_key!r} list", method)
+            if not isinstance(rows, (list, dict)):
+                raise ShapeError(method, f"expected a list under {items_key!r}, got {brief(result)}")
             return (list(rows.values()) if isinstance(rows, dict) else list(rows)), items_key
         lists = [k for k, v in result.items() if isinstance(v, list)]
         if len(lists) == 1:
             return result[lists[0]], lists[0]
         if result and all(str(k).isdigit() and isinstance(v, dict) for k, v in result.items()):
             return list(result.values()), None
-    raise B24Error(None, "NOT_A_LIST", "the answer is not a list (pass items_key)", method)
+    raise ShapeError(method, f"expected a list, got {brief(result)}")
 
 
 def _id_sort_key(value: Any):
@@ -590,7 +607,9 @@ class B24Client:
 
     def _parse_batch(self, data: dict, methods: dict[str, str]) -> BatchResult:
         names = list(methods)
-        inner = data.get("result") if isinstance(data.get("result"), dict) else {}
+        if not isinstance(data.get("result"), dict):
+            raise ShapeError("batch", f"expected {{result: {{result: ...}}}}, got {brief(data.get('result'))}")
+        inner = data["result"]
         out = BatchResult(order=names)
         out.results = _as_map(inner.get("result"), names)
         out.totals = _as_map(inner.get("result_total"), names)

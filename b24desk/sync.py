@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields
 import click
 
 from . import config as b24config
-from .client import AuthError, B24Client, B24Error
+from .client import AuthError, B24Client, B24Error, ShapeError
 from .directory import sync_directory
 from .model import Event, Ticket, parse_time, snapshot_hash
 from .overrides import effective_config
@@ -51,6 +51,8 @@ log = logging.getLogger("b24desk.sync")
 OVERLAP = 300                    # seconds re-read before the cursor (clock skew, in-flight writes)
 DIRECTORY_MAX_AGE = 24 * 3600    # users/departments/calendar are refreshed at most daily on incremental runs
 LOCK_TTL = 600
+SHAPE_RETRIES = 2                # a selector whose answer had an unexpected shape is read again this often
+SHAPE_PAUSE = 1.0                # seconds before the first re-read (then 2, ...)
 
 
 class SyncBusy(RuntimeError):
@@ -254,14 +256,25 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
             sync_directory(client, db, portal, config)
         reports = []
         for src in sources:
-            try:
-                reports.append(sync_source(client, db, portal, src, config, full=full, overlap=overlap,
-                                           progress=progress, lock_name=lock))
-            except AuthError:
-                raise                 # every other selector would fail the same way
-            except B24Error as exc:   # this selector stops; the others still run
-                log.warning("%s: %s", src.selector.raw, exc)
-                reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
+            for attempt in range(SHAPE_RETRIES + 1):
+                try:
+                    reports.append(sync_source(client, db, portal, src, config, full=full, overlap=overlap,
+                                               progress=progress, lock_name=lock))
+                except AuthError:
+                    raise                 # every other selector would fail the same way
+                except ShapeError as exc:
+                    # a malformed 200: nothing of it was written and no cursor moved; the selector
+                    # is read again (a resumed full sync, or the same incremental window)
+                    log.warning("%s: %s (attempt %d of %d)", src.selector.raw, exc, attempt + 1,
+                                SHAPE_RETRIES + 1)
+                    if attempt < SHAPE_RETRIES:
+                        time.sleep(SHAPE_PAUSE * (attempt + 1))
+                        continue
+                    reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
+                except B24Error as exc:   # this selector stops; the others still run
+                    log.warning("%s: %s", src.selector.raw, exc)
+                    reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
+                break
         return reports
     finally:
         release_lock(db, lock)

@@ -70,7 +70,11 @@ def test_rows_shapes():
     assert c._rows([{"ID": 1}], None, "m") == ([{"ID": 1}], None)
     assert c._rows({"tasks": [{"id": 1}]}, None, "m") == ([{"id": 1}], "tasks")
     assert c._rows({"items": []}, "items", "m") == ([], "items")
-    assert c._rows([], "items", "m") == ([], "items")
+    # where the docs wrap the rows ({items: [...]}) the key is always there, even when empty: a bare
+    # [] or null is a malformed answer, never "no rows" (issue 12)
+    for bad in ([], {}, None, {"items": None}):
+        with pytest.raises(c.ShapeError):
+            c._rows(bad, "items", "m")
     assert c._rows({"0": {"ID": 1}, "1": {"ID": 2}}, None, "m")[0] == [{"ID": 1}, {"ID": 2}]
     with pytest.raises(B24Error):
         c._rows({"a": [], "b": []}, None, "m")

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..client import MAX_BATCH, PAGE, AuthError, B24Error
+from ..client import MAX_BATCH, PAGE, AuthError, B24Error, ShapeError, brief as _brief
 
 log = logging.getLogger("b24desk.sources")
 
@@ -65,6 +65,8 @@ def call_mixed(client, calls: list[tuple[str, dict]], max_limit_retries: int = 8
                     again.append(i)
                     transient_err = err
                     continue
+                if err is None and name not in res.results:
+                    raise ShapeError(calls[i][0], f"the batch answer has no result for command {name}")
                 out[i] = Answer(res.results.get(name), _int(res.nexts.get(name)), _int(res.totals.get(name)), err)
             if limit_err is not None:
                 limited += 1
@@ -92,56 +94,38 @@ def _int(v) -> int | None:
         return None
 
 
-class ShapeError(B24Error):
-    """A 200 answer whose ``result`` is not of the documented shape. Never read as "nothing": the
-    sync stops before its cursor moves, and the next run reads the same changes again."""
-
-    def __init__(self, method: str, what: str):
-        super().__init__(None, "UNEXPECTED_ANSWER", f"the portal's answer is not of the documented shape: {what}",
-                         method)
-
-
-def _brief(value, n: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= n else text[:n] + "..."
-
-
 def expect_rows(answer: "Answer", method: str, items_key: str | None = None) -> list:
-    """Rows of a list answer checked against its documented shape (a list, or a list under
-    ``items_key``); an erroring answer has none; any other shape raises ``ShapeError``."""
+    """Rows of one batched answer checked against the documented shape; an erroring answer has none."""
     if answer.error is not None:
         return []
-    res = answer.result
-    if isinstance(res, list):
-        rows = res
-    elif items_key is not None and isinstance(res, dict) and isinstance(res.get(items_key), (list, dict)):
-        rows = res[items_key]
-        rows = list(rows.values()) if isinstance(rows, dict) else rows
-    elif items_key is None and isinstance(res, dict) and not res:
-        rows = []                                   # PHP's empty array travels as {} too
+    return rows_of(answer.result, items_key, method)
+
+
+def rows_of(result, items_key: str | None = None, method: str = "") -> list:
+    """Rows of a successful list answer: a plain list (PHP's empty array may travel as ``[]`` or
+    ``{}``), or, where the docs wrap the rows (``{tasks: [...]}``, ``{items: [...]}``), the list under
+    ``items_key`` -- always there, even when empty. Any other shape (``null``, a
+    string, a map without the key) raises ``ShapeError``: a malformed 200 is never read as
+    "nothing there", so no cursor moves past changes that were not read."""
+    if isinstance(result, list) and items_key is None:
+        rows = result
+    elif isinstance(result, dict):
+        if items_key is not None and isinstance(result.get(items_key), (list, dict)):
+            rows = result[items_key]
+            rows = list(rows.values()) if isinstance(rows, dict) else rows
+        elif not result and items_key is None:
+            rows = []
+        elif items_key is None and sum(isinstance(v, list) for v in result.values()) == 1:
+            rows = next(v for v in result.values() if isinstance(v, list))
+        else:
+            raise ShapeError(method, f"expected a list{f' under {items_key!r}' if items_key else ''}, "
+                                     f"got {_brief(result)}")
     else:
-        raise ShapeError(method, f"expected a list{f' under {items_key!r}' if items_key else ''}, got {_brief(res)}")
+        raise ShapeError(method, f"expected a list{f' under {items_key!r}' if items_key else ''}, "
+                                 f"got {_brief(result)}")
     if not all(isinstance(r, dict) for r in rows):
         raise ShapeError(method, f"expected rows as objects, got {_brief(rows)}")
     return rows
-
-
-def rows_of(result, items_key: str | None = None) -> list:
-    """Rows of a list answer: a plain list, or the list under ``items_key`` (``items``, ``tasks``...)."""
-    if result is None or result == {} or result == []:
-        return []
-    if isinstance(result, list):
-        return result
-    if isinstance(result, dict):
-        if items_key is not None:
-            rows = result.get(items_key)
-            if isinstance(rows, dict):
-                return list(rows.values())
-            return list(rows or [])
-        lists = [v for v in result.values() if isinstance(v, list)]
-        if len(lists) == 1:
-            return lists[0]
-    return []
 
 
 def pages_each(client, method: str, params_list: list[dict], items_key: str | None = None,
@@ -166,7 +150,7 @@ def pages_mixed(client, lists: list[tuple[str, dict, str | None]], what: str = "
             if a.error is not None:
                 log.warning("%s for %s: %s", method, what.format(i=i) if what else i, a.error)
                 continue
-            got = rows_of(a.result, items_key)
+            got = rows_of(a.result, items_key, method)
             rows[i].extend(got)
             more = a.next if a.next is not None else (s + PAGE if len(got) >= PAGE else None)
             if got and more is not None and more > s:

@@ -126,9 +126,9 @@ class TaskSource(KeysetSource):
         if "changed" in res.errors:
             raise res.errors["changed"]
         if "now" not in res.errors:
-            ctx.portal_now = parse_time(res.results.get("now"))
+            ctx.portal_now = parse_time(res.results.get("now"), field="server.time")
         found: dict[str, dict] = {}
-        rows = rows_of(res.results.get("changed"), "tasks")
+        rows = rows_of(res.results.get("changed"), "tasks", "tasks.task.list")
         for r in rows:
             found[str(r["id"])] = r
         if len(rows) >= 50:                          # more than one page changed: keyset on
@@ -141,7 +141,7 @@ class TaskSource(KeysetSource):
             self._total = None
         else:
             self._total = _int(res.totals.get("active"))
-            page = rows_of(res.results.get("active"), "tasks")
+            page = rows_of(res.results.get("active"), "tasks", "tasks.task.list")
             start = 0
             while True:
                 newer = [r for r in page if (parse_time(r.get("activityDate")) or 0) >= since]
@@ -153,7 +153,7 @@ class TaskSource(KeysetSource):
                 body = client.call_raw("tasks.task.list", compact({"filter": base, "select": select,
                                                                    "order": {"ACTIVITY_DATE": "DESC"},
                                                                    "start": start}))
-                page = rows_of(body.get("result"), "tasks")
+                page = rows_of(body.get("result"), "tasks", "tasks.task.list")
         return sorted(found.values(), key=lambda r: int(r["id"]))
 
     # -- details --
