@@ -15,6 +15,7 @@ import os
 import socket
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -69,12 +70,43 @@ def m001_core(db: Database) -> None:
     db["locks"].create({"name": str, "owner": str, "expires_at": float}, pk="name")
 
 
+class Store(Database):
+    """A ``Database`` whose ``atomic()`` takes the write lock up front (``BEGIN IMMEDIATE``).
+
+    sqlite-utils begins deferred transactions: a block that reads, then writes, asks for the write
+    lock half way, and when another connection wrote meanwhile SQLite answers ``database is locked``
+    at once, whatever the busy timeout (a deferred reader cannot be upgraded in WAL mode). Taken at
+    ``BEGIN``, the lock is waited for (the busy timeout applies), so the worker, the scheduler, an
+    install and a sync may all write to one store. Nested blocks stay savepoints.
+    """
+
+    @contextmanager
+    def atomic(self):
+        if self.conn.in_transaction:
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.rollback()
+                raise
+
+
 def open_db(path: str | Path, migrate: bool = True) -> Database:
-    """Open the store at ``path`` (WAL, 30 s busy timeout) and bring its schema up to date."""
+    """Open the store at ``path`` (WAL, 30 s busy timeout, write lock taken at ``BEGIN``) and
+    bring its schema up to date."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=30)
-    db = Database(conn)
+    db = Store(conn)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     if migrate and migrations.pending(db):

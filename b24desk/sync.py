@@ -33,13 +33,16 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from datetime import timezone as dt_timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from . import config as b24config
 from .client import AuthError, B24Client, B24Error, ShapeError
 from .directory import sync_directory
-from .model import Event, Ticket, parse_time, snapshot_hash
+from .model import Event, Ticket, naive_zone, parse_time, snapshot_hash
 from .overrides import effective_config
 from .sources import SelectorError, configured_selectors, get_source
 from .sources.base import Source, SyncContext
@@ -255,29 +258,49 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
         if directory or (directory is None and (full or not last or time.time() - last > DIRECTORY_MAX_AGE)):
             sync_directory(client, db, portal, config)
         reports = []
-        for src in sources:
-            for attempt in range(SHAPE_RETRIES + 1):
-                try:
-                    reports.append(sync_source(client, db, portal, src, config, full=full, overlap=overlap,
-                                               progress=progress, lock_name=lock))
-                except AuthError:
-                    raise                 # every other selector would fail the same way
-                except ShapeError as exc:
-                    # a malformed 200: nothing of it was written and no cursor moved; the selector
-                    # is read again (a resumed full sync, or the same incremental window)
-                    log.warning("%s: %s (attempt %d of %d)", src.selector.raw, exc, attempt + 1,
-                                SHAPE_RETRIES + 1)
-                    if attempt < SHAPE_RETRIES:
-                        time.sleep(SHAPE_PAUSE * (attempt + 1))
-                        continue
-                    reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
-                except B24Error as exc:   # this selector stops; the others still run
-                    log.warning("%s: %s", src.selector.raw, exc)
-                    reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
-                break
+        with naive_zone(api_zone(db, portal)):
+            _run_sources(client, db, portal, sources, config, full, overlap, progress, lock, reports)
         return reports
     finally:
         release_lock(db, lock)
+
+
+def api_zone(db, portal: str):
+    """The zone a portal writes naive date strings in: its server's (DOCS api-reference/data-types.md),
+    the zone the directory sync derived from ``server.time`` (setting ``portal_timezone``), else the
+    bare ``server.time`` offset; None (UTC) before the first directory sync."""
+    name = get_setting(db, portal, "portal_timezone")
+    try:
+        if isinstance(name, str) and name:
+            return ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        pass
+    off = get_setting(db, portal, "portal_utc_offset")
+    return dt_timezone(timedelta(seconds=int(off))) if isinstance(off, (int, float)) else None
+
+
+def _run_sources(client, db, portal, sources, config, full, overlap, progress, lock, reports) -> None:
+    """Each selector in turn; a malformed answer (``ShapeError``) re-reads its selector."""
+    for src in sources:
+        for attempt in range(SHAPE_RETRIES + 1):
+            try:
+                reports.append(sync_source(client, db, portal, src, config, full=full, overlap=overlap,
+                                           progress=progress, lock_name=lock))
+            except AuthError:
+                raise                 # every other selector would fail the same way
+            except ShapeError as exc:
+                # a malformed 200: nothing of it was written and no cursor moved; the selector
+                # is read again (a resumed full sync, or the same incremental window)
+                log.warning("%s: %s (attempt %d of %d)", src.selector.raw, exc, attempt + 1,
+                            SHAPE_RETRIES + 1)
+                if attempt < SHAPE_RETRIES:
+                    time.sleep(SHAPE_PAUSE * (attempt + 1))
+                    continue
+                reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
+            except B24Error as exc:   # this selector stops; the others still run
+                log.warning("%s: %s", src.selector.raw, exc)
+                reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
+            break
 
 
 def refresh_tickets(client, db, selector: str, ids, config: dict | None = None,
@@ -288,10 +311,11 @@ def refresh_tickets(client, db, selector: str, ids, config: dict | None = None,
     source = get_source(selector, config)
     ctx = SyncContext(portal=client.portal_id, db=db, config=config or {})
     report = SourceReport(selector)
-    for page in source.fetch_ids(client, ctx, [str(i) for i in ids]):
-        _save_page(db, page, None, report, None)
-        if saved is not None:
-            saved.update(b.ticket.source_id for b in page.bundles)
+    with naive_zone(api_zone(db, client.portal_id)):
+        for page in source.fetch_ids(client, ctx, [str(i) for i in ids]):
+            _save_page(db, page, None, report, None)
+            if saved is not None:
+                saved.update(b.ticket.source_id for b in page.bundles)
     return report.saved
 
 
