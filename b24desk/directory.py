@@ -11,8 +11,8 @@
   zone name with daylight-saving rules is taken from ``calendar.user.settings.get``
   (api-reference/calendar/calendar-user-settings-get.md) or the configured ``[calendar] timezone``
   only when it agrees with that offset now: the first gives one user's personal setting, never
-  the portal's by itself. Otherwise the fixed zone of the offset (``Etc/GMT-3`` for +03:00). An admin's ``[calendar] timezone`` in the
-  portal's settings overrides both (``kpi.load.portal_timezone``);
+  the portal's by itself. Otherwise the fixed zone of the offset (``Etc/GMT-3`` for +03:00). An
+  admin's ``[calendar] timezone`` in the portal's settings overrides both (``kpi.load.portal_timezone``);
 - ``calendar.settings.get`` -> setting ``portal_calendar`` (work hours, holidays; DOCS
   api-reference/calendar/calendar-settings-get.md).
 
@@ -31,7 +31,7 @@ from .kpi.calendar import save_portal_calendar
 from .model import parse_time
 from .store import set_setting
 
-log = logging.getLogger("b24desk.directory")
+log = logging.getLogger(__name__)
 DEFAULT_ZONE = "Europe/Moscow"     # the product's default (kpi.calendar DEFAULTS)
 
 

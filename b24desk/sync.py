@@ -1,4 +1,4 @@
-"""The sync: sources -> store, full then incremental, crash-safe; and the ``flask sync`` command.
+"""The sync: sources -> store, full then incremental, crash-safe (``flask sync`` is in ``web/cli.py``).
 
 Per selector the store keeps these cursors (table ``cursors``), all on the *portal's* clock
 (``server.time``, asked inside the listing batch), so our own clock's skew never matters:
@@ -28,37 +28,32 @@ config's ``[[sources]]`` tables.
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import timedelta
 from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import click
-
 from . import config as b24config
-from .client import AuthError, B24Client, B24Error, ShapeError
+from .client import AuthError, B24Error, ShapeError
 from .directory import sync_directory
-from .model import Event, Ticket, naive_zone, parse_time, snapshot_hash
-from .overrides import effective_config
-from .sources import SelectorError, configured_selectors, get_source
+from .model import naive_zone, parse_time
+from .sources import configured_selectors, get_source
 from .sources.base import Source, SyncContext
-from .store import (get_cursor, get_setting, lease_holder, lease_owner, mark_deleted, open_db, portals,
-                    release_lease, set_cursor, try_lease)
+from . import leases
+from .store import get_cursor, get_setting, mark_deleted, save_bundles, set_cursor
 
-log = logging.getLogger("b24desk.sync")
+log = logging.getLogger(__name__)
 
 OVERLAP = 300                    # seconds re-read before the cursor (clock skew, in-flight writes)
 DIRECTORY_MAX_AGE = 24 * 3600    # users/departments/calendar are refreshed at most daily on incremental runs
-LOCK_TTL = 600
 SHAPE_RETRIES = 2                # a selector whose answer had an unexpected shape is read again this often
 SHAPE_PAUSE = 1.0                # seconds before the first re-read (then 2, ...)
 
 
-class SyncBusy(RuntimeError):
+class SyncBusy(leases.Busy):
     """Another live process is syncing the same portal."""
 
 
@@ -85,18 +80,10 @@ class SourceReport:
 
 # --- locking ------------------------------------------------------------------------------------
 
-def _owner() -> str:
-    return lease_owner()
-
-
-def acquire_lock(db, name: str, ttl: float = LOCK_TTL) -> None:
-    """Take ``name`` in the ``locks`` table, stealing it from an expired or dead owner."""
-    if not try_lease(db, name, _owner(), ttl):
-        raise SyncBusy(f"another sync of this portal is running ({lease_holder(db, name)})")
-
-
-def release_lock(db, name: str) -> None:
-    release_lease(db, name, _owner())
+def portal_lease(db, portal: str):
+    """The portal's one lease for sync-like work (``leases.portal``; re-entered when the caller
+    holds it already), or ``SyncBusy`` when another live process holds it."""
+    return leases.portal(db, portal, busy=lambda who: SyncBusy(f"another sync of this portal is running ({who})"))
 
 
 # --- one source -----------------------------------------------------------------------------------
@@ -107,38 +94,9 @@ def _stored(db, portal: str, source: str, selector: str) -> set[str]:
         [portal, source, selector])}
 
 
-_TICKET_COLS = [f.name for f in fields(Ticket)] + ["synced_at"]
-_EVENT_COLS = [f.name for f in fields(Event)]
-_UPSERT_TICKET = (
-    f"insert into tickets ({', '.join(_TICKET_COLS)}) values ({', '.join('?' * len(_TICKET_COLS))}) "
-    "on conflict(portal, source, source_id) do update set "
-    + ", ".join(f"{c} = excluded.{c}" for c in _TICKET_COLS if c not in ("portal", "source", "source_id")))
-_INSERT_EVENT = (f"insert or ignore into events ({', '.join(_EVENT_COLS)}) "
-                 f"values ({', '.join('?' * len(_EVENT_COLS))})")
-_INSERT_SNAPSHOT = ("insert or ignore into snapshots (portal, source, source_id, hash, observed_at, data) "
-                    "values (?, ?, ?, ?, ?, ?)")
-
-
-def write_page(db, bundles, observed_at: int | None = None) -> int:
-    """``store.save_bundle`` for a whole page, one statement per table (the sync's hot path).
-
-    Same semantics: the ticket row is upserted, events and snapshots are insert-or-ignore on their
-    keys. Call inside ``db.atomic()``. Returns how many snapshots were new.
-    """
-    now = int(observed_at if observed_at is not None else time.time())
-    conn = db.conn
-    conn.executemany(_UPSERT_TICKET, [[getattr(b.ticket, c) for c in _TICKET_COLS[:-1]] + [now] for b in bundles])
-    conn.executemany(_INSERT_EVENT, [[getattr(e, c) for c in _EVENT_COLS] for b in bundles for e in b.events])
-    before = conn.total_changes
-    conn.executemany(_INSERT_SNAPSHOT, [
-        (b.ticket.portal, b.ticket.source, b.ticket.source_id, snapshot_hash(b.snapshot), now,
-         json.dumps(b.snapshot, sort_keys=True, ensure_ascii=False, default=str)) for b in bundles])
-    return conn.total_changes - before
-
-
 def _save_page(db, page, cursor: tuple | None, report: SourceReport, bar) -> None:
     with db.atomic():
-        report.new_snapshots += write_page(db, page.bundles)
+        report.new_snapshots += save_bundles(db, page.bundles)
         if cursor is not None:
             set_cursor(db, *cursor)
     report.saved += len(page.bundles)
@@ -159,7 +117,7 @@ def portal_now(client, db, portal: str) -> int:
 
 
 def sync_source(client, db, portal: str, source: Source, config: dict | None = None, full: bool = False,
-                overlap: int = OVERLAP, progress: bool = False, lock_name: str | None = None) -> SourceReport:
+                overlap: int = OVERLAP, progress: bool = False) -> SourceReport:
     """Bring one selector up to date: full (or resumed full) when needed, else incremental."""
     sel = source.selector.raw
     report = SourceReport(sel)
@@ -183,7 +141,6 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
             for page in source.full(client, ctx, after_id=after):
                 _save_page(db, page, (portal, sel, "full_after", page.last_id) if page.last_id else None,
                            report, bar)
-                _refresh_lock(db, lock_name)
             with db.atomic():
                 gone = [r["source_id"] for r in db.query(
                     "select source_id from tickets where portal = ? and source = ? and selector = ?"
@@ -198,7 +155,6 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
             since = int(changed_since) - overlap
             for page in source.incremental(client, ctx, since):
                 _save_page(db, page, None, report, bar)
-                _refresh_lock(db, lock_name)
             started = ctx.portal_now
             if started is None:      # the source did not ask the portal's time while listing
                 started = portal_now(client, db, portal) - int(time.monotonic() - t0) - 1
@@ -219,13 +175,6 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
         report.requests = getattr(client, "requests_sent", 0) - before
         report.seconds = time.monotonic() - t0
     return report
-
-
-def _refresh_lock(db, name: str | None) -> None:
-    if name:
-        with db.atomic():
-            db.execute("update locks set expires_at = ? where name = ? and owner = ?",
-                       [time.time() + LOCK_TTL, name, _owner()])
 
 
 def _bar(selector: str, enabled: bool):
@@ -251,18 +200,14 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
     selectors = list(selectors or configured_selectors(config) or ["tasks"])
     sources = [get_source(s, config) for s in selectors]      # refuse bad selectors before any call
     portal = client.portal_id
-    lock = f"sync:{portal}"
-    acquire_lock(db, lock)
-    try:
+    with portal_lease(db, portal):
         last = get_setting(db, portal, "directory_synced_at")
         if directory or (directory is None and (full or not last or time.time() - last > DIRECTORY_MAX_AGE)):
             sync_directory(client, db, portal, config)
         reports = []
         with naive_zone(api_zone(db, portal)):
-            _run_sources(client, db, portal, sources, config, full, overlap, progress, lock, reports)
+            _run_sources(client, db, portal, sources, config, full, overlap, progress, reports)
         return reports
-    finally:
-        release_lock(db, lock)
 
 
 def api_zone(db, portal: str):
@@ -279,13 +224,13 @@ def api_zone(db, portal: str):
     return dt_timezone(timedelta(seconds=int(off))) if isinstance(off, (int, float)) else None
 
 
-def _run_sources(client, db, portal, sources, config, full, overlap, progress, lock, reports) -> None:
+def _run_sources(client, db, portal, sources, config, full, overlap, progress, reports) -> None:
     """Each selector in turn; a malformed answer (``ShapeError``) re-reads its selector."""
     for src in sources:
         for attempt in range(SHAPE_RETRIES + 1):
             try:
                 reports.append(sync_source(client, db, portal, src, config, full=full, overlap=overlap,
-                                           progress=progress, lock_name=lock))
+                                           progress=progress))
             except AuthError:
                 raise                 # every other selector would fail the same way
             except ShapeError as exc:
@@ -324,77 +269,6 @@ def forget_tickets(db, portal: str, selector: str, ids, config: dict | None = No
     return mark_deleted(db, portal, get_source(selector, config).source, [str(i) for i in ids])
 
 
-# --- the command ------------------------------------------------------------------------------------
-
-def _client(webhook: str | None, member_id: str | None, db_path: str, rps: float) -> B24Client:
-    if webhook and member_id:
-        raise click.UsageError("give --webhook or --portal, not both")
-    if webhook:
-        try:
-            return B24Client.from_webhook(webhook, rps=rps)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--webhook") from None
-    if not member_id:
-        db = open_db(db_path)
-        try:
-            known = [p for p in portals(db)
-                     if list(db.query("select 1 from installations where member_id = ?", [p]))]
-        finally:
-            db.conn.close()
-        if len(known) != 1:
-            raise click.UsageError("give --webhook URL (or B24DESK_WEBHOOK) or --portal MEMBER_ID"
-                                   + (f"; installed portals: {', '.join(known)}" if known else ""))
-        member_id = known[0]
-    return B24Client.from_installation(db_path, member_id, b24config.env("B24DESK_CLIENT_ID"),
-                                       b24config.env("B24DESK_CLIENT_SECRET"), b24config.env("B24DESK_OAUTH_URL"),
-                                       rps=rps)
-
-
-@click.command("sync")
-@click.option("--webhook", envvar="B24DESK_WEBHOOK", help="Inbound webhook URL https://PORTAL/rest/USER/SECRET/.")
-@click.option("--portal", "member_id", help="member_id of an installed portal (uses the app's stored tokens).")
-@click.option("--db", "db_path", envvar="B24DESK_DB", help="SQLite store (default instance/b24desk.db).")
-@click.option("--source", "selectors", multiple=True, metavar="SEL",
-              help="tasks | tasks:group=ID | deals | deals:category=ID | crm:TYPE | crm:TYPE:category=ID | "
-                   "openlines | openlines:line=ID (repeatable; default: the config's sources).")
-@click.option("--full", is_flag=True, help="Re-read everything instead of what changed since the last sync.")
-@click.option("--rps", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
-              help="Requests per second to allow ourselves (the portal's limit: 2, or 5 on Enterprise).")
-@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
-def sync_command(webhook, member_id, db_path, selectors, full, rps, quiet):
-    """Sync tickets from a Bitrix24 portal into the store (full first, then incremental)."""
-    db_path = b24config.db_path(db_path)
-    config = b24config.load_config()
-    try:
-        for s in selectors:
-            get_source(s, config)
-    except SelectorError as exc:
-        raise click.BadParameter(str(exc), param_hint="--source") from None
-    try:
-        client = _client(webhook, member_id, db_path, rps)
-    except AuthError as exc:
-        raise click.ClickException(str(exc)) from None
-    db = open_db(db_path)
-    try:
-        config = effective_config(db, client.portal_id, config)     # the admin's overrides, as the server applies
-        reports = run_sync(client, db, selectors or None, config, full=full, progress=not quiet)
-    except (SyncBusy, SelectorError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except AuthError as exc:
-        raise click.ClickException(f"the portal refused our credentials: {exc}") from None
-    except B24Error as exc:
-        raise click.ClickException(f"sync stopped, nothing half-written (re-run to resume): {exc}") from None
-    finally:
-        db.conn.close()
-        client.close()
-    if not quiet:
-        for r in reports:
-            click.echo(r.line())
-    failed = [r for r in reports if r.error]
-    if failed:
-        raise click.ClickException("; ".join(f"{r.selector}: {r.error}" for r in failed))
-
-
-if __name__ == "__main__":      # python -m b24desk.sync (the same options as ``flask sync``)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sync_command()
+if __name__ == "__main__":      # python -m b24desk.sync: the old alias of ``python -m web.cli sync`` (same options)
+    import os
+    os.execv(sys.executable, [sys.executable, "-m", "web.cli", "sync", *sys.argv[1:]])

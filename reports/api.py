@@ -10,15 +10,17 @@ from datetime import datetime
 from flask import Response, jsonify, request
 
 from b24desk.installations import get_installation
+from b24desk.kpi.load import portal_zone
 from b24desk.kpi.drilldown import kind_of
 from b24desk.kpi.periods import zone
-from b24desk.viewer import ViewerError, can_drill, scope_query
+from b24desk.viewer import FILTER_KEYS, ViewerError, can_drill, scope_query
 
-from . import data, present
+from b24desk.text import present
+
+from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
-from .dashboard import timezone_of
-from .i18n import t
+from b24desk.text.i18n import t
 from .query import parse
 from .security import portal_origins
 from .ticket_card import source_label
@@ -26,11 +28,20 @@ from .ticket_card import source_label
 DRILL_LIMIT = 500
 
 
+# What the API and the exports read; anything else is a typo the caller should hear about
+# (``departmnt=5`` silently ignored would answer the whole portal's numbers).
+KNOWN_PARAMS = frozenset({"from", "to", "group_by", "t", "LANG", "lang", "kpi", "min", "max", "_", *FILTER_KEYS})
+
+
 def _scoped_query(allow_group=True):
     v = current_viewer()
+    unknown = sorted(k for k in request.args if k not in KNOWN_PARAMS)
+    if unknown:
+        raise ViewerError(400, "unknown_param", f"unknown parameter {unknown[0][:40]!r}; known: "
+                                                f"{', '.join(sorted(KNOWN_PARAMS - {'_', 'LANG'}))}")
     db = get_db()
     cfg = data.portal_config(db, v.portal)
-    tz = timezone_of(db, v.portal, cfg)
+    tz = portal_zone(db, v.portal, cfg)
     q = parse(request.args, tz, allow_group=allow_group)
     scoped = scope_query(v, q.filters, q.group_by, db=db)
     return v, db, q, scoped, tz
@@ -74,7 +85,8 @@ def api_drilldown():
         meta = info.get((r["source"], r["source_id"])) or {}
         url = meta.get("url")
         if r["value"] is not None:
-            value_text = present.fmt_value(kpi, r["value"], lang) if kind == "duration" else present._num(r["value"], 2, lang)
+            value_text = (present.fmt_value(kpi, r["value"], lang) if kind == "duration"
+                          else present._num(r["value"], 2, lang))
         elif r["hit"] is not None and kind == "share":
             value_text = "✓" if r["hit"] else "—"
         else:
@@ -84,7 +96,8 @@ def api_drilldown():
             "title": meta.get("title") or f"#{r['source_id']}",
             "link": (origin + url) if origin and url and str(url).startswith("/") else None,
             "responsible": (users.get(str(r["responsible"])) or {}).get("label") or (r["responsible"] or ""),
-            "created": datetime.fromtimestamp(r["created_at"], tzinfo).strftime("%d.%m.%Y %H:%M") if r["created_at"] else "",
+            "created": (datetime.fromtimestamp(r["created_at"], tzinfo).strftime("%d.%m.%Y %H:%M")
+                        if r["created_at"] else ""),
             "state": r["state"], "state_label": t(f"state_{r['state']}", lang),
             "hit": r["hit"], "value": r["value"], "value_text": value_text,
         })

@@ -13,23 +13,20 @@ from urllib.parse import urlencode
 from flask import url_for
 from markupsafe import escape
 
-from b24desk.kpi.load import portal_timezone
+from b24desk.kpi.load import portal_zone
 from b24desk.kpi.periods import zone
 from b24desk.model import PRIORITIES
 from b24desk.sources.openlines import SOURCE as OPENLINES
 from b24desk.viewer import FILTER_KEYS, Viewer, can_drill, members as dept_members, scope_query
 
-from . import data, portal_settings, present
-from .i18n import catalogue, t
+from b24desk.text import present
+
+from . import data, portal_settings
+from b24desk.text.i18n import catalogue, t
 from .query import Query, parse
 
 TABLE_KPIS = ("tickets_total", "resolved_count", "backlog", "first_response_time", "resolution_time",
               "fcr_share", "csat", "overdue_share")
-
-
-def timezone_of(db, portal: str, cfg: dict) -> str:
-    """The same rule as the engine's ReportEnv: the installation's zone, else the config's."""
-    return portal_timezone(db, portal) or (cfg.get("calendar") or {}).get("timezone") or "Europe/Moscow"
 
 
 def _median(entry):
@@ -68,7 +65,8 @@ def _group_table(report: dict, dim: str, lang: str, title: str, drill: bool, *, 
         else:
             label = g["label"]
         base = dict(extra or {}, **{dim: g["key"]}) if g["key"] is not None else None
-        cells = [{"text": label, "drill": drill_attr(dict(base, kpi="tickets_total", title=label) if (drill and base) else None)}]
+        cells = [{"text": label,
+                  "drill": drill_attr(dict(base, kpi="tickets_total", title=label) if (drill and base) else None)}]
         for k in TABLE_KPIS:
             d = dict(base, kpi=k, title=f"{label}: {present.kpi_label(k, lang)}") if (drill and base) else None
             cells.append(_cell(k, g["kpis"].get(k), lang, d))
@@ -89,8 +87,8 @@ def _top_table(report: dict, lang: str, drill: bool) -> dict:
             {"text": present.fmt_value("csat", r.get("csat"), lang), "drill": None},
             {"text": present.fmt_value("fcr_share", r.get("fcr"), lang), "drill": None},
         ]})
-    cols = [t("agent", lang), t("kpi.resolved_count", lang), f"{t('first_response', lang)} ({t('median', lang).lower()})",
-            "CSAT", "FCR"]
+    cols = [t("agent", lang), t("kpi.resolved_count", lang),
+            f"{t('first_response', lang)} ({t('median', lang).lower()})", "CSAT", "FCR"]
     return {"id": "top", "title": t("kpi.top_agents", lang), "columns": cols, "rows": rows}
 
 
@@ -184,7 +182,7 @@ def _crosscheck_warning(db, viewer: Viewer, token: str) -> dict | None:
 
 def build(db, viewer: Viewer, args, token: str) -> dict:
     cfg = data.portal_config(db, viewer.portal)
-    tz_name = timezone_of(db, viewer.portal, cfg)
+    tz_name = portal_zone(db, viewer.portal, cfg)
     q = parse(args, tz_name, allow_group=False)
     lang = viewer.lang
     scoped = scope_query(viewer, q.filters, None, db=db)

@@ -10,15 +10,18 @@ import json
 from flask import current_app, g, redirect, render_template, request, url_for
 
 from b24desk.installations import get_installation
+from b24desk.kpi.load import portal_zone
 from b24desk.viewer import ViewerError, can_see_ticket, check_csrf, csrf_token
 
 from . import dashboard as dashboard_mod
 from b24desk.client import B24Error
 
-from . import data, portal_settings, present, ticket_card
+from b24desk.text import present
+
+from . import data, portal_settings, ticket_card
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, config, get_db
-from .i18n import t
+from b24desk.text.i18n import t
 from .query import parse as parse_query
 from .security import bx24_script, portal_origins
 
@@ -86,7 +89,7 @@ def _settings_context(db, portal: str, error: str | None = None, form: dict | No
     if form and form.get("form") == "ccei":
         ccei_inputs = {k: form.get(k, "") for k in portal_settings.kccei.INPUT_KEYS}
     status, check = portal_settings.openlines_state(db, portal)
-    tz_name = dashboard_mod.timezone_of(db, portal, data.portal_config(db, portal))
+    tz_name = portal_zone(db, portal, data.portal_config(db, portal))
     src = form if form is not None else request.args
     try:
         q = parse_query({"from": src.get("from") or "", "to": src.get("to") or ""}, tz_name)
@@ -158,7 +161,7 @@ def settings_save():
 def _crosscheck(db, portal: str) -> dict:
     """Run the open-lines cross-check for the posted period (the dashboard's, by default) with the
     installed app's tokens; outside the write transaction, since it waits for the portal."""
-    tz_name = dashboard_mod.timezone_of(db, portal, data.portal_config(db, portal))
+    tz_name = portal_zone(db, portal, data.portal_config(db, portal))
     form = request.form
     try:
         q = parse_query({"from": form.get("from") or "", "to": form.get("to") or ""}, tz_name)

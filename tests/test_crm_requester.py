@@ -9,7 +9,7 @@ from b24desk.store import open_db
 from b24desk.sync import run_sync
 from portal_double import PortalDouble
 from portal_double.truth import SOURCE_CONFIG
-from test_openlines_support import END
+from openlines_support import END
 
 CONFIG = {"sources": SOURCE_CONFIG}
 

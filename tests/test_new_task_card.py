@@ -5,8 +5,6 @@ api-reference/tasks/tasks-new.md, api-reference/chats/messages/im-dialog-message
 one 50-message page. The KPIs computed from the sync equal the independent computation."""
 from __future__ import annotations
 
-import json
-import math
 from collections import Counter
 
 import pytest
@@ -18,7 +16,7 @@ from b24desk.store import get_setting, open_db
 from b24desk.sync import refresh_tickets, run_sync
 from portal_double import PortalDouble
 from test_kpi_e2e import MONTHS, _bounds, _compare, _kpi
-from test_openlines_support import END
+from openlines_support import END
 from test_sync_e2e import mismatches
 
 CONFIG = {"sources": [{"select": "tasks"}]}

@@ -18,7 +18,7 @@ from app import create_app
 from b24desk.kpi import build_report
 from b24desk.store import open_db
 from b24desk.viewer import csrf_token, load_token
-from test_pages_support import XSS, build_desk
+from pages_support import XSS, build_desk
 
 SECRET = "pages-secret"
 

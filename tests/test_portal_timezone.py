@@ -15,7 +15,7 @@ from b24desk.store import set_setting
 from b24desk.store import open_db
 from b24desk.sync import api_zone, run_sync
 from portal_double import PortalDouble
-from test_openlines_support import END
+from openlines_support import END
 
 CONFIG = {"sources": [{"select": "tasks"}]}
 JULY = int(datetime(2026, 7, 1).timestamp())

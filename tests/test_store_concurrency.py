@@ -7,9 +7,9 @@ import logging
 import threading
 import time
 
-from b24desk.server import Runtime
+from b24desk.runtime import Runtime
 from b24desk.store import get_cursor, get_setting, open_db, set_setting
-from test_events_harness import Harness, double
+from events_harness import Harness, double
 
 
 def test_a_read_then_write_block_waits_for_the_other_writer(tmp_path):
@@ -42,9 +42,10 @@ def test_a_read_then_write_block_waits_for_the_other_writer(tmp_path):
 
 
 def test_four_portals_installed_back_to_back_all_finish_their_first_sync(tmp_path, caplog):
-    doubles = [double(seed=20 + i, tickets=50, member_id=f"{i}" * 32) for i in range(4)]
+    first = double(seed=20, tickets=50, member_id="0" * 32)
+    doubles = [first] + [double(seed=20 + i, tickets=50, member_id=f"{i}" * 32, oauth=first) for i in range(1, 4)]
     h = Harness(tmp_path, doubles[0], runtime=False)
-    runtime = Runtime(h.app, scheduler=True, poll=0.05, retry_backoff=0.2, sync_minutes=60).start()
+    runtime = Runtime(h.app, scheduler=True, poll=0.05, retry_backoff=0.2, sync_minutes=60, push=None).start()
     try:
         with caplog.at_level(logging.INFO):
             answers = [h.install_api(d) for d in doubles]           # each schedules its first sync now

@@ -21,7 +21,7 @@ from .calendar import PORTAL_CALENDAR_SETTING, build_calendar, calendar_settings
 from .engine import (DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Value, aggregate,
                      ticket_facts)
 from .filters import GROUP_BY, Filters, Tree, group_key, matcher
-from .load import Loaded, load, load_people, portal_timezone
+from .load import Loaded, load, load_people, portal_zone
 from .periods import Period, make_period, zone
 
 SCHEMA = "b24desk.kpi/1"
@@ -48,8 +48,7 @@ class ReportEnv:
     def __init__(self, db, portal: str, config: dict | None = None):
         self.db, self.portal = db, portal
         self.config = load_config() if config is None else config
-        cal_cfg = self.config.get("calendar") or {}
-        self.tz_name = portal_timezone(db, portal) or cal_cfg.get("timezone") or "Europe/Moscow"
+        self.tz_name = portal_zone(db, portal, self.config)
         self.tz = zone(self.tz_name)
         portal_cal = get_setting(db, portal, PORTAL_CALENDAR_SETTING)
         self.calendar = build_calendar(calendar_settings(self.config, portal_cal, self.tz_name))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Iterator
 
-from ..client import B24Error
 from ..model import format_time, parse_time, snapshot_hash
 from . import register
 from .base import (PAGE_TICKETS, KeysetSource, Mapping, Page, Selector, SyncContext, as_int, chunks, compact,
@@ -37,7 +36,7 @@ from .base import (PAGE_TICKETS, KeysetSource, Mapping, Page, Selector, SyncCont
 from .fetch import ShapeError, _brief, call_each, call_mixed, expect_rows, rows_of
 from .task_mapping import ELAPSED_SELECT, SELECT, SOURCE, map_task, messages_from_chat, messages_from_comments
 
-log = logging.getLogger("b24desk.sources.tasks")
+log = logging.getLogger(__name__)
 
 COMMENTS_SETTING = "tasks.comments_via"   # None | commentitem | mixed | chat
 CHAT_PAGE = 50                            # im.dialog.messages.get LIMIT maximum

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "config" / "demo.toml"
 # The double's leaky bucket drains faster than a real portal's 2 requests/s (the client's own
 # bucket is told the same), so a 20,000-ticket first sync takes seconds, not ten minutes.
@@ -79,8 +79,9 @@ class Demo:
         from portal_double import PortalDouble
         from waitress import create_server
 
-        from app import create_app
-        from b24desk.server import Runtime
+        from b24desk.runtime import Runtime
+
+        from .factory import create_app
 
         t0 = time.time()
         config = demo_config()
@@ -147,15 +148,14 @@ class Demo:
         new on every run, so the demo portal's sent-log is cleared first."""
         from zoneinfo import ZoneInfo
 
-        from b24desk.kpi.load import portal_timezone
+        from b24desk.kpi.load import portal_zone
         from b24desk.store import open_db
-        from reports.push import describe, open_clients, run_push
+        from b24desk.push.digests import describe, open_clients, run_push
         d = self.double
         db = open_db(self.db_path)
         try:
             db.execute("delete from push_log where portal = ?", [d.member_id])
-            tz = ZoneInfo(portal_timezone(db, d.member_id)
-                          or config.get("calendar", {}).get("timezone") or "Europe/Moscow")
+            tz = ZoneInfo(portal_zone(db, d.member_id, config))
             label = _last_week_label(d.portal.now, tz)
             reader, writer = open_clients(str(self.db_path), d.member_id, client_id=d.client_id,
                                           client_secret=d.client_secret, oauth_url=d.oauth_token_url,

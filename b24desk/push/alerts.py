@@ -1,6 +1,6 @@
 """KPI alerts: when a KPI of the portal, a department or an agent turns red, its head gets one
 notification naming the KPI, its value, its target and the tickets behind it; nothing more while it
-stays red; one "back to green" note when it recovers (the rules: ``b24desk/alerts.py``).
+stays red; one "back to green" note when it recovers (the rules: ``states.py``).
 
 Each run (after every reconcile sync) computes the scorecard over a rolling window (the last
 ``alerts.window_days`` days up to the current hour, in the portal's time zone) for the portal,
@@ -16,18 +16,18 @@ from __future__ import annotations
 import copy
 import time
 
-from b24desk import alerts as A
-from b24desk import digest as dg
-from b24desk import sentlog
-from b24desk.installations import get_installation
-from b24desk.kpi.drilldown import Replay, kind_of
-from b24desk.kpi.filters import Filters, matcher
-from b24desk.kpi.periods import Period
-from b24desk.kpi.report import build_report
-
-from . import push_render as R
-from .push import WEBHOOK_CLIENT_ID, Context, _Held, link, make_context, portal_recipients
-from .push_deliver import Outcome
+from .. import bbcode
+from ..installations import get_installation
+from ..kpi.drilldown import Replay, kind_of
+from ..kpi.filters import Filters, matcher
+from ..kpi.periods import Period
+from ..kpi.report import build_report
+from . import data as dg
+from . import sentlog
+from . import render as R
+from . import states as A
+from .context import WEBHOOK_CLIENT_ID, Context, held, link, make_context, portal_recipients
+from .delivery import Outcome
 
 REPORT = "alert"
 TICKETS_SHOWN = 5
@@ -124,7 +124,8 @@ def tickets_behind(ctx: Context, item: dict, level: str, subject: str, period: P
         title, url = (t[0], t[1]) if t else (None, None)
         if url and url.startswith("/") and domain:
             url = f"https://{domain}{url}"
-        out.append({"id": r["source_id"], "title": title, "url": url if url and "://" in url else None})
+        # only the portal's own pages are linked (a stored absolute URL on another host is dropped)
+        out.append({"id": r["source_id"], "title": title, "url": bbcode.url(url, [domain]) if url else None})
     return out
 
 
@@ -137,9 +138,9 @@ def run_alerts(db, portal: str, *, reader, writer, config: dict | None = None, n
     days = int(settings.get("window_days") or 7)
     period = window(int(now if now is not None else time.time()), days, ctx.env.tz)
     observed = observe(ctx, period)
-    with _Held(db, portal):
+    with held(db, portal):
         states = load_states(db, portal)
-        # the portal's first evaluation is a silent baseline (b24desk/alerts.py)
+        # the portal's first evaluation is a silent baseline (states.py)
         new_states, actions = A.evaluate(states, {s: v[0] for s, v in observed.items()}, baseline=not states)
         planned = []
         for act in actions:
