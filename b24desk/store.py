@@ -9,6 +9,7 @@ Open one ``Database`` per thread (sqlite3 connections are bound to their thread)
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import sqlite3
@@ -97,6 +98,25 @@ class Store(Database):
             except BaseException:
                 self.rollback()
                 raise
+
+
+# What SQLite (or the OS) says when the store cannot be written for now: a read-only file system or
+# file, a full disk, an I/O error, or a write lock still held after the busy timeout.
+_UNAVAILABLE = ("readonly database", "read-only", "disk is full", "disk i/o error", "unable to open database",
+                "database is locked", "no space left")
+_UNAVAILABLE_ERRNO = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO}
+
+
+def storage_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the store cannot be written *for now* (full or read-only disk, I/O
+    error, a lock held past the busy timeout): the caller answers "retry later" and loses nothing,
+    and the store works again once the disk does."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return any(k in text for k in _UNAVAILABLE)
+    if isinstance(exc, OSError):
+        return exc.errno in _UNAVAILABLE_ERRNO or "no space left" in str(exc).lower()
+    return False
 
 
 def open_db(path: str | Path, migrate: bool = True) -> Database:
