@@ -118,6 +118,9 @@ def encode_params(params: Any, prefix: str | None = None) -> str:
 
 # --- the shared limiter: leaky bucket + per-method pauses -------------------------------------
 
+INTERACTIVE_HEADROOM = 5    # burst slots background traffic leaves for interactive requests
+
+
 class _Limiter:
     """One per portal address, shared by every client and thread talking to it.
 
@@ -135,14 +138,22 @@ class _Limiter:
         self.blocked: dict[str, float] = {}
         self.reset_at: dict[str, float] = {}
 
-    def reserve(self) -> float:
-        """Take a slot; returns how long to wait before sending."""
+    def reserve(self, interactive: bool = False) -> float:
+        """Take a slot; returns how long to wait before sending.
+
+        Background traffic (syncs, the worker) leaves ``INTERACTIVE_HEADROOM`` slots of the burst
+        unused, so a person's request (a launch's verification, a settings lookup) finds room in the
+        portal's budget at once -- also when the sync runs in another process, whose limiter this
+        one does not see: the portal's own bucket then never fills from background traffic."""
         if not self.interval:
             return 0.0
         with self.lock:
             now = self.clock()
             tat = max(self.tat, now)
-            wait = max(0.0, tat - now - self.tolerance)
+            allowance = self.tolerance
+            if not interactive:
+                allowance = max(0.0, self.tolerance - INTERACTIVE_HEADROOM * self.interval)
+            wait = max(0.0, tat - now - allowance)
             self.tat = tat + self.interval
             return wait
 
@@ -264,7 +275,8 @@ class B24Client:
                  max_limit_pauses: int = 5, max_pause: float = 660.0, default_pause: float = 60.0,
                  timeout: float = 60, session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.time,
-                 clock: Callable[[], float] = time.monotonic, share_limiter: bool = True):
+                 clock: Callable[[], float] = time.monotonic, share_limiter: bool = True,
+                 interactive: bool = False):
         self._base = endpoint if endpoint.endswith("/") else endpoint + "/"
         self.is_webhook = is_webhook
         self.portal_id = portal_id
@@ -281,6 +293,7 @@ class B24Client:
         self._state = threading.Lock()
         self.requests_sent = 0
         self.refreshes = 0
+        self.interactive = interactive     # a person waits: ahead of background traffic (_Limiter.reserve)
         key = urlsplit(self._base).netloc.lower()
         self._limiter = (_shared_limiter(key, rps, burst, clock) if share_limiter
                          else _Limiter(rps, burst, clock))
@@ -402,7 +415,7 @@ class B24Client:
             log.info("%s paused %.0fs by OPERATION_TIME_LIMIT", m, wait)
             self._sleep(wait)
             self._limiter.unblock(m, until)
-        wait = self._limiter.reserve()
+        wait = self._limiter.reserve(self.interactive)
         if wait > 0:
             self._sleep(wait)
 

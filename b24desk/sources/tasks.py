@@ -76,7 +76,11 @@ class TaskSource(KeysetSource):
         rows = client.list_all("tasks.task.list", {"filter": flt, "select": self._select(ctx)},
                                id_field="ID", items_key="tasks")
         self._seen_items = self._seen_chats = False
-        yield from self._pages(client, ctx, rows)
+        self._in_full, self._chats_from_here = True, False
+        try:
+            yield from self._pages(client, ctx, rows)
+        finally:
+            self._in_full = self._chats_from_here = False
         self._full_done(ctx, whole=not after_id)
 
     def incremental(self, client, ctx: SyncContext, since: int) -> Iterator[Page]:
@@ -160,7 +164,10 @@ class TaskSource(KeysetSource):
     def bundles(self, client, ctx: SyncContext, rows: list[dict]) -> list:
         ids = [str(r["id"]) for r in rows]
         mode = ctx.setting(COMMENTS_SETTING)
-        ask_items = mode != "chat"              # a new-card-only portal: the method "does not work"
+        # not on a new-card-only portal (the method "does not work" there), nor for the rest of a
+        # full sync once a page held only new-card tasks: ids ascend with creation, and a portal
+        # does not go back to the classic card
+        ask_items = mode != "chat" and not getattr(self, "_chats_from_here", False)
         probe_now = not ask_items               # chat ids in the same batch (1 command a task)
         calls, slots = [], []
         for n, (i, row) in enumerate(zip(ids, rows)):   # one task's detail reads, packed together
@@ -183,7 +190,7 @@ class TaskSource(KeysetSource):
                 log.warning("tasks.task.history.list %s: %s", i, a.error)
             histories.append(expect_rows(a, "tasks.task.history.list", "list"))
         elapsed = self._elapsed(client, ids, [answer.get((n, "elapsed")) for n in range(len(ids))])
-        messages = self._comments(client, ctx, rows, mode, answer)
+        messages = self._comments(client, ctx, rows, mode, answer, probed=probe_now)
         out = []
         bots = ctx.bot_users
         diff_fields = [f for f, on in (("type", self.mapping.type), ("rating", self.mapping.rating),
@@ -229,7 +236,8 @@ class TaskSource(KeysetSource):
 
     # -- comments: classic comment items or the task chat (new card), decided per task --
 
-    def _comments(self, client, ctx: SyncContext, rows: list[dict], mode: str | None, answer: dict) -> list[list]:
+    def _comments(self, client, ctx: SyncContext, rows: list[dict], mode: str | None, answer: dict,
+                  probed: bool) -> list[list]:
         """Messages per task. A task whose comment items are empty and that has a chat id (from
         ``tasks.task.get``, DOCS tasks-new.md) is a new-card task: its chat is read. Classic and
         new-card tasks are kept apart on portals that have both (a portal moved to the new card
@@ -251,13 +259,15 @@ class TaskSource(KeysetSource):
             if cid is None and a is not None:
                 cid = self._chat_id(r, a)
             chat_ids.append(cid)
-        if mode != "chat":            # chat ids only for the tasks with no comment items
+        if not probed:                # chat ids only for the tasks with no comment items
             need = [n for n, (got, cid) in enumerate(zip(items, chat_ids)) if not got and cid is None]
             if need:
                 probes = call_each(client, "tasks.task.get",
                                    [{"taskId": int(rows[n]["id"]), "select": ["ID", "CHAT_ID"]} for n in need])
                 for n, a in zip(need, probes):
                     chat_ids[n] = self._chat_id(rows[n], a)
+        if getattr(self, "_in_full", False) and rows and all(chat_ids) and not any(items):
+            self._chats_from_here = True
         read = {n: cid for n, cid in enumerate(chat_ids) if cid and not items[n]}
         chats = read_chats(client, read)
         out = [chats.get(n) if n in read else got for n, got in enumerate(items)]
