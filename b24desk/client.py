@@ -133,6 +133,8 @@ class _Limiter:
         self.lock = threading.Lock()
         self.interval = 1.0 / rps if rps > 0 else 0.0
         self.tolerance = max(0, burst - 1) * self.interval
+        # slots of the burst background traffic leaves free: 5 of the portals' 50, none of a tiny burst
+        self.headroom = min(INTERACTIVE_HEADROOM, burst // 10) * self.interval
         self.clock = clock
         self.tat = 0.0
         self.blocked: dict[str, float] = {}
@@ -141,7 +143,7 @@ class _Limiter:
     def reserve(self, interactive: bool = False) -> float:
         """Take a slot; returns how long to wait before sending.
 
-        Background traffic (syncs, the worker) leaves ``INTERACTIVE_HEADROOM`` slots of the burst
+        Background traffic (syncs, the worker) leaves ``headroom`` slots of the burst
         unused, so a person's request (a launch's verification, a settings lookup) finds room in the
         portal's budget at once -- also when the sync runs in another process, whose limiter this
         one does not see: the portal's own bucket then never fills from background traffic."""
@@ -152,7 +154,7 @@ class _Limiter:
             tat = max(self.tat, now)
             allowance = self.tolerance
             if not interactive:
-                allowance = max(0.0, self.tolerance - INTERACTIVE_HEADROOM * self.interval)
+                allowance = max(0.0, self.tolerance - self.headroom)
             wait = max(0.0, tat - now - allowance)
             self.tat = tat + self.interval
             return wait

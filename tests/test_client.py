@@ -93,6 +93,17 @@ def test_leaky_bucket_allows_a_burst_then_paces():
     assert lim.reserve() > 0
 
 
+def test_background_traffic_leaves_room_for_interactive_requests():
+    now = [0.0]
+    lim = c._Limiter(rps=2.0, burst=50, clock=lambda: now[0])
+    waits = []
+    for _ in range(80):                   # a sync: reserve, sleep the wait, send; again
+        waits.append(lim.reserve())
+        now[0] += waits[-1]
+    assert waits[:45] == [0.0] * 45 and waits[45] == 0.5     # it stops 5 short of the burst
+    assert lim.reserve(interactive=True) == 0.0               # a launch still goes at once
+
+
 def test_method_blocks_are_per_method():
     lim = c._Limiter(rps=0, burst=1, clock=lambda: 0.0)
     lim.block("tasks.task.list", 200.0)

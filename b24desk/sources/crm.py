@@ -204,7 +204,7 @@ class CrmSource(KeysetSource):
             b = map_item(ctx.portal, self.entity, row, h, a, c, self.mapping, self._stages, self._categories,
                          ctx.bot_users, self.selector.raw)
             prev = ctx.previous(self.source, b.ticket.source_id)
-            at = parse_time(row.get("updatedTime")) or b.ticket.created_at
+            at = parse_time(row.get("updatedTime"), "updatedTime") or b.ticket.created_at
             b.events.extend(diff_events(prev, b.ticket, snapshot_hash(b.snapshot), at,
                                         as_id(row.get("updatedBy")), diff_fields))
             out.append(b)

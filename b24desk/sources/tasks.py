@@ -147,7 +147,7 @@ class TaskSource(KeysetSource):
             page = rows_of(res.results.get("active"), "tasks", "tasks.task.list")
             start = 0
             while True:
-                newer = [r for r in page if (parse_time(r.get("activityDate")) or 0) >= since]
+                newer = [r for r in page if (parse_time(r.get("activityDate"), "activityDate") or 0) >= since]
                 for r in newer:
                     found.setdefault(str(r["id"]), r)
                 if len(page) < 50 or len(newer) < len(page):
@@ -200,7 +200,7 @@ class TaskSource(KeysetSource):
             b = map_task(ctx.portal, row, hist, msgs, self.mapping, bots, self.selector.raw, spent)
             if diff_fields:
                 prev = ctx.previous(SOURCE, b.ticket.source_id)
-                at = parse_time(row.get("changedDate")) or b.ticket.created_at
+                at = parse_time(row.get("changedDate"), "changedDate") or b.ticket.created_at
                 b.events.extend(diff_events(prev, b.ticket, snapshot_hash(b.snapshot), at,
                                             None, diff_fields))
             out.append(b)
