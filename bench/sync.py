@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -86,6 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--new-card", action="store_true", help="a portal with the new task card (task chats)")
     ap.add_argument("--naive-limit", type=int, default=0,
                     help="stop the naive client after this many tasks and extrapolate (0 = all)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary stores (default: removed)")
     a = ap.parse_args(argv)
     n = a.tasks
     t = time.perf_counter()
@@ -148,6 +150,8 @@ def main(argv=None) -> int:
               f"{inc_req} HTTP requests, {inc.saved} tickets re-read")
     finally:
         d.stop()
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -40,10 +40,10 @@ def _own_db(path: str, fn):
     return run
 
 
-def _get(key, fn, *, exact: bool = False):
+def _get(key, fn, *, exact: bool = False, scope=None):
     """The memo's answer; a stale one is noted on ``g`` (the page says so, a header tells tests)."""
     path = _db_path()
-    served = MEMO.lookup(path, key, _own_db(path, fn), exact=exact)
+    served = MEMO.lookup(path, key, _own_db(path, fn), exact=exact, scope=scope)
     if served.stale:
         g.analytics_stale = max(getattr(g, "analytics_stale", 0.0), served.age)
     return served.value
@@ -64,6 +64,20 @@ def with_stale_header(response):
     return response
 
 
+def scope(portal: str, q: Query, cfg: dict) -> tuple | None:
+    """What a report of ``q`` can depend on (reports/cache.py): the portal, and ticket lives that
+    meet ``[previous from - repeat window, to)`` (the loader's window), a day wider on each side
+    so that no time zone can narrow it. None when the period does not parse (no keeping)."""
+    from b24desk.kpi.periods import make_period, zone
+    try:
+        p = make_period(q.date_from, q.date_to, zone(q.tz))
+        prev = p.previous()
+        window = int(cfg.get("repeat_window_days", 30)) * 86400
+    except Exception:                  # anything odd: no scope, the store version alone decides
+        return None
+    return (portal, min(prev.start, p.start) - window - 86400, p.end + 86400)
+
+
 def portal_config(db, portal: str) -> dict:
     return effective_config(db, portal, config())
 
@@ -79,7 +93,7 @@ def report(db, portal: str, q: Query, filters: dict, group_by: str | None = None
     key = ("report", portal, q.date_from, q.date_to, engine_filters(filters), group_by, cfg)
     return _get(key, lambda own: build_report(
         own, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg),
-        exact=exact)
+        exact=exact, scope=scope(portal, q, cfg))
 
 
 def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str):
@@ -95,7 +109,7 @@ def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt
             rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
             series = Replay.of_pass(rp).series(weeks(rp.period.start, rp.period.end, rp.env.tz_name))
             return to_xlsx(rp.report(group_by), series)
-    return _get(key, compute, exact=True)
+    return _get(key, compute, exact=True, scope=scope(portal, q, cfg))
 
 
 def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: bool = False) -> dict:
@@ -116,7 +130,7 @@ def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: b
                       "resolution": sorted(replay.durations("resolution_time"))}
         return {"reports": reports, "charts": charts}
     key = ("page", portal, q.date_from, q.date_to, engine_filters(filters), group_bys, cfg)
-    return _get(key, compute, exact=exact)
+    return _get(key, compute, exact=exact, scope=scope(portal, q, cfg))
 
 
 def members(db, portal: str, q: Query, filters: dict, kpi: str) -> list[dict]:
@@ -127,7 +141,7 @@ def members(db, portal: str, q: Query, filters: dict, kpi: str) -> list[dict]:
             rp = Replay(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
             return rp.members(kpi)
     key = ("members", portal, q.date_from, q.date_to, engine_filters(filters), kpi, cfg)
-    return _get(key, compute)
+    return _get(key, compute, scope=scope(portal, q, cfg))
 
 
 def people(db, portal: str) -> tuple[dict, dict]:

@@ -145,10 +145,23 @@ def load_people(db, portal: str) -> tuple[dict, dict]:
 
 
 def portal_zone(db, portal: str, config: dict | None = None) -> str:
-    """The one time-zone rule (reports, pages, pushes, the open-lines cross-check): the portal's
-    own zone (:func:`portal_timezone`), else the config's ``[calendar] timezone``, else Moscow."""
-    return (portal_timezone(db, portal) or ((config or {}).get("calendar") or {}).get("timezone")
-            or "Europe/Moscow")
+    """The one time-zone rule (reports, pages, pushes, the open-lines cross-check): the zone an
+    admin picked in the settings (:func:`admin_timezone`), else the portal's own
+    (:func:`portal_timezone`), else the config's ``[calendar] timezone``, else Moscow."""
+    return (admin_timezone(db, portal) or portal_timezone(db, portal)
+            or ((config or {}).get("calendar") or {}).get("timezone") or "Europe/Moscow")
+
+
+def admin_timezone(db, portal: str) -> str | None:
+    """The time zone an admin picked on the settings page (``calendar.timezone`` of the portal's
+    ``config`` overrides, b24desk/overrides.py): it wins over the portal's own and the config
+    file's, since the admin chose it for the reports."""
+    over = get_setting(db, portal, "config") or {}
+    tz = (over.get("calendar") or {}).get("timezone") if isinstance(over, dict) else None
+    try:
+        return tz if isinstance(tz, str) and tz and ZoneInfo(tz) else None
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
 
 
 def portal_timezone(db, portal: str) -> str | None:
