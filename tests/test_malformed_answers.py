@@ -119,3 +119,23 @@ def test_every_date_form_parses_and_a_bad_one_never_raises(caplog):
         assert parse_time("32.13.2019 99:00:00", field="createdDate") is None
         assert parse_time("yesterday", field="TIMESTAMP_X") is None
     assert any("createdDate" in m for m in caplog.messages) and any("TIMESTAMP_X" in m for m in caplog.messages)
+
+
+def test_flask_sync_ends_non_zero_with_a_clear_message(tmp_path, monkeypatch):
+    from app import create_app
+    cfg = tmp_path / "b24desk.toml"
+    cfg.write_text('[[sources]]\nselect = "tasks"\n', encoding="utf-8")
+    monkeypatch.setenv("B24DESK_CONFIG", str(cfg))
+    db = str(tmp_path / "s.db")
+    runner = create_app({"TESTING": True, "DB": db, "SECRET_KEY": "t"}).test_cli_runner()
+    with PortalDouble(seed=11, tickets=300, drain_per_s=1e6, bucket_size=10 ** 6) as d:
+        args = ["sync", "--webhook", d.webhook_url, "--db", db, "--rps", "1000", "--quiet"]
+        assert runner.invoke(args=args).exit_code == 0
+        _changes(d)
+        d.faults.malform_next(10 ** 6, "tasks.task.list", {"tasks": None})
+        res = runner.invoke(args=args)
+        assert res.exit_code != 0
+        assert "tasks.task.list" in res.output and "not of the documented shape" in res.output
+        d.faults.clear()
+        assert runner.invoke(args=args).exit_code == 0
+        assert mismatches(open_db(db), d.truth, ("task",)) == {"counts": {}, "examples": {}}
