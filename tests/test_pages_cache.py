@@ -7,6 +7,7 @@ max staleness, or for exact callers (/api/kpi, exports), the request computes sy
 from __future__ import annotations
 
 import importlib.util
+import re
 import sqlite3
 import threading
 import time
@@ -242,6 +243,28 @@ def test_a_failing_hook_does_not_fail_the_sync(tmp_path):
     finally:
         h.close()
         d.stop()
+
+
+def test_a_changed_target_gives_a_fresh_dashboard_at_once(seeded):
+    """A target (or any setting the engine reads) is part of the memo's key: after a change the
+    dashboard is computed anew, never the old scorecard served once more as stale."""
+    from b24desk.kpi.targets import TARGETS_SETTING
+    from b24desk.store import set_setting
+    app, token, portal, now, path = seeded
+    c = app.test_client()
+    day = time.strftime("%Y-%m-%d", time.gmtime(now - 20 * 86400))
+    end = time.strftime("%Y-%m-%d", time.gmtime(now + 2 * 86400))
+    url = f"/reports/dashboard?from={day}&to={end}&t={token}"
+    page = c.get(url)
+    target = re.compile(r"Target: (\d+)\s%")                                 # overdue share: 5 % by default
+    assert page.status_code == 200 and "5" in target.findall(page.get_data(as_text=True))
+    db = open_db(path)
+    set_setting(db, portal, TARGETS_SETTING, {"portal": {"overdue_share": {"target": 0.37}}})
+    db.conn.close()
+    page = c.get(url)
+    assert page.status_code == 200 and "X-B24desk-Stale" not in page.headers
+    html = page.get_data(as_text=True)
+    assert "37" in target.findall(html) and "5" not in target.findall(html) and 'id="stale-note"' not in html
 
 
 def _api(c, q, auth):
