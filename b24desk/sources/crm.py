@@ -81,7 +81,7 @@ class CrmSource(KeysetSource):
         cats: dict[str, str] = {}
         try:
             res = client.call("crm.category.list", {"entityTypeId": self.entity})
-            for c in rows_of(res, "categories"):
+            for c in rows_of(res, "categories", "crm.category.list"):
                 cats[str(c.get("id"))] = str(c.get("name") or c.get("id"))
         except Exception as exc:                      # SPA without funnels, or no right to read them
             log.warning("crm.category.list %s: %s", self.entity, exc)
@@ -158,7 +158,8 @@ class CrmSource(KeysetSource):
             for a in answers:
                 if a.error is not None:
                     log.warning("crm.item.list by id: %s", a.error)
-                rows.extend(rows_of(a.result, "items"))
+                    continue
+                rows.extend(rows_of(a.result, "items", "crm.item.list"))
             rows, same = ctx.split_unchanged(self.source, rows)
             if rows or same:
                 rows = sorted(rows, key=lambda r: int(r["id"]))
@@ -192,7 +193,7 @@ class CrmSource(KeysetSource):
             if name in res.errors:
                 log.warning("crm.item.list >=%s: %s", field, res.errors[name])
                 continue
-            rows = rows_of(res.results.get(name), "items")
+            rows = rows_of(res.results.get(name), "items", "crm.item.list")
             for r in rows:
                 found[str(r["id"])] = r
             if len(rows) >= 50:
@@ -225,7 +226,7 @@ class CrmSource(KeysetSource):
             b = map_item(ctx.portal, self.entity, row, h, a, c, self.mapping, self._stages, self._categories,
                          ctx.bot_users, self.selector.raw)
             prev = ctx.previous(self.source, b.ticket.source_id)
-            at = parse_time(row.get("updatedTime")) or b.ticket.created_at
+            at = parse_time(row.get("updatedTime"), "updatedTime") or b.ticket.created_at
             b.events.extend(diff_events(prev, b.ticket, snapshot_hash(b.snapshot), at,
                                         as_id(row.get("updatedBy")), diff_fields))
             out.append(b)
