@@ -10,91 +10,30 @@ them); skipped with a reason when absent, except under ``CI=true``, where their 
 """
 from __future__ import annotations
 
-import html
 import json
-import os
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from pages_support import XSS, build_desk
-
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+from browser_support import ARTIFACTS, WAIT, framed_app, no_alert, portal_shell, require_chromium
 
 pytestmark = pytest.mark.browser
+require_chromium()
 
-if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
-    if os.environ.get("CI") == "true":
-        raise RuntimeError("CI=true but /usr/bin/chromium or /usr/bin/chromedriver is missing: "
-                           "install Debian's chromium and chromium-driver (./dev test does)")
-    pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
-
-from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+from pages_support import XSS, build_desk  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 from portal_double import Served  # noqa: E402
-from werkzeug.wrappers import Request, Response  # noqa: E402
-
-WAIT = 60          # generous: a cold dashboard computes several reports; no timing is asserted
-
-
-def portal_shell(desk, app_url: str):
-    """The portal's page: its chrome, a frame, and the launch form posted into that frame."""
-    @Request.application
-    def shell(request):
-        user = int(request.args.get("user", desk.admin))
-        placement = request.args.get("placement", "DEFAULT")
-        options = request.args.get("options", "{}")
-        form = desk.launch_form(user, placement=placement, options=options)
-        query = urlencode({"DOMAIN": request.host, "PROTOCOL": "0", "LANG": request.args.get("lang", "en"),
-                           "APP_SID": "demo"})
-        inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(str(v))}">'
-                         for k, v in form.items())
-        page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Bitrix24</title>
-<style>body{{margin:0;background:#eef2f4;font-family:"Open Sans","Helvetica Neue",Arial,sans-serif}}
-header{{height:52px;background:#2fc6f6;color:#fff;font-size:20px;line-height:52px;padding:0 24px}}
-main{{margin:16px 24px}} iframe{{width:100%;height:2600px;border:0;background:#fff;border-radius:12px}}</style>
-</head><body><header>Bitrix24 · Service desk</header><main>
-<form id="launch" method="post" target="app" action="{app_url}/app?{query}">{inputs}</form>
-<iframe name="app" id="app"></iframe></main>
-<script>document.getElementById("launch").submit();</script></body></html>"""
-        return Response(page, content_type="text/html; charset=utf-8")
-    return shell
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from app import create_app
-    from b24desk.store import open_db
-
     desk = build_desk(tmp_path_factory.mktemp("browser"), tickets=240, seed=21)
-    flask_app = create_app({"TESTING": True, "DB": desk.db_path, "SECRET_KEY": "browser-secret"})
-    app_srv = Served(flask_app)
-    shell = Served(portal_shell(desk, app_srv.url))
-    stranger = Served(portal_shell(desk, app_srv.url))       # a page of some other site
-    db = open_db(desk.db_path)
-    db.execute("update installations set domain = ? where member_id = ?", [shell.url.split("//")[1], desk.member_id])
-    db.conn.commit()
-    db.conn.close()
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1400,1100", "--lang=en-US"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield {"desk": desk, "driver": driver, "shell": shell, "stranger": stranger, "app": app_srv}
-    driver.quit()
-    for s in (stranger, shell, app_srv):
-        s.stop()
-    desk.double.stop()
+    with framed_app(desk, {"SECRET_KEY": "browser-secret"}, "--window-size=1400,1100", "--lang=en-US") as e:
+        stranger = Served(portal_shell(desk, e["app"].url))       # a page of some other site
+        yield {**e, "stranger": stranger}
+        stranger.stop()
 
 
 def open_in_frame(driver, url):
@@ -118,14 +57,6 @@ def shot(driver, name):
     driver.switch_to.default_content()
     driver.save_screenshot(str(ARTIFACTS / name))
     driver.switch_to.frame("app")
-
-
-def no_alert(driver):
-    try:
-        driver.switch_to.alert
-    except NoAlertPresentException:
-        return True
-    return False
 
 
 def test_dashboard_renders_in_the_portal_frame_and_charts_draw(env):

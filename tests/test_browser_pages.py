@@ -17,15 +17,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from test_browser_dashboard import ARTIFACTS, CHROMIUM, DRIVER, WAIT, Served, no_alert
-from pages_support import build_desk
-from test_pages_words import DEMO_SOURCES, offenders, people_names
+from browser_support import ARTIFACTS, WAIT, framed_app, no_alert, ready, require_chromium
 
 pytestmark = pytest.mark.browser
+require_chromium()
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+from pages_support import build_desk  # noqa: E402
+from test_pages_words import DEMO_SOURCES, offenders, people_names  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -59,42 +57,17 @@ main{{margin:16px 0 16px 24px}} iframe{{width:{width}px;height:5200px;border:0;b
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from app import create_app
-    from b24desk.store import open_db
-
     desk = build_desk(tmp_path_factory.mktemp("browser-pages"), tickets=260, seed=17, sources=DEMO_SOURCES,
                       openlines=40)
-    flask_app = create_app({"TESTING": True, "DB": desk.db_path, "SECRET_KEY": "pages-browser"})
-    app_srv = Served(flask_app)
-    shell = Served(shell_app(desk, app_srv.url))
-    db = open_db(desk.db_path)
-    db.execute("update installations set domain = ? where member_id = ?", [shell.url.split("//")[1], desk.member_id])
-    db.conn.commit()
-    allow = people_names(desk)
-    db.conn.close()
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1500,1000", "--lang=en-US", "--hide-scrollbars"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield {"desk": desk, "driver": driver, "shell": shell, "allow": allow}
-    driver.quit()
-    for s in (shell, app_srv):
-        s.stop()
-    desk.double.stop()
+    with framed_app(desk, {"SECRET_KEY": "pages-browser"}, "--window-size=1500,1000", "--lang=en-US",
+                    "--hide-scrollbars", shell_app=shell_app) as e:
+        yield {**e, "allow": people_names(desk)}
 
 
 def roles(desk):
     head = next(iter(desk.heads.values()))
     agent = next(a for a, dep in desk.agents.items() if dep == 2)
     return {"admin": desk.admin, "head": head, "agent": agent}
-
-
-def ready(d):
-    WebDriverWait(d, WAIT).until(lambda x: x.execute_script(
-        "return document.body && document.body.getAttribute('data-ready')") == "1")
 
 
 def reload_after(d, action):

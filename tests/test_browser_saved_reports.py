@@ -7,20 +7,13 @@ of the list, builder and report page at 1000 and 1400 px, Russian and English, g
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from test_browser_dashboard import ARTIFACTS, CHROMIUM, DRIVER, WAIT, Served, no_alert, portal_shell
+from browser_support import ARTIFACTS, WAIT, framed_app, no_alert, ready, require_chromium
 
 pytestmark = pytest.mark.browser
+require_chromium()
 
-if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
-    pytest.skip("needs chromium and chromedriver", allow_module_level=True)
-
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -32,34 +25,10 @@ FRAME_MARGIN = 48          # the shell's <main> margins: window 1048 px -> a 100
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from app import create_app
-    from b24desk.store import open_db
-
     desk = build_desk(tmp_path_factory.mktemp("saved-browser"), tickets=240, seed=22)
-    flask_app = create_app({"TESTING": True, "DB": desk.db_path, "SECRET_KEY": "browser-secret"})
-    app_srv = Served(flask_app)
-    shell = Served(portal_shell(desk, app_srv.url))
-    db = open_db(desk.db_path)
-    db.execute("update installations set domain = ? where member_id = ?", [shell.url.split("//")[1], desk.member_id])
-    db.conn.commit()
-    db.conn.close()
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              f"--window-size={1000 + FRAME_MARGIN},1100", "--lang=en-US", "--hide-scrollbars"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield {"desk": desk, "driver": driver, "shell": shell, "app": app_srv}
-    driver.quit()
-    for s in (shell, app_srv):
-        s.stop()
-    desk.double.stop()
-
-
-def ready(d):
-    WebDriverWait(d, WAIT).until(lambda x: x.execute_script(
-        "return document.body && document.body.getAttribute('data-ready')") == "1")
+    with framed_app(desk, {"SECRET_KEY": "browser-secret"}, f"--window-size={1000 + FRAME_MARGIN},1100",
+                    "--lang=en-US", "--hide-scrollbars") as e:
+        yield e
 
 
 def launch(d, env, user, lang="en", width=1000):

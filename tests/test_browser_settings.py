@@ -14,47 +14,29 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from test_browser_dashboard import ARTIFACTS, CHROMIUM, DRIVER, WAIT, Served, open_in_frame, portal_shell
-from pages_support import build_desk, stored_setting as stored
+from browser_support import ARTIFACTS, WAIT, framed_app, ready, require_chromium
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+pytestmark = pytest.mark.browser
+require_chromium()
+
+from pages_support import build_desk, stored_setting as stored  # noqa: E402
+from portal_double import Served  # noqa: E402
+from test_browser_dashboard import open_in_frame  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-pytestmark = pytest.mark.browser
 SECRET = "browser-settings-secret"
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from app import create_app
-    from b24desk.store import open_db
-
     desk = build_desk(tmp_path_factory.mktemp("bsettings"), tickets=160, seed=23)
     d = desk.double
-    flask_app = create_app({"TESTING": True, "DB": desk.db_path, "SECRET_KEY": SECRET, "CLIENT_ID": d.client_id,
-                            "CLIENT_SECRET": d.client_secret, "OAUTH_URL": d.oauth_token_url})
-    app_srv = Served(flask_app)
-    shell = Served(portal_shell(desk, app_srv.url))
-    db = open_db(desk.db_path)
-    db.execute("update installations set domain = ? where member_id = ?", [shell.url.split("//")[1], desk.member_id])
-    db.conn.commit()
-    db.conn.close()
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1448,1100", "--lang=en-US"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield {"desk": desk, "driver": driver, "shell": shell, "app": app_srv, "flask": flask_app}
-    driver.quit()
-    for s in (shell, app_srv):
-        s.stop()
-    d.stop()
+    config = {"SECRET_KEY": SECRET, "CLIENT_ID": d.client_id, "CLIENT_SECRET": d.client_secret,
+              "OAUTH_URL": d.oauth_token_url}
+    with framed_app(desk, config, "--window-size=1448,1100", "--lang=en-US") as e:
+        yield e
 
 
 def settings_page(env, user, lang="en"):
@@ -66,11 +48,6 @@ def settings_page(env, user, lang="en"):
         "return location.pathname") == "/reports/settings" and x.execute_script(
         "return document.readyState") == "complete")
     return tok
-
-
-def ready(d):
-    WebDriverWait(d, WAIT).until(lambda x: x.execute_script(
-        "return document.body && document.body.getAttribute('data-ready')") == "1")
 
 
 def submit(d, form_id):

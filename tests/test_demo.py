@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from browser_support import chrome, require_chromium
+
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -81,26 +82,10 @@ def _digits(text: str) -> int:
     return int(re.sub(r"\D", "", text))
 
 
-def _browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--disable-dev-shm-usage", "--window-size=1500,1600"):
-        opts.add_argument(a)
-    return webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 def test_demo_shows_the_numbers_of_flask_kpi(tmp_path):
-    if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
-        if os.environ.get("CI") == "true":
-            raise AssertionError("CI=true but Debian's chromium/chromium-driver are missing")
-        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver")
+    require_chromium()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
@@ -112,7 +97,8 @@ def test_demo_shows_the_numbers_of_flask_kpi(tmp_path):
         assert url.startswith(f"http://127.0.0.1:{port + 1}/")
         log = "".join(lines)
         assert "app installed" in log and "full sync" in log
-        driver = _browser()
+        driver = chrome("--disable-quic", "--no-first-run", "--disable-background-networking",
+                            "--disable-component-update", "--disable-sync", "--window-size=1500,1600")
         try:
             driver.get(url)
             WebDriverWait(driver, 120).until(EC.frame_to_be_available_and_switch_to_it((By.NAME, "app")))
