@@ -141,6 +141,16 @@ def _u(url: str | None) -> str | None:
     return bbcode.url(url, [bbcode.host_of(url)]) if url else None
 
 
+def _links(lang: str, dashboard: str | None, xlsx: str | None) -> str:
+    """The dashboard and workbook as BB-code links on one line ("" when there is neither)."""
+    links = []
+    if dashboard:
+        links.append(f"[URL={dashboard}]{tr('open_dashboard', lang)}[/URL]")
+    if xlsx:
+        links.append(f"[URL={xlsx}]{tr('xlsx', lang)}[/URL]")
+    return " · ".join(links)
+
+
 def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: str | None = None) -> str:
     """The message: title, headline counts, the worst KPIs, agents in the red, saved reports, links."""
     dashboard, xlsx = _u(dashboard), _u(xlsx)
@@ -154,13 +164,9 @@ def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: 
         names = ", ".join(f"{bbcode.text(a['name'])} ({len(a['red'])})" for a in digest["worst_agents"])
         lines.append(f"{tr('red_agents', lang)}: {names}")
     lines += saved_lines(digest, lang)
-    links = []
-    if dashboard:
-        links.append(f"[URL={dashboard}]{tr('open_dashboard', lang)}[/URL]")
-    if xlsx:
-        links.append(f"[URL={xlsx}]{tr('xlsx', lang)}[/URL]")
+    links = _links(lang, dashboard, xlsx)
     if links:
-        lines.append(" · ".join(links))
+        lines.append(links)
     return "\n".join(x for x in lines if x)
 
 
@@ -201,13 +207,9 @@ def feed_message(digest: dict, lang: str, *, dashboard: str | None = None, xlsx:
         lines += ["", f"{tr('red_agents', lang)}: {names}"]
     if digest.get("saved"):
         lines += [""] + saved_lines(digest, lang)
-    links = []
-    if dashboard:
-        links.append(f"[URL={dashboard}]{tr('open_dashboard', lang)}[/URL]")
-    if xlsx:
-        links.append(f"[URL={xlsx}]{tr('xlsx', lang)}[/URL]")
+    links = _links(lang, dashboard, xlsx)
     if links:
-        lines += ["", " · ".join(links)]
+        lines += ["", links]
     return "\n".join(lines)
 
 
