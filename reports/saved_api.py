@@ -14,6 +14,7 @@ from b24desk import saved_reports as store
 from b24desk.kpi.load import portal_zone
 from b24desk.kpi.periods import zone
 from b24desk.kpi.presets import compare_period, resolve_preset
+from b24desk.kpi.report import value_delta
 from b24desk.saved_reports import ReportError
 from b24desk.viewer import ViewerError
 
@@ -83,16 +84,6 @@ def report_query(db, v, definition: dict, args, now: datetime | None = None) -> 
     return Query(period["from"], period["to"], {}, None, tz_name)
 
 
-def _delta(cur, prev):
-    if isinstance(cur, dict) and isinstance(prev, dict) and "avg" in cur and "avg" in prev:
-        cur, prev = cur["avg"], prev["avg"]
-    if isinstance(cur, bool) or isinstance(prev, bool):
-        return None
-    if isinstance(cur, (int, float)) and isinstance(prev, (int, float)):
-        return cur - prev
-    return None
-
-
 def _year_on(key, group_by):
     """``2025-10`` -> ``2026-10``, ``2025-W43`` -> ``2026-W43`` (a year-earlier bucket's match)."""
     if group_by in TIME_KEYED and isinstance(key, str) and key[:4].isdigit():
@@ -105,7 +96,7 @@ def _with_last_year(result: dict, ly: dict) -> dict:
     def splice(kpis, old):
         for k, e in kpis.items():
             p = (old or {}).get(k, {}).get("value")
-            e["previous"], e["delta"] = p, _delta(e["value"], p)
+            e["previous"], e["delta"] = p, value_delta(e["value"], p)
     result = json.loads(json.dumps(result))
     result["previous"] = ly["period"]
     result["compare"] = "last_year"

@@ -142,7 +142,8 @@ def _facts(loaded: Loaded, period: Period, ctx: Context, keep) -> list:
     return out
 
 
-def _delta(cur, prev):
+def value_delta(cur, prev):
+    """Current minus previous for numbers (a duration's ``avg``); None for flags and anything else."""
     if isinstance(cur, dict) and isinstance(prev, dict) and "avg" in cur and "avg" in prev:
         cur, prev = cur["avg"], prev["avg"]
     if isinstance(cur, bool) or isinstance(prev, bool):
@@ -159,7 +160,7 @@ def _kpis(cur: dict, prev: dict, targets: dict, ccei_cur: dict, ccei_prev: dict)
     for key in KPI_KEYS:
         c, p = cur[key], prev[key]
         spec = targets.get(key)
-        entry = {"value": c.value, "previous": p.value, "delta": _delta(c.value, p.value),
+        entry = {"value": c.value, "previous": p.value, "delta": value_delta(c.value, p.value),
                  "target": spec.get("target") if spec else None,
                  "status": targets_mod.status(targets_mod.comparable(key, c.value), c.n, spec),
                  "n": c.n}
