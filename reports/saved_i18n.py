@@ -1,11 +1,12 @@
-"""Russian and English strings of the saved-report pages (list, builder, report page), kept beside
-the main catalogue (b24desk/text/i18n.py) so the two can change independently; ``ts`` falls back to it."""
+"""Russian and English strings of the saved-report pages (list, builder, report page): only what
+the main catalogue (b24desk/text/i18n.py) lacks or words differently here; ``ts`` and ``catalogue``
+fall back to it. KPI names come from b24desk/labels.py alone."""
 from __future__ import annotations
 
-from b24desk.text.i18n import lang_index, t
+from b24desk.labels import DIMENSION_NAMES, PRIORITY_NAMES, lang_index
+from b24desk.text.i18n import catalogue as main_catalogue, t
 
 MESSAGES = {
-    "saved_reports": ("Отчёты", "Reports"),
     "new_report": ("Новый отчёт", "New report"),
     "no_reports": ("Пока нет отчётов, доступных вам.", "No reports you can open yet."),
     "no_reports_create": ("Создайте первый: выберите показатели, разбивку и период.",
@@ -20,14 +21,12 @@ MESSAGES = {
     "edit": ("Изменить", "Edit"),
     "delete": ("Удалить", "Delete"),
     "confirm_delete": ("Удалить отчёт «{name}»?", "Delete the report “{name}”?"),
-    "save": ("Сохранить", "Save"),
     "cancel": ("Отмена", "Cancel"),
     "name": ("Название", "Name"),
     "kpis": ("Показатели", "KPIs"),
     "breakdown": ("Разбивка", "Breakdown"),
     "no_breakdown": ("Без разбивки", "No breakdown"),
     "filters": ("Фильтры", "Filters"),
-    "period": ("Период", "Period"),
     "fixed_dates": ("Свои даты", "Fixed dates"),
     "compare": ("Сравнение", "Compare with"),
     "compare_previous": ("С предыдущим периодом", "The previous period"),
@@ -68,7 +67,6 @@ MESSAGES = {
     "digest_note": ("Отчёт уходит вместе со встроенными сводками по их расписанию и каналам (настройки).",
                     "The report goes out with the built-in digests, on their schedule and channels (settings)."),
     "add_to_digest": ("Добавить в рассылку", "Add to digest"),
-    "value": ("Значение", "Value"),
     "previous": ("Было", "Before"),
     "was": ("было", "was"),
     "median_word": ("медиана", "median"),
@@ -76,7 +74,6 @@ MESSAGES = {
     "cells_note": ("Под значением — изменение и значение периода сравнения; зелёным — к лучшему, красным — к худшему.",
                    "Under each value: the change and the value of the compared period; green is better, red worse."),
     "year_ago": ("Год назад", "A year earlier"),
-    "delta": ("Изменение", "Change"),
     "group": ("Группа", "Group"),
     "n_tickets": ("заявок", "tickets"),
     "period_of": ("Период", "Period"),
@@ -107,33 +104,14 @@ MESSAGES = {
     "role_admin_pl": ("Администраторы", "Admins"),
     "role_head_pl": ("Руководители", "Heads"),
     "role_agent_pl": ("Сотрудники", "Agents"),
-    "dim_agent": ("Сотрудник", "Agent"),
-    "dim_department": ("Отдел", "Department"),
-    "dim_priority": ("Приоритет", "Priority"),
-    "dim_type": ("Тип", "Type"),
-    "dim_source": ("Источник", "Source"),
-    "dim_channel": ("Канал", "Channel"),
+    # the breakdowns and priorities are the core's names (b24desk/labels.py); only the line is spelled out
+    **{f"dim_{k}": v for k, v in DIMENSION_NAMES.items()},
+    **{f"priority_{k}": v for k, v in PRIORITY_NAMES.items()},
     "dim_line": ("Открытая линия", "Open line"),
     "dim_week": ("Неделя", "Week"),
     "dim_month": ("Месяц", "Month"),
     "dim_weekday": ("День недели", "Weekday"),
     "dim_hour": ("Час", "Hour"),
-    "preset_today": ("Сегодня", "Today"),
-    "preset_yesterday": ("Вчера", "Yesterday"),
-    "preset_this_week": ("Эта неделя", "This week"),
-    "preset_last_week": ("Прошлая неделя", "Last week"),
-    "preset_last_7_days": ("Последние 7 дней", "Last 7 days"),
-    "preset_last_30_days": ("Последние 30 дней", "Last 30 days"),
-    "preset_this_month": ("Этот месяц", "This month"),
-    "preset_last_month": ("Прошлый месяц", "Last month"),
-    "preset_this_quarter": ("Этот квартал", "This quarter"),
-    "preset_last_quarter": ("Прошлый квартал", "Last quarter"),
-    "preset_this_year": ("Этот год", "This year"),
-    "all": ("Все", "All"),
-    "priority_low": ("Низкий", "Low"),
-    "priority_normal": ("Обычный", "Normal"),
-    "priority_high": ("Высокий", "High"),
-    "priority_critical": ("Критический", "Critical"),
     "wd_1": ("Пн", "Mon"), "wd_2": ("Вт", "Tue"), "wd_3": ("Ср", "Wed"), "wd_4": ("Чт", "Thu"),
     "wd_5": ("Пт", "Fri"), "wd_6": ("Сб", "Sat"), "wd_7": ("Вс", "Sun"),
     "chart_needs_groups": ("Столбцы и линия рисуются по разбивке: выберите её в отчёте (например, по неделям).",
@@ -148,21 +126,8 @@ MESSAGES = {
 }
 
 
-# KPI names the main catalogue lacks (the business-time variants of the wait times)
-KPI_EXTRA = {
-    "requester_wait_time_business": ("Ожидание клиента (рабочее время)", "Customer waiting (business hours)"),
-    "agent_wait_time_business": ("Ожидание ответа клиента (рабочее время)",
-                                 "Waiting for the customer (business hours)"),
-}
 MONTHS = (("янв", "фев", "мар", "апр", "май", "июн", "июл", "авг", "сен", "окт", "ноя", "дек"),
           ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))
-
-
-def kpi_name(key: str, lang: str | None) -> str:
-    from b24desk.text.i18n import KPI_LABELS, kpi_label
-    if key not in KPI_LABELS and key in KPI_EXTRA:
-        return KPI_EXTRA[key][lang_index(lang)]
-    return kpi_label(key, lang)
 
 
 def month_name(key: str, lang: str | None) -> str:
@@ -175,10 +140,12 @@ def month_name(key: str, lang: str | None) -> str:
 
 
 def ts(key: str, lang: str | None) -> str:
+    """The pages' own wording of ``key``, else the main catalogue's."""
     pair = MESSAGES.get(key)
     return pair[lang_index(lang)] if pair else t(key, lang)
 
 
 def catalogue(lang: str | None) -> dict:
+    """The main catalogue with these pages' own wording over it (handed to the page's script)."""
     i = lang_index(lang)
-    return {k: v[i] for k, v in MESSAGES.items()}
+    return dict(main_catalogue(lang), **{k: v[i] for k, v in MESSAGES.items()})

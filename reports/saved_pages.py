@@ -26,12 +26,13 @@ from b24desk.store import get_setting
 from b24desk.viewer import ADMIN, AGENT, HEAD, ROLES, ViewerError, members as dept_members
 
 from b24desk.text import present
+from b24desk.text.i18n import kpi_label
 
 from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
 from .saved_api import report_data
-from .saved_i18n import catalogue, kpi_name as kpi_label, month_name, ts
+from .saved_i18n import catalogue, month_name, ts
 from .security import bx24_script
 
 MAX_CHARTS = 6

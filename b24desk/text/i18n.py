@@ -12,6 +12,7 @@ LANGS = ("ru", "en")
 
 # KPI names come from the core's one table (b24desk/labels.py), shared with exports and pushes.
 KPI_LABELS = {k: v.name for k, v in _labels.KPIS.items()}
+lang_index = _labels.lang_index
 
 MESSAGES = {
     "app_title": ("Сервис-деск: показатели", "Service desk KPIs"),
@@ -261,10 +262,6 @@ MESSAGES = {
     "customer": ("Клиент", "Customer"),
     "user": ("Пользователь", "User"),
 }
-
-
-def lang_index(lang: str | None) -> int:
-    return 0 if (lang or "").lower().startswith("ru") else 1
 
 
 def t(key: str, lang: str | None) -> str:
