@@ -12,23 +12,16 @@ before, one replay per month over that month's tickets).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import pages as bench_pages  # noqa: E402
-
-from b24desk.store import open_db  # noqa: E402
-
-PORTAL = bench_pages.PORTAL
+from bench_store import admin_viewer, prepare_store, remove_store  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -39,33 +32,12 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args(argv)
 
-    from b24desk.installations import ensure_epoch, get_installation, save_installation
-    from b24desk.viewer import ADMIN, Viewer, dump_token, open_sessions, save_session
+    from b24desk.viewer import dump_token
     from reports import data
     from web.factory import create_app
 
-    tmp = None
-    if args.db:
-        path = Path(args.db)
-    else:
-        tmp = tempfile.mkdtemp(prefix="b24desk-bench-saved-")
-        path = Path(tmp) / "bench.db"
-    db = open_db(path)
-    have = db.execute("select count(*) from tickets where portal = ?", [PORTAL]).fetchone()[0]
-    if have != args.tickets:
-        t0 = time.perf_counter()
-        db.execute("delete from tickets where portal = ?", [PORTAL])
-        db.execute("delete from events where portal = ?", [PORTAL])
-        bench_pages.seed_store(db, args.tickets, now=int(datetime(2026, 11, 15, tzinfo=timezone.utc).timestamp()))
-        print(f"seeded {args.tickets} tickets in {time.perf_counter() - t0:.1f} s -> {path}")
-    # viewer tokens are bound to an installation's epoch; an admin's to a server-side session
-    get_installation(db, PORTAL) or save_installation(
-        db, member_id=PORTAL, client_endpoint="http://127.0.0.1:9/rest/", domain="127.0.0.1:9", active=1)
-    admin_v = Viewer(portal=PORTAL, user_id="101", role=ADMIN, name="Admin", epoch=ensure_epoch(db, PORTAL))
-    sessions = open_sessions(str(path))
-    save_session(sessions, admin_v, "0" * 32, None, admin=True, now=time.time())
-    sessions.conn.close()
-    db.conn.close()
+    path, tmp = prepare_store(args.db, args.tickets, "b24desk-bench-saved-")
+    admin_v = admin_viewer(path)
 
     app = create_app({"DB": str(path), "SECRET_KEY": "bench", "TESTING": True})
     client = app.test_client()
@@ -110,10 +82,7 @@ def main(argv=None) -> int:
         for name, url, headers, clear in rows:
             med, mx = timed(url, headers, clear)
             print(f"{name:44} {med:9.1f} {mx:9.1f}")
-    if tmp and not args.keep:
-        for f in Path(tmp).iterdir():
-            f.unlink()
-        os.rmdir(tmp)
+    remove_store(tmp, args.keep)
     return 0
 
 

@@ -15,9 +15,7 @@ from b24desk.kpi.engine import KPI_KEYS
 from b24desk.kpi.stats import summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import pages as bench_pages  # noqa: E402
-
-PORTAL = bench_pages.PORTAL
+from bench_store import PORTAL, seed_store  # noqa: E402
 CONFIG = {"calendar": {"timezone": "Europe/Moscow"},
           "sla": {"resolution_business_seconds": {"critical": 14400, "high": 32400, "normal": 97200, "low": 194400}},
           "targets": {}}
@@ -29,7 +27,7 @@ def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("drill") / "drill.db"
     db = open_db(path)
     now = int(datetime(2026, 11, 15, tzinfo=timezone.utc).timestamp())
-    bench_pages.seed_store(db, 3000, now=now, seed=3)
+    seed_store(db, 3000, now=now, seed=3)
     db.execute("update tickets set nps = cast(source_id as integer) % 11, ces = 1 + cast(source_id as integer) % 5,"
                " handle_time = 60 * (cast(source_id as integer) % 40), deadline = created_at + 86400"
                " where cast(source_id as integer) % 3 = 0")

@@ -149,7 +149,7 @@ def test_two_stores_never_share_entries(tmp_path):
 # --- through the app ------------------------------------------------------------------------
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_pages", ROOT / "bench" / "pages.py")
+    spec = importlib.util.spec_from_file_location("bench_store", ROOT / "bench" / "bench_store.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -17,9 +17,8 @@ from b24desk.viewer import ADMIN, AGENT, HEAD, Viewer, dump_token
 from viewer_tokens import trusted_token
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import pages as bench_pages  # noqa: E402
+from bench_store import PORTAL, seed_store  # noqa: E402
 
-PORTAL = bench_pages.PORTAL
 OTHER = "other000000000000000000000000002"
 SECRET = "test-secret"
 CONFIG = {"calendar": {"timezone": "Europe/Moscow"}, "sla": {}, "targets": {}}
@@ -33,7 +32,7 @@ def app(tmp_path_factory):
     path = tmp_path_factory.mktemp("saved") / "s.db"
     DB["path"] = str(path)
     db = open_db(path)
-    bench_pages.seed_store(db, 6000, now=int(datetime(2026, 11, 15, tzinfo=timezone.utc).timestamp()), seed=4)
+    seed_store(db, 6000, now=int(datetime(2026, 11, 15, tzinfo=timezone.utc).timestamp()), seed=4)
     db.conn.close()
     return create_app({"TESTING": True, "DB": str(path), "SECRET_KEY": SECRET, "B24DESK": CONFIG})
 
