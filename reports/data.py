@@ -189,15 +189,21 @@ def distinct(db, portal: str, column: str) -> list[str]:
     return _get(("distinct", portal), compute, figures=False)[column]
 
 
-def tickets_by_key(db, portal: str, keys: list[tuple[str, str]]) -> dict:
-    """Title and portal path of tickets, for drilldown rows (one query)."""
+def _by_key(db, portal: str, keys: list[tuple[str, str]], columns: str) -> list:
+    """``source, source_id, <columns>`` of the tickets named by ``(source, source_id)`` keys, in one
+    query (the keys travel as one JSON parameter, however many there are)."""
     import json
     if not keys:
-        return {}
-    rows = db.execute(
-        "select t.source, t.source_id, t.title, t.url, t.responsible_id from json_each(?) j join tickets t"
+        return []
+    return db.execute(
+        f"select t.source, t.source_id, {columns} from json_each(?) j join tickets t"
         " on t.portal = ? and t.source = j.value ->> 0 and t.source_id = j.value ->> 1",
         [json.dumps([list(k) for k in keys]), portal]).fetchall()
+
+
+def tickets_by_key(db, portal: str, keys: list[tuple[str, str]]) -> dict:
+    """Title and portal path of tickets, for drilldown rows (one query)."""
+    rows = _by_key(db, portal, keys, "t.title, t.url, t.responsible_id")
     return {(r[0], r[1]): {"title": r[2], "url": r[3], "responsible_id": r[4]} for r in rows}
 
 
@@ -275,11 +281,5 @@ def _now_items(own, portal: str, filters: dict, cfg: dict, minute: int) -> dict:
 
 def closed_at(db, portal: str, keys: list[tuple[str, str]]) -> dict:
     """``closed_at`` of tickets (the drilldown's "how long it took" for counted tickets)."""
-    import json
-    if not keys:
-        return {}
-    rows = db.execute(
-        "select t.source, t.source_id, t.closed_at from json_each(?) j join tickets t"
-        " on t.portal = ? and t.source = j.value ->> 0 and t.source_id = j.value ->> 1",
-        [json.dumps([list(k) for k in keys]), portal]).fetchall()
+    rows = _by_key(db, portal, keys, "t.closed_at")
     return {(r[0], r[1]): r[2] for r in rows}
