@@ -162,6 +162,19 @@ WEEK_COLUMNS = ("week_from", "week_to", "created", "resolved", "frt_avg", "frt_m
 SHEETS = {"Summary": ("Сводка", "Summary"), "Groups": ("Группы", "Groups"), "Weeks": ("Недели", "Weeks")}
 
 
+def _sheet_head(ws, lines, columns, bold) -> int:
+    """A sheet's heading: the lines about the report, a blank row after them, then the column names
+    in bold; the row of the column names."""
+    r = 0
+    for line in lines:
+        ws.write_row(r, 0, line)
+        r += 1
+    if lines:
+        r += 1
+    ws.write_row(r, 0, columns, bold)
+    return r
+
+
 def to_xlsx(report: dict, weeks: list[dict] | None = None, lang: str | None = None) -> bytes:
     """Summary and Groups sheets; with ``weeks`` (``Replay.series`` rows), also a Weeks sheet with
     the trend charts' numbers, so the export has the granularity of the dashboard. With ``lang``,
@@ -179,13 +192,7 @@ def to_xlsx(report: dict, weeks: list[dict] | None = None, lang: str | None = No
 
     def sheet(name, rows, header_lines):
         ws = wb.add_worksheet(name)
-        r = 0
-        for line in header_lines:
-            ws.write_row(r, 0, line)
-            r += 1
-        if header_lines:
-            r += 1
-        ws.write_row(r, 0, COLUMNS, bold)
+        r = _sheet_head(ws, header_lines, COLUMNS, bold)
         for row in rows:
             r += 1
             for c, col in enumerate(COLUMNS):
@@ -258,13 +265,7 @@ def _human_xlsx(report: dict, weeks: list[dict] | None, lang: str) -> bytes:
 
     def sheet(name, rows, head):
         ws = wb.add_worksheet(labels.pick(SHEETS[name], lang))
-        r = 0
-        for line in head:
-            ws.write_row(r, 0, line)
-            r += 1
-        if head:
-            r += 1
-        ws.write_row(r, 0, [labels.pick(labels.COLUMN_NAMES[c], lang) for c in cols], bold)
+        r = _sheet_head(ws, head, [labels.pick(labels.COLUMN_NAMES[c], lang) for c in cols], bold)
         ws.freeze_panes(r + 1, 2)
         for row in rows:
             r += 1
