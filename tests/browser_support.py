@@ -105,6 +105,13 @@ def ready(d):
         "return document.body && document.body.getAttribute('data-ready')") == "1")
 
 
+def shot(driver, name):
+    """A screenshot of the whole portal page into test-artifacts/, then back into the app's frame."""
+    driver.switch_to.default_content()
+    driver.save_screenshot(str(ARTIFACTS / name))
+    driver.switch_to.frame("app")
+
+
 def no_alert(driver):
     from selenium.common.exceptions import NoAlertPresentException
 

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from browser_support import ARTIFACTS, WAIT, framed_app, no_alert, portal_shell, require_chromium
+from browser_support import ARTIFACTS, WAIT, framed_app, no_alert, portal_shell, require_chromium, shot
 
 pytestmark = pytest.mark.browser
 require_chromium()
@@ -51,12 +51,6 @@ def painted(driver, canvas_id) -> int:
         var c = document.getElementById(arguments[0]); if (!c || !c.width) return 0;
         var d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, n = 0;
         for (var i = 3; i < d.length; i += 4) { if (d[i]) n++; } return n;""", canvas_id)
-
-
-def shot(driver, name):
-    driver.switch_to.default_content()
-    driver.save_screenshot(str(ARTIFACTS / name))
-    driver.switch_to.frame("app")
 
 
 def test_dashboard_renders_in_the_portal_frame_and_charts_draw(env):

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from browser_support import ARTIFACTS, WAIT, framed_app, no_alert, ready, require_chromium
+from browser_support import ARTIFACTS, WAIT, framed_app, no_alert, ready, require_chromium, shot
 
 pytestmark = pytest.mark.browser
 require_chromium()
@@ -90,12 +90,6 @@ def open_frame(env, user, lang, width):
 def overflow(d) -> int:
     """How far the page is wider than the frame (0 = no horizontal scroll)."""
     return d.execute_script("var e = document.documentElement; return e.scrollWidth - e.clientWidth;")
-
-
-def shot(d, name):
-    d.switch_to.default_content()
-    d.save_screenshot(str(ARTIFACTS / name))
-    d.switch_to.frame("app")
 
 
 def in_view(d, element) -> bool:
