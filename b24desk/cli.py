@@ -10,6 +10,7 @@ import importlib
 COMMANDS = [
     ("b24desk.sync", "sync_command"),
     ("b24desk.kpi.cli", "kpi_command"),
+    ("b24desk.capacity.cli", "capacity_command"),
     ("reports.push", "push_command"),
     ("demo", "demo_command"),
 ]
