@@ -50,6 +50,7 @@ MESSAGES = {
     "app_title": ("Сервис-деск: показатели", "Service desk KPIs"),
     "dashboard": ("Сводка", "Dashboard"),
     "settings": ("Настройки", "Settings"),
+    "capacity": ("Нагрузка и штат", "Capacity"),
     "period": ("Период", "Period"),
     "from": ("С", "From"),
     "to": ("По", "To"),

@@ -30,7 +30,8 @@ def _page(template: str, active: str, **ctx):
     return render_template(
         f"reports/{template}", viewer=v, lang=v.lang, token=token, active=active,
         t=lambda k: t(k, v.lang), bx24_js=bx24_script(inst),
-        nav={"dashboard": url_for("reports.dashboard", t=token), "settings": url_for("reports.settings", t=token)},
+        nav={"dashboard": url_for("reports.dashboard", t=token), "settings": url_for("reports.settings", t=token),
+             "capacity": url_for("reports.capacity_page", t=token)},
         **ctx)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import time
 from datetime import date, datetime, timedelta
@@ -92,9 +93,32 @@ def check_weeks_ahead(value) -> int:
     return n
 
 
-def _aliased(sql: str) -> str:
-    """``source_clause`` for a query that joins events to tickets ``t``."""
-    return sql.replace("source in (", "t.source in (").replace("selector in (", "t.selector in (")
+_LINE = re.compile(r"^openlines:line=([A-Za-z0-9_]+)$")
+
+
+def scope_clause(sources, alias: str = "") -> tuple[str, list]:
+    """SQL for the ``--source`` selectors, as the KPI engine reads them (``load.source_clause``),
+    except that ``openlines:line=N`` also matches line N of dialogs synced under ``openlines``."""
+    if not sources:
+        return "", []
+    parts, params, rest = [], [], []
+    for sel in sources:
+        m = _LINE.match(str(sel).strip())
+        if m:
+            parts.append(f"({alias}source = 'openlines' and ({alias}line = ? or {alias}selector = ?))")
+            params += [m.group(1), sel]
+        else:
+            rest.append(sel)
+    if rest:
+        sql, ps = source_clause(rest)
+        if sql:
+            inner = sql[len(" and "):]
+            inner = inner.replace("source in (", f"{alias}source in (").replace("selector in (", f"{alias}selector in (")
+            parts.append(inner)
+            params += ps
+    return (" and (" + " or ".join(parts) + ")") if parts else "", params
+
+
 
 
 def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead=4, source=None,
@@ -125,7 +149,8 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     chat = frozenset(cap["chat_sources"])
     start, end = period.start, period.end
     conn = db.conn
-    src_sql, src_params = source_clause(sources)
+    src_sql, src_params = scope_clause(sources)
+    src_sql_t, _same = scope_clause(sources, "t.")
     dep_sql, dep_params = "", []
     if members is not None:
         dep_sql, dep_params = " and responsible_id in (select value from json_each(?))", [json.dumps(members)]
@@ -150,7 +175,7 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
             " and t.source = e.source and t.source_id = e.source_id where e.portal = ? and e.at >= ?"
             f" and e.at < ? and e.kind in ({kinds}) and e.actor_id is not null"
             " and (t.author_id is null or e.actor_id != t.author_id) and coalesce(t.deleted, 0) = 0"
-            f"{_aliased(src_sql)} group by 1, 2, 3",
+            f"{src_sql_t} group by 1, 2, 3",
             [portal, start, end, *AGENT_KINDS] + src_params):
         if actor in NO_USER or not ctx.is_agent(actor) or (member_set is not None and actor not in member_set):
             continue
@@ -185,16 +210,17 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     target_s, share = int(cap["target_answer_s"]), float(cap["target_share"])
     chat_aht, chat_aht_source = None, None
     if counts_chat:
-        chat_aht, chat_aht_source = _chat_aht(conn, portal, start, end, chat, src_sql, src_params, dep_sql,
+        chat_aht, chat_aht_source = _chat_aht(conn, portal, start, end, chat, src_sql_t, src_params, dep_sql,
                                               dep_params, cap)
         in_hours = _service_hours(cap, env.calendar)
         arr_chat = arrivals(counts_chat, qmap)
         act_chat, _d, _p = active_agents(acts_chat, qmap)
         for wd in WEEKDAYS:
             for h in HOURS:
-                lam = arr_chat.get((wd, h), 0.0)
+                # rounded as shown, so every row can be recomputed from what it says
+                lam = round(arr_chat.get((wd, h), 0.0), 2)
                 need = agents_needed(lam, chat_aht, target_s, share)
-                active = act_chat.get((wd, h), 0.0)
+                active = round(act_chat.get((wd, h), 0.0), 1)
                 load = traffic(lam, chat_aht)
                 staffing.append({
                     "weekday": wd, "hour": h, "arrivals_per_hour": round(lam, 2), "aht_s": chat_aht,
@@ -208,7 +234,7 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     staffing_daily, ticket_aht, ticket_aht_n = [], None, 0
     counts_tickets = {q: n - counts_chat.get(q, 0) for q, n in counts_all.items()}
     if any(counts_tickets.values()):
-        ticket_aht, ticket_aht_n = _ticket_aht(conn, portal, start, end, chat, src_sql, src_params, dep_params,
+        ticket_aht, ticket_aht_n = _ticket_aht(conn, portal, start, end, chat, src_sql_t, src_params, dep_params,
                                                members is not None)
         staffing_daily = _daily_staffing(counts_tickets, acts_tickets, qmap, env.calendar, cap, ticket_aht)
         gaps += [dict(g, from_hour=None, to_hour=None) for g in _day_gaps(staffing_daily)]
@@ -325,7 +351,7 @@ def _chat_aht(conn, portal, start, end, chat, src_sql, src_params, dep_sql, dep_
         "select t.closed_at - min(e.at) from tickets t join events e on e.portal = t.portal"
         " and e.source = t.source and e.source_id = t.source_id and e.kind = 'reply'"
         f" where t.portal = ? and t.source in ({marks}) and t.closed_at >= ? and t.closed_at < ?"
-        f" and t.state = 'resolved' and coalesce(t.deleted, 0) = 0{_aliased(src_sql)}"
+        f" and t.state = 'resolved' and coalesce(t.deleted, 0) = 0{src_sql}"
         f"{dep_sql.replace('responsible_id', 't.responsible_id')} group by t.source, t.source_id",
         [portal, *sorted(chat), start, end] + src_params + dep_params).fetchall()
     spans = [r[0] for r in rows if r[0] is not None and r[0] > 0]
@@ -343,7 +369,7 @@ def _ticket_aht(conn, portal, start, end, chat, src_sql, src_params, dep_params,
         "select sum(cast(e.to_value as integer)) from events e join tickets t on t.portal = e.portal"
         " and t.source = e.source and t.source_id = e.source_id where e.portal = ? and e.kind = 'worked'"
         f" and e.at >= ? and e.at < ? and t.source not in ({marks}) and coalesce(t.deleted, 0) = 0"
-        f"{_aliased(src_sql)}{dep} group by e.source, e.source_id",
+        f"{src_sql}{dep} group by e.source, e.source_id",
         [portal, start, end, *sorted(chat)] + src_params + (dep_params if by_dep else [])).fetchall()
     secs = [r[0] for r in rows if r[0] and r[0] > 0]
     if not secs:
@@ -382,7 +408,7 @@ def _daily_staffing(counts, acts, qmap, calendar, cap, aht) -> list:
         else:
             need = math.ceil(volume / norm_hi - 1e-9) if volume else 0
             method = "norm"
-        active = by_day.get(wd, 0.0)
+        active = round(by_day.get(wd, 0.0), 1)
         out.append({"weekday": wd, "created_per_day": round(volume, 1), "aht_s": aht, "method": method,
                     "agents_needed": need, "agents_active": round(active, 1), "short": _short(need, active),
                     "load_per_agent": round(volume / active, 1) if active else None})
