@@ -170,7 +170,7 @@ def _staff_grid(report, lang):
         for h in hours:
             r = by[(wd, h)]
             cells.append({"text": f"{r['agents_needed']} / {_num(r['agents_active'], lang)}",
-                          "short": r["short"] > 0 and r["in_service_hours"],
+                          "short": r["short"] > 0 and r["in_service_hours"], "off": not r["in_service_hours"],
                           "title": f"{_num(r['arrivals_per_hour'], lang, 2)}/h"})
         out.append({"label": WEEKDAY_SHORT[lang][wd - 1], "cells": cells})
     return {"hours": hours, "rows": out}
@@ -200,7 +200,7 @@ def capacity_page():
          "note": s["forecast_note"][lang] if s["forecast_note"] else ct("forecast_note", lang)},
         {"id": "mape", "label": ct("mape_card", lang),
          "value": "—" if b["mape"] is None else _num(b["mape"] * 100, lang) + " %", "status": "grey",
-         "note": ct("mape_note", lang, method=b["method"], weeks=b["weeks"])},
+         "note": ct("mape_note", lang, method=ct("m_" + b["method"], lang), weeks=b["weeks"])},
     ]
     chat_rows = [r for r in report["staffing"] if r["arrivals_per_hour"]]
     aht = (chat_rows[0]["aht_s"] if chat_rows else s["chat_aht_s"]) or 0

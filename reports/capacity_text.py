@@ -47,6 +47,7 @@ TEXT = {
                                    " заявки выходных — в первый рабочий день",
                                    "No tracked time, so by the norm: at most {hi} tickets per agent a day;"
                                    " weekend tickets count on the next working day"),
+    "off_hours_note": ("Серым — вне рабочих часов (чаты ждут утра)", "Grey: outside working hours (chats wait for the morning)"),
     "weekday": ("День недели", "Weekday"),
     "per_day": ("Заявок в день", "Tickets a day"),
     "needed": ("Нужно", "Needed"),
@@ -57,6 +58,13 @@ TEXT = {
     "no_chats": ("В выборке нет чатов открытых линий.", "The selection holds no open-line chats."),
     "no_data": ("Нет данных", "No data"),
     "apply": ("Применить", "Apply"),
+    "m_naive": ("как прошлая неделя", "same as last week"),
+    "m_drift": ("тренд от первой к последней неделе", "drift (the average change)"),
+    "m_ses": ("экспоненциальное сглаживание", "exponential smoothing"),
+    "m_holt_damped": ("Хольт с затухающим трендом", "Holt, damped trend"),
+    "m_seasonal_naive": ("как неделю назад", "same weekday last week"),
+    "m_holt_winters": ("Хольт-Винтерс", "Holt-Winters"),
+    "m_holt_winters_mul": ("Хольт-Винтерс, мультипликативный", "Holt-Winters, multiplicative"),
     # errors
     "err_agents": ("Планирование штата доступно руководителям и администраторам",
                    "Capacity planning is for heads and admins"),

@@ -11,7 +11,8 @@ import pytest
 
 from b24desk.capacity import forecast as fc
 from b24desk.capacity.erlang import agents_needed, average_wait, erlang_c, service_level, traffic
-from b24desk.capacity.slots import active_agents, arrivals, daily_counts, quarter_map, quarters_of, weekly_counts
+from b24desk.capacity.slots import (LocalClock, agents_by_hour_and_day, daily_counts, hour_counts, occurrences,
+                                    per_slot_mean, per_weekday_mean, period_days, slot_of, weekly_counts)
 from b24desk.capacity.text import gap_text
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -72,6 +73,11 @@ def _ts(*args) -> int:
     return int(datetime(*args, tzinfo=MSK).timestamp())
 
 
+def _arrivals(times, start, end, tz=MSK):
+    clock = LocalClock(start, end, tz)
+    return per_slot_mean(hour_counts(times, clock), clock.hours())
+
+
 def test_arrivals_mean_per_hour_over_the_weeks():
     # Two weeks from Monday 2026-11-02. Monday 10:xx: 3 tickets in week 1, 1 in week 2 -> 2.0 per hour.
     # Tuesday 23:59 local is still Tuesday (20:59 UTC), Wednesday 00:00 local is Wednesday.
@@ -79,8 +85,7 @@ def test_arrivals_mean_per_hour_over_the_weeks():
     times = [_ts(2026, 11, 2, 10, 0), _ts(2026, 11, 2, 10, 30), _ts(2026, 11, 2, 10, 59, 59),
              _ts(2026, 11, 9, 10, 15), _ts(2026, 11, 3, 23, 59), _ts(2026, 11, 4, 0, 0),
              _ts(2026, 11, 16, 10, 0), _ts(2026, 11, 1, 10, 0)]        # the last two fall outside
-    q = quarter_map(start, end, MSK)
-    arr = arrivals(quarters_of(times), q)
+    arr = _arrivals(times, start, end)
     assert arr[(1, 10)] == 2.0
     assert arr[(2, 23)] == 0.5 and arr[(3, 0)] == 0.5
     assert sum(arr.values()) == pytest.approx(6 / 2)
@@ -93,41 +98,71 @@ def test_arrivals_partial_weeks_and_half_hour_zone():
     start = int(datetime(2026, 11, 4, tzinfo=tz).timestamp())
     end = int(datetime(2026, 11, 11, tzinfo=tz).timestamp())
     t = int(datetime(2026, 11, 9, 9, 45, tzinfo=tz).timestamp())       # Monday 09:45 local = 04:15 UTC
-    arr = arrivals(quarters_of([t, t + 60]), quarter_map(start, end, tz))
+    arr = _arrivals([t, t + 60], start, end, tz)
     assert arr[(1, 9)] == 2.0 and arr[(1, 4)] == 0.0
+    assert sum(arr.values()) == 2.0 and len(arr) == 168
 
 
 def test_dst_change_counts_the_hour_as_lived():
-    # Berlin 2026-10-25: 02:00-03:00 happens twice; it is one (date, hour) occurrence.
+    # Berlin 2026-10-25: 02:00-03:00 happens twice (one occurrence holding both);
+    # 2026-03-29: 02:00-03:00 never happens (no occurrence).
     tz = ZoneInfo("Europe/Berlin")
     start = int(datetime(2026, 10, 25, tzinfo=tz).timestamp())
     end = int(datetime(2026, 10, 26, tzinfo=tz).timestamp())
     first = int(datetime(2026, 10, 25, 2, 30, tzinfo=tz, fold=0).timestamp())
     second = int(datetime(2026, 10, 25, 2, 30, tzinfo=tz, fold=1).timestamp())
     assert second - first == 3600
-    arr = arrivals(quarters_of([first, second]), quarter_map(start, end, tz))
-    assert arr[(7, 2)] == 2.0
+    arr = _arrivals([first, second, int(datetime(2026, 10, 25, 3, 10, tzinfo=tz).timestamp())], start, end, tz)
+    assert arr[(7, 2)] == 2.0 and arr[(7, 3)] == 1.0
+    clock = LocalClock(start, end, tz)
+    assert len(clock.segments) == 2 and len(clock.hours()) == 24
+    spring = LocalClock(int(datetime(2026, 3, 29, tzinfo=tz).timestamp()),
+                        int(datetime(2026, 3, 30, tzinfo=tz).timestamp()), tz)
+    assert len(spring.hours()) == 23 and (7, 2) not in occurrences(spring.hours())
+
+
+def test_local_clock_sql_matches_python():
+    """The store's grouping (SQL) and Python place every time in the same local weekday and hour,
+    across both DST changes of a year."""
+    import sqlite3
+    tz = ZoneInfo("Europe/Berlin")
+    start = int(datetime(2026, 1, 1, tzinfo=tz).timestamp())
+    end = int(datetime(2027, 1, 1, tzinfo=tz).timestamp())
+    clock = LocalClock(start, end, tz)
+    assert len(clock.segments) == 3
+    rnd = random.Random(5)
+    times = [start + rnd.randrange(end - start) for _ in range(3000)]
+    conn = sqlite3.connect(":memory:")
+    conn.execute("create table t (ts integer)")
+    conn.executemany("insert into t values (?)", [(x,) for x in times])
+    expr, params = clock.sql("ts")
+    got = [r[0] for r in conn.execute(f"select {expr} / 3600 from t order by rowid", params)]
+    for ts, lh in zip(times, got):
+        dt = datetime.fromtimestamp(ts, tz)
+        assert lh == clock.hour(ts)
+        assert slot_of(lh) == (dt.isoweekday(), dt.hour, dt.date().toordinal())
 
 
 def test_agents_active_per_slot_and_day():
     start, end = _ts(2026, 11, 2), _ts(2026, 11, 16)
-    q = quarter_map(start, end, MSK)
-    acts = [("10", _ts(2026, 11, 2, 10, 5) // 900), ("10", _ts(2026, 11, 2, 10, 50) // 900),   # once per hour
-            ("11", _ts(2026, 11, 2, 10, 20) // 900), ("10", _ts(2026, 11, 9, 10, 0) // 900),
-            ("12", _ts(2026, 11, 9, 15, 0) // 900)]
-    by_slot, by_day, per_date = active_agents(acts, q)
+    clock = LocalClock(start, end, MSK)
+    acts = [("10", _ts(2026, 11, 2, 10, 5)), ("10", _ts(2026, 11, 2, 10, 50)),      # once per hour
+            ("11", _ts(2026, 11, 2, 10, 20)), ("10", _ts(2026, 11, 9, 10, 0)), ("12", _ts(2026, 11, 9, 15, 0))]
+    by_hour, per_date = agents_by_hour_and_day((clock.hour(ts), a) for a, ts in acts)
+    by_slot = per_slot_mean(by_hour, clock.hours())
     assert by_slot[(1, 10)] == 1.5          # 2 agents in week 1, 1 in week 2
     assert by_slot[(1, 15)] == 0.5
+    by_day = per_weekday_mean({d: len(a) for d, a in per_date.items()}, period_days(clock.hours()))
     assert by_day[1] == 2.0                 # Monday 1: {10, 11}; Monday 2: {10, 12} -> (2 + 2) / 2
-    assert per_date[datetime(2026, 11, 9).toordinal()] == {"10", "12"}
     assert by_day[2] == 0.0
+    assert per_date[datetime(2026, 11, 9).toordinal()] == {"10", "12"}
 
 
 def test_daily_and_weekly_counts_drop_cut_weeks():
     start, end = _ts(2026, 11, 4), _ts(2026, 11, 23)            # Wednesday .. Monday: one full week inside
-    q = quarter_map(start, end, MSK)
+    clock = LocalClock(start, end, MSK)
     times = [_ts(2026, 11, 5, 12)] * 3 + [_ts(2026, 11, 10, 12)] * 4 + [_ts(2026, 11, 22, 23)]
-    daily = daily_counts(quarters_of(times), q)
+    daily = daily_counts(hour_counts(times, clock), clock.hours())
     assert len(daily) == 19 and sum(daily.values()) == 8
     assert weekly_counts(daily) == [("2026-W46", 4), ("2026-W47", 1)]
 

@@ -34,13 +34,14 @@ from ..kpi.periods import Period, make_period
 from ..kpi.report import ReportEnv
 from . import forecast as fc
 from .erlang import agents_needed, service_level, traffic
-from .slots import (HOURS, WEEKDAYS, active_agents, arrivals, daily_counts, next_mondays, quarter_map,
-                    week_label, weekly_counts)
+from .slots import (HOURS, WEEKDAYS, LocalClock, agents_by_hour_and_day, daily_counts, next_mondays,
+                    per_slot_mean, per_weekday_mean, period_days, week_label, weekly_counts)
 from .text import forecast_text, gap_text
 
 SCHEMA = "b24desk.capacity/1"
 DEFAULT_WEEKS = 12
 MAX_WEEKS_AHEAD = 8
+DAILY_HISTORY = 16 * 7
 MAX_DAYS = 3 * 366
 AGENT_KINDS = ("reply", "status", "assigned", "resolved", "rejected", "reopened", "field_changed",
                "comment", "worked", "call_out", "escalated")
@@ -155,44 +156,58 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     if members is not None:
         dep_sql, dep_params = " and responsible_id in (select value from json_each(?))", [json.dumps(members)]
 
-    # 1. tickets created per quarter-hour, chat-like apart
+    clock = LocalClock(start, end, period.tz)
+    hours = clock.hours()
+
+    # 1. tickets created per local hour, chat-like apart (grouped by the store)
     counts_all, counts_chat = {}, {}
-    for q, src, n in conn.execute(
-            "select created_at / 900, source, count(*) from tickets where portal = ? and created_at >= ?"
+    local, local_params = clock.sql("created_at")
+    for lh, src, n in conn.execute(
+            f"select {local} / 3600, source, count(*) from tickets where portal = ? and created_at >= ?"
             f" and created_at < ? and coalesce(deleted, 0) = 0{src_sql}{dep_sql} group by 1, 2",
-            [portal, start, end] + src_params + dep_params):
-        counts_all[q] = counts_all.get(q, 0) + n
+            local_params + [portal, start, end] + src_params + dep_params):
+        counts_all[lh] = counts_all.get(lh, 0) + n
         if src in chat:
-            counts_chat[q] = counts_chat.get(q, 0) + n
+            counts_chat[lh] = counts_chat.get(lh, 0) + n
 
-    # 2. who acted when (distinct per quarter), chat-like apart
+    # 2. who acted in which local hour (distinct agent, hour, kind of work): not the ticket's author,
+    # not the system or a bot, within the support departments / the chosen department
     ctx = env.ctx
-    member_set = frozenset(members) if members is not None else None
-    acts_all, acts_chat, acts_tickets = [], [], []
+    allowed = None
+    if ctx.support_members is not None:
+        allowed = set(ctx.support_members)
+    if members is not None:
+        allowed = set(members) if allowed is None else allowed & set(members)
     kinds = ",".join("?" * len(AGENT_KINDS))
-    for actor, q, src in conn.execute(
-            "select e.actor_id, e.at / 900, t.source from events e join tickets t on t.portal = e.portal"
-            " and t.source = e.source and t.source_id = e.source_id where e.portal = ? and e.at >= ?"
-            f" and e.at < ? and e.kind in ({kinds}) and e.actor_id is not null"
-            " and (t.author_id is null or e.actor_id != t.author_id) and coalesce(t.deleted, 0) = 0"
-            f"{src_sql_t} group by 1, 2, 3",
-            [portal, start, end, *AGENT_KINDS] + src_params):
-        if actor in NO_USER or not ctx.is_agent(actor) or (member_set is not None and actor not in member_set):
-            continue
-        acts_all.append((actor, q))
-        (acts_chat if src in chat else acts_tickets).append((actor, q))
+    chat_marks = ",".join("?" * len(chat)) or "''"
+    local_e, local_e_params = clock.sql("e.at")
+    who = " and e.actor_id in (select value from json_each(?))" if allowed is not None else ""
+    pairs_all, pairs_chat, pairs_tickets = [], [], []
+    for lh, actor, is_chat in conn.execute(
+            f"select {local_e} / 3600, e.actor_id, t.source in ({chat_marks}) from events e join tickets t"
+            " on t.portal = e.portal and t.source = e.source and t.source_id = e.source_id"
+            f" where e.portal = ? and e.at >= ? and e.at < ? and e.kind in ({kinds}) and e.actor_id is not null"
+            " and e.actor_id not in (select value from json_each(?)) and (t.author_id is null or e.actor_id != t.author_id)"
+            f" and coalesce(t.deleted, 0) = 0{src_sql_t}{who} group by 1, 2, 3",
+            local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS,
+                                             json.dumps(sorted(set(NO_USER[1:]) | set(ctx.bots)))]
+            + src_params + ([json.dumps(sorted(allowed))] if allowed is not None else [])):
+        pairs_all.append((lh, actor))
+        (pairs_chat if is_chat else pairs_tickets).append((lh, actor))
 
-    qmap = quarter_map(start, end, period.tz)
-    arr = arrivals(counts_all, qmap)
-    active_slot, _active_day, per_date = active_agents(acts_all, qmap)
+    arr = per_slot_mean(counts_all, hours)
+    by_hour, per_date = agents_by_hour_and_day(pairs_all)
+    active_slot = per_slot_mean(by_hour, hours)
+    day_hours = period_days(hours)
+    per_date = {d: agents for d, agents in per_date.items() if d in day_hours}
 
     # 3. forecasts from the daily series
-    daily = daily_counts(counts_all, qmap)
+    daily = daily_counts(counts_all, hours)
     weeks = weekly_counts(daily)
     wf = fc.weekly([n for _w, n in weeks], weeks_ahead, int(cap["backtest_weeks"]))
-    days_sorted = sorted(daily)
-    full_days = _full_days(days_sorted, qmap)
-    df = fc.daily([daily[d] for d in full_days], weeks_ahead * 7)
+    full_days = [d for d in sorted(daily) if day_hours[d] >= 23]
+    # the daily model reads the last 16 weeks: the weekly shape and the recent trend, not last year's
+    df = fc.daily([daily[d] for d in full_days[-DAILY_HISTORY:]], weeks_ahead * 7)
     forecast, forecast_daily = [], []
     if weeks:
         for monday, (p, lo, hi) in zip(next_mondays(weeks[-1][0], weeks_ahead), wf.values):
@@ -213,8 +228,8 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
         chat_aht, chat_aht_source = _chat_aht(conn, portal, start, end, chat, src_sql_t, src_params, dep_sql,
                                               dep_params, cap)
         in_hours = _service_hours(cap, env.calendar)
-        arr_chat = arrivals(counts_chat, qmap)
-        act_chat, _d, _p = active_agents(acts_chat, qmap)
+        arr_chat = per_slot_mean(counts_chat, hours)
+        act_chat = per_slot_mean(agents_by_hour_and_day(pairs_chat)[0], hours)
         for wd in WEEKDAYS:
             for h in HOURS:
                 # rounded as shown, so every row can be recomputed from what it says
@@ -236,7 +251,7 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     if any(counts_tickets.values()):
         ticket_aht, ticket_aht_n = _ticket_aht(conn, portal, start, end, chat, src_sql_t, src_params, dep_params,
                                                members is not None)
-        staffing_daily = _daily_staffing(counts_tickets, acts_tickets, qmap, env.calendar, cap, ticket_aht)
+        staffing_daily = _daily_staffing(counts_tickets, pairs_tickets, hours, env.calendar, cap, ticket_aht)
         gaps += [dict(g, from_hour=None, to_hour=None) for g in _day_gaps(staffing_daily)]
 
     # 5. summary: load per agent-day now and as forecast
@@ -304,14 +319,6 @@ def _service_hours(cap: dict, calendar):
     return lambda wd, h: wd in days and h * 60 + 60 > a and h * 60 < b
 
 
-def _full_days(days_sorted: list, qmap) -> list:
-    """Dates the period covers whole (all 96 quarters, or the 92/100 of a DST day)."""
-    seen: dict = {}
-    for _wd, h, d in qmap.values():
-        seen.setdefault(d, set()).add(h)
-    return [d for d in days_sorted if len(seen.get(d, ())) >= 23]
-
-
 def _short(need: int, active: float) -> int:
     return max(0, math.floor(need - active + 0.5))
 
@@ -377,10 +384,10 @@ def _ticket_aht(conn, portal, start, end, chat, src_sql, src_params, dep_params,
     return int(round(sum(secs) / len(secs))), len(secs)
 
 
-def _daily_staffing(counts, acts, qmap, calendar, cap, aht) -> list:
+def _daily_staffing(counts, pairs, hours, calendar, cap, aht) -> list:
     """Per weekday: mean volume to handle (a day off's arrivals wait for the next working day),
     agents that volume needs, and agents who acted on tickets that weekday."""
-    daily = daily_counts(counts, qmap)
+    daily = daily_counts(counts, hours)
     carry, due = 0, {}
     for d in sorted(daily):
         day = date.fromordinal(d)
@@ -390,7 +397,8 @@ def _daily_staffing(counts, acts, qmap, calendar, cap, aht) -> list:
         else:
             due[d] = 0
             carry += daily[d]
-    _slot, by_day, _p = active_agents(acts, qmap)
+    _h, agents_of_day = agents_by_hour_and_day(pairs)
+    by_day = per_weekday_mean({d: len(a) for d, a in agents_of_day.items()}, daily)
     work_s = (calendar.work_end - calendar.work_start) * 60
     norm_hi = float(cap["norm_per_agent_day"][1])
     per_wd: dict = {}
