@@ -32,6 +32,7 @@ from urllib.parse import quote_plus, urljoin, urlsplit
 import requests
 
 from . import installations
+from .errors import AuthError, B24Error, B24Unavailable, mask  # noqa: F401  (raised to and caught by callers)
 
 log = logging.getLogger("b24desk.client")
 logging.getLogger("fast_bitrix24").setLevel(logging.WARNING)
@@ -47,47 +48,6 @@ _RETRY_CODES = {"QUERY_LIMIT_EXCEEDED", "INTERNAL_SERVER_ERROR", "ERROR_UNEXPECT
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-# --- errors -----------------------------------------------------------------------------------
-
-class B24Error(Exception):
-    """A non-retryable API error (or retries exhausted). ``code`` is Bitrix24's ``error``."""
-
-    def __init__(self, status: int | None, code: str, description: str = "", method: str | None = None):
-        self.status, self.code, self.description, self.method = status, str(code), description or "", method
-        where = f"{method}: " if method else ""
-        http = f" (HTTP {status})" if status else ""
-        text = f"{where}{self.code}{http}"
-        if self.description:
-            text += f": {self.description}"
-        if self.code.upper() == "WRONG_AUTH_TYPE":
-            text += " (this method needs an installed application's OAuth token, not a webhook)"
-        super().__init__(mask(text))
-
-
-class AuthError(B24Error):
-    """A 401 the refresh did not cure, an invalid refresh token, or a webhook the portal refuses."""
-
-
-class B24Unavailable(B24Error):
-    """The portal stayed unavailable (503/5xx/connection errors) through every retry."""
-
-
-# --- never log secrets ------------------------------------------------------------------------
-
-_SECRET_PATTERNS = [
-    (re.compile(r"(/rest/\d+/)[^/?#\s\"']+"), r"\1***"),
-    (re.compile(r"((?:auth|access_token|refresh_token|client_secret|AUTH_ID|REFRESH_ID|code)=)[^&\s\"']+",
-                re.I), r"\1***"),
-    (re.compile(r"(['\"](?:auth|access_token|refresh_token|client_secret)['\"]\s*:\s*['\"])[^'\"]+", re.I),
-     r"\1***"),
-]
-
-
-def mask(text: str) -> str:
-    """Hide webhook secrets and token/secret parameters in a URL or message."""
-    for pattern, repl in _SECRET_PATTERNS:
-        text = pattern.sub(repl, text)
-    return text
 
 
 class _RedactFilter(logging.Filter):

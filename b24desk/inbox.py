@@ -19,7 +19,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterable
 from urllib.parse import urlencode
@@ -27,7 +26,9 @@ from urllib.parse import urlencode
 import qs_codec
 from sqlite_utils import Database
 
-from .store import lease_owner, owner_dead
+from .proc import owner_id
+from .proc import short as _short
+from .store import owner_dead
 
 log = logging.getLogger("b24desk.inbox")
 
@@ -211,11 +212,6 @@ APP_EVENTS = (UNINSTALL, UPDATE)
 
 # --- the worker --------------------------------------------------------------------------------
 
-def owner_id() -> str:
-    """``host:pid:random``: lets a restarted process reclaim what a dead one held."""
-    return lease_owner(uuid.uuid4().hex[:8])
-
-
 def recover_stale(db: Database, lease: float = 300.0, now: float | None = None) -> int:
     """Put back rows claimed by a dead process (or held past ``lease``): nothing is lost."""
     now = time.time() if now is None else now
@@ -379,10 +375,6 @@ class Worker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-
-
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 # --- processing: events -> objects -> the sync ------------------------------------------------

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import requests
 from sqlite_utils import Database
 
+from .errors import AuthError, B24Error
 from .store import lease_owner, release_lease, try_lease
 
 log = logging.getLogger("b24desk.client")
@@ -197,7 +198,6 @@ def _thread_lock(member_id: str) -> threading.Lock:
 @contextmanager
 def refresh_lock(db: Database, member_id: str, timeout: float = 90.0, ttl: float = LOCK_TTL):
     """Hold the refresh lock of one portal: a thread lock, then a lease row in ``locks``."""
-    from .client import B24Error
     lock = _thread_lock(member_id)
     if not lock.acquire(timeout=timeout):
         raise B24Error(None, "REFRESH_LOCK_TIMEOUT", "another thread holds the token refresh lock")
@@ -226,7 +226,6 @@ def request_tokens(url: str, client_id: str, client_secret: str, refresh_token: 
     an ``error`` answer (``invalid_grant``, ``invalid_client``, ``PAYMENT_REQUIRED``...) raises
     ``AuthError`` at once. Nothing here ever logs the secret or the tokens.
     """
-    from .client import AuthError, B24Error
     http = session or requests
     params = {"grant_type": "refresh_token", "client_id": client_id,
               "client_secret": client_secret, "refresh_token": refresh_token}
@@ -268,7 +267,6 @@ def refresh(db_factory, member_id: str, client_id: str, client_secret: str,
     store already holds a different, unexpired one, another thread or process has refreshed
     in the meantime and no second rotation happens.
     """
-    from .client import AuthError
     if not client_id or not client_secret:
         raise AuthError(None, "NO_CLIENT_CREDENTIALS",
                         "client_id/client_secret are needed to refresh tokens", "oauth/token")

@@ -1,8 +1,9 @@
 """Periodic work of the server process: reconcile syncs, the offline queue, bindings, pruning.
 
 APScheduler 3.x ``BackgroundScheduler`` with the in-memory job store (jobs are defined in code,
-nothing is pickled), started only by ``b24desk.server`` (never by ``create_app``: ``flask sync``,
-tests and the reloader must not spawn schedulers). Two locks keep the work single:
+nothing is pickled), started only by the runtime of a server process (``b24desk/runtime.py``, from
+``web/server.py`` or ``flask demo``; never by ``create_app``: ``flask sync``, tests and the reloader
+must not spawn schedulers). Two locks keep the work single:
 
 * :func:`scheduler_lock`: an ``fcntl`` file lock beside the database; only the process holding it
   runs the scheduler, so several server processes on one store do not all schedule;
@@ -24,7 +25,7 @@ from typing import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlite_utils import Database
 
-from . import inbox
+from .proc import owner_id, short
 from .store import lease_holder, open_db, release_lease, try_lease
 
 log = logging.getLogger("b24desk.scheduler")
@@ -44,7 +45,7 @@ def portal_lock(db_path: str, portal: str, owner: str | None = None, *, ttl: flo
     While held, a heartbeat thread renews it every ``ttl/3`` seconds, so a long sync keeps it and
     a killed process loses it after ``ttl`` (at once for a dead pid on this host).
     """
-    owner = owner or inbox.owner_id()
+    owner = owner or owner_id()
     owner = f"{owner}:{threading.get_ident()}"
     name = f"portal:{portal}"
     db = open_db(db_path, migrate=False)
@@ -147,7 +148,7 @@ class Scheduler:
         try:
             fn(*args)
         except Exception as exc:        # a failing portal must not stop the others
-            log.warning("%s %s failed: %s", what, " ".join(map(str, args)), inbox._short(exc))
+            log.warning("%s %s failed: %s", what, " ".join(map(str, args)), short(exc))
 
     def _reconcile(self, portal: str) -> None:
         self._safe("reconcile", self.jobs.reconcile, portal)

@@ -199,7 +199,7 @@ def m_inbox_001(db: Database) -> None:
 
 @migrations()
 def m_push_001(db: Database) -> None:
-    """Pushes (b24desk/sentlog.py, b24desk/alerts.py): ``push_log`` is the exactly-once sent-log,
+    """Pushes (b24desk/push/sentlog.py, b24desk/push/states.py): ``push_log`` is the exactly-once sent-log,
     one row per (portal, report, period, channel, target) written *before* the call (``pending``)
     and marked ``sent`` after it; ``alert_state`` is the last status each alert subject was seen in."""
     db["push_log"].create({

@@ -1,4 +1,4 @@
-"""The sync: sources -> store, full then incremental, crash-safe; and the ``flask sync`` command.
+"""The sync: sources -> store, full then incremental, crash-safe (``flask sync`` is in ``web/cli.py``).
 
 Per selector the store keeps these cursors (table ``cursors``), all on the *portal's* clock
 (``server.time``, asked inside the listing batch), so our own clock's skew never matters:
@@ -34,17 +34,14 @@ import sys
 import time
 from dataclasses import dataclass, field, fields
 
-import click
-
 from . import config as b24config
-from .client import AuthError, B24Client, B24Error
+from .client import AuthError, B24Error
 from .directory import sync_directory
 from .model import Event, Ticket, parse_time, snapshot_hash
-from .overrides import effective_config
-from .sources import SelectorError, configured_selectors, get_source
+from .sources import configured_selectors, get_source
 from .sources.base import Source, SyncContext
-from .store import (get_cursor, get_setting, lease_holder, lease_owner, mark_deleted, open_db, portals,
-                    release_lease, set_cursor, try_lease)
+from .store import (get_cursor, get_setting, lease_holder, lease_owner, mark_deleted, release_lease, set_cursor,
+                    try_lease)
 
 log = logging.getLogger("b24desk.sync")
 
@@ -287,77 +284,6 @@ def forget_tickets(db, portal: str, selector: str, ids, config: dict | None = No
     return mark_deleted(db, portal, get_source(selector, config).source, [str(i) for i in ids])
 
 
-# --- the command ------------------------------------------------------------------------------------
-
-def _client(webhook: str | None, member_id: str | None, db_path: str, rps: float) -> B24Client:
-    if webhook and member_id:
-        raise click.UsageError("give --webhook or --portal, not both")
-    if webhook:
-        try:
-            return B24Client.from_webhook(webhook, rps=rps)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--webhook") from None
-    if not member_id:
-        db = open_db(db_path)
-        try:
-            known = [p for p in portals(db)
-                     if list(db.query("select 1 from installations where member_id = ?", [p]))]
-        finally:
-            db.conn.close()
-        if len(known) != 1:
-            raise click.UsageError("give --webhook URL (or B24DESK_WEBHOOK) or --portal MEMBER_ID"
-                                   + (f"; installed portals: {', '.join(known)}" if known else ""))
-        member_id = known[0]
-    return B24Client.from_installation(db_path, member_id, b24config.env("B24DESK_CLIENT_ID"),
-                                       b24config.env("B24DESK_CLIENT_SECRET"), b24config.env("B24DESK_OAUTH_URL"),
-                                       rps=rps)
-
-
-@click.command("sync")
-@click.option("--webhook", envvar="B24DESK_WEBHOOK", help="Inbound webhook URL https://PORTAL/rest/USER/SECRET/.")
-@click.option("--portal", "member_id", help="member_id of an installed portal (uses the app's stored tokens).")
-@click.option("--db", "db_path", envvar="B24DESK_DB", help="SQLite store (default instance/b24desk.db).")
-@click.option("--source", "selectors", multiple=True, metavar="SEL",
-              help="tasks | tasks:group=ID | deals | deals:category=ID | crm:TYPE | crm:TYPE:category=ID | "
-                   "openlines | openlines:line=ID (repeatable; default: the config's sources).")
-@click.option("--full", is_flag=True, help="Re-read everything instead of what changed since the last sync.")
-@click.option("--rps", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
-              help="Requests per second to allow ourselves (the portal's limit: 2, or 5 on Enterprise).")
-@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
-def sync_command(webhook, member_id, db_path, selectors, full, rps, quiet):
-    """Sync tickets from a Bitrix24 portal into the store (full first, then incremental)."""
-    db_path = b24config.db_path(db_path)
-    config = b24config.load_config()
-    try:
-        for s in selectors:
-            get_source(s, config)
-    except SelectorError as exc:
-        raise click.BadParameter(str(exc), param_hint="--source") from None
-    try:
-        client = _client(webhook, member_id, db_path, rps)
-    except AuthError as exc:
-        raise click.ClickException(str(exc)) from None
-    db = open_db(db_path)
-    try:
-        config = effective_config(db, client.portal_id, config)     # the admin's overrides, as the server applies
-        reports = run_sync(client, db, selectors or None, config, full=full, progress=not quiet)
-    except (SyncBusy, SelectorError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except AuthError as exc:
-        raise click.ClickException(f"the portal refused our credentials: {exc}") from None
-    except B24Error as exc:
-        raise click.ClickException(f"sync stopped, nothing half-written (re-run to resume): {exc}") from None
-    finally:
-        db.conn.close()
-        client.close()
-    if not quiet:
-        for r in reports:
-            click.echo(r.line())
-    failed = [r for r in reports if r.error]
-    if failed:
-        raise click.ClickException("; ".join(f"{r.selector}: {r.error}" for r in failed))
-
-
-if __name__ == "__main__":      # python -m b24desk.sync (the same options as ``flask sync``)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sync_command()
+if __name__ == "__main__":      # python -m b24desk.sync: the old alias of ``python -m web.cli sync`` (same options)
+    import os
+    os.execv(sys.executable, [sys.executable, "-m", "web.cli", "sync", *sys.argv[1:]])

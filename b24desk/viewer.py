@@ -345,7 +345,8 @@ def verify_launch(db, query: Mapping, form: Mapping, *, call: Callable[[str, str
     except ViewerError:
         raise
     except Exception as exc:  # the portal refused the token, or could not be reached
-        raise ViewerError(403, "portal_refused", f"the portal did not accept this launch ({type(exc).__name__})") from None
+        raise ViewerError(403, "portal_refused",
+                          f"the portal did not accept this launch ({type(exc).__name__})") from None
     if not isinstance(user, dict) or not user.get("ID"):
         raise ViewerError(403, "portal_refused", "the portal did not name the viewer")
     user_id = str(user["ID"])

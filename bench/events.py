@@ -2,7 +2,7 @@
 
     python bench/events.py [--rate 500] [--seconds 20] [--threads 8]
 
-Starts a portal double (this process), ``python -m b24desk.server`` (waitress + inbox worker +
+Starts a portal double (this process), ``python -m web.server`` (waitress + inbox worker +
 scheduler, a child process) on a fresh store, installs the app through the ONAPPINSTALL callback,
 waits for the first sync, then a *separate* load process sends documented event payloads
 (ONTASKUPDATE / ONCRMDEALUPDATE / ONCRMACTIVITYADD naming real objects, valid token) on an open-loop
@@ -182,8 +182,10 @@ def main(argv=None) -> dict:
            "B24DESK_CLIENT_SECRET": d.client_secret, "B24DESK_OAUTH_URL": d.oauth_token_url,
            "B24DESK_CONFIG": str(tmp / "b24desk.toml"), "B24DESK_SECRET_KEY": "bench", "PYTHONPATH": str(ROOT)}
     log = open(tmp / "server.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "b24desk.server", "--port", str(port), "--threads",
-                               str(a.threads), "--log-level", "WARNING"] + ["--background", "none" if a.no_worker else a.background], cwd=ROOT, env=env, stdout=log, stderr=log)
+    server = subprocess.Popen([sys.executable, "-m", "web.server", "--port", str(port), "--threads",
+                               str(a.threads), "--log-level", "WARNING",
+                               "--background", "none" if a.no_worker else a.background],
+                              cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         import requests
         deadline = time.monotonic() + 60

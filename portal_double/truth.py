@@ -27,7 +27,7 @@ in that state now, else None.
 """
 from __future__ import annotations
 
-from .state import COMPANY, CONTACT, DEAL
+from .state import COMPANY, CONTACT
 
 OPEN_TASK = {2, 3, 6}
 DONE_TASK = {4, 5}

@@ -1,4 +1,4 @@
-"""Embedded report pages, the KPI API, exports and pushes."""
+"""Embedded report pages, the KPI API and exports (pushes are the core's: ``b24desk/push/``)."""
 
 
 def init_app(app) -> None:

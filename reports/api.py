@@ -14,11 +14,13 @@ from b24desk.kpi.drilldown import kind_of
 from b24desk.kpi.periods import zone
 from b24desk.viewer import ViewerError, can_drill, scope_query
 
-from . import data, present
+from b24desk.text import present
+
+from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
 from .dashboard import timezone_of
-from .i18n import t
+from b24desk.text.i18n import t
 from .query import parse
 from .security import portal_origins
 from .ticket_card import source_label
@@ -74,7 +76,8 @@ def api_drilldown():
         meta = info.get((r["source"], r["source_id"])) or {}
         url = meta.get("url")
         if r["value"] is not None:
-            value_text = present.fmt_value(kpi, r["value"], lang) if kind == "duration" else present._num(r["value"], 2, lang)
+            value_text = (present.fmt_value(kpi, r["value"], lang) if kind == "duration"
+                          else present._num(r["value"], 2, lang))
         elif r["hit"] is not None and kind == "share":
             value_text = "✓" if r["hit"] else "—"
         else:
@@ -84,7 +87,8 @@ def api_drilldown():
             "title": meta.get("title") or f"#{r['source_id']}",
             "link": (origin + url) if origin and url and str(url).startswith("/") else None,
             "responsible": (users.get(str(r["responsible"])) or {}).get("label") or (r["responsible"] or ""),
-            "created": datetime.fromtimestamp(r["created_at"], tzinfo).strftime("%d.%m.%Y %H:%M") if r["created_at"] else "",
+            "created": (datetime.fromtimestamp(r["created_at"], tzinfo).strftime("%d.%m.%Y %H:%M")
+                        if r["created_at"] else ""),
             "state": r["state"], "state_label": t(f"state_{r['state']}", lang),
             "hit": r["hit"], "value": r["value"], "value_text": value_text,
         })

@@ -13,7 +13,7 @@ from flask import current_app, g, jsonify, render_template, request
 
 from b24desk.viewer import TOKEN_MAX_AGE, Viewer, ViewerError, dump_token, load_token
 
-from .i18n import t
+from b24desk.text.i18n import t
 
 JSON_PREFIXES = ("/api/", "/reports/export")
 

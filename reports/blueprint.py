@@ -3,13 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
+from web.db import get_db  # noqa: F401  (the request's store, for the blueprint's modules)
+
 bp = Blueprint("reports", __name__, template_folder="templates", static_folder="static",
                static_url_path="/reports/static")
-
-
-def get_db():
-    from app import get_db as app_get_db   # the app's per-context store (flaskr's g.db pattern)
-    return app_get_db()
 
 
 def config() -> dict:

@@ -24,7 +24,7 @@ from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
 from .capacity_text import ct
 from .dashboard import timezone_of
-from .i18n import t
+from b24desk.text.i18n import t
 from .security import bx24_script
 from .ticket_card import source_label
 

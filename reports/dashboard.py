@@ -19,8 +19,10 @@ from b24desk.model import PRIORITIES
 from b24desk.sources.openlines import SOURCE as OPENLINES
 from b24desk.viewer import FILTER_KEYS, Viewer, can_drill, members as dept_members, scope_query
 
-from . import data, portal_settings, present
-from .i18n import catalogue, t
+from b24desk.text import present
+
+from . import data, portal_settings
+from b24desk.text.i18n import catalogue, t
 from .query import Query, parse
 
 TABLE_KPIS = ("tickets_total", "resolved_count", "backlog", "first_response_time", "resolution_time",
@@ -68,7 +70,8 @@ def _group_table(report: dict, dim: str, lang: str, title: str, drill: bool, *, 
         else:
             label = g["label"]
         base = dict(extra or {}, **{dim: g["key"]}) if g["key"] is not None else None
-        cells = [{"text": label, "drill": drill_attr(dict(base, kpi="tickets_total", title=label) if (drill and base) else None)}]
+        cells = [{"text": label,
+                  "drill": drill_attr(dict(base, kpi="tickets_total", title=label) if (drill and base) else None)}]
         for k in TABLE_KPIS:
             d = dict(base, kpi=k, title=f"{label}: {present.kpi_label(k, lang)}") if (drill and base) else None
             cells.append(_cell(k, g["kpis"].get(k), lang, d))
@@ -89,8 +92,8 @@ def _top_table(report: dict, lang: str, drill: bool) -> dict:
             {"text": present.fmt_value("csat", r.get("csat"), lang), "drill": None},
             {"text": present.fmt_value("fcr_share", r.get("fcr"), lang), "drill": None},
         ]})
-    cols = [t("agent", lang), t("kpi.resolved_count", lang), f"{t('first_response', lang)} ({t('median', lang).lower()})",
-            "CSAT", "FCR"]
+    cols = [t("agent", lang), t("kpi.resolved_count", lang),
+            f"{t('first_response', lang)} ({t('median', lang).lower()})", "CSAT", "FCR"]
     return {"id": "top", "title": t("kpi.top_agents", lang), "columns": cols, "rows": rows}
 
 

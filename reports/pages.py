@@ -15,10 +15,12 @@ from b24desk.viewer import ViewerError, can_see_ticket, check_csrf, csrf_token
 from . import dashboard as dashboard_mod
 from b24desk.client import B24Error
 
-from . import data, portal_settings, present, ticket_card
+from b24desk.text import present
+
+from . import data, portal_settings, ticket_card
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, config, get_db
-from .i18n import t
+from b24desk.text.i18n import t
 from .query import parse as parse_query
 from .security import bx24_script, portal_origins
 

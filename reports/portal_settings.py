@@ -5,7 +5,7 @@
   ``support_departments``, ``bot_users``), as b24desk/config.py says callers do.
 - ``targets``: the engine's own key and format (b24desk/kpi/targets.py).
 - ``ccei_inputs:<period>``: the engine's own key and validation (b24desk/kpi/ccei.py).
-- ``push``: schedules, channels, recipients and alerts, validated by ``b24desk.digest.validate_push``.
+- ``push``: schedules, channels, recipients and alerts, validated by ``b24desk.push.data.validate_push``.
 - ``openlines.crosscheck``: written by ``b24desk.sources.openlines.crosscheck`` when an admin asks.
 
 Every value is validated with the engine's own validators before it is stored; a bad value is
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 
-from b24desk import digest
+from b24desk.push import data as digest
 from b24desk.kpi import ccei as kccei
 from b24desk.kpi import targets as ktargets
 from b24desk.overrides import CONFIG_SETTING, OVERRIDABLE, overrides, validate_config  # noqa: F401

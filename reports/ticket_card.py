@@ -15,8 +15,8 @@ from b24desk.kpi.report import ReportEnv
 from b24desk.model import OPEN
 from b24desk.store import events_for, get_ticket
 
-from .i18n import t
-from .present import fmt_duration
+from b24desk.text.i18n import t
+from b24desk.text.present import fmt_duration
 
 SOURCE_LABELS = {"task": ("Задача", "Task"), "crm:2": ("Сделка", "Deal"), "openlines": ("Открытая линия", "Open line")}
 

@@ -1,17 +1,10 @@
 """Shared fixtures (flaskr style): an app on a temporary store, its test client and CLI runner."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from app import create_app  # noqa: E402
-from b24desk.store import open_db  # noqa: E402
+from app import create_app  # (pytest.ini puts the repository root on the path)
+from b24desk.store import open_db
 
 
 @pytest.fixture

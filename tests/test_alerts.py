@@ -1,9 +1,9 @@
-"""The alert state machine (b24desk/alerts.py): one red alert, no repeats, one back-to-green note."""
+"""The alert state machine (b24desk/push/states.py): one red alert, no repeats, one back-to-green note."""
 from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from b24desk.alerts import GREEN, GREY, RED, YELLOW, Action, State, evaluate, step
+from b24desk.push.states import GREEN, GREY, RED, YELLOW, Action, State, evaluate, step
 
 
 def run(statuses):
@@ -66,7 +66,7 @@ def test_alerts_alternate_and_match_spells(statuses):
 
 
 def test_first_evaluation_is_a_silent_baseline():
-    from b24desk.alerts import evaluate
+    from b24desk.push.states import evaluate
     s_red, s_green = ("agent", "10", "csat"), ("portal", "p", "fcr_share")
     states, actions = evaluate({}, {s_red: "red", s_green: "green"}, baseline=True)
     assert actions == []                                        # nothing announced at enable time

@@ -7,15 +7,15 @@ from collections import Counter
 
 import pytest
 
-from b24desk import digest as dg
-from b24desk import sentlog
+from b24desk.push import data as dg
+from b24desk.push import sentlog
 from b24desk.kpi.drilldown import Replay
 from b24desk.kpi.periods import zone
 from b24desk.kpi.report import build_report
 from b24desk.store import open_db, set_setting
-from reports.i18n import kpi_label
-from reports.present import fmt_value
-from reports.push_alerts import run_alerts, window
+from b24desk.text.i18n import kpi_label
+from b24desk.text.present import fmt_value
+from b24desk.push.alerts import run_alerts, window
 from test_push_helpers import CONFIG, FAST, setup  # noqa: F401  (setup is a fixture)
 
 TZ = zone("Europe/Moscow")

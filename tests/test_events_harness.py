@@ -12,7 +12,7 @@ from app import create_app
 from b24desk import inbox
 from b24desk.client import B24Client
 from b24desk.config import load_config
-from b24desk.server import Runtime
+from b24desk.runtime import Runtime
 from b24desk.store import open_db
 from b24desk.sync import run_sync
 from portal_double import PortalDouble

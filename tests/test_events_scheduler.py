@@ -11,7 +11,7 @@ from app import create_app
 from b24desk import inbox
 from b24desk.client import B24Client
 from b24desk.scheduler import Jobs, Scheduler, portal_lock, scheduler_lock
-from b24desk.server import Runtime
+from b24desk.runtime import Runtime
 from b24desk.store import get_cursor, open_db, set_cursor
 from test_events_harness import double
 

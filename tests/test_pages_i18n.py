@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reports import i18n
+from b24desk.text import i18n
 
 ROOT = Path(__file__).resolve().parent.parent / "reports"
 

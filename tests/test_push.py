@@ -11,14 +11,14 @@ import openpyxl
 import pytest
 
 from app import create_app
-from b24desk import digest as dg
-from b24desk import sentlog
+from b24desk.push import data as dg
+from b24desk.push import sentlog
 from b24desk.kpi.engine import DURATION_KPIS
 from b24desk.kpi.periods import zone
 from b24desk.store import open_db, set_setting
-from reports.i18n import kpi_label
-from reports.present import fmt_value
-from reports.push import PushError, run_push
+from b24desk.text.i18n import kpi_label
+from b24desk.text.present import fmt_value
+from b24desk.push.digests import PushError, run_push
 from test_push_helpers import CONFIG, FAST, label, setup  # noqa: F401  (setup is a fixture)
 
 TZ = zone("Europe/Moscow")
@@ -245,7 +245,7 @@ def test_due_reports_follow_the_schedule_in_the_portal_zone():
     """The latest complete period of each enabled kind is due once its time (portal zone) passed;
     the run marker in the sent-log, not this function, keeps it from being pushed twice."""
     from datetime import datetime
-    from reports.push import due_reports
+    from b24desk.push.digests import due_reports
     settings = dg._merge(dg.DEFAULT_PUSH, {"reports": {"daily": {"enabled": True, "time": "08:30"}}})
     at = lambda *a: int(datetime(*a, tzinfo=TZ).timestamp())        # noqa: E731
     due = lambda ts: {k: p.label for k, p in due_reports(settings, ts, TZ)}   # noqa: E731

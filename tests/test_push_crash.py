@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from b24desk import sentlog
+from b24desk.push import sentlog
 from b24desk.kpi.periods import zone
 from b24desk.store import open_db
-from reports.push import run_push
+from b24desk.push.digests import run_push
 from test_push_helpers import CONFIG, FAST, label, setup  # noqa: F401  (setup is a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -82,7 +82,7 @@ def setup(tmp_path_factory):
 
 
 def label(kind: str, ts: int, tz) -> str:
-    from b24desk.digest import last_complete
+    from b24desk.push.data import last_complete
     return last_complete(kind, ts, tz).label
 
 

@@ -7,12 +7,12 @@ from collections import Counter
 from datetime import datetime
 
 from app import create_app
-from b24desk import digest as dg
-from b24desk import sentlog
+from b24desk.push import data as dg
+from b24desk.push import sentlog
 from b24desk.kpi.periods import zone
-from b24desk.server import Runtime
+from b24desk.runtime import Runtime
 from b24desk.store import open_db, set_setting
-from reports.push import after_sync
+from b24desk.push.digests import after_sync
 from test_push_helpers import CONFIG, FAST, setup  # noqa: F401  (setup is a fixture)
 
 TZ = zone("Europe/Moscow")
@@ -43,7 +43,7 @@ def test_after_sync_pushes_what_is_due_once(setup, tmp_path):
     got = kinds(notes)
     assert got["daily"] >= 1 and got["weekly"] >= 1 and got["monthly"] >= 1
     assert {c["params"]["USER_ID"] for c in notes if c["params"]["TAG"].endswith(":portal")} == {1}
-    # alerts: the first evaluation is a silent baseline (b24desk/alerts.py); the red KPI is recorded
+    # alerts: the first evaluation is a silent baseline (b24desk/push/states.py); the red KPI is recorded
     assert got["alert"] == 0
     assert db.execute("select count(*) from alert_state where portal = ?", [setup.portal]).fetchone()[0] >= 1
     periods = {o.key.report: o.key.period for o in out if o.key.report in dg.KINDS}

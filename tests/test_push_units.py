@@ -6,11 +6,11 @@ from datetime import datetime
 
 import pytest
 
-from b24desk import digest as dg
-from b24desk import sentlog
+from b24desk.push import data as dg
+from b24desk.push import sentlog
 from b24desk.kpi.periods import zone
 from b24desk.store import open_db
-from reports import push_render as R
+from b24desk.push import render as R
 
 MSK, BERLIN = zone("Europe/Moscow"), zone("Europe/Berlin")
 

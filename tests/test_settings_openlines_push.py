@@ -121,7 +121,7 @@ def _push_form(admin, csrf, **over):
 
 
 def test_push_form_saves_a_schedule_and_refuses_a_bad_one(client, desk):
-    from b24desk.digest import push_settings
+    from b24desk.push.data import push_settings
     admin = token_of(client, desk, 1)
     csrf = csrf_token(SECRET, load_token(SECRET, admin))
     r = client.post("/reports/settings", data=_push_form(admin, csrf))

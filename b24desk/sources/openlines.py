@@ -670,10 +670,11 @@ def crosscheck(db, client, portal: str, date_from, date_to, line: int | None = N
 
     ``date_from``/``date_to``: unix seconds, datetimes, ISO datetimes, or ``YYYY-MM-DD`` (midnight in
     the portal's time zone, as ``flask kpi`` reads them). The period is the sessions' creation time
-    (Stat.get's ``dateFrom``/``dateTo``, both inclusive, so ``dateTo`` is sent as ``date_to`` - 1 s). The result is stored in the setting
-    ``openlines.crosscheck`` and returned: ``{"available", "period", "ours", "portal", "differs",
-    "differences", "notes", "checked_at"}``. ``differs`` is what the admin page shows; the usual
-    cause is that Bitrix24 counts a bot's answer as the first response and we do not.
+    (Stat.get's ``dateFrom``/``dateTo``, both inclusive, so ``dateTo`` is sent as ``date_to`` - 1 s).
+    The result is stored in the setting ``openlines.crosscheck`` and returned: ``{"available",
+    "period", "ours", "portal", "differs", "differences", "notes", "checked_at"}``. ``differs`` is
+    what the admin page shows; the usual cause is that Bitrix24 counts a bot's answer as the first
+    response and we do not.
     """
     from ..kpi.load import portal_timezone
     from ..kpi.periods import parse_point, zone

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from b24desk.kpi.engine import KPI_KEYS as KPI_KEYS_ALL  # noqa: F401  (the drilldown accepts these)
+from ..kpi.engine import KPI_KEYS as KPI_KEYS_ALL  # noqa: F401  (the drilldown accepts these)
 
 from .i18n import kpi_label, t
 
@@ -175,7 +175,8 @@ def cards(report: dict, lang: str, directions: dict | None = None, team: dict | 
             "previous": fmt_value(key, entry.get("previous"), lang),
             "target": fmt_target(key, entry, lang),
             "status": status if status in ("green", "yellow", "red", "grey") else "grey",
-            "status_label": t(f"status_{status}" if status in ("green", "yellow", "red", "grey") else "status_grey", lang),
+            "status_label": t(f"status_{status}" if status in ("green", "yellow", "red", "grey") else "status_grey",
+                              lang),
             "delta": d, "delta_text": fmt_delta(key, d, lang),
             "n": sample_size(entry),
             "team": fmt_value(key, (team_kpis.get(key) or {}).get("value"), lang) if team else None,

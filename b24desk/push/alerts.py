@@ -1,6 +1,6 @@
 """KPI alerts: when a KPI of the portal, a department or an agent turns red, its head gets one
 notification naming the KPI, its value, its target and the tickets behind it; nothing more while it
-stays red; one "back to green" note when it recovers (the rules: ``b24desk/alerts.py``).
+stays red; one "back to green" note when it recovers (the rules: ``states.py``).
 
 Each run (after every reconcile sync) computes the scorecard over a rolling window (the last
 ``alerts.window_days`` days up to the current hour, in the portal's time zone) for the portal,
@@ -16,18 +16,17 @@ from __future__ import annotations
 import copy
 import time
 
-from b24desk import alerts as A
-from b24desk import digest as dg
-from b24desk import sentlog
-from b24desk.installations import get_installation
-from b24desk.kpi.drilldown import Replay, kind_of
-from b24desk.kpi.filters import Filters, matcher
-from b24desk.kpi.periods import Period
-from b24desk.kpi.report import build_report
-
-from . import push_render as R
-from .push import WEBHOOK_CLIENT_ID, Context, _Held, link, make_context, portal_recipients
-from .push_deliver import Outcome
+from ..installations import get_installation
+from ..kpi.drilldown import Replay, kind_of
+from ..kpi.filters import Filters, matcher
+from ..kpi.periods import Period
+from ..kpi.report import build_report
+from . import data as dg
+from . import sentlog
+from . import render as R
+from . import states as A
+from .context import WEBHOOK_CLIENT_ID, Context, Held, link, make_context, portal_recipients
+from .delivery import Outcome
 
 REPORT = "alert"
 TICKETS_SHOWN = 5
@@ -137,9 +136,9 @@ def run_alerts(db, portal: str, *, reader, writer, config: dict | None = None, n
     days = int(settings.get("window_days") or 7)
     period = window(int(now if now is not None else time.time()), days, ctx.env.tz)
     observed = observe(ctx, period)
-    with _Held(db, portal):
+    with Held(db, portal):
         states = load_states(db, portal)
-        # the portal's first evaluation is a silent baseline (b24desk/alerts.py)
+        # the portal's first evaluation is a silent baseline (states.py)
         new_states, actions = A.evaluate(states, {s: v[0] for s, v in observed.items()}, baseline=not states)
         planned = []
         for act in actions:

@@ -1,7 +1,7 @@
 """Pushing digests into Bitrix24: plan the deliveries of a report, send each exactly once.
 
 A run for (portal, kind, period) builds the portal digest and one per department
-(``b24desk/digest.py``), then, per channel:
+(``data.py``), then, per channel:
 
 * ``disk``   -- the XLSX of each digest (the KPI engine's own writer, ``b24desk.kpi.formats``)
   into the app's storage: ``disk.storage.getForApp`` -> ``ROOT_OBJECT_ID`` ->
@@ -17,186 +17,39 @@ A run for (portal, kind, period) builds the portal digest and one per department
 * ``feed``   -- ``log.blogpost.add`` with ``DEST ["DR<id>"]`` for each department (and ``UA`` for
   the portal digest when enabled; DOCS api-reference/log/log-blogpost-add.md).
 
-Each delivery goes through ``push_deliver.Deliverer`` (exactly once; see there). Also here: the
-``flask push`` command, and ``after_sync`` -- what the server's scheduler calls after each
+Each delivery goes through ``delivery.Deliverer`` (exactly once; see there). Also here:
+``after_sync`` -- what the server's scheduler calls after each
 reconcile sync (due digests in the portal's time zone, alerts, unfinished deliveries).
 """
 from __future__ import annotations
 
 import base64
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
 
-import click
-from click.core import ParameterSource
-from flask.cli import with_appcontext
-
-from b24desk import config as b24config
-from b24desk import digest as dg
-from b24desk import sentlog
-from b24desk.client import AuthError, B24Client, B24Error
-from b24desk.installations import get_installation
-from b24desk.kpi.formats import render
-from b24desk.kpi.periods import Period
-from b24desk.kpi.report import ReportEnv
-from b24desk.overrides import effective_config
-from b24desk.store import get_setting, open_db, set_setting
-from b24desk.sync import SyncBusy, acquire_lock, release_lock
-
-from . import push_render as R
-from .push_deliver import Deliverer, Outcome
+from .. import config as b24config
+from ..client import B24Error
+from ..kpi.formats import render
+from ..kpi.periods import Period
+from ..kpi.report import ReportEnv
+from ..store import get_setting, open_db, set_setting
+from . import data as dg
+from . import render as R
+from . import sentlog
+from .context import (WEBHOOK_CLIENT_ID, Context, Held, PushError, link, make_context,  # noqa: F401
+                      open_clients, portal_recipients)
+from .delivery import Deliverer, Outcome
 
 log = logging.getLogger("b24desk.push")
 
 CHANNEL_ORDER = ("disk", "notify", "chat", "feed")
 CHAT_ENTITY = "B24DESK"            # im.chat.add ENTITY_TYPE of the chat the app creates
-WEBHOOK_CLIENT_ID = "b24desk"      # im.notify.system.add: a webhook passes CLIENT_ID with TAG
-APP_ID_SETTING = "app_id"
 ALERTS_CHECKED_SETTING = "alerts_checked_at"
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-class PushError(RuntimeError):
-    """A push cannot start (bad input, no credentials, another push running)."""
-
-
-# --- clients ----------------------------------------------------------------------------------------
-
-def open_clients(db_path: str, portal: str, *, webhook: str | None = None, client_id: str | None = None,
-                 client_secret: str | None = None, oauth_url: str | None = None, **opts) -> tuple:
-    """(reader, writer) for ``portal``: the installed app's tokens, else the inbound ``webhook``.
-    The writer has ``max_retries=0``: the Deliverer decides what may be sent again."""
-    if webhook:
-        return (B24Client.from_webhook(webhook, **opts), B24Client.from_webhook(webhook, **opts, max_retries=0))
-    client_id = client_id or b24config.env("B24DESK_CLIENT_ID")
-    client_secret = client_secret or b24config.env("B24DESK_CLIENT_SECRET")
-    oauth_url = oauth_url or b24config.env("B24DESK_OAUTH_URL")
-    return (B24Client.from_installation(db_path, portal, client_id, client_secret, oauth_url, **opts),
-            B24Client.from_installation(db_path, portal, client_id, client_secret, oauth_url, **opts,
-                                        max_retries=0))
-
-
-def _portal_lock(portal: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(portal, threading.Lock())
-
-
-class _Held:
-    """One push of a portal at a time: a thread lock here and a lease row across processes."""
-
-    def __init__(self, db, portal: str):
-        self.db, self.portal, self.lock = db, portal, _portal_lock(portal)
-
-    def __enter__(self):
-        if not self.lock.acquire(timeout=300):
-            raise PushError(f"another push of {self.portal} is still running in this process")
-        try:
-            acquire_lock(self.db, f"push:{self.portal}")
-        except SyncBusy as exc:
-            self.lock.release()
-            raise PushError(f"another push of {self.portal} is running ({exc})") from None
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            release_lock(self.db, f"push:{self.portal}")
-        finally:
-            self.lock.release()
-
-
-# --- context of a run -----------------------------------------------------------------------------------
-
-@dataclass
-class Context:
-    db: object
-    portal: str
-    env: ReportEnv
-    settings: dict
-    lang: str
-    reader: object = None
-    writer: object = None
-    dry_run: bool = False
-    deliverer: Deliverer | None = None
-    dashboard_base: str | None = None
-    outcomes: list = field(default_factory=list)
-    cache: dict = field(default_factory=dict)          # per-run memo (the alerts' drill-down replay)
-
-    @property
-    def is_webhook(self) -> bool:
-        return bool(getattr(self.writer, "is_webhook", False))
-
-    def send(self, key: sentlog.Key, method: str, payload: dict) -> Outcome:
-        if self.dry_run:
-            row = sentlog.get(self.db, key)
-            state = "already" if row and row["state"] == sentlog.SENT else "dry-run"
-            out = Outcome(key, state, method, payload, (row or {}).get("result"))
-        else:
-            out = self.deliverer.deliver(key, method, payload)
-        self.outcomes.append(out)
-        return out
-
-
-def make_context(db, portal: str, *, config: dict | None, reader=None, writer=None, dry_run=False,
-                 deliverer_opts: dict | None = None) -> Context:
-    env = ReportEnv(db, portal, config)
-    settings = dg.push_settings(db, portal)
-    inst = get_installation(db, portal) if "installations" in db.table_names() else None
-    lang = R.lang_of(settings.get("lang") or (inst or {}).get("lang") or "ru")
-    ctx = Context(db, portal, env, settings, lang, reader, writer, dry_run)
-    if not dry_run:
-        ctx.deliverer = Deliverer(db, reader, writer, **(deliverer_opts or {}))
-    ctx.dashboard_base = dashboard_base(ctx, inst)
-    return ctx
-
-
-def dashboard_base(ctx: Context, inst: dict | None) -> str | None:
-    """Where "open the dashboard" points: the admin's ``dashboard_url``, else the app's page in
-    the portal (``/marketplace/app/<ID>/``, the ID from ``app.info``), else nothing."""
-    if ctx.settings.get("dashboard_url"):
-        return ctx.settings["dashboard_url"]
-    domain = (inst or {}).get("domain")
-    if not domain or ctx.is_webhook:
-        return None
-    app_id = get_setting(ctx.db, ctx.portal, APP_ID_SETTING)
-    if app_id is None and not ctx.dry_run and ctx.reader is not None:
-        try:
-            app_id = (ctx.reader.call("app.info") or {}).get("ID")
-        except B24Error as exc:
-            log.info("app.info: %s (no dashboard link)", exc)
-        if app_id:
-            set_setting(ctx.db, ctx.portal, APP_ID_SETTING, app_id)
-    return f"https://{domain}/marketplace/app/{app_id}/" if app_id else None
-
-
-def link(ctx: Context, digest: dict, key: sentlog.Key) -> str | None:
-    if not ctx.dashboard_base:
-        return None
-    return R.with_params(ctx.dashboard_base, report=digest["kind"], period=digest["period"],
-                         department=digest["scope"]["id"], ref=key.marker)
 
 
 def _with_marker(text: str, key: sentlog.Key, url: str | None) -> str:
     """The marker rides in the dashboard link; without a link it is a small footer."""
     return text if url else f"{text}\n[I]#{key.marker}[/I]"
-
-
-# --- recipients -----------------------------------------------------------------------------------------
-
-def portal_recipients(ctx: Context) -> list[str]:
-    chosen = [str(u) for u in ctx.settings.get("portal_recipients") or []]
-    if chosen:
-        return chosen
-    inst = get_installation(ctx.db, ctx.portal) if "installations" in ctx.db.table_names() else None
-    if inst and inst.get("user_id"):
-        return [str(inst["user_id"])]
-    hook = getattr(ctx.writer, "_base", "") or ""
-    parts = hook.rstrip("/").split("/")
-    if ctx.is_webhook and len(parts) >= 2 and parts[-2].isdigit():
-        return [parts[-2]]                     # the webhook's own user
-    return []
 
 
 def scope_target(d: dict) -> str:
@@ -377,7 +230,7 @@ def run_push(db, portal: str, kind: str, period, *, reader=None, writer=None, co
 
     if dry_run:
         return work()
-    with _Held(db, portal):
+    with Held(db, portal):
         return work()
 
 
@@ -401,7 +254,7 @@ def after_sync(db_path: str, portal: str, *, config: dict | None = None, now: in
     """What the server's scheduler runs after each reconcile sync of ``portal``: deliveries left
     unsure by earlier runs, the digests that are due (in the portal's time zone) and not yet
     complete, then the KPI alerts. Safe to call as often as wanted: the sent-log makes repeats free."""
-    from .push_alerts import run_alerts
+    from .alerts import run_alerts
     config = b24config.load_config() if config is None else config
     db = open_db(db_path)
     try:
@@ -412,7 +265,7 @@ def after_sync(db_path: str, portal: str, *, config: dict | None = None, now: in
         now = int(now if now is not None else time.time())
         tz = ReportEnv(db, portal, config).tz
         outcomes = []
-        with _Held(db, portal):
+        with Held(db, portal):
             outcomes += Deliverer(db, reader, writer, **(deliverer_opts or {})).resume(portal)
         channels = [c for c in CHANNEL_ORDER if c in (settings.get("channels") or ["notify"])]
         for kind, period in due_reports(settings, now, tz):
@@ -433,7 +286,7 @@ def after_sync(db_path: str, portal: str, *, config: dict | None = None, now: in
         db.conn.close()
 
 
-# --- flask push -----------------------------------------------------------------------------------------
+# --- describing outcomes (``flask push``, the demo) ------------------------------------------------------
 
 def describe(o: Outcome) -> str:
     what = {"im.notify.system.add": lambda p: f"user {p.get('USER_ID')}",
@@ -447,7 +300,8 @@ def describe(o: Outcome) -> str:
     return f"{o.state:8} {o.key.channel:6} {o.key.target:28} {o.method} {target}{tail}{err}"
 
 
-def _preview(o: Outcome) -> str:
+def preview(o: Outcome) -> str:
+    """What a dry run shows of one delivery: its title and text, or the file's name and size."""
     p = o.payload or {}
     text = p.get("MESSAGE") or p.get("POST_MESSAGE") or ""
     if o.method == "disk.folder.uploadfile":
@@ -456,59 +310,3 @@ def _preview(o: Outcome) -> str:
     title = p.get("POST_TITLE")
     lines = ([f"  title: {title}"] if title else []) + [f"  {x}" for x in str(text).splitlines()]
     return "\n".join(lines)
-
-
-@click.command("push")
-@click.option("--db", "db_path", help="SQLite store (default: B24DESK_DB or instance/b24desk.db).")
-@click.option("--portal", help="The portal's member_id (may be left out with one portal in the store).")
-@click.option("--report", "kind", type=click.Choice(dg.KINDS), required=True, help="Which digest.")
-@click.option("--period", required=True, help="YYYY-MM-DD (daily), YYYY-Www (weekly), YYYY-MM (monthly), "
-                                              "in the portal's time zone.")
-@click.option("--channel", "channels", type=click.Choice(dg.CHANNELS), multiple=True,
-              help="notify | chat | feed | disk (repeatable; default: the portal's push settings).")
-@click.option("--dry-run", is_flag=True, help="Print what would be sent; send nothing, record nothing.")
-@click.option("--webhook", envvar="B24DESK_WEBHOOK", help="Inbound webhook URL, when the app is not installed.")
-@with_appcontext
-def push_command(db_path, portal, kind, period, channels, dry_run, webhook):
-    """Push a digest into Bitrix24 now (each delivery at most once, see the sent-log)."""
-    from pathlib import Path
-
-    from flask import current_app
-
-    from b24desk.kpi.cli import open_portal_store
-
-    db, portal = open_portal_store(db_path, portal)
-    path = Path(db_path or current_app.config["DB"])
-    try:
-        reader = writer = None
-        if not dry_run:
-            # an installed app wins over B24DESK_WEBHOOK from the environment; --webhook given here wins
-            explicit = click.get_current_context().get_parameter_source("webhook") == ParameterSource.COMMANDLINE
-            inst = get_installation(db, portal)
-            if webhook and not explicit and inst and (inst.get("access_token") or inst.get("refresh_token")):
-                webhook = None
-            try:
-                reader, writer = open_clients(str(path), portal, webhook=webhook)
-            except (AuthError, ValueError) as exc:
-                raise click.UsageError(f"cannot reach the portal: {exc} (install the app, or give --webhook)")
-        try:
-            outcomes = run_push(db, portal, kind, period, reader=reader, writer=writer,
-                                config=effective_config(db, portal, current_app.config.get("B24DESK") or {}),
-                                channels=channels,
-                                dry_run=dry_run)
-        except PushError as exc:
-            raise click.UsageError(str(exc)) from None
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-    finally:
-        db.conn.close()
-    for o in outcomes:
-        click.echo(describe(o))
-        if dry_run:
-            click.echo(_preview(o))
-    failed = [o for o in outcomes if not o.ok]
-    if not outcomes:
-        click.echo("nothing to send (no recipients for the chosen channels)", err=True)
-    if failed:
-        raise click.ClickException(f"{len(failed)} of {len(outcomes)} deliveries not done; "
-                                   "run the same command again to retry them (sent ones are skipped)")

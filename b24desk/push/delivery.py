@@ -1,4 +1,4 @@
-"""Exactly-once delivery of one push over the sent-log (``b24desk/sentlog.py``).
+"""Exactly-once delivery of one push over the sent-log (``sentlog.py``).
 
 ``Deliverer.deliver(key, method, payload)`` sends one call at most once, whatever happens:
 
@@ -37,9 +37,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from b24desk import sentlog
-from b24desk.client import AuthError, B24Error
-from b24desk.model import parse_time
+from ..errors import AuthError, B24Error
+from ..model import parse_time
+from . import sentlog
 
 log = logging.getLogger("b24desk.push")
 

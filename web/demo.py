@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "config" / "demo.toml"
 # The double's leaky bucket drains faster than a real portal's 2 requests/s (the client's own
 # bucket is told the same), so a 20,000-ticket first sync takes seconds, not ten minutes.
@@ -79,8 +79,9 @@ class Demo:
         from portal_double import PortalDouble
         from waitress import create_server
 
-        from app import create_app
-        from b24desk.server import Runtime
+        from b24desk.runtime import Runtime
+
+        from .factory import create_app
 
         t0 = time.time()
         config = demo_config()
@@ -149,7 +150,7 @@ class Demo:
 
         from b24desk.kpi.load import portal_timezone
         from b24desk.store import open_db
-        from reports.push import describe, open_clients, run_push
+        from b24desk.push.digests import describe, open_clients, run_push
         d = self.double
         db = open_db(self.db_path)
         try:

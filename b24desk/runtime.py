@@ -1,34 +1,41 @@
-"""The production entry point: waitress serving the app, plus the inbox worker and the scheduler.
+"""The runtime of a server process: the inbox worker and the scheduler, wired to one app's config.
 
-    python -m b24desk.server [--host 0.0.0.0] [--port 8080] [--threads 8] [--background process]
-
-The web process runs waitress (one process, many threads) and nothing else, so an ack on
-``POST /events`` never waits for the GIL behind the worker's parsing; a supervised child process
-(:class:`Background`, restarted if it dies, gone when the web process is) runs the inbox worker
-and, if it wins ``scheduler_lock``, the scheduler (a process that loses keeps retrying, so a
-restarted server takes over once its predecessor's child has exited). ``flask run`` serves the
-same routes but starts neither (events wait in the inbox). Everything survives a restart: the
-inbox and the offline-queue cursor are in the store, rows and leases of a killed process are
+The web layer starts it (``web/server.py``, ``flask demo``) and hands it what it must call:
+``after_sync`` (portal -> None, after each sync that ran; the pages warm their dashboard) and
+``push`` (what is due to be pushed after a scheduled sync; default the core's
+:func:`b24desk.push.digests.after_sync` through the installed app's clients). ``app`` is anything
+with ``config`` (a mapping: ``DB``, ``PUBLIC_URL``, ``CLIENT_ID``, ``CLIENT_SECRET``, ``OAUTH_URL``,
+``B24DESK``) and ``extensions`` (a dict where the running worker and runtime are published):
+the Flask app, in practice, though nothing here imports Flask. Everything survives a restart:
+the inbox and the offline-queue cursor are in the store, rows and leases of a killed process are
 reclaimed, and every portal is reconciled when the scheduler starts.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
-import signal
-import sys
 import threading
 import time
+from typing import Callable
 
 from . import bindings, inbox
 from .client import B24Client
 from .installations import get_installation
 from .overrides import effective_config
+from .proc import short
 from .scheduler import Jobs, Scheduler, portal_lock, scheduler_lock
 from .store import open_db
 
 log = logging.getLogger("b24desk.server")
+
+
+def push_due(db_path: str, portal: str, *, config: dict, client_id=None, client_secret=None,
+             oauth_url=None) -> list:
+    """The default ``push`` of :class:`Runtime`: what is due after a sync, through the app's clients."""
+    from .push.digests import after_sync, open_clients
+    clients = open_clients(db_path, portal, client_id=client_id, client_secret=client_secret,
+                           oauth_url=oauth_url)
+    return after_sync(db_path, portal, config=config, clients=clients)
 
 
 class Runtime:
@@ -36,9 +43,11 @@ class Runtime:
 
     def __init__(self, app, *, scheduler: bool = True, worker: bool = True, poll: float = 1.0,
                  sync_minutes: float | None = None, lock_wait: float = 600.0, retry_backoff: float = 5.0,
-                 after_sync=None):
+                 after_sync: Callable[[str], None] | None = None,
+                 push: Callable[..., list] | None = push_due):
         self.app = app
-        self.after_sync = after_sync    # portal -> None, after each sync that ran (reports warm the dashboard)
+        self.after_sync = after_sync    # portal -> None, after each sync that ran (the pages warm the dashboard)
+        self.push = push                # what is due after a scheduled sync (None: push nothing)
         cfg = app.config
         self.db_path = cfg["DB"]
         self.public_url = cfg.get("PUBLIC_URL") or ""
@@ -122,7 +131,7 @@ class Runtime:
                 try:
                     enqueued, _ = inbox.pull_offline(db, client, portal)   # blind records: the sync below
                 except Exception as exc:    # no offline events on this plan / not admin: sync covers it
-                    log.info("offline queue of %s not read: %s", portal, inbox._short(exc))
+                    log.info("offline queue of %s not read: %s", portal, short(exc))
                 config = self.config_for(db, portal)
                 try:
                     reports = run_sync(client, db, None, config)
@@ -142,11 +151,11 @@ class Runtime:
         try:
             self.after_sync(portal)
         except Exception as exc:        # warming is an optimisation: never fail the sync for it
-            log.warning("after_sync hook for %s failed: %s", portal, inbox._short(exc))
+            log.warning("after_sync hook for %s failed: %s", portal, short(exc))
 
     def reconcile_and_push(self, portal: str) -> dict:
         """The scheduled job: reconcile, then what is due to be pushed -- digests in the portal's
-        time zone, KPI alerts, deliveries earlier runs left unsure (reports/push.py ``after_sync``;
+        time zone, KPI alerts, deliveries earlier runs left unsure (``self.push``;
         pushes hold their own lease, not the portal lock); ``after_sync`` last, after the pushes'
         own writes, so what it warms is current."""
         result = self._reconcile(portal)
@@ -157,9 +166,7 @@ class Runtime:
                 self._synced(portal)
 
     def _push(self, portal: str, result: dict) -> dict:
-        try:
-            from reports.push import after_sync, open_clients
-        except ImportError:             # the reports package is optional for the core
+        if self.push is None:
             return result
         try:
             db = open_db(self.db_path)
@@ -167,13 +174,12 @@ class Runtime:
                 config = self.config_for(db, portal)
             finally:
                 db.conn.close()
-            clients = open_clients(self.db_path, portal, client_id=self.client_id,
-                                   client_secret=self.client_secret, oauth_url=self.oauth_url)
-            outcomes = after_sync(self.db_path, portal, config=config, clients=clients)
+            outcomes = self.push(self.db_path, portal, config=config, client_id=self.client_id,
+                                 client_secret=self.client_secret, oauth_url=self.oauth_url)
             result["push"] = {s: sum(1 for o in outcomes if o.state == s) for s in {o.state for o in outcomes}}
         except Exception as exc:        # a failed push must not fail the sync job
-            log.warning("push after the sync of %s failed: %s", portal, inbox._short(exc))
-            result["push"] = {"error": inbox._short(exc)}
+            log.warning("push after the sync of %s failed: %s", portal, short(exc))
+            result["push"] = {"error": short(exc)}
         return result
 
     def drain_offline(self, portal: str) -> int:
@@ -252,124 +258,3 @@ class Runtime:
         self.worker.stop()
         self.app.extensions.pop("b24desk.worker", None)
         self.app.extensions.pop("b24desk.runtime", None)
-
-
-def _background_main(parent: int, log_level: str, poll: float, synced=None) -> None:
-    """The background process: inbox worker + scheduler, until the web process is gone. Each
-    portal it syncs is put on ``synced`` (a queue the web process reads: its memo is the one
-    viewers hit, so the warming happens there)."""
-    import os
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from app import create_app
-    app = create_app()
-    runtime = Runtime(app, scheduler=True, worker=True, poll=poll,
-                      after_sync=synced.put if synced is not None else None).start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    try:
-        while not stop.is_set() and os.getppid() == parent:
-            stop.wait(1.0)
-    finally:
-        runtime.stop()
-
-
-class Background:
-    """Runs :func:`_background_main` in a child process and restarts it if it dies, so request
-    threads never share a GIL with the worker's parsing and mapping (the ack latency target)."""
-
-    def __init__(self, log_level: str, poll: float = 0.2, on_sync=None):
-        import multiprocessing as mp
-        import os
-        self.ctx = mp.get_context("spawn")
-        self.on_sync = on_sync
-        self.synced = self.ctx.SimpleQueue() if on_sync is not None else None
-        self.args = (os.getpid(), log_level, poll, self.synced)
-        self.proc = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._supervise, name="b24desk-background", daemon=True)
-
-    def _supervise(self) -> None:
-        while not self._stop.is_set():
-            self.proc = self.ctx.Process(target=_background_main, args=self.args, name="b24desk-background")
-            self.proc.start()
-            self.proc.join()
-            if not self._stop.is_set():
-                log.warning("background process exited (%s); restarting", self.proc.exitcode)
-                self._stop.wait(1.0)
-
-    def start(self) -> "Background":
-        self._thread.start()
-        if self.synced is not None:
-            threading.Thread(target=self._relay, name="b24desk-synced", daemon=True).start()
-        return self
-
-    def _relay(self) -> None:
-        """Portals the child synced -> ``on_sync`` in this process."""
-        while not self._stop.is_set():
-            try:
-                portal = self.synced.get()
-            except (EOFError, OSError):
-                return
-            if portal is None:
-                return
-            try:
-                self.on_sync(portal)
-            except Exception as exc:
-                log.warning("on_sync for %s failed: %s", portal, inbox._short(exc))
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self.synced is not None:
-            self.synced.put(None)       # ends the relay
-        if self.proc is not None and self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(15)
-            if self.proc.is_alive():
-                self.proc.kill()
-
-
-def warm_hook(app):
-    """The web layer's after-sync warmer (reports/warm.py), if the reports package is there."""
-    try:
-        from reports.warm import Warmer
-    except ImportError:
-        return None
-    return Warmer(app)
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m b24desk.server",
-                                     description="Serve b24desk with waitress, the inbox worker and the scheduler.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--background", choices=("process", "thread", "none"), default="process",
-                        help="where the inbox worker and the scheduler run: a child process (default), "
-                             "threads of this process, or nowhere (another process drains the inbox)")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import waitress
-
-    from app import create_app
-    app = create_app()
-    in_process = args.background == "thread"
-    warm = warm_hook(app)
-    runtime = Runtime(app, scheduler=in_process, worker=in_process, after_sync=warm).start()
-    background = Background(args.log_level, on_sync=warm).start() if args.background == "process" else None
-
-    def _term(signum, frame):
-        raise SystemExit(0)
-    signal.signal(signal.SIGTERM, _term)
-    log.info("serving on http://%s:%d (public URL %s)", args.host, args.port, runtime.public_url)
-    try:
-        waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="b24desk")
-    finally:
-        if background is not None:
-            background.stop()
-        runtime.stop()
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
-    main()

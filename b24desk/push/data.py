@@ -1,6 +1,6 @@
 """Report kinds: what a daily, weekly or monthly digest contains, for a portal or a department.
 
-A digest is data, not text (rendering is ``reports/push_render.py``): the period, the scope, the
+A digest is data, not text (rendering is ``render.py``): the period, the scope, the
 KPI engine's report (``b24desk.kpi.report.build_report``, never a second engine), and what a
 head reads first -- the scorecard (traffic lights, deltas against the previous period), the
 worst KPIs (furthest from their targets) and the agents with the most red lights.
@@ -15,11 +15,11 @@ import copy
 import re
 from datetime import date, datetime, time as dtime, timedelta
 
-from .kpi.engine import DURATION_KPIS
-from .kpi.periods import Period
-from .kpi.report import ReportEnv, build_report
-from .kpi.targets import comparable
-from .store import get_setting
+from ..kpi.engine import DURATION_KPIS
+from ..kpi.periods import Period
+from ..kpi.report import ReportEnv, build_report
+from ..kpi.targets import comparable
+from ..store import get_setting
 
 KINDS = ("daily", "weekly", "monthly")
 CHANNELS = ("notify", "chat", "feed", "disk")
@@ -267,9 +267,13 @@ def build_digest(env: ReportEnv, kind: str, period: Period, *, department: str |
     scope = {"level": "department", "id": department, "name": (dept_info or {}).get("name") or department,
              "head": (dept_info or {}).get("head")} if department else {"level": "portal", "id": None,
                                                                       "name": None, "head": None}
-    return {"kind": kind, "period": period.label, "from": period.iso(period.start), "to": period.iso(period.end),
-            "previous": report.get("previous"), "timezone": env.tz_name, "scope": scope, "report": report,
-            "scorecard": card, "worst": worst(card), "worst_agents": worst_agents(report)}
+    out = {"kind": kind, "period": period.label, "from": period.iso(period.start), "to": period.iso(period.end),
+           "previous": report.get("previous"), "timezone": env.tz_name, "scope": scope, "report": report,
+           "scorecard": card, "worst": worst(card), "worst_agents": worst_agents(report)}
+    if kind == "monthly":       # the load forecast's warning, when it passes the norm (b24desk.capacity)
+        from ..capacity.digest import capacity_note
+        out["capacity"] = capacity_note(env, period.end, department)
+    return out
 
 
 def is_empty(d: dict) -> bool:

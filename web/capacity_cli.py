@@ -1,4 +1,5 @@
-"""``flask capacity``: the capacity report from the store (shared/spec/interfaces.md "Capacity")."""
+"""``flask capacity``: the capacity report from the store (shared/spec/interfaces.md "Capacity"),
+a thin shell over ``b24desk.capacity.build_capacity``."""
 from __future__ import annotations
 
 import json
@@ -7,10 +8,9 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ..kpi.cli import open_portal_store
-from ..overrides import effective_config
-from .report import CapacityError, build_capacity
-from .table import render_table
+from b24desk.capacity import CapacityError, build_capacity
+from b24desk.capacity.table import render_table
+from b24desk.overrides import effective_config
 
 
 @click.command("capacity")
@@ -27,6 +27,7 @@ from .table import render_table
 @with_appcontext
 def capacity_command(db_path, portal, date_from, date_to, weeks_ahead, source, department, fmt, lang):
     """Arrivals per weekday x hour, the volume forecast and the staffing gaps."""
+    from .cli import open_portal_store
     db, portal = open_portal_store(db_path, portal)
     try:
         config = effective_config(db, portal, current_app.config.get("B24DESK") or {})

@@ -1,8 +1,8 @@
 """Digests and alerts as Bitrix24 content: BB-code text and ``ATTACH`` blocks, in ru or en.
 
-Numbers are formatted exactly as the dashboard shows them (``reports/present.py``: % for shares,
+Numbers are formatted exactly as the dashboard shows them (``b24desk/text/present.py``: % for shares,
 minutes/hours for durations, a decimal comma in Russian); labels are the dashboard's
-(``reports/i18n.py``). Formats used (DOCS = bitrix24/b24restdocs):
+(``b24desk/text/i18n.py``). Formats used (DOCS = bitrix24/b24restdocs):
 
 - BB-codes ``[B]``, ``[URL=…]…[/URL]``, ``[BR]`` in notification and message text
   (api-reference/chats/messages/attachments/block-collections/grid.md lists those a VALUE takes);
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
-from .i18n import kpi_label
-from .present import delta, fmt_delta, fmt_value
+from ..text.i18n import kpi_label
+from ..text.present import delta, fmt_delta, fmt_value
 
 ICON = {"green": "🟢", "yellow": "🟡", "red": "🔴", "grey": "⚪"}
 COLOR = {"green": "#2fc26e", "yellow": "#f7a700", "red": "#ff5752", "grey": "#a8adb4"}
@@ -76,7 +76,8 @@ def scope_name(digest: dict, lang: str) -> str:
 def title(digest: dict, lang: str) -> str:
     kind = tr(digest["kind"], lang)
     kind = kind.lower() if lang == "ru" else kind
-    return f"{tr('service_desk', lang)}: {kind} · {scope_name(digest, lang)} · {digest['period']} ({_span(digest, lang)})"
+    return (f"{tr('service_desk', lang)}: {kind} · {scope_name(digest, lang)} · {digest['period']} "
+            f"({_span(digest, lang)})")
 
 
 def with_params(url: str, **params) -> str:
@@ -130,6 +131,8 @@ def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: 
     if digest.get("worst_agents"):
         names = ", ".join(f"{a['name']} ({len(a['red'])})" for a in digest["worst_agents"])
         lines.append(f"{tr('red_agents', lang)}: {names}")
+    if digest.get("capacity"):
+        lines.append(f"📈 {digest['capacity'][lang]}")
     links = []
     if dashboard:
         links.append(f"[URL={dashboard}]{tr('open_dashboard', lang)}[/URL]")
@@ -173,6 +176,8 @@ def feed_message(digest: dict, lang: str, *, dashboard: str | None = None, xlsx:
     if digest.get("worst_agents"):
         names = ", ".join(f"{a['name']} ({len(a['red'])})" for a in digest["worst_agents"])
         lines += ["", f"{tr('red_agents', lang)}: {names}"]
+    if digest.get("capacity"):
+        lines += ["", f"📈 {digest['capacity'][lang]}"]
     links = []
     if dashboard:
         links.append(f"[URL={dashboard}]{tr('open_dashboard', lang)}[/URL]")
