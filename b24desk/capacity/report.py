@@ -34,7 +34,7 @@ from ..kpi.periods import Period, make_period
 from ..kpi.report import ReportEnv
 from . import forecast as fc
 from .erlang import agents_needed, service_level, traffic
-from .slots import (HOURS, WEEKDAYS, LocalClock, agents_by_hour_and_day, daily_counts, next_mondays,
+from .slots import (EPOCH_ORDINAL, HOURS, WEEKDAYS, LocalClock, daily_counts, next_mondays,
                     per_slot_mean, per_weekday_mean, period_days, week_label, weekly_counts)
 from .text import forecast_text, gap_text
 
@@ -182,24 +182,31 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     chat_marks = ",".join("?" * len(chat)) or "''"
     local_e, local_e_params = clock.sql("e.at")
     who = " and e.actor_id in (select value from json_each(?))" if allowed is not None else ""
-    pairs_all, pairs_chat, pairs_tickets = [], [], []
-    for lh, actor, is_chat in conn.execute(
-            f"select {local_e} / 3600, e.actor_id, t.source in ({chat_marks}) from events e join tickets t"
+    # distinct (hour, agent, chat?) once, then counted per local hour and per local day by SQLite
+    distinct = ("count(distinct actor), count(distinct case when chat then actor end),"
+                " count(distinct case when chat then null else actor end)")
+    hour_all, hour_chat, hour_tix, day_all, day_tix = {}, {}, {}, {}, {}
+    for level, idx, n_all, n_chat, n_tix in conn.execute(
+            f"with x as materialized (select {local_e} / 3600 as lh, e.actor_id as actor,"
+            f" t.source in ({chat_marks}) as chat from events e join tickets t"
             " on t.portal = e.portal and t.source = e.source and t.source_id = e.source_id"
             f" where e.portal = ? and e.at >= ? and e.at < ? and e.kind in ({kinds}) and e.actor_id is not null"
             " and e.actor_id not in (select value from json_each(?)) and (t.author_id is null or e.actor_id != t.author_id)"
-            f" and coalesce(t.deleted, 0) = 0{src_sql_t}{who} group by 1, 2, 3",
+            f" and coalesce(t.deleted, 0) = 0{src_sql_t}{who} group by 1, 2, 3)"
+            f" select 0, lh, {distinct} from x group by lh"
+            f" union all select 1, lh / 24, {distinct} from x group by lh / 24",
             local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS,
                                              json.dumps(sorted(set(NO_USER[1:]) | set(ctx.bots)))]
             + src_params + ([json.dumps(sorted(allowed))] if allowed is not None else [])):
-        pairs_all.append((lh, actor))
-        (pairs_chat if is_chat else pairs_tickets).append((lh, actor))
+        if level == 0:
+            hour_all[idx], hour_chat[idx], hour_tix[idx] = n_all, n_chat, n_tix
+        else:
+            day_all[idx + EPOCH_ORDINAL], day_tix[idx + EPOCH_ORDINAL] = n_all, n_tix
 
     arr = per_slot_mean(counts_all, hours)
-    by_hour, per_date = agents_by_hour_and_day(pairs_all)
-    active_slot = per_slot_mean(by_hour, hours)
+    active_slot = per_slot_mean(hour_all, hours)
     day_hours = period_days(hours)
-    per_date = {d: agents for d, agents in per_date.items() if d in day_hours}
+    per_date = {d: n for d, n in day_all.items() if d in day_hours}       # date -> agents at work
 
     # 3. forecasts from the daily series
     daily = daily_counts(counts_all, hours)
@@ -229,7 +236,7 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
                                               dep_params, cap)
         in_hours = _service_hours(cap, env.calendar)
         arr_chat = per_slot_mean(counts_chat, hours)
-        act_chat = per_slot_mean(agents_by_hour_and_day(pairs_chat)[0], hours)
+        act_chat = per_slot_mean(hour_chat, hours)
         for wd in WEEKDAYS:
             for h in HOURS:
                 # rounded as shown, so every row can be recomputed from what it says
@@ -251,12 +258,12 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     if any(counts_tickets.values()):
         ticket_aht, ticket_aht_n = _ticket_aht(conn, portal, start, end, chat, src_sql_t, src_params, dep_params,
                                                members is not None)
-        staffing_daily = _daily_staffing(counts_tickets, pairs_tickets, hours, env.calendar, cap, ticket_aht)
+        staffing_daily = _daily_staffing(counts_tickets, day_tix, hours, env.calendar, cap, ticket_aht)
         gaps += [dict(g, from_hour=None, to_hour=None) for g in _day_gaps(staffing_daily)]
 
     # 5. summary: load per agent-day now and as forecast
     norm = [float(x) if not float(x).is_integer() else int(x) for x in cap["norm_per_agent_day"]]
-    agent_days = sum(len(v) for v in per_date.values())
+    agent_days = sum(per_date.values())
     created_total = sum(counts_all.values())
     load_now = created_total / agent_days if agent_days else None
     # agent-days per full week: what the team gave while the period's weeks were worked
@@ -384,7 +391,7 @@ def _ticket_aht(conn, portal, start, end, chat, src_sql, src_params, dep_params,
     return int(round(sum(secs) / len(secs))), len(secs)
 
 
-def _daily_staffing(counts, pairs, hours, calendar, cap, aht) -> list:
+def _daily_staffing(counts, agents_of_day, hours, calendar, cap, aht) -> list:
     """Per weekday: mean volume to handle (a day off's arrivals wait for the next working day),
     agents that volume needs, and agents who acted on tickets that weekday."""
     daily = daily_counts(counts, hours)
@@ -397,8 +404,7 @@ def _daily_staffing(counts, pairs, hours, calendar, cap, aht) -> list:
         else:
             due[d] = 0
             carry += daily[d]
-    _h, agents_of_day = agents_by_hour_and_day(pairs)
-    by_day = per_weekday_mean({d: len(a) for d, a in agents_of_day.items()}, daily)
+    by_day = per_weekday_mean(agents_of_day, daily)
     work_s = (calendar.work_end - calendar.work_start) * 60
     norm_hi = float(cap["norm_per_agent_day"][1])
     per_wd: dict = {}
@@ -431,6 +437,6 @@ def _week_agent_days(per_date: dict, weeks: list) -> float | None:
     for label, _n in weeks:
         y, w = label.split("-W")
         monday = date.fromisocalendar(int(y), int(w), 1).toordinal()
-        totals.append(sum(len(per_date.get(monday + i, ())) for i in range(7)))
+        totals.append(sum(per_date.get(monday + i, 0) for i in range(7)))
     mean = sum(totals) / len(totals)
     return mean or None
