@@ -195,7 +195,8 @@ def capacity_page():
         {"id": "short", "label": ct("short_card", lang), "value": str(s["agents_short_peak"]),
          "status": "red" if s["agents_short_peak"] else "green", "note": ct("short_note", lang)},
         {"id": "forecast", "label": ct("forecast_card", lang, week=first["week"] if first else "—"),
-         "value": (f"{first['created']}" + (f" ({first['low']}–{first['high']})" if first and first["low"] is not None else ""))
+         "value": (f"{first['created']}"
+                   + (f" ({first['low']}–{first['high']})" if first and first["low"] is not None else ""))
          if first else "—", "status": "red" if s["forecast_exceeds_norm"] else "grey",
          "note": s["forecast_note"][lang] if s["forecast_note"] else ct("forecast_note", lang)},
         {"id": "mape", "label": ct("mape_card", lang),
@@ -226,7 +227,8 @@ def capacity_page():
         aht_min=_num(aht / 60, lang), target_min=_num(report["staffing"][0]["target_answer_s"] / 60, lang)
         if report["staffing"] else "", share_pct=_num((report["staffing"][0]["target_share"] * 100)
                                                       if report["staffing"] else 0, lang),
-        ticket_aht_min=_num((s["ticket_aht_s"] or 0) / 60, lang), occ=_num(capacity_settings(cfg)["occupancy"] * 100, lang), norm_hi=hi,
+        ticket_aht_min=_num((s["ticket_aht_s"] or 0) / 60, lang),
+        occ=_num(capacity_settings(cfg)["occupancy"] * 100, lang), norm_hi=hi,
         tz_name=tz_name, period_label=f"{period['from'][:10]} — {period['to'][:10]}",
         forecast_rows=report["forecast"], chart=chart,
         q={"from": (date_from or period["from"][:10]), "to": (date_to or period["to"][:10]), "weeks_ahead": weeks,

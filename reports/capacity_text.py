@@ -47,7 +47,8 @@ TEXT = {
                                    " заявки выходных — в первый рабочий день",
                                    "No tracked time, so by the norm: at most {hi} tickets per agent a day;"
                                    " weekend tickets count on the next working day"),
-    "off_hours_note": ("Серым — вне рабочих часов (чаты ждут утра)", "Grey: outside working hours (chats wait for the morning)"),
+    "off_hours_note": ("Серым — вне рабочих часов (чаты ждут утра)",
+                       "Grey: outside working hours (chats wait for the morning)"),
     "weekday": ("День недели", "Weekday"),
     "per_day": ("Заявок в день", "Tickets a day"),
     "needed": ("Нужно", "Needed"),

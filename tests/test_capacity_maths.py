@@ -2,9 +2,8 @@
 slot on hand-built data, and the forecasts on generated series with a known pattern and trend."""
 from __future__ import annotations
 
-import math
 import random
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest

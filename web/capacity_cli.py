@@ -16,7 +16,8 @@ from b24desk.overrides import effective_config
 @click.command("capacity")
 @click.option("--db", "db_path", help="SQLite store (default: B24DESK_DB or instance/b24desk.db).")
 @click.option("--portal", help="The portal's member_id (may be left out with one portal in the store).")
-@click.option("--from", "date_from", help="Start: YYYY-MM-DD (local midnight) or ISO datetime; default: 12 full weeks ago.")
+@click.option("--from", "date_from",
+              help="Start: YYYY-MM-DD (local midnight) or ISO datetime; default: 12 full weeks ago.")
 @click.option("--to", "date_to", help="End (exclusive), same forms as --from; default: this week's Monday.")
 @click.option("--weeks-ahead", default=4, show_default=True, help="Weeks to forecast (1-8).")
 @click.option("--source", help="Source selector (tasks, deals:category=3, openlines:line=2 ...).")

@@ -5,8 +5,9 @@ smoothing and Holt's damped trend (statsmodels ``ExponentialSmoothing``). Daily 
 same weekday last week) and Holt-Winters with a weekly season, additive (damped trend) or
 multiplicative (period 7). Each candidate is scored on the last weeks of history it
 was not fitted on (weekly: rolling one-step origins over the last ``backtest_weeks`` weeks; daily:
-the last four weeks as one holdout); the one with the lowest MAPE (mean absolute percentage error, zero weeks skipped) wins
-and is refitted on everything. Intervals are 80 %: simulated paths of the fitted model for the smoothing methods, and the
+the last four weeks as one holdout); the one with the lowest MAPE (mean absolute percentage error,
+zero weeks skipped) wins and is refitted on everything. Intervals are 80 %: simulated paths of the
+fitted model for the smoothing methods, and the
 backtest's one-step errors widened with the horizon (sqrt h) for the naive ones.
 """
 from __future__ import annotations

@@ -114,7 +114,8 @@ def scope_clause(sources, alias: str = "") -> tuple[str, list]:
         sql, ps = source_clause(rest)
         if sql:
             inner = sql[len(" and "):]
-            inner = inner.replace("source in (", f"{alias}source in (").replace("selector in (", f"{alias}selector in (")
+            inner = (inner.replace("source in (", f"{alias}source in (")
+                     .replace("selector in (", f"{alias}selector in ("))
             parts.append(inner)
             params += ps
     return (" and (" + " or ".join(parts) + ")") if parts else "", params
@@ -191,7 +192,8 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
             f" t.source in ({chat_marks}) as chat from events e join tickets t"
             " on t.portal = e.portal and t.source = e.source and t.source_id = e.source_id"
             f" where e.portal = ? and e.at >= ? and e.at < ? and e.kind in ({kinds}) and e.actor_id is not null"
-            " and e.actor_id not in (select value from json_each(?)) and (t.author_id is null or e.actor_id != t.author_id)"
+            " and e.actor_id not in (select value from json_each(?))"
+            " and (t.author_id is null or e.actor_id != t.author_id)"
             f" and coalesce(t.deleted, 0) = 0{src_sql_t}{who} group by 1, 2, 3)"
             f" select 0, lh, {distinct} from x group by lh"
             f" union all select 1, lh / 24, {distinct} from x group by lh / 24",
@@ -219,7 +221,8 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     if weeks:
         for monday, (p, lo, hi) in zip(next_mondays(weeks[-1][0], weeks_ahead), wf.values):
             forecast.append({"week": week_label(monday), "created": round(p),
-                             "low": None if lo is None else math.floor(lo), "high": None if hi is None else math.ceil(hi)})
+                             "low": None if lo is None else math.floor(lo),
+                             "high": None if hi is None else math.ceil(hi)})
     if full_days:
         first = date.fromordinal(full_days[-1] + 1)
         for i, (p, lo, hi) in enumerate(df.values):
