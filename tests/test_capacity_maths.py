@@ -227,3 +227,14 @@ def test_forecast_short_and_degenerate_histories():
     assert len(d.values) == 7 and all(p >= 0 for p, _a, _b in d.values)
     assert fc.mape([0, 0], [1, 2]) is None
     assert fc.mape([10, 20], [11, 18]) == pytest.approx(0.1)
+
+
+def test_capacity_settings_are_checked():
+    from b24desk.capacity.report import CapacityError, settings
+    assert settings({})["target_answer_s"] == 600
+    assert settings({"targets": {"first_response_time": {"target": 300}}})["target_answer_s"] == 300
+    for bad in ({"norm_per_agent_day": [20, 15]}, {"norm_per_agent_day": "15-20"}, {"target_share": 1.5},
+                {"chat_sources": "openlines"}, {"chat_aht_s": -5}, {"backtest_weeks": 0}, {"occupancy": True}):
+        with pytest.raises(CapacityError) as exc:
+            settings({"capacity": bad})
+        assert exc.value.code == "bad_config"

@@ -69,7 +69,15 @@ def settings(config: dict) -> dict:
     if "target_answer_s" not in cap:
         frt = ((config or {}).get("targets") or {}).get("first_response_time") or {}
         cap["target_answer_s"] = frt.get("target", 600) if isinstance(frt, dict) else 600
-    for key, lo, hi in (("target_share", 0.01, 0.999), ("occupancy", 0.1, 1.0), ("target_answer_s", 1, 86400 * 7)):
+    chat = cap["chat_sources"]
+    if not isinstance(chat, (list, tuple)) or not all(isinstance(x, str) and x for x in chat):
+        raise CapacityError("bad_config", 'capacity.chat_sources must be a list of sources, e.g. ["openlines"]')
+    if cap.get("chat_aht_s") is not None and (isinstance(cap["chat_aht_s"], bool)
+                                              or not isinstance(cap["chat_aht_s"], (int, float))
+                                              or not 1 <= cap["chat_aht_s"] <= 86400):
+        raise CapacityError("bad_config", "capacity.chat_aht_s must be seconds in [1, 86400]")
+    for key, lo, hi in (("target_share", 0.01, 0.999), ("occupancy", 0.1, 1.0), ("target_answer_s", 1, 86400 * 7),
+                        ("backtest_weeks", 2, 26)):
         v = cap[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
             raise CapacityError("bad_config", f"capacity.{key} must be a number in [{lo}, {hi}]")
