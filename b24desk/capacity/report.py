@@ -105,6 +105,11 @@ def check_weeks_ahead(value) -> int:
 _LINE = re.compile(r"^openlines:line=([A-Za-z0-9_]+)$")
 
 
+def _needs_ticket(sources) -> bool:
+    """A selector narrowed by ``=`` (a category, a group, a line) is known from the ticket row only."""
+    return any("=" in str(s) for s in sources or ())
+
+
 def scope_clause(sources, alias: str = "") -> tuple[str, list]:
     """SQL for the ``--source`` selectors, as the KPI engine reads them (``load.source_clause``),
     except that ``openlines:line=N`` also matches line N of dialogs synced under ``openlines``."""
@@ -191,23 +196,44 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     chat_marks = ",".join("?" * len(chat)) or "''"
     local_e, local_e_params = clock.sql("e.at")
     who = " and e.actor_id in (select value from json_each(?))" if allowed is not None else ""
-    # distinct (hour, agent, chat?) once, then counted per local hour and per local day by SQLite
+    # distinct (hour, agent, chat?) once, then counted per local hour and per local day by SQLite.
+    # Only an actor who is also some ticket's author needs the ticket row (is it their own ticket?):
+    # everyone else is read from the events index alone (m_capacity_001), unless a narrowed selector
+    # (a category, a group, a line) needs the ticket's columns anyway. (On that path the work done on
+    # a ticket since deleted from the portal still counts: it was done.)
+    bots = json.dumps(sorted(set(NO_USER[1:]) | set(ctx.bots)))
+    allowed_params = [json.dumps(sorted(allowed))] if allowed is not None else []
+    base_where = (f"e.portal = ? and e.at >= ? and e.at < ? and e.kind in ({kinds}) and e.actor_id is not null"
+                  " and e.actor_id not in (select value from json_each(?))")
+    joined = ("select {lh} / 3600 as lh, e.actor_id as actor, t.source in ({chat}) as chat from events e"
+              " join tickets t on t.portal = e.portal and t.source = e.source and t.source_id = e.source_id"
+              " where {where} and (t.author_id is null or e.actor_id != t.author_id)"
+              " and coalesce(t.deleted, 0) = 0{src}{who}{extra} group by 1, 2, 3")
+    if _needs_ticket(sources):
+        parts = [joined.format(lh=local_e, chat=chat_marks, where=base_where, src=src_sql_t, who=who, extra="")]
+        params = (local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS, bots] + src_params
+                  + allowed_params)
+    else:
+        authors = json.dumps([r[0] for r in conn.execute(
+            "select distinct author_id from tickets where portal = ? and author_id is not null", [portal])])
+        e_src, e_src_params = scope_clause(sources, "e.")
+        plain = (f"select {local_e} / 3600 as lh, e.actor_id as actor, e.source in ({chat_marks}) as chat"
+                 f" from events e where {base_where} and e.actor_id not in (select value from json_each(?))"
+                 f"{e_src}{who} group by 1, 2, 3")
+        mixed = joined.format(lh=local_e, chat=chat_marks, where=base_where, src=src_sql_t, who=who,
+                              extra=" and e.actor_id in (select value from json_each(?))")
+        parts = [plain, mixed]
+        params = (local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS, bots, authors] + e_src_params
+                  + allowed_params
+                  + local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS, bots] + src_params
+                  + allowed_params + [authors])
     distinct = ("count(distinct actor), count(distinct case when chat then actor end),"
                 " count(distinct case when chat then null else actor end)")
     hour_all, hour_chat, hour_tix, day_all, day_tix = {}, {}, {}, {}, {}
     for level, idx, n_all, n_chat, n_tix in conn.execute(
-            f"with x as materialized (select {local_e} / 3600 as lh, e.actor_id as actor,"
-            f" t.source in ({chat_marks}) as chat from events e join tickets t"
-            " on t.portal = e.portal and t.source = e.source and t.source_id = e.source_id"
-            f" where e.portal = ? and e.at >= ? and e.at < ? and e.kind in ({kinds}) and e.actor_id is not null"
-            " and e.actor_id not in (select value from json_each(?))"
-            " and (t.author_id is null or e.actor_id != t.author_id)"
-            f" and coalesce(t.deleted, 0) = 0{src_sql_t}{who} group by 1, 2, 3)"
+            f"with x as materialized ({' union '.join(parts)})"
             f" select 0, lh, {distinct} from x group by lh"
-            f" union all select 1, lh / 24, {distinct} from x group by lh / 24",
-            local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS,
-                                             json.dumps(sorted(set(NO_USER[1:]) | set(ctx.bots)))]
-            + src_params + ([json.dumps(sorted(allowed))] if allowed is not None else [])):
+            f" union all select 1, lh / 24, {distinct} from x group by lh / 24", params):
         if level == 0:
             hour_all[idx], hour_chat[idx], hour_tix[idx] = n_all, n_chat, n_tix
         else:
