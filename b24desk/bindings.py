@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .inbox import APP_EVENTS, OBJECT_EVENTS
 
-log = logging.getLogger("b24desk.bindings")
+log = logging.getLogger(__name__)
 
 # (placement code, title ru, title en), DOCS api-reference/widgets/placements.md: the KPI dashboard
 # in CRM analytics; the ticket card as a tab of the deal and the task card.

@@ -32,12 +32,12 @@ from urllib.parse import quote_plus, urljoin, urlsplit
 import requests
 
 from . import installations
+from .batching import LIMIT_CODES, MAX_BATCH, call_mixed
 from .errors import AuthError, B24Error, B24Unavailable, mask  # noqa: F401  (raised to and caught by callers)
 
-log = logging.getLogger("b24desk.client")
+log = logging.getLogger(__name__)
 logging.getLogger("fast_bitrix24").setLevel(logging.WARNING)
 
-MAX_BATCH = 50          # commands per batch (batch.md)
 PAGE = 50               # rows per list page, fixed by the portal (list-methods-pecularities.md)
 USER_AGENT = "b24desk/1.0"
 
@@ -568,9 +568,6 @@ class B24Client:
                 self._limiter.note_time(methods[name], t)
         return out
 
-    def _limit_error(self, err: B24Error) -> bool:
-        return err.code.upper() in ("OPERATION_TIME_LIMIT", "QUERY_LIMIT_EXCEEDED")
-
     def _handle_nested_limit(self, err: B24Error, attempt: int) -> None:
         """A command inside a batch hit a limit: pause that method (429) or back off (503)."""
         if err.code.upper() == "OPERATION_TIME_LIMIT":
@@ -586,31 +583,18 @@ class B24Client:
     def call_many(self, method: str, params_list) -> list:
         """One ``method`` call per params, 50 to a batch; results in input order.
 
-        Commands that hit a rate or operating-time limit are re-sent after the pause; any other
-        error raises (its description says which input it was).
+        Commands that hit a rate or operating-time limit are re-sent after the pause
+        (``batching.call_mixed``); any other error raises (its description says which input it was).
         """
         params_list = list(params_list)
-        results: list[Any] = [None] * len(params_list)
+        results: list[Any] = []
         for start in range(0, len(params_list), MAX_BATCH):
-            todo = list(range(start, min(start + MAX_BATCH, len(params_list))))
-            attempt = 0
-            while todo:
-                res = self.batch({f"c{i}": (method, params_list[i]) for i in todo})
-                again = []
-                for i in todo:
-                    name = f"c{i}"
-                    err = res.errors.get(name)
-                    if err is None:
-                        results[i] = res.results.get(name)
-                    elif self._limit_error(err):
-                        again.append(i)
-                    else:
-                        raise type(err)(err.status, err.code,
-                                        f"{err.description} (input #{i})".strip(), err.method)
-                if again:
-                    attempt += 1
-                    self._handle_nested_limit(res.errors[f"c{again[0]}"], attempt)
-                todo = again
+            calls = [(method, p) for p in params_list[start:start + MAX_BATCH]]
+            for i, a in enumerate(call_mixed(self, calls, max_limit_retries=None, transient_retries=0), start):
+                if a.error is not None:
+                    err = a.error
+                    raise type(err)(err.status, err.code, f"{err.description} (input #{i})".strip(), err.method)
+                results.append(a.result)
         return results
 
     def list_all(self, method: str, params: dict | None = None, *, id_field: str = "ID",
@@ -672,7 +656,7 @@ class B24Client:
                 name = f"p{i}"
                 err = res.errors.get(name)
                 if err is not None:
-                    if not self._limit_error(err):
+                    if err.code.upper() not in LIMIT_CODES:
                         raise err
                     limit_attempt += 1
                     self._handle_nested_limit(err, limit_attempt)

@@ -23,7 +23,7 @@ from .kpi.calendar import save_portal_calendar
 from .model import parse_time
 from .store import set_setting
 
-log = logging.getLogger("b24desk.directory")
+log = logging.getLogger(__name__)
 
 
 def _user_row(portal: str, u: dict, bots: set[str]) -> dict:

@@ -13,6 +13,7 @@ back. Every query here is scoped by portal (``member_id``).
 """
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -26,11 +27,13 @@ from urllib.parse import urlencode
 import qs_codec
 from sqlite_utils import Database
 
+from . import leases
+from .batching import call_each
+from .leases import owner_dead
 from .proc import owner_id
 from .proc import short as _short
-from .store import owner_dead
 
-log = logging.getLogger("b24desk.inbox")
+log = logging.getLogger(__name__)
 
 # Keys never written to the inbox: the triggering user's tokens (we always read with the stored
 # install tokens, DOCS api-reference/events/index.md) and the shared secret itself.
@@ -293,7 +296,7 @@ class Worker:
     """Drains the inbox in a background thread; :meth:`drain` does one pass synchronously.
 
     ``handler(db, portal, rows)`` processes one claimed batch of a portal; it runs under the
-    portal's lock (``scheduler.portal_lock``), so a sync of the same portal never interleaves
+    portal's lease (``leases.portal``), so a sync of the same portal never interleaves
     with it, in this process or another. A handler exception puts the batch back (with backoff).
     """
 
@@ -314,7 +317,6 @@ class Worker:
 
     def drain(self, db: Database | None = None) -> int:
         """One pass over every portal with due rows; returns how many rows it finished."""
-        from .scheduler import portal_lock
         from .store import open_db
         own = db is None
         db = db or open_db(self.db_path)
@@ -323,7 +325,7 @@ class Worker:
             recover_stale(db, self.lease)
             purge_pending(db, self.db_path, self.owner)
             for portal in pending_portals(db):
-                with portal_lock(self.db_path, portal, self.owner, ttl=self.lock_ttl, wait=0) as got:
+                with leases.portal(self.db_path, portal, self.owner, ttl=self.lock_ttl) as got:
                     if not got:
                         continue            # a sync holds it; the rows wait for the next pass
                     while not self._stop.is_set():
@@ -380,17 +382,10 @@ class Worker:
 # --- processing: events -> objects -> the sync ------------------------------------------------
 
 def _batched_get(client, method: str, ids: list[str], param: str = "id") -> dict[str, object]:
-    """``{id: result}`` through ``batch`` (50 per request); a missing object maps to None."""
-    out: dict[str, object] = {}
-    for start in range(0, len(ids), 50):
-        part = ids[start:start + 50]
-        res = client.batch({f"g{i}": (method, {param: x}) for i, x in enumerate(part)})
-        for i, x in enumerate(part):
-            err = res.errors.get(f"g{i}")
-            if err is not None and err.code.upper() in ("QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"):
-                raise err
-            out[x] = res.results.get(f"g{i}") if err is None else None
-    return out
+    """``{id: result}`` through ``batch`` (``batching.call_each``: limits are waited out, transient
+    failures retried); an object the portal refuses (deleted, not visible) maps to None."""
+    return {x: a.result if a.error is None else None
+            for x, a in zip(ids, call_each(client, method, [{param: x} for x in ids]))}
 
 
 def _crm_source(entity_type) -> str | None:
@@ -453,12 +448,22 @@ class Plan:
     pull_offline: bool = False
     rebind: bool = False
     unparsed: int = 0
+    uninstall: bool | None = None       # an ONAPPUNINSTALL to confirm: its CLEAN choice
+
+
+def _clean_flag(data) -> bool:
+    value = data.get("CLEAN") if isinstance(data, dict) else None
+    return str(value if value is not None else "0").strip().upper() in ("1", "Y", "TRUE")
 
 
 def plan(rows: list[dict]) -> Plan:
     p = Plan(changes=[])
     for r in rows:
         event = (r.get("event") or "").upper()
+        if event == UNINSTALL:
+            clean = _clean_flag(decode(r.get("body") or "").get("data"))
+            p.uninstall = bool(p.uninstall) or clean
+            continue
         if event == OFFLINE:
             p.pull_offline = True
             continue
@@ -561,19 +566,46 @@ def normalize_scope(scope: str | None) -> str | None:
     return ",".join(s for s in re.split(r"[\s,]+", scope) if s)
 
 
-def store_install_tokens(db: Database, portal: str, fields: dict[str, list[str]]) -> bool:
-    """An ONAPPINSTALL that reached ``/events`` (token-checked): keep the install tokens it
-    carries (DOCS api-reference/common/events/on-app-install.md). Returns True if stored."""
-    from .installations import save_installation
-    auth = _auth_fields(fields)
-    if not (auth.get("access_token") and auth.get("refresh_token")):
+# Answers that say the app's tokens are dead on the portal: what an uninstall leaves (DOCS
+# api-reference/common/events/on-app-uninstall.md: all API access of the app is removed;
+# settings/oauth/error-codes.md). PAYMENT_REQUIRED, a missing client secret or a busy lock say
+# nothing about an uninstall.
+_GONE_CODES = frozenset({"INVALID_CLIENT", "INVALID_GRANT", "INVALID_TOKEN", "EXPIRED_TOKEN", "NO_AUTH_FOUND",
+                         "NO_REFRESH_TOKEN", "WRONG_AUTH_TYPE", "APPLICATION_NOT_FOUND", "ERROR_APP_NOT_INSTALLED"})
+
+
+def uninstall_confirmed(client) -> bool:
+    """Does the portal confirm the app is gone? ``app.info`` with the stored install tokens (refreshed
+    at the configured OAuth server if expired): an answer means the app is still installed, an auth
+    error naming dead tokens means it is not; anything else (network, 5xx) raises, to be retried."""
+    from .client import AuthError
+    try:
+        client.call("app.info")
+    except AuthError as exc:
+        return str(exc.code).upper() in _GONE_CODES
+    return False
+
+
+def confirm_uninstall(db: Database, client_for: Callable[[str], object], portal: str, clean: bool) -> bool:
+    """An ONAPPUNINSTALL (token-checked, but the application token is in every viewer's frame) is
+    carried out only once the portal confirms it; otherwise it is logged and ignored, and no data is
+    touched. Returns True if the uninstall was carried out."""
+    from .client import AuthError
+    try:
+        client = client_for(portal)
+    except AuthError as exc:
+        log.info("uninstall of %s: no usable installation (%s); nothing to do", portal, exc.code)
         return False
-    keep = ("access_token", "refresh_token", "expires", "expires_in", "domain", "client_endpoint",
-            "server_endpoint", "status", "user_id")
-    values = {k: auth[k] for k in keep if k in auth}
-    if "scope" in auth:
-        values["scope"] = normalize_scope(auth["scope"])
-    save_installation(db, member_id=portal, active=1, **values)
+    try:
+        gone = uninstall_confirmed(client)
+    finally:
+        client.close()
+    if not gone:
+        log.warning("uninstall of %s NOT confirmed: the app still answers on the portal; event ignored, "
+                    "nothing changed", portal)
+        return False
+    uninstall(db, portal, clean)
+    log.info("uninstall of %s confirmed by the portal (clean=%s)", portal, clean)
     return True
 
 
@@ -597,8 +629,7 @@ def uninstall(db: Database, portal: str, clean: bool) -> None:
     with db.atomic():
         if clean:
             _purge_rows(db, portal)
-            db.execute("insert or replace into locks (name, owner, expires_at) values (?, 'purge', ?)",
-                       [f"purge:{portal}", time.time()])
+            leases.mark(db, f"purge:{portal}")
         else:
             db.execute("update inbox set state = ?, done_at = ?, error = 'uninstalled', claimed_by = null "
                        "where portal = ? and state in (?, ?)", [SKIPPED, time.time(), portal, NEW, WORKING])
@@ -608,18 +639,16 @@ def purge_pending(db: Database, db_path: str, owner: str) -> int:
     """Finish clean uninstalls: delete the portal's rows again under its lease (whatever ran at
     uninstall time has ended), unless the portal was installed again since. Returns how many."""
     from .installations import get_installation
-    from .scheduler import portal_lock
     done = 0
-    for name, at in db.execute("select name, expires_at from locks where name like 'purge:%'").fetchall():
-        portal = name[len("purge:"):]
-        with portal_lock(db_path, portal, owner, wait=0) as got:
+    for portal, at in leases.marks(db, "purge:"):
+        with leases.portal(db_path, portal, owner) as got:
             if not got:
                 continue
             inst = get_installation(db, portal)
             with db.atomic():
                 if inst is None or int(inst.get("updated_at") or 0) < int(at):
                     _purge_rows(db, portal)
-                db.execute("delete from locks where name = ?", [name])
+                leases.unmark(db, f"purge:{portal}")
             done += 1
     return done
 
@@ -662,8 +691,10 @@ def make_handler(client_for: Callable[[str], object], config_for: Callable[[Data
     """The worker's handler: plan the batch, read through the portal's stored install tokens."""
     def handle(db: Database, portal: str, rows: list[dict]) -> None:
         from .client import AuthError
-        from .sync import SyncBusy, acquire_lock, release_lock
+        from .sync import portal_lease
         p = plan(rows)
+        if p.uninstall is not None and confirm_uninstall(db, client_for, portal, p.uninstall):
+            return                          # gone: the rest of the batch has no portal to read
         if not (p.changes or p.pull_offline or p.rebind):
             if p.unparsed and reconcile:
                 reconcile(portal)
@@ -674,13 +705,8 @@ def make_handler(client_for: Callable[[str], object], config_for: Callable[[Data
             if exc.code in ("NO_INSTALLATION", "NOT_INSTALLED", "NO_TOKENS"):
                 raise Skip(exc.code) from None
             raise
-        lock = f"sync:{portal}"
-        try:
-            acquire_lock(db, lock)          # `flask sync` in another process must not interleave
-        except SyncBusy:
-            client.close()
-            raise
-        try:
+        # `flask sync` in another process must not interleave (re-entered under the worker's lease)
+        with contextlib.closing(client), portal_lease(db, portal):
             if p.rebind and rebind:
                 rebind(portal, client)
             blind = 0
@@ -689,9 +715,6 @@ def make_handler(client_for: Callable[[str], object], config_for: Callable[[Data
             if p.changes:
                 groups = resolve(db, client, portal, p.changes)
                 refresh_objects(db, client, portal, groups, config_for(db, portal))
-        finally:
-            release_lock(db, lock)
-            client.close()
         if (p.unparsed or blind) and reconcile:
             reconcile(portal)
     return handle

@@ -5,42 +5,37 @@ Modelled on bolt-python's installation store, over the store's ``installations``
 (DOCS ``settings/oauth/auto-renewal.md``): the old one dies as soon as the new pair is issued,
 so a refresh must (1) run in one place at a time, across threads *and* processes, and
 (2) write the new pair in one statement, or the portal is lost until a reinstall.
-``refresh`` does both: a ``threading.Lock`` per portal plus a lease row in the ``locks`` table,
-then ``rotate_tokens`` inside one transaction.
+``refresh`` does both: the portal's refresh lease (``b24desk/leases.py``: threads queue, other
+processes are waited for), then ``rotate_tokens`` inside one transaction.
 """
 from __future__ import annotations
 
 import logging
 import os
 import random
-import threading
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 import requests
 from sqlite_utils import Database
 
+from . import leases
 from .errors import AuthError, B24Error
-from .store import lease_owner, release_lease, try_lease
 
-log = logging.getLogger("b24desk.client")
+log = logging.getLogger(__name__)
 
 DEFAULT_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
 COLUMNS = ("member_id", "domain", "client_endpoint", "server_endpoint", "access_token",
            "refresh_token", "expires_at", "application_token", "scope", "status", "user_id",
-           "webhook_url", "timezone", "lang", "active", "installed_at", "updated_at")
+           "webhook_url", "timezone", "lang", "active", "installed_at", "updated_at", "epoch")
 # Fields a token response may update (DOCS settings/oauth/auto-renewal.md, response example).
 _ROTATED = ("access_token", "refresh_token", "expires_at", "client_endpoint", "server_endpoint",
             "scope", "status", "user_id")
 EXPIRY_MARGIN = 30          # seconds: a token this close to its expiry counts as expired
 LOCK_TTL = 60.0             # seconds a refresh lease lives if its holder dies mid-refresh
-
-_thread_locks: dict[str, threading.Lock] = {}
-_thread_locks_guard = threading.Lock()
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -80,11 +75,27 @@ def save_installation(db: Database, **fields) -> dict:
         existing = get_installation(db, member_id)
         if existing is None:
             row.setdefault("installed_at", int(now))
+            row.setdefault("epoch", new_epoch())
             row.setdefault("active", 1)
             db["installations"].insert(row, pk="member_id")
         else:
             db["installations"].update(member_id, row)
     return get_installation(db, member_id)
+
+
+def new_epoch() -> str:
+    """A fresh installation epoch: random, so a row deleted and created again never repeats one
+    (a counter would restart and revive the viewer tokens of the previous installation)."""
+    return uuid.uuid4().hex[:16]
+
+
+def ensure_epoch(db: Database, member_id: str) -> str | None:
+    """The installation's epoch, given one first if a row was written without (older code)."""
+    with db.atomic():
+        db.execute("update installations set epoch = ? where member_id = ? and epoch is null",
+                   [new_epoch(), str(member_id)])
+    row = db.execute("select epoch from installations where member_id = ?", [str(member_id)]).fetchone()
+    return row[0] if row else None
 
 
 def get_installation(db: Database, member_id: str) -> dict | None:
@@ -139,29 +150,24 @@ def delete_installation(db: Database, member_id: str, clean: bool) -> None:
             db.execute("delete from installations where member_id = ?", [member_id])
         else:
             db.execute("update installations set active = 0, access_token = null, "
-                       "refresh_token = null, expires_at = null, updated_at = ? "
-                       "where member_id = ?", [int(time.time()), member_id])
+                       "refresh_token = null, expires_at = null, updated_at = ?, epoch = ? "
+                       "where member_id = ?", [int(time.time()), new_epoch(), member_id])
 
 
-def token_url(installation: dict | None, override: str | None = None) -> str:
-    """The OAuth token endpoint: ``override``, else ``B24DESK_OAUTH_URL``, else derived from the
-    ``server_endpoint`` the portal sent (``https://oauth.bitrix.info/rest/`` ->
-    ``https://oauth.bitrix.info/oauth/token/``, as spec/bitrix24-rest.md section 1b advises)."""
+def token_url(installation: dict | None = None, override: str | None = None) -> str:
+    """The OAuth token endpoint: ``override`` (the server's configuration), else
+    ``B24DESK_OAUTH_URL`` from the server's environment, else the Bitrix24 OAuth server.
+
+    Never derived from anything a portal, a request or an event sent (``server_endpoint`` is
+    stored, not followed): the refresh carries our ``client_secret``, and a forged endpoint would
+    hand it to whoever named it (DOCS settings/oauth/index.md: operations with the secret go
+    exclusively to oauth.bitrix.info). ``installation`` is accepted for the callers' sake only."""
     if override:
         return override
     env = os.environ.get("B24DESK_OAUTH_URL")
     if env:
         return env
-    server = (installation or {}).get("server_endpoint") or ""
-    parts = urlsplit(server)
-    if not parts.scheme or not parts.netloc:
-        return DEFAULT_TOKEN_URL
-    path = parts.path if parts.path.endswith("/") else parts.path + "/"
-    if path.endswith("/rest/"):
-        path = path[: -len("rest/")] + "oauth/token/"
-    else:
-        path = "/oauth/token/"
-    return f"{parts.scheme}://{parts.netloc}{path}"
+    return DEFAULT_TOKEN_URL
 
 
 def is_expired(installation: dict, now: float | None = None, margin: float = EXPIRY_MARGIN) -> bool:
@@ -190,31 +196,14 @@ def open_store(db_path_or_factory: str | Path | Callable[[], Database] | Databas
             db.conn.close()
 
 
-def _thread_lock(member_id: str) -> threading.Lock:
-    with _thread_locks_guard:
-        return _thread_locks.setdefault(member_id, threading.Lock())
-
-
 @contextmanager
 def refresh_lock(db: Database, member_id: str, timeout: float = 90.0, ttl: float = LOCK_TTL):
-    """Hold the refresh lock of one portal: a thread lock, then a lease row in ``locks``."""
-    lock = _thread_lock(member_id)
-    if not lock.acquire(timeout=timeout):
-        raise B24Error(None, "REFRESH_LOCK_TIMEOUT", "another thread holds the token refresh lock")
-    name, owner = f"oauth-refresh:{member_id}", lease_owner(uuid.uuid4().hex)
-    try:
-        deadline = time.monotonic() + timeout
-        while not try_lease(db, name, owner, ttl):
-            if time.monotonic() >= deadline:
-                raise B24Error(None, "REFRESH_LOCK_TIMEOUT",
-                               "another process holds the token refresh lock")
-            time.sleep(0.05 + random.random() * 0.1)   # real time: the holder needs it to finish
-        try:
-            yield
-        finally:
-            release_lease(db, name, owner)
-    finally:
-        lock.release()
+    """Hold the refresh lease of one portal (``oauth-refresh:<member_id>``, ``b24desk/leases.py``)."""
+    def busy(who):
+        return B24Error(None, "REFRESH_LOCK_TIMEOUT", f"another thread or process holds the token refresh lock ({who})")
+    with leases.hold(db, f"oauth-refresh:{member_id}", ttl=ttl, wait=timeout, poll=0.05 + random.random() * 0.1,
+                     heartbeat=False, busy=busy):
+        yield
 
 
 def request_tokens(url: str, client_id: str, client_secret: str, refresh_token: str,

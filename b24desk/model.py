@@ -134,3 +134,21 @@ def snapshot_hash(data: dict) -> str:
     """Stable content hash of a raw payload, so a re-read of an unchanged object adds nothing."""
     blob = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def parse_ids(value) -> list[str]:
+    """Id lists (a user's departments, ``UF_DEPARTMENT``) as they arrive or are stored: a list, a
+    number, a JSON list (``"[5, 7]"``) or a comma list (``"5,7"``)."""
+    if value in (None, "", False):
+        return []
+    if isinstance(value, (int, float)):
+        return [str(int(value))]
+    if isinstance(value, str):
+        s = value.strip()
+        if s.startswith("["):
+            try:
+                return parse_ids(json.loads(s))
+            except ValueError:
+                pass
+        return [p.strip() for p in s.strip("[]").split(",") if p.strip()]
+    return [str(int(x)) if isinstance(x, float) else str(x) for x in value if x not in (None, "")]

@@ -57,7 +57,12 @@ def validate_config(value: dict) -> dict:
                 raise ValueError(f"sources[{i}]: a selector string, or a table with a 'select' selector")
     if "sla" in value:
         for k, table in value["sla"].items():
+            if k == "mode":
+                if table not in ("business", "calendar"):
+                    raise ValueError("sla.mode: 'business' (work hours) or 'calendar' (round the clock)")
+                continue
             if not isinstance(table, dict) or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0
                                                   for x in table.values()):
                 raise ValueError(f"sla.{k}: a table of priority = seconds")
     return value
+

@@ -2,14 +2,9 @@
 need not import each other): who this process is, and an exception in one short log line."""
 from __future__ import annotations
 
-import uuid
+from .leases import owner_id
 
-from .store import lease_owner
-
-
-def owner_id() -> str:
-    """``host:pid:random``: lets a restarted process reclaim what a dead one held."""
-    return lease_owner(uuid.uuid4().hex[:8])
+__all__ = ["owner_id", "short"]
 
 
 def short(exc: BaseException) -> str:

@@ -18,15 +18,15 @@ import threading
 import time
 from typing import Callable
 
-from . import bindings, inbox
+from . import bindings, inbox, leases
 from .client import B24Client
 from .installations import get_installation
 from .overrides import effective_config
 from .proc import short
-from .scheduler import Jobs, Scheduler, portal_lock, scheduler_lock
+from .scheduler import Jobs, Scheduler
 from .store import open_db
 
-log = logging.getLogger("b24desk.server")
+log = logging.getLogger(__name__)
 
 
 def push_due(db_path: str, portal: str, *, config: dict, client_id=None, client_secret=None,
@@ -100,7 +100,7 @@ class Runtime:
 
     def request_reconcile(self, portal: str) -> None:
         """Ask for a reconcile soon (from inside a worker batch: never run it there, the batch
-        holds the portal lock)."""
+        holds the portal lease)."""
         if self.scheduler is not None:
             self.scheduler.run_now(portal)
         else:
@@ -108,7 +108,7 @@ class Runtime:
 
     def reconcile(self, portal: str) -> dict:
         """Catch up one portal: offline queue into the inbox, then the incremental sync; then
-        ``after_sync``, once the portal lock's release has been written."""
+        ``after_sync``, once the portal lease's release has been written."""
         result = self._reconcile(portal)
         if "sources" in result:
             self._synced(portal)
@@ -117,7 +117,7 @@ class Runtime:
     def _reconcile(self, portal: str) -> dict:
         from .client import AuthError
         from .sync import SyncBusy, run_sync
-        with portal_lock(self.db_path, portal, ttl=120, wait=self.lock_wait) as got:
+        with leases.portal(self.db_path, portal, wait=self.lock_wait) as got:
             if not got:
                 return {"skipped": "portal busy"}
             db = open_db(self.db_path)
@@ -156,7 +156,7 @@ class Runtime:
     def reconcile_and_push(self, portal: str) -> dict:
         """The scheduled job: reconcile, then what is due to be pushed -- digests in the portal's
         time zone, KPI alerts, deliveries earlier runs left unsure (``self.push``;
-        pushes hold their own lease, not the portal lock); ``after_sync`` last, after the pushes'
+        pushes hold their own lease, not the portal's); ``after_sync`` last, after the pushes'
         own writes, so what it warms is current."""
         result = self._reconcile(portal)
         try:
@@ -184,7 +184,7 @@ class Runtime:
 
     def drain_offline(self, portal: str) -> int:
         """Move the portal's offline queue into the inbox (cheap; the worker re-reads)."""
-        with portal_lock(self.db_path, portal, ttl=120, wait=self.lock_wait) as got:
+        with leases.portal(self.db_path, portal, wait=self.lock_wait) as got:
             if not got:
                 return 0
             db = open_db(self.db_path)
@@ -225,7 +225,7 @@ class Runtime:
             if self._stopped or self.scheduler is not None:
                 return True
             stack = contextlib.ExitStack()
-            if not stack.enter_context(scheduler_lock(self.db_path)):
+            if not stack.enter_context(leases.scheduler_lock(self.db_path)):
                 stack.close()
                 return False
             self._sched_lock = stack

@@ -3,109 +3,21 @@
 APScheduler 3.x ``BackgroundScheduler`` with the in-memory job store (jobs are defined in code,
 nothing is pickled), started only by the runtime of a server process (``b24desk/runtime.py``, from
 ``web/server.py`` or ``flask demo``; never by ``create_app``: ``flask sync``, tests and the reloader
-must not spawn schedulers). Two locks keep the work single:
-
-* :func:`scheduler_lock`: an ``fcntl`` file lock beside the database; only the process holding it
-  runs the scheduler, so several server processes on one store do not all schedule;
-* :func:`portal_lock`: a lease row in the store's ``locks`` table, per portal. Every sync run and
-  every inbox batch of a portal holds it, in any process, so they never interleave. A lease of a
-  dead process on this host is taken over at once; one of another host after its ``ttl``.
+must not spawn schedulers). Two locks of ``b24desk/leases.py`` keep the work single:
+``scheduler_lock``, so that several server processes on one store do not all schedule, and the
+portal's lease, which every sync run and inbox batch holds.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
-import time
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlite_utils import Database
 
-from .proc import owner_id, short
-from .store import lease_holder, open_db, release_lease, try_lease
+from .proc import short
 
-log = logging.getLogger("b24desk.scheduler")
-
-
-# --- the per-portal lease -----------------------------------------------------------------------
-
-def holder(db: Database, portal: str) -> str | None:
-    return lease_holder(db, f"portal:{portal}")
-
-
-@contextmanager
-def portal_lock(db_path: str, portal: str, owner: str | None = None, *, ttl: float = 120.0,
-                wait: float = 0.0, poll: float = 0.2):
-    """Hold the lease ``portal:{member_id}``; yields True if held, False if not got in ``wait`` s.
-
-    While held, a heartbeat thread renews it every ``ttl/3`` seconds, so a long sync keeps it and
-    a killed process loses it after ``ttl`` (at once for a dead pid on this host).
-    """
-    owner = owner or owner_id()
-    owner = f"{owner}:{threading.get_ident()}"
-    name = f"portal:{portal}"
-    db = open_db(db_path, migrate=False)
-    try:
-        deadline = time.monotonic() + wait
-        got = try_lease(db, name, owner, ttl)
-        while not got and time.monotonic() < deadline:
-            time.sleep(poll)
-            got = try_lease(db, name, owner, ttl)
-        if not got:
-            yield False
-            return
-        stop = threading.Event()
-
-        def beat():
-            hb = open_db(db_path, migrate=False)
-            try:
-                while not stop.wait(ttl / 3):
-                    hb.execute("update locks set expires_at = ? where name = ? and owner = ?",
-                               [time.time() + ttl, name, owner])
-                    hb.conn.commit()
-            except Exception as exc:            # the lease then simply expires
-                log.warning("lock heartbeat for %s failed: %s", portal, exc)
-            finally:
-                hb.conn.close()
-
-        t = threading.Thread(target=beat, name=f"lease-{portal}", daemon=True)
-        t.start()
-        try:
-            yield True
-        finally:
-            stop.set()
-            t.join(5)
-            release_lease(db, name, owner)
-    finally:
-        db.conn.close()
-
-
-@contextmanager
-def scheduler_lock(db_path: str):
-    """Yields True in the one process (per store) that may run the scheduler, else False."""
-    path = Path(str(db_path) + ".scheduler.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-    finally:
-        fh.close()
+log = logging.getLogger(__name__)
 
 
 # --- the scheduler ----------------------------------------------------------------------------

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import socket
 import sqlite3
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -98,37 +97,38 @@ def get_ticket(db: Database, portal: str, source: str, source_id: str) -> dict |
     return rows[0] if rows else None
 
 
+_TICKET_COLS = [f.name for f in fields(Ticket)] + ["synced_at"]
+_EVENT_COLS = [f.name for f in fields(Event)]
+_UPSERT_TICKET = (
+    f"insert into tickets ({', '.join(_TICKET_COLS)}) values ({', '.join('?' * len(_TICKET_COLS))}) "
+    "on conflict(portal, source, source_id) do update set "
+    + ", ".join(f"{c} = excluded.{c}" for c in _TICKET_COLS if c not in ("portal", "source", "source_id")))
+_INSERT_EVENT = (f"insert or ignore into events ({', '.join(_EVENT_COLS)}) "
+                 f"values ({', '.join('?' * len(_EVENT_COLS))})")
+_INSERT_SNAPSHOT = ("insert or ignore into snapshots (portal, source, source_id, hash, observed_at, data) "
+                    "values (?, ?, ?, ?, ?, ?)")
+
+
+def save_bundles(db: Database, bundles, observed_at: int | None = None) -> int:
+    """Write tickets with their events and snapshots, one statement per table (the sync's write
+    path, a page at a time). The ticket row is upserted, events and snapshots are insert-or-ignore
+    on their keys. Call inside ``db.atomic()``. Returns how many snapshots were new."""
+    now = int(observed_at if observed_at is not None else time.time())
+    conn = db.conn
+    conn.executemany(_UPSERT_TICKET, [[getattr(b.ticket, c) for c in _TICKET_COLS[:-1]] + [now] for b in bundles])
+    conn.executemany(_INSERT_EVENT, [[getattr(e, c) for c in _EVENT_COLS] for b in bundles for e in b.events])
+    before = conn.total_changes
+    conn.executemany(_INSERT_SNAPSHOT, [
+        (b.ticket.portal, b.ticket.source, b.ticket.source_id, snapshot_hash(b.snapshot), now,
+         json.dumps(b.snapshot, sort_keys=True, ensure_ascii=False, default=str)) for b in bundles])
+    return conn.total_changes - before
+
+
 def save_bundle(db: Database, bundle: Bundle, observed_at: int | None = None) -> bool:
-    """Write one ticket with its events and snapshot. Returns True when the snapshot is new.
-
-    The caller may wrap many calls in one ``db.atomic()``; nested blocks become savepoints.
-    """
-    observed_at = int(observed_at if observed_at is not None else time.time())
-    t = bundle.ticket
-    row = t.row()
-    row["synced_at"] = observed_at
+    """One ticket through :func:`save_bundles`, in its own atomic block (a savepoint when nested).
+    Returns True when its snapshot is new."""
     with db.atomic():
-        db["tickets"].upsert(row, pk=("portal", "source", "source_id"))
-        if bundle.events:
-            db["events"].insert_all((e.row() for e in bundle.events),
-                                    pk=("portal", "source", "source_id", "key"), ignore=True)
-        h = snapshot_hash(bundle.snapshot)
-        seen = db.execute(
-            "select 1 from snapshots where portal = ? and source = ? and source_id = ? and hash = ?",
-            [t.portal, t.source, t.source_id, h]).fetchone()
-        if not seen:
-            db["snapshots"].insert({
-                "portal": t.portal, "source": t.source, "source_id": t.source_id, "hash": h,
-                "observed_at": observed_at,
-                "data": json.dumps(bundle.snapshot, sort_keys=True, ensure_ascii=False, default=str),
-            }, pk=("portal", "source", "source_id", "hash"))
-    return not seen
-
-
-def add_events(db: Database, events: list[Event]) -> None:
-    if events:
-        db["events"].insert_all((e.row() for e in events),
-                                pk=("portal", "source", "source_id", "key"), ignore=True)
+        return save_bundles(db, [bundle], observed_at) == 1
 
 
 def mark_deleted(db: Database, portal: str, source: str, source_ids) -> int:
@@ -227,68 +227,6 @@ def m_kpi_002(db: Database) -> None:
     db["tickets"].create_index(["portal", "created_at", "customer", "deleted"], if_not_exists=True)
 
 
-# --- leases (the ``locks`` table): one holder of a name across threads, processes and restarts ---
-
-def lease_owner(tag: str | None = None) -> str:
-    """``host:pid[:tag]``: who holds a lease, so that a dead holder on this host is recognised."""
-    base = f"{socket.gethostname()}:{os.getpid()}"
-    return f"{base}:{tag}" if tag else base
-
-
-def owner_dead(owner: str | None) -> bool:
-    """True when ``owner`` (``host:pid[:...]``) names a process on this host that no longer runs.
-    Another host's process is never presumed dead: its lease's expiry decides."""
-    if not owner:
-        return True
-    parts = owner.split(":")
-    if len(parts) < 2 or parts[0] != socket.gethostname():
-        return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return True
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def try_lease(db: Database, name: str, owner: str, ttl: float) -> bool:
-    """Take or renew ``name`` for ``ttl`` seconds if it is free, expired, ours, or held by a dead
-    process; commits at once (one statement is atomic in SQLite). Returns whether we hold it."""
-    now = time.time()
-    db.execute(
-        "insert into locks (name, owner, expires_at) values (?, ?, ?) "
-        "on conflict(name) do update set owner = excluded.owner, expires_at = excluded.expires_at "
-        "where locks.expires_at < ? or locks.owner = excluded.owner",
-        [name, owner, now + ttl, now])
-    db.conn.commit()
-    row = db.execute("select owner from locks where name = ?", [name]).fetchone()
-    if row and row[0] == owner:
-        return True
-    if row and owner_dead(row[0]):
-        cur = db.execute("update locks set owner = ?, expires_at = ? where name = ? and owner = ?",
-                         [owner, now + ttl, name, row[0]])
-        db.conn.commit()
-        return cur.rowcount == 1
-    return False
-
-
-def release_lease(db: Database, name: str, owner: str) -> None:
-    db.execute("delete from locks where name = ? and owner = ?", [name, owner])
-    db.conn.commit()
-
-
-def lease_holder(db: Database, name: str) -> str | None:
-    row = db.execute("select owner, expires_at from locks where name = ?", [name]).fetchone()
-    return row[0] if row and row[1] >= time.time() else None
-
-
 @migrations()
 def m_openlines_001(db: Database) -> None:
     """Open-line customers take the CRM and task adapters' keys (``contact:5`` -> ``C_5``,
@@ -299,6 +237,16 @@ def m_openlines_001(db: Database) -> None:
     for old, new in (("contact:", "C_"), ("company:", "CO_"), ("user:", "")):
         db.execute("update tickets set customer = ? || substr(customer, ?) where source = 'openlines'"
                    " and customer like ?", [new, len(old) + 1, old + "%"])
+
+
+@migrations()
+def m_trust_001(db: Database) -> None:
+    """Installation trust (issue 11): ``installations.epoch`` changes on every install and
+    uninstall, and viewer tokens carry it, so an uninstall or a re-install ends every viewer
+    session (b24desk/viewer.py)."""
+    if "epoch" not in db["installations"].columns_dict:
+        db["installations"].add_column("epoch", str)
+    db.execute("update installations set epoch = lower(hex(randomblob(8))) where epoch is null")
 
 
 @migrations()

@@ -28,29 +28,27 @@ config's ``[[sources]]`` tables.
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from . import config as b24config
 from .client import AuthError, B24Error
 from .directory import sync_directory
-from .model import Event, Ticket, parse_time, snapshot_hash
+from .model import parse_time
 from .sources import configured_selectors, get_source
 from .sources.base import Source, SyncContext
-from .store import (get_cursor, get_setting, lease_holder, lease_owner, mark_deleted, release_lease, set_cursor,
-                    try_lease)
+from . import leases
+from .store import get_cursor, get_setting, mark_deleted, save_bundles, set_cursor
 
-log = logging.getLogger("b24desk.sync")
+log = logging.getLogger(__name__)
 
 OVERLAP = 300                    # seconds re-read before the cursor (clock skew, in-flight writes)
 DIRECTORY_MAX_AGE = 24 * 3600    # users/departments/calendar are refreshed at most daily on incremental runs
-LOCK_TTL = 600
 
 
-class SyncBusy(RuntimeError):
+class SyncBusy(leases.Busy):
     """Another live process is syncing the same portal."""
 
 
@@ -77,18 +75,10 @@ class SourceReport:
 
 # --- locking ------------------------------------------------------------------------------------
 
-def _owner() -> str:
-    return lease_owner()
-
-
-def acquire_lock(db, name: str, ttl: float = LOCK_TTL) -> None:
-    """Take ``name`` in the ``locks`` table, stealing it from an expired or dead owner."""
-    if not try_lease(db, name, _owner(), ttl):
-        raise SyncBusy(f"another sync of this portal is running ({lease_holder(db, name)})")
-
-
-def release_lock(db, name: str) -> None:
-    release_lease(db, name, _owner())
+def portal_lease(db, portal: str):
+    """The portal's one lease for sync-like work (``leases.portal``; re-entered when the caller
+    holds it already), or ``SyncBusy`` when another live process holds it."""
+    return leases.portal(db, portal, busy=lambda who: SyncBusy(f"another sync of this portal is running ({who})"))
 
 
 # --- one source -----------------------------------------------------------------------------------
@@ -99,38 +89,9 @@ def _stored(db, portal: str, source: str, selector: str) -> set[str]:
         [portal, source, selector])}
 
 
-_TICKET_COLS = [f.name for f in fields(Ticket)] + ["synced_at"]
-_EVENT_COLS = [f.name for f in fields(Event)]
-_UPSERT_TICKET = (
-    f"insert into tickets ({', '.join(_TICKET_COLS)}) values ({', '.join('?' * len(_TICKET_COLS))}) "
-    "on conflict(portal, source, source_id) do update set "
-    + ", ".join(f"{c} = excluded.{c}" for c in _TICKET_COLS if c not in ("portal", "source", "source_id")))
-_INSERT_EVENT = (f"insert or ignore into events ({', '.join(_EVENT_COLS)}) "
-                 f"values ({', '.join('?' * len(_EVENT_COLS))})")
-_INSERT_SNAPSHOT = ("insert or ignore into snapshots (portal, source, source_id, hash, observed_at, data) "
-                    "values (?, ?, ?, ?, ?, ?)")
-
-
-def write_page(db, bundles, observed_at: int | None = None) -> int:
-    """``store.save_bundle`` for a whole page, one statement per table (the sync's hot path).
-
-    Same semantics: the ticket row is upserted, events and snapshots are insert-or-ignore on their
-    keys. Call inside ``db.atomic()``. Returns how many snapshots were new.
-    """
-    now = int(observed_at if observed_at is not None else time.time())
-    conn = db.conn
-    conn.executemany(_UPSERT_TICKET, [[getattr(b.ticket, c) for c in _TICKET_COLS[:-1]] + [now] for b in bundles])
-    conn.executemany(_INSERT_EVENT, [[getattr(e, c) for c in _EVENT_COLS] for b in bundles for e in b.events])
-    before = conn.total_changes
-    conn.executemany(_INSERT_SNAPSHOT, [
-        (b.ticket.portal, b.ticket.source, b.ticket.source_id, snapshot_hash(b.snapshot), now,
-         json.dumps(b.snapshot, sort_keys=True, ensure_ascii=False, default=str)) for b in bundles])
-    return conn.total_changes - before
-
-
 def _save_page(db, page, cursor: tuple | None, report: SourceReport, bar) -> None:
     with db.atomic():
-        report.new_snapshots += write_page(db, page.bundles)
+        report.new_snapshots += save_bundles(db, page.bundles)
         if cursor is not None:
             set_cursor(db, *cursor)
     report.saved += len(page.bundles)
@@ -151,7 +112,7 @@ def portal_now(client, db, portal: str) -> int:
 
 
 def sync_source(client, db, portal: str, source: Source, config: dict | None = None, full: bool = False,
-                overlap: int = OVERLAP, progress: bool = False, lock_name: str | None = None) -> SourceReport:
+                overlap: int = OVERLAP, progress: bool = False) -> SourceReport:
     """Bring one selector up to date: full (or resumed full) when needed, else incremental."""
     sel = source.selector.raw
     report = SourceReport(sel)
@@ -175,7 +136,6 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
             for page in source.full(client, ctx, after_id=after):
                 _save_page(db, page, (portal, sel, "full_after", page.last_id) if page.last_id else None,
                            report, bar)
-                _refresh_lock(db, lock_name)
             with db.atomic():
                 gone = [r["source_id"] for r in db.query(
                     "select source_id from tickets where portal = ? and source = ? and selector = ?"
@@ -190,7 +150,6 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
             since = int(changed_since) - overlap
             for page in source.incremental(client, ctx, since):
                 _save_page(db, page, None, report, bar)
-                _refresh_lock(db, lock_name)
             started = ctx.portal_now
             if started is None:      # the source did not ask the portal's time while listing
                 started = portal_now(client, db, portal) - int(time.monotonic() - t0) - 1
@@ -211,13 +170,6 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
         report.requests = getattr(client, "requests_sent", 0) - before
         report.seconds = time.monotonic() - t0
     return report
-
-
-def _refresh_lock(db, name: str | None) -> None:
-    if name:
-        with db.atomic():
-            db.execute("update locks set expires_at = ? where name = ? and owner = ?",
-                       [time.time() + LOCK_TTL, name, _owner()])
 
 
 def _bar(selector: str, enabled: bool):
@@ -243,9 +195,7 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
     selectors = list(selectors or configured_selectors(config) or ["tasks"])
     sources = [get_source(s, config) for s in selectors]      # refuse bad selectors before any call
     portal = client.portal_id
-    lock = f"sync:{portal}"
-    acquire_lock(db, lock)
-    try:
+    with portal_lease(db, portal):
         last = get_setting(db, portal, "directory_synced_at")
         if directory or (directory is None and (full or not last or time.time() - last > DIRECTORY_MAX_AGE)):
             sync_directory(client, db, portal, config)
@@ -253,15 +203,13 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
         for src in sources:
             try:
                 reports.append(sync_source(client, db, portal, src, config, full=full, overlap=overlap,
-                                           progress=progress, lock_name=lock))
+                                           progress=progress))
             except AuthError:
                 raise                 # every other selector would fail the same way
             except B24Error as exc:   # this selector stops; the others still run
                 log.warning("%s: %s", src.selector.raw, exc)
                 reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
         return reports
-    finally:
-        release_lock(db, lock)
 
 
 def refresh_tickets(client, db, selector: str, ids, config: dict | None = None,

@@ -27,6 +27,8 @@ from typing import Callable, Iterable, Mapping
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from .model import parse_ids
+
 ADMIN, HEAD, AGENT = "admin", "head", "agent"
 ROLES = (ADMIN, HEAD, AGENT)
 
@@ -61,6 +63,7 @@ class Viewer:
     domain: str = ""                    # the portal's stored domain (links, frame-ancestors)
     lang: str = "en"
     nonce: str = field(default_factory=lambda: secrets.token_hex(8))   # binds CSRF tokens
+    epoch: str = ""                     # the installation's epoch at launch (installations.epoch)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,6 +108,85 @@ def load_token(secret: str, token: str | None, max_age: int = TOKEN_MAX_AGE) -> 
     return Viewer.from_dict(data)
 
 
+# --- the session behind a token: the installation it belongs to, the admin right ---------------
+
+ADMIN_RECHECK = 300             # seconds between two user.admin checks of an admin's session
+_MAX_TOKEN = 256
+
+
+def check_installation(db, viewer: Viewer) -> dict:
+    """The viewer's installation, still the one they launched in; ``ViewerError(401)`` once the app
+    was uninstalled or installed again since (the epoch changes on both), so no token outlives the
+    installation that minted it."""
+    inst = _installation(db, viewer.portal)
+    if inst is None or inst.get("active") in (0, "0") or not hmac.compare_digest(
+            str(inst.get("epoch") or "").encode(), str(viewer.epoch or "").encode()) or not viewer.epoch:
+        raise ViewerError(401, "revoked", "the app was reinstalled or removed since this page opened: "
+                                          "reopen it in Bitrix24")
+    return inst
+
+
+def open_sessions(db_path: str):
+    """The admin sessions' store: a small SQLite file beside the main one (``<db>-sessions``), so
+    a launch's write never changes the main store's version the page cache keys on. It holds the
+    viewer's portal tokens from the launch, server side only (never in a URL)."""
+    import sqlite3
+    from sqlite_utils import Database
+    conn = sqlite3.connect(f"{db_path}-sessions", timeout=30)
+    db = Database(conn)
+    db.execute("PRAGMA journal_mode=WAL")
+    db["viewer_sessions"].create({
+        "nonce": str, "portal": str, "user_id": str, "access_token": str, "refresh_token": str,
+        "admin": int, "checked_at": float, "created_at": float}, pk="nonce", if_not_exists=True)
+    return db
+
+
+def save_session(db, viewer: Viewer, access_token: str, refresh_token: str | None, *, admin: bool,
+                 now: float) -> None:
+    """Keep the launch's portal tokens server side (never in a URL), keyed by the viewer's nonce,
+    so an admin's right can be re-checked later; old sessions of the portal are dropped."""
+    with db.atomic():
+        db.execute("delete from viewer_sessions where created_at < ?", [now - 2 * TOKEN_MAX_AGE])
+        db["viewer_sessions"].upsert({"nonce": viewer.nonce, "portal": viewer.portal, "user_id": viewer.user_id,
+                                      "access_token": access_token, "refresh_token": refresh_token,
+                                      "admin": int(admin), "checked_at": now, "created_at": now}, pk="nonce")
+
+
+def recheck_admin(db, viewer: Viewer, installation: dict, *, call: Callable[[str, str, str, dict], object],
+                  now: float, every: float = ADMIN_RECHECK) -> None:
+    """An admin's session re-asks the portal (``user.admin`` with the viewer's own token, at the
+    stored endpoint) at most every ``every`` seconds; a demoted admin gets 403, a session the portal
+    no longer accepts 401 (reopen the app). The answer is remembered, so a refusal sticks."""
+    if viewer.role != ADMIN:
+        return
+    row = db.execute("select access_token, admin, checked_at from viewer_sessions where nonce = ? "
+                     "and portal = ? and user_id = ?", [viewer.nonce, viewer.portal, viewer.user_id]).fetchone()
+    if row is None:
+        raise ViewerError(401, "expired", "the session has expired: reopen the app in Bitrix24")
+    token, admin, checked = row
+    if not admin:
+        raise ViewerError(403, "demoted", "you are no longer a Bitrix24 administrator")
+    if now - float(checked or 0) < every:
+        return
+    try:
+        answer = call(installation["client_endpoint"], token, "user.admin", {})
+    except Exception:
+        raise ViewerError(401, "expired", "the session has expired: reopen the app in Bitrix24") from None
+    still = answer in (True, "true", "Y", 1, "1")
+    with db.atomic():
+        db.execute("update viewer_sessions set admin = ?, checked_at = ? where nonce = ?",
+                   [int(still), now, viewer.nonce])
+    if not still:
+        raise ViewerError(403, "demoted", "you are no longer a Bitrix24 administrator")
+
+
+def _ascii_field(form: Mapping, key: str, max_len: int = _MAX_TOKEN) -> str:
+    value = form.get(key) or ""
+    if not isinstance(value, str) or len(value) > max_len or not value.isascii() or not value.isprintable():
+        raise ViewerError(400, "bad_launch", f"{key} is malformed: open the app from Bitrix24")
+    return value.strip()
+
+
 def csrf_token(secret: str, viewer: Viewer) -> str:
     """A form token bound to this viewer's signed token (its nonce), so a form from another
     session, user or portal fails even with a valid viewer token."""
@@ -113,28 +195,11 @@ def csrf_token(secret: str, viewer: Viewer) -> str:
 
 
 def check_csrf(secret: str, viewer: Viewer, value: str | None) -> None:
-    if not value or not hmac.compare_digest(str(value), csrf_token(secret, viewer)):
+    if not value or not hmac.compare_digest(str(value).encode(), csrf_token(secret, viewer).encode()):
         raise ViewerError(403, "csrf", "invalid or missing CSRF token: reload the page and retry")
 
 
 # --- departments and members ----------------------------------------------------------------
-
-def parse_ids(value) -> list[str]:
-    """Department lists arrive as lists, JSON strings or comma-separated strings."""
-    if value in (None, "", False):
-        return []
-    if isinstance(value, (int, float)):
-        return [str(int(value))]
-    if isinstance(value, str):
-        s = value.strip()
-        if s.startswith("["):
-            try:
-                return parse_ids(json.loads(s))
-            except ValueError:
-                pass
-        return [p.strip() for p in s.split(",") if p.strip()]
-    return [str(int(x)) if isinstance(x, float) else str(x) for x in value if x not in (None, "")]
-
 
 def department_parents(db, portal: str) -> dict[str, str | None]:
     return {str(r["id"]): (str(r["parent"]) if r["parent"] not in (None, "", "0") else None)
@@ -326,18 +391,21 @@ def verify_launch(db, query: Mapping, form: Mapping, *, call: Callable[[str, str
     ``call(endpoint, access_token, method, params) -> result`` reaches the portal with the
     *viewer's* token (injected so tests and the web layer choose the client).
     """
-    member_id = (form.get("member_id") or "").strip()
-    app_token = form.get("APPLICATION_TOKEN") or ""
-    auth_id = form.get("AUTH_ID") or ""
+    member_id = _ascii_field(form, "member_id", 64)
+    app_token = _ascii_field(form, "APPLICATION_TOKEN")
+    auth_id = _ascii_field(form, "AUTH_ID")
     if not member_id or not auth_id:
         raise ViewerError(400, "bad_launch", "launch without member_id or AUTH_ID: open the app from Bitrix24")
     inst = _installation(db, member_id)
+    if inst is not None and not inst.get("epoch"):
+        from .installations import ensure_epoch
+        inst["epoch"] = ensure_epoch(db, member_id)
     if inst is None or not inst.get("client_endpoint"):
         raise ViewerError(403, "unknown_portal", "this portal has not installed the app")
     if inst.get("active") in (0, "0") or inst.get("status") == "uninstalled":
         raise ViewerError(403, "inactive", "the app is not installed on this portal any more")
     stored = inst.get("application_token") or ""
-    if not stored or not hmac.compare_digest(str(app_token), str(stored)):
+    if not stored or not hmac.compare_digest(str(app_token).encode(), str(stored).encode()):
         raise ViewerError(403, "bad_application_token", "APPLICATION_TOKEN does not match this portal")
     endpoint = inst["client_endpoint"]
     try:
@@ -377,7 +445,7 @@ def verify_launch(db, query: Mapping, form: Mapping, *, call: Callable[[str, str
     viewer = Viewer(portal=member_id, user_id=user_id, role=role, name=name,
                     departments=tuple(departments), headed=tuple(headed), tree=tuple(tree),
                     domain=str(inst.get("domain") or ""),
-                    lang=lang_of(query.get("LANG"), inst.get("lang") or "en"))
+                    lang=lang_of(query.get("LANG"), inst.get("lang") or "en"), epoch=str(inst.get("epoch") or ""))
     placement = (form.get("PLACEMENT") or "DEFAULT").strip() or "DEFAULT"
     return Launch(viewer=viewer, placement=placement, options=parse_options(form.get("PLACEMENT_OPTIONS")),
                   installation=inst)

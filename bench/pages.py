@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from app import create_app
-    from b24desk.viewer import ADMIN, AGENT, Viewer, dump_token
+    from b24desk.installations import ensure_epoch, get_installation, save_installation
+    from b24desk.viewer import ADMIN, AGENT, Viewer, dump_token, open_sessions, save_session
 
     tmp = None
     if args.db:
@@ -120,12 +121,21 @@ def main(argv=None) -> int:
         seed_store(db, args.tickets, now=now)
         print(f"seeded {args.tickets} tickets in {time.perf_counter() - t0:.1f} s -> {path}")
     events = db.execute("select count(*) from events where portal = ?", [PORTAL]).fetchone()[0]
+    # viewer tokens are bound to an installation's epoch; an admin's to a server-side session
+    inst = get_installation(db, PORTAL) or save_installation(
+        db, member_id=PORTAL, client_endpoint="http://127.0.0.1:9/rest/", domain="127.0.0.1:9", active=1)
+    inst["epoch"] = ensure_epoch(db, PORTAL)
+    admin_v = Viewer(portal=PORTAL, user_id="101", role=ADMIN, name="Admin", epoch=inst["epoch"])
+    agent_v = Viewer(portal=PORTAL, user_id="210", role=AGENT, departments=("3",), epoch=inst["epoch"])
+    sessions = open_sessions(str(path))
+    save_session(sessions, admin_v, "0" * 32, None, admin=True, now=time.time())
+    sessions.conn.close()
     db.conn.close()
 
     app = create_app({"DB": str(path), "SECRET_KEY": "bench", "TESTING": True})
     client = app.test_client()
-    admin = dump_token("bench", Viewer(portal=PORTAL, user_id="101", role=ADMIN, name="Admin"))
-    agent = dump_token("bench", Viewer(portal=PORTAL, user_id="210", role=AGENT, departments=("3",)))
+    admin = dump_token("bench", admin_v)
+    agent = dump_token("bench", agent_v)
     q = "from=2026-10-01&to=2026-11-01"
     cases = [
         ("dashboard, admin", f"/reports/dashboard?{q}&t={admin}", None),

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 from b24desk.client import B24Client  # noqa: E402
 from b24desk.sources.base import Page  # noqa: E402
 from b24desk.sources.task_mapping import SELECT, map_task, messages_from_comments  # noqa: E402
-from b24desk.store import open_db  # noqa: E402
-from b24desk.sync import run_sync, write_page  # noqa: E402
+from b24desk.store import open_db, save_bundles  # noqa: E402
+from b24desk.sync import run_sync  # noqa: E402
 from portal_double import PortalDouble  # noqa: E402
 
 logging.getLogger("b24desk").setLevel(logging.ERROR)
@@ -59,7 +59,7 @@ def naive_sync(d: PortalDouble, db, limit: int = 0) -> dict:
             bundles.append(map_task(portal, r, hist, messages_from_comments(com), selector="tasks",
                                     elapsed=spent))
         with db.atomic():
-            write_page(db, Page(bundles).bundles)
+            save_bundles(db, Page(bundles).bundles)
         done += len(rows)
         if "next" not in body or (limit and done >= limit):
             break

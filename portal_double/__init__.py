@@ -22,12 +22,35 @@ from .server import WireApp
 from .state import Portal
 from .truth import Truth
 
-__all__ = ["PortalDouble", "ALL_SCOPES"]
+__all__ = ["PortalDouble", "Served", "ALL_SCOPES"]
 
 
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args, **kwargs):  # no access log on stderr
         pass
+
+
+class Served:
+    """A WSGI app on 127.0.0.1 (``port`` 0: an ephemeral one) in a daemon thread.
+
+    ``stop()`` returns in milliseconds: the loop polls for the shutdown request every 10 ms instead
+    of socketserver's 0.5 s, which every test that starts a server would otherwise pay."""
+
+    POLL = 0.01
+
+    def __init__(self, app, port: int = 0, *, quiet: bool = True, name: str = "served"):
+        self.server = make_server("127.0.0.1", port, app, threaded=True,
+                                  request_handler=_QuietHandler if quiet else None)
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": self.POLL},
+                                       name=name, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
 
 
 class PortalDouble:
@@ -36,7 +59,7 @@ class PortalDouble:
     def __init__(self, seed: int = 1, tickets: int = 1000, months: int = 6, end: datetime | None = None,
                  bucket_size: int = 50, drain_per_s: float = 2.0, new_task_card: bool = False,
                  timezone: str = "Europe/Moscow", operating_limit: float = 480.0, call_cost: float = 0.002,
-                 port: int = 0, openlines: int = 0):
+                 port: int = 0, openlines: int = 0, oauth: "PortalDouble | None" = None):
         end_ts = int(end.timestamp()) if end is not None else None
         self.portal = Portal(now=end_ts, timezone=timezone, new_task_card=new_task_card)
         self.seed = seed
@@ -46,6 +69,13 @@ class PortalDouble:
             _ol.generate(self.portal, openlines, seed=seed, end=self.portal.now, months=months)
         self.creds = Credentials(lambda: self.portal.now)
         self._webhook = self.creds.add_webhook(1)
+        # The OAuth server: its own (one portal, one local app), or another double's, as one
+        # oauth.bitrix.info serves every portal of a market app (same client_id/secret).
+        self.oauth_server = oauth if oauth is not None else self
+        self.oauth_portals: list[PortalDouble] = [self]
+        if oauth is not None:
+            self.creds.client_id, self.creds.client_secret = oauth.creds.client_id, oauth.creds.client_secret
+            oauth.oauth_portals.append(self)
         self.bucket = LeakyBucket(bucket_size, drain_per_s)
         self.operating = OperatingTime(operating_limit)
         self.call_cost = call_cost       # simulated seconds of work per method call (operating time)
@@ -55,25 +85,19 @@ class PortalDouble:
         self.app = AppContext(self)
         self._port = port
         self._server = None
-        self._thread = None
 
     # -- serving ---------------------------------------------------------------------------
     def start(self) -> "PortalDouble":
         if self._server is not None:
             return self
-        self._server = make_server("127.0.0.1", self._port, WireApp(self), threaded=True,
-                                   request_handler=_QuietHandler)
-        self._port = self._server.server_port
+        self._server = Served(WireApp(self), self._port, name="portal-double")
+        self._port = self._server.port
         self.portal.domain = f"127.0.0.1:{self._port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="portal-double", daemon=True)
-        self._thread.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
+            self._server.stop()
             self._server = None
 
     def __enter__(self):
@@ -108,7 +132,7 @@ class PortalDouble:
 
     @property
     def oauth_token_url(self) -> str:
-        return f"{self.base_url}/oauth/token/"
+        return f"{self.oauth_server.base_url}/oauth/token/"
 
     @property
     def member_id(self) -> str:

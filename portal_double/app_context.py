@@ -39,7 +39,7 @@ from .phpquery import build_query
 from .query import ApiError
 from .registry import Call, Listed, method
 
-log = logging.getLogger("portal_double.app")
+log = logging.getLogger(__name__)
 
 # Events the double knows (event.bind refuses others with ERROR_EVENT_NOT_FOUND).
 KNOWN_EVENTS = {
@@ -151,9 +151,16 @@ class AppContext:
             self.handlers = []
 
     def uninstall(self, clean: bool = True) -> None:
-        """Deleting the app: ONAPPUNINSTALL to its handler (on-app-uninstall.md, no tokens), then
-        handlers and placements go and the tokens stop working."""
+        """Deleting the app: its API access goes first (on-app-uninstall.md: "all access
+        permissions for the application to the API are removed", the handler can no longer use
+        the API), then ONAPPUNINSTALL reaches its handler (no tokens), then handlers and
+        placements go."""
         d = self.double
+        d.creds.revoked = True
+        for t in d.creds.access.values():
+            t.expires = 0
+        d.creds.refresh.clear()
+        self.installed = False
         data = {"LANGUAGE_ID": "en", "CLEAN": 1 if clean else 0}
         self._emit("ONAPPUNINSTALL", data, actor=None)
         self.wait_idle()
@@ -161,11 +168,6 @@ class AppContext:
             self.handlers = []
             self.placements = []
             self.offline = []
-        d.creds.revoked = True
-        for t in d.creds.access.values():
-            t.expires = 0
-        d.creds.refresh.clear()
-        self.installed = False
 
     # -- event production ---------------------------------------------------------------------
     def _user_token(self, user_id: int) -> str:

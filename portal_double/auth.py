@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 ALL_SCOPES = frozenset({"basic", "user", "user_brief", "user_basic", "department", "task", "tasks", "crm",
                         "im", "imopenlines", "calendar", "placement", "log", "disk", "timeman", "app",
-                        "entity", "sonet_group"})
+                        "entity", "sonet_group", "userfieldconfig"})
 
 ACCESS_TTL = 3600
 REFRESH_TTL = 180 * 86400

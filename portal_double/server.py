@@ -251,15 +251,23 @@ class WireApp:
         grant = params.get("grant_type")
         if grant != "refresh_token":
             return _json({"error": "invalid_request", "error_description": "Unsupported grant_type"}, 400)
-        if params.get("client_id") != d.creds.client_id or params.get("client_secret") != d.creds.client_secret \
-                or d.creds.revoked:
+        if params.get("client_id") != d.creds.client_id or params.get("client_secret") != d.creds.client_secret:
             return _json({"error": "invalid_client", "error_description": "Invalid client credentials"}, 401)
-        pair = d.creds.rotate(str(params.get("refresh_token", "")))
-        if pair is None:
-            return _json({"error": "invalid_grant", "error_description": "Invalid refresh token"}, 400)
-        access, refresh, expires, scopes = pair
-        return _json(d.token_payload(access, refresh, expires, scopes, d.creds.access[access].user_id,
-                                     oauth_domain=True))
+        # Like oauth.bitrix.info: it knows only the refresh tokens it issued, for the portals it
+        # serves, and its answer names the portal (member_id, client_endpoint, user_id).
+        refresh = str(params.get("refresh_token", ""))
+        for portal in d.oauth_portals:
+            if refresh not in portal.creds.refresh:
+                continue
+            if portal.creds.revoked:          # the app was uninstalled there
+                return _json({"error": "invalid_client", "error_description": "Application not installed"}, 401)
+            pair = portal.creds.rotate(refresh)
+            if pair is None:
+                break
+            access, new_refresh, expires, scopes = pair
+            return _json(portal.token_payload(access, new_refresh, expires, scopes,
+                                              portal.creds.access[access].user_id, oauth_domain=True))
+        return _json({"error": "invalid_grant", "error_description": "Invalid refresh token"}, 400)
 
 
 def _q(s: str) -> str:

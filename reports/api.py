@@ -10,16 +10,16 @@ from datetime import datetime
 from flask import Response, jsonify, request
 
 from b24desk.installations import get_installation
+from b24desk.kpi.load import portal_zone
 from b24desk.kpi.drilldown import kind_of
 from b24desk.kpi.periods import zone
-from b24desk.viewer import ViewerError, can_drill, scope_query
+from b24desk.viewer import FILTER_KEYS, ViewerError, can_drill, scope_query
 
 from b24desk.text import present
 
 from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
-from .dashboard import timezone_of
 from b24desk.text.i18n import t
 from .query import parse
 from .security import portal_origins
@@ -28,11 +28,20 @@ from .ticket_card import source_label
 DRILL_LIMIT = 500
 
 
+# What the API and the exports read; anything else is a typo the caller should hear about
+# (``departmnt=5`` silently ignored would answer the whole portal's numbers).
+KNOWN_PARAMS = frozenset({"from", "to", "group_by", "t", "LANG", "lang", "kpi", "min", "max", "_", *FILTER_KEYS})
+
+
 def _scoped_query(allow_group=True):
     v = current_viewer()
+    unknown = sorted(k for k in request.args if k not in KNOWN_PARAMS)
+    if unknown:
+        raise ViewerError(400, "unknown_param", f"unknown parameter {unknown[0][:40]!r}; known: "
+                                                f"{', '.join(sorted(KNOWN_PARAMS - {'_', 'LANG'}))}")
     db = get_db()
     cfg = data.portal_config(db, v.portal)
-    tz = timezone_of(db, v.portal, cfg)
+    tz = portal_zone(db, v.portal, cfg)
     q = parse(request.args, tz, allow_group=allow_group)
     scoped = scope_query(v, q.filters, q.group_by, db=db)
     return v, db, q, scoped, tz

@@ -6,12 +6,14 @@ Refusals become JSON for the API and exports, and an escaped error page for page
 """
 from __future__ import annotations
 
+import time
 from functools import wraps
 from urllib.parse import urlencode
 
 from flask import current_app, g, jsonify, render_template, request
 
-from b24desk.viewer import TOKEN_MAX_AGE, Viewer, ViewerError, dump_token, load_token
+from b24desk.viewer import (ADMIN_RECHECK, TOKEN_MAX_AGE, Viewer, ViewerError, check_installation, dump_token,
+                            load_token, open_sessions, recheck_admin)
 
 from b24desk.text.i18n import t
 
@@ -28,10 +30,32 @@ def token_from_request() -> str | None:
 def current_viewer() -> Viewer:
     if "viewer" not in g:
         token = token_from_request()
-        g.viewer = load_token(current_app.config["SECRET_KEY"], token,
-                              current_app.config.get("VIEWER_TOKEN_MAX_AGE", TOKEN_MAX_AGE))
+        viewer = load_token(current_app.config["SECRET_KEY"], token,
+                            current_app.config.get("VIEWER_TOKEN_MAX_AGE", TOKEN_MAX_AGE))
+        g.error_lang = viewer.lang
+        _still_valid(viewer)
+        g.viewer = viewer
         g.viewer_token = token
     return g.viewer
+
+
+def _still_valid(viewer: Viewer) -> None:
+    """A signed token is not enough: its installation must still be the one it was minted for, and
+    an admin's right is re-asked of the portal every few minutes (b24desk.viewer)."""
+    from .blueprint import get_db
+    from .launch import portal_caller
+    db = get_db()
+    inst = check_installation(db, viewer)
+    if viewer.is_admin:
+        call, clients = portal_caller()
+        sessions = open_sessions(current_app.config["DB"])
+        try:
+            recheck_admin(sessions, viewer, inst, call=call, now=time.time(),
+                          every=float(current_app.config.get("ADMIN_RECHECK_SECONDS", ADMIN_RECHECK)))
+        finally:
+            sessions.conn.close()
+            for c in clients.values():
+                c.close()
 
 
 def sign(viewer: Viewer) -> str:
@@ -57,13 +81,24 @@ def wants_json() -> bool:
     return request.path.startswith(JSON_PREFIXES) or request.accept_mimetypes.best == "application/json"
 
 
+_HINTS = {"no_token": "err_no_token", "bad_token": "err_no_token", "expired": "err_expired",
+          "revoked": "err_revoked", "demoted": "err_demoted"}
+
+
 def error_response(err: ViewerError):
-    if wants_json():
-        return jsonify({"error": err.code, "message": err.message}), err.status
-    lang = (g.get("viewer").lang if g.get("viewer") else None) or request.args.get("LANG") or "en"
-    hint = {"no_token": "err_no_token", "expired": "err_expired"}.get(err.code)
+    lang = (g.get("viewer").lang if g.get("viewer") else None) or g.get("error_lang") \
+        or request.args.get("LANG") or "en"
+    lang = "ru" if str(lang).lower()[:2] in ("ru", "ua", "by", "kz") else "en"
+    hint = _HINTS.get(err.code)
     if err.status == 403 and not hint:
         hint = "err_forbidden"
+    if err.status == 400 and not hint:
+        hint = "err_bad_request"
+    if wants_json():
+        body = {"error": err.code, "message": err.message}
+        if hint:
+            body["hint"] = t(hint, lang)        # the same refusal, in the viewer's language
+        return jsonify(body), err.status
     return render_template("reports/error.html", lang=lang, status=err.status, message=err.message,
                            hint=t(hint, lang) if hint else "", t=lambda k: t(k, lang)), err.status
 

@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-log = logging.getLogger("reports.cache")
+log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 64
 MAX_STALE_SECONDS = 600.0

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from flask import url_for
 from markupsafe import escape
 
-from b24desk.kpi.load import portal_timezone
+from b24desk.kpi.load import portal_zone
 from b24desk.kpi.periods import zone
 from b24desk.model import PRIORITIES
 from b24desk.sources.openlines import SOURCE as OPENLINES
@@ -27,11 +27,6 @@ from .query import Query, parse
 
 TABLE_KPIS = ("tickets_total", "resolved_count", "backlog", "first_response_time", "resolution_time",
               "fcr_share", "csat", "overdue_share")
-
-
-def timezone_of(db, portal: str, cfg: dict) -> str:
-    """The same rule as the engine's ReportEnv: the installation's zone, else the config's."""
-    return portal_timezone(db, portal) or (cfg.get("calendar") or {}).get("timezone") or "Europe/Moscow"
 
 
 def _median(entry):
@@ -187,7 +182,7 @@ def _crosscheck_warning(db, viewer: Viewer, token: str) -> dict | None:
 
 def build(db, viewer: Viewer, args, token: str) -> dict:
     cfg = data.portal_config(db, viewer.portal)
-    tz_name = timezone_of(db, viewer.portal, cfg)
+    tz_name = portal_zone(db, viewer.portal, cfg)
     q = parse(args, tz_name, allow_group=False)
     lang = viewer.lang
     scoped = scope_query(viewer, q.filters, None, db=db)

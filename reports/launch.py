@@ -10,11 +10,12 @@ their ``PLACEMENT_OPTIONS``: DOCS api-reference/widgets/placements.md (deal tab 
 from __future__ import annotations
 
 import re
+import time
 
 from flask import current_app, g, redirect, request, url_for
 
 from b24desk.client import B24Client
-from b24desk.viewer import ViewerError, verify_launch
+from b24desk.viewer import ADMIN, ViewerError, open_sessions, save_session, verify_launch
 
 from .auth import sign
 from .blueprint import bp, get_db
@@ -43,7 +44,7 @@ def ticket_of_placement(placement: str, options: dict) -> tuple[str, str] | None
     return source, tid
 
 
-def _portal_caller():
+def portal_caller():
     """``call(endpoint, token, method, params)`` with one client per (endpoint, viewer token)."""
     opts = dict(current_app.config.get("LAUNCH_CLIENT_OPTS") or {"max_retries": 1, "timeout": 10})
     clients: dict = {}
@@ -58,12 +59,21 @@ def _portal_caller():
 
 @bp.route("/app", methods=["POST"])
 def launch():
-    call, clients = _portal_caller()
+    call, clients = portal_caller()
     try:
         verified = verify_launch(get_db(), request.args, request.form, call=call)
     finally:
         for c in clients.values():
             c.close()
+    if verified.viewer.role == ADMIN:       # its tokens, server side, for the admin right's re-checks
+        refresh = request.form.get("REFRESH_ID")
+        sessions = open_sessions(current_app.config["DB"])
+        try:
+            save_session(sessions, verified.viewer, request.form.get("AUTH_ID", "").strip(),
+                         refresh.strip() if isinstance(refresh, str) and refresh.isascii() and len(refresh) <= 256
+                         else None, admin=True, now=time.time())
+        finally:
+            sessions.conn.close()
     g.viewer = verified.viewer
     g.viewer_token = token = sign(verified.viewer)
     target = ticket_of_placement(verified.placement, verified.options)

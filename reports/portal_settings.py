@@ -92,6 +92,12 @@ def _int(form, name: str, field: str, lo: int, hi: int) -> int:
     return int(raw)
 
 
+def _joined(form, name: str) -> str:
+    getlist = getattr(form, "getlist", None)
+    values = getlist(name) if getlist else [form.get(name) or ""]
+    return ",".join(v for v in values if v).strip()
+
+
 def push_from_form(form, kpi_keys) -> dict:
     """The push form's fields as a partial ``push`` setting (checked by ``validate_push`` on save).
 
@@ -107,13 +113,14 @@ def push_from_form(form, kpi_keys) -> dict:
         reports[kind] = sched
     getlist = getattr(form, "getlist", None)
     channels = getlist("push_channels") if getlist else list(form.get("push_channels") or [])
-    kpis = [k for k in re.split(r"[\s,;]+", (form.get("push_alert_kpis") or "").strip()) if k]
+    # pickers post one value per person / KPI; a script may post one comma-separated text
+    kpis = [k for k in re.split(r"[\s,;]+", _joined(form, "push_alert_kpis")) if k]
     unknown = [k for k in kpis if k not in kpi_keys]
     if unknown:
         raise ValueError(f"push.alerts.kpis: {unknown[0]!r} is not a KPI")
     dialog = (form.get("push_chat") or "").strip() or None
     return {"enabled": form.get("push_enabled") == "1", "reports": reports, "channels": channels,
-            "portal_recipients": _ids(form.get("push_recipients"), "push.portal_recipients"),
+            "portal_recipients": _ids(_joined(form, "push_recipients"), "push.portal_recipients"),
             "chat": {"dialog_id": dialog},
             "alerts": {"enabled": form.get("push_alerts_enabled") == "1", "kpis": kpis or None}}
 

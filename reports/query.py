@@ -16,6 +16,7 @@ from b24desk.model import PRIORITIES
 from b24desk.viewer import FILTER_KEYS, GROUP_DIMS, ViewerError
 
 _ID = re.compile(r"^[A-Za-z0-9_:=.,\-]{1,100}$")
+MIN_TS, MAX_TS = 946684800, 4102444800      # 2000-01-01 .. 2100-01-01 UTC: what a service desk reports on
 
 
 @dataclass
@@ -49,10 +50,14 @@ def parse(args, tz_name: str, *, allow_group: bool = True, now: float | None = N
         raise ViewerError(400, "bad_period", "give both 'from' and 'to', or neither")
     if not date_from:
         date_from, date_to = default_period(tz_name, now)
+    if len(date_from) > 40 or len(date_to) > 40 or not (date_from + date_to).isascii():
+        raise ViewerError(400, "bad_period", "'from' and 'to' are dates such as 2026-10-01")
     try:
-        make_period(date_from, date_to, zone(tz_name))
-    except ValueError as exc:
-        raise ViewerError(400, "bad_period", str(exc)) from None
+        p = make_period(date_from, date_to, zone(tz_name))
+    except (ValueError, OverflowError, OSError) as exc:   # year 1 / 9999 overflow once zoned
+        raise ViewerError(400, "bad_period", str(exc) or "'from' and 'to' are dates such as 2026-10-01") from None
+    if p.start < MIN_TS or p.end > MAX_TS:
+        raise ViewerError(400, "bad_period", "dates must lie between 2000-01-01 and 2100-01-01")
     filters = {}
     for k in FILTER_KEYS:
         getlist = getattr(args, "getlist", None)

@@ -14,7 +14,7 @@ import threading
 from b24desk.store import open_db
 from b24desk.viewer import ADMIN, Viewer
 
-log = logging.getLogger("reports.warm")
+log = logging.getLogger(__name__)
 
 
 def warm_dashboard(app, portal: str) -> None:

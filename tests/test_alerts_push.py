@@ -16,7 +16,7 @@ from b24desk.store import open_db, set_setting
 from b24desk.text.i18n import kpi_label
 from b24desk.text.present import fmt_value
 from b24desk.push.alerts import run_alerts, window
-from test_push_helpers import CONFIG, FAST, setup  # noqa: F401  (setup is a fixture)
+from push_helpers import CONFIG, FAST, setup  # noqa: F401  (setup is a fixture)
 
 TZ = zone("Europe/Moscow")
 KPI = "first_response_time"

@@ -13,13 +13,12 @@ from __future__ import annotations
 import html
 import json
 import os
-import threading
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from test_pages_support import XSS, build_desk
+from pages_support import XSS, build_desk
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -40,24 +39,10 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
-from werkzeug.serving import make_server  # noqa: E402
+from portal_double import Served  # noqa: E402
 from werkzeug.wrappers import Request, Response  # noqa: E402
 
 WAIT = 60          # generous: a cold dashboard computes several reports; no timing is asserted
-
-
-class Served:
-    """A WSGI app on 127.0.0.1 in a thread."""
-
-    def __init__(self, app):
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def portal_shell(desk, app_url: str):

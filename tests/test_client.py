@@ -344,24 +344,24 @@ def test_no_event_loop_trap(dbl):
 
 
 def test_redirect_is_followed_with_a_re_post(dbl):
-    from werkzeug.serving import make_server
     from werkzeug.wrappers import Request, Response
+
+    from portal_double import Served
 
     def moved(environ, start_response):
         req = Request(environ)
         return Response(status=302, headers={"Location": dbl.base_url + req.path})(environ, start_response)
 
-    srv = make_server("127.0.0.1", 0, moved, threaded=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = Served(moved)
     try:
-        old = dbl.webhook_url.replace(dbl.base_url, f"http://127.0.0.1:{srv.server_port}")
+        old = dbl.webhook_url.replace(dbl.base_url, srv.url)
         cl = B24Client.from_webhook(old, rps=0, sleep=Sleeps())
         res = cl.call("tasks.task.list", {"select": ["ID"], "filter": {"ID": dbl.portal.task_list[0]["id"]}})
         assert len(res["tasks"]) == 1                      # the POST body survived the move
         cl.call("server.time")
         assert cl.requests_sent == 3                        # 302 once, then straight to the new address
     finally:
-        srv.shutdown()
+        srv.stop()
 
 
 # --- OAuth: installed app ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from b24desk import inbox
-from test_events_harness import Harness, assert_equals_clean_sync, double, event_body
+from events_harness import Harness, assert_equals_clean_sync, double, event_body
 
 
 @pytest.fixture

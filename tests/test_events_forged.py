@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from b24desk import inbox
-from test_events_harness import Harness, double, event_body, form
+from events_harness import Harness, double, event_body, form
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -18,7 +18,7 @@ import requests
 
 from b24desk import inbox
 from b24desk.store import open_db
-from test_events_harness import SOURCES, assert_equals_clean_sync, double
+from events_harness import SOURCES, assert_equals_clean_sync, double
 
 ROOT = Path(__file__).resolve().parent.parent
 

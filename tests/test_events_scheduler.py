@@ -10,10 +10,12 @@ import time
 from app import create_app
 from b24desk import inbox
 from b24desk.client import B24Client
-from b24desk.scheduler import Jobs, Scheduler, portal_lock, scheduler_lock
+from b24desk.leases import portal as portal_lock
+from b24desk.leases import scheduler_lock
+from b24desk.scheduler import Jobs, Scheduler
 from b24desk.runtime import Runtime
 from b24desk.store import get_cursor, open_db, set_cursor
-from test_events_harness import double
+from events_harness import double
 
 
 def _wait(cond, timeout=60):

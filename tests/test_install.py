@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from b24desk import inbox
-from test_events_harness import Harness, double, event_body, form
+from events_harness import Harness, double, event_body, form
 
 ONLINE = set(inbox.OBJECT_EVENTS) | set(inbox.APP_EVENTS)
 
@@ -106,7 +106,7 @@ def test_broken_install_requests_are_refused_and_store_nothing(h, d):
         ({**ui_form, "AUTH_ID": ""}, query, 400),
         ({**ui_form, "member_id": "../x"}, query, 400),
         ({**ui_form, "PLACEMENT": "CRM_DEAL_DETAIL_TAB"}, query, 400),    # a widget launch, not an install
-        ({**ui_form, "AUTH_ID": "f" * 32}, query, 401),                   # a token the portal does not know
+        ({**ui_form, "REFRESH_ID": "f" * 32}, query, 401),                # a token the OAuth server never issued
         ({"event": "ONAPPINSTALL", "auth[domain]": d.domain}, {}, 400),
     ]
     for data, params, want in cases:
@@ -137,8 +137,8 @@ def test_a_forged_install_cannot_take_over_an_installed_portal(tmp_path, h, d):
 
 def test_expired_tokens_refresh_once_and_the_new_pair_is_stored(h, d, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
-    monkeypatch.delenv("B24DESK_OAUTH_URL", raising=False)
-    h.runtime.oauth_url = None           # the token URL comes from the stored server_endpoint
+    monkeypatch.setenv("B24DESK_OAUTH_URL", d.oauth_token_url)
+    h.runtime.oauth_url = None           # the token URL comes from the server's environment
     assert h.install_api().status_code == 200
     h.runtime.reconcile(d.member_id)
     old = h.installation()
@@ -168,6 +168,7 @@ def test_uninstall(h, d, clean):
     token = d.application_token
     d.app.uninstall(clean=clean)
     assert [x["status"] for x in d.app.deliveries if x["event"] == "ONAPPUNINSTALL"] == [200]
+    h.settle()                          # the worker confirms the uninstall with the portal first
     with h.db() as db:
         tickets = db.execute("select count(*) from tickets where portal = ?", [d.member_id]).fetchone()[0]
         cursors = db.execute("select count(*) from cursors where portal = ?", [d.member_id]).fetchone()[0]
@@ -188,7 +189,7 @@ def test_uninstall(h, d, clean):
 
 
 def test_two_portals_on_one_server_stay_apart(tmp_path, h, d):
-    b = double(seed=7, tickets=30, member_id="b" * 32)
+    b = double(seed=7, tickets=30, member_id="b" * 32, oauth=d)      # one OAuth server, one client_id
     try:
         assert h.install_api().status_code == 200
         assert h.install_ui(b).status_code == 200
@@ -222,6 +223,7 @@ def test_two_portals_on_one_server_stay_apart(tmp_path, h, d):
         assert got == "only on B"
         # uninstalling B with CLEAN=1 leaves A whole
         b.app.uninstall(clean=True)
+        h.settle(d, b)
         with h.db() as db:
             assert db.execute("select count(*) from tickets where portal = ?", [b.member_id]).fetchone()[0] == 0
             assert list(db.query("select * from tickets where portal = ? order by source, source_id",
@@ -248,7 +250,9 @@ def test_app_update_and_install_events_rebind_through_the_worker(h, d):
     assert r.status_code == 200
     h.settle()
     assert _online(d, h.url + "/events") == bound
-    # an ONAPPINSTALL reaching /events (token-checked) refreshes the stored install tokens too
+    # an ONAPPINSTALL reaching /events (token-checked) re-binds, but never replaces the tokens,
+    # endpoints or application token an admin's install stored (the application token is in every frame)
+    before = h.installation()
     d.app.update()
     tok = d.issue_tokens(1)
     body = form({"event": "ONAPPINSTALL", "data": {"VERSION": "3"}, "ts": str(d.now),
@@ -259,8 +263,8 @@ def test_app_update_and_install_events_rebind_through_the_worker(h, d):
     assert requests.post(h.url + "/events", headers=hdr, data=body, timeout=10).status_code == 200
     h.settle()
     inst = h.installation()
-    assert inst["access_token"] == tok["access_token"] and inst["refresh_token"] == tok["refresh_token"]
-    assert inst["scope"] == "crm,task,user"
+    for key in ("access_token", "refresh_token", "client_endpoint", "domain", "application_token", "scope"):
+        assert inst[key] == before[key]
     assert _online(d, h.url + "/events") == bound
 
 

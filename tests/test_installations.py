@@ -85,12 +85,12 @@ def test_delete_installation_clean_and_keep(db):
     assert db.execute("select count(*) from tickets where portal='m2'").fetchone()[0] == 1
 
 
-def test_token_url(monkeypatch):
+def test_token_url_is_fixed_by_configuration_never_by_the_portal(monkeypatch):
     monkeypatch.delenv("B24DESK_OAUTH_URL", raising=False)
-    assert inst.token_url({"server_endpoint": "https://oauth.bitrix.info/rest/"}) == \
-        "https://oauth.bitrix.info/oauth/token/"
-    assert inst.token_url({"server_endpoint": "http://127.0.0.1:9/double/rest"}) == \
-        "http://127.0.0.1:9/double/oauth/token/"
+    # whatever server_endpoint a portal (or a forged install) sent, the secret goes to the OAuth server
+    for sent in ("https://oauth.bitrix.info/rest/", "http://127.0.0.1:9/evil/rest", "https://evil.example/"):
+        assert inst.token_url({"server_endpoint": sent}) == inst.DEFAULT_TOKEN_URL == \
+            "https://oauth.bitrix.info/oauth/token/"
     assert inst.token_url({}) == inst.DEFAULT_TOKEN_URL
     assert inst.token_url({"server_endpoint": "https://x/rest/"}, override="http://o/t/") == "http://o/t/"
     monkeypatch.setenv("B24DESK_OAUTH_URL", "http://env/token/")

@@ -8,7 +8,7 @@ import pytest
 
 from b24desk.kpi.calendar import WorkCalendar, build_calendar, calendar_settings, portal_calendar
 from b24desk.kpi.periods import Period, last_full_month, make_period, parse_point, zone
-from test_kpi_support import ts
+from kpi_support import ts
 
 MSK = ZoneInfo("Europe/Moscow")
 

@@ -9,7 +9,7 @@ import openpyxl
 
 from b24desk.store import open_db
 from test_kpi_examples import seed
-from test_kpi_support import add_ticket
+from kpi_support import add_ticket
 
 ARGS = ["kpi", "--from", "2026-10-01", "--to", "2026-11-01"]
 

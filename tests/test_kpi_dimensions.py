@@ -1,7 +1,7 @@
 """Breakdown by open line, display names of group keys, and the CRM default status buckets."""
 from b24desk.kpi.report import build_report
 from b24desk.store import set_setting
-from test_kpi_support import CONFIG, PORTAL, add_ticket
+from kpi_support import CONFIG, PORTAL, add_ticket
 
 FROM, TO = "2026-10-01", "2026-11-01"
 

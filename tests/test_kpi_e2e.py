@@ -11,7 +11,7 @@ import pytest
 from app import create_app
 from portal_double import PortalDouble
 from portal_double.truth import SOURCE_CONFIG
-from test_openlines_support import END
+from openlines_support import END
 from b24desk.kpi.calendar import WorkCalendar
 from truth_kpi import expected, got, same
 

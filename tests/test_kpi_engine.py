@@ -11,7 +11,7 @@ from b24desk.kpi.calendar import WorkCalendar
 from b24desk.kpi.engine import KPI_KEYS, Context, aggregate, ticket_facts
 from b24desk.kpi.load import TICKET_COLUMNS
 from b24desk.kpi.stats import nearest_rank, summary
-from test_kpi_support import ts
+from kpi_support import ts
 
 START, END = ts("2026-10-01 00:00"), ts("2026-11-01 00:00")
 CAL = WorkCalendar("Europe/Moscow")

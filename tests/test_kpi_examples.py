@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from b24desk.kpi import build_report
-from test_kpi_support import CONFIG, PORTAL, add_ticket, close, reopen, ts
+from kpi_support import CONFIG, PORTAL, add_ticket, close, reopen, ts
 
 ANNA, BORIS, CLARA = "1", "2", "3"
 

@@ -14,7 +14,7 @@ from b24desk.kpi.load import candidate_query, history_query, load
 from b24desk.kpi.targets import TARGETS_SETTING
 from b24desk.store import set_setting
 from test_kpi_examples import seed as seed_example
-from test_kpi_support import CONFIG, PORTAL, add_ticket, close, reopen, ts
+from kpi_support import CONFIG, PORTAL, add_ticket, close, reopen, ts
 
 OCT = ("2026-10-01", "2026-11-01")
 

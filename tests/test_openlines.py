@@ -11,7 +11,7 @@ from b24desk.sources.base import SyncContext
 from b24desk.store import get_setting
 from b24desk.sync import run_sync
 from portal_double import openlines as dol
-from test_openlines_support import client_for, make_double, mismatches
+from openlines_support import client_for, make_double, mismatches
 
 CONFIG = {"sources": ["openlines"]}
 

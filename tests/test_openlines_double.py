@@ -7,7 +7,7 @@ import pytest
 from b24desk.client import B24Error
 from b24desk.model import parse_time
 from portal_double import openlines as dol
-from test_openlines_support import client_for, make_double
+from openlines_support import client_for, make_double
 
 SESSION_FIELDS = {"id", "configId", "source", "operatorId", "userId", "userCode", "chatId", "dateCreate",
                   "dateClose", "dateFirstAnswer", "dateOperatorAnswer", "status", "closeReason", "vote",

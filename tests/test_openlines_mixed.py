@@ -12,7 +12,7 @@ from b24desk.kpi.report import build_report
 from b24desk.sync import run_sync
 from portal_double import PortalDouble
 from portal_double.truth import SOURCE_CONFIG
-from test_openlines_support import END, client_for
+from openlines_support import END, client_for
 from truth_kpi import expected, got, same
 
 CONFIG = {"sources": SOURCE_CONFIG + [{"select": "openlines"}]}

@@ -10,7 +10,7 @@ from b24desk.model import parse_time
 from b24desk.sources import openlines as ol
 from b24desk.sync import run_sync
 from portal_double import openlines as dol
-from test_openlines_support import client_for, make_double, mismatches
+from openlines_support import client_for, make_double, mismatches
 
 N = 12500
 

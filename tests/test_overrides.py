@@ -4,7 +4,7 @@ import json
 from b24desk.kpi.report import build_report
 from b24desk.overrides import effective_config, validate_config
 from b24desk.store import set_setting
-from test_kpi_support import PORTAL, add_ticket
+from kpi_support import PORTAL, add_ticket
 
 import pytest
 

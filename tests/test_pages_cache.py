@@ -17,7 +17,8 @@ import pytest
 from app import create_app
 from b24desk.model import Event, Ticket
 from b24desk.store import open_db
-from b24desk.viewer import ADMIN, Viewer, dump_token
+from b24desk.viewer import ADMIN, Viewer
+from viewer_tokens import trusted_token
 from reports import data
 from reports.cache import Memo
 from reports.warm import Warmer, warm_dashboard
@@ -138,7 +139,7 @@ def seeded(tmp_path):
     bench.seed_store(db, 300, now=now)
     db.conn.close()
     app = create_app({"TESTING": True, "DB": path, "SECRET_KEY": "test"})
-    token = dump_token("test", Viewer(portal=bench.PORTAL, user_id="101", role=ADMIN, name="Admin"))
+    token = trusted_token(path, Viewer(portal=bench.PORTAL, user_id="101", role=ADMIN, name="Admin"))
     data.MEMO.clear()
     yield app, token, bench.PORTAL, now, path
     data.MEMO.wait_idle(60)
@@ -204,7 +205,7 @@ def test_warm_dashboard_leaves_the_default_page_computed(seeded):
 # --- the hook after a real reconcile against the portal double ---------------------------------
 
 def test_the_runtime_warms_after_each_reconcile(tmp_path):
-    from test_events_harness import Harness, double
+    from events_harness import Harness, double
     d = double(seed=5, tickets=40)
     h = Harness(tmp_path, d)
     try:
@@ -217,7 +218,7 @@ def test_the_runtime_warms_after_each_reconcile(tmp_path):
         warmer.join(60)
         assert calls == [d.member_id] and warmer.done == 1
         misses = data.MEMO.misses
-        token = dump_token("test", Viewer(portal=d.member_id, user_id="1", role=ADMIN))
+        token = trusted_token(h.db_path, Viewer(portal=d.member_id, user_id="1", role=ADMIN))
         r = h.app.test_client().get(f"/reports/dashboard?t={token}")
         assert r.status_code == 200 and "X-B24desk-Stale" not in r.headers
         assert data.MEMO.misses == misses              # the first viewer after the sync is warm
@@ -228,7 +229,7 @@ def test_the_runtime_warms_after_each_reconcile(tmp_path):
 
 
 def test_a_failing_hook_does_not_fail_the_sync(tmp_path):
-    from test_events_harness import Harness, double
+    from events_harness import Harness, double
     d = double(seed=6, tickets=10)
     h = Harness(tmp_path, d)
     try:

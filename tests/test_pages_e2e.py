@@ -18,7 +18,7 @@ from app import create_app
 from b24desk.kpi import build_report
 from b24desk.store import open_db
 from b24desk.viewer import csrf_token, load_token
-from test_pages_support import XSS, build_desk
+from pages_support import XSS, build_desk
 
 SECRET = "pages-secret"
 
@@ -288,7 +288,8 @@ def test_settings_admin_only_with_csrf(client, desk, app):
     ag = token_of(client, desk, mine)
     assert client.get(f"/reports/settings?t={ag}").status_code == 403
     good = csrf_token(SECRET, load_token(SECRET, admin))
-    body = {"t": admin, "form": "targets", "targets": json.dumps({"portal": {"first_response_time": {"target": 300}}})}
+    body = {"t": admin, "form": "targets", "tg-first_response_time-value": "5", "tg-first_response_time-dir": "lower",
+            "tg-first_response_time-tol": "10"}
     assert client.post("/reports/settings", data=body).status_code == 403                   # no CSRF token
     other = token_of(client, desk, desk.admin)                                              # another session
     assert client.post("/reports/settings", data=dict(body, csrf=csrf_token(SECRET, load_token(SECRET, other)))).status_code == 403
@@ -296,25 +297,25 @@ def test_settings_admin_only_with_csrf(client, desk, app):
     r = client.post("/reports/settings", data=dict(body, csrf=good))
     assert r.status_code == 303
     rep = api(client, desk, admin).get_json()
-    assert rep["kpis"]["first_response_time"]["target"] == 300            # the engine sees the new target
-    bad = client.post("/reports/settings", data=dict(body, csrf=good, targets='{"portal": {"moon": {}}}'))
-    assert bad.status_code == 400 and "moon" in bad.get_data(as_text=True)
+    assert rep["kpis"]["first_response_time"]["target"] == 300            # the engine sees the new target (5 min)
+    bad = client.post("/reports/settings", data=dict(body, csrf=good, **{"tg-first_response_time-value": "soon"}))
+    assert bad.status_code == 400 and 'id="err-tg-first_response_time-value"' in bad.get_data(as_text=True)
     assert api(client, desk, admin).get_json()["kpis"]["first_response_time"]["target"] == 300   # nothing lost
     r = client.post("/reports/settings", data={"t": admin, "csrf": good, "form": "ccei", "period": "2026-10",
-                                               "enps": "40", "turnover": "0.1"})
+                                               "enps": "40", "turnover": "10"})
     assert r.status_code == 303
     r = client.post("/reports/settings", data={"t": admin, "csrf": good, "form": "ccei", "period": "2026-10",
-                                               "turnover": "7"})
+                                               "turnover": "700"})
     assert r.status_code == 400
-    r = client.post("/reports/settings", data={"t": admin, "csrf": good, "form": "config",
-                                               "cfg_calendar": '{"work_start": "19:00", "work_end": "18:00"}'})
-    assert r.status_code == 400 and "work_end" in r.get_data(as_text=True)
-    r = client.post("/reports/settings", data={"t": admin, "csrf": good, "form": "config",
-                                               "cfg_calendar": '{"work_start": "10:00"}'})
+    cal = {"t": admin, "csrf": good, "form": "calendar", "cal-days": ["1", "2", "3", "4", "5"], "cal-country": "RU",
+           "cal-portal": "1", "cal-tz": "Europe/Moscow", "cal-start": "19:00", "cal-end": "18:00"}
+    r = client.post("/reports/settings", data=cal)
+    assert r.status_code == 400 and 'id="err-cal-end"' in r.get_data(as_text=True)
+    r = client.post("/reports/settings", data=dict(cal, **{"cal-start": "10:00"}))
     assert r.status_code == 303
-    r = client.post("/reports/settings", data={"t": admin, "csrf": good, "form": "targets", "targets": ""})
-    assert r.status_code == 303
-    r = client.post("/reports/settings", data={"t": admin, "csrf": good, "form": "config", "cfg_calendar": ""})
+    r = client.post("/reports/settings", data=dict(body, csrf=good, **{"tg-first_response_time-value": "10"}))
+    assert r.status_code == 303                    # back to the file's target
+    r = client.post("/reports/settings", data=dict(cal, **{"cal-start": "09:00"}))
     assert r.status_code == 303                    # back to the file's calendar for the other tests
     assert api(client, desk, admin).get_json() == engine(desk)
 

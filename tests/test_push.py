@@ -19,7 +19,7 @@ from b24desk.store import open_db, set_setting
 from b24desk.text.i18n import kpi_label
 from b24desk.text.present import fmt_value
 from b24desk.push.digests import PushError, run_push
-from test_push_helpers import CONFIG, FAST, label, setup  # noqa: F401  (setup is a fixture)
+from push_helpers import CONFIG, FAST, label, setup  # noqa: F401  (setup is a fixture)
 
 TZ = zone("Europe/Moscow")
 ALL = ["notify", "chat", "feed", "disk"]

@@ -17,7 +17,7 @@ from b24desk.push import sentlog
 from b24desk.kpi.periods import zone
 from b24desk.store import open_db
 from b24desk.push.digests import run_push
-from test_push_helpers import CONFIG, FAST, label, setup  # noqa: F401  (setup is a fixture)
+from push_helpers import CONFIG, FAST, label, setup  # noqa: F401  (setup is a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 TZ = zone("Europe/Moscow")

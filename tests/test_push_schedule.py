@@ -13,7 +13,7 @@ from b24desk.kpi.periods import zone
 from b24desk.runtime import Runtime
 from b24desk.store import open_db, set_setting
 from b24desk.push.digests import after_sync
-from test_push_helpers import CONFIG, FAST, setup  # noqa: F401  (setup is a fixture)
+from push_helpers import CONFIG, FAST, setup  # noqa: F401  (setup is a fixture)
 
 TZ = zone("Europe/Moscow")
 EVERYTHING_DUE = {"reports": {"daily": {"enabled": True, "time": "00:00"},

@@ -2,6 +2,7 @@
 dashboard's by-channel and by-line tables. End to end against the portal double over HTTP."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -11,7 +12,7 @@ import pytest
 from app import create_app
 from b24desk.store import get_setting, open_db
 from b24desk.viewer import csrf_token, load_token
-from test_pages_support import installed_and_synced
+from pages_support import installed_and_synced
 
 SECRET = "settings-secret"
 
@@ -109,12 +110,12 @@ def test_crosscheck_and_tariff_restriction_for_admins_only(client, desk):
     assert 'id="ol-warning"' not in dash and 'id="ol-status"' not in dash
 
 
-def _push_form(admin, csrf, **over):
+def _push_form(admin, csrf, recipients="1", **over):
     form = {"t": admin, "csrf": csrf, "form": "push", "push_enabled": "1",
             "push_daily_enabled": "1", "push_daily_time": "08:30",
             "push_weekly_enabled": "1", "push_weekly_time": "10:00", "push_weekly_weekday": "5",
             "push_monthly_time": "09:00", "push_monthly_day": "3",
-            "push_channels": ["notify", "chat"], "push_recipients": "1, 7", "push_chat": "chat12",
+            "push_channels": ["notify", "chat"], "push_recipients": recipients, "push_chat": "chat12",
             "push_alerts_enabled": "1", "push_alert_kpis": "first_response_time, csat"}
     form.update(over)
     return form
@@ -124,13 +125,14 @@ def test_push_form_saves_a_schedule_and_refuses_a_bad_one(client, desk):
     from b24desk.push.data import push_settings
     admin = token_of(client, desk, 1)
     csrf = csrf_token(SECRET, load_token(SECRET, admin))
-    r = client.post("/reports/settings", data=_push_form(admin, csrf))
+    both = f"1, {desk.agent}"                 # a script may post one comma list; the picker posts one per person
+    r = client.post("/reports/settings", data=_push_form(admin, csrf, recipients=both))
     assert r.status_code == 303, r.get_data(as_text=True)
     saved = stored(desk, "push")
     assert saved["reports"] == {"daily": {"enabled": True, "time": "08:30"},
                                 "weekly": {"enabled": True, "time": "10:00", "weekday": 5},
                                 "monthly": {"enabled": False, "time": "09:00", "day": 3}}
-    assert saved["channels"] == ["notify", "chat"] and saved["portal_recipients"] == ["1", "7"]
+    assert saved["channels"] == ["notify", "chat"] and saved["portal_recipients"] == ["1", str(desk.agent)]
     assert saved["chat"]["dialog_id"] == "chat12"
     assert saved["alerts"]["enabled"] is True and saved["alerts"]["kpis"] == ["first_response_time", "csat"]
     db = open_db(desk.db_path)
@@ -142,18 +144,20 @@ def test_push_form_saves_a_schedule_and_refuses_a_bad_one(client, desk):
     page = client.get(r.headers["Location"]).get_data(as_text=True)
     assert 'name="push_daily_time" value="08:30"' in page and 'value="chat12"' in page
 
-    cases = {"push_daily_time": ("25:00", "push.reports.daily.time"),
-             "push_weekly_weekday": ("9", "weekday"),
-             "push_channels": (["notify", "pigeon"], "push.channels"),
-             "push_chat": ("general", "dialog_id"),
-             "push_recipients": ("1, bob", "bob"),
-             "push_alert_kpis": ("moon_phase", "moon_phase")}
-    for field, (value, says) in cases.items():
-        r = client.post("/reports/settings", data=_push_form(admin, csrf, **{field: value}))
+    # each refusal is named beside its field, in the admin's words, and stores nothing
+    cases = {"push_daily_time": ("25:00", "push_daily_time", "HH:MM"),
+             "push_weekly_weekday": ("9", "push_weekly_weekday", "1 to 7"),
+             "push_channels": (["notify", "pigeon"], "push_channels", "Pick a value"),
+             "push_chat": ("general", "push_chat", "chatNNN"),
+             "push_recipients": ("1, bob", "push_recipients", "Not a user"),
+             "push_alert_kpis": ("moon_phase", "push_alert_kpis", "Pick a value")}
+    for field, (value, where, says) in cases.items():
+        r = client.post("/reports/settings", data=_push_form(admin, csrf, recipients=both, **{field: value}))
         body = r.get_data(as_text=True)
-        assert r.status_code == 400 and says in body, field
+        m = re.search(rf'id="err-{where}" role="alert">([^<]*)<', body)
+        assert r.status_code == 400 and m and says in m.group(1), field
         assert stored(desk, "push") == saved, field                   # nothing lost
-    r = client.post("/reports/settings", data=_push_form(admin, csrf, push_daily_time="25:00"))
+    r = client.post("/reports/settings", data=_push_form(admin, csrf, recipients=both, push_daily_time="25:00"))
     assert 'name="push_daily_time" value="25:00"' in r.get_data(as_text=True)   # the admin's input kept
     agent = token_of(client, desk, desk.agent)
     r = client.post("/reports/settings", data=_push_form(agent, csrf_token(SECRET, load_token(SECRET, agent))))

@@ -103,20 +103,24 @@ def test_a_selector_the_portal_refuses_fails_alone(runner, double, db_path):
 
 
 def test_one_sync_per_portal_at_a_time(db):
-    sync_mod.acquire_lock(db, "sync:p")
-    sync_mod.acquire_lock(db, "sync:p")                                  # re-entrant for its owner
+    with sync_mod.portal_lease(db, "p"):
+        with sync_mod.portal_lease(db, "p"):                             # re-entrant on its thread
+            pass
+        assert db.execute("select count(*) from locks where name = 'portal:p'").fetchone()[0] == 1
+    assert db.execute("select count(*) from locks where name = 'portal:p'").fetchone()[0] == 0
     host = socket.gethostname()
-    db["locks"].upsert({"name": "sync:q", "owner": f"{host}:{os.getppid()}", "expires_at": time.time() + 60},
+    db["locks"].upsert({"name": "portal:q", "owner": f"{host}:{os.getppid()}", "expires_at": time.time() + 60},
                        pk="name")
-    with pytest.raises(sync_mod.SyncBusy):
-        sync_mod.acquire_lock(db, "sync:q")                              # a live process holds it
+    with pytest.raises(sync_mod.SyncBusy, match=f"{host}:{os.getppid()}"):
+        with sync_mod.portal_lease(db, "q"):                             # a live process holds it
+            pass
     dead = 2 ** 22 + 12345
-    db["locks"].upsert({"name": "sync:r", "owner": f"{host}:{dead}", "expires_at": time.time() + 60}, pk="name")
-    sync_mod.acquire_lock(db, "sync:r")                                  # a killed sync's lock is taken over
-    db["locks"].upsert({"name": "sync:s", "owner": "elsewhere:1", "expires_at": time.time() - 1}, pk="name")
-    sync_mod.acquire_lock(db, "sync:s")                                  # an expired one too
-    sync_mod.release_lock(db, "sync:p")
-    assert db.execute("select count(*) from locks where name = 'sync:p'").fetchone()[0] == 0
+    db["locks"].upsert({"name": "portal:r", "owner": f"{host}:{dead}", "expires_at": time.time() + 60}, pk="name")
+    with sync_mod.portal_lease(db, "r"):                                 # a killed sync's lease is taken over
+        assert db.execute("select owner from locks where name = 'portal:r'").fetchone()[0] != f"{host}:{dead}"
+    db["locks"].upsert({"name": "portal:s", "owner": "elsewhere:1", "expires_at": time.time() - 1}, pk="name")
+    with sync_mod.portal_lease(db, "s"):                                 # an expired one too
+        assert db.execute("select owner from locks where name = 'portal:s'").fetchone()[0] != "elsewhere:1"
 
 
 def test_progress_bar_only_on_a_terminal(monkeypatch):

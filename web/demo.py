@@ -148,15 +148,14 @@ class Demo:
         new on every run, so the demo portal's sent-log is cleared first."""
         from zoneinfo import ZoneInfo
 
-        from b24desk.kpi.load import portal_timezone
+        from b24desk.kpi.load import portal_zone
         from b24desk.store import open_db
         from b24desk.push.digests import describe, open_clients, run_push
         d = self.double
         db = open_db(self.db_path)
         try:
             db.execute("delete from push_log where portal = ?", [d.member_id])
-            tz = ZoneInfo(portal_timezone(db, d.member_id)
-                          or config.get("calendar", {}).get("timezone") or "Europe/Moscow")
+            tz = ZoneInfo(portal_zone(db, d.member_id, config))
             label = _last_week_label(d.portal.now, tz)
             reader, writer = open_clients(str(self.db_path), d.member_id, client_id=d.client_id,
                                           client_secret=d.client_secret, oauth_url=d.oauth_token_url,

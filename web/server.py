@@ -6,7 +6,7 @@
 process runs waitress (one process, many threads) and nothing else, so an ack on ``POST /events``
 never waits for the GIL behind the worker's parsing; a supervised child process
 (:class:`Background`, restarted if it dies, gone when the web process is) runs the inbox worker
-and, if it wins ``scheduler_lock``, the scheduler (a process that loses keeps retrying, so a
+and, if it wins ``leases.scheduler_lock``, the scheduler (a process that loses keeps retrying, so a
 restarted server takes over once its predecessor's child has exited). ``flask run`` serves the
 same routes but starts neither (events wait in the inbox). The worker and the scheduler are the
 core's :class:`b24desk.runtime.Runtime`; this module hands it the pages' after-sync warmer.
@@ -23,7 +23,7 @@ from b24desk.runtime import Runtime
 
 from .factory import create_app
 
-log = logging.getLogger("b24desk.server")
+log = logging.getLogger(__name__)
 
 
 def _background_main(parent: int, log_level: str, poll: float, synced=None) -> None:

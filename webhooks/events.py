@@ -1,7 +1,9 @@
 """``POST /events``: verify, write to the inbox, answer 200 at once.
 
 The portal gives a handler one try and no retry (DOCS api-reference/events/index.md), so the only
-work on this path is the token check and one INSERT; the inbox worker does the rest. Forged or
+work on this path is the token check and one INSERT; the inbox worker does the rest, including
+confirming an ``ONAPPUNINSTALL`` with the portal before it drops anything (the application token is
+in every viewer's frame, so it proves only that the sender once saw the app). Forged or
 broken requests get 4xx and change nothing: an unknown portal or a wrong ``application_token`` is
 401 with no portal call, missing or malformed fields 400, a body over ``EVENTS_MAX_BYTES`` 413.
 """
@@ -16,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from b24desk import inbox
 from b24desk.store import open_db
 
-log = logging.getLogger("b24desk.webhooks")
+log = logging.getLogger(__name__)
 
 bp = Blueprint("events", __name__)
 
@@ -69,15 +71,11 @@ def events():
         if exc.status == 401:
             log.info("events: rejected %s", exc.reason)
         return _reject(exc.status, exc.reason)
-    if event == inbox.UNINSTALL:
-        clean = (fields.get("data[CLEAN]") or ["0"])[0].strip() in ("1", "Y", "true")
-        inbox.uninstall(db, portal, clean)
-        log.info("events: %s uninstalled the app (clean=%s)", portal, clean)
-        return jsonify(ok=True)
     if event in inbox.IGNORED:
         return jsonify(ok=True)
-    if event == inbox.INSTALL:
-        inbox.store_install_tokens(db, portal, fields)
+    # ONAPPUNINSTALL is confirmed with the portal by the worker before anything is dropped
+    # (inbox.confirm_uninstall); ONAPPINSTALL only re-binds: an event never changes endpoints,
+    # tokens or the application token (those come from /install, vouched for by the OAuth server).
     inbox.enqueue(db, portal, event, pairs)
     worker = current_app.extensions.get("b24desk.worker")
     if worker is not None:

@@ -60,6 +60,8 @@ class Context:
     calendar: WorkCalendar
     sla_resolution: dict = field(default_factory=dict)       # priority -> business seconds
     sla_first_response: dict = field(default_factory=dict)   # priority -> business seconds
+    # the clock SLAs run on ([sla] mode = "calendar": round the clock); None: ``calendar``
+    sla_calendar: WorkCalendar | None = None
     status_states: dict = field(default_factory=lambda: DEFAULT_STATUS_STATES)
     status_buckets: dict = field(default_factory=lambda: DEFAULT_STATUS_BUCKETS)
     bots: frozenset = frozenset()
@@ -215,13 +217,13 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     target = ctx.sla_first_response.get(f.priority)
     if target is not None:
         reply_by = first_reply if first_reply is not None else end
-        within = ctx.calendar.business_seconds(created, reply_by) <= int(target)
+        within = (ctx.sla_calendar or ctx.calendar).business_seconds(created, reply_by) <= int(target)
         f.frt_sla = within if first_reply is not None else (None if within else False)
     deadline = parse_time(after["deadline"]) if "deadline" in after else t["deadline"]
     if deadline is None:
         secs = ctx.sla_resolution.get(f.priority)
         if secs is not None:
-            deadline = ctx.calendar.add_business_seconds(created, int(secs))
+            deadline = (ctx.sla_calendar or ctx.calendar).add_business_seconds(created, int(secs))
     f.deadline = deadline
     f.overdue = in_a and deadline is not None and deadline < (close_at if state != OPEN else end)
     f.callback = in_r and calls is not None and any(c > resolution_at for c in calls)

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..model import parse_ids
 from ..store import get_setting
 
 # What the maths reads of a ticket row (the state comes from the event log, not from ``state``).
@@ -143,19 +144,24 @@ def load_people(db, portal: str) -> tuple[dict, dict]:
     return users, deps
 
 
-def parse_ids(value) -> list[str]:
-    """A user's departments as stored: a JSON list (``[5, 7]``) or a comma list (``"5,7"``)."""
-    if value in (None, ""):
-        return []
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    s = str(value).strip()
-    if s.startswith("["):
-        try:
-            return [str(v) for v in json.loads(s)]
-        except ValueError:
-            pass
-    return [p.strip() for p in s.strip("[]").split(",") if p.strip()]
+def portal_zone(db, portal: str, config: dict | None = None) -> str:
+    """The one time-zone rule (reports, pages, pushes, the open-lines cross-check): the zone an
+    admin picked in the settings (:func:`admin_timezone`), else the portal's own
+    (:func:`portal_timezone`), else the config's ``[calendar] timezone``, else Moscow."""
+    return (admin_timezone(db, portal) or portal_timezone(db, portal)
+            or ((config or {}).get("calendar") or {}).get("timezone") or "Europe/Moscow")
+
+
+def admin_timezone(db, portal: str) -> str | None:
+    """The time zone an admin picked on the settings page (``calendar.timezone`` of the portal's
+    ``config`` overrides, b24desk/overrides.py): it wins over the portal's own and the config
+    file's, since the admin chose it for the reports."""
+    over = get_setting(db, portal, "config") or {}
+    tz = (over.get("calendar") or {}).get("timezone") if isinstance(over, dict) else None
+    try:
+        return tz if isinstance(tz, str) and tz and ZoneInfo(tz) else None
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
 
 
 def portal_timezone(db, portal: str) -> str | None:

@@ -21,7 +21,7 @@ from .calendar import PORTAL_CALENDAR_SETTING, build_calendar, calendar_settings
 from .engine import (DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Value, aggregate,
                      ticket_facts)
 from .filters import GROUP_BY, Filters, Tree, group_key, matcher
-from .load import Loaded, load, load_people, portal_timezone
+from .load import Loaded, load, load_people, portal_zone
 from .periods import Period, make_period, zone
 
 SCHEMA = "b24desk.kpi/1"
@@ -48,8 +48,7 @@ class ReportEnv:
     def __init__(self, db, portal: str, config: dict | None = None):
         self.db, self.portal = db, portal
         self.config = load_config() if config is None else config
-        cal_cfg = self.config.get("calendar") or {}
-        self.tz_name = portal_timezone(db, portal) or cal_cfg.get("timezone") or "Europe/Moscow"
+        self.tz_name = portal_zone(db, portal, self.config)
         self.tz = zone(self.tz_name)
         portal_cal = get_setting(db, portal, PORTAL_CALENDAR_SETTING)
         self.calendar = build_calendar(calendar_settings(self.config, portal_cal, self.tz_name))
@@ -85,8 +84,13 @@ class ReportEnv:
         sla = (self.config.get("sla") or {}).get("resolution_business_seconds") or {}
         sla_frt = (self.config.get("sla") or {}).get("first_response_business_seconds") or {}
         self.repeat_window = int(self.config.get("repeat_window_days", 30)) * 86400
+        sla_clock = None
+        if (self.config.get("sla") or {}).get("mode") == "calendar":     # SLAs round the clock
+            sla_clock = build_calendar({"timezone": self.tz_name, "work_days": [1, 2, 3, 4, 5, 6, 7],
+                                        "work_start": "00:00", "work_end": "24:00", "holidays_country": None,
+                                        "extra_holidays": [], "extra_workdays": []})
         self.ctx = Context(calendar=self.calendar, sla_resolution=dict(sla),
-                           sla_first_response=dict(sla_frt), status_states=states,
+                           sla_first_response=dict(sla_frt), sla_calendar=sla_clock, status_states=states,
                            status_buckets=buckets, bots=frozenset(bots), support_members=members,
                            user_department=first_dep, repeat_window=self.repeat_window)
 

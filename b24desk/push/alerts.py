@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import time
 
+from .. import bbcode
 from ..installations import get_installation
 from ..kpi.drilldown import Replay, kind_of
 from ..kpi.filters import Filters, matcher
@@ -25,7 +26,7 @@ from . import data as dg
 from . import sentlog
 from . import render as R
 from . import states as A
-from .context import WEBHOOK_CLIENT_ID, Context, Held, link, make_context, portal_recipients
+from .context import WEBHOOK_CLIENT_ID, Context, held, link, make_context, portal_recipients
 from .delivery import Outcome
 
 REPORT = "alert"
@@ -123,7 +124,8 @@ def tickets_behind(ctx: Context, item: dict, level: str, subject: str, period: P
         title, url = (t[0], t[1]) if t else (None, None)
         if url and url.startswith("/") and domain:
             url = f"https://{domain}{url}"
-        out.append({"id": r["source_id"], "title": title, "url": url if url and "://" in url else None})
+        # only the portal's own pages are linked (a stored absolute URL on another host is dropped)
+        out.append({"id": r["source_id"], "title": title, "url": bbcode.url(url, [domain]) if url else None})
     return out
 
 
@@ -136,7 +138,7 @@ def run_alerts(db, portal: str, *, reader, writer, config: dict | None = None, n
     days = int(settings.get("window_days") or 7)
     period = window(int(now if now is not None else time.time()), days, ctx.env.tz)
     observed = observe(ctx, period)
-    with Held(db, portal):
+    with held(db, portal):
         states = load_states(db, portal)
         # the portal's first evaluation is a silent baseline (states.py)
         new_states, actions = A.evaluate(states, {s: v[0] for s, v in observed.items()}, baseline=not states)

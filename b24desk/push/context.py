@@ -5,26 +5,24 @@ deliverer) and the links and recipients derived from them. Digests (``digests.py
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 
+from .. import bbcode
 from .. import config as b24config
+from .. import leases
 from ..client import B24Client, B24Error
 from ..installations import get_installation
 from ..kpi.report import ReportEnv
 from ..store import get_setting, set_setting
-from ..sync import SyncBusy, acquire_lock, release_lock
 from . import data as dg
 from . import render as R
 from . import sentlog
 from .delivery import Deliverer, Outcome
 
-log = logging.getLogger("b24desk.push")
+log = logging.getLogger(__name__)
 
 WEBHOOK_CLIENT_ID = "b24desk"      # im.notify.system.add: a webhook passes CLIENT_ID with TAG
 APP_ID_SETTING = "app_id"
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
 
 
 class PushError(RuntimeError):
@@ -47,32 +45,11 @@ def open_clients(db_path: str, portal: str, *, webhook: str | None = None, clien
                                         max_retries=0))
 
 
-def _portal_lock(portal: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(portal, threading.Lock())
-
-
-class Held:
-    """One push of a portal at a time: a thread lock here and a lease row across processes."""
-
-    def __init__(self, db, portal: str):
-        self.db, self.portal, self.lock = db, portal, _portal_lock(portal)
-
-    def __enter__(self):
-        if not self.lock.acquire(timeout=300):
-            raise PushError(f"another push of {self.portal} is still running in this process")
-        try:
-            acquire_lock(self.db, f"push:{self.portal}")
-        except SyncBusy as exc:
-            self.lock.release()
-            raise PushError(f"another push of {self.portal} is running ({exc})") from None
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            release_lock(self.db, f"push:{self.portal}")
-        finally:
-            self.lock.release()
+def held(db, portal: str):
+    """One push of a portal at a time (the lease ``push:<member_id>``, ``b24desk/leases.py``):
+    another thread of this process is waited for up to 300 s, another process not at all."""
+    return leases.hold(db, f"push:{portal}", local_wait=300, busy=lambda who: PushError(
+        f"another push of {portal} is running ({who or 'in this process'})"))
 
 
 # --- context of a run -----------------------------------------------------------------------------------
@@ -124,7 +101,10 @@ def dashboard_base(ctx: Context, inst: dict | None) -> str | None:
     """Where "open the dashboard" points: the admin's ``dashboard_url``, else the app's page in
     the portal (``/marketplace/app/<ID>/``, the ID from ``app.info``), else nothing."""
     if ctx.settings.get("dashboard_url"):
-        return ctx.settings["dashboard_url"]
+        chosen = bbcode.url(ctx.settings["dashboard_url"], trusted_hosts(ctx, inst))
+        if chosen:
+            return chosen
+        log.warning("dashboard_url is neither on the portal nor on this app: not linked")
     domain = (inst or {}).get("domain")
     if not domain or ctx.is_webhook:
         return None
@@ -137,6 +117,17 @@ def dashboard_base(ctx: Context, inst: dict | None) -> str | None:
         if app_id:
             set_setting(ctx.db, ctx.portal, APP_ID_SETTING, app_id)
     return f"https://{domain}/marketplace/app/{app_id}/" if app_id else None
+
+
+def trusted_hosts(ctx: Context, inst: dict | None) -> set[str]:
+    """Where a pushed link may point: the portal's own addresses (stored domain and endpoint, or
+    the webhook's host) and this app's public URL."""
+    if inst is None and "installations" in ctx.db.table_names():
+        inst = get_installation(ctx.db, ctx.portal)
+    hosts = {bbcode.host_of((inst or {}).get("domain")), bbcode.host_of((inst or {}).get("client_endpoint")),
+             bbcode.host_of(getattr(ctx.writer, "_base", "") or ""),
+             bbcode.host_of(b24config.env("B24DESK_PUBLIC_URL", "") or "")}
+    return {h for h in hosts if h}
 
 
 def link(ctx: Context, digest: dict, key: sentlog.Key) -> str | None:

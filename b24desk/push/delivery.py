@@ -41,7 +41,7 @@ from ..errors import AuthError, B24Error
 from ..model import parse_time
 from . import sentlog
 
-log = logging.getLogger("b24desk.push")
+log = logging.getLogger(__name__)
 
 RATE_CODES = {"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "OVERLOAD_LIMIT"}
 NAME_TAKEN = {"DISK_OBJ_22000"}

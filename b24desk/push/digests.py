@@ -27,6 +27,7 @@ import base64
 import logging
 import time
 
+from .. import bbcode
 from .. import config as b24config
 from ..client import B24Error
 from ..kpi.formats import render
@@ -36,11 +37,11 @@ from ..store import get_setting, open_db, set_setting
 from . import data as dg
 from . import render as R
 from . import sentlog
-from .context import (WEBHOOK_CLIENT_ID, Context, Held, PushError, link, make_context,  # noqa: F401
-                      open_clients, portal_recipients)
+from .context import (WEBHOOK_CLIENT_ID, Context, PushError, held, link, make_context,  # noqa: F401
+                      open_clients, portal_recipients, trusted_hosts)
 from .delivery import Deliverer, Outcome
 
-log = logging.getLogger("b24desk.push")
+log = logging.getLogger(__name__)
 
 CHANNEL_ORDER = ("disk", "notify", "chat", "feed")
 CHAT_ENTITY = "B24DESK"            # im.chat.add ENTITY_TYPE of the chat the app creates
@@ -60,7 +61,7 @@ def scope_target(d: dict) -> str:
 
 def xlsx_name(d: dict) -> str:
     scope = "portal" if d["scope"]["level"] == "portal" else f"dept{d['scope']['id']}"
-    return f"b24desk-{d['kind']}-{d['period']}-{scope}.xlsx"
+    return bbcode.file_name(f"b24desk-{d['kind']}-{d['period']}-{scope}.xlsx")
 
 
 def app_folder(ctx: Context):
@@ -89,7 +90,8 @@ def push_disk(ctx: Context, digests: list[dict], key_of) -> dict:
                    "fileContent": [name, base64.b64encode(data).decode("ascii")], "generateUniqueName": False}
         out = ctx.send(key, "disk.folder.uploadfile", payload)
         res = out.result if isinstance(out.result, dict) else {}
-        links[scope_target(d)] = res.get("DETAIL_URL") or res.get("DOWNLOAD_URL")
+        links[scope_target(d)] = bbcode.url(res.get("DETAIL_URL") or res.get("DOWNLOAD_URL"),
+                                            trusted_hosts(ctx, None))
     return links
 
 
@@ -121,7 +123,7 @@ def chat_dialog(ctx: Context, digests: list[dict]) -> str:
     if found and found.get("ID"):
         return f"chat{found['ID']}"
     users = set(portal_recipients(ctx)) | {d["scope"]["head"] for d in digests if d["scope"]["head"]}
-    title = (ctx.settings.get("chat") or {}).get("title") or R.tr("service_desk", ctx.lang)
+    title = bbcode.text((ctx.settings.get("chat") or {}).get("title") or R.tr("service_desk", ctx.lang), 100)
     try:
         cid = ctx.writer.call("im.chat.add", {"TYPE": "CHAT", "TITLE": title, "USERS": sorted(users, key=int),
                                               "COLOR": "AZURE", **entity})
@@ -230,7 +232,7 @@ def run_push(db, portal: str, kind: str, period, *, reader=None, writer=None, co
 
     if dry_run:
         return work()
-    with Held(db, portal):
+    with held(db, portal):
         return work()
 
 
@@ -265,7 +267,7 @@ def after_sync(db_path: str, portal: str, *, config: dict | None = None, now: in
         now = int(now if now is not None else time.time())
         tz = ReportEnv(db, portal, config).tz
         outcomes = []
-        with Held(db, portal):
+        with held(db, portal):
             outcomes += Deliverer(db, reader, writer, **(deliverer_opts or {})).resume(portal)
         channels = [c for c in CHANNEL_ORDER if c in (settings.get("channels") or ["notify"])]
         for kind, period in due_reports(settings, now, tz):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
+from .. import bbcode
 from ..text.i18n import kpi_label
 from ..text.present import delta, fmt_delta, fmt_value
 
@@ -70,7 +71,7 @@ def _span(digest: dict, lang: str) -> str:
 
 def scope_name(digest: dict, lang: str) -> str:
     scope = digest["scope"]
-    return scope["name"] if scope["level"] == "department" else tr("whole_portal", lang)
+    return bbcode.text(scope["name"]) if scope["level"] == "department" else tr("whole_portal", lang)
 
 
 def title(digest: dict, lang: str) -> str:
@@ -120,8 +121,14 @@ def _headline(digest: dict, lang: str) -> str:
     return " · ".join(parts)
 
 
+def _u(url: str | None) -> str | None:
+    """A link that cannot break out of ``[URL=…]`` (its host was checked by the caller: push.py)."""
+    return bbcode.url(url, [bbcode.host_of(url)]) if url else None
+
+
 def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: str | None = None) -> str:
     """The message: title, headline counts, the worst KPIs, agents in the red, links."""
+    dashboard, xlsx = _u(dashboard), _u(xlsx)
     lines = [f"[B]{title(digest, lang)}[/B]", _headline(digest, lang)]
     if digest["worst"]:
         lines.append(f"[B]{tr('worst', lang)}:[/B]")
@@ -129,7 +136,7 @@ def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: 
     else:
         lines.append(f"{ICON['green']} {tr('all_good', lang)}")
     if digest.get("worst_agents"):
-        names = ", ".join(f"{a['name']} ({len(a['red'])})" for a in digest["worst_agents"])
+        names = ", ".join(f"{bbcode.text(a['name'])} ({len(a['red'])})" for a in digest["worst_agents"])
         lines.append(f"{tr('red_agents', lang)}: {names}")
     if digest.get("capacity"):
         lines.append(f"📈 {digest['capacity'][lang]}")
@@ -145,6 +152,7 @@ def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: 
 
 def digest_attach(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: str | None = None) -> dict:
     """The scorecard as a GRID: one row per KPI, coloured by its traffic light."""
+    dashboard, xlsx = _u(dashboard), _u(xlsx)
     rows = []
     for item in digest["scorecard"]:
         value = _value(item, lang)
@@ -170,11 +178,12 @@ def digest_attach(digest: dict, lang: str, *, dashboard: str | None = None, xlsx
 
 def feed_message(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: str | None = None) -> str:
     """A Live Feed post: the whole scorecard as lines (posts take no ATTACH)."""
+    dashboard, xlsx = _u(dashboard), _u(xlsx)
     lines = [_headline(digest, lang), ""]
     lines += [line(i, lang) for i in digest["scorecard"] if i["key"] not in
               ("tickets_total", "resolved_count", "backlog", "overdue_count")]
     if digest.get("worst_agents"):
-        names = ", ".join(f"{a['name']} ({len(a['red'])})" for a in digest["worst_agents"])
+        names = ", ".join(f"{bbcode.text(a['name'])} ({len(a['red'])})" for a in digest["worst_agents"])
         lines += ["", f"{tr('red_agents', lang)}: {names}"]
     if digest.get("capacity"):
         lines += ["", f"📈 {digest['capacity'][lang]}"]
@@ -193,12 +202,13 @@ def feed_message(digest: dict, lang: str, *, dashboard: str | None = None, xlsx:
 def alert_scope(level: str, name: str | None, lang: str) -> str:
     if level == "portal":
         return tr("whole_portal", lang)
-    return tr("department" if level == "department" else "agent", lang, name=name or "?")
+    return tr("department" if level == "department" else "agent", lang, name=bbcode.text(name) if name else "?")
 
 
 def alert_text(kind: str, item: dict, *, level: str, name: str | None, lang: str, days: int, to_iso: str,
                tickets: list[dict] | None = None, dashboard: str | None = None) -> str:
     """One alert: which KPI, for whom, its value and target, and the tickets behind it."""
+    dashboard = _u(dashboard)
     head = tr("alert_red" if kind == "red" else "alert_green", lang, kpi=kpi_label(item["key"], lang),
               scope=alert_scope(level, name, lang))
     lines = [f"{ICON['red' if kind == 'red' else 'green']} [B]{head}[/B]",
@@ -208,8 +218,9 @@ def alert_text(kind: str, item: dict, *, level: str, name: str | None, lang: str
     if kind == "red" and tickets:
         lines.append(f"{tr('tickets_behind', lang)}:")
         for t in tickets:
-            label = f"#{t['id']} {t.get('title') or ''}".strip()
-            lines.append(f"[URL={t['url']}]{label}[/URL]" if t.get("url") else label)
+            label = f"#{bbcode.text(t['id'], 20)} {bbcode.text(t.get('title') or '')}".strip()
+            url = _u(t.get("url"))
+            lines.append(f"[URL={url}]{label}[/URL]" if url else label)
     if dashboard:
         lines.append(f"[URL={dashboard}]{tr('open_dashboard', lang)}[/URL]")
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from .base import PAGE_TICKETS, KeysetSource, Mapping, Page, Selector, SyncConte
 from .crm_mapping import map_item, source_name, stage_semantics
 from .fetch import call_each, pages_each, pages_mixed, rows_of
 
-log = logging.getLogger("b24desk.sources.crm")
+log = logging.getLogger(__name__)
 
 ACTIVITY_SELECT = ["ID", "OWNER_ID", "OWNER_TYPE_ID", "TYPE_ID", "PROVIDER_ID", "PROVIDER_TYPE_ID",
                    "DIRECTION", "COMPLETED", "STATUS", "CREATED", "START_TIME", "END_TIME",

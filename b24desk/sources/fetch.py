@@ -1,95 +1,19 @@
 """Batched detail reads for many tickets: one request per 50 tickets per method.
 
 ``B24Client.call_many`` raises on the first failing command; a sync must not lose a page because
-one task is no longer readable, so ``call_each`` returns each command's own result *or* error.
+one task is no longer readable, so ``call_each`` returns each command's own result *or* error
+(both are ``b24desk/batching.py``, re-exported here for the adapters).
 ``pages_each`` follows list methods past their fixed 50-row page (DOCS
 settings/how-to-call-rest-api/list-methods-pecularities.md) for the few tickets that need it.
 """
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
-from typing import Any
 
-from ..client import MAX_BATCH, PAGE, AuthError, B24Error
+from ..batching import Answer, call_each, call_mixed  # noqa: F401  (the adapters import them from here)
+from ..client import PAGE
 
-log = logging.getLogger("b24desk.sources")
-
-_LIMIT_CODES = {"OPERATION_TIME_LIMIT", "QUERY_LIMIT_EXCEEDED"}
-# A command that failed like this inside a batch may well work a moment later: retried, and if it
-# keeps failing the page is abandoned (raised) rather than saved with a hole in a ticket's log.
-_TRANSIENT_CODES = {"INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER", "HTTP_500", "HTTP_502", "HTTP_503",
-                    "HTTP_504"}
-TRANSIENT_RETRIES = 4
-
-
-@dataclass
-class Answer:
-    result: Any = None
-    next: int | None = None
-    total: int | None = None
-    error: B24Error | None = None
-
-
-def call_each(client, method: str, params_list: list[dict], max_limit_retries: int = 8) -> list[Answer]:
-    """``method`` once per params, 50 to a batch, in input order; per-command errors are returned."""
-    return call_mixed(client, [(method, p) for p in params_list], max_limit_retries)
-
-
-def call_mixed(client, calls: list[tuple[str, dict]], max_limit_retries: int = 8) -> list[Answer]:
-    """Each ``(method, params)`` once, packed 50 to a batch whatever the method, in input order.
-
-    Mixing methods in one batch is what keeps a small incremental sync at one request for all
-    the details of a handful of tickets. Commands refused by a rate/operating-time limit inside
-    the batch are sent again after the client's own pause for that limit.
-    """
-    out = [Answer() for _ in calls]
-    for start in range(0, len(calls), MAX_BATCH):
-        todo = list(range(start, min(start + MAX_BATCH, len(calls))))
-        limited = failed = 0
-        while todo:
-            res = client.batch({f"c{i}": calls[i] for i in todo})
-            again, limit_err, transient_err = [], None, None
-            for i in todo:
-                name = f"c{i}"
-                err = res.errors.get(name)
-                code = err.code.upper() if err is not None else ""
-                if isinstance(err, AuthError):
-                    raise err                           # the credentials, not this ticket
-                if code in _LIMIT_CODES:
-                    again.append(i)
-                    limit_err = err
-                    continue
-                if code in _TRANSIENT_CODES:
-                    again.append(i)
-                    transient_err = err
-                    continue
-                out[i] = Answer(res.results.get(name), _int(res.nexts.get(name)), _int(res.totals.get(name)), err)
-            if limit_err is not None:
-                limited += 1
-                if limited > max_limit_retries:
-                    raise limit_err
-                pause = getattr(client, "_handle_nested_limit", None)
-                if pause is not None:
-                    pause(limit_err, limited)
-                else:                                   # pragma: no cover - other client types
-                    time.sleep(min(30.0, 0.5 * 2 ** limited))
-            elif transient_err is not None:
-                failed += 1
-                if failed > TRANSIENT_RETRIES:
-                    raise transient_err
-                log.warning("%s inside a batch: %s; retry %d", transient_err.method, transient_err, failed)
-                time.sleep(min(5.0, 0.05 * 2 ** failed))
-            todo = again
-    return out
-
-
-def _int(v) -> int | None:
-    try:
-        return None if v in (None, "") else int(v)
-    except (TypeError, ValueError):
-        return None
+log = logging.getLogger(__name__)
 
 
 def rows_of(result, items_key: str | None = None) -> list:

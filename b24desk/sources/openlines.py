@@ -46,7 +46,7 @@ from . import register
 from .base import Mapping, Page, Selector, SelectorError, Source, SyncContext, as_id, as_int, chunks
 from .fetch import call_each, call_mixed
 
-log = logging.getLogger("b24desk.sources.openlines")
+log = logging.getLogger(__name__)
 
 SOURCE = "openlines"
 M_SESSIONS = "imopenlines.v2.Session.list"
@@ -676,11 +676,10 @@ def crosscheck(db, client, portal: str, date_from, date_to, line: int | None = N
     what the admin page shows; the usual cause is that Bitrix24 counts a bot's answer as the first
     response and we do not.
     """
-    from ..kpi.load import portal_timezone
+    from ..kpi.load import portal_zone
     from ..kpi.periods import parse_point, zone
     from ..store import set_setting
-    tz = zone(portal_timezone(db, portal) or ((config or {}).get("calendar") or {}).get("timezone")
-              or "Europe/Moscow")             # the zone build_report uses
+    tz = zone(portal_zone(db, portal, config))             # the zone build_report uses
     a, b = parse_point(date_from, tz), parse_point(date_to, tz)
     if b <= a:
         raise ValueError("date_to must be after date_from")

@@ -31,7 +31,7 @@ from .base import (PAGE_TICKETS, KeysetSource, Mapping, Page, Selector, SyncCont
 from .fetch import call_each, call_mixed, rows_of
 from .task_mapping import ELAPSED_SELECT, SELECT, SOURCE, map_task, messages_from_chat, messages_from_comments
 
-log = logging.getLogger("b24desk.sources.tasks")
+log = logging.getLogger(__name__)
 
 COMMENTS_SETTING = "tasks.comments_via"
 # Errors a single task's comment call may give on a classic portal (no access, task gone).

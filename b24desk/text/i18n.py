@@ -155,6 +155,13 @@ MESSAGES = {
     "err_expired": ("Сессия истекла: откройте приложение в Битрикс24 заново.",
                     "The session has expired: reopen the app in Bitrix24."),
     "err_forbidden": ("Нет доступа к этим данным.", "You have no access to these data."),
+    "err_revoked": ("Приложение было переустановлено или удалено после открытия этой страницы: откройте его "
+                    "в Битрикс24 заново.", "The app was reinstalled or removed since this page opened: reopen "
+                    "it in Bitrix24."),
+    "err_demoted": ("Вы больше не администратор Битрикс24: откройте приложение заново.",
+                    "You are no longer a Bitrix24 administrator: reopen the app."),
+    "err_bad_request": ("Запрос содержит недопустимые значения; исправьте их и повторите.",
+                        "The request holds values that are not allowed; correct them and retry."),
     "loading": ("Загрузка…", "Loading…"),
     "seconds_short": ("с", "s"),
     "minutes_short": ("мин", "min"),

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from app import create_app
 from b24desk import inbox
@@ -15,18 +13,15 @@ from b24desk.config import load_config
 from b24desk.runtime import Runtime
 from b24desk.store import open_db
 from b24desk.sync import run_sync
-from portal_double import PortalDouble
+from portal_double import PortalDouble, Served
 
 SOURCES = ["tasks", "deals", "crm:1038"]
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_request(self, *a, **k):
-        pass
 
 
-def double(seed: int = 1, tickets: int = 60, member_id: str | None = None) -> PortalDouble:
-    d = PortalDouble(seed=seed, tickets=tickets, drain_per_s=1e6)
+def double(seed: int = 1, tickets: int = 60, member_id: str | None = None, oauth=None) -> PortalDouble:
+    d = PortalDouble(seed=seed, tickets=tickets, drain_per_s=1e6, oauth=oauth)
     if member_id:
         d.portal.member_id = member_id
     return d.start()
@@ -46,11 +41,9 @@ class Harness:
         self.app = create_app({"TESTING": True, "DB": self.db_path, "SECRET_KEY": "test",
                                "CLIENT_ID": d.client_id, "CLIENT_SECRET": d.client_secret,
                                "OAUTH_URL": d.oauth_token_url, "B24DESK": self.config})
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True, request_handler=_Quiet)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.served = Served(self.app, name="b24desk-app")
+        self.url = self.served.url
         self.app.config["PUBLIC_URL"] = self.url
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
         self.runtime = Runtime(self.app, scheduler=False, poll=0.05, retry_backoff=0.2).start() if runtime else None
 
     # -- install flows, as the portal runs them --
@@ -97,8 +90,7 @@ class Harness:
     def close(self) -> None:
         if self.runtime is not None:
             self.runtime.stop()
-        self.server.shutdown()
-        self.server.server_close()
+        self.served.stop()
 
 
 def form(fields: dict) -> str:
