@@ -15,6 +15,7 @@ from b24desk.capacity import CapacityError, build_capacity
 from b24desk.capacity.report import settings as capacity_settings
 from b24desk.capacity.text import WEEKDAY_SHORT
 from b24desk.installations import get_installation
+from b24desk.kpi.load import portal_zone
 from b24desk.kpi.periods import make_period, zone
 from b24desk.store import get_setting
 from b24desk.viewer import ADMIN, HEAD, ViewerError
@@ -23,7 +24,7 @@ from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
 from .capacity_text import ct
-from .dashboard import timezone_of
+
 from b24desk.text.i18n import t
 from .security import bx24_script
 from .ticket_card import source_label
@@ -109,7 +110,7 @@ def _query(db, v, cfg, tz_name):
 
 def _report(db, v):
     cfg = data.portal_config(db, v.portal)
-    tz_name = timezone_of(db, v.portal, cfg)
+    tz_name = portal_zone(db, v.portal, cfg)
     date_from, date_to, weeks, source, department = _query(db, v, cfg, tz_name)
     try:
         report = build_capacity(db, v.portal, date_from, date_to, weeks_ahead=weeks, source=source,

@@ -26,9 +26,10 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from test_browser_dashboard import Served, painted  # noqa: E402
-from test_openlines_support import END  # noqa: E402
-from test_pages_support import installed_and_synced  # noqa: E402
+from portal_double import Served  # noqa: E402
+from test_browser_dashboard import painted  # noqa: E402
+from openlines_support import END  # noqa: E402
+from pages_support import installed_and_synced  # noqa: E402
 
 SECRET = "cap-browser"
 SELECTORS = ["tasks", "deals", "openlines"]
@@ -57,7 +58,7 @@ def env(tmp_path_factory):
         opts.add_argument(a)
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
     ARTIFACTS.mkdir(exist_ok=True)
-    yield {"double": d, "srv": srv, "driver": driver}
+    yield {"double": d, "srv": srv, "driver": driver, "db": db}
     driver.quit()
     srv.stop()
     d.stop()
@@ -65,7 +66,8 @@ def env(tmp_path_factory):
 
 
 def _url(env, role, lang):
-    from b24desk.viewer import Viewer, dump_token
+    from b24desk.viewer import Viewer
+    from viewer_tokens import trusted_token
     d = env["double"]
     kw = {}
     if role == "head":
@@ -76,7 +78,7 @@ def _url(env, role, lang):
     v = Viewer(portal=d.member_id, role=role, lang=lang, name={"admin": "Анна Админ", "head": "Ирина Руководитель",
                                                                "agent": "Пётр Агент"}[role],
                **({"user_id": "1"} | kw))
-    return f"{env['srv'].url}/reports/capacity?t={dump_token(SECRET, v)}&from={FROM}&to={TO}"
+    return f"{env['srv'].url}/reports/capacity?t={trusted_token(env['db'], v, SECRET)}&from={FROM}&to={TO}"
 
 
 def _full_shot(driver, width, name):

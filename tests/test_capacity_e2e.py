@@ -16,8 +16,9 @@ from b24desk.capacity.report import AGENT_KINDS
 from b24desk.viewer import Viewer, dump_token
 from portal_double import PortalDouble
 from portal_double.truth import Truth
-from test_openlines_support import END
-from test_pages_support import installed_and_synced
+from openlines_support import END
+from pages_support import installed_and_synced
+from viewer_tokens import trusted_token
 
 TZ = ZoneInfo("Europe/Moscow")
 FROM, TO = "2026-07-13", "2026-10-12"          # 13 full weeks, Monday to Monday
@@ -169,9 +170,10 @@ def test_cli_table_and_bad_input(env):
 # --- GET /api/capacity: roles and input, as an attacker would try them ---------------------------
 
 def _token(env, role: str, lang: str = "ru", **kw) -> str:
+    """A token as a verified launch leaves it (bound to the installation's epoch)."""
     d = env["double"]
     v = Viewer(portal=d.member_id, user_id=str(kw.pop("user_id", 1)), role=role, lang=lang, **kw)
-    return dump_token(SECRET, v)
+    return trusted_token(env["db"], v, SECRET)
 
 
 def _api(env, token: str, **params):
@@ -225,6 +227,8 @@ def test_api_needs_a_valid_token(env):
     assert c.get("/api/capacity").status_code == 401
     forged = dump_token("not-the-secret", Viewer(portal=env["double"].member_id, user_id="1", role="admin"))
     assert c.get("/api/capacity", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    # signed by us but for a portal with no installation here, or minted before a re-install
     stranger = dump_token(SECRET, Viewer(portal="someone-elses-portal", user_id="1", role="admin"))
-    r = c.get("/api/capacity", headers={"Authorization": f"Bearer {stranger}"})
-    assert r.status_code == 200 and sum(x["created_per_hour"] for x in r.get_json()["arrivals"]) == 0
+    assert c.get("/api/capacity", headers={"Authorization": f"Bearer {stranger}"}).status_code == 401
+    stale = dump_token(SECRET, Viewer(portal=env["double"].member_id, user_id="1", role="head", epoch="old"))
+    assert c.get("/api/capacity", headers={"Authorization": f"Bearer {stale}"}).status_code == 401
