@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from test_browser_dashboard import ARTIFACTS, CHROMIUM, DRIVER, WAIT, Served, open_in_frame, portal_shell
-from test_pages_support import build_desk
+from pages_support import build_desk
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402

@@ -16,7 +16,7 @@ import pytest
 from app import create_app
 from b24desk.store import get_setting, open_db
 from b24desk.viewer import csrf_token, load_token
-from test_pages_support import installed_and_synced
+from pages_support import installed_and_synced
 
 SECRET = "forms-secret"
 
