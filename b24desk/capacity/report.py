@@ -214,19 +214,27 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
         params = (local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS, bots] + src_params
                   + allowed_params)
     else:
-        authors = json.dumps([r[0] for r in conn.execute(
-            "select distinct author_id from tickets where portal = ? and author_id is not null", [portal])])
+        # authors who may also act: the portal's users among them (customers never act as agents);
+        # with no users synced yet, every author
+        known_users = {str(r[0]) for r in conn.execute("select id from users where portal = ?", [portal])} \
+            if "users" in db.table_names() else set()
+        author_ids = [r[0] for r in conn.execute(
+            "select distinct author_id from tickets where portal = ? and author_id is not null", [portal])]
+        authors_list = [a for a in author_ids if a in known_users] if known_users else author_ids
+        authors = json.dumps(authors_list)
         e_src, e_src_params = scope_clause(sources, "e.")
         plain = (f"select {local_e} / 3600 as lh, e.actor_id as actor, e.source in ({chat_marks}) as chat"
                  f" from events e where {base_where} and e.actor_id not in (select value from json_each(?))"
                  f"{e_src}{who} group by 1, 2, 3")
         mixed = joined.format(lh=local_e, chat=chat_marks, where=base_where, src=src_sql_t, who=who,
                               extra=" and e.actor_id in (select value from json_each(?))")
-        parts = [plain, mixed]
+        parts = [plain]
         params = (local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS, bots, authors] + e_src_params
-                  + allowed_params
-                  + local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS, bots] + src_params
-                  + allowed_params + [authors])
+                  + allowed_params)
+        if authors_list:
+            parts.append(mixed)
+            params += (local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS, bots] + src_params
+                       + allowed_params + [authors])
     distinct = ("count(distinct actor), count(distinct case when chat then actor end),"
                 " count(distinct case when chat then null else actor end)")
     hour_all, hour_chat, hour_tix, day_all, day_tix = {}, {}, {}, {}, {}
