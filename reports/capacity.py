@@ -92,7 +92,7 @@ def _query(db, v, cfg, tz_name):
         except ValueError as exc:
             raise _err(400, "bad_period", lang, detail=str(exc)) from None
     weeks = _one("weeks_ahead", lang) or "4"
-    if not weeks.isdigit() or not 1 <= int(weeks) <= 8:
+    if not re.fullmatch(r"[0-9]{1,2}", weeks) or not 1 <= int(weeks) <= 8:
         raise _err(400, "bad_weeks_ahead", lang)
     source = _one("source", lang)
     if source is not None and source not in dict(source_options(db, v.portal, cfg, lang)):

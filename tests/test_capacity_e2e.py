@@ -210,7 +210,8 @@ def test_api_head_sees_only_their_departments(env):
 
 @pytest.mark.parametrize("params,code", [
     ({"weeks_ahead": "9"}, "bad_weeks_ahead"), ({"weeks_ahead": "-1"}, "bad_weeks_ahead"),
-    ({"weeks_ahead": "1e3"}, "bad_weeks_ahead"), ({"source": "tasks;drop"}, "bad_source"),
+    ({"weeks_ahead": "1e3"}, "bad_weeks_ahead"), ({"weeks_ahead": "²"}, "bad_weeks_ahead"),
+    ({"weeks_ahead": "٣"}, "bad_weeks_ahead"), ({"source": "tasks;drop"}, "bad_source"),
     ({"source": "crm:9999"}, "bad_source"), ({"from": "2026-13-01", "to": "2026-10-01"}, "bad_period"),
     ({"from": "2026-10-01"}, "bad_period"), ({"from": "2026-10-12", "to": "2026-07-13"}, "bad_period"),
     ({"from": "1990-01-01", "to": "2026-01-01"}, "bad_period"), ({"from": "%00", "to": "x"}, "bad_period"),
