@@ -52,6 +52,8 @@ def test_monthly_digest_warns_when_the_forecast_passes_the_norm(tmp_path):
     text = digest_text(d, "ru")
     assert "Прогноз: к неделе 2026-W47 нагрузка вырастет до" in text and "норма — не больше 20" in text
     assert "Forecast: by week 2026-W47" in feed_message(d, "en")
+    # the portal's digest carries it; a department's does not (its forecast is on the capacity page)
+    assert build_digest(env, "monthly", parse_period("monthly", "2026-10", TZ), department="1")["capacity"] is None
     # weekly digests do not carry it
     assert "capacity" not in build_digest(env, "weekly", parse_period("weekly", "2026-W43", TZ))
 

@@ -1,7 +1,9 @@
 """The monthly digest's capacity line: said only when the forecast load per agent passes the norm.
 
 The forecast is the capacity report's own (the 12 full weeks before the month's end, 4 weeks
-ahead), for the digest's scope; the line is its ``summary.forecast_note``. A capacity report that
+ahead) for the whole portal; the line is its ``summary.forecast_note``, in the portal's digest only
+(a department's own forecast is on the capacity page: one report per push run keeps the scheduler's
+monthly run short). A capacity report that
 cannot be computed (an empty store, a bad ``[capacity]`` table) leaves the digest without the line
 rather than without the digest.
 """

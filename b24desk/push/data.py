@@ -272,7 +272,7 @@ def build_digest(env: ReportEnv, kind: str, period: Period, *, department: str |
            "scorecard": card, "worst": worst(card), "worst_agents": worst_agents(report)}
     if kind == "monthly":       # the load forecast's warning, when it passes the norm (b24desk.capacity)
         from ..capacity.digest import capacity_note
-        out["capacity"] = capacity_note(env, period.end, department)
+        out["capacity"] = capacity_note(env, period.end) if department is None else None
     return out
 
 
