@@ -12,6 +12,7 @@ import re
 from flask import Response, g, render_template, request, url_for
 
 from b24desk.capacity import CapacityError, build_capacity
+from b24desk.capacity.report import default_period
 from b24desk.capacity.report import settings as capacity_settings
 from b24desk.capacity.text import WEEKDAY_SHORT
 from b24desk.installations import get_installation
@@ -108,13 +109,20 @@ def _query(db, v, cfg, tz_name):
     return date_from, date_to, int(weeks), source, department
 
 
-def _report(db, v):
+def _report(db, v, *, exact: bool):
+    """The report, memoized like the KPI pages (reports/cache.py): the API is always exact (it
+    equals ``flask capacity``), the page may show the last figures while they are refreshed."""
     cfg = data.portal_config(db, v.portal)
     tz_name = portal_zone(db, v.portal, cfg)
     date_from, date_to, weeks, source, department = _query(db, v, cfg, tz_name)
+    if not date_from:                   # the default period, by its dates (it moves every Monday)
+        p = default_period(zone(tz_name))
+        date_from, date_to = p.local(p.start).date().isoformat(), p.local(p.end).date().isoformat()
+    key = ("capacity", v.portal, date_from, date_to, weeks, source, department, cfg)
     try:
-        report = build_capacity(db, v.portal, date_from, date_to, weeks_ahead=weeks, source=source,
-                                department=department, config=cfg)
+        report = data._get(key, lambda own: build_capacity(
+            own, v.portal, date_from, date_to, weeks_ahead=weeks, source=source, department=department,
+            config=cfg), exact=exact)
     except CapacityError as exc:
         status = 400
         detail = str(exc)
@@ -127,7 +135,7 @@ def _report(db, v):
 @bp.route("/api/capacity")
 @viewer_required
 def api_capacity():
-    report, _cfg, _q = _report(get_db(), current_viewer())
+    report, _cfg, _q = _report(get_db(), current_viewer(), exact=True)
     return Response(json.dumps(report, ensure_ascii=False), mimetype="application/json")
 
 
@@ -182,7 +190,7 @@ def _staff_grid(report, lang):
 def capacity_page():
     v = current_viewer()
     db = get_db()
-    report, cfg, (date_from, date_to, weeks, source, department) = _report(db, v)
+    report, cfg, (date_from, date_to, weeks, source, department) = _report(db, v, exact=False)
     lang = v.lang
     s = report["summary"]
     lo, hi = s["norm_per_agent_day"]
@@ -217,7 +225,7 @@ def capacity_page():
              "i18n": {"actual": ct("actual", lang), "forecast": ct("forecast", lang), "interval": ct("interval", lang)}}
     token = g.viewer_token
     inst = get_installation(db, v.portal)
-    return render_template(
+    return data.with_stale_header(render_template(
         "reports/capacity.html", viewer=v, lang=lang, token=token, active="capacity",
         t=lambda k: t(k, lang), ct=lambda k, **kw: ct(k, lang, **kw), bx24_js=bx24_script(inst),
         nav={"dashboard": url_for("reports.dashboard", t=token), "settings": url_for("reports.settings", t=token),
@@ -235,4 +243,4 @@ def capacity_page():
         q={"from": (date_from or period["from"][:10]), "to": (date_to or period["to"][:10]), "weeks_ahead": weeks,
            "source": source or "", "department": department or ""},
         source_opts=source_options(db, v.portal, cfg, lang),
-        dept_opts=department_options(v, env_deps), can_all_departments=v.role == ADMIN)
+        dept_opts=department_options(v, env_deps), can_all_departments=v.role == ADMIN))

@@ -233,3 +233,26 @@ def test_api_needs_a_valid_token(env):
     assert c.get("/api/capacity", headers={"Authorization": f"Bearer {stranger}"}).status_code == 401
     stale = dump_token(SECRET, Viewer(portal=env["double"].member_id, user_id="1", role="head", epoch="old"))
     assert c.get("/api/capacity", headers={"Authorization": f"Bearer {stale}"}).status_code == 401
+
+
+def test_api_is_exact_after_a_write(env):
+    """The API is memoized per store version, never stale: a ticket written meanwhile shows at once."""
+    import sqlite3
+    tok = _token(env, "admin")
+    before = _api(env, tok, **{"from": FROM, "to": TO}).get_json()
+    again = _api(env, tok, **{"from": FROM, "to": TO}).get_json()
+    assert again == before
+    monday_10 = _ts("2026-09-07") + 10 * 3600 + 120
+    conn = sqlite3.connect(env["db"])
+    conn.execute("insert into tickets (portal, source, source_id, created_at, state, deleted)"
+                 " values (?, 'task', 'cap-extra', ?, 'open', 0)", [env["double"].member_id, monday_10])
+    conn.commit()
+    try:
+        after = _api(env, tok, **{"from": FROM, "to": TO}).get_json()
+        def slot(rep):
+            return next(r["created_per_hour"] for r in rep["arrivals"] if (r["weekday"], r["hour"]) == (1, 10))
+        assert slot(after) == pytest.approx(slot(before) + 1 / 13, abs=0.006)
+    finally:
+        conn.execute("delete from tickets where source_id = 'cap-extra'")
+        conn.commit()
+        conn.close()
