@@ -250,6 +250,18 @@ def m_trust_001(db: Database) -> None:
 
 
 @migrations()
+def m_reports_001(db: Database) -> None:
+    """Saved reports (b24desk/saved_reports.py): one row per portal and report; the definition is
+    JSON, the owner's role and departments at save time bound whom a head's report reaches;
+    ``pinned`` puts it on its audience's dashboard, ``digest`` (daily/weekly/monthly) sends it with
+    the built-in digests of that kind."""
+    db["saved_reports"].create({
+        "portal": str, "id": str, "owner": str, "owner_role": str, "owner_tree": str, "name": str,
+        "definition": str, "pinned": int, "digest": str, "created_at": float, "updated_at": float,
+    }, pk=("portal", "id"), if_not_exists=True)
+
+
+@migrations()
 def m_capacity_001(db: Database) -> None:
     """Capacity planning (b24desk/capacity/report.py): who acted in which hour is read from this
     index alone (no table rows), a year of a million tickets in one range scan; the users who also

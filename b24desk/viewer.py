@@ -34,10 +34,11 @@ ROLES = (ADMIN, HEAD, AGENT)
 
 TOKEN_SALT = "b24desk.viewer/1"
 TOKEN_MAX_AGE = 3600            # the portal's AUTH_ID lives 1 h; our token lives no longer
-FILTER_KEYS = ("source", "department", "agent", "priority", "type")
-GROUP_DIMS = ("agent", "department", "priority", "type", "source", "channel")
+FILTER_KEYS = ("source", "department", "agent", "priority", "type", "channel", "line")
+GROUP_DIMS = ("agent", "department", "priority", "type", "source", "channel", "line",
+              "week", "month", "weekday", "hour")
 # Dimensions an agent may group their team's totals by: none of them names a colleague.
-TEAM_SAFE_DIMS = ("priority", "type", "source", "channel")
+TEAM_SAFE_DIMS = ("priority", "type", "source", "channel", "line", "week", "month", "weekday", "hour")
 RU_LANGS = ("ru", "ua", "by", "kz")
 
 

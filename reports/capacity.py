@@ -229,7 +229,7 @@ def capacity_page():
         "reports/capacity.html", viewer=v, lang=lang, token=token, active="capacity",
         t=lambda k: t(k, lang), ct=lambda k, **kw: ct(k, lang, **kw), bx24_js=bx24_script(inst),
         nav={"dashboard": url_for("reports.dashboard", t=token), "settings": url_for("reports.settings", t=token),
-             "capacity": url_for("reports.capacity_page", t=token)},
+             "saved": url_for("reports.saved_list", t=token), "capacity": url_for("reports.capacity_page", t=token)},
         report=report, cards=cards, heat_arrivals=_heat(report, "created_per_hour", lang),
         heat_agents=_heat(report, "agents_active", lang), staff=_staff_grid(report, lang),
         gaps=[g_["text"][lang] for g_ in s["gaps"]], daily_rows=daily_rows, ticket_method=ticket_method,

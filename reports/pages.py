@@ -39,6 +39,7 @@ def _page(template: str, active: str, **ctx):
         f"reports/{template}", viewer=v, lang=v.lang, token=token, active=active,
         t=lambda k: t(k, v.lang), bx24_js=bx24_script(inst),
         nav={"dashboard": url_for("reports.dashboard", t=token), "settings": url_for("reports.settings", t=token),
+             "saved": url_for("reports.saved_list", t=token),
              "capacity": url_for("reports.capacity_page", t=token)},
         **ctx)
 
@@ -47,6 +48,8 @@ def _page(template: str, active: str, **ctx):
 @viewer_required
 def dashboard():
     ctx = dashboard_mod.build(get_db(), current_viewer(), request.args, g.viewer_token)
+    from .saved_pages import pinned_panel          # saved reports pinned for this viewer's audience
+    ctx["pinned_reports"] = pinned_panel(get_db(), current_viewer(), g.viewer_token)
     return data.with_stale_header(_page("dashboard.html", "dashboard", **ctx))
 
 

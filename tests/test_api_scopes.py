@@ -88,7 +88,8 @@ def test_agent_own_numbers_forced_and_others_refused(db):
     s = V.scope_query(agent(), {}, None, db=db)
     assert s.slice == "own" and s.filters["agent"] == "10"
     s = V.scope_query(agent(), {"priority": "high"}, "priority", db=db)
-    assert s.filters == {"source": None, "department": None, "agent": "10", "priority": "high", "type": None}
+    assert s.filters == {"source": None, "department": None, "agent": "10", "priority": "high", "type": None,
+                         "channel": None, "line": None}
     with pytest.raises(V.ViewerError) as e:
         V.scope_query(agent(), {"agent": "11"}, None, db=db)
     assert e.value.status == 403 and e.value.code == "forbidden_agent"

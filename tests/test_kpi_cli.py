@@ -106,3 +106,31 @@ def test_csv_cells_never_run_as_formulas():
     assert _csv_cell("@SUM(A1)") == "'@SUM(A1)"
     assert _csv_cell(-3) == -3 and _csv_cell(0.5) == 0.5
     assert _csv_cell(None) == "" and _csv_cell("Первая линия") == "Первая линия"
+
+
+def test_group_by_time_dimensions_in_every_format(runner, db_path):
+    store(db_path)
+    for dim, first in (("weekday", 1), ("hour", 0), ("week", "2026-W40"), ("month", "2026-10")):
+        res = runner.invoke(args=ARGS + ["--db", db_path, "--group-by", dim])
+        assert res.exit_code == 0, res.output
+        r = json.loads(res.output)
+        assert r["group_by"] == dim and r["groups"][0]["key"] == first
+        assert sum(g["kpis"]["tickets_total"]["value"] for g in r["groups"]) == 3
+        for fmt in ("csv", "table"):
+            res = runner.invoke(args=ARGS + ["--db", db_path, "--group-by", dim, "--format", fmt])
+            assert res.exit_code == 0, res.output
+    res = runner.invoke(args=ARGS + ["--db", db_path, "--group-by", "year"])
+    assert res.exit_code != 0 and "week" in res.output
+
+
+def test_channel_and_line_filters(runner, db_path):
+    db = open_db(db_path)
+    add_ticket(db, 1, "2026-10-02 10:00", "C_1", "10", source="openlines", line="1", channel="livechat")
+    add_ticket(db, 2, "2026-10-03 10:00", "C_2", "10", source="openlines", line="2", channel="telegrambot")
+    db.conn.close()
+    res = runner.invoke(args=ARGS + ["--db", db_path, "--line", "2"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output)
+    assert r["filters"]["line"] == "2" and r["kpis"]["tickets_total"]["value"] == 1
+    res = runner.invoke(args=ARGS + ["--db", db_path, "--channel", "livechat", "--channel", "telegrambot"])
+    assert json.loads(res.output)["kpis"]["tickets_total"]["value"] == 2

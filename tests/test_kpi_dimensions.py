@@ -84,3 +84,13 @@ def test_first_response_sla_share_in_business_time_as_of_to(db):
     assert k["target"] == 0.9 and k["status"] == "grey"                      # n = 4 < min_n 5
     assert build_report(db, PORTAL, "2026-10-05", "2026-10-12", config=CONFIG)["kpis"][
         "first_response_sla_share"]["value"] is None                          # no SLA configured: null
+
+
+def test_channel_and_line_filters(db):
+    _desk(db)
+    r = build_report(db, PORTAL, FROM, TO, filters={"line": "2"}, config=CONFIG)
+    assert r["kpis"]["tickets_total"]["value"] == 2 and r["filters"]["line"] == "2"
+    r = build_report(db, PORTAL, FROM, TO, filters={"line": "2", "channel": "livechat"}, config=CONFIG)
+    assert r["kpis"]["tickets_total"]["value"] == 1
+    r = build_report(db, PORTAL, FROM, TO, filters={"channel": ["livechat", "telegrambot"]}, config=CONFIG)
+    assert r["kpis"]["tickets_total"]["value"] == 3

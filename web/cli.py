@@ -79,17 +79,19 @@ def open_portal_store(db_path: str | None, portal: str | None):
 @click.option("--agent", multiple=True, help="Agent (user id); repeatable.")
 @click.option("--priority", multiple=True, help="low, normal, high or critical; repeatable.")
 @click.option("--type", "types", multiple=True, help="Ticket type; repeatable.")
+@click.option("--channel", multiple=True, help="Open-line channel (livechat, telegrambot ...); repeatable.")
+@click.option("--line", multiple=True, help="Open line id; repeatable.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
               help="Write to this file instead of standard output (needed for xlsx on a terminal).")
 @with_appcontext
 def kpi_command(db_path, portal, date_from, date_to, fmt, group_by, source, department, agent, priority,
-                types, output):
+                types, channel, line, output):
     """Compute the KPI report for [FROM, TO) and print it."""
     db, portal = open_portal_store(db_path, portal)
     try:
         filters = {"source": list(source) or None, "department": list(department) or None,
                    "agent": list(agent) or None, "priority": list(priority) or None,
-                   "type": list(types) or None}
+                   "type": list(types) or None, "channel": list(channel) or None, "line": list(line) or None}
         try:
             # the portal's admin overrides on top of the file config, as the pages apply them
             config = effective_config(db, portal, current_app.config.get("B24DESK") or {})

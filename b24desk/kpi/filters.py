@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model import PRIORITIES
+from .timedims import TIME_DIMS, keyer
 
-DIMENSIONS = ("source", "department", "agent", "priority", "type")
-GROUP_BY = ("agent", "department", "priority", "type", "source", "channel", "line")
+DIMENSIONS = ("source", "department", "agent", "priority", "type", "channel", "line")
+GROUP_BY = ("agent", "department", "priority", "type", "source", "channel", "line",
+            "week", "month", "weekday", "hour")          # the last four: timedims.py
 
 
 def _norm(value) -> tuple | None:
@@ -38,6 +40,8 @@ class Filters:
     agent: tuple | None = None
     priority: tuple | None = None
     type: tuple | None = None
+    channel: tuple | None = None            # open-line channel (livechat, telegrambot, ...)
+    line: tuple | None = None               # open line id
 
     def __post_init__(self):
         for dim in DIMENSIONS:
@@ -145,15 +149,21 @@ def matcher(filters: Filters, tree: Tree):
         checks.append(lambda f, s=sets: f.priority in s)
     for sets in filters.type or ():
         checks.append(lambda f, s=sets: f.type in s)
+    for sets in filters.channel or ():
+        checks.append(lambda f, s=sets: f.t["channel"] in s)
+    for sets in filters.line or ():
+        checks.append(lambda f, s=sets: f.t["line"] in s)
     if not checks:
         return None
     return lambda f: all(c(f) for c in checks)
 
 
-def group_key(dim: str, tree: Tree):
+def group_key(dim: str, tree: Tree, tz=None):
     """The function giving a ticket's group in a breakdown (one group per ticket, so sums hold)."""
     if dim not in GROUP_BY:
         raise ValueError(f"unknown group-by {dim!r} (one of {', '.join(GROUP_BY)})")
+    if dim in TIME_DIMS:
+        return keyer(dim, tz, 0)
     return {
         "agent": lambda f: f.resp_end,
         "department": lambda f: tree.department_of(f.resp_end),

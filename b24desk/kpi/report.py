@@ -23,6 +23,8 @@ from .engine import (DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Co
 from .filters import GROUP_BY, Filters, Tree, group_key, matcher
 from .load import Loaded, load, load_people, portal_zone
 from .periods import Period, make_period, zone
+from . import timedims
+from .timedims import TIME_DIMS
 
 SCHEMA = "b24desk.kpi/1"
 
@@ -228,6 +230,8 @@ class ReportPass:
 
 
 def _groups(env: ReportEnv, ctx: Context, dim: str, fc: list, fp: list, period: Period, prev: Period, inputs) -> list:
+    if dim in TIME_DIMS:
+        return _time_groups(env, ctx, dim, fc, fp, period, prev, inputs)
     key = group_key(dim, env.tree)
     cur, old = {}, {}
     for f in fc:
@@ -250,6 +254,38 @@ def _groups(env: ReportEnv, ctx: Context, dim: str, fc: list, fp: list, period: 
             g["parent"] = chain[-2] if len(chain) > 1 else None
             g["depth"] = max(len(chain) - 1, 0)
         out.append(g)
+    return out
+
+
+def _time_groups(env, ctx, dim, fc, fp, period, prev, inputs) -> list:
+    """Every bucket of the period (timedims.py), then the tickets of the period outside C (key None)."""
+    tz = env.tz
+    key_cur = timedims.keyer(dim, tz, period.start)
+    key_old = timedims.keyer(dim, tz, period.start, prev.start)
+    cur, old = {}, {}
+    for f in fc:
+        cur.setdefault(key_cur(f), []).append(f)
+    for f in fp:
+        old.setdefault(key_old(f), []).append(f)
+    prev_days = {k: d for k, _s, _e, d in timedims.spans(dim, prev.start, prev.end, tz)} \
+        if dim in ("weekday", "hour") else {}
+    targets = env.targets_for()
+    out = []
+    rows = [(k, Period(s, e, period.tz), d) for k, s, e, d in timedims.spans(dim, period.start, period.end, tz)]
+    if cur.get(None) or old.get(None):
+        rows.append((None, period, period.days))
+    for k, span, days in rows:
+        p_span = Period(span.start - (period.start - prev.start), span.end - (period.start - prev.start), prev.tz) \
+            if dim in ("week", "month") and k is not None else prev
+        pdays = prev_days.get(k, prev.days) if k is not None else prev.days
+        if dim in ("week", "month") and k is not None:
+            pdays = p_span.days
+        cur_v = aggregate(cur.get(k, []), span.start, span.end, days, ctx, env.users)
+        old_v = aggregate(old.get(k, []), p_span.start, p_span.end, pdays, ctx, env.users)
+        cc = ccei_mod.compute(cur_v, inputs[0], env.config)
+        cp = ccei_mod.compute(old_v, inputs[1], env.config)
+        out.append({"key": k, "label": timedims.label(dim, k),
+                    "kpis": _kpis(cur_v, old_v, targets, cc, cp), "ccei": dict(cc, previous=cp["value"])})
     return out
 
 

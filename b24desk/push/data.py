@@ -19,6 +19,7 @@ from ..kpi.engine import DURATION_KPIS
 from ..kpi.periods import Period
 from ..kpi.report import ReportEnv, build_report
 from ..kpi.targets import comparable
+from .. import saved_reports
 from ..store import get_setting
 
 KINDS = ("daily", "weekly", "monthly")
@@ -267,9 +268,11 @@ def build_digest(env: ReportEnv, kind: str, period: Period, *, department: str |
     scope = {"level": "department", "id": department, "name": (dept_info or {}).get("name") or department,
              "head": (dept_info or {}).get("head")} if department else {"level": "portal", "id": None,
                                                                       "name": None, "head": None}
+    # saved reports an admin or head added to this kind of digest ride with the portal's digest
+    saved = [] if department else saved_reports.digest_sections(env, kind, period)
     out = {"kind": kind, "period": period.label, "from": period.iso(period.start), "to": period.iso(period.end),
            "previous": report.get("previous"), "timezone": env.tz_name, "scope": scope, "report": report,
-           "scorecard": card, "worst": worst(card), "worst_agents": worst_agents(report)}
+           "scorecard": card, "worst": worst(card), "worst_agents": worst_agents(report), "saved": saved}
     if kind == "monthly":       # the load forecast's warning, when it passes the norm (b24desk.capacity)
         from ..capacity.digest import capacity_note
         out["capacity"] = capacity_note(env, period.end) if department is None else None

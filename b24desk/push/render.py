@@ -42,6 +42,7 @@ TEXT = {
     "tickets_behind": ("Заявки за показателем", "Tickets behind the number"),
     "department": ("отдел «{name}»", "department “{name}”"),
     "agent": ("сотрудник {name}", "agent {name}"),
+    "saved": ("Отчёт «{name}»", "Report “{name}”"),
 }
 
 
@@ -121,13 +122,27 @@ def _headline(digest: dict, lang: str) -> str:
     return " · ".join(parts)
 
 
+def saved_lines(digest: dict, lang: str) -> list[str]:
+    """One line per saved report added to this digest: its KPIs for the digest's period."""
+    out = []
+    for sec in digest.get("saved") or []:
+        parts = []
+        for e in sec["kpis"]:
+            d = fmt_delta(e["key"], delta(e["key"], e), lang)
+            text = f"{kpi_label(e['key'], lang)}: {fmt_value(e['key'], e['value'], lang)}"
+            parts.append(text + (f" ({d})" if d else ""))
+        name = bbcode.text(sec["name"])         # a report's name is user input: never BB-code
+        out.append(f"[B]{tr('saved', lang, name=name)}[/B]: " + " · ".join(parts))
+    return out
+
+
 def _u(url: str | None) -> str | None:
     """A link that cannot break out of ``[URL=…]`` (its host was checked by the caller: push.py)."""
     return bbcode.url(url, [bbcode.host_of(url)]) if url else None
 
 
 def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: str | None = None) -> str:
-    """The message: title, headline counts, the worst KPIs, agents in the red, links."""
+    """The message: title, headline counts, the worst KPIs, agents in the red, saved reports, links."""
     dashboard, xlsx = _u(dashboard), _u(xlsx)
     lines = [f"[B]{title(digest, lang)}[/B]", _headline(digest, lang)]
     if digest["worst"]:
@@ -140,6 +155,7 @@ def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: 
         lines.append(f"{tr('red_agents', lang)}: {names}")
     if digest.get("capacity"):
         lines.append(f"📈 {digest['capacity'][lang]}")
+    lines += saved_lines(digest, lang)
     links = []
     if dashboard:
         links.append(f"[URL={dashboard}]{tr('open_dashboard', lang)}[/URL]")
@@ -187,6 +203,8 @@ def feed_message(digest: dict, lang: str, *, dashboard: str | None = None, xlsx:
         lines += ["", f"{tr('red_agents', lang)}: {names}"]
     if digest.get("capacity"):
         lines += ["", f"📈 {digest['capacity'][lang]}"]
+    if digest.get("saved"):
+        lines += [""] + saved_lines(digest, lang)
     links = []
     if dashboard:
         links.append(f"[URL={dashboard}]{tr('open_dashboard', lang)}[/URL]")

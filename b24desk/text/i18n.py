@@ -49,6 +49,7 @@ KPI_LABELS = {
 MESSAGES = {
     "app_title": ("Сервис-деск: показатели", "Service desk KPIs"),
     "dashboard": ("Сводка", "Dashboard"),
+    "saved_reports": ("Отчёты", "Reports"),
     "settings": ("Настройки", "Settings"),
     "capacity": ("Нагрузка и штат", "Capacity"),
     "period": ("Период", "Period"),
