@@ -36,3 +36,18 @@ def db_path(explicit: str | None = None) -> str:
 def env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
+
+
+def rest_limits(config: dict | None) -> dict:
+    """``{"rps", "burst"}`` for ``B24Client`` from ``[rest]`` (the portal's leaky bucket; default
+    2/s after 50, DOCS limits.md). Bad values fall back to the default rather than stop the server."""
+    rest = (config or {}).get("rest") or {}
+    out = {"rps": 2.0, "burst": 50}
+    try:
+        rps = float(rest.get("rps", 2.0))
+        burst = int(rest.get("burst", 50))
+    except (TypeError, ValueError):
+        return out
+    if rps >= 0 and burst >= 1:
+        out.update(rps=rps, burst=burst)
+    return out

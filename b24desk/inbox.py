@@ -141,6 +141,9 @@ class Change:
 
     source: str
     id: str
+    # the change may leave the object's row as it was (a comment edited or deleted): re-read its
+    # details even when the row equals the stored snapshot
+    details: bool = False
 
 
 def _id(value) -> str | None:
@@ -179,7 +182,7 @@ def changes_of(event: str, data) -> list[Change]:
         return [Change("task", tid)] if tid else []
     if event.startswith("ONTASKCOMMENT"):
         tid = _id(_dig(data, "FIELDS_AFTER", "TASK_ID")) or _id(_dig(data, "FIELDS_BEFORE", "TASK_ID"))
-        return [Change("task", tid)] if tid else []
+        return [Change("task", tid, details=True)] if tid else []
     if event.startswith("ONCRMDEAL") and event != "ONCRMDEALUSERFIELDADD":
         did = _id(_dig(data, "FIELDS", "ID"))
         return [Change("crm:2", did)] if did else []
@@ -301,9 +304,15 @@ class Worker:
     """
 
     def __init__(self, db_path: str, handler: Handler, *, batch: int = 5000, poll: float = 1.0,
-                 lease: float = 300.0, lock_ttl: float = 120.0, backoff: float = 5.0):
+                 lease: float = 300.0, lock_ttl: float = 120.0, backoff: float = 5.0,
+                 fill_rows: int = 500, fill_wait: float = 0.0):
         self.db_path, self.handler, self.backoff = db_path, handler, backoff
         self.batch, self.poll, self.lease, self.lock_ttl = batch, poll, lease, lock_ttl
+        # Full requests: the background loop lets a portal's events gather until ``fill_rows`` are
+        # due or the oldest has waited ``fill_wait`` seconds (0: at once), so a steady stream is
+        # read 50 objects to a command instead of a few per pass (drain() called directly never waits)
+        self.fill_rows, self.fill_wait = fill_rows, fill_wait
+        self._hold: float | None = None
         self.owner = owner_id()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -315,8 +324,23 @@ class Worker:
         """Something arrived: drain now rather than at the next poll."""
         self._wake.set()
 
-    def drain(self, db: Database | None = None) -> int:
-        """One pass over every portal with due rows; returns how many rows it finished."""
+    def _gathering(self, db: Database, portal: str, fill_wait: float) -> bool:
+        """True while the portal's due rows are fewer than ``fill_rows`` and the oldest is younger
+        than ``fill_wait`` (notes when to look again in ``_hold``)."""
+        if fill_wait <= 0:
+            return False
+        now = time.time()
+        n, oldest = db.execute("select count(*), min(received_at) from inbox where state = ? and portal = ?"
+                               " and coalesce(claimed_at, 0) <= ?", [NEW, portal, now]).fetchone()
+        if not n or n >= self.fill_rows or oldest is None or oldest <= now - fill_wait:
+            return False
+        again = oldest + fill_wait - now
+        self._hold = again if self._hold is None else min(self._hold, again)
+        return True
+
+    def drain(self, db: Database | None = None, fill_wait: float = 0.0) -> int:
+        """One pass over every portal with due rows; returns how many rows it finished. With
+        ``fill_wait``, a portal with fewer than ``fill_rows`` due rows, none older than that, waits."""
         from .store import open_db
         own = db is None
         db = db or open_db(self.db_path)
@@ -325,10 +349,14 @@ class Worker:
             recover_stale(db, self.lease)
             purge_pending(db, self.db_path, self.owner)
             for portal in pending_portals(db):
+                if self._gathering(db, portal, fill_wait):
+                    continue                # (before the lease: waiting costs no write)
                 with leases.portal(self.db_path, portal, self.owner, ttl=self.lock_ttl) as got:
                     if not got:
                         continue            # a sync holds it; the rows wait for the next pass
                     while not self._stop.is_set():
+                        if self._gathering(db, portal, fill_wait):
+                            break
                         rows = claim(db, portal, self.owner, self.batch)
                         if not rows:
                             break
@@ -356,12 +384,15 @@ class Worker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._hold = None
             try:
-                n = self.drain()
+                n = self.drain(fill_wait=self.fill_wait)
             except Exception as exc:         # e.g. database locked for too long: try again later
                 log.warning("inbox worker pass failed: %s", _short(exc))
                 n = 0
-            if not n:
+            if self._hold is not None:       # events are gathering: look again when the oldest is due
+                time.sleep(max(0.01, min(self._hold, self.poll)))
+            elif not n:
                 self._wake.wait(self.poll)
                 self._wake.clear()
 
@@ -407,15 +438,23 @@ def _known_owners(db: Database, portal: str, prefix: str, obj_id: str) -> set[tu
         [portal, f"{prefix}{obj_id}"]).fetchall()}
 
 
-def resolve(db: Database, client, portal: str, changes: Iterable[Change]) -> dict[str, set[str]]:
+def resolve(db: Database, client, portal: str, changes: Iterable[Change],
+            details: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
     """Group changes by ticket source; activities and timeline comments become their owners.
 
     An activity (DOCS crm-activity-get.md: ``OWNER_TYPE_ID``/``OWNER_ID``) or a comment
     (crm.timeline.comment.get: ``ENTITY_TYPE``/``ENTITY_ID``) that is gone is looked up in the
-    stored event log instead; failing that the reconcile sync picks the change up.
+    stored event log instead; failing that the reconcile sync picks the change up. ``details``,
+    when given, receives the objects whose details must be re-read even if their row is as stored
+    (their comments or activities changed, which the row may not show).
     """
     out: dict[str, set[str]] = {}
+    forced = details if details is not None else {}
     activities, comments = set(), set()
+
+    def owner(src, oid):
+        out.setdefault(src, set()).add(oid)
+        forced.setdefault(src, set()).add(oid)
     for ch in changes:
         if ch.source == "activity":
             activities.add(ch.id)
@@ -423,20 +462,22 @@ def resolve(db: Database, client, portal: str, changes: Iterable[Change]) -> dic
             comments.add(ch.id)
         else:
             out.setdefault(ch.source, set()).add(ch.id)
+            if ch.details:
+                forced.setdefault(ch.source, set()).add(ch.id)
     if activities:
         for aid, row in _batched_get(client, "crm.activity.get", sorted(activities)).items():
             src = _crm_source(row.get("OWNER_TYPE_ID")) if isinstance(row, dict) else None
             if src and _id(row.get("OWNER_ID")):
-                out.setdefault(src, set()).add(_id(row.get("OWNER_ID")))
+                owner(src, _id(row.get("OWNER_ID")))
             for s, i in _known_owners(db, portal, "a:", aid):
-                out.setdefault(s, set()).add(i)
+                owner(s, i)
     if comments:
         for cid, row in _batched_get(client, "crm.timeline.comment.get", sorted(comments)).items():
             src = _crm_source(row.get("ENTITY_TYPE")) if isinstance(row, dict) else None
             if src and _id(row.get("ENTITY_ID")):
-                out.setdefault(src, set()).add(_id(row.get("ENTITY_ID")))
+                owner(src, _id(row.get("ENTITY_ID")))
             for s, i in _known_owners(db, portal, "tc:", cid):
-                out.setdefault(s, set()).add(i)
+                owner(s, i)
     return out
 
 
@@ -659,12 +700,18 @@ class Skip(Exception):
     """The batch cannot be processed and never will be (the app was uninstalled): mark it skipped."""
 
 
-def refresh_objects(db: Database, client, portal: str, groups: dict[str, set[str]], config: dict) -> dict:
+def refresh_objects(db: Database, client, portal: str, groups: dict[str, set[str]], config: dict,
+                    details: dict[str, set[str]] | None = None) -> dict:
     """Re-read the named objects through every configured selector of their source.
 
     ``sync.refresh_tickets`` saves what the portal still shows under a selector; an id that none
     of them returned (deleted, or moved out of every selector) is marked deleted, as a clean sync
     would leave it. Sources no selector covers are ignored. Returns ``{source: (saved, gone)}``.
+
+    With ``details`` given (``{source: ids}``), an object outside it whose row comes back equal to
+    the stored snapshot is not re-read further: the row is one command of a 50-command batch,
+    its history, comments and activities three more each, so a burst of events about objects that
+    a sync (or an earlier event) already brought in costs ceil(n/50) requests, not 4x that.
     """
     from .sources import configured_selectors, get_source
     from .sync import forget_tickets, refresh_tickets
@@ -677,8 +724,9 @@ def refresh_objects(db: Database, client, portal: str, groups: dict[str, set[str
         if not sels or not ids:
             continue
         seen: set[str] = set()
+        skip = () if details is None else set(ids) - set(details.get(source, ()))
         for sel in sels:
-            refresh_tickets(client, db, sel, sorted(ids), config, saved=seen)
+            refresh_tickets(client, db, sel, sorted(ids), config, saved=seen, skip_unchanged=skip)
         gone = sorted(set(ids) - seen)
         n = forget_tickets(db, portal, sels[0], gone, config) if gone else 0
         out[source] = (len(seen), n)
@@ -713,8 +761,9 @@ def make_handler(client_for: Callable[[str], object], config_for: Callable[[Data
             if p.pull_offline:
                 _, blind = pull_offline(db, client, portal)
             if p.changes:
-                groups = resolve(db, client, portal, p.changes)
-                refresh_objects(db, client, portal, groups, config_for(db, portal))
+                details: dict[str, set[str]] = {}
+                groups = resolve(db, client, portal, p.changes, details)
+                refresh_objects(db, client, portal, groups, config_for(db, portal), details)
         if (p.unparsed or blind) and reconcile:
             reconcile(portal)
     return handle

@@ -34,6 +34,23 @@ COLUMNS = ("member_id", "domain", "client_endpoint", "server_endpoint", "access_
 # Fields a token response may update (DOCS settings/oauth/auto-renewal.md, response example).
 _ROTATED = ("access_token", "refresh_token", "expires_at", "client_endpoint", "server_endpoint",
             "scope", "status", "user_id")
+# The permissions (scopes) the local app must be given in the portal's form (webhooks/README.md):
+# tickets (task, crm, imopenlines), people (user, department), the settings page's lists
+# (userfieldconfig: a user field's list values, e.g. the priorities; sonet_group: workgroups),
+# pushes (im, log), the embedded pages (placement), work calendar (calendar), exports (disk).
+SCOPES = ("crm", "task", "user", "department", "imopenlines", "im", "calendar", "placement", "log", "disk",
+          "userfieldconfig", "sonet_group")
+
+
+def missing_scopes(granted: str | None) -> list[str]:
+    """Of :data:`SCOPES`, those an installation's ``scope`` (comma- or space-separated) lacks;
+    [] when the portal never told us (a webhook, an old row)."""
+    if not granted:
+        return []
+    have = set(granted.replace(",", " ").split())
+    return [s for s in SCOPES if s not in have]
+
+
 EXPIRY_MARGIN = 30          # seconds: a token this close to its expiry counts as expired
 LOCK_TTL = 60.0             # seconds a refresh lease lives if its holder dies mid-refresh
 

@@ -20,6 +20,7 @@ from typing import Callable
 
 from . import bindings, inbox, leases
 from .client import B24Client
+from .config import rest_limits
 from .installations import get_installation
 from .overrides import effective_config
 from .proc import short
@@ -27,6 +28,12 @@ from .scheduler import Jobs, Scheduler
 from .store import open_db
 
 log = logging.getLogger(__name__)
+
+
+# The server's worker lets events gather up to a second (or 500 of them) before it reads the
+# objects they name: the re-reads then go 50 to a command (a second is two requests' worth at the
+# portal's 2/s, so nothing is read later than the limit would allow anyway).
+FILL_WAIT = 1.0
 
 
 def push_due(db_path: str, portal: str, *, config: dict, client_id=None, client_secret=None,
@@ -44,7 +51,7 @@ class Runtime:
     def __init__(self, app, *, scheduler: bool = True, worker: bool = True, poll: float = 1.0,
                  sync_minutes: float | None = None, lock_wait: float = 600.0, retry_backoff: float = 5.0,
                  after_sync: Callable[[str], None] | None = None,
-                 push: Callable[..., list] | None = push_due):
+                 push: Callable[..., list] | None = push_due, fill_wait: float = 0.0):
         self.app = app
         self.after_sync = after_sync    # portal -> None, after each sync that ran (the pages warm the dashboard)
         self.push = push                # what is due after a scheduled sync (None: push nothing)
@@ -61,7 +68,7 @@ class Runtime:
         self._sched_lock = None
         self.worker = inbox.Worker(self.db_path, inbox.make_handler(
             self.client_for, self.config_for, reconcile=self.request_reconcile, rebind=self.rebind),
-            poll=poll, backoff=retry_backoff)
+            poll=poll, backoff=retry_backoff, fill_wait=fill_wait)
         self._pending_reconcile: set[str] = set()
         self._guard = threading.Lock()
         self._stopped = False
@@ -69,7 +76,7 @@ class Runtime:
     # -- wiring ---------------------------------------------------------------------------------
     def client_for(self, portal: str) -> B24Client:
         return B24Client.from_installation(self.db_path, portal, self.client_id, self.client_secret,
-                                           self.oauth_url)
+                                           self.oauth_url, **rest_limits(self.base_config))
 
     def config_for(self, db, portal: str) -> dict:
         return effective_config(db, portal, self.base_config)

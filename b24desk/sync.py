@@ -213,17 +213,21 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
 
 
 def refresh_tickets(client, db, selector: str, ids, config: dict | None = None,
-                    saved: set[str] | None = None) -> int:
+                    saved: set[str] | None = None, skip_unchanged=()) -> int:
     """Re-read the given tickets of ``selector`` now (an event said they changed); returns how many
-    were saved. Ids the portal no longer shows under the selector are skipped; those saved are
-    added to ``saved`` when given."""
+    were saved. Ids the portal no longer shows under the selector are skipped; those saved (or seen
+    unchanged) are added to ``saved`` when given. Ids in ``skip_unchanged`` whose row is as stored
+    get no detail reads (where the source can tell: tasks, CRM)."""
     source = get_source(selector, config)
-    ctx = SyncContext(portal=client.portal_id, db=db, config=config or {})
+    ctx = SyncContext(portal=client.portal_id, db=db, config=config or {},
+                      skip_unchanged=frozenset(str(i) for i in skip_unchanged))
     report = SourceReport(selector)
     for page in source.fetch_ids(client, ctx, [str(i) for i in ids]):
-        _save_page(db, page, None, report, None)
+        if page.bundles:
+            _save_page(db, page, None, report, None)
         if saved is not None:
             saved.update(b.ticket.source_id for b in page.bundles)
+            saved.update(page.unchanged)
     return report.saved
 
 

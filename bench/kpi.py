@@ -10,6 +10,14 @@ in a separate run so the timing is not slowed by tracing). Beside it, in the sam
 baseline: a straightforward loop in Python over *every* ticket and event of the store, replaying
 each with the same maths; its numbers must equal the report's. Target: under 1 s for 1M tickets,
 cost growing with the tickets in the period, not with the store.
+
+Shapes: ``--shapes 100000x5 1000000x2 ...`` (tickets x years of history up to 2026-11; the default
+is 100k and 1M over five years) and ``--months 1 6`` (period lengths ending with October 2026).
+After the per-run table comes the growth table: for each shape and period, the tickets in the
+store, the tickets the store read for the period (candidates), the tickets in the period (A: open
+at some moment of it), the report's seconds and peak MiB, each as a multiple of the first row, so
+a cost that follows the store rather than the period shows at a glance (e.g. 100000x5 against
+1000000x50: the same monthly volume with ten times the history).
 """
 from __future__ import annotations
 
@@ -32,31 +40,51 @@ from b24desk.kpi import build_report  # noqa: E402
 from b24desk.kpi.engine import aggregate, ticket_facts  # noqa: E402
 from b24desk.kpi.load import TICKET_COLUMNS  # noqa: E402
 from b24desk.kpi.report import ReportEnv  # noqa: E402
-from b24desk.store import open_db  # noqa: E402
+from b24desk.store import m_kpi_journal_001, open_db  # noqa: E402
 
 PORTAL = "bench"
 TZ = ZoneInfo("Europe/Moscow")
 END = int(datetime(2026, 11, 1, tzinfo=TZ).timestamp())
 NOW = int(datetime(2026, 11, 20, tzinfo=TZ).timestamp())       # sync time: later events exist
-SPAN = 5 * 365 * 86400
+YEAR = 365 * 86400
 CONFIG = {"calendar": {"timezone": "Europe/Moscow"},
           "sla": {"resolution_business_seconds": {"critical": 14400, "high": 32400, "normal": 97200,
                                                   "low": 194400}}}
-PERIODS = [("2026-10-01", "2026-11-01", "latest month"), ("2024-04-01", "2024-05-01", "mid-history month")]
 
 
-def generate(path: Path, n: int, seed: int = 7) -> None:
-    """Write a store of ``n`` tickets (about 5 events each) at ``path``."""
+def periods(months: int, years: float) -> list[tuple[str, str, str]]:
+    """The last ``months`` months before 2026-11, and the same length in the middle of the history."""
+    def back(y: int, m: int, k: int) -> tuple[int, int]:
+        m -= k
+        while m < 1:
+            y, m = y - 1, m + 12
+        return y, m
+    y, m = back(2026, 11, months)
+    latest = (f"{y:04d}-{m:02d}-01", "2026-11-01", f"latest {months} mo")
+    mid = back(2026, 11, int(years * 6) + months)
+    mend = back(mid[0], mid[1], -months)
+    middle = (f"{mid[0]:04d}-{mid[1]:02d}-01", f"{mend[0]:04d}-{mend[1]:02d}-01", f"mid-history {months} mo")
+    return [latest, middle]
+
+
+def generate(path: Path, n: int, seed: int = 7, years: float = 5) -> None:
+    """Write a store of ``n`` tickets (about 5 events each) over ``years`` before 2026-11 at ``path``."""
+    span = int(years * YEAR)
     rnd = random.Random(seed)
     db = open_db(path)
     db.execute("PRAGMA synchronous=OFF")
+    # a generated store needs no change journal while it is written (reports/cache.py); its
+    # triggers are put back at the end
+    for (name,) in db.execute("select name from sqlite_master where type = 'trigger' and name like 'kpi_j_%'"
+                              ).fetchall():
+        db.execute(f"drop trigger {name}")
     agents = [str(i) for i in range(10, 50)]
     db["departments"].insert_all([{"portal": PORTAL, "id": str(d), "name": f"Dept {d}",
                                    "parent": None if d == 1 else "1"} for d in range(1, 6)], pk=("portal", "id"))
     db["users"].insert_all([{"portal": PORTAL, "id": a, "name": f"Agent {a}", "departments": f"[{int(a) % 4 + 2}]",
                              "is_bot": 0} for a in agents], pk=("portal", "id"))
     customers = max(n // 3, 1)
-    start = END - SPAN
+    start = END - span
     cols = ["portal", "source", "source_id", "title", "type", "priority", "author_id", "customer",
             "responsible_id", "created_at", "deadline", "resolved_at", "closed_at", "state", "rating",
             "handle_time", "deleted"]
@@ -73,7 +101,7 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
 
     priorities = ["low", "normal", "normal", "normal", "high", "critical"]
     # Rows are written in creation order, as a sync writes them (ID order first, then as they come).
-    created_times = sorted(start + int(rnd.random() * SPAN) for _ in range(n))
+    created_times = sorted(start + int(rnd.random() * span) for _ in range(n))
     for i, created in enumerate(created_times):
         source = "task" if rnd.random() < 0.7 else "crm:2"
         sid = str(i)
@@ -123,6 +151,7 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
         if len(tickets) >= 50_000:
             flush()
     flush()
+    m_kpi_journal_001(db)
     conn.execute("ANALYZE")
     conn.commit()
     conn.close()
@@ -189,61 +218,112 @@ def peak_mib(fn) -> float:
     return peak / 2**20
 
 
+def parse_shape(text: str) -> tuple[int, float]:
+    n, _, years = text.lower().partition("x")
+    return int(n.replace("_", "")), float(years or 5)
+
+
+def candidates(db, date_from: str, date_to: str) -> int:
+    """How many ticket rows the engine's loader reads for the period and its previous one."""
+    from b24desk.kpi.load import candidate_query
+    env = ReportEnv(db, PORTAL, CONFIG)
+    p = env.period(date_from, date_to)
+    prev = p.previous()
+    sql, params = candidate_query(PORTAL, prev.start, p.end)
+    return db.conn.execute(f"select count(*) from ({sql})", params).fetchone()[0]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--sizes", type=int, nargs="+", help="tickets per store over 5 years (= --shapes NxN5)")
+    ap.add_argument("--shapes", nargs="+", default=None, metavar="TICKETSxYEARS",
+                    help="stores as tickets x years of history (default 100000x5 1000000x5)")
+    ap.add_argument("--months", type=int, nargs="+", default=[1], help="period lengths in months")
+    ap.add_argument("--mid", action="store_true", help="also a period in the middle of the history")
+    ap.add_argument("--repeat", type=int, default=5, help="report runs per figure (best is kept)")
     ap.add_argument("--dir", default="/tmp", help="where the generated stores are kept between runs")
     ap.add_argument("--fresh", action="store_true", help="regenerate the stores")
     ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args(argv)
+    shapes = [parse_shape(x) for x in args.shapes] if args.shapes else [
+        (n, 5.0) for n in (args.sizes or [100_000, 1_000_000])]
 
     rows = []
     load0 = f"{os.getloadavg()[0]:.1f}"
-    for n in args.sizes:
-        path = Path(args.dir) / f"b24desk-bench-kpi-{n}.db"
+    for n, years in shapes:
+        path = Path(args.dir) / (f"b24desk-bench-kpi-{n}.db" if years == 5 else f"b24desk-bench-kpi-{n}x{years:g}y.db")
         if args.fresh or not path.exists():
             path.unlink(missing_ok=True)
             t0 = time.perf_counter()
-            generate(path, n)
-            print(f"generated {n:,} tickets in {time.perf_counter() - t0:.0f} s: {path}", file=sys.stderr)
+            generate(path, n, years=years)
+            print(f"generated {n:,} tickets over {years:g} years in {time.perf_counter() - t0:.0f} s: {path}",
+                  file=sys.stderr)
         db = open_db(path)
-        for date_from, date_to, what in PERIODS:
-            secs, cpu, report = timed(lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG), 5)
-            mem = peak_mib(lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG))
-            k = report["kpis"]
-            row = {"tickets": n, "period": f"{date_from[:7]} ({what})", "created": k["tickets_total"]["value"],
-                   "active": k["task_efficiency"]["n"], "report_s": secs, "report_cpu_s": cpu,
-                   "report_mib": mem}
-            if not args.no_baseline:
-                bsecs, bcpu, base = timed(lambda: baseline(db, date_from, date_to), repeat=1)
-                row["baseline_s"], row["baseline_cpu_s"] = bsecs, bcpu
-                row["baseline_mib"] = peak_mib(lambda: baseline(db, date_from, date_to)) if n <= 100_000 else None
-                mine = {"value": {key: e["value"] for key, e in k.items() if key != "ccei"},
-                        "previous": {key: e["previous"] for key, e in k.items() if key != "ccei"}}
-                same = json.dumps(mine, sort_keys=True, default=str) == json.dumps(base, sort_keys=True, default=str)
-                row["same_numbers"] = same
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr)
+        for months in args.months:
+            for date_from, date_to, what in periods(months, years)[:2 if args.mid else 1]:
+                secs, cpu, report = timed(lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG),
+                                          args.repeat)
+                mem = peak_mib(lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG))
+                k = report["kpis"]
+                row = {"tickets": n, "years": years, "period": f"{date_from[:7]} ({what})",
+                       "created": k["tickets_total"]["value"], "active": k["task_efficiency"]["n"],
+                       "loaded": candidates(db, date_from, date_to),
+                       "report_s": secs, "report_cpu_s": cpu, "report_mib": mem}
+                if not args.no_baseline:
+                    bsecs, bcpu, base = timed(lambda: baseline(db, date_from, date_to), repeat=1)
+                    row["baseline_s"], row["baseline_cpu_s"] = bsecs, bcpu
+                    row["baseline_mib"] = peak_mib(lambda: baseline(db, date_from, date_to)) if n <= 100_000 else None
+                    mine = {"value": {key: e["value"] for key, e in k.items() if key != "ccei"},
+                            "previous": {key: e["previous"] for key, e in k.items() if key != "ccei"}}
+                    same = (json.dumps(mine, sort_keys=True, default=str)
+                            == json.dumps(base, sort_keys=True, default=str))
+                    row["same_numbers"] = same
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr)
         db.conn.close()
 
-    head = ["tickets", "period", "created", "active", "report s", "report CPU s", "report peak MiB",
+    def show(table):
+        widths = [max(len(str(x[i])) for x in table) for i in range(len(table[0]))]
+        for line in table:
+            print("  ".join(str(c).rjust(widths[i]) if i != 2 else str(c).ljust(widths[i])
+                            for i, c in enumerate(line)))
+
+    dash = "\u2014"
+    head = ["tickets", "years", "period", "created", "active", "report s", "report CPU s", "report peak MiB",
             "baseline s", "baseline CPU s", "baseline peak MiB", "same numbers"]
     table = [head]
     for r in rows:
-        table.append([f"{r['tickets']:,}", r["period"], f"{r['created']:,}", f"{r['active']:,}",
+        table.append([f"{r['tickets']:,}", f"{r['years']:g}", r["period"], f"{r['created']:,}", f"{r['active']:,}",
                       f"{r['report_s']:.3f}", f"{r['report_cpu_s']:.3f}", f"{r['report_mib']:.1f}",
-                      "—" if r.get("baseline_s") is None else f"{r['baseline_s']:.2f}",
-                      "—" if r.get("baseline_cpu_s") is None else f"{r['baseline_cpu_s']:.2f}",
-                      "—" if r.get("baseline_mib") is None else f"{r['baseline_mib']:.1f}",
-                      "—" if "same_numbers" not in r else ("yes" if r["same_numbers"] else "NO")])
-    widths = [max(len(str(x[i])) for x in table) for i in range(len(head))]
-    for line in table:
-        print("  ".join(str(c).rjust(widths[i]) if i != 1 else str(c).ljust(widths[i]) for i, c in enumerate(line)))
-    print("report = build_report for the month and its previous month (indexed load + replay), best of 5;"
-          " baseline = a Python loop over every ticket and event of the store, same maths, one run.")
+                      dash if r.get("baseline_s") is None else f"{r['baseline_s']:.2f}",
+                      dash if r.get("baseline_cpu_s") is None else f"{r['baseline_cpu_s']:.2f}",
+                      dash if r.get("baseline_mib") is None else f"{r['baseline_mib']:.1f}",
+                      dash if "same_numbers" not in r else ("yes" if r["same_numbers"] else "NO")])
+    show(table)
+    print("report = build_report for the period and its previous period, best of"
+          f" {args.repeat}; baseline = a Python loop over every ticket and event of the store, same maths,"
+          " one run. active = A, the tickets open at some moment of the period.")
     print("Peak memory is tracemalloc's (Python heap), in a separate run; the baseline's is measured at"
           f" 100k only (tracing 5M events is slow). Load average during the run: {load0} -> {os.getloadavg()[0]:.1f}"
           f" on {os.cpu_count()} CPUs.")
+
+    # growth: each figure as a multiple of the first row's
+    print("\n== growth (x the first row): does the cost follow the period or the store?")
+    first = rows[0]
+    print("(CPU seconds: on a shared machine wall time swings with the load; the ratios use CPU time)")
+    g = [["tickets in store", "years", "period", "read for period+prev", "in period (A)", "report CPU s",
+          "peak MiB", "baseline CPU s", "store x", "read x", "in period x", "report x", "MiB x", "baseline x"]]
+
+    def x(a, b):
+        return f"{a / b:.2f}" if a is not None and b else dash
+    for r in rows:
+        g.append([f"{r['tickets']:,}", f"{r['years']:g}", r["period"], f"{r['loaded']:,}", f"{r['active']:,}",
+                  f"{r['report_cpu_s']:.3f}", f"{r['report_mib']:.1f}",
+                  dash if r.get("baseline_cpu_s") is None else f"{r['baseline_cpu_s']:.2f}",
+                  x(r["tickets"], first["tickets"]), x(r["loaded"], first["loaded"]),
+                  x(r["active"], first["active"]), x(r["report_cpu_s"], first["report_cpu_s"]),
+                  x(r["report_mib"], first["report_mib"]), x(r.get("baseline_cpu_s"), first.get("baseline_cpu_s"))])
+    show(g)
     return 0 if all(r.get("same_numbers", True) for r in rows) else 1
 
 

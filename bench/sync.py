@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -73,6 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--naive-limit", type=int, default=0,
                     help="stop the naive client after this many tasks and extrapolate (0 = all)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary stores (default: removed)")
     a = ap.parse_args(argv)
     n = a.tasks
     t = time.perf_counter()
@@ -129,6 +131,8 @@ def main(argv=None) -> int:
               f"{inc_req} HTTP requests, {inc.saved} tickets re-read")
     finally:
         d.stop()
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -19,12 +19,21 @@ schedule; ours is seconds-to-minutes fresh:
 
 Computations must not use the request's connection (a background one outlives the request):
 ``compute`` opens its own.
+
+**By what changed.** A caller that passes ``scope=(portal, lo, hi)`` (a report of ``[from, to)``:
+``lo`` = the previous period's start minus the repeat-contact window, ``hi`` = ``to``) keeps its
+entry across store writes that cannot touch it: the entry remembers the store's change-journal
+position (``kpi_journal``, written by triggers: b24desk/store.py) and, when the store's version
+moved, one indexed read tells whether any later write met that portal's window. None did: the
+entry is still exact and served as a hit, ``/api/kpi`` included. A write to another portal, to
+tickets whose lives lie outside the window, or to settings no report reads invalidates nothing.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -50,11 +59,30 @@ def store_version(path: str) -> tuple:
     return tuple(out)
 
 
+def _journal(db_path: str, scope=None, since: int | None = None):
+    """``store.journal_state`` on a short read-only connection; None when it cannot say."""
+    from b24desk.store import journal_state
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        if scope is None:
+            return journal_state(conn)
+        portal, lo, hi = scope
+        return journal_state(conn, portal, since, lo, hi)
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
 @dataclass
 class _Entry:
     value: object
     version: tuple
     known: float            # when the value was last known to match the store (monotonic clock)
+    seq: int | None = None  # the change journal's position when the value was computed (or re-checked)
 
 
 @dataclass(frozen=True)
@@ -74,15 +102,34 @@ class Memo:
         self.max_stale = max_stale
         self.clock = clock
         self.hits = self.misses = self.stale_hits = 0
+        self.kept = 0                       # hits after a store write that did not touch the scope
 
-    def get_or_compute(self, db_path: str, key, compute, *, exact: bool = False):
-        return self.lookup(db_path, key, compute, exact=exact).value
+    def get_or_compute(self, db_path: str, key, compute, *, exact: bool = False, scope=None):
+        return self.lookup(db_path, key, compute, exact=exact, scope=scope).value
 
-    def lookup(self, db_path: str, key, compute, *, exact: bool = False) -> Served:
+    def lookup(self, db_path: str, key, compute, *, exact: bool = False, scope=None) -> Served:
         """The value of ``key`` for the store at ``db_path`` (see the module's policy)."""
         k = (str(db_path), json.dumps(key, sort_keys=True, default=str))
         version = store_version(db_path)
         now = self.clock()
+        with self._lock:
+            e = self._data.get(k)
+            if e is not None and e.version == version:
+                self._data.move_to_end(k)
+                e.known = max(e.known, now)
+                self.hits += 1
+                return Served(e.value)
+        if e is not None and scope is not None and e.seq is not None:
+            state = _journal(db_path, scope, e.seq)      # did any write since meet the scope?
+            if state is not None and not state[1]:
+                with self._lock:
+                    if self._data.get(k) is e:
+                        if e.seq is None or state[0] >= e.seq:
+                            e.seq, e.version = state[0], version
+                        e.known = max(e.known, now)
+                        self.hits += 1
+                        self.kept += 1
+                        return Served(e.value)
         with self._lock:
             e = self._data.get(k)
             if e is not None:
@@ -95,14 +142,14 @@ class Memo:
                 if not exact and age <= self.max_stale:
                     self.stale_hits += 1
                     if k not in self._refreshing:
-                        th = threading.Thread(target=self._refresh, args=(k, db_path, compute),
+                        th = threading.Thread(target=self._refresh, args=(k, db_path, compute, scope),
                                               name="reports-memo-refresh", daemon=True)
                         self._refreshing[k] = th
                         th.start()
                     return Served(e.value, True, age)
-        return Served(self._compute(k, version, now, compute))
+        return Served(self._compute(k, version, now, compute, scope))
 
-    def _compute(self, k, version, started: float, compute):
+    def _compute(self, k, version, started: float, compute, scope=None):
         """``compute()`` once per (key, version); concurrent callers of that pair wait for it."""
         with self._lock:
             ev = self._busy.get((k, version))
@@ -118,12 +165,13 @@ class Memo:
                     return e.value
             return compute()
         try:
+            state = _journal(k[0], None) if scope is not None else None   # read before the data: conservative
             value = compute()
             with self._lock:
                 self.misses += 1
                 old = self._data.get(k)
                 if old is None or old.known <= started:     # never replace a newer result
-                    self._data[k] = _Entry(value, version, started)
+                    self._data[k] = _Entry(value, version, started, state[0] if state else None)
                     self._data.move_to_end(k)
                 while len(self._data) > self.max_entries:
                     self._data.popitem(last=False)
@@ -133,9 +181,9 @@ class Memo:
                 self._busy.pop((k, version), None)
             ev.set()
 
-    def _refresh(self, k, db_path: str, compute) -> None:
+    def _refresh(self, k, db_path: str, compute, scope=None) -> None:
         try:
-            self._compute(k, store_version(db_path), self.clock(), compute)
+            self._compute(k, store_version(db_path), self.clock(), compute, scope)
         except Exception:                   # the stale entry stays; the next stale hit retries
             log.exception("background recompute of %s failed", k[1][:200])
         finally:

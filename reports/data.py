@@ -14,7 +14,7 @@ from b24desk.kpi import build_report
 from b24desk.kpi.drilldown import Replay
 from b24desk.kpi.formats import render, to_xlsx
 from b24desk.kpi.load import load_people
-from b24desk.kpi.report import ReportPass, paused_gc
+from b24desk.kpi.report import ReportPass, paused_gc, report_settings
 from b24desk.overrides import effective_config
 from b24desk.store import open_db
 
@@ -40,11 +40,13 @@ def _own_db(path: str, fn):
     return run
 
 
-def _get(key, fn, *, exact: bool = False):
-    """The memo's answer; a stale one is noted on ``g`` (the page says so, a header tells tests)."""
+def _get(key, fn, *, exact: bool = False, scope=None, figures: bool = True):
+    """The memo's answer; a stale figure is noted on ``g`` (the page says so, a header tells tests).
+    Lists around the figures (``figures=False``: people, filter options) may lag a recompute
+    silently, so a settings change, which makes every entry stale, shows no "refreshing" note."""
     path = _db_path()
-    served = MEMO.lookup(path, key, _own_db(path, fn), exact=exact)
-    if served.stale:
+    served = MEMO.lookup(path, key, _own_db(path, fn), exact=exact, scope=scope)
+    if served.stale and figures:
         g.analytics_stale = max(getattr(g, "analytics_stale", 0.0), served.age)
     return served.value
 
@@ -64,8 +66,30 @@ def with_stale_header(response):
     return response
 
 
+def scope(portal: str, q: Query, cfg: dict) -> tuple | None:
+    """What a report of ``q`` can depend on (reports/cache.py): the portal, and ticket lives that
+    meet ``[previous from - repeat window, to)`` (the loader's window), a day wider on each side
+    so that no time zone can narrow it. None when the period does not parse (no keeping)."""
+    from b24desk.kpi.periods import make_period, zone
+    try:
+        p = make_period(q.date_from, q.date_to, zone(q.tz))
+        prev = p.previous()
+        window = int(cfg.get("repeat_window_days", 30)) * 86400
+    except Exception:                  # anything odd: no scope, the store version alone decides
+        return None
+    return (portal, min(prev.start, p.start) - window - 86400, p.end + 86400)
+
+
 def portal_config(db, portal: str) -> dict:
     return effective_config(db, portal, config())
+
+
+def _inputs(db, portal: str) -> tuple[dict, tuple]:
+    """The effective config, and what a memo key must hold besides the query: the config and every
+    other setting the engine reads (targets, CCEI inputs, time zone...), since a write makes a page's
+    entry only *stale* (served once more) while a changed key makes it fresh at once."""
+    cfg = portal_config(db, portal)
+    return cfg, (cfg, report_settings(db, portal))
 
 
 def engine_filters(filters: dict) -> dict:
@@ -75,17 +99,17 @@ def engine_filters(filters: dict) -> dict:
 def report(db, portal: str, q: Query, filters: dict, group_by: str | None = None, *, exact: bool = False) -> dict:
     """``build_report`` for the query (the same call ``flask kpi`` makes), memoized: shared
     between requests, so callers treat it as read-only."""
-    cfg = portal_config(db, portal)
-    key = ("report", portal, q.date_from, q.date_to, engine_filters(filters), group_by, cfg)
+    cfg, settings = _inputs(db, portal)
+    key = ("report", portal, q.date_from, q.date_to, engine_filters(filters), group_by, settings)
     return _get(key, lambda own: build_report(
         own, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg),
-        exact=exact)
+        exact=exact, scope=scope(portal, q, cfg))
 
 
 def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str):
     """The report in ``flask kpi``'s ``--format`` (json, csv, xlsx): always exact, like the command."""
-    cfg = portal_config(db, portal)
-    key = ("rendered", fmt, portal, q.date_from, q.date_to, engine_filters(filters), group_by, cfg)
+    cfg, settings = _inputs(db, portal)
+    key = ("rendered", fmt, portal, q.date_from, q.date_to, engine_filters(filters), group_by, settings)
 
     def compute(own):
         if fmt != "xlsx":
@@ -95,14 +119,14 @@ def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt
             rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
             series = Replay.of_pass(rp).series(weeks(rp.period.start, rp.period.end, rp.env.tz_name))
             return to_xlsx(rp.report(group_by), series)
-    return _get(key, compute, exact=True)
+    return _get(key, compute, exact=True, scope=scope(portal, q, cfg))
 
 
 def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: bool = False) -> dict:
     """What a dashboard shows for one query, from one engine pass: ``{"reports": {group_by:
     report}, "charts": {series, tz, frt, resolution}}`` (weekly series and the FRT / resolution
     per-ticket durations come from the same replay as the report)."""
-    cfg = portal_config(db, portal)
+    cfg, settings = _inputs(db, portal)
     group_bys = tuple(group_bys)
 
     def compute(own):
@@ -115,24 +139,24 @@ def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: b
                       "frt": sorted(replay.durations("first_response_time")),
                       "resolution": sorted(replay.durations("resolution_time"))}
         return {"reports": reports, "charts": charts}
-    key = ("page", portal, q.date_from, q.date_to, engine_filters(filters), group_bys, cfg)
-    return _get(key, compute, exact=exact)
+    key = ("page", portal, q.date_from, q.date_to, engine_filters(filters), group_bys, settings)
+    return _get(key, compute, exact=exact, scope=scope(portal, q, cfg))
 
 
 def members(db, portal: str, q: Query, filters: dict, kpi: str) -> list[dict]:
-    cfg = portal_config(db, portal)
+    cfg, settings = _inputs(db, portal)
 
     def compute(own):
         with paused_gc():
             rp = Replay(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
             return rp.members(kpi)
-    key = ("members", portal, q.date_from, q.date_to, engine_filters(filters), kpi, cfg)
-    return _get(key, compute)
+    key = ("members", portal, q.date_from, q.date_to, engine_filters(filters), kpi, settings)
+    return _get(key, compute, scope=scope(portal, q, cfg))
 
 
 def people(db, portal: str) -> tuple[dict, dict]:
     """Users (id -> {label, departments}) and departments (id -> {name, parent}), memoized."""
-    return _get(("people", portal), lambda own: load_people(own, portal))
+    return _get(("people", portal), lambda own: load_people(own, portal), figures=False)
 
 
 def distinct(db, portal: str, column: str) -> list[str]:
@@ -142,7 +166,7 @@ def distinct(db, portal: str, column: str) -> list[str]:
         rows = own.execute(f"select distinct {column} from tickets where portal = ? and {column} is not null"
                           " and coalesce(deleted, 0) = 0 order by 1", [portal]).fetchall()
         return [str(r[0]) for r in rows if r[0] not in (None, "")]
-    return _get(("distinct", portal, column), compute)
+    return _get(("distinct", portal, column), compute, figures=False)
 
 
 def tickets_by_key(db, portal: str, keys: list[tuple[str, str]]) -> dict:

@@ -14,7 +14,7 @@ from b24desk import catalog as catalog_mod
 from b24desk import settings_change
 from b24desk.store import set_setting
 
-from b24desk.installations import get_installation
+from b24desk.installations import get_installation, missing_scopes
 from b24desk.kpi.load import portal_zone
 from b24desk.viewer import ViewerError, can_see_ticket, check_csrf, csrf_token
 
@@ -26,7 +26,7 @@ from b24desk.text import present
 from . import data, portal_settings, settings_forms, ticket_card
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, config, get_db
-from b24desk.text.i18n import kpi_label, t
+from b24desk.text.i18n import kpi_label, lang_index, t
 from .query import parse as parse_query
 from .security import bx24_script, portal_origins
 
@@ -92,17 +92,20 @@ def _settings_context(db, portal: str, error: str | None = None, form=None, erro
         d = date.today().replace(day=1)
         prev = date(d.year - (d.month == 1), 12 if d.month == 1 else d.month - 1, 1)
         period = prev.strftime("%Y-%m")
-    ccei_inputs = portal_settings.get_ccei(db, portal, period) if portal_settings.PERIOD.match(period) else {}
+    ccei_inputs = portal_settings.get_ccei(db, portal, period) if settings_forms.PERIOD.match(period) else {}
     status, check = portal_settings.openlines_state(db, portal)
     src = form if form is not None else request.args
     try:
-        q = parse_query({"from": src.get("from") or "", "to": src.get("to") or ""}, tz_name)
+        q = parse_query({"from": settings_forms.iso_date(src.get("from") or "", lang),
+                         "to": settings_forms.iso_date(src.get("to") or "", lang)}, tz_name)
     except ViewerError:                 # a bad period was posted: the error box says why
         q = parse_query({}, tz_name)
     posted = form.get("form") if form is not None else None
     selected = settings_forms.configured_selectors(eff)
     push = portal_settings.push_view(db, portal, form)
-    push["recipient_ids"] = [x for x in re.split(r"[\s,;]+", push["recipients"]) if x]
+    for text, ids in (("recipients", "recipient_ids"), ("departments", "department_ids"),
+                      ("alert_recipients", "alert_recipient_ids")):
+        push[ids] = [x for x in re.split(r"[\s,;]+", push[text]) if x]
     push["alert_kpi_list"] = [x for x in re.split(r"[\s,;]+", push["alert_kpis"]) if x]
     fv = form if form is not None else None
 
@@ -121,11 +124,15 @@ def _settings_context(db, portal: str, error: str | None = None, form=None, erro
 
     return {"L": lambda ru, en: ru if lang.startswith("ru") else en, "pv": pv, "pon": pon, "first": first,
             "unit": lambda k: settings_forms.unit(k, lang),
+            "show_date": lambda d: settings_forms.show_date(d, lang),
+            "date_hint": settings_forms.DATE_HINT[lang_index(lang)],
+            "ccei_months": settings_forms.month_options(period, lang),
             "openlines": present.openlines_panel(status, check, lang),
             "ol_from": q.date_from, "ol_to": q.date_to,
             "push": push, "push_kinds": portal_settings.digest.KINDS,
             "push_channels": portal_settings.digest.CHANNELS,
             "catalog": catalog, "catalog_errors": catalog.get("errors") or [],
+            "missing_scopes": missing_scopes((get_installation(db, portal) or {}).get("scope")),
             "source_groups": settings_forms.source_options(catalog, lang), "sources_selected": selected,
             "mappings": settings_forms.mapping_view(db, portal, base, catalog, lang),
             "task_buckets": settings_forms.task_buckets_view(eff, lang), "buckets": settings_forms.BUCKETS,
@@ -292,7 +299,8 @@ def _crosscheck(db, portal: str) -> dict:
     tz_name = portal_zone(db, portal, data.portal_config(db, portal))
     form = request.form
     try:
-        q = parse_query({"from": form.get("from") or "", "to": form.get("to") or ""}, tz_name)
+        q = parse_query({"from": settings_forms.iso_date(form.get("from") or "", current_viewer().lang),
+                         "to": settings_forms.iso_date(form.get("to") or "", current_viewer().lang)}, tz_name)
     except ViewerError as exc:
         raise ValueError(exc.message) from None
     app = current_app.config

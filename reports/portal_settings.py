@@ -1,75 +1,17 @@
-"""What the admin settings page reads and writes: per-portal overrides in the store's settings table.
+"""The settings page's push form and open-lines panel (the other forms: settings_forms.py).
 
-- ``config`` (key ``config``): a partial config table layered over ``config/b24desk.toml``
-  (``sources`` with their field mapping, ``[calendar]``, ``[sla]``, ``[status_buckets]``,
-  ``support_departments``, ``bot_users``), as b24desk/config.py says callers do.
-- ``targets``: the engine's own key and format (b24desk/kpi/targets.py).
-- ``ccei_inputs:<period>``: the engine's own key and validation (b24desk/kpi/ccei.py).
-- ``push``: schedules, channels, recipients and alerts, validated by ``b24desk.push.data.validate_push``.
+- ``push``: schedules, channels, recipients, departments and alerts as a partial setting, validated
+  by ``b24desk.push.data.validate_push`` before settings_forms.parse_push stores it.
+- ``ccei_inputs:<period>``: read with the engine's own key (b24desk/kpi/ccei.py).
 - ``openlines.crosscheck``: written by ``b24desk.sources.openlines.crosscheck`` when an admin asks.
-
-Every value is validated with the engine's own validators before it is stored; a bad value is
-refused with a message naming the field, and nothing is written.
 """
 from __future__ import annotations
 
-import json
 import re
 
 from b24desk.push import data as digest
 from b24desk.kpi import ccei as kccei
-from b24desk.kpi import targets as ktargets
-from b24desk.overrides import CONFIG_SETTING, OVERRIDABLE, overrides, validate_config  # noqa: F401
-from b24desk.store import get_setting, set_setting
-
-PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
-
-def save_config(db, portal: str, section: str, raw: str) -> None:
-    """Store one section (``sources``, ``calendar``...) from its JSON text; empty text removes it."""
-    if section not in OVERRIDABLE:
-        raise ValueError(f"unknown section {section!r}")
-    current = dict(overrides(db, portal))
-    text = (raw or "").strip()
-    if not text:
-        current.pop(section, None)
-    else:
-        try:
-            current[section] = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"{section}: not valid JSON ({exc})") from None
-        validate_config({section: current[section]})
-    set_setting(db, portal, CONFIG_SETTING, current)
-
-
-def get_targets(db, portal: str) -> dict:
-    return get_setting(db, portal, ktargets.TARGETS_SETTING, {}) or {}
-
-
-def save_targets(db, portal: str, raw: str) -> dict:
-    text = (raw or "").strip()
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError as exc:
-        raise ValueError(f"targets: not valid JSON ({exc})") from None
-    clean = ktargets.validate_stored(value)
-    set_setting(db, portal, ktargets.TARGETS_SETTING, clean)
-    return clean
-
-
-def save_ccei(db, portal: str, period: str, fields: dict) -> dict:
-    if not PERIOD.match(period or ""):
-        raise ValueError("CCEI period must look like 2026-10")
-    inputs = {}
-    for key in kccei.INPUT_KEYS:
-        raw = (fields.get(key) or "").strip().replace(",", ".")
-        if raw:
-            try:
-                inputs[key] = float(raw)
-            except ValueError:
-                raise ValueError(f"CCEI input {key} must be a number") from None
-    return kccei.set_inputs(db, portal, period, inputs)
-
+from b24desk.store import get_setting
 
 def get_ccei(db, portal: str, period: str) -> dict:
     return kccei.get_inputs(db, portal, period)
@@ -119,20 +61,13 @@ def push_from_form(form, kpi_keys) -> dict:
     if unknown:
         raise ValueError(f"push.alerts.kpis: {unknown[0]!r} is not a KPI")
     dialog = (form.get("push_chat") or "").strip() or None
+    deps = _ids(_joined(form, "push_departments"), "push.departments")
     return {"enabled": form.get("push_enabled") == "1", "reports": reports, "channels": channels,
             "portal_recipients": _ids(_joined(form, "push_recipients"), "push.portal_recipients"),
+            "departments": deps or "all",          # none ticked: every department with a head
             "chat": {"dialog_id": dialog},
-            "alerts": {"enabled": form.get("push_alerts_enabled") == "1", "kpis": kpis or None}}
-
-
-def save_push(db, portal: str, form, kpi_keys) -> dict:
-    """Merge the form's fields over the stored ``push`` setting (keys the form does not show, such
-    as ``departments`` or ``lang``, are kept), validate, store; a bad value stores nothing."""
-    stored = get_setting(db, portal, digest.PUSH_SETTING) or {}
-    value = digest._merge(stored if isinstance(stored, dict) else {}, push_from_form(form, kpi_keys))
-    digest.validate_push(value)
-    set_setting(db, portal, digest.PUSH_SETTING, value)
-    return value
+            "alerts": {"enabled": form.get("push_alerts_enabled") == "1", "kpis": kpis or None,
+                       "recipients": _ids(_joined(form, "push_alert_recipients"), "push.alerts.recipients")}}
 
 
 def push_view(db, portal: str, form=None) -> dict:
@@ -141,6 +76,9 @@ def push_view(db, portal: str, form=None) -> dict:
     rep = eff.get("reports") or {}
     view = {"enabled": bool(eff.get("enabled")), "channels": list(eff.get("channels") or []),
             "recipients": ", ".join(str(x) for x in eff.get("portal_recipients") or []),
+            "departments": ", ".join(str(x) for x in eff["departments"]) if isinstance(eff.get("departments"), list)
+            else "",                                # "all": none ticked
+            "alert_recipients": ", ".join(str(x) for x in (eff.get("alerts") or {}).get("recipients") or []),
             "chat": (eff.get("chat") or {}).get("dialog_id") or "",
             "alerts_enabled": bool((eff.get("alerts") or {}).get("enabled")),
             "alert_kpis": ", ".join((eff.get("alerts") or {}).get("kpis") or []),
@@ -153,6 +91,8 @@ def push_view(db, portal: str, form=None) -> dict:
         view.update(enabled=form.get("push_enabled") == "1",
                     channels=getlist("push_channels") if getlist else [],
                     recipients=form.get("push_recipients") or "", chat=form.get("push_chat") or "",
+                    departments=form.get("push_departments") or "",
+                    alert_recipients=form.get("push_alert_recipients") or "",
                     alerts_enabled=form.get("push_alerts_enabled") == "1",
                     alert_kpis=form.get("push_alert_kpis") or "")
         for k in digest.KINDS:

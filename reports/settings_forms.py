@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import available_timezones
+
+from babel.dates import format_date, parse_date
 
 from b24desk.push import data as digest
 from b24desk.kpi import ccei as kccei
@@ -58,7 +60,7 @@ M = {  # (ru, en)
     "err_time": ("Время в формате ЧЧ:ММ, например 09:00", "Time as HH:MM, e.g. 09:00"),
     "err_end": ("Конец дня должен быть позже начала", "The day must end after it starts"),
     "err_days": ("Отметьте хотя бы один рабочий день", "Tick at least one work day"),
-    "err_date": ("Дата в формате ГГГГ-ММ-ДД", "A date like 2026-12-31"),
+    "err_date": ("Дата в формате ДД.ММ.ГГГГ, например 31.12.2026", "A date like 2026-12-31"),
     "err_tz": ("Выберите часовой пояс из списка", "Pick a time zone from the list"),
     "err_pick": ("Выберите значение из списка", "Pick a value from the list"),
     "err_source_none": ("Отметьте хотя бы один источник", "Tick at least one source"),
@@ -661,9 +663,60 @@ def calendar_view(db, portal: str, eff: dict, tz_name: str) -> dict:
     }
 
 
+# Dates are typed as text in the viewer's convention (31.12.2026 in Russian, 2026-12-31 in
+# English), not <input type=date>, whose format follows the browser's locale, not the page's.
+DATE_PATTERN = ("dd.MM.y", "y-MM-dd")
+DATE_HINT = ("дд.мм.гггг", "yyyy-mm-dd")
+
+
+def _locale(lang: str) -> str:
+    return ("ru", "en")[lang_index(lang)]
+
+
+def show_date(value, lang: str) -> str:
+    """An ISO date (or a date) as the viewer writes it; anything else as it is."""
+    try:
+        d = value if isinstance(value, date) else date.fromisoformat(str(value))
+    except ValueError:
+        return str(value or "")
+    return format_date(d, DATE_PATTERN[lang_index(lang)], locale=_locale(lang))
+
+
+def read_date(text: str, lang: str) -> date:
+    """A typed date: ISO, or the viewer's own convention (31.12.2026, 1.2.2026); ValueError if not."""
+    text = (text or "").strip()
+    if not re.fullmatch(r"\d{1,4}[.\-/]\d{1,2}[.\-/]\d{1,4}", text):
+        raise ValueError(text)
+    d = parse_date(text, locale=_locale(lang))
+    if d.year < 1900:
+        raise ValueError(text)
+    return d
+
+
+def iso_date(text: str, lang: str) -> str:
+    """``read_date`` as ISO, or the text unchanged (the caller's own check then names the error)."""
+    try:
+        return read_date(text, lang).isoformat()
+    except ValueError:
+        return text
+
+
+def month_options(chosen: str, lang: str, today: date | None = None, back: int = 24) -> list[tuple[str, str]]:
+    """``(YYYY-MM, "октябрь 2026")`` for the last ``back`` months, newest first, and ``chosen``
+    if it is older (a month picker in the viewer's language, whatever the browser's)."""
+    d = (today or date.today()).replace(day=1)
+    out = []
+    for _ in range(back):
+        out.append((d.strftime("%Y-%m"), format_date(d, "LLLL y", locale=_locale(lang))))
+        d = (d.replace(day=1) - timedelta(days=1)).replace(day=1)
+    if chosen and chosen not in {k for k, _ in out} and PERIOD.match(chosen):
+        out.append((chosen, format_date(date.fromisoformat(chosen + "-01"), "LLLL y", locale=_locale(lang))))
+    return out
+
+
 def _date(text: str, field: str, errors: dict, lang: str) -> str | None:
     try:
-        return date.fromisoformat(text.strip()).isoformat()
+        return read_date(text, lang).isoformat()
     except ValueError:
         errors[field] = msg("err_date", lang)
         return None
@@ -727,7 +780,7 @@ def parse_calendar(form, db, portal: str, base: dict, lang: str):
         ("extra_workdays", "Рабочие выходные", "Working weekend days"),
     ):
         if sorted(str(x) for x in old.get(key) or []) != new[key]:
-            lines.append(f"{_l(lang, ru, en)}: " + (", ".join(new[key]) or "—"))
+            lines.append(f"{_l(lang, ru, en)}: " + (", ".join(show_date(d, lang) for d in new[key]) or "—"))
     if (old.get("holidays_country") or "") != country:
         lines.append(
             _l(lang, "Производственный календарь РФ: ", "Russian production calendar: ")
@@ -924,9 +977,11 @@ def parse_people(form, db, portal: str, base: dict, lang: str, ppl: dict):
 
 def parse_push(form, db, portal: str, lang: str, ppl: dict, kpi_keys):
     errors = {}
-    recipients = [x for v in _getlist(form, "push_recipients") for x in re.split(r"[\s,;]+", v) if x]
-    if any(r not in ppl["user_names"] for r in recipients):
-        errors["push_recipients"] = msg("err_person", lang)
+    for name, known, err in (("push_recipients", ppl["user_names"], "err_person"),
+                             ("push_alert_recipients", ppl["user_names"], "err_person"),
+                             ("push_departments", ppl["dep_names"], "err_dep")):
+        if any(x not in known for v in _getlist(form, name) for x in re.split(r"[\s,;]+", v) if x):
+            errors[name] = msg(err, lang)
     for k in digest.KINDS:
         if not HM.match((form.get(f"push_{k}_time") or "").strip()):
             errors[f"push_{k}_time"] = msg("err_time", lang)
@@ -957,6 +1012,15 @@ def parse_push(form, db, portal: str, lang: str, ppl: dict, kpi_keys):
             _l(lang, "Получатели сводки: ", "Digest recipients: ")
             + (", ".join(ppl["user_names"].get(str(r), str(r)) for r in after["portal_recipients"]) or "—")
         )
+    if before.get("departments") != after.get("departments"):
+        deps = after.get("departments")
+        lines.append(_l(lang, "Сводки отделов: ", "Department digests: ") + (
+            _l(lang, "все отделы с руководителем", "every department with a head") if deps == "all"
+            else ", ".join(ppl["dep_names"].get(str(d), str(d)) for d in deps)))
+    if (before.get("alerts") or {}).get("recipients") != (after.get("alerts") or {}).get("recipients"):
+        lines.append(_l(lang, "Получатели оповещений: ", "Alert recipients: ") + (
+            ", ".join(ppl["user_names"].get(str(r), str(r)) for r in after["alerts"].get("recipients") or [])
+            or _l(lang, "как у сводки", "as for the digest")))
     if before.get("enabled") != after.get("enabled"):
         lines.append(
             _l(lang, "Рассылка: ", "Pushes: ")

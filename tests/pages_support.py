@@ -87,3 +87,36 @@ def build_desk(tmp_dir, *, tickets: int = 120, seed: int = 5) -> Desk:
 
 def month_start(d: date) -> date:
     return d.replace(day=1)
+
+
+# --- the settings tests' shared helpers (an app on the desk's store, a launch token, a setting) -----
+
+def settings_app_client(d, secret: str):
+    """A test client of an app on ``d``'s store, with the double's OAuth server and an empty memo."""
+    from app import create_app
+    from reports.data import MEMO
+    app = create_app({"TESTING": True, "DB": d.db_path, "SECRET_KEY": secret, "CLIENT_ID": d.client_id,
+                      "CLIENT_SECRET": d.client_secret, "OAUTH_URL": d.oauth_token_url})
+    MEMO.clear()
+    return app.test_client()
+
+
+def launch_token(client, d, user, lang: str = "en") -> str:
+    """The viewer token the app hands ``user`` when the portal opens it (a real launch POST)."""
+    from urllib.parse import parse_qs, urlsplit
+    form = {"AUTH_ID": d.issue_tokens(user)["access_token"], "AUTH_EXPIRES": "3600", "REFRESH_ID": "r",
+            "SERVER_ENDPOINT": d.server_endpoint, "member_id": d.member_id, "status": "L",
+            "PLACEMENT": "DEFAULT", "PLACEMENT_OPTIONS": "{}", "APPLICATION_TOKEN": d.application_token}
+    r = client.post(f"/app?LANG={lang}", data=form)
+    assert r.status_code == 303, r.get_data(as_text=True)
+    return parse_qs(urlsplit(r.headers["Location"]).query)["t"][0]
+
+
+def stored_setting(d, key: str):
+    """A setting of ``d``'s portal as the store holds it now."""
+    from b24desk.store import get_setting, open_db
+    db = open_db(d.db_path)
+    try:
+        return get_setting(db, d.member_id, key)
+    finally:
+        db.conn.close()

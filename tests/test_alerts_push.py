@@ -129,3 +129,22 @@ def test_an_alert_outlives_a_503_storm(setup, alerts):
     assert alerts() == []
     rows = sentlog.entries(alerts.db, setup.portal, "alert")
     assert len(rows) == len(planned) and all(r["state"] == sentlog.SENT for r in rows)
+
+
+def test_portal_alerts_go_to_the_chosen_alert_recipients(setup, alerts):
+    """``push.alerts.recipients`` (the settings page's picker) hears portal-wide alerts instead of
+    the digest's recipients; department and agent alerts still go to the heads."""
+    users = sorted(u for u, d in setup.double.portal.users.items() if d["ACTIVE"] and u != 1)[:2]
+    set_setting(alerts.db, setup.portal, dg.PUSH_SETTING,
+                {"portal_recipients": ["1"], "alerts": {"kpis": [KPI], "window_days": 14,
+                                                        "recipients": [str(u) for u in users]}})
+    alerts.target(10 ** 9)
+    assert alerts() == []
+    alerts.target(1)
+    red = alerts()
+    portal = [c["params"]["USER_ID"] for c in red if ":portal:" in c["params"]["TAG"]]
+    assert sorted(portal) == users
+    for c in red:
+        _, _, level, subject, _ = c["params"]["TAG"].split(":")
+        if level == "department":
+            assert c["params"]["USER_ID"] == expected_recipient(setup, level, subject)

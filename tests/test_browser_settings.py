@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from test_browser_dashboard import ARTIFACTS, CHROMIUM, DRIVER, WAIT, Served, open_in_frame, portal_shell
-from pages_support import build_desk
+from pages_support import build_desk, stored_setting as stored
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
@@ -55,15 +55,6 @@ def env(tmp_path_factory):
     for s in (shell, app_srv):
         s.stop()
     d.stop()
-
-
-def stored(desk, key):
-    from b24desk.store import get_setting, open_db
-    db = open_db(desk.db_path)
-    try:
-        return get_setting(db, desk.member_id, key)
-    finally:
-        db.conn.close()
 
 
 def settings_page(env, user, lang="en"):
@@ -236,6 +227,26 @@ def test_a_head_or_an_agent_cannot_open_or_post(env, role):
     assert requests.get(f"{env['app'].url}/reports/settings?t={tok}", timeout=30).status_code == 403
 
 
+def test_a_russian_admin_types_a_holiday_as_dd_mm_yyyy(env):
+    """The browser speaks English (mm/dd/yyyy in its own date boxes); the Russian page still asks
+    for and shows 08.03.2027, and stores the ISO date."""
+    d, desk = env["driver"], env["desk"]
+    d.set_window_size(1048, 1100)
+    try:
+        settings_page(env, desk.admin, "ru")
+        ready(d)
+        box = d.find_element(By.ID, "cal-hol-add")
+        assert box.get_attribute("type") == "text" and box.get_attribute("placeholder") == "дд.мм.гггг"
+        box.send_keys("08.03.2027")
+        submit(d, "form-calendar")
+        assert "2027-03-08" in stored(desk, "config")["calendar"]["extra_holidays"]
+        kept = [lab.text for lab in d.find_elements(By.CSS_SELECTOR, "#form-calendar .dates label.check")]
+        assert "08.03.2027" in kept, kept
+        shot(d, "settings-calendar-typed-1000-ru.png", "#form-calendar")
+    finally:
+        d.set_window_size(1448, 1100)
+
+
 @pytest.mark.parametrize("lang", ["ru", "en"])
 @pytest.mark.parametrize("width", [1000, 1400])
 def test_screenshots(env, lang, width):
@@ -246,8 +257,10 @@ def test_screenshots(env, lang, width):
         ready(d)
         wide = d.execute_script("return document.documentElement.scrollWidth > document.documentElement.clientWidth + 1")
         assert not wide, "the page is wider than the frame"
-        for part, css in (("top", None), ("mapping", "#form-mapping"), ("sla", "#form-sla"), ("targets", "#form-targets"),
-                          ("people", "#form-people"), ("push", "#form-push")):
+        for part, css in (("top", None), ("mapping", "#form-mapping"), ("sla", "#form-sla"),
+                          ("calendar", "#form-calendar"), ("targets", "#form-targets"),
+                          ("people", "#form-people"), ("push", "#form-push"), ("alerts", "#picker-push_alert_recipients"),
+                          ("openlines", "#form-openlines")):
             shot(d, f"settings-{part}-{width}-{lang}.png", css)
     finally:
         d.set_window_size(1448, 1100)

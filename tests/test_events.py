@@ -138,3 +138,71 @@ def test_failed_batch_goes_back_and_is_retried(setup):
         title = db.execute("select title from tickets where portal = ? and source = 'task' and source_id = ?",
                            [d.member_id, str(t["id"])]).fetchone()[0]
     assert title == "After an outage"
+
+
+def test_events_about_unchanged_objects_cost_one_read_each_50_to_a_request(setup, tmp_path):
+    """A burst of events naming tasks and deals whose rows are as stored (already synced) reads
+    only the rows, 50 commands to a batch; a comment event still re-reads its task's details, and a
+    real change among them is still saved."""
+    h = setup
+    d, p = h.double, h.double.portal
+    h.runtime.worker.stop()
+    tasks = [t["id"] for t in p.task_list]
+    deals = [x["id"] for x in p.item_lists[2]]
+    d.advance(600)
+    changed = tasks[9]
+    p.update_task(changed, title="Changed among the unchanged")
+    commented = tasks[10]
+    assert d.app.wait_idle()
+    hdr = {"Content-Type": "application/x-www-form-urlencoded"}
+    bodies = [event_body(h, "ONTASKUPDATE", {"FIELDS_BEFORE": {"ID": t}, "FIELDS_AFTER": {"ID": t}}) for t in tasks]
+    bodies += [event_body(h, "ONCRMDEALUPDATE", {"FIELDS": {"ID": x}}) for x in deals]
+    bodies += [event_body(h, "ONTASKCOMMENTUPDATE", {"FIELDS_AFTER": {"ID": 1, "TASK_ID": commented}})]
+    for b in bodies:
+        assert requests.post(h.url + "/events", data=b, headers=hdr, timeout=10).status_code == 200
+    d.stats.reset()
+    w = inbox.Worker(h.db_path, h.runtime.worker.handler)       # the stopped worker's handler, drained here
+    with h.db() as db:
+        assert w.drain(db) >= len(bodies)
+    calls = d.stats.by_method
+    assert calls["tasks.task.get"] == len(tasks)
+    assert calls["tasks.task.history.list"] == 2            # the changed task and the commented one
+    assert calls["task.commentitem.getlist"] == 2
+    assert calls["crm.stagehistory.list"] == 0               # no deal changed
+    # gets packed 50 to a batch (+ one batch of details, + the deals' list-by-id batch)
+    assert d.stats.requests <= -(-len(tasks) // 50) + 1 + 1 + 1
+    with h.db() as db:
+        title = db.execute("select title from tickets where portal = ? and source = 'task' and source_id = ?",
+                           [d.member_id, str(changed)]).fetchone()[0]
+    assert title == "Changed among the unchanged"
+    assert_equals_clean_sync(h, tmp_path)
+
+
+def test_the_worker_lets_a_trickle_of_events_gather_before_reading(setup):
+    """With ``fill_wait``, fewer than ``fill_rows`` young events wait; when the oldest has waited
+    long enough (or enough have come) they go in one pass. drain() without it never waits."""
+    h = setup
+    p = h.double.portal
+    h.runtime.worker.stop()
+    w = inbox.Worker(h.db_path, h.runtime.worker.handler, fill_rows=3)
+    hdr = {"Content-Type": "application/x-www-form-urlencoded"}
+    tasks = [t["id"] for t in p.task_list[:3]]
+
+    def post(t):
+        b = event_body(h, "ONTASKUPDATE", {"FIELDS_BEFORE": {"ID": t}, "FIELDS_AFTER": {"ID": t}})
+        assert requests.post(h.url + "/events", data=b, headers=hdr, timeout=10).status_code == 200
+    post(tasks[0])
+    post(tasks[1])
+    with h.db() as db:
+        w._hold = None
+        assert w.drain(db, fill_wait=3600) == 0                  # two young events: gathering
+        assert w._hold is not None and w._hold > 0
+        assert inbox.counts(db).get(inbox.NEW) == 2
+        post(tasks[2])                                            # the third fills the batch
+        assert w.drain(db, fill_wait=3600) == 3
+        post(tasks[0])
+        db.execute("update inbox set received_at = received_at - 7200 where state = 'new'")
+        db.conn.commit()
+        assert w.drain(db, fill_wait=3600) == 1                  # old enough: no more waiting
+        post(tasks[1])
+        assert w.drain(db) == 1                                   # a direct drain never waits

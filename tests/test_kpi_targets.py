@@ -110,3 +110,15 @@ def test_overrides_merge_portal_department_chain_agent():
 def test_bad_targets_are_clear_errors(value, msg):
     with pytest.raises(ValueError, match=msg):
         validate_stored(value)
+
+
+@pytest.mark.parametrize("stored", [
+    "not a table", ["portal"], {"portal": "x"}, {"departments": {"2": 5}}, {"agents": ["7"]},
+    {"portal": {"first_response_time": "fast"}}, {"portal": {"no_such_kpi": {"target": 1}}},
+])
+def test_damaged_stored_targets_are_skipped_not_fatal(stored):
+    """A damaged stored setting leaves the config's targets in force instead of failing the report."""
+    from b24desk.kpi.targets import DEFAULT_TARGETS, resolve
+    out = resolve({}, stored, departments=["1", "2"], agent="7")
+    assert set(out) == set(DEFAULT_TARGETS)
+    assert out["first_response_time"]["target"] == DEFAULT_TARGETS["first_response_time"]["target"]

@@ -252,3 +252,13 @@ def test_crosscheck_reads_bare_dates_in_the_portal_zone(double, db):
     assert bare["period"] == iso["period"] and bare["ours"] == iso["ours"]
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         ol.crosscheck(db, c, c.portal_id, "first of September", "2026-10-01")
+
+
+def test_crosscheck_reads_bare_dates_in_the_admins_zone(double, db):
+    """The admin's time zone (settings page, ``config`` overrides) wins over the portal's, as in
+    every report (kpi.load.portal_zone): 1 September is midnight in Vladivostok, not in Moscow."""
+    from b24desk.store import set_setting
+    c, _ = sync(double, db)
+    set_setting(db, c.portal_id, "config", {"calendar": {"timezone": "Asia/Vladivostok"}})
+    bare = ol.crosscheck(db, c, c.portal_id, "2026-09-01", "2026-10-01")
+    assert bare["period"] == {"from": "2026-08-31T14:00:00+00:00", "to": "2026-09-30T14:00:00+00:00"}

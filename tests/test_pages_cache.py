@@ -7,6 +7,7 @@ max staleness, or for exact callers (/api/kpi, exports), the request computes sy
 from __future__ import annotations
 
 import importlib.util
+import re
 import sqlite3
 import threading
 import time
@@ -242,3 +243,125 @@ def test_a_failing_hook_does_not_fail_the_sync(tmp_path):
     finally:
         h.close()
         d.stop()
+
+
+def test_a_changed_target_gives_a_fresh_dashboard_at_once(seeded):
+    """A target (or any setting the engine reads) is part of the memo's key: after a change the
+    dashboard is computed anew, never the old scorecard served once more as stale."""
+    from b24desk.kpi.targets import TARGETS_SETTING
+    from b24desk.store import set_setting
+    app, token, portal, now, path = seeded
+    c = app.test_client()
+    day = time.strftime("%Y-%m-%d", time.gmtime(now - 20 * 86400))
+    end = time.strftime("%Y-%m-%d", time.gmtime(now + 2 * 86400))
+    url = f"/reports/dashboard?from={day}&to={end}&t={token}"
+    page = c.get(url)
+    target = re.compile(r"Target: (\d+)\s%")                                 # overdue share: 5 % by default
+    assert page.status_code == 200 and "5" in target.findall(page.get_data(as_text=True))
+    db = open_db(path)
+    set_setting(db, portal, TARGETS_SETTING, {"portal": {"overdue_share": {"target": 0.37}}})
+    db.conn.close()
+    page = c.get(url)
+    assert page.status_code == 200 and "X-B24desk-Stale" not in page.headers
+    html = page.get_data(as_text=True)
+    assert "37" in target.findall(html) and "5" not in target.findall(html) and 'id="stale-note"' not in html
+
+
+def _api(c, q, auth):
+    r = c.get(f"/api/kpi?{q}", headers=auth)
+    assert r.status_code == 200 and "X-B24desk-Stale" not in r.headers
+    return r.get_json()
+
+
+def test_the_api_keeps_its_entry_across_writes_that_cannot_touch_the_period(seeded):
+    """Writes to tickets whose lives lie outside the report's window, to another portal, or to
+    settings no report reads leave /api/kpi's entry exact (a hit, no recompute); a write inside
+    the window, to people or to settings the reports read recomputes it."""
+    from b24desk.store import set_setting
+    app, token, portal, now, path = seeded
+    c = app.test_client()
+    frm = time.strftime("%Y-%m-%d", time.gmtime(now - 20 * 86400))
+    to = time.strftime("%Y-%m-%d", time.gmtime(now - 2 * 86400))
+    q = f"from={frm}&to={to}"
+    auth = {"Authorization": f"Bearer {token}"}
+    first = _api(c, q, auth)
+
+    def kept_after(write) -> bool:
+        misses, kept = data.MEMO.misses, data.MEMO.kept
+        write()
+        got = _api(c, q, auth)
+        if data.MEMO.misses == misses:
+            assert data.MEMO.kept == kept + 1
+            assert got == first
+            return True
+        return False
+
+    def ticket(p, sid, at, closed=None):
+        db = open_db(path)
+        t = Ticket(portal=p, source="task", source_id=sid, title="New", priority="normal", author_id="c1",
+                   customer="c1", responsible_id="201", created_at=at, selector="tasks")
+        with db.atomic():
+            db["tickets"].insert(t.row() | {"synced_at": at, "closed_at": closed},
+                                 pk=("portal", "source", "source_id"), replace=True)
+        db.conn.close()
+
+    def setting(key, value=None):
+        db = open_db(path)
+        with db.atomic():
+            set_setting(db, portal, key, int(time.time() * 1000) if value is None else value)
+        db.conn.close()
+
+    assert kept_after(lambda: ticket(portal, "900001", now + 3 * 86400))          # created after `to`
+    assert kept_after(lambda: ticket("another-portal", "900002", now - 10 * 86400))
+    assert kept_after(lambda: ticket(portal, "900003", now - 600 * 86400, now - 500 * 86400))  # closed long before
+    assert kept_after(lambda: setting("clock_skew"))
+    assert _api(c, q, auth) == first
+    # the entry kept through all that equals a fresh computation
+    data.MEMO.clear()
+    assert _api(c, q, auth) == first
+
+    assert not kept_after(lambda: ticket(portal, "900004", now - 10 * 86400))       # inside: recomputed
+    second = _api(c, q, auth)
+    assert second["kpis"]["tickets_total"]["value"] == first["kpis"]["tickets_total"]["value"] + 1
+    first = second
+    assert not kept_after(lambda: ticket(portal, "900005", now - 900 * 86400))     # still open: in A
+    first = _api(c, q, auth)
+    assert not kept_after(lambda: setting("targets", {"portal": {"csat": {"target": 0.5, "direction": "higher"}}}))
+    first = _api(c, q, auth)
+    db = open_db(path)
+    with db.atomic():
+        db.execute("update users set name = 'Renamed' where portal = ? and id = '201'", [portal])
+    db.conn.close()
+    misses = data.MEMO.misses
+    _api(c, q, auth)
+    assert data.MEMO.misses == misses + 1
+
+
+def test_the_journal_says_which_windows_a_write_meets(tmp_path):
+    from b24desk.store import journal_state
+    db = open_db(tmp_path / "j.db")
+    c = db.conn
+    start = journal_state(c)[0]
+    c.execute("insert into tickets (portal, source, source_id, created_at, closed_at) values ('P','task','1',100,200)")
+    c.commit()
+    assert journal_state(c, "P", start, 250, 400)[1] is False        # closed before the window
+    assert journal_state(c, "P", start, 150, 400)[1] is True
+    assert journal_state(c, "Q", start, 0, 400)[1] is False          # another portal
+    mid = journal_state(c)[0]
+    c.execute("insert into events (portal, source, source_id, key, kind, at) values ('P','task','1','k','reply',900)")
+    c.execute("update tickets set closed_at = null where source_id = '1'")   # reopened: open for good
+    c.commit()
+    assert journal_state(c, "P", mid, 5000, 6000)[1] is True
+    assert journal_state(c, "P", mid, 0, 50)[1] is False              # created after the window
+    last = journal_state(c)[0]
+    c.execute("insert or replace into settings (portal, key, value) values ('P', 'clock_skew', '3')")
+    c.commit()
+    assert journal_state(c, "P", last, 0, 50) == (last, False)        # a setting no report reads
+    c.execute("insert or replace into settings (portal, key, value) values ('P', 'targets', '{}')")
+    c.commit()
+    assert journal_state(c, "P", last, 0, 50)[1] is True              # one it reads: every period
+    last = journal_state(c)[0]
+    c.execute("delete from kpi_journal")                                 # emptied: nothing can be told
+    c.commit()
+    assert journal_state(c, "P", last, 0, 50)[1] is True
+    db.conn.close()

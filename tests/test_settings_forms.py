@@ -8,15 +8,14 @@ import json
 import re
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
-from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from app import create_app
-from b24desk.store import get_setting, open_db
+from b24desk.store import open_db
 from b24desk.viewer import csrf_token, load_token
-from pages_support import installed_and_synced
+from pages_support import installed_and_synced, launch_token as token_of, settings_app_client
+from pages_support import stored_setting as stored
 
 SECRET = "forms-secret"
 
@@ -40,28 +39,7 @@ def desk(tmp_path_factory):
 
 @pytest.fixture
 def client(desk):
-    app = create_app({"TESTING": True, "DB": desk.db_path, "SECRET_KEY": SECRET, "CLIENT_ID": desk.client_id,
-                      "CLIENT_SECRET": desk.client_secret, "OAUTH_URL": desk.oauth_token_url})
-    from reports.data import MEMO
-    MEMO.clear()
-    return app.test_client()
-
-
-def token_of(client, d, user, lang="en") -> str:
-    form = {"AUTH_ID": d.issue_tokens(user)["access_token"], "AUTH_EXPIRES": "3600", "REFRESH_ID": "r",
-            "SERVER_ENDPOINT": d.server_endpoint, "member_id": d.member_id, "status": "L",
-            "PLACEMENT": "DEFAULT", "PLACEMENT_OPTIONS": "{}", "APPLICATION_TOKEN": d.application_token}
-    r = client.post(f"/app?LANG={lang}", data=form)
-    assert r.status_code == 303, r.get_data(as_text=True)
-    return parse_qs(urlsplit(r.headers["Location"]).query)["t"][0]
-
-
-def stored(d, key):
-    db = open_db(d.db_path)
-    try:
-        return get_setting(db, d.member_id, key)
-    finally:
-        db.conn.close()
+    return settings_app_client(desk, SECRET)
 
 
 class _Text(HTMLParser):
@@ -223,6 +201,67 @@ def test_people_pickers_and_search(client, desk):
     assert r.status_code == 303 and "bot_users" in stored(desk, "config")     # set to none, as chosen
 
 
+PUSH_FORM = {"push_enabled": "1", "push_daily_time": "09:00", "push_weekly_time": "09:00", "push_weekly_weekday": "1",
+             "push_monthly_time": "09:00", "push_monthly_day": "1", "push_channels": ["notify"]}
+
+
+def test_push_departments_and_alert_recipients_by_picking(client, desk):
+    """The digest's departments and the alert recipients are pickers like the digest recipients;
+    none ticked means every department with a head, and the digest recipients for alerts."""
+    tok = token_of(client, desk, 1)
+    head = str(desk.head)
+    page = client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+    assert 'id="picker-push_departments"' in page and 'id="picker-push_alert_recipients"' in page
+    r = post(client, tok, "push", push_departments=["2", "3"], push_alert_recipients=[head], **PUSH_FORM)
+    assert r.status_code == 303, r.get_data(as_text=True)
+    push = stored(desk, "push")
+    assert push["departments"] == ["2", "3"] and push["alerts"]["recipients"] == [head]
+    changes = stored(desk, "settings.history")[-1]["changes"]
+    assert any(c.startswith("Department digests: ") and "линия" in c for c in changes), changes
+    assert f"Alert recipients: {desk.portal.users[desk.head]['NAME']}" in " ".join(changes)
+    page = client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+    picked = re.search(r'id="picker-push_departments".*?</div>\s*</div>', page, re.S).group(0)
+    assert sorted(re.findall(r'value="(\d+)" checked', picked)) == ["2", "3"]
+    # an unknown department or person is named beside its field, and nothing is stored
+    for name, value, says in (("push_departments", "999", "Not a department"),
+                              ("push_alert_recipients", "999999", "Not a user")):
+        r = post(client, tok, "push", **dict(PUSH_FORM, **{name: [value]}))
+        assert r.status_code == 400
+        m = re.search(rf'id="err-{name}" role="alert">([^<]*)<', r.get_data(as_text=True))
+        assert m and says in m.group(1)
+        assert stored(desk, "push") == push
+    r = post(client, tok, "push", **PUSH_FORM)                    # none ticked: the defaults again
+    assert r.status_code == 303
+    assert stored(desk, "push")["departments"] == "all" and stored(desk, "push")["alerts"]["recipients"] == []
+
+
+def test_dates_as_the_viewer_writes_them(client, desk):
+    """No browser-locale date box: a Russian admin types and reads 08.03.2027, an English one
+    2027-03-08; the month of the CCEI inputs is picked by its name; a wrong date is named."""
+    tok = token_of(client, desk, 1, "ru")
+    page = client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+    assert 'type="date"' not in page and 'type="month"' not in page
+    assert re.search(r'id="cal-hol-add"[^>]*placeholder="дд.мм.гггг"', page)
+    assert re.search(r'<select name="period" id="ccei-period"[^>]*>.*?>(январь|февраль|март|апрель|май|июнь|июль|'
+                     r'август|сентябрь|октябрь|ноябрь|декабрь) 20\d\d<', page, re.S)
+    cal = {"cal-days": ["1", "2", "3", "4", "5"], "cal-start": "09:00", "cal-end": "18:00", "cal-tz": "Europe/Moscow",
+           "cal-country": "RU"}
+    r = post(client, tok, "calendar", **cal, **{"cal-hol-add": "31.02.2027"})
+    assert r.status_code == 400
+    m = re.search(r'id="err-cal-hol-add" role="alert">([^<]*)<', r.get_data(as_text=True))
+    assert m and "ДД.ММ.ГГГГ" in m.group(1)
+    r = post(client, tok, "calendar", **cal, **{"cal-hol-add": "08.03.2027"})
+    assert r.status_code == 303, r.get_data(as_text=True)
+    assert "2027-03-08" in stored(desk, "config")["calendar"]["extra_holidays"]
+    assert any(c.endswith("08.03.2027") for c in stored(desk, "settings.history")[-1]["changes"])
+    page = client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+    assert re.search(r'name="cal-hol-keep" value="2027-03-08" checked> 08.03.2027<', page)
+    assert re.search(r'id="ol-from"[^>]*value="\d\d\.\d\d\.\d{4}"', page)
+    en = client.get(f"/reports/settings?t={token_of(client, desk, 1, 'en')}").get_data(as_text=True)
+    assert re.search(r'name="cal-hol-keep" value="2027-03-08" checked> 2027-03-08<', en)
+    assert re.search(r'id="ol-from"[^>]*value="\d{4}-\d\d-\d\d"', en)
+
+
 def test_settings_file_round_trip(client, desk):
     tok = token_of(client, desk, 1)
     r = client.get(f"/reports/settings/export?t={tok}")
@@ -275,6 +314,46 @@ def test_catalog_survives_a_refused_list(client, desk):
         db.conn.close()
         assert post(client, tok, "catalog").status_code == 303
     assert not [e for e in stored(desk, "catalog")["errors"] if e.startswith("userfieldconfig")]
+
+
+def _reinstall_with(desk, scopes):
+    """The installation's token (and its recorded scope) as if the app were given ``scopes``."""
+    desk.creds.app_scopes = set(scopes)
+    fresh = desk.issue_tokens(1)
+    db = open_db(desk.db_path)
+    db.execute("update installations set access_token = ?, scope = ? where member_id = ?",
+               [fresh["access_token"], fresh["scope"], desk.member_id])
+    db.conn.commit()
+    db.conn.close()
+
+
+def test_the_documented_scopes_are_enough_to_map_priority_values(client, desk):
+    """An app given exactly the permissions webhooks/README.md asks for reads every list of the
+    settings page, the priority field's values included; one without userfieldconfig is told so."""
+    from pathlib import Path
+
+    from b24desk.installations import SCOPES
+    from portal_double import ALL_SCOPES
+    readme = (Path(__file__).resolve().parent.parent / "webhooks" / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| *Assign permissions*"))
+    assert re.findall(r"`([a-z_]+)`", row) == list(SCOPES)
+    assert "userfieldconfig" in SCOPES and set(SCOPES) <= ALL_SCOPES
+    tok = token_of(client, desk, 1)
+    try:
+        _reinstall_with(desk, SCOPES)
+        assert post(client, tok, "catalog").status_code == 303
+        cat = stored(desk, "catalog")
+        assert cat["errors"] == []
+        values = {f["code"]: f for f in cat["crm"]["2"]["fields"]}["UF_CRM_PRIORITY"]["values"]
+        assert len(values) == 4
+        assert 'id="scopes-note"' not in client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+        _reinstall_with(desk, set(SCOPES) - {"userfieldconfig"})
+        page = client.get(f"/reports/settings?t={tok}").get_data(as_text=True)
+        note = re.search(r'id="scopes-note">(.*?)</p>', page, re.S).group(1)
+        assert "<b>userfieldconfig</b>" in note and "priority values cannot be mapped" in note
+    finally:
+        _reinstall_with(desk, ALL_SCOPES)
+        assert post(client, tok, "catalog").status_code == 303
 
 
 def test_round_the_clock_sla_and_the_admins_time_zone(client, desk):

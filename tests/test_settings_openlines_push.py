@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from app import create_app
-from b24desk.store import get_setting, open_db
+from b24desk.store import open_db
 from b24desk.viewer import csrf_token, load_token
-from pages_support import installed_and_synced
+from pages_support import installed_and_synced, launch_token as token_of, settings_app_client
+from pages_support import stored_setting as stored
 
 SECRET = "settings-secret"
 
@@ -35,28 +34,7 @@ def desk(tmp_path_factory):
 
 @pytest.fixture
 def client(desk):
-    app = create_app({"TESTING": True, "DB": desk.db_path, "SECRET_KEY": SECRET, "CLIENT_ID": desk.client_id,
-                      "CLIENT_SECRET": desk.client_secret, "OAUTH_URL": desk.oauth_token_url})
-    from reports.data import MEMO
-    MEMO.clear()
-    return app.test_client()
-
-
-def token_of(client, d, user) -> str:
-    form = {"AUTH_ID": d.issue_tokens(user)["access_token"], "AUTH_EXPIRES": "3600", "REFRESH_ID": "r",
-            "SERVER_ENDPOINT": d.server_endpoint, "member_id": d.member_id, "status": "L",
-            "PLACEMENT": "DEFAULT", "PLACEMENT_OPTIONS": "{}", "APPLICATION_TOKEN": d.application_token}
-    r = client.post("/app?LANG=en", data=form)
-    assert r.status_code == 303, r.get_data(as_text=True)
-    return parse_qs(urlsplit(r.headers["Location"]).query)["t"][0]
-
-
-def stored(d, key):
-    db = open_db(d.db_path)
-    try:
-        return get_setting(db, d.member_id, key)
-    finally:
-        db.conn.close()
+    return settings_app_client(desk, SECRET)
 
 
 def test_crosscheck_and_tariff_restriction_for_admins_only(client, desk):

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import time
 
 import pytest
 
+from app import create_app
 from b24desk import sync as sync_mod
 from b24desk.installations import save_installation
 from b24desk.store import get_cursor, open_db
@@ -40,13 +42,32 @@ def test_flask_sync_full_then_incremental(runner, double, db_path):
     assert res.exit_code == 0 and "tasks: incremental, 0 tickets saved" in res.output
 
 
-def test_webhook_and_db_from_the_environment(runner, double, tmp_path):
+def test_webhook_and_db_from_the_environment(double, tmp_path, monkeypatch):
     path = str(tmp_path / "env.db")
+    monkeypatch.setenv("B24DESK_DB", path)           # read by the app, as `flask` creates it
+    runner = create_app({"TESTING": True, "SECRET_KEY": "test"}).test_cli_runner()
     res = runner.invoke(args=["sync", "--source", "tasks:group=7", "--quiet"],
-                        env={"B24DESK_WEBHOOK": double.webhook_url, "B24DESK_DB": path})
+                        env={"B24DESK_WEBHOOK": double.webhook_url})
     assert res.exit_code == 0, res.output
     assert res.output == ""                                            # --quiet
     assert tickets(path) == len(double.truth.select("task", group_id=7)) > 0
+
+
+def test_sync_uses_the_apps_store_and_config_like_kpi(double, tmp_path, monkeypatch):
+    """Without --db, `flask sync` writes where `flask kpi` reads (the app's DB), with the app's
+    config (its sources), not a store or a config file of its own."""
+    app_db, elsewhere = str(tmp_path / "app.db"), str(tmp_path / "elsewhere.db")
+    monkeypatch.setenv("B24DESK_DB", elsewhere)
+    app = create_app({"TESTING": True, "SECRET_KEY": "test", "DB": app_db,
+                      "B24DESK": {"sources": ["tasks:group=7"]}})
+    res = app.test_cli_runner().invoke(args=["sync", "--webhook", double.webhook_url, "--rps", "100"])
+    assert res.exit_code == 0, res.output
+    assert "tasks:group=7: full" in res.output and "deals" not in res.output
+    assert not os.path.exists(elsewhere)
+    assert tickets(app_db) == len(double.truth.select("task", group_id=7)) > 0
+    res = app.test_cli_runner().invoke(args=["kpi", "--from", "2000-01-01", "--to", "2100-01-01", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["kpis"]["tickets_total"]["value"] == tickets(app_db)
 
 
 @pytest.mark.parametrize("args,message", [

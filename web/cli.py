@@ -147,7 +147,7 @@ def _client(webhook: str | None, member_id: str | None, db_path: str, rps: float
 @click.command("sync")
 @click.option("--webhook", envvar="B24DESK_WEBHOOK", help="Inbound webhook URL https://PORTAL/rest/USER/SECRET/.")
 @click.option("--portal", "member_id", help="member_id of an installed portal (uses the app's stored tokens).")
-@click.option("--db", "db_path", envvar="B24DESK_DB", help="SQLite store (default instance/b24desk.db).")
+@click.option("--db", "db_path", help="SQLite store (default: B24DESK_DB or instance/b24desk.db).")
 @click.option("--source", "selectors", multiple=True, metavar="SEL",
               help="tasks | tasks:group=ID | deals | deals:category=ID | crm:TYPE | crm:TYPE:category=ID | "
                    "openlines | openlines:line=ID (repeatable; default: the config's sources).")
@@ -155,10 +155,11 @@ def _client(webhook: str | None, member_id: str | None, db_path: str, rps: float
 @click.option("--rps", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Requests per second to allow ourselves (the portal's limit: 2, or 5 on Enterprise).")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@with_appcontext
 def sync_command(webhook, member_id, db_path, selectors, full, rps, quiet):
     """Sync tickets from a Bitrix24 portal into the store (full first, then incremental)."""
-    db_path = b24config.db_path(db_path)
-    config = b24config.load_config()
+    db_path = str(db_path or current_app.config["DB"])      # the app's store and config, as `flask kpi`
+    config = current_app.config.get("B24DESK") or {}
     try:
         for s in selectors:
             get_source(s, config)

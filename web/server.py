@@ -19,7 +19,7 @@ import signal
 import threading
 
 from b24desk.proc import short
-from b24desk.runtime import Runtime
+from b24desk.runtime import FILL_WAIT, Runtime
 
 from .factory import create_app
 
@@ -33,7 +33,7 @@ def _background_main(parent: int, log_level: str, poll: float, synced=None) -> N
     import os
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()
-    runtime = Runtime(app, scheduler=True, worker=True, poll=poll,
+    runtime = Runtime(app, scheduler=True, worker=True, poll=poll, fill_wait=FILL_WAIT,
                       after_sync=synced.put if synced is not None else None).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
@@ -122,7 +122,7 @@ def main(argv=None) -> None:
     app = create_app()
     in_process = args.background == "thread"
     warm = warm_hook(app)
-    runtime = Runtime(app, scheduler=in_process, worker=in_process, after_sync=warm).start()
+    runtime = Runtime(app, scheduler=in_process, worker=in_process, after_sync=warm, fill_wait=FILL_WAIT).start()
     background = Background(args.log_level, on_sync=warm).start() if args.background == "process" else None
 
     def _term(signum, frame):

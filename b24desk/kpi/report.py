@@ -41,6 +41,28 @@ def crm_settings(db, portal: str) -> dict:
     return out
 
 
+# The settings rows a report reads besides the config (ReportEnv, ccei inputs): a memo of reports
+# keys on their values (report_settings), so a changed target or CCEI input is never served stale.
+REPORT_SETTINGS = ("config", targets_mod.TARGETS_SETTING, PORTAL_CALENDAR_SETTING, "portal_timezone",
+                   "openlines.lines")
+REPORT_SETTING_PATTERNS = ("crm.%.stages", ccei_mod.INPUTS_SETTING.format(period="%"))
+
+
+def report_settings(db, portal: str) -> tuple:
+    """``((key, stored JSON), ...)`` of every setting a report of ``portal`` depends on, and the
+    installation's time zone (:func:`portal_zone`), in one query each: what a cache key must hold
+    besides the store's data version."""
+    marks = ", ".join("?" * len(REPORT_SETTINGS))
+    likes = " or ".join("key like ?" for _ in REPORT_SETTING_PATTERNS)
+    rows = db.execute(f"select key, value from settings where portal = ? and (key in ({marks}) or {likes})"
+                      " order by key", [portal, *REPORT_SETTINGS, *REPORT_SETTING_PATTERNS]).fetchall()
+    out = tuple((r[0], r[1]) for r in rows)
+    if "installations" in db.table_names():
+        row = db.execute("select timezone from installations where member_id = ?", [portal]).fetchone()
+        out += (("installations.timezone", row[0] if row else None),)
+    return out
+
+
 class ReportEnv:
     """What a portal's reports share: time zone, calendar, people, targets, the maths context.
 

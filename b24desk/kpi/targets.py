@@ -18,7 +18,11 @@ their department's.
 """
 from __future__ import annotations
 
+import logging
+
 from .engine import KPI_KEYS
+
+log = logging.getLogger(__name__)
 
 TARGETS_SETTING = "targets"
 
@@ -86,24 +90,33 @@ def resolve(config: dict | None, stored: dict | None = None, departments: list |
     config = config or {}
     card = config.get("scorecard") or {}
     tolerance, min_n = card.get("tolerance", 0.10), card.get("min_n", 5)
-    layers = [config["targets"] if "targets" in config else DEFAULT_TARGETS]
-    stored = stored or {}
-    layers.append(stored.get("portal") or {})
+    base = config["targets"] if "targets" in config else DEFAULT_TARGETS
+    stored = _table(stored)
+    layers = [_table(stored.get("portal"))]
     for dep in departments or []:
-        layers.append((stored.get("departments") or {}).get(str(dep)) or {})
+        layers.append(_table(_table(stored.get("departments")).get(str(dep))))
     if agent is not None:
-        layers.append((stored.get("agents") or {}).get(str(agent)) or {})
+        layers.append(_table(_table(stored.get("agents")).get(str(agent))))
     out: dict = {}
-    for layer in layers:
+    for kpi, spec in base.items():      # the config file's targets: an error there is the operator's to fix
+        out[kpi] = {**out.get(kpi, {}), **validate_target(kpi, spec)}
+    for layer in layers:                # stored by the app: a damaged entry is skipped, never a failed report
         for kpi, spec in layer.items():
-            merged = {**out.get(kpi, {}), **validate_target(kpi, spec)}
-            out[kpi] = merged
+            try:
+                out[kpi] = {**out.get(kpi, {}), **validate_target(kpi, spec)}
+            except ValueError as exc:
+                log.warning("stored target skipped: %s", exc)
     for spec in out.values():
         spec.setdefault("tolerance", tolerance)
         spec.setdefault("min_n", min_n)
         spec.setdefault("direction", "lower")
         spec.setdefault("strict", False)
     return out
+
+
+def _table(value) -> dict:
+    """A stored layer as a dict; anything else (a damaged setting) as an empty one."""
+    return value if isinstance(value, dict) else {}
 
 
 def comparable(kpi: str, value):

@@ -26,7 +26,7 @@ from . import data as dg
 from . import sentlog
 from . import render as R
 from . import states as A
-from .context import WEBHOOK_CLIENT_ID, Context, held, link, make_context, portal_recipients
+from .context import WEBHOOK_CLIENT_ID, Context, alert_recipients, held, link, make_context
 from .delivery import Outcome
 
 REPORT = "alert"
@@ -80,7 +80,7 @@ def load_states(db, portal: str) -> dict:
 
 def recipients(ctx: Context, level: str, subject: str) -> list[str]:
     """Who hears about a subject: the department's head; an agent's head (the next one up when
-    the agent heads the department); the portal recipients for the portal, or when no head exists."""
+    the agent heads the department); the alert recipients for the portal, or when no head exists."""
     deps = dg.departments(ctx.db, ctx.portal)
     head = None
     if level == "department":
@@ -90,7 +90,7 @@ def recipients(ctx: Context, level: str, subject: str) -> list[str]:
         head = dg.head_of(deps, dep)
         if head == subject:
             head = dg.head_of(deps, (deps.get(dep) or {}).get("parent"))
-    return [head] if head and head != subject else portal_recipients(ctx)
+    return [head] if head and head != subject else alert_recipients(ctx)
 
 
 def tickets_behind(ctx: Context, item: dict, level: str, subject: str, period: Period) -> list[dict]:

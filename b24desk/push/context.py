@@ -139,6 +139,13 @@ def link(ctx: Context, digest: dict, key: sentlog.Key) -> str | None:
 
 # --- recipients -----------------------------------------------------------------------------------------
 
+def alert_recipients(ctx: Context) -> list[str]:
+    """Who hears a portal-wide alert, or one whose subject has no head: the admin's alert
+    recipients (``push.alerts.recipients``), else the digest's (:func:`portal_recipients`)."""
+    chosen = [str(u) for u in (ctx.settings.get("alerts") or {}).get("recipients") or []]
+    return chosen or portal_recipients(ctx)
+
+
 def portal_recipients(ctx: Context) -> list[str]:
     chosen = [str(u) for u in ctx.settings.get("portal_recipients") or []]
     if chosen:

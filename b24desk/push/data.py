@@ -115,7 +115,8 @@ DEFAULT_PUSH = {
     "feed": {"portal": False},           # department posts go to DR<id>; True also posts the portal digest to all
     "dashboard_url": None,               # link target; default: the portal's app page
     "alerts": {"enabled": True, "window_days": 7, "levels": ["portal", "department", "agent"], "kpis": None,
-               "every_minutes": 15},       # checked after a sync, at most this often
+               "every_minutes": 15,        # checked after a sync, at most this often
+               "recipients": []},          # portal-wide alerts, and those with no head; [] = portal_recipients
 }
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -162,6 +163,9 @@ def validate_push(value) -> dict:
         raise ValueError("push.alerts.window_days must be 1 .. 92")
     if "every_minutes" in alerts and (not isinstance(alerts["every_minutes"], int) or alerts["every_minutes"] < 0):
         raise ValueError("push.alerts.every_minutes must be a whole number >= 0")
+    arecips = alerts.get("recipients")
+    if arecips is not None and not (isinstance(arecips, list) and all(str(u).isdigit() for u in arecips)):
+        raise ValueError("push.alerts.recipients: a list of user ids")
     if set(alerts.get("levels") or []) - {"portal", "department", "agent"}:
         raise ValueError("push.alerts.levels: portal, department, agent")
     return value

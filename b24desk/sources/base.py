@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Iterable, Iterator
 
-from ..model import Bundle, Event
+from ..model import Bundle, Event, snapshot_hash
 
 
 PAGE_TICKETS = 200      # tickets per committed page (a multiple of 50: full batches)
@@ -164,6 +164,10 @@ class SyncContext:
     db: Any = None                          # sqlite_utils.Database (read-only use by sources)
     config: dict = field(default_factory=dict)
     portal_now: int | None = None           # portal clock when the incremental listing began (server.time)
+    # ids whose details need no re-read when their row equals the stored snapshot (an event named
+    # them, but a duplicate or an already-synced change leaves the row as stored): ``fetch_ids`` of
+    # tasks and CRM then reads only the row, 50 to a batch, and lists them in ``Page.unchanged``
+    skip_unchanged: frozenset = frozenset()
 
     @property
     def bot_users(self) -> set[str]:
@@ -184,6 +188,19 @@ class SyncContext:
             " order by observed_at desc, rowid desc limit 1", [self.portal, source, str(source_id)]))
         return rows[0]["hash"] if rows else None
 
+    def split_unchanged(self, source: str, rows: list[dict]) -> tuple[list[dict], list[str]]:
+        """``rows`` -> (rows to map and save, ids in ``skip_unchanged`` whose row is as stored)."""
+        if not self.skip_unchanged:
+            return rows, []
+        keep, same = [], []
+        for r in rows:
+            sid = str(r.get("id"))
+            if sid in self.skip_unchanged and self.previous_snapshot_hash(source, sid) == snapshot_hash(r):
+                same.append(sid)
+            else:
+                keep.append(r)
+        return keep, same
+
     def setting(self, key: str, default=None):
         if self.db is None:
             return default
@@ -203,6 +220,7 @@ class Page:
 
     bundles: list[Bundle]
     last_id: str | None = None      # highest source id listed so far (full sync resumes after it)
+    unchanged: list[str] = field(default_factory=list)   # ids seen, row as stored (nothing to write)
 
 
 class Source:

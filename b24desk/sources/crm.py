@@ -139,8 +139,10 @@ class CrmSource(KeysetSource):
                 if a.error is not None:
                     log.warning("crm.item.list by id: %s", a.error)
                 rows.extend(rows_of(a.result, "items"))
-            if rows:
-                yield Page(self.bundles(client, ctx, sorted(rows, key=lambda r: int(r["id"]))))
+            rows, same = ctx.split_unchanged(self.source, rows)
+            if rows or same:
+                rows = sorted(rows, key=lambda r: int(r["id"]))
+                yield Page(self.bundles(client, ctx, rows) if rows else [], unchanged=same)
 
     def count(self, client) -> int | None:
         if self._total is not None:              # answered by the incremental listing batch

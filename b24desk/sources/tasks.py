@@ -94,8 +94,9 @@ class TaskSource(KeysetSource):
                     rows.append(task)
                 elif a.error is not None:
                     log.warning("tasks.task.get %s: %s", i, a.error)
-            if rows:
-                yield Page(self.bundles(client, ctx, rows))
+            rows, same = ctx.split_unchanged(SOURCE, rows)
+            if rows or same:
+                yield Page(self.bundles(client, ctx, rows) if rows else [], unchanged=same)
 
     def count(self, client) -> int | None:
         if self._total is not None:              # answered by the incremental listing batch
