@@ -141,15 +141,17 @@ def _safe(fn, y, h, sigma=None):
         return None
 
 
-def weekly(y: list, horizon: int, backtest_weeks: int = 8) -> Forecast:
-    """Forecast ``horizon`` weeks after the series ``y`` (full weeks, oldest first)."""
+def weekly(y: list, horizon: int, backtest_weeks: int = 8, methods: tuple | None = None) -> Forecast:
+    """Forecast ``horizon`` weeks after the series ``y`` (full weeks, oldest first); ``methods``
+    limits the candidates (the digest's light run uses the pure-Python ones only)."""
     y = [float(v) for v in y]
     if len(y) < MIN_WEEKS:
         values = _naive(y, horizon) if y else [(0.0, None, None)] * horizon
         return _finish(Forecast("naive", values))
     k = min(backtest_weeks, len(y) - 3)
     scores, errors = {}, {}
-    for name, (fn, _naive_like) in WEEKLY.items():
+    candidates = {k: v for k, v in WEEKLY.items() if methods is None or k in methods}
+    for name, (fn, _naive_like) in candidates.items():
         preds, actual = [], []
         for i in range(len(y) - k, len(y)):
             if i < MIN_FIT[name]:
@@ -164,7 +166,7 @@ def weekly(y: list, horizon: int, backtest_weeks: int = 8) -> Forecast:
             continue
         scores[name] = mape(actual, preds)
         errors[name] = [a - p for a, p in zip(actual, preds)]
-    return _choose(WEEKLY, y, horizon, scores, errors, k)
+    return _choose(candidates, y, horizon, scores, errors, k)
 
 
 def daily(y: list, horizon: int, holdout: int = 28) -> Forecast:

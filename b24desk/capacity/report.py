@@ -42,6 +42,7 @@ SCHEMA = "b24desk.capacity/1"
 DEFAULT_WEEKS = 12
 MAX_WEEKS_AHEAD = 8
 DAILY_HISTORY = 16 * 7
+LIGHT_METHODS = ("naive", "drift")
 MAX_DAYS = 3 * 366
 AGENT_KINDS = ("reply", "status", "assigned", "resolved", "rejected", "reopened", "field_changed",
                "comment", "worked", "call_out", "escalated")
@@ -138,8 +139,10 @@ def scope_clause(sources, alias: str = "") -> tuple[str, list]:
 
 def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead=4, source=None,
                    department=None, config: dict | None = None, env: ReportEnv | None = None,
-                   now: float | None = None) -> dict:
-    """The capacity report for ``[date_from, date_to)`` (default: the last 12 full weeks)."""
+                   now: float | None = None, light: bool = False) -> dict:
+    """The capacity report for ``[date_from, date_to)`` (default: the last 12 full weeks).
+    ``light``: the weekly forecast from the pure-Python candidates only and no daily forecast, so a
+    background job (the monthly digest) never loads the statistics libraries."""
     env = env or ReportEnv(db, portal, config)
     cap = settings(env.config)
     weeks_ahead = check_weeks_ahead(weeks_ahead)
@@ -255,10 +258,12 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     # 3. forecasts from the daily series
     daily = daily_counts(counts_all, hours)
     weeks = weekly_counts(daily)
-    wf = fc.weekly([n for _w, n in weeks], weeks_ahead, int(cap["backtest_weeks"]))
+    wf = fc.weekly([n for _w, n in weeks], weeks_ahead, int(cap["backtest_weeks"]),
+                   methods=LIGHT_METHODS if light else None)
     full_days = [d for d in sorted(daily) if day_hours[d] >= 23]
     # the daily model reads the last 16 weeks: the weekly shape and the recent trend, not last year's
-    df = fc.daily([daily[d] for d in full_days[-DAILY_HISTORY:]], weeks_ahead * 7)
+    df = fc.daily([daily[d] for d in full_days[-DAILY_HISTORY:]], weeks_ahead * 7) if not light \
+        else fc.Forecast("none")
     forecast, forecast_daily = [], []
     if weeks:
         for monday, (p, lo, hi) in zip(next_mondays(weeks[-1][0], weeks_ahead), wf.values):
