@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AuthError, B24Error
+from .errors import AuthError, B24Error, ShapeError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ def call_mixed(client, calls: list[tuple[str, dict]], max_limit_retries: int | N
                     again.append(i)
                     transient_err = err
                     continue
+                if err is None and name not in res.results:
+                    raise ShapeError(calls[i][0], f"the batch answer has no result for command {name}")
                 out[i] = Answer(res.results.get(name), _int(res.nexts.get(name)), _int(res.totals.get(name)), err)
             if limit_err is not None:
                 limited += 1

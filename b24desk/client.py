@@ -33,7 +33,7 @@ import requests
 
 from . import installations
 from .batching import LIMIT_CODES, MAX_BATCH, call_mixed
-from .errors import AuthError, B24Error, B24Unavailable, mask  # noqa: F401  (raised to and caught by callers)
+from .errors import AuthError, B24Error, B24Unavailable, ShapeError, brief, mask  # noqa: F401  (raised to and caught by callers)
 
 log = logging.getLogger(__name__)
 logging.getLogger("fast_bitrix24").setLevel(logging.WARNING)
@@ -118,6 +118,9 @@ def encode_params(params: Any, prefix: str | None = None) -> str:
 
 # --- the shared limiter: leaky bucket + per-method pauses -------------------------------------
 
+INTERACTIVE_HEADROOM = 5    # burst slots background traffic leaves for interactive requests
+
+
 class _Limiter:
     """One per portal address, shared by every client and thread talking to it.
 
@@ -130,19 +133,29 @@ class _Limiter:
         self.lock = threading.Lock()
         self.interval = 1.0 / rps if rps > 0 else 0.0
         self.tolerance = max(0, burst - 1) * self.interval
+        # slots of the burst background traffic leaves free: 5 of the portals' 50, none of a tiny burst
+        self.headroom = min(INTERACTIVE_HEADROOM, burst // 10) * self.interval
         self.clock = clock
         self.tat = 0.0
         self.blocked: dict[str, float] = {}
         self.reset_at: dict[str, float] = {}
 
-    def reserve(self) -> float:
-        """Take a slot; returns how long to wait before sending."""
+    def reserve(self, interactive: bool = False) -> float:
+        """Take a slot; returns how long to wait before sending.
+
+        Background traffic (syncs, the worker) leaves ``headroom`` slots of the burst
+        unused, so a person's request (a launch's verification, a settings lookup) finds room in the
+        portal's budget at once -- also when the sync runs in another process, whose limiter this
+        one does not see: the portal's own bucket then never fills from background traffic."""
         if not self.interval:
             return 0.0
         with self.lock:
             now = self.clock()
             tat = max(self.tat, now)
-            wait = max(0.0, tat - now - self.tolerance)
+            allowance = self.tolerance
+            if not interactive:
+                allowance = max(0.0, self.tolerance - self.headroom)
+            wait = max(0.0, tat - now - allowance)
             self.tat = tat + self.interval
             return wait
 
@@ -221,23 +234,25 @@ def _as_map(section: Any, names: list[str]) -> dict:
 
 
 def _rows(result: Any, items_key: str | None, method: str) -> tuple[list, str | None]:
-    """The rows of a list answer and the key that wraps them (``tasks``, ``items``) if any."""
-    if result is None or result == [] or result == {}:
+    """The rows of a list answer and the key that wraps them (``tasks``, ``items``) if any. An
+    answer of another shape (``null``, a scalar, a map without the list) raises ``ShapeError``:
+    it is never read as an empty page."""
+    if items_key is None and (result == [] or result == {}):
         return [], items_key
-    if isinstance(result, list):
+    if isinstance(result, list) and items_key is None:
         return result, None
     if isinstance(result, dict):
         if items_key is not None:
             rows = result.get(items_key)
-            if rows is None:
-                raise B24Error(None, "NOT_A_LIST", f"the answer has no {items_key!r} list", method)
+            if not isinstance(rows, (list, dict)):
+                raise ShapeError(method, f"expected a list under {items_key!r}, got {brief(result)}")
             return (list(rows.values()) if isinstance(rows, dict) else list(rows)), items_key
         lists = [k for k, v in result.items() if isinstance(v, list)]
         if len(lists) == 1:
             return result[lists[0]], lists[0]
         if result and all(str(k).isdigit() and isinstance(v, dict) for k, v in result.items()):
             return list(result.values()), None
-    raise B24Error(None, "NOT_A_LIST", "the answer is not a list (pass items_key)", method)
+    raise ShapeError(method, f"expected a list, got {brief(result)}")
 
 
 def _id_sort_key(value: Any):
@@ -262,7 +277,8 @@ class B24Client:
                  max_limit_pauses: int = 5, max_pause: float = 660.0, default_pause: float = 60.0,
                  timeout: float = 60, session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.time,
-                 clock: Callable[[], float] = time.monotonic, share_limiter: bool = True):
+                 clock: Callable[[], float] = time.monotonic, share_limiter: bool = True,
+                 interactive: bool = False):
         self._base = endpoint if endpoint.endswith("/") else endpoint + "/"
         self.is_webhook = is_webhook
         self.portal_id = portal_id
@@ -279,6 +295,7 @@ class B24Client:
         self._state = threading.Lock()
         self.requests_sent = 0
         self.refreshes = 0
+        self.interactive = interactive     # a person waits: ahead of background traffic (_Limiter.reserve)
         key = urlsplit(self._base).netloc.lower()
         self._limiter = (_shared_limiter(key, rps, burst, clock) if share_limiter
                          else _Limiter(rps, burst, clock))
@@ -400,7 +417,7 @@ class B24Client:
             log.info("%s paused %.0fs by OPERATION_TIME_LIMIT", m, wait)
             self._sleep(wait)
             self._limiter.unblock(m, until)
-        wait = self._limiter.reserve()
+        wait = self._limiter.reserve(self.interactive)
         if wait > 0:
             self._sleep(wait)
 
@@ -550,7 +567,9 @@ class B24Client:
 
     def _parse_batch(self, data: dict, methods: dict[str, str]) -> BatchResult:
         names = list(methods)
-        inner = data.get("result") if isinstance(data.get("result"), dict) else {}
+        if not isinstance(data.get("result"), dict):
+            raise ShapeError("batch", f"expected {{result: {{result: ...}}}}, got {brief(data.get('result'))}")
+        inner = data["result"]
         out = BatchResult(order=names)
         out.results = _as_map(inner.get("result"), names)
         out.totals = _as_map(inner.get("result_total"), names)

@@ -5,9 +5,16 @@
 - ``department.get`` -> ``departments`` (DOCS api-reference/departments/department-get.md);
 - ``server.time`` -> settings ``portal_utc_offset`` (seconds) and ``clock_skew`` (portal minus our
   clock, used to place incremental cursors on the portal's clock);
+- the portal's time zone (setting ``portal_timezone``) from a portal-wide source: the offset of
+  ``server.time`` (DOCS api-reference/common/system/server-time.md; api-reference/data-types.md:
+  "at the API level all dates and times are stored according to the server parameters"). A
+  zone name with daylight-saving rules is taken from ``calendar.user.settings.get``
+  (api-reference/calendar/calendar-user-settings-get.md) or the configured ``[calendar] timezone``
+  only when it agrees with that offset now: the first gives one user's personal setting, never
+  the portal's by itself. Otherwise the fixed zone of the offset (``Etc/GMT-3`` for +03:00). An
+  admin's ``[calendar] timezone`` in the portal's settings overrides both (``kpi.load.portal_timezone``);
 - ``calendar.settings.get`` -> setting ``portal_calendar`` (work hours, holidays; DOCS
-  api-reference/calendar/calendar-settings-get.md) and ``calendar.user.settings.get`` ->
-  ``portal_timezone`` when it names one.
+  api-reference/calendar/calendar-settings-get.md).
 
 Everything here is optional for a sync: a portal that refuses a method (scope, plan, a webhook
 without the right) is logged and skipped.
@@ -18,12 +25,14 @@ import json
 import logging
 import time
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .kpi.calendar import save_portal_calendar
 from .model import parse_time
 from .store import set_setting
 
 log = logging.getLogger(__name__)
+DEFAULT_ZONE = "Europe/Moscow"     # the product's default (kpi.calendar DEFAULTS)
 
 
 def _user_row(portal: str, u: dict, bots: set[str]) -> dict:
@@ -57,6 +66,28 @@ def server_offset(value: str) -> int | None:
     except ValueError:
         return None
     return int(off.total_seconds()) if off is not None else None
+
+
+def portal_zone_name(offset: int | None, names, at: int | None) -> str | None:
+    """The portal's time zone from the server's UTC offset (seconds, ``server.time``): the first of
+    ``names`` (the user's calendar zone, the configured one) that has that very offset at ``at`` --
+    a name keeps daylight saving -- else the fixed ``Etc/GMT`` zone of a whole-hour offset; None
+    when the offset is unknown, or fractional with no agreeing name."""
+    if offset is None:
+        return None
+    for name in names:
+        if not name:
+            continue
+        try:
+            off = datetime.fromtimestamp(at or time.time(), ZoneInfo(str(name))).utcoffset()
+        except (ValueError, ZoneInfoNotFoundError):
+            continue
+        if off is not None and int(off.total_seconds()) == offset:
+            return str(name)
+    if offset % 3600 == 0 and abs(offset) <= 14 * 3600:
+        hours = offset // 3600
+        return "Etc/UTC" if hours == 0 else f"Etc/GMT{-hours:+d}"      # POSIX signs: Etc/GMT-3 is UTC+3
+    return None
 
 
 def sync_directory(client, db, portal: str, config: dict | None = None, now=time.time) -> dict:
@@ -104,10 +135,14 @@ def sync_directory(client, db, portal: str, config: dict | None = None, now=time
                     summary["portal_calendar"] = True
                 except ValueError as exc:
                     log.warning("calendar.settings.get of %s not used: %s", portal, exc)
-            ucal = res.results.get("usercal")
-            if isinstance(ucal, dict) and ucal.get("timezoneName") and "usercal" not in res.errors:
-                set_setting(db, portal, "portal_timezone", ucal["timezoneName"])
-                summary["portal_timezone"] = ucal["timezoneName"]
+            ucal = res.results.get("usercal") if "usercal" not in res.errors else None
+            off = server_offset(server) if server and "time" not in res.errors else None
+            names = [ucal.get("timezoneName") if isinstance(ucal, dict) else None,
+                     ((config or {}).get("calendar") or {}).get("timezone"), DEFAULT_ZONE]
+            tz = portal_zone_name(off, names, parse_time(server) if off is not None else None)
+            if tz:
+                set_setting(db, portal, "portal_timezone", tz)
+                summary["portal_timezone"] = tz
             for name, err in res.errors.items():
                 log.info("%s: %s (skipped)", err.method or name, err)
             set_setting(db, portal, "directory_synced_at", int(now()))

@@ -24,6 +24,21 @@ class B24Error(Exception):
         super().__init__(mask(text))
 
 
+class ShapeError(B24Error):
+    """A 200 answer whose ``result`` is not of the documented shape. Never read as "nothing": the
+    sync stops before its cursor moves, and the next run reads the same changes again."""
+
+    def __init__(self, method: str, what: str):
+        super().__init__(None, "UNEXPECTED_ANSWER", f"the portal's answer is not of the documented shape: {what}",
+                         method)
+
+
+def brief(value, n: int = 80) -> str:
+    """A value cut short for an error message (secrets masked)."""
+    text = repr(value)
+    return mask(text if len(text) <= n else text[:n] + "...")
+
+
 class AuthError(B24Error):
     """A 401 the refresh did not cure, an invalid refresh token, or a webhook the portal refuses."""
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
+
+log = logging.getLogger("b24desk.model")
 
 # Ticket states (kpi.md section 1).
 OPEN, RESOLVED, REJECTED = "open", "resolved", "rejected"
@@ -104,22 +110,53 @@ class Bundle:
     snapshot: dict = field(default_factory=dict)
 
 
-def parse_time(value) -> int | None:
-    """Bitrix24 datetime (``YYYY-MM-DDThh:mm:ss±hh:mm``, DOCS api-reference/data-types.md) -> unix seconds.
+# The zone naive date strings are written in: the portal's (server's) time zone, set for the
+# duration of a sync (``naive_zone``). DOCS api-reference/data-types.md: "at the API level all dates
+# and times are stored according to the server parameters"; the offset comes from ``server.time``.
+_NAIVE_ZONE: ContextVar[tzinfo] = ContextVar("b24desk_naive_zone", default=timezone.utc)
+_DOTTED = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 
-    Also accepts ints/unix strings and ``YYYY-MM-DD HH:MM:SS`` (read as UTC). Empty -> None.
+
+@contextmanager
+def naive_zone(tz: tzinfo | None):
+    """Read naive date strings in ``tz`` (the portal's time zone) inside the block."""
+    token = _NAIVE_ZONE.set(tz or timezone.utc)
+    try:
+        yield
+    finally:
+        _NAIVE_ZONE.reset(token)
+
+
+def parse_time(value, field: str | None = None, tz: tzinfo | None = None) -> int | None:
+    """A Bitrix24 date -> unix seconds; None when empty or unreadable (logged with ``field``, never raised).
+
+    Forms: ISO 8601 with offset (DOCS api-reference/data-types.md), unix seconds, and the naive
+    forms a portal also writes -- ``YYYY-MM-DD HH:MM:SS`` (``user.get`` ``LAST_ACTIVITY_DATE``) and
+    ``dd.mm.yyyy hh:mm:ss`` (``TIMESTAMP_X``; ``createdDate`` in an earlier version of
+    tasks-task-history-list.md) -- read in ``tz``, else the portal's zone (``naive_zone``).
     """
     if value in (None, "", False, "undefined"):
+        return None
+    if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         return int(value)
     s = str(value).strip()
     if s.isdigit():
         return int(s)
-    s = s.replace("Z", "+00:00")
-    dt = datetime.fromisoformat(s)
+    zone = tz or _NAIVE_ZONE.get()
+    try:
+        m = _DOTTED.match(s)
+        if m:
+            d, mo, y, hh, mm, ss = m.groups()
+            dt = datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0))
+        else:
+            dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except (ValueError, OverflowError):
+        log.warning("unreadable date %r%s: left empty", s[:40], f" in {field}" if field else "")
+        return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=zone)
     return int(dt.timestamp())
 
 

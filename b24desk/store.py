@@ -9,10 +9,12 @@ Open one ``Database`` per thread (sqlite3 connections are bound to their thread)
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -68,12 +70,62 @@ def m001_core(db: Database) -> None:
     db["locks"].create({"name": str, "owner": str, "expires_at": float}, pk="name")
 
 
+class Store(Database):
+    """A ``Database`` whose ``atomic()`` takes the write lock up front (``BEGIN IMMEDIATE``).
+
+    sqlite-utils begins deferred transactions: a block that reads, then writes, asks for the write
+    lock half way, and when another connection wrote meanwhile SQLite answers ``database is locked``
+    at once, whatever the busy timeout (a deferred reader cannot be upgraded in WAL mode). Taken at
+    ``BEGIN``, the lock is waited for (the busy timeout applies), so the worker, the scheduler, an
+    install and a sync may all write to one store. Nested blocks stay savepoints.
+    """
+
+    @contextmanager
+    def atomic(self):
+        if self.conn.in_transaction:
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.rollback()
+                raise
+
+
+# What SQLite (or the OS) says when the store cannot be written for now: a read-only file system or
+# file, a full disk, an I/O error, or a write lock still held after the busy timeout.
+_UNAVAILABLE = ("readonly database", "read-only", "disk is full", "disk i/o error", "unable to open database",
+                "database is locked", "no space left")
+_UNAVAILABLE_ERRNO = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO}
+
+
+def storage_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the store cannot be written *for now* (full or read-only disk, I/O
+    error, a lock held past the busy timeout): the caller answers "retry later" and loses nothing,
+    and the store works again once the disk does."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return any(k in text for k in _UNAVAILABLE)
+    if isinstance(exc, OSError):
+        return exc.errno in _UNAVAILABLE_ERRNO or "no space left" in str(exc).lower()
+    return False
+
+
 def open_db(path: str | Path, migrate: bool = True) -> Database:
-    """Open the store at ``path`` (WAL, 30 s busy timeout) and bring its schema up to date."""
+    """Open the store at ``path`` (WAL, 30 s busy timeout, write lock taken at ``BEGIN``) and
+    bring its schema up to date."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=30)
-    db = Database(conn)
+    db = Store(conn)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     if migrate and migrations.pending(db):

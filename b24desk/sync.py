@@ -32,11 +32,14 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
+from datetime import timezone as dt_timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import config as b24config
-from .client import AuthError, B24Error
+from .client import AuthError, B24Error, ShapeError
 from .directory import sync_directory
-from .model import parse_time
+from .model import naive_zone, parse_time
 from .sources import configured_selectors, get_source
 from .sources.base import Source, SyncContext
 from . import leases
@@ -46,6 +49,8 @@ log = logging.getLogger(__name__)
 
 OVERLAP = 300                    # seconds re-read before the cursor (clock skew, in-flight writes)
 DIRECTORY_MAX_AGE = 24 * 3600    # users/departments/calendar are refreshed at most daily on incremental runs
+SHAPE_RETRIES = 2                # a selector whose answer had an unexpected shape is read again this often
+SHAPE_PAUSE = 1.0                # seconds before the first re-read (then 2, ...)
 
 
 class SyncBusy(leases.Busy):
@@ -200,16 +205,47 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
         if directory or (directory is None and (full or not last or time.time() - last > DIRECTORY_MAX_AGE)):
             sync_directory(client, db, portal, config)
         reports = []
-        for src in sources:
+        with naive_zone(api_zone(db, portal)):
+            _run_sources(client, db, portal, sources, config, full, overlap, progress, reports)
+        return reports
+
+
+def api_zone(db, portal: str):
+    """The zone a portal writes naive date strings in: its server's (DOCS api-reference/data-types.md),
+    the zone the directory sync derived from ``server.time`` (setting ``portal_timezone``), else the
+    bare ``server.time`` offset; None (UTC) before the first directory sync."""
+    name = get_setting(db, portal, "portal_timezone")
+    try:
+        if isinstance(name, str) and name:
+            return ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        pass
+    off = get_setting(db, portal, "portal_utc_offset")
+    return dt_timezone(timedelta(seconds=int(off))) if isinstance(off, (int, float)) else None
+
+
+def _run_sources(client, db, portal, sources, config, full, overlap, progress, reports) -> None:
+    """Each selector in turn; a malformed answer (``ShapeError``) re-reads its selector."""
+    for src in sources:
+        for attempt in range(SHAPE_RETRIES + 1):
             try:
                 reports.append(sync_source(client, db, portal, src, config, full=full, overlap=overlap,
                                            progress=progress))
             except AuthError:
                 raise                 # every other selector would fail the same way
+            except ShapeError as exc:
+                # a malformed 200: nothing of it was written and no cursor moved; the selector
+                # is read again (a resumed full sync, or the same incremental window)
+                log.warning("%s: %s (attempt %d of %d)", src.selector.raw, exc, attempt + 1,
+                            SHAPE_RETRIES + 1)
+                if attempt < SHAPE_RETRIES:
+                    time.sleep(SHAPE_PAUSE * (attempt + 1))
+                    continue
+                reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
             except B24Error as exc:   # this selector stops; the others still run
                 log.warning("%s: %s", src.selector.raw, exc)
                 reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
-        return reports
+            break
 
 
 def refresh_tickets(client, db, selector: str, ids, config: dict | None = None,
@@ -222,12 +258,13 @@ def refresh_tickets(client, db, selector: str, ids, config: dict | None = None,
     ctx = SyncContext(portal=client.portal_id, db=db, config=config or {},
                       skip_unchanged=frozenset(str(i) for i in skip_unchanged))
     report = SourceReport(selector)
-    for page in source.fetch_ids(client, ctx, [str(i) for i in ids]):
-        if page.bundles:
-            _save_page(db, page, None, report, None)
-        if saved is not None:
-            saved.update(b.ticket.source_id for b in page.bundles)
-            saved.update(page.unchanged)
+    with naive_zone(api_zone(db, client.portal_id)):
+        for page in source.fetch_ids(client, ctx, [str(i) for i in ids]):
+            if page.bundles:
+                _save_page(db, page, None, report, None)
+            if saved is not None:
+                saved.update(b.ticket.source_id for b in page.bundles)
+                saved.update(page.unchanged)
     return report.saved
 
 

@@ -59,9 +59,11 @@ class PortalDouble:
     def __init__(self, seed: int = 1, tickets: int = 1000, months: int = 6, end: datetime | None = None,
                  bucket_size: int = 50, drain_per_s: float = 2.0, new_task_card: bool = False,
                  timezone: str = "Europe/Moscow", operating_limit: float = 480.0, call_cost: float = 0.002,
-                 port: int = 0, openlines: int = 0, oauth: "PortalDouble | None" = None):
+                 port: int = 0, openlines: int = 0, oauth: "PortalDouble | None" = None,
+                 new_card_since: int | None = None):
         end_ts = int(end.timestamp()) if end is not None else None
-        self.portal = Portal(now=end_ts, timezone=timezone, new_task_card=new_task_card)
+        self.portal = Portal(now=end_ts, timezone=timezone, new_task_card=new_task_card,
+                             new_card_since=new_card_since)
         self.seed = seed
         self.desk = generate(self.portal, seed=seed, tickets=tickets, months=months, end=self.portal.now)
         if openlines:   # open-line sessions (portal_double/openlines.py, the open-lines helper's module)

@@ -301,7 +301,7 @@ class AppContext:
 
         def comment_fire(result, task_id, author_id, *a, **kw):
             # on-task-comment-add.md: the new card sends ID=0 and the chat MESSAGE_ID
-            if p.new_task_card:
+            if "chat_id" in result:      # a task-chat message: the task has the new card
                 after = {"ID": 0, "TASK_ID": int(task_id), "MESSAGE_ID": int(result.get("id", 0))}
             else:
                 after = {"ID": int(result["id"]), "TASK_ID": int(task_id)}

@@ -64,9 +64,9 @@ def _pushes_html(double, lang: str) -> str:
         parts.append(f"<div class='push'><b>{esc(str(p.get('DIALOG_ID', p.get('dialog_id', ''))))}</b>"
                      f"<pre>{bbcode(p.get('MESSAGE', p.get('message', '')))}</pre></div>")
     parts.append(f"<h3>{'Живая лента' if lang == 'ru' else 'Feed'} ({len(st.posts)})</h3>")
-    for p in st.posts[-5:][::-1]:
-        parts.append(f"<div class='push'><b>{esc(str(p.get('POST_TITLE', '')))}</b>"
-                     f"<pre>{bbcode(str(p.get('POST_MESSAGE', ''))[:600])}</pre></div>")
+    for p in st.posts[-5:][::-1]:                 # stored as log.blogpost.get answers: TITLE, DETAIL_TEXT
+        parts.append(f"<div class='push'><b>{esc(str(p.get('TITLE', '')))}</b>"
+                     f"<pre>{bbcode(str(p.get('DETAIL_TEXT', ''))[:600])}</pre></div>")
     parts.append(f"<h3>{'Диск приложения' if lang == 'ru' else 'App Disk'} ({len(st.files)})</h3>")
     for f in list(st.files.values())[-5:][::-1]:
         parts.append(f"<div class='push'>{esc(str(f.get('NAME', '')))}</div>")
@@ -101,28 +101,59 @@ PAGE = """<!doctype html>
 </body></html>"""
 
 
-def _sample(double, kind: str) -> str | None:
-    """A ticket to open in a card: the newest task or support deal of the demo portal."""
+def _sample(double, kind: str, uid: int | None = None) -> str | None:
+    """A ticket to open in a card: the newest task or support deal of the demo portal; for an
+    agent, the newest one they are responsible for (another's would rightly be refused)."""
     p = double.portal
+
+    def mine(who):
+        return uid is None or uid == 1 or str(who) == str(uid)
     if kind == "task":
-        return str(p.task_list[-1]["id"]) if p.task_list else None
+        tasks = [t for t in p.task_list if mine(t.get("responsibleId", t.get("RESPONSIBLE_ID")))]
+        return str(tasks[-1]["id"]) if tasks else (str(p.task_list[-1]["id"]) if p.task_list else None)
     deals = [i for i in (p.items.get(2) or {}).values() if str(i.get("categoryId")) == "3"]
+    own = [i for i in deals if mine(i.get("assignedById"))]
+    deals = own or deals
     return str(max(deals, key=lambda i: i["id"])["id"]) if deals else None
 
 
-def _placement(double, request: Request) -> tuple[str, dict]:
+def _placement(double, request: Request, uid: int | None = None,
+               card: tuple[str, str] | None = None) -> tuple[str, dict]:
     """Which widget the portal opens, with the PLACEMENT_OPTIONS the docs show for it
-    (api-reference/widgets/placements.md): the task card tab ``{"taskId"}``, a deal tab ``{"ID"}``."""
+    (api-reference/widgets/placements.md): the task card tab ``{"taskId"}``, a deal tab ``{"ID"}``,
+    a smart process's ``CRM_DYNAMIC_<id>_DETAIL_TAB`` ``{"ID"}``. ``card`` is a ticket's own page
+    (a link from the app) opened on the app's tab."""
     placement = request.args.get("placement", "DEFAULT")
     ticket = request.args.get("id")
+    if card is not None:
+        placement, ticket = card
     if placement == "TASK_VIEW_TAB":
-        return placement, {"taskId": ticket or _sample(double, "task")}
+        return placement, {"taskId": ticket or _sample(double, "task", uid)}
     if placement == "CRM_DEAL_DETAIL_TAB":
-        return placement, {"ID": ticket or _sample(double, "deal")}
+        return placement, {"ID": ticket or _sample(double, "deal", uid)}
+    if re.match(r"^CRM_DYNAMIC_\d+_DETAIL_TAB$", placement) and ticket:
+        return placement, {"ID": ticket}
     return placement, {}
 
 
-def render(double, request: Request) -> Response:
+# The portal's own pages of a ticket (the links the app shows), opened on the app's card tab.
+CARD_PATHS = (
+    (re.compile(r"^/company/personal/user/\d+/tasks/task/view/(\d+)/?$"), lambda m: ("TASK_VIEW_TAB", m.group(1))),
+    (re.compile(r"^/crm/deal/details/(\d+)/?$"), lambda m: ("CRM_DEAL_DETAIL_TAB", m.group(1))),
+    (re.compile(r"^/crm/type/(\d+)/details/(\d+)/?$"),
+     lambda m: (f"CRM_DYNAMIC_{m.group(1)}_DETAIL_TAB", m.group(2))),
+)
+
+
+def card_of(path: str) -> tuple[str, str] | None:
+    for rx, make in CARD_PATHS:
+        m = rx.match(path)
+        if m:
+            return make(m)
+    return None
+
+
+def render(double, request: Request, card: tuple[str, str] | None = None) -> Response:
     app = double.app
     handler = getattr(app, "handler_url", None)
     lang = request.args.get("lang", "ru") if request.args.get("lang") in ("ru", "en") else "ru"
@@ -135,7 +166,7 @@ def render(double, request: Request) -> Response:
         role = "admin"
     uid = roles[role]
     tok = double.issue_tokens(uid)
-    placement, options = _placement(double, request)
+    placement, options = _placement(double, request, uid, card)
     query = {"DOMAIN": double.domain, "PROTOCOL": "0", "LANG": lang, "APP_SID": secrets.token_hex(16)}
     action = handler + ("&" if "?" in handler else "?") + "&".join(
         f"{k}={html.escape(v)}" for k, v in query.items())
@@ -155,14 +186,20 @@ def render(double, request: Request) -> Response:
         lang=lang, viewer_label="Вы вошли как" if lang == "ru" else "Signed in as",
         viewer_name=html.escape(_user_name(double.portal, uid)), switcher=switcher, langs=langs,
         m_tasks="Задачи" if lang == "ru" else "Tasks", pushes=_pushes_html(double, lang), role=role,
-        on_task="on" if placement == "TASK_VIEW_TAB" else "", on_deal="on" if placement == "CRM_DEAL_DETAIL_TAB" else "",
-        on_app="on" if placement not in ("TASK_VIEW_TAB", "CRM_DEAL_DETAIL_TAB") else "",
+        on_task="on" if placement == "TASK_VIEW_TAB" else "",
+        on_deal="on" if placement == "CRM_DEAL_DETAIL_TAB" or placement.startswith("CRM_DYNAMIC_") else "",
+        on_app="on" if options == {} else "",
         action=action, fields=fields)
     return Response(page, 200, content_type="text/html; charset=utf-8")
 
 
 def serve_page(double, request: Request) -> Response | None:
     """Non-REST paths of the portal: ``/`` is the app page in the portal's frame."""
-    if request.method == "GET" and request.path in ("/", "/index.php", "/app/"):
+    if request.method != "GET":
+        return None
+    if request.path in ("/", "/index.php", "/app/") or re.match(r"^/marketplace/app/\d+/?$", request.path):
         return render(double, request)
+    card = card_of(request.path)
+    if card is not None:
+        return render(double, request, card)
     return None

@@ -32,6 +32,20 @@ _FIRST = ["Анна", "Борис", "Виктор", "Галина", "Дмитр�
 _LAST = ["Иванов", "Смирнов", "Кузнецов", "Попов", "Васильев", "Петров", "Соколов", "Михайлов", "Новиков",
          "Фёдоров", "Морозов", "Волков", "Алексеев", "Лебедев", "Семёнов", "Егоров", "Павлов", "Козлов",
          "Степанов", "Николаев", "Орлов", "Андреев", "Макаров", "Никитин", "Захаров"]
+_FEMALE = frozenset({"Анна", "Галина", "Елена", "Жанна", "Ксения", "Мария", "Ольга", "Светлана", "Ульяна",
+                     "Юлия", "Вера", "Дарья", "Зоя", "Лидия"})
+
+
+def gendered(first: str, last: str) -> str:
+    """The surname in the gender of the first name (Галина Петрова, not Галина Петров)."""
+    if first in _FEMALE:
+        if last.endswith(("ов", "ев", "ёв", "ин", "ын")):
+            return last + "а"
+        if last.endswith("ий"):
+            return last[:-2] + "ая"
+    return last
+
+
 _TOPICS = ["Не работает вход в личный кабинет", "Ошибка при оплате счёта", "Не приходит SMS-код",
            "Сломался принтер в офисе", "Нужен доступ к отчётам", "Медленно работает сайт",
            "Не синхронизируется почта", "Вопрос по договору", "Возврат оплаты", "Не загружаются файлы",
@@ -141,7 +155,7 @@ def setup_directory(p: Portal, rng: random.Random, n_tickets: int) -> Desk:
                 used.add(name)
                 break
         first_in_dept = not any(desk.levels.get(a) == dept for a in desk.agents)
-        p.add_user(uid, name[0], name[1], departments=[dept],
+        p.add_user(uid, name[0], gendered(*name), departments=[dept],
                    position="Руководитель группы" if first_in_dept else "Специалист поддержки")
         if first_in_dept:
             p.departments[dept - 1]["UF_HEAD"] = uid
@@ -157,11 +171,17 @@ def setup_directory(p: Portal, rng: random.Random, n_tickets: int) -> Desk:
     n_req = max(6, int(n_tickets * 0.5 / 2.6))
     for i in range(n_req):
         rid = 1000 + i
-        p.add_user(rid, rng.choice(_FIRST), rng.choice(_LAST), departments=[], user_type="extranet",
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        p.add_user(rid, first, gendered(first, last), departments=[], user_type="extranet",
                    position="Клиент", email=f"client{rid}@example.ru")
         desk.requesters.append(rid)
     p.groups = {SUPPORT_GROUP: {"ID": SUPPORT_GROUP, "NAME": "Техническая поддержка"}}
     return desk
+
+
+def _contact_name(rng) -> dict:
+    first, last = rng.choice(_FIRST), rng.choice(_LAST)
+    return {"name": first, "lastName": gendered(first, last)}
 
 
 def setup_crm(p: Portal, rng: random.Random, n_crm: int, desk: Desk, start: int) -> None:
@@ -226,7 +246,7 @@ def setup_crm(p: Portal, rng: random.Random, n_crm: int, desk: Desk, start: int)
         desk.companies.append(it["id"])
     for i in range(n_contacts):
         it = p._item_create(CONTACT, t0 + i * 60, 1, rng.choice(desk.agents),
-                            title="", fields={"name": rng.choice(_FIRST), "lastName": rng.choice(_LAST),
+                            title="", fields=_contact_name(rng) | {
                                               "companyId": rng.choice(desk.companies) if rng.random() < 0.5 else None})
         desk.contacts.append(it["id"])
 

@@ -112,6 +112,7 @@ class Faults:
 
     def __init__(self):
         self._faults: list[_Fault] = []
+        self._malformed: list[list] = []
         self._lock = threading.Lock()
 
     def fail_next(self, n: int = 1, status: int = 503, error: str = "QUERY_LIMIT_EXCEEDED",
@@ -131,9 +132,27 @@ class Faults:
                     return f
         return None
 
+    def malform_next(self, n: int = 1, method: str = "", result=None) -> None:
+        """The next n calls of ``method`` answer 200 with ``result`` (default ``null``) in place of
+        the documented shape: the malformed answer a portal under strain may give."""
+        with self._lock:
+            self._malformed.append([method.lower(), n, result])
+
+    def take_malformed(self, method: str):
+        """``(True, result)`` when this call of ``method`` is to be malformed, else ``(False, None)``."""
+        with self._lock:
+            for m in self._malformed:
+                if m[1] > 0 and m[0] == method.lower():
+                    m[1] -= 1
+                    if m[1] == 0:
+                        self._malformed.remove(m)
+                    return True, m[2]
+        return False, None
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._malformed.clear()
 
 
 _DESCRIPTIONS = {

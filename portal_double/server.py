@@ -177,6 +177,9 @@ class WireApp:
         finally:
             cost = d.call_cost + m.cost + (time.perf_counter() - t0)
             operating, reset_at = d.operating.add(key, cost)
+        bad, malformed = d.faults.take_malformed(name)
+        if bad:
+            value = malformed
         return value, (cost, operating, reset_at)
 
     def time_block(self, started: float, cost: float = 0.0, operating: float | None = None,

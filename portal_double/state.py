@@ -25,12 +25,14 @@ class Portal:
 
     def __init__(self, *, now: int | None = None, timezone: str = "Europe/Moscow",
                  new_task_card: bool = False, domain: str = "b24-double.bitrix24.ru",
-                 member_id: str = "d0ub1e0000000000000000000000f00d"):
+                 member_id: str = "d0ub1e0000000000000000000000f00d", new_card_since: int | None = None):
         self.lock = threading.RLock()
         self.tz = ZoneInfo(timezone)
         self.timezone = timezone
         self.now = int(now if now is not None else time.time())
         self.new_task_card = new_task_card
+        # a portal that moved to the new card at this time: tasks created before it stay classic
+        self.new_card_since = new_card_since
         self.domain = domain
         self.member_id = member_id
         self._ids: dict[str, int] = {}
@@ -127,7 +129,7 @@ class Portal:
         self.task_comments[tid] = []
         self.task_elapsed[tid] = []
         self._history(task, at, creator, "NEW", None, None)
-        if self.new_task_card:
+        if self.new_task_card or (self.new_card_since is not None and at >= self.new_card_since):
             cid = self.next_id("chat", 100)
             task["chatId"] = cid
             self.chats[cid] = {"id": cid, "entity": ("TASKS_TASK", tid), "messages": []}
@@ -191,8 +193,9 @@ class Portal:
         return msg
 
     def _task_comment(self, task: dict, at: int, author: int, text: str) -> dict:
-        """Old card: a forum comment + a COMMENT history row; new card: a task-chat message."""
-        if self.new_task_card:
+        """Old card: a forum comment + a COMMENT history row; new card (the task has a chat): a
+        task-chat message. A portal switched to the new card keeps its older tasks classic."""
+        if task.get("chatId"):
             msg = self._chat_message(task["chatId"], at, author, text)
             task["commentsCount"] += 1
             self._touch_task(task, at, author)
@@ -400,6 +403,12 @@ class Portal:
                 else:
                     raise KeyError(f"update_task: unsupported field {key}")
             return t
+
+    def switch_to_new_card(self) -> None:
+        """The portal moves to the new task card (tasks >= 25.700.0): tasks created from now on have
+        a chat and their comments are chat messages; older tasks keep their forum comments."""
+        with self.lock:
+            self.new_task_card = True
 
     def add_task_comment(self, task_id: int, author_id: int, text: str) -> dict:
         with self.lock:

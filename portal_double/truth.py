@@ -139,7 +139,7 @@ class Truth:
                          rating)
             elif f in ("DEADLINE", "PRIORITY", "TITLE", "GROUP_ID"):
                 self._ev(evs, src, sid, k, "field_changed", h["at"], h["user_id"], f.lower(), h["from"], h["to"])
-        if p.new_task_card and t.get("chatId"):
+        if t.get("chatId"):
             msgs = [(m["at"], m["id"], m["author_id"], f"m:{m['id']}") for m in p.chats[t["chatId"]]["messages"]]
         else:
             msgs = [(c["at"], c["id"], c["author_id"], f"c:{c['id']}") for c in p.task_comments.get(t["id"], [])]

@@ -15,7 +15,7 @@ from flask import current_app, g, jsonify, render_template, request
 from b24desk.viewer import (ADMIN_RECHECK, TOKEN_MAX_AGE, Viewer, ViewerError, check_installation, dump_token,
                             load_token, open_sessions, recheck_admin)
 
-from b24desk.text.i18n import t
+from b24desk.text.i18n import MESSAGES, t
 
 JSON_PREFIXES = ("/api/", "/reports/export")
 
@@ -86,21 +86,35 @@ _HINTS = {"no_token": "err_no_token", "bad_token": "err_no_token", "expired": "e
 
 
 def error_response(err: ViewerError):
+    """JSON for the API and exports (``error``, ``message``, ``hint`` in the viewer's language and
+    ``field`` where one is named); for pages, the message in words with a way back to the dashboard."""
+    from flask import url_for
     lang = (g.get("viewer").lang if g.get("viewer") else None) or g.get("error_lang") \
         or request.args.get("LANG") or "en"
     lang = "ru" if str(lang).lower()[:2] in ("ru", "ua", "by", "kz") else "en"
-    hint = _HINTS.get(err.code)
-    if err.status == 403 and not hint:
-        hint = "err_forbidden"
-    if err.status == 400 and not hint:
-        hint = "err_bad_request"
+    generic = _HINTS.get(err.code) or ("err_forbidden" if err.status == 403 else
+                                       "err_bad_request" if err.status == 400 else None)
     if wants_json():
         body = {"error": err.code, "message": err.message}
-        if hint:
-            body["hint"] = t(hint, lang)        # the same refusal, in the viewer's language
+        if getattr(err, "field", None):
+            body["field"] = err.field
+        if generic:
+            body["hint"] = t(generic, lang)     # the same refusal, in the viewer's language
         return jsonify(body), err.status
-    return render_template("reports/error.html", lang=lang, status=err.status, message=err.message,
-                           hint=t(hint, lang) if hint else "", t=lambda k: t(k, lang)), err.status
+    # a page says what exactly to fix where it can (a period the wrong way round, a bad preset)
+    hint = _HINTS.get(err.code) or getattr(err, "hint", None)
+    if not hint and f"err_{err.code}" in MESSAGES:
+        hint = f"err_{err.code}"
+    specific = hint is not None
+    hint = hint or generic
+    # the technical message (English, may name parameters) only for English readers without a
+    # message in words
+    message = "" if specific or lang == "ru" else err.message
+    back = None
+    if g.get("viewer") is not None and g.get("viewer_token"):
+        back = url_for("reports.dashboard", t=g.viewer_token)
+    return render_template("reports/error.html", lang=lang, status=err.status, message=message,
+                           hint=t(hint, lang) if hint else "", back=back, t=lambda k: t(k, lang)), err.status
 
 
 def init_app(app) -> None:

@@ -83,6 +83,7 @@ class _Entry:
     version: tuple
     known: float            # when the value was last known to match the store (monotonic clock)
     seq: int | None = None  # the change journal's position when the value was computed (or re-checked)
+    computed: float = 0.0   # when its computation started (for ``ttl``)
 
 
 @dataclass(frozen=True)
@@ -107,19 +108,29 @@ class Memo:
     def get_or_compute(self, db_path: str, key, compute, *, exact: bool = False, scope=None):
         return self.lookup(db_path, key, compute, exact=exact, scope=scope).value
 
-    def lookup(self, db_path: str, key, compute, *, exact: bool = False, scope=None) -> Served:
-        """The value of ``key`` for the store at ``db_path`` (see the module's policy)."""
+    def lookup(self, db_path: str, key, compute, *, exact: bool = False, scope=None, ttl: float | None = None,
+               versioned: bool = True) -> Served:
+        """The value of ``key`` for the store at ``db_path`` (see the module's policy). With
+        ``ttl``, a value computed more than ``ttl`` seconds ago is also stale though the store did
+        not change (figures that depend on the clock, like the dashboard's "now" panel); with
+        ``versioned=False`` too, writes to the store do not make it stale before that."""
         k = (str(db_path), json.dumps(key, sort_keys=True, default=str))
         version = store_version(db_path)
         now = self.clock()
+
+        def current(e) -> bool:
+            if ttl is not None and now - e.computed > ttl:
+                return False
+            return e.version == version or (not versioned and ttl is not None)
         with self._lock:
             e = self._data.get(k)
-            if e is not None and e.version == version:
+            if e is not None and current(e):
                 self._data.move_to_end(k)
                 e.known = max(e.known, now)
                 self.hits += 1
                 return Served(e.value)
-        if e is not None and scope is not None and e.seq is not None:
+        fresh_enough = ttl is None or e is None or now - e.computed <= ttl
+        if e is not None and scope is not None and e.seq is not None and fresh_enough:
             state = _journal(db_path, scope, e.seq)      # did any write since meet the scope?
             if state is not None and not state[1]:
                 with self._lock:
@@ -134,7 +145,7 @@ class Memo:
             e = self._data.get(k)
             if e is not None:
                 self._data.move_to_end(k)
-                if e.version == version:
+                if current(e):
                     e.known = max(e.known, now)
                     self.hits += 1
                     return Served(e.value)
@@ -171,7 +182,7 @@ class Memo:
                 self.misses += 1
                 old = self._data.get(k)
                 if old is None or old.known <= started:     # never replace a newer result
-                    self._data[k] = _Entry(value, version, started, state[0] if state else None)
+                    self._data[k] = _Entry(value, version, started, state[0] if state else None, started)
                     self._data.move_to_end(k)
                 while len(self._data) > self.max_entries:
                     self._data.popitem(last=False)

@@ -8,6 +8,8 @@ reports and charts of one query come from one engine pass (:func:`page`).
 """
 from __future__ import annotations
 
+import time
+
 from flask import current_app, g
 
 from b24desk.kpi import build_report
@@ -40,12 +42,12 @@ def _own_db(path: str, fn):
     return run
 
 
-def _get(key, fn, *, exact: bool = False, scope=None, figures: bool = True):
+def _get(key, fn, *, exact: bool = False, scope=None, figures: bool = True, ttl: float | None = None):
     """The memo's answer; a stale figure is noted on ``g`` (the page says so, a header tells tests).
     Lists around the figures (``figures=False``: people, filter options) may lag a recompute
     silently, so a settings change, which makes every entry stale, shows no "refreshing" note."""
     path = _db_path()
-    served = MEMO.lookup(path, key, _own_db(path, fn), exact=exact, scope=scope)
+    served = MEMO.lookup(path, key, _own_db(path, fn), exact=exact, scope=scope, ttl=ttl)
     if served.stale and figures:
         g.analytics_stale = max(getattr(g, "analytics_stale", 0.0), served.age)
     return served.value
@@ -74,6 +76,10 @@ def scope(portal: str, q: Query, cfg: dict) -> tuple | None:
     try:
         p = make_period(q.date_from, q.date_to, zone(q.tz))
         prev = p.previous()
+        if getattr(q, "compare", None):          # "last_year": the compared period is a year back
+            from b24desk.kpi.presets import compare_period
+            a, _b = compare_period(p.local(p.start), p.local(p.end), q.compare, p.tz)
+            prev = make_period(a, p.start, p.tz)
         window = int(cfg.get("repeat_window_days", 30)) * 86400
     except Exception:                  # anything odd: no scope, the store version alone decides
         return None
@@ -100,25 +106,29 @@ def report(db, portal: str, q: Query, filters: dict, group_by: str | None = None
     """``build_report`` for the query (the same call ``flask kpi`` makes), memoized: shared
     between requests, so callers treat it as read-only."""
     cfg, settings = _inputs(db, portal)
-    key = ("report", portal, q.date_from, q.date_to, engine_filters(filters), group_by, settings)
+    key = ("report", portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_by, settings)
     return _get(key, lambda own: build_report(
-        own, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg),
+        own, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg,
+        compare=q.compare),
         exact=exact, scope=scope(portal, q, cfg))
 
 
-def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str):
-    """The report in ``flask kpi``'s ``--format`` (json, csv, xlsx): always exact, like the command."""
+def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str, lang: str | None = None):
+    """The report in ``flask kpi``'s ``--format`` (json, csv, xlsx): always exact, like the command.
+    ``lang`` lays CSV and XLSX out for a reader of that language (headers, separators, sheet names)."""
     cfg, settings = _inputs(db, portal)
-    key = ("rendered", fmt, portal, q.date_from, q.date_to, engine_filters(filters), group_by, settings)
+    key = ("rendered", fmt, lang, portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_by,
+           settings)
 
     def compute(own):
         if fmt != "xlsx":
             return render(build_report(own, portal, q.date_from, q.date_to, filters=engine_filters(filters),
-                                       group_by=group_by, config=cfg), fmt)
+                                       group_by=group_by, config=cfg, compare=q.compare), fmt, lang=lang)
         with paused_gc():           # xlsx adds the weekly trend rows, from the same engine pass
-            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
+            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg,
+                            compare=q.compare)
             series = Replay.of_pass(rp).series(weeks(rp.period.start, rp.period.end, rp.env.tz_name))
-            return to_xlsx(rp.report(group_by), series)
+            return to_xlsx(rp.report(group_by), series, lang=lang)
     return _get(key, compute, exact=True, scope=scope(portal, q, cfg))
 
 
@@ -131,7 +141,8 @@ def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: b
 
     def compute(own):
         with paused_gc():
-            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
+            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg,
+                            compare=q.compare)
             reports = {gb: rp.report(gb) for gb in group_bys}
             replay = Replay.of_pass(rp)
             bounds = weeks(rp.period.start, rp.period.end, rp.env.tz_name)
@@ -139,7 +150,7 @@ def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: b
                       "frt": sorted(replay.durations("first_response_time")),
                       "resolution": sorted(replay.durations("resolution_time"))}
         return {"reports": reports, "charts": charts}
-    key = ("page", portal, q.date_from, q.date_to, engine_filters(filters), group_bys, settings)
+    key = ("page", portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_bys, settings)
     return _get(key, compute, exact=exact, scope=scope(portal, q, cfg))
 
 
@@ -159,14 +170,23 @@ def people(db, portal: str) -> tuple[dict, dict]:
     return _get(("people", portal), lambda own: load_people(own, portal), figures=False)
 
 
+DISTINCT_COLUMNS = ("source", "type", "channel", "line")
+
+
 def distinct(db, portal: str, column: str) -> list[str]:
-    assert column in ("source", "type", "channel")
+    """The values of a ticket column the filters offer; the four columns come from one scan,
+    memoized as one entry (one background recompute after a write, not four)."""
+    assert column in DISTINCT_COLUMNS
 
     def compute(own):
-        rows = own.execute(f"select distinct {column} from tickets where portal = ? and {column} is not null"
-                          " and coalesce(deleted, 0) = 0 order by 1", [portal]).fetchall()
-        return [str(r[0]) for r in rows if r[0] not in (None, "")]
-    return _get(("distinct", portal, column), compute, figures=False)
+        out = {c: set() for c in DISTINCT_COLUMNS}
+        for row in own.execute("select distinct source, type, channel, line from tickets where portal = ?"
+                               " and coalesce(deleted, 0) = 0", [portal]).fetchall():
+            for c, v in zip(DISTINCT_COLUMNS, row):
+                if v not in (None, ""):
+                    out[c].add(str(v))
+        return {c: sorted(v) for c, v in out.items()}
+    return _get(("distinct", portal), compute, figures=False)[column]
 
 
 def tickets_by_key(db, portal: str, keys: list[tuple[str, str]]) -> dict:
@@ -179,3 +199,87 @@ def tickets_by_key(db, portal: str, keys: list[tuple[str, str]]) -> dict:
         " on t.portal = ? and t.source = j.value ->> 0 and t.source_id = j.value ->> 1",
         [json.dumps([list(k) for k in keys]), portal]).fetchall()
     return {(r[0], r[1]): {"title": r[2], "url": r[3], "responsible_id": r[4]} for r in rows}
+
+
+NOW_ITEMS = ("open", "unassigned", "no_reply", "at_risk", "oldest")
+RISK_WINDOW = 2 * 3600          # "at risk": the effective deadline falls within the next 2 hours
+
+
+def now_state(db, portal: str, filters: dict, now: int | None = None) -> dict:
+    """The "now" panel: tickets open at this moment, replayed by the engine as of now (so the
+    effective deadline, own or the SLA target's, and the first reply are what the KPIs use),
+    split into the panel's items. Only the open tickets and their events are read (no period
+    load, no customer history). Memoized for a minute whatever the store's writes (the inbox
+    writes on every portal event), then recomputed in the background while the old value is
+    served: ``{"items": {item: [ticket rows]}, "now": ts}``; the panel says the time it shows."""
+    cfg = portal_config(db, portal)
+
+    def compute(own):
+        t = int(time.time()) if now is None else now
+        with paused_gc():
+            return _now_items(own, portal, engine_filters(filters), cfg, t - t % 60)
+    path = _db_path()
+    return MEMO.lookup(path, ("now", portal, engine_filters(filters), cfg), _own_db(path, compute), ttl=60,
+                       versioned=False).value
+
+
+def _now_items(own, portal: str, filters: dict, cfg: dict, minute: int) -> dict:
+    import json
+
+    from b24desk.kpi.engine import ticket_facts
+    from b24desk.kpi.filters import Filters, matcher
+    from b24desk.kpi.load import TICKET_COLUMNS, source_clause
+    from b24desk.kpi.report import ReportEnv
+
+    env = ReportEnv(own, portal, cfg)
+    f = Filters.of(filters)
+    keep = matcher(f, env.tree)
+    src_sql, src_params = source_clause(f.sources())
+    end = minute + 60
+    rows = own.execute(f"select {', '.join(TICKET_COLUMNS)} from tickets where portal = ? and closed_at is null"
+                       f" and created_at < ? and coalesce(deleted, 0) = 0{src_sql}",
+                       [portal, end] + src_params).fetchall()
+    tickets = [dict(zip(TICKET_COLUMNS, r)) for r in rows]
+    events: dict = {}
+    by_source: dict = {}
+    for t in tickets:
+        by_source.setdefault(t["source"], []).append(t["source_id"])
+    for source, ids in by_source.items():
+        for key, *ev in own.execute(
+                "select j.key, e.at, e.kind, e.actor_id, e.field, e.from_value, e.to_value from json_each(?) j"
+                " join events e on e.portal = ? and e.source = ? and e.source_id = j.value"
+                " where e.kind not in ('created', 'rated') and e.at is not null order by j.key, e.at, e.key",
+                [json.dumps(ids), portal, source]):
+            events.setdefault((source, ids[key]), []).append(tuple(ev))
+    items = {k: [] for k in NOW_ITEMS}
+    for t in tickets:
+        fact = ticket_facts(t, events.get((t["source"], t["source_id"]), ()), end - 1, end, env.ctx)
+        if fact is None or not fact.open_at_end or (keep is not None and not keep(fact)):
+            continue
+        r = {"source": t["source"], "source_id": t["source_id"], "responsible": fact.resp_end,
+             "priority": fact.priority, "created_at": t["created_at"], "state": fact.state, "hit": None}
+        age = max(0, minute - (t["created_at"] or minute))
+        items["open"].append(dict(r, value=age))
+        if not fact.resp_end:
+            items["unassigned"].append(dict(r, value=age))
+        if fact.first_reply is None:
+            items["no_reply"].append(dict(r, value=age))
+        if fact.deadline is not None and minute <= fact.deadline < minute + RISK_WINDOW:
+            items["at_risk"].append(dict(r, value=fact.deadline - minute))
+    for k in ("open", "unassigned", "no_reply"):
+        items[k].sort(key=lambda r: -(r["value"] or 0))
+    items["at_risk"].sort(key=lambda r: r["value"])
+    items["oldest"] = items["open"][:1]
+    return {"items": items, "now": minute}
+
+
+def closed_at(db, portal: str, keys: list[tuple[str, str]]) -> dict:
+    """``closed_at`` of tickets (the drilldown's "how long it took" for counted tickets)."""
+    import json
+    if not keys:
+        return {}
+    rows = db.execute(
+        "select t.source, t.source_id, t.closed_at from json_each(?) j join tickets t"
+        " on t.portal = ? and t.source = j.value ->> 0 and t.source_id = j.value ->> 1",
+        [json.dumps([list(k) for k in keys]), portal]).fetchall()
+    return {(r[0], r[1]): r[2] for r in rows}

@@ -46,7 +46,10 @@ def ticket_of_placement(placement: str, options: dict) -> tuple[str, str] | None
 
 def portal_caller():
     """``call(endpoint, token, method, params)`` with one client per (endpoint, viewer token)."""
-    opts = dict(current_app.config.get("LAUNCH_CLIENT_OPTS") or {"max_retries": 1, "timeout": 10})
+    # interactive: ahead of background sync traffic in the portal's request budget; a refusal for
+    # the portal's request rate is retried a few times, briefly (a person waits)
+    opts = dict(current_app.config.get("LAUNCH_CLIENT_OPTS")
+                or {"max_retries": 4, "backoff_base": 0.25, "backoff_cap": 2.0, "timeout": 10, "interactive": True})
     clients: dict = {}
 
     def call(endpoint, token, method, params):

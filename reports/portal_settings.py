@@ -117,7 +117,8 @@ def run_crosscheck(db, db_path: str, portal: str, date_from: str, date_to: str, 
     tokens; the result (a refusal by the plan included) is stored by ``crosscheck`` itself."""
     from b24desk.client import B24Client
     from b24desk.sources import openlines as ol
-    client = B24Client.from_installation(db_path, portal, client_id, client_secret, oauth_url)
+    client = B24Client.from_installation(db_path, portal, client_id, client_secret, oauth_url,
+                                         interactive=True)    # an admin waits on the settings page
     try:
         return ol.crosscheck(db, client, portal, date_from, date_to, config=config)
     finally:

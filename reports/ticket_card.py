@@ -18,7 +18,10 @@ from b24desk.store import events_for, get_ticket
 from b24desk.text.i18n import t
 from b24desk.text.present import fmt_duration
 
+from .names import Names
+
 SOURCE_LABELS = {"task": ("Задача", "Task"), "crm:2": ("Сделка", "Deal"), "openlines": ("Открытая линия", "Open line")}
+PRIORITY_FIELDS = ("priority",)
 
 
 def source_label(source: str, lang: str) -> str:
@@ -49,7 +52,11 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
     def name(uid):
         if uid in (None, "", "0"):
             return ""
-        return (env.users.get(str(uid)) or {}).get("label") or f"#{uid}"
+        known = (env.users.get(str(uid)) or {}).get("label")
+        if known:
+            return known
+        # a customer's key (C_5 contact, CO_3 company, an open-line user) or a user not synced
+        return t("customer", lang) if not str(uid).isdigit() else f"{t('user', lang)} {uid}"
 
     def when(ts):
         return datetime.fromtimestamp(ts, tz).strftime("%d.%m.%Y %H:%M") if ts else "—"
@@ -79,6 +86,7 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
         elif close_at is not None:
             ok = close_at <= deadline
             sla.update(status="green" if ok else "red", text=t("sla_met" if ok else "sla_missed", lang))
+    names = Names(db, portal, lang)
     timeline = []
     for e in events:
         kind = e["kind"]
@@ -86,13 +94,17 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
         if kind == "assigned":
             detail = f"{name(e['from_value']) or '—'} → {name(e['to_value']) or '—'}"
         elif kind in ("status", "field_changed"):
-            detail = f"{e['field'] or ''} {e['from_value'] or '—'} → {e['to_value'] or '—'}".strip()
-        timeline.append({"when": when(e["at"]), "kind": kind, "label": t(f"ev_{kind}", lang),
+            detail = _change_in_words(e, kind, names, name, when, lang)
+        label = t(f"ev_{kind}", lang)
+        if label == f"ev_{kind}":
+            label = t("ev_field_changed", lang)
+        timeline.append({"when": when(e["at"]), "kind": kind, "label": label,
                          "actor": name(e["actor_id"]), "detail": detail})
     rating = row.get("rating")
     return {
-        "title": row.get("title") or f"#{row['source_id']}", "source_id": row["source_id"],
-        "source_label": source_label(row["source"], lang),
+        "title": names.title(row["source"], row.get("title"), row["source_id"]), "source_id": row["source_id"],
+        "source_label": (names.source(row["source"]) if row["source"].startswith("crm:") and row["source"] != "crm:2"
+                         else source_label(row["source"], lang)),
         "link": (origin + row["url"]) if origin and row.get("url") and str(row["url"]).startswith("/") else None,
         "state": t(f"state_{state}", lang), "priority": t(f"prio_{row.get('priority') or 'normal'}", lang),
         "responsible": name(row.get("responsible_id")) or "—", "created": when(created),
@@ -100,3 +112,31 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
         "rating": "—" if rating is None else f"{rating}/5", "timeline": timeline,
         "actors": sorted({str(e["to_value"]) for e in events if e["kind"] == "assigned" and e["to_value"]}),
     }
+
+
+def _change_in_words(e: dict, kind: str, names: Names, person, when, lang: str) -> str:
+    """"Ждёт выполнения → Выполняется", "приоритет: Обычный → Высокий": a status or field change
+    as the portal names it, never ``STATUS 2 → 3``."""
+    field = (e.get("field") or "").lower()
+    a, b = e.get("from_value"), e.get("to_value")
+    if kind == "status" or field in ("status", "stage", "stage_id", "stageid", "real_status"):
+        return f"{names.stage(a)} → {names.stage(b)}"
+    if field in ("responsible", "responsible_id", "assigned_by_id"):
+        return f"{t('field_responsible', lang)}: {person(a) or '—'} → {person(b) or '—'}"
+    if field == "priority":
+        def prio(x):
+            named = t(f"prio_{x}", lang)
+            return named if x and named != f"prio_{x}" else "—"
+        return f"{t('field_priority', lang)}: {prio(a)} → {prio(b)}"
+    if field in ("type", "category", "category_id", "categoryid", "group_id"):
+        return f"{t('field_type', lang)}: {names.type(a) if a else '—'} → {names.type(b) if b else '—'}"
+    if field == "deadline":
+        def day(x):
+            try:
+                return when(int(x))
+            except (TypeError, ValueError):
+                return "—"
+        return f"{t('field_deadline', lang)}: {day(a)} → {day(b)}"
+    key = f"field_{field}"
+    label = t(key, lang)
+    return f"{label if label != key else t('field_other', lang)}: {a or '—'} → {b or '—'}"

@@ -54,15 +54,21 @@ def installed_and_synced(d, db_path: str, selectors: list[str]) -> None:
     client = B24Client.from_installation(db_path, d.member_id, d.client_id, d.client_secret,
                                          oauth_url=d.oauth_token_url, rps=1e6, backoff_base=0.01,
                                          share_limiter=False)
-    run_sync(client, db, selectors, config={"sources": selectors}, full=True)
+    if all(isinstance(s, str) for s in selectors):
+        run_sync(client, db, selectors, config={"sources": selectors}, full=True)
+    else:                               # source tables with their field mapping (config/demo.toml)
+        run_sync(client, db, None, {"sources": selectors}, full=True)
     client.close()
     db.conn.close()
 
 
-def build_desk(tmp_dir, *, tickets: int = 120, seed: int = 5) -> Desk:
+def build_desk(tmp_dir, *, tickets: int = 120, seed: int = 5, sources: list | None = None,
+               openlines: int = 0) -> Desk:
+    """A double with ``tickets`` (and ``openlines`` sessions), synced into a store; ``sources``
+    (the demo's, e.g. tasks + deals + a smart process + open lines) default to tasks only."""
     from portal_double import PortalDouble
 
-    d = PortalDouble(seed=seed, tickets=tickets, months=3, drain_per_s=1e6).start()
+    d = PortalDouble(seed=seed, tickets=tickets, months=3, drain_per_s=1e6, openlines=openlines).start()
     desk = d.desk
     heads = dict(desk.heads)
     agents = {a: desk.levels[a] for a in desk.agents if a not in heads.values()
@@ -75,7 +81,7 @@ def build_desk(tmp_dir, *, tickets: int = 120, seed: int = 5) -> Desk:
     p.add_task_comment(task["id"], agent, "Looking into it <b>now</b>")
 
     db_path = str(tmp_dir / "pages.db")
-    installed_and_synced(d, db_path, ["tasks"])
+    installed_and_synced(d, db_path, sources or ["tasks"])
 
     tz = ZoneInfo("Europe/Moscow")
     today = datetime.fromtimestamp(p.now, tz).date()

@@ -70,7 +70,11 @@ def test_rows_shapes():
     assert c._rows([{"ID": 1}], None, "m") == ([{"ID": 1}], None)
     assert c._rows({"tasks": [{"id": 1}]}, None, "m") == ([{"id": 1}], "tasks")
     assert c._rows({"items": []}, "items", "m") == ([], "items")
-    assert c._rows([], "items", "m") == ([], "items")
+    # where the docs wrap the rows ({items: [...]}) the key is always there, even when empty: a bare
+    # [] or null is a malformed answer, never "no rows" (issue 12)
+    for bad in ([], {}, None, {"items": None}):
+        with pytest.raises(c.ShapeError):
+            c._rows(bad, "items", "m")
     assert c._rows({"0": {"ID": 1}, "1": {"ID": 2}}, None, "m")[0] == [{"ID": 1}, {"ID": 2}]
     with pytest.raises(B24Error):
         c._rows({"a": [], "b": []}, None, "m")
@@ -87,6 +91,17 @@ def test_leaky_bucket_allows_a_burst_then_paces():
     assert lim.reserve() == 0.0
     lim.drain()                        # the portal said QUERY_LIMIT_EXCEEDED: bucket full
     assert lim.reserve() > 0
+
+
+def test_background_traffic_leaves_room_for_interactive_requests():
+    now = [0.0]
+    lim = c._Limiter(rps=2.0, burst=50, clock=lambda: now[0])
+    waits = []
+    for _ in range(80):                   # a sync: reserve, sleep the wait, send; again
+        waits.append(lim.reserve())
+        now[0] += waits[-1]
+    assert waits[:45] == [0.0] * 45 and waits[45] == 0.5     # it stops 5 short of the burst
+    assert lim.reserve(interactive=True) == 0.0               # a launch still goes at once
 
 
 def test_method_blocks_are_per_method():

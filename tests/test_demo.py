@@ -139,6 +139,9 @@ def test_demo_shows_the_numbers_of_flask_kpi(tmp_path):
         code, tail = _stop(proc)
     assert code == 0, "".join(lines) + tail
 
+    # the page's "to" is the last day shown; flask kpi takes the half-open end, a day later
+    from datetime import date, timedelta
+    date_to = (date.fromisoformat(date_to) + timedelta(days=1)).isoformat()
     report = _flask_kpi(db, date_from, date_to)
     for key, text in shown.items():
         assert _digits(text) == report["kpis"][key]["value"], (key, text, report["kpis"][key])

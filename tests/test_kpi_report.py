@@ -65,6 +65,7 @@ def test_report_has_section_6_shape(db):
     assert r["schema"] == "b24desk.kpi/1" and r["portal"] == PORTAL and r["timezone"] == "Europe/Moscow"
     assert r["filters"] == {"source": None, "department": None, "agent": None, "priority": None, "type": None,
                             "channel": None, "line": None}
+    assert r["period_bounds"] == "[from, to)"
     assert set(r["kpis"]) == set(KPI_KEYS)
     for key, e in r["kpis"].items():
         assert {"value", "previous", "delta", "target", "status"} <= set(e), key

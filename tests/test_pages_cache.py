@@ -89,6 +89,30 @@ def test_beyond_max_staleness_the_request_computes_synchronously(store):
     assert not memo._refreshing
 
 
+def test_a_ttl_entry_is_refreshed_in_the_background_once_old_though_the_store_is_unchanged(store):
+    """The dashboard's "now" panel depends on the clock: a minute old, it is served while one
+    background recompute runs; younger, it is a plain hit."""
+    clock = Clock()
+    memo = Memo(max_stale=600, clock=clock)
+    assert memo.lookup(store, "now", lambda: "12:00", ttl=60).value == "12:00"
+    clock.now += 59
+    assert memo.lookup(store, "now", lambda: "never", ttl=60) == memo.lookup(store, "now", lambda: "never", ttl=60)
+    assert not memo.lookup(store, "now", lambda: "never", ttl=60).stale
+    clock.now += 2
+    served = memo.lookup(store, "now", lambda: "12:01", ttl=60)
+    assert (served.value, served.stale) == ("12:00", True)
+    assert memo.wait_idle(30)
+    fresh = memo.lookup(store, "now", lambda: "never", ttl=60)
+    assert (fresh.value, fresh.stale) == ("12:01", False)
+    # unversioned: a write inside the minute changes nothing, the minute still does
+    memo.lookup(store, "clock", lambda: "a", ttl=60, versioned=False)
+    _write(store, 5)
+    assert memo.lookup(store, "clock", lambda: "never", ttl=60, versioned=False).value == "a"
+    assert memo.lookup(store, "now", lambda: "12:02", ttl=60).stale          # versioned: the write counts
+    clock.now += 61
+    assert memo.lookup(store, "clock", lambda: "b", ttl=60, versioned=False).stale
+
+
 def test_an_exact_lookup_never_gets_an_entry_older_than_the_newest_write(store):
     memo = Memo(max_stale=600, clock=Clock())
     memo.lookup(store, "k", lambda: "v1")

@@ -58,6 +58,12 @@ def period(desk) -> str:
     return f"from={desk.date_from}&to={desk.date_to}"
 
 
+def page_period(desk) -> str:
+    """The same days as ``period`` in the page's URL, where ``to`` is the last day shown (inclusive)."""
+    from reports.query import last_day
+    return f"from={desk.date_from}&to={last_day(desk.date_to)}"
+
+
 def api(client, desk, token, extra=""):
     return client.get(f"/api/kpi?{period(desk)}{extra}", headers={"Authorization": f"Bearer {token}"})
 
@@ -211,7 +217,7 @@ def test_drilldown_is_scoped_and_matches_the_number(client, desk):
 
 def test_dashboard_page_is_frame_safe_and_escaped(client, desk):
     tok = token_of(client, desk, desk.admin)
-    r = client.get(f"/reports/dashboard?{period(desk)}&t={tok}")
+    r = client.get(f"/reports/dashboard?{page_period(desk)}&t={tok}")
     assert r.status_code == 200
     csp = r.headers["Content-Security-Policy"]
     assert f"frame-ancestors {desk.double.base_url}" in csp and "evil.example" not in csp
@@ -230,13 +236,13 @@ def test_dashboard_page_is_frame_safe_and_escaped(client, desk):
 def test_dashboard_languages_and_agent_page(client, desk):
     mine = next(a for a, dep in desk.agents.items() if dep == 2)
     tok = token_of(client, desk, mine, lang="ru")
-    html = client.get(f"/reports/dashboard?{period(desk)}&t={tok}").get_data(as_text=True)
-    assert "Среднее время первого ответа" in html and "Команда" in html
+    html = client.get(f"/reports/dashboard?{page_period(desk)}&t={tok}").get_data(as_text=True)
+    assert "Время первого ответа" in html and "среднее" in html and "Команда" in html
     assert 'id="table-agent"' not in html and 'name="agent"' not in html      # no colleague's numbers
     en = token_of(client, desk, mine, lang="en")
-    html = client.get(f"/reports/dashboard?{period(desk)}&t={en}").get_data(as_text=True)
+    html = client.get(f"/reports/dashboard?{page_period(desk)}&t={en}").get_data(as_text=True)
     assert "First response time" in html and "Team" in html
-    assert client.get(f"/reports/dashboard?{period(desk)}&agent={desk.heads[2]}&t={en}").status_code == 403
+    assert client.get(f"/reports/dashboard?{page_period(desk)}&agent={desk.heads[2]}&t={en}").status_code == 403
 
 
 def test_ticket_card_escapes_and_is_scoped(client, desk):
@@ -258,7 +264,7 @@ def test_ticket_card_escapes_and_is_scoped(client, desk):
 
 def test_exports_carry_the_view(client, desk):
     tok = token_of(client, desk, desk.admin)
-    r = client.get(f"/reports/export.csv?{period(desk)}&priority=high&t={tok}")
+    r = client.get(f"/reports/export.csv?{period(desk)}&priority=high&layout=raw&t={tok}")
     assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff"))))
     rep = engine(desk, filters={"priority": "high"}, group_by="agent")
@@ -266,7 +272,7 @@ def test_exports_carry_the_view(client, desk):
     assert int(total["value"]) == rep["kpis"]["tickets_total"]["value"]
     assert {x["group"] for x in rows} - {""} == {str(g["key"]) for g in rep["groups"] if g["key"] is not None}
     import openpyxl
-    x = client.get(f"/reports/export.xlsx?{period(desk)}&priority=high&t={tok}")
+    x = client.get(f"/reports/export.xlsx?{period(desk)}&priority=high&layout=raw&t={tok}")
     wb = openpyxl.load_workbook(io.BytesIO(x.data))
     assert wb.sheetnames == ["Summary", "Groups", "Weeks"]
     # the Weeks sheet holds the trend charts' numbers: created per week sums to the period's total
@@ -275,7 +281,7 @@ def test_exports_carry_the_view(client, desk):
     assert sum(w[2] for w in weeks) == rep["kpis"]["tickets_total"]["value"]
     mine = next(a for a, dep in desk.agents.items() if dep == 2)
     ag = token_of(client, desk, mine)
-    r = client.get(f"/reports/export.csv?{period(desk)}&t={ag}")
+    r = client.get(f"/reports/export.csv?{period(desk)}&layout=raw&t={ag}")
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff"))))
     assert {x["group"] for x in rows} == {""}                            # no per-agent rows for an agent
     assert client.get(f"/reports/export.csv?{period(desk)}&agent={desk.heads[2]}&t={ag}").status_code == 403
@@ -323,7 +329,7 @@ def test_settings_admin_only_with_csrf(client, desk, app):
 def test_expired_and_forged_viewer_tokens(client, desk, app):
     tok = token_of(client, desk, desk.admin)
     app.config["VIEWER_TOKEN_MAX_AGE"] = -1
-    r = client.get(f"/reports/dashboard?{period(desk)}&t={tok}")
+    r = client.get(f"/reports/dashboard?{page_period(desk)}&t={tok}")
     assert r.status_code == 401 and "reopen" in r.get_data(as_text=True).lower()
     app.config["VIEWER_TOKEN_MAX_AGE"] = 3600
     assert client.get(f"/reports/dashboard?t={tok[:-2]}xx").status_code == 401

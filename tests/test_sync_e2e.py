@@ -81,9 +81,11 @@ def test_full_sync_stores_exactly_the_truth_at_the_floor_cost(double, db):
     n_tasks = len(truth.select("task"))
     assert db.execute("select count(*) from tickets where source = 'task'").fetchone()[0] == n_tasks
     # tasks: list ceil(N/2500)+1, one server.time, and the three detail reads (history, comments,
-    # elapsed time) 50 commands a batch: one batched request per 50 tasks per detail method
+    # elapsed time) 50 commands a batch: one batched request per 50 tasks per detail method; and the
+    # chat id of each task without comment items (a new-card task has none): at most one more per 50
     floor = math.ceil(n_tasks / 2500) + 3 * math.ceil(n_tasks / 50)
-    assert reports[0].requests <= floor + 2
+    assert reports[0].requests <= floor + math.ceil(n_tasks / 50) + 2
+    assert double.stats.by_method["tasks.task.get"] < n_tasks
     # elapsed items are read only for tasks that track time (timeSpentInLogs > 0)
     tracking = sum(1 for t in double.portal.task_list if int(t.get("timeSpentInLogs") or 0) > 0)
     assert 0 < tracking < n_tasks
@@ -146,8 +148,10 @@ def test_incremental_after_five_changes_is_a_handful_of_requests(double, db):
     double.stats.reset()
     reports = run_sync(c, db, SELECTORS, CONFIG)
     assert [r.mode for r in reports] == ["incremental"] * 3
-    assert double.stats.requests <= 6, dict(double.stats.by_method)
-    assert reports[0].requests <= 2 and reports[1].requests <= 2 and reports[2].requests <= 1
+    # tasks: the listing batch, the details batch, and the chat ids of the tasks without comment
+    # items (the new one: a new-card task would have none either)
+    assert double.stats.requests <= 7, dict(double.stats.by_method)
+    assert reports[0].requests <= 3 and reports[1].requests <= 2 and reports[2].requests <= 1
     truth = double.truth
     got = mismatches(db, truth)
     # the only difference the truth can tell: the CRM transfer we saw by diffing is stamped at the
@@ -192,7 +196,8 @@ def test_new_task_card_reads_task_chats():
         assert mismatches(db, d.truth, ("task",)) == {"counts": {}, "examples": {}}
         kinds = Counter(r["kind"] for r in db.query("select kind from events"))
         assert kinds["reply"] > 0 and kinds["customer_message"] > 0
-        # remembered: the next syncs go straight to the chats (CHAT_ID selected in the list)
+        # remembered: the next syncs go straight to the chats (no comment items asked; the chat id
+        # of each re-read task from tasks.task.get, the only method the docs name for it)
         t = d.truth.select("task")[0]
         d.advance(60)
         d.portal.add_task_comment(int(t["source_id"]), int(t["author_id"]), "hello?")
@@ -200,7 +205,7 @@ def test_new_task_card_reads_task_chats():
         d.stats.reset()
         run_sync(c, db, ["tasks"], CONFIG)
         assert d.stats.by_method["task.commentitem.getlist"] == 0
-        assert d.stats.by_method["tasks.task.get"] == 0
+        assert 1 <= d.stats.by_method["tasks.task.get"] <= d.stats.by_method["tasks.task.history.list"]
         assert mismatches(db, d.truth, ("task",)) == {"counts": {}, "examples": {}}
 
 

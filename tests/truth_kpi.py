@@ -34,7 +34,7 @@ def as_of(t, events, end):
             state, since = kind, e["at"]
         elif kind == "reopened" and state != "open":
             state, since = "open", e["at"]
-        elif kind == "reply" and e["actor_id"] not in (None, "", "0", t["author_id"]):
+        elif kind == "reply" and is_agent(e["actor_id"], t):
             replies += 1
             first = e["at"] if first is None else first
         elif kind == "assigned" and e["from_value"] not in (None, "", "0") and e["from_value"] != e["to_value"]:
@@ -69,7 +69,7 @@ def replay(t, events, start, end):
             f["reopened_in"] = f["reopened_in"] or e["at"] >= start
         elif kind == "reply":
             f["interactions"] += 1
-            if e["actor_id"] not in (None, "", "0", t["author_id"]):
+            if is_agent(e["actor_id"], t):
                 f["replies"] += 1
                 f["first"] = e["at"] if f["first"] is None else f["first"]
         elif kind in ("customer_message", "comment"):
@@ -91,9 +91,15 @@ def replay(t, events, start, end):
     return f
 
 
+def requester(t):
+    """kpi.md section 1: a task's (and an open-line session's) author; a CRM item's customer, never
+    an internal user, so the CRM item's creator is an agent like any other."""
+    return None if t["source"].startswith("crm:") else t["author_id"]
+
+
 def is_agent(user, t):
     """kpi.md section 1 (no bots, no support_departments in the tests' config)."""
-    return user not in (None, "", "0") and user != t["author_id"]
+    return user not in (None, "", "0") and user != requester(t)
 
 
 def local_days(start, end, tz):

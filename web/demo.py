@@ -96,6 +96,7 @@ class Demo:
         _say(f"portal double: {d.base_url} ({self.tickets} tickets + {n_ol} open-line sessions, "
              f"generated in {time.time() - t0:.1f} s)")
 
+        self._repoint_store()
         app_url = f"http://127.0.0.1:{self.port}"
         self.app = create_app({"DB": str(self.db_path), "PUBLIC_URL": app_url, "CLIENT_ID": d.client_id,
                                "CLIENT_SECRET": d.client_secret, "OAUTH_URL": d.oauth_token_url,
@@ -118,6 +119,27 @@ class Demo:
         self.runtime = Runtime(self.app, scheduler=True).start()
         _say(f"ready in {time.time() - t0:.1f} s")
         return f"{d.base_url}/?as=admin"
+
+    def _repoint_store(self) -> None:
+        """A store made by a run on another ``--port`` names that run's portal address; the new
+        double is the same portal (same seed, same member_id) at a new address. The demo, which
+        started both, says where the portal lives now (a request never could), so the install
+        below is verified against the running double instead of failing with CONNECTION_ERROR."""
+        from b24desk.store import open_db
+        d = self.double
+        db = open_db(self.db_path)
+        try:
+            if "installations" not in db.table_names():
+                return
+            row = db.execute("select client_endpoint from installations where member_id = ?",
+                             [d.member_id]).fetchone()
+            if row and row[0] != d.client_endpoint:
+                db.execute("update installations set domain = ?, client_endpoint = ?, server_endpoint = ?"
+                           " where member_id = ?", [d.domain, d.client_endpoint, d.server_endpoint, d.member_id])
+                db.conn.commit()
+                _say(f"the store was made with another --port: its portal is now {d.base_url}")
+        finally:
+            db.conn.close()
 
     def _client(self, db):
         from b24desk.client import B24Client

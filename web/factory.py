@@ -52,10 +52,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     import reports
     import webhooks
 
-    from . import cli
+    from . import cli, unavailable
 
     webhooks.init_app(app)
     reports.init_app(app)
     cli.init_app(app)
+    unavailable.init_app(app)
     return app
 

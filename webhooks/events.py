@@ -42,6 +42,16 @@ def _db():
     return db
 
 
+def forget_connections() -> None:
+    """Close this thread's kept connections (after the store failed: the next request reopens it)."""
+    for db in (getattr(_local, "dbs", None) or {}).values():
+        try:
+            db.conn.close()
+        except Exception:
+            pass
+    _local.dbs = {}
+
+
 @bp.before_request
 def _limits():
     request.max_content_length = current_app.config.get("EVENTS_MAX_BYTES", EVENTS_MAX_BYTES)

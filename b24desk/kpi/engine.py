@@ -72,10 +72,19 @@ class Context:
     customer_history: dict = field(default_factory=dict)
 
     def is_agent(self, user, author=None) -> bool:
-        """kpi.md section 1: not the author, not the system or a bot, in the support departments."""
+        """kpi.md section 1: not the requester (``author``, see ``requester``), not the system or a
+        bot, in the support departments."""
         if user in NO_USER or user == author or user in self.bots:
             return False
         return self.support_members is None or user in self.support_members
+
+
+def requester(t: dict):
+    """Who asked (kpi.md section 1): a task's author; an open-line session's client (its author).
+    A CRM item's requester is its customer (a contact or company, never a user), so the internal
+    user who created it is an agent like any other: a deal created by the agent who then e-mails
+    the customer has a first reply."""
+    return None if str(t.get("source") or "").startswith("crm:") else t["author_id"]
 
 
 class Facts:
@@ -92,7 +101,7 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     created = t["created_at"] or 0
     if created >= end:
         return None
-    author = t["author_id"]
+    author = requester(t)
     states = ctx.status_states.get(t["source"])
     is_agent = ctx.is_agent
     # The state machine: a close while already in that state (4 -> 5, or a resolved event beside
@@ -357,7 +366,7 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
     wdays = cal.working_days(start, end)
     per_agent: dict = {}
     for f in C:
-        if ctx.is_agent(f.resp_created, f.t["author_id"]):
+        if ctx.is_agent(f.resp_created, requester(f.t)):
             per_agent[f.resp_created] = per_agent.get(f.resp_created, 0) + 1
     rates = {a: n / wdays for a, n in sorted(per_agent.items())} if wdays else {}
     out["tickets_per_agent_day"] = Value(mean(rates.values()), sum(per_agent.values()),
@@ -380,7 +389,7 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
     # Bitrix24's task efficiency: 100 - 100·V/P over the active set, per agent and for the team.
     eff_agents: dict = {}
     for f in A:
-        if ctx.is_agent(f.resp_end, f.t["author_id"]):
+        if ctx.is_agent(f.resp_end, requester(f.t)):
             p, v = eff_agents.get(f.resp_end, (0, 0))
             eff_agents[f.resp_end] = (p + 1, v + (1 if f.overdue else 0))
     team_v = sum(1 for f in A if f.overdue)
@@ -403,7 +412,7 @@ def _efficiency(overdue: int, total: int) -> float:
 def _top_agents(R: list, ctx: Context, users: dict) -> Value:
     by_agent: dict = {}
     for f in R:
-        if ctx.is_agent(f.resp_end, f.t["author_id"]):
+        if ctx.is_agent(f.resp_end, requester(f.t)):
             by_agent.setdefault(f.resp_end, []).append(f)
     rows = []
     for agent, fs in by_agent.items():

@@ -11,65 +11,31 @@ import io
 import json
 import re
 
+from .. import labels
+from ..labels import KPIS
 from ..model import format_time
 from .engine import DURATION_KPIS, KPI_KEYS
 from .periods import zone
 
 FORMATS = ("json", "csv", "xlsx", "table")
 
-# UI labels (kpi.md section 3; the product speaks Russian and English).
-LABELS = {
-    "tickets_total": ("Общее количество заявок", "Tickets"),
-    "tickets_per_day": ("Обращений в день", "Tickets per day"),
-    "first_response_time": ("Среднее время первого ответа", "First response time"),
-    "first_response_time_business": ("Время первого ответа (рабочее)", "First response (business)"),
-    "first_response_sla_share": ("Первый ответ в срок (SLA)", "First response within SLA"),
-    "unanswered_share": ("Доля пропущенных заявок", "Unanswered"),
-    "resolution_time": ("Среднее время решения", "Resolution time"),
-    "resolution_time_business": ("Время решения (рабочее)", "Resolution (business)"),
-    "resolved_count": ("Решено заявок", "Resolved"),
-    "resolved_share": ("Доля решённых заявок", "Resolved share"),
-    "backlog": ("Открытых на конец периода", "Backlog"),
-    "overdue_count": ("Количество просроченных заявок", "Overdue"),
-    "overdue_share": ("Доля просроченных", "Overdue share"),
-    "transferred_share": ("Доля переведённых обращений", "Transferred"),
-    "transfers_per_ticket": ("Переводов на заявку", "Transfers per ticket"),
-    "resolved_by_priority": ("Решено по приоритетам", "Resolved by priority"),
-    "fcr_share": ("Доля закрытых с первого обращения (FCR)", "First contact resolution"),
-    "reopen_share": ("Доля переоткрытых", "Reopened"),
-    "correctly_qualified_share": ("Доля верно квалифицированных", "Correctly qualified"),
-    "repeat_contact_share": ("Доля повторных обращений", "Repeat contacts"),
-    "contacts_per_customer": ("Обращений на клиента", "Contacts per customer"),
-    "tickets_per_agent_day": ("Нагрузка на сотрудника", "Tickets per agent per day"),
-    "interactions_per_ticket": ("Взаимодействий на заявку", "Interactions per ticket"),
-    "handle_time": ("Среднее время обработки", "Handle time (AHT)"),
-    "rated_share": ("Доля заявок с выставленной оценкой", "Rated"),
-    "csat": ("Удовлетворённость (CSAT)", "CSAT"),
-    "nps": ("Индекс лояльности (NPS)", "NPS"),
-    "ces": ("Индекс усилий клиента (CES)", "CES"),
-    "callback_share": ("Доля заявок с обратным звонком", "Callbacks"),
-    "one_touch_share": ("Решено одним ответом", "One-touch"),
-    "task_efficiency": ("Эффективность (задачи)", "Task efficiency"),
-    "requester_wait_time": ("Ожидание клиента", "Requester wait"),
-    "requester_wait_time_business": ("Ожидание клиента (рабочее)", "Requester wait (business)"),
-    "agent_wait_time": ("Ожидание ответа клиента", "Agent wait"),
-    "agent_wait_time_business": ("Ожидание ответа клиента (рабочее)", "Agent wait (business)"),
-    "top_agents": ("Лучшие специалисты", "Top agents"),
-    "ccei": ("Индекс эффективности (CCEI)", "CCEI"),
-}
+# UI labels (kpi.md section 3): the core's one table, shared with the pages and pushes.
+LABELS = {k: v.name for k, v in KPIS.items()}
 SHARES = frozenset(k for k in KPI_KEYS if k.endswith("_share")) | {"csat", "ces"}
 GROUP_COLUMNS = ("tickets_total", "resolved_count", "backlog", "first_response_time", "resolution_time",
                  "fcr_share", "csat", "overdue_share")
 
 
-def render(report: dict, fmt: str, *, color: bool = False):
-    """``str`` for json/csv/table, ``bytes`` for xlsx."""
+def render(report: dict, fmt: str, *, color: bool = False, lang: str | None = None):
+    """``str`` for json/csv/table, ``bytes`` for xlsx. ``lang`` ("ru"/"en") lays CSV and XLSX out
+    for a person reading in that language (:func:`to_csv`, :func:`to_xlsx`); without it they keep
+    the machine layout of ``flask kpi`` (keys, seconds, fractions, comma CSV)."""
     if fmt == "json":
         return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
     if fmt == "csv":
-        return to_csv(report)
+        return to_csv(report, lang=lang)
     if fmt == "xlsx":
-        return to_xlsx(report)
+        return to_xlsx(report, lang=lang)
     if fmt == "table":
         return to_table(report, color=color)
     raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
@@ -120,12 +86,72 @@ def _csv_cell(v):
     return v
 
 
-def to_csv(report: dict) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
+# What a person's export shows (``lang`` given): no ids, a unit column, durations in minutes,
+# shares in percent; the machine layout (no ``lang``) keeps COLUMNS.
+HUMAN_COLUMNS = ("group_label", "label", "unit", "value", "median", "p90", "count", "previous", "delta",
+                 "target", "status", "n")
+NUMERIC = ("value", "median", "p90", "previous", "delta", "target")
+
+
+def _human_unit(key: str) -> str:
+    unit = labels.kpi_unit(key)
+    return {labels.DURATION: "min", labels.SHARE: "%"}.get(unit, unit)
+
+
+def human_rows(report: dict, lang: str):
+    """Flat rows for a person: durations in minutes, shares in percent, labels and statuses in ``lang``."""
+    units = {"min": ("мин", "min"), "%": ("%", "%"), labels.COUNT: ("шт.", "count"),
+             labels.NUMBER: ("", ""), labels.SCORE: ("баллы", "points"), labels.LIST: ("", "")}
     for row in flat_rows(report):
-        w.writerow({k: _csv_cell(v) for k, v in row.items()})
+        key = row["kpi"]
+        if key in ("resolved_by_priority", "top_agents"):
+            continue
+        unit = _human_unit(key)
+        out = dict(row, label=labels.kpi_label(key, lang), unit=labels.pick(units.get(unit, ("", "")), lang),
+                   status=labels.pick(labels.STATUS_NAMES.get(row["status"], ("", "")), lang),
+                   group_label=row["group_label"] or "")
+        if row["group"] == "" and row["group_label"] in ("", "—"):
+            out["group_label"] = row["group_label"] and labels.pick(("Не указано", "Not set"), lang)
+        for c in NUMERIC:
+            v = out.get(c)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[c] = v / 60 if unit == "min" else v * 100 if unit == "%" else v
+            elif isinstance(v, str) and c != "value":
+                out[c] = None
+        yield out
+
+
+def _ru_number(v) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return v
+    if isinstance(v, float):
+        v = round(v, 2)
+        if v.is_integer():
+            v = int(v)
+    return str(v).replace(".", ",")
+
+
+def to_csv(report: dict, lang: str | None = None) -> str:
+    """The machine CSV without ``lang``; with it, localized headers and values, and for Russian
+    the layout a Russian-locale spreadsheet opens as columns: ``;`` separators, decimal commas."""
+    buf = io.StringIO()
+    if lang is None:
+        w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for row in flat_rows(report):
+            w.writerow({k: _csv_cell(v) for k, v in row.items()})
+        return buf.getvalue()
+    ru = labels.lang_index(lang) == 0
+    w = csv.writer(buf, delimiter=";" if ru else ",", lineterminator="\r\n")
+    w.writerow([labels.pick(labels.COLUMN_NAMES[c], lang) for c in HUMAN_COLUMNS])
+    for row in human_rows(report, lang):
+        cells = []
+        for c in HUMAN_COLUMNS:
+            v = row.get(c)
+            if isinstance(v, float):
+                v = round(v, 2)
+            cells.append(_csv_cell(_ru_number(v) if ru else v))
+        w.writerow(cells)
     return buf.getvalue()
 
 
@@ -133,9 +159,16 @@ WEEK_COLUMNS = ("week_from", "week_to", "created", "resolved", "frt_avg", "frt_m
                 "resolution_avg", "resolution_median", "resolution_p90")
 
 
-def to_xlsx(report: dict, weeks: list[dict] | None = None) -> bytes:
+SHEETS = {"Summary": ("Сводка", "Summary"), "Groups": ("Группы", "Groups"), "Weeks": ("Недели", "Weeks")}
+
+
+def to_xlsx(report: dict, weeks: list[dict] | None = None, lang: str | None = None) -> bytes:
     """Summary and Groups sheets; with ``weeks`` (``Replay.series`` rows), also a Weeks sheet with
-    the trend charts' numbers, so the export has the granularity of the dashboard."""
+    the trend charts' numbers, so the export has the granularity of the dashboard. With ``lang``,
+    sheets and headers in that language and cells with number formats (durations ``[h]:mm:ss``,
+    which a Russian Excel shows as ``[ч]:мм:сс``; shares as ``%``)."""
+    if lang is not None:
+        return _human_xlsx(report, weeks, lang)
     import xlsxwriter
 
     buf = io.BytesIO()
@@ -194,6 +227,99 @@ def to_xlsx(report: dict, weeks: list[dict] | None = None) -> bytes:
                 elif v is not None:
                     ws.write_string(r, c, v)
         ws.set_column(0, 1, 26)
+    wb.close()
+    return buf.getvalue()
+
+
+def _human_xlsx(report: dict, weeks: list[dict] | None, lang: str) -> bytes:
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, {"in_memory": True})
+    bold = wb.add_format({"bold": True, "text_wrap": True, "valign": "top"})
+    fmt = {"duration": wb.add_format({"num_format": "[h]:mm:ss"}), "share": wb.add_format({"num_format": "0.0%"}),
+           labels.COUNT: wb.add_format({"num_format": "# ##0" if labels.lang_index(lang) == 0 else "#,##0"}),
+           "number": wb.add_format({"num_format": "0.00"})}
+    fills = {s: wb.add_format({"bg_color": c}) for s, c in
+             (("green", "#C6EFCE"), ("yellow", "#FFEB9C"), ("red", "#FFC7CE"), ("grey", "#E7E6E6"))}
+    cols = ("group_label", "label", "value", "median", "p90", "count", "previous", "delta", "target", "status", "n")
+
+    def cell_format(key, col):
+        if col in ("count", "n"):
+            return fmt[labels.COUNT]
+        unit = labels.kpi_unit(key)
+        if unit == labels.DURATION and col in NUMERIC:
+            return fmt["duration"]
+        if unit == labels.SHARE and col in NUMERIC:
+            return fmt["share"]
+        if unit == labels.COUNT and col in NUMERIC:
+            return fmt[labels.COUNT]
+        return fmt["number"]
+
+    def sheet(name, rows, head):
+        ws = wb.add_worksheet(labels.pick(SHEETS[name], lang))
+        r = 0
+        for line in head:
+            ws.write_row(r, 0, line)
+            r += 1
+        if head:
+            r += 1
+        ws.write_row(r, 0, [labels.pick(labels.COLUMN_NAMES[c], lang) for c in cols], bold)
+        ws.freeze_panes(r + 1, 2)
+        for row in rows:
+            r += 1
+            key = row["kpi"]
+            for c, col in enumerate(cols):
+                v = row.get(col)
+                if v is None:
+                    continue
+                if col == "status":
+                    ws.write_string(r, c, labels.pick(labels.STATUS_NAMES.get(v, ("", "")), lang), fills.get(v))
+                elif col == "label":
+                    ws.write_string(r, c, labels.kpi_label(key, lang))
+                elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                    if labels.kpi_unit(key) == labels.DURATION and col in NUMERIC:
+                        v = v / 86400
+                    ws.write_number(r, c, v, cell_format(key, col))
+                elif col in NUMERIC and col != "value":
+                    continue
+                else:
+                    ws.write_string(r, c, str(v))
+        ws.set_column(0, 0, 24)
+        ws.set_column(1, 1, 40)
+        ws.set_column(2, 10, 14)
+
+    rows = [r for r in _rows(report["kpis"]) if r["kpi"] not in ("resolved_by_priority", "top_agents")]
+    p, q = report["period"], report["previous"]
+    head = [[labels.pick(("Период", "Period"), lang), f"{p['from'][:10]} — {p['to'][:10]}"],
+            [labels.pick(("Сравнение", "Compared with"), lang), f"{q['from'][:10]} — {q['to'][:10]}"],
+            [labels.pick(("Часовой пояс", "Time zone"), lang), report["timezone"]]]
+    sheet("Summary", rows, head)
+    groups = [r for r in flat_rows(report) if (r["group"] or r["group_label"])
+              and r["kpi"] not in ("resolved_by_priority", "top_agents")]
+    sheet("Groups", groups, [])
+    if weeks is not None:
+        tz = zone(report["timezone"])
+        ws = wb.add_worksheet(labels.pick(SHEETS["Weeks"], lang))
+        heads = [("Неделя с", "Week from"), ("по", "to"), ("Создано", "Created"), ("Решено", "Resolved"),
+                 ("Первый ответ, среднее", "First response, average"),
+                 ("Первый ответ, медиана", "First response, median"),
+                 ("Первый ответ, p90", "First response, p90"), ("Решение, среднее", "Resolution, average"),
+                 ("Решение, медиана", "Resolution, median"), ("Решение, p90", "Resolution, p90")]
+        ws.write_row(0, 0, [labels.pick(h, lang) for h in heads], bold)
+        datef = wb.add_format({"num_format": "dd.mm.yyyy" if labels.lang_index(lang) == 0 else "yyyy-mm-dd"})
+        from datetime import datetime as _dt
+        for r, w in enumerate(weeks, 1):
+            frt, res = w.get("first_response_time") or {}, w.get("resolution_time") or {}
+            ws.write_datetime(r, 0, _dt.fromtimestamp(w["start"], tz).replace(tzinfo=None), datef)
+            ws.write_datetime(r, 1, _dt.fromtimestamp(w["end"] - 1, tz).replace(tzinfo=None), datef)
+            ws.write_number(r, 2, w["created"], fmt[labels.COUNT])
+            ws.write_number(r, 3, w["resolved"], fmt[labels.COUNT])
+            for c, v in enumerate((frt.get("avg"), frt.get("median"), frt.get("p90"),
+                                   res.get("avg"), res.get("median"), res.get("p90")), 4):
+                if v is not None:
+                    ws.write_number(r, c, v / 86400, fmt["duration"])
+        ws.set_column(0, 9, 16)
     wb.close()
     return buf.getvalue()
 

@@ -165,15 +165,21 @@ def admin_timezone(db, portal: str) -> str | None:
 
 
 def portal_timezone(db, portal: str) -> str | None:
-    """The portal's time zone: the one saved with the installation (``installations.timezone``),
-    else the one the sync read from ``calendar.user.settings.get`` (setting ``portal_timezone``)."""
+    """The portal's time zone, which the KPI day boundaries follow: the admin's ``[calendar]
+    timezone`` set for this portal in its settings, else the one saved with the installation
+    (``installations.timezone``), else the portal-wide one the sync derived from ``server.time``
+    (setting ``portal_timezone``, see ``directory.portal_zone_name``); None: the file config decides."""
+    override = ((get_setting(db, portal, "config") or {}).get("calendar") or {}) \
+        if isinstance(get_setting(db, portal, "config"), dict) else {}
+    candidates = [override.get("timezone") if isinstance(override, dict) else None]
     if "installations" in db.table_names():
         row = db.execute("select timezone from installations where member_id = ?", [portal]).fetchone()
-        if row and row[0]:
-            return row[0]
-    tz = get_setting(db, portal, "portal_timezone")
-    try:
-        return tz if isinstance(tz, str) and ZoneInfo(tz) else None
-    except (ValueError, ZoneInfoNotFoundError):
-        return None
+        candidates.append(row[0] if row else None)
+    candidates.append(get_setting(db, portal, "portal_timezone"))
+    for tz in candidates:
+        try:
+            if isinstance(tz, str) and tz and ZoneInfo(tz):
+                return tz
+        except (ValueError, ZoneInfoNotFoundError):
+            continue
     return None

@@ -25,6 +25,7 @@ from .load import Loaded, load, load_people, portal_zone
 from .periods import Period, make_period, zone
 from . import timedims
 from .timedims import TIME_DIMS
+from .presets import compare_period
 
 SCHEMA = "b24desk.kpi/1"
 
@@ -191,17 +192,19 @@ def paused_gc():
 
 
 def build_report(db, portal: str, date_from, date_to, *, filters=None, group_by: str | None = None,
-                 config: dict | None = None, env: ReportEnv | None = None) -> dict:
+                 config: dict | None = None, env: ReportEnv | None = None, compare: str | None = None) -> dict:
     """The section 6 report for ``[date_from, date_to)`` (dates, ISO datetimes, datetimes or unix s).
 
     ``filters``: a dict like section 6's (source, department, agent, priority, type) or a
     ``Filters``; ``group_by``: one of agent, department, priority, type, source, channel, which adds
-    ``groups``, each with the same ``kpis`` computed on that group's tickets alone.
+    ``groups``, each with the same ``kpis`` computed on that group's tickets alone; ``compare``:
+    ``"previous"`` (the default, section 2) or ``"last_year"`` (the same dates a year before).
     """
     if group_by is not None and group_by not in GROUP_BY:
         raise ValueError(f"unknown group-by {group_by!r} (one of {', '.join(GROUP_BY)})")
     with paused_gc():
-        return ReportPass(db, portal, date_from, date_to, filters=filters, config=config, env=env).report(group_by)
+        return ReportPass(db, portal, date_from, date_to, filters=filters, config=config, env=env,
+                          compare=compare).report(group_by)
 
 
 class ReportPass:
@@ -213,17 +216,22 @@ class ReportPass:
     """
 
     def __init__(self, db, portal: str, date_from, date_to, *, filters=None, config: dict | None = None,
-                 env: ReportEnv | None = None):
+                 env: ReportEnv | None = None, compare: str | None = None):
         self.env = env = env or ReportEnv(db, portal, config)
         self.portal = portal
         self.filters = filters = Filters.of(filters)
         self.period = period = env.period(date_from, date_to)
-        self.prev = prev = period.previous()
+        self.compare = compare or "previous"
+        if self.compare == "previous":
+            self.prev = prev = period.previous()
+        else:
+            a, b = compare_period(period.local(period.start), period.local(period.end), self.compare, env.tz)
+            self.prev = prev = Period(int(a.timestamp()), int(b.timestamp()), env.tz)
         sources = filters.sources()
         if filters.source and not sources:
             self.loaded = Loaded()                                    # contradictory source filters
         else:
-            self.loaded = load(db, portal, prev.start, period.end, sources=sources,
+            self.loaded = load(db, portal, min(prev.start, period.start), period.end, sources=sources,
                                repeat_window=env.repeat_window)
         self.ctx = replace(env.ctx, customer_history=self.loaded.customer_history)  # env may serve other threads
         self.keep = matcher(filters, env.tree)
@@ -243,8 +251,13 @@ class ReportPass:
         report = {
             "schema": SCHEMA, "portal": self.portal, "timezone": env.tz_name,
             "period": period.as_json(), "previous": prev.as_json(),
+            # both periods are half-open: "from" is included, "to" is not (the dashboard's fields
+            # show the last day included, "to" minus one day)
+            "period_bounds": "[from, to)",
             "filters": self.filters.as_json(), "kpis": kpis, "ccei": ccei,
         }
+        if self.compare != "previous":
+            report["compare"] = self.compare
         if group_by:
             report["group_by"] = group_by
             report["groups"] = _groups(env, self.ctx, group_by, self.fc, self.fp, period, prev, self.inputs)

@@ -116,7 +116,17 @@ def dashboard_base(ctx: Context, inst: dict | None) -> str | None:
             log.info("app.info: %s (no dashboard link)", exc)
         if app_id:
             set_setting(ctx.db, ctx.portal, APP_ID_SETTING, app_id)
-    return f"https://{domain}/marketplace/app/{app_id}/" if app_id else None
+    return f"{_scheme(inst, domain)}://{domain}/marketplace/app/{app_id}/" if app_id else None
+
+
+def _scheme(inst: dict, domain: str) -> str:
+    """Portals are https; a loopback portal (the demo's double) speaks its endpoint's scheme."""
+    from urllib.parse import urlsplit
+    ep = urlsplit((inst or {}).get("client_endpoint") or "")
+    host = domain.rsplit(":", 1)[0]
+    if host in ("127.0.0.1", "localhost", "::1") and ep.scheme in ("http", "https"):
+        return ep.scheme
+    return "https"
 
 
 def trusted_hosts(ctx: Context, inst: dict | None) -> set[str]:

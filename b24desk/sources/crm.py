@@ -81,7 +81,7 @@ class CrmSource(KeysetSource):
         cats: dict[str, str] = {}
         try:
             res = client.call("crm.category.list", {"entityTypeId": self.entity})
-            for c in rows_of(res, "categories"):
+            for c in rows_of(res, "categories", "crm.category.list"):
                 cats[str(c.get("id"))] = str(c.get("name") or c.get("id"))
         except Exception as exc:                      # SPA without funnels, or no right to read them
             log.warning("crm.category.list %s: %s", self.entity, exc)
@@ -98,10 +98,30 @@ class CrmSource(KeysetSource):
                               [{"filter": {"ENTITY_ID": entity_id(c)}, "order": {"SORT": "ASC"}} for c in ids],
                               what="funnel {i}")
         self._stages = {}
+        stage_names: dict[str, str] = {}
         for rows in statuses:
             self._stages.update(stage_semantics(rows))
+            stage_names.update({str(r["STATUS_ID"]): str(r.get("NAME") or r["STATUS_ID"])
+                                for r in rows or [] if r.get("STATUS_ID") is not None})
         self._categories = cats
-        ctx.set_setting(key, {"stages": self._stages, "categories": cats})
+        stored = {"stages": self._stages, "categories": cats, "stage_names": stage_names}
+        title = self._type_title(client)
+        if title:
+            stored["title"] = title
+        ctx.set_setting(key, stored)
+
+    def _type_title(self, client) -> str | None:
+        """A smart process's own title (crm.type.list), so pages name the source as the portal does."""
+        if self.entity < 128:
+            return None
+        try:
+            res = client.call("crm.type.list", {"filter": {"entityTypeId": self.entity}})
+            for t in rows_of(res, "types"):
+                if str(t.get("entityTypeId")) == str(self.entity) and t.get("title"):
+                    return str(t["title"])
+        except Exception as exc:                      # no right to read types: the page says "smart process"
+            log.warning("crm.type.list %s: %s", self.entity, exc)
+        return None
 
     def _stages_known(self, items) -> bool:
         return all(i.get("stageSemanticId") in ("P", "S", "F") or str(i.get("stageId")) in (self._stages or {})
@@ -138,7 +158,8 @@ class CrmSource(KeysetSource):
             for a in answers:
                 if a.error is not None:
                     log.warning("crm.item.list by id: %s", a.error)
-                rows.extend(rows_of(a.result, "items"))
+                    continue
+                rows.extend(rows_of(a.result, "items", "crm.item.list"))
             rows, same = ctx.split_unchanged(self.source, rows)
             if rows or same:
                 rows = sorted(rows, key=lambda r: int(r["id"]))
@@ -172,7 +193,7 @@ class CrmSource(KeysetSource):
             if name in res.errors:
                 log.warning("crm.item.list >=%s: %s", field, res.errors[name])
                 continue
-            rows = rows_of(res.results.get(name), "items")
+            rows = rows_of(res.results.get(name), "items", "crm.item.list")
             for r in rows:
                 found[str(r["id"])] = r
             if len(rows) >= 50:
@@ -205,7 +226,7 @@ class CrmSource(KeysetSource):
             b = map_item(ctx.portal, self.entity, row, h, a, c, self.mapping, self._stages, self._categories,
                          ctx.bot_users, self.selector.raw)
             prev = ctx.previous(self.source, b.ticket.source_id)
-            at = parse_time(row.get("updatedTime")) or b.ticket.created_at
+            at = parse_time(row.get("updatedTime"), "updatedTime") or b.ticket.created_at
             b.events.extend(diff_events(prev, b.ticket, snapshot_hash(b.snapshot), at,
                                         as_id(row.get("updatedBy")), diff_fields))
             out.append(b)

@@ -63,7 +63,7 @@ def crm_events(portal: str, entity_type_id: int, item: dict, history, activities
                bot_users: set[str]) -> list[Event]:
     source, iid = source_name(entity_type_id), _item_id(item)
     author = as_id(item.get("createdBy"))
-    created_at = parse_time(item.get("createdTime")) or 0
+    created_at = parse_time(item.get("createdTime"), "createdTime") or 0
 
     def ev(key, kind, at, actor=None, field=None, frm=None, to=None):
         return Event(portal, source, iid, key, kind, int(at), actor, field,
@@ -75,7 +75,7 @@ def crm_events(portal: str, entity_type_id: int, item: dict, history, activities
     rows = sorted((h for h in (history or []) if isinstance(h, dict)), key=lambda h: as_int(h.get("ID")) or 0)
     prev_stage, prev_sem, prev_cat = None, None, None
     for h in rows:
-        at = parse_time(h.get("CREATED_TIME"))
+        at = parse_time(h.get("CREATED_TIME"), "CREATED_TIME")
         if at is None:
             continue
         stage = scalar(h.get("STAGE_ID", h.get("STATUS_ID")))
@@ -102,7 +102,7 @@ def crm_events(portal: str, entity_type_id: int, item: dict, history, activities
     customer = customer_of(item)
     for a in activities or []:
         aid, direction, atype = a.get("ID"), str(a.get("DIRECTION") or ""), str(a.get("TYPE_ID") or "")
-        at = parse_time(a.get("START_TIME")) or parse_time(a.get("CREATED"))
+        at = parse_time(a.get("START_TIME"), "START_TIME") or parse_time(a.get("CREATED"), "CREATED")
         if aid is None or at is None:
             continue
         # calls (2), e-mails (4) and open-line dialogs (provider IMOPENLINES_SESSION) talk to the
@@ -123,7 +123,7 @@ def crm_events(portal: str, entity_type_id: int, item: dict, history, activities
             if atype == "2":
                 events.append(ev(f"a:{aid}:out", CALL_OUT, at, actor))
     for c in comments or []:
-        at, actor = parse_time(c.get("CREATED")), as_id(c.get("AUTHOR_ID"))
+        at, actor = parse_time(c.get("CREATED"), "CREATED"), as_id(c.get("AUTHOR_ID"))
         if c.get("ID") is None or at is None or actor in bot_users:
             continue
         events.append(ev(f"t:{c['ID']}", COMMENT, at, actor))
@@ -136,8 +136,8 @@ def _reconcile_state(events, item, stages, ev) -> None:
     sem = semantics_of(item.get("stageId"), stages, item.get("stageSemanticId"))
     marks = sorted((e for e in events if e.kind in (RESOLVED_EV, REJECTED_EV, REOPENED)), key=lambda e: e.at)
     last = marks[-1].kind if marks else None
-    at = parse_time(item.get("movedTime")) or parse_time(item.get("updatedTime")) \
-        or parse_time(item.get("createdTime")) or 0
+    at = parse_time(item.get("movedTime"), "movedTime") or parse_time(item.get("updatedTime"), "updatedTime") \
+        or parse_time(item.get("createdTime"), "createdTime") or 0
     stage = scalar(item.get("stageId"))
     if sem == "S" and last != RESOLVED_EV:
         events.append(ev(f"x:resolved:{at}", RESOLVED_EV, at, as_id(item.get("movedBy")), None, None, stage))
@@ -159,7 +159,7 @@ def call_length(a: dict) -> int | None:
     """Seconds of a completed call (TYPE_ID 2): END_TIME - START_TIME; None for anything else."""
     if str(a.get("TYPE_ID")) != "2" or a.get("COMPLETED") != "Y":
         return None
-    start, end = parse_time(a.get("START_TIME")), parse_time(a.get("END_TIME"))
+    start, end = parse_time(a.get("START_TIME"), "START_TIME"), parse_time(a.get("END_TIME"), "END_TIME")
     return end - start if start is not None and end is not None and end >= start else None
 
 
@@ -205,7 +205,8 @@ def map_item(portal: str, entity_type_id: int, item: dict, history, activities, 
         portal=portal, source=source_name(entity_type_id), source_id=iid, title=str(item.get("title") or ""),
         type=None if t is None else str(t), priority=priority, priority_raw=raw,
         author_id=as_id(item.get("createdBy")), customer=customer,
-        responsible_id=as_id(item.get("assignedById")), created_at=parse_time(item.get("createdTime")) or 0,
+        responsible_id=as_id(item.get("assignedById")),
+        created_at=parse_time(item.get("createdTime"), "createdTime") or 0,
         deadline=parse_time(scalar(field_value(item, mapping.deadline))) if mapping.deadline else None,
         resolved_at=resolved_at, closed_at=closed_at, state=state,
         rating=as_int(field_value(item, mapping.rating)) if mapping.rating else None,

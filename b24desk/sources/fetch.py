@@ -12,26 +12,43 @@ import logging
 
 from ..batching import Answer, call_each, call_mixed  # noqa: F401  (the adapters import them from here)
 from ..client import PAGE
+from ..errors import ShapeError, brief as _brief
 
 log = logging.getLogger(__name__)
 
 
-def rows_of(result, items_key: str | None = None) -> list:
-    """Rows of a list answer: a plain list, or the list under ``items_key`` (``items``, ``tasks``...)."""
-    if result is None or result == {} or result == []:
+def expect_rows(answer: "Answer", method: str, items_key: str | None = None) -> list:
+    """Rows of one batched answer checked against the documented shape; an erroring answer has none."""
+    if answer.error is not None:
         return []
-    if isinstance(result, list):
-        return result
-    if isinstance(result, dict):
-        if items_key is not None:
-            rows = result.get(items_key)
-            if isinstance(rows, dict):
-                return list(rows.values())
-            return list(rows or [])
-        lists = [v for v in result.values() if isinstance(v, list)]
-        if len(lists) == 1:
-            return lists[0]
-    return []
+    return rows_of(answer.result, items_key, method)
+
+
+def rows_of(result, items_key: str | None = None, method: str = "") -> list:
+    """Rows of a successful list answer: a plain list (PHP's empty array may travel as ``[]`` or
+    ``{}``), or, where the docs wrap the rows (``{tasks: [...]}``, ``{items: [...]}``), the list under
+    ``items_key`` -- always there, even when empty. Any other shape (``null``, a
+    string, a map without the key) raises ``ShapeError``: a malformed 200 is never read as
+    "nothing there", so no cursor moves past changes that were not read."""
+    if isinstance(result, list) and items_key is None:
+        rows = result
+    elif isinstance(result, dict):
+        if items_key is not None and isinstance(result.get(items_key), (list, dict)):
+            rows = result[items_key]
+            rows = list(rows.values()) if isinstance(rows, dict) else rows
+        elif not result and items_key is None:
+            rows = []
+        elif items_key is None and sum(isinstance(v, list) for v in result.values()) == 1:
+            rows = next(v for v in result.values() if isinstance(v, list))
+        else:
+            raise ShapeError(method, f"expected a list{f' under {items_key!r}' if items_key else ''}, "
+                                     f"got {_brief(result)}")
+    else:
+        raise ShapeError(method, f"expected a list{f' under {items_key!r}' if items_key else ''}, "
+                                 f"got {_brief(result)}")
+    if not all(isinstance(r, dict) for r in rows):
+        raise ShapeError(method, f"expected rows as objects, got {_brief(rows)}")
+    return rows
 
 
 def pages_each(client, method: str, params_list: list[dict], items_key: str | None = None,
@@ -56,7 +73,7 @@ def pages_mixed(client, lists: list[tuple[str, dict, str | None]], what: str = "
             if a.error is not None:
                 log.warning("%s for %s: %s", method, what.format(i=i) if what else i, a.error)
                 continue
-            got = rows_of(a.result, items_key)
+            got = rows_of(a.result, items_key, method)
             rows[i].extend(got)
             more = a.next if a.next is not None else (s + PAGE if len(got) >= PAGE else None)
             if got and more is not None and more > s:

@@ -287,8 +287,9 @@ def infer_bots(sessions: Iterable[dict], transfers: dict[str, list[dict]]) -> se
         out |= bots_in(rows)
     for s in sessions:
         op = as_id(s.get("operatorId"))
-        if op and not (as_int(s.get("queueTransfers")) or 0) and parse_time(s.get("dateFirstAnswer")) \
-                and not parse_time(s.get("dateOperatorAnswer")):
+        if op and not (as_int(s.get("queueTransfers")) or 0) \
+                and parse_time(s.get("dateFirstAnswer"), "dateFirstAnswer") \
+                and not parse_time(s.get("dateOperatorAnswer"), "dateOperatorAnswer"):
             out.add(op)
     return out
 
@@ -301,8 +302,9 @@ def session_state(s: dict, bot_operator: bool = False) -> str:
     reason = s.get("closeReason")
     if status == "spam" or reason == "spam":
         return REJECTED
-    if status in CLOSED_OK or parse_time(s.get("dateClose")):
-        if reason in MISSED_REASONS and not parse_time(s.get("dateOperatorAnswer")) and not bot_operator:
+    if status in CLOSED_OK or parse_time(s.get("dateClose"), "dateClose"):
+        if reason in MISSED_REASONS and not parse_time(s.get("dateOperatorAnswer"), "dateOperatorAnswer") \
+                and not bot_operator:
             return REJECTED
         return RESOLVED
     return OPEN
@@ -324,13 +326,13 @@ def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat:
                 selector: str | None = None) -> Bundle:
     """One ``session`` (+ its transfer rows, ``sessionStat`` and ``rating``) -> a Bundle."""
     lines = lines or {}
-    transfers = sorted(transfers or [], key=lambda t: (parse_time(t.get("date")) or 0))
+    transfers = sorted(transfers or [], key=lambda t: (parse_time(t.get("date"), "date") or 0))
     bots = {"0"} | set(bots or ()) | bots_in(transfers)
     sid = str(s.get("id"))
-    created = parse_time(s.get("dateCreate")) or 0
-    first_live = parse_time(s.get("dateOperatorAnswer"))
-    first_any = parse_time(s.get("dateFirstAnswer"))
-    closed = parse_time(s.get("dateClose"))
+    created = parse_time(s.get("dateCreate"), "dateCreate") or 0
+    first_live = parse_time(s.get("dateOperatorAnswer"), "dateOperatorAnswer")
+    first_any = parse_time(s.get("dateFirstAnswer"), "dateFirstAnswer")
+    closed = parse_time(s.get("dateClose"), "dateClose")
     operator = as_id(s.get("operatorId"))
     customer_uid = as_id(s.get("userId"))
     if operator and not transfers and first_any and not first_live:
@@ -349,7 +351,7 @@ def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat:
     holder = None                           # the (human) responsible as the rows replay
     answered_by = None
     for t in transfers:
-        at = parse_time(t.get("date")) or created
+        at = parse_time(t.get("date"), "date") or created
         frm, to = as_id(t.get("fromOperatorId")), as_id(t.get("toOperatorId"))
         frm = None if frm in bots else frm
         to = None if to in bots else to
@@ -383,7 +385,7 @@ def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat:
     vote = str((rating or {}).get("vote") or s.get("vote") or "none").lower()
     score = VOTE_RATING.get(vote)
     if score is not None:
-        at = parse_time((rating or {}).get("dateVote")) or closed or created
+        at = parse_time((rating or {}).get("dateVote"), "dateVote") or closed or created
         events.append(ev("rated", RATED, at, customer_uid, "rating", None, score))
     head = s.get("voteHead")
     if head is None and rating:
@@ -560,8 +562,8 @@ class OpenLinesSource(Source):
                     yield from list_sessions(client, {**self.params, "status": status}, oldest, since,
                                              "Create", seen)
             # votes on sessions closed before ``since``: found by their close second
-            late = sorted({parse_time(r.get("dateSessionClose")) for sid, r in ratings.items()
-                           if sid not in seen and parse_time(r.get("dateSessionClose"))})
+            late = sorted({parse_time(r.get("dateSessionClose"), "dateSessionClose") for sid, r in ratings.items()
+                           if sid not in seen and parse_time(r.get("dateSessionClose"), "dateSessionClose")})
             for a, b in _merge_times(late, 3600):
                 for s in list_sessions(client, self.params, a, b, "Close", seen):
                     if str(s.get("id")) in ratings:

@@ -44,7 +44,7 @@ class Message:
 def messages_from_comments(rows) -> list[Message]:
     out = []
     for r in rows or []:
-        at = parse_time(r.get("POST_DATE"))
+        at = parse_time(r.get("POST_DATE"), "POST_DATE")
         if at is None or r.get("ID") in (None, ""):
             continue
         out.append(Message(f"c:{r['ID']}", as_id(r.get("AUTHOR_ID")), at))
@@ -54,7 +54,7 @@ def messages_from_comments(rows) -> list[Message]:
 def messages_from_chat(rows) -> list[Message]:
     out = []
     for r in rows or []:
-        at = parse_time(r.get("date"))
+        at = parse_time(r.get("date"), "date")
         if at is None or r.get("id") in (None, ""):
             continue
         out.append(Message(f"m:{r['id']}", as_id(r.get("author_id")), at))
@@ -72,8 +72,8 @@ def worked_events(portal: str, tid: str, elapsed) -> list[Event]:
         if not isinstance(r, dict) or r.get("ID") in (None, ""):
             continue
         secs = as_int(r.get("SECONDS"))
-        at = (parse_time(r.get("CREATED_DATE")) or parse_time(r.get("DATE_STOP"))
-              or parse_time(r.get("DATE_START")))
+        at = (parse_time(r.get("CREATED_DATE"), "CREATED_DATE") or parse_time(r.get("DATE_STOP"), "DATE_STOP")
+              or parse_time(r.get("DATE_START"), "DATE_START"))
         if secs is None or secs < 0 or at is None:
             continue
         out.append(Event(portal, SOURCE, tid, f"w:{r['ID']}", WORKED, at, as_id(r.get("USER_ID")),
@@ -91,7 +91,7 @@ def _status(value) -> str | None:
 
 def _history_sorted(history) -> list[dict]:
     rows = [h for h in (history or []) if isinstance(h, dict)]
-    return sorted(rows, key=lambda h: (parse_time(h.get("createdDate")) or 0, as_int(h.get("id")) or 0))
+    return sorted(rows, key=lambda h: (parse_time(h.get("createdDate"), "createdDate") or 0, as_int(h.get("id")) or 0))
 
 
 def _hval(h: dict, end: str):
@@ -129,7 +129,7 @@ def task_events(portal: str, task: dict, history, messages: list[Message], mappi
     """The event log of one task, from its history, comments and elapsed time (kpi.md section 1)."""
     tid = str(task.get("id"))
     author = as_id(task.get("createdBy"))
-    created_at = parse_time(task.get("createdDate")) or 0
+    created_at = parse_time(task.get("createdDate"), "createdDate") or 0
 
     def ev(key, kind, at, actor=None, field=None, frm=None, to=None):
         return Event(portal, SOURCE, tid, key, kind, int(at), actor, field,
@@ -142,7 +142,7 @@ def task_events(portal: str, task: dict, history, messages: list[Message], mappi
     closed = None                                   # tracked state while walking the history
     escalation = set(mapping.escalation_stages)
     for h in rows:
-        f, at, actor = h.get("field"), parse_time(h.get("createdDate")), _user(h)
+        f, at, actor = h.get("field"), parse_time(h.get("createdDate"), "createdDate"), _user(h)
         if at is None:
             continue
         key = f"h:{h.get('id')}"
@@ -183,8 +183,9 @@ def task_events(portal: str, task: dict, history, messages: list[Message], mappi
 
 
 def _resolution_time(task: dict) -> int | None:
-    return (parse_time(task.get("closedDate")) or parse_time(task.get("statusChangedDate"))
-            or parse_time(task.get("changedDate")))
+    return (parse_time(task.get("closedDate"), "closedDate")
+            or parse_time(task.get("statusChangedDate"), "statusChangedDate")
+            or parse_time(task.get("changedDate"), "changedDate"))
 
 
 def _reconcile_state(events: list[Event], task: dict, ev) -> None:
@@ -200,10 +201,11 @@ def _reconcile_state(events: list[Event], task: dict, ev) -> None:
     marks.sort(key=lambda e: e.at)
     log_closed = bool(marks) and marks[-1].kind == RESOLVED_EV
     if status in CLOSED_STATUSES and not log_closed:
-        at = _resolution_time(task) or (parse_time(task.get("createdDate")) or 0)
+        at = _resolution_time(task) or (parse_time(task.get("createdDate"), "createdDate") or 0)
         events.append(ev(f"x:resolved:{at}", RESOLVED_EV, at, as_id(task.get("closedBy")), None, None, status))
     elif status not in CLOSED_STATUSES and log_closed:
-        at = parse_time(task.get("statusChangedDate")) or parse_time(task.get("changedDate")) or marks[-1].at
+        at = parse_time(task.get("statusChangedDate"), "statusChangedDate") \
+            or parse_time(task.get("changedDate"), "changedDate") or marks[-1].at
         events.append(ev(f"x:reopened:{at}", REOPENED, max(at, marks[-1].at), None, None, None, status))
 
 
@@ -226,7 +228,7 @@ def map_task(portal: str, task: dict, history, messages: list[Message], mapping:
     else:
         rating = MARK_RATING.get(str(scalar(task.get("mark")) or ""))
     deadline = parse_time(scalar(field_value(task, mapping.deadline))) if mapping.deadline \
-        else parse_time(task.get("deadline"))
+        else parse_time(task.get("deadline"), "deadline")
     type_ = scalar(field_value(task, mapping.type)) if mapping.type else None
     spent = as_int(task.get("timeSpentInLogs"))
     author = as_id(task.get("createdBy"))
@@ -235,7 +237,7 @@ def map_task(portal: str, task: dict, history, messages: list[Message], mapping:
         portal=portal, source=SOURCE, source_id=tid, title=str(task.get("title") or ""),
         type=None if type_ is None else str(type_), priority=priority, priority_raw=priority_raw,
         author_id=author, customer=author, responsible_id=responsible,
-        created_at=parse_time(task.get("createdDate")) or 0, deadline=deadline,
+        created_at=parse_time(task.get("createdDate"), "createdDate") or 0, deadline=deadline,
         resolved_at=resolved_at, closed_at=resolved_at, state=state, rating=rating,
         nps=as_int(field_value(task, mapping.nps)) if mapping.nps else None,
         ces=as_int(field_value(task, mapping.ces)) if mapping.ces else None,

@@ -6,45 +6,12 @@ A test checks that both languages carry exactly the same keys. KPI labels (ru) a
 """
 from __future__ import annotations
 
+from b24desk import labels as _labels
+
 LANGS = ("ru", "en")
 
-KPI_LABELS = {
-    "tickets_total": ("Общее количество заявок", "Tickets created"),
-    "tickets_per_day": ("Обращений в день", "Tickets per day"),
-    "first_response_time": ("Среднее время первого ответа", "First response time"),
-    "first_response_time_business": ("Первый ответ (рабочее время)", "First response (business hours)"),
-    "first_response_sla_share": ("Первый ответ в срок (SLA)", "First response within SLA"),
-    "unanswered_share": ("Доля пропущенных заявок", "Unanswered share"),
-    "resolution_time": ("Среднее время решения", "Resolution time"),
-    "resolution_time_business": ("Время решения (рабочее время)", "Resolution time (business hours)"),
-    "resolved_count": ("Решено заявок", "Tickets resolved"),
-    "resolved_share": ("Доля решённых заявок", "Resolved share"),
-    "backlog": ("Открытых на конец периода", "Open at period end"),
-    "overdue_count": ("Количество просроченных заявок", "Overdue tickets"),
-    "overdue_share": ("Доля просроченных", "Overdue share"),
-    "transferred_share": ("Доля переведённых обращений", "Transferred share"),
-    "transfers_per_ticket": ("Переводов на заявку", "Transfers per ticket"),
-    "resolved_by_priority": ("Решено по приоритетам", "Resolved by priority"),
-    "fcr_share": ("Доля закрытых с первого обращения (FCR)", "First contact resolution (FCR)"),
-    "reopen_share": ("Доля переоткрытых", "Reopened share"),
-    "correctly_qualified_share": ("Доля верно квалифицированных", "Correctly qualified share"),
-    "repeat_contact_share": ("Доля повторных обращений", "Repeat contact share"),
-    "contacts_per_customer": ("Обращений на клиента", "Contacts per customer"),
-    "tickets_per_agent_day": ("Нагрузка на сотрудника", "Tickets per agent per day"),
-    "interactions_per_ticket": ("Взаимодействий на заявку", "Interactions per ticket"),
-    "handle_time": ("Среднее время обработки", "Average handle time"),
-    "rated_share": ("Доля заявок с выставленной оценкой", "Rated share"),
-    "csat": ("Удовлетворённость (CSAT)", "Satisfaction (CSAT)"),
-    "nps": ("Индекс лояльности (NPS)", "Net Promoter Score (NPS)"),
-    "ces": ("Индекс усилий клиента (CES)", "Customer Effort Score (CES)"),
-    "callback_share": ("Доля заявок с обратным звонком", "Callback share"),
-    "one_touch_share": ("Решено одним ответом", "One-touch resolution"),
-    "task_efficiency": ("Эффективность (задачи)", "Task efficiency"),
-    "requester_wait_time": ("Ожидание клиента", "Requester wait time"),
-    "agent_wait_time": ("Ожидание ответа клиента", "Agent wait time"),
-    "top_agents": ("Лучшие специалисты", "Top specialists"),
-    "ccei": ("Индекс эффективности (CCEI)", "Customer Care Effectiveness Index (CCEI)"),
-}
+# KPI names come from the core's one table (b24desk/labels.py), shared with exports and pushes.
+KPI_LABELS = {k: v.name for k, v in _labels.KPIS.items()}
 
 MESSAGES = {
     "app_title": ("Сервис-деск: показатели", "Service desk KPIs"),
@@ -112,7 +79,7 @@ MESSAGES = {
     "status_green": ("в норме", "on target"),
     "status_yellow": ("близко к цели", "near target"),
     "status_red": ("вне нормы", "off target"),
-    "status_grey": ("мало данных", "not enough data"),
+    "status_grey": ("мало данных для оценки", "too few tickets to rate"),
     "ticket_card": ("Карточка заявки", "Ticket card"),
     "timeline": ("Хронология", "Timeline"),
     "first_response": ("Первый ответ", "First response"),
@@ -157,6 +124,10 @@ MESSAGES = {
                     "You are no longer a Bitrix24 administrator: reopen the app."),
     "err_bad_request": ("Запрос содержит недопустимые значения; исправьте их и повторите.",
                         "The request holds values that are not allowed; correct them and retry."),
+    "err_unavailable": ("Сервис временно недоступен: хранилище данных не принимает записи.",
+                        "The service is temporarily unavailable: its data store does not accept writes."),
+    "err_unavailable_detail": ("Ничего не потеряно. Повторите через минуту — сервис восстановится сам.",
+                               "Nothing is lost. Try again in a minute: the service recovers by itself."),
     "loading": ("Загрузка…", "Loading…"),
     "seconds_short": ("с", "s"),
     "minutes_short": ("мин", "min"),
@@ -215,6 +186,81 @@ MESSAGES = {
     "push_alert_kpis": ("Показатели для оповещений (ключи через запятую; пусто — все с целями)",
                         "KPIs to alert on (keys, comma-separated; empty = every KPI with a target)"),
     "on": ("вкл.", "on"),
+    # --- issue 14: the support head's dashboard (periods, now panel, groups, tables, drilldown) ---
+    "preset": ("Быстрый выбор", "Quick pick"),
+    "preset_custom": ("Свои даты", "Custom dates"),
+    "preset_today": ("Сегодня", "Today"),
+    "preset_yesterday": ("Вчера", "Yesterday"),
+    "preset_this_week": ("Эта неделя", "This week"),
+    "preset_last_week": ("Прошлая неделя", "Last week"),
+    "preset_last_7_days": ("Последние 7 дней", "Last 7 days"),
+    "preset_last_30_days": ("Последние 30 дней", "Last 30 days"),
+    "preset_this_month": ("Этот месяц", "This month"),
+    "preset_last_month": ("Прошлый месяц", "Last month"),
+    "preset_this_quarter": ("Этот квартал", "This quarter"),
+    "preset_last_quarter": ("Прошлый квартал", "Last quarter"),
+    "preset_this_year": ("Этот год", "This year"),
+    "compare": ("Сравнить с", "Compare with"),
+    "compare_previous": ("предыдущим периодом", "the previous period"),
+    "compare_last_year": ("тем же периодом год назад", "the same period last year"),
+    "compared_with": ("Сравнение с", "Compared with"),
+    "now_title": ("Сейчас", "Now"),
+    "now_open": ("Открыто", "Open"),
+    "now_unassigned": ("Не назначено", "Unassigned"),
+    "now_no_reply": ("Ждут первого ответа", "Waiting for a first reply"),
+    "now_at_risk": ("Срок истекает в ближайшие 2 ч", "Deadline within 2 hours"),
+    "now_oldest": ("Самая старая открытая", "Oldest open"),
+    "now_note": ("на текущий момент, без учёта выбранного периода", "as of this moment, whatever the period"),
+    "group_volume": ("Объём", "Volume"),
+    "group_speed": ("Скорость", "Speed"),
+    "group_quality": ("Качество", "Quality"),
+    "group_sla": ("Сроки и просрочки", "SLA and overdue"),
+    "group_load": ("Нагрузка", "Load"),
+    "average": ("среднее", "average"),
+    "no_target": ("цель не задана", "no target set"),
+    "no_change": ("без изменений", "no change"),
+    "about": ("Что это", "What is this"),
+    "search": ("Поиск", "Search"),
+    "selected_n": ("выбрано", "selected"),
+    "clear": ("Очистить", "Clear"),
+    "line_filter": ("Линия", "Line"),
+    "partial_period": ("неполный период", "partial period"),
+    "partial_note": ("* неполная неделя: часть дней вне периода", "* partial week: some days fall outside the period"),
+    "page_of": ("Страница", "Page"),
+    "prev_page": ("Назад", "Previous"),
+    "next_page": ("Вперёд", "Next"),
+    "export_list": ("Скачать список (CSV)", "Download the list (CSV)"),
+    "drill_value_duration": ("Длительность", "Duration"),
+    "drill_value_now": ("Возраст / осталось", "Age / time left"),
+    "yes": ("да", "yes"),
+    "no": ("нет", "no"),
+    "sort_hint": ("Нажмите на заголовок, чтобы отсортировать", "Click a header to sort"),
+    "back_to_dashboard": ("Вернуться к сводке", "Back to the dashboard"),
+    "err_bad_period_order": ("Дата «По» раньше даты «С». Выберите период заново.",
+                             "The end date is before the start date. Pick the period again."),
+    "err_bad_period_half": ("Укажите обе даты периода или ни одной.", "Give both dates of the period, or neither."),
+    "err_bad_date": ("Дата не распознана: используйте календарь в поле даты.",
+                     "The date was not understood: use the date picker."),
+    "err_bad_preset": ("Неизвестный вариант периода.", "Unknown period preset."),
+    "err_bad_date_range": ("Период должен лежать между 2000 и 2100 годами.",
+                           "The period must lie between the years 2000 and 2100."),
+    "err_bad_compare": ("Неизвестный вариант сравнения.", "Unknown comparison."),
+    "err_bad_filter": ("Фильтр задан неверно.", "A filter value is not valid."),
+    "err_bad_ticket": ("Заявка указана неверно.", "The ticket reference is not valid."),
+    "err_not_found": ("Страница не найдена.", "Page not found."),
+    "ev_worked": ("учтено время", "time tracked"),
+    "field_responsible": ("ответственный", "responsible"),
+    "field_priority": ("приоритет", "priority"),
+    "field_type": ("тип", "type"),
+    "field_deadline": ("срок", "deadline"),
+    "field_status": ("статус", "status"),
+    "field_stage": ("стадия", "stage"),
+    "field_category": ("воронка", "pipeline"),
+    "field_title": ("название", "title"),
+    "field_other": ("поле", "field"),
+    "resolution_short": ("Решение", "Resolution"),
+    "customer": ("Клиент", "Customer"),
+    "user": ("Пользователь", "User"),
 }
 
 
@@ -230,9 +276,8 @@ def t(key: str, lang: str | None) -> str:
     return pair[lang_index(lang)] if pair else key
 
 
-def kpi_label(key: str, lang: str | None) -> str:
-    pair = KPI_LABELS.get(key)
-    return pair[lang_index(lang)] if pair else key.replace("_", " ")
+def kpi_label(key: str, lang: str | None, short: bool = False) -> str:
+    return _labels.kpi_label(key, lang, short)
 
 
 def catalogue(lang: str | None) -> dict:

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import math
 
+import functools
+
+from babel.numbers import get_decimal_symbol, get_group_symbol
+
 from ..kpi.engine import KPI_KEYS as KPI_KEYS_ALL  # noqa: F401  (the drilldown accepts these)
+
+from .. import labels
 
 from .i18n import kpi_label, t
 
@@ -66,11 +72,25 @@ def sample_size(entry: dict) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _symbols(lang: str) -> tuple[str, str]:
+    """The locale's grouping and decimal symbols from Babel's CLDR data (``ru``: no-break space
+    and comma; ``en``: comma and dot)."""
+    loc = "ru" if lang == "ru" else "en"
+    return get_group_symbol(loc), get_decimal_symbol(loc)
+
+
 def _num(x: float, digits: int, lang: str) -> str:
-    s = f"{x:,.{digits}f}".replace(",", "\u202f")
-    if digits:
-        s = s.rstrip("0").rstrip(".") if "." in s else s
-    return s.replace(".", ",") if lang == "ru" else s
+    """``x`` with at most ``digits`` decimals in the viewer's locale (``4 002,5`` in Russian,
+    ``4,002.5`` in English). The symbols are CLDR's (Babel); the digits are laid out here, since
+    a page formats a few thousand numbers and Babel's pattern engine costs ~0.2 ms a call."""
+    group, decimal = _symbols(lang)
+    s = f"{x:,.{digits}f}"
+    if digits and "." in s:
+        s = s.rstrip("0").rstrip(".")
+    if s in ("-0", "−0"):
+        s = "0"
+    return s.replace(",", "\x00").replace(".", decimal).replace("\x00", group)
 
 
 def fmt_duration(seconds, lang: str) -> str:
@@ -118,6 +138,8 @@ def delta(key: str, entry: dict) -> dict | None:
     diff = cur - prev
     pct = (diff / prev) if prev else None
     arrow = "up" if diff > 0 else "down" if diff < 0 else "flat"
+    if diff == 0:
+        return {"diff": 0, "pct": 0.0 if prev else None, "arrow": "flat", "good": None}
     direction = entry.get("direction")
     good = None
     if direction in ("higher", "lower") and diff:
@@ -130,7 +152,9 @@ def fmt_delta(key: str, d: dict | None, lang: str) -> str:
         return ""
     k = kind(key)
     diff = d["diff"]
-    sign = "+" if diff > 0 else "−" if diff < 0 else "±"
+    if diff == 0:
+        return t("no_change", lang)
+    sign = "+" if diff > 0 else "−"
     if k == "duration":
         body = fmt_duration(abs(diff), lang)
     elif k == "share":
@@ -168,15 +192,23 @@ def cards(report: dict, lang: str, directions: dict | None = None, team: dict | 
             entry["direction"] = directions[key]
         d = delta(key, entry)
         status = entry.get("status") or "grey"
+        if status not in ("green", "yellow", "red", "grey"):
+            status = "grey"
+        has_target = entry.get("target") is not None
+        status_label = t(f"status_{status}", lang) if (has_target or status != "grey") else t("no_target", lang)
+        v = entry.get("value")
+        stats = None
+        if kind(key) == "duration" and isinstance(v, dict):
+            stats = {"median": fmt_duration(v.get("median"), lang), "p90": fmt_duration(v.get("p90"), lang)}
         out.append({
-            "key": key, "label": kpi_label(key, lang), "kind": kind(key),
+            "key": key, "label": kpi_label(key, lang, short=kind(key) == "duration"), "kind": kind(key),
+            "definition": labels.kpi_definition(key, lang), "stats": stats, "has_target": has_target,
+            "big": key in labels.HEADLINE,
             "value": fmt_value(key, entry.get("value"), lang),
             "raw": headline(key, entry.get("value")),
             "previous": fmt_value(key, entry.get("previous"), lang),
             "target": fmt_target(key, entry, lang),
-            "status": status if status in ("green", "yellow", "red", "grey") else "grey",
-            "status_label": t(f"status_{status}" if status in ("green", "yellow", "red", "grey") else "status_grey",
-                              lang),
+            "status": status, "status_label": status_label,
             "delta": d, "delta_text": fmt_delta(key, d, lang),
             "n": sample_size(entry),
             "team": fmt_value(key, (team_kpis.get(key) or {}).get("value"), lang) if team else None,
@@ -193,14 +225,20 @@ def directions_from_config(config: dict | None) -> dict:
     return out
 
 
-def histogram(values: list, median=None, p90=None, *, bins: int = 12, lang: str = "en") -> dict | None:
+def histogram(values: list, median=None, p90=None, *, bins: int = 12, lang: str = "en",
+              target=None) -> dict | None:
     """Counts of ``values`` in ``bins`` equal-width bins from 0 up to (about) the 95th percentile,
-    the last bin open-ended; ``median_pos`` / ``p90_pos`` place the markers (fractional bin index)."""
+    the last bin open-ended; ``median_pos`` / ``p90_pos`` place the markers (fractional bin index).
+    With a ``target`` the bins are scaled to it: they span about twice the target (less if the
+    values do) and the target falls on a bin edge, so "within target" reads off the bars."""
     vals = sorted(v for v in values if v is not None)
     if not vals:
         return None
     top = vals[min(len(vals) - 1, int(0.95 * len(vals)))] or vals[-1] or 1
-    width = _nice_width(top / bins)
+    if isinstance(target, (int, float)) and target > 0:
+        width = _width_for_target(min(top, 2 * target), float(target), bins)
+    else:
+        width = _nice_width(top / bins)
     edges = [i * width for i in range(bins)] + [None]
     counts = [0] * bins
     for v in vals:
@@ -210,10 +248,25 @@ def histogram(values: list, median=None, p90=None, *, bins: int = 12, lang: str 
         if x is None:
             return None
         return min(float(bins), x / width)
-    labels = [f"{fmt_duration(edges[i], lang)}–{fmt_duration(edges[i + 1], lang)}" if edges[i + 1] is not None
-              else f"≥ {fmt_duration(edges[i], lang)}" for i in range(bins)]
-    return {"labels": labels, "counts": counts, "bins": [[edges[i], edges[i + 1]] for i in range(bins)],
+    names = [f"{fmt_duration(edges[i], lang)}–{fmt_duration(edges[i + 1], lang)}" if edges[i + 1] is not None
+             else f"≥ {fmt_duration(edges[i], lang)}" for i in range(bins)]
+    return {"labels": names, "target": target,
+            "target_pos": pos(target) if isinstance(target, (int, float)) else None, "counts": counts,
+            "bins": [[edges[i], edges[i + 1]] for i in range(bins)],
             "median": median, "p90": p90, "median_pos": pos(median), "p90_pos": pos(p90)}
+
+
+def _width_for_target(span: float, target: float, bins: int) -> float:
+    """The smallest readable width that divides ``target`` and covers ``span`` in ``bins`` bins."""
+    raw = span / bins
+    for s in _STEPS:
+        if s >= raw and target % s == 0:
+            return float(s)
+    return _nice_width(raw)
+
+
+_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+          172800, 259200, 604800]
 
 
 def _nice_width(raw: float) -> float:

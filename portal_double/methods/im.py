@@ -32,9 +32,11 @@ def dialog_messages_get(c: Call, params: dict):
     limit = _int_param(params, "LIMIT", "LIMIT_STRING") or 20
     limit = max(1, min(50, limit))
     msgs = chat["messages"]   # ascending ids
-    if first_id is not None:
+    # 0 counts as "not given" (the hardest reading of the docs' FIRST_ID=0 "first messages"): the
+    # latest messages come back; history is read backwards with LAST_ID = the smallest id received
+    if first_id:
         picked = [m for m in msgs if m["id"] > first_id][:limit]
-    elif last_id is not None:
+    elif last_id:
         picked = [m for m in msgs if m["id"] < last_id][-limit:]
     else:
         picked = msgs[-limit:]
