@@ -12,7 +12,7 @@ from b24desk.store import open_db
 
 TZ = ZoneInfo("Europe/Moscow")
 PORTAL = "p1"
-CONFIG = {"calendar": {"timezone": "Europe/Moscow"}, "sources": ["tasks"], "capacity": {"digest_line": True}}
+CONFIG = {"calendar": {"timezone": "Europe/Moscow"}, "sources": ["tasks"]}
 
 
 def _store(path, per_day_start: float, growth: float, agents: int):
@@ -54,9 +54,6 @@ def test_monthly_digest_warns_when_the_forecast_passes_the_norm(tmp_path):
     assert "Forecast: by week 2026-W47" in feed_message(d, "en")
     # the portal's digest carries it; a department's does not (its forecast is on the capacity page)
     assert build_digest(env, "monthly", parse_period("monthly", "2026-10", TZ), department="1")["capacity"] is None
-    # off unless [capacity] digest_line is set
-    plain = ReportEnv(db, PORTAL, {k: v for k, v in CONFIG.items() if k != "capacity"})
-    assert "capacity" not in build_digest(plain, "monthly", parse_period("monthly", "2026-10", TZ))
     # weekly digests do not carry it
     assert "capacity" not in build_digest(env, "weekly", parse_period("weekly", "2026-W43", TZ))
 

@@ -277,8 +277,7 @@ def build_digest(env: ReportEnv, kind: str, period: Period, *, department: str |
     out = {"kind": kind, "period": period.label, "from": period.iso(period.start), "to": period.iso(period.end),
            "previous": report.get("previous"), "timezone": env.tz_name, "scope": scope, "report": report,
            "scorecard": card, "worst": worst(card), "worst_agents": worst_agents(report), "saved": saved}
-    # the load forecast's warning, when it passes the norm (b24desk.capacity); opt-in for now
-    if kind == "monthly" and ((env.config.get("capacity") or {}).get("digest_line")):
+    if kind == "monthly":       # the load forecast's warning, when it passes the norm (b24desk.capacity)
         from ..capacity.digest import capacity_note
         out["capacity"] = capacity_note(env, period.end) if department is None else None
     return out
