@@ -405,3 +405,13 @@ def journal_state(conn, portal: str | None = None, since: int | None = None, lo:
     if (first is not None and first > since + 1 and last > since) or last < since:
         touched = True                     # rows after ``since`` pruned, or the journal emptied: cannot tell
     return last, touched
+
+
+@migrations()
+def m_capacity_001(db: Database) -> None:
+    """Capacity planning (b24desk/capacity/report.py): who acted in which hour is read from this
+    index alone (no table rows), a year of a million tickets in one range scan; the users who also
+    author tickets (whose own tickets do not count as work) from the second."""
+    db["events"].create_index(["portal", "at", "kind", "actor_id", "source", "source_id"],
+                              index_name="events_capacity", if_not_exists=True)
+    db["tickets"].create_index(["portal", "author_id"], index_name="tickets_author", if_not_exists=True)

@@ -39,7 +39,8 @@ def _page(template: str, active: str, **ctx):
         f"reports/{template}", viewer=v, lang=v.lang, token=token, active=active,
         t=lambda k: t(k, v.lang), bx24_js=bx24_script(inst),
         nav={"dashboard": url_for("reports.dashboard", t=token), "settings": url_for("reports.settings", t=token),
-             "saved": url_for("reports.saved_list", t=token)},
+             "saved": url_for("reports.saved_list", t=token),
+             "capacity": url_for("reports.capacity_page", t=token)},
         **ctx)
 
 

@@ -29,8 +29,9 @@ from b24desk.sync import SyncBusy, run_sync
 
 
 def init_app(app) -> None:
+    from .capacity_cli import capacity_command
     from .demo import demo_command
-    for command in (sync_command, kpi_command, push_command, demo_command):
+    for command in (sync_command, kpi_command, push_command, demo_command, capacity_command):
         app.cli.add_command(command)
 
 

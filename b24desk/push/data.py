@@ -274,9 +274,13 @@ def build_digest(env: ReportEnv, kind: str, period: Period, *, department: str |
                                                                       "name": None, "head": None}
     # saved reports an admin or head added to this kind of digest ride with the portal's digest
     saved = [] if department else saved_reports.digest_sections(env, kind, period)
-    return {"kind": kind, "period": period.label, "from": period.iso(period.start), "to": period.iso(period.end),
-            "previous": report.get("previous"), "timezone": env.tz_name, "scope": scope, "report": report,
-            "scorecard": card, "worst": worst(card), "worst_agents": worst_agents(report), "saved": saved}
+    out = {"kind": kind, "period": period.label, "from": period.iso(period.start), "to": period.iso(period.end),
+           "previous": report.get("previous"), "timezone": env.tz_name, "scope": scope, "report": report,
+           "scorecard": card, "worst": worst(card), "worst_agents": worst_agents(report), "saved": saved}
+    if kind == "monthly":       # the load forecast's warning, when it passes the norm (b24desk.capacity)
+        from ..capacity.digest import capacity_note
+        out["capacity"] = capacity_note(env, period.end) if department is None else None
+    return out
 
 
 def is_empty(d: dict) -> bool:

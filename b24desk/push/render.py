@@ -163,6 +163,8 @@ def digest_text(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: 
     if digest.get("worst_agents"):
         names = ", ".join(f"{bbcode.text(a['name'])} ({len(a['red'])})" for a in digest["worst_agents"])
         lines.append(f"{tr('red_agents', lang)}: {names}")
+    if digest.get("capacity"):
+        lines.append(f"📈 {digest['capacity'][lang]}")
     lines += saved_lines(digest, lang)
     links = _links(lang, dashboard, xlsx)
     if links:
@@ -205,6 +207,8 @@ def feed_message(digest: dict, lang: str, *, dashboard: str | None = None, xlsx:
     if digest.get("worst_agents"):
         names = ", ".join(f"{bbcode.text(a['name'])} ({len(a['red'])})" for a in digest["worst_agents"])
         lines += ["", f"{tr('red_agents', lang)}: {names}"]
+    if digest.get("capacity"):
+        lines += ["", f"📈 {digest['capacity'][lang]}"]
     if digest.get("saved"):
         lines += [""] + saved_lines(digest, lang)
     links = _links(lang, dashboard, xlsx)

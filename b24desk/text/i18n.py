@@ -19,6 +19,7 @@ MESSAGES = {
     "dashboard": ("Сводка", "Dashboard"),
     "saved_reports": ("Отчёты", "Reports"),
     "settings": ("Настройки", "Settings"),
+    "capacity": ("Нагрузка и штат", "Capacity"),
     "period": ("Период", "Period"),
     "from": ("С", "From"),
     "to": ("По", "To"),
