@@ -4,6 +4,7 @@ own pause for that limit. The one copy of that loop: ``B24Client.call_many`` (ra
 error), the sources' detail reads (``sources/fetch.py``: each command's own result *or* error) and
 the inbox's object reads all go through :func:`call_mixed`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,12 +16,11 @@ from .errors import AuthError, B24Error, ShapeError
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 50          # commands per batch (batch.md)
+MAX_BATCH = 50  # commands per batch (batch.md)
 LIMIT_CODES = {"OPERATION_TIME_LIMIT", "QUERY_LIMIT_EXCEEDED"}
 # A command that failed like this inside a batch may well work a moment later: retried (when the
 # caller asks), and if it keeps failing the call raises rather than answer with a hole.
-TRANSIENT_CODES = {"INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER", "HTTP_500", "HTTP_502", "HTTP_503",
-                   "HTTP_504"}
+TRANSIENT_CODES = {"INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER", "HTTP_500", "HTTP_502", "HTTP_503", "HTTP_504"}
 TRANSIENT_RETRIES = 4
 
 
@@ -32,14 +32,20 @@ class Answer:
     error: B24Error | None = None
 
 
-def call_each(client, method: str, params_list: list[dict], max_limit_retries: int | None = 8,
-              transient_retries: int = TRANSIENT_RETRIES) -> list[Answer]:
+def call_each(
+    client,
+    method: str,
+    params_list: list[dict],
+    max_limit_retries: int | None = 8,
+    transient_retries: int = TRANSIENT_RETRIES,
+) -> list[Answer]:
     """``method`` once per params, 50 to a batch, in input order; per-command errors are returned."""
     return call_mixed(client, [(method, p) for p in params_list], max_limit_retries, transient_retries)
 
 
-def call_mixed(client, calls: list[tuple[str, dict]], max_limit_retries: int | None = 8,
-               transient_retries: int = TRANSIENT_RETRIES) -> list[Answer]:
+def call_mixed(
+    client, calls: list[tuple[str, dict]], max_limit_retries: int | None = 8, transient_retries: int = TRANSIENT_RETRIES
+) -> list[Answer]:
     """Each ``(method, params)`` once, packed 50 to a batch whatever the method, in input order.
 
     Mixing methods in one batch is what keeps a small incremental sync at one request for all
@@ -59,7 +65,7 @@ def call_mixed(client, calls: list[tuple[str, dict]], max_limit_retries: int | N
                 err = res.errors.get(name)
                 code = err.code.upper() if err is not None else ""
                 if isinstance(err, AuthError):
-                    raise err                           # the credentials, not this command
+                    raise err  # the credentials, not this command
                 if code in LIMIT_CODES:
                     again.append(i)
                     limit_err = err
@@ -78,14 +84,14 @@ def call_mixed(client, calls: list[tuple[str, dict]], max_limit_retries: int | N
                 pause = getattr(client, "_handle_nested_limit", None)
                 if pause is not None:
                     pause(limit_err, limited)
-                else:                                   # pragma: no cover - other client types
-                    time.sleep(min(30.0, 0.5 * 2 ** limited))
+                else:  # pragma: no cover - other client types
+                    time.sleep(min(30.0, 0.5 * 2**limited))
             elif transient_err is not None:
                 failed += 1
                 if failed > transient_retries:
                     raise transient_err
                 log.warning("%s inside a batch: %s; retry %d", transient_err.method, transient_err, failed)
-                time.sleep(min(5.0, 0.05 * 2 ** failed))
+                time.sleep(min(5.0, 0.05 * 2**failed))
             todo = again
     return out
 

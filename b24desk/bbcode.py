@@ -10,6 +10,7 @@ auto-linked, and folds line breaks, so a name can neither add a link nor forge a
 message. :func:`url` lets a link through only if it is http(s), cannot break out of ``[URL=…]``
 and points at an allowed host (the portal's own, the app's own).
 """
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 _BRACKETS = str.maketrans({"[": "［", "]": "］"})
 _SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{1,15}):(?=//)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-_WJ = "\u2060"          # word joiner: invisible, and no URL pattern matches across it
+_WJ = "\u2060"  # word joiner: invisible, and no URL pattern matches across it
 _URL_BAD = re.compile(r"[\s\[\]\"'<>\\\x00-\x1f\x7f]")
 
 

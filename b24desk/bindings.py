@@ -7,6 +7,7 @@ only what is missing (one ``batch``), so it is idempotent and cheap; handlers of
 at an old public URL are unbound. Offline binding needs an admin (``ACCESS_DENIED`` otherwise):
 then the app lives on online events plus the reconcile sync, and the report says so.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,7 +46,7 @@ class BindReport:
     bound: list[str] = field(default_factory=list)
     unbound: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
-    offline: bool = True           # offline events are available (bound or already there)
+    offline: bool = True  # offline events are available (bound or already there)
 
     def as_dict(self) -> dict:
         return {"bound": self.bound, "unbound": self.unbound, "errors": self.errors, "offline": self.offline}
@@ -63,8 +64,9 @@ def _list(value) -> list:
     return value if isinstance(value, list) else []
 
 
-def ensure_bindings(client, public_url: str, *, offline: bool = True, placements=None,
-                    config: dict | None = None, lang: str = "en") -> BindReport:
+def ensure_bindings(
+    client, public_url: str, *, offline: bool = True, placements=None, config: dict | None = None, lang: str = "en"
+) -> BindReport:
     """Bind every event and placement the app needs that the portal does not have yet
     (``placements`` default: :func:`placements_for` the config's sources)."""
     if placements is None:
@@ -104,15 +106,21 @@ def ensure_bindings(client, public_url: str, *, offline: bool = True, placements
     if "placements" not in got.errors:
         for code, title_ru, title_en in placements:
             if app_url not in have_placements.get(code, set()):
-                cmds[f"placement {code}"] = ("placement.bind", {
-                    "PLACEMENT": code, "HANDLER": app_url, "TITLE": title_ru if lang == "ru" else title_en,
-                    "LANG_ALL": {"ru": {"TITLE": title_ru}, "en": {"TITLE": title_en}}})
+                cmds[f"placement {code}"] = (
+                    "placement.bind",
+                    {
+                        "PLACEMENT": code,
+                        "HANDLER": app_url,
+                        "TITLE": title_ru if lang == "ru" else title_en,
+                        "LANG_ALL": {"ru": {"TITLE": title_ru}, "en": {"TITLE": title_en}},
+                    },
+                )
     else:
         report.errors["placement.get"] = str(got.errors["placements"])
 
     names = list(cmds)
     for start in range(0, len(names), 50):
-        part = {n: cmds[n] for n in names[start:start + 50]}
+        part = {n: cmds[n] for n in names[start : start + 50]}
         res = client.batch(part)
         for n in part:
             err = res.errors.get(n)

@@ -18,6 +18,7 @@ per the official docs (bitrix24/b24restdocs):
 * 302 (portal renamed): re-POST to ``Location`` (``settings/how-to-call-rest-api/change-domen.md``);
 * quiet logs that never carry a token, a webhook secret or a client secret.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,16 +39,23 @@ from .errors import AuthError, B24Error, B24Unavailable, ShapeError, brief, mask
 log = logging.getLogger(__name__)
 logging.getLogger("fast_bitrix24").setLevel(logging.WARNING)
 
-PAGE = 50               # rows per list page, fixed by the portal (list-methods-pecularities.md)
+PAGE = 50  # rows per list page, fixed by the portal (list-methods-pecularities.md)
 USER_AGENT = "b24desk/1.0"
 
-_AUTH_CODES = {"EXPIRED_TOKEN", "INVALID_TOKEN", "NO_AUTH_FOUND", "METHOD_CONFIRM_WAITING",
-               "PAYMENT_REQUIRED", "APPLICATION_NOT_FOUND", "ERROR_OAUTH", "AUTHORIZATION_ERROR",
-               "INVALID_GRANT", "INVALID_CLIENT"}
+_AUTH_CODES = {
+    "EXPIRED_TOKEN",
+    "INVALID_TOKEN",
+    "NO_AUTH_FOUND",
+    "METHOD_CONFIRM_WAITING",
+    "PAYMENT_REQUIRED",
+    "APPLICATION_NOT_FOUND",
+    "ERROR_OAUTH",
+    "AUTHORIZATION_ERROR",
+    "INVALID_GRANT",
+    "INVALID_CLIENT",
+}
 _RETRY_CODES = {"QUERY_LIMIT_EXCEEDED", "INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER"}
 _REDIRECTS = (301, 302, 303, 307, 308)
-
-
 
 
 class _RedactFilter(logging.Filter):
@@ -56,7 +64,7 @@ class _RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:       # a broken record is not ours to fix
+        except Exception:  # a broken record is not ours to fix
             return True
         masked = mask(message)
         if masked != message:
@@ -79,7 +87,7 @@ def _scalar(value: Any) -> str:
     if value is None:
         return ""
     if value is True:
-        return "1"              # what PHP's http_build_query writes
+        return "1"  # what PHP's http_build_query writes
     if value is False:
         return "0"
     if isinstance(value, bytes):
@@ -111,14 +119,15 @@ def encode_params(params: Any, prefix: str | None = None) -> str:
     for key, value in items:
         k = quote_plus(str(key), safe="")
         full = k if prefix is None else f"{prefix}[{k}]"
-        parts.append(encode_params(value, full) if isinstance(value, (dict, list, tuple))
-                     else f"{full}={_scalar(value)}")
+        parts.append(
+            encode_params(value, full) if isinstance(value, (dict, list, tuple)) else f"{full}={_scalar(value)}"
+        )
     return "&".join(p for p in parts if p)
 
 
 # --- the shared limiter: leaky bucket + per-method pauses -------------------------------------
 
-INTERACTIVE_HEADROOM = 5    # burst slots background traffic leaves for interactive requests
+INTERACTIVE_HEADROOM = 5  # burst slots background traffic leaves for interactive requests
 
 
 class _Limiter:
@@ -207,6 +216,7 @@ def _shared_limiter(key: str, rps: float, burst: int, clock) -> _Limiter:
 
 # --- results ----------------------------------------------------------------------------------
 
+
 @dataclass
 class BatchResult:
     """One ``batch`` answer, split by command name (empty sections come back as ``[]``: normalized)."""
@@ -262,6 +272,7 @@ def _id_sort_key(value: Any):
 
 # --- the client -------------------------------------------------------------------------------
 
+
 class B24Client:
     """Calls one portal, through an inbound webhook or an installed app's OAuth tokens.
 
@@ -269,16 +280,34 @@ class B24Client:
     the rate limiter is shared by every client of the same portal address anyway.
     """
 
-    def __init__(self, endpoint: str, *, is_webhook: bool, portal_id: str,
-                 access_token: str | None = None, expires_at: int | None = None,
-                 store=None, client_id: str | None = None, client_secret: str | None = None,
-                 oauth_url: str | None = None, rps: float = 2.0, burst: int = 50,
-                 max_retries: int = 8, backoff_base: float = 0.5, backoff_cap: float = 30.0,
-                 max_limit_pauses: int = 5, max_pause: float = 660.0, default_pause: float = 60.0,
-                 timeout: float = 60, session: requests.Session | None = None,
-                 sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.time,
-                 clock: Callable[[], float] = time.monotonic, share_limiter: bool = True,
-                 interactive: bool = False):
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        is_webhook: bool,
+        portal_id: str,
+        access_token: str | None = None,
+        expires_at: int | None = None,
+        store=None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        oauth_url: str | None = None,
+        rps: float = 2.0,
+        burst: int = 50,
+        max_retries: int = 8,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_limit_pauses: int = 5,
+        max_pause: float = 660.0,
+        default_pause: float = 60.0,
+        timeout: float = 60,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        share_limiter: bool = True,
+        interactive: bool = False,
+    ):
         self._base = endpoint if endpoint.endswith("/") else endpoint + "/"
         self.is_webhook = is_webhook
         self.portal_id = portal_id
@@ -295,10 +324,9 @@ class B24Client:
         self._state = threading.Lock()
         self.requests_sent = 0
         self.refreshes = 0
-        self.interactive = interactive     # a person waits: ahead of background traffic (_Limiter.reserve)
+        self.interactive = interactive  # a person waits: ahead of background traffic (_Limiter.reserve)
         key = urlsplit(self._base).netloc.lower()
-        self._limiter = (_shared_limiter(key, rps, burst, clock) if share_limiter
-                         else _Limiter(rps, burst, clock))
+        self._limiter = _shared_limiter(key, rps, burst, clock) if share_limiter else _Limiter(rps, burst, clock)
 
     # -- construction --
 
@@ -316,8 +344,7 @@ class B24Client:
             raise ValueError("the webhook URL must look like https://PORTAL/rest/USER_ID/SECRET/")
         m = re.match(r"^(.*?/rest/\d+/[^/]+)(?:/.*)?$", parts.path)
         if not m:
-            raise ValueError("the webhook URL must look like https://PORTAL/rest/USER_ID/SECRET/ "
-                             f"(got {mask(url)})")
+            raise ValueError(f"the webhook URL must look like https://PORTAL/rest/USER_ID/SECRET/ (got {mask(url)})")
         endpoint = f"{parts.scheme}://{parts.netloc}{m.group(1)}/"
         return cls(endpoint, is_webhook=True, portal_id=parts.netloc.lower(), **opts)
 
@@ -326,8 +353,11 @@ class B24Client:
         """A client for one bare OAuth access token, e.g. the ``AUTH_ID`` of a placement launch
         (DOCS settings/oauth/simple-way.md): it acts as the viewing user and never refreshes
         (no store), so a rejected or expired token raises ``AuthError``."""
-        if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https") \
-                or not urlsplit(endpoint).netloc:
+        if (
+            not isinstance(endpoint, str)
+            or urlsplit(endpoint).scheme not in ("http", "https")
+            or not urlsplit(endpoint).netloc
+        ):
             raise ValueError("the endpoint must look like https://PORTAL/rest/")
         if not access_token:
             raise ValueError("the access token is empty")
@@ -335,8 +365,15 @@ class B24Client:
         return cls(endpoint, is_webhook=False, access_token=access_token, **opts)
 
     @classmethod
-    def from_installation(cls, db_path_or_factory, member_id: str, client_id: str | None,
-                          client_secret: str | None, oauth_url: str | None = None, **opts) -> "B24Client":
+    def from_installation(
+        cls,
+        db_path_or_factory,
+        member_id: str,
+        client_id: str | None,
+        client_secret: str | None,
+        oauth_url: str | None = None,
+        **opts,
+    ) -> "B24Client":
         """The installed app's client for ``member_id``, tokens read from (and rotated in) the store."""
         with installations.open_store(db_path_or_factory) as db:
             inst = installations.get_installation(db, member_id)
@@ -349,10 +386,18 @@ class B24Client:
             raise AuthError(None, "NO_ENDPOINT", f"installation {member_id!r} has no client_endpoint")
         if not inst.get("access_token") and not inst.get("refresh_token"):
             raise AuthError(None, "NO_TOKENS", f"installation {member_id!r} has no tokens; reinstall the app")
-        return cls(endpoint, is_webhook=False, portal_id=str(member_id),
-                   access_token=inst.get("access_token"), expires_at=inst.get("expires_at"),
-                   store=db_path_or_factory, client_id=client_id, client_secret=client_secret,
-                   oauth_url=oauth_url, **opts)
+        return cls(
+            endpoint,
+            is_webhook=False,
+            portal_id=str(member_id),
+            access_token=inst.get("access_token"),
+            expires_at=inst.get("expires_at"),
+            store=db_path_or_factory,
+            client_id=client_id,
+            client_secret=client_secret,
+            oauth_url=oauth_url,
+            **opts,
+        )
 
     def close(self) -> None:
         s = getattr(self._local, "session", None)
@@ -428,9 +473,16 @@ class B24Client:
     def _refresh(self, stale: str | None) -> None:
         if self._store is None:
             raise AuthError(None, "NO_STORE", "this client cannot refresh tokens")
-        inst = installations.refresh(self._store, self.portal_id, self._client_id, self._client_secret,
-                                     self._oauth_url, session=self._session, stale_access_token=stale,
-                                     sleep=self._sleep)
+        inst = installations.refresh(
+            self._store,
+            self.portal_id,
+            self._client_id,
+            self._client_secret,
+            self._oauth_url,
+            session=self._session,
+            stale_access_token=stale,
+            sleep=self._sleep,
+        )
         with self._state:
             self.refreshes += 1
             self._access_token = inst.get("access_token")
@@ -456,8 +508,9 @@ class B24Client:
         log.info("portal moved; now calling %s", mask(new_base))
         if not self.is_webhook and self._store is not None:
             with installations.open_store(self._store) as db:
-                installations.save_installation(db, member_id=self.portal_id, client_endpoint=new_base,
-                                                domain=parts.netloc)
+                installations.save_installation(
+                    db, member_id=self.portal_id, client_endpoint=new_base, domain=parts.netloc
+                )
 
     def _request(self, method: str, payload: dict, block_methods=None) -> dict:
         """POST one call (JSON body, ``auth`` inside for OAuth) and return the decoded body."""
@@ -476,8 +529,13 @@ class B24Client:
             self._count()
             started = self._clock()
             try:
-                resp = self._http().post(url, json=body, timeout=self.timeout, allow_redirects=False,
-                                         headers={"Accept": "application/json", "User-Agent": USER_AGENT})
+                resp = self._http().post(
+                    url,
+                    json=body,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 retries += 1
                 self._backoff(method, retries, None, "CONNECTION_ERROR", type(exc).__name__)
@@ -517,8 +575,7 @@ class B24Client:
                 self._backoff(method, retries, status, code, f"{code} (HTTP {status})")
                 continue
             if status == 401 or ucode in _AUTH_CODES:
-                if not self.is_webhook and self._store is not None and ucode == "EXPIRED_TOKEN" \
-                        and not refreshed:
+                if not self.is_webhook and self._store is not None and ucode == "EXPIRED_TOKEN" and not refreshed:
                     refreshed = True
                     log.info("%s: access token expired, refreshing", method)
                     self._refresh(token)
@@ -561,8 +618,7 @@ class B24Client:
             query = encode_params(params) if params else ""
             encoded[str(name)] = f"{method}?{query}" if query else method
             methods[str(name)] = method
-        data = self._request("batch", {"halt": 1 if halt else 0, "cmd": encoded},
-                             block_methods=set(methods.values()))
+        data = self._request("batch", {"halt": 1 if halt else 0, "cmd": encoded}, block_methods=set(methods.values()))
         return self._parse_batch(data, methods)
 
     def _parse_batch(self, data: dict, methods: dict[str, str]) -> BatchResult:
@@ -608,7 +664,7 @@ class B24Client:
         params_list = list(params_list)
         results: list[Any] = []
         for start in range(0, len(params_list), MAX_BATCH):
-            calls = [(method, p) for p in params_list[start:start + MAX_BATCH]]
+            calls = [(method, p) for p in params_list[start : start + MAX_BATCH]]
             for i, a in enumerate(call_mixed(self, calls, max_limit_retries=None, transient_retries=0), start):
                 if a.error is not None:
                     err = a.error
@@ -616,8 +672,15 @@ class B24Client:
                 results.append(a.result)
         return results
 
-    def list_all(self, method: str, params: dict | None = None, *, id_field: str = "ID",
-                 items_key: str | None = None, page_size: int = PAGE) -> Iterator[dict]:
+    def list_all(
+        self,
+        method: str,
+        params: dict | None = None,
+        *,
+        id_field: str = "ID",
+        items_key: str | None = None,
+        page_size: int = PAGE,
+    ) -> Iterator[dict]:
         """Every row of a list method, lazily, by keyset paging (huge-data.md).
 
         ``start=-1`` (no COUNT), ``order {id_field: ASC}``, ``filter {">id_field": last}``; after
@@ -635,8 +698,12 @@ class B24Client:
         gt = f">{id_field}"
         last_id = flt.pop(gt, None)
         select = base.get("select")
-        if isinstance(select, (list, tuple)) and select and "*" not in select \
-                and not any(str(s).upper() == id_field.upper() for s in select):
+        if (
+            isinstance(select, (list, tuple))
+            and select
+            and "*" not in select
+            and not any(str(s).upper() == id_field.upper() for s in select)
+        ):
             base["select"] = [*select, id_field]
         base["order"] = {id_field: "ASC"}
         base["start"] = -1
@@ -679,7 +746,7 @@ class B24Client:
                         raise err
                     limit_attempt += 1
                     self._handle_nested_limit(err, limit_attempt)
-                    break           # resume after last_id: the pages so far are kept
+                    break  # resume after last_id: the pages so far are kept
                 if name not in res.results:
                     raise B24Error(None, "BATCH_INCOMPLETE", f"no result for command {name}", method)
                 rows, _ = _rows(res.results[name], items_key, method)
@@ -698,14 +765,15 @@ class B24Client:
         first, new = rows[0].get(row_id), rows[-1].get(row_id)
         if new is None:
             raise B24Error(None, "NO_ID_FIELD", f"a row carries no {row_id!r} field", method)
-        if last_id is not None and not str(last_id).startswith("$") and \
-                _id_sort_key(first) <= _id_sort_key(last_id):
-            raise B24Error(None, "KEYSET_BROKEN",
-                           f"page starts at {first} after {last_id}: is the order by ID honoured?", method)
+        if last_id is not None and not str(last_id).startswith("$") and _id_sort_key(first) <= _id_sort_key(last_id):
+            raise B24Error(
+                None, "KEYSET_BROKEN", f"page starts at {first} after {last_id}: is the order by ID honoured?", method
+            )
         return new
 
-    def list_paged(self, method: str, params: dict | None = None, *, items_key: str | None = None,
-                   page_size: int = PAGE) -> Iterator[dict]:
+    def list_paged(
+        self, method: str, params: dict | None = None, *, items_key: str | None = None, page_size: int = PAGE
+    ) -> Iterator[dict]:
         """Every row by ``start=N`` paging, for methods without an ID keyset.
 
         The first page gives ``total``; the remaining offsets go 50 to a batch. Offset paging
@@ -724,7 +792,7 @@ class B24Client:
             return
         offsets = list(range(page_size, total, page_size))
         for chunk_start in range(0, len(offsets), MAX_BATCH):
-            chunk = offsets[chunk_start:chunk_start + MAX_BATCH]
+            chunk = offsets[chunk_start : chunk_start + MAX_BATCH]
             pages = self.call_many(method, [{**base, "start": off} for off in chunk])
             for page in pages:
                 rows, _ = _rows(page, items_key, method)

@@ -4,6 +4,7 @@ The file holds sources, field mapping, targets, the work calendar and SLAs; the 
 paths and credentials (shared/spec/interfaces.md, "Settings"). Per-portal changes made in the admin
 settings live in the store's ``settings`` table and are layered on top by the callers.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config" / "b24desk.toml"
 DEFAULT_DB = ROOT / "instance" / "b24desk.db"
 
-ENV_KEYS = ("B24DESK_DB", "B24DESK_CONFIG", "B24DESK_WEBHOOK", "B24DESK_CLIENT_ID",
-            "B24DESK_CLIENT_SECRET", "B24DESK_PUBLIC_URL", "B24DESK_OAUTH_URL")
+ENV_KEYS = (
+    "B24DESK_DB",
+    "B24DESK_CONFIG",
+    "B24DESK_WEBHOOK",
+    "B24DESK_CLIENT_ID",
+    "B24DESK_CLIENT_SECRET",
+    "B24DESK_PUBLIC_URL",
+    "B24DESK_OAUTH_URL",
+)
 
 
 def load_config(path: str | Path | None = None) -> dict:

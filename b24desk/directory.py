@@ -19,6 +19,7 @@
 Everything here is optional for a sync: a portal that refuses a method (scope, plan, a webhook
 without the right) is logged and skipped.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ from .model import parse_time
 from .store import set_setting
 
 log = logging.getLogger(__name__)
-DEFAULT_ZONE = "Europe/Moscow"     # the product's default (kpi.calendar DEFAULTS)
+DEFAULT_ZONE = "Europe/Moscow"  # the product's default (kpi.calendar DEFAULTS)
 
 
 def _user_row(portal: str, u: dict, bots: set[str]) -> dict:
@@ -41,11 +42,18 @@ def _user_row(portal: str, u: dict, bots: set[str]) -> dict:
     if not isinstance(deps, list):
         deps = [deps]
     active = u.get("ACTIVE")
-    return {"portal": portal, "id": uid, "name": u.get("NAME") or "", "last_name": u.get("LAST_NAME") or "",
-            "email": u.get("EMAIL") or "",
-            "active": None if active is None else int(active in (True, "Y", "true", 1, "1")),
-            "departments": json.dumps([str(d) for d in deps]), "user_type": u.get("USER_TYPE"),
-            "is_bot": int(uid in bots), "is_admin": None}
+    return {
+        "portal": portal,
+        "id": uid,
+        "name": u.get("NAME") or "",
+        "last_name": u.get("LAST_NAME") or "",
+        "email": u.get("EMAIL") or "",
+        "active": None if active is None else int(active in (True, "Y", "true", 1, "1")),
+        "departments": json.dumps([str(d) for d in deps]),
+        "user_type": u.get("USER_TYPE"),
+        "is_bot": int(uid in bots),
+        "is_admin": None,
+    }
 
 
 def _department_row(portal: str, d: dict) -> dict:
@@ -54,9 +62,14 @@ def _department_row(portal: str, d: dict) -> dict:
     except (TypeError, ValueError):
         sort = None
     head = d.get("UF_HEAD")
-    return {"portal": portal, "id": str(d.get("ID")), "name": d.get("NAME") or "",
-            "parent": None if d.get("PARENT") in (None, "", "0", 0) else str(d.get("PARENT")),
-            "head": None if head in (None, "", "0", 0) else str(head), "sort": sort}
+    return {
+        "portal": portal,
+        "id": str(d.get("ID")),
+        "name": d.get("NAME") or "",
+        "parent": None if d.get("PARENT") in (None, "", "0", 0) else str(d.get("PARENT")),
+        "head": None if head in (None, "", "0", 0) else str(head),
+        "sort": sort,
+    }
 
 
 def server_offset(value: str) -> int | None:
@@ -86,7 +99,7 @@ def portal_zone_name(offset: int | None, names, at: int | None) -> str | None:
             return str(name)
     if offset % 3600 == 0 and abs(offset) <= 14 * 3600:
         hours = offset // 3600
-        return "Etc/UTC" if hours == 0 else f"Etc/GMT{-hours:+d}"      # POSIX signs: Etc/GMT-3 is UTC+3
+        return "Etc/UTC" if hours == 0 else f"Etc/GMT{-hours:+d}"  # POSIX signs: Etc/GMT-3 is UTC+3
     return None
 
 
@@ -95,17 +108,18 @@ def sync_directory(client, db, portal: str, config: dict | None = None, now=time
     bots = {str(b) for b in (config or {}).get("bot_users") or []}
     summary: dict = {"users": 0, "departments": 0}
     try:
-        users = [_user_row(portal, u, bots) for u in client.list_paged("user.get", {"sort": "ID", "order": "ASC"})
-                 if u.get("ID") is not None]
+        users = [
+            _user_row(portal, u, bots)
+            for u in client.list_paged("user.get", {"sort": "ID", "order": "ASC"})
+            if u.get("ID") is not None
+        ]
         with db.atomic():
             db["users"].upsert_all(users, pk=("portal", "id"))
         summary["users"] = len(users)
     except Exception as exc:
         log.warning("user.get: %s (users not refreshed)", exc)
     try:
-        deps = [_department_row(portal, d)
-                for d in client.list_paged("department.get", {})
-                if d.get("ID") is not None]
+        deps = [_department_row(portal, d) for d in client.list_paged("department.get", {}) if d.get("ID") is not None]
         with db.atomic():
             db["departments"].upsert_all(deps, pk=("portal", "id"))
         summary["departments"] = len(deps)
@@ -113,8 +127,13 @@ def sync_directory(client, db, portal: str, config: dict | None = None, now=time
         log.warning("department.get: %s (departments not refreshed)", exc)
     try:
         sent = now()
-        res = client.batch({"time": ("server.time", {}), "calendar": ("calendar.settings.get", {}),
-                            "usercal": ("calendar.user.settings.get", {})})
+        res = client.batch(
+            {
+                "time": ("server.time", {}),
+                "calendar": ("calendar.settings.get", {}),
+                "usercal": ("calendar.user.settings.get", {}),
+            }
+        )
         got = now()
         with db.atomic():
             server = res.results.get("time")
@@ -130,15 +149,18 @@ def sync_directory(client, db, portal: str, config: dict | None = None, now=time
                     summary["clock_skew"] = skew
             cal = res.results.get("calendar")
             if isinstance(cal, dict) and "calendar" not in res.errors:
-                try:   # validated first: a malformed answer never replaces a good stored calendar
+                try:  # validated first: a malformed answer never replaces a good stored calendar
                     save_portal_calendar(db, portal, cal)
                     summary["portal_calendar"] = True
                 except ValueError as exc:
                     log.warning("calendar.settings.get of %s not used: %s", portal, exc)
             ucal = res.results.get("usercal") if "usercal" not in res.errors else None
             off = server_offset(server) if server and "time" not in res.errors else None
-            names = [ucal.get("timezoneName") if isinstance(ucal, dict) else None,
-                     ((config or {}).get("calendar") or {}).get("timezone"), DEFAULT_ZONE]
+            names = [
+                ucal.get("timezoneName") if isinstance(ucal, dict) else None,
+                ((config or {}).get("calendar") or {}).get("timezone"),
+                DEFAULT_ZONE,
+            ]
             tz = portal_zone_name(off, names, parse_time(server) if off is not None else None)
             if tz:
                 set_setting(db, portal, "portal_timezone", tz)

@@ -3,11 +3,13 @@
 Their own module so the client and the installation store (which refreshes tokens and raises the
 same errors) need not import each other.
 """
+
 from __future__ import annotations
 
 import re
 
 # --- errors -----------------------------------------------------------------------------------
+
 
 class B24Error(Exception):
     """A non-retryable API error (or retries exhausted). ``code`` is Bitrix24's ``error``."""
@@ -29,8 +31,9 @@ class ShapeError(B24Error):
     sync stops before its cursor moves, and the next run reads the same changes again."""
 
     def __init__(self, method: str, what: str):
-        super().__init__(None, "UNEXPECTED_ANSWER", f"the portal's answer is not of the documented shape: {what}",
-                         method)
+        super().__init__(
+            None, "UNEXPECTED_ANSWER", f"the portal's answer is not of the documented shape: {what}", method
+        )
 
 
 def brief(value, n: int = 80) -> str:
@@ -51,10 +54,11 @@ class B24Unavailable(B24Error):
 
 _SECRET_PATTERNS = [
     (re.compile(r"(/rest/\d+/)[^/?#\s\"']+"), r"\1***"),
-    (re.compile(r"((?:auth|access_token|refresh_token|client_secret|AUTH_ID|REFRESH_ID|code)=)[^&\s\"']+",
-                re.I), r"\1***"),
-    (re.compile(r"(['\"](?:auth|access_token|refresh_token|client_secret)['\"]\s*:\s*['\"])[^'\"]+", re.I),
-     r"\1***"),
+    (
+        re.compile(r"((?:auth|access_token|refresh_token|client_secret|AUTH_ID|REFRESH_ID|code)=)[^&\s\"']+", re.I),
+        r"\1***",
+    ),
+    (re.compile(r"(['\"](?:auth|access_token|refresh_token|client_secret)['\"]\s*:\s*['\"])[^'\"]+", re.I), r"\1***"),
 ]
 
 

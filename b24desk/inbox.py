@@ -11,6 +11,7 @@ Bitrix24 never retries a failed delivery (DOCS api-reference/events/index.md, "n
 the inbox misses, the offline queue (:func:`pull_offline`) and the scheduler's reconcile sync bring
 back. Every query here is scoped by portal (``member_id``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,12 +39,11 @@ log = logging.getLogger(__name__)
 # Keys never written to the inbox: the triggering user's tokens (we always read with the stored
 # install tokens, DOCS api-reference/events/index.md) and the shared secret itself.
 SECRET_KEYS = frozenset({"auth[access_token]", "auth[refresh_token]", "auth[application_token]"})
-MAX_PAIRS = 200                 # an event form has ~15 fields; more is not Bitrix24
-MAX_VALUE = 4096                # one field's length
+MAX_PAIRS = 200  # an event form has ~15 fields; more is not Bitrix24
+MAX_VALUE = 4096  # one field's length
 _EVENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 _MEMBER_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-_DECODE = qs_codec.DecodeOptions(depth=6, parameter_limit=MAX_PAIRS, parse_lists=False,
-                                 strict_depth=False)
+_DECODE = qs_codec.DecodeOptions(depth=6, parameter_limit=MAX_PAIRS, parse_lists=False, strict_depth=False)
 
 # Events that do work in the app itself rather than name a changed object.
 UNINSTALL, INSTALL, UPDATE, OFFLINE = "ONAPPUNINSTALL", "ONAPPINSTALL", "ONAPPUPDATE", "ONOFFLINEEVENT"
@@ -62,6 +62,7 @@ class Rejected(Exception):
 
 
 # --- the ack path ------------------------------------------------------------------------------
+
 
 def _fields(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
@@ -102,8 +103,7 @@ def authenticate(db: Database, pairs: list[tuple[str, str]]) -> tuple[str, str, 
         raise Rejected(400, "malformed member_id")
     if len(token) > 256:
         raise Rejected(400, "malformed application_token")
-    row = db.execute("select application_token, active from installations where member_id = ?",
-                     [member_id]).fetchone()
+    row = db.execute("select application_token, active from installations where member_id = ?", [member_id]).fetchone()
     stored = row[0] if row and row[0] else None
     active = bool(row and row[1] != 0)
     same = hmac.compare_digest((stored or "\0" * 32).encode(), token.encode())
@@ -112,13 +112,15 @@ def authenticate(db: Database, pairs: list[tuple[str, str]]) -> tuple[str, str, 
     return member_id, event.upper(), fields
 
 
-def enqueue(db: Database, portal: str, event: str, pairs: Iterable[tuple[str, str]],
-            received_at: float | None = None) -> int:
+def enqueue(
+    db: Database, portal: str, event: str, pairs: Iterable[tuple[str, str]], received_at: float | None = None
+) -> int:
     """Write one event to the inbox (one INSERT, committed); secrets are left out."""
     body = urlencode([(k, v) for k, v in pairs if k not in SECRET_KEYS])
     cur = db.execute(
         "insert into inbox (portal, event, received_at, body, state, attempts) values (?, ?, ?, ?, ?, 0)",
-        [portal, event, received_at if received_at is not None else time.time(), body, NEW])
+        [portal, event, received_at if received_at is not None else time.time(), body, NEW],
+    )
     db.conn.commit()
     return cur.lastrowid
 
@@ -127,12 +129,13 @@ def decode(body: str) -> dict:
     """An inbox body (a Bitrix24 form, ``data[FIELDS][ID]=5``) as nested dicts."""
     try:
         value = qs_codec.decode(body or "", _DECODE)
-    except Exception:           # qs-codec raises on pathological input; treat as empty
+    except Exception:  # qs-codec raises on pathological input; treat as empty
         return {}
     return value if isinstance(value, dict) else {}
 
 
 # --- what an event names -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Change:
@@ -204,12 +207,25 @@ def changes_of(event: str, data) -> list[Change]:
 # api-reference/tasks/events-tasks/, deals api-reference/crm/deals/events/, smart processes
 # api-reference/crm/universal/events/, activities crm/timeline/activities/events/, comments.
 OBJECT_EVENTS = (
-    "ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE",
-    "ONTASKCOMMENTADD", "ONTASKCOMMENTUPDATE", "ONTASKCOMMENTDELETE",
-    "ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "ONCRMDEALMOVETOCATEGORY",
-    "ONCRMDYNAMICITEMADD", "ONCRMDYNAMICITEMUPDATE", "ONCRMDYNAMICITEMDELETE",
-    "ONCRMACTIVITYADD", "ONCRMACTIVITYUPDATE", "ONCRMACTIVITYDELETE",
-    "ONCRMTIMELINECOMMENTADD", "ONCRMTIMELINECOMMENTUPDATE", "ONCRMTIMELINECOMMENTDELETE",
+    "ONTASKADD",
+    "ONTASKUPDATE",
+    "ONTASKDELETE",
+    "ONTASKCOMMENTADD",
+    "ONTASKCOMMENTUPDATE",
+    "ONTASKCOMMENTDELETE",
+    "ONCRMDEALADD",
+    "ONCRMDEALUPDATE",
+    "ONCRMDEALDELETE",
+    "ONCRMDEALMOVETOCATEGORY",
+    "ONCRMDYNAMICITEMADD",
+    "ONCRMDYNAMICITEMUPDATE",
+    "ONCRMDYNAMICITEMDELETE",
+    "ONCRMACTIVITYADD",
+    "ONCRMACTIVITYUPDATE",
+    "ONCRMACTIVITYDELETE",
+    "ONCRMTIMELINECOMMENTADD",
+    "ONCRMTIMELINECOMMENTUPDATE",
+    "ONCRMTIMELINECOMMENTDELETE",
 )
 # ONOFFLINEEVENT is not bound: it reaches us only when online events do too, so it would only
 # duplicate them; the offline queue is drained on the scheduler's clock and at start instead.
@@ -217,6 +233,7 @@ APP_EVENTS = (UNINSTALL, UPDATE)
 
 
 # --- the worker --------------------------------------------------------------------------------
+
 
 def recover_stale(db: Database, lease: float = 300.0, now: float | None = None) -> int:
     """Put back rows claimed by a dead process (or held past ``lease``): nothing is lost."""
@@ -226,10 +243,12 @@ def recover_stale(db: Database, lease: float = 300.0, now: float | None = None) 
     if stale:
         with db.atomic():
             for i in range(0, len(stale), 500):
-                part = stale[i:i + 500]
-                db.execute(f"update inbox set state = ?, claimed_by = null, claimed_at = null "
-                           f"where state = ? and id in ({','.join('?' * len(part))})",
-                           [NEW, WORKING, *part])
+                part = stale[i : i + 500]
+                db.execute(
+                    f"update inbox set state = ?, claimed_by = null, claimed_at = null "
+                    f"where state = ? and id in ({','.join('?' * len(part))})",
+                    [NEW, WORKING, *part],
+                )
     return len(stale)
 
 
@@ -242,18 +261,26 @@ def claim(db: Database, portal: str, owner: str, limit: int = 500, now: float | 
             "update inbox set state = ?, claimed_by = ?, claimed_at = ?, attempts = attempts + 1 "
             "where id in (select id from inbox where state = ? and portal = ? "
             "and coalesce(claimed_at, 0) <= ? order by id limit ?)",
-            [WORKING, owner, now, NEW, portal, now, limit])
-    return list(db.query("select * from inbox where state = ? and claimed_by = ? and portal = ? order by id",
-                         [WORKING, owner, portal]))
+            [WORKING, owner, now, NEW, portal, now, limit],
+        )
+    return list(
+        db.query(
+            "select * from inbox where state = ? and claimed_by = ? and portal = ? order by id",
+            [WORKING, owner, portal],
+        )
+    )
 
 
 def finish(db: Database, ids: list[int], state: str = DONE, error: str | None = None) -> None:
     now = time.time()
     with db.atomic():
         for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            db.execute(f"update inbox set state = ?, done_at = ?, error = coalesce(?, error), claimed_by = null "
-                       f"where id in ({','.join('?' * len(part))})", [state, now, error, *part])
+            part = ids[i : i + 500]
+            db.execute(
+                f"update inbox set state = ?, done_at = ?, error = coalesce(?, error), claimed_by = null "
+                f"where id in ({','.join('?' * len(part))})",
+                [state, now, error, *part],
+            )
 
 
 def give_back(db: Database, rows: list[dict], error: str, backoff: float = 5.0) -> None:
@@ -264,18 +291,25 @@ def give_back(db: Database, rows: list[dict], error: str, backoff: float = 5.0) 
         for r in rows:
             attempts = int(r.get("attempts") or 1)
             if attempts >= MAX_ATTEMPTS:
-                db.execute("update inbox set state = ?, error = ?, done_at = ?, claimed_by = null "
-                           "where id = ?", [FAILED, error[:500], now, r["id"]])
+                db.execute(
+                    "update inbox set state = ?, error = ?, done_at = ?, claimed_by = null where id = ?",
+                    [FAILED, error[:500], now, r["id"]],
+                )
             else:
-                db.execute("update inbox set state = ?, error = ?, claimed_by = null, claimed_at = ? "
-                           "where id = ?", [NEW, error[:500], now + backoff * 2 ** (attempts - 1), r["id"]])
+                db.execute(
+                    "update inbox set state = ?, error = ?, claimed_by = null, claimed_at = ? where id = ?",
+                    [NEW, error[:500], now + backoff * 2 ** (attempts - 1), r["id"]],
+                )
 
 
 def pending_portals(db: Database, now: float | None = None) -> list[str]:
     now = time.time() if now is None else now
-    return [r[0] for r in db.execute(
-        "select distinct portal from inbox where state = ? and coalesce(claimed_at, 0) <= ?",
-        [NEW, now]).fetchall()]
+    return [
+        r[0]
+        for r in db.execute(
+            "select distinct portal from inbox where state = ? and coalesce(claimed_at, 0) <= ?", [NEW, now]
+        ).fetchall()
+    ]
 
 
 def counts(db: Database, portal: str | None = None) -> dict[str, int]:
@@ -286,8 +320,9 @@ def counts(db: Database, portal: str | None = None) -> dict[str, int]:
 def prune(db: Database, older_than: float = 7 * 86400, now: float | None = None) -> int:
     """Forget processed rows after a while (failed ones too: the reconcile has covered them)."""
     now = time.time() if now is None else now
-    cur = db.execute("delete from inbox where state in (?, ?, ?) and done_at < ?",
-                     [DONE, SKIPPED, FAILED, now - older_than])
+    cur = db.execute(
+        "delete from inbox where state in (?, ?, ?) and done_at < ?", [DONE, SKIPPED, FAILED, now - older_than]
+    )
     db.conn.commit()
     return cur.rowcount
 
@@ -303,9 +338,19 @@ class Worker:
     with it, in this process or another. A handler exception puts the batch back (with backoff).
     """
 
-    def __init__(self, db_path: str, handler: Handler, *, batch: int = 5000, poll: float = 1.0,
-                 lease: float = 300.0, lock_ttl: float = 120.0, backoff: float = 5.0,
-                 fill_rows: int = 500, fill_wait: float = 0.0):
+    def __init__(
+        self,
+        db_path: str,
+        handler: Handler,
+        *,
+        batch: int = 5000,
+        poll: float = 1.0,
+        lease: float = 300.0,
+        lock_ttl: float = 120.0,
+        backoff: float = 5.0,
+        fill_rows: int = 500,
+        fill_wait: float = 0.0,
+    ):
         self.db_path, self.handler, self.backoff = db_path, handler, backoff
         self.batch, self.poll, self.lease, self.lock_ttl = batch, poll, lease, lock_ttl
         # Full requests: the background loop lets a portal's events gather until ``fill_rows`` are
@@ -330,8 +375,11 @@ class Worker:
         if fill_wait <= 0:
             return False
         now = time.time()
-        n, oldest = db.execute("select count(*), min(received_at) from inbox where state = ? and portal = ?"
-                               " and coalesce(claimed_at, 0) <= ?", [NEW, portal, now]).fetchone()
+        n, oldest = db.execute(
+            "select count(*), min(received_at) from inbox where state = ? and portal = ?"
+            " and coalesce(claimed_at, 0) <= ?",
+            [NEW, portal, now],
+        ).fetchone()
         if not n or n >= self.fill_rows or oldest is None or oldest <= now - fill_wait:
             return False
         again = oldest + fill_wait - now
@@ -342,6 +390,7 @@ class Worker:
         """One pass over every portal with due rows; returns how many rows it finished. With
         ``fill_wait``, a portal with fewer than ``fill_rows`` due rows, none older than that, waits."""
         from .store import open_db
+
         own = db is None
         db = db or open_db(self.db_path)
         total = 0
@@ -350,10 +399,10 @@ class Worker:
             purge_pending(db, self.db_path, self.owner)
             for portal in pending_portals(db):
                 if self._gathering(db, portal, fill_wait):
-                    continue                # (before the lease: waiting costs no write)
+                    continue  # (before the lease: waiting costs no write)
                 with leases.portal(self.db_path, portal, self.owner, ttl=self.lock_ttl) as got:
                     if not got:
-                        continue            # a sync holds it; the rows wait for the next pass
+                        continue  # a sync holds it; the rows wait for the next pass
                     while not self._stop.is_set():
                         if self._gathering(db, portal, fill_wait):
                             break
@@ -365,10 +414,9 @@ class Worker:
                         except Skip as exc:
                             finish(db, [r["id"] for r in rows], SKIPPED, str(exc))
                             continue
-                        except Exception as exc:        # the batch goes back; never lost
+                        except Exception as exc:  # the batch goes back; never lost
                             self.errors += 1
-                            log.warning("inbox: %d events of %s failed: %s", len(rows), portal,
-                                        _short(exc))
+                            log.warning("inbox: %d events of %s failed: %s", len(rows), portal, _short(exc))
                             give_back(db, rows, _short(exc), self.backoff)
                             break
                         finish(db, [r["id"] for r in rows])
@@ -387,10 +435,10 @@ class Worker:
             self._hold = None
             try:
                 n = self.drain(fill_wait=self.fill_wait)
-            except Exception as exc:         # e.g. database locked for too long: try again later
+            except Exception as exc:  # e.g. database locked for too long: try again later
                 log.warning("inbox worker pass failed: %s", _short(exc))
                 n = 0
-            if self._hold is not None:       # events are gathering: look again when the oldest is due
+            if self._hold is not None:  # events are gathering: look again when the oldest is due
                 time.sleep(max(0.01, min(self._hold, self.poll)))
             elif not n:
                 self._wake.wait(self.poll)
@@ -412,11 +460,14 @@ class Worker:
 
 # --- processing: events -> objects -> the sync ------------------------------------------------
 
+
 def _batched_get(client, method: str, ids: list[str], param: str = "id") -> dict[str, object]:
     """``{id: result}`` through ``batch`` (``batching.call_each``: limits are waited out, transient
     failures retried); an object the portal refuses (deleted, not visible) maps to None."""
-    return {x: a.result if a.error is None else None
-            for x, a in zip(ids, call_each(client, method, [{param: x} for x in ids]))}
+    return {
+        x: a.result if a.error is None else None
+        for x, a in zip(ids, call_each(client, method, [{param: x} for x in ids]))
+    }
 
 
 def _crm_source(entity_type) -> str | None:
@@ -425,7 +476,7 @@ def _crm_source(entity_type) -> str | None:
     if text in ("2", "deal"):
         return "crm:2"
     if text.startswith("dynamic_"):
-        text = text[len("dynamic_"):]
+        text = text[len("dynamic_") :]
     if text.isdigit() and int(text) >= 128:
         return f"crm:{int(text)}"
     return None
@@ -433,13 +484,17 @@ def _crm_source(entity_type) -> str | None:
 
 def _known_owners(db: Database, portal: str, prefix: str, obj_id: str) -> set[tuple[str, str]]:
     """Tickets whose log holds an entry keyed ``{prefix}{id}`` (a deleted activity's owner)."""
-    return {(r[0], r[1]) for r in db.execute(
-        "select distinct source, source_id from events where portal = ? and key = ?",
-        [portal, f"{prefix}{obj_id}"]).fetchall()}
+    return {
+        (r[0], r[1])
+        for r in db.execute(
+            "select distinct source, source_id from events where portal = ? and key = ?", [portal, f"{prefix}{obj_id}"]
+        ).fetchall()
+    }
 
 
-def resolve(db: Database, client, portal: str, changes: Iterable[Change],
-            details: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
+def resolve(
+    db: Database, client, portal: str, changes: Iterable[Change], details: dict[str, set[str]] | None = None
+) -> dict[str, set[str]]:
     """Group changes by ticket source; activities and timeline comments become their owners.
 
     An activity (DOCS crm-activity-get.md: ``OWNER_TYPE_ID``/``OWNER_ID``) or a comment
@@ -455,6 +510,7 @@ def resolve(db: Database, client, portal: str, changes: Iterable[Change],
     def owner(src, oid):
         out.setdefault(src, set()).add(oid)
         forced.setdefault(src, set()).add(oid)
+
     for ch in changes:
         if ch.source == "activity":
             activities.add(ch.id)
@@ -489,7 +545,7 @@ class Plan:
     pull_offline: bool = False
     rebind: bool = False
     unparsed: int = 0
-    uninstall: bool | None = None       # an ONAPPUNINSTALL to confirm: its CLEAN choice
+    uninstall: bool | None = None  # an ONAPPUNINSTALL to confirm: its CLEAN choice
 
 
 def _clean_flag(data) -> bool:
@@ -547,11 +603,17 @@ def _enqueue_offline(db: Database, portal: str, events: list[dict]) -> tuple[int
             if not _EVENT_NAME.match(name) or not changes_of(name, data):
                 blind += 1
                 continue
-            pairs = [("event", name), ("ts", str(e.get("TIMESTAMP_X") or "")),
-                     ("offline_id", str(e.get("ID") or "")), ("message_id", str(e.get("MESSAGE_ID") or ""))]
+            pairs = [
+                ("event", name),
+                ("ts", str(e.get("TIMESTAMP_X") or "")),
+                ("offline_id", str(e.get("ID") or "")),
+                ("message_id", str(e.get("MESSAGE_ID") or "")),
+            ]
             body = urlencode(pairs) + "&" + qs_codec.encode({"data": data})
-            db.execute("insert into inbox (portal, event, received_at, body, state, attempts) "
-                       "values (?, ?, ?, ?, ?, 0)", [portal, name, now, body, NEW])
+            db.execute(
+                "insert into inbox (portal, event, received_at, body, state, attempts) values (?, ?, ?, ?, ?, 0)",
+                [portal, name, now, body, NEW],
+            )
             n += 1
     return n, blind
 
@@ -565,6 +627,7 @@ def pull_offline(db: Database, client, portal: str, limit: int = 50, max_rounds:
     ``event.offline.list`` (filter ``PROCESS_ID``) on the next run: duplicates are harmless.
     """
     from .store import get_cursor, set_cursor
+
     enqueued = blind = 0
     pending = get_cursor(db, portal, *OFFLINE_CURSOR)
     if pending:
@@ -595,9 +658,9 @@ def pull_offline(db: Database, client, portal: str, limit: int = 50, max_rounds:
 
 # --- app lifecycle events ----------------------------------------------------------------------
 
+
 def _auth_fields(fields: dict[str, list[str]]) -> dict[str, str]:
-    return {k[5:-1]: v[0] for k, v in fields.items()
-            if k.startswith("auth[") and k.endswith("]") and v and v[0] != ""}
+    return {k[5:-1]: v[0] for k, v in fields.items() if k.startswith("auth[") and k.endswith("]") and v and v[0] != ""}
 
 
 def normalize_scope(scope: str | None) -> str | None:
@@ -611,8 +674,19 @@ def normalize_scope(scope: str | None) -> str | None:
 # api-reference/common/events/on-app-uninstall.md: all API access of the app is removed;
 # settings/oauth/error-codes.md). PAYMENT_REQUIRED, a missing client secret or a busy lock say
 # nothing about an uninstall.
-_GONE_CODES = frozenset({"INVALID_CLIENT", "INVALID_GRANT", "INVALID_TOKEN", "EXPIRED_TOKEN", "NO_AUTH_FOUND",
-                         "NO_REFRESH_TOKEN", "WRONG_AUTH_TYPE", "APPLICATION_NOT_FOUND", "ERROR_APP_NOT_INSTALLED"})
+_GONE_CODES = frozenset(
+    {
+        "INVALID_CLIENT",
+        "INVALID_GRANT",
+        "INVALID_TOKEN",
+        "EXPIRED_TOKEN",
+        "NO_AUTH_FOUND",
+        "NO_REFRESH_TOKEN",
+        "WRONG_AUTH_TYPE",
+        "APPLICATION_NOT_FOUND",
+        "ERROR_APP_NOT_INSTALLED",
+    }
+)
 
 
 def uninstall_confirmed(client) -> bool:
@@ -620,6 +694,7 @@ def uninstall_confirmed(client) -> bool:
     at the configured OAuth server if expired): an answer means the app is still installed, an auth
     error naming dead tokens means it is not; anything else (network, 5xx) raises, to be retried."""
     from .client import AuthError
+
     try:
         client.call("app.info")
     except AuthError as exc:
@@ -632,6 +707,7 @@ def confirm_uninstall(db: Database, client_for: Callable[[str], object], portal:
     carried out only once the portal confirms it; otherwise it is logged and ignored, and no data is
     touched. Returns True if the uninstall was carried out."""
     from .client import AuthError
+
     try:
         client = client_for(portal)
     except AuthError as exc:
@@ -642,8 +718,9 @@ def confirm_uninstall(db: Database, client_for: Callable[[str], object], portal:
     finally:
         client.close()
     if not gone:
-        log.warning("uninstall of %s NOT confirmed: the app still answers on the portal; event ignored, "
-                    "nothing changed", portal)
+        log.warning(
+            "uninstall of %s NOT confirmed: the app still answers on the portal; event ignored, nothing changed", portal
+        )
         return False
     uninstall(db, portal, clean)
     log.info("uninstall of %s confirmed by the portal (clean=%s)", portal, clean)
@@ -666,20 +743,25 @@ def uninstall(db: Database, portal: str, clean: bool) -> None:
     ``purge:<member_id>`` marker in ``locks``; :func:`purge_pending` repeats the delete under the
     portal's lease once that work has ended."""
     from .installations import delete_installation
+
     delete_installation(db, portal, clean)
     with db.atomic():
         if clean:
             _purge_rows(db, portal)
             leases.mark(db, f"purge:{portal}")
         else:
-            db.execute("update inbox set state = ?, done_at = ?, error = 'uninstalled', claimed_by = null "
-                       "where portal = ? and state in (?, ?)", [SKIPPED, time.time(), portal, NEW, WORKING])
+            db.execute(
+                "update inbox set state = ?, done_at = ?, error = 'uninstalled', claimed_by = null "
+                "where portal = ? and state in (?, ?)",
+                [SKIPPED, time.time(), portal, NEW, WORKING],
+            )
 
 
 def purge_pending(db: Database, db_path: str, owner: str) -> int:
     """Finish clean uninstalls: delete the portal's rows again under its lease (whatever ran at
     uninstall time has ended), unless the portal was installed again since. Returns how many."""
     from .installations import get_installation
+
     done = 0
     for portal, at in leases.marks(db, "purge:"):
         with leases.portal(db_path, portal, owner) as got:
@@ -696,12 +778,19 @@ def purge_pending(db: Database, db_path: str, owner: str) -> int:
 
 # --- the default handler: events -> the sync's per-id refresh -----------------------------------
 
+
 class Skip(Exception):
     """The batch cannot be processed and never will be (the app was uninstalled): mark it skipped."""
 
 
-def refresh_objects(db: Database, client, portal: str, groups: dict[str, set[str]], config: dict,
-                    details: dict[str, set[str]] | None = None) -> dict:
+def refresh_objects(
+    db: Database,
+    client,
+    portal: str,
+    groups: dict[str, set[str]],
+    config: dict,
+    details: dict[str, set[str]] | None = None,
+) -> dict:
     """Re-read the named objects through every configured selector of their source.
 
     ``sync.refresh_tickets`` saves what the portal still shows under a selector; an id that none
@@ -715,6 +804,7 @@ def refresh_objects(db: Database, client, portal: str, groups: dict[str, set[str
     """
     from .sources import configured_selectors, get_source
     from .sync import forget_tickets, refresh_tickets
+
     by_source: dict[str, list[str]] = {}
     for sel in configured_selectors(config) or ["tasks"]:
         by_source.setdefault(get_source(sel, config).source, []).append(sel)
@@ -733,16 +823,22 @@ def refresh_objects(db: Database, client, portal: str, groups: dict[str, set[str
     return out
 
 
-def make_handler(client_for: Callable[[str], object], config_for: Callable[[Database, str], dict], *,
-                 reconcile: Callable[[str], None] | None = None,
-                 rebind: Callable[[str, object], None] | None = None) -> Handler:
+def make_handler(
+    client_for: Callable[[str], object],
+    config_for: Callable[[Database, str], dict],
+    *,
+    reconcile: Callable[[str], None] | None = None,
+    rebind: Callable[[str, object], None] | None = None,
+) -> Handler:
     """The worker's handler: plan the batch, read through the portal's stored install tokens."""
+
     def handle(db: Database, portal: str, rows: list[dict]) -> None:
         from .client import AuthError
         from .sync import portal_lease
+
         p = plan(rows)
         if p.uninstall is not None and confirm_uninstall(db, client_for, portal, p.uninstall):
-            return                          # gone: the rest of the batch has no portal to read
+            return  # gone: the rest of the batch has no portal to read
         if not (p.changes or p.pull_offline or p.rebind):
             if p.unparsed and reconcile:
                 reconcile(portal)
@@ -766,4 +862,5 @@ def make_handler(client_for: Callable[[str], object], config_for: Callable[[Data
                 refresh_objects(db, client, portal, groups, config_for(db, portal), details)
         if (p.unparsed or blind) and reconcile:
             reconcile(portal)
+
     return handle

@@ -8,6 +8,7 @@ so a refresh must (1) run in one place at a time, across threads *and* processes
 ``refresh`` does both: the portal's refresh lease (``b24desk/leases.py``: threads queue, other
 processes are waited for), then ``rotate_tokens`` inside one transaction.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,18 +29,55 @@ from .errors import AuthError, B24Error
 log = logging.getLogger(__name__)
 
 DEFAULT_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
-COLUMNS = ("member_id", "domain", "client_endpoint", "server_endpoint", "access_token",
-           "refresh_token", "expires_at", "application_token", "scope", "status", "user_id",
-           "webhook_url", "timezone", "lang", "active", "installed_at", "updated_at", "epoch")
+COLUMNS = (
+    "member_id",
+    "domain",
+    "client_endpoint",
+    "server_endpoint",
+    "access_token",
+    "refresh_token",
+    "expires_at",
+    "application_token",
+    "scope",
+    "status",
+    "user_id",
+    "webhook_url",
+    "timezone",
+    "lang",
+    "active",
+    "installed_at",
+    "updated_at",
+    "epoch",
+)
 # Fields a token response may update (DOCS settings/oauth/auto-renewal.md, response example).
-_ROTATED = ("access_token", "refresh_token", "expires_at", "client_endpoint", "server_endpoint",
-            "scope", "status", "user_id")
+_ROTATED = (
+    "access_token",
+    "refresh_token",
+    "expires_at",
+    "client_endpoint",
+    "server_endpoint",
+    "scope",
+    "status",
+    "user_id",
+)
 # The permissions (scopes) the local app must be given in the portal's form (webhooks/README.md):
 # tickets (task, crm, imopenlines), people (user, department), the settings page's lists
 # (userfieldconfig: a user field's list values, e.g. the priorities; sonet_group: workgroups),
 # pushes (im, log), the embedded pages (placement), work calendar (calendar), exports (disk).
-SCOPES = ("crm", "task", "user", "department", "imopenlines", "im", "calendar", "placement", "log", "disk",
-          "userfieldconfig", "sonet_group")
+SCOPES = (
+    "crm",
+    "task",
+    "user",
+    "department",
+    "imopenlines",
+    "im",
+    "calendar",
+    "placement",
+    "log",
+    "disk",
+    "userfieldconfig",
+    "sonet_group",
+)
 
 
 def missing_scopes(granted: str | None) -> list[str]:
@@ -51,11 +89,12 @@ def missing_scopes(granted: str | None) -> list[str]:
     return [s for s in SCOPES if s not in have]
 
 
-EXPIRY_MARGIN = 30          # seconds: a token this close to its expiry counts as expired
-LOCK_TTL = 60.0             # seconds a refresh lease lives if its holder dies mid-refresh
+EXPIRY_MARGIN = 30  # seconds: a token this close to its expiry counts as expired
+LOCK_TTL = 60.0  # seconds a refresh lease lives if its holder dies mid-refresh
 
 
 # --- rows -------------------------------------------------------------------------------------
+
 
 def _expires_at(fields: dict, now: float) -> int | None:
     """``expires_in`` (seconds, measured on our clock) wins over ``expires`` (the portal's unix
@@ -109,8 +148,9 @@ def new_epoch() -> str:
 def ensure_epoch(db: Database, member_id: str) -> str | None:
     """The installation's epoch, given one first if a row was written without (older code)."""
     with db.atomic():
-        db.execute("update installations set epoch = ? where member_id = ? and epoch is null",
-                   [new_epoch(), str(member_id)])
+        db.execute(
+            "update installations set epoch = ? where member_id = ? and epoch is null", [new_epoch(), str(member_id)]
+        )
     row = db.execute("select epoch from installations where member_id = ?", [str(member_id)]).fetchone()
     return row[0] if row else None
 
@@ -143,8 +183,7 @@ def rotate_tokens(db: Database, member_id: str, token_response: dict) -> dict:
     values["updated_at"] = int(now)
     sets = ", ".join(f"{k} = ?" for k in values)
     with db.atomic():
-        cur = db.execute(f"update installations set {sets} where member_id = ?",
-                         [*values.values(), str(member_id)])
+        cur = db.execute(f"update installations set {sets} where member_id = ?", [*values.values(), str(member_id)])
         if cur.rowcount != 1:
             raise LookupError(f"no installation for member_id {member_id!r}")
     return get_installation(db, member_id)
@@ -160,15 +199,17 @@ def delete_installation(db: Database, member_id: str, clean: bool) -> None:
     member_id = str(member_id)
     with db.atomic():
         if clean:
-            for table in ("tickets", "events", "snapshots", "cursors", "users", "departments",
-                          "settings"):
+            for table in ("tickets", "events", "snapshots", "cursors", "users", "departments", "settings"):
                 if table in db.table_names():
                     db.execute(f"delete from [{table}] where portal = ?", [member_id])
             db.execute("delete from installations where member_id = ?", [member_id])
         else:
-            db.execute("update installations set active = 0, access_token = null, "
-                       "refresh_token = null, expires_at = null, updated_at = ?, epoch = ? "
-                       "where member_id = ?", [int(time.time()), new_epoch(), member_id])
+            db.execute(
+                "update installations set active = 0, access_token = null, "
+                "refresh_token = null, expires_at = null, updated_at = ?, epoch = ? "
+                "where member_id = ?",
+                [int(time.time()), new_epoch(), member_id],
+            )
 
 
 def token_url(installation: dict | None = None, override: str | None = None) -> str:
@@ -196,6 +237,7 @@ def is_expired(installation: dict, now: float | None = None, margin: float = EXP
 
 # --- the refresh, under a two-level lock ------------------------------------------------------
 
+
 @contextmanager
 def open_store(db_path_or_factory: str | Path | Callable[[], Database] | Database):
     """Yield a ``Database``: a path is opened and closed here; a factory's result (or a
@@ -206,6 +248,7 @@ def open_store(db_path_or_factory: str | Path | Callable[[], Database] | Databas
         yield db_path_or_factory()
     else:
         from .store import open_db
+
         db = open_db(db_path_or_factory)
         try:
             yield db
@@ -216,16 +259,32 @@ def open_store(db_path_or_factory: str | Path | Callable[[], Database] | Databas
 @contextmanager
 def refresh_lock(db: Database, member_id: str, timeout: float = 90.0, ttl: float = LOCK_TTL):
     """Hold the refresh lease of one portal (``oauth-refresh:<member_id>``, ``b24desk/leases.py``)."""
+
     def busy(who):
         return B24Error(None, "REFRESH_LOCK_TIMEOUT", f"another thread or process holds the token refresh lock ({who})")
-    with leases.hold(db, f"oauth-refresh:{member_id}", ttl=ttl, wait=timeout, poll=0.05 + random.random() * 0.1,
-                     heartbeat=False, busy=busy):
+
+    with leases.hold(
+        db,
+        f"oauth-refresh:{member_id}",
+        ttl=ttl,
+        wait=timeout,
+        poll=0.05 + random.random() * 0.1,
+        heartbeat=False,
+        busy=busy,
+    ):
         yield
 
 
-def request_tokens(url: str, client_id: str, client_secret: str, refresh_token: str,
-                   session: requests.Session | None = None, timeout: float = 30,
-                   retries: int = 3, sleep: Callable[[float], None] = time.sleep) -> dict:
+def request_tokens(
+    url: str,
+    client_id: str,
+    client_secret: str,
+    refresh_token: str,
+    session: requests.Session | None = None,
+    timeout: float = 30,
+    retries: int = 3,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
     """GET the token endpoint with ``grant_type=refresh_token`` (DOCS ``settings/oauth/auto-renewal.md``).
 
     Connection errors and 5xx are retried a few times (the server did not rotate anything);
@@ -233,12 +292,16 @@ def request_tokens(url: str, client_id: str, client_secret: str, refresh_token: 
     ``AuthError`` at once. Nothing here ever logs the secret or the tokens.
     """
     http = session or requests
-    params = {"grant_type": "refresh_token", "client_id": client_id,
-              "client_secret": client_secret, "refresh_token": refresh_token}
+    params = {
+        "grant_type": "refresh_token",
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "refresh_token": refresh_token,
+    }
     last = "no answer"
     for attempt in range(retries + 1):
         if attempt:
-            sleep(min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2))
+            sleep(min(8.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2))
         try:
             resp = http.get(url, params=params, timeout=timeout, allow_redirects=False)
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -254,19 +317,34 @@ def request_tokens(url: str, client_id: str, client_secret: str, refresh_token: 
             log.warning("token refresh: %s, retrying", last)
             continue
         if not isinstance(data, dict):
-            raise AuthError(resp.status_code, "INVALID_TOKEN_RESPONSE",
-                            "the OAuth server answered with no JSON object", "oauth/token")
+            raise AuthError(
+                resp.status_code,
+                "INVALID_TOKEN_RESPONSE",
+                "the OAuth server answered with no JSON object",
+                "oauth/token",
+            )
         if data.get("error") or resp.status_code >= 400:
-            raise AuthError(resp.status_code, str(data.get("error") or f"HTTP_{resp.status_code}"),
-                            str(data.get("error_description") or ""), "oauth/token")
+            raise AuthError(
+                resp.status_code,
+                str(data.get("error") or f"HTTP_{resp.status_code}"),
+                str(data.get("error_description") or ""),
+                "oauth/token",
+            )
         return data
     raise B24Error(None, "OAUTH_UNAVAILABLE", f"token refresh failed: {last}", "oauth/token")
 
 
-def refresh(db_factory, member_id: str, client_id: str, client_secret: str,
-            oauth_url: str | None = None, session: requests.Session | None = None, *,
-            stale_access_token: str | None = None,
-            sleep: Callable[[float], None] = time.sleep) -> dict:
+def refresh(
+    db_factory,
+    member_id: str,
+    client_id: str,
+    client_secret: str,
+    oauth_url: str | None = None,
+    session: requests.Session | None = None,
+    *,
+    stale_access_token: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
     """Refresh the tokens of ``member_id`` once, under the lock, and return the stored row.
 
     ``stale_access_token`` is the token the caller saw rejected (or about to expire): if the
@@ -274,22 +352,34 @@ def refresh(db_factory, member_id: str, client_id: str, client_secret: str,
     in the meantime and no second rotation happens.
     """
     if not client_id or not client_secret:
-        raise AuthError(None, "NO_CLIENT_CREDENTIALS",
-                        "client_id/client_secret are needed to refresh tokens", "oauth/token")
+        raise AuthError(
+            None, "NO_CLIENT_CREDENTIALS", "client_id/client_secret are needed to refresh tokens", "oauth/token"
+        )
     with open_store(db_factory) as db:
         with refresh_lock(db, str(member_id)):
             inst = get_installation(db, member_id)
             if inst is None:
                 raise AuthError(None, "NO_INSTALLATION", f"no installation for {member_id!r}", "oauth/token")
-            if (stale_access_token is not None and inst.get("access_token")
-                    and inst["access_token"] != stale_access_token and not is_expired(inst)):
+            if (
+                stale_access_token is not None
+                and inst.get("access_token")
+                and inst["access_token"] != stale_access_token
+                and not is_expired(inst)
+            ):
                 log.debug("token refresh: already done elsewhere for %s", member_id)
                 return inst
             if not inst.get("refresh_token"):
-                raise AuthError(None, "NO_REFRESH_TOKEN",
-                                "the installation has no refresh token; reinstall the app", "oauth/token")
-            data = request_tokens(token_url(inst, oauth_url), client_id, client_secret,
-                                  inst["refresh_token"], session=session, sleep=sleep)
+                raise AuthError(
+                    None, "NO_REFRESH_TOKEN", "the installation has no refresh token; reinstall the app", "oauth/token"
+                )
+            data = request_tokens(
+                token_url(inst, oauth_url),
+                client_id,
+                client_secret,
+                inst["refresh_token"],
+                session=session,
+                sleep=sleep,
+            )
             try:
                 new = rotate_tokens(db, member_id, data)
             except ValueError as exc:

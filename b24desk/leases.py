@@ -19,6 +19,7 @@ The names in use:
 Besides, :func:`scheduler_lock` is an ``fcntl`` file lock beside the database: only the process
 holding it runs the scheduler.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -46,6 +47,7 @@ class Busy(RuntimeError):
 
 
 # --- owners -----------------------------------------------------------------------------------------
+
 
 def owner(tag: str | None = None) -> str:
     """``host:pid[:tag]``: who holds a lease, so that a dead holder on this host is recognised."""
@@ -83,6 +85,7 @@ def owner_dead(holder: str | None) -> bool:
 
 # --- one row ----------------------------------------------------------------------------------------
 
+
 def try_take(db: Database, name: str, who: str, ttl: float) -> bool:
     """Take or renew ``name`` for ``ttl`` seconds if it is free, expired, ours, or held by a dead
     process; commits at once (one statement is atomic in SQLite). Returns whether we hold it."""
@@ -91,14 +94,16 @@ def try_take(db: Database, name: str, who: str, ttl: float) -> bool:
         "insert into locks (name, owner, expires_at) values (?, ?, ?) "
         "on conflict(name) do update set owner = excluded.owner, expires_at = excluded.expires_at "
         "where locks.expires_at < ? or locks.owner = excluded.owner",
-        [name, who, now + ttl, now])
+        [name, who, now + ttl, now],
+    )
     db.conn.commit()
     row = db.execute("select owner from locks where name = ?", [name]).fetchone()
     if row and row[0] == who:
         return True
     if row and owner_dead(row[0]):
-        cur = db.execute("update locks set owner = ?, expires_at = ? where name = ? and owner = ?",
-                         [who, now + ttl, name, row[0]])
+        cur = db.execute(
+            "update locks set owner = ?, expires_at = ? where name = ? and owner = ?", [who, now + ttl, name, row[0]]
+        )
         db.conn.commit()
         return cur.rowcount == 1
     return False
@@ -117,9 +122,10 @@ def holder(db: Database, name: str) -> str | None:
 
 # --- the heartbeat: one thread per process renews every held lease ----------------------------------
 
+
 class _Heartbeat:
     def __init__(self):
-        self._beats: dict[int, list] = {}       # key -> [db path, name, owner, ttl, next due]
+        self._beats: dict[int, list] = {}  # key -> [db path, name, owner, ttl, next due]
         self._cond = threading.Condition()
         self._next = 0
         self._thread: threading.Thread | None = None
@@ -153,21 +159,23 @@ class _Heartbeat:
                 try:
                     db = open_db(path, migrate=False)
                     try:
-                        cur = db.execute("update locks set expires_at = ? where name = ? and owner = ?",
-                                         [time.time() + ttl, name, who])
+                        cur = db.execute(
+                            "update locks set expires_at = ? where name = ? and owner = ?",
+                            [time.time() + ttl, name, who],
+                        )
                         db.conn.commit()
                         if cur.rowcount != 1:
                             log.warning("lease %s was lost (expired and taken)", name)
                     finally:
                         db.conn.close()
-                except Exception as exc:            # the lease then simply expires
+                except Exception as exc:  # the lease then simply expires
                     log.warning("lease heartbeat for %s failed: %s", name, exc)
 
 
 _heartbeat = _Heartbeat()
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
-_mine = threading.local()                   # .held: {name: owner} of the leases this thread holds
+_mine = threading.local()  # .held: {name: owner} of the leases this thread holds
 
 
 def _local(name: str) -> threading.Lock:
@@ -182,10 +190,20 @@ def _db_path(db: Database) -> str | None:
 
 # --- holding a lease ----------------------------------------------------------------------------------
 
+
 @contextmanager
-def hold(db: Database | str | Path, name: str, who: str | None = None, *, ttl: float = DEFAULT_TTL,
-         wait: float = 0.0, local_wait: float | None = None, poll: float = 0.2, heartbeat: bool = True,
-         busy: Callable[[str | None], Exception] | None = None):
+def hold(
+    db: Database | str | Path,
+    name: str,
+    who: str | None = None,
+    *,
+    ttl: float = DEFAULT_TTL,
+    wait: float = 0.0,
+    local_wait: float | None = None,
+    poll: float = 0.2,
+    heartbeat: bool = True,
+    busy: Callable[[str | None], Exception] | None = None,
+):
     """Hold the lease ``name``; yields True when held, False when not got within ``wait`` seconds
     (or, with ``busy``, raises ``busy(holder)`` instead).
 
@@ -198,7 +216,7 @@ def hold(db: Database | str | Path, name: str, who: str | None = None, *, ttl: f
     if held is None:
         held = _mine.held = {}
     if name in held and who in (None, held[name]):
-        yield True                                  # the outer hold releases it
+        yield True  # the outer hold releases it
         return
     who = who or f"{owner_id()}:{threading.get_ident()}"
     own = not isinstance(db, Database)
@@ -251,16 +269,21 @@ def portal(db: Database | str | Path, member_id: str, who: str | None = None, **
 
 # --- marks: rows of ``locks`` that remember work to finish (no owner, no expiry) -------------------
 
+
 def mark(db: Database, name: str, at: float | None = None) -> None:
     """Remember ``name`` (since ``at``); the caller commits (it belongs with the caller's writes)."""
-    db.execute("insert or replace into locks (name, owner, expires_at) values (?, 'mark', ?)",
-               [name, time.time() if at is None else at])
+    db.execute(
+        "insert or replace into locks (name, owner, expires_at) values (?, 'mark', ?)",
+        [name, time.time() if at is None else at],
+    )
 
 
 def marks(db: Database, prefix: str) -> list[tuple[str, float]]:
     """``(rest of the name, since)`` of every mark named ``prefix...``."""
-    return [(n[len(prefix):], at) for n, at in db.execute(
-        "select name, expires_at from locks where name like ? || '%'", [prefix]).fetchall()]
+    return [
+        (n[len(prefix) :], at)
+        for n, at in db.execute("select name, expires_at from locks where name like ? || '%'", [prefix]).fetchall()
+    ]
 
 
 def unmark(db: Database, name: str) -> None:
@@ -268,6 +291,7 @@ def unmark(db: Database, name: str) -> None:
 
 
 # --- the scheduler's file lock ----------------------------------------------------------------------
+
 
 @contextmanager
 def scheduler_lock(db_path: str):

@@ -6,6 +6,7 @@ two shapes; nothing downstream of a source adapter ever sees a raw Bitrix24 payl
 Times are integer unix seconds in UTC (``int``), so the KPI engine does plain arithmetic;
 the portal's time zone is applied only when a period is parsed or a value is displayed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,23 +28,35 @@ PRIORITIES = ("low", "normal", "high", "critical")
 
 # Event kinds of the append-only log (kpi.md section 1).
 CREATED = "created"
-ASSIGNED = "assigned"          # from_value -> to_value are user ids; the first one is not a transfer
-STATUS = "status"              # from_value -> to_value are the source's raw status / stage ids
-REPLY = "reply"                # agent message visible to the customer
+ASSIGNED = "assigned"  # from_value -> to_value are user ids; the first one is not a transfer
+STATUS = "status"  # from_value -> to_value are the source's raw status / stage ids
+REPLY = "reply"  # agent message visible to the customer
 CUSTOMER_MESSAGE = "customer_message"
-COMMENT = "comment"            # internal
+COMMENT = "comment"  # internal
 REOPENED = "reopened"
 RESOLVED_EV = "resolved"
 REJECTED_EV = "rejected"
 FIELD_CHANGED = "field_changed"  # field, from_value, to_value (e.g. field="type" for requalification)
 CALL_OUT = "call_out"
 RATED = "rated"
-ESCALATED = "escalated"        # moved into a configured escalation stage: counts as a transfer
-WORKED = "worked"              # tracked work: to_value = seconds, at = when logged, actor = who (AHT as of ``to``)
+ESCALATED = "escalated"  # moved into a configured escalation stage: counts as a transfer
+WORKED = "worked"  # tracked work: to_value = seconds, at = when logged, actor = who (AHT as of ``to``)
 
 EVENT_KINDS = (
-    CREATED, ASSIGNED, STATUS, REPLY, CUSTOMER_MESSAGE, COMMENT, REOPENED, RESOLVED_EV,
-    REJECTED_EV, FIELD_CHANGED, CALL_OUT, RATED, ESCALATED, WORKED,
+    CREATED,
+    ASSIGNED,
+    STATUS,
+    REPLY,
+    CUSTOMER_MESSAGE,
+    COMMENT,
+    REOPENED,
+    RESOLVED_EV,
+    REJECTED_EV,
+    FIELD_CHANGED,
+    CALL_OUT,
+    RATED,
+    ESCALATED,
+    WORKED,
 )
 
 
@@ -52,7 +65,7 @@ class Ticket:
     """One ticket, as the portal shows it now (the current snapshot, normalized)."""
 
     portal: str
-    source: str                 # "task", "crm:2" (deals), "crm:1038" (smart process), "openlines"
+    source: str  # "task", "crm:2" (deals), "crm:1038" (smart process), "openlines"
     source_id: str
     title: str = ""
     type: str | None = None
@@ -63,20 +76,20 @@ class Ticket:
     responsible_id: str | None = None
     created_at: int = 0
     deadline: int | None = None
-    resolved_at: int | None = None   # last resolution (current state), None if never resolved
-    closed_at: int | None = None     # last close (resolved or rejected), None while open
+    resolved_at: int | None = None  # last resolution (current state), None if never resolved
+    closed_at: int | None = None  # last close (resolved or rejected), None while open
     state: str = OPEN
-    rating: int | None = None        # 1-5
-    nps: int | None = None           # 0-10
-    ces: int | None = None           # 1-5
-    qa_score: int | None = None      # supervisor's 1-5 (open lines voteHead), kept apart from rating
-    channel: str | None = None       # open-line connector; None for tasks/CRM
-    line: str | None = None          # open line id
-    handle_time: int | None = None   # current tracked total (seconds), None where the source tracks none;
-                                     # the KPIs use the log's ``worked`` events (as of ``to``) instead
-    selector: str | None = None      # the config selector that brought the ticket in
-    url: str | None = None           # path of the ticket in the portal (for links)
-    deleted: int = 0                 # 1 once the portal no longer has it
+    rating: int | None = None  # 1-5
+    nps: int | None = None  # 0-10
+    ces: int | None = None  # 1-5
+    qa_score: int | None = None  # supervisor's 1-5 (open lines voteHead), kept apart from rating
+    channel: str | None = None  # open-line connector; None for tasks/CRM
+    line: str | None = None  # open line id
+    handle_time: int | None = None  # current tracked total (seconds), None where the source tracks none;
+    # the KPIs use the log's ``worked`` events (as of ``to``) instead
+    selector: str | None = None  # the config selector that brought the ticket in
+    url: str | None = None  # path of the ticket in the portal (for links)
+    deleted: int = 0  # 1 once the portal no longer has it
 
     def row(self) -> dict:
         return asdict(self)
@@ -89,7 +102,7 @@ class Event:
     portal: str
     source: str
     source_id: str
-    key: str                    # stable id from the source: "h:16359", "c:12", "s:35", "a:20", "d:<hash>:resp"
+    key: str  # stable id from the source: "h:16359", "c:12", "s:35", "a:20", "d:<hash>:resp"
     kind: str
     at: int
     actor_id: str | None = None

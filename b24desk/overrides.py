@@ -4,6 +4,7 @@
 settings page. Every consumer (pages, ``flask kpi``/``sync``/``push``, the scheduler) layers the
 same overrides through ``effective_config``, so the page and the command line give the same numbers.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,8 +14,15 @@ from .store import get_setting
 
 CONFIG_SETTING = "config"
 # The config tables an admin may override from the portal, and the type each must have.
-OVERRIDABLE = {"sources": list, "calendar": dict, "sla": dict, "status_buckets": dict,
-               "support_departments": list, "bot_users": list, "repeat_window_days": int}
+OVERRIDABLE = {
+    "sources": list,
+    "calendar": dict,
+    "sla": dict,
+    "status_buckets": dict,
+    "support_departments": list,
+    "bot_users": list,
+    "repeat_window_days": int,
+}
 
 
 def overrides(db, portal: str) -> dict:
@@ -40,8 +48,7 @@ def validate_config(value: dict) -> dict:
     for key, v in value.items():
         want = OVERRIDABLE.get(key)
         if want is None:
-            raise ValueError(f"{key}: not a setting the portal may override "
-                             f"(one of {', '.join(OVERRIDABLE)})")
+            raise ValueError(f"{key}: not a setting the portal may override (one of {', '.join(OVERRIDABLE)})")
         if not isinstance(v, want) or isinstance(v, bool):
             raise ValueError(f"{key}: must be a {'list' if want is list else 'number' if want is int else 'table'}")
     if "calendar" in value:
@@ -61,8 +68,8 @@ def validate_config(value: dict) -> dict:
                 if table not in ("business", "calendar"):
                     raise ValueError("sla.mode: 'business' (work hours) or 'calendar' (round the clock)")
                 continue
-            if not isinstance(table, dict) or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0
-                                                  for x in table.values()):
+            if not isinstance(table, dict) or any(
+                isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 for x in table.values()
+            ):
                 raise ValueError(f"sla.{k}: a table of priority = seconds")
     return value
-

@@ -1,5 +1,6 @@
 """Small helpers the inbox worker, the scheduler and the runtime share (their own module so those
 need not import each other): who this process is, and an exception in one short log line."""
+
 from __future__ import annotations
 
 from .leases import owner_id

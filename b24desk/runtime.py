@@ -10,6 +10,7 @@ the Flask app, in practice, though nothing here imports Flask. Everything surviv
 the inbox and the offline-queue cursor are in the store, rows and leases of a killed process are
 reclaimed, and every portal is reconciled when the scheduler starts.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,25 +37,34 @@ log = logging.getLogger(__name__)
 FILL_WAIT = 1.0
 
 
-def push_due(db_path: str, portal: str, *, config: dict, client_id=None, client_secret=None,
-             oauth_url=None) -> list:
+def push_due(db_path: str, portal: str, *, config: dict, client_id=None, client_secret=None, oauth_url=None) -> list:
     """The default ``push`` of :class:`Runtime`: what is due after a sync, through the app's clients."""
     from .push.digests import after_sync, open_clients
-    clients = open_clients(db_path, portal, client_id=client_id, client_secret=client_secret,
-                           oauth_url=oauth_url)
+
+    clients = open_clients(db_path, portal, client_id=client_id, client_secret=client_secret, oauth_url=oauth_url)
     return after_sync(db_path, portal, config=config, clients=clients)
 
 
 class Runtime:
     """The worker and the scheduler of one app, wired to its config (``app.config``)."""
 
-    def __init__(self, app, *, scheduler: bool = True, worker: bool = True, poll: float = 1.0,
-                 sync_minutes: float | None = None, lock_wait: float = 600.0, retry_backoff: float = 5.0,
-                 after_sync: Callable[[str], None] | None = None,
-                 push: Callable[..., list] | None = push_due, fill_wait: float = 0.0):
+    def __init__(
+        self,
+        app,
+        *,
+        scheduler: bool = True,
+        worker: bool = True,
+        poll: float = 1.0,
+        sync_minutes: float | None = None,
+        lock_wait: float = 600.0,
+        retry_backoff: float = 5.0,
+        after_sync: Callable[[str], None] | None = None,
+        push: Callable[..., list] | None = push_due,
+        fill_wait: float = 0.0,
+    ):
         self.app = app
-        self.after_sync = after_sync    # portal -> None, after each sync that ran (the pages warm the dashboard)
-        self.push = push                # what is due after a scheduled sync (None: push nothing)
+        self.after_sync = after_sync  # portal -> None, after each sync that ran (the pages warm the dashboard)
+        self.push = push  # what is due after a scheduled sync (None: push nothing)
         cfg = app.config
         self.db_path = cfg["DB"]
         self.public_url = cfg.get("PUBLIC_URL") or ""
@@ -66,17 +76,22 @@ class Runtime:
         self.lock_wait = lock_wait
         self.scheduler: Scheduler | None = None
         self._sched_lock = None
-        self.worker = inbox.Worker(self.db_path, inbox.make_handler(
-            self.client_for, self.config_for, reconcile=self.request_reconcile, rebind=self.rebind),
-            poll=poll, backoff=retry_backoff, fill_wait=fill_wait)
+        self.worker = inbox.Worker(
+            self.db_path,
+            inbox.make_handler(self.client_for, self.config_for, reconcile=self.request_reconcile, rebind=self.rebind),
+            poll=poll,
+            backoff=retry_backoff,
+            fill_wait=fill_wait,
+        )
         self._pending_reconcile: set[str] = set()
         self._guard = threading.Lock()
         self._stopped = False
 
     # -- wiring ---------------------------------------------------------------------------------
     def client_for(self, portal: str) -> B24Client:
-        return B24Client.from_installation(self.db_path, portal, self.client_id, self.client_secret,
-                                           self.oauth_url, **rest_limits(self.base_config))
+        return B24Client.from_installation(
+            self.db_path, portal, self.client_id, self.client_secret, self.oauth_url, **rest_limits(self.base_config)
+        )
 
     def config_for(self, db, portal: str) -> dict:
         return effective_config(db, portal, self.base_config)
@@ -84,9 +99,13 @@ class Runtime:
     def portals(self) -> list[str]:
         db = open_db(self.db_path)
         try:
-            return [r[0] for r in db.execute(
-                "select member_id from installations where coalesce(active, 1) = 1 "
-                "and (access_token is not null or refresh_token is not null)").fetchall()]
+            return [
+                r[0]
+                for r in db.execute(
+                    "select member_id from installations where coalesce(active, 1) = 1 "
+                    "and (access_token is not null or refresh_token is not null)"
+                ).fetchall()
+            ]
         finally:
             db.conn.close()
 
@@ -124,6 +143,7 @@ class Runtime:
     def _reconcile(self, portal: str) -> dict:
         from .client import AuthError
         from .sync import SyncBusy, run_sync
+
         with leases.portal(self.db_path, portal, wait=self.lock_wait) as got:
             if not got:
                 return {"skipped": "portal busy"}
@@ -136,8 +156,8 @@ class Runtime:
             try:
                 enqueued = 0
                 try:
-                    enqueued, _ = inbox.pull_offline(db, client, portal)   # blind records: the sync below
-                except Exception as exc:    # no offline events on this plan / not admin: sync covers it
+                    enqueued, _ = inbox.pull_offline(db, client, portal)  # blind records: the sync below
+                except Exception as exc:  # no offline events on this plan / not admin: sync covers it
                     log.info("offline queue of %s not read: %s", portal, short(exc))
                 config = self.config_for(db, portal)
                 try:
@@ -157,7 +177,7 @@ class Runtime:
             return
         try:
             self.after_sync(portal)
-        except Exception as exc:        # warming is an optimisation: never fail the sync for it
+        except Exception as exc:  # warming is an optimisation: never fail the sync for it
             log.warning("after_sync hook for %s failed: %s", portal, short(exc))
 
     def reconcile_and_push(self, portal: str) -> dict:
@@ -181,10 +201,16 @@ class Runtime:
                 config = self.config_for(db, portal)
             finally:
                 db.conn.close()
-            outcomes = self.push(self.db_path, portal, config=config, client_id=self.client_id,
-                                 client_secret=self.client_secret, oauth_url=self.oauth_url)
+            outcomes = self.push(
+                self.db_path,
+                portal,
+                config=config,
+                client_id=self.client_id,
+                client_secret=self.client_secret,
+                oauth_url=self.oauth_url,
+            )
             result["push"] = {s: sum(1 for o in outcomes if o.state == s) for s in {o.state for o in outcomes}}
-        except Exception as exc:        # a failed push must not fail the sync job
+        except Exception as exc:  # a failed push must not fail the sync job
             log.warning("push after the sync of %s failed: %s", portal, short(exc))
             result["push"] = {"error": short(exc)}
         return result
@@ -216,7 +242,7 @@ class Runtime:
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self) -> "Runtime":
-        open_db(self.db_path).conn.close()      # migrate once, before any thread races to
+        open_db(self.db_path).conn.close()  # migrate once, before any thread races to
         self.app.extensions["b24desk.runtime"] = self
         if self.want_worker:
             self.app.extensions["b24desk.worker"] = self.worker
@@ -236,9 +262,11 @@ class Runtime:
                 stack.close()
                 return False
             self._sched_lock = stack
-            self.scheduler = Scheduler(Jobs(self.portals, self.reconcile_and_push, self.rebind, self.housekeeping,
-                                            self.drain_offline),
-                                       sync_minutes=self.sync_minutes, refresh_seconds=10).start()
+            self.scheduler = Scheduler(
+                Jobs(self.portals, self.reconcile_and_push, self.rebind, self.housekeeping, self.drain_offline),
+                sync_minutes=self.sync_minutes,
+                refresh_seconds=10,
+            ).start()
             for p in sorted(self._pending_reconcile):
                 self.scheduler.run_now(p)
             return True

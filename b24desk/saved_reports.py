@@ -14,6 +14,7 @@ Core module (no Flask). A definition is plain JSON; ``validate`` checks every fi
 What a viewer sees *inside* a report is still cut to their role when the data is computed
 (``data_filters``), never trusted to the definition.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ CHARTS = ("table", "bar", "line", "heatmap")
 FILTER_KEYS = ("source", "department", "agent", "priority", "type", "channel", "line")
 FIELDS = ("id", "name", "kpis", "group_by", "filters", "period", "compare", "chart", "share", "owner")
 NAME_MAX = 200
-MAX_REPORTS = 500                     # per portal: a runaway script cannot fill the store
+MAX_REPORTS = 500  # per portal: a runaway script cannot fill the store
 _ID = re.compile(r"^[A-Za-z0-9_:=.\-]{1,100}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -42,17 +43,19 @@ MESSAGES = {
     "name": ("Укажите название (до 200 символов)", "Give a name (up to 200 characters)"),
     "kpis": ("Выберите хотя бы один показатель из списка", "Pick at least one KPI from the list"),
     "kpi_unknown": ("Неизвестный показатель", "Unknown KPI"),
-    "group_by": ("Разбивка: одна из agent, department, priority, type, source, channel, line, week, "
-                 "month, weekday, hour или пусто",
-                 "Breakdown: one of agent, department, priority, type, source, channel, line, week, month, "
-                 "weekday, hour, or none"),
+    "group_by": (
+        "Разбивка: одна из agent, department, priority, type, source, channel, line, week, "
+        "month, weekday, hour или пусто",
+        "Breakdown: one of agent, department, priority, type, source, channel, line, week, month, "
+        "weekday, hour, or none",
+    ),
     "filters": ("Фильтры должны быть объектом", "Filters must be an object"),
     "filter_value": ("Недопустимое значение фильтра", "Invalid filter value"),
     "priority": ("Приоритет: low, normal, high или critical", "Priority: low, normal, high or critical"),
-    "period": ("Период: {\"preset\": ...} или {\"from\": \"ГГГГ-ММ-ДД\", \"to\": \"ГГГГ-ММ-ДД\"}, "
-               "«по» позже «с», не длиннее 3 лет",
-               "Period: {\"preset\": ...} or {\"from\": \"YYYY-MM-DD\", \"to\": \"YYYY-MM-DD\"}, "
-               "'to' after 'from', at most 3 years"),
+    "period": (
+        'Период: {"preset": ...} или {"from": "ГГГГ-ММ-ДД", "to": "ГГГГ-ММ-ДД"}, «по» позже «с», не длиннее 3 лет',
+        'Period: {"preset": ...} or {"from": "YYYY-MM-DD", "to": "YYYY-MM-DD"}, \'to\' after \'from\', at most 3 years',
+    ),
     "preset": ("Неизвестный период", "Unknown period preset"),
     "compare": ("Сравнение: previous, last_year или пусто", "Comparison: previous, last_year or none"),
     "chart": ("Вид: table, bar, line или heatmap", "Chart: table, bar, line or heatmap"),
@@ -62,11 +65,15 @@ MESSAGES = {
     "forbidden_create": ("Сотрудники не могут создавать отчёты", "Agents cannot create reports"),
     "no_departments": ("Вы не руководите ни одним отделом", "You head no department"),
     "outside_departments": ("Можно выбирать только свои отделы", "Only the departments you head are allowed"),
-    "outside_users": ("Можно делиться только с сотрудниками своих отделов",
-                      "You can share only with people of the departments you head"),
+    "outside_users": (
+        "Можно делиться только с сотрудниками своих отделов",
+        "You can share only with people of the departments you head",
+    ),
     "not_found": ("Отчёт не найден", "Report not found"),
-    "forbidden_edit": ("Изменять и удалять отчёт может только его автор или администратор",
-                       "Only the report's owner or an admin can change or delete it"),
+    "forbidden_edit": (
+        "Изменять и удалять отчёт может только его автор или администратор",
+        "Only the report's owner or an admin can change or delete it",
+    ),
     "too_many": ("Слишком много отчётов на портале", "Too many reports on this portal"),
     "no_slice": ("В этом отчёте нет ваших данных", "This report holds none of your data"),
     "digest": ("Рассылка: daily, weekly, monthly или пусто", "Digest: daily, weekly, monthly or none"),
@@ -156,8 +163,16 @@ def validate(raw, lang: str = "en") -> dict:
     if chart not in CHARTS:
         raise ReportError(400, "chart", "chart", lang)
     share = _share(raw.get("share"), lang)
-    return {"name": name.strip(), "kpis": kpis, "group_by": group_by, "filters": filters, "period": period,
-            "compare": compare, "chart": chart, "share": share}
+    return {
+        "name": name.strip(),
+        "kpis": kpis,
+        "group_by": group_by,
+        "filters": filters,
+        "period": period,
+        "compare": compare,
+        "chart": chart,
+        "share": share,
+    }
 
 
 def _period(p, lang: str) -> dict:
@@ -198,9 +213,11 @@ def _share(s, lang: str) -> dict:
     roles = s.get("roles") or []
     if not isinstance(roles, list) or any(r not in ROLES for r in roles):
         raise ReportError(400, "share_roles", "share.roles", lang)
-    return {"roles": [r for r in ROLES if r in roles],
-            "departments": _ids(s.get("departments"), "share.departments", lang),
-            "users": _ids(s.get("users"), "share.users", lang)}
+    return {
+        "roles": [r for r in ROLES if r in roles],
+        "departments": _ids(s.get("departments"), "share.departments", lang),
+        "users": _ids(s.get("users"), "share.users", lang),
+    }
 
 
 def _vals(v) -> list:
@@ -241,6 +258,7 @@ def pin_scope(viewer: Viewer, definition: dict) -> dict:
 
 # --- the store ---------------------------------------------------------------------------------
 
+
 def _row_to_def(row: dict) -> dict:
     d = json.loads(row["definition"])
     d["id"], d["owner"] = row["id"], row["owner"]
@@ -248,8 +266,7 @@ def _row_to_def(row: dict) -> dict:
 
 
 def _rows(db, portal: str) -> list[dict]:
-    return list(db.query("select * from saved_reports where portal = ? order by name collate nocase, id",
-                         [portal]))
+    return list(db.query("select * from saved_reports where portal = ? order by name collate nocase, id", [portal]))
 
 
 def _get_row(db, portal: str, report_id: str) -> dict | None:
@@ -303,10 +320,19 @@ def create(db, viewer: Viewer, raw) -> dict:
     rid = "r" + secrets.token_hex(6)
     now = time.time()
     with db.conn:
-        db["saved_reports"].insert({
-            "portal": viewer.portal, "id": rid, "owner": viewer.user_id, "owner_role": viewer.role,
-            "owner_tree": json.dumps(list(viewer.tree)), "name": d["name"],
-            "definition": json.dumps(d, ensure_ascii=False), "created_at": now, "updated_at": now})
+        db["saved_reports"].insert(
+            {
+                "portal": viewer.portal,
+                "id": rid,
+                "owner": viewer.user_id,
+                "owner_role": viewer.role,
+                "owner_tree": json.dumps(list(viewer.tree)),
+                "name": d["name"],
+                "definition": json.dumps(d, ensure_ascii=False),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     return dict({k: d.get(k) for k in FIELDS}, id=rid, owner=viewer.user_id)
 
 
@@ -333,9 +359,11 @@ def update(db, viewer: Viewer, report_id: str, raw) -> dict:
     if row["owner"] == viewer.user_id:
         role, tree = viewer.role, json.dumps(list(viewer.tree))
     with db.conn:
-        db.execute("update saved_reports set name = ?, definition = ?, owner_role = ?, owner_tree = ?, updated_at = ?"
-                   " where portal = ? and id = ?",
-                   [d["name"], json.dumps(d, ensure_ascii=False), role, tree, time.time(), viewer.portal, report_id])
+        db.execute(
+            "update saved_reports set name = ?, definition = ?, owner_role = ?, owner_tree = ?, updated_at = ?"
+            " where portal = ? and id = ?",
+            [d["name"], json.dumps(d, ensure_ascii=False), role, tree, time.time(), viewer.portal, report_id],
+        )
     return dict({k: d.get(k) for k in FIELDS}, id=report_id, owner=row["owner"])
 
 
@@ -356,6 +384,7 @@ def data_scope(db, viewer: Viewer, definition: dict):
     their departments; agents: their own tickets only). ``ReportError(403, "no_slice")`` when
     nothing of the report is theirs to see."""
     from .viewer import ViewerError, scope_query
+
     lang = viewer.lang
     f = dict(definition.get("filters") or {})
     group_by = definition.get("group_by")
@@ -404,8 +433,10 @@ DIGEST_KINDS = ("daily", "weekly", "monthly")
 def set_pinned(db, viewer: Viewer, report_id: str, pinned: bool) -> None:
     _editable(db, viewer, report_id)
     with db.conn:
-        db.execute("update saved_reports set pinned = ? where portal = ? and id = ?",
-                   [1 if pinned else 0, viewer.portal, report_id])
+        db.execute(
+            "update saved_reports set pinned = ? where portal = ? and id = ?",
+            [1 if pinned else 0, viewer.portal, report_id],
+        )
 
 
 def set_digest(db, viewer: Viewer, report_id: str, kind: str | None) -> None:
@@ -415,8 +446,7 @@ def set_digest(db, viewer: Viewer, report_id: str, kind: str | None) -> None:
         raise ReportError(400, "digest", "digest", viewer.lang)
     _editable(db, viewer, report_id)
     with db.conn:
-        db.execute("update saved_reports set digest = ? where portal = ? and id = ?",
-                   [kind, viewer.portal, report_id])
+        db.execute("update saved_reports set digest = ? where portal = ? and id = ?", [kind, viewer.portal, report_id])
 
 
 def extras(db, portal: str, report_id: str) -> dict:
@@ -428,16 +458,20 @@ def extras(db, portal: str, report_id: str) -> dict:
 def pinned_for(db, viewer: Viewer) -> list[dict]:
     """Pinned reports this viewer may open (the dashboard shows them)."""
     parents = department_parents(db, viewer.portal)
-    rows = db.query("select * from saved_reports where portal = ? and pinned = 1 order by name collate nocase, id",
-                    [viewer.portal])
+    rows = db.query(
+        "select * from saved_reports where portal = ? and pinned = 1 order by name collate nocase, id", [viewer.portal]
+    )
     return [_row_to_def(r) for r in rows if can_open(db, viewer, r, parents)]
 
 
 def digest_reports(db, portal: str, kind: str) -> list[dict]:
     """Saved reports sent with the ``kind`` digests, as ``(definition, owner_role)`` rows."""
-    return [dict(_row_to_def(r), owner_role=r["owner_role"], owner_tree=json.loads(r["owner_tree"] or "[]"))
-            for r in db.query("select * from saved_reports where portal = ? and digest = ? order by name, id",
-                              [portal, kind])]
+    return [
+        dict(_row_to_def(r), owner_role=r["owner_role"], owner_tree=json.loads(r["owner_tree"] or "[]"))
+        for r in db.query(
+            "select * from saved_reports where portal = ? and digest = ? order by name, id", [portal, kind]
+        )
+    ]
 
 
 def digest_sections(env, kind: str, period) -> list[dict]:
@@ -445,6 +479,7 @@ def digest_sections(env, kind: str, period) -> list[dict]:
     period (the definition's KPIs and filters; the digest's period replaces the saved one):
     ``[{"id", "name", "kpis": [{"key", "value", "previous", "delta"}]}]``."""
     from .kpi.report import build_report
+
     if "saved_reports" not in env.db.table_names():
         return []
     out = []
@@ -452,9 +487,21 @@ def digest_sections(env, kind: str, period) -> list[dict]:
         try:
             rep = build_report(env.db, env.portal, period.start, period.end, filters=d["filters"] or None, env=env)
         except ValueError:
-            continue                      # a filter the store no longer knows: skip, never break the digest
-        out.append({"id": d["id"], "name": d["name"],
-                    "kpis": [{"key": k, "value": rep["kpis"][k]["value"], "previous": rep["kpis"][k]["previous"],
-                              "delta": rep["kpis"][k]["delta"]} for k in d["kpis"]
-                             if k not in ("top_agents", "resolved_by_priority")]})
+            continue  # a filter the store no longer knows: skip, never break the digest
+        out.append(
+            {
+                "id": d["id"],
+                "name": d["name"],
+                "kpis": [
+                    {
+                        "key": k,
+                        "value": rep["kpis"][k]["value"],
+                        "previous": rep["kpis"][k]["previous"],
+                        "delta": rep["kpis"][k]["delta"],
+                    }
+                    for k in d["kpis"]
+                    if k not in ("top_agents", "resolved_by_priority")
+                ],
+            }
+        )
     return out

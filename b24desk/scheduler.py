@@ -7,6 +7,7 @@ must not spawn schedulers). Two locks of ``b24desk/leases.py`` keep the work sin
 ``scheduler_lock``, so that several server processes on one store do not all schedule, and the
 portal's lease, which every sync run and inbox batch holds.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # --- the scheduler ----------------------------------------------------------------------------
 
+
 class Jobs:
     """What the scheduler runs, per portal; each callable takes ``member_id``.
 
@@ -31,10 +33,14 @@ class Jobs:
     DOCS api-reference/events/event-bind.md). ``portals`` lists the active installations.
     """
 
-    def __init__(self, portals: Callable[[], list[str]], reconcile: Callable[[str], None],
-                 ensure_bindings: Callable[[str], None] | None = None,
-                 housekeeping: Callable[[], None] | None = None,
-                 offline: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        portals: Callable[[], list[str]],
+        reconcile: Callable[[str], None],
+        ensure_bindings: Callable[[str], None] | None = None,
+        housekeeping: Callable[[], None] | None = None,
+        offline: Callable[[str], None] | None = None,
+    ):
         self.portals, self.reconcile = portals, reconcile
         self.ensure_bindings, self.housekeeping, self.offline = ensure_bindings, housekeeping, offline
 
@@ -46,20 +52,29 @@ class Scheduler:
 
     KINDS = ("sync", "bindings", "offline")
 
-    def __init__(self, jobs: Jobs, *, sync_minutes: float = 15.0, bindings_minutes: float = 60.0,
-                 offline_minutes: float = 2.0, refresh_seconds: float = 60.0, timezone: str = "UTC"):
+    def __init__(
+        self,
+        jobs: Jobs,
+        *,
+        sync_minutes: float = 15.0,
+        bindings_minutes: float = 60.0,
+        offline_minutes: float = 2.0,
+        refresh_seconds: float = 60.0,
+        timezone: str = "UTC",
+    ):
         self.jobs = jobs
         self.sync_minutes, self.bindings_minutes, self.refresh_seconds = sync_minutes, bindings_minutes, refresh_seconds
         self.offline_minutes = offline_minutes
-        self.sched = BackgroundScheduler(timezone=timezone, job_defaults={
-            "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
+        self.sched = BackgroundScheduler(
+            timezone=timezone, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
+        )
         self._known: set[str] = set()
         self._guard = threading.Lock()
 
     def _safe(self, what: str, fn: Callable, *args) -> None:
         try:
             fn(*args)
-        except Exception as exc:        # a failing portal must not stop the others
+        except Exception as exc:  # a failing portal must not stop the others
             log.warning("%s %s failed: %s", what, " ".join(map(str, args)), short(exc))
 
     def _reconcile(self, portal: str) -> None:
@@ -82,16 +97,34 @@ class Scheduler:
                 log.warning("listing portals failed: %s", exc)
                 return
             for p in sorted(current - self._known):
-                self.sched.add_job(self._reconcile, "interval", minutes=self.sync_minutes, args=[p],
-                                   id=f"sync:{p}", replace_existing=True,
-                                   next_run_time=_soon())
+                self.sched.add_job(
+                    self._reconcile,
+                    "interval",
+                    minutes=self.sync_minutes,
+                    args=[p],
+                    id=f"sync:{p}",
+                    replace_existing=True,
+                    next_run_time=_soon(),
+                )
                 if self.jobs.ensure_bindings:
-                    self.sched.add_job(self._bindings, "interval", minutes=self.bindings_minutes, args=[p],
-                                       id=f"bindings:{p}", replace_existing=True,
-                                       next_run_time=_soon() if first else None)
+                    self.sched.add_job(
+                        self._bindings,
+                        "interval",
+                        minutes=self.bindings_minutes,
+                        args=[p],
+                        id=f"bindings:{p}",
+                        replace_existing=True,
+                        next_run_time=_soon() if first else None,
+                    )
                 if self.jobs.offline:
-                    self.sched.add_job(self._offline, "interval", minutes=self.offline_minutes, args=[p],
-                                       id=f"offline:{p}", replace_existing=True)
+                    self.sched.add_job(
+                        self._offline,
+                        "interval",
+                        minutes=self.offline_minutes,
+                        args=[p],
+                        id=f"offline:{p}",
+                        replace_existing=True,
+                    )
             for p in sorted(self._known - current):
                 for kind in self.KINDS:
                     try:
@@ -105,15 +138,22 @@ class Scheduler:
         if job is not None:
             job.modify(next_run_time=_soon())
         else:
-            self.sched.add_job(self._reconcile, "date", args=[portal], id=f"sync-now:{portal}",
-                               replace_existing=True, run_date=_soon())
+            self.sched.add_job(
+                self._reconcile, "date", args=[portal], id=f"sync-now:{portal}", replace_existing=True, run_date=_soon()
+            )
 
     def start(self) -> "Scheduler":
-        self.sched.add_job(self.refresh, "interval", seconds=self.refresh_seconds, id="portals",
-                           replace_existing=True)
+        self.sched.add_job(self.refresh, "interval", seconds=self.refresh_seconds, id="portals", replace_existing=True)
         if self.jobs.housekeeping:
-            self.sched.add_job(self._safe, "interval", hours=6, args=["housekeeping", self.jobs.housekeeping],
-                               id="housekeeping", replace_existing=True, next_run_time=_soon())
+            self.sched.add_job(
+                self._safe,
+                "interval",
+                hours=6,
+                args=["housekeeping", self.jobs.housekeeping],
+                id="housekeeping",
+                replace_existing=True,
+                next_run_time=_soon(),
+            )
         self.sched.start()
         self.refresh(first=True)
         return self
@@ -125,4 +165,5 @@ class Scheduler:
 
 def _soon():
     from datetime import datetime, timezone
+
     return datetime.now(timezone.utc)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 import time
 
-from .push import data as digest
 from .kpi import ccei as kccei
 from .kpi import targets as ktargets
 from .overrides import CONFIG_SETTING, OVERRIDABLE, overrides, validate_config
+from .push import data as digest
 from .store import get_setting, set_setting
 
 HISTORY_SETTING = "settings.history"

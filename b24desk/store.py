@@ -7,6 +7,7 @@ re-run after a crash converges on exactly the store a clean run gives.
 
 Open one ``Database`` per thread (sqlite3 connections are bound to their thread): ``open_db``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -28,45 +29,126 @@ migrations = Migrations("b24desk")
 
 @migrations()
 def m001_core(db: Database) -> None:
-    db["installations"].create({
-        "member_id": str, "domain": str, "client_endpoint": str, "server_endpoint": str,
-        "access_token": str, "refresh_token": str, "expires_at": int,
-        "application_token": str, "scope": str, "status": str, "user_id": str,
-        "webhook_url": str, "timezone": str, "lang": str, "active": int,
-        "installed_at": int, "updated_at": int,
-    }, pk="member_id")
-    db["tickets"].create({
-        "portal": str, "source": str, "source_id": str, "title": str, "type": str,
-        "priority": str, "priority_raw": str, "author_id": str, "customer": str,
-        "responsible_id": str, "created_at": int, "deadline": int, "resolved_at": int,
-        "closed_at": int, "state": str, "rating": int, "nps": int, "ces": int, "qa_score": int,
-        "channel": str, "line": str, "handle_time": int, "selector": str, "url": str,
-        "deleted": int, "synced_at": int,
-    }, pk=("portal", "source", "source_id"))
+    db["installations"].create(
+        {
+            "member_id": str,
+            "domain": str,
+            "client_endpoint": str,
+            "server_endpoint": str,
+            "access_token": str,
+            "refresh_token": str,
+            "expires_at": int,
+            "application_token": str,
+            "scope": str,
+            "status": str,
+            "user_id": str,
+            "webhook_url": str,
+            "timezone": str,
+            "lang": str,
+            "active": int,
+            "installed_at": int,
+            "updated_at": int,
+        },
+        pk="member_id",
+    )
+    db["tickets"].create(
+        {
+            "portal": str,
+            "source": str,
+            "source_id": str,
+            "title": str,
+            "type": str,
+            "priority": str,
+            "priority_raw": str,
+            "author_id": str,
+            "customer": str,
+            "responsible_id": str,
+            "created_at": int,
+            "deadline": int,
+            "resolved_at": int,
+            "closed_at": int,
+            "state": str,
+            "rating": int,
+            "nps": int,
+            "ces": int,
+            "qa_score": int,
+            "channel": str,
+            "line": str,
+            "handle_time": int,
+            "selector": str,
+            "url": str,
+            "deleted": int,
+            "synced_at": int,
+        },
+        pk=("portal", "source", "source_id"),
+    )
     db["tickets"].create_index(["portal", "created_at"])
     db["tickets"].create_index(["portal", "closed_at"])
     db["tickets"].create_index(["portal", "responsible_id"])
-    db["events"].create({
-        "portal": str, "source": str, "source_id": str, "key": str, "kind": str, "at": int,
-        "actor_id": str, "field": str, "from_value": str, "to_value": str,
-    }, pk=("portal", "source", "source_id", "key"))
+    db["events"].create(
+        {
+            "portal": str,
+            "source": str,
+            "source_id": str,
+            "key": str,
+            "kind": str,
+            "at": int,
+            "actor_id": str,
+            "field": str,
+            "from_value": str,
+            "to_value": str,
+        },
+        pk=("portal", "source", "source_id", "key"),
+    )
     db["events"].create_index(["portal", "at"])
-    db["snapshots"].create({
-        "portal": str, "source": str, "source_id": str, "hash": str, "observed_at": int,
-        "data": str,
-    }, pk=("portal", "source", "source_id", "hash"))
-    db["cursors"].create({
-        "portal": str, "selector": str, "name": str, "value": str, "updated_at": int,
-    }, pk=("portal", "selector", "name"))
-    db["users"].create({
-        "portal": str, "id": str, "name": str, "last_name": str, "email": str, "active": int,
-        "departments": str, "user_type": str, "is_bot": int, "is_admin": int,
-    }, pk=("portal", "id"))
-    db["departments"].create({
-        "portal": str, "id": str, "name": str, "parent": str, "head": str, "sort": int,
-    }, pk=("portal", "id"))
-    db["settings"].create({"portal": str, "key": str, "value": str, "updated_at": int},
-                          pk=("portal", "key"))
+    db["snapshots"].create(
+        {
+            "portal": str,
+            "source": str,
+            "source_id": str,
+            "hash": str,
+            "observed_at": int,
+            "data": str,
+        },
+        pk=("portal", "source", "source_id", "hash"),
+    )
+    db["cursors"].create(
+        {
+            "portal": str,
+            "selector": str,
+            "name": str,
+            "value": str,
+            "updated_at": int,
+        },
+        pk=("portal", "selector", "name"),
+    )
+    db["users"].create(
+        {
+            "portal": str,
+            "id": str,
+            "name": str,
+            "last_name": str,
+            "email": str,
+            "active": int,
+            "departments": str,
+            "user_type": str,
+            "is_bot": int,
+            "is_admin": int,
+        },
+        pk=("portal", "id"),
+    )
+    db["departments"].create(
+        {
+            "portal": str,
+            "id": str,
+            "name": str,
+            "parent": str,
+            "head": str,
+            "sort": int,
+        },
+        pk=("portal", "id"),
+    )
+    db["settings"].create({"portal": str, "key": str, "value": str, "updated_at": int}, pk=("portal", "key"))
     db["locks"].create({"name": str, "owner": str, "expires_at": float}, pk="name")
 
 
@@ -102,8 +184,15 @@ class Store(Database):
 
 # What SQLite (or the OS) says when the store cannot be written for now: a read-only file system or
 # file, a full disk, an I/O error, or a write lock still held after the busy timeout.
-_UNAVAILABLE = ("readonly database", "read-only", "disk is full", "disk i/o error", "unable to open database",
-                "database is locked", "no space left")
+_UNAVAILABLE = (
+    "readonly database",
+    "read-only",
+    "disk is full",
+    "disk i/o error",
+    "unable to open database",
+    "database is locked",
+    "no space left",
+)
 _UNAVAILABLE_ERRNO = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO}
 
 
@@ -142,10 +231,13 @@ def open_db(path: str | Path, migrate: bool = True) -> Database:
 
 # --- tickets, events, snapshots -------------------------------------------------------------
 
+
 def get_ticket(db: Database, portal: str, source: str, source_id: str) -> dict | None:
-    rows = list(db.query(
-        "select * from tickets where portal = ? and source = ? and source_id = ?",
-        [portal, source, str(source_id)]))
+    rows = list(
+        db.query(
+            "select * from tickets where portal = ? and source = ? and source_id = ?", [portal, source, str(source_id)]
+        )
+    )
     return rows[0] if rows else None
 
 
@@ -154,11 +246,12 @@ _EVENT_COLS = [f.name for f in fields(Event)]
 _UPSERT_TICKET = (
     f"insert into tickets ({', '.join(_TICKET_COLS)}) values ({', '.join('?' * len(_TICKET_COLS))}) "
     "on conflict(portal, source, source_id) do update set "
-    + ", ".join(f"{c} = excluded.{c}" for c in _TICKET_COLS if c not in ("portal", "source", "source_id")))
-_INSERT_EVENT = (f"insert or ignore into events ({', '.join(_EVENT_COLS)}) "
-                 f"values ({', '.join('?' * len(_EVENT_COLS))})")
-_INSERT_SNAPSHOT = ("insert or ignore into snapshots (portal, source, source_id, hash, observed_at, data) "
-                    "values (?, ?, ?, ?, ?, ?)")
+    + ", ".join(f"{c} = excluded.{c}" for c in _TICKET_COLS if c not in ("portal", "source", "source_id"))
+)
+_INSERT_EVENT = f"insert or ignore into events ({', '.join(_EVENT_COLS)}) values ({', '.join('?' * len(_EVENT_COLS))})"
+_INSERT_SNAPSHOT = (
+    "insert or ignore into snapshots (portal, source, source_id, hash, observed_at, data) values (?, ?, ?, ?, ?, ?)"
+)
 
 
 def save_bundles(db: Database, bundles, observed_at: int | None = None) -> int:
@@ -170,9 +263,20 @@ def save_bundles(db: Database, bundles, observed_at: int | None = None) -> int:
     conn.executemany(_UPSERT_TICKET, [[getattr(b.ticket, c) for c in _TICKET_COLS[:-1]] + [now] for b in bundles])
     conn.executemany(_INSERT_EVENT, [[getattr(e, c) for c in _EVENT_COLS] for b in bundles for e in b.events])
     before = conn.total_changes
-    conn.executemany(_INSERT_SNAPSHOT, [
-        (b.ticket.portal, b.ticket.source, b.ticket.source_id, snapshot_hash(b.snapshot), now,
-         json.dumps(b.snapshot, sort_keys=True, ensure_ascii=False, default=str)) for b in bundles])
+    conn.executemany(
+        _INSERT_SNAPSHOT,
+        [
+            (
+                b.ticket.portal,
+                b.ticket.source,
+                b.ticket.source_id,
+                snapshot_hash(b.snapshot),
+                now,
+                json.dumps(b.snapshot, sort_keys=True, ensure_ascii=False, default=str),
+            )
+            for b in bundles
+        ],
+    )
     return conn.total_changes - before
 
 
@@ -190,29 +294,43 @@ def mark_deleted(db: Database, portal: str, source: str, source_ids) -> int:
         for i in ids:
             cur = db.execute(
                 "update tickets set deleted = 1 where portal = ? and source = ? and source_id = ?"
-                " and coalesce(deleted, 0) = 0", [portal, source, i])
+                " and coalesce(deleted, 0) = 0",
+                [portal, source, i],
+            )
             n += cur.rowcount
     return n
 
 
 def events_for(db: Database, portal: str, source: str, source_id: str) -> list[dict]:
-    return list(db.query(
-        "select * from events where portal = ? and source = ? and source_id = ? order by at, key",
-        [portal, source, str(source_id)]))
+    return list(
+        db.query(
+            "select * from events where portal = ? and source = ? and source_id = ? order by at, key",
+            [portal, source, str(source_id)],
+        )
+    )
 
 
 # --- cursors and settings ------------------------------------------------------------------
 
+
 def get_cursor(db: Database, portal: str, selector: str, name: str) -> str | None:
-    rows = list(db.query("select value from cursors where portal = ? and selector = ? and name = ?",
-                         [portal, selector, name]))
+    rows = list(
+        db.query("select value from cursors where portal = ? and selector = ? and name = ?", [portal, selector, name])
+    )
     return rows[0]["value"] if rows else None
 
 
 def set_cursor(db: Database, portal: str, selector: str, name: str, value) -> None:
-    db["cursors"].upsert({"portal": portal, "selector": selector, "name": name,
-                          "value": None if value is None else str(value),
-                          "updated_at": int(time.time())}, pk=("portal", "selector", "name"))
+    db["cursors"].upsert(
+        {
+            "portal": portal,
+            "selector": selector,
+            "name": name,
+            "value": None if value is None else str(value),
+            "updated_at": int(time.time()),
+        },
+        pk=("portal", "selector", "name"),
+    )
 
 
 def get_setting(db: Database, portal: str, key: str, default=None):
@@ -221,8 +339,10 @@ def get_setting(db: Database, portal: str, key: str, default=None):
 
 
 def set_setting(db: Database, portal: str, key: str, value) -> None:
-    db["settings"].upsert({"portal": portal, "key": key, "value": json.dumps(value, ensure_ascii=False),
-                           "updated_at": int(time.time())}, pk=("portal", "key"))
+    db["settings"].upsert(
+        {"portal": portal, "key": key, "value": json.dumps(value, ensure_ascii=False), "updated_at": int(time.time())},
+        pk=("portal", "key"),
+    )
 
 
 def portals(db: Database) -> list[str]:
@@ -241,11 +361,22 @@ def ticket_from_row(row: dict) -> Ticket:
 def m_inbox_001(db: Database) -> None:
     """The event inbox (b24desk/inbox.py): ``POST /events`` writes one row and answers; the worker
     claims rows (``state`` new -> working -> done/failed) and re-reads the changed objects."""
-    db["inbox"].create({
-        "id": int, "portal": str, "event": str, "received_at": float, "body": str,
-        "state": str, "attempts": int, "claimed_by": str, "claimed_at": float,
-        "error": str, "done_at": float,
-    }, pk="id")
+    db["inbox"].create(
+        {
+            "id": int,
+            "portal": str,
+            "event": str,
+            "received_at": float,
+            "body": str,
+            "state": str,
+            "attempts": int,
+            "claimed_by": str,
+            "claimed_at": float,
+            "error": str,
+            "done_at": float,
+        },
+        pk="id",
+    )
     db["inbox"].create_index(["state", "portal", "id"])
 
 
@@ -254,16 +385,41 @@ def m_push_001(db: Database) -> None:
     """Pushes (b24desk/push/sentlog.py, b24desk/push/states.py): ``push_log`` is the exactly-once sent-log,
     one row per (portal, report, period, channel, target) written *before* the call (``pending``)
     and marked ``sent`` after it; ``alert_state`` is the last status each alert subject was seen in."""
-    db["push_log"].create({
-        "portal": str, "report": str, "period": str, "channel": str, "target": str,
-        "state": str, "marker": str, "method": str, "payload": str, "result": str,
-        "attempts": int, "error": str, "created_at": float, "updated_at": float, "sent_at": float,
-    }, pk=("portal", "report", "period", "channel", "target"))
+    db["push_log"].create(
+        {
+            "portal": str,
+            "report": str,
+            "period": str,
+            "channel": str,
+            "target": str,
+            "state": str,
+            "marker": str,
+            "method": str,
+            "payload": str,
+            "result": str,
+            "attempts": int,
+            "error": str,
+            "created_at": float,
+            "updated_at": float,
+            "sent_at": float,
+        },
+        pk=("portal", "report", "period", "channel", "target"),
+    )
     db["push_log"].create_index(["portal", "state"])
-    db["alert_state"].create({
-        "portal": str, "level": str, "subject": str, "kpi": str, "status": str,
-        "alerted": int, "episode": int, "value": str, "updated_at": float,
-    }, pk=("portal", "level", "subject", "kpi"))
+    db["alert_state"].create(
+        {
+            "portal": str,
+            "level": str,
+            "subject": str,
+            "kpi": str,
+            "status": str,
+            "alerted": int,
+            "episode": int,
+            "value": str,
+            "updated_at": float,
+        },
+        pk=("portal", "level", "subject", "kpi"),
+    )
 
 
 @migrations()
@@ -287,8 +443,10 @@ def m_openlines_001(db: Database) -> None:
     if "tickets" not in db.table_names():
         return
     for old, new in (("contact:", "C_"), ("company:", "CO_"), ("user:", "")):
-        db.execute("update tickets set customer = ? || substr(customer, ?) where source = 'openlines'"
-                   " and customer like ?", [new, len(old) + 1, old + "%"])
+        db.execute(
+            "update tickets set customer = ? || substr(customer, ?) where source = 'openlines' and customer like ?",
+            [new, len(old) + 1, old + "%"],
+        )
 
 
 @migrations()
@@ -307,19 +465,40 @@ def m_reports_001(db: Database) -> None:
     JSON, the owner's role and departments at save time bound whom a head's report reaches;
     ``pinned`` puts it on its audience's dashboard, ``digest`` (daily/weekly/monthly) sends it with
     the built-in digests of that kind."""
-    db["saved_reports"].create({
-        "portal": str, "id": str, "owner": str, "owner_role": str, "owner_tree": str, "name": str,
-        "definition": str, "pinned": int, "digest": str, "created_at": float, "updated_at": float,
-    }, pk=("portal", "id"), if_not_exists=True)
+    db["saved_reports"].create(
+        {
+            "portal": str,
+            "id": str,
+            "owner": str,
+            "owner_role": str,
+            "owner_tree": str,
+            "name": str,
+            "definition": str,
+            "pinned": int,
+            "digest": str,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk=("portal", "id"),
+        if_not_exists=True,
+    )
 
 
 # --- the change journal: which writes can touch which report periods (reports/cache.py) ----------
 
-JOURNAL_KEEP = 500_000          # rows kept; a memo entry older than the oldest kept recomputes
-_WHOLE = -(2 ** 62)             # lo of a change that touches every period of the portal
+JOURNAL_KEEP = 500_000  # rows kept; a memo entry older than the oldest kept recomputes
+_WHOLE = -(2**62)  # lo of a change that touches every period of the portal
 # settings written by syncs and pushes that no report reads (every other key counts as a change)
-JOURNAL_QUIET_SETTINGS = ("directory_synced_at", "clock_skew", "portal_utc_offset", "alerts_checked_at",
-                          "tasks.comments_via", "app_id", "openlines.crosscheck", "openlines.status")
+JOURNAL_QUIET_SETTINGS = (
+    "directory_synced_at",
+    "clock_skew",
+    "portal_utc_offset",
+    "alerts_checked_at",
+    "tasks.comments_via",
+    "app_id",
+    "openlines.crosscheck",
+    "openlines.status",
+)
 
 
 _PRUNE = f"DELETE FROM kpi_journal WHERE seq <= (SELECT max(seq) FROM kpi_journal) - {JOURNAL_KEEP};"
@@ -340,45 +519,61 @@ def m_kpi_journal_001(db: Database) -> None:
     later journal row meets that window (reports/cache.py). Cost: bulk writes of tickets and
     events take about 4x the CPU (20k tickets + 100k events: 0.45 -> 2.1 s here), invisible beside
     a sync's pace at the portal's 2 requests/s."""
-    db.execute("CREATE TABLE IF NOT EXISTS kpi_journal (seq INTEGER PRIMARY KEY,"
-               " portal TEXT, lo INTEGER, hi INTEGER)")
-    ev = ("SELECT t.portal, coalesce(t.created_at, {w}), t.closed_at FROM tickets t WHERE t.portal = {r}.portal"
-          " AND t.source = {r}.source AND t.source_id = {r}.source_id")
+    db.execute("CREATE TABLE IF NOT EXISTS kpi_journal (seq INTEGER PRIMARY KEY, portal TEXT, lo INTEGER, hi INTEGER)")
+    ev = (
+        "SELECT t.portal, coalesce(t.created_at, {w}), t.closed_at FROM tickets t WHERE t.portal = {r}.portal"
+        " AND t.source = {r}.source AND t.source_id = {r}.source_id"
+    )
     trig = {
         "kpi_j_tickets_ins": "AFTER INSERT ON tickets BEGIN "
-        + _journal_ticket_sql("NEW.portal", "NEW.created_at", "NEW.closed_at") + " END",
+        + _journal_ticket_sql("NEW.portal", "NEW.created_at", "NEW.closed_at")
+        + " END",
         "kpi_j_tickets_del": "AFTER DELETE ON tickets BEGIN "
-        + _journal_ticket_sql("OLD.portal", "OLD.created_at", "OLD.closed_at") + " END",
+        + _journal_ticket_sql("OLD.portal", "OLD.created_at", "OLD.closed_at")
+        + " END",
         "kpi_j_tickets_upd": "AFTER UPDATE ON tickets BEGIN "
-        + _journal_ticket_sql("NEW.portal", "min(coalesce(OLD.created_at, NEW.created_at),"
-                              " coalesce(NEW.created_at, OLD.created_at))",
-                              "CASE WHEN OLD.closed_at IS NULL OR NEW.closed_at IS NULL THEN NULL"
-                              " ELSE max(OLD.closed_at, NEW.closed_at) END") + " END",
+        + _journal_ticket_sql(
+            "NEW.portal",
+            "min(coalesce(OLD.created_at, NEW.created_at), coalesce(NEW.created_at, OLD.created_at))",
+            "CASE WHEN OLD.closed_at IS NULL OR NEW.closed_at IS NULL THEN NULL"
+            " ELSE max(OLD.closed_at, NEW.closed_at) END",
+        )
+        + " END",
     }
     for name, row in (("kpi_j_events_ins", "NEW"), ("kpi_j_events_del", "OLD"), ("kpi_j_events_upd", "NEW")):
         op = {"ins": "INSERT", "del": "DELETE", "upd": "UPDATE"}[name[-3:]]
-        trig[name] = (f"AFTER {op} ON events BEGIN INSERT INTO kpi_journal (portal, lo, hi) "
-                      + ev.format(w=_WHOLE, r=row) + "; END")
+        trig[name] = (
+            f"AFTER {op} ON events BEGIN INSERT INTO kpi_journal (portal, lo, hi) "
+            + ev.format(w=_WHOLE, r=row)
+            + "; END"
+        )
     whole = "INSERT INTO kpi_journal (portal, lo, hi) VALUES ({p}, " + str(_WHOLE) + ", NULL);"
-    people = {"users": ("name", "last_name", "email", "active", "departments", "user_type", "is_bot", "is_admin"),
-              "departments": ("name", "parent", "head", "sort")}
+    people = {
+        "users": ("name", "last_name", "email", "active", "departments", "user_type", "is_bot", "is_admin"),
+        "departments": ("name", "parent", "head", "sort"),
+    }
     for table, cols in people.items():
         changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in cols)
         trig[f"kpi_j_{table}_ins"] = f"AFTER INSERT ON {table} BEGIN {whole.format(p='NEW.portal')} END"
         trig[f"kpi_j_{table}_del"] = f"AFTER DELETE ON {table} BEGIN {whole.format(p='OLD.portal')} END"
-        trig[f"kpi_j_{table}_upd"] = (f"AFTER UPDATE ON {table} WHEN {changed} BEGIN "
-                                      f"{whole.format(p='NEW.portal')} END")
+        trig[f"kpi_j_{table}_upd"] = f"AFTER UPDATE ON {table} WHEN {changed} BEGIN {whole.format(p='NEW.portal')} END"
     quiet = ", ".join("'" + k + "'" for k in JOURNAL_QUIET_SETTINGS)
-    trig["kpi_j_settings_ins"] = (f"AFTER INSERT ON settings WHEN NEW.key NOT IN ({quiet}) BEGIN "
-                                  f"{whole.format(p='NEW.portal')} END")
-    trig["kpi_j_settings_del"] = (f"AFTER DELETE ON settings WHEN OLD.key NOT IN ({quiet}) BEGIN "
-                                  f"{whole.format(p='OLD.portal')} END")
-    trig["kpi_j_settings_upd"] = (f"AFTER UPDATE ON settings WHEN NEW.key NOT IN ({quiet})"
-                                  f" AND (OLD.value IS NOT NEW.value OR OLD.key IS NOT NEW.key) BEGIN "
-                                  f"{whole.format(p='NEW.portal')} END")
+    trig["kpi_j_settings_ins"] = (
+        f"AFTER INSERT ON settings WHEN NEW.key NOT IN ({quiet}) BEGIN {whole.format(p='NEW.portal')} END"
+    )
+    trig["kpi_j_settings_del"] = (
+        f"AFTER DELETE ON settings WHEN OLD.key NOT IN ({quiet}) BEGIN {whole.format(p='OLD.portal')} END"
+    )
+    trig["kpi_j_settings_upd"] = (
+        f"AFTER UPDATE ON settings WHEN NEW.key NOT IN ({quiet})"
+        f" AND (OLD.value IS NOT NEW.value OR OLD.key IS NOT NEW.key) BEGIN "
+        f"{whole.format(p='NEW.portal')} END"
+    )
     trig["kpi_j_inst_ins"] = f"AFTER INSERT ON installations BEGIN {whole.format(p='NEW.member_id')} END"
-    trig["kpi_j_inst_upd"] = (f"AFTER UPDATE ON installations WHEN OLD.timezone IS NOT NEW.timezone BEGIN "
-                              f"{whole.format(p='NEW.member_id')} END")
+    trig["kpi_j_inst_upd"] = (
+        f"AFTER UPDATE ON installations WHEN OLD.timezone IS NOT NEW.timezone BEGIN "
+        f"{whole.format(p='NEW.member_id')} END"
+    )
     # pruning once every 4096 rows keeps the journal near JOURNAL_KEEP at no cost per write
     trig["kpi_j_prune"] = f"AFTER INSERT ON kpi_journal WHEN NEW.seq % 4096 = 0 BEGIN {_PRUNE} END"
     for name, body in trig.items():
@@ -386,8 +581,9 @@ def m_kpi_journal_001(db: Database) -> None:
         db.execute(f"CREATE TRIGGER {name} {body}")
 
 
-def journal_state(conn, portal: str | None = None, since: int | None = None, lo: int | None = None,
-                  hi: int | None = None) -> tuple[int, bool] | None:
+def journal_state(
+    conn, portal: str | None = None, since: int | None = None, lo: int | None = None, hi: int | None = None
+) -> tuple[int, bool] | None:
     """``(last seq, touched)`` in one read: whether a journal row after ``since`` meets the
     portal's ``[lo, hi)`` (or the oldest kept row is newer than ``since``: unknown, so touched).
     None when the store has no journal (not migrated)."""
@@ -398,12 +594,14 @@ def journal_state(conn, portal: str | None = None, since: int | None = None, lo:
         row = conn.execute(
             "SELECT coalesce((SELECT max(seq) FROM kpi_journal), 0), (SELECT min(seq) FROM kpi_journal),"
             " EXISTS (SELECT 1 FROM kpi_journal WHERE seq > ? AND portal = ? AND lo < ?"
-            " AND (hi IS NULL OR hi >= ? OR lo >= ?))", [since, portal, hi, lo, lo]).fetchone()
+            " AND (hi IS NULL OR hi >= ? OR lo >= ?))",
+            [since, portal, hi, lo, lo],
+        ).fetchone()
     except sqlite3.OperationalError:
         return None
     last, first, touched = int(row[0]), row[1], bool(row[2])
     if (first is not None and first > since + 1 and last > since) or last < since:
-        touched = True                     # rows after ``since`` pruned, or the journal emptied: cannot tell
+        touched = True  # rows after ``since`` pruned, or the journal emptied: cannot tell
     return last, touched
 
 
@@ -412,6 +610,7 @@ def m_capacity_001(db: Database) -> None:
     """Capacity planning (b24desk/capacity/report.py): who acted in which hour is read from this
     index alone (no table rows), a year of a million tickets in one range scan; the users who also
     author tickets (whose own tickets do not count as work) from the second."""
-    db["events"].create_index(["portal", "at", "kind", "actor_id", "source", "source_id"],
-                              index_name="events_capacity", if_not_exists=True)
+    db["events"].create_index(
+        ["portal", "at", "kind", "actor_id", "source", "source_id"], index_name="events_capacity", if_not_exists=True
+    )
     db["tickets"].create_index(["portal", "author_id"], index_name="tickets_author", if_not_exists=True)

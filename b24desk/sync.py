@@ -26,6 +26,7 @@ funnel), ``crm:1038`` (a smart process, every funnel), ``crm:1038:category=5``, 
 pluggable sources (``openlines``, ``openlines:line=2``). Field mapping per selector comes from the
 config's ``[[sources]]`` tables.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,20 +38,20 @@ from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import config as b24config
+from . import leases
 from .client import AuthError, B24Error, ShapeError
 from .directory import sync_directory
 from .model import naive_zone, parse_time
 from .sources import configured_selectors, get_source
 from .sources.base import Source, SyncContext
-from . import leases
 from .store import get_cursor, get_setting, mark_deleted, save_bundles, set_cursor
 
 log = logging.getLogger(__name__)
 
-OVERLAP = 300                    # seconds re-read before the cursor (clock skew, in-flight writes)
-DIRECTORY_MAX_AGE = 24 * 3600    # users/departments/calendar are refreshed at most daily on incremental runs
-SHAPE_RETRIES = 2                # a selector whose answer had an unexpected shape is read again this often
-SHAPE_PAUSE = 1.0                # seconds before the first re-read (then 2, ...)
+OVERLAP = 300  # seconds re-read before the cursor (clock skew, in-flight writes)
+DIRECTORY_MAX_AGE = 24 * 3600  # users/departments/calendar are refreshed at most daily on incremental runs
+SHAPE_RETRIES = 2  # a selector whose answer had an unexpected shape is read again this often
+SHAPE_PAUSE = 1.0  # seconds before the first re-read (then 2, ...)
 
 
 class SyncBusy(leases.Busy):
@@ -60,25 +61,30 @@ class SyncBusy(leases.Busy):
 @dataclass
 class SourceReport:
     selector: str
-    mode: str = ""                # "full", "resumed", "incremental"
-    saved: int = 0                # tickets written
+    mode: str = ""  # "full", "resumed", "incremental"
+    saved: int = 0  # tickets written
     new_snapshots: int = 0
     deleted: int = 0
     requests: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-    error: str | None = None      # why this selector stopped (its committed pages are kept)
+    error: str | None = None  # why this selector stopped (its committed pages are kept)
 
     def line(self) -> str:
         if self.error:
-            return (f"{self.selector}: FAILED after {self.saved} tickets saved, {self.requests} requests: "
-                    f"{self.error} (re-run to resume)")
+            return (
+                f"{self.selector}: FAILED after {self.saved} tickets saved, {self.requests} requests: "
+                f"{self.error} (re-run to resume)"
+            )
         extra = f" ({'; '.join(self.notes)})" if self.notes else ""
-        return (f"{self.selector}: {self.mode}, {self.saved} tickets saved, {self.new_snapshots} new snapshots, "
-                f"{self.deleted} deleted, {self.requests} requests, {self.seconds:.1f}s{extra}")
+        return (
+            f"{self.selector}: {self.mode}, {self.saved} tickets saved, {self.new_snapshots} new snapshots, "
+            f"{self.deleted} deleted, {self.requests} requests, {self.seconds:.1f}s{extra}"
+        )
 
 
 # --- locking ------------------------------------------------------------------------------------
+
 
 def portal_lease(db, portal: str):
     """The portal's one lease for sync-like work (``leases.portal``; re-entered when the caller
@@ -88,10 +94,16 @@ def portal_lease(db, portal: str):
 
 # --- one source -----------------------------------------------------------------------------------
 
+
 def _stored(db, portal: str, source: str, selector: str) -> set[str]:
-    return {r["source_id"] for r in db.query(
-        "select source_id from tickets where portal = ? and source = ? and selector = ? and coalesce(deleted, 0) = 0",
-        [portal, source, selector])}
+    return {
+        r["source_id"]
+        for r in db.query(
+            "select source_id from tickets where portal = ? and source = ? and selector = ?"
+            " and coalesce(deleted, 0) = 0",
+            [portal, source, selector],
+        )
+    }
 
 
 def _save_page(db, page, cursor: tuple | None, report: SourceReport, bar) -> None:
@@ -116,8 +128,16 @@ def portal_now(client, db, portal: str) -> int:
     return int(time.time()) + int(get_setting(db, portal, "clock_skew", 0) or 0)
 
 
-def sync_source(client, db, portal: str, source: Source, config: dict | None = None, full: bool = False,
-                overlap: int = OVERLAP, progress: bool = False) -> SourceReport:
+def sync_source(
+    client,
+    db,
+    portal: str,
+    source: Source,
+    config: dict | None = None,
+    full: bool = False,
+    overlap: int = OVERLAP,
+    progress: bool = False,
+) -> SourceReport:
     """Bring one selector up to date: full (or resumed full) when needed, else incremental."""
     sel = source.selector.raw
     report = SourceReport(sel)
@@ -139,13 +159,16 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
                     set_cursor(db, portal, sel, "full_after", None)
             report.mode = "resumed" if after else "full"
             for page in source.full(client, ctx, after_id=after):
-                _save_page(db, page, (portal, sel, "full_after", page.last_id) if page.last_id else None,
-                           report, bar)
+                _save_page(db, page, (portal, sel, "full_after", page.last_id) if page.last_id else None, report, bar)
             with db.atomic():
-                gone = [r["source_id"] for r in db.query(
-                    "select source_id from tickets where portal = ? and source = ? and selector = ?"
-                    " and coalesce(deleted, 0) = 0 and synced_at < ?",
-                    [portal, source.source, sel, int(full_started)])]
+                gone = [
+                    r["source_id"]
+                    for r in db.query(
+                        "select source_id from tickets where portal = ? and source = ? and selector = ?"
+                        " and coalesce(deleted, 0) = 0 and synced_at < ?",
+                        [portal, source.source, sel, int(full_started)],
+                    )
+                ]
                 report.deleted = mark_deleted(db, portal, source.source, gone)
                 set_cursor(db, portal, sel, "changed_since", full_since)
                 for name in ("full_started", "full_since", "full_after"):
@@ -156,14 +179,15 @@ def sync_source(client, db, portal: str, source: Source, config: dict | None = N
             for page in source.incremental(client, ctx, since):
                 _save_page(db, page, None, report, bar)
             started = ctx.portal_now
-            if started is None:      # the source did not ask the portal's time while listing
+            if started is None:  # the source did not ask the portal's time while listing
                 started = portal_now(client, db, portal) - int(time.monotonic() - t0) - 1
             total = source.count(client)
             stored = _stored(db, portal, source.source, sel)
             if total is not None and total != len(stored):
                 gone, missing = source.reconcile(client, stored)
-                report.notes.append(f"portal has {total}, store {len(stored)}: {len(gone)} gone, "
-                                    f"{len(missing)} fetched")
+                report.notes.append(
+                    f"portal has {total}, store {len(stored)}: {len(gone)} gone, {len(missing)} fetched"
+                )
                 report.deleted = mark_deleted(db, portal, source.source, gone)
                 for page in source.fetch_ids(client, ctx, missing):
                     _save_page(db, page, None, report, bar)
@@ -182,13 +206,23 @@ def _bar(selector: str, enabled: bool):
     if not enabled or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
+
     return tqdm(desc=selector, unit=" tickets", file=sys.stderr, leave=True)
 
 
 # --- many sources -----------------------------------------------------------------------------------
 
-def run_sync(client, db, selectors=None, config: dict | None = None, full: bool = False,
-             progress: bool = False, overlap: int = OVERLAP, directory: bool | None = None) -> list[SourceReport]:
+
+def run_sync(
+    client,
+    db,
+    selectors=None,
+    config: dict | None = None,
+    full: bool = False,
+    progress: bool = False,
+    overlap: int = OVERLAP,
+    directory: bool | None = None,
+) -> list[SourceReport]:
     """Sync ``selectors`` (default: the config's ``sources``) of the client's portal into ``db``.
 
     ``directory``: refresh users/departments/clock/calendar (default: on a full sync, or when the
@@ -198,7 +232,7 @@ def run_sync(client, db, selectors=None, config: dict | None = None, full: bool 
     """
     config = config if config is not None else b24config.load_config()
     selectors = list(selectors or configured_selectors(config) or ["tasks"])
-    sources = [get_source(s, config) for s in selectors]      # refuse bad selectors before any call
+    sources = [get_source(s, config) for s in selectors]  # refuse bad selectors before any call
     portal = client.portal_id
     with portal_lease(db, portal):
         last = get_setting(db, portal, "directory_synced_at")
@@ -229,34 +263,36 @@ def _run_sources(client, db, portal, sources, config, full, overlap, progress, r
     for src in sources:
         for attempt in range(SHAPE_RETRIES + 1):
             try:
-                reports.append(sync_source(client, db, portal, src, config, full=full, overlap=overlap,
-                                           progress=progress))
+                reports.append(
+                    sync_source(client, db, portal, src, config, full=full, overlap=overlap, progress=progress)
+                )
             except AuthError:
-                raise                 # every other selector would fail the same way
+                raise  # every other selector would fail the same way
             except ShapeError as exc:
                 # a malformed 200: nothing of it was written and no cursor moved; the selector
                 # is read again (a resumed full sync, or the same incremental window)
-                log.warning("%s: %s (attempt %d of %d)", src.selector.raw, exc, attempt + 1,
-                            SHAPE_RETRIES + 1)
+                log.warning("%s: %s (attempt %d of %d)", src.selector.raw, exc, attempt + 1, SHAPE_RETRIES + 1)
                 if attempt < SHAPE_RETRIES:
                     time.sleep(SHAPE_PAUSE * (attempt + 1))
                     continue
                 reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
-            except B24Error as exc:   # this selector stops; the others still run
+            except B24Error as exc:  # this selector stops; the others still run
                 log.warning("%s: %s", src.selector.raw, exc)
                 reports.append(SourceReport(src.selector.raw, mode="failed", error=str(exc)))
             break
 
 
-def refresh_tickets(client, db, selector: str, ids, config: dict | None = None,
-                    saved: set[str] | None = None, skip_unchanged=()) -> int:
+def refresh_tickets(
+    client, db, selector: str, ids, config: dict | None = None, saved: set[str] | None = None, skip_unchanged=()
+) -> int:
     """Re-read the given tickets of ``selector`` now (an event said they changed); returns how many
     were saved. Ids the portal no longer shows under the selector are skipped; those saved (or seen
     unchanged) are added to ``saved`` when given. Ids in ``skip_unchanged`` whose row is as stored
     get no detail reads (where the source can tell: tasks, CRM)."""
     source = get_source(selector, config)
-    ctx = SyncContext(portal=client.portal_id, db=db, config=config or {},
-                      skip_unchanged=frozenset(str(i) for i in skip_unchanged))
+    ctx = SyncContext(
+        portal=client.portal_id, db=db, config=config or {}, skip_unchanged=frozenset(str(i) for i in skip_unchanged)
+    )
     report = SourceReport(selector)
     with naive_zone(api_zone(db, client.portal_id)):
         for page in source.fetch_ids(client, ctx, [str(i) for i in ids]):
@@ -273,6 +309,7 @@ def forget_tickets(db, portal: str, selector: str, ids, config: dict | None = No
     return mark_deleted(db, portal, get_source(selector, config).source, [str(i) for i in ids])
 
 
-if __name__ == "__main__":      # python -m b24desk.sync: the old alias of ``python -m web.cli sync`` (same options)
+if __name__ == "__main__":  # python -m b24desk.sync: the old alias of ``python -m web.cli sync`` (same options)
     import os
+
     os.execv(sys.executable, [sys.executable, "-m", "web.cli", "sync", *sys.argv[1:]])

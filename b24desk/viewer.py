@@ -16,6 +16,7 @@ headed departments from ``department.get`` filtered by ``UF_HEAD`` (DOCS
 api-reference/departments/department-get.md). After that a short-lived signed token (itsdangerous)
 carries the viewer in links, fetches and forms, so no third-party cookie is needed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,10 +34,21 @@ ADMIN, HEAD, AGENT = "admin", "head", "agent"
 ROLES = (ADMIN, HEAD, AGENT)
 
 TOKEN_SALT = "b24desk.viewer/1"
-TOKEN_MAX_AGE = 3600            # the portal's AUTH_ID lives 1 h; our token lives no longer
+TOKEN_MAX_AGE = 3600  # the portal's AUTH_ID lives 1 h; our token lives no longer
 FILTER_KEYS = ("source", "department", "agent", "priority", "type", "channel", "line")
-GROUP_DIMS = ("agent", "department", "priority", "type", "source", "channel", "line",
-              "week", "month", "weekday", "hour")
+GROUP_DIMS = (
+    "agent",
+    "department",
+    "priority",
+    "type",
+    "source",
+    "channel",
+    "line",
+    "week",
+    "month",
+    "weekday",
+    "hour",
+)
 # Dimensions an agent may group their team's totals by: none of them names a colleague.
 TEAM_SAFE_DIMS = ("priority", "type", "source", "channel", "line", "week", "month", "weekday", "hour")
 RU_LANGS = ("ru", "ua", "by", "kz")
@@ -54,17 +66,17 @@ class ViewerError(Exception):
 class Viewer:
     """The verified user behind a page, an API call or an export."""
 
-    portal: str                         # member_id
+    portal: str  # member_id
     user_id: str
-    role: str                           # admin | head | agent
+    role: str  # admin | head | agent
     name: str = ""
-    departments: tuple = ()             # the departments the user belongs to (their team)
-    headed: tuple = ()                  # departments they head (roots of their tree)
-    tree: tuple = ()                    # headed + every descendant (what a head sees)
-    domain: str = ""                    # the portal's stored domain (links, frame-ancestors)
+    departments: tuple = ()  # the departments the user belongs to (their team)
+    headed: tuple = ()  # departments they head (roots of their tree)
+    tree: tuple = ()  # headed + every descendant (what a head sees)
+    domain: str = ""  # the portal's stored domain (links, frame-ancestors)
     lang: str = "en"
-    nonce: str = field(default_factory=lambda: secrets.token_hex(8))   # binds CSRF tokens
-    epoch: str = ""                     # the installation's epoch at launch (installations.epoch)
+    nonce: str = field(default_factory=lambda: secrets.token_hex(8))  # binds CSRF tokens
+    epoch: str = ""  # the installation's epoch at launch (installations.epoch)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +97,7 @@ class Viewer:
 
 
 # --- signed tokens and CSRF -----------------------------------------------------------------
+
 
 def _serializer(secret: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret, salt=TOKEN_SALT)
@@ -111,7 +124,7 @@ def load_token(secret: str, token: str | None, max_age: int = TOKEN_MAX_AGE) -> 
 
 # --- the session behind a token: the installation it belongs to, the admin right ---------------
 
-ADMIN_RECHECK = 300             # seconds between two user.admin checks of an admin's session
+ADMIN_RECHECK = 300  # seconds between two user.admin checks of an admin's session
 _MAX_TOKEN = 256
 
 
@@ -120,10 +133,15 @@ def check_installation(db, viewer: Viewer) -> dict:
     was uninstalled or installed again since (the epoch changes on both), so no token outlives the
     installation that minted it."""
     inst = _installation(db, viewer.portal)
-    if inst is None or inst.get("active") in (0, "0") or not hmac.compare_digest(
-            str(inst.get("epoch") or "").encode(), str(viewer.epoch or "").encode()) or not viewer.epoch:
-        raise ViewerError(401, "revoked", "the app was reinstalled or removed since this page opened: "
-                                          "reopen it in Bitrix24")
+    if (
+        inst is None
+        or inst.get("active") in (0, "0")
+        or not hmac.compare_digest(str(inst.get("epoch") or "").encode(), str(viewer.epoch or "").encode())
+        or not viewer.epoch
+    ):
+        raise ViewerError(
+            401, "revoked", "the app was reinstalled or removed since this page opened: reopen it in Bitrix24"
+        )
     return inst
 
 
@@ -132,36 +150,67 @@ def open_sessions(db_path: str):
     a launch's write never changes the main store's version the page cache keys on. It holds the
     viewer's portal tokens from the launch, server side only (never in a URL)."""
     import sqlite3
+
     from sqlite_utils import Database
+
     conn = sqlite3.connect(f"{db_path}-sessions", timeout=30)
     db = Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
-    db["viewer_sessions"].create({
-        "nonce": str, "portal": str, "user_id": str, "access_token": str, "refresh_token": str,
-        "admin": int, "checked_at": float, "created_at": float}, pk="nonce", if_not_exists=True)
+    db["viewer_sessions"].create(
+        {
+            "nonce": str,
+            "portal": str,
+            "user_id": str,
+            "access_token": str,
+            "refresh_token": str,
+            "admin": int,
+            "checked_at": float,
+            "created_at": float,
+        },
+        pk="nonce",
+        if_not_exists=True,
+    )
     return db
 
 
-def save_session(db, viewer: Viewer, access_token: str, refresh_token: str | None, *, admin: bool,
-                 now: float) -> None:
+def save_session(db, viewer: Viewer, access_token: str, refresh_token: str | None, *, admin: bool, now: float) -> None:
     """Keep the launch's portal tokens server side (never in a URL), keyed by the viewer's nonce,
     so an admin's right can be re-checked later; old sessions of the portal are dropped."""
     with db.atomic():
         db.execute("delete from viewer_sessions where created_at < ?", [now - 2 * TOKEN_MAX_AGE])
-        db["viewer_sessions"].upsert({"nonce": viewer.nonce, "portal": viewer.portal, "user_id": viewer.user_id,
-                                      "access_token": access_token, "refresh_token": refresh_token,
-                                      "admin": int(admin), "checked_at": now, "created_at": now}, pk="nonce")
+        db["viewer_sessions"].upsert(
+            {
+                "nonce": viewer.nonce,
+                "portal": viewer.portal,
+                "user_id": viewer.user_id,
+                "access_token": access_token,
+                "refresh_token": refresh_token,
+                "admin": int(admin),
+                "checked_at": now,
+                "created_at": now,
+            },
+            pk="nonce",
+        )
 
 
-def recheck_admin(db, viewer: Viewer, installation: dict, *, call: Callable[[str, str, str, dict], object],
-                  now: float, every: float = ADMIN_RECHECK) -> None:
+def recheck_admin(
+    db,
+    viewer: Viewer,
+    installation: dict,
+    *,
+    call: Callable[[str, str, str, dict], object],
+    now: float,
+    every: float = ADMIN_RECHECK,
+) -> None:
     """An admin's session re-asks the portal (``user.admin`` with the viewer's own token, at the
     stored endpoint) at most every ``every`` seconds; a demoted admin gets 403, a session the portal
     no longer accepts 401 (reopen the app). The answer is remembered, so a refusal sticks."""
     if viewer.role != ADMIN:
         return
-    row = db.execute("select access_token, admin, checked_at from viewer_sessions where nonce = ? "
-                     "and portal = ? and user_id = ?", [viewer.nonce, viewer.portal, viewer.user_id]).fetchone()
+    row = db.execute(
+        "select access_token, admin, checked_at from viewer_sessions where nonce = ? and portal = ? and user_id = ?",
+        [viewer.nonce, viewer.portal, viewer.user_id],
+    ).fetchone()
     if row is None:
         raise ViewerError(401, "expired", "the session has expired: reopen the app in Bitrix24")
     token, admin, checked = row
@@ -175,8 +224,9 @@ def recheck_admin(db, viewer: Viewer, installation: dict, *, call: Callable[[str
         raise ViewerError(401, "expired", "the session has expired: reopen the app in Bitrix24") from None
     still = answer in (True, "true", "Y", 1, "1")
     with db.atomic():
-        db.execute("update viewer_sessions set admin = ?, checked_at = ? where nonce = ?",
-                   [int(still), now, viewer.nonce])
+        db.execute(
+            "update viewer_sessions set admin = ?, checked_at = ? where nonce = ?", [int(still), now, viewer.nonce]
+        )
     if not still:
         raise ViewerError(403, "demoted", "you are no longer a Bitrix24 administrator")
 
@@ -202,9 +252,12 @@ def check_csrf(secret: str, viewer: Viewer, value: str | None) -> None:
 
 # --- departments and members ----------------------------------------------------------------
 
+
 def department_parents(db, portal: str) -> dict[str, str | None]:
-    return {str(r["id"]): (str(r["parent"]) if r["parent"] not in (None, "", "0") else None)
-            for r in db.query("select id, parent from departments where portal = ?", [portal])}
+    return {
+        str(r["id"]): (str(r["parent"]) if r["parent"] not in (None, "", "0") else None)
+        for r in db.query("select id, parent from departments where portal = ?", [portal])
+    }
 
 
 def subtree(parents: Mapping[str, str | None], roots: Iterable[str]) -> list[str]:
@@ -233,11 +286,15 @@ def members(db, portal: str, departments: Iterable[str]) -> set[str]:
     wanted = {str(d) for d in departments}
     if not wanted:
         return set()
-    return {str(r["id"]) for r in db.query("select id, departments from users where portal = ?", [portal])
-            if wanted & set(parse_ids(r["departments"]))}
+    return {
+        str(r["id"])
+        for r in db.query("select id, departments from users where portal = ?", [portal])
+        if wanted & set(parse_ids(r["departments"]))
+    }
 
 
 # --- scopes ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Scoped:
@@ -245,7 +302,7 @@ class Scoped:
 
     filters: dict
     group_by: str | None
-    slice: str                 # "all" (admin), "tree" (head), "own" or "team" (agent)
+    slice: str  # "all" (admin), "tree" (head), "own" or "team" (agent)
 
 
 def clean_filters(filters: Mapping | None) -> dict:
@@ -267,8 +324,9 @@ def _values(v) -> list[str]:
     return [] if v is None else list(v) if isinstance(v, list) else [v]
 
 
-def scope_query(viewer: Viewer, filters: Mapping | None = None, group_by: str | None = None,
-                *, db=None, want: str | None = None) -> Scoped:
+def scope_query(
+    viewer: Viewer, filters: Mapping | None = None, group_by: str | None = None, *, db=None, want: str | None = None
+) -> Scoped:
     """Apply the viewer's role to a KPI request, or refuse it with ``ViewerError(403)``.
 
     - admin: anything.
@@ -343,13 +401,14 @@ def can_see_ticket(viewer: Viewer, ticket: Mapping, *, db=None, actors: Iterable
 
 # --- launch verification ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Launch:
     """A verified placement launch."""
 
     viewer: Viewer
-    placement: str                      # DEFAULT, CRM_ANALYTICS_MENU, CRM_DEAL_DETAIL_TAB, ...
-    options: dict                       # PLACEMENT_OPTIONS, parsed
+    placement: str  # DEFAULT, CRM_ANALYTICS_MENU, CRM_DEAL_DETAIL_TAB, ...
+    options: dict  # PLACEMENT_OPTIONS, parsed
     installation: dict
 
 
@@ -385,8 +444,14 @@ def _first(result):
     return list(result or [])
 
 
-def verify_launch(db, query: Mapping, form: Mapping, *, call: Callable[[str, str, str, dict], object],
-                  portal_departments: Callable[[], list] | None = None) -> Launch:
+def verify_launch(
+    db,
+    query: Mapping,
+    form: Mapping,
+    *,
+    call: Callable[[str, str, str, dict], object],
+    portal_departments: Callable[[], list] | None = None,
+) -> Launch:
     """Check a placement/app-page POST and work out the viewer, or raise ``ViewerError``.
 
     ``call(endpoint, access_token, method, params) -> result`` reaches the portal with the
@@ -400,6 +465,7 @@ def verify_launch(db, query: Mapping, form: Mapping, *, call: Callable[[str, str
     inst = _installation(db, member_id)
     if inst is not None and not inst.get("epoch"):
         from .installations import ensure_epoch
+
         inst["epoch"] = ensure_epoch(db, member_id)
     if inst is None or not inst.get("client_endpoint"):
         raise ViewerError(403, "unknown_portal", "this portal has not installed the app")
@@ -414,15 +480,16 @@ def verify_launch(db, query: Mapping, form: Mapping, *, call: Callable[[str, str
     except ViewerError:
         raise
     except Exception as exc:  # the portal refused the token, or could not be reached
-        raise ViewerError(403, "portal_refused",
-                          f"the portal did not accept this launch ({type(exc).__name__})") from None
+        raise ViewerError(
+            403, "portal_refused", f"the portal did not accept this launch ({type(exc).__name__})"
+        ) from None
     if not isinstance(user, dict) or not user.get("ID"):
         raise ViewerError(403, "portal_refused", "the portal did not name the viewer")
     user_id = str(user["ID"])
     try:
         admin = call(endpoint, auth_id, "user.admin", {})
     except Exception:
-        admin = False                   # a portal without user.admin: least privilege
+        admin = False  # a portal without user.admin: least privilege
     admin = admin in (True, "true", "Y", 1, "1")
     departments = parse_ids(user.get("UF_DEPARTMENT"))
     headed: list[str] = []
@@ -432,24 +499,42 @@ def verify_launch(db, query: Mapping, form: Mapping, *, call: Callable[[str, str
         except Exception:
             rows = []
         # The filter is documented; keep only rows that really name this user where UF_HEAD is given.
-        headed = sorted({str(r["ID"]) for r in rows if isinstance(r, dict) and r.get("ID") is not None
-                         and str(r.get("UF_HEAD", user_id)) == user_id}, key=_id_key)
+        headed = sorted(
+            {
+                str(r["ID"])
+                for r in rows
+                if isinstance(r, dict) and r.get("ID") is not None and str(r.get("UF_HEAD", user_id)) == user_id
+            },
+            key=_id_key,
+        )
     tree: list[str] = []
     if headed:
         parents = department_parents(db, member_id)
         if not parents and portal_departments is not None:
-            parents = {str(r["ID"]): (str(r["PARENT"]) if r.get("PARENT") not in (None, "", "0") else None)
-                       for r in portal_departments() if isinstance(r, dict) and r.get("ID") is not None}
+            parents = {
+                str(r["ID"]): (str(r["PARENT"]) if r.get("PARENT") not in (None, "", "0") else None)
+                for r in portal_departments()
+                if isinstance(r, dict) and r.get("ID") is not None
+            }
         tree = subtree(parents, headed)
     name = " ".join(x for x in (user.get("NAME"), user.get("LAST_NAME")) if x) or f"#{user_id}"
     role = ADMIN if admin else HEAD if headed else AGENT
-    viewer = Viewer(portal=member_id, user_id=user_id, role=role, name=name,
-                    departments=tuple(departments), headed=tuple(headed), tree=tuple(tree),
-                    domain=str(inst.get("domain") or ""),
-                    lang=lang_of(query.get("LANG"), inst.get("lang") or "en"), epoch=str(inst.get("epoch") or ""))
+    viewer = Viewer(
+        portal=member_id,
+        user_id=user_id,
+        role=role,
+        name=name,
+        departments=tuple(departments),
+        headed=tuple(headed),
+        tree=tuple(tree),
+        domain=str(inst.get("domain") or ""),
+        lang=lang_of(query.get("LANG"), inst.get("lang") or "en"),
+        epoch=str(inst.get("epoch") or ""),
+    )
     placement = (form.get("PLACEMENT") or "DEFAULT").strip() or "DEFAULT"
-    return Launch(viewer=viewer, placement=placement, options=parse_options(form.get("PLACEMENT_OPTIONS")),
-                  installation=inst)
+    return Launch(
+        viewer=viewer, placement=placement, options=parse_options(form.get("PLACEMENT_OPTIONS")), installation=inst
+    )
 
 
 def with_lang(viewer: Viewer, lang: str | None) -> Viewer:

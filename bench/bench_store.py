@@ -1,5 +1,6 @@
 """The benchmark store shared by bench/pages.py, bench/saved_reports.py and the tests that need a big
 store (no benchmark here): N synthetic tickets over two years, an installation, an admin with a session."""
+
 from __future__ import annotations
 
 import os
@@ -19,13 +20,35 @@ NOW = int(datetime(2026, 11, 15, tzinfo=timezone.utc).timestamp())
 def seed_store(db, n: int, *, now: int, seed: int = 7) -> None:
     """N synthetic tickets over the two years before ``now`` (bulk inserts, one transaction)."""
     rnd = random.Random(seed)
-    deps = [{"portal": PORTAL, "id": str(i), "name": f"Line {i}", "parent": "1" if i > 1 else None,
-             "head": str(100 + i)} for i in range(1, 7)]
-    users = [{"portal": PORTAL, "id": str(100 + i), "name": f"Head{i}", "last_name": "", "departments": f"[{i}]",
-              "active": 1, "is_bot": 0} for i in range(1, 7)]
+    deps = [
+        {"portal": PORTAL, "id": str(i), "name": f"Line {i}", "parent": "1" if i > 1 else None, "head": str(100 + i)}
+        for i in range(1, 7)
+    ]
+    users = [
+        {
+            "portal": PORTAL,
+            "id": str(100 + i),
+            "name": f"Head{i}",
+            "last_name": "",
+            "departments": f"[{i}]",
+            "active": 1,
+            "is_bot": 0,
+        }
+        for i in range(1, 7)
+    ]
     agents = [str(200 + i) for i in range(60)]
-    users += [{"portal": PORTAL, "id": a, "name": f"Agent{a}", "last_name": "", "active": 1, "is_bot": 0,
-               "departments": f"[{2 + i % 5}]"} for i, a in enumerate(agents)]
+    users += [
+        {
+            "portal": PORTAL,
+            "id": a,
+            "name": f"Agent{a}",
+            "last_name": "",
+            "active": 1,
+            "is_bot": 0,
+            "departments": f"[{2 + i % 5}]",
+        }
+        for i, a in enumerate(agents)
+    ]
     span = 730 * 86400
     tickets, events = [], []
     prios = ["low", "normal", "normal", "normal", "high", "critical"]
@@ -34,9 +57,19 @@ def seed_store(db, n: int, *, now: int, seed: int = 7) -> None:
         created = now - span + int(i * span / n) + rnd.randint(0, 3600)
         agent = rnd.choice(agents)
         author = f"c{rnd.randint(1, n // 3)}"
-        t = Ticket(portal=PORTAL, source="task", source_id=sid, title=f"Ticket {sid}", priority=rnd.choice(prios),
-                   author_id=author, customer=author, responsible_id=agent, created_at=created,
-                   url=f"/company/personal/user/0/tasks/task/view/{sid}/", selector="tasks")
+        t = Ticket(
+            portal=PORTAL,
+            source="task",
+            source_id=sid,
+            title=f"Ticket {sid}",
+            priority=rnd.choice(prios),
+            author_id=author,
+            customer=author,
+            responsible_id=agent,
+            created_at=created,
+            url=f"/company/personal/user/0/tasks/task/view/{sid}/",
+            selector="tasks",
+        )
         ev = [Event(PORTAL, "task", sid, "h:c", "created", created, author)]
         ev.append(Event(PORTAL, "task", sid, "h:a", "assigned", created, author, None, None, agent))
         at = created + rnd.randint(60, 7200)
@@ -63,10 +96,18 @@ def seed_store(db, n: int, *, now: int, seed: int = 7) -> None:
         db["users"].insert_all(users, pk=("portal", "id"), replace=True)
         db["tickets"].insert_all(tickets, pk=("portal", "source", "source_id"), replace=True, batch_size=2000)
         db["events"].insert_all(events, pk=("portal", "source", "source_id", "key"), replace=True, batch_size=5000)
-        db["installations"].insert({"member_id": PORTAL, "domain": "bench.bitrix24.example",
-                                    "client_endpoint": "https://bench.bitrix24.example/rest/",
-                                    "application_token": "bench", "timezone": "Europe/Moscow", "active": 1},
-                                   pk="member_id", replace=True)
+        db["installations"].insert(
+            {
+                "member_id": PORTAL,
+                "domain": "bench.bitrix24.example",
+                "client_endpoint": "https://bench.bitrix24.example/rest/",
+                "application_token": "bench",
+                "timezone": "Europe/Moscow",
+                "active": 1,
+            },
+            pk="member_id",
+            replace=True,
+        )
     db.execute("analyze")
 
 
@@ -99,7 +140,8 @@ def admin_viewer(path):
 
     db = open_db(path)
     get_installation(db, PORTAL) or save_installation(
-        db, member_id=PORTAL, client_endpoint="http://127.0.0.1:9/rest/", domain="127.0.0.1:9", active=1)
+        db, member_id=PORTAL, client_endpoint="http://127.0.0.1:9/rest/", domain="127.0.0.1:9", active=1
+    )
     admin_v = Viewer(portal=PORTAL, user_id="101", role=ADMIN, name="Admin", epoch=ensure_epoch(db, PORTAL))
     sessions = open_sessions(str(path))
     save_session(sessions, admin_v, "0" * 32, None, admin=True, now=time.time())

@@ -10,6 +10,7 @@ same run, a straightforward baseline: read every ticket and event of the year in
 each in its local weekday and hour with ``datetime.fromtimestamp``, count agents per hour with
 sets, then the same forecasts and Erlang C. The two must give the same arrivals and agents.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,8 @@ from b24desk.store import open_db  # noqa: E402
 
 PORTAL = "bench"
 TZ = ZoneInfo("Europe/Moscow")
-END = int(datetime(2026, 11, 2, tzinfo=TZ).timestamp())          # a Monday
-START = int(datetime(2025, 11, 3, tzinfo=TZ).timestamp())        # 52 weeks before
+END = int(datetime(2026, 11, 2, tzinfo=TZ).timestamp())  # a Monday
+START = int(datetime(2025, 11, 3, tzinfo=TZ).timestamp())  # 52 weeks before
 FROM, TO = "2025-11-03", "2026-11-02"
 CONFIG = {"calendar": {"timezone": "Europe/Moscow"}, "targets": {"first_response_time": {"target": 600}}}
 DAY = (1.0, 1.0, 0.95, 0.95, 0.85, 0.3, 0.2)
@@ -63,19 +64,43 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
     db = open_db(path)
     db.execute("PRAGMA synchronous=OFF")
     agents = [str(i) for i in range(10, 70)]
-    db["departments"].insert_all([{"portal": PORTAL, "id": str(d), "name": f"Dept {d}",
-                                   "parent": None if d == 1 else "1"} for d in range(1, 4)], pk=("portal", "id"))
-    db["users"].insert_all([{"portal": PORTAL, "id": a, "name": f"Agent {a}", "departments": f"[{int(a) % 2 + 2}]",
-                             "is_bot": 0} for a in agents], pk=("portal", "id"))
+    db["departments"].insert_all(
+        [{"portal": PORTAL, "id": str(d), "name": f"Dept {d}", "parent": None if d == 1 else "1"} for d in range(1, 4)],
+        pk=("portal", "id"),
+    )
+    db["users"].insert_all(
+        [
+            {"portal": PORTAL, "id": a, "name": f"Agent {a}", "departments": f"[{int(a) % 2 + 2}]", "is_bot": 0}
+            for a in agents
+        ],
+        pk=("portal", "id"),
+    )
     conn = db.conn
-    cols = ["portal", "source", "source_id", "title", "priority", "author_id", "customer", "responsible_id",
-            "created_at", "resolved_at", "closed_at", "state", "line", "deleted"]
+    cols = [
+        "portal",
+        "source",
+        "source_id",
+        "title",
+        "priority",
+        "author_id",
+        "customer",
+        "responsible_id",
+        "created_at",
+        "resolved_at",
+        "closed_at",
+        "state",
+        "line",
+        "deleted",
+    ]
     tickets, events = [], []
 
     def flush():
         conn.executemany(f"insert into tickets ({', '.join(cols)}) values ({', '.join('?' * len(cols))})", tickets)
-        conn.executemany("insert into events (portal, source, source_id, key, kind, at, actor_id, field,"
-                         " from_value, to_value) values (?,?,?,?,?,?,?,?,?,?)", events)
+        conn.executemany(
+            "insert into events (portal, source, source_id, key, kind, at, actor_id, field,"
+            " from_value, to_value) values (?,?,?,?,?,?,?,?,?,?)",
+            events,
+        )
         conn.commit()
         tickets.clear()
         events.clear()
@@ -97,9 +122,24 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
         state = "resolved" if closed < END + 86400 * 30 else "open"
         if state == "resolved":
             evs.append(("resolved", closed, resp, None, None, None))
-        tickets.append((PORTAL, source, sid, f"T{i}", "normal", cust, cust, resp, created,
-                        closed if state == "resolved" else None, closed if state == "resolved" else None, state,
-                        "1" if source == "openlines" else None, 0))
+        tickets.append(
+            (
+                PORTAL,
+                source,
+                sid,
+                f"T{i}",
+                "normal",
+                cust,
+                cust,
+                resp,
+                created,
+                closed if state == "resolved" else None,
+                closed if state == "resolved" else None,
+                state,
+                "1" if source == "openlines" else None,
+                0,
+            )
+        )
         for k, e in enumerate(evs):
             events.append((PORTAL, source, sid, f"e{k}", *e))
         if len(tickets) >= 50_000:
@@ -116,7 +156,8 @@ def baseline(db) -> dict:
     chat_slot = defaultdict(int)
     authors = {}
     for source, sid, created, author in db.conn.execute(
-            "select source, source_id, created_at, author_id from tickets where portal = ?", [PORTAL]):
+        "select source, source_id, created_at, author_id from tickets where portal = ?", [PORTAL]
+    ):
         authors[(source, sid)] = author
         if START <= created < END:
             dt = datetime.fromtimestamp(created, TZ)
@@ -125,7 +166,8 @@ def baseline(db) -> dict:
             if source == "openlines":
                 chat_slot[(dt.isoweekday(), dt.hour)] += 1
     for source, sid, kind, at, actor in db.conn.execute(
-            "select source, source_id, kind, at, actor_id from events where portal = ?", [PORTAL]):
+        "select source, source_id, kind, at, actor_id from events where portal = ?", [PORTAL]
+    ):
         if kind in AGENT_KINDS and START <= at < END and actor and actor != authors.get((source, sid)):
             dt = datetime.fromtimestamp(at, TZ)
             per_hour[(dt.date(), dt.hour)].add(actor)
@@ -170,14 +212,18 @@ def main() -> None:
             print(f"  (generated {n} tickets in {time.perf_counter() - t:.0f} s)", file=sys.stderr)
         db = open_db(path)
         events = db.execute("select count(*) from events").fetchone()[0]
-        build_capacity(db, PORTAL, FROM, TO, config=CONFIG)               # warm: imports, page cache
+        build_capacity(db, PORTAL, FROM, TO, config=CONFIG)  # warm: imports, page cache
         ours_s, rep = best_of(lambda: build_capacity(db, PORTAL, FROM, TO, config=CONFIG))
         base_s, base = best_of(lambda: baseline(db))
-        same = all(abs(r["created_per_hour"] - base["arrivals"].get((r["weekday"], r["hour"]), 0)) < 0.0051
-                   and abs(r["agents_active"] - base["active"].get((r["weekday"], r["hour"]), 0)) < 0.051
-                   for r in rep["arrivals"])
-        print(f"{n:>9} {events:>9} {ours_s[0]:>9.2f} ({ours_s[1]:5.2f}) {base_s[0]:>9.2f} ({base_s[1]:5.2f})"
-              f" {base_s[1] / ours_s[1]:>8.1f}x  {same}")
+        same = all(
+            abs(r["created_per_hour"] - base["arrivals"].get((r["weekday"], r["hour"]), 0)) < 0.0051
+            and abs(r["agents_active"] - base["active"].get((r["weekday"], r["hour"]), 0)) < 0.051
+            for r in rep["arrivals"]
+        )
+        print(
+            f"{n:>9} {events:>9} {ours_s[0]:>9.2f} ({ours_s[1]:5.2f}) {base_s[0]:>9.2f} ({base_s[1]:5.2f})"
+            f" {base_s[1] / ours_s[1]:>8.1f}x  {same}"
+        )
         db.conn.close()
 
 

@@ -25,6 +25,7 @@ object from the portal inside the request, as a naive endpoint would) — the ti
 event over a sample, and the event rate it could sustain at most. Target: p99 < 50 ms and every
 event processed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,6 +66,7 @@ def _pct(values, p):
 
 # --- the load process ---------------------------------------------------------------------------
 
+
 def _load(port: int, bodies: list[str], rate: float, workers: int, out) -> None:
     local = threading.local()
 
@@ -78,8 +80,7 @@ def _load(port: int, bodies: list[str], rate: float, workers: int, out) -> None:
         start = time.perf_counter()
         try:
             c = conn()
-            c.request("POST", "/events", body=bodies[i],
-                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+            c.request("POST", "/events", body=bodies[i], headers={"Content-Type": "application/x-www-form-urlencoded"})
             r = c.getresponse()
             r.read()
             status = r.status
@@ -106,6 +107,7 @@ def _load(port: int, bodies: list[str], rate: float, workers: int, out) -> None:
 
 # --- the run ------------------------------------------------------------------------------------
 
+
 def _inbox(db_path: str) -> dict:
     c = sqlite3.connect(db_path, timeout=30)
     try:
@@ -117,8 +119,10 @@ def _inbox(db_path: str) -> dict:
 def _synced(db_path: str) -> bool:
     c = sqlite3.connect(db_path, timeout=30)
     try:
-        return c.execute("select count(*) from cursors where name = 'changed_since' and value is not null"
-                         ).fetchone()[0] >= 2
+        return (
+            c.execute("select count(*) from cursors where name = 'changed_since' and value is not null").fetchone()[0]
+            >= 2
+        )
     except sqlite3.OperationalError:
         return False
     finally:
@@ -128,19 +132,25 @@ def _synced(db_path: str) -> bool:
 def _process_then_ack(db_path: str, d, bodies: list[str], rps: float = 0) -> dict:
     """Time what a process-then-ack handler would do inside each request: authenticate the event,
     then re-read the changed objects from the portal and write them (one event at a time)."""
+    from urllib.parse import parse_qsl, urlencode
+
     from b24desk import inbox
     from b24desk.client import B24Client
     from b24desk.config import load_config
     from b24desk.store import open_db
-    from urllib.parse import parse_qsl, urlencode
 
     db = open_db(db_path)
     config = load_config(os.environ.get("B24DESK_CONFIG"))
     handle = inbox.make_handler(
-        lambda portal: B24Client.from_installation(db_path, portal, d.client_id, d.client_secret,
-                                                   d.oauth_token_url, rps=rps),
-        lambda _db, _portal: config, reconcile=lambda portal: None, rebind=lambda portal, client=None: {})
+        lambda portal: B24Client.from_installation(
+            db_path, portal, d.client_id, d.client_secret, d.oauth_token_url, rps=rps
+        ),
+        lambda _db, _portal: config,
+        reconcile=lambda portal: None,
+        rebind=lambda portal, client=None: {},
+    )
     from b24desk.sync import SyncBusy
+
     times = []
     try:
         for i, body in enumerate(bodies):
@@ -149,21 +159,32 @@ def _process_then_ack(db_path: str, d, bodies: list[str], rps: float = 0) -> dic
             portal, event, _fields = inbox.authenticate(db, pairs)
             # the row the inbox would hold, handled at once instead of written (the server's worker
             # must not see it)
-            row = {"id": -1 - i, "portal": portal, "event": event, "received_at": time.time(), "state": "new",
-                   "attempts": 0, "body": urlencode([(k, v) for k, v in pairs if k not in inbox.SECRET_KEYS])}
+            row = {
+                "id": -1 - i,
+                "portal": portal,
+                "event": event,
+                "received_at": time.time(),
+                "state": "new",
+                "attempts": 0,
+                "body": urlencode([(k, v) for k, v in pairs if k not in inbox.SECRET_KEYS]),
+            }
             while True:
                 try:
                     handle(db, portal, [row])
                     break
-                except SyncBusy:          # the server's scheduler is syncing: a naive handler waits too
+                except SyncBusy:  # the server's scheduler is syncing: a naive handler waits too
                     time.sleep(0.05)
             times.append((time.perf_counter() - t0) * 1000)
     finally:
         db.conn.close()
     mean = sum(times) / len(times) if times else float("nan")
-    return {"what": "process-then-ack (re-read inside the request), one at a time", "sample": len(times),
-            "ms_p50": round(_pct(times, 50), 2), "ms_p99": round(_pct(times, 99), 2),
-            "max_events_per_s": round(1000 / mean, 1) if times else None}
+    return {
+        "what": "process-then-ack (re-read inside the request), one at a time",
+        "sample": len(times),
+        "ms_p50": round(_pct(times, 50), 2),
+        "ms_p99": round(_pct(times, 99), 2),
+        "max_events_per_s": round(1000 / mean, 1) if times else None,
+    }
 
 
 def main(argv=None) -> dict:
@@ -172,14 +193,22 @@ def main(argv=None) -> dict:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--threads", type=int, default=8, help="waitress threads")
     ap.add_argument("--load-workers", type=int, default=16)
-    ap.add_argument("--tickets", type=int, default=None, help="double's tickets (default: 2 x 10 s of events, "
-                    "for --mix distinct; 400 for mixed)")
+    ap.add_argument(
+        "--tickets",
+        type=int,
+        default=None,
+        help="double's tickets (default: 2 x 10 s of events, for --mix distinct; 400 for mixed)",
+    )
     ap.add_argument("--mix", choices=("distinct", "mixed"), default="distinct")
     ap.add_argument("--portal-rps", type=float, default=20.0, help="the portal's (and the app's) request limit")
     ap.add_argument("--baseline-sample", type=int, default=200, help="events timed on the process-then-ack path")
     ap.add_argument("--no-worker", action="store_true", help="measure the ack path alone (nothing drains)")
-    ap.add_argument("--background", choices=("process", "thread"), default="process",
-                    help="the server's worker in a child process (default) or in its web process")
+    ap.add_argument(
+        "--background",
+        choices=("process", "thread"),
+        default="process",
+        help="the server's worker in a child process (default) or in its web process",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (store, server log)")
     a = ap.parse_args(argv)
 
@@ -197,16 +226,40 @@ def main(argv=None) -> dict:
     cfg = cfg.replace("\nrps = 2\n", f"\nrps = {a.portal_rps}\n")
     (tmp / "b24desk.toml").write_text(cfg)
     db_path = str(tmp / "b24desk.db")
-    env = {**os.environ, "B24DESK_DB": db_path, "B24DESK_PUBLIC_URL": url, "B24DESK_CLIENT_ID": d.client_id,
-           "B24DESK_CLIENT_SECRET": d.client_secret, "B24DESK_OAUTH_URL": d.oauth_token_url,
-           "B24DESK_CONFIG": str(tmp / "b24desk.toml"), "B24DESK_SECRET_KEY": "bench", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "B24DESK_DB": db_path,
+        "B24DESK_PUBLIC_URL": url,
+        "B24DESK_CLIENT_ID": d.client_id,
+        "B24DESK_CLIENT_SECRET": d.client_secret,
+        "B24DESK_OAUTH_URL": d.oauth_token_url,
+        "B24DESK_CONFIG": str(tmp / "b24desk.toml"),
+        "B24DESK_SECRET_KEY": "bench",
+        "PYTHONPATH": str(ROOT),
+    }
     log = open(tmp / "server.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "web.server", "--port", str(port), "--threads",
-                               str(a.threads), "--log-level", "WARNING",
-                               "--background", "none" if a.no_worker else a.background],
-                              cwd=ROOT, env=env, stdout=log, stderr=log)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "web.server",
+            "--port",
+            str(port),
+            "--threads",
+            str(a.threads),
+            "--log-level",
+            "WARNING",
+            "--background",
+            "none" if a.no_worker else a.background,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     try:
         import requests
+
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -227,28 +280,49 @@ def main(argv=None) -> dict:
         tasks = [t["id"] for t in d.portal.task_list]
         deals = [i["id"] for i in d.portal.item_lists[2]]
         acts = [x["ID"] for x in d.portal.activities] or [1]
-        auth = {"domain": d.domain, "client_endpoint": d.client_endpoint, "server_endpoint": d.server_endpoint,
-                "member_id": d.member_id, "application_token": d.application_token, "status": "L"}
+        auth = {
+            "domain": d.domain,
+            "client_endpoint": d.client_endpoint,
+            "server_endpoint": d.server_endpoint,
+            "member_id": d.member_id,
+            "application_token": d.application_token,
+            "status": "L",
+        }
         n = int(a.rate * a.seconds)
         bodies = []
         for i in range(n):
             k = rng.random()
             if a.mix == "distinct":
                 t = tasks[i % len(tasks)]
-                ev, data = "ONTASKUPDATE", {"FIELDS_BEFORE": {"ID": t}, "FIELDS_AFTER": {"ID": t},
-                                            "IS_ACCESSIBLE_BEFORE": "undefined", "IS_ACCESSIBLE_AFTER": "undefined"}
+                ev, data = (
+                    "ONTASKUPDATE",
+                    {
+                        "FIELDS_BEFORE": {"ID": t},
+                        "FIELDS_AFTER": {"ID": t},
+                        "IS_ACCESSIBLE_BEFORE": "undefined",
+                        "IS_ACCESSIBLE_AFTER": "undefined",
+                    },
+                )
             elif k < 0.6:
                 t = rng.choice(tasks)
-                ev, data = "ONTASKUPDATE", {"FIELDS_BEFORE": {"ID": t}, "FIELDS_AFTER": {"ID": t},
-                                            "IS_ACCESSIBLE_BEFORE": "undefined", "IS_ACCESSIBLE_AFTER": "undefined"}
+                ev, data = (
+                    "ONTASKUPDATE",
+                    {
+                        "FIELDS_BEFORE": {"ID": t},
+                        "FIELDS_AFTER": {"ID": t},
+                        "IS_ACCESSIBLE_BEFORE": "undefined",
+                        "IS_ACCESSIBLE_AFTER": "undefined",
+                    },
+                )
             elif k < 0.9:
                 ev, data = "ONCRMDEALUPDATE", {"FIELDS": {"ID": rng.choice(deals)}}
             else:
                 ev, data = "ONCRMACTIVITYADD", {"FIELDS": {"ID": rng.choice(acts)}}
-            bodies.append(build_query({"event": ev, "event_handler_id": "1", "data": data, "ts": str(d.now),
-                                       "auth": auth}))
+            bodies.append(
+                build_query({"event": ev, "event_handler_id": "1", "data": data, "ts": str(d.now), "auth": auth})
+            )
         before = sum(_inbox(db_path).values())
-        while _inbox(db_path).get("new"):       # the install's own events first
+        while _inbox(db_path).get("new"):  # the install's own events first
             time.sleep(0.2)
         d.stats.reset()
         refused0 = sum(d.stats.refused.values())
@@ -256,7 +330,7 @@ def main(argv=None) -> dict:
         q = mp.get_context("spawn").Queue()
         loader = mp.get_context("spawn").Process(target=_load, args=(port, bodies, a.rate, a.load_workers, q))
         loader.start()
-        backlog = []                            # (seconds since start, events waiting)
+        backlog = []  # (seconds since start, events waiting)
         t_load = time.monotonic()
         while True:
             try:
@@ -280,14 +354,26 @@ def main(argv=None) -> dict:
         drain = time.monotonic() - load_end
         st = _inbox(db_path)
         out = {
-            "sent": n, "accepted": len(ok), "rate_target": a.rate, "rate_achieved": round(n / res["elapsed"], 1),
-            "ack_ms": {"p50": round(_pct(service, 50), 2), "p90": round(_pct(service, 90), 2),
-                       "p99": round(_pct(service, 99), 2), "max": round(max(service or [0]), 2)},
+            "sent": n,
+            "accepted": len(ok),
+            "rate_target": a.rate,
+            "rate_achieved": round(n / res["elapsed"], 1),
+            "ack_ms": {
+                "p50": round(_pct(service, 50), 2),
+                "p90": round(_pct(service, 90), 2),
+                "p99": round(_pct(service, 99), 2),
+                "max": round(max(service or [0]), 2),
+            },
             "ack_ms_from_schedule": {"p50": round(_pct(sched, 50), 2), "p99": round(_pct(sched, 99), 2)},
-            "processed": st.get("done", 0) - before, "failed": st.get("failed", 0),
-            "drain_after_load_s": round(drain, 2), "portal_requests": d.stats.requests,
-            "refused_503": sum(d.stats.refused.values()) - refused0, "mix": a.mix, "portal_rps": a.portal_rps,
-            "backlog_max": max((b for _, b in backlog), default=0), "backlog_trace": [b for _, b in backlog],
+            "processed": st.get("done", 0) - before,
+            "failed": st.get("failed", 0),
+            "drain_after_load_s": round(drain, 2),
+            "portal_requests": d.stats.requests,
+            "refused_503": sum(d.stats.refused.values()) - refused0,
+            "mix": a.mix,
+            "portal_rps": a.portal_rps,
+            "backlog_max": max((b for _, b in backlog), default=0),
+            "backlog_trace": [b for _, b in backlog],
             "backlog_last_10s_max": max((b for _, b in backlog[-10:]), default=0),
             "target": {"p99_ms": TARGET_P99_MS, "processed": n},
         }
@@ -298,9 +384,10 @@ def main(argv=None) -> dict:
             out["request_floor"] = floor
             out["requests_vs_floor"] = round(d.stats.requests / floor, 3)
             out["target"]["requests_vs_floor"] = 1.1
-        out["baseline"] = _process_then_ack(db_path, d, bodies[:a.baseline_sample], a.portal_rps)
-        out["meets_target"] = (out["ack_ms"]["p99"] < TARGET_P99_MS and out["processed"] == n
-                               and out.get("requests_vs_floor", 0) <= 1.1)
+        out["baseline"] = _process_then_ack(db_path, d, bodies[: a.baseline_sample], a.portal_rps)
+        out["meets_target"] = (
+            out["ack_ms"]["p99"] < TARGET_P99_MS and out["processed"] == n and out.get("requests_vs_floor", 0) <= 1.1
+        )
         print(json.dumps(out, indent=2))
         return out
     finally:

@@ -19,6 +19,7 @@ at some moment of it), the report's seconds and peak MiB, each as a multiple of 
 a cost that follows the store rather than the period shows at a glance (e.g. 100000x5 against
 1000000x50: the same monthly volume with ten times the history).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,20 +46,23 @@ from b24desk.store import m_kpi_journal_001, open_db  # noqa: E402
 PORTAL = "bench"
 TZ = ZoneInfo("Europe/Moscow")
 END = int(datetime(2026, 11, 1, tzinfo=TZ).timestamp())
-NOW = int(datetime(2026, 11, 20, tzinfo=TZ).timestamp())       # sync time: later events exist
+NOW = int(datetime(2026, 11, 20, tzinfo=TZ).timestamp())  # sync time: later events exist
 YEAR = 365 * 86400
-CONFIG = {"calendar": {"timezone": "Europe/Moscow"},
-          "sla": {"resolution_business_seconds": {"critical": 14400, "high": 32400, "normal": 97200,
-                                                  "low": 194400}}}
+CONFIG = {
+    "calendar": {"timezone": "Europe/Moscow"},
+    "sla": {"resolution_business_seconds": {"critical": 14400, "high": 32400, "normal": 97200, "low": 194400}},
+}
 
 
 def periods(months: int, years: float) -> list[tuple[str, str, str]]:
     """The last ``months`` months before 2026-11, and the same length in the middle of the history."""
+
     def back(y: int, m: int, k: int) -> tuple[int, int]:
         m -= k
         while m < 1:
             y, m = y - 1, m + 12
         return y, m
+
     y, m = back(2026, 11, months)
     latest = (f"{y:04d}-{m:02d}-01", "2026-11-01", f"latest {months} mo")
     mid = back(2026, 11, int(years * 6) + months)
@@ -75,26 +79,53 @@ def generate(path: Path, n: int, seed: int = 7, years: float = 5) -> None:
     db.execute("PRAGMA synchronous=OFF")
     # a generated store needs no change journal while it is written (reports/cache.py); its
     # triggers are put back at the end
-    for (name,) in db.execute("select name from sqlite_master where type = 'trigger' and name like 'kpi_j_%'"
-                              ).fetchall():
+    for (name,) in db.execute(
+        "select name from sqlite_master where type = 'trigger' and name like 'kpi_j_%'"
+    ).fetchall():
         db.execute(f"drop trigger {name}")
     agents = [str(i) for i in range(10, 50)]
-    db["departments"].insert_all([{"portal": PORTAL, "id": str(d), "name": f"Dept {d}",
-                                   "parent": None if d == 1 else "1"} for d in range(1, 6)], pk=("portal", "id"))
-    db["users"].insert_all([{"portal": PORTAL, "id": a, "name": f"Agent {a}", "departments": f"[{int(a) % 4 + 2}]",
-                             "is_bot": 0} for a in agents], pk=("portal", "id"))
+    db["departments"].insert_all(
+        [{"portal": PORTAL, "id": str(d), "name": f"Dept {d}", "parent": None if d == 1 else "1"} for d in range(1, 6)],
+        pk=("portal", "id"),
+    )
+    db["users"].insert_all(
+        [
+            {"portal": PORTAL, "id": a, "name": f"Agent {a}", "departments": f"[{int(a) % 4 + 2}]", "is_bot": 0}
+            for a in agents
+        ],
+        pk=("portal", "id"),
+    )
     customers = max(n // 3, 1)
     start = END - span
-    cols = ["portal", "source", "source_id", "title", "type", "priority", "author_id", "customer",
-            "responsible_id", "created_at", "deadline", "resolved_at", "closed_at", "state", "rating",
-            "handle_time", "deleted"]
+    cols = [
+        "portal",
+        "source",
+        "source_id",
+        "title",
+        "type",
+        "priority",
+        "author_id",
+        "customer",
+        "responsible_id",
+        "created_at",
+        "deadline",
+        "resolved_at",
+        "closed_at",
+        "state",
+        "rating",
+        "handle_time",
+        "deleted",
+    ]
     tickets, events = [], []
     conn = db.conn
 
     def flush():
         conn.executemany(f"insert into tickets ({', '.join(cols)}) values ({', '.join('?' * len(cols))})", tickets)
-        conn.executemany("insert into events (portal, source, source_id, key, kind, at, actor_id, field,"
-                         " from_value, to_value) values (?,?,?,?,?,?,?,?,?,?)", events)
+        conn.executemany(
+            "insert into events (portal, source, source_id, key, kind, at, actor_id, field,"
+            " from_value, to_value) values (?,?,?,?,?,?,?,?,?,?)",
+            events,
+        )
         conn.commit()
         tickets.clear()
         events.clear()
@@ -121,7 +152,7 @@ def generate(path: Path, n: int, seed: int = 7, years: float = 5) -> None:
             evs.append(("assigned", t, "1", "RESPONSIBLE_ID", resp, new))
             resp = new
         state, resolved_at, closed_at, rating = "open", None, None, None
-        if rnd.random() > 0.01:                      # 1 % are left open for good
+        if rnd.random() > 0.01:  # 1 % are left open for good
             t += int(rnd.expovariate(1 / (2 * 86400))) + 60
             rounds = 2 if rnd.random() < 0.05 else 1
             for r in range(rounds):
@@ -143,9 +174,27 @@ def generate(path: Path, n: int, seed: int = 7, years: float = 5) -> None:
             if state == "resolved" and rnd.random() < 0.4:
                 rating = rnd.choice([1, 3, 4, 5, 5, 5])
         deadline = created + 3 * 86400 if rnd.random() < 0.5 else None
-        tickets.append((PORTAL, source, sid, f"T{i}", rnd.choice(["bug", "question", "access"]),
-                        rnd.choice(priorities), cust, cust, resp, created, deadline, resolved_at, closed_at,
-                        state, rating, rnd.choice([None, 600, 1200]), 0))
+        tickets.append(
+            (
+                PORTAL,
+                source,
+                sid,
+                f"T{i}",
+                rnd.choice(["bug", "question", "access"]),
+                rnd.choice(priorities),
+                cust,
+                cust,
+                resp,
+                created,
+                deadline,
+                resolved_at,
+                closed_at,
+                state,
+                rating,
+                rnd.choice([None, 600, 1200]),
+                0,
+            )
+        )
         for k, (kind, at, actor, fld, fv, tv) in enumerate(evs):
             events.append((PORTAL, source, sid, f"e{k}", kind, at, actor, fld, fv, tv))
         if len(tickets) >= 50_000:
@@ -166,10 +215,14 @@ def baseline(db, date_from: str, date_to: str) -> dict:
     cur_facts, prev_facts = [], []
     ev_iter = db.conn.execute(
         "select source, source_id, at, key, kind, actor_id, field, from_value, to_value from events"
-        " where portal = ? order by source, source_id", [PORTAL])
+        " where portal = ? order by source, source_id",
+        [PORTAL],
+    )
     pending = next(ev_iter, None)
-    rows = db.conn.execute(f"select {', '.join(TICKET_COLUMNS)}, deleted from tickets where portal = ?"
-                           " order by source, source_id", [PORTAL])
+    rows = db.conn.execute(
+        f"select {', '.join(TICKET_COLUMNS)}, deleted from tickets where portal = ? order by source, source_id",
+        [PORTAL],
+    )
     ctx = env.ctx
     for row in rows:
         t = dict(zip(TICKET_COLUMNS, row))
@@ -226,6 +279,7 @@ def parse_shape(text: str) -> tuple[int, float]:
 def candidates(db, date_from: str, date_to: str) -> int:
     """How many ticket rows the engine's loader reads for the period and its previous one."""
     from b24desk.kpi.load import candidate_query
+
     env = ReportEnv(db, PORTAL, CONFIG)
     p = env.period(date_from, date_to)
     prev = p.previous()
@@ -236,8 +290,13 @@ def candidates(db, date_from: str, date_to: str) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", help="tickets per store over 5 years (= --shapes NxN5)")
-    ap.add_argument("--shapes", nargs="+", default=None, metavar="TICKETSxYEARS",
-                    help="stores as tickets x years of history (default 100000x5 1000000x5)")
+    ap.add_argument(
+        "--shapes",
+        nargs="+",
+        default=None,
+        metavar="TICKETSxYEARS",
+        help="stores as tickets x years of history (default 100000x5 1000000x5)",
+    )
     ap.add_argument("--months", type=int, nargs="+", default=[1], help="period lengths in months")
     ap.add_argument("--mid", action="store_true", help="also a period in the middle of the history")
     ap.add_argument("--repeat", type=int, default=5, help="report runs per figure (best is kept)")
@@ -245,8 +304,11 @@ def main(argv=None) -> int:
     ap.add_argument("--fresh", action="store_true", help="regenerate the stores")
     ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args(argv)
-    shapes = [parse_shape(x) for x in args.shapes] if args.shapes else [
-        (n, 5.0) for n in (args.sizes or [100_000, 1_000_000])]
+    shapes = (
+        [parse_shape(x) for x in args.shapes]
+        if args.shapes
+        else [(n, 5.0) for n in (args.sizes or [100_000, 1_000_000])]
+    )
 
     rows = []
     load0 = f"{os.getloadavg()[0]:.1f}"
@@ -256,27 +318,40 @@ def main(argv=None) -> int:
             path.unlink(missing_ok=True)
             t0 = time.perf_counter()
             generate(path, n, years=years)
-            print(f"generated {n:,} tickets over {years:g} years in {time.perf_counter() - t0:.0f} s: {path}",
-                  file=sys.stderr)
+            print(
+                f"generated {n:,} tickets over {years:g} years in {time.perf_counter() - t0:.0f} s: {path}",
+                file=sys.stderr,
+            )
         db = open_db(path)
         for months in args.months:
-            for date_from, date_to, what in periods(months, years)[:2 if args.mid else 1]:
-                secs, cpu, report = timed(lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG),
-                                          args.repeat)
+            for date_from, date_to, what in periods(months, years)[: 2 if args.mid else 1]:
+                secs, cpu, report = timed(
+                    lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG), args.repeat
+                )
                 mem = peak_mib(lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG))
                 k = report["kpis"]
-                row = {"tickets": n, "years": years, "period": f"{date_from[:7]} ({what})",
-                       "created": k["tickets_total"]["value"], "active": k["task_efficiency"]["n"],
-                       "loaded": candidates(db, date_from, date_to),
-                       "report_s": secs, "report_cpu_s": cpu, "report_mib": mem}
+                row = {
+                    "tickets": n,
+                    "years": years,
+                    "period": f"{date_from[:7]} ({what})",
+                    "created": k["tickets_total"]["value"],
+                    "active": k["task_efficiency"]["n"],
+                    "loaded": candidates(db, date_from, date_to),
+                    "report_s": secs,
+                    "report_cpu_s": cpu,
+                    "report_mib": mem,
+                }
                 if not args.no_baseline:
                     bsecs, bcpu, base = timed(lambda: baseline(db, date_from, date_to), repeat=1)
                     row["baseline_s"], row["baseline_cpu_s"] = bsecs, bcpu
                     row["baseline_mib"] = peak_mib(lambda: baseline(db, date_from, date_to)) if n <= 100_000 else None
-                    mine = {"value": {key: e["value"] for key, e in k.items() if key != "ccei"},
-                            "previous": {key: e["previous"] for key, e in k.items() if key != "ccei"}}
-                    same = (json.dumps(mine, sort_keys=True, default=str)
-                            == json.dumps(base, sort_keys=True, default=str))
+                    mine = {
+                        "value": {key: e["value"] for key, e in k.items() if key != "ccei"},
+                        "previous": {key: e["previous"] for key, e in k.items() if key != "ccei"},
+                    }
+                    same = json.dumps(mine, sort_keys=True, default=str) == json.dumps(
+                        base, sort_keys=True, default=str
+                    )
                     row["same_numbers"] = same
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
@@ -285,44 +360,98 @@ def main(argv=None) -> int:
     def show(table):
         widths = [max(len(str(x[i])) for x in table) for i in range(len(table[0]))]
         for line in table:
-            print("  ".join(str(c).rjust(widths[i]) if i != 2 else str(c).ljust(widths[i])
-                            for i, c in enumerate(line)))
+            print("  ".join(str(c).rjust(widths[i]) if i != 2 else str(c).ljust(widths[i]) for i, c in enumerate(line)))
 
     dash = "\u2014"
-    head = ["tickets", "years", "period", "created", "active", "report s", "report CPU s", "report peak MiB",
-            "baseline s", "baseline CPU s", "baseline peak MiB", "same numbers"]
+    head = [
+        "tickets",
+        "years",
+        "period",
+        "created",
+        "active",
+        "report s",
+        "report CPU s",
+        "report peak MiB",
+        "baseline s",
+        "baseline CPU s",
+        "baseline peak MiB",
+        "same numbers",
+    ]
     table = [head]
     for r in rows:
-        table.append([f"{r['tickets']:,}", f"{r['years']:g}", r["period"], f"{r['created']:,}", f"{r['active']:,}",
-                      f"{r['report_s']:.3f}", f"{r['report_cpu_s']:.3f}", f"{r['report_mib']:.1f}",
-                      dash if r.get("baseline_s") is None else f"{r['baseline_s']:.2f}",
-                      dash if r.get("baseline_cpu_s") is None else f"{r['baseline_cpu_s']:.2f}",
-                      dash if r.get("baseline_mib") is None else f"{r['baseline_mib']:.1f}",
-                      dash if "same_numbers" not in r else ("yes" if r["same_numbers"] else "NO")])
+        table.append(
+            [
+                f"{r['tickets']:,}",
+                f"{r['years']:g}",
+                r["period"],
+                f"{r['created']:,}",
+                f"{r['active']:,}",
+                f"{r['report_s']:.3f}",
+                f"{r['report_cpu_s']:.3f}",
+                f"{r['report_mib']:.1f}",
+                dash if r.get("baseline_s") is None else f"{r['baseline_s']:.2f}",
+                dash if r.get("baseline_cpu_s") is None else f"{r['baseline_cpu_s']:.2f}",
+                dash if r.get("baseline_mib") is None else f"{r['baseline_mib']:.1f}",
+                dash if "same_numbers" not in r else ("yes" if r["same_numbers"] else "NO"),
+            ]
+        )
     show(table)
-    print("report = build_report for the period and its previous period, best of"
-          f" {args.repeat}; baseline = a Python loop over every ticket and event of the store, same maths,"
-          " one run. active = A, the tickets open at some moment of the period.")
-    print("Peak memory is tracemalloc's (Python heap), in a separate run; the baseline's is measured at"
-          f" 100k only (tracing 5M events is slow). Load average during the run: {load0} -> {os.getloadavg()[0]:.1f}"
-          f" on {os.cpu_count()} CPUs.")
+    print(
+        "report = build_report for the period and its previous period, best of"
+        f" {args.repeat}; baseline = a Python loop over every ticket and event of the store, same maths,"
+        " one run. active = A, the tickets open at some moment of the period."
+    )
+    print(
+        "Peak memory is tracemalloc's (Python heap), in a separate run; the baseline's is measured at"
+        f" 100k only (tracing 5M events is slow). Load average during the run: {load0} -> {os.getloadavg()[0]:.1f}"
+        f" on {os.cpu_count()} CPUs."
+    )
 
     # growth: each figure as a multiple of the first row's
     print("\n== growth (x the first row): does the cost follow the period or the store?")
     first = rows[0]
     print("(CPU seconds: on a shared machine wall time swings with the load; the ratios use CPU time)")
-    g = [["tickets in store", "years", "period", "read for period+prev", "in period (A)", "report CPU s",
-          "peak MiB", "baseline CPU s", "store x", "read x", "in period x", "report x", "MiB x", "baseline x"]]
+    g = [
+        [
+            "tickets in store",
+            "years",
+            "period",
+            "read for period+prev",
+            "in period (A)",
+            "report CPU s",
+            "peak MiB",
+            "baseline CPU s",
+            "store x",
+            "read x",
+            "in period x",
+            "report x",
+            "MiB x",
+            "baseline x",
+        ]
+    ]
 
     def x(a, b):
         return f"{a / b:.2f}" if a is not None and b else dash
+
     for r in rows:
-        g.append([f"{r['tickets']:,}", f"{r['years']:g}", r["period"], f"{r['loaded']:,}", f"{r['active']:,}",
-                  f"{r['report_cpu_s']:.3f}", f"{r['report_mib']:.1f}",
-                  dash if r.get("baseline_cpu_s") is None else f"{r['baseline_cpu_s']:.2f}",
-                  x(r["tickets"], first["tickets"]), x(r["loaded"], first["loaded"]),
-                  x(r["active"], first["active"]), x(r["report_cpu_s"], first["report_cpu_s"]),
-                  x(r["report_mib"], first["report_mib"]), x(r.get("baseline_cpu_s"), first.get("baseline_cpu_s"))])
+        g.append(
+            [
+                f"{r['tickets']:,}",
+                f"{r['years']:g}",
+                r["period"],
+                f"{r['loaded']:,}",
+                f"{r['active']:,}",
+                f"{r['report_cpu_s']:.3f}",
+                f"{r['report_mib']:.1f}",
+                dash if r.get("baseline_cpu_s") is None else f"{r['baseline_cpu_s']:.2f}",
+                x(r["tickets"], first["tickets"]),
+                x(r["loaded"], first["loaded"]),
+                x(r["active"], first["active"]),
+                x(r["report_cpu_s"], first["report_cpu_s"]),
+                x(r["report_mib"], first["report_mib"]),
+                x(r.get("baseline_cpu_s"), first.get("baseline_cpu_s")),
+            ]
+        )
     show(g)
     return 0 if all(r.get("same_numbers", True) for r in rows) else 1
 

@@ -9,6 +9,7 @@ uncached and warm, the report page uncached (the report, plus the problem-zone t
 agents: one more load and replay) and warm, and the long-term view (24 months beside the year
 before, one replay per month over that month's tickets).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,11 @@ def main(argv=None) -> int:
     period = {"from": "2026-10-01", "to": "2026-11-01"}
 
     def report(group_by):
-        r = client.post("/api/reports", headers=auth, json={"name": f"bench {group_by}", "kpis": kpis,
-                                                            "group_by": group_by, "period": period})
+        r = client.post(
+            "/api/reports",
+            headers=auth,
+            json={"name": f"bench {group_by}", "kpis": kpis, "group_by": group_by, "period": period},
+        )
         assert r.status_code == 201, r.get_data(as_text=True)
         return r.get_json()["id"]
 
@@ -77,8 +81,14 @@ def main(argv=None) -> int:
             (f"report page {gb}, warm", f"/reports/saved/{rid}?t={tok}", {}, False),
         ]
         if gb == "agent":
-            rows.append(("long-term view, 24 months + year before, uncached",
-                         f"/reports/saved/{rid}?t={tok}&long=first_response_time&months=24", {}, True))
+            rows.append(
+                (
+                    "long-term view, 24 months + year before, uncached",
+                    f"/reports/saved/{rid}?t={tok}&long=first_response_time&months=24",
+                    {},
+                    True,
+                )
+            )
         for name, url, headers, clear in rows:
             med, mx = timed(url, headers, clear)
             print(f"{name:44} {med:9.1f} {mx:9.1f}")

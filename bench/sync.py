@@ -20,6 +20,7 @@ Both run in the same process against the same portal double (leaky bucket effect
 *counts* are compared); seconds are measured here, and projected at the cloud limit of 2 requests
 per second after a burst of 50 (DOCS limits.md), which is what the counts cost on a real portal.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,16 +62,16 @@ def naive_sync(d: PortalDouble, db, limit: int = 0, new_card: bool = False) -> d
         bundles = []
         for r in rows:
             hist = c.call("tasks.task.history.list", {"taskId": int(r["id"])})["list"]
-            if new_card:     # the chat id, then the chat's latest messages
+            if new_card:  # the chat id, then the chat's latest messages
                 chat = c.call("tasks.task.get", {"taskId": int(r["id"]), "select": ["ID", "CHAT_ID"]})["task"]
                 msgs = c.call("im.dialog.messages.get", {"DIALOG_ID": f"chat{chat['chatId']}", "LIMIT": 50})
                 com = messages_from_chat(msgs["messages"])
             else:
-                com = messages_from_comments(c.call("task.commentitem.getlist",
-                                                    {"TASKID": int(r["id"]), "ORDER": {"ID": "asc"}}))
+                com = messages_from_comments(
+                    c.call("task.commentitem.getlist", {"TASKID": int(r["id"]), "ORDER": {"ID": "asc"}})
+                )
             spent = c.call("task.elapseditem.getlist", {"TASKID": int(r["id"]), "ORDER": {"ID": "asc"}})
-            bundles.append(map_task(portal, r, hist, com, selector="tasks",
-                                    elapsed=spent))
+            bundles.append(map_task(portal, r, hist, com, selector="tasks", elapsed=spent))
         with db.atomic():
             save_bundles(db, Page(bundles).bundles)
         done += len(rows)
@@ -85,22 +86,32 @@ def main(argv=None) -> int:
     ap.add_argument("--tasks", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--new-card", action="store_true", help="a portal with the new task card (task chats)")
-    ap.add_argument("--naive-limit", type=int, default=0,
-                    help="stop the naive client after this many tasks and extrapolate (0 = all)")
+    ap.add_argument(
+        "--naive-limit",
+        type=int,
+        default=0,
+        help="stop the naive client after this many tasks and extrapolate (0 = all)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary stores (default: removed)")
     a = ap.parse_args(argv)
     n = a.tasks
     t = time.perf_counter()
-    d = PortalDouble(seed=a.seed, tickets=2 * n, drain_per_s=1e6,       # half the tickets are tasks
-                     new_task_card=a.new_card).start()
+    d = PortalDouble(
+        seed=a.seed,
+        tickets=2 * n,
+        drain_per_s=1e6,  # half the tickets are tasks
+        new_task_card=a.new_card,
+    ).start()
     n = len(d.portal.task_list)
     card = "new task card: comments in task chats" if a.new_card else "classic card"
-    print(f"portal double: {n} tasks with history and comments, {card} (seed {a.seed}), "
-          f"generated in {time.perf_counter() - t:.1f}s")
+    print(
+        f"portal double: {n} tasks with history and comments, {card} (seed {a.seed}), "
+        f"generated in {time.perf_counter() - t:.1f}s"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="b24desk-bench-"))
     try:
         floor = math.ceil(n / 2500) + 3 * math.ceil(n / 50)
-        if a.new_card:   # + chat ids; the chats in place of the comment lists, each page of 50 a command
+        if a.new_card:  # + chat ids; the chats in place of the comment lists, each page of 50 a command
             pages = sum(max(1, math.ceil(len(ch["messages"]) / 50)) for ch in d.portal.chats.values())
             floor = math.ceil(n / 2500) + 3 * math.ceil(n / 50) + math.ceil(pages / 50)
 
@@ -139,15 +150,20 @@ def main(argv=None) -> int:
 
         print(f"\n== full sync of {n} tasks ({events} events stored)")
         print(f"{'':28} {'HTTP requests':>13} {'seconds here':>13} {'s at 2 req/s':>13}")
-        print(f"{'floor' + (' (new card)' if a.new_card else ''):28} {floor:>13} {'':>13} "
-              f"{at_cloud_limit(floor):>13.0f}")
+        print(
+            f"{'floor' + (' (new card)' if a.new_card else ''):28} {floor:>13} {'':>13} {at_cloud_limit(floor):>13.0f}"
+        )
         print(f"{'b24desk sync':28} {ours_req:>13} {ours_s:>13.1f} {at_cloud_limit(ours_req):>13.0f}")
         print(f"{'naive client':28} {naive_req:>13} {naive_s:>13.1f} {at_cloud_limit(naive_req):>13.0f}{note}")
-        print(f"\nb24desk / floor = {ours_req / floor:.3f}  (target <= 1.1); "
-              f"naive / b24desk = {naive_req / ours_req:.0f}x")
+        print(
+            f"\nb24desk / floor = {ours_req / floor:.3f}  (target <= 1.1); "
+            f"naive / b24desk = {naive_req / ours_req:.0f}x"
+        )
         print(f"   of which: tasks selector {rep.requests}, users/departments/clock/calendar {ours_req - rep.requests}")
-        print(f"\n== incremental sync after 5 changes (2 status, 1 comment, 1 transfer, 1 new task): "
-              f"{inc_req} HTTP requests, {inc.saved} tickets re-read")
+        print(
+            f"\n== incremental sync after 5 changes (2 status, 1 comment, 1 transfer, 1 new task): "
+            f"{inc_req} HTTP requests, {inc.saved} tickets re-read"
+        )
     finally:
         d.stop()
         if not a.keep:

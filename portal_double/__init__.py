@@ -8,6 +8,7 @@ seeded with a realistic service desk whose ground truth tests can read.
 Independent of ``b24desk`` on purpose: it is the yardstick the client and adapters are checked against.
 See STATUS.md for what is simulated and the choices made where the docs are silent.
 """
+
 from __future__ import annotations
 
 import threading
@@ -39,12 +40,14 @@ class Served:
     POLL = 0.01
 
     def __init__(self, app, port: int = 0, *, quiet: bool = True, name: str = "served"):
-        self.server = make_server("127.0.0.1", port, app, threaded=True,
-                                  request_handler=_QuietHandler if quiet else None)
+        self.server = make_server(
+            "127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler if quiet else None
+        )
         self.port = self.server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": self.POLL},
-                                       name=name, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": self.POLL}, name=name, daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:
@@ -56,18 +59,30 @@ class Served:
 class PortalDouble:
     """One simulated portal: data, credentials, limits and an HTTP server on 127.0.0.1."""
 
-    def __init__(self, seed: int = 1, tickets: int = 1000, months: int = 6, end: datetime | None = None,
-                 bucket_size: int = 50, drain_per_s: float = 2.0, new_task_card: bool = False,
-                 timezone: str = "Europe/Moscow", operating_limit: float = 480.0, call_cost: float = 0.002,
-                 port: int = 0, openlines: int = 0, oauth: "PortalDouble | None" = None,
-                 new_card_since: int | None = None):
+    def __init__(
+        self,
+        seed: int = 1,
+        tickets: int = 1000,
+        months: int = 6,
+        end: datetime | None = None,
+        bucket_size: int = 50,
+        drain_per_s: float = 2.0,
+        new_task_card: bool = False,
+        timezone: str = "Europe/Moscow",
+        operating_limit: float = 480.0,
+        call_cost: float = 0.002,
+        port: int = 0,
+        openlines: int = 0,
+        oauth: "PortalDouble | None" = None,
+        new_card_since: int | None = None,
+    ):
         end_ts = int(end.timestamp()) if end is not None else None
-        self.portal = Portal(now=end_ts, timezone=timezone, new_task_card=new_task_card,
-                             new_card_since=new_card_since)
+        self.portal = Portal(now=end_ts, timezone=timezone, new_task_card=new_task_card, new_card_since=new_card_since)
         self.seed = seed
         self.desk = generate(self.portal, seed=seed, tickets=tickets, months=months, end=self.portal.now)
-        if openlines:   # open-line sessions (portal_double/openlines.py, the open-lines helper's module)
+        if openlines:  # open-line sessions (portal_double/openlines.py, the open-lines helper's module)
             from . import openlines as _ol
+
             _ol.generate(self.portal, openlines, seed=seed, end=self.portal.now, months=months)
         self.creds = Credentials(lambda: self.portal.now)
         self._webhook = self.creds.add_webhook(1)
@@ -80,10 +95,11 @@ class PortalDouble:
             oauth.oauth_portals.append(self)
         self.bucket = LeakyBucket(bucket_size, drain_per_s)
         self.operating = OperatingTime(operating_limit)
-        self.call_cost = call_cost       # simulated seconds of work per method call (operating time)
+        self.call_cost = call_cost  # simulated seconds of work per method call (operating time)
         self.faults = Faults()
         self.stats = Stats()
         from .app_context import AppContext
+
         self.app = AppContext(self)
         self._port = port
         self._server = None
@@ -157,21 +173,32 @@ class PortalDouble:
         return self.creds.application_token
 
     # -- tokens ------------------------------------------------------------------------------
-    def token_payload(self, access: str, refresh: str, expires: int, scopes, user_id: int,
-                      oauth_domain: bool = False) -> dict:
+    def token_payload(
+        self, access: str, refresh: str, expires: int, scopes, user_id: int, oauth_domain: bool = False
+    ) -> dict:
         """The token response shape of DOCS settings/oauth/auto-renewal.md (``domain`` is the OAuth
         server there; the portal's domain in install payloads)."""
-        return {"access_token": access, "client_endpoint": self.client_endpoint,
-                "domain": "oauth.bitrix.info" if oauth_domain else self.domain, "expires": expires,
-                "expires_in": 3600, "member_id": self.member_id, "refresh_token": refresh,
-                "scope": ",".join(sorted(scopes)), "server_endpoint": self.server_endpoint, "status": "L",
-                "user_id": user_id}
+        return {
+            "access_token": access,
+            "client_endpoint": self.client_endpoint,
+            "domain": "oauth.bitrix.info" if oauth_domain else self.domain,
+            "expires": expires,
+            "expires_in": 3600,
+            "member_id": self.member_id,
+            "refresh_token": refresh,
+            "scope": ",".join(sorted(scopes)),
+            "server_endpoint": self.server_endpoint,
+            "status": "L",
+            "user_id": user_id,
+        }
 
     def issue_tokens(self, user_id: int = 1, scopes=None) -> dict:
         """A fresh access/refresh pair for an app user, as an install gives it."""
         access, refresh, expires, sc = self.creds.issue(user_id, scopes)
-        return {**self.token_payload(access, refresh, expires, sc, user_id),
-                "application_token": self.application_token}
+        return {
+            **self.token_payload(access, refresh, expires, sc, user_id),
+            "application_token": self.application_token,
+        }
 
     def expire_tokens(self) -> None:
         """Every access token issued so far now answers 401 expired_token."""

@@ -1,4 +1,5 @@
 """``python -m portal_double --port N --seed S --tickets N``: serve a double until Ctrl-C."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,16 @@ def main(argv=None) -> int:
     ap.add_argument("--new-task-card", action="store_true", help="comments live in task chats")
     ap.add_argument("--timezone", default="Europe/Moscow")
     a = ap.parse_args(argv)
-    d = PortalDouble(seed=a.seed, tickets=a.tickets, months=a.months, drain_per_s=a.drain_per_s,
-                     bucket_size=a.bucket_size, new_task_card=a.new_task_card, timezone=a.timezone,
-                     port=a.port).start()
+    d = PortalDouble(
+        seed=a.seed,
+        tickets=a.tickets,
+        months=a.months,
+        drain_per_s=a.drain_per_s,
+        bucket_size=a.bucket_size,
+        new_task_card=a.new_task_card,
+        timezone=a.timezone,
+        port=a.port,
+    ).start()
     tokens = d.issue_tokens()
     print(f"webhook:         {d.webhook_url}", flush=True)
     print(f"client_endpoint: {d.client_endpoint}")

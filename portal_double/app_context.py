@@ -21,6 +21,7 @@ What the real portal does for an installed local application (sources, all in bi
 Where the docs are silent (error codes of a duplicate placement, EVENT_DATA of offline records:
 shown as ``false`` in the docs' example) the choices are listed in STATUS.md.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,13 +44,30 @@ log = logging.getLogger(__name__)
 
 # Events the double knows (event.bind refuses others with ERROR_EVENT_NOT_FOUND).
 KNOWN_EVENTS = {
-    "ONAPPINSTALL", "ONAPPUNINSTALL", "ONAPPUPDATE", "ONAPPTEST", "ONOFFLINEEVENT",
-    "ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE",
-    "ONTASKCOMMENTADD", "ONTASKCOMMENTUPDATE", "ONTASKCOMMENTDELETE",
-    "ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "ONCRMDEALMOVETOCATEGORY",
-    "ONCRMDYNAMICITEMADD", "ONCRMDYNAMICITEMUPDATE", "ONCRMDYNAMICITEMDELETE",
-    "ONCRMACTIVITYADD", "ONCRMACTIVITYUPDATE", "ONCRMACTIVITYDELETE",
-    "ONCRMTIMELINECOMMENTADD", "ONCRMTIMELINECOMMENTUPDATE", "ONCRMTIMELINECOMMENTDELETE",
+    "ONAPPINSTALL",
+    "ONAPPUNINSTALL",
+    "ONAPPUPDATE",
+    "ONAPPTEST",
+    "ONOFFLINEEVENT",
+    "ONTASKADD",
+    "ONTASKUPDATE",
+    "ONTASKDELETE",
+    "ONTASKCOMMENTADD",
+    "ONTASKCOMMENTUPDATE",
+    "ONTASKCOMMENTDELETE",
+    "ONCRMDEALADD",
+    "ONCRMDEALUPDATE",
+    "ONCRMDEALDELETE",
+    "ONCRMDEALMOVETOCATEGORY",
+    "ONCRMDYNAMICITEMADD",
+    "ONCRMDYNAMICITEMUPDATE",
+    "ONCRMDYNAMICITEMDELETE",
+    "ONCRMACTIVITYADD",
+    "ONCRMACTIVITYUPDATE",
+    "ONCRMACTIVITYDELETE",
+    "ONCRMTIMELINECOMMENTADD",
+    "ONCRMTIMELINECOMMENTUPDATE",
+    "ONCRMTIMELINECOMMENTDELETE",
 }
 _PER_TYPE = re.compile(r"^ONCRMDYNAMICITEM(ADD|UPDATE|DELETE)_\d+$")
 # Events that never go to the offline queue.
@@ -84,10 +102,10 @@ class AppContext:
         self.installed = True
         self.version = 1
         self.lock = threading.RLock()
-        self.handlers: list[dict] = []          # {id, event, handler, auth_type, offline, options, connector}
+        self.handlers: list[dict] = []  # {id, event, handler, auth_type, offline, options, connector}
         self.placements: list[dict] = []
-        self.offline: list[dict] = []           # queue records, ID order
-        self.deliveries: list[dict] = []        # what the queue server sent: {event, url, status|error, at}
+        self.offline: list[dict] = []  # queue records, ID order
+        self.deliveries: list[dict] = []  # what the queue server sent: {event, url, status|error, at}
         self.delivery_timeout = 10.0
         self._ids = itertools.count(1)
         self._offline_ids = itertools.count(1)
@@ -112,12 +130,24 @@ class AppContext:
         tok = self._auth_fields(user_id)
         self.installed = False
         d.creds.revoked = False
-        query = {"DOMAIN": d.domain, "PROTOCOL": "0" if d.base_url.startswith("http:") else "1",
-                 "LANG": lang, "APP_SID": secrets.token_hex(16)}
-        form = {"AUTH_ID": tok["access_token"], "AUTH_EXPIRES": "3600", "REFRESH_ID": tok["refresh_token"],
-                "SERVER_ENDPOINT": d.server_endpoint, "member_id": d.member_id, "status": "L",
-                "PLACEMENT": "DEFAULT", "PLACEMENT_OPTIONS": "{}", "APPLICATION_TOKEN": d.application_token,
-                "APPLICATION_SCOPE": tok["scope"]}
+        query = {
+            "DOMAIN": d.domain,
+            "PROTOCOL": "0" if d.base_url.startswith("http:") else "1",
+            "LANG": lang,
+            "APP_SID": secrets.token_hex(16),
+        }
+        form = {
+            "AUTH_ID": tok["access_token"],
+            "AUTH_EXPIRES": "3600",
+            "REFRESH_ID": tok["refresh_token"],
+            "SERVER_ENDPOINT": d.server_endpoint,
+            "member_id": d.member_id,
+            "status": "L",
+            "PLACEMENT": "DEFAULT",
+            "PLACEMENT_OPTIONS": "{}",
+            "APPLICATION_TOKEN": d.application_token,
+            "APPLICATION_SCOPE": tok["scope"],
+        }
         return self._session.post(url, params=query, data=form, timeout=60)
 
     def install_finish(self) -> None:
@@ -131,17 +161,28 @@ class AppContext:
         tok = self._auth_fields(user_id)
         d.creds.revoked = False
         self.installed = True
-        payload = {"event": "ONAPPINSTALL",
-                   "data": {"VERSION": str(self.version), "ACTIVE": "Y", "INSTALLED": "Y", "LANGUAGE_ID": lang},
-                   "ts": str(d.portal.now),
-                   "auth": {"access_token": tok["access_token"], "expires": str(tok["expires"]),
-                            "expires_in": "3600", "scope": tok["scope"], "domain": d.domain,
-                            "server_endpoint": d.server_endpoint, "status": "L",
-                            "client_endpoint": d.client_endpoint, "member_id": d.member_id,
-                            "user_id": str(user_id), "refresh_token": tok["refresh_token"],
-                            "application_token": d.application_token}}
-        return self._session.post(url, data=build_query(payload),
-                                  headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=60)
+        payload = {
+            "event": "ONAPPINSTALL",
+            "data": {"VERSION": str(self.version), "ACTIVE": "Y", "INSTALLED": "Y", "LANGUAGE_ID": lang},
+            "ts": str(d.portal.now),
+            "auth": {
+                "access_token": tok["access_token"],
+                "expires": str(tok["expires"]),
+                "expires_in": "3600",
+                "scope": tok["scope"],
+                "domain": d.domain,
+                "server_endpoint": d.server_endpoint,
+                "status": "L",
+                "client_endpoint": d.client_endpoint,
+                "member_id": d.member_id,
+                "user_id": str(user_id),
+                "refresh_token": tok["refresh_token"],
+                "application_token": d.application_token,
+            },
+        }
+        return self._session.post(
+            url, data=build_query(payload), headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=60
+        )
 
     def update(self) -> None:
         """A new app version: the portal removes the app's event handlers (event-bind.md). The
@@ -180,14 +221,29 @@ class AppContext:
 
     def _payload(self, event: str, data: dict, handler: dict, actor: int | None) -> str:
         d = self.double
-        auth = {"domain": d.domain, "client_endpoint": d.client_endpoint, "server_endpoint": d.server_endpoint,
-                "member_id": d.member_id, "application_token": d.application_token}
+        auth = {
+            "domain": d.domain,
+            "client_endpoint": d.client_endpoint,
+            "server_endpoint": d.server_endpoint,
+            "member_id": d.member_id,
+            "application_token": d.application_token,
+        }
         if actor and event not in ("ONAPPUNINSTALL",):
             uid = int(handler.get("auth_type") or 0) or int(actor)
-            auth = {"access_token": self._user_token(uid), "expires_in": "3600",
-                    "scope": ",".join(sorted(d.creds.app_scopes)), **auth, "status": "L"}
-        body = {"event": event, "event_handler_id": str(handler["id"]), "data": data,
-                "ts": str(d.portal.now), "auth": auth}
+            auth = {
+                "access_token": self._user_token(uid),
+                "expires_in": "3600",
+                "scope": ",".join(sorted(d.creds.app_scopes)),
+                **auth,
+                "status": "L",
+            }
+        body = {
+            "event": event,
+            "event_handler_id": str(handler["id"]),
+            "data": data,
+            "ts": str(d.portal.now),
+            "auth": auth,
+        }
         return build_query(body)
 
     def _emit(self, event: str, data: dict, actor: int | None, key: str | None = None) -> None:
@@ -198,9 +254,9 @@ class AppContext:
             if wants_offline and event not in APP_EVENTS:
                 self._record_offline(event, data, key or event)
             if event == "ONAPPUNINSTALL":
-                pass                                  # sent even though the app is being removed
+                pass  # sent even though the app is being removed
             elif not self.installed:
-                online = []                           # installation-finish.md: nothing until finished
+                online = []  # installation-finish.md: nothing until finished
             for h in online:
                 self._pending += 1
                 self._queue.put((h["handler"], event, self._payload(event, data, h, actor)))
@@ -232,11 +288,21 @@ class AppContext:
         message_id = hashlib.md5(f"{event}:{key}".encode()).hexdigest()
         for r in self.offline:
             if r["_key"] == (event, key) and r["PROCESS_ID"] is None and not r["ERROR"]:
-                r["TIMESTAMP_X"], r["EVENT_DATA"] = now, data      # one record per object: the latest change
+                r["TIMESTAMP_X"], r["EVENT_DATA"] = now, data  # one record per object: the latest change
                 return
-        self.offline.append({"ID": next(self._offline_ids), "TIMESTAMP_X": now, "EVENT_NAME": event,
-                             "EVENT_DATA": data, "EVENT_ADDITIONAL": False, "MESSAGE_ID": message_id,
-                             "PROCESS_ID": None, "ERROR": 0, "_key": (event, key)})
+        self.offline.append(
+            {
+                "ID": next(self._offline_ids),
+                "TIMESTAMP_X": now,
+                "EVENT_NAME": event,
+                "EVENT_DATA": data,
+                "EVENT_ADDITIONAL": False,
+                "MESSAGE_ID": message_id,
+                "PROCESS_ID": None,
+                "ERROR": 0,
+                "_key": (event, key),
+            }
+        )
 
     # -- the queue server -----------------------------------------------------------------------
     def _ensure_thread(self) -> None:
@@ -249,10 +315,14 @@ class AppContext:
             url, event, body = self._queue.get()
             rec = {"event": event, "url": url, "at": time.time()}
             try:
-                r = self._session.post(url, data=body, timeout=self.delivery_timeout,
-                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+                r = self._session.post(
+                    url,
+                    data=body,
+                    timeout=self.delivery_timeout,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                )
                 rec["status"] = r.status_code
-            except requests.RequestException as exc:    # no retry: the event is lost (events/index.md)
+            except requests.RequestException as exc:  # no retry: the event is lost (events/index.md)
                 rec["error"] = type(exc).__name__
             with self.lock:
                 self.deliveries.append(rec)
@@ -282,9 +352,10 @@ class AppContext:
                 result = orig(*args, **kwargs)
                 try:
                     fire(result, *args, **kwargs)
-                except Exception:               # event production must never break a mutation
+                except Exception:  # event production must never break a mutation
                     log.exception("event for %s failed", name)
                 return result
+
             wrapper.__wrapped__ = orig
             setattr(p, name, wrapper)
 
@@ -293,20 +364,29 @@ class AppContext:
                 tid = int(result["id"]) if event == "ONTASKADD" else int(task_id)
                 before = "undefined" if event == "ONTASKADD" else {"ID": tid}
                 after = "undefined" if event == "ONTASKDELETE" else {"ID": tid}
-                data = {"FIELDS_BEFORE": before, "FIELDS_AFTER": after,
-                        "IS_ACCESSIBLE_BEFORE": "undefined", "IS_ACCESSIBLE_AFTER": "undefined"}
+                data = {
+                    "FIELDS_BEFORE": before,
+                    "FIELDS_AFTER": after,
+                    "IS_ACCESSIBLE_BEFORE": "undefined",
+                    "IS_ACCESSIBLE_AFTER": "undefined",
+                }
                 who = actor or kw.get("creator") or (result or {}).get("responsibleId") or 1
                 self._emit(event, data, actor=int(who), key=f"task:{tid}")
+
             return fire
 
         def comment_fire(result, task_id, author_id, *a, **kw):
             # on-task-comment-add.md: the new card sends ID=0 and the chat MESSAGE_ID
-            if "chat_id" in result:      # a task-chat message: the task has the new card
+            if "chat_id" in result:  # a task-chat message: the task has the new card
                 after = {"ID": 0, "TASK_ID": int(task_id), "MESSAGE_ID": int(result.get("id", 0))}
             else:
                 after = {"ID": int(result["id"]), "TASK_ID": int(task_id)}
-            self._emit("ONTASKCOMMENTADD", {"FIELDS_AFTER": after}, actor=int(author_id),
-                       key=f"comment:{after['ID'] or after.get('MESSAGE_ID')}")
+            self._emit(
+                "ONTASKCOMMENTADD",
+                {"FIELDS_AFTER": after},
+                actor=int(author_id),
+                key=f"comment:{after['ID'] or after.get('MESSAGE_ID')}",
+            )
 
         def crm_fire_factory(kind):
             def fire(result, entity_type_id, item_id=None, *a, actor=None, **kw):
@@ -321,22 +401,39 @@ class AppContext:
                     if any(h["event"] == per for h in self.handlers):
                         self._emit(per, {"FIELDS": fields}, actor=int(who), key=f"crm:{etid}:{iid}")
                 if kind == "UPDATE" and etid == 2 and kw.get("_category"):
-                    self._emit("ONCRMDEALMOVETOCATEGORY",
-                               {"FIELDS": {"ID": iid, "CATEGORY_ID": (result or {}).get("categoryId"),
-                                           "STAGE_ID": (result or {}).get("stageId")}}, actor=int(who),
-                               key=f"crm:{etid}:{iid}")
+                    self._emit(
+                        "ONCRMDEALMOVETOCATEGORY",
+                        {
+                            "FIELDS": {
+                                "ID": iid,
+                                "CATEGORY_ID": (result or {}).get("categoryId"),
+                                "STAGE_ID": (result or {}).get("stageId"),
+                            }
+                        },
+                        actor=int(who),
+                        key=f"crm:{etid}:{iid}",
+                    )
+
             return fire
 
         def category_fire(result, entity_type_id, item_id, category_id, actor=None, **kw):
             crm_fire_factory("UPDATE")(result, entity_type_id, item_id, actor=actor, _category=True)
 
         def activity_fire(result, entity_type_id, item_id, **kw):
-            self._emit("ONCRMACTIVITYADD", {"FIELDS": {"ID": int(result["ID"])}},
-                       actor=int(result.get("RESPONSIBLE_ID") or 1), key=f"activity:{result['ID']}")
+            self._emit(
+                "ONCRMACTIVITYADD",
+                {"FIELDS": {"ID": int(result["ID"])}},
+                actor=int(result.get("RESPONSIBLE_ID") or 1),
+                key=f"activity:{result['ID']}",
+            )
 
         def tl_fire(result, entity_type_id, item_id, author_id, *a, **kw):
-            self._emit("ONCRMTIMELINECOMMENTADD", {"ID": int(result["ID"])}, actor=int(author_id),
-                       key=f"timeline:{result['ID']}")
+            self._emit(
+                "ONCRMTIMELINECOMMENTADD",
+                {"ID": int(result["ID"])},
+                actor=int(author_id),
+                key=f"timeline:{result['ID']}",
+            )
 
         wrap("create_task", task_event("ONTASKADD"))
         wrap("update_task", task_event("ONTASKUPDATE"))
@@ -351,15 +448,35 @@ class AppContext:
         wrap("add_timeline_comment", tl_fire)
 
     # -- method helpers -----------------------------------------------------------------------
-    def bind(self, event: str, handler: str | None, *, offline: bool, auth_type: int = 0,
-             options=None, connector: str | None = None) -> dict:
+    def bind(
+        self,
+        event: str,
+        handler: str | None,
+        *,
+        offline: bool,
+        auth_type: int = 0,
+        options=None,
+        connector: str | None = None,
+    ) -> dict:
         with self.lock:
             for h in self.handlers:
-                if h["event"] == event and h["offline"] == offline and h["handler"] == (handler or "") \
-                        and h["auth_type"] == auth_type and h["connector"] == connector:
+                if (
+                    h["event"] == event
+                    and h["offline"] == offline
+                    and h["handler"] == (handler or "")
+                    and h["auth_type"] == auth_type
+                    and h["connector"] == connector
+                ):
                     raise ApiError(400, "ERROR_HANDLER_ALREADY_EXIST", "Handler already exists")
-            h = {"id": next(self._ids), "event": event, "handler": handler or "", "auth_type": auth_type,
-                 "offline": offline, "options": options or {}, "connector": connector}
+            h = {
+                "id": next(self._ids),
+                "event": event,
+                "handler": handler or "",
+                "auth_type": auth_type,
+                "offline": offline,
+                "options": options or {},
+                "connector": connector,
+            }
             self.handlers.append(h)
             return h
 
@@ -378,6 +495,7 @@ def _url(value) -> str | None:
 
 # --- event.* (DOCS api-reference/events/event-bind.md, event-unbind.md, event-get.md) ------------
 
+
 @method("event.bind", "basic", app_only=True)
 def event_bind(c: Call, params: dict):
     app = _app(c)
@@ -392,9 +510,14 @@ def event_bind(c: Call, params: dict):
         if handler is None:
             raise ApiError(400, "ERROR_HANDLER_URL", "Handler URL is empty or invalid")
     options = _ci(params, "options") or {}
-    app.bind(name, handler if not offline else "", offline=offline, auth_type=auth_type,
-             options=options if isinstance(options, dict) else {},
-             connector=_ci(params, "auth_connector"))
+    app.bind(
+        name,
+        handler if not offline else "",
+        offline=offline,
+        auth_type=auth_type,
+        options=options if isinstance(options, dict) else {},
+        connector=_ci(params, "auth_connector"),
+    )
     return True
 
 
@@ -410,8 +533,12 @@ def event_unbind(c: Call, params: dict):
     with app.lock:
         keep, n = [], 0
         for h in app.handlers:
-            if h["event"] == name and h["offline"] == offline and h["handler"] == handler \
-                    and h["auth_type"] == auth_type:
+            if (
+                h["event"] == name
+                and h["offline"] == offline
+                and h["handler"] == handler
+                and h["auth_type"] == auth_type
+            ):
                 n += 1
             else:
                 keep.append(h)
@@ -423,11 +550,19 @@ def event_unbind(c: Call, params: dict):
 def event_get(c: Call, params: dict):
     app = _app(c)
     with app.lock:
-        return [{"event": h["event"], "handler": h["handler"], "auth_type": str(h["auth_type"]),
-                 "offline": 1 if h["offline"] else 0} for h in app.handlers]
+        return [
+            {
+                "event": h["event"],
+                "handler": h["handler"],
+                "auth_type": str(h["auth_type"]),
+                "offline": 1 if h["offline"] else 0,
+            }
+            for h in app.handlers
+        ]
 
 
 # --- placement.* (DOCS api-reference/widgets/placement-bind.md, -unbind.md, -get.md) -------------
+
 
 @method("placement.bind", "placement", app_only=True)
 def placement_bind(c: Call, params: dict):
@@ -443,10 +578,17 @@ def placement_bind(c: Call, params: dict):
     with app.lock:
         if any(p["placement"] == code and p["handler"] == handler for p in app.placements):
             raise ApiError(400, "ERROR_PLACEMENT_HANDLER_ALREADY_EXISTS", "Handler already binded")
-        app.placements.append({"placement": code, "userId": 0, "handler": handler,
-                               "options": _ci(params, "OPTIONS") or [], "title": _ci(params, "TITLE") or "",
-                               "description": _ci(params, "DESCRIPTION") or "",
-                               "langAll": _ci(params, "LANG_ALL") or {}})
+        app.placements.append(
+            {
+                "placement": code,
+                "userId": 0,
+                "handler": handler,
+                "options": _ci(params, "OPTIONS") or [],
+                "title": _ci(params, "TITLE") or "",
+                "description": _ci(params, "DESCRIPTION") or "",
+                "langAll": _ci(params, "LANG_ALL") or {},
+            }
+        )
     return True
 
 
@@ -475,8 +617,14 @@ _OFFLINE_FIELDS = ("ID", "TIMESTAMP_X", "EVENT_NAME", "MESSAGE_ID", "PROCESS_ID"
 
 
 def _render_offline(p, r: dict, with_process: bool = False) -> dict:
-    out = {"ID": str(r["ID"]), "TIMESTAMP_X": timefmt.iso(r["TIMESTAMP_X"], p.tz), "EVENT_NAME": r["EVENT_NAME"],
-           "EVENT_DATA": r["EVENT_DATA"], "EVENT_ADDITIONAL": r["EVENT_ADDITIONAL"], "MESSAGE_ID": r["MESSAGE_ID"]}
+    out = {
+        "ID": str(r["ID"]),
+        "TIMESTAMP_X": timefmt.iso(r["TIMESTAMP_X"], p.tz),
+        "EVENT_NAME": r["EVENT_NAME"],
+        "EVENT_DATA": r["EVENT_DATA"],
+        "EVENT_ADDITIONAL": r["EVENT_ADDITIONAL"],
+        "MESSAGE_ID": r["MESSAGE_ID"],
+    }
     if with_process:
         out["PROCESS_ID"] = r["PROCESS_ID"]
         out["ERROR"] = str(r["ERROR"])
@@ -494,6 +642,7 @@ def _offline_match(p, flt) -> callable:
         def get(r, field=field):
             v = r[field]
             return v
+
         want = value
         if field in ("ID", "ERROR"):
             want = int(value)
@@ -503,9 +652,15 @@ def _offline_match(p, flt) -> callable:
             want = str(value).upper()
         else:
             want = None if value in (None, "") else str(value)
-        ops = {"=": lambda a, b: a == b, "!": lambda a, b: a != b, "!=": lambda a, b: a != b,
-               ">": lambda a, b: a is not None and a > b, "<": lambda a, b: a is not None and a < b,
-               ">=": lambda a, b: a is not None and a >= b, "<=": lambda a, b: a is not None and a <= b}
+        ops = {
+            "=": lambda a, b: a == b,
+            "!": lambda a, b: a != b,
+            "!=": lambda a, b: a != b,
+            ">": lambda a, b: a is not None and a > b,
+            "<": lambda a, b: a is not None and a < b,
+            ">=": lambda a, b: a is not None and a >= b,
+            "<=": lambda a, b: a is not None and a <= b,
+        }
         tests.append(lambda r, get=get, want=want, f=ops[op]: f(get(r), want))
     return lambda r: all(t(r) for t in tests)
 
@@ -564,6 +719,7 @@ def offline_clear(c: Call, params: dict):
     ids = {int(x) for x in (_ci(params, "id") or [])} if _ci(params, "id") else None
     mids = {str(x) for x in (_ci(params, "message_id") or [])} if _ci(params, "message_id") else None
     with app.lock:
+
         def gone(r):
             if r["PROCESS_ID"] != str(pid):
                 return False
@@ -572,6 +728,7 @@ def offline_clear(c: Call, params: dict):
             if mids is not None and r["MESSAGE_ID"] not in mids:
                 return False
             return True
+
         app.offline = [r for r in app.offline if not gone(r)]
     return True
 
@@ -600,17 +757,19 @@ def offline_list(c: Call, params: dict):
     start = int(str(_ci(params, "start", default=0) or 0))
     with app.lock:
         rows = _sorted([r for r in app.offline if match(r)], order)
-    page = rows[start:start + 50]
+    page = rows[start : start + 50]
     nxt = start + 50 if start + 50 < len(rows) else None
     return Listed([_render_offline(c.portal, r, with_process=True) for r in page], len(rows), nxt)
 
 
 # --- owners of activities and comments --------------------------------------------------------------
 
+
 @method("crm.activity.get", "crm")
 def activity_get(c: Call, params: dict):
     """DOCS api-reference/crm/timeline/activities/activity-base/crm-activity-get.md."""
     from .methods.crm import render_activity
+
     try:
         aid = int(str(_ci(params, "id", default="")))
     except ValueError:
@@ -632,7 +791,13 @@ def timeline_comment_get(c: Call, params: dict):
         if r["ID"] == cid:
             etid = int(r["ENTITY_TYPE_ID"])
             name = {1: "lead", 2: "deal", 3: "contact", 4: "company"}.get(etid, f"dynamic_{etid}")
-            return {"ID": str(r["ID"]), "ENTITY_ID": str(r["ENTITY_ID"]), "ENTITY_TYPE": name,
-                    "CREATED": timefmt.iso(r["CREATED"], c.portal.tz), "COMMENT": r["COMMENT"],
-                    "AUTHOR_ID": str(r["AUTHOR_ID"]), "FILES": {}}
+            return {
+                "ID": str(r["ID"]),
+                "ENTITY_ID": str(r["ENTITY_ID"]),
+                "ENTITY_TYPE": name,
+                "CREATED": timefmt.iso(r["CREATED"], c.portal.tz),
+                "COMMENT": r["COMMENT"],
+                "AUTHOR_ID": str(r["AUTHOR_ID"]),
+                "FILES": {},
+            }
     raise ApiError(400, "ERROR_NOT_FOUND", "Not found")

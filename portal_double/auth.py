@@ -5,15 +5,36 @@ returns a new pair and the old refresh token stops working; errors are ``invalid
 ``invalid_client`` / ``invalid_request`` (settings/oauth/error-codes.md). Expiry is measured on the
 portal clock, so ``portal.advance(3601)`` expires every access token like an hour passing would.
 """
+
 from __future__ import annotations
 
 import secrets
 import threading
 from dataclasses import dataclass, field
 
-ALL_SCOPES = frozenset({"basic", "user", "user_brief", "user_basic", "department", "task", "tasks", "crm",
-                        "im", "imopenlines", "calendar", "placement", "log", "disk", "timeman", "app",
-                        "entity", "sonet_group", "userfieldconfig"})
+ALL_SCOPES = frozenset(
+    {
+        "basic",
+        "user",
+        "user_brief",
+        "user_basic",
+        "department",
+        "task",
+        "tasks",
+        "crm",
+        "im",
+        "imopenlines",
+        "calendar",
+        "placement",
+        "log",
+        "disk",
+        "timeman",
+        "app",
+        "entity",
+        "sonet_group",
+        "userfieldconfig",
+    }
+)
 
 ACCESS_TTL = 3600
 REFRESH_TTL = 180 * 86400
@@ -36,7 +57,7 @@ class Token:
 
 class Credentials:
     def __init__(self, clock):
-        self._clock = clock          # -> portal now (int)
+        self._clock = clock  # -> portal now (int)
         self.webhooks: dict[tuple[int, str], Webhook] = {}
         self.access: dict[str, Token] = {}
         self.refresh: dict[str, dict] = {}
@@ -44,7 +65,7 @@ class Credentials:
         self.client_secret = secrets.token_urlsafe(32)
         self.application_token = secrets.token_hex(16)
         self.app_scopes: set = set(ALL_SCOPES)
-        self.revoked = False         # app uninstalled: refresh -> invalid_client
+        self.revoked = False  # app uninstalled: refresh -> invalid_client
         self._lock = threading.Lock()
 
     def add_webhook(self, user_id: int = 1, scopes=None) -> Webhook:

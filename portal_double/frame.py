@@ -8,6 +8,7 @@ app's launch verification runs for real, and lets the demo switch the viewer (ad
 head, an agent). A side panel shows what the app pushed into the portal (notifications, chat
 messages, feed posts, Disk files).
 """
+
 from __future__ import annotations
 
 import html
@@ -18,9 +19,11 @@ import secrets
 from werkzeug.wrappers import Request, Response
 
 # Viewers the switcher offers: (key, label ru, label en, how to find the user id)
-ROLES = (("admin", "Администратор", "Administrator"),
-         ("head", "Руководитель отдела", "Department head"),
-         ("agent", "Сотрудник поддержки", "Support agent"))
+ROLES = (
+    ("admin", "Администратор", "Administrator"),
+    ("head", "Руководитель отдела", "Department head"),
+    ("agent", "Сотрудник поддержки", "Support agent"),
+)
 
 
 def viewer_ids(double) -> dict[str, int]:
@@ -43,30 +46,39 @@ def bbcode(text: str) -> str:
     escaping everything else."""
     out = html.escape(str(text))
     out = re.sub(r"\[(/?)(B|I|U)\]", lambda m: f"<{m.group(1)}{m.group(2).lower()}>", out, flags=re.I)
-    out = re.sub(r"\[URL=(https?://[^\]]+)\](.*?)\[/URL\]", r'<a href="\1" target="_blank">\2</a>', out, flags=re.I | re.S)
+    out = re.sub(
+        r"\[URL=(https?://[^\]]+)\](.*?)\[/URL\]", r'<a href="\1" target="_blank">\2</a>', out, flags=re.I | re.S
+    )
     return re.sub(r"\[BR\]", "<br>", out, flags=re.I)
 
 
 def _pushes_html(double, lang: str) -> str:
     from .push_methods import push_state
+
     st = push_state(double.portal)
     esc = html.escape
     parts = []
     notes = st.visible_notifications()
     parts.append(f"<h3>{'Уведомления' if lang == 'ru' else 'Notifications'} ({len(notes)})</h3>")
     for n in notes[-20:][::-1]:
-        parts.append(f"<div class='push'><b>→ {esc(_user_name(double.portal, n['USER_ID']))}</b>"
-                     f"<pre>{bbcode(n.get('MESSAGE', ''))}</pre></div>")
+        parts.append(
+            f"<div class='push'><b>→ {esc(_user_name(double.portal, n['USER_ID']))}</b>"
+            f"<pre>{bbcode(n.get('MESSAGE', ''))}</pre></div>"
+        )
     msgs = [r for r in st.records if r["method"] == "im.message.add"]
     parts.append(f"<h3>{'Сообщения в чатах' if lang == 'ru' else 'Chat messages'} ({len(msgs)})</h3>")
     for r in msgs[-10:][::-1]:
         p = r.get("params", {})
-        parts.append(f"<div class='push'><b>{esc(str(p.get('DIALOG_ID', p.get('dialog_id', ''))))}</b>"
-                     f"<pre>{bbcode(p.get('MESSAGE', p.get('message', '')))}</pre></div>")
+        parts.append(
+            f"<div class='push'><b>{esc(str(p.get('DIALOG_ID', p.get('dialog_id', ''))))}</b>"
+            f"<pre>{bbcode(p.get('MESSAGE', p.get('message', '')))}</pre></div>"
+        )
     parts.append(f"<h3>{'Живая лента' if lang == 'ru' else 'Feed'} ({len(st.posts)})</h3>")
-    for p in st.posts[-5:][::-1]:                 # stored as log.blogpost.get answers: TITLE, DETAIL_TEXT
-        parts.append(f"<div class='push'><b>{esc(str(p.get('TITLE', '')))}</b>"
-                     f"<pre>{bbcode(str(p.get('DETAIL_TEXT', ''))[:600])}</pre></div>")
+    for p in st.posts[-5:][::-1]:  # stored as log.blogpost.get answers: TITLE, DETAIL_TEXT
+        parts.append(
+            f"<div class='push'><b>{esc(str(p.get('TITLE', '')))}</b>"
+            f"<pre>{bbcode(str(p.get('DETAIL_TEXT', ''))[:600])}</pre></div>"
+        )
     parts.append(f"<h3>{'Диск приложения' if lang == 'ru' else 'App Disk'} ({len(st.files)})</h3>")
     for f in list(st.files.values())[-5:][::-1]:
         parts.append(f"<div class='push'>{esc(str(f.get('NAME', '')))}</div>")
@@ -108,6 +120,7 @@ def _sample(double, kind: str, uid: int | None = None) -> str | None:
 
     def mine(who):
         return uid is None or uid == 1 or str(who) == str(uid)
+
     if kind == "task":
         tasks = [t for t in p.task_list if mine(t.get("responsibleId", t.get("RESPONSIBLE_ID")))]
         return str(tasks[-1]["id"]) if tasks else (str(p.task_list[-1]["id"]) if p.task_list else None)
@@ -117,8 +130,9 @@ def _sample(double, kind: str, uid: int | None = None) -> str | None:
     return str(max(deals, key=lambda i: i["id"])["id"]) if deals else None
 
 
-def _placement(double, request: Request, uid: int | None = None,
-               card: tuple[str, str] | None = None) -> tuple[str, dict]:
+def _placement(
+    double, request: Request, uid: int | None = None, card: tuple[str, str] | None = None
+) -> tuple[str, dict]:
     """Which widget the portal opens, with the PLACEMENT_OPTIONS the docs show for it
     (api-reference/widgets/placements.md): the task card tab ``{"taskId"}``, a deal tab ``{"ID"}``,
     a smart process's ``CRM_DYNAMIC_<id>_DETAIL_TAB`` ``{"ID"}``. ``card`` is a ticket's own page
@@ -140,8 +154,7 @@ def _placement(double, request: Request, uid: int | None = None,
 CARD_PATHS = (
     (re.compile(r"^/company/personal/user/\d+/tasks/task/view/(\d+)/?$"), lambda m: ("TASK_VIEW_TAB", m.group(1))),
     (re.compile(r"^/crm/deal/details/(\d+)/?$"), lambda m: ("CRM_DEAL_DETAIL_TAB", m.group(1))),
-    (re.compile(r"^/crm/type/(\d+)/details/(\d+)/?$"),
-     lambda m: (f"CRM_DYNAMIC_{m.group(1)}_DETAIL_TAB", m.group(2))),
+    (re.compile(r"^/crm/type/(\d+)/details/(\d+)/?$"), lambda m: (f"CRM_DYNAMIC_{m.group(1)}_DETAIL_TAB", m.group(2))),
 )
 
 
@@ -158,8 +171,9 @@ def render(double, request: Request, card: tuple[str, str] | None = None) -> Res
     handler = getattr(app, "handler_url", None)
     lang = request.args.get("lang", "ru") if request.args.get("lang") in ("ru", "en") else "ru"
     if not handler:
-        return Response("<p>No application is installed on this portal yet.</p>", 404,
-                        content_type="text/html; charset=utf-8")
+        return Response(
+            "<p>No application is installed on this portal yet.</p>", 404, content_type="text/html; charset=utf-8"
+        )
     roles = viewer_ids(double)
     role = request.args.get("as", "admin")
     if role not in roles:
@@ -168,28 +182,45 @@ def render(double, request: Request, card: tuple[str, str] | None = None) -> Res
     tok = double.issue_tokens(uid)
     placement, options = _placement(double, request, uid, card)
     query = {"DOMAIN": double.domain, "PROTOCOL": "0", "LANG": lang, "APP_SID": secrets.token_hex(16)}
-    action = handler + ("&" if "?" in handler else "?") + "&".join(
-        f"{k}={html.escape(v)}" for k, v in query.items())
-    form = {"AUTH_ID": tok["access_token"], "AUTH_EXPIRES": "3600", "REFRESH_ID": tok["refresh_token"],
-            "SERVER_ENDPOINT": double.server_endpoint, "member_id": double.member_id, "status": "L",
-            "PLACEMENT": placement, "PLACEMENT_OPTIONS": json.dumps(options),
-            "APPLICATION_TOKEN": double.application_token, "APPLICATION_SCOPE": tok["scope"]}
-    fields = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(str(v))}">'
-                     for k, v in form.items())
+    action = handler + ("&" if "?" in handler else "?") + "&".join(f"{k}={html.escape(v)}" for k, v in query.items())
+    form = {
+        "AUTH_ID": tok["access_token"],
+        "AUTH_EXPIRES": "3600",
+        "REFRESH_ID": tok["refresh_token"],
+        "SERVER_ENDPOINT": double.server_endpoint,
+        "member_id": double.member_id,
+        "status": "L",
+        "PLACEMENT": placement,
+        "PLACEMENT_OPTIONS": json.dumps(options),
+        "APPLICATION_TOKEN": double.application_token,
+        "APPLICATION_SCOPE": tok["scope"],
+    }
+    fields = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(str(v))}">' for k, v in form.items()
+    )
     idx = 1 if lang == "ru" else 2
     switcher = " ".join(
         f'<a class="{"on" if r[0] == role else ""}" id="as-{r[0]}" href="/?as={r[0]}&lang={lang}">{r[idx]}</a>'
-        for r in ROLES)
-    langs = " ".join(f'<a class="{"on" if lg == lang else ""}" href="/?as={role}&lang={lg}">{lg.upper()}</a>'
-                     for lg in ("ru", "en"))
+        for r in ROLES
+    )
+    langs = " ".join(
+        f'<a class="{"on" if lg == lang else ""}" href="/?as={role}&lang={lg}">{lg.upper()}</a>' for lg in ("ru", "en")
+    )
     page = PAGE.format(
-        lang=lang, viewer_label="Вы вошли как" if lang == "ru" else "Signed in as",
-        viewer_name=html.escape(_user_name(double.portal, uid)), switcher=switcher, langs=langs,
-        m_tasks="Задачи" if lang == "ru" else "Tasks", pushes=_pushes_html(double, lang), role=role,
+        lang=lang,
+        viewer_label="Вы вошли как" if lang == "ru" else "Signed in as",
+        viewer_name=html.escape(_user_name(double.portal, uid)),
+        switcher=switcher,
+        langs=langs,
+        m_tasks="Задачи" if lang == "ru" else "Tasks",
+        pushes=_pushes_html(double, lang),
+        role=role,
         on_task="on" if placement == "TASK_VIEW_TAB" else "",
         on_deal="on" if placement == "CRM_DEAL_DETAIL_TAB" or placement.startswith("CRM_DYNAMIC_") else "",
         on_app="on" if options == {} else "",
-        action=action, fields=fields)
+        action=action,
+        fields=fields,
+    )
     return Response(page, 200, content_type="text/html; charset=utf-8")
 
 

@@ -11,6 +11,7 @@ funnel (category 3, escalation stage ``C3:UC_SECOND_LINE``) plus a few sales dea
 ~18 % items of smart process 1038 (categories 5 incidents / 6 requests). Working hours are busier,
 weekends quiet; agents differ in speed and load, so some KPIs land in the red.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,18 +23,87 @@ from .state import AWAITING_CONTROL, COMPANY, COMPLETED, CONTACT, DEAL, DEFERRED
 SUPPORT_GROUP = 7
 DEAL_CATEGORY = 3
 SPA = 1038
-SPA_TYPE_ID = 3              # the smart process's own id -> UF prefix UF_CRM_3_
+SPA_TYPE_ID = 3  # the smart process's own id -> UF prefix UF_CRM_3_
 SPA_CATEGORIES = (5, 6)
 PRIORITY_ENUM = {"low": 45, "normal": 46, "high": 47, "critical": 48}
 
-_FIRST = ["Анна", "Борис", "Виктор", "Галина", "Дмитрий", "Елена", "Жанна", "Игорь", "Ксения", "Леонид",
-          "Мария", "Никита", "Ольга", "Павел", "Роман", "Светлана", "Тимур", "Ульяна", "Фёдор", "Юлия",
-          "Алексей", "Вера", "Григорий", "Дарья", "Егор", "Зоя", "Илья", "Кирилл", "Лидия", "Максим"]
-_LAST = ["Иванов", "Смирнов", "Кузнецов", "Попов", "Васильев", "Петров", "Соколов", "Михайлов", "Новиков",
-         "Фёдоров", "Морозов", "Волков", "Алексеев", "Лебедев", "Семёнов", "Егоров", "Павлов", "Козлов",
-         "Степанов", "Николаев", "Орлов", "Андреев", "Макаров", "Никитин", "Захаров"]
-_FEMALE = frozenset({"Анна", "Галина", "Елена", "Жанна", "Ксения", "Мария", "Ольга", "Светлана", "Ульяна",
-                     "Юлия", "Вера", "Дарья", "Зоя", "Лидия"})
+_FIRST = [
+    "Анна",
+    "Борис",
+    "Виктор",
+    "Галина",
+    "Дмитрий",
+    "Елена",
+    "Жанна",
+    "Игорь",
+    "Ксения",
+    "Леонид",
+    "Мария",
+    "Никита",
+    "Ольга",
+    "Павел",
+    "Роман",
+    "Светлана",
+    "Тимур",
+    "Ульяна",
+    "Фёдор",
+    "Юлия",
+    "Алексей",
+    "Вера",
+    "Григорий",
+    "Дарья",
+    "Егор",
+    "Зоя",
+    "Илья",
+    "Кирилл",
+    "Лидия",
+    "Максим",
+]
+_LAST = [
+    "Иванов",
+    "Смирнов",
+    "Кузнецов",
+    "Попов",
+    "Васильев",
+    "Петров",
+    "Соколов",
+    "Михайлов",
+    "Новиков",
+    "Фёдоров",
+    "Морозов",
+    "Волков",
+    "Алексеев",
+    "Лебедев",
+    "Семёнов",
+    "Егоров",
+    "Павлов",
+    "Козлов",
+    "Степанов",
+    "Николаев",
+    "Орлов",
+    "Андреев",
+    "Макаров",
+    "Никитин",
+    "Захаров",
+]
+_FEMALE = frozenset(
+    {
+        "Анна",
+        "Галина",
+        "Елена",
+        "Жанна",
+        "Ксения",
+        "Мария",
+        "Ольга",
+        "Светлана",
+        "Ульяна",
+        "Юлия",
+        "Вера",
+        "Дарья",
+        "Зоя",
+        "Лидия",
+    }
+)
 
 
 def gendered(first: str, last: str) -> str:
@@ -46,12 +116,28 @@ def gendered(first: str, last: str) -> str:
     return last
 
 
-_TOPICS = ["Не работает вход в личный кабинет", "Ошибка при оплате счёта", "Не приходит SMS-код",
-           "Сломался принтер в офисе", "Нужен доступ к отчётам", "Медленно работает сайт",
-           "Не синхронизируется почта", "Вопрос по договору", "Возврат оплаты", "Не загружаются файлы",
-           "Настройка VPN", "Ошибка 500 в разделе заказов", "Изменить реквизиты", "Замена оборудования",
-           "Сбой интеграции с 1С", "Не печатаются документы", "Просьба выставить закрывающие документы",
-           "Перестала работать IP-телефония", "Консультация по тарифу", "Восстановить удалённые данные"]
+_TOPICS = [
+    "Не работает вход в личный кабинет",
+    "Ошибка при оплате счёта",
+    "Не приходит SMS-код",
+    "Сломался принтер в офисе",
+    "Нужен доступ к отчётам",
+    "Медленно работает сайт",
+    "Не синхронизируется почта",
+    "Вопрос по договору",
+    "Возврат оплаты",
+    "Не загружаются файлы",
+    "Настройка VPN",
+    "Ошибка 500 в разделе заказов",
+    "Изменить реквизиты",
+    "Замена оборудования",
+    "Сбой интеграции с 1С",
+    "Не печатаются документы",
+    "Просьба выставить закрывающие документы",
+    "Перестала работать IP-телефония",
+    "Консультация по тарифу",
+    "Восстановить удалённые данные",
+]
 
 
 class Desk:
@@ -59,9 +145,9 @@ class Desk:
 
     def __init__(self):
         self.agents: list[int] = []
-        self.levels: dict[int, int] = {}      # agent -> department id
-        self.speed: dict[int, float] = {}     # agent -> reply-delay factor (>1 = slower)
-        self.requesters: list[int] = []       # task authors (extranet clients)
+        self.levels: dict[int, int] = {}  # agent -> department id
+        self.speed: dict[int, float] = {}  # agent -> reply-delay factor (>1 = slower)
+        self.requesters: list[int] = []  # task authors (extranet clients)
         self.contacts: list[int] = []
         self.companies: list[int] = []
         self.heads: dict[int, int] = {}
@@ -117,8 +203,21 @@ def _weight(clock: _Clock, ts: int) -> float:
     d = clock.local(ts)
     day = (1.0, 1.0, 0.95, 0.95, 0.85, 0.3, 0.2)[d.weekday()]
     h = d.hour
-    hour = 0.08 if h < 7 else 0.35 if h < 9 else 1.0 if h < 13 else 0.8 if h < 14 else 0.95 if h < 18 \
-        else 0.45 if h < 21 else 0.15
+    hour = (
+        0.08
+        if h < 7
+        else 0.35
+        if h < 9
+        else 1.0
+        if h < 13
+        else 0.8
+        if h < 14
+        else 0.95
+        if h < 18
+        else 0.45
+        if h < 21
+        else 0.15
+    )
     return day * hour
 
 
@@ -155,8 +254,13 @@ def setup_directory(p: Portal, rng: random.Random, n_tickets: int) -> Desk:
                 used.add(name)
                 break
         first_in_dept = not any(desk.levels.get(a) == dept for a in desk.agents)
-        p.add_user(uid, name[0], gendered(*name), departments=[dept],
-                   position="Руководитель группы" if first_in_dept else "Специалист поддержки")
+        p.add_user(
+            uid,
+            name[0],
+            gendered(*name),
+            departments=[dept],
+            position="Руководитель группы" if first_in_dept else "Специалист поддержки",
+        )
         if first_in_dept:
             p.departments[dept - 1]["UF_HEAD"] = uid
             desk.heads[dept] = uid
@@ -172,8 +276,15 @@ def setup_directory(p: Portal, rng: random.Random, n_tickets: int) -> Desk:
     for i in range(n_req):
         rid = 1000 + i
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
-        p.add_user(rid, first, gendered(first, last), departments=[], user_type="extranet",
-                   position="Клиент", email=f"client{rid}@example.ru")
+        p.add_user(
+            rid,
+            first,
+            gendered(first, last),
+            departments=[],
+            user_type="extranet",
+            position="Клиент",
+            email=f"client{rid}@example.ru",
+        )
         desk.requesters.append(rid)
     p.groups = {SUPPORT_GROUP: {"ID": SUPPORT_GROUP, "NAME": "Техническая поддержка"}}
     return desk
@@ -187,17 +298,42 @@ def _contact_name(rng) -> dict:
 def setup_crm(p: Portal, rng: random.Random, n_crm: int, desk: Desk, start: int) -> None:
     """Funnels, stages, the smart-process type, user fields, contacts and companies."""
     p.crm_types[SPA] = {
-        "id": SPA_TYPE_ID, "title": "Заявки на обслуживание", "code": "service_request", "createdBy": 1,
-        "entityTypeId": SPA, "customSectionId": None, "isCategoriesEnabled": "Y", "isStagesEnabled": "Y",
-        "isBeginCloseDatesEnabled": "Y", "isClientEnabled": "Y", "isUseInUserfieldEnabled": "Y",
-        "isLinkWithProductsEnabled": "N", "isMycompanyEnabled": "N", "isDocumentsEnabled": "N",
-        "isSourceEnabled": "Y", "isObserversEnabled": "Y", "isRecyclebinEnabled": "Y",
-        "isAutomationEnabled": "Y", "isBizProcEnabled": "N", "isSetOpenPermissions": "Y",
-        "isPaymentsEnabled": "N", "isCountersEnabled": "N", "createdTime": start - 90 * 86400,
-        "updatedTime": start - 90 * 86400, "updatedBy": 1}
+        "id": SPA_TYPE_ID,
+        "title": "Заявки на обслуживание",
+        "code": "service_request",
+        "createdBy": 1,
+        "entityTypeId": SPA,
+        "customSectionId": None,
+        "isCategoriesEnabled": "Y",
+        "isStagesEnabled": "Y",
+        "isBeginCloseDatesEnabled": "Y",
+        "isClientEnabled": "Y",
+        "isUseInUserfieldEnabled": "Y",
+        "isLinkWithProductsEnabled": "N",
+        "isMycompanyEnabled": "N",
+        "isDocumentsEnabled": "N",
+        "isSourceEnabled": "Y",
+        "isObserversEnabled": "Y",
+        "isRecyclebinEnabled": "Y",
+        "isAutomationEnabled": "Y",
+        "isBizProcEnabled": "N",
+        "isSetOpenPermissions": "Y",
+        "isPaymentsEnabled": "N",
+        "isCountersEnabled": "N",
+        "createdTime": start - 90 * 86400,
+        "updatedTime": start - 90 * 86400,
+        "updatedBy": 1,
+    }
     p.categories[DEAL] = [
-        {"id": DEAL_CATEGORY, "name": "Обращения в поддержку", "sort": 200, "entityTypeId": DEAL, "isDefault": "N",
-         "originId": "", "originatorId": ""},
+        {
+            "id": DEAL_CATEGORY,
+            "name": "Обращения в поддержку",
+            "sort": 200,
+            "entityTypeId": DEAL,
+            "isDefault": "N",
+            "originId": "",
+            "originatorId": "",
+        },
         {"id": 0, "name": "Продажи", "sort": 300, "entityTypeId": DEAL, "isDefault": "Y"},
     ]
     p.categories[SPA] = [
@@ -211,47 +347,92 @@ def setup_crm(p: Portal, rng: random.Random, n_crm: int, desk: Desk, start: int)
         for n, (code, name, sem) in enumerate(rows):
             sid[0] += 2
             extra = {"S": "success", "F": "failure", "A": "apology"}.get(sem, "process")
-            s = {"ID": sid[0], "ENTITY_ID": entity_id, "STATUS_ID": code, "NAME": name, "SORT": (n + 1) * 10,
-                 "SYSTEM": "Y" if sem in ("S", "F") or n == 0 else "N", "CATEGORY_ID": category,
-                 "COLOR": ("#39A8EF", "#2FC6F6", "#55D0E0", "#47E4C2", "#FFA900", "#7BD500", "#FF5752")[n % 7],
-                 "SEMANTICS": {"S": "S", "F": "F", "A": "F"}.get(sem), "EXTRA_SEMANTICS": extra}
+            s = {
+                "ID": sid[0],
+                "ENTITY_ID": entity_id,
+                "STATUS_ID": code,
+                "NAME": name,
+                "SORT": (n + 1) * 10,
+                "SYSTEM": "Y" if sem in ("S", "F") or n == 0 else "N",
+                "CATEGORY_ID": category,
+                "COLOR": ("#39A8EF", "#2FC6F6", "#55D0E0", "#47E4C2", "#FFA900", "#7BD500", "#FF5752")[n % 7],
+                "SEMANTICS": {"S": "S", "F": "F", "A": "F"}.get(sem),
+                "EXTRA_SEMANTICS": extra,
+            }
             lst.append(s)
             p.stages[code] = s
         p.stage_lists[entity_id] = lst
 
-    stages("DEAL_STAGE", None, [("NEW", "Новая", "P"), ("PREPARATION", "Подготовка", "P"),
-                                ("EXECUTING", "В работе", "P"), ("WON", "Сделка успешна", "S"),
-                                ("LOSE", "Сделка провалена", "F")])
+    stages(
+        "DEAL_STAGE",
+        None,
+        [
+            ("NEW", "Новая", "P"),
+            ("PREPARATION", "Подготовка", "P"),
+            ("EXECUTING", "В работе", "P"),
+            ("WON", "Сделка успешна", "S"),
+            ("LOSE", "Сделка провалена", "F"),
+        ],
+    )
     c = f"C{DEAL_CATEGORY}:"
-    stages(f"DEAL_STAGE_{DEAL_CATEGORY}", DEAL_CATEGORY,
-           [(c + "NEW", "Новое обращение", "P"), (c + "PREPARATION", "В работе", "P"),
-            (c + "UC_SECOND_LINE", "Вторая линия", "P"), (c + "UC_WAIT", "Ждём ответа клиента", "P"),
-            (c + "WON", "Решено", "S"), (c + "LOSE", "Отклонено", "F"), (c + "APOLOGY", "Дубликат", "A")])
+    stages(
+        f"DEAL_STAGE_{DEAL_CATEGORY}",
+        DEAL_CATEGORY,
+        [
+            (c + "NEW", "Новое обращение", "P"),
+            (c + "PREPARATION", "В работе", "P"),
+            (c + "UC_SECOND_LINE", "Вторая линия", "P"),
+            (c + "UC_WAIT", "Ждём ответа клиента", "P"),
+            (c + "WON", "Решено", "S"),
+            (c + "LOSE", "Отклонено", "F"),
+            (c + "APOLOGY", "Дубликат", "A"),
+        ],
+    )
     for cat in SPA_CATEGORIES:
         d = f"DT{SPA}_{cat}:"
-        stages(f"DYNAMIC_{SPA}_STAGE_{cat}", cat,
-               [(d + "NEW", "Новая", "P"), (d + "PREPARATION", "В работе", "P"),
-                (d + "UC_SECOND_LINE", "Вторая линия", "P"), (d + "CLIENT", "Ожидание клиента", "P"),
-                (d + "SUCCESS", "Выполнено", "S"), (d + "FAIL", "Отменено", "F")])
-    p.uf_fields[DEAL] = {"ufCrm_PRIORITY": ("UF_CRM_PRIORITY", "int"), "ufCrm_RATING": ("UF_CRM_RATING", "int"),
-                         "ufCrm_DEADLINE": ("UF_CRM_DEADLINE", "time")}
-    p.uf_fields[SPA] = {f"ufCrm{SPA_TYPE_ID}_PRIORITY": (f"UF_CRM_{SPA_TYPE_ID}_PRIORITY", "int"),
-                        f"ufCrm{SPA_TYPE_ID}_RATING": (f"UF_CRM_{SPA_TYPE_ID}_RATING", "int")}
+        stages(
+            f"DYNAMIC_{SPA}_STAGE_{cat}",
+            cat,
+            [
+                (d + "NEW", "Новая", "P"),
+                (d + "PREPARATION", "В работе", "P"),
+                (d + "UC_SECOND_LINE", "Вторая линия", "P"),
+                (d + "CLIENT", "Ожидание клиента", "P"),
+                (d + "SUCCESS", "Выполнено", "S"),
+                (d + "FAIL", "Отменено", "F"),
+            ],
+        )
+    p.uf_fields[DEAL] = {
+        "ufCrm_PRIORITY": ("UF_CRM_PRIORITY", "int"),
+        "ufCrm_RATING": ("UF_CRM_RATING", "int"),
+        "ufCrm_DEADLINE": ("UF_CRM_DEADLINE", "time"),
+    }
+    p.uf_fields[SPA] = {
+        f"ufCrm{SPA_TYPE_ID}_PRIORITY": (f"UF_CRM_{SPA_TYPE_ID}_PRIORITY", "int"),
+        f"ufCrm{SPA_TYPE_ID}_RATING": (f"UF_CRM_{SPA_TYPE_ID}_RATING", "int"),
+    }
     n_companies = max(3, n_crm // 10)
     n_contacts = max(6, int(n_crm / 2.4))
     t0 = start - 200 * 86400
     for i in range(n_companies):
-        it = p._item_create(COMPANY, t0 + i * 60, 1, rng.choice(desk.agents),
-                            title=f"ООО «{rng.choice(_LAST)} и партнёры»")
+        it = p._item_create(
+            COMPANY, t0 + i * 60, 1, rng.choice(desk.agents), title=f"ООО «{rng.choice(_LAST)} и партнёры»"
+        )
         desk.companies.append(it["id"])
     for i in range(n_contacts):
-        it = p._item_create(CONTACT, t0 + i * 60, 1, rng.choice(desk.agents),
-                            title="", fields=_contact_name(rng) | {
-                                              "companyId": rng.choice(desk.companies) if rng.random() < 0.5 else None})
+        it = p._item_create(
+            CONTACT,
+            t0 + i * 60,
+            1,
+            rng.choice(desk.agents),
+            title="",
+            fields=_contact_name(rng) | {"companyId": rng.choice(desk.companies) if rng.random() < 0.5 else None},
+        )
         desk.contacts.append(it["id"])
 
 
 # -- planning -------------------------------------------------------------------------------
+
 
 class _Plan:
     """A ticket's timed actions; ``seq`` keeps same-second actions in planning order."""
@@ -292,10 +473,22 @@ def plan_task(rng, clock, desk: Desk, handle, t0: int) -> _Plan:
     sla = {0: 3 * 86400, 1: 86400, 2: 6 * 3600}[prio]
     deadline = clock.add_work(t0, sla * 9 / 24) if rng.random() < 0.85 else None
     control = rng.random() < 0.25
-    A.append((t0, "task_create", dict(creator=author, responsible=agent, priority=prio, deadline=deadline,
-                                      group_id=SUPPORT_GROUP if rng.random() < 0.75 else 0,
-                                      title=rng.choice(_TOPICS), task_control=control)))
-    if rng.random() < 0.04:      # never answered
+    A.append(
+        (
+            t0,
+            "task_create",
+            dict(
+                creator=author,
+                responsible=agent,
+                priority=prio,
+                deadline=deadline,
+                group_id=SUPPORT_GROUP if rng.random() < 0.75 else 0,
+                title=rng.choice(_TOPICS),
+                task_control=control,
+            ),
+        )
+    )
+    if rng.random() < 0.04:  # never answered
         if rng.random() < 0.3:
             A.append((_customer_delay(rng, t0), "comment", dict(author=author, text="Есть новости по заявке?")))
         return pl
@@ -303,7 +496,7 @@ def plan_task(rng, clock, desk: Desk, handle, t0: int) -> _Plan:
     A.append((t, "status", dict(actor=agent, status=IN_PROGRESS)))
     A.append((t + rng.randint(5, 120), "comment", dict(author=agent, text="Здравствуйте! Взяли в работу.")))
     t += 120
-    if rng.random() < 0.15:      # transfer to second line
+    if rng.random() < 0.15:  # transfer to second line
         new = _pick_agent(rng, desk, 3)
         if new == agent:
             new = _pick_agent(rng, desk, None)
@@ -329,8 +522,13 @@ def plan_task(rng, clock, desk: Desk, handle, t0: int) -> _Plan:
         A.append((t, "status", dict(actor=agent, status=IN_PROGRESS)))
     if rng.random() < 0.45:
         for _ in range(rng.randint(1, 3)):
-            A.append((clock.add_work(t, rng.randint(600, 7200)), "elapsed",
-                      dict(user=agent, seconds=rng.randint(10, 90) * 60)))
+            A.append(
+                (
+                    clock.add_work(t, rng.randint(600, 7200)),
+                    "elapsed",
+                    dict(user=agent, seconds=rng.randint(10, 90) * 60),
+                )
+            )
     t = clock.add_work(t, _lognormal(rng, 3 * 3600 * pf, 1.1))
     rounds = 0
     while True:
@@ -380,62 +578,121 @@ def plan_crm(rng, clock, desk: Desk, handle, t0: int, etid: int) -> _Plan:
     if etid == DEAL:
         fields["ufCrm_PRIORITY"] = PRIORITY_ENUM[prio]
         fields["ufCrm_RATING"] = None
-        fields["ufCrm_DEADLINE"] = clock.add_work(t0, {"low": 3, "normal": 1, "high": 0.3, "critical": 0.15}[prio]
-                                                  * 9 * 3600) if rng.random() < 0.5 else None
+        fields["ufCrm_DEADLINE"] = (
+            clock.add_work(t0, {"low": 3, "normal": 1, "high": 0.3, "critical": 0.15}[prio] * 9 * 3600)
+            if rng.random() < 0.5
+            else None
+        )
         rating_key = "ufCrm_RATING"
     else:
         fields[f"ufCrm{SPA_TYPE_ID}_PRIORITY"] = PRIORITY_ENUM[prio]
         fields[f"ufCrm{SPA_TYPE_ID}_RATING"] = None
         rating_key = f"ufCrm{SPA_TYPE_ID}_RATING"
     creator = 1 if rng.random() < 0.4 else agent
-    A.append((t0, "item_create", dict(etid=etid, creator=creator, assigned=agent, category=category,
-                                      title=rng.choice(_TOPICS), fields=fields)))
+    A.append(
+        (
+            t0,
+            "item_create",
+            dict(
+                etid=etid, creator=creator, assigned=agent, category=category, title=rng.choice(_TOPICS), fields=fields
+            ),
+        )
+    )
     st = lambda code: _crm_stage(etid, category, code)  # noqa: E731
     by_call = rng.random() < 0.3
-    A.append((t0, "activity", dict(kind="call" if by_call else "email", direction=1, responsible=agent,
-                                   duration=rng.randint(60, 480) if by_call else 0, subject="Обращение клиента")))
+    A.append(
+        (
+            t0,
+            "activity",
+            dict(
+                kind="call" if by_call else "email",
+                direction=1,
+                responsible=agent,
+                duration=rng.randint(60, 480) if by_call else 0,
+                subject="Обращение клиента",
+            ),
+        )
+    )
     if rng.random() < 0.15:
-        A.append((t0 + 60, "activity", dict(kind="todo", direction=0, responsible=agent, duration=0,
-                                            subject="Связаться с клиентом")))
+        A.append(
+            (
+                t0 + 60,
+                "activity",
+                dict(kind="todo", direction=0, responsible=agent, duration=0, subject="Связаться с клиентом"),
+            )
+        )
     t_cat = None
-    if etid == SPA and rng.random() < 0.08:   # requalified: wrong funnel at intake
+    if etid == SPA and rng.random() < 0.08:  # requalified: wrong funnel at intake
         category = SPA_CATEGORIES[1] if category == SPA_CATEGORIES[0] else SPA_CATEGORIES[0]
         t_cat = clock.add_work(t0, _lognormal(rng, 600))
         A.append((t_cat, "category", dict(actor=agent, category=category)))
-    if rng.random() < 0.04:      # never answered
+    if rng.random() < 0.04:  # never answered
         return pl
     t = _reply_delay(rng, clock, desk, agent, t0, pf)
     if t_cat is not None:
         t = max(t, t_cat + 60)
     A.append((t, "move", dict(actor=agent, stage=st("PREPARATION"))))
     out_call = rng.random() < 0.3
-    A.append((t + 5, "activity", dict(kind="call" if out_call else "email", direction=2, responsible=agent,
-                                      duration=rng.randint(120, 900) if out_call else 0, subject="Ответ клиенту")))
+    A.append(
+        (
+            t + 5,
+            "activity",
+            dict(
+                kind="call" if out_call else "email",
+                direction=2,
+                responsible=agent,
+                duration=rng.randint(120, 900) if out_call else 0,
+                subject="Ответ клиенту",
+            ),
+        )
+    )
     t += 10
-    if rng.random() < 0.12:      # escalation to second line
+    if rng.random() < 0.12:  # escalation to second line
         t = clock.add_work(t, _lognormal(rng, 3600))
         A.append((t, "timeline", dict(author=agent, text="Передано на вторую линию: требуется анализ логов.")))
         A.append((t + 5, "move", dict(actor=agent, stage=st("UC_SECOND_LINE"))))
         t = clock.add_work(t, _lognormal(rng, 4 * 3600 * pf))
-        A.append((t, "activity", dict(kind="email", direction=2, responsible=agent, duration=0,
-                                      subject="Ответ второй линии")))
+        A.append(
+            (
+                t,
+                "activity",
+                dict(kind="email", direction=2, responsible=agent, duration=0, subject="Ответ второй линии"),
+            )
+        )
     elif rng.random() < 0.2:
         A.append((clock.add_work(t, 600), "timeline", dict(author=agent, text="Внутренняя заметка: проверить оплату.")))
     for _ in range(min(4, int(rng.expovariate(1.2)))):
         if rng.random() < 0.4:
             A.append((t + 30, "move", dict(actor=agent, stage=st("CLIENT" if etid == SPA else "UC_WAIT"))))
             t = _customer_delay(rng, t)
-            A.append((t, "activity", dict(kind="email", direction=1, responsible=agent, duration=0,
-                                          subject="Ответ клиента")))
+            A.append(
+                (t, "activity", dict(kind="email", direction=1, responsible=agent, duration=0, subject="Ответ клиента"))
+            )
             A.append((t + 30, "move", dict(actor=agent, stage=st("PREPARATION"))))
         else:
             t = _customer_delay(rng, t)
-            A.append((t, "activity", dict(kind="email", direction=1, responsible=agent, duration=0,
-                                          subject="Вопрос клиента")))
+            A.append(
+                (
+                    t,
+                    "activity",
+                    dict(kind="email", direction=1, responsible=agent, duration=0, subject="Вопрос клиента"),
+                )
+            )
         t = _reply_delay(rng, clock, desk, agent, t + 30, pf)
         call = rng.random() < 0.25
-        A.append((t, "activity", dict(kind="call" if call else "email", direction=2, responsible=agent,
-                                      duration=rng.randint(120, 900) if call else 0, subject="Ответ")))
+        A.append(
+            (
+                t,
+                "activity",
+                dict(
+                    kind="call" if call else "email",
+                    direction=2,
+                    responsible=agent,
+                    duration=rng.randint(120, 900) if call else 0,
+                    subject="Ответ",
+                ),
+            )
+        )
     t = clock.add_work(t, _lognormal(rng, 4 * 3600 * pf, 1.1))
     r = rng.random()
     final = "LOSE" if r < 0.06 else "APOLOGY" if (etid == DEAL and r < 0.08) else "WON"
@@ -443,19 +700,34 @@ def plan_crm(rng, clock, desk: Desk, handle, t0: int, etid: int) -> _Plan:
         final = "FAIL" if r < 0.07 else "SUCCESS"
     A.append((t, "move", dict(actor=agent, stage=st(final))))
     success = final in ("WON", "SUCCESS")
-    if success and rng.random() < 0.06:   # reopened
+    if success and rng.random() < 0.06:  # reopened
         t = int(t + _lognormal(rng, 86400, 0.8))
-        A.append((t, "activity", dict(kind="email", direction=1, responsible=agent, duration=0,
-                                      subject="Проблема вернулась")))
+        A.append(
+            (
+                t,
+                "activity",
+                dict(kind="email", direction=1, responsible=agent, duration=0, subject="Проблема вернулась"),
+            )
+        )
         A.append((t + 60, "move", dict(actor=agent, stage=st("PREPARATION"))))
         t = clock.add_work(t + 60, _lognormal(rng, 3 * 3600 * pf))
         A.append((t, "activity", dict(kind="email", direction=2, responsible=agent, duration=0, subject="Исправили")))
         A.append((t + 30, "move", dict(actor=agent, stage=st(final))))
         t += 30
-    if success and rng.random() < 0.12:   # control callback after resolution
-        A.append((clock.add_work(t + 86400, 3600), "activity",
-                  dict(kind="call", direction=2, responsible=agent, duration=rng.randint(60, 300),
-                       subject="Контрольный звонок")))
+    if success and rng.random() < 0.12:  # control callback after resolution
+        A.append(
+            (
+                clock.add_work(t + 86400, 3600),
+                "activity",
+                dict(
+                    kind="call",
+                    direction=2,
+                    responsible=agent,
+                    duration=rng.randint(60, 300),
+                    subject="Контрольный звонок",
+                ),
+            )
+        )
     if success and rng.random() < 0.5:
         rating = rng.choices((5, 4, 3, 2, 1), (0.5, 0.24, 0.1, 0.07, 0.09))[0]
         A.append((_customer_delay(rng, t), "field", dict(actor=1, key=rating_key, value=rating)))
@@ -466,11 +738,27 @@ def plan_sales_deal(rng, clock, desk: Desk, handle, t0: int) -> _Plan:
     """Sales deals of funnel 0: not tickets of the support funnel, there to be filtered out."""
     pl = _Plan(handle, DEAL)
     agent = rng.choice(desk.agents)
-    pl.actions.append((t0, "item_create", dict(etid=DEAL, creator=agent, assigned=agent, category=0,
-                                               title="Продажа: годовая подписка",
-                                               fields={"contactId": rng.choice(desk.contacts), "opportunity": 120000,
-                                                       "ufCrm_PRIORITY": None, "ufCrm_RATING": None,
-                                                       "ufCrm_DEADLINE": None, "typeId": "SALE"})))
+    pl.actions.append(
+        (
+            t0,
+            "item_create",
+            dict(
+                etid=DEAL,
+                creator=agent,
+                assigned=agent,
+                category=0,
+                title="Продажа: годовая подписка",
+                fields={
+                    "contactId": rng.choice(desk.contacts),
+                    "opportunity": 120000,
+                    "ufCrm_PRIORITY": None,
+                    "ufCrm_RATING": None,
+                    "ufCrm_DEADLINE": None,
+                    "typeId": "SALE",
+                },
+            ),
+        )
+    )
     t = clock.add_work(t0, _lognormal(rng, 86400))
     pl.actions.append((t, "move", dict(actor=agent, stage="PREPARATION")))
     if rng.random() < 0.6:
@@ -480,15 +768,24 @@ def plan_sales_deal(rng, clock, desk: Desk, handle, t0: int) -> _Plan:
 
 # -- applying -------------------------------------------------------------------------------
 
+
 def _apply(p: Portal, desk: Desk, plan: _Plan, rec: dict, t: int, kind: str, a: dict) -> None:
     if kind == "task_create":
-        rec[plan.handle] = p._task_create(t, a["creator"], a["responsible"], a["title"], priority=a["priority"],
-                                          deadline=a["deadline"], group_id=a["group_id"],
-                                          task_control=a["task_control"])
+        rec[plan.handle] = p._task_create(
+            t,
+            a["creator"],
+            a["responsible"],
+            a["title"],
+            priority=a["priority"],
+            deadline=a["deadline"],
+            group_id=a["group_id"],
+            task_control=a["task_control"],
+        )
         return
     if kind == "item_create":
-        rec[plan.handle] = p._item_create(a["etid"], t, a["creator"], a["assigned"], title=a["title"],
-                                          category_id=a["category"], fields=a["fields"])
+        rec[plan.handle] = p._item_create(
+            a["etid"], t, a["creator"], a["assigned"], title=a["title"], category_id=a["category"], fields=a["fields"]
+        )
         return
     obj = rec[plan.handle]
     if kind == "status":
@@ -512,13 +809,27 @@ def _apply(p: Portal, desk: Desk, plan: _Plan, rec: dict, t: int, kind: str, a: 
     elif kind == "timeline":
         p._timeline_comment(obj["entityTypeId"], obj["id"], t, a["author"], a["text"])
     elif kind == "activity":
-        type_id, prov, ptype = {"email": (4, "CRM_EMAIL", "EMAIL"), "call": (2, "VOXIMPLANT_CALL", "CALL"),
-                                "todo": (6, "CRM_TODO", "TODO")}[a["kind"]]
+        type_id, prov, ptype = {
+            "email": (4, "CRM_EMAIL", "EMAIL"),
+            "call": (2, "VOXIMPLANT_CALL", "CALL"),
+            "todo": (6, "CRM_TODO", "TODO"),
+        }[a["kind"]]
         cust = obj.get("contactId")
         comm = f"client{cust}@example.ru" if a["kind"] == "email" else f"+7900{(cust or 0):07d}"
-        p._activity(obj["entityTypeId"], obj["id"], t, type_id=type_id, direction=a["direction"],
-                    responsible=a["responsible"], subject=a["subject"], provider_id=prov, provider_type_id=ptype,
-                    duration=a["duration"], completed=a["kind"] != "todo", communication=comm)
+        p._activity(
+            obj["entityTypeId"],
+            obj["id"],
+            t,
+            type_id=type_id,
+            direction=a["direction"],
+            responsible=a["responsible"],
+            subject=a["subject"],
+            provider_id=prov,
+            provider_type_id=ptype,
+            duration=a["duration"],
+            completed=a["kind"] != "todo",
+            communication=comm,
+        )
     else:  # pragma: no cover
         raise ValueError(kind)
 
@@ -547,9 +858,9 @@ def generate(p: Portal, *, seed: int, tickets: int, months: int, end: int) -> De
     actions = []
     seq = 0
     for pl in plans:
-        for (t, kind, a) in sorted(pl.actions, key=lambda x: x[0]):
+        for t, kind, a in sorted(pl.actions, key=lambda x: x[0]):
             if t > end:
-                break          # the rest of this ticket's life has not happened yet
+                break  # the rest of this ticket's life has not happened yet
             actions.append((t, seq, pl, kind, a))
             seq += 1
     actions.sort(key=lambda x: (x[0], x[1]))

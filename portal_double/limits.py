@@ -5,6 +5,7 @@ counter that drains ``drain_per_s`` per second and answers 503 ``QUERY_LIMIT_EXC
 ``bucket_size``; a method's execution time is summed in ten one-minute baskets and a call is refused
 with 429 ``OPERATION_TIME_LIMIT`` when the sum already exceeds the limit *before* the call.
 """
+
 from __future__ import annotations
 
 import threading
@@ -115,11 +116,20 @@ class Faults:
         self._malformed: list[list] = []
         self._lock = threading.Lock()
 
-    def fail_next(self, n: int = 1, status: int = 503, error: str = "QUERY_LIMIT_EXCEEDED",
-                  method: str | None = None, description: str | None = None) -> None:
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 503,
+        error: str = "QUERY_LIMIT_EXCEEDED",
+        method: str | None = None,
+        description: str | None = None,
+    ) -> None:
         with self._lock:
-            self._faults.append(_Fault(status, error, description or _DESCRIPTIONS.get(error, error),
-                                       method.lower() if method else None, n))
+            self._faults.append(
+                _Fault(
+                    status, error, description or _DESCRIPTIONS.get(error, error), method.lower() if method else None, n
+                )
+            )
 
     def take(self, method: str | None) -> _Fault | None:
         """Consume a fault for this request (method=None) or this method call."""
@@ -172,7 +182,7 @@ class Stats:
 
     requests: int = 0
     by_method: Counter = field(default_factory=Counter)
-    refused: Counter = field(default_factory=Counter)   # error code -> count of refused calls
+    refused: Counter = field(default_factory=Counter)  # error code -> count of refused calls
     log: deque = field(default_factory=lambda: deque(maxlen=2000))  # (method, params) of recent calls
 
     def reset(self) -> None:

@@ -15,6 +15,7 @@ returns rows by session id; ``waitAnswer`` counts the first answer of anyone (bo
 ``dateFirstAnswer`` does; ``queueTransfers`` counts transfer rows that have a ``fromOperatorId``;
 ``messagesOperatorCount`` counts live operators' messages only.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,7 @@ LIST_MAX = 1000
 PERIOD_MAX = 366 * 86400
 TRANSFER_IDS = 50
 STAT_IDS = 100
-KPI_FIRST_ANSWER = 300          # a line's "first response KPI" in seconds (line setting; ours is fixed)
+KPI_FIRST_ANSWER = 300  # a line's "first response KPI" in seconds (line setting; ours is fixed)
 
 STATUSES = ("new", "answered", "closed", "spam", "paused")
 CLOSE_REASONS = ("operator", "auto", "spam", "client", "replyLimit")
@@ -41,27 +42,27 @@ VOTES = ("like", "dislike", "none")
 ORDERS = ("dateCreate", "dateClose", "waitAnswer", "waitClose")
 
 
-
 # --- state ---------------------------------------------------------------------------------------
+
 
 @dataclass
 class OpenLines:
     """Open-line state of one portal."""
 
-    plan_allows: bool = True                  # False: every v2 method answers TARIFF_RESTRICTION
-    head_votes_visible: bool = True           # False: voteHead/commentHead come back null
-    report_users: set | None = None           # user ids with access to Open Channels reports (None: all)
-    lines: dict = field(default_factory=dict)         # id -> {"ID", "LINE_NAME", "ACTIVE", "queue": [...]}
-    bots: dict = field(default_factory=dict)          # bot user id -> name (never in user.get)
-    sessions: list = field(default_factory=list)      # sorted by id
+    plan_allows: bool = True  # False: every v2 method answers TARIFF_RESTRICTION
+    head_votes_visible: bool = True  # False: voteHead/commentHead come back null
+    report_users: set | None = None  # user ids with access to Open Channels reports (None: all)
+    lines: dict = field(default_factory=dict)  # id -> {"ID", "LINE_NAME", "ACTIVE", "queue": [...]}
+    bots: dict = field(default_factory=dict)  # bot user id -> name (never in user.get)
+    sessions: list = field(default_factory=list)  # sorted by id
     by_id: dict = field(default_factory=dict)
-    transfers: dict = field(default_factory=dict)     # session id -> [row]
-    truth: dict = field(default_factory=dict)         # session id -> KPI-terms record
+    transfers: dict = field(default_factory=dict)  # session id -> [row]
+    truth: dict = field(default_factory=dict)  # session id -> KPI-terms record
     operator_status: dict = field(default_factory=dict)  # user id -> online/offline/pause
     next_session: int = 1000
     next_chat: int = 5000
     next_customer: int = 200000
-    version: int = 0                          # bumped by every recorder (list caches key on it)
+    version: int = 0  # bumped by every recorder (list caches key on it)
     cache: dict = field(default_factory=dict)
 
 
@@ -75,8 +76,12 @@ def state(p) -> OpenLines:
 
 def add_line(p, line_id: int, name: str, queue, active: bool = True) -> dict:
     ol = state(p)
-    ol.lines[int(line_id)] = {"ID": int(line_id), "LINE_NAME": name, "ACTIVE": "Y" if active else "N",
-                              "queue": [int(u) for u in queue]}
+    ol.lines[int(line_id)] = {
+        "ID": int(line_id),
+        "LINE_NAME": name,
+        "ACTIVE": "Y" if active else "N",
+        "queue": [int(u) for u in queue],
+    }
     for u in queue:
         ol.operator_status.setdefault(int(u), "online")
     return ol.lines[int(line_id)]
@@ -87,6 +92,7 @@ def add_bot(p, bot_id: int, name: str = "Чат-бот") -> None:
 
 
 # --- recorders (at = when, the portal clock for the public API) ------------------------------------
+
 
 def _customer_key(s: dict) -> str:
     if s["crmEntityType"] in ("contact", "company") and s["crmEntityId"]:
@@ -104,32 +110,79 @@ def _start(p, at: int, line: int, channel: str, *, user_id: int | None = None, c
     if user_id is None:
         ol.next_customer += 1
         user_id = ol.next_customer
-    s = {"id": ol.next_session, "configId": line, "source": channel, "operatorId": None, "userId": user_id,
-         "userCode": f"{channel}|{user_id}", "chatId": ol.next_chat, "dateCreate": at, "dateClose": None,
-         "dateFirstAnswer": None, "dateOperatorAnswer": None, "status": "new", "closeReason": None,
-         "vote": "none", "dateVote": None, "voteHead": None, "commentHead": None,
-         "crmEntityType": crm[0] if crm else None, "crmEntityId": crm[1] if crm else None,
-         "msgOperator": 0, "msgClient": 1, "msgBot": 0, "msgSystem": 1}
+    s = {
+        "id": ol.next_session,
+        "configId": line,
+        "source": channel,
+        "operatorId": None,
+        "userId": user_id,
+        "userCode": f"{channel}|{user_id}",
+        "chatId": ol.next_chat,
+        "dateCreate": at,
+        "dateClose": None,
+        "dateFirstAnswer": None,
+        "dateOperatorAnswer": None,
+        "status": "new",
+        "closeReason": None,
+        "vote": "none",
+        "dateVote": None,
+        "voteHead": None,
+        "commentHead": None,
+        "crmEntityType": crm[0] if crm else None,
+        "crmEntityId": crm[1] if crm else None,
+        "msgOperator": 0,
+        "msgClient": 1,
+        "msgBot": 0,
+        "msgSystem": 1,
+    }
     ol.sessions.append(s)
     if len(ol.sessions) > 1 and ol.sessions[-2]["id"] > s["id"]:
         ol.sessions.sort(key=lambda r: r["id"])
     ol.by_id[s["id"]] = s
     ol.transfers[s["id"]] = []
-    ol.truth[s["id"]] = {"id": s["id"], "created": at, "first_live": None, "closed": None, "state": "open",
-                         "responsible": None, "first_human": None, "transfers": 0, "rating": None,
-                         "rated_at": None, "qa": None, "line": str(line), "type": ol.lines[line]["LINE_NAME"],
-                         "requalified": False, "channel": channel, "replies": 0, "customer_messages": 1,
-                         "customer": _customer_key(s), "author": str(user_id),
-                         "log": [("created", at, str(user_id), None, None, None),
-                                 ("customer_message", at, str(user_id), None, None, None)]}
+    ol.truth[s["id"]] = {
+        "id": s["id"],
+        "created": at,
+        "first_live": None,
+        "closed": None,
+        "state": "open",
+        "responsible": None,
+        "first_human": None,
+        "transfers": 0,
+        "rating": None,
+        "rated_at": None,
+        "qa": None,
+        "line": str(line),
+        "type": ol.lines[line]["LINE_NAME"],
+        "requalified": False,
+        "channel": channel,
+        "replies": 0,
+        "customer_messages": 1,
+        "customer": _customer_key(s),
+        "author": str(user_id),
+        "log": [
+            ("created", at, str(user_id), None, None, None),
+            ("customer_message", at, str(user_id), None, None, None),
+        ],
+    }
     return s
 
 
-def _row(p, s: dict, at: int, frm, to, *, reason: str, mode: str, kind: str = "USER", to_line=None,
-         initiator=None) -> dict:
-    row = {"sessionId": s["id"], "date": at, "fromOperatorId": frm, "toOperatorId": to,
-           "fromConfigId": s["configId"], "toConfigId": to_line, "reason": reason, "mode": mode,
-           "type": kind, "initiatorId": initiator}
+def _row(
+    p, s: dict, at: int, frm, to, *, reason: str, mode: str, kind: str = "USER", to_line=None, initiator=None
+) -> dict:
+    row = {
+        "sessionId": s["id"],
+        "date": at,
+        "fromOperatorId": frm,
+        "toOperatorId": to,
+        "fromConfigId": s["configId"],
+        "toConfigId": to_line,
+        "reason": reason,
+        "mode": mode,
+        "type": kind,
+        "initiatorId": initiator,
+    }
     state(p).transfers[s["id"]].append(row)
     return row
 
@@ -150,7 +203,7 @@ def _assign(p, s: dict, at: int, to: int, *, reason: str = "auto", mode: str = "
     human_from = frm is not None and frm not in ol.bots
     if human_to:
         if t["responsible"] is not None:
-            t["transfers"] += 1            # a human lets go of the dialog (a bot's hand-over is none)
+            t["transfers"] += 1  # a human lets go of the dialog (a bot's hand-over is none)
         t["log"].append(("assigned", at, initiator, None, t["responsible"], to))
         t["responsible"] = to
         if t["first_human"] is None:
@@ -166,8 +219,18 @@ def _to_queue(p, s: dict, at: int, *, reason: str = "queue", to_line: int | None
     state(p).version += 1
     ol = state(p)
     frm = s["operatorId"]
-    _row(p, s, at, frm, None, reason="line" if to_line else reason, mode="MANUAL" if initiator else "AUTO",
-         kind="QUEUE", to_line=to_line, initiator=initiator)
+    _row(
+        p,
+        s,
+        at,
+        frm,
+        None,
+        reason="line" if to_line else reason,
+        mode="MANUAL" if initiator else "AUTO",
+        kind="QUEUE",
+        to_line=to_line,
+        initiator=initiator,
+    )
     s["operatorId"] = None
     t = ol.truth[s["id"]]
     if frm is not None and frm not in ol.bots and t["responsible"] is not None:
@@ -225,8 +288,11 @@ def _close(p, s: dict, at: int, reason: str = "operator") -> None:
     t = ol.truth[s["id"]]
     t["closed"] = at
     # missed: closed by timeout while waiting for a human who never answered (a bot's own dialog is not)
-    missed = reason in ("auto", "client", "replyLimit") and s["dateOperatorAnswer"] is None \
+    missed = (
+        reason in ("auto", "client", "replyLimit")
+        and s["dateOperatorAnswer"] is None
         and s["operatorId"] not in ol.bots
+    )
     t["state"] = "rejected" if reason == "spam" or missed else "resolved"
     t["log"].append((t["state"], at, t["responsible"], None, None, reason))
 
@@ -250,6 +316,7 @@ def _head_vote(p, s: dict, score: int, comment: str = "") -> None:
 
 # --- public mutation API (the portal clock) ----------------------------------------------------------
 
+
 def session(p, sid: int) -> dict:
     s = state(p).by_id.get(int(sid))
     if s is None:
@@ -272,8 +339,9 @@ def answer(p, sid: int, messages: int = 1) -> dict:
         return s
 
 
-def transfer(p, sid: int, to_operator: int | None = None, to_line: int | None = None,
-             initiator: int | None = None) -> dict:
+def transfer(
+    p, sid: int, to_operator: int | None = None, to_line: int | None = None, initiator: int | None = None
+) -> dict:
     """To an operator (manual, type USER) or to another line's queue (reason ``line``, type QUEUE)."""
     with p.lock:
         s = session(p, sid)
@@ -281,8 +349,15 @@ def transfer(p, sid: int, to_operator: int | None = None, to_line: int | None = 
             _to_queue(p, s, p.now, to_line=int(to_line), initiator=initiator or s["operatorId"])
         if to_operator is not None:
             manual = to_line is None
-            _assign(p, s, p.now, int(to_operator), reason="manual" if manual else "auto",
-                    mode="MANUAL" if manual else "AUTO", initiator=(initiator or s["operatorId"]) if manual else None)
+            _assign(
+                p,
+                s,
+                p.now,
+                int(to_operator),
+                reason="manual" if manual else "auto",
+                mode="MANUAL" if manual else "AUTO",
+                initiator=(initiator or s["operatorId"]) if manual else None,
+            )
         return s
 
 
@@ -338,12 +413,21 @@ def _busy(p, ts: int) -> float:
 
 def _operators(p, rng) -> list[int]:
     """The portal's support employees, or a small team of our own on an empty portal."""
-    ops = [u["ID"] for u in sorted(p.users.values(), key=lambda u: u["ID"])
-           if u.get("USER_TYPE") == "employee" and u.get("ACTIVE") and u["ID"] != 1 and u.get("UF_DEPARTMENT")]
+    ops = [
+        u["ID"]
+        for u in sorted(p.users.values(), key=lambda u: u["ID"])
+        if u.get("USER_TYPE") == "employee" and u.get("ACTIVE") and u["ID"] != 1 and u.get("UF_DEPARTMENT")
+    ]
     if len(ops) >= 3:
         return ops
-    names = [("Ольга", "Операторова"), ("Игорь", "Чатов"), ("Дарья", "Линейная"), ("Павел", "Ответов"),
-             ("Вера", "Сообщенцева"), ("Тимур", "Диалогов")]
+    names = [
+        ("Ольга", "Операторова"),
+        ("Игорь", "Чатов"),
+        ("Дарья", "Линейная"),
+        ("Павел", "Ответов"),
+        ("Вера", "Сообщенцева"),
+        ("Тимур", "Диалогов"),
+    ]
     base = max([u for u in p.users] + [99]) + 1
     out = []
     for i, (first, last) in enumerate(names):
@@ -352,9 +436,18 @@ def _operators(p, rng) -> list[int]:
     return out
 
 
-def generate(p, n: int, *, seed: int = 1, end: int | None = None, months: float = 3.0,
-             lines=DEFAULT_LINES, bot_share: float = 0.35, vote_share: float = 0.45,
-             start: int | None = None) -> OpenLines:
+def generate(
+    p,
+    n: int,
+    *,
+    seed: int = 1,
+    end: int | None = None,
+    months: float = 3.0,
+    lines=DEFAULT_LINES,
+    bot_share: float = 0.35,
+    vote_share: float = 0.45,
+    start: int | None = None,
+) -> OpenLines:
     """``n`` sessions created over ``months`` before ``end`` (default: the portal clock).
 
     Each session's life is planned (distribution, a chatbot answering first on line 1, first live
@@ -385,8 +478,20 @@ def generate(p, n: int, *, seed: int = 1, end: int | None = None, months: float 
         plans = []
         for t0 in times:
             lid, _name, channels = lines[rng.randrange(len(lines))]
-            plans.append(_plan(rng, ol, t0, lid, rng.choice(channels), lid in bot_lines and rng.random() < bot_share,
-                               speed, contacts, [x[0] for x in lines], vote_share))
+            plans.append(
+                _plan(
+                    rng,
+                    ol,
+                    t0,
+                    lid,
+                    rng.choice(channels),
+                    lid in bot_lines and rng.random() < bot_share,
+                    speed,
+                    contacts,
+                    [x[0] for x in lines],
+                    vote_share,
+                )
+            )
         actions = []
         for k, (t0, line, channel, crm, steps) in enumerate(plans):
             actions.append((t0, k, 0, ("start", line, channel, crm)))
@@ -434,7 +539,7 @@ def _plan(rng, ol, t0, line, channel, with_bot, speed, contacts, line_ids, vote_
     t = t0
     crm = ("contact", rng.choice(contacts)) if contacts and rng.random() < 0.3 else None
     roll = rng.random()
-    if roll < 0.02:                                   # spam: closed as such, no answer
+    if roll < 0.02:  # spam: closed as such, no answer
         steps.append((t + int(_lognormal(rng, 120)), ("close", "spam")))
         return t0, line, channel, crm, steps
     if with_bot:
@@ -443,7 +548,7 @@ def _plan(rng, ol, t0, line, channel, with_bot, speed, contacts, line_ids, vote_
         t += rng.randint(1, 5)
         steps.append((t, ("answer", rng.randint(1, 3))))
         steps.append((t + 20, ("client", rng.randint(1, 2))))
-        if rng.random() < 0.3:                        # the bot solved it alone
+        if rng.random() < 0.3:  # the bot solved it alone
             t += int(_lognormal(rng, 300))
             steps.append((t, ("close", "operator" if rng.random() < 0.5 else "client")))
             _after_close(rng, steps, t, False, vote_share)
@@ -455,11 +560,11 @@ def _plan(rng, ol, t0, line, channel, with_bot, speed, contacts, line_ids, vote_
         t += rng.randint(1, 8)
         op = _pick(rng, ol, line, speed)
         steps.append((t, ("assign", op, "auto", "AUTO", None)))
-    if roll < 0.09:                                   # missed: nobody answers, closed by timeout
+    if roll < 0.09:  # missed: nobody answers, closed by timeout
         t += int(_lognormal(rng, 6 * 3600, 0.5))
         steps.append((t, ("close", rng.choice(("auto", "replyLimit")))))
         return t0, line, channel, crm, steps
-    if rng.random() < 0.05:                           # the operator lets it time out: back to the queue
+    if rng.random() < 0.05:  # the operator lets it time out: back to the queue
         t += 180
         steps.append((t, ("queue", None, None)))
         t += rng.randint(5, 60)
@@ -467,14 +572,14 @@ def _plan(rng, ol, t0, line, channel, with_bot, speed, contacts, line_ids, vote_
         steps.append((t, ("assign", op, "auto", "AUTO", None)))
     t += max(5, int(_lognormal(rng, 75 * speed[op])))
     steps.append((t, ("answer", 1)))
-    if rng.random() < 0.15:                           # handed to a colleague
+    if rng.random() < 0.15:  # handed to a colleague
         t += int(_lognormal(rng, 240))
         new = _pick(rng, ol, line, speed, avoid=op)
         steps.append((t, ("assign", new, "manual", "MANUAL", op)))
         op = new
         t += int(_lognormal(rng, 60))
         steps.append((t, ("answer", 1)))
-    if rng.random() < 0.06:                           # wrong line: sent to another one
+    if rng.random() < 0.06:  # wrong line: sent to another one
         other = rng.choice([x for x in line_ids if x != line])
         t += int(_lognormal(rng, 200))
         steps.append((t, ("queue", other, op)))
@@ -503,6 +608,7 @@ def _after_close(rng, steps, t, answered: bool, vote_share: float) -> None:
 
 # --- ground truth --------------------------------------------------------------------------------------
 
+
 def truth_tickets(p) -> list[dict]:
     """Per session, in KPI terms (kpi.md section 1), as of the portal clock: ``source``
     ``openlines``, ``source_id``, ``created_at``, ``first_reply`` (live operators only),
@@ -512,15 +618,30 @@ def truth_tickets(p) -> list[dict]:
     out = []
     for s in state(p).sessions:
         t = state(p).truth[s["id"]]
-        out.append({"source": "openlines", "source_id": str(t["id"]), "created_at": t["created"],
-                    "first_reply": t["first_live"], "closed_at": t["closed"], "state": t["state"],
-                    "resolved_at": t["closed"] if t["state"] == "resolved" else None,
-                    "responsible": None if t["responsible"] is None else str(t["responsible"]),
-                    "first_responsible": None if t["first_human"] is None else str(t["first_human"]),
-                    "transfers": t["transfers"], "rating": t["rating"], "qa_score": t["qa"], "line": t["line"],
-                    "type": t["type"], "requalified": t["requalified"], "channel": t["channel"],
-                    "replies": t["replies"], "customer_messages": t["customer_messages"],
-                    "customer": t["customer"], "author": t["author"]})
+        out.append(
+            {
+                "source": "openlines",
+                "source_id": str(t["id"]),
+                "created_at": t["created"],
+                "first_reply": t["first_live"],
+                "closed_at": t["closed"],
+                "state": t["state"],
+                "resolved_at": t["closed"] if t["state"] == "resolved" else None,
+                "responsible": None if t["responsible"] is None else str(t["responsible"]),
+                "first_responsible": None if t["first_human"] is None else str(t["first_human"]),
+                "transfers": t["transfers"],
+                "rating": t["rating"],
+                "qa_score": t["qa"],
+                "line": t["line"],
+                "type": t["type"],
+                "requalified": t["requalified"],
+                "channel": t["channel"],
+                "replies": t["replies"],
+                "customer_messages": t["customer_messages"],
+                "customer": t["customer"],
+                "author": t["author"],
+            }
+        )
     return out
 
 
@@ -534,29 +655,66 @@ def truth_model(p, portal_key: str | None = None) -> tuple[list[dict], dict]:
         t = state(p).truth[s["id"]]
         sid = str(t["id"])
         c = t["customer"]
-        customer = ("C_" + c[8:]) if c.startswith("contact:") else ("CO_" + c[8:]) if c.startswith("company:") \
+        customer = (
+            ("C_" + c[8:])
+            if c.startswith("contact:")
+            else ("CO_" + c[8:])
+            if c.startswith("company:")
             else c.split(":", 1)[1]
+        )
         evs = []
         for n, (kind, at, actor, fld, frm, to) in enumerate(t["log"]):
-            evs.append({"portal": member, "source": "openlines", "source_id": sid, "key": f"x:{n}", "kind": kind,
-                        "at": int(at), "actor_id": None if actor is None else str(actor), "field": fld,
-                        "from_value": None if frm is None else str(frm), "to_value": None if to is None else str(to)})
+            evs.append(
+                {
+                    "portal": member,
+                    "source": "openlines",
+                    "source_id": sid,
+                    "key": f"x:{n}",
+                    "kind": kind,
+                    "at": int(at),
+                    "actor_id": None if actor is None else str(actor),
+                    "field": fld,
+                    "from_value": None if frm is None else str(frm),
+                    "to_value": None if to is None else str(to),
+                }
+            )
         evs.sort(key=lambda e: (e["at"], 0 if e["kind"] == "created" else 1 if e["kind"] == "assigned" else 5))
         closed = t["closed"]
-        tickets.append({
-            "portal": member, "source": "openlines", "source_id": sid, "title": f"Dialog #{sid}",
-            "type": t["type"], "priority": "normal", "priority_raw": None, "author_id": t["author"],
-            "customer": customer, "responsible_id": None if t["responsible"] is None else str(t["responsible"]),
-            "created_at": t["created"], "deadline": None,
-            "resolved_at": closed if t["state"] == "resolved" else None,
-            "closed_at": closed if t["state"] != "open" else None, "state": t["state"], "rating": t["rating"],
-            "nps": None, "ces": None, "qa_score": t["qa"], "channel": t["channel"], "line": t["line"],
-            "handle_time": None, "selector": None, "url": None, "deleted": 0})
+        tickets.append(
+            {
+                "portal": member,
+                "source": "openlines",
+                "source_id": sid,
+                "title": f"Dialog #{sid}",
+                "type": t["type"],
+                "priority": "normal",
+                "priority_raw": None,
+                "author_id": t["author"],
+                "customer": customer,
+                "responsible_id": None if t["responsible"] is None else str(t["responsible"]),
+                "created_at": t["created"],
+                "deadline": None,
+                "resolved_at": closed if t["state"] == "resolved" else None,
+                "closed_at": closed if t["state"] != "open" else None,
+                "state": t["state"],
+                "rating": t["rating"],
+                "nps": None,
+                "ces": None,
+                "qa_score": t["qa"],
+                "channel": t["channel"],
+                "line": t["line"],
+                "handle_time": None,
+                "selector": None,
+                "url": None,
+                "deleted": 0,
+            }
+        )
         events[("openlines", sid)] = evs
     return tickets, events
 
 
 # --- the methods: shared parameter handling ----------------------------------------------------------------
+
 
 def _guard(c: Call) -> OpenLines:
     ol = state(c.portal)
@@ -644,7 +802,7 @@ def _paging(params: dict) -> tuple[int, int]:
     if offset > OFFSET_MAX:
         raise ApiError(400, "OFFSET_TOO_LARGE", "Offset is too large")
     if not 1 <= limit <= LIMIT_MAX:
-        raise _invalid("limit")                 # unconfirmed: the docs only give the range
+        raise _invalid("limit")  # unconfirmed: the docs only give the range
     return offset, limit
 
 
@@ -655,8 +813,9 @@ def _session_ids(params: dict, cap: int) -> list[int]:
     if isinstance(v, dict):
         v = list(v.values())
     if not isinstance(v, list):
-        raise ApiError(400, "100", f"Invalid value {v} to match with parameter {{sessionId}}. "
-                                   "Should be value of type array.")
+        raise ApiError(
+            400, "100", f"Invalid value {v} to match with parameter {{sessionId}}. Should be value of type array."
+        )
     ids = []
     for x in v:
         try:
@@ -664,13 +823,14 @@ def _session_ids(params: dict, cap: int) -> list[int]:
         except ValueError:
             raise ApiError(400, "100", f"Invalid value {x} to match with parameter {{sessionId}}.")
         if i not in ids:
-            ids.append(i)                     # "Duplicates in sessionId are removed"
+            ids.append(i)  # "Duplicates in sessionId are removed"
     if len(ids) > cap:
         raise ApiError(400, "BATCH_LIMIT_EXCEEDED", f"sessionId batch must not exceed {cap} items")
     return ids
 
 
 # --- rendering --------------------------------------------------------------------------------------
+
 
 def _wait_answer(s):
     return None if s["dateFirstAnswer"] is None else s["dateFirstAnswer"] - s["dateCreate"]
@@ -693,20 +853,34 @@ def render_session(p, ol: OpenLines, s: dict) -> dict:
     iso = lambda ts: timefmt.iso(ts, p.tz)  # noqa: E731
     head = ol.head_votes_visible
     return {
-        "id": s["id"], "configId": s["configId"], "source": s["source"], "operatorId": s["operatorId"],
-        "userId": s["userId"], "userCode": s["userCode"], "chatId": s["chatId"],
-        "dateCreate": iso(s["dateCreate"]), "dateClose": iso(s["dateClose"]),
-        "dateFirstAnswer": iso(s["dateFirstAnswer"]), "dateOperatorAnswer": iso(s["dateOperatorAnswer"]),
-        "status": s["status"], "closeReason": s["closeReason"], "vote": s["vote"],
-        "voteHead": s["voteHead"] if head else None, "commentHead": s["commentHead"] if head else None,
-        "crmEntityType": s["crmEntityType"], "crmEntityId": s["crmEntityId"],
-        "queueTransfers": _queue_transfers(ol, s), "waitAnswer": _wait_answer(s), "waitClose": _wait_close(s),
+        "id": s["id"],
+        "configId": s["configId"],
+        "source": s["source"],
+        "operatorId": s["operatorId"],
+        "userId": s["userId"],
+        "userCode": s["userCode"],
+        "chatId": s["chatId"],
+        "dateCreate": iso(s["dateCreate"]),
+        "dateClose": iso(s["dateClose"]),
+        "dateFirstAnswer": iso(s["dateFirstAnswer"]),
+        "dateOperatorAnswer": iso(s["dateOperatorAnswer"]),
+        "status": s["status"],
+        "closeReason": s["closeReason"],
+        "vote": s["vote"],
+        "voteHead": s["voteHead"] if head else None,
+        "commentHead": s["commentHead"] if head else None,
+        "crmEntityType": s["crmEntityType"],
+        "crmEntityId": s["crmEntityId"],
+        "queueTransfers": _queue_transfers(ol, s),
+        "waitAnswer": _wait_answer(s),
+        "waitClose": _wait_close(s),
         "kpiFirstAnswer": _kpi(s),
         "messageCount": s["msgOperator"] + s["msgBot"] + s["msgClient"] + s["msgSystem"],
     }
 
 
 # --- the methods -------------------------------------------------------------------------------------
+
 
 def _common_filters(ol, params):
     lines = _id_set(params, "configId", "configIdList")
@@ -748,7 +922,7 @@ def session_list(c: Call, params: dict):
         raise _invalid("orderDirection")
     offset, limit = _paging(params)
     if not full_period:
-        order = "dateCreate"                  # "applied only when a full creation or close period is specified"
+        order = "dateCreate"  # "applied only when a full creation or close period is specified"
 
     def keep(s) -> bool:
         if lines is not None and s["configId"] not in lines:
@@ -777,28 +951,38 @@ def session_list(c: Call, params: dict):
         if has_crm is not None and bool(s["crmEntityId"]) != has_crm:
             return False
         wa, wc = _wait_answer(s), _wait_close(s)
-        if (wa_lo is not None or wa_hi is not None) and (wa is None or wa_lo is not None and wa < wa_lo
-                                                          or wa_hi is not None and wa > wa_hi):
+        if (wa_lo is not None or wa_hi is not None) and (
+            wa is None or wa_lo is not None and wa < wa_lo or wa_hi is not None and wa > wa_hi
+        ):
             return False
-        if (wc_lo is not None or wc_hi is not None) and (wc is None or wc_lo is not None and wc < wc_lo
-                                                          or wc_hi is not None and wc > wc_hi):
+        if (wc_lo is not None or wc_hi is not None) and (
+            wc is None or wc_lo is not None and wc < wc_lo or wc_hi is not None and wc > wc_hi
+        ):
             return False
         return True
 
     # the pages of one listing arrive 50 to a batch: filter and sort once per state version
-    ck = ("sessions", ol.version, ol.head_votes_visible, repr(sorted(
-        (k, repr(v)) for k, v in params.items() if k not in ("offset", "limit"))))
+    ck = (
+        "sessions",
+        ol.version,
+        ol.head_votes_visible,
+        repr(sorted((k, repr(v)) for k, v in params.items() if k not in ("offset", "limit"))),
+    )
     rows = ol.cache.get(ck)
     if rows is None:
         rows = [s for s in ol.sessions if keep(s)]
-        key = {"dateCreate": lambda s: s["dateCreate"], "dateClose": lambda s: s["dateClose"],
-               "waitAnswer": _wait_answer, "waitClose": _wait_close}[order]
+        key = {
+            "dateCreate": lambda s: s["dateCreate"],
+            "dateClose": lambda s: s["dateClose"],
+            "waitAnswer": _wait_answer,
+            "waitClose": _wait_close,
+        }[order]
         # NULLs first ascending (MySQL), ties by id
         rows.sort(key=lambda s: ((0, 0) if key(s) is None else (1, key(s)), s["id"]), reverse=direction == "desc")
         if len(ol.cache) > 16:
             ol.cache.clear()
         ol.cache[ck] = rows
-    page = rows[offset:offset + limit]
+    page = rows[offset : offset + limit]
     return {"sessions": [render_session(p, ol, s) for s in page], "hasNextPage": offset + limit < len(rows)}
 
 
@@ -822,15 +1006,35 @@ def session_stat_get(c: Call, params: dict):
     for sid in _session_ids(params, STAT_IDS):
         s = ol.by_id.get(sid)
         if s is None:
-            out.append({"sessionId": sid, "waitAnswer": None, "waitClose": None, "messagesCount": None,
-                        "messagesOperatorCount": None, "messagesClientCount": None, "transfersCount": None,
-                        "kpiFirstAnswer": None, "vote": None, "voteHead": None})
+            out.append(
+                {
+                    "sessionId": sid,
+                    "waitAnswer": None,
+                    "waitClose": None,
+                    "messagesCount": None,
+                    "messagesOperatorCount": None,
+                    "messagesClientCount": None,
+                    "transfersCount": None,
+                    "kpiFirstAnswer": None,
+                    "vote": None,
+                    "voteHead": None,
+                }
+            )
             continue
-        out.append({"sessionId": sid, "waitAnswer": _wait_answer(s), "waitClose": _wait_close(s),
-                    "messagesCount": s["msgOperator"] + s["msgBot"] + s["msgClient"] + s["msgSystem"],
-                    "messagesOperatorCount": s["msgOperator"], "messagesClientCount": s["msgClient"],
-                    "transfersCount": _queue_transfers(ol, s), "kpiFirstAnswer": _kpi(s), "vote": s["vote"],
-                    "voteHead": s["voteHead"] if ol.head_votes_visible else None})
+        out.append(
+            {
+                "sessionId": sid,
+                "waitAnswer": _wait_answer(s),
+                "waitClose": _wait_close(s),
+                "messagesCount": s["msgOperator"] + s["msgBot"] + s["msgClient"] + s["msgSystem"],
+                "messagesOperatorCount": s["msgOperator"],
+                "messagesClientCount": s["msgClient"],
+                "transfersCount": _queue_transfers(ol, s),
+                "kpiFirstAnswer": _kpi(s),
+                "vote": s["vote"],
+                "voteHead": s["voteHead"] if ol.head_votes_visible else None,
+            }
+        )
     return {"sessions": out}
 
 
@@ -846,19 +1050,38 @@ def session_rating_list(c: Call, params: dict):
         raise ApiError(400, "INVALID_FILTER", "Invalid vote filter value")
     has_head = _bool(params, "hasVoteHead")
     offset, limit = _paging(params)
-    rows = [s for s in ol.sessions
-            if s["vote"] != "none" and s["dateVote"] is not None and lo <= s["dateVote"] <= hi
-            and (lines is None or s["configId"] in lines) and (ops is None or s["operatorId"] in ops)
-            and (sources is None or s["source"] in sources) and (vote_f is None or s["vote"] == vote_f)
-            and (has_head is None or not ol.head_votes_visible or (s["voteHead"] is not None) == has_head)]
-    page = rows[offset:offset + limit]
+    rows = [
+        s
+        for s in ol.sessions
+        if s["vote"] != "none"
+        and s["dateVote"] is not None
+        and lo <= s["dateVote"] <= hi
+        and (lines is None or s["configId"] in lines)
+        and (ops is None or s["operatorId"] in ops)
+        and (sources is None or s["source"] in sources)
+        and (vote_f is None or s["vote"] == vote_f)
+        and (has_head is None or not ol.head_votes_visible or (s["voteHead"] is not None) == has_head)
+    ]
+    page = rows[offset : offset + limit]
     head = ol.head_votes_visible
     iso = lambda ts: timefmt.iso(ts, p.tz)  # noqa: E731
-    return {"ratings": [{"sessionId": s["id"], "configId": s["configId"], "operatorId": s["operatorId"],
-                         "source": s["source"], "vote": s["vote"], "voteHead": s["voteHead"] if head else None,
-                         "commentHead": s["commentHead"] if head else None, "dateVote": iso(s["dateVote"]),
-                         "dateSessionClose": iso(s["dateClose"])} for s in page],
-            "hasNextPage": offset + limit < len(rows)}
+    return {
+        "ratings": [
+            {
+                "sessionId": s["id"],
+                "configId": s["configId"],
+                "operatorId": s["operatorId"],
+                "source": s["source"],
+                "vote": s["vote"],
+                "voteHead": s["voteHead"] if head else None,
+                "commentHead": s["commentHead"] if head else None,
+                "dateVote": iso(s["dateVote"]),
+                "dateSessionClose": iso(s["dateClose"]),
+            }
+            for s in page
+        ],
+        "hasNextPage": offset + limit < len(rows),
+    }
 
 
 def _period_required(p, params, a, b):
@@ -874,9 +1097,14 @@ def stat_get(c: Call, params: dict):
     ol = _guard(c)
     lo, hi = _period_required(p, params, "dateFrom", "dateTo")
     lines, ops, sources = _common_filters(ol, params)
-    rows = [s for s in ol.sessions if lo <= s["dateCreate"] <= hi
-            and (lines is None or s["configId"] in lines) and (ops is None or s["operatorId"] in ops)
-            and (sources is None or s["source"] in sources)]
+    rows = [
+        s
+        for s in ol.sessions
+        if lo <= s["dateCreate"] <= hi
+        and (lines is None or s["configId"] in lines)
+        and (ops is None or s["operatorId"] in ops)
+        and (sources is None or s["source"] in sources)
+    ]
 
     def avg(values):
         values = [v for v in values if v is not None]
@@ -897,18 +1125,28 @@ def stat_get(c: Call, params: dict):
             by_op.setdefault(s["operatorId"], []).append(s)
     kpis = [_kpi(s) for s in rows]
     return {
-        "totalSessions": len(rows), "closedSessions": sum(1 for s in rows if s["status"] == "closed"),
+        "totalSessions": len(rows),
+        "closedSessions": sum(1 for s in rows if s["status"] == "closed"),
         "spamSessions": sum(1 for s in rows if s["status"] == "spam"),
         "avgWaitAnswer": avg(_wait_answer(s) for s in rows),
         "avgSessionDuration": avg(_wait_close(s) for s in rows),
         "likeCount": sum(1 for s in rows if s["vote"] == "like"),
         "dislikeCount": sum(1 for s in rows if s["vote"] == "dislike"),
-        "votedSessions": sum(1 for s in rows if s["vote"] in ("like", "dislike")), "positiveRate": rate(rows),
-        "kpiFirstAnswerOk": sum(1 for k in kpis if k is True), "kpiFirstAnswerFail": sum(1 for k in kpis if k is False),
+        "votedSessions": sum(1 for s in rows if s["vote"] in ("like", "dislike")),
+        "positiveRate": rate(rows),
+        "kpiFirstAnswerOk": sum(1 for k in kpis if k is True),
+        "kpiFirstAnswerFail": sum(1 for k in kpis if k is False),
         "sessionsBySource": [{"source": k, "count": v} for k, v in sorted(by_source.items())],
         "sessionsByHour": by_hour,
-        "sessionsByOperator": [{"operatorId": op, "count": len(g), "avgWaitAnswer": avg(_wait_answer(s) for s in g),
-                                "positiveRate": rate(g)} for op, g in sorted(by_op.items())],
+        "sessionsByOperator": [
+            {
+                "operatorId": op,
+                "count": len(g),
+                "avgWaitAnswer": avg(_wait_answer(s) for s in g),
+                "positiveRate": rate(g),
+            }
+            for op, g in sorted(by_op.items())
+        ],
     }
 
 
@@ -930,16 +1168,34 @@ def operator_list(c: Call, params: dict):
             continue
         for u in line["queue"]:
             st = ol.operator_status.get(u, "offline")
-            active = sum(1 for s in ol.sessions if s["operatorId"] == u and s["configId"] == lid
-                         and s["status"] in ("new", "answered", "paused"))
+            active = sum(
+                1
+                for s in ol.sessions
+                if s["operatorId"] == u and s["configId"] == lid and s["status"] in ("new", "answered", "paused")
+            )
             slots = max(0, 5 - active)
-            if users is not None and u not in users or status is not None and st != status \
-                    or free is not None and (slots > 0) != free:
+            if (
+                users is not None
+                and u not in users
+                or status is not None
+                and st != status
+                or free is not None
+                and (slots > 0) != free
+            ):
                 continue
             last = max((s["dateCreate"] for s in ol.sessions if s["operatorId"] == u), default=None)
-            rows.append({"userId": u, "configId": lid, "status": st, "activeSessions": active, "maxChat": 5,
-                         "freeSlots": slots, "lastActivityDate": timefmt.iso(last, p.tz)})
-    return {"operators": rows[offset:offset + limit], "hasNextPage": offset + limit < len(rows)}
+            rows.append(
+                {
+                    "userId": u,
+                    "configId": lid,
+                    "status": st,
+                    "activeSessions": active,
+                    "maxChat": 5,
+                    "freeSlots": slots,
+                    "lastActivityDate": timefmt.iso(last, p.tz),
+                }
+            )
+    return {"operators": rows[offset : offset + limit], "hasNextPage": offset + limit < len(rows)}
 
 
 @method("imopenlines.config.list.get", SCOPE)
@@ -963,4 +1219,4 @@ def config_list_get(c: Call, params: dict):
         if str(options.get("QUEUE", "N")).upper() == "Y":
             r["QUEUE"] = list(line["queue"])
         rows.append(r)
-    return rows[offset:offset + limit]
+    return rows[offset : offset + limit]

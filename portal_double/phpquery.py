@@ -4,6 +4,7 @@ Bitrix24 is PHP, so form bodies, GET query strings and the strings inside ``batc
 read the way PHP's ``parse_str`` reads them (DOCS settings/how-to-call-rest-api/data-encoding.md).
 ``build_query`` is the inverse (PHP ``http_build_query``), used by tests and the CLI.
 """
+
 from __future__ import annotations
 
 from urllib.parse import parse_qsl, quote
@@ -22,7 +23,7 @@ def _split_key(key: str) -> list[str | None]:
             break
         inner = rest[1:j]
         parts.append(None if inner == "" else inner)
-        rest = rest[j + 1:]
+        rest = rest[j + 1 :]
     # PHP ignores anything after the last closing bracket
     return parts
 
@@ -64,7 +65,7 @@ def parse_query(qs: str | bytes, *, keep_blank: bool = True) -> dict:
     out: dict = {}
     for key, value in parse_qsl(qs, keep_blank_values=keep_blank):
         _assign(out, _split_key(key), value)
-    return {k: listify(v) for k, v in out.items()}   # the top level stays a dict of parameters
+    return {k: listify(v) for k, v in out.items()}  # the top level stays a dict of parameters
 
 
 def _flatten(prefix: str, value, pairs: list[tuple[str, str]]) -> None:

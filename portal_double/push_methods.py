@@ -39,6 +39,7 @@ Test knobs on ``push_state(portal)``: ``drop_reply(method, n)`` runs the next n 
 and then answers 500 (the answer is "lost": the portal did the work, the caller cannot know);
 ``on_received`` is called with each record after the work is done, before the answer goes out.
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,18 +53,18 @@ from . import timefmt
 from .query import ApiError
 from .registry import Call, Listed, method
 
-ATTACH_MAX = 30000            # "The maximum allowable size of the ATTACH is exceeded -- 30 KB"
+ATTACH_MAX = 30000  # "The maximum allowable size of the ATTACH is exceeded -- 30 KB"
 PAGE = 50
 
 
 @dataclass
 class PushState:
-    records: list = field(default_factory=list)          # every push call received, in order
-    notifications: list = field(default_factory=list)    # im.notify.system.add, incl. replaced ones
-    posts: list = field(default_factory=list)            # log.blogpost.add
-    storage: dict | None = None                          # the app's Disk storage
-    folders: dict = field(default_factory=dict)          # folder id -> {"ID", "NAME", "files": [ids]}
-    files: dict = field(default_factory=dict)            # file id -> file object + "content" bytes
+    records: list = field(default_factory=list)  # every push call received, in order
+    notifications: list = field(default_factory=list)  # im.notify.system.add, incl. replaced ones
+    posts: list = field(default_factory=list)  # log.blogpost.add
+    storage: dict | None = None  # the app's Disk storage
+    folders: dict = field(default_factory=dict)  # folder id -> {"ID", "NAME", "files": [ids]}
+    files: dict = field(default_factory=dict)  # file id -> file object + "content" bytes
     on_received: Callable | None = None
     _drops: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,8 +85,9 @@ class PushState:
     # -- views for tests and the demo --
     def visible_notifications(self, user_id: int | None = None) -> list[dict]:
         """What users see now: notifications not replaced by a later one with the same TAG."""
-        return [n for n in self.notifications if not n["replaced"]
-                and (user_id is None or n["USER_ID"] == int(user_id))]
+        return [
+            n for n in self.notifications if not n["replaced"] and (user_id is None or n["USER_ID"] == int(user_id))
+        ]
 
     def calls(self, method_name: str | None = None) -> list[dict]:
         return [r for r in self.records if method_name is None or r["method"] == method_name.lower()]
@@ -103,6 +105,7 @@ def push_state(portal) -> PushState:
 
 # --- helpers ----------------------------------------------------------------------------------
 
+
 def _ci(params: dict, name: str, default=None):
     for k, v in params.items():
         if k.lower() == name.lower():
@@ -115,7 +118,7 @@ def _as_list(value) -> list:
         return []
     if isinstance(value, list):
         return value
-    if isinstance(value, dict):       # PHP-style form arrays arrive as {"0": .., "1": ..}
+    if isinstance(value, dict):  # PHP-style form arrays arrive as {"0": .., "1": ..}
         try:
             return [value[k] for k in sorted(value, key=lambda k: int(k))]
         except ValueError:
@@ -146,8 +149,7 @@ def _attach(params: dict) -> dict | list | None:
 
 def _record(c: Call, name: str, params: dict, result) -> dict:
     st = push_state(c.portal)
-    rec = {"method": name, "at": c.portal.now, "user_id": c.user_id, "auth": c.auth,
-           "params": params, "result": result}
+    rec = {"method": name, "at": c.portal.now, "user_id": c.user_id, "auth": c.auth, "params": params, "result": result}
     st.records.append(rec)
     if st.on_received:
         st.on_received(rec)
@@ -157,10 +159,11 @@ def _record(c: Call, name: str, params: dict, result) -> dict:
 
 
 def _is_admin(c: Call) -> bool:
-    return c.user_id == 1            # the double's administrator (methods/common.py profile)
+    return c.user_id == 1  # the double's administrator (methods/common.py profile)
 
 
 # --- notifications ------------------------------------------------------------------------------
+
 
 @method("im.notify.system.add", "im")
 def notify_system_add(c: Call, params: dict):
@@ -193,15 +196,27 @@ def notify_system_add(c: Call, params: dict):
         for n in st.notifications:
             if not n["replaced"] and n["namespace"] == namespace and n["TAG"] == str(tag):
                 n["replaced"] = nid
-    st.notifications.append({
-        "ID": nid, "USER_ID": user_id, "MESSAGE": message, "MESSAGE_OUT": _ci(params, "MESSAGE_OUT"),
-        "TAG": None if tag is None else str(tag), "SUB_TAG": sub_tag, "ATTACH": attach,
-        "namespace": namespace, "from_user": c.user_id, "at": p.now, "replaced": None})
+    st.notifications.append(
+        {
+            "ID": nid,
+            "USER_ID": user_id,
+            "MESSAGE": message,
+            "MESSAGE_OUT": _ci(params, "MESSAGE_OUT"),
+            "TAG": None if tag is None else str(tag),
+            "SUB_TAG": sub_tag,
+            "ATTACH": attach,
+            "namespace": namespace,
+            "from_user": c.user_id,
+            "at": p.now,
+            "replaced": None,
+        }
+    )
     _record(c, "im.notify.system.add", params, nid)
     return nid
 
 
 # --- chats ----------------------------------------------------------------------------------------
+
 
 @method("im.chat.add", "im")
 def chat_add(c: Call, params: dict):
@@ -216,10 +231,17 @@ def chat_add(c: Call, params: dict):
     entity_type, entity_id = _ci(params, "ENTITY_TYPE"), _ci(params, "ENTITY_ID")
     cid = p.next_id("chat", 100)
     title = str(_ci(params, "TITLE", "") or "") or f"Chat #{cid}"
-    p.chats[cid] = {"id": cid, "entity": (str(entity_type), str(entity_id)) if entity_type else None,
-                    "messages": [], "title": title, "type": str(_ci(params, "TYPE", "CHAT") or "CHAT"),
-                    "description": _ci(params, "DESCRIPTION"), "color": _ci(params, "COLOR"),
-                    "users": members, "owner": c.user_id}
+    p.chats[cid] = {
+        "id": cid,
+        "entity": (str(entity_type), str(entity_id)) if entity_type else None,
+        "messages": [],
+        "title": title,
+        "type": str(_ci(params, "TYPE", "CHAT") or "CHAT"),
+        "description": _ci(params, "DESCRIPTION"),
+        "color": _ci(params, "COLOR"),
+        "users": members,
+        "owner": c.user_id,
+    }
     first = str(_ci(params, "MESSAGE", "") or "").strip()
     if first:
         p._chat_message(cid, p.now, c.user_id, first)
@@ -249,8 +271,9 @@ def message_add(c: Call, params: dict):
         if not dialog[4:].isdigit():
             raise ApiError(400, "CHAT_ID_EMPTY", "Chat ID can't be empty")
         chat = p.chats.get(int(dialog[4:]))
-        if chat is None or (chat.get("users") is not None and c.user_id not in chat["users"]
-                            and chat.get("type") != "OPEN"):
+        if chat is None or (
+            chat.get("users") is not None and c.user_id not in chat["users"] and chat.get("type") != "OPEN"
+        ):
             raise ApiError(403, "ACCESS_ERROR", "You do not have access to the specified dialog")
     elif dialog.isdigit() and int(dialog) in p.users:
         chat = _private_chat(p, c.user_id, int(dialog))
@@ -271,21 +294,32 @@ def _private_chat(p, a: int, b: int) -> dict:
         if chat.get("entity") == key:
             return chat
     cid = p.next_id("chat", 100)
-    p.chats[cid] = {"id": cid, "entity": key, "messages": [], "title": "", "type": "PRIVATE",
-                    "users": sorted({a, b}), "owner": a}
+    p.chats[cid] = {
+        "id": cid,
+        "entity": key,
+        "messages": [],
+        "title": "",
+        "type": "PRIVATE",
+        "users": sorted({a, b}),
+        "owner": a,
+    }
     return p.chats[cid]
 
 
 # --- Live Feed --------------------------------------------------------------------------------------
 
+
 def _dest_ok(p, code: str) -> bool:
     if code == "UA":
         return True
-    for prefix, ok in (("DR", lambda i: any(d["ID"] == i for d in p.departments)),
-                       ("D", lambda i: any(d["ID"] == i for d in p.departments)),
-                       ("SG", lambda i: i in p.groups), ("U", lambda i: i in p.users)):
-        if code.startswith(prefix) and code[len(prefix):].isdigit():
-            return ok(int(code[len(prefix):]))
+    for prefix, ok in (
+        ("DR", lambda i: any(d["ID"] == i for d in p.departments)),
+        ("D", lambda i: any(d["ID"] == i for d in p.departments)),
+        ("SG", lambda i: i in p.groups),
+        ("U", lambda i: i in p.users),
+    ):
+        if code.startswith(prefix) and code[len(prefix) :].isdigit():
+            return ok(int(code[len(prefix) :]))
     return False
 
 
@@ -294,17 +328,24 @@ def blogpost_add(c: Call, params: dict):
     p, st = c.portal, push_state(c.portal)
     message = str(_ci(params, "POST_MESSAGE", "") or "").strip()
     if not message:
-        raise ApiError(400, "INVALID_ARG_VALUE", "POST_MESSAGE is empty")   # unconfirmed code
+        raise ApiError(400, "INVALID_ARG_VALUE", "POST_MESSAGE is empty")  # unconfirmed code
     dest = [str(x) for x in _as_list(_ci(params, "DEST"))] or ["UA"]
     bad = [d for d in dest if not _dest_ok(p, d)]
     if bad:
-        raise ApiError(400, "INVALID_ARG_VALUE", f"Unknown recipients: {', '.join(bad)}")   # unconfirmed
+        raise ApiError(400, "INVALID_ARG_VALUE", f"Unknown recipients: {', '.join(bad)}")  # unconfirmed
     author = c.user_id
     if _ci(params, "USER_ID") not in (None, "") and _is_admin(c):
         author = int(str(_ci(params, "USER_ID")))
-    post = {"ID": p.next_id("blogpost"), "TITLE": str(_ci(params, "POST_TITLE", "") or ""),
-            "DETAIL_TEXT": message, "DEST": dest, "AUTHOR_ID": author, "at": p.now,
-            "IMPORTANT": str(_ci(params, "IMPORTANT", "N")).upper() == "Y", "FILES": _ci(params, "FILES")}
+    post = {
+        "ID": p.next_id("blogpost"),
+        "TITLE": str(_ci(params, "POST_TITLE", "") or ""),
+        "DETAIL_TEXT": message,
+        "DEST": dest,
+        "AUTHOR_ID": author,
+        "at": p.now,
+        "IMPORTANT": str(_ci(params, "IMPORTANT", "N")).upper() == "Y",
+        "FILES": _ci(params, "FILES"),
+    }
     st.posts.append(post)
     _record(c, "log.blogpost.add", params, True)
     return True
@@ -330,8 +371,11 @@ def _can_read(p, user_id: int, post: dict) -> bool:
             return True
         if code.startswith("DR") and code[2:].isdigit() and int(code[2:]) in depts:
             return True
-        if code.startswith("D") and code[1:].isdigit() and int(code[1:]) in {
-                int(d) for d in (p.users.get(user_id) or {}).get("UF_DEPARTMENT", [])}:
+        if (
+            code.startswith("D")
+            and code[1:].isdigit()
+            and int(code[1:]) in {int(d) for d in (p.users.get(user_id) or {}).get("UF_DEPARTMENT", [])}
+        ):
             return True
     return False
 
@@ -351,18 +395,35 @@ def blogpost_get(c: Call, params: dict):
         start = max(0, int(str(_ci(params, "start", 0) or 0)))
     except ValueError:
         start = 0
-    page = posts[start:start + PAGE]
-    rows = [{"ID": str(x["ID"]), "BLOG_ID": "1", "PUBLISH_STATUS": "P", "TITLE": x["TITLE"],
-             "AUTHOR_ID": str(x["AUTHOR_ID"]), "ENABLE_COMMENTS": "Y", "NUM_COMMENTS": "0", "CODE": None,
-             "MICRO": "N" if x["TITLE"] else "Y", "DETAIL_TEXT": x["DETAIL_TEXT"],
-             "DATE_PUBLISH": timefmt.dmy(x["at"], p.tz), "CATEGORY_ID": "",
-             "HAS_SOCNET_ALL": "Y" if "UA" in x["DEST"] else "N", "HAS_TAGS": "N", "HAS_IMAGES": "N",
-             "HAS_PROPS": "N", "HAS_COMMENT_IMAGES": None} for x in page]
+    page = posts[start : start + PAGE]
+    rows = [
+        {
+            "ID": str(x["ID"]),
+            "BLOG_ID": "1",
+            "PUBLISH_STATUS": "P",
+            "TITLE": x["TITLE"],
+            "AUTHOR_ID": str(x["AUTHOR_ID"]),
+            "ENABLE_COMMENTS": "Y",
+            "NUM_COMMENTS": "0",
+            "CODE": None,
+            "MICRO": "N" if x["TITLE"] else "Y",
+            "DETAIL_TEXT": x["DETAIL_TEXT"],
+            "DATE_PUBLISH": timefmt.dmy(x["at"], p.tz),
+            "CATEGORY_ID": "",
+            "HAS_SOCNET_ALL": "Y" if "UA" in x["DEST"] else "N",
+            "HAS_TAGS": "N",
+            "HAS_IMAGES": "N",
+            "HAS_PROPS": "N",
+            "HAS_COMMENT_IMAGES": None,
+        }
+        for x in page
+    ]
     nxt = start + PAGE if start + PAGE < len(posts) else None
     return Listed(rows, len(posts), nxt)
 
 
 # --- Disk ---------------------------------------------------------------------------------------------
+
 
 @method("disk.storage.getforapp", "disk")
 def storage_get_for_app(c: Call, params: dict):
@@ -373,8 +434,15 @@ def storage_get_for_app(c: Call, params: dict):
         raise ApiError(403, "ACCESS_DENIED", "Access denied")
     if st.storage is None:
         sid, root = p.next_id("disk_storage", 1366), p.next_id("disk_object", 8910)
-        st.storage = {"ID": str(sid), "NAME": "b24desk", "CODE": None, "MODULE_ID": "disk",
-                      "ENTITY_TYPE": "restapp", "ENTITY_ID": "7", "ROOT_OBJECT_ID": str(root)}
+        st.storage = {
+            "ID": str(sid),
+            "NAME": "b24desk",
+            "CODE": None,
+            "MODULE_ID": "disk",
+            "ENTITY_TYPE": "restapp",
+            "ENTITY_ID": "7",
+            "ROOT_OBJECT_ID": str(root),
+        }
         st.folders[root] = {"ID": root, "NAME": "b24desk", "STORAGE_ID": str(sid), "files": []}
     _record(c, "disk.storage.getforapp", params, dict(st.storage))
     return dict(st.storage)
@@ -423,7 +491,7 @@ def folder_upload_file(c: Call, params: dict):
     if name in taken:
         unique = str(_ci(params, "generateUniqueName", "")).lower() in ("1", "true", "y")
         if not unique:
-            raise ApiError(400, "DISK_OBJ_22000", "Can not add file with the same name")   # unconfirmed
+            raise ApiError(400, "DISK_OBJ_22000", "Can not add file with the same name")  # unconfirmed
         stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
         n = 1
         while f"{stem} ({n}){dot}{ext}" in taken:
@@ -431,12 +499,27 @@ def folder_upload_file(c: Call, params: dict):
         name = f"{stem} ({n}){dot}{ext}"
     fid = p.next_id("disk_object", 8910)
     ts = timefmt.iso(p.now, p.tz)
-    f = {"ID": fid, "NAME": name, "CODE": None, "STORAGE_ID": folder["STORAGE_ID"], "TYPE": "file",
-         "PARENT_ID": str(folder["ID"]), "DELETED_TYPE": 0, "GLOBAL_CONTENT_VERSION": 1,
-         "FILE_ID": p.next_id("b_file", 32000), "SIZE": str(len(blob)), "CREATE_TIME": ts, "UPDATE_TIME": ts,
-         "DELETE_TIME": None, "CREATED_BY": str(c.user_id), "UPDATED_BY": str(c.user_id), "DELETED_BY": None,
-         "DOWNLOAD_URL": f"https://{p.domain}/rest/download.json?token=disk%7C{fid}",
-         "DETAIL_URL": f"https://{p.domain}/docs/path/b24desk/{name}", "content": blob}
+    f = {
+        "ID": fid,
+        "NAME": name,
+        "CODE": None,
+        "STORAGE_ID": folder["STORAGE_ID"],
+        "TYPE": "file",
+        "PARENT_ID": str(folder["ID"]),
+        "DELETED_TYPE": 0,
+        "GLOBAL_CONTENT_VERSION": 1,
+        "FILE_ID": p.next_id("b_file", 32000),
+        "SIZE": str(len(blob)),
+        "CREATE_TIME": ts,
+        "UPDATE_TIME": ts,
+        "DELETE_TIME": None,
+        "CREATED_BY": str(c.user_id),
+        "UPDATED_BY": str(c.user_id),
+        "DELETED_BY": None,
+        "DOWNLOAD_URL": f"https://{p.domain}/rest/download.json?token=disk%7C{fid}",
+        "DETAIL_URL": f"https://{p.domain}/docs/path/b24desk/{name}",
+        "content": blob,
+    }
     st.files[fid] = f
     folder["files"].append(fid)
     view = _file_view(p, f)
@@ -459,4 +542,4 @@ def folder_get_children(c: Call, params: dict):
     except ValueError:
         start = 0
     nxt = start + PAGE if start + PAGE < len(rows) else None
-    return Listed(rows[start:start + PAGE], len(rows), nxt)
+    return Listed(rows[start : start + PAGE], len(rows), nxt)

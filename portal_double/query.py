@@ -6,6 +6,7 @@ at 50 rows; ``start=-1`` skips the count (``total: 0``, no ``next``) (DOCS
 settings/how-to-call-rest-api/list-methods-pecularities.md, settings/performance/huge-data.md).
 Field names match case- and underscore-insensitively, so ``CREATED_DATE`` finds ``createdDate``.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -41,8 +42,8 @@ def norm(name: str) -> str:
 
 @dataclass
 class Field:
-    key: str                      # key in the stored record
-    type: str = "str"             # int | str | time | ints (multi) | bool | float
+    key: str  # key in the stored record
+    type: str = "str"  # int | str | time | ints (multi) | bool | float
     getter: Callable | None = None
 
     def get(self, rec):
@@ -56,7 +57,7 @@ def spec(fields: dict[str, Field]) -> dict[str, Field]:
 def split_key(key: str) -> tuple[str, str]:
     for p in _PREFIXES:
         if key.startswith(p):
-            return p, key[len(p):]
+            return p, key[len(p) :]
     return "", key
 
 
@@ -155,6 +156,7 @@ def _one(op: str, f: Field, value, tz, name: str) -> Callable:
             vals = got if isinstance(got, list) else [got]
             hit = any(_like(v, n, anchored) for v in vals for n in needles)
             return hit != neg
+
         return like
     if op in (">", ">=", "<", "<="):
         if value is None or value == "" or multi:
@@ -171,13 +173,18 @@ def _one(op: str, f: Field, value, tz, name: str) -> Callable:
                 if v is None:
                     continue
                 try:
-                    if (op == ">" and v > target) or (op == ">=" and v >= target) or \
-                       (op == "<" and v < target) or (op == "<=" and v <= target):
+                    if (
+                        (op == ">" and v > target)
+                        or (op == ">=" and v >= target)
+                        or (op == "<" and v < target)
+                        or (op == "<=" and v <= target)
+                    ):
                         return True
                 except TypeError:
                     if (op[0] == ">") == (str(v) > str(target)):
                         return True
             return False
+
         return cmp
     neg = op in ("!", "!=", "!@")
     targets = _coerce(ftype, value, tz, name)
@@ -198,6 +205,7 @@ def _one(op: str, f: Field, value, tz, name: str) -> Callable:
         else:
             hit = any(_cmp_value(ftype, v) in tset for v in vals)
         return hit != neg
+
     return eq
 
 
@@ -211,8 +219,11 @@ def parse_order(order, fields: dict[str, Field], *, strict: bool) -> list[tuple[
         d = str(direction).strip().upper()
         if d not in ("ASC", "DESC"):
             if strict:
-                raise ApiError(400, "INVALID_ARG_VALUE",
-                               f"Invalid order: allowed sort directions are ASC, DESC. But got '{direction}' for field '{key}'")
+                raise ApiError(
+                    400,
+                    "INVALID_ARG_VALUE",
+                    f"Invalid order: allowed sort directions are ASC, DESC. But got '{direction}' for field '{key}'",
+                )
             d = "ASC"
         if f is None:
             if strict:
@@ -231,9 +242,20 @@ def parse_start(start) -> int:
         return 0
 
 
-def run(records: list, fields: dict[str, Field], tz, *, flt=None, order=None, start=None,
-        id_key: str = "id", default_order=None, strict: bool = True, ignore=(),
-        page: int = PAGE) -> tuple[list, int, int | None]:
+def run(
+    records: list,
+    fields: dict[str, Field],
+    tz,
+    *,
+    flt=None,
+    order=None,
+    start=None,
+    id_key: str = "id",
+    default_order=None,
+    strict: bool = True,
+    ignore=(),
+    page: int = PAGE,
+) -> tuple[list, int, int | None]:
     """Filter + order + page. ``records`` must be sorted by ``id_key`` ascending.
 
     Returns (rows, total, next); with ``start=-1`` total is 0 and next None (no count).
@@ -287,7 +309,7 @@ def run(records: list, fields: dict[str, Field], tz, *, flt=None, order=None, st
             # MySQL puts NULLs first in ASC order
             matched.sort(key=lambda r, f=f: _sort_key(f.get(r)), reverse=d)
     total = len(matched)
-    rows = matched[offset:offset + page]
+    rows = matched[offset : offset + page]
     if no_count:
         return rows, 0, None
     nxt = offset + page if offset + page < total else None

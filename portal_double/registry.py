@@ -1,4 +1,5 @@
 """Method registry: name -> handler, scope, and whether it needs an application (OAuth) context."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ class Method:
     handler: Callable
     scope: str
     app_only: bool = False
-    cost: float = 0.0          # extra simulated seconds per call on top of the base cost
+    cost: float = 0.0  # extra simulated seconds per call on top of the base cost
 
 
 @dataclass
@@ -29,8 +30,8 @@ class Call:
 
     portal: Any
     user_id: int
-    auth: str                 # "webhook" | "oauth"
-    double: Any = None        # the PortalDouble (app-context state lives there)
+    auth: str  # "webhook" | "oauth"
+    double: Any = None  # the PortalDouble (app-context state lives there)
 
 
 METHODS: dict[str, Method] = {}
@@ -40,4 +41,5 @@ def method(name: str, scope: str, *, app_only: bool = False, cost: float = 0.0):
     def deco(fn):
         METHODS[name.lower()] = Method(name.lower(), fn, scope, app_only, cost)
         return fn
+
     return deco

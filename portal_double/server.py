@@ -9,6 +9,7 @@ limits.md, error-codes.md, local-integrations/local-webhooks.md, settings/oauth/
 - Success: ``{"result", "total"?, "next"?, "time"}``; errors: ``{"error", "error_description"}``
   with the documented HTTP status.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,7 @@ import traceback
 from werkzeug.wrappers import Request, Response
 
 from . import methods as _methods  # noqa: F401  (registers the handlers)
-from . import openlines, push_methods, viewer_methods  # noqa: F401  (other helpers' methods, STATUS.md)
-from . import timefmt
+from . import openlines, push_methods, timefmt, viewer_methods  # noqa: F401  (other helpers' methods, STATUS.md)
 from .phpquery import parse_query
 from .query import ApiError
 from .registry import METHODS, Call, Listed
@@ -31,8 +31,11 @@ _SCOPE_ALIASES = {"user": {"user", "user_brief", "user_basic"}, "task": {"task",
 
 
 def _json(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
-                    content_type="application/json; charset=utf-8")
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        status=status,
+        content_type="application/json; charset=utf-8",
+    )
 
 
 def _err(e: ApiError) -> Response:
@@ -80,8 +83,7 @@ class WireApp:
             elif ctype in ("application/x-www-form-urlencoded", "", "text/plain"):
                 params.update(parse_query(data))
             elif ctype == "multipart/form-data":
-                params.update(parse_query("&".join(
-                    f"{_q(k)}={_q(v)}" for k, vs in request.form.lists() for v in vs)))
+                params.update(parse_query("&".join(f"{_q(k)}={_q(v)}" for k, vs in request.form.lists() for v in vs)))
         return params
 
     # -- dispatch ------------------------------------------------------------------------
@@ -91,12 +93,13 @@ class WireApp:
         if path.rstrip("/") in ("/oauth/token",):
             return self.token_endpoint(request)
         if not path.startswith("/rest/"):
-            from .frame import serve_page      # the portal's own pages (demo frame)
+            from .frame import serve_page  # the portal's own pages (demo frame)
+
             page = serve_page(d, request)
             if page is not None:
                 return page
             return _json({"error": "NOT_FOUND", "error_description": "Not found"}, 404)
-        parts = [p for p in path[len("/rest/"):].split("/") if p != ""]
+        parts = [p for p in path[len("/rest/") :].split("/") if p != ""]
         d.stats.requests += 1
         fault = d.faults.take(None)
         if fault:
@@ -126,8 +129,10 @@ class WireApp:
                 raise ApiError(401, "NO_AUTH_FOUND", "Wrong authorization data")
             tok, problem = d.creds.check_access(str(token))
             if tok is None:
-                desc = {"expired_token": "The access token provided has expired.",
-                        "invalid_token": "The access token provided is invalid."}[problem]
+                desc = {
+                    "expired_token": "The access token provided has expired.",
+                    "invalid_token": "The access token provided is invalid.",
+                }[problem]
                 raise ApiError(401, problem, desc)
             user_id, scopes, cred_key = tok.user_id, tok.scopes, ("app", d.creds.client_id)
         params.pop("auth", None)
@@ -161,7 +166,9 @@ class WireApp:
         if m.app_only and call.auth == "webhook":
             raise ApiError(403, "WRONG_AUTH_TYPE", "Current authorization type is denied for this method")
         if m.scope != "basic" and not (_SCOPE_ALIASES.get(m.scope, {m.scope}) & set(scopes)):
-            raise ApiError(403, "insufficient_scope", "The request requires higher privileges than provided by the access token")
+            raise ApiError(
+                403, "insufficient_scope", "The request requires higher privileges than provided by the access token"
+            )
         fault = d.faults.take(name)
         if fault:
             d.stats.refused[fault.error] += 1
@@ -182,14 +189,21 @@ class WireApp:
             value = malformed
         return value, (cost, operating, reset_at)
 
-    def time_block(self, started: float, cost: float = 0.0, operating: float | None = None,
-                   reset_at: int | None = None) -> dict:
+    def time_block(
+        self, started: float, cost: float = 0.0, operating: float | None = None, reset_at: int | None = None
+    ) -> dict:
         p = self.d.portal
         finish = time.time()
         start = p.now + (started % 1)
         dur = (finish - started) + cost
-        block = {"start": start, "finish": start + dur, "duration": dur, "processing": dur,
-                 "date_start": timefmt.iso(int(start), p.tz), "date_finish": timefmt.iso(int(start + dur), p.tz)}
+        block = {
+            "start": start,
+            "finish": start + dur,
+            "duration": dur,
+            "processing": dur,
+            "date_start": timefmt.iso(int(start), p.tz),
+            "date_finish": timefmt.iso(int(start + dur), p.tz),
+        }
         if operating is not None:
             block["operating_reset_at"] = reset_at
             block["operating"] = operating
@@ -214,7 +228,7 @@ class WireApp:
                 continue
             started = time.time()
             try:
-                if isinstance(spec, dict):   # SDK form {method, params}
+                if isinstance(spec, dict):  # SDK form {method, params}
                     mname = str(spec.get("method", ""))
                     sub = _resolve(spec.get("params") or {}, done)
                 else:
@@ -238,8 +252,13 @@ class WireApp:
                     nexts[key] = value.next
             times[key] = self.time_block(started, *op)
         # empty sections are PHP empty arrays: [] (DOCS batch.md)
-        return {"result": res or [], "result_error": errs or [], "result_total": totals or [],
-                "result_next": nexts or [], "result_time": times or []}
+        return {
+            "result": res or [],
+            "result_error": errs or [],
+            "result_total": totals or [],
+            "result_next": nexts or [],
+            "result_time": times or [],
+        }
 
     # -- OAuth server (DOCS settings/oauth/auto-renewal.md, error-codes.md) ---------------------
     def token_endpoint(self, request: Request) -> Response:
@@ -262,19 +281,23 @@ class WireApp:
         for portal in d.oauth_portals:
             if refresh not in portal.creds.refresh:
                 continue
-            if portal.creds.revoked:          # the app was uninstalled there
+            if portal.creds.revoked:  # the app was uninstalled there
                 return _json({"error": "invalid_client", "error_description": "Application not installed"}, 401)
             pair = portal.creds.rotate(refresh)
             if pair is None:
                 break
             access, new_refresh, expires, scopes = pair
-            return _json(portal.token_payload(access, new_refresh, expires, scopes,
-                                              portal.creds.access[access].user_id, oauth_domain=True))
+            return _json(
+                portal.token_payload(
+                    access, new_refresh, expires, scopes, portal.creds.access[access].user_id, oauth_domain=True
+                )
+            )
         return _json({"error": "invalid_grant", "error_description": "Invalid refresh token"}, 400)
 
 
 def _q(s: str) -> str:
     from urllib.parse import quote
+
     return quote(s, safe="")
 
 

@@ -6,6 +6,7 @@ method modules. Every change goes through one of the ``_``-prefixed recorders, w
 what the real portal would log (task history rows, stage-history rows), so the API and the ground
 truth (``truth.py``) always agree. Public mutators stamp changes with the portal clock ``now``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -23,9 +24,16 @@ COMPANY = 4
 class Portal:
     """In-memory Bitrix24 portal state. Not thread-safe by itself: the server holds ``lock``."""
 
-    def __init__(self, *, now: int | None = None, timezone: str = "Europe/Moscow",
-                 new_task_card: bool = False, domain: str = "b24-double.bitrix24.ru",
-                 member_id: str = "d0ub1e0000000000000000000000f00d", new_card_since: int | None = None):
+    def __init__(
+        self,
+        *,
+        now: int | None = None,
+        timezone: str = "Europe/Moscow",
+        new_task_card: bool = False,
+        domain: str = "b24-double.bitrix24.ru",
+        member_id: str = "d0ub1e0000000000000000000000f00d",
+        new_card_since: int | None = None,
+    ):
         self.lock = threading.RLock()
         self.tz = ZoneInfo(timezone)
         self.timezone = timezone
@@ -42,17 +50,17 @@ class Portal:
         self.groups: dict[int, dict] = {}
         # tasks
         self.tasks: dict[int, dict] = {}
-        self.task_list: list[dict] = []            # sorted by id (deleted ones removed)
+        self.task_list: list[dict] = []  # sorted by id (deleted ones removed)
         self.task_history: dict[int, list[dict]] = {}
         self.task_comments: dict[int, list[dict]] = {}
         self.task_elapsed: dict[int, list[dict]] = {}
-        self.chats: dict[int, dict] = {}           # chat id -> {id, entity, messages[]}
+        self.chats: dict[int, dict] = {}  # chat id -> {id, entity, messages[]}
         # crm
-        self.crm_types: dict[int, dict] = {}       # entityTypeId -> type
+        self.crm_types: dict[int, dict] = {}  # entityTypeId -> type
         self.categories: dict[int, list[dict]] = {}
-        self.stages: dict[str, dict] = {}          # STATUS_ID -> stage (ENTITY_ID, SEMANTICS, ...)
+        self.stages: dict[str, dict] = {}  # STATUS_ID -> stage (ENTITY_ID, SEMANTICS, ...)
         self.stage_lists: dict[str, list[dict]] = {}  # ENTITY_ID -> stages in sort order
-        self.items: dict[int, dict[int, dict]] = {}   # entityTypeId -> id -> item
+        self.items: dict[int, dict[int, dict]] = {}  # entityTypeId -> id -> item
         self.uf_fields: dict[int, dict[str, tuple[str, str]]] = {}  # etid -> camelKey -> (UF_CRM_..., type)
         self.item_lists: dict[int, list[dict]] = {}
         self.stage_history: dict[int, list[dict]] = {}  # entityTypeId -> rows sorted by ID
@@ -79,14 +87,35 @@ class Portal:
             return self.now
 
     # -- directory -------------------------------------------------------------------------
-    def add_user(self, uid: int, name: str, last_name: str, *, departments=(), user_type="employee",
-                 position="", email=None, active=True, registered: int | None = None, is_bot=False):
+    def add_user(
+        self,
+        uid: int,
+        name: str,
+        last_name: str,
+        *,
+        departments=(),
+        user_type="employee",
+        position="",
+        email=None,
+        active=True,
+        registered: int | None = None,
+        is_bot=False,
+    ):
         self.users[uid] = {
-            "ID": uid, "ACTIVE": active, "NAME": name, "LAST_NAME": last_name, "SECOND_NAME": "",
-            "EMAIL": email or f"user{uid}@{self.domain}", "UF_DEPARTMENT": list(departments),
-            "USER_TYPE": user_type, "WORK_POSITION": position, "TIME_ZONE": "",
-            "DATE_REGISTER": registered or self.now - 400 * 86400, "IS_BOT": is_bot,
-            "LAST_LOGIN": self.now - 3600, "PERSONAL_GENDER": "",
+            "ID": uid,
+            "ACTIVE": active,
+            "NAME": name,
+            "LAST_NAME": last_name,
+            "SECOND_NAME": "",
+            "EMAIL": email or f"user{uid}@{self.domain}",
+            "UF_DEPARTMENT": list(departments),
+            "USER_TYPE": user_type,
+            "WORK_POSITION": position,
+            "TIME_ZONE": "",
+            "DATE_REGISTER": registered or self.now - 400 * 86400,
+            "IS_BOT": is_bot,
+            "LAST_LOGIN": self.now - 3600,
+            "PERSONAL_GENDER": "",
         }
         return self.users[uid]
 
@@ -96,9 +125,14 @@ class Portal:
 
     # -- tasks: recorders (at = when it happened, actor = who did it) -------------------------
     def _history(self, task: dict, at: int, actor: int, field: str, old, new) -> dict:
-        row = {"id": self.next_id("task_history"), "at": at, "field": field,
-               "from": None if old is None else str(old), "to": None if new is None else str(new),
-               "user_id": actor}
+        row = {
+            "id": self.next_id("task_history"),
+            "at": at,
+            "field": field,
+            "from": None if old is None else str(old),
+            "to": None if new is None else str(new),
+            "user_id": actor,
+        }
         self.task_history.setdefault(task["id"], []).append(row)
         return row
 
@@ -107,19 +141,53 @@ class Portal:
         task["changedBy"] = actor
         task["activityDate"] = max(task.get("activityDate") or 0, at)
 
-    def _task_create(self, at: int, creator: int, responsible: int, title: str, *, priority: int = 1,
-                     deadline: int | None = None, group_id: int = 0, description: str = "",
-                     task_control: bool = False, auditors=(), task_id: int | None = None) -> dict:
+    def _task_create(
+        self,
+        at: int,
+        creator: int,
+        responsible: int,
+        title: str,
+        *,
+        priority: int = 1,
+        deadline: int | None = None,
+        group_id: int = 0,
+        description: str = "",
+        task_control: bool = False,
+        auditors=(),
+        task_id: int | None = None,
+    ) -> dict:
         tid = task_id or self.next_id("task")
         task = {
-            "id": tid, "title": title, "description": description, "status": PENDING,
-            "priority": priority, "responsibleId": responsible, "createdBy": creator,
-            "createdDate": at, "changedDate": at, "changedBy": creator, "statusChangedDate": at,
-            "statusChangedBy": creator, "closedDate": None, "closedBy": None, "activityDate": at,
-            "deadline": deadline, "groupId": group_id, "mark": None, "timeEstimate": 0,
-            "timeSpentInLogs": 0, "ufCrmTask": [], "auditors": list(auditors), "accomplices": [],
-            "commentsCount": 0, "taskControl": "Y" if task_control else "N", "chatId": None,
-            "parentId": None, "stageId": 0, "dateStart": None, "xmlId": None,
+            "id": tid,
+            "title": title,
+            "description": description,
+            "status": PENDING,
+            "priority": priority,
+            "responsibleId": responsible,
+            "createdBy": creator,
+            "createdDate": at,
+            "changedDate": at,
+            "changedBy": creator,
+            "statusChangedDate": at,
+            "statusChangedBy": creator,
+            "closedDate": None,
+            "closedBy": None,
+            "activityDate": at,
+            "deadline": deadline,
+            "groupId": group_id,
+            "mark": None,
+            "timeEstimate": 0,
+            "timeSpentInLogs": 0,
+            "ufCrmTask": [],
+            "auditors": list(auditors),
+            "accomplices": [],
+            "commentsCount": 0,
+            "taskControl": "Y" if task_control else "N",
+            "chatId": None,
+            "parentId": None,
+            "stageId": 0,
+            "dateStart": None,
+            "xmlId": None,
         }
         self.tasks[tid] = task
         self.task_list.append(task)
@@ -187,8 +255,7 @@ class Portal:
         self._touch_task(task, at, actor)
 
     def _chat_message(self, chat_id: int, at: int, author: int, text: str) -> dict:
-        msg = {"id": self.next_id("message", 1000), "chat_id": chat_id, "author_id": author,
-               "at": at, "text": text}
+        msg = {"id": self.next_id("message", 1000), "chat_id": chat_id, "author_id": author, "at": at, "text": text}
         self.chats[chat_id]["messages"].append(msg)
         return msg
 
@@ -200,8 +267,7 @@ class Portal:
             task["commentsCount"] += 1
             self._touch_task(task, at, author)
             return msg
-        c = {"id": self.next_id("comment", 3000), "task_id": task["id"], "author_id": author,
-             "at": at, "text": text}
+        c = {"id": self.next_id("comment", 3000), "task_id": task["id"], "author_id": author, "at": at, "text": text}
         self.task_comments[task["id"]].append(c)
         task["commentsCount"] += 1
         self._history(task, at, author, "COMMENT", None, c["id"])
@@ -209,9 +275,16 @@ class Portal:
         return c
 
     def _task_elapsed(self, task: dict, at: int, user: int, seconds: int, comment: str = "") -> dict:
-        e = {"id": self.next_id("elapsed"), "task_id": task["id"], "user_id": user,
-             "seconds": int(seconds), "at": at, "start": at - int(seconds), "stop": at,
-             "comment": comment}
+        e = {
+            "id": self.next_id("elapsed"),
+            "task_id": task["id"],
+            "user_id": user,
+            "seconds": int(seconds),
+            "at": at,
+            "start": at - int(seconds),
+            "stop": at,
+            "comment": comment,
+        }
         self.task_elapsed[task["id"]].append(e)
         old = task["timeSpentInLogs"]
         task["timeSpentInLogs"] = old + int(seconds)
@@ -229,32 +302,76 @@ class Portal:
         return f"DYNAMIC_{entity_type_id}_STAGE_{category_id}"
 
     def _stage_row(self, etid: int, item: dict, at: int, type_id: int) -> dict:
-        row = {"ID": self.next_id("stagehistory"), "TYPE_ID": type_id, "OWNER_ID": item["id"],
-               "CREATED_TIME": at, "CATEGORY_ID": item.get("categoryId", 0),
-               "STAGE_SEMANTIC_ID": self.stage_semantics(item["stageId"]), "STAGE_ID": item["stageId"],
-               "_entity_type_id": etid}
+        row = {
+            "ID": self.next_id("stagehistory"),
+            "TYPE_ID": type_id,
+            "OWNER_ID": item["id"],
+            "CREATED_TIME": at,
+            "CATEGORY_ID": item.get("categoryId", 0),
+            "STAGE_SEMANTIC_ID": self.stage_semantics(item["stageId"]),
+            "STAGE_ID": item["stageId"],
+            "_entity_type_id": etid,
+        }
         self.stage_history.setdefault(etid, []).append(row)
         self.stage_history_by_owner.setdefault((etid, item["id"]), []).append(row)
         return row
 
-    def _item_create(self, etid: int, at: int, creator: int, assigned: int, *, title: str,
-                     category_id: int = 0, stage_id: str | None = None, fields: dict | None = None,
-                     item_id: int | None = None) -> dict:
+    def _item_create(
+        self,
+        etid: int,
+        at: int,
+        creator: int,
+        assigned: int,
+        *,
+        title: str,
+        category_id: int = 0,
+        stage_id: str | None = None,
+        fields: dict | None = None,
+        item_id: int | None = None,
+    ) -> dict:
         iid = item_id or self.next_id(f"item{etid}")
-        item = {"id": iid, "title": title, "createdTime": at, "updatedTime": at, "createdBy": creator,
-                "updatedBy": creator, "assignedById": assigned, "opened": "Y", "entityTypeId": etid}
+        item = {
+            "id": iid,
+            "title": title,
+            "createdTime": at,
+            "updatedTime": at,
+            "createdBy": creator,
+            "updatedBy": creator,
+            "assignedById": assigned,
+            "opened": "Y",
+            "entityTypeId": etid,
+        }
         if etid not in (CONTACT, COMPANY):
             stage_id = stage_id or self.stage_lists[self.stage_entity(etid, category_id)][0]["STATUS_ID"]
-            item.update({
-                "categoryId": category_id, "stageId": stage_id, "previousStageId": "",
-                "movedBy": creator, "movedTime": at, "begindate": _day(at, self.tz),
-                "closedate": _day(at + 7 * 86400, self.tz), "lastActivityBy": creator,
-                "lastActivityTime": at, "contactId": None, "contactIds": [], "companyId": None,
-                "observers": [], "sourceId": "EMAIL", "opportunity": 0, "currencyId": "RUB",
-            })
+            item.update(
+                {
+                    "categoryId": category_id,
+                    "stageId": stage_id,
+                    "previousStageId": "",
+                    "movedBy": creator,
+                    "movedTime": at,
+                    "begindate": _day(at, self.tz),
+                    "closedate": _day(at + 7 * 86400, self.tz),
+                    "lastActivityBy": creator,
+                    "lastActivityTime": at,
+                    "contactId": None,
+                    "contactIds": [],
+                    "companyId": None,
+                    "observers": [],
+                    "sourceId": "EMAIL",
+                    "opportunity": 0,
+                    "currencyId": "RUB",
+                }
+            )
             if etid == DEAL:
-                item.update({"stageSemanticId": self.stage_semantics(stage_id),
-                             "closed": "N", "isNew": "Y", "typeId": "SERVICE"})
+                item.update(
+                    {
+                        "stageSemanticId": self.stage_semantics(stage_id),
+                        "closed": "N",
+                        "isNew": "Y",
+                        "typeId": "SERVICE",
+                    }
+                )
             else:
                 item["xmlId"] = ""
         if fields:
@@ -291,8 +408,9 @@ class Portal:
         self._item_touch(item, at, actor)
         self._stage_row(etid, item, at, 2 if sem == "P" else 3)
 
-    def _item_category(self, etid: int, item: dict, at: int, actor: int, category_id: int,
-                       stage_id: str | None = None) -> None:
+    def _item_category(
+        self, etid: int, item: dict, at: int, actor: int, category_id: int, stage_id: str | None = None
+    ) -> None:
         """Funnel change: the item lands on the new funnel's first stage (stage history TYPE_ID 5)."""
         stages = self.stage_lists[self.stage_entity(etid, category_id)]
         new_stage = stage_id or stages[0]["STATUS_ID"]
@@ -315,8 +433,17 @@ class Portal:
             return
         item["assignedById"] = assigned
         self._item_touch(item, at, actor)
-        self.hidden_log.append({"kind": "assigned", "entity_type_id": etid, "id": item["id"], "at": at,
-                                "actor": actor, "from": old, "to": assigned})
+        self.hidden_log.append(
+            {
+                "kind": "assigned",
+                "entity_type_id": etid,
+                "id": item["id"],
+                "at": at,
+                "actor": actor,
+                "from": old,
+                "to": assigned,
+            }
+        )
 
     def _item_set(self, etid: int, item: dict, at: int, actor: int, key: str, value) -> None:
         old = item.get(key)
@@ -324,21 +451,60 @@ class Portal:
             return
         item[key] = value
         self._item_touch(item, at, actor)
-        self.hidden_log.append({"kind": "field", "entity_type_id": etid, "id": item["id"], "at": at,
-                                "actor": actor, "field": key, "from": old, "to": value})
+        self.hidden_log.append(
+            {
+                "kind": "field",
+                "entity_type_id": etid,
+                "id": item["id"],
+                "at": at,
+                "actor": actor,
+                "field": key,
+                "from": old,
+                "to": value,
+            }
+        )
 
-    def _activity(self, owner_type: int, owner_id: int, at: int, *, type_id: int, direction: int,
-                  responsible: int, subject: str, provider_id: str, provider_type_id: str,
-                  duration: int = 0, completed: bool = True, description: str = "",
-                  communication: str = "") -> dict:
-        a = {"ID": self.next_id("activity"), "OWNER_ID": owner_id, "OWNER_TYPE_ID": owner_type,
-             "TYPE_ID": type_id, "PROVIDER_ID": provider_id, "PROVIDER_TYPE_ID": provider_type_id,
-             "DIRECTION": direction, "SUBJECT": subject, "DESCRIPTION": description,
-             "CREATED": at, "LAST_UPDATED": at + duration, "START_TIME": at, "END_TIME": at + duration,
-             "DEADLINE": at + duration, "COMPLETED": "Y" if completed else "N",
-             "STATUS": 2 if completed else 1, "RESPONSIBLE_ID": responsible, "AUTHOR_ID": responsible,
-             "EDITOR_ID": responsible, "PRIORITY": 2, "ASSOCIATED_ENTITY_ID": 0,
-             "COMMUNICATION": communication}
+    def _activity(
+        self,
+        owner_type: int,
+        owner_id: int,
+        at: int,
+        *,
+        type_id: int,
+        direction: int,
+        responsible: int,
+        subject: str,
+        provider_id: str,
+        provider_type_id: str,
+        duration: int = 0,
+        completed: bool = True,
+        description: str = "",
+        communication: str = "",
+    ) -> dict:
+        a = {
+            "ID": self.next_id("activity"),
+            "OWNER_ID": owner_id,
+            "OWNER_TYPE_ID": owner_type,
+            "TYPE_ID": type_id,
+            "PROVIDER_ID": provider_id,
+            "PROVIDER_TYPE_ID": provider_type_id,
+            "DIRECTION": direction,
+            "SUBJECT": subject,
+            "DESCRIPTION": description,
+            "CREATED": at,
+            "LAST_UPDATED": at + duration,
+            "START_TIME": at,
+            "END_TIME": at + duration,
+            "DEADLINE": at + duration,
+            "COMPLETED": "Y" if completed else "N",
+            "STATUS": 2 if completed else 1,
+            "RESPONSIBLE_ID": responsible,
+            "AUTHOR_ID": responsible,
+            "EDITOR_ID": responsible,
+            "PRIORITY": 2,
+            "ASSOCIATED_ENTITY_ID": 0,
+            "COMMUNICATION": communication,
+        }
         self.activities.append(a)
         self.activities_by_id[a["ID"]] = a
         self.activities_by_owner.setdefault((owner_type, owner_id), []).append(a)
@@ -349,8 +515,14 @@ class Portal:
         return a
 
     def _timeline_comment(self, etid: int, owner_id: int, at: int, author: int, text: str) -> dict:
-        c = {"ID": self.next_id("timeline"), "ENTITY_ID": owner_id, "ENTITY_TYPE_ID": etid,
-             "CREATED": at, "COMMENT": text, "AUTHOR_ID": author}
+        c = {
+            "ID": self.next_id("timeline"),
+            "ENTITY_ID": owner_id,
+            "ENTITY_TYPE_ID": etid,
+            "CREATED": at,
+            "COMMENT": text,
+            "AUTHOR_ID": author,
+        }
         self.timeline_comments.append(c)
         self.timeline_by_owner.setdefault((etid, owner_id), []).append(c)
         return c
@@ -369,11 +541,27 @@ class Portal:
             raise KeyError(f"no item {entity_type_id}/{item_id}")
         return it
 
-    def create_task(self, *, creator: int, responsible: int, title: str = "New request", priority: int = 1,
-                    deadline: int | None = None, group_id: int = 0, at: int | None = None) -> dict:
+    def create_task(
+        self,
+        *,
+        creator: int,
+        responsible: int,
+        title: str = "New request",
+        priority: int = 1,
+        deadline: int | None = None,
+        group_id: int = 0,
+        at: int | None = None,
+    ) -> dict:
         with self.lock:
-            return self._task_create(self.now if at is None else at, creator, responsible, title,
-                                     priority=priority, deadline=deadline, group_id=group_id)
+            return self._task_create(
+                self.now if at is None else at,
+                creator,
+                responsible,
+                title,
+                priority=priority,
+                deadline=deadline,
+                group_id=group_id,
+            )
 
     def update_task(self, task_id: int, actor: int | None = None, **fields) -> dict:
         """Change task fields as a user would: status, responsible_id/responsibleId, deadline, mark,
@@ -423,14 +611,30 @@ class Portal:
         with self.lock:
             t = self.tasks.pop(int(task_id))
             self.task_list.remove(t)
-            self.hidden_log.append({"kind": "deleted", "source": "task", "id": t["id"], "at": self.now,
-                                    "actor": actor})
+            self.hidden_log.append({"kind": "deleted", "source": "task", "id": t["id"], "at": self.now, "actor": actor})
 
-    def create_item(self, entity_type_id: int, *, creator: int, assigned: int, title: str = "New request",
-                    category_id: int = 0, stage_id: str | None = None, **fields) -> dict:
+    def create_item(
+        self,
+        entity_type_id: int,
+        *,
+        creator: int,
+        assigned: int,
+        title: str = "New request",
+        category_id: int = 0,
+        stage_id: str | None = None,
+        **fields,
+    ) -> dict:
         with self.lock:
-            it = self._item_create(int(entity_type_id), self.now, creator, assigned, title=title,
-                                   category_id=category_id, stage_id=stage_id, fields=fields)
+            it = self._item_create(
+                int(entity_type_id),
+                self.now,
+                creator,
+                assigned,
+                title=title,
+                category_id=category_id,
+                stage_id=stage_id,
+                fields=fields,
+            )
             return it
 
     def move_item(self, entity_type_id: int, item_id: int, stage_id: str, actor: int | None = None) -> dict:
@@ -439,8 +643,9 @@ class Portal:
             self._item_move(int(entity_type_id), it, self.now, actor or it["assignedById"], stage_id)
             return it
 
-    def change_item_category(self, entity_type_id: int, item_id: int, category_id: int,
-                             actor: int | None = None) -> dict:
+    def change_item_category(
+        self, entity_type_id: int, item_id: int, category_id: int, actor: int | None = None
+    ) -> dict:
         with self.lock:
             it = self.item(entity_type_id, item_id)
             self._item_category(int(entity_type_id), it, self.now, actor or it["assignedById"], int(category_id))
@@ -458,17 +663,37 @@ class Portal:
             self._item_set(int(entity_type_id), it, self.now, actor, field, value)
             return it
 
-    def add_activity(self, entity_type_id: int, item_id: int, *, kind: str, direction: int,
-                     responsible: int | None = None, duration: int = 0, subject: str = "") -> dict:
+    def add_activity(
+        self,
+        entity_type_id: int,
+        item_id: int,
+        *,
+        kind: str,
+        direction: int,
+        responsible: int | None = None,
+        duration: int = 0,
+        subject: str = "",
+    ) -> dict:
         """kind: "email" | "call" | "todo"; direction 1 incoming, 2 outgoing."""
         with self.lock:
             it = self.item(entity_type_id, item_id)
-            type_id, prov, ptype = {"email": (4, "CRM_EMAIL", "EMAIL"), "call": (2, "VOXIMPLANT_CALL", "CALL"),
-                                    "todo": (6, "CRM_TODO", "TODO")}[kind]
-            a = self._activity(int(entity_type_id), it["id"], self.now, type_id=type_id,
-                               direction=direction, responsible=responsible or it["assignedById"],
-                               subject=subject or kind, provider_id=prov, provider_type_id=ptype,
-                               duration=duration)
+            type_id, prov, ptype = {
+                "email": (4, "CRM_EMAIL", "EMAIL"),
+                "call": (2, "VOXIMPLANT_CALL", "CALL"),
+                "todo": (6, "CRM_TODO", "TODO"),
+            }[kind]
+            a = self._activity(
+                int(entity_type_id),
+                it["id"],
+                self.now,
+                type_id=type_id,
+                direction=direction,
+                responsible=responsible or it["assignedById"],
+                subject=subject or kind,
+                provider_id=prov,
+                provider_type_id=ptype,
+                duration=duration,
+            )
             return a
 
     def add_timeline_comment(self, entity_type_id: int, item_id: int, author_id: int, text: str) -> dict:
@@ -497,12 +722,14 @@ class Portal:
             if com:
                 ids = {c["ID"] for c in com}
                 self.timeline_comments = [c for c in self.timeline_comments if c["ID"] not in ids]
-            self.hidden_log.append({"kind": "deleted", "source": f"crm:{etid}", "id": it["id"],
-                                    "at": self.now, "actor": actor})
+            self.hidden_log.append(
+                {"kind": "deleted", "source": f"crm:{etid}", "id": it["id"], "at": self.now, "actor": actor}
+            )
 
 
 def _day(ts: int, tz) -> int:
     """Date-only CRM fields come back as local midnight (DOCS bitrix24-rest.md section 7)."""
     from datetime import datetime
+
     d = datetime.fromtimestamp(ts, tz).replace(hour=0, minute=0, second=0, microsecond=0)
     return int(d.timestamp())

@@ -5,6 +5,7 @@ the server parameters", so every datetime the double serves carries the portal z
 Filters accept ISO with offset, a bare date, ``YYYY-MM-DD HH:MM:SS`` or ``DD.MM.YYYY HH:MM:SS``
 (the latter two read in the portal zone), and unix seconds.
 """
+
 from __future__ import annotations
 
 import re

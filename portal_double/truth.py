@@ -25,6 +25,7 @@ CRM (deals, smart process)
 resolved_at / closed_at: time of the last resolved / (resolved or rejected) event while the ticket is
 in that state now, else None.
 """
+
 from __future__ import annotations
 
 from .state import COMPANY, CONTACT
@@ -37,12 +38,21 @@ ENUM_PRIORITY = {45: "low", 46: "normal", 47: "high", 48: "critical"}
 # the b24desk source config the CRM part of the truth assumes (interfaces.md field mapping)
 SOURCE_CONFIG = [
     {"select": "tasks"},
-    {"select": "deals:category=3", "priority": "UF_CRM_PRIORITY",
-     "priority_values": {"45": "low", "46": "normal", "47": "high", "48": "critical"},
-     "rating": "UF_CRM_RATING", "deadline": "UF_CRM_DEADLINE", "escalation_stages": ["C3:UC_SECOND_LINE"]},
-    {"select": "crm:1038", "priority": "UF_CRM_3_PRIORITY",
-     "priority_values": {"45": "low", "46": "normal", "47": "high", "48": "critical"},
-     "rating": "UF_CRM_3_RATING", "escalation_stages": ["DT1038_5:UC_SECOND_LINE", "DT1038_6:UC_SECOND_LINE"]},
+    {
+        "select": "deals:category=3",
+        "priority": "UF_CRM_PRIORITY",
+        "priority_values": {"45": "low", "46": "normal", "47": "high", "48": "critical"},
+        "rating": "UF_CRM_RATING",
+        "deadline": "UF_CRM_DEADLINE",
+        "escalation_stages": ["C3:UC_SECOND_LINE"],
+    },
+    {
+        "select": "crm:1038",
+        "priority": "UF_CRM_3_PRIORITY",
+        "priority_values": {"45": "low", "46": "normal", "47": "high", "48": "critical"},
+        "rating": "UF_CRM_3_RATING",
+        "escalation_stages": ["DT1038_5:UC_SECOND_LINE", "DT1038_6:UC_SECOND_LINE"],
+    },
 ]
 ESCALATION = {"C3:UC_SECOND_LINE", "DT1038_5:UC_SECOND_LINE", "DT1038_6:UC_SECOND_LINE"}
 
@@ -55,7 +65,7 @@ class Truth:
         self.now = portal.now
         self.tickets: list[dict] = []
         self.events: dict[tuple[str, str], list[dict]] = {}
-        self.extra: dict[tuple[str, str], dict] = {}   # CRM category / task group per ticket
+        self.extra: dict[tuple[str, str], dict] = {}  # CRM category / task group per ticket
         self.config = SOURCE_CONFIG
         self.escalation_stages = sorted(ESCALATION)
         with portal.lock:
@@ -71,7 +81,8 @@ class Truth:
                 for it in lst:
                     self._item(etid, it, hidden.get((etid, it["id"]), []))
             if getattr(portal, "openlines", None) is not None and portal.openlines.sessions:
-                from .openlines import truth_model   # the open-lines helper's sessions
+                from .openlines import truth_model  # the open-lines helper's sessions
+
                 tickets, events = truth_model(portal)
                 self.tickets.extend(tickets)
                 self.events.update(events)
@@ -87,8 +98,7 @@ class Truth:
     def events_of(self, source: str, source_id) -> list[dict]:
         return self.events[(source, str(source_id))]
 
-    def select(self, source: str | None = None, category: int | None = None,
-               group_id: int | None = None) -> list[dict]:
+    def select(self, source: str | None = None, category: int | None = None, group_id: int | None = None) -> list[dict]:
         """Tickets of one source (``task``, ``crm:2``, ``crm:1038``), optionally one CRM category or
         task group (the selectors ``deals:category=3``, ``tasks:group=7``)."""
         out = []
@@ -105,10 +115,20 @@ class Truth:
 
     # -- building -------------------------------------------------------------------------
     def _ev(self, evs, source, sid, key, kind, at, actor=None, field=None, frm=None, to=None):
-        evs.append({"portal": self.portal.member_id, "source": source, "source_id": sid, "key": key,
-                    "kind": kind, "at": int(at), "actor_id": None if actor is None else str(actor),
-                    "field": field, "from_value": None if frm is None else str(frm),
-                    "to_value": None if to is None else str(to)})
+        evs.append(
+            {
+                "portal": self.portal.member_id,
+                "source": source,
+                "source_id": sid,
+                "key": key,
+                "kind": kind,
+                "at": int(at),
+                "actor_id": None if actor is None else str(actor),
+                "field": field,
+                "from_value": None if frm is None else str(frm),
+                "to_value": None if to is None else str(to),
+            }
+        )
 
     def _task(self, t: dict) -> None:
         p = self.portal
@@ -135,8 +155,7 @@ class Truth:
                 self._ev(evs, src, sid, k, "assigned", h["at"], h["user_id"], None, h["from"], h["to"])
             elif f == "MARK":
                 rating = {"P": 5, "N": 1}.get(h["to"] or "")
-                self._ev(evs, src, sid, k, "rated", h["at"], h["user_id"], "MARK", h["from"] or None,
-                         rating)
+                self._ev(evs, src, sid, k, "rated", h["at"], h["user_id"], "MARK", h["from"] or None, rating)
             elif f in ("DEADLINE", "PRIORITY", "TITLE", "GROUP_ID"):
                 self._ev(evs, src, sid, k, "field_changed", h["at"], h["user_id"], f.lower(), h["from"], h["to"])
         if t.get("chatId"):
@@ -154,16 +173,31 @@ class Truth:
         evs.sort(key=lambda e: (e["at"], _order(e)))
         state = "resolved" if t["status"] in DONE_TASK else "open"
         ticket = {
-            "portal": p.member_id, "source": src, "source_id": sid, "title": t["title"], "type": None,
-            "priority": TASK_PRIORITY.get(t["priority"], "normal"), "priority_raw": str(t["priority"]),
-            "author_id": str(t["createdBy"]), "customer": str(t["createdBy"]),
-            "responsible_id": str(t["responsibleId"]), "created_at": t["createdDate"], "deadline": t["deadline"],
+            "portal": p.member_id,
+            "source": src,
+            "source_id": sid,
+            "title": t["title"],
+            "type": None,
+            "priority": TASK_PRIORITY.get(t["priority"], "normal"),
+            "priority_raw": str(t["priority"]),
+            "author_id": str(t["createdBy"]),
+            "customer": str(t["createdBy"]),
+            "responsible_id": str(t["responsibleId"]),
+            "created_at": t["createdDate"],
+            "deadline": t["deadline"],
             "resolved_at": last_resolved if state == "resolved" else None,
-            "closed_at": last_resolved if state == "resolved" else None, "state": state,
-            "rating": {"P": 5, "N": 1}.get(t["mark"] or ""), "nps": None, "ces": None, "qa_score": None,
-            "channel": None, "line": None,
+            "closed_at": last_resolved if state == "resolved" else None,
+            "state": state,
+            "rating": {"P": 5, "N": 1}.get(t["mark"] or ""),
+            "nps": None,
+            "ces": None,
+            "qa_score": None,
+            "channel": None,
+            "line": None,
             "handle_time": sum(e["seconds"] for e in elapsed) if elapsed else None,
-            "selector": None, "url": None, "deleted": 0,
+            "selector": None,
+            "url": None,
+            "deleted": 0,
         }
         self.extra[(src, sid)] = {"category": None, "group_id": t["groupId"]}
         self.tickets.append(ticket)
@@ -178,8 +212,11 @@ class Truth:
         first_resp = reassign[0]["from"] if reassign else it["assignedById"]
         self._ev(evs, src, sid, "created", "created", it["createdTime"], it["createdBy"])
         self._ev(evs, src, sid, "assigned0", "assigned", it["createdTime"], it["createdBy"], to=first_resp)
-        customer = f"C_{it['contactId']}" if it.get("contactId") else (
-            f"CO_{it['companyId']}" if it.get("companyId") else None)
+        customer = (
+            f"C_{it['contactId']}"
+            if it.get("contactId")
+            else (f"CO_{it['companyId']}" if it.get("companyId") else None)
+        )
         rows = p.stage_history_by_owner.get((etid, it["id"]), [])
         prev_stage = None
         prev_cat = None
@@ -191,8 +228,18 @@ class Truth:
                 continue
             actor = None
             if r["TYPE_ID"] == 5:
-                self._ev(evs, src, sid, k + ":type", "field_changed", r["CREATED_TIME"], actor, "type",
-                         prev_cat, r["CATEGORY_ID"])
+                self._ev(
+                    evs,
+                    src,
+                    sid,
+                    k + ":type",
+                    "field_changed",
+                    r["CREATED_TIME"],
+                    actor,
+                    "type",
+                    prev_cat,
+                    r["CATEGORY_ID"],
+                )
             self._ev(evs, src, sid, k, "status", r["CREATED_TIME"], actor, "STAGE_ID", prev_stage, r["STAGE_ID"])
             old_sem = p.stage_semantics(prev_stage) if prev_stage else "P"
             new_sem = p.stage_semantics(r["STAGE_ID"])
@@ -206,8 +253,18 @@ class Truth:
                 elif old_sem in ("S", "F"):
                     self._ev(evs, src, sid, k + ":reopened", "reopened", r["CREATED_TIME"], actor)
             if r["STAGE_ID"] in ESCALATION and prev_stage not in ESCALATION:
-                self._ev(evs, src, sid, k + ":escalated", "escalated", r["CREATED_TIME"], actor,
-                         None, prev_stage, r["STAGE_ID"])
+                self._ev(
+                    evs,
+                    src,
+                    sid,
+                    k + ":escalated",
+                    "escalated",
+                    r["CREATED_TIME"],
+                    actor,
+                    None,
+                    prev_stage,
+                    r["STAGE_ID"],
+                )
             prev_stage, prev_cat = r["STAGE_ID"], r["CATEGORY_ID"]
         for n, h in enumerate(hidden):
             if h["kind"] == "assigned":
@@ -223,8 +280,16 @@ class Truth:
             if a["TYPE_ID"] == 2 and a["COMPLETED"] == "Y":
                 any_call = True
                 calls += a["END_TIME"] - a["START_TIME"]
-                self._ev(evs, src, sid, k + ":w", "worked", a["START_TIME"], a["RESPONSIBLE_ID"],
-                         to=a["END_TIME"] - a["START_TIME"])
+                self._ev(
+                    evs,
+                    src,
+                    sid,
+                    k + ":w",
+                    "worked",
+                    a["START_TIME"],
+                    a["RESPONSIBLE_ID"],
+                    to=a["END_TIME"] - a["START_TIME"],
+                )
             if a["DIRECTION"] == 1:
                 self._ev(evs, src, sid, k, "customer_message", a["START_TIME"], customer)
             elif a["DIRECTION"] == 2:
@@ -242,16 +307,31 @@ class Truth:
         deadline_key = next((k for k in ufs if k.endswith("_DEADLINE")), None)
         praw = it.get(prio_key) if prio_key else None
         ticket = {
-            "portal": p.member_id, "source": src, "source_id": sid, "title": it["title"],
-            "type": str(it["categoryId"]), "priority": ENUM_PRIORITY.get(praw, "normal"),
-            "priority_raw": None if praw is None else str(praw), "author_id": str(it["createdBy"]),
-            "customer": customer, "responsible_id": str(it["assignedById"]), "created_at": it["createdTime"],
+            "portal": p.member_id,
+            "source": src,
+            "source_id": sid,
+            "title": it["title"],
+            "type": str(it["categoryId"]),
+            "priority": ENUM_PRIORITY.get(praw, "normal"),
+            "priority_raw": None if praw is None else str(praw),
+            "author_id": str(it["createdBy"]),
+            "customer": customer,
+            "responsible_id": str(it["assignedById"]),
+            "created_at": it["createdTime"],
             "deadline": it.get(deadline_key) if deadline_key else None,
             "resolved_at": last_res if state == "resolved" else None,
-            "closed_at": last_close if state != "open" else None, "state": state,
-            "rating": it.get(rating_key) if rating_key else None, "nps": None, "ces": None, "qa_score": None,
-            "channel": None, "line": None, "handle_time": calls if any_call else None,
-            "selector": None, "url": None, "deleted": 0,
+            "closed_at": last_close if state != "open" else None,
+            "state": state,
+            "rating": it.get(rating_key) if rating_key else None,
+            "nps": None,
+            "ces": None,
+            "qa_score": None,
+            "channel": None,
+            "line": None,
+            "handle_time": calls if any_call else None,
+            "selector": None,
+            "url": None,
+            "deleted": 0,
         }
         self.extra[(src, sid)] = {"category": it["categoryId"], "group_id": None}
         self.tickets.append(ticket)

@@ -5,6 +5,7 @@ it, no parameters, ``result`` is ``true`` for a portal administrator. The double
 are ``portal.admins`` when a test sets it, else user 1 (the same rule as its ``profile`` method).
 Importing this module registers the method (``portal_double.server`` imports it).
 """
+
 from __future__ import annotations
 
 from .registry import Call, method

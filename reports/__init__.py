@@ -8,8 +8,7 @@ def init_app(app) -> None:
 def _init_pages(app) -> None:
     """The embedded pages, /app, /api/kpi, the drilldown and exports (one blueprint), their
     viewer-token errors and the frame-safe security headers."""
-    from . import api, capacity, launch, pages, saved_api, saved_pages  # noqa: F401  (routes register on the blueprint)
-    from . import auth, security
+    from . import api, auth, capacity, launch, pages, saved_api, saved_pages, security  # noqa: F401  (routes register on the blueprint)
     from .blueprint import bp, get_db
 
     app.register_blueprint(bp)

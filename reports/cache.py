@@ -28,6 +28,7 @@ moved, one indexed read tells whether any later write met that portal's window. 
 entry is still exact and served as a hit, ``/api/kpi`` included. A write to another portal, to
 tickets whose lives lie outside the window, or to settings no report reads invalidates nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,6 +63,7 @@ def store_version(path: str) -> tuple:
 def _journal(db_path: str, scope=None, since: int | None = None):
     """``store.journal_state`` on a short read-only connection; None when it cannot say."""
     from b24desk.store import journal_state
+
     try:
         conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
     except sqlite3.Error:
@@ -81,35 +83,44 @@ def _journal(db_path: str, scope=None, since: int | None = None):
 class _Entry:
     value: object
     version: tuple
-    known: float            # when the value was last known to match the store (monotonic clock)
+    known: float  # when the value was last known to match the store (monotonic clock)
     seq: int | None = None  # the change journal's position when the value was computed (or re-checked)
-    computed: float = 0.0   # when its computation started (for ``ttl``)
+    computed: float = 0.0  # when its computation started (for ``ttl``)
 
 
 @dataclass(frozen=True)
 class Served:
     value: object
     stale: bool = False
-    age: float = 0.0        # seconds since a stale value was last known current
+    age: float = 0.0  # seconds since a stale value was last known current
 
 
 class Memo:
     def __init__(self, max_entries: int = MAX_ENTRIES, max_stale: float = MAX_STALE_SECONDS, clock=time.monotonic):
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
-        self._busy: dict = {}               # (key, version) -> Event, a computation under way
-        self._refreshing: dict = {}         # key -> Thread, a background recompute under way
+        self._busy: dict = {}  # (key, version) -> Event, a computation under way
+        self._refreshing: dict = {}  # key -> Thread, a background recompute under way
         self.max_entries = max_entries
         self.max_stale = max_stale
         self.clock = clock
         self.hits = self.misses = self.stale_hits = 0
-        self.kept = 0                       # hits after a store write that did not touch the scope
+        self.kept = 0  # hits after a store write that did not touch the scope
 
     def get_or_compute(self, db_path: str, key, compute, *, exact: bool = False, scope=None):
         return self.lookup(db_path, key, compute, exact=exact, scope=scope).value
 
-    def lookup(self, db_path: str, key, compute, *, exact: bool = False, scope=None, ttl: float | None = None,
-               versioned: bool = True) -> Served:
+    def lookup(
+        self,
+        db_path: str,
+        key,
+        compute,
+        *,
+        exact: bool = False,
+        scope=None,
+        ttl: float | None = None,
+        versioned: bool = True,
+    ) -> Served:
         """The value of ``key`` for the store at ``db_path`` (see the module's policy). With
         ``ttl``, a value computed more than ``ttl`` seconds ago is also stale though the store did
         not change (figures that depend on the clock, like the dashboard's "now" panel); with
@@ -122,6 +133,7 @@ class Memo:
             if ttl is not None and now - e.computed > ttl:
                 return False
             return e.version == version or (not versioned and ttl is not None)
+
         with self._lock:
             e = self._data.get(k)
             if e is not None and current(e):
@@ -131,7 +143,7 @@ class Memo:
                 return Served(e.value)
         fresh_enough = ttl is None or e is None or now - e.computed <= ttl
         if e is not None and scope is not None and e.seq is not None and fresh_enough:
-            state = _journal(db_path, scope, e.seq)      # did any write since meet the scope?
+            state = _journal(db_path, scope, e.seq)  # did any write since meet the scope?
             if state is not None and not state[1]:
                 with self._lock:
                     if self._data.get(k) is e:
@@ -153,8 +165,12 @@ class Memo:
                 if not exact and age <= self.max_stale:
                     self.stale_hits += 1
                     if k not in self._refreshing:
-                        th = threading.Thread(target=self._refresh, args=(k, db_path, compute, scope),
-                                              name="reports-memo-refresh", daemon=True)
+                        th = threading.Thread(
+                            target=self._refresh,
+                            args=(k, db_path, compute, scope),
+                            name="reports-memo-refresh",
+                            daemon=True,
+                        )
                         self._refreshing[k] = th
                         th.start()
                     return Served(e.value, True, age)
@@ -176,12 +192,12 @@ class Memo:
                     return e.value
             return compute()
         try:
-            state = _journal(k[0], None) if scope is not None else None   # read before the data: conservative
+            state = _journal(k[0], None) if scope is not None else None  # read before the data: conservative
             value = compute()
             with self._lock:
                 self.misses += 1
                 old = self._data.get(k)
-                if old is None or old.known <= started:     # never replace a newer result
+                if old is None or old.known <= started:  # never replace a newer result
                     self._data[k] = _Entry(value, version, started, state[0] if state else None, started)
                     self._data.move_to_end(k)
                 while len(self._data) > self.max_entries:
@@ -195,7 +211,7 @@ class Memo:
     def _refresh(self, k, db_path: str, compute, scope=None) -> None:
         try:
             self._compute(k, store_version(db_path), self.clock(), compute, scope)
-        except Exception:                   # the stale entry stays; the next stale hit retries
+        except Exception:  # the stale entry stays; the next stale hit retries
             log.exception("background recompute of %s failed", k[1][:200])
         finally:
             with self._lock:

@@ -4,6 +4,7 @@ Thin glue over ``b24desk.capacity``: read and check the query (every parameter, 
 viewer's language for a bad one), scope it by role (a head sees their departments only, an agent
 nothing), build the report, and render it as JSON or as the page.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,13 @@ from b24desk.installations import get_installation
 from b24desk.kpi.load import portal_zone
 from b24desk.kpi.periods import make_period, zone
 from b24desk.store import get_setting
+from b24desk.text.i18n import t
 from b24desk.viewer import ADMIN, HEAD, ViewerError
 
 from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
 from .capacity_text import ct
-
-from b24desk.text.i18n import t
 from .security import bx24_script
 from .ticket_card import source_label
 
@@ -62,7 +62,7 @@ def source_options(db, portal: str, cfg: dict, lang: str) -> list[tuple[str, str
         base = re.split(r":(?:category|group|line)=", sel, maxsplit=1)[0]
         out.setdefault(base, _label(base, lang))
         if sel != base:
-            out.setdefault(sel, f"{_label(base, lang)} ({sel[len(base) + 1:]})")
+            out.setdefault(sel, f"{_label(base, lang)} ({sel[len(base) + 1 :]})")
     lines = get_setting(db, portal, "openlines.lines") or {}
     if isinstance(lines, dict) and lines:
         out.setdefault("openlines", _label("openlines", lang))
@@ -115,20 +115,27 @@ def _report(db, v, *, exact: bool):
     cfg = data.portal_config(db, v.portal)
     tz_name = portal_zone(db, v.portal, cfg)
     date_from, date_to, weeks, source, department = _query(db, v, cfg, tz_name)
-    if not date_from:                   # the default period, by its dates (it moves every Monday)
+    if not date_from:  # the default period, by its dates (it moves every Monday)
         p = default_period(zone(tz_name))
         date_from, date_to = p.local(p.start).date().isoformat(), p.local(p.end).date().isoformat()
     key = ("capacity", v.portal, date_from, date_to, weeks, source, department, cfg)
     try:
-        report = data._get(key, lambda own: build_capacity(
-            own, v.portal, date_from, date_to, weeks_ahead=weeks, source=source, department=department,
-            config=cfg), exact=exact)
+        report = data._get(
+            key,
+            lambda own: build_capacity(
+                own, v.portal, date_from, date_to, weeks_ahead=weeks, source=source, department=department, config=cfg
+            ),
+            exact=exact,
+        )
     except CapacityError as exc:
         status = 400
         detail = str(exc)
-        raise _err(status, exc.code if exc.code in ("bad_period", "bad_department", "bad_config",
-                                                    "bad_weeks_ahead") else "bad_period", v.lang,
-                   detail=detail) from None
+        raise _err(
+            status,
+            exc.code if exc.code in ("bad_period", "bad_department", "bad_config", "bad_weeks_ahead") else "bad_period",
+            v.lang,
+            detail=detail,
+        ) from None
     return report, cfg, (date_from, date_to, weeks, source, department)
 
 
@@ -140,6 +147,7 @@ def api_capacity():
 
 
 # --- the page -----------------------------------------------------------------------------------
+
 
 def _num(x, lang, digits=1):
     if x is None:
@@ -178,9 +186,14 @@ def _staff_grid(report, lang):
         cells = []
         for h in hours:
             r = by[(wd, h)]
-            cells.append({"text": f"{r['agents_needed']} / {_num(r['agents_active'], lang)}",
-                          "short": r["short"] > 0 and r["in_service_hours"], "off": not r["in_service_hours"],
-                          "title": f"{_num(r['arrivals_per_hour'], lang, 2)}/h"})
+            cells.append(
+                {
+                    "text": f"{r['agents_needed']} / {_num(r['agents_active'], lang)}",
+                    "short": r["short"] > 0 and r["in_service_hours"],
+                    "off": not r["in_service_hours"],
+                    "title": f"{_num(r['arrivals_per_hour'], lang, 2)}/h",
+                }
+            )
         out.append({"label": WEEKDAY_SHORT[lang][wd - 1], "cells": cells})
     return {"hours": hours, "rows": out}
 
@@ -199,48 +212,106 @@ def capacity_page():
     first = report["forecast"][0] if report["forecast"] else None
     b = report["backtest"]
     cards = [
-        {"id": "load", "label": ct("load_card", lang), "value": _num(load, lang), "status": load_status,
-         "note": ct("load_note", lang, lo=lo, hi=hi)},
-        {"id": "short", "label": ct("short_card", lang), "value": str(s["agents_short_peak"]),
-         "status": "red" if s["agents_short_peak"] else "green", "note": ct("short_note", lang)},
-        {"id": "forecast", "label": ct("forecast_card", lang, week=first["week"] if first else "—"),
-         "value": (f"{first['created']}"
-                   + (f" ({first['low']}–{first['high']})" if first and first["low"] is not None else ""))
-         if first else "—", "status": "red" if s["forecast_exceeds_norm"] else "grey",
-         "note": s["forecast_note"][lang] if s["forecast_note"] else ct("forecast_note", lang)},
-        {"id": "mape", "label": ct("mape_card", lang),
-         "value": "—" if b["mape"] is None else _num(b["mape"] * 100, lang) + " %", "status": "grey",
-         "note": ct("mape_note", lang, method=ct("m_" + b["method"], lang), weeks=b["weeks"])},
+        {
+            "id": "load",
+            "label": ct("load_card", lang),
+            "value": _num(load, lang),
+            "status": load_status,
+            "note": ct("load_note", lang, lo=lo, hi=hi),
+        },
+        {
+            "id": "short",
+            "label": ct("short_card", lang),
+            "value": str(s["agents_short_peak"]),
+            "status": "red" if s["agents_short_peak"] else "green",
+            "note": ct("short_note", lang),
+        },
+        {
+            "id": "forecast",
+            "label": ct("forecast_card", lang, week=first["week"] if first else "—"),
+            "value": (
+                f"{first['created']}"
+                + (f" ({first['low']}–{first['high']})" if first and first["low"] is not None else "")
+            )
+            if first
+            else "—",
+            "status": "red" if s["forecast_exceeds_norm"] else "grey",
+            "note": s["forecast_note"][lang] if s["forecast_note"] else ct("forecast_note", lang),
+        },
+        {
+            "id": "mape",
+            "label": ct("mape_card", lang),
+            "value": "—" if b["mape"] is None else _num(b["mape"] * 100, lang) + " %",
+            "status": "grey",
+            "note": ct("mape_note", lang, method=ct("m_" + b["method"], lang), weeks=b["weeks"]),
+        },
     ]
     chat_rows = [r for r in report["staffing"] if r["arrivals_per_hour"]]
     aht = (chat_rows[0]["aht_s"] if chat_rows else s["chat_aht_s"]) or 0
-    daily_rows = [{"label": WEEKDAY_SHORT[lang][r["weekday"] - 1], "per_day": _num(r["created_per_day"], lang),
-                   "needed": r["agents_needed"], "active": _num(r["agents_active"], lang), "short": r["short"]}
-                  for r in report["staffing_daily"]]
+    daily_rows = [
+        {
+            "label": WEEKDAY_SHORT[lang][r["weekday"] - 1],
+            "per_day": _num(r["created_per_day"], lang),
+            "needed": r["agents_needed"],
+            "active": _num(r["agents_active"], lang),
+            "short": r["short"],
+        }
+        for r in report["staffing_daily"]
+    ]
     ticket_method = report["staffing_daily"][0]["method"] if report["staffing_daily"] else None
     tz_name = report["timezone"]
     period = report["period"]
     env_deps = data.people(db, v.portal)[1]
-    chart = {"history": report["history"], "forecast": report["forecast"],
-             "i18n": {"actual": ct("actual", lang), "forecast": ct("forecast", lang), "interval": ct("interval", lang)}}
+    chart = {
+        "history": report["history"],
+        "forecast": report["forecast"],
+        "i18n": {"actual": ct("actual", lang), "forecast": ct("forecast", lang), "interval": ct("interval", lang)},
+    }
     token = g.viewer_token
     inst = get_installation(db, v.portal)
-    return data.with_stale_header(render_template(
-        "reports/capacity.html", viewer=v, lang=lang, token=token, active="capacity",
-        t=lambda k: t(k, lang), ct=lambda k, **kw: ct(k, lang, **kw), bx24_js=bx24_script(inst),
-        nav={"dashboard": url_for("reports.dashboard", t=token), "settings": url_for("reports.settings", t=token),
-             "saved": url_for("reports.saved_list", t=token), "capacity": url_for("reports.capacity_page", t=token)},
-        report=report, cards=cards, heat_arrivals=_heat(report, "created_per_hour", lang),
-        heat_agents=_heat(report, "agents_active", lang), staff=_staff_grid(report, lang),
-        gaps=[g_["text"][lang] for g_ in s["gaps"]], daily_rows=daily_rows, ticket_method=ticket_method,
-        aht_min=_num(aht / 60, lang), target_min=_num(report["staffing"][0]["target_answer_s"] / 60, lang)
-        if report["staffing"] else "", share_pct=_num((report["staffing"][0]["target_share"] * 100)
-                                                      if report["staffing"] else 0, lang),
-        ticket_aht_min=_num((s["ticket_aht_s"] or 0) / 60, lang),
-        occ=_num(capacity_settings(cfg)["occupancy"] * 100, lang), norm_hi=hi,
-        tz_name=tz_name, period_label=f"{period['from'][:10]} — {period['to'][:10]}",
-        forecast_rows=report["forecast"], chart=chart,
-        q={"from": (date_from or period["from"][:10]), "to": (date_to or period["to"][:10]), "weeks_ahead": weeks,
-           "source": source or "", "department": department or ""},
-        source_opts=source_options(db, v.portal, cfg, lang),
-        dept_opts=department_options(v, env_deps), can_all_departments=v.role == ADMIN))
+    return data.with_stale_header(
+        render_template(
+            "reports/capacity.html",
+            viewer=v,
+            lang=lang,
+            token=token,
+            active="capacity",
+            t=lambda k: t(k, lang),
+            ct=lambda k, **kw: ct(k, lang, **kw),
+            bx24_js=bx24_script(inst),
+            nav={
+                "dashboard": url_for("reports.dashboard", t=token),
+                "settings": url_for("reports.settings", t=token),
+                "saved": url_for("reports.saved_list", t=token),
+                "capacity": url_for("reports.capacity_page", t=token),
+            },
+            report=report,
+            cards=cards,
+            heat_arrivals=_heat(report, "created_per_hour", lang),
+            heat_agents=_heat(report, "agents_active", lang),
+            staff=_staff_grid(report, lang),
+            gaps=[g_["text"][lang] for g_ in s["gaps"]],
+            daily_rows=daily_rows,
+            ticket_method=ticket_method,
+            aht_min=_num(aht / 60, lang),
+            target_min=_num(report["staffing"][0]["target_answer_s"] / 60, lang) if report["staffing"] else "",
+            share_pct=_num((report["staffing"][0]["target_share"] * 100) if report["staffing"] else 0, lang),
+            ticket_aht_min=_num((s["ticket_aht_s"] or 0) / 60, lang),
+            occ=_num(capacity_settings(cfg)["occupancy"] * 100, lang),
+            norm_hi=hi,
+            tz_name=tz_name,
+            period_label=f"{period['from'][:10]} — {period['to'][:10]}",
+            forecast_rows=report["forecast"],
+            chart=chart,
+            q={
+                "from": (date_from or period["from"][:10]),
+                "to": (date_to or period["to"][:10]),
+                "weeks_ahead": weeks,
+                "source": source or "",
+                "department": department or "",
+            },
+            source_opts=source_options(db, v.portal, cfg, lang),
+            dept_opts=department_options(v, env_deps),
+            can_all_departments=v.role == ADMIN,
+        )
+    )

@@ -1,5 +1,6 @@
 """Russian and English strings of the capacity page and API errors (kept beside, not inside, the
 main catalogue, so the page can move without touching it)."""
+
 from __future__ import annotations
 
 TEXT = {
@@ -9,25 +10,37 @@ TEXT = {
     "whole_portal": ("Весь портал", "Whole portal"),
     "period": ("Период", "Period"),
     "load_card": ("Нагрузка на сотрудника в день", "Requests per agent a day"),
-    "load_note": ("Созданные заявки / сумма сотрудников, работавших в каждый день (норма {lo}–{hi})",
-                  "Tickets created / agents who worked each day, summed (norm {lo}–{hi})"),
+    "load_note": (
+        "Созданные заявки / сумма сотрудников, работавших в каждый день (норма {lo}–{hi})",
+        "Tickets created / agents who worked each day, summed (norm {lo}–{hi})",
+    ),
     "short_card": ("Не хватает в пиковый час", "Short at the peak hour"),
-    "short_note": ("Больше всего недостающих сотрудников в одном часе или дне недели",
-                   "The most agents missing in any one hour or weekday"),
+    "short_note": (
+        "Больше всего недостающих сотрудников в одном часе или дне недели",
+        "The most agents missing in any one hour or weekday",
+    ),
     "forecast_card": ("Прогноз на неделю {week}", "Forecast for week {week}"),
     "forecast_note": ("Заявок; в скобках — интервал 80 %", "Tickets; in brackets, the 80 % interval"),
     "mape_card": ("Ошибка прогноза на истории", "Backtest error"),
-    "mape_note": ("MAPE метода «{method}» на последних {weeks} нед., которых он не видел при подборе",
-                  "MAPE of “{method}” on the last {weeks} weeks it was not fitted on"),
+    "mape_note": (
+        "MAPE метода «{method}» на последних {weeks} нед., которых он не видел при подборе",
+        "MAPE of “{method}” on the last {weeks} weeks it was not fitted on",
+    ),
     "heat_arrivals": ("Обращений в час", "Tickets created per hour"),
-    "heat_arrivals_note": ("Среднее по неделям периода, по времени портала ({tz})",
-                           "Mean over the period's weeks, in the portal's time zone ({tz})"),
+    "heat_arrivals_note": (
+        "Среднее по неделям периода, по времени портала ({tz})",
+        "Mean over the period's weeks, in the portal's time zone ({tz})",
+    ),
     "heat_agents": ("Сотрудников в работе", "Agents at work"),
-    "heat_agents_note": ("Сколько сотрудников в среднем отвечали или меняли заявки в этот час",
-                         "How many agents on average replied to or changed tickets in that hour"),
+    "heat_agents_note": (
+        "Сколько сотрудников в среднем отвечали или меняли заявки в этот час",
+        "How many agents on average replied to or changed tickets in that hour",
+    ),
     "forecast_title": ("Заявок в неделю: факт и прогноз", "Tickets per week: actual and forecast"),
-    "forecast_chart_note": ("Линия — прогноз, полоса — интервал 80 %; метод выбран по ошибке на истории",
-                            "Line: forecast; band: 80 % interval; the method was chosen by its backtest error"),
+    "forecast_chart_note": (
+        "Линия — прогноз, полоса — интервал 80 %; метод выбран по ошибке на истории",
+        "Line: forecast; band: 80 % interval; the method was chosen by its backtest error",
+    ),
     "actual": ("Факт", "Actual"),
     "forecast": ("Прогноз", "Forecast"),
     "interval": ("Интервал 80 %", "80 % interval"),
@@ -36,19 +49,27 @@ TEXT = {
     "low": ("От", "Low"),
     "high": ("До", "High"),
     "staffing_chat": ("Чаты: нужно / работают", "Chats: needed / at work"),
-    "staffing_chat_note": ("Erlang C: ответить {share} % чатов за {target} мин. при времени обработки {aht} мин.;"
-                           " красным — где не хватает",
-                           "Erlang C: answer {share} % of chats within {target} min at a handle time of {aht} min;"
-                           " red where agents are short"),
+    "staffing_chat_note": (
+        "Erlang C: ответить {share} % чатов за {target} мин. при времени обработки {aht} мин.;"
+        " красным — где не хватает",
+        "Erlang C: answer {share} % of chats within {target} min at a handle time of {aht} min;"
+        " red where agents are short",
+    ),
     "staffing_tickets": ("Заявки по дням недели", "Tickets per weekday"),
-    "staffing_tickets_note_aht": ("Нужно = заявок за день × {aht} мин. учтённого времени / рабочий день × {occ} %",
-                                  "Needed = tickets a day × {aht} min tracked time / working day × {occ} %"),
-    "staffing_tickets_note_norm": ("Время не учитывается — по норме: не больше {hi} заявок на сотрудника в день;"
-                                   " заявки выходных — в первый рабочий день",
-                                   "No tracked time, so by the norm: at most {hi} tickets per agent a day;"
-                                   " weekend tickets count on the next working day"),
-    "off_hours_note": ("Серым — вне рабочих часов (чаты ждут утра)",
-                       "Grey: outside working hours (chats wait for the morning)"),
+    "staffing_tickets_note_aht": (
+        "Нужно = заявок за день × {aht} мин. учтённого времени / рабочий день × {occ} %",
+        "Needed = tickets a day × {aht} min tracked time / working day × {occ} %",
+    ),
+    "staffing_tickets_note_norm": (
+        "Время не учитывается — по норме: не больше {hi} заявок на сотрудника в день;"
+        " заявки выходных — в первый рабочий день",
+        "No tracked time, so by the norm: at most {hi} tickets per agent a day;"
+        " weekend tickets count on the next working day",
+    ),
+    "off_hours_note": (
+        "Серым — вне рабочих часов (чаты ждут утра)",
+        "Grey: outside working hours (chats wait for the morning)",
+    ),
     "weekday": ("День недели", "Weekday"),
     "per_day": ("Заявок в день", "Tickets a day"),
     "needed": ("Нужно", "Needed"),
@@ -67,8 +88,10 @@ TEXT = {
     "m_holt_winters": ("Хольт-Винтерс", "Holt-Winters"),
     "m_holt_winters_mul": ("Хольт-Винтерс, мультипликативный", "Holt-Winters, multiplicative"),
     # errors
-    "err_agents": ("Планирование штата доступно руководителям и администраторам",
-                   "Capacity planning is for heads and admins"),
+    "err_agents": (
+        "Планирование штата доступно руководителям и администраторам",
+        "Capacity planning is for heads and admins",
+    ),
     "err_bad_period": ("Неверный период: {detail}", "Bad period: {detail}"),
     "err_bad_weeks_ahead": ("Прогноз строится на 1–8 недель вперёд", "weeks_ahead must be a whole number from 1 to 8"),
     "err_bad_source": ("Неизвестный источник: выберите из списка", "Unknown source: pick one from the list"),

@@ -6,6 +6,7 @@ viewer's role before it is reached) and caches their results (reports/cache.py):
 ``/api/kpi`` and exports, stale-while-revalidate for the dashboard and its drilldown. A page's
 reports and charts of one query come from one engine pass (:func:`page`).
 """
+
 from __future__ import annotations
 
 import time
@@ -33,12 +34,14 @@ def _db_path() -> str:
 
 def _own_db(path: str, fn):
     """``fn(db)`` on a connection of its own: a background recompute outlives the request's."""
+
     def run():
         db = open_db(path, migrate=False)
         try:
             return fn(db)
         finally:
             db.conn.close()
+
     return run
 
 
@@ -61,6 +64,7 @@ def stale_age() -> float | None:
 def with_stale_header(response):
     """``X-B24desk-Stale: <seconds>`` on a response built from stale figures (reports/cache.py)."""
     from flask import make_response
+
     response = make_response(response)
     age = stale_age()
     if age is not None:
@@ -73,15 +77,17 @@ def scope(portal: str, q: Query, cfg: dict) -> tuple | None:
     meet ``[previous from - repeat window, to)`` (the loader's window), a day wider on each side
     so that no time zone can narrow it. None when the period does not parse (no keeping)."""
     from b24desk.kpi.periods import make_period, zone
+
     try:
         p = make_period(q.date_from, q.date_to, zone(q.tz))
         prev = p.previous()
-        if getattr(q, "compare", None):          # "last_year": the compared period is a year back
+        if getattr(q, "compare", None):  # "last_year": the compared period is a year back
             from b24desk.kpi.presets import compare_period
+
             a, _b = compare_period(p.local(p.start), p.local(p.end), q.compare, p.tz)
             prev = make_period(a, p.start, p.tz)
         window = int(cfg.get("repeat_window_days", 30)) * 86400
-    except Exception:                  # anything odd: no scope, the store version alone decides
+    except Exception:  # anything odd: no scope, the store version alone decides
         return None
     return (portal, min(prev.start, p.start) - window - 86400, p.end + 86400)
 
@@ -107,28 +113,63 @@ def report(db, portal: str, q: Query, filters: dict, group_by: str | None = None
     between requests, so callers treat it as read-only."""
     cfg, settings = _inputs(db, portal)
     key = ("report", portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_by, settings)
-    return _get(key, lambda own: build_report(
-        own, portal, q.date_from, q.date_to, filters=engine_filters(filters), group_by=group_by, config=cfg,
-        compare=q.compare),
-        exact=exact, scope=scope(portal, q, cfg))
+    return _get(
+        key,
+        lambda own: build_report(
+            own,
+            portal,
+            q.date_from,
+            q.date_to,
+            filters=engine_filters(filters),
+            group_by=group_by,
+            config=cfg,
+            compare=q.compare,
+        ),
+        exact=exact,
+        scope=scope(portal, q, cfg),
+    )
 
 
 def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str, lang: str | None = None):
     """The report in ``flask kpi``'s ``--format`` (json, csv, xlsx): always exact, like the command.
     ``lang`` lays CSV and XLSX out for a reader of that language (headers, separators, sheet names)."""
     cfg, settings = _inputs(db, portal)
-    key = ("rendered", fmt, lang, portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_by,
-           settings)
+    key = (
+        "rendered",
+        fmt,
+        lang,
+        portal,
+        q.date_from,
+        q.date_to,
+        q.compare,
+        engine_filters(filters),
+        group_by,
+        settings,
+    )
 
     def compute(own):
         if fmt != "xlsx":
-            return render(build_report(own, portal, q.date_from, q.date_to, filters=engine_filters(filters),
-                                       group_by=group_by, config=cfg, compare=q.compare), fmt, lang=lang)
-        with paused_gc():           # xlsx adds the weekly trend rows, from the same engine pass
-            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg,
-                            compare=q.compare)
+            return render(
+                build_report(
+                    own,
+                    portal,
+                    q.date_from,
+                    q.date_to,
+                    filters=engine_filters(filters),
+                    group_by=group_by,
+                    config=cfg,
+                    compare=q.compare,
+                ),
+                fmt,
+                lang=lang,
+            )
+        with paused_gc():  # xlsx adds the weekly trend rows, from the same engine pass
+            rp = ReportPass(
+                own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg, compare=q.compare
+            )
             series = Replay.of_pass(rp).series(weeks(rp.period.start, rp.period.end, rp.env.tz_name))
             return to_xlsx(rp.report(group_by), series, lang=lang)
+
     return _get(key, compute, exact=True, scope=scope(portal, q, cfg))
 
 
@@ -141,15 +182,20 @@ def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: b
 
     def compute(own):
         with paused_gc():
-            rp = ReportPass(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg,
-                            compare=q.compare)
+            rp = ReportPass(
+                own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg, compare=q.compare
+            )
             reports = {gb: rp.report(gb) for gb in group_bys}
             replay = Replay.of_pass(rp)
             bounds = weeks(rp.period.start, rp.period.end, rp.env.tz_name)
-            charts = {"series": replay.series(bounds), "tz": rp.env.tz_name,
-                      "frt": sorted(replay.durations("first_response_time")),
-                      "resolution": sorted(replay.durations("resolution_time"))}
+            charts = {
+                "series": replay.series(bounds),
+                "tz": rp.env.tz_name,
+                "frt": sorted(replay.durations("first_response_time")),
+                "resolution": sorted(replay.durations("resolution_time")),
+            }
         return {"reports": reports, "charts": charts}
+
     key = ("page", portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_bys, settings)
     return _get(key, compute, exact=exact, scope=scope(portal, q, cfg))
 
@@ -161,6 +207,7 @@ def members(db, portal: str, q: Query, filters: dict, kpi: str) -> list[dict]:
         with paused_gc():
             rp = Replay(own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg)
             return rp.members(kpi)
+
     key = ("members", portal, q.date_from, q.date_to, engine_filters(filters), kpi, settings)
     return _get(key, compute, scope=scope(portal, q, cfg))
 
@@ -180,12 +227,15 @@ def distinct(db, portal: str, column: str) -> list[str]:
 
     def compute(own):
         out = {c: set() for c in DISTINCT_COLUMNS}
-        for row in own.execute("select distinct source, type, channel, line from tickets where portal = ?"
-                               " and coalesce(deleted, 0) = 0", [portal]).fetchall():
+        for row in own.execute(
+            "select distinct source, type, channel, line from tickets where portal = ? and coalesce(deleted, 0) = 0",
+            [portal],
+        ).fetchall():
             for c, v in zip(DISTINCT_COLUMNS, row):
                 if v not in (None, ""):
                     out[c].add(str(v))
         return {c: sorted(v) for c, v in out.items()}
+
     return _get(("distinct", portal), compute, figures=False)[column]
 
 
@@ -193,12 +243,14 @@ def _by_key(db, portal: str, keys: list[tuple[str, str]], columns: str) -> list:
     """``source, source_id, <columns>`` of the tickets named by ``(source, source_id)`` keys, in one
     query (the keys travel as one JSON parameter, however many there are)."""
     import json
+
     if not keys:
         return []
     return db.execute(
         f"select t.source, t.source_id, {columns} from json_each(?) j join tickets t"
         " on t.portal = ? and t.source = j.value ->> 0 and t.source_id = j.value ->> 1",
-        [json.dumps([list(k) for k in keys]), portal]).fetchall()
+        [json.dumps([list(k) for k in keys]), portal],
+    ).fetchall()
 
 
 def tickets_by_key(db, portal: str, keys: list[tuple[str, str]]) -> dict:
@@ -208,7 +260,7 @@ def tickets_by_key(db, portal: str, keys: list[tuple[str, str]]) -> dict:
 
 
 NOW_ITEMS = ("open", "unassigned", "no_reply", "at_risk", "oldest")
-RISK_WINDOW = 2 * 3600          # "at risk": the effective deadline falls within the next 2 hours
+RISK_WINDOW = 2 * 3600  # "at risk": the effective deadline falls within the next 2 hours
 
 
 def now_state(db, portal: str, filters: dict, now: int | None = None) -> dict:
@@ -224,9 +276,11 @@ def now_state(db, portal: str, filters: dict, now: int | None = None) -> dict:
         t = int(time.time()) if now is None else now
         with paused_gc():
             return _now_items(own, portal, engine_filters(filters), cfg, t - t % 60)
+
     path = _db_path()
-    return MEMO.lookup(path, ("now", portal, engine_filters(filters), cfg), _own_db(path, compute), ttl=60,
-                       versioned=False).value
+    return MEMO.lookup(
+        path, ("now", portal, engine_filters(filters), cfg), _own_db(path, compute), ttl=60, versioned=False
+    ).value
 
 
 def _now_items(own, portal: str, filters: dict, cfg: dict, minute: int) -> dict:
@@ -242,9 +296,11 @@ def _now_items(own, portal: str, filters: dict, cfg: dict, minute: int) -> dict:
     keep = matcher(f, env.tree)
     src_sql, src_params = source_clause(f.sources())
     end = minute + 60
-    rows = own.execute(f"select {', '.join(TICKET_COLUMNS)} from tickets where portal = ? and closed_at is null"
-                       f" and created_at < ? and coalesce(deleted, 0) = 0{src_sql}",
-                       [portal, end] + src_params).fetchall()
+    rows = own.execute(
+        f"select {', '.join(TICKET_COLUMNS)} from tickets where portal = ? and closed_at is null"
+        f" and created_at < ? and coalesce(deleted, 0) = 0{src_sql}",
+        [portal, end] + src_params,
+    ).fetchall()
     tickets = [dict(zip(TICKET_COLUMNS, r)) for r in rows]
     events: dict = {}
     by_source: dict = {}
@@ -252,18 +308,26 @@ def _now_items(own, portal: str, filters: dict, cfg: dict, minute: int) -> dict:
         by_source.setdefault(t["source"], []).append(t["source_id"])
     for source, ids in by_source.items():
         for key, *ev in own.execute(
-                "select j.key, e.at, e.kind, e.actor_id, e.field, e.from_value, e.to_value from json_each(?) j"
-                " join events e on e.portal = ? and e.source = ? and e.source_id = j.value"
-                " where e.kind not in ('created', 'rated') and e.at is not null order by j.key, e.at, e.key",
-                [json.dumps(ids), portal, source]):
+            "select j.key, e.at, e.kind, e.actor_id, e.field, e.from_value, e.to_value from json_each(?) j"
+            " join events e on e.portal = ? and e.source = ? and e.source_id = j.value"
+            " where e.kind not in ('created', 'rated') and e.at is not null order by j.key, e.at, e.key",
+            [json.dumps(ids), portal, source],
+        ):
             events.setdefault((source, ids[key]), []).append(tuple(ev))
     items = {k: [] for k in NOW_ITEMS}
     for t in tickets:
         fact = ticket_facts(t, events.get((t["source"], t["source_id"]), ()), end - 1, end, env.ctx)
         if fact is None or not fact.open_at_end or (keep is not None and not keep(fact)):
             continue
-        r = {"source": t["source"], "source_id": t["source_id"], "responsible": fact.resp_end,
-             "priority": fact.priority, "created_at": t["created_at"], "state": fact.state, "hit": None}
+        r = {
+            "source": t["source"],
+            "source_id": t["source_id"],
+            "responsible": fact.resp_end,
+            "priority": fact.priority,
+            "created_at": t["created_at"],
+            "state": fact.state,
+            "hit": None,
+        }
         age = max(0, minute - (t["created_at"] or minute))
         items["open"].append(dict(r, value=age))
         if not fact.resp_end:

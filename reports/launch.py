@@ -7,6 +7,7 @@ sent on (303) to the page the placement shows, with the token in its URL: the da
 their ``PLACEMENT_OPTIONS``: DOCS api-reference/widgets/placements.md (deal tab ``{"ID"}``,
 ``CRM_DYNAMIC_{entityTypeId}_DETAIL_TAB`` the same, ``TASK_VIEW_TAB`` ``{"taskId"}``).
 """
+
 from __future__ import annotations
 
 import re
@@ -48,8 +49,10 @@ def portal_caller():
     """``call(endpoint, token, method, params)`` with one client per (endpoint, viewer token)."""
     # interactive: ahead of background sync traffic in the portal's request budget; a refusal for
     # the portal's request rate is retried a few times, briefly (a person waits)
-    opts = dict(current_app.config.get("LAUNCH_CLIENT_OPTS")
-                or {"max_retries": 4, "backoff_base": 0.25, "backoff_cap": 2.0, "timeout": 10, "interactive": True})
+    opts = dict(
+        current_app.config.get("LAUNCH_CLIENT_OPTS")
+        or {"max_retries": 4, "backoff_base": 0.25, "backoff_cap": 2.0, "timeout": 10, "interactive": True}
+    )
     clients: dict = {}
 
     def call(endpoint, token, method, params):
@@ -57,6 +60,7 @@ def portal_caller():
         if key not in clients:
             clients[key] = B24Client.from_access_token(endpoint, token, **opts)
         return clients[key].call(method, params)
+
     return call, clients
 
 
@@ -68,13 +72,18 @@ def launch():
     finally:
         for c in clients.values():
             c.close()
-    if verified.viewer.role == ADMIN:       # its tokens, server side, for the admin right's re-checks
+    if verified.viewer.role == ADMIN:  # its tokens, server side, for the admin right's re-checks
         refresh = request.form.get("REFRESH_ID")
         sessions = open_sessions(current_app.config["DB"])
         try:
-            save_session(sessions, verified.viewer, request.form.get("AUTH_ID", "").strip(),
-                         refresh.strip() if isinstance(refresh, str) and refresh.isascii() and len(refresh) <= 256
-                         else None, admin=True, now=time.time())
+            save_session(
+                sessions,
+                verified.viewer,
+                request.form.get("AUTH_ID", "").strip(),
+                refresh.strip() if isinstance(refresh, str) and refresh.isascii() and len(refresh) <= 256 else None,
+                admin=True,
+                now=time.time(),
+            )
         finally:
             sessions.conn.close()
     g.viewer = verified.viewer

@@ -4,6 +4,7 @@ What the portal calls things was read at sync time (smart-process titles, funnel
 open-line names: stored settings); the fixed vocabulary (tasks, deals, connectors, task statuses)
 is b24desk/labels.py. A page never shows a key: an unknown one reads as "other" in words.
 """
+
 from __future__ import annotations
 
 import re
@@ -11,7 +12,6 @@ import re
 from b24desk import labels
 from b24desk.kpi.report import crm_settings
 from b24desk.store import get_setting
-
 
 _DIALOG = re.compile(r"^Dialog #(\d+)(?: \(([^)]*)\))?$")
 
@@ -51,11 +51,11 @@ class Names:
             return labels.empty_group("type", self.lang)
         key = str(key)
         if source == "openlines" or (source is None and key in self.lines.values()):
-            return key                                  # an open-line ticket's type is its line's name
+            return key  # an open-line ticket's type is its line's name
         if key in self.categories:
             return self.categories[key]
         if not key.isdigit() and "_" not in key:
-            return key                                  # already a name (a task group, a line)
+            return key  # already a name (a task group, a line)
         return self.pick(("Тип ", "Type ")) + key
 
     def channel(self, key) -> str:

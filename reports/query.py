@@ -10,6 +10,7 @@ Also ``preset`` (b24desk/kpi/presets.py; it wins over ``from``/``to``) and ``com
 parses with ``inclusive=True``: its ``to`` is the last day shown (``to=2026-10-15`` includes the
 15th), turned into the half-open end here, so one day is ``from = to``.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,18 +25,18 @@ from b24desk.viewer import FILTER_KEYS, GROUP_DIMS, ViewerError
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ID = re.compile(r"^[A-Za-z0-9_:=.,\-]{1,100}$")
-MIN_TS, MAX_TS = 946684800, 4102444800      # 2000-01-01 .. 2100-01-01 UTC: what a service desk reports on
+MIN_TS, MAX_TS = 946684800, 4102444800  # 2000-01-01 .. 2100-01-01 UTC: what a service desk reports on
 
 
 @dataclass
 class Query:
-    date_from: str                       # as given, or the default period's local dates
+    date_from: str  # as given, or the default period's local dates
     date_to: str
     filters: dict = field(default_factory=dict)
     group_by: str | None = None
     tz: str = "UTC"
     preset: str | None = None
-    compare: str | None = None           # None = "previous"
+    compare: str | None = None  # None = "previous"
 
     def params(self, **extra) -> dict:
         """The query as URL parameters of the API (half-open; empty filters dropped), plus ``extra``."""
@@ -69,8 +70,7 @@ def last_day(date_to: str) -> str:
     return date_to
 
 
-def parse(args, tz_name: str, *, allow_group: bool = True, now: float | None = None,
-          inclusive: bool = False) -> Query:
+def parse(args, tz_name: str, *, allow_group: bool = True, now: float | None = None, inclusive: bool = False) -> Query:
     """Read and check the query; missing dates give the last full calendar month (kpi.md s.2)."""
     tz_name = tz_name or "UTC"
     date_from, date_to = (args.get("from") or "").strip(), (args.get("to") or "").strip()
@@ -102,13 +102,13 @@ def parse(args, tz_name: str, *, allow_group: bool = True, now: float | None = N
             raise _period_error("'to' is before 'from'", "err_bad_period_order", "to")
         try:
             date_to = (last + timedelta(days=1)).isoformat()
-        except OverflowError:                             # 9999-12-31
+        except OverflowError:  # 9999-12-31
             raise _period_error("dates must lie between 2000-01-01 and 2100-01-01", "err_bad_date_range") from None
     if len(date_from) > 40 or len(date_to) > 40 or not (date_from + date_to).isascii():
         raise _period_error("'from' and 'to' are dates such as 2026-10-01", "err_bad_date", "from")
     try:
         p = make_period(date_from, date_to, zone(tz_name))
-    except (ValueError, OverflowError, OSError) as exc:   # year 1 / 9999 overflow once zoned
+    except (ValueError, OverflowError, OSError) as exc:  # year 1 / 9999 overflow once zoned
         hint = "err_bad_period_order" if "empty" in str(exc) else "err_bad_date"
         raise _period_error(str(exc) or "'from' and 'to' are dates such as 2026-10-01", hint) from None
     if p.start < MIN_TS or p.end > MAX_TS:

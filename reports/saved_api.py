@@ -3,6 +3,7 @@
 in the viewer's language. ``/data`` computes the definition exactly as ``GET /api/kpi`` would
 (same engine call, same cache), after cutting it to the viewer's role.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,6 @@ from b24desk.viewer import ViewerError
 from . import data
 from .auth import current_viewer, viewer_required
 from .blueprint import bp, get_db
-
 from .query import Query, parse
 
 SCHEMA = "b24desk.report/1"
@@ -93,10 +93,12 @@ def _year_on(key, group_by):
 
 def _with_last_year(result: dict, ly: dict) -> dict:
     """``result`` whose ``previous`` values and deltas are those of the same period a year earlier."""
+
     def splice(kpis, old):
         for k, e in kpis.items():
             p = (old or {}).get(k, {}).get("value")
             e["previous"], e["delta"] = p, value_delta(e["value"], p)
+
     result = json.loads(json.dumps(result))
     result["previous"] = ly["period"]
     result["compare"] = "last_year"
@@ -139,6 +141,7 @@ def api_report_data(report_id):
         if request.args.get("analysis") == "1":
             # problem zones and best agents of a per-agent / per-department report (not for agents)
             from .saved_pages import _zones
+
             scoped = store.data_scope(db, v, definition)
             body["analysis"] = _zones(db, v, definition, body["result"], scoped.filters)
         return data.with_stale_header(jsonify(body))

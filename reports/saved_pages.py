@@ -3,6 +3,7 @@ page (table or chart, problem zones, best agents, the long-term view, CSV/XLSX e
 dashboard pin). Thin: definitions, rights and the analysis live in the core
 (``b24desk.saved_reports``, ``b24desk.kpi.compare``); the numbers are ``/api/reports/<id>/data``'s.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,10 @@ from b24desk.kpi.timedims import TIME_DIMS
 from b24desk.model import PRIORITIES
 from b24desk.saved_reports import ReportError
 from b24desk.store import get_setting
-from b24desk.viewer import ADMIN, AGENT, HEAD, ROLES, ViewerError, members as dept_members
-
 from b24desk.text import present
 from b24desk.text.i18n import kpi_label
+from b24desk.viewer import ADMIN, AGENT, HEAD, ROLES, ViewerError
+from b24desk.viewer import members as dept_members
 
 from . import data
 from .auth import current_viewer, viewer_required
@@ -36,22 +37,32 @@ from .saved_i18n import catalogue, month_name, ts
 from .security import bx24_script
 
 MAX_CHARTS = 6
-MAX_BEST = 4                 # best-agent tables: one per testable KPI of the report, at most this many
+MAX_BEST = 4  # best-agent tables: one per testable KPI of the report, at most this many
 LONG_MONTHS = (12, 24)
 
 
 # --- shared helpers ------------------------------------------------------------------------------
+
 
 def _page(template: str, **ctx):
     v = current_viewer()
     token = g.viewer_token
     inst = get_installation(get_db(), v.portal)
     return render_template(
-        f"reports/{template}", viewer=v, lang=v.lang, token=token, active="saved",
-        t=lambda k: ts(k, v.lang), bx24_js=bx24_script(inst),
-        nav={"dashboard": url_for("reports.dashboard", t=token), "settings": url_for("reports.settings", t=token),
-             "saved": url_for("reports.saved_list", t=token)},
-        **ctx)
+        f"reports/{template}",
+        viewer=v,
+        lang=v.lang,
+        token=token,
+        active="saved",
+        t=lambda k: ts(k, v.lang),
+        bx24_js=bx24_script(inst),
+        nav={
+            "dashboard": url_for("reports.dashboard", t=token),
+            "settings": url_for("reports.settings", t=token),
+            "saved": url_for("reports.saved_list", t=token),
+        },
+        **ctx,
+    )
 
 
 def _fail(err: ReportError):
@@ -97,8 +108,9 @@ def _cell(kpi: str, entry: dict, lang: str, directions: dict, compare: str | Non
         d = present.delta(kpi, dict(entry, direction=better(kpi, directions)))
         prev = present.fmt_value(kpi, entry.get("previous"), lang)
         if d:
-            cell.update(sub=f"{present.fmt_delta(kpi, d, lang)} · {ts('was', lang)} {prev}", good=d["good"],
-                        arrow=d["arrow"])
+            cell.update(
+                sub=f"{present.fmt_delta(kpi, d, lang)} · {ts('was', lang)} {prev}", good=d["good"], arrow=d["arrow"]
+            )
         elif entry.get("previous") is not None:
             cell["sub"] = f"{ts('was', lang)} {prev}"
     return cell
@@ -111,13 +123,26 @@ def view_table(result: dict, definition: dict, lang: str, directions: dict, user
     dim = result.get("group_by")
     rows = []
     for g_ in result.get("groups") or []:
-        rows.append({"key": g_["key"], "label": group_label(dim, g_["key"], g_.get("label") or "", lang),
-                     "cells": [_cell(k, g_["kpis"][k], lang, directions, compare, users) for k in kpis]})
-    total = {"key": "__total__", "label": ts("total", lang), "total": True,
-             "cells": [_cell(k, result["kpis"][k], lang, directions, compare, users) for k in kpis]}
+        rows.append(
+            {
+                "key": g_["key"],
+                "label": group_label(dim, g_["key"], g_.get("label") or "", lang),
+                "cells": [_cell(k, g_["kpis"][k], lang, directions, compare, users) for k in kpis],
+            }
+        )
+    total = {
+        "key": "__total__",
+        "label": ts("total", lang),
+        "total": True,
+        "cells": [_cell(k, result["kpis"][k], lang, directions, compare, users) for k in kpis],
+    }
     rows.append(total)
-    return {"columns": [{"key": k, "label": kpi_label(k, lang)} for k in kpis], "rows": rows,
-            "dim": dim, "dim_label": ts(f"dim_{dim}", lang) if dim else ""}
+    return {
+        "columns": [{"key": k, "label": kpi_label(k, lang)} for k in kpis],
+        "rows": rows,
+        "dim": dim,
+        "dim_label": ts(f"dim_{dim}", lang) if dim else "",
+    }
 
 
 def chart_series(result: dict, definition: dict, lang: str) -> list[dict]:
@@ -134,15 +159,22 @@ def chart_series(result: dict, definition: dict, lang: str) -> list[dict]:
         vals = [present.headline(k, g_["kpis"][k]["value"]) for g_ in groups]
         prev = [present.headline(k, g_["kpis"][k].get("previous")) for g_ in groups]
         scale, unit = (100, "%") if kind == "share" else (1, "")
-        if kind == "duration":                  # minutes, or hours when minutes would run to thousands
+        if kind == "duration":  # minutes, or hours when minutes would run to thousands
             big = max([x for x in vals + prev if x is not None] or [0]) > 3 * 3600
             ru = lang == "ru"
             scale, unit = (1 / 3600, "ч" if ru else "h") if big else (1 / 60, "мин" if ru else "min")
-        out.append({"kpi": k, "label": kpi_label(k, lang), "unit": unit,
-                    "labels": [group_label(dim, g_["key"], g_.get("label") or "", lang) for g_ in groups],
-                    "values": [None if v is None else round(v * scale, 2) for v in vals],
-                    "previous": [None if v is None else round(v * scale, 2) for v in prev]
-                    if definition.get("compare") else None})
+        out.append(
+            {
+                "kpi": k,
+                "label": kpi_label(k, lang),
+                "unit": unit,
+                "labels": [group_label(dim, g_["key"], g_.get("label") or "", lang) for g_ in groups],
+                "values": [None if v is None else round(v * scale, 2) for v in vals],
+                "previous": [None if v is None else round(v * scale, 2) for v in prev]
+                if definition.get("compare")
+                else None,
+            }
+        )
     return out
 
 
@@ -168,14 +200,16 @@ def _options(db, v) -> dict:
             chain.append((deps.get(cur) or {}).get("name") or cur)
             cur = parents.get(cur)
         return " / ".join(reversed(chain))
+
     lines = get_setting(db, v.portal, "openlines.lines") or {}
     return {
         "kpis": [(k, kpi_label(k, lang)) for k in KPI_KEYS],
         "group_by": [(d, ts(f"dim_{d}", lang)) for d in GROUP_BY],
         "presets": [(p, ts(f"preset_{p}", lang)) for p in PRESETS],
         "departments": sorted(((d, dep_name(d)) for d in dep_ids if d in deps), key=lambda x: x[1].lower()),
-        "users": sorted(((u, (users.get(u) or {}).get("label") or u) for u in user_ids if u in users),
-                        key=lambda x: x[1].lower()),
+        "users": sorted(
+            ((u, (users.get(u) or {}).get("label") or u) for u in user_ids if u in users), key=lambda x: x[1].lower()
+        ),
         "priorities": [(p, ts(f"priority_{p}", lang)) for p in PRIORITIES],
         "sources": [(s, s) for s in data.distinct(db, v.portal, "source")],
         "types": _types(db, v.portal),
@@ -183,8 +217,11 @@ def _options(db, v) -> dict:
         "lines": sorted(((str(k), str(n)) for k, n in lines.items()), key=lambda x: x[1].lower()),
         "roles": [(r, ts(f"role_{r}_pl", lang)) for r in ROLES],
         "charts": [(c, ts(f"chart_{c}", lang)) for c in store.CHARTS],
-        "compares": [("previous", ts("compare_previous", lang)), ("last_year", ts("compare_last_year", lang)),
-                     ("", ts("compare_none", lang))],
+        "compares": [
+            ("previous", ts("compare_previous", lang)),
+            ("last_year", ts("compare_last_year", lang)),
+            ("", ts("compare_none", lang)),
+        ],
     }
 
 
@@ -208,16 +245,20 @@ def _describe(defn: dict, lang: str, users: dict, deps: dict) -> dict:
     who = [ts(f"role_{r}_pl", lang) for r in s.get("roles") or []]
     who += [(deps.get(d) or {}).get("name") or d for d in s.get("departments") or []]
     who += [(users.get(u) or {}).get("label") or u for u in s.get("users") or []]
-    return {"kpis": ", ".join(kpi_label(k, lang) for k in defn["kpis"][:3]) + (
-                f" +{len(defn['kpis']) - 3}" if len(defn["kpis"]) > 3 else ""),
-            "breakdown": ts(f"dim_{defn['group_by']}", lang) if defn.get("group_by") else ts("no_breakdown", lang),
-            "period": period, "shared": ", ".join(who) or ts("only_me", lang),
-            "owner": (users.get(defn["owner"]) or {}).get("label") or defn["owner"]}
+    return {
+        "kpis": ", ".join(kpi_label(k, lang) for k in defn["kpis"][:3])
+        + (f" +{len(defn['kpis']) - 3}" if len(defn["kpis"]) > 3 else ""),
+        "breakdown": ts(f"dim_{defn['group_by']}", lang) if defn.get("group_by") else ts("no_breakdown", lang),
+        "period": period,
+        "shared": ", ".join(who) or ts("only_me", lang),
+        "owner": (users.get(defn["owner"]) or {}).get("label") or defn["owner"],
+    }
 
 
 def span_text(a: datetime, b: datetime, lang: str) -> str:
     """``[from, to)`` as people write it: the last day included (``01.10.2026 — 31.10.2026``)."""
     from datetime import timedelta
+
     fmt = "%d.%m.%Y" if lang == "ru" else "%d %b %Y"
     last = b - timedelta(days=1) if (b.hour, b.minute, b.second) == (0, 0, 0) else b
     if last.date() <= a.date():
@@ -231,6 +272,7 @@ def _can_edit(v, defn: dict) -> bool:
 
 # --- pages ---------------------------------------------------------------------------------------
 
+
 @bp.route("/reports/saved")
 @viewer_required
 def saved_list():
@@ -238,31 +280,61 @@ def saved_list():
     users, deps = _people(db, v)
     reports = []
     for d in store.list_for(db, v):
-        reports.append(dict(d, info=_describe(d, v.lang, users, deps), can_edit=_can_edit(v, d),
-                            url=url_for("reports.saved_report", rid=d["id"], t=g.viewer_token),
-                            edit_url=url_for("reports.saved_edit", rid=d["id"], t=g.viewer_token)))
-    return _page("saved_list.html", reports=reports, can_create=v.role in (ADMIN, HEAD) and (v.role == ADMIN or v.tree),
-                 new_url=url_for("reports.saved_new", t=g.viewer_token), boot=_boot(v))
+        reports.append(
+            dict(
+                d,
+                info=_describe(d, v.lang, users, deps),
+                can_edit=_can_edit(v, d),
+                url=url_for("reports.saved_report", rid=d["id"], t=g.viewer_token),
+                edit_url=url_for("reports.saved_edit", rid=d["id"], t=g.viewer_token),
+            )
+        )
+    return _page(
+        "saved_list.html",
+        reports=reports,
+        can_create=v.role in (ADMIN, HEAD) and (v.role == ADMIN or v.tree),
+        new_url=url_for("reports.saved_new", t=g.viewer_token),
+        boot=_boot(v),
+    )
 
 
 def _boot(v, **extra) -> dict:
     """What the page's script needs, rendered with ``tojson`` into a JSON block (never executed)."""
-    return dict({"token": g.viewer_token, "i18n": catalogue(v.lang), "lang": v.lang,
-                 "list_url": url_for("reports.saved_list", t=g.viewer_token),
-                 "report_url": url_for("reports.saved_report", rid="__ID__", t=g.viewer_token)}, **extra)
+    return dict(
+        {
+            "token": g.viewer_token,
+            "i18n": catalogue(v.lang),
+            "lang": v.lang,
+            "list_url": url_for("reports.saved_list", t=g.viewer_token),
+            "report_url": url_for("reports.saved_report", rid="__ID__", t=g.viewer_token),
+        },
+        **extra,
+    )
 
 
 def _builder(defn: dict | None):
     v, db = current_viewer(), get_db()
     if v.role == AGENT or (v.role == HEAD and not v.tree):
         raise ViewerError(403, "forbidden_create", ts("agents_cannot_create", v.lang))
-    blank = {"name": "", "kpis": ["tickets_total", "first_response_time", "resolution_time", "fcr_share"],
-             "group_by": "agent" if v.role == ADMIN else "agent", "filters": {},
-             "period": {"preset": "last_month"}, "compare": "previous", "chart": "table",
-             "share": {"roles": [], "departments": [], "users": []}}
+    blank = {
+        "name": "",
+        "kpis": ["tickets_total", "first_response_time", "resolution_time", "fcr_share"],
+        "group_by": "agent" if v.role == ADMIN else "agent",
+        "filters": {},
+        "period": {"preset": "last_month"},
+        "compare": "previous",
+        "chart": "table",
+        "share": {"roles": [], "departments": [], "users": []},
+    }
     d = defn or blank
-    return _page("saved_builder.html", d=d, opts=_options(db, v), editing=defn is not None,
-                 boot=_boot(v, id=(defn or {}).get("id")), head=v.role == HEAD)
+    return _page(
+        "saved_builder.html",
+        d=d,
+        opts=_options(db, v),
+        editing=defn is not None,
+        boot=_boot(v, id=(defn or {}).get("id")),
+        head=v.role == HEAD,
+    )
 
 
 @bp.route("/reports/saved/new")
@@ -301,6 +373,7 @@ def _zones(db, v, defn: dict, result: dict, scoped_filters: dict) -> dict | None
             zones = analysis.problem_zones(rp, kpis, dim)
             best = [analysis.best_agents(rp, k) for k in kpis[:MAX_BEST]] if dim == "agent" else None
         return {"zones": zones, "best": best}
+
     key = ("saved.zones", v.portal, q_from, q_to, data.engine_filters(scoped_filters), dim, kpis, cfg)
     return data._get(key, compute, exact=True)
 
@@ -319,14 +392,23 @@ def _zone_notes(z: dict, table: dict, lang: str) -> list[dict]:
             if not e["worse"]:
                 continue
             if res["test"] == "wilson":
-                text = ts("worse_share", lang).format(kpi=kpi_label(kpi, lang), value=_pct(e["value"], lang),
-                                                      low=_pct(e["low"], lang), high=_pct(e["high"], lang),
-                                                      n=e["n"], rest=_pct(e["rest"], lang))
+                text = ts("worse_share", lang).format(
+                    kpi=kpi_label(kpi, lang),
+                    value=_pct(e["value"], lang),
+                    low=_pct(e["low"], lang),
+                    high=_pct(e["high"], lang),
+                    n=e["n"],
+                    rest=_pct(e["rest"], lang),
+                )
             else:
-                fmt = (lambda x: present.fmt_duration(x, lang)) if present.kind(kpi) == "duration" else \
-                    (lambda x: "—" if x is None else present._num(x, 2, lang))
-                text = ts("worse_rank", lang).format(kpi=kpi_label(kpi, lang), value=fmt(e["value"]), n=e["n"],
-                                                     rest=fmt(e["rest"]), p=_p(e["p"], lang))
+                fmt = (
+                    (lambda x: present.fmt_duration(x, lang))
+                    if present.kind(kpi) == "duration"
+                    else (lambda x: "—" if x is None else present._num(x, 2, lang))
+                )
+                text = ts("worse_rank", lang).format(
+                    kpi=kpi_label(kpi, lang), value=fmt(e["value"]), n=e["n"], rest=fmt(e["rest"]), p=_p(e["p"], lang)
+                )
             notes.append({"group": labels.get(key, key), "text": text})
             for r in table["rows"]:
                 if r["key"] == key and kpi in col:
@@ -353,11 +435,21 @@ def _best_view(best: dict | None, lang: str) -> dict | None:
         if k.endswith("_share"):
             return _pct(x, lang)
         return present._num(x, 2, lang)
+
     rows = []
     for a in best["agents"]:
-        rows.append({"name": a["name"], "value": fmt(kpi, a["value"]), "n": a["n"],
-                     "habits": [{"label": kpi_label(h, lang), "value": fmt(h, x["value"]), "team": fmt(h, x["team"])}
-                                for h, x in a["habits"].items() if h != kpi]})
+        rows.append(
+            {
+                "name": a["name"],
+                "value": fmt(kpi, a["value"]),
+                "n": a["n"],
+                "habits": [
+                    {"label": kpi_label(h, lang), "value": fmt(h, x["value"]), "team": fmt(h, x["team"])}
+                    for h, x in a["habits"].items()
+                    if h != kpi
+                ],
+            }
+        )
     label = kpi_label(kpi, lang)
     if present.kind(kpi) in ("duration", "number"):
         label += f" ({ts('median_word', lang)})"
@@ -369,8 +461,10 @@ def _long_term(db, v, defn, scoped_filters, kpi: str, months: int, end: date):
 
     def compute(own):
         with paused_gc():
-            return analysis.long_term(own, v.portal, kpi, end=end, months=months,
-                                      filters=data.engine_filters(scoped_filters), config=cfg)
+            return analysis.long_term(
+                own, v.portal, kpi, end=end, months=months, filters=data.engine_filters(scoped_filters), config=cfg
+            )
+
     key = ("saved.long", v.portal, kpi, months, end.isoformat(), data.engine_filters(scoped_filters), cfg)
     return data._get(key, compute, exact=True)
 
@@ -390,6 +484,7 @@ def _heatmap(db, v, result: dict, scoped_filters: dict) -> list[list[int]]:
                     dt = datetime.fromtimestamp(f.t["created_at"], tz)
                     grid[dt.isoweekday() - 1][dt.hour] += 1
             return grid
+
     key = ("saved.heatmap", v.portal, q_from, q_to, data.engine_filters(scoped_filters), cfg)
     return data._get(key, compute, exact=True)
 
@@ -398,18 +493,20 @@ def page_args(args) -> dict:
     """The page's period form gives the last day people think in (``till``, inclusive); the API's
     ``to`` is exclusive (kpi.md), so ``till`` becomes ``to`` = the next day."""
     from datetime import timedelta
+
     out = {"from": args.get("from"), "to": args.get("to")}
     till = (args.get("till") or "").strip()
     if till:
         try:
             out["to"] = (date.fromisoformat(till) + timedelta(days=1)).isoformat()
         except ValueError:
-            out["to"] = till            # parse() refuses it with a message naming the field
+            out["to"] = till  # parse() refuses it with a message naming the field
     return {k: v for k, v in out.items() if v}
 
 
 def _last_day(b: datetime) -> date:
     from datetime import timedelta
+
     return (b - timedelta(days=1)).date() if (b.hour, b.minute, b.second) == (0, 0, 0) else b.date()
 
 
@@ -444,13 +541,23 @@ def saved_report(rid):
         if end_local.day != 1 or end_local.hour:
             end = date(end.year + end.month // 12, end.month % 12 + 1, 1)
         lt = _long_term(db, v, d, scoped.filters, long_kpi, months, end)
-        long_view = {"kpi": long_kpi, "label": kpi_label(long_kpi, lang), "months": months,
-                     "rows": [dict(m, label=month_name(m["month"], lang),
-                                   text=present.fmt_value(long_kpi, m["value"], lang),
-                                   year_text=present.fmt_value(long_kpi, m["year_ago"], lang),
-                                   delta_text=present.fmt_delta(long_kpi, present.delta(long_kpi, {
-                                       "value": m["value"], "previous": m["year_ago"]}), lang))
-                              for m in lt["months"]]}
+        long_view = {
+            "kpi": long_kpi,
+            "label": kpi_label(long_kpi, lang),
+            "months": months,
+            "rows": [
+                dict(
+                    m,
+                    label=month_name(m["month"], lang),
+                    text=present.fmt_value(long_kpi, m["value"], lang),
+                    year_text=present.fmt_value(long_kpi, m["year_ago"], lang),
+                    delta_text=present.fmt_delta(
+                        long_kpi, present.delta(long_kpi, {"value": m["value"], "previous": m["year_ago"]}), lang
+                    ),
+                )
+                for m in lt["months"]
+            ],
+        }
     tz = zone(result["timezone"])
     a = datetime.fromisoformat(result["period"]["from"]).astimezone(tz)
     b = datetime.fromisoformat(result["period"]["to"]).astimezone(tz)
@@ -461,22 +568,43 @@ def saved_report(rid):
     q = {"from": args.get("from"), "to": args.get("to")}
     given = {x: y for x, y in q.items() if y}
     token = g.viewer_token
-    long_links = [(k, kpi_label(k, lang), url_for("reports.saved_report", rid=rid, t=token, long=k,
-                                                  months=24, **{x: y for x, y in q.items() if y}))
-                  for k in d["kpis"] if k in analysis.TESTABLE or k in ("tickets_total", "resolved_count")]
-    return _page("saved_report.html", d=d, info=_describe(d, lang, users, deps), table=table, notes=notes,
-                 best=best, charts=charts, heat=heat, long=long_view, long_links=long_links,
-                 period_text=period_text, prev_text=prev_text, extras=ex, can_edit=_can_edit(v, d),
-                 slice_note=("your_slice" if v.role == AGENT else "head_slice" if v.role == HEAD else None),
-                 zone_note=ts("problem_note", lang).format(n=analysis.MIN_N),
-                 exports={f: url_for("reports.saved_export", rid=rid, fmt=f, t=token, **given)
-                          for f in ("csv", "xlsx")},
-                 edit_url=url_for("reports.saved_edit", rid=rid, t=token),
-                 self_url=url_for("reports.saved_report", rid=rid),
-                 reset_url=url_for("reports.saved_report", rid=rid, t=token),
-                 q_from=a.date().isoformat(), q_till=_last_day(b).isoformat(), overridden=bool(given),
-                 boot=_boot(v, id=rid, charts=charts, heat=heat, chart=d["chart"],
-                            name=d["name"], long=_long_chart(long_view, long_kpi)))
+    long_links = [
+        (
+            k,
+            kpi_label(k, lang),
+            url_for("reports.saved_report", rid=rid, t=token, long=k, months=24, **{x: y for x, y in q.items() if y}),
+        )
+        for k in d["kpis"]
+        if k in analysis.TESTABLE or k in ("tickets_total", "resolved_count")
+    ]
+    return _page(
+        "saved_report.html",
+        d=d,
+        info=_describe(d, lang, users, deps),
+        table=table,
+        notes=notes,
+        best=best,
+        charts=charts,
+        heat=heat,
+        long=long_view,
+        long_links=long_links,
+        period_text=period_text,
+        prev_text=prev_text,
+        extras=ex,
+        can_edit=_can_edit(v, d),
+        slice_note=("your_slice" if v.role == AGENT else "head_slice" if v.role == HEAD else None),
+        zone_note=ts("problem_note", lang).format(n=analysis.MIN_N),
+        exports={f: url_for("reports.saved_export", rid=rid, fmt=f, t=token, **given) for f in ("csv", "xlsx")},
+        edit_url=url_for("reports.saved_edit", rid=rid, t=token),
+        self_url=url_for("reports.saved_report", rid=rid),
+        reset_url=url_for("reports.saved_report", rid=rid, t=token),
+        q_from=a.date().isoformat(),
+        q_till=_last_day(b).isoformat(),
+        overridden=bool(given),
+        boot=_boot(
+            v, id=rid, charts=charts, heat=heat, chart=d["chart"], name=d["name"], long=_long_chart(long_view, long_kpi)
+        ),
+    )
 
 
 def _long_chart(long_view: dict | None, kpi: str | None) -> dict | None:
@@ -484,8 +612,12 @@ def _long_chart(long_view: dict | None, kpi: str | None) -> dict | None:
     if not long_view:
         return None
     rows = long_view["rows"]
-    return {"labels": [m["label"] for m in rows], "values": [present.headline(kpi, m["value"]) for m in rows],
-            "year": [present.headline(kpi, m["year_ago"]) for m in rows], "kind": present.kind(kpi)}
+    return {
+        "labels": [m["label"] for m in rows],
+        "values": [present.headline(kpi, m["value"]) for m in rows],
+        "year": [present.headline(kpi, m["year_ago"]) for m in rows],
+        "kind": present.kind(kpi),
+    }
 
 
 @bp.route("/reports/saved/<rid>/export.<fmt>")
@@ -504,6 +636,7 @@ def saved_export(rid, fmt):
     if fmt == "csv":
         import csv
         import io
+
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(header)
@@ -514,9 +647,15 @@ def saved_export(rid, fmt):
         body = _xlsx(d["name"], result, header, rows)
         mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     from urllib.parse import quote
-    return Response(body, mimetype=mime, headers={
-        "Content-Disposition": f"attachment; filename=\"b24desk-{rid}.{fmt}\"; "
-                               f"filename*=UTF-8''{quote(safe + '.' + fmt)}"})
+
+    return Response(
+        body,
+        mimetype=mime,
+        headers={
+            "Content-Disposition": f'attachment; filename="b24desk-{rid}.{fmt}"; '
+            f"filename*=UTF-8''{quote(safe + '.' + fmt)}"
+        },
+    )
 
 
 def _num_of(kpi: str, v):
@@ -550,12 +689,15 @@ def export_rows(result: dict, d: dict, lang: str) -> tuple[list, list]:
 
 def _csv_cell(v):
     from b24desk.kpi.formats import _csv_cell as cell
+
     return cell(v)
 
 
 def _xlsx(name: str, result: dict, header: list, rows: list) -> bytes:
     import io
+
     import xlsxwriter
+
     buf = io.BytesIO()
     wb = xlsxwriter.Workbook(buf, {"in_memory": True})
     bold = wb.add_format({"bold": True, "text_wrap": True, "valign": "top"})
@@ -579,6 +721,7 @@ def _xlsx(name: str, result: dict, header: list, rows: list) -> bytes:
 
 # --- JSON helpers of the pages: preview, pin, digest ------------------------------------------------
 
+
 @bp.route("/api/reports/preview", methods=["POST"])
 @viewer_required
 def api_report_preview():
@@ -595,11 +738,11 @@ def api_report_preview():
     except ReportError as err:
         return jsonify(err.as_json()), err.status
     users, _deps = _people(db, v)
-    table = view_table(out["result"], d, v.lang, present.directions_from_config(data.portal_config(db, v.portal)),
-                       users)
+    table = view_table(
+        out["result"], d, v.lang, present.directions_from_config(data.portal_config(db, v.portal)), users
+    )
     res = out["result"]
-    text = span_text(datetime.fromisoformat(res["period"]["from"]), datetime.fromisoformat(res["period"]["to"]),
-                     v.lang)
+    text = span_text(datetime.fromisoformat(res["period"]["from"]), datetime.fromisoformat(res["period"]["to"]), v.lang)
     return jsonify({"table": table, "period": res["period"], "previous": res["previous"], "period_text": text})
 
 
@@ -632,6 +775,15 @@ def api_report_digest(rid):
 def pinned_panel(db, v, token: str) -> dict:
     """The dashboard's "pinned reports" panel: its title and, per report, name, what it shows, a link."""
     users, deps = data.people(db, v.portal)
-    return {"title": ts("pinned", v.lang), "open": ts("open", v.lang),
-            "items": [{"name": d["name"], "info": _describe(d, v.lang, users, deps),
-                       "url": url_for("reports.saved_report", rid=d["id"], t=token)} for d in store.pinned_for(db, v)]}
+    return {
+        "title": ts("pinned", v.lang),
+        "open": ts("open", v.lang),
+        "items": [
+            {
+                "name": d["name"],
+                "info": _describe(d, v.lang, users, deps),
+                "url": url_for("reports.saved_report", rid=d["id"], t=token),
+            }
+            for d in store.pinned_for(db, v)
+        ],
+    }

@@ -5,6 +5,7 @@ the viewer's portal origin, taken from the *stored* installation (its ``client_e
 ``domain``), never from the request. Scripts and styles come from this app only (plus BX24's own
 script when the page really runs in a portal), so a ticket title can never become code.
 """
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -45,7 +46,7 @@ def is_real_portal(installation: dict | None) -> bool:
 
 def bx24_script(installation: dict | None) -> str | None:
     configured = current_app.config.get("BX24_JS_URL")
-    if configured is not None:           # "" turns it off; a URL forces it (tests, mirrors)
+    if configured is not None:  # "" turns it off; a URL forces it (tests, mirrors)
         return configured or None
     return BX24_JS if is_real_portal(installation) else None
 
@@ -83,10 +84,11 @@ def apply_headers(response, db_getter):
     response.headers["Content-Security-Policy"] = (
         f"default-src 'self'; script-src {script}; style-src 'self'; img-src 'self' data:; "
         f"connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'none'; "
-        f"form-action 'self'; frame-ancestors {ancestors}")
+        f"form-action 'self'; frame-ancestors {ancestors}"
+    )
     response.headers.pop("X-Frame-Options", None)
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"      # tokens ride in URLs: never leak them
+    response.headers["Referrer-Policy"] = "no-referrer"  # tokens ride in URLs: never leak them
     if not request.path.startswith("/reports/static/"):
         response.headers["Cache-Control"] = "no-store"
     return response

@@ -16,15 +16,14 @@ from zoneinfo import available_timezones
 
 from babel.dates import format_date, parse_date
 
-from b24desk.push import data as digest
 from b24desk.kpi import ccei as kccei
 from b24desk.kpi import targets as ktargets
 from b24desk.kpi.load import load_people
 from b24desk.overrides import CONFIG_SETTING, effective_config
+from b24desk.push import data as digest
 from b24desk.settings_change import config_with
 from b24desk.sources import SelectorError, configured_selectors, parse_selector
 from b24desk.store import get_setting
-
 from b24desk.text.i18n import kpi_label, lang_index
 from b24desk.text.present import CARD_ORDER, kind
 
@@ -882,7 +881,7 @@ def parse_targets(form, db, portal: str, base: dict, lang: str, ppl: dict):
             portal_t[k] = diff
         else:
             portal_t.pop(k, None)
-        no_target = before.get("target") is None and spec.get("target") is None   # nothing to judge by
+        no_target = before.get("target") is None and spec.get("target") is None  # nothing to judge by
         if not no_target and any(before.get(f) != spec.get(f) for f in spec):
             lines.append(
                 f"{kpi_label(k, lang)}: {to_display(k, before.get('target')) or '—'} → "
@@ -977,9 +976,11 @@ def parse_people(form, db, portal: str, base: dict, lang: str, ppl: dict):
 
 def parse_push(form, db, portal: str, lang: str, ppl: dict, kpi_keys):
     errors = {}
-    for name, known, err in (("push_recipients", ppl["user_names"], "err_person"),
-                             ("push_alert_recipients", ppl["user_names"], "err_person"),
-                             ("push_departments", ppl["dep_names"], "err_dep")):
+    for name, known, err in (
+        ("push_recipients", ppl["user_names"], "err_person"),
+        ("push_alert_recipients", ppl["user_names"], "err_person"),
+        ("push_departments", ppl["dep_names"], "err_dep"),
+    ):
         if any(x not in known for v in _getlist(form, name) for x in re.split(r"[\s,;]+", v) if x):
             errors[name] = msg(err, lang)
     for k in digest.KINDS:
@@ -1014,13 +1015,22 @@ def parse_push(form, db, portal: str, lang: str, ppl: dict, kpi_keys):
         )
     if before.get("departments") != after.get("departments"):
         deps = after.get("departments")
-        lines.append(_l(lang, "Сводки отделов: ", "Department digests: ") + (
-            _l(lang, "все отделы с руководителем", "every department with a head") if deps == "all"
-            else ", ".join(ppl["dep_names"].get(str(d), str(d)) for d in deps)))
+        lines.append(
+            _l(lang, "Сводки отделов: ", "Department digests: ")
+            + (
+                _l(lang, "все отделы с руководителем", "every department with a head")
+                if deps == "all"
+                else ", ".join(ppl["dep_names"].get(str(d), str(d)) for d in deps)
+            )
+        )
     if (before.get("alerts") or {}).get("recipients") != (after.get("alerts") or {}).get("recipients"):
-        lines.append(_l(lang, "Получатели оповещений: ", "Alert recipients: ") + (
-            ", ".join(ppl["user_names"].get(str(r), str(r)) for r in after["alerts"].get("recipients") or [])
-            or _l(lang, "как у сводки", "as for the digest")))
+        lines.append(
+            _l(lang, "Получатели оповещений: ", "Alert recipients: ")
+            + (
+                ", ".join(ppl["user_names"].get(str(r), str(r)) for r in after["alerts"].get("recipients") or [])
+                or _l(lang, "как у сводки", "as for the digest")
+            )
+        )
     if before.get("enabled") != after.get("enabled"):
         lines.append(
             _l(lang, "Рассылка: ", "Pushes: ")

@@ -5,6 +5,7 @@ The ticket is replayed by the engine (``engine.ticket_facts`` with the portal's 
 first response, transfers and the effective deadline (its own, else the SLA target for its
 priority in business time) are exactly what the KPIs count.
 """
+
 from __future__ import annotations
 
 import time
@@ -14,7 +15,6 @@ from b24desk.kpi.engine import ticket_facts
 from b24desk.kpi.report import ReportEnv
 from b24desk.model import OPEN
 from b24desk.store import events_for, get_ticket
-
 from b24desk.text.i18n import t
 from b24desk.text.present import fmt_duration
 
@@ -40,8 +40,17 @@ def load(db, portal: str, source: str, source_id: str) -> tuple[dict | None, lis
     return row, events_for(db, portal, source, source_id)
 
 
-def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: dict, origin: str | None,
-          now: int | None = None) -> dict:
+def build(
+    db,
+    portal: str,
+    row: dict,
+    events: list[dict],
+    lang: str,
+    *,
+    config: dict,
+    origin: str | None,
+    now: int | None = None,
+) -> dict:
     now = int(now if now is not None else time.time())
     env = ReportEnv(db, portal, config)
     tz = env.tz
@@ -79,8 +88,10 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
             if now < deadline:
                 left = deadline - now
                 total = max(1, deadline - created)
-                sla.update(status="yellow" if left < 0.2 * total else "green",
-                           text=f"{t('sla_left', lang)} {fmt_duration(left, lang)}")
+                sla.update(
+                    status="yellow" if left < 0.2 * total else "green",
+                    text=f"{t('sla_left', lang)} {fmt_duration(left, lang)}",
+                )
             else:
                 sla.update(status="red", text=f"{t('sla_overdue', lang)} {fmt_duration(now - deadline, lang)}")
         elif close_at is not None:
@@ -98,24 +109,34 @@ def build(db, portal: str, row: dict, events: list[dict], lang: str, *, config: 
         label = t(f"ev_{kind}", lang)
         if label == f"ev_{kind}":
             label = t("ev_field_changed", lang)
-        timeline.append({"when": when(e["at"]), "kind": kind, "label": label,
-                         "actor": name(e["actor_id"]), "detail": detail})
+        timeline.append(
+            {"when": when(e["at"]), "kind": kind, "label": label, "actor": name(e["actor_id"]), "detail": detail}
+        )
     rating = row.get("rating")
     return {
-        "title": names.title(row["source"], row.get("title"), row["source_id"]), "source_id": row["source_id"],
-        "source_label": (names.source(row["source"]) if row["source"].startswith("crm:") and row["source"] != "crm:2"
-                         else source_label(row["source"], lang)),
+        "title": names.title(row["source"], row.get("title"), row["source_id"]),
+        "source_id": row["source_id"],
+        "source_label": (
+            names.source(row["source"])
+            if row["source"].startswith("crm:") and row["source"] != "crm:2"
+            else source_label(row["source"], lang)
+        ),
         "link": (origin + row["url"]) if origin and row.get("url") and str(row["url"]).startswith("/") else None,
-        "state": t(f"state_{state}", lang), "priority": t(f"prio_{row.get('priority') or 'normal'}", lang),
-        "responsible": name(row.get("responsible_id")) or "—", "created": when(created),
-        "first_response": first, "sla": sla, "transfers": transfers,
-        "rating": "—" if rating is None else f"{rating}/5", "timeline": timeline,
+        "state": t(f"state_{state}", lang),
+        "priority": t(f"prio_{row.get('priority') or 'normal'}", lang),
+        "responsible": name(row.get("responsible_id")) or "—",
+        "created": when(created),
+        "first_response": first,
+        "sla": sla,
+        "transfers": transfers,
+        "rating": "—" if rating is None else f"{rating}/5",
+        "timeline": timeline,
         "actors": sorted({str(e["to_value"]) for e in events if e["kind"] == "assigned" and e["to_value"]}),
     }
 
 
 def _change_in_words(e: dict, kind: str, names: Names, person, when, lang: str) -> str:
-    """"Ждёт выполнения → Выполняется", "приоритет: Обычный → Высокий": a status or field change
+    """ "Ждёт выполнения → Выполняется", "приоритет: Обычный → Высокий": a status or field change
     as the portal names it, never ``STATUS 2 → 3``."""
     field = (e.get("field") or "").lower()
     a, b = e.get("from_value"), e.get("to_value")
@@ -124,18 +145,22 @@ def _change_in_words(e: dict, kind: str, names: Names, person, when, lang: str) 
     if field in ("responsible", "responsible_id", "assigned_by_id"):
         return f"{t('field_responsible', lang)}: {person(a) or '—'} → {person(b) or '—'}"
     if field == "priority":
+
         def prio(x):
             named = t(f"prio_{x}", lang)
             return named if x and named != f"prio_{x}" else "—"
+
         return f"{t('field_priority', lang)}: {prio(a)} → {prio(b)}"
     if field in ("type", "category", "category_id", "categoryid", "group_id"):
         return f"{t('field_type', lang)}: {names.type(a) if a else '—'} → {names.type(b) if b else '—'}"
     if field == "deadline":
+
         def day(x):
             try:
                 return when(int(x))
             except (TypeError, ValueError):
                 return "—"
+
         return f"{t('field_deadline', lang)}: {day(a)} → {day(b)}"
     key = f"field_{field}"
     label = t(key, lang)

@@ -6,6 +6,7 @@ filters): :class:`Warmer` builds exactly that page's data in a background thread
 same code the page runs (``dashboard.build``), so the memo keys are the page's own. The server
 entry hands it to the core as ``Runtime.after_sync`` (the core knows nothing of Flask).
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,13 +21,14 @@ log = logging.getLogger(__name__)
 def warm_dashboard(app, portal: str) -> None:
     """Compute the admin's default dashboard of ``portal`` into this process's memo."""
     from . import dashboard, data
+
     with app.test_request_context("/reports/dashboard"):
         db = open_db(app.config["DB"], migrate=False)
         try:
             dashboard.build(db, Viewer(portal=portal, user_id="", role=ADMIN), {}, "")
         finally:
             db.conn.close()
-    data.MEMO.wait_idle()           # a stale entry is refreshed in the memo's own thread
+    data.MEMO.wait_idle()  # a stale entry is refreshed in the memo's own thread
 
 
 class Warmer:
@@ -45,8 +47,9 @@ class Warmer:
             if portal in self._running:
                 self._again.add(portal)
                 return
-            th = self._running[portal] = threading.Thread(target=self._run, args=(portal,),
-                                                          name=f"reports-warm-{portal[:8]}", daemon=True)
+            th = self._running[portal] = threading.Thread(
+                target=self._run, args=(portal,), name=f"reports-warm-{portal[:8]}", daemon=True
+            )
         th.start()
 
     def _run(self, portal: str) -> None:
@@ -54,7 +57,7 @@ class Warmer:
             try:
                 self.warm(self.app, portal)
                 self.done += 1
-            except Exception:           # a failed warm only means a cold first view
+            except Exception:  # a failed warm only means a cold first view
                 log.exception("warming the dashboard of %s failed", portal)
             with self._lock:
                 if portal not in self._again:

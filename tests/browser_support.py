@@ -4,6 +4,7 @@ and the app served inside a portal-like page that launches it into a frame.
 Needs Debian's ``chromium`` and ``chromium-driver`` (``./dev test`` installs them); a test module
 is skipped with a reason when they are absent, except under ``CI=true``, where their absence fails.
 """
+
 from __future__ import annotations
 
 import html
@@ -16,7 +17,7 @@ import pytest
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-WAIT = 60          # generous: a cold dashboard computes several reports; no timing is asserted
+WAIT = 60  # generous: a cold dashboard computes several reports; no timing is asserted
 BASE_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage")
 
 
@@ -25,10 +26,14 @@ def require_chromium() -> None:
     if os.path.exists(CHROMIUM) and os.path.exists(DRIVER):
         return
     if os.environ.get("CI") == "true":
-        raise RuntimeError("CI=true but /usr/bin/chromium or /usr/bin/chromedriver is missing: "
-                           "install Debian's chromium and chromium-driver (./dev test does)")
-    pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+        raise RuntimeError(
+            "CI=true but /usr/bin/chromium or /usr/bin/chromedriver is missing: "
+            "install Debian's chromium and chromium-driver (./dev test does)"
+        )
+    pytest.skip(
+        "needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
 
 
 def chrome(*args: str):
@@ -56,10 +61,12 @@ def portal_shell(desk, app_url: str):
         placement = request.args.get("placement", "DEFAULT")
         options = request.args.get("options", "{}")
         form = desk.launch_form(user, placement=placement, options=options)
-        query = urlencode({"DOMAIN": request.host, "PROTOCOL": "0", "LANG": request.args.get("lang", "en"),
-                           "APP_SID": "demo"})
-        inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(str(v))}">'
-                         for k, v in form.items())
+        query = urlencode(
+            {"DOMAIN": request.host, "PROTOCOL": "0", "LANG": request.args.get("lang", "en"), "APP_SID": "demo"}
+        )
+        inputs = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(str(v))}">' for k, v in form.items()
+        )
         page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Bitrix24</title>
 <style>body{{margin:0;background:#eef2f4;font-family:"Open Sans","Helvetica Neue",Arial,sans-serif}}
 header{{height:52px;background:#2fc6f6;color:#fff;font-size:20px;line-height:52px;padding:0 24px}}
@@ -69,6 +76,7 @@ main{{margin:16px 24px}} iframe{{width:100%;height:2600px;border:0;background:#f
 <iframe name="app" id="app"></iframe></main>
 <script>document.getElementById("launch").submit();</script></body></html>"""
         return Response(page, content_type="text/html; charset=utf-8")
+
     return shell
 
 
@@ -101,8 +109,9 @@ def ready(d):
     """Wait until the page in the frame says it has drawn (body[data-ready=1])."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(d, WAIT).until(lambda x: x.execute_script(
-        "return document.body && document.body.getAttribute('data-ready')") == "1")
+    WebDriverWait(d, WAIT).until(
+        lambda x: x.execute_script("return document.body && document.body.getAttribute('data-ready')") == "1"
+    )
 
 
 def shot(driver, name):

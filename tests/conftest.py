@@ -1,4 +1,5 @@
 """Shared fixtures (flaskr style): an app on a temporary store, its test client and CLI runner."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,10 +1,10 @@
 """Shared harness of the install/event tests (no tests here): the app served over real HTTP on
 127.0.0.1 beside a portal double, the inbox worker running, and a clean-sync comparator."""
+
 from __future__ import annotations
 
 import contextlib
 import time
-
 
 from app import create_app
 from b24desk import inbox
@@ -16,8 +16,6 @@ from b24desk.sync import run_sync
 from portal_double import PortalDouble, Served
 
 SOURCES = ["tasks", "deals", "crm:1038"]
-
-
 
 
 def double(seed: int = 1, tickets: int = 60, member_id: str | None = None, oauth=None) -> PortalDouble:
@@ -38,9 +36,17 @@ class Harness:
         self.double = d
         self.db_path = str(tmp_path / name)
         self.config = app_config(sources)
-        self.app = create_app({"TESTING": True, "DB": self.db_path, "SECRET_KEY": "test",
-                               "CLIENT_ID": d.client_id, "CLIENT_SECRET": d.client_secret,
-                               "OAUTH_URL": d.oauth_token_url, "B24DESK": self.config})
+        self.app = create_app(
+            {
+                "TESTING": True,
+                "DB": self.db_path,
+                "SECRET_KEY": "test",
+                "CLIENT_ID": d.client_id,
+                "CLIENT_SECRET": d.client_secret,
+                "OAUTH_URL": d.oauth_token_url,
+                "B24DESK": self.config,
+            }
+        )
         self.served = Served(self.app, name="b24desk-app")
         self.url = self.served.url
         self.app.config["PUBLIC_URL"] = self.url
@@ -54,7 +60,7 @@ class Harness:
         d = d or self.double
         r = d.app.install_ui(self.url + "/install")
         if finish and r.status_code == 200 and "BX24.installFinish()" in r.text:
-            d.app.install_finish()          # what the page's script does in the portal's frame
+            d.app.install_finish()  # what the page's script does in the portal's frame
         return r
 
     @contextlib.contextmanager
@@ -67,8 +73,9 @@ class Harness:
 
     def installation(self, member_id: str | None = None) -> dict | None:
         with self.db() as db:
-            rows = list(db.query("select * from installations where member_id = ?",
-                                 [member_id or self.double.member_id]))
+            rows = list(
+                db.query("select * from installations where member_id = ?", [member_id or self.double.member_id])
+            )
         return rows[0] if rows else None
 
     def settle(self, *doubles, timeout: float = 120.0) -> None:
@@ -95,25 +102,32 @@ class Harness:
 
 def form(fields: dict) -> str:
     from portal_double.phpquery import build_query
+
     return build_query(fields)
 
 
 def event_body(h: Harness, event: str, data: dict, member_id: str | None = None, token: str | None = None) -> str:
-    inst = h.installation(member_id) or h.installation()     # a forged member_id reuses a real token
-    auth = {"domain": h.double.domain, "client_endpoint": h.double.client_endpoint,
-            "server_endpoint": h.double.server_endpoint, "member_id": member_id or h.double.member_id,
-            "application_token": token if token is not None else inst["application_token"]}
+    inst = h.installation(member_id) or h.installation()  # a forged member_id reuses a real token
+    auth = {
+        "domain": h.double.domain,
+        "client_endpoint": h.double.client_endpoint,
+        "server_endpoint": h.double.server_endpoint,
+        "member_id": member_id or h.double.member_id,
+        "application_token": token if token is not None else inst["application_token"],
+    }
     return form({"event": event, "data": data, "ts": str(h.double.now), "auth": auth})
 
 
 # --- "the store equals a clean sync" ------------------------------------------------------------
 
+
 def clean_sync(d: PortalDouble, path: str, sources=SOURCES):
     """A fresh store filled by one full sync of the double (the yardstick)."""
     db = open_db(path)
     tok = d.issue_tokens(1)
-    client = B24Client.from_access_token(d.client_endpoint, tok["access_token"], portal_id=d.member_id,
-                                         share_limiter=False)
+    client = B24Client.from_access_token(
+        d.client_endpoint, tok["access_token"], portal_id=d.member_id, share_limiter=False
+    )
     try:
         run_sync(client, db, None, app_config(sources), full=True)
     finally:
@@ -149,17 +163,23 @@ def assert_equals_clean_sync(h: Harness, tmp_path, label: str = "clean") -> set:
         got_t, got_e = live_state(db, h.double.member_id)
     assert set(got_t) == set(want_t), (sorted(set(got_t) ^ set(want_t)))[:10]
     diff = [k for k in want_t if got_t[k] != want_t[k]]
-    assert not diff, [(k, {f: (got_t[k][f], want_t[k][f]) for f in want_t[k] if got_t[k][f] != want_t[k][f]})
-                      for k in diff[:3]]
+    assert not diff, [
+        (k, {f: (got_t[k][f], want_t[k][f]) for f in want_t[k] if got_t[k][f] != want_t[k][f]}) for k in diff[:3]
+    ]
 
     def key(e):
         d = dict(e)
         return d["source"], d["source_id"], d["key"]
+
     observed = {key(e)[:2] for e in got_e if key(e)[2].startswith("d:")}
 
     def comparable(events):
-        return {e for e in events if not key(e)[2].startswith("d:")
-                and not (key(e)[2] == "assigned:0" and key(e)[:2] in observed)}
+        return {
+            e
+            for e in events
+            if not key(e)[2].startswith("d:") and not (key(e)[2] == "assigned:0" and key(e)[:2] in observed)
+        }
+
     got_c, want_c = comparable(got_e), comparable(want_e)
     assert got_c == want_c, (sorted(got_c - want_c)[:5], sorted(want_c - got_c)[:5])
     return observed

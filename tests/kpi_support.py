@@ -1,4 +1,5 @@
 """Builders for the KPI tests: hand-written tickets and event logs written through the store."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -19,17 +20,35 @@ def ts(s: str) -> int:
 
 def add_ticket(db, sid, created, author, responsible, events=(), source="task", **fields):
     """One ticket; ``events`` are ``(time, kind, actor[, field, from, to])`` tuples."""
-    t = Ticket(portal=fields.pop("portal", PORTAL), source=source, source_id=str(sid),
-               title=f"T{sid}", author_id=author, customer=fields.pop("customer", author),
-               responsible_id=responsible, created_at=ts(created) if isinstance(created, str) else created,
-               **fields)
+    t = Ticket(
+        portal=fields.pop("portal", PORTAL),
+        source=source,
+        source_id=str(sid),
+        title=f"T{sid}",
+        author_id=author,
+        customer=fields.pop("customer", author),
+        responsible_id=responsible,
+        created_at=ts(created) if isinstance(created, str) else created,
+        **fields,
+    )
     evs = [Event(t.portal, source, str(sid), "e:0", "created", t.created_at, author)]
     for i, e in enumerate(events, 1):
         when, kind, actor, *rest = e
         fld, fv, tv = (rest + [None, None, None])[:3]
-        evs.append(Event(t.portal, source, str(sid), f"e:{i:03d}", kind,
-                         ts(when) if isinstance(when, str) else when, actor, fld,
-                         None if fv is None else str(fv), None if tv is None else str(tv)))
+        evs.append(
+            Event(
+                t.portal,
+                source,
+                str(sid),
+                f"e:{i:03d}",
+                kind,
+                ts(when) if isinstance(when, str) else when,
+                actor,
+                fld,
+                None if fv is None else str(fv),
+                None if tv is None else str(tv),
+            )
+        )
     save_bundle(db, Bundle(ticket=t, events=evs, snapshot={"sid": sid, "n": len(evs)}), observed_at=1)
     return t
 

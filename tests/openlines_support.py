@@ -1,5 +1,6 @@
 """Shared helpers of the open-lines tests (no tests here): a double with open lines, a client, and
 the comparison of the store with the double's ground truth (``portal_double.openlines.truth_model``)."""
+
 from __future__ import annotations
 
 import inspect
@@ -11,14 +12,26 @@ from portal_double import PortalDouble
 from portal_double import openlines as dol
 
 END = datetime(2026, 10, 15, 9, 0, tzinfo=timezone.utc)
-FIELDS = ("type", "author_id", "customer", "responsible_id", "created_at", "resolved_at", "closed_at", "state",
-          "rating", "qa_score", "channel", "line")
+FIELDS = (
+    "type",
+    "author_id",
+    "customer",
+    "responsible_id",
+    "created_at",
+    "resolved_at",
+    "closed_at",
+    "state",
+    "rating",
+    "qa_score",
+    "channel",
+    "line",
+)
 
 
 def make_double(n: int, seed: int = 7, tickets: int = 0, **gen) -> PortalDouble:
     """A started-later double with ``n`` open-line sessions (``PortalDouble(openlines=n)`` when the
     double offers it, else the generator is run on its portal)."""
-    kw = dict(seed=seed, tickets=tickets, drain_per_s=1e6, bucket_size=10 ** 6, end=END)
+    kw = dict(seed=seed, tickets=tickets, drain_per_s=1e6, bucket_size=10**6, end=END)
     if "openlines" in inspect.signature(PortalDouble.__init__).parameters and not gen:
         d = PortalDouble(openlines=n, **kw)
     else:
@@ -35,8 +48,11 @@ def _summary(events) -> tuple:
     """What the KPIs read from one log: transfers, first reply, replies, customer messages,
     requalifications, rating, close kind."""
     ev = sorted(events, key=lambda e: e["at"])
-    transfers = sum(1 for e in ev if e["kind"] == "assigned" and e["from_value"] not in (None, "", "0")
-                    and e["from_value"] != e["to_value"])
+    transfers = sum(
+        1
+        for e in ev
+        if e["kind"] == "assigned" and e["from_value"] not in (None, "", "0") and e["from_value"] != e["to_value"]
+    )
     first = min((e["at"] for e in ev if e["kind"] == "reply"), default=None)
     kinds = Counter(e["kind"] for e in ev)
     requal = sum(1 for e in ev if e["kind"] == "field_changed" and e["field"] == "type")
@@ -56,8 +72,12 @@ def mismatches(db, portal: str, d: PortalDouble, line: str | None = None, limit:
     tickets, events = dol.truth_model(d.portal, portal)
     if line is not None:
         tickets = [t for t in tickets if t["line"] == line]
-    stored = {r["source_id"]: r for r in db.query(
-        "select * from tickets where portal = ? and source = 'openlines' and coalesce(deleted, 0) = 0", [portal])}
+    stored = {
+        r["source_id"]: r
+        for r in db.query(
+            "select * from tickets where portal = ? and source = 'openlines' and coalesce(deleted, 0) = 0", [portal]
+        )
+    }
     logs: dict = {}
     for e in db.query("select * from events where portal = ? and source = 'openlines'", [portal]):
         logs.setdefault(e["source_id"], []).append(e)

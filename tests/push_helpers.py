@@ -1,5 +1,6 @@
 """Shared set-up of the push tests (no tests here): a portal double with the app installed, synced
 once into a template store that each test copies, and clients that talk to it over real HTTP."""
+
 from __future__ import annotations
 
 import shutil
@@ -19,7 +20,7 @@ from portal_double.truth import SOURCE_CONFIG
 
 CONFIG = {**load_config(), "sources": SOURCE_CONFIG}
 SELECTORS = ["tasks", "deals:category=3", "crm:1038"]
-FAST = {"sleep": lambda s: None, "retries": 6}          # Deliverer options: no real back-off waits
+FAST = {"sleep": lambda s: None, "retries": 6}  # Deliverer options: no real back-off waits
 
 
 class Setup:
@@ -39,9 +40,18 @@ class Setup:
         d = self.double
 
         def mk(**opts):
-            return B24Client.from_installation(db_path, d.member_id, d.client_id, d.client_secret,
-                                               oauth_url=d.oauth_token_url, rps=1e6, share_limiter=False,
-                                               backoff_base=0.001, **opts)
+            return B24Client.from_installation(
+                db_path,
+                d.member_id,
+                d.client_id,
+                d.client_secret,
+                oauth_url=d.oauth_token_url,
+                rps=1e6,
+                share_limiter=False,
+                backoff_base=0.001,
+                **opts,
+            )
+
         return mk(), mk(max_retries=0)
 
     def reset(self) -> PushState:
@@ -53,12 +63,17 @@ class Setup:
 
     def env(self, db_path: str) -> dict:
         d = self.double
-        return {"B24DESK_CLIENT_ID": d.client_id, "B24DESK_CLIENT_SECRET": d.client_secret,
-                "B24DESK_OAUTH_URL": d.oauth_token_url, "B24DESK_DB": db_path, "B24DESK_WEBHOOK": ""}
+        return {
+            "B24DESK_CLIENT_ID": d.client_id,
+            "B24DESK_CLIENT_SECRET": d.client_secret,
+            "B24DESK_OAUTH_URL": d.oauth_token_url,
+            "B24DESK_DB": db_path,
+            "B24DESK_WEBHOOK": "",
+        }
 
 
 # The double's clock is pinned, so weeks and months hold the same tickets whatever day tests run.
-END = datetime(2026, 10, 14, 15, 0, tzinfo=ZoneInfo("Europe/Moscow"))      # a Wednesday afternoon
+END = datetime(2026, 10, 14, 15, 0, tzinfo=ZoneInfo("Europe/Moscow"))  # a Wednesday afternoon
 
 
 def build_setup(tmp_path_factory, seed: int = 21, tickets: int = 320) -> Setup:
@@ -66,8 +81,9 @@ def build_setup(tmp_path_factory, seed: int = 21, tickets: int = 320) -> Setup:
     path = str(tmp_path_factory.mktemp("push-template") / "template.db")
     db = open_db(path)
     save_installation(db, **d.issue_tokens(), lang="ru")
-    reader = B24Client.from_installation(path, d.member_id, d.client_id, d.client_secret,
-                                         oauth_url=d.oauth_token_url, rps=1e6, share_limiter=False)
+    reader = B24Client.from_installation(
+        path, d.member_id, d.client_id, d.client_secret, oauth_url=d.oauth_token_url, rps=1e6, share_limiter=False
+    )
     run_sync(reader, db, SELECTORS, CONFIG)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.conn.close()
@@ -83,6 +99,7 @@ def setup(tmp_path_factory):
 
 def label(kind: str, ts: int, tz) -> str:
     from b24desk.push.data import last_complete
+
     return last_complete(kind, ts, tz).label
 
 

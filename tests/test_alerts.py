@@ -1,7 +1,9 @@
 """The alert state machine (b24desk/push/states.py): one red alert, no repeats, one back-to-green note."""
+
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from b24desk.push.states import GREEN, GREY, RED, YELLOW, Action, State, evaluate, step
 
@@ -67,11 +69,12 @@ def test_alerts_alternate_and_match_spells(statuses):
 
 def test_first_evaluation_is_a_silent_baseline():
     from b24desk.push.states import evaluate
+
     s_red, s_green = ("agent", "10", "csat"), ("portal", "p", "fcr_share")
     states, actions = evaluate({}, {s_red: "red", s_green: "green"}, baseline=True)
-    assert actions == []                                        # nothing announced at enable time
+    assert actions == []  # nothing announced at enable time
     states, actions = evaluate(states, {s_red: "green"})
-    assert actions == []                                        # no alert was sent, so no "back to green"
+    assert actions == []  # no alert was sent, so no "back to green"
     states, actions = evaluate(states, {s_red: "red"})
     assert [(a.subject, a.kind, a.episode) for a in actions] == [(s_red, "red", 1)]
     states, actions = evaluate(states, {s_red: "green"})

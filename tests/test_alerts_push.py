@@ -1,22 +1,23 @@
 """KPI alerts end to end against the portal double: green -> red -> red -> green gives one red
 alert and one "back to green" note per subject, to the right head, naming the KPI, its value and
 target; alerts survive a 503 storm without being lost or doubled."""
+
 from __future__ import annotations
 
 from collections import Counter
 
 import pytest
+from push_helpers import CONFIG, FAST, setup  # noqa: F401  (setup is a fixture)
 
-from b24desk.push import data as dg
-from b24desk.push import sentlog
 from b24desk.kpi.drilldown import Replay
 from b24desk.kpi.periods import zone
 from b24desk.kpi.report import build_report
+from b24desk.push import data as dg
+from b24desk.push import sentlog
+from b24desk.push.alerts import run_alerts, window
 from b24desk.store import open_db, set_setting
 from b24desk.text.i18n import kpi_label
 from b24desk.text.present import fmt_value
-from b24desk.push.alerts import run_alerts, window
-from push_helpers import CONFIG, FAST, setup  # noqa: F401  (setup is a fixture)
 
 TZ = zone("Europe/Moscow")
 KPI = "first_response_time"
@@ -35,10 +36,12 @@ def alerts(setup, tmp_path):
 
     def run():
         before = len(st.calls("im.notify.system.add"))
-        out = run_alerts(db, setup.portal, reader=reader, writer=writer, config=CONFIG, now=setup.double.now,
-                         deliverer_opts=FAST)
+        out = run_alerts(
+            db, setup.portal, reader=reader, writer=writer, config=CONFIG, now=setup.double.now, deliverer_opts=FAST
+        )
         assert all(o.ok for o in out), [(o.key, o.error) for o in out]
         return st.calls("im.notify.system.add")[before:]
+
     run.db, run.st, run.target = db, st, target
     yield run
     db.conn.close()
@@ -63,8 +66,8 @@ def expected_recipient(setup, level: str, subject: str) -> int:
 
 
 def test_green_red_red_green(setup, alerts):
-    alerts.target(10 ** 9)
-    assert alerts() == []                                        # green, never alerted: silent
+    alerts.target(10**9)
+    assert alerts() == []  # green, never alerted: silent
     alerts.target(1)
     red = alerts()
     subjects = Counter(c["params"]["TAG"] for c in red)
@@ -91,12 +94,12 @@ def test_green_red_red_green(setup, alerts):
     assert positions == sorted(positions)
     assert f"[URL=https://{setup.double.domain}/" in text
 
-    assert alerts() == []                                        # still red: no repeat
-    alerts.target(10 ** 9)
+    assert alerts() == []  # still red: no repeat
+    alerts.target(10**9)
     green = alerts()
-    assert Counter(c["params"]["TAG"] for c in green) == subjects            # one note per alerted subject
+    assert Counter(c["params"]["TAG"] for c in green) == subjects  # one note per alerted subject
     assert all(c["params"]["MESSAGE"].startswith("🟢") and "снова в норме" in c["params"]["MESSAGE"] for c in green)
-    assert alerts() == []                                        # green stays silent
+    assert alerts() == []  # green stays silent
     # the note replaced the alert: each head sees one notification per subject, the green one
     visible = alerts.st.visible_notifications()
     assert Counter(n["TAG"] for n in visible) == subjects
@@ -105,23 +108,24 @@ def test_green_red_red_green(setup, alerts):
 
 def test_enabling_alerts_on_a_red_portal_sends_nothing(setup, alerts):
     alerts.target(1)
-    assert alerts() == []                                        # the first evaluation is a baseline
-    assert alerts() == []                                        # still red: nothing to announce
+    assert alerts() == []  # the first evaluation is a baseline
+    assert alerts() == []  # still red: nothing to announce
 
 
 def test_an_alert_outlives_a_503_storm(setup, alerts):
-    alerts.target(10 ** 9)
-    assert alerts() == []                                        # the baseline: green
+    alerts.target(10**9)
+    assert alerts() == []  # the baseline: green
     alerts.target(1)
     setup.double.faults.fail_next(10_000, method="im.notify.system.add")
     reader, writer = setup.clients(alerts.db.conn.execute("pragma database_list").fetchone()[2])
-    out = run_alerts(alerts.db, setup.portal, reader=reader, writer=writer, config=CONFIG, now=setup.double.now,
-                     deliverer_opts=FAST)
+    out = run_alerts(
+        alerts.db, setup.portal, reader=reader, writer=writer, config=CONFIG, now=setup.double.now, deliverer_opts=FAST
+    )
     assert out and all(o.state == "failed" for o in out)
     assert alerts.st.visible_notifications() == []
     planned = {o.key for o in out}
     setup.double.faults.clear()
-    delivered = alerts()                                         # state is red already: only the resume
+    delivered = alerts()  # state is red already: only the resume
     assert len(delivered) == len(planned)
     tags = Counter(c["params"]["TAG"] for c in delivered)
     assert tags == Counter(f"b24desk:alert:{k.period.split('#')[0]}" for k in planned)
@@ -135,10 +139,16 @@ def test_portal_alerts_go_to_the_chosen_alert_recipients(setup, alerts):
     """``push.alerts.recipients`` (the settings page's picker) hears portal-wide alerts instead of
     the digest's recipients; department and agent alerts still go to the heads."""
     users = sorted(u for u, d in setup.double.portal.users.items() if d["ACTIVE"] and u != 1)[:2]
-    set_setting(alerts.db, setup.portal, dg.PUSH_SETTING,
-                {"portal_recipients": ["1"], "alerts": {"kpis": [KPI], "window_days": 14,
-                                                        "recipients": [str(u) for u in users]}})
-    alerts.target(10 ** 9)
+    set_setting(
+        alerts.db,
+        setup.portal,
+        dg.PUSH_SETTING,
+        {
+            "portal_recipients": ["1"],
+            "alerts": {"kpis": [KPI], "window_days": 14, "recipients": [str(u) for u in users]},
+        },
+    )
+    alerts.target(10**9)
     assert alerts() == []
     alerts.target(1)
     red = alerts()

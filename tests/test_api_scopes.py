@@ -1,4 +1,5 @@
 """b24desk.viewer: roles, scopes, signed tokens, CSRF and launch verification (core, no Flask)."""
+
 from __future__ import annotations
 
 import json
@@ -13,20 +14,28 @@ SECRET = "s3cret"
 
 def seed_org(db, portal="P1"):
     """Departments: 1 root > 2 support > 3 line-2 ; 4 sales. Users: 1 admin, 5 head of 2, 10/11 in 2, 12 in 3, 20 in 4."""
-    db["departments"].insert_all([
-        {"portal": portal, "id": "1", "name": "Company", "parent": None, "head": "1"},
-        {"portal": portal, "id": "2", "name": "Support", "parent": "1", "head": "5"},
-        {"portal": portal, "id": "3", "name": "Line 2", "parent": "2", "head": None},
-        {"portal": portal, "id": "4", "name": "Sales", "parent": "1", "head": "21"},
-    ], pk=("portal", "id"), replace=True)
-    db["users"].insert_all([
-        {"portal": portal, "id": "1", "name": "Ada", "departments": "[1]"},
-        {"portal": portal, "id": "5", "name": "Hank", "departments": "[2]"},
-        {"portal": portal, "id": "10", "name": "Ann", "departments": "[2]"},
-        {"portal": portal, "id": "11", "name": "Bob", "departments": "2"},
-        {"portal": portal, "id": "12", "name": "Cid", "departments": json.dumps([3])},
-        {"portal": portal, "id": "20", "name": "Sam", "departments": "[4]"},
-    ], pk=("portal", "id"), replace=True)
+    db["departments"].insert_all(
+        [
+            {"portal": portal, "id": "1", "name": "Company", "parent": None, "head": "1"},
+            {"portal": portal, "id": "2", "name": "Support", "parent": "1", "head": "5"},
+            {"portal": portal, "id": "3", "name": "Line 2", "parent": "2", "head": None},
+            {"portal": portal, "id": "4", "name": "Sales", "parent": "1", "head": "21"},
+        ],
+        pk=("portal", "id"),
+        replace=True,
+    )
+    db["users"].insert_all(
+        [
+            {"portal": portal, "id": "1", "name": "Ada", "departments": "[1]"},
+            {"portal": portal, "id": "5", "name": "Hank", "departments": "[2]"},
+            {"portal": portal, "id": "10", "name": "Ann", "departments": "[2]"},
+            {"portal": portal, "id": "11", "name": "Bob", "departments": "2"},
+            {"portal": portal, "id": "12", "name": "Cid", "departments": json.dumps([3])},
+            {"portal": portal, "id": "20", "name": "Sam", "departments": "[4]"},
+        ],
+        pk=("portal", "id"),
+        replace=True,
+    )
 
 
 def agent(**kw):
@@ -42,6 +51,7 @@ def head(**kw):
 
 
 # --- tokens ------------------------------------------------------------------------------------
+
 
 def test_token_round_trip_and_tampering():
     v = head(name="Hank", lang="ru")
@@ -66,7 +76,7 @@ def test_token_expires():
 
 
 def test_csrf_bound_to_the_token():
-    a, b = agent(), agent()            # same user, two sessions: different nonces
+    a, b = agent(), agent()  # same user, two sessions: different nonces
     tok = V.csrf_token(SECRET, a)
     V.check_csrf(SECRET, a, tok)
     for bad in (None, "", "x" * 64, V.csrf_token(SECRET, b)):
@@ -76,6 +86,7 @@ def test_csrf_bound_to_the_token():
 
 
 # --- scopes ------------------------------------------------------------------------------------
+
 
 def test_admin_sees_anything():
     v = V.Viewer(portal="P1", user_id="1", role=V.ADMIN)
@@ -88,8 +99,15 @@ def test_agent_own_numbers_forced_and_others_refused(db):
     s = V.scope_query(agent(), {}, None, db=db)
     assert s.slice == "own" and s.filters["agent"] == "10"
     s = V.scope_query(agent(), {"priority": "high"}, "priority", db=db)
-    assert s.filters == {"source": None, "department": None, "agent": "10", "priority": "high", "type": None,
-                         "channel": None, "line": None}
+    assert s.filters == {
+        "source": None,
+        "department": None,
+        "agent": "10",
+        "priority": "high",
+        "type": None,
+        "channel": None,
+        "line": None,
+    }
     with pytest.raises(V.ViewerError) as e:
         V.scope_query(agent(), {"agent": "11"}, None, db=db)
     assert e.value.status == 403 and e.value.code == "forbidden_agent"
@@ -139,7 +157,7 @@ def test_subtree_and_members(db):
     parents = V.department_parents(db, "P1")
     assert V.subtree(parents, ["2"]) == ["2", "3"]
     assert V.subtree(parents, ["1"]) == ["1", "2", "3", "4"]
-    assert V.subtree({"a": "b", "b": "a"}, ["a"]) == ["a", "b"]      # a cycle ends
+    assert V.subtree({"a": "b", "b": "a"}, ["a"]) == ["a", "b"]  # a cycle ends
     assert V.members(db, "P1", ["2", "3"]) == {"5", "10", "11", "12"}
 
 
@@ -150,11 +168,12 @@ def test_ticket_visibility(db):
     assert V.can_see_ticket(head(), t, db=db)
     assert V.can_see_ticket(agent(user_id="12"), t, db=db)
     assert not V.can_see_ticket(agent(), t, db=db)
-    assert V.can_see_ticket(agent(), t, db=db, actors=["10"])        # once assigned to them
+    assert V.can_see_ticket(agent(), t, db=db, actors=["10"])  # once assigned to them
     assert not V.can_see_ticket(V.Viewer(portal="P2", user_id="1", role=V.ADMIN), t)
 
 
 # --- launch verification -----------------------------------------------------------------------
+
 
 class FakePortal:
     """Answers the three launch calls for known tokens; anything else is refused like a 401."""
@@ -178,21 +197,36 @@ class FakePortal:
 
 @pytest.fixture
 def installed(db):
-    save_installation(db, member_id="P1", domain="p1.example", client_endpoint="https://p1.example/rest/",
-                      application_token="apptok", lang="ru")
-    save_installation(db, member_id="P2", domain="p2.example", client_endpoint="https://p2.example/rest/",
-                      application_token="apptok2")
+    save_installation(
+        db,
+        member_id="P1",
+        domain="p1.example",
+        client_endpoint="https://p1.example/rest/",
+        application_token="apptok",
+        lang="ru",
+    )
+    save_installation(
+        db, member_id="P2", domain="p2.example", client_endpoint="https://p2.example/rest/", application_token="apptok2"
+    )
     seed_org(db)
-    return FakePortal("https://p1.example/rest/", {
-        "tok-admin": {"id": 1, "name": "Ada", "deps": [1], "admin": True},
-        "tok-head": {"id": 5, "name": "Hank", "deps": [2], "heads": ["2"]},
-        "tok-agent": {"id": 10, "name": "Ann", "deps": [2]},
-    })
+    return FakePortal(
+        "https://p1.example/rest/",
+        {
+            "tok-admin": {"id": 1, "name": "Ada", "deps": [1], "admin": True},
+            "tok-head": {"id": 5, "name": "Hank", "deps": [2], "heads": ["2"]},
+            "tok-agent": {"id": 10, "name": "Ann", "deps": [2]},
+        },
+    )
 
 
 def form(token, member="P1", app="apptok", **kw):
-    f = {"AUTH_ID": token, "member_id": member, "APPLICATION_TOKEN": app, "PLACEMENT": "DEFAULT",
-         "PLACEMENT_OPTIONS": "undefined"}
+    f = {
+        "AUTH_ID": token,
+        "member_id": member,
+        "APPLICATION_TOKEN": app,
+        "PLACEMENT": "DEFAULT",
+        "PLACEMENT_OPTIONS": "undefined",
+    }
     f.update(kw)
     return f
 
@@ -200,11 +234,15 @@ def form(token, member="P1", app="apptok", **kw):
 def test_launch_roles(db, installed):
     la = V.verify_launch(db, {"LANG": "en", "DOMAIN": "evil.example"}, form("tok-admin"), call=installed)
     assert la.viewer.role == V.ADMIN and la.viewer.user_id == "1" and la.viewer.lang == "en"
-    assert la.viewer.domain == "p1.example"                       # stored, never the request's DOMAIN
+    assert la.viewer.domain == "p1.example"  # stored, never the request's DOMAIN
     lh = V.verify_launch(db, {}, form("tok-head"), call=installed)
     assert lh.viewer.role == V.HEAD and lh.viewer.tree == ("2", "3") and lh.viewer.lang == "ru"
-    lg = V.verify_launch(db, {}, form("tok-agent", PLACEMENT="TASK_VIEW_TAB",
-                                      PLACEMENT_OPTIONS=json.dumps({"taskId": "42"})), call=installed)
+    lg = V.verify_launch(
+        db,
+        {},
+        form("tok-agent", PLACEMENT="TASK_VIEW_TAB", PLACEMENT_OPTIONS=json.dumps({"taskId": "42"})),
+        call=installed,
+    )
     assert lg.viewer.role == V.AGENT and lg.viewer.departments == ("2",)
     assert lg.placement == "TASK_VIEW_TAB" and lg.options == {"taskId": "42"}
     # every call went to the stored endpoint
@@ -212,16 +250,19 @@ def test_launch_roles(db, installed):
     assert ("https://p1.example/rest/", "department.get", {"UF_HEAD": "5"}) in installed.calls
 
 
-@pytest.mark.parametrize("f, status, code", [
-    (form("tok-admin", app="wrong"), 403, "bad_application_token"),
-    (form("tok-admin", app=""), 403, "bad_application_token"),
-    (form("tok-admin", member="P2", app="apptok"), 403, "bad_application_token"),
-    (form("tok-of-p2", member="P2", app="apptok2"), 403, "portal_refused"),      # P2's endpoint refuses
-    (form("forged"), 403, "portal_refused"),
-    (form("tok-admin", member="NOPE"), 403, "unknown_portal"),
-    (form("", member="P1"), 400, "bad_launch"),
-    (form("tok-admin", PLACEMENT_OPTIONS="{not json"), 400, "bad_options"),
-])
+@pytest.mark.parametrize(
+    "f, status, code",
+    [
+        (form("tok-admin", app="wrong"), 403, "bad_application_token"),
+        (form("tok-admin", app=""), 403, "bad_application_token"),
+        (form("tok-admin", member="P2", app="apptok"), 403, "bad_application_token"),
+        (form("tok-of-p2", member="P2", app="apptok2"), 403, "portal_refused"),  # P2's endpoint refuses
+        (form("forged"), 403, "portal_refused"),
+        (form("tok-admin", member="NOPE"), 403, "unknown_portal"),
+        (form("", member="P1"), 400, "bad_launch"),
+        (form("tok-admin", PLACEMENT_OPTIONS="{not json"), 400, "bad_options"),
+    ],
+)
 def test_forged_launches_refused(db, installed, f, status, code):
     with pytest.raises(V.ViewerError) as e:
         V.verify_launch(db, {}, f, call=installed)
@@ -237,8 +278,13 @@ def test_uninstalled_portal_refused(db, installed):
 
 def test_head_tree_from_portal_when_store_has_no_departments(db, installed):
     db.execute("delete from departments")
-    lh = V.verify_launch(db, {}, form("tok-head"), call=installed,
-                         portal_departments=lambda: [{"ID": "2", "PARENT": "1"}, {"ID": "7", "PARENT": "2"}])
+    lh = V.verify_launch(
+        db,
+        {},
+        form("tok-head"),
+        call=installed,
+        portal_departments=lambda: [{"ID": "2", "PARENT": "1"}, {"ID": "7", "PARENT": "2"}],
+    )
     assert lh.viewer.tree == ("2", "7")
 
 

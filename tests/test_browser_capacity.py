@@ -2,6 +2,7 @@
 Russian and English, as admin, head and agent: the heatmaps and staffing tables render, the
 forecast chart draws, nothing is wider than the window, an agent gets the refusal page.
 Screenshots go to ``test-artifacts/capacity-*.png``. Needs Debian's chromium + chromium-driver."""
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,16 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
         raise RuntimeError("CI=true but /usr/bin/chromium or /usr/bin/chromedriver is missing")
     pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver", allow_module_level=True)
 
+from openlines_support import END  # noqa: E402
+from pages_support import installed_and_synced  # noqa: E402
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from test_browser_dashboard import painted  # noqa: E402
 
 from portal_double import Served  # noqa: E402
-from test_browser_dashboard import painted  # noqa: E402
-from openlines_support import END  # noqa: E402
-from pages_support import installed_and_synced  # noqa: E402
 
 SECRET = "cap-browser"
 SELECTORS = ["tasks", "deals", "openlines"]
@@ -43,8 +44,7 @@ def env(tmp_path_factory):
     from portal_double import PortalDouble
 
     tmp = tmp_path_factory.mktemp("capbrowser")
-    d = PortalDouble(seed=23, tickets=900, months=6, drain_per_s=1e6, bucket_size=10 ** 6, end=END,
-                     openlines=900).start()
+    d = PortalDouble(seed=23, tickets=900, months=6, drain_per_s=1e6, bucket_size=10**6, end=END, openlines=900).start()
     db = str(tmp / "store.db")
     installed_and_synced(d, db, SELECTORS)
     cfg = tmp / "b24desk.toml"
@@ -66,8 +66,10 @@ def env(tmp_path_factory):
 
 
 def _url(env, role, lang):
-    from b24desk.viewer import Viewer
     from viewer_tokens import trusted_token
+
+    from b24desk.viewer import Viewer
+
     d = env["double"]
     kw = {}
     if role == "head":
@@ -75,9 +77,13 @@ def _url(env, role, lang):
         kw = dict(user_id=str(head), headed=(str(dep),), tree=(str(dep),), departments=(str(dep),))
     elif role == "agent":
         kw = dict(user_id="12", departments=("2",))
-    v = Viewer(portal=d.member_id, role=role, lang=lang, name={"admin": "Анна Админ", "head": "Ирина Руководитель",
-                                                               "agent": "Пётр Агент"}[role],
-               **({"user_id": "1"} | kw))
+    v = Viewer(
+        portal=d.member_id,
+        role=role,
+        lang=lang,
+        name={"admin": "Анна Админ", "head": "Ирина Руководитель", "agent": "Пётр Агент"}[role],
+        **({"user_id": "1"} | kw),
+    )
     return f"{env['srv'].url}/reports/capacity?t={trusted_token(env['db'], v, SECRET)}&from={FROM}&to={TO}"
 
 
@@ -101,7 +107,7 @@ def test_capacity_page_renders(env, role, lang, width):
     assert len(d.find_elements(By.CSS_SELECTOR, "#heat-arrivals table.heat tbody td")) == 168
     assert d.find_elements(By.CSS_SELECTOR, "#staffing-chat table.heat.staff td")
     assert len(d.find_elements(By.CSS_SELECTOR, "#staffing-tickets table.data tbody tr")) == 7
-    assert len(d.find_elements(By.CSS_SELECTOR, "#forecast-table thead th")) == 5       # label + 4 weeks
+    assert len(d.find_elements(By.CSS_SELECTOR, "#forecast-table thead th")) == 5  # label + 4 weeks
     # nothing wider than the window (the portal's frame is 1000 px)
     assert d.execute_script("return document.documentElement.scrollWidth") <= width
     nav = d.find_element(By.ID, "nav-capacity")
@@ -110,7 +116,7 @@ def test_capacity_page_renders(env, role, lang, width):
     assert ("Обращений в час" in text) if lang == "ru" else ("Tickets created per hour" in text)
     depts = Select(d.find_element(By.ID, "f-department"))
     if role == "head":
-        assert len(depts.options) == 1                   # their department only, no "whole portal"
+        assert len(depts.options) == 1  # their department only, no "whole portal"
     else:
         assert depts.options[0].get_attribute("value") == ""
     _full_shot(d, width, f"capacity-{role}-{lang}-{width}.png")
@@ -123,8 +129,9 @@ def test_filter_reloads_with_the_source(env):
     WebDriverWait(d, WAIT).until(lambda x: x.execute_script("return !!window.b24capacity"))
     Select(d.find_element(By.ID, "f-source")).select_by_value("tasks")
     d.find_element(By.ID, "apply").click()
-    WebDriverWait(d, WAIT).until(lambda x: "source=tasks" in x.current_url
-                                 and x.execute_script("return !!window.b24capacity"))
+    WebDriverWait(d, WAIT).until(
+        lambda x: "source=tasks" in x.current_url and x.execute_script("return !!window.b24capacity")
+    )
     assert "The selection holds no open-line chats." in d.find_element(By.ID, "staffing-chat").text
 
 

@@ -8,6 +8,7 @@ agent, who has no tables) is placed in view of the portal page. Screenshots go t
 ``test-artifacts/`` as ``pages-<role>-<lang>-<width>*.png``. Store: the demo's sources (tasks,
 deals, a smart process, open lines) synced from the double.
 """
+
 from __future__ import annotations
 
 import html
@@ -16,17 +17,16 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from browser_support import ARTIFACTS, WAIT, framed_app, no_alert, ready, require_chromium, shot
 
 pytestmark = pytest.mark.browser
 require_chromium()
 
 from pages_support import build_desk  # noqa: E402
-from test_pages_words import DEMO_SOURCES, offenders, people_names  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from test_pages_words import DEMO_SOURCES, offenders, people_names  # noqa: E402
 from werkzeug.wrappers import Request, Response  # noqa: E402
 
 WIDTHS = (1000, 1400)
@@ -34,15 +34,18 @@ WIDTHS = (1000, 1400)
 
 def shell_app(desk, app_url: str):
     """The portal's page with the app's frame exactly ``width`` px wide (the portal's frame)."""
+
     @Request.application
     def shell(request):
         user = int(request.args.get("user", desk.admin))
         width = int(request.args.get("width", 1000))
         form = desk.launch_form(user)
-        query = urlencode({"DOMAIN": request.host, "PROTOCOL": "0", "LANG": request.args.get("lang", "en"),
-                           "APP_SID": "demo"})
-        inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(str(v))}">'
-                         for k, v in form.items())
+        query = urlencode(
+            {"DOMAIN": request.host, "PROTOCOL": "0", "LANG": request.args.get("lang", "en"), "APP_SID": "demo"}
+        )
+        inputs = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(str(v))}">' for k, v in form.items()
+        )
         page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Bitrix24</title>
 <style>body{{margin:0;background:#eef2f4;font-family:"Open Sans",Arial,sans-serif}}
 header{{height:52px;background:#2fc6f6;color:#fff;font-size:20px;line-height:52px;padding:0 24px}}
@@ -52,15 +55,23 @@ main{{margin:16px 0 16px 24px}} iframe{{width:{width}px;height:5200px;border:0;b
 <iframe name="app" id="app"></iframe></main>
 <script>document.getElementById("launch").submit();</script></body></html>"""
         return Response(page, content_type="text/html; charset=utf-8")
+
     return shell
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    desk = build_desk(tmp_path_factory.mktemp("browser-pages"), tickets=260, seed=17, sources=DEMO_SOURCES,
-                      openlines=40)
-    with framed_app(desk, {"SECRET_KEY": "pages-browser"}, "--window-size=1500,1000", "--lang=en-US",
-                    "--hide-scrollbars", shell_app=shell_app) as e:
+    desk = build_desk(
+        tmp_path_factory.mktemp("browser-pages"), tickets=260, seed=17, sources=DEMO_SOURCES, openlines=40
+    )
+    with framed_app(
+        desk,
+        {"SECRET_KEY": "pages-browser"},
+        "--window-size=1500,1000",
+        "--lang=en-US",
+        "--hide-scrollbars",
+        shell_app=shell_app,
+    ) as e:
         yield {**e, "allow": people_names(desk)}
 
 
@@ -106,8 +117,12 @@ def scroll_to(d, element, offset=300):
     """Scroll the portal page (the frame is as tall as the app) so ``element`` sits ``offset`` px down."""
     top = d.execute_script("return arguments[0].getBoundingClientRect().top;", element)
     d.switch_to.default_content()
-    d.execute_script("window.scrollTo(0, document.getElementById('app').getBoundingClientRect().top + window.scrollY"
-                     " + arguments[0] - arguments[1]);", top, offset)
+    d.execute_script(
+        "window.scrollTo(0, document.getElementById('app').getBoundingClientRect().top + window.scrollY"
+        " + arguments[0] - arguments[1]);",
+        top,
+        offset,
+    )
     d.switch_to.frame("app")
 
 
@@ -145,9 +160,14 @@ def test_dashboard_at_frame_widths(env, role, lang, width):
 
     # one day (from = to) through the date fields
     day = (today - timedelta(days=2)).isoformat()
-    reload_after(d, lambda: d.execute_script(
-        "var f=document.getElementById('filters'); document.getElementById('f-preset').value='';"
-        "f.elements['from'].value=arguments[0]; f.elements['to'].value=arguments[0]; f.requestSubmit();", day))
+    reload_after(
+        d,
+        lambda: d.execute_script(
+            "var f=document.getElementById('filters'); document.getElementById('f-preset').value='';"
+            "f.elements['from'].value=arguments[0]; f.elements['to'].value=arguments[0]; f.requestSubmit();",
+            day,
+        ),
+    )
     label = d.find_element(By.ID, "period-label").text
     assert "—" not in label and label.replace(" ", "") != ""
     assert f"from={day}&to={day}" in d.execute_script("return location.search")
@@ -192,6 +212,7 @@ def test_now_panel_drills_into_open_tickets(env):
     d.find_element(By.ID, "drill-close").click()
     # every KPI's "i" tells its one-line definition
     from b24desk.labels import kpi_definition
+
     info = d.find_element(By.CSS_SELECTOR, '.card[data-kpi="fcr_share"] .info')
     scroll_to(d, info)
     info.click()
@@ -209,26 +230,34 @@ def test_tables_sort_and_scroll_inside_their_panel(env):
     table = d.find_element(By.CSS_SELECTOR, "#table-agent table")
     box = d.find_element(By.CSS_SELECTOR, "#table-agent .table-scroll")
     assert d.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth", box)  # it scrolls ...
-    assert overflow(d) <= 0                                                                      # ... the page does not
-    assert d.execute_script("return getComputedStyle(arguments[0]).position",
-                            table.find_element(By.CSS_SELECTOR, "td.first")) == "sticky"
+    assert overflow(d) <= 0  # ... the page does not
+    assert (
+        d.execute_script(
+            "return getComputedStyle(arguments[0]).position", table.find_element(By.CSS_SELECTOR, "td.first")
+        )
+        == "sticky"
+    )
     scroll_to(d, d.find_element(By.ID, "chart-trend-volume"), 80)
     shot(d, "pages-charts-1000.png")
     scroll_to(d, d.find_element(By.ID, "table-agent"), 80)
     shot(d, "pages-tables-1000.png")
     head = table.find_element(By.CSS_SELECTOR, 'th[data-col="1"]')
     head.click()
-    vals = [float(x.get_attribute("data-sort") or "nan") for x in
-            table.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(2)")]
+    vals = [
+        float(x.get_attribute("data-sort") or "nan")
+        for x in table.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(2)")
+    ]
     assert vals == sorted(vals)
     head.click()
-    vals = [float(x.get_attribute("data-sort") or "nan") for x in
-            table.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(2)")]
+    vals = [
+        float(x.get_attribute("data-sort") or "nan")
+        for x in table.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(2)")
+    ]
     assert vals == sorted(vals, reverse=True)
     # the agent picker: searchable, several at once
     d.find_element(By.CSS_SELECTOR, "#picker-agent summary").click()
     items = d.find_elements(By.CSS_SELECTOR, "#picker-agent .pk-item")
-    assert 0 < len(items) < 60                                  # agents who acted, not every requester
+    assert 0 < len(items) < 60  # agents who acted, not every requester
     first_name = items[0].text.strip()
     d.find_element(By.CSS_SELECTOR, "#picker-agent .pk-search").send_keys(first_name[:4])
     shown = [i for i in items if i.is_displayed()]

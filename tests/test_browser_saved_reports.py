@@ -5,29 +5,33 @@ saves it; the agent opens it and sees only their own slice; the admin deletes it
 of the list, builder and report page at 1000 and 1400 px, Russian and English, go to
 ``test-artifacts/``. Same browser set-up as test_browser_dashboard.py.
 """
+
 from __future__ import annotations
 
 import pytest
-
 from browser_support import ARTIFACTS, WAIT, framed_app, no_alert, ready, require_chromium
 
 pytestmark = pytest.mark.browser
 require_chromium()
 
+from pages_support import build_desk  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from pages_support import build_desk  # noqa: E402
-
-FRAME_MARGIN = 48          # the shell's <main> margins: window 1048 px -> a 1000 px app frame
+FRAME_MARGIN = 48  # the shell's <main> margins: window 1048 px -> a 1000 px app frame
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     desk = build_desk(tmp_path_factory.mktemp("saved-browser"), tickets=240, seed=22)
-    with framed_app(desk, {"SECRET_KEY": "browser-secret"}, f"--window-size={1000 + FRAME_MARGIN},1100",
-                    "--lang=en-US", "--hide-scrollbars") as e:
+    with framed_app(
+        desk,
+        {"SECRET_KEY": "browser-secret"},
+        f"--window-size={1000 + FRAME_MARGIN},1100",
+        "--lang=en-US",
+        "--hide-scrollbars",
+    ) as e:
         yield e
 
 
@@ -60,8 +64,9 @@ def no_overflow(d):
 
 
 def wait_preview(d, after: int = 0) -> int:
-    WebDriverWait(d, WAIT).until(lambda x: int(x.execute_script(
-        "return (document.getElementById('preview-state').dataset.done || '0')")) > after)
+    WebDriverWait(d, WAIT).until(
+        lambda x: int(x.execute_script("return (document.getElementById('preview-state').dataset.done || '0')")) > after
+    )
     return int(d.execute_script("return document.getElementById('preview-state').dataset.done"))
 
 
@@ -72,6 +77,7 @@ def total_cell(d, scope="#preview", col=1) -> str:
 def engine_total(desk, period, **kw) -> int:
     from b24desk.kpi import build_report
     from b24desk.store import open_db
+
     db = open_db(desk.db_path)
     try:
         return build_report(db, desk.member_id, period["from"], period["to"], **kw)["kpis"]["tickets_total"]["value"]
@@ -170,10 +176,13 @@ def test_builder_and_report_views_in_both_languages_and_widths(env):
     d.find_element(By.ID, "b-name").send_keys("Agents, bars")
     Select(d.find_element(By.ID, "b-chart")).select_by_value("bar")
     Select(d.find_element(By.ID, "b-preset")).select_by_value("fixed")
-    d.execute_script("document.getElementById('b-from').value=arguments[0];"
-                     "document.getElementById('b-to').value=arguments[1];"
-                     "document.getElementById('b-from').dispatchEvent(new Event('change', {bubbles: true}));",
-                     desk.date_from, desk.date_to)
+    d.execute_script(
+        "document.getElementById('b-from').value=arguments[0];"
+        "document.getElementById('b-to').value=arguments[1];"
+        "document.getElementById('b-from').dispatchEvent(new Event('change', {bubbles: true}));",
+        desk.date_from,
+        desk.date_to,
+    )
     go(d, "b-save")
     assert d.execute_script("return document.querySelectorAll('canvas').length") >= 3
     assert no_overflow(d)
@@ -227,9 +236,10 @@ def test_pin_puts_the_report_on_the_dashboard_of_its_audience(env):
     d.find_element(By.ID, "pin").click()
     WebDriverWait(d, WAIT).until(lambda x: x.find_element(By.ID, "controls-state").text != "")
     Select(d.find_element(By.ID, "digest")).select_by_value("weekly")
-    WebDriverWait(d, WAIT).until(lambda x: x.execute_script(
-        "return document.getElementById('digest').value") == "weekly")
-    launch(d, env, agent, "ru")                   # lands on the dashboard
+    WebDriverWait(d, WAIT).until(
+        lambda x: x.execute_script("return document.getElementById('digest').value") == "weekly"
+    )
+    launch(d, env, agent, "ru")  # lands on the dashboard
     panel = WebDriverWait(d, WAIT).until(EC.presence_of_element_located((By.ID, "pinned-reports")))
     assert "На дашборд" in panel.text
     d.execute_script("document.getElementById('pinned-reports').scrollIntoView()")
@@ -237,6 +247,7 @@ def test_pin_puts_the_report_on_the_dashboard_of_its_audience(env):
     # the digest choice was stored
     from b24desk import saved_reports as store
     from b24desk.store import open_db
+
     db = open_db(desk.db_path)
     try:
         assert [r["name"] for r in store.digest_reports(db, desk.member_id, "weekly")] == ["На дашборд"]

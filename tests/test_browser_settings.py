@@ -6,6 +6,7 @@ source, and the dashboard and ``flask kpi`` show the change. Wrong input is name
 and saves nothing; a head and an agent are refused. Screenshots (1000 and 1400 px, ru and en) go
 to ``test-artifacts/``.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,18 +14,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-
 from browser_support import ARTIFACTS, WAIT, framed_app, ready, require_chromium
 
 pytestmark = pytest.mark.browser
 require_chromium()
 
-from pages_support import build_desk, stored_setting as stored  # noqa: E402
-from portal_double import Served  # noqa: E402
-from test_browser_dashboard import open_in_frame  # noqa: E402
+from pages_support import build_desk  # noqa: E402
+from pages_support import stored_setting as stored
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from test_browser_dashboard import open_in_frame  # noqa: E402
+
+from portal_double import Served  # noqa: E402
 
 SECRET = "browser-settings-secret"
 
@@ -33,8 +35,12 @@ SECRET = "browser-settings-secret"
 def env(tmp_path_factory):
     desk = build_desk(tmp_path_factory.mktemp("bsettings"), tickets=160, seed=23)
     d = desk.double
-    config = {"SECRET_KEY": SECRET, "CLIENT_ID": d.client_id, "CLIENT_SECRET": d.client_secret,
-              "OAUTH_URL": d.oauth_token_url}
+    config = {
+        "SECRET_KEY": SECRET,
+        "CLIENT_ID": d.client_id,
+        "CLIENT_SECRET": d.client_secret,
+        "OAUTH_URL": d.oauth_token_url,
+    }
     with framed_app(desk, config, "--window-size=1448,1100", "--lang=en-US") as e:
         yield e
 
@@ -44,9 +50,12 @@ def settings_page(env, user, lang="en"):
     open_in_frame(d, f"{env['shell'].url}/?user={user}&lang={lang}")
     tok = settings_token(d)
     d.execute_script("location.href = arguments[0]", f"/reports/settings?t={tok}")
-    WebDriverWait(d, WAIT).until(lambda x: x.execute_script(
-        "return location.pathname") == "/reports/settings" and x.execute_script(
-        "return document.readyState") == "complete")
+    WebDriverWait(d, WAIT).until(
+        lambda x: (
+            x.execute_script("return location.pathname") == "/reports/settings"
+            and x.execute_script("return document.readyState") == "complete"
+        )
+    )
     return tok
 
 
@@ -74,8 +83,25 @@ def shot(d, name, css=None):
 
 def flask_kpi(env) -> dict:
     desk = env["desk"]
-    r = env["flask"].test_cli_runner().invoke(args=["kpi", "--portal", desk.member_id, "--db", desk.db_path, "--from", desk.date_from,
-                                                    "--to", desk.date_to, "--format", "json"])
+    r = (
+        env["flask"]
+        .test_cli_runner()
+        .invoke(
+            args=[
+                "kpi",
+                "--portal",
+                desk.member_id,
+                "--db",
+                desk.db_path,
+                "--from",
+                desk.date_from,
+                "--to",
+                desk.date_to,
+                "--format",
+                "json",
+            ]
+        )
+    )
     assert r.exit_code == 0, r.output
     return json.loads(r.output)
 
@@ -95,13 +121,18 @@ def test_admin_sets_up_a_pipeline_sla_target_and_recipient(env):
     assert block.is_displayed()
     for value, prio in (("Низкий", "Low"), ("Обычный", "Normal"), ("Высокий", "High"), ("Критический", "Critical")):
         Select(block.find_element(By.CSS_SELECTOR, f'select[aria-label="{value}"]')).select_by_visible_text(prio)
-    label_checkbox(d, "#map-0 table.stages", "second line")           # the first escalation box
+    label_checkbox(d, "#map-0 table.stages", "second line")  # the first escalation box
     for row in d.find_elements(By.CSS_SELECTOR, "#map-0 table.stages tbody tr"):
         if "Вторая линия" in row.text:
             row.find_element(By.CSS_SELECTOR, "input[type=checkbox]").click()
     submit(d, "form-mapping")
     # 3. SLA: resolution of a high-priority ticket in 4 h 30 min, first response in 20 min
-    for name, value in (("sla-res-high-h", "4"), ("sla-res-high-m", "30"), ("sla-frt-high-h", "0"), ("sla-frt-high-m", "20")):
+    for name, value in (
+        ("sla-res-high-h", "4"),
+        ("sla-res-high-m", "30"),
+        ("sla-frt-high-h", "0"),
+        ("sla-frt-high-m", "20"),
+    ):
         el = d.find_element(By.ID, name)
         el.clear()
         el.send_keys(value)
@@ -132,25 +163,32 @@ def test_admin_sets_up_a_pipeline_sla_target_and_recipient(env):
     assert str(agent) in [str(x) for x in stored(desk, "push")["portal_recipients"]]
     history = d.find_element(By.ID, "history").text
     assert "Обращения в поддержку" in history and "4 h 30 min" in history
-    assert "First response time: 10 → 7 min" in history and "— → —" not in history    # only real changes
+    assert "First response time: 10 → 7 min" in history and "— → —" not in history  # only real changes
     shot(d, "settings-after-setup-1400-en.png", "#history")
 
     # the scheduler's sync (here: `flask sync`) reads the new source; `flask kpi` and the dashboard agree
     runner = env["flask"].test_cli_runner()
     dbl = desk.double
-    r = runner.invoke(args=["sync", "--portal", desk.member_id, "--db", desk.db_path],
-                      env={"B24DESK_CLIENT_ID": dbl.client_id, "B24DESK_CLIENT_SECRET": dbl.client_secret,
-                           "B24DESK_OAUTH_URL": dbl.oauth_token_url})
+    r = runner.invoke(
+        args=["sync", "--portal", desk.member_id, "--db", desk.db_path],
+        env={
+            "B24DESK_CLIENT_ID": dbl.client_id,
+            "B24DESK_CLIENT_SECRET": dbl.client_secret,
+            "B24DESK_OAUTH_URL": dbl.oauth_token_url,
+        },
+    )
     assert r.exit_code == 0, r.output
     rep = flask_kpi(env)
     assert rep["kpis"]["first_response_time"]["target"] == 420
-    assert rep["kpis"]["tickets_total"]["value"] > base["kpis"]["tickets_total"]["value"]       # the deals came in
+    assert rep["kpis"]["tickets_total"]["value"] > base["kpis"]["tickets_total"]["value"]  # the deals came in
     # tasks are never "critical": a critical ticket now is a deal whose priority value the admin mapped
     assert base["kpis"]["resolved_by_priority"]["value"].get("critical", 0) == 0
     assert rep["kpis"]["resolved_by_priority"]["value"]["critical"] > 0
     body = d.find_element(By.TAG_NAME, "body")
-    d.execute_script("location.href = arguments[0]",
-                     f"/reports/dashboard?from={desk.date_from}&to={desk.date_to}&t={settings_token(d)}")
+    d.execute_script(
+        "location.href = arguments[0]",
+        f"/reports/dashboard?from={desk.date_from}&to={desk.date_to}&t={settings_token(d)}",
+    )
     WebDriverWait(d, WAIT).until(EC.staleness_of(body))
     ready(d)
     total = d.find_element(By.CSS_SELECTOR, '.card[data-kpi="tickets_total"] .value').text.replace("\u202f", "")
@@ -186,6 +224,7 @@ def test_wrong_input_is_named_beside_its_field_and_saves_nothing(env):
 @pytest.mark.parametrize("role", ["head", "agent"])
 def test_a_head_or_an_agent_cannot_open_or_post(env, role):
     from b24desk.viewer import csrf_token, load_token
+
     d, desk = env["driver"], env["desk"]
     user = desk.heads[2] if role == "head" else next(a for a, dep in desk.agents.items() if dep == 2)
     open_in_frame(d, f"{env['shell'].url}/?user={user}&lang=en")
@@ -197,9 +236,17 @@ def test_a_head_or_an_agent_cannot_open_or_post(env, role):
     assert not d.find_elements(By.ID, "form-sla")
     shot(d, f"settings-refused-{role}-1400-en.png")
     before = stored(desk, "config")
-    r = requests.post(f"{env['app'].url}/reports/settings", timeout=30,
-                      data={"t": tok, "csrf": csrf_token(SECRET, load_token(SECRET, tok)), "form": "sla",
-                            "sla-mode": "calendar", "sla-res-high-h": "1"})
+    r = requests.post(
+        f"{env['app'].url}/reports/settings",
+        timeout=30,
+        data={
+            "t": tok,
+            "csrf": csrf_token(SECRET, load_token(SECRET, tok)),
+            "form": "sla",
+            "sla-mode": "calendar",
+            "sla-res-high-h": "1",
+        },
+    )
     assert r.status_code == 403 and stored(desk, "config") == before
     assert requests.get(f"{env['app'].url}/reports/settings?t={tok}", timeout=30).status_code == 403
 
@@ -232,12 +279,21 @@ def test_screenshots(env, lang, width):
     try:
         settings_page(env, desk.admin, lang)
         ready(d)
-        wide = d.execute_script("return document.documentElement.scrollWidth > document.documentElement.clientWidth + 1")
+        wide = d.execute_script(
+            "return document.documentElement.scrollWidth > document.documentElement.clientWidth + 1"
+        )
         assert not wide, "the page is wider than the frame"
-        for part, css in (("top", None), ("mapping", "#form-mapping"), ("sla", "#form-sla"),
-                          ("calendar", "#form-calendar"), ("targets", "#form-targets"),
-                          ("people", "#form-people"), ("push", "#form-push"), ("alerts", "#picker-push_alert_recipients"),
-                          ("openlines", "#form-openlines")):
+        for part, css in (
+            ("top", None),
+            ("mapping", "#form-mapping"),
+            ("sla", "#form-sla"),
+            ("calendar", "#form-calendar"),
+            ("targets", "#form-targets"),
+            ("people", "#form-people"),
+            ("push", "#form-push"),
+            ("alerts", "#picker-push_alert_recipients"),
+            ("openlines", "#form-openlines"),
+        ):
             shot(d, f"settings-{part}-{width}-{lang}.png", css)
     finally:
         d.set_window_size(1448, 1100)
@@ -257,6 +313,7 @@ def bx24_stub(user_id: int, user_name: str, dep_id: int, dep_name: str):
     @Request.application
     def app(request):
         return Response(script, content_type="application/javascript; charset=utf-8")
+
     return app
 
 
@@ -271,13 +328,13 @@ def test_inside_the_portal_bitrix24s_own_pickers_fill_the_lists(env):
         ready(d)
         for picker, value in (("bots", str(agent)), ("deps", "3")):
             button = d.find_element(By.CSS_SELECTOR, f"#picker-{picker} .picker-bx24")
-            assert button.is_displayed()                  # shown only where BX24 exists
+            assert button.is_displayed()  # shown only where BX24 exists
             button.click()
             assert d.find_element(By.CSS_SELECTOR, f'#picker-{picker} input[value="{value}"]').is_selected()
         submit(d, "form-people")
         cfg = stored(desk, "config")
         assert cfg["bot_users"] == [str(agent)] and cfg["support_departments"] == ["3"]
-        for picker in ("bots", "deps"):                   # back to none, with the same controls
+        for picker in ("bots", "deps"):  # back to none, with the same controls
             for box in d.find_elements(By.CSS_SELECTOR, f"#picker-{picker} input[type=checkbox]"):
                 if box.is_selected():
                     box.click()
@@ -288,4 +345,4 @@ def test_inside_the_portal_bitrix24s_own_pickers_fill_the_lists(env):
         stub.stop()
     settings_page(env, desk.admin)
     ready(d)
-    assert not d.find_element(By.CSS_SELECTOR, "#picker-bots .picker-bx24").is_displayed()   # the demo frame
+    assert not d.find_element(By.CSS_SELECTOR, "#picker-bots .picker-bx24").is_displayed()  # the demo frame

@@ -1,4 +1,5 @@
 """The monthly digest says when the forecast load per agent passes the norm, and only then."""
+
 from __future__ import annotations
 
 import random
@@ -21,8 +22,10 @@ def _store(path, per_day_start: float, growth: float, agents: int):
     db = open_db(path)
     rnd = random.Random(3)
     names = [str(100 + i) for i in range(agents)]
-    db["users"].insert_all([{"portal": PORTAL, "id": a, "name": f"Agent {a}", "departments": "[1]", "is_bot": 0}
-                            for a in names], pk=("portal", "id"))
+    db["users"].insert_all(
+        [{"portal": PORTAL, "id": a, "name": f"Agent {a}", "departments": "[1]", "is_bot": 0} for a in names],
+        pk=("portal", "id"),
+    )
     day = datetime(2026, 7, 6, tzinfo=TZ)
     n = 0
     while day < datetime(2026, 11, 1, tzinfo=TZ):
@@ -31,10 +34,16 @@ def _store(path, per_day_start: float, growth: float, agents: int):
             for _ in range(int(per_day_start + growth * weeks)):
                 created = int((day + timedelta(hours=9, minutes=rnd.randrange(540))).timestamp())
                 agent = rnd.choice(names)
-                db.execute("insert into tickets (portal, source, source_id, author_id, responsible_id, created_at,"
-                           " state, deleted) values (?, 'task', ?, 'c1', ?, ?, 'open', 0)", [PORTAL, str(n), agent, created])
-                db.execute("insert into events (portal, source, source_id, key, kind, at, actor_id) values"
-                           " (?, 'task', ?, 'r', 'reply', ?, ?)", [PORTAL, str(n), created + 600, agent])
+                db.execute(
+                    "insert into tickets (portal, source, source_id, author_id, responsible_id, created_at,"
+                    " state, deleted) values (?, 'task', ?, 'c1', ?, ?, 'open', 0)",
+                    [PORTAL, str(n), agent, created],
+                )
+                db.execute(
+                    "insert into events (portal, source, source_id, key, kind, at, actor_id) values"
+                    " (?, 'task', ?, 'r', 'reply', ?, ?)",
+                    [PORTAL, str(n), created + 600, agent],
+                )
                 n += 1
         day += timedelta(days=1)
     db.conn.commit()

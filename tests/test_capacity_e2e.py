@@ -1,6 +1,7 @@
 """Capacity over the portal double: generated tickets and open-line dialogs → sync over HTTP →
 ``flask capacity`` and ``GET /api/capacity``, checked against the double's ground truth
 (``portal_double.truth``), and the API's roles and input checks as an attacker would try them."""
+
 from __future__ import annotations
 
 import json
@@ -10,18 +11,18 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from openlines_support import END
+from pages_support import installed_and_synced
+from viewer_tokens import trusted_token
 
 from app import create_app
 from b24desk.capacity.report import AGENT_KINDS
 from b24desk.viewer import Viewer, dump_token
 from portal_double import PortalDouble
 from portal_double.truth import Truth
-from openlines_support import END
-from pages_support import installed_and_synced
-from viewer_tokens import trusted_token
 
 TZ = ZoneInfo("Europe/Moscow")
-FROM, TO = "2026-07-13", "2026-10-12"          # 13 full weeks, Monday to Monday
+FROM, TO = "2026-07-13", "2026-10-12"  # 13 full weeks, Monday to Monday
 SELECTORS = ["tasks", "deals", "crm:1038", "openlines"]
 SECRET = "cap-secret"
 
@@ -29,8 +30,9 @@ SECRET = "cap-secret"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("capacity")
-    d = PortalDouble(seed=17, tickets=1200, months=6, drain_per_s=1e6, bucket_size=10 ** 6, end=END,
-                     openlines=1200).start()
+    d = PortalDouble(
+        seed=17, tickets=1200, months=6, drain_per_s=1e6, bucket_size=10**6, end=END, openlines=1200
+    ).start()
     db = str(tmp / "store.db")
     installed_and_synced(d, db, SELECTORS)
     cfg = tmp / "b24desk.toml"
@@ -65,8 +67,14 @@ def test_schema_and_shape(report):
     assert report["filters"]["source"] is None
     assert len(report["arrivals"]) == 168
     assert len(report["history"]) == 13 and len(report["forecast"]) == 6
-    assert [f["week"] for f in report["forecast"]] == ["2026-W42", "2026-W43", "2026-W44", "2026-W45",
-                                                       "2026-W46", "2026-W47"]
+    assert [f["week"] for f in report["forecast"]] == [
+        "2026-W42",
+        "2026-W43",
+        "2026-W44",
+        "2026-W45",
+        "2026-W46",
+        "2026-W47",
+    ]
     for f in report["forecast"]:
         assert f["low"] <= f["created"] <= f["high"]
     b = report["backtest"]
@@ -109,8 +117,13 @@ def test_agents_active_equal_the_double_truth(env, report):
             evs = [e for e in evs if e["kind"] != "reply"] + ([first] if first else [])
         for e in evs:
             actor = e["actor_id"]
-            if (e["kind"] in AGENT_KINDS and start <= e["at"] < end and actor not in (None, "", "0")
-                    and actor != t["author_id"] and actor not in bots):
+            if (
+                e["kind"] in AGENT_KINDS
+                and start <= e["at"] < end
+                and actor not in (None, "", "0")
+                and actor != t["author_id"]
+                and actor not in bots
+            ):
                 dt = datetime.fromtimestamp(e["at"], TZ)
                 per_hour[(dt.date(), dt.hour)].add(actor)
     expected = defaultdict(float)
@@ -124,11 +137,13 @@ def test_agents_active_equal_the_double_truth(env, report):
 
 def test_staffing_rows_follow_erlang_c_and_the_norm(report):
     from b24desk.capacity.erlang import agents_needed
+
     chat = report["staffing"]
     assert len(chat) == 168 and any(r["arrivals_per_hour"] > 0 for r in chat)
     for r in chat:
-        assert r["agents_needed"] == agents_needed(r["arrivals_per_hour"], r["aht_s"], r["target_answer_s"],
-                                                   r["target_share"])
+        assert r["agents_needed"] == agents_needed(
+            r["arrivals_per_hour"], r["aht_s"], r["target_answer_s"], r["target_share"]
+        )
         # short = needed - active, rounded half up; only inside the service hours (the work calendar)
         gap = max(0, math.floor(r["agents_needed"] - r["agents_active"] + 0.5))
         assert r["short"] == (gap if r["in_service_hours"] else 0)
@@ -146,28 +161,39 @@ def test_source_filter_narrows_to_one_line(env, report):
     line = lines[0]
     one = _cli(env, "--from", FROM, "--to", TO, "--source", f"openlines:line={line}")
     start, end = _ts(FROM), _ts(TO)
-    n = sum(1 for t in env["truth"].tickets if t["source"] == "openlines" and t["line"] == line
-            and start <= t["created_at"] < end)
+    n = sum(
+        1
+        for t in env["truth"].tickets
+        if t["source"] == "openlines" and t["line"] == line and start <= t["created_at"] < end
+    )
     assert round(sum(r["created_per_hour"] for r in one["arrivals"]) * 13) == n
     assert one["filters"]["source"] == f"openlines:line={line}"
-    assert one["staffing_daily"] == []                     # chats only: no per-day ticket staffing
+    assert one["staffing_daily"] == []  # chats only: no per-day ticket staffing
     tasks = _cli(env, "--from", FROM, "--to", TO, "--source", "tasks")
     assert tasks["staffing"] == [] and tasks["staffing_daily"]
 
 
 def test_cli_table_and_bad_input(env):
-    res = env["app"].test_cli_runner().invoke(args=["capacity", "--db", env["db"], "--from", FROM, "--to", TO,
-                                                    "--format", "table", "--lang", "en"])
+    res = (
+        env["app"]
+        .test_cli_runner()
+        .invoke(args=["capacity", "--db", env["db"], "--from", FROM, "--to", TO, "--format", "table", "--lang", "en"])
+    )
     assert res.exit_code == 0, res.output
     assert "Tickets created per hour" in res.output and "Weekly forecast" in res.output
-    for bad in (["--weeks-ahead", "9"], ["--from", "2026-10-12", "--to", "2026-07-13"], ["--from", "2026-07-13"],
-                ["--department", "nope"]):
+    for bad in (
+        ["--weeks-ahead", "9"],
+        ["--from", "2026-10-12", "--to", "2026-07-13"],
+        ["--from", "2026-07-13"],
+        ["--department", "nope"],
+    ):
         res = env["app"].test_cli_runner().invoke(args=["capacity", "--db", env["db"], *bad])
         assert res.exit_code == 2, (bad, res.output)
         assert "Traceback" not in res.output
 
 
 # --- GET /api/capacity: roles and input, as an attacker would try them ---------------------------
+
 
 def _token(env, role: str, lang: str = "ru", **kw) -> str:
     """A token as a verified launch leaves it (bound to the installation's epoch)."""
@@ -202,21 +228,32 @@ def test_api_head_sees_only_their_departments(env):
     mine = _api(env, tok, **{"from": FROM, "to": TO})
     assert mine.status_code == 200 and mine.get_json()["filters"]["department"] == str(dep)
     whole = _api(env, _token(env, "admin"), **{"from": FROM, "to": TO}).get_json()
-    assert sum(r["created_per_hour"] for r in mine.get_json()["arrivals"]) < \
-        sum(r["created_per_hour"] for r in whole["arrivals"])
+    assert sum(r["created_per_hour"] for r in mine.get_json()["arrivals"]) < sum(
+        r["created_per_hour"] for r in whole["arrivals"]
+    )
     r = _api(env, tok, department=str(other))
     assert r.status_code == 403 and r.get_json()["error"] == "forbidden_department"
 
 
-@pytest.mark.parametrize("params,code", [
-    ({"weeks_ahead": "9"}, "bad_weeks_ahead"), ({"weeks_ahead": "-1"}, "bad_weeks_ahead"),
-    ({"weeks_ahead": "1e3"}, "bad_weeks_ahead"), ({"weeks_ahead": "²"}, "bad_weeks_ahead"),
-    ({"weeks_ahead": "٣"}, "bad_weeks_ahead"), ({"source": "tasks;drop"}, "bad_source"),
-    ({"source": "crm:9999"}, "bad_source"), ({"from": "2026-13-01", "to": "2026-10-01"}, "bad_period"),
-    ({"from": "2026-10-01"}, "bad_period"), ({"from": "2026-10-12", "to": "2026-07-13"}, "bad_period"),
-    ({"from": "1990-01-01", "to": "2026-01-01"}, "bad_period"), ({"from": "%00", "to": "x"}, "bad_period"),
-    ({"department": "999999"}, "bad_department"), ({"source": "tasks&source=deals"}, "unknown_param"),
-])
+@pytest.mark.parametrize(
+    "params,code",
+    [
+        ({"weeks_ahead": "9"}, "bad_weeks_ahead"),
+        ({"weeks_ahead": "-1"}, "bad_weeks_ahead"),
+        ({"weeks_ahead": "1e3"}, "bad_weeks_ahead"),
+        ({"weeks_ahead": "²"}, "bad_weeks_ahead"),
+        ({"weeks_ahead": "٣"}, "bad_weeks_ahead"),
+        ({"source": "tasks;drop"}, "bad_source"),
+        ({"source": "crm:9999"}, "bad_source"),
+        ({"from": "2026-13-01", "to": "2026-10-01"}, "bad_period"),
+        ({"from": "2026-10-01"}, "bad_period"),
+        ({"from": "2026-10-12", "to": "2026-07-13"}, "bad_period"),
+        ({"from": "1990-01-01", "to": "2026-01-01"}, "bad_period"),
+        ({"from": "%00", "to": "x"}, "bad_period"),
+        ({"department": "999999"}, "bad_department"),
+        ({"source": "tasks&source=deals"}, "unknown_param"),
+    ],
+)
 def test_api_rejects_bad_input_with_4xx(env, params, code):
     r = _api(env, _token(env, "admin", "en"), **params)
     assert r.status_code == 400, r.get_data(as_text=True)
@@ -238,19 +275,25 @@ def test_api_needs_a_valid_token(env):
 def test_api_is_exact_after_a_write(env):
     """The API is memoized per store version, never stale: a ticket written meanwhile shows at once."""
     import sqlite3
+
     tok = _token(env, "admin")
     before = _api(env, tok, **{"from": FROM, "to": TO}).get_json()
     again = _api(env, tok, **{"from": FROM, "to": TO}).get_json()
     assert again == before
     monday_10 = _ts("2026-09-07") + 10 * 3600 + 120
     conn = sqlite3.connect(env["db"])
-    conn.execute("insert into tickets (portal, source, source_id, created_at, state, deleted)"
-                 " values (?, 'task', 'cap-extra', ?, 'open', 0)", [env["double"].member_id, monday_10])
+    conn.execute(
+        "insert into tickets (portal, source, source_id, created_at, state, deleted)"
+        " values (?, 'task', 'cap-extra', ?, 'open', 0)",
+        [env["double"].member_id, monday_10],
+    )
     conn.commit()
     try:
         after = _api(env, tok, **{"from": FROM, "to": TO}).get_json()
+
         def slot(rep):
             return next(r["created_per_hour"] for r in rep["arrivals"] if (r["weekday"], r["hour"]) == (1, 10))
+
         assert slot(after) == pytest.approx(slot(before) + 1 / 13, abs=0.006)
     finally:
         conn.execute("delete from tickets where source_id = 'cap-extra'")

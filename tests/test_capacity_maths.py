@@ -1,5 +1,6 @@
 """Capacity maths without a portal: Erlang C against published values, arrivals and agents per
 slot on hand-built data, and the forecasts on generated series with a known pattern and trend."""
+
 from __future__ import annotations
 
 import random
@@ -10,8 +11,18 @@ import pytest
 
 from b24desk.capacity import forecast as fc
 from b24desk.capacity.erlang import agents_needed, average_wait, erlang_c, service_level, traffic
-from b24desk.capacity.slots import (LocalClock, agents_by_hour_and_day, daily_counts, hour_counts, occurrences,
-                                    per_slot_mean, per_weekday_mean, period_days, slot_of, weekly_counts)
+from b24desk.capacity.slots import (
+    LocalClock,
+    agents_by_hour_and_day,
+    daily_counts,
+    hour_counts,
+    occurrences,
+    per_slot_mean,
+    per_weekday_mean,
+    period_days,
+    slot_of,
+    weekly_counts,
+)
 from b24desk.capacity.text import gap_text
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -19,11 +30,12 @@ MSK = ZoneInfo("Europe/Moscow")
 
 # --- Erlang C ----------------------------------------------------------------------------------
 
+
 def test_erlang_c_closed_forms():
     # M/M/1: the probability of waiting is the utilisation; M/M/2 at rho = 0.5: 1/3.
     assert erlang_c(1, 0.5) == pytest.approx(0.5)
     assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
-    assert erlang_c(3, 3.0) == 1.0 and erlang_c(2, 5.0) == 1.0     # unstable queue: everyone waits
+    assert erlang_c(3, 3.0) == 1.0 and erlang_c(2, 5.0) == 1.0  # unstable queue: everyone waits
     assert erlang_c(4, 0.0) == 0.0
 
 
@@ -68,6 +80,7 @@ def test_agents_needed_edges():
 
 # --- arrivals and agents per slot -------------------------------------------------------------
 
+
 def _ts(*args) -> int:
     return int(datetime(*args, tzinfo=MSK).timestamp())
 
@@ -81,9 +94,16 @@ def test_arrivals_mean_per_hour_over_the_weeks():
     # Two weeks from Monday 2026-11-02. Monday 10:xx: 3 tickets in week 1, 1 in week 2 -> 2.0 per hour.
     # Tuesday 23:59 local is still Tuesday (20:59 UTC), Wednesday 00:00 local is Wednesday.
     start, end = _ts(2026, 11, 2), _ts(2026, 11, 16)
-    times = [_ts(2026, 11, 2, 10, 0), _ts(2026, 11, 2, 10, 30), _ts(2026, 11, 2, 10, 59, 59),
-             _ts(2026, 11, 9, 10, 15), _ts(2026, 11, 3, 23, 59), _ts(2026, 11, 4, 0, 0),
-             _ts(2026, 11, 16, 10, 0), _ts(2026, 11, 1, 10, 0)]        # the last two fall outside
+    times = [
+        _ts(2026, 11, 2, 10, 0),
+        _ts(2026, 11, 2, 10, 30),
+        _ts(2026, 11, 2, 10, 59, 59),
+        _ts(2026, 11, 9, 10, 15),
+        _ts(2026, 11, 3, 23, 59),
+        _ts(2026, 11, 4, 0, 0),
+        _ts(2026, 11, 16, 10, 0),
+        _ts(2026, 11, 1, 10, 0),
+    ]  # the last two fall outside
     arr = _arrivals(times, start, end)
     assert arr[(1, 10)] == 2.0
     assert arr[(2, 23)] == 0.5 and arr[(3, 0)] == 0.5
@@ -96,7 +116,7 @@ def test_arrivals_partial_weeks_and_half_hour_zone():
     tz = ZoneInfo("Asia/Kolkata")
     start = int(datetime(2026, 11, 4, tzinfo=tz).timestamp())
     end = int(datetime(2026, 11, 11, tzinfo=tz).timestamp())
-    t = int(datetime(2026, 11, 9, 9, 45, tzinfo=tz).timestamp())       # Monday 09:45 local = 04:15 UTC
+    t = int(datetime(2026, 11, 9, 9, 45, tzinfo=tz).timestamp())  # Monday 09:45 local = 04:15 UTC
     arr = _arrivals([t, t + 60], start, end, tz)
     assert arr[(1, 9)] == 2.0 and arr[(1, 4)] == 0.0
     assert sum(arr.values()) == 2.0 and len(arr) == 168
@@ -115,8 +135,9 @@ def test_dst_change_counts_the_hour_as_lived():
     assert arr[(7, 2)] == 2.0 and arr[(7, 3)] == 1.0
     clock = LocalClock(start, end, tz)
     assert len(clock.segments) == 2 and len(clock.hours()) == 24
-    spring = LocalClock(int(datetime(2026, 3, 29, tzinfo=tz).timestamp()),
-                        int(datetime(2026, 3, 30, tzinfo=tz).timestamp()), tz)
+    spring = LocalClock(
+        int(datetime(2026, 3, 29, tzinfo=tz).timestamp()), int(datetime(2026, 3, 30, tzinfo=tz).timestamp()), tz
+    )
     assert len(spring.hours()) == 23 and (7, 2) not in occurrences(spring.hours())
 
 
@@ -124,6 +145,7 @@ def test_local_clock_sql_matches_python():
     """The store's grouping (SQL) and Python place every time in the same local weekday and hour,
     across both DST changes of a year."""
     import sqlite3
+
     tz = ZoneInfo("Europe/Berlin")
     start = int(datetime(2026, 1, 1, tzinfo=tz).timestamp())
     end = int(datetime(2027, 1, 1, tzinfo=tz).timestamp())
@@ -145,20 +167,25 @@ def test_local_clock_sql_matches_python():
 def test_agents_active_per_slot_and_day():
     start, end = _ts(2026, 11, 2), _ts(2026, 11, 16)
     clock = LocalClock(start, end, MSK)
-    acts = [("10", _ts(2026, 11, 2, 10, 5)), ("10", _ts(2026, 11, 2, 10, 50)),      # once per hour
-            ("11", _ts(2026, 11, 2, 10, 20)), ("10", _ts(2026, 11, 9, 10, 0)), ("12", _ts(2026, 11, 9, 15, 0))]
+    acts = [
+        ("10", _ts(2026, 11, 2, 10, 5)),
+        ("10", _ts(2026, 11, 2, 10, 50)),  # once per hour
+        ("11", _ts(2026, 11, 2, 10, 20)),
+        ("10", _ts(2026, 11, 9, 10, 0)),
+        ("12", _ts(2026, 11, 9, 15, 0)),
+    ]
     by_hour, per_date = agents_by_hour_and_day((clock.hour(ts), a) for a, ts in acts)
     by_slot = per_slot_mean(by_hour, clock.hours())
-    assert by_slot[(1, 10)] == 1.5          # 2 agents in week 1, 1 in week 2
+    assert by_slot[(1, 10)] == 1.5  # 2 agents in week 1, 1 in week 2
     assert by_slot[(1, 15)] == 0.5
     by_day = per_weekday_mean({d: len(a) for d, a in per_date.items()}, period_days(clock.hours()))
-    assert by_day[1] == 2.0                 # Monday 1: {10, 11}; Monday 2: {10, 12} -> (2 + 2) / 2
+    assert by_day[1] == 2.0  # Monday 1: {10, 11}; Monday 2: {10, 12} -> (2 + 2) / 2
     assert by_day[2] == 0.0
     assert per_date[datetime(2026, 11, 9).toordinal()] == {"10", "12"}
 
 
 def test_daily_and_weekly_counts_drop_cut_weeks():
-    start, end = _ts(2026, 11, 4), _ts(2026, 11, 23)            # Wednesday .. Monday: one full week inside
+    start, end = _ts(2026, 11, 4), _ts(2026, 11, 23)  # Wednesday .. Monday: one full week inside
     clock = LocalClock(start, end, MSK)
     times = [_ts(2026, 11, 5, 12)] * 3 + [_ts(2026, 11, 10, 12)] * 4 + [_ts(2026, 11, 22, 23)]
     daily = daily_counts(hour_counts(times, clock), clock.hours())
@@ -175,7 +202,7 @@ def test_gap_text():
 
 # --- forecasts ----------------------------------------------------------------------------------
 
-PATTERN = (1.3, 1.2, 1.1, 1.0, 0.9, 0.3, 0.2)        # Monday .. Sunday
+PATTERN = (1.3, 1.2, 1.1, 1.0, 0.9, 0.3, 0.2)  # Monday .. Sunday
 
 
 def _daily_series(days, rnd, base=100.0, slope=0.5, noise=3.0):
@@ -209,7 +236,7 @@ def test_weekly_forecast_follows_trend(seed):
     MAPE of the truth, and the backtest MAPE is reported over 8 weeks."""
     rnd = random.Random(seed)
     days = _daily_series(84, rnd)
-    weeks = [sum(days[i:i + 7]) for i in range(0, 84, 7)]
+    weeks = [sum(days[i : i + 7]) for i in range(0, 84, 7)]
     f = fc.weekly(weeks, 6)
     truth = [sum((100 + 0.5 * i) * PATTERN[i % 7] for i in range(d, d + 7)) for d in range(84, 126, 7)]
     assert fc.mape(truth, [p for p, _a, _b in f.values]) < 0.06
@@ -231,10 +258,18 @@ def test_forecast_short_and_degenerate_histories():
 
 def test_capacity_settings_are_checked():
     from b24desk.capacity.report import CapacityError, settings
+
     assert settings({})["target_answer_s"] == 600
     assert settings({"targets": {"first_response_time": {"target": 300}}})["target_answer_s"] == 300
-    for bad in ({"norm_per_agent_day": [20, 15]}, {"norm_per_agent_day": "15-20"}, {"target_share": 1.5},
-                {"chat_sources": "openlines"}, {"chat_aht_s": -5}, {"backtest_weeks": 0}, {"occupancy": True}):
+    for bad in (
+        {"norm_per_agent_day": [20, 15]},
+        {"norm_per_agent_day": "15-20"},
+        {"target_share": 1.5},
+        {"chat_sources": "openlines"},
+        {"chat_aht_s": -5},
+        {"backtest_weeks": 0},
+        {"occupancy": True},
+    ):
         with pytest.raises(CapacityError) as exc:
             settings({"capacity": bad})
         assert exc.value.code == "bad_config"

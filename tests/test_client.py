@@ -1,4 +1,5 @@
 """The Bitrix24 client: pure parts here; end-to-end against the portal double below."""
+
 from __future__ import annotations
 
 import logging
@@ -8,15 +9,27 @@ import pytest
 from b24desk import client as c
 from b24desk.client import AuthError, B24Client, B24Error
 
-
 # --- pure parts -------------------------------------------------------------------------------
 
+
 def test_encode_params_php_style():
-    q = c.encode_params({"filter": {">ID": 5, "STATUS": [2, 3]}, "select": ["ID", "TITLE"],
-                         "order": {"ID": "ASC"}, "start": -1, "flag": True, "off": False, "none": None,
-                         "empty": [], "text": "a&b=c d/é"})
-    assert q == ("filter[%3EID]=5&filter[STATUS][0]=2&filter[STATUS][1]=3&select[0]=ID&select[1]=TITLE"
-                 "&order[ID]=ASC&start=-1&flag=1&off=0&none=&empty[]=&text=a%26b%3Dc+d%2F%C3%A9")
+    q = c.encode_params(
+        {
+            "filter": {">ID": 5, "STATUS": [2, 3]},
+            "select": ["ID", "TITLE"],
+            "order": {"ID": "ASC"},
+            "start": -1,
+            "flag": True,
+            "off": False,
+            "none": None,
+            "empty": [],
+            "text": "a&b=c d/é",
+        }
+    )
+    assert q == (
+        "filter[%3EID]=5&filter[STATUS][0]=2&filter[STATUS][1]=3&select[0]=ID&select[1]=TITLE"
+        "&order[ID]=ASC&start=-1&flag=1&off=0&none=&empty[]=&text=a%26b%3Dc+d%2F%C3%A9"
+    )
 
 
 def test_encode_params_keeps_batch_references_readable():
@@ -26,10 +39,16 @@ def test_encode_params_keeps_batch_references_readable():
 
 def test_encode_params_round_trips_through_a_php_parser():
     from urllib.parse import parse_qsl
+
     params = {"filter": {">=DATE": "2025-01-01T00:00:00+03:00", "!ID": [1, 2]}, "select": ["*", "UF_*"]}
     pairs = dict(parse_qsl(c.encode_params(params)))
-    assert pairs == {"filter[>=DATE]": "2025-01-01T00:00:00+03:00", "filter[!ID][0]": "1",
-                     "filter[!ID][1]": "2", "select[0]": "*", "select[1]": "UF_*"}
+    assert pairs == {
+        "filter[>=DATE]": "2025-01-01T00:00:00+03:00",
+        "filter[!ID][0]": "1",
+        "filter[!ID][1]": "2",
+        "select[0]": "*",
+        "select[1]": "UF_*",
+    }
 
 
 def test_encode_params_rejects_scalars():
@@ -38,8 +57,10 @@ def test_encode_params_rejects_scalars():
 
 
 def test_mask_hides_secrets():
-    text = ("https://p.bitrix24.ru/rest/1/s3cr3tkey/crm.deal.list?auth=tok123&x=1 "
-            "grant_type=refresh_token&client_secret=cs&refresh_token=rt {'auth': 'tok456'}")
+    text = (
+        "https://p.bitrix24.ru/rest/1/s3cr3tkey/crm.deal.list?auth=tok123&x=1 "
+        "grant_type=refresh_token&client_secret=cs&refresh_token=rt {'auth': 'tok456'}"
+    )
     out = c.mask(text)
     for secret in ("s3cr3tkey", "tok123", "=cs", "=rt", "tok456"):
         assert secret not in out
@@ -52,8 +73,10 @@ def test_error_message_is_masked_and_hints_wrong_auth_type():
     assert "k3y" not in str(B24Error(None, "X", "see http://h/rest/1/k3y/m", "m"))
 
 
-@pytest.mark.parametrize("url", ["", "   ", "ftp://h/rest/1/x/", "https:///rest/1/x/", "https://h/",
-                                 "https://h/rest/abc/x/", "https://h/rest/1/"])
+@pytest.mark.parametrize(
+    "url",
+    ["", "   ", "ftp://h/rest/1/x/", "https:///rest/1/x/", "https://h/", "https://h/rest/abc/x/", "https://h/rest/1/"],
+)
 def test_from_webhook_rejects_bad_urls(url):
     with pytest.raises(ValueError):
         B24Client.from_webhook(url)
@@ -87,9 +110,9 @@ def test_leaky_bucket_allows_a_burst_then_paces():
     lim = c._Limiter(rps=2.0, burst=3, clock=lambda: now[0])
     waits = [lim.reserve() for _ in range(5)]
     assert waits == [0.0, 0.0, 0.0, 0.5, 1.0]
-    now[0] = 10.0                      # drained
+    now[0] = 10.0  # drained
     assert lim.reserve() == 0.0
-    lim.drain()                        # the portal said QUERY_LIMIT_EXCEEDED: bucket full
+    lim.drain()  # the portal said QUERY_LIMIT_EXCEEDED: bucket full
     assert lim.reserve() > 0
 
 
@@ -97,11 +120,11 @@ def test_background_traffic_leaves_room_for_interactive_requests():
     now = [0.0]
     lim = c._Limiter(rps=2.0, burst=50, clock=lambda: now[0])
     waits = []
-    for _ in range(80):                   # a sync: reserve, sleep the wait, send; again
+    for _ in range(80):  # a sync: reserve, sleep the wait, send; again
         waits.append(lim.reserve())
         now[0] += waits[-1]
-    assert waits[:45] == [0.0] * 45 and waits[45] == 0.5     # it stops 5 short of the burst
-    assert lim.reserve(interactive=True) == 0.0               # a launch still goes at once
+    assert waits[:45] == [0.0] * 45 and waits[45] == 0.5  # it stops 5 short of the burst
+    assert lim.reserve(interactive=True) == 0.0  # a launch still goes at once
 
 
 def test_method_blocks_are_per_method():
@@ -109,7 +132,7 @@ def test_method_blocks_are_per_method():
     lim.block("tasks.task.list", 200.0)
     assert lim.pending(["crm.item.list"], 100.0) is None
     assert lim.pending(["Tasks.Task.List", "x"], 100.0) == ("tasks.task.list", 200.0)
-    assert lim.pending(["tasks.task.list"], 201.0) is None           # expired blocks vanish
+    assert lim.pending(["tasks.task.list"], 201.0) is None  # expired blocks vanish
 
 
 def test_batch_validates_before_sending():
@@ -132,10 +155,10 @@ import threading
 import time
 from pathlib import Path
 
-from portal_double import PortalDouble
 from b24desk import installations
 from b24desk.client import B24Unavailable
 from b24desk.store import open_db
+from portal_double import PortalDouble
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -189,7 +212,7 @@ def test_list_all_tasks_costs_one_request_per_2500_rows(dbl):
     truth = [t["id"] for t in dbl.portal.task_list]
     n = len(truth)
     assert n > 2500
-    assert [int(r["id"]) for r in rows] == sorted(truth)            # every task once, in ID order
+    assert [int(r["id"]) for r in rows] == sorted(truth)  # every task once, in ID order
     assert cl.requests_sent == dbl.stats.requests == _expected_requests(n)
     assert cl.requests_sent <= math.ceil(n / 2500) + 1
     sent = [p for m, p in dbl.stats.log if m == "tasks.task.list"]
@@ -200,15 +223,17 @@ def test_list_all_tasks_costs_one_request_per_2500_rows(dbl):
 
 def test_list_all_crm_items_lowercase_id_and_resume(dbl):
     cl = _wh(dbl)
-    all_rows = list(cl.list_all("crm.item.list", {"entityTypeId": 2, "select": ["id", "title"]},
-                                id_field="id", items_key="items"))
+    all_rows = list(
+        cl.list_all("crm.item.list", {"entityTypeId": 2, "select": ["id", "title"]}, id_field="id", items_key="items")
+    )
     ids = [r["id"] for r in all_rows]
     assert ids == sorted(r["id"] for r in dbl.portal.item_lists[2]) and len(ids) > 50
     mid = ids[len(ids) // 2]
     before = cl.requests_sent
-    rest = list(cl.list_all("crm.item.list", {"entityTypeId": 2, "filter": {">id": mid}, "select": ["title"]},
-                            id_field="id"))
-    assert [r["id"] for r in rest] == [i for i in ids if i > mid]     # id added to select by the client
+    rest = list(
+        cl.list_all("crm.item.list", {"entityTypeId": 2, "filter": {">id": mid}, "select": ["title"]}, id_field="id")
+    )
+    assert [r["id"] for r in rest] == [i for i in ids if i > mid]  # id added to select by the client
     assert cl.requests_sent - before == _expected_requests(len(rest))
 
 
@@ -230,12 +255,17 @@ def test_list_paged_matches_list_all(dbl):
 
 def test_batch_references_and_per_command_errors(dbl):
     cl = _wh(dbl)
-    res = cl.batch({
-        "me": ("user.current", {}),
-        "dept": ("department.get", {"ID": "$result[me][UF_DEPARTMENT][0]"}),
-        "bad": ("no.such.method", {"x": 1}),
-        "tasks": ("tasks.task.list", {"filter": {"RESPONSIBLE_ID": "$result[me][ID]"}, "select": ["ID", "RESPONSIBLE_ID"]}),
-    })
+    res = cl.batch(
+        {
+            "me": ("user.current", {}),
+            "dept": ("department.get", {"ID": "$result[me][UF_DEPARTMENT][0]"}),
+            "bad": ("no.such.method", {"x": 1}),
+            "tasks": (
+                "tasks.task.list",
+                {"filter": {"RESPONSIBLE_ID": "$result[me][ID]"}, "select": ["ID", "RESPONSIBLE_ID"]},
+            ),
+        }
+    )
     assert cl.requests_sent == 1
     me = res.results["me"]
     assert res.results["dept"][0]["ID"] == str(me["UF_DEPARTMENT"][0])
@@ -253,7 +283,7 @@ def test_call_many_keeps_input_order(dbl):
     assert [int(g["task"]["id"]) for g in got] == ids
     assert cl.requests_sent == 3
     with pytest.raises(B24Error) as e:
-        cl.call_many("tasks.task.get", [{"taskId": ids[0]}, {"taskId": 10 ** 9}])
+        cl.call_many("tasks.task.get", [{"taskId": ids[0]}, {"taskId": 10**9}])
     assert "input #1" in str(e.value)
 
 
@@ -264,8 +294,8 @@ def test_a_burst_of_503_and_5xx_is_absorbed(dbl):
     dbl.faults.fail_next(2, 500, "INTERNAL_SERVER_ERROR")
     assert cl.call("server.time")
     assert cl.requests_sent == 7 and len(sleeps) == 6
-    for i, s in enumerate(sleeps):          # exponential with jitter: in [d/2, d], d = base * 2**i
-        d = min(cl.backoff_cap, cl.backoff_base * 2 ** i)
+    for i, s in enumerate(sleeps):  # exponential with jitter: in [d/2, d], d = base * 2**i
+        d = min(cl.backoff_cap, cl.backoff_base * 2**i)
         assert d / 2 <= s <= d
     # a 503 on a method inside a batch chain is retried too
     dbl.faults.fail_next(3, 503, "QUERY_LIMIT_EXCEEDED", method="tasks.task.get")
@@ -315,7 +345,7 @@ def test_429_pauses_only_that_method_until_operating_reset_at(dbl):
     [wait] = sleeps.big()
     assert abs(wait - (reset_at - time.time())) < 5
     n = len(sleeps)
-    cl.call("tasks.task.list", {"select": ["ID"]})                  # the pause is over: no new wait
+    cl.call("tasks.task.list", {"select": ["ID"]})  # the pause is over: no new wait
     assert len(sleeps) == n
 
 
@@ -372,14 +402,15 @@ def test_redirect_is_followed_with_a_re_post(dbl):
         old = dbl.webhook_url.replace(dbl.base_url, srv.url)
         cl = B24Client.from_webhook(old, rps=0, sleep=Sleeps())
         res = cl.call("tasks.task.list", {"select": ["ID"], "filter": {"ID": dbl.portal.task_list[0]["id"]}})
-        assert len(res["tasks"]) == 1                      # the POST body survived the move
+        assert len(res["tasks"]) == 1  # the POST body survived the move
         cl.call("server.time")
-        assert cl.requests_sent == 3                        # 302 once, then straight to the new address
+        assert cl.requests_sent == 3  # 302 once, then straight to the new address
     finally:
         srv.stop()
 
 
 # --- OAuth: installed app ---------------------------------------------------------------------
+
 
 @pytest.fixture
 def app_db(dbl, tmp_path):
@@ -391,9 +422,16 @@ def app_db(dbl, tmp_path):
 
 
 def _app(d, path, sleeps=None, **opts):
-    return B24Client.from_installation(path, d.member_id, d.client_id, d.client_secret,
-                                       oauth_url=d.oauth_token_url, rps=0,
-                                       sleep=sleeps if sleeps is not None else Sleeps(), **opts)
+    return B24Client.from_installation(
+        path,
+        d.member_id,
+        d.client_id,
+        d.client_secret,
+        oauth_url=d.oauth_token_url,
+        rps=0,
+        sleep=sleeps if sleeps is not None else Sleeps(),
+        **opts,
+    )
 
 
 def _stored(path, member_id):
@@ -414,9 +452,8 @@ def test_expired_token_is_refreshed_once_and_the_rotation_persisted(dbl, app_db)
     assert dbl.stats.by_method["oauth.token"] == 1 and cl.refreshes == 1
     new = _stored(app_db, dbl.member_id)
     assert new["refresh_token"] != old["refresh_token"] and new["access_token"] != old["access_token"]
-    with pytest.raises(AuthError) as e:                     # the old refresh token is dead at the double
-        installations.request_tokens(dbl.oauth_token_url, dbl.client_id, dbl.client_secret,
-                                     old["refresh_token"])
+    with pytest.raises(AuthError) as e:  # the old refresh token is dead at the double
+        installations.request_tokens(dbl.oauth_token_url, dbl.client_id, dbl.client_secret, old["refresh_token"])
     assert e.value.code == "invalid_grant"
     # a new client on the same store picks up the rotated pair without refreshing again
     n = dbl.stats.by_method["oauth.token"]
@@ -462,7 +499,7 @@ def test_threads_share_one_refresh(dbl, app_db):
         try:
             barrier.wait()
             c.call("server.time")
-        except Exception as exc:        # pragma: no cover - reported below
+        except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(c,)) for c in clients]
@@ -484,10 +521,13 @@ print(cl.call("server.time"))
 
 def test_processes_share_one_refresh(dbl, app_db):
     dbl.expire_tokens()
-    code = _CHILD.format(root=str(ROOT), db=app_db, mid=dbl.member_id, cid=dbl.client_id,
-                         cs=dbl.client_secret, url=dbl.oauth_token_url)
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(3)]
+    code = _CHILD.format(
+        root=str(ROOT), db=app_db, mid=dbl.member_id, cid=dbl.client_id, cs=dbl.client_secret, url=dbl.oauth_token_url
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert dbl.stats.by_method["oauth.token"] == 1
@@ -495,8 +535,9 @@ def test_processes_share_one_refresh(dbl, app_db):
 
 def test_a_bare_access_token_never_refreshes(dbl):
     tok = dbl.issue_tokens(1)
-    cl = B24Client.from_access_token(dbl.client_endpoint, tok["access_token"], portal_id=dbl.member_id,
-                                     rps=0, sleep=Sleeps())
+    cl = B24Client.from_access_token(
+        dbl.client_endpoint, tok["access_token"], portal_id=dbl.member_id, rps=0, sleep=Sleeps()
+    )
     assert cl.call("user.current")["ID"] == "1"
     dbl.expire_tokens()
     with pytest.raises(AuthError) as e:
@@ -532,14 +573,21 @@ def test_logs_never_carry_tokens_or_secrets(dbl, app_db, caplog):
     list(wh.list_all("tasks.task.list", {"select": ["ID"], "filter": {">ID": dbl.portal.task_list[-60]["id"]}}))
     with pytest.raises(B24Error):
         wh.call("no.such.method")
-    dead = B24Client.from_webhook(dbl.webhook_url.replace(dbl.base_url, "http://127.0.0.1:9"),
-                                  rps=0, sleep=Sleeps(), max_retries=1)
+    dead = B24Client.from_webhook(
+        dbl.webhook_url.replace(dbl.base_url, "http://127.0.0.1:9"), rps=0, sleep=Sleeps(), max_retries=1
+    )
     with pytest.raises(B24Unavailable):
         dead.call("server.time")
     text = caplog.text
-    assert "retry" in text and "refresh" in text                 # the log is not simply empty
+    assert "retry" in text and "refresh" in text  # the log is not simply empty
     assert "server.time" in text
-    for secret in (first["access_token"], first["refresh_token"], second["access_token"],
-                   second["refresh_token"], dbl.client_secret, secret_path.split("/")[1]):
+    for secret in (
+        first["access_token"],
+        first["refresh_token"],
+        second["access_token"],
+        second["refresh_token"],
+        dbl.client_secret,
+        secret_path.split("/")[1],
+    ):
         assert secret not in text
     assert logging.getLogger("fast_bitrix24").level == logging.WARNING

@@ -1,7 +1,10 @@
 """kpi.md section 1: a CRM item's requester is its customer, so the internal user who created the deal
 is an agent like any other. A deal pipeline where agents create the deals and then e-mail the customer
 has first response times (before, the creator was excluded as the "author": none at all)."""
+
 from __future__ import annotations
+
+from openlines_support import END
 
 from b24desk.client import B24Client
 from b24desk.kpi.report import build_report
@@ -9,20 +12,20 @@ from b24desk.store import open_db
 from b24desk.sync import run_sync
 from portal_double import PortalDouble
 from portal_double.truth import SOURCE_CONFIG
-from openlines_support import END
 
 CONFIG = {"sources": SOURCE_CONFIG}
 
 
 def test_the_creating_agent_replies_and_has_a_first_response():
-    with PortalDouble(seed=3, tickets=60, drain_per_s=1e6, bucket_size=10 ** 6, end=END) as d:
+    with PortalDouble(seed=3, tickets=60, drain_per_s=1e6, bucket_size=10**6, end=END) as d:
         p = d.portal
         agent = d.desk.agents[0]
         start = p.now
         made = []
-        for k in range(4):                  # the agent opens the deal, then answers by e-mail
-            deal = p.create_item(2, creator=agent, assigned=agent, title=f"Request {k}", category_id=3,
-                                 contactId=next(iter(p.items[3])))
+        for k in range(4):  # the agent opens the deal, then answers by e-mail
+            deal = p.create_item(
+                2, creator=agent, assigned=agent, title=f"Request {k}", category_id=3, contactId=next(iter(p.items[3]))
+            )
             d.advance(600 * (k + 1))
             p.add_activity(2, deal["id"], kind="email", direction=2, responsible=agent)
             made.append((deal, 600 * (k + 1)))
@@ -40,7 +43,6 @@ def test_the_creating_agent_replies_and_has_a_first_response():
         p.add_task_comment(t["id"], agent, "note to self")
         d.advance(60)
         run_sync(c, db, ["tasks"], CONFIG)
-        report = build_report(db, c.portal_id, p.now - 400, p.now + 1, config=CONFIG,
-                              filters={"source": "tasks"})
+        report = build_report(db, c.portal_id, p.now - 400, p.now + 1, config=CONFIG, filters={"source": "tasks"})
         assert report["kpis"]["tickets_total"]["value"] == 1
         assert report["kpis"]["first_response_time"]["value"] is None

@@ -4,6 +4,7 @@ The KPI cards the admin sees inside the portal's frame must carry the numbers ``
 for the same store and period. A second run reuses the store (incremental sync), Ctrl-C (SIGINT)
 stops everything it started.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from browser_support import chrome, require_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,9 +41,28 @@ def _free_port_pair() -> int:
 def _start_demo(tmp: Path, port: int, tickets: int = 1200, seed: int = 5) -> tuple[subprocess.Popen, str, list]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", B24DESK_DB=str(tmp / "unused.db"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "app", "demo", "--port", str(port), "--tickets", str(tickets),
-         "--seed", str(seed), "--data-dir", str(tmp / "demo")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "app",
+            "demo",
+            "--port",
+            str(port),
+            "--tickets",
+            str(tickets),
+            "--seed",
+            str(seed),
+            "--data-dir",
+            str(tmp / "demo"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines, deadline = [], time.time() + 240
     while time.time() < deadline:
         line = proc.stdout.readline()
@@ -72,9 +91,29 @@ def _stop(proc: subprocess.Popen) -> tuple[int, str]:
 
 
 def _flask_kpi(db: Path, date_from: str, date_to: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "kpi", "--db", str(db),
-                          "--from", date_from, "--to", date_to, "--format", "json"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "app",
+            "kpi",
+            "--db",
+            str(db),
+            "--from",
+            date_from,
+            "--to",
+            date_to,
+            "--format",
+            "json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -97,17 +136,26 @@ def test_demo_shows_the_numbers_of_flask_kpi(tmp_path):
         assert url.startswith(f"http://127.0.0.1:{port + 1}/")
         log = "".join(lines)
         assert "app installed" in log and "full sync" in log
-        driver = chrome("--disable-quic", "--no-first-run", "--disable-background-networking",
-                            "--disable-component-update", "--disable-sync", "--window-size=1500,1600")
+        driver = chrome(
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1500,1600",
+        )
         try:
             driver.get(url)
             WebDriverWait(driver, 120).until(EC.frame_to_be_available_and_switch_to_it((By.NAME, "app")))
-            card = WebDriverWait(driver, 120).until(EC.presence_of_element_located(
-                (By.CSS_SELECTOR, '#cards .card[data-kpi="tickets_total"] .value')))
+            card = WebDriverWait(driver, 120).until(
+                EC.presence_of_element_located((By.CSS_SELECTOR, '#cards .card[data-kpi="tickets_total"] .value'))
+            )
             date_from = driver.find_element(By.CSS_SELECTOR, 'input[name="from"]').get_attribute("value")
             date_to = driver.find_element(By.CSS_SELECTOR, 'input[name="to"]').get_attribute("value")
-            shown = {k: driver.find_element(By.CSS_SELECTOR, f'#cards .card[data-kpi="{k}"] .value').text
-                     for k in ("tickets_total", "resolved_count", "backlog")}
+            shown = {
+                k: driver.find_element(By.CSS_SELECTOR, f'#cards .card[data-kpi="{k}"] .value').text
+                for k in ("tickets_total", "resolved_count", "backlog")
+            }
             assert card.text
             ARTIFACTS.mkdir(exist_ok=True)
             driver.switch_to.default_content()
@@ -127,6 +175,7 @@ def test_demo_shows_the_numbers_of_flask_kpi(tmp_path):
 
     # the page's "to" is the last day shown; flask kpi takes the half-open end, a day later
     from datetime import date, timedelta
+
     date_to = (date.fromisoformat(date_to) + timedelta(days=1)).isoformat()
     report = _flask_kpi(db, date_from, date_to)
     for key, text in shown.items():

@@ -1,6 +1,7 @@
 """The demo portal's own pages (portal_double/frame.py): the ticket links the app shows open the
 ticket's card on the app's tab, the agent's card is one of their own tickets, feed posts show
 their text, and the app page answers at /marketplace/app/<id>/ (the digest's link)."""
+
 from __future__ import annotations
 
 import html
@@ -17,7 +18,7 @@ from portal_double.frame import viewer_ids
 @pytest.fixture(scope="module")
 def double():
     d = PortalDouble(seed=3, tickets=200, months=2, drain_per_s=1e6).start()
-    d.app.handler_url = "http://127.0.0.1:9/app"      # the form's target; never followed here
+    d.app.handler_url = "http://127.0.0.1:9/app"  # the form's target; never followed here
     yield d
     d.stop()
 
@@ -52,7 +53,16 @@ def test_the_agents_task_card_is_their_own_task(double):
 
 def test_feed_posts_show_their_title_and_text(double):
     from portal_double.push_methods import push_state
-    push_state(double.portal).posts.append({"ID": 1, "TITLE": "Еженедельный отчёт", "DETAIL_TEXT": "Решено: [B]12[/B]",
-                                            "DEST": ["UA"], "AUTHOR_ID": 1, "at": double.portal.now})
+
+    push_state(double.portal).posts.append(
+        {
+            "ID": 1,
+            "TITLE": "Еженедельный отчёт",
+            "DETAIL_TEXT": "Решено: [B]12[/B]",
+            "DEST": ["UA"],
+            "AUTHOR_ID": 1,
+            "at": double.portal.now,
+        }
+    )
     page = requests.get(f"{double.base_url}/?as=admin").text
     assert "Еженедельный отчёт" in page and "Решено: <b>12</b>" in page

@@ -1,5 +1,6 @@
 """POST /events end to end: the double delivers events over HTTP, the worker re-reads, the store
 matches a clean sync; duplicates, out-of-order events and a crashed batch change nothing."""
+
 from __future__ import annotations
 
 import os
@@ -7,9 +8,9 @@ import time
 
 import pytest
 import requests
+from events_harness import Harness, assert_equals_clean_sync, double, event_body
 
 from b24desk import inbox
-from events_harness import Harness, assert_equals_clean_sync, double, event_body
 
 
 @pytest.fixture
@@ -17,7 +18,7 @@ def setup(tmp_path):
     d = double(seed=3, tickets=80)
     h = Harness(tmp_path, d)
     assert h.install_api().status_code == 200
-    h.runtime.reconcile(d.member_id)            # the first (full) sync
+    h.runtime.reconcile(d.member_id)  # the first (full) sync
     yield h
     h.close()
     d.stop()
@@ -43,8 +44,13 @@ def _mutate(d):
     p.delete_item(2, deals[3]["id"])
     spa = p.item_lists[1038]
     p.set_item_field(1038, spa[0]["id"], "title", "Renamed")
-    p.create_item(1038, creator=spa[1]["createdBy"], assigned=spa[1]["assignedById"], title="New SPA ticket",
-                  category_id=spa[1]["categoryId"])
+    p.create_item(
+        1038,
+        creator=spa[1]["createdBy"],
+        assigned=spa[1]["assignedById"],
+        title="New SPA ticket",
+        category_id=spa[1]["categoryId"],
+    )
     d.advance(600)
 
 
@@ -58,10 +64,12 @@ def test_delivered_events_bring_the_store_to_a_clean_sync(setup, tmp_path):
     assert all(x.get("status") == 200 for x in h.double.app.deliveries)
     with h.db() as db:
         assert inbox.counts(db).get(inbox.DONE) == len(delivered)
-        deleted = {r["source_id"] for r in db.query(
-            "select source_id from tickets where portal = ? and deleted = 1", [h.double.member_id])}
-    assert len(deleted) == 2                      # the task and the deal deleted above
-    assert h.double.stats.requests > before       # the worker read the changed objects back
+        deleted = {
+            r["source_id"]
+            for r in db.query("select source_id from tickets where portal = ? and deleted = 1", [h.double.member_id])
+        }
+    assert len(deleted) == 2  # the task and the deal deleted above
+    assert h.double.stats.requests > before  # the worker read the changed objects back
     observed = assert_equals_clean_sync(h, tmp_path)
     # the reassigned deal: a transfer only a live observer can record (no history API for it)
     assert ("crm:2", str(h.double.portal.item_lists[2][0]["id"])) in observed
@@ -88,14 +96,20 @@ def test_duplicates_and_out_of_order_events_are_harmless(setup, tmp_path):
         assert requests.post(url, data=b, headers=hdr, timeout=10).status_code == 200
     h.settle()
     with h.db() as db:
-        row = db.execute("select deleted from tickets where portal = ? and source = 'task' and source_id = ?",
-                         [d.member_id, str(gone)]).fetchone()
-        live = db.execute("select deleted from tickets where portal = ? and source = 'task' and source_id = ?",
-                          [d.member_id, str(t["id"])]).fetchone()
-        snapshots = db.execute("select count(*) from snapshots where portal = ? and source = 'task' and source_id = ?",
-                               [d.member_id, str(t["id"])]).fetchone()[0]
+        row = db.execute(
+            "select deleted from tickets where portal = ? and source = 'task' and source_id = ?",
+            [d.member_id, str(gone)],
+        ).fetchone()
+        live = db.execute(
+            "select deleted from tickets where portal = ? and source = 'task' and source_id = ?",
+            [d.member_id, str(t["id"])],
+        ).fetchone()
+        snapshots = db.execute(
+            "select count(*) from snapshots where portal = ? and source = 'task' and source_id = ?",
+            [d.member_id, str(t["id"])],
+        ).fetchone()[0]
     assert row[0] == 1 and live[0] == 0
-    assert snapshots == 2            # before and after the one real change: replays add nothing
+    assert snapshots == 2  # before and after the one real change: replays add nothing
     assert_equals_clean_sync(h, tmp_path)
 
 
@@ -109,16 +123,20 @@ def test_a_batch_held_by_a_dead_process_is_taken_back(setup):
     assert d.app.wait_idle()
     with h.db() as db:
         # a worker of a process that died mid-batch: rows claimed, never finished
-        dead = f"{os.uname().nodename}:{2 ** 22 + 12345}:deadbeef"
-        db.execute("update inbox set state = 'working', claimed_by = ?, claimed_at = ? where state = 'new'",
-                   [dead, time.time()])
+        dead = f"{os.uname().nodename}:{2**22 + 12345}:deadbeef"
+        db.execute(
+            "update inbox set state = 'working', claimed_by = ?, claimed_at = ? where state = 'new'",
+            [dead, time.time()],
+        )
         db.conn.commit()
         assert inbox.counts(db).get(inbox.WORKING) == 1
     h.runtime.worker.start()
     h.settle()
     with h.db() as db:
-        title = db.execute("select title from tickets where portal = ? and source = 'task' and source_id = ?",
-                           [d.member_id, str(t["id"])]).fetchone()[0]
+        title = db.execute(
+            "select title from tickets where portal = ? and source = 'task' and source_id = ?",
+            [d.member_id, str(t["id"])],
+        ).fetchone()[0]
     assert title == "Picked up after a crash"
 
 
@@ -127,16 +145,18 @@ def test_failed_batch_goes_back_and_is_retried(setup):
     d = h.double
     d.advance(600)
     t = d.portal.task_list[8]
-    d.faults.fail_next(3, status=401, error="NO_AUTH_FOUND")     # the portal refuses us three times
+    d.faults.fail_next(3, status=401, error="NO_AUTH_FOUND")  # the portal refuses us three times
     d.portal.update_task(t["id"], title="After an outage")
     assert d.app.wait_idle()
     h.settle()
     with h.db() as db:
         row = db.execute("select attempts, error from inbox order by id desc limit 1").fetchone()
-    assert row[0] > 1 and "NO_AUTH_FOUND" in row[1]             # retried, and the reason kept
+    assert row[0] > 1 and "NO_AUTH_FOUND" in row[1]  # retried, and the reason kept
     with h.db() as db:
-        title = db.execute("select title from tickets where portal = ? and source = 'task' and source_id = ?",
-                           [d.member_id, str(t["id"])]).fetchone()[0]
+        title = db.execute(
+            "select title from tickets where portal = ? and source = 'task' and source_id = ?",
+            [d.member_id, str(t["id"])],
+        ).fetchone()[0]
     assert title == "After an outage"
 
 
@@ -161,19 +181,21 @@ def test_events_about_unchanged_objects_cost_one_read_each_50_to_a_request(setup
     for b in bodies:
         assert requests.post(h.url + "/events", data=b, headers=hdr, timeout=10).status_code == 200
     d.stats.reset()
-    w = inbox.Worker(h.db_path, h.runtime.worker.handler)       # the stopped worker's handler, drained here
+    w = inbox.Worker(h.db_path, h.runtime.worker.handler)  # the stopped worker's handler, drained here
     with h.db() as db:
         assert w.drain(db) >= len(bodies)
     calls = d.stats.by_method
     assert calls["tasks.task.get"] == len(tasks)
-    assert calls["tasks.task.history.list"] == 2            # the changed task and the commented one
+    assert calls["tasks.task.history.list"] == 2  # the changed task and the commented one
     assert calls["task.commentitem.getlist"] == 2
-    assert calls["crm.stagehistory.list"] == 0               # no deal changed
+    assert calls["crm.stagehistory.list"] == 0  # no deal changed
     # gets packed 50 to a batch (+ one batch of details, + the deals' list-by-id batch)
     assert d.stats.requests <= -(-len(tasks) // 50) + 1 + 1 + 1
     with h.db() as db:
-        title = db.execute("select title from tickets where portal = ? and source = 'task' and source_id = ?",
-                           [d.member_id, str(changed)]).fetchone()[0]
+        title = db.execute(
+            "select title from tickets where portal = ? and source = 'task' and source_id = ?",
+            [d.member_id, str(changed)],
+        ).fetchone()[0]
     assert title == "Changed among the unchanged"
     assert_equals_clean_sync(h, tmp_path)
 
@@ -191,18 +213,19 @@ def test_the_worker_lets_a_trickle_of_events_gather_before_reading(setup):
     def post(t):
         b = event_body(h, "ONTASKUPDATE", {"FIELDS_BEFORE": {"ID": t}, "FIELDS_AFTER": {"ID": t}})
         assert requests.post(h.url + "/events", data=b, headers=hdr, timeout=10).status_code == 200
+
     post(tasks[0])
     post(tasks[1])
     with h.db() as db:
         w._hold = None
-        assert w.drain(db, fill_wait=3600) == 0                  # two young events: gathering
+        assert w.drain(db, fill_wait=3600) == 0  # two young events: gathering
         assert w._hold is not None and w._hold > 0
         assert inbox.counts(db).get(inbox.NEW) == 2
-        post(tasks[2])                                            # the third fills the batch
+        post(tasks[2])  # the third fills the batch
         assert w.drain(db, fill_wait=3600) == 3
         post(tasks[0])
         db.execute("update inbox set received_at = received_at - 7200 where state = 'new'")
         db.conn.commit()
-        assert w.drain(db, fill_wait=3600) == 1                  # old enough: no more waiting
+        assert w.drain(db, fill_wait=3600) == 1  # old enough: no more waiting
         post(tasks[1])
-        assert w.drain(db) == 1                                   # a direct drain never waits
+        assert w.drain(db) == 1  # a direct drain never waits

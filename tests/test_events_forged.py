@@ -1,14 +1,15 @@
 """Forged and broken requests to POST /events: always 4xx, never 5xx, nothing changes, and no call
 reaches any portal. Includes hypothesis fuzzing of the form parser over real HTTP."""
+
 from __future__ import annotations
 
 import pytest
 import requests
+from events_harness import Harness, double, event_body, form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from b24desk import inbox
-from events_harness import Harness, double, event_body, form
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -26,8 +27,13 @@ def h(tmp_path_factory):
 def _state(h):
     with h.db() as db:
         inst = dict(h.installation())
-        return (db.execute("select count(*) from inbox").fetchone()[0], inst["application_token"],
-                inst["access_token"], inst["active"], h.double.stats.requests)
+        return (
+            db.execute("select count(*) from inbox").fetchone()[0],
+            inst["application_token"],
+            inst["access_token"],
+            inst["active"],
+            h.double.stats.requests,
+        )
 
 
 def _post(h, body, headers=FORM):
@@ -64,24 +70,40 @@ def test_forged_and_broken_events_get_4xx_and_change_nothing(h):
         assert r.headers["Content-Type"].startswith("application/json"), name
     r = requests.post(h.url + "/events", json={"event": "ONTASKUPDATE"}, timeout=10)
     assert r.status_code == 400
-    r = requests.post(h.url + "/events", files={"f": ("a.txt", b"x")},
-                      data={"event": "ONTASKUPDATE"}, timeout=10)
+    r = requests.post(h.url + "/events", files={"f": ("a.txt", b"x")}, data={"event": "ONTASKUPDATE"}, timeout=10)
     assert r.status_code == 400
     assert requests.get(h.url + "/events", timeout=10).status_code == 405
     assert _state(h) == before
 
 
-KEYS = st.sampled_from(["event", "auth[member_id]", "auth[application_token]", "data[FIELDS][ID]",
-                        "data[FIELDS_AFTER][ID]", "data[CLEAN]", "auth[domain]", "ts", "data", "auth",
-                        "auth[]", "data[[", "event[]", "auth[member_id][x]"]) | st.text(max_size=30)
-VALUES = st.sampled_from(["ONTASKUPDATE", "ONAPPUNINSTALL", "ONAPPINSTALL", "", "1", "undefined",
-                          "d0ub1e0000000000000000000000f00d"]) | st.text(max_size=60)
+KEYS = st.sampled_from(
+    [
+        "event",
+        "auth[member_id]",
+        "auth[application_token]",
+        "data[FIELDS][ID]",
+        "data[FIELDS_AFTER][ID]",
+        "data[CLEAN]",
+        "auth[domain]",
+        "ts",
+        "data",
+        "auth",
+        "auth[]",
+        "data[[",
+        "event[]",
+        "auth[member_id][x]",
+    ]
+) | st.text(max_size=30)
+VALUES = st.sampled_from(
+    ["ONTASKUPDATE", "ONAPPUNINSTALL", "ONAPPINSTALL", "", "1", "undefined", "d0ub1e0000000000000000000000f00d"]
+) | st.text(max_size=60)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pairs=st.lists(st.tuples(KEYS, VALUES), max_size=25))
 def test_fuzzed_forms_without_the_token_never_pass_or_crash(h, pairs):
     from urllib.parse import urlencode
+
     before = _state(h)
     r = _post(h, urlencode(pairs))
     assert 400 <= r.status_code < 500, r.text[:200]
@@ -98,11 +120,18 @@ def test_fuzzed_raw_bodies_never_crash(h, body):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(event=st.sampled_from(sorted(inbox.OBJECT_EVENTS)) | st.from_regex(r"\AON[A-Z]{1,20}\Z"),
-       data=st.recursive(st.text(max_size=12) | st.integers(-5, 10 ** 12).map(str),
-                         lambda c: st.dictionaries(st.sampled_from(["ID", "FIELDS", "FIELDS_AFTER", "FIELDS_BEFORE",
-                                                                    "TASK_ID", "ENTITY_TYPE_ID", "x"]), c, max_size=4),
-                         max_leaves=8))
+@given(
+    event=st.sampled_from(sorted(inbox.OBJECT_EVENTS)) | st.from_regex(r"\AON[A-Z]{1,20}\Z"),
+    data=st.recursive(
+        st.text(max_size=12) | st.integers(-5, 10**12).map(str),
+        lambda c: st.dictionaries(
+            st.sampled_from(["ID", "FIELDS", "FIELDS_AFTER", "FIELDS_BEFORE", "TASK_ID", "ENTITY_TYPE_ID", "x"]),
+            c,
+            max_size=4,
+        ),
+        max_leaves=8,
+    ),
+)
 def test_fuzzed_events_with_the_token_are_accepted_and_never_break_the_worker(h, event, data):
     if event in (inbox.UNINSTALL, inbox.INSTALL):
         return

@@ -2,6 +2,7 @@
 SIGKILL while the portal sends events, then restarted: after the offline queue and the reconcile,
 the store equals a clean sync. Events sent while it was down are lost by the portal (no retries),
 so only the offline queue and the reconcile can bring them back."""
+
 from __future__ import annotations
 
 import os
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from events_harness import SOURCES, assert_equals_clean_sync, double
 
 from b24desk import inbox
 from b24desk.store import open_db
-from events_harness import SOURCES, assert_equals_clean_sync, double
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,20 +38,33 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_path = str(tmp_path / "server.db")
         cfg = (ROOT / "config" / "b24desk.toml").read_text()
-        cfg = "\n".join(f"sources = {SOURCES!r}".replace("'", '"') if line.startswith("sources =") else line
-                        for line in cfg.splitlines())
+        cfg = "\n".join(
+            f"sources = {SOURCES!r}".replace("'", '"') if line.startswith("sources =") else line
+            for line in cfg.splitlines()
+        )
         (tmp_path / "b24desk.toml").write_text(cfg)
-        self.env = {**os.environ, "B24DESK_DB": self.db_path, "B24DESK_PUBLIC_URL": self.url,
-                    "B24DESK_CLIENT_ID": d.client_id, "B24DESK_CLIENT_SECRET": d.client_secret,
-                    "B24DESK_OAUTH_URL": d.oauth_token_url, "B24DESK_CONFIG": str(tmp_path / "b24desk.toml"),
-                    "B24DESK_SECRET_KEY": "test", "PYTHONPATH": str(ROOT)}
+        self.env = {
+            **os.environ,
+            "B24DESK_DB": self.db_path,
+            "B24DESK_PUBLIC_URL": self.url,
+            "B24DESK_CLIENT_ID": d.client_id,
+            "B24DESK_CLIENT_SECRET": d.client_secret,
+            "B24DESK_OAUTH_URL": d.oauth_token_url,
+            "B24DESK_CONFIG": str(tmp_path / "b24desk.toml"),
+            "B24DESK_SECRET_KEY": "test",
+            "PYTHONPATH": str(ROOT),
+        }
         self.log = open(tmp_path / "server.log", "ab")
         self.proc = None
 
     def start(self, timeout: float = 60) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "b24desk.server", "--port", str(self.port),
-                                      "--log-level", "WARNING"], cwd=ROOT, env=self.env,
-                                     stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "b24desk.server", "--port", str(self.port), "--log-level", "WARNING"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=self.log,
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -87,9 +101,14 @@ def _wait(cond, timeout: float = 180, what: str = "") -> None:
 def _synced_since(db_path: str, portal: str, t: float) -> bool:
     db = open_db(db_path)
     try:
-        rows = {r[0]: r[1] for r in db.execute(
-            "select selector, updated_at from cursors where portal = ? and name = 'changed_since' "
-            "and value is not null", [portal]).fetchall()}
+        rows = {
+            r[0]: r[1]
+            for r in db.execute(
+                "select selector, updated_at from cursors where portal = ? and name = 'changed_since' "
+                "and value is not null",
+                [portal],
+            ).fetchall()
+        }
         return all(rows.get(sel, 0) >= int(t) for sel in SOURCES)
     finally:
         db.conn.close()
@@ -107,6 +126,7 @@ def _inbox_drained(db_path: str) -> bool:
 def _traffic(d, n: int, stop: threading.Event, seed: int) -> int:
     """Service-desk changes on the portal, one every few milliseconds."""
     import random
+
     rng = random.Random(seed)
     p = d.portal
     done = 0
@@ -152,7 +172,7 @@ def test_killed_while_events_arrive_then_restarted_converges_to_a_clean_sync(tmp
         worker = threading.Thread(target=_traffic, args=(d, 400, stop, 1))
         worker.start()
         _wait(lambda: len(d.app.deliveries) >= 60, what="some deliveries")
-        server.kill()                                   # mid-stream, nothing flushed, locks held
+        server.kill()  # mid-stream, nothing flushed, locks held
         lost_from = len(d.app.deliveries)
         worker.join()
         assert d.app.wait_idle()
@@ -162,12 +182,11 @@ def test_killed_while_events_arrive_then_restarted_converges_to_a_clean_sync(tmp
 
         restarted = time.time()
         server.start()
-        _wait(lambda: not [r for r in d.app.offline if r["PROCESS_ID"] is None],
-              what="the offline queue to be read")
+        _wait(lambda: not [r for r in d.app.offline if r["PROCESS_ID"] is None], what="the offline queue to be read")
         _wait(lambda: _synced_since(server.db_path, d.member_id, restarted), what="the reconcile")
         _wait(lambda: _inbox_drained(server.db_path), what="the inbox")
 
-        class _H:                                       # the comparator reads the server's store
+        class _H:  # the comparator reads the server's store
             double = d
             db_path = server.db_path
 
@@ -182,7 +201,9 @@ def test_killed_while_events_arrive_then_restarted_converges_to_a_clean_sync(tmp
                         yield db
                     finally:
                         db.conn.close()
+
                 return cm()
+
         assert_equals_clean_sync(_H, tmp_path)
         db = open_db(server.db_path)
         try:

@@ -2,6 +2,7 @@
 spreadsheet (';' separators, decimal commas, Russian headers, minutes and percents); the XLSX has
 Russian sheet names and number formats (durations as [h]:mm:ss, shares as %); the drilldown list
 exports with the value behind each row."""
+
 from __future__ import annotations
 
 import csv
@@ -10,11 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import openpyxl
 import pytest
+from pages_support import build_desk
 
 from app import create_app
 from b24desk.kpi import build_report
 from b24desk.store import open_db
-from pages_support import build_desk
 
 SECRET = "exports-secret"
 
@@ -29,6 +30,7 @@ def desk(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(desk):
     from reports.data import MEMO
+
     MEMO.clear()
     return create_app({"TESTING": True, "DB": desk.db_path, "SECRET_KEY": SECRET}).test_client()
 
@@ -54,6 +56,7 @@ def ru_number(text: str) -> float:
 def seconds(v) -> float:
     """A duration cell as a reader gets it: openpyxl turns [h]:mm:ss cells into timedeltas."""
     import datetime as dt
+
     if isinstance(v, dt.timedelta):
         return v.total_seconds()
     if isinstance(v, dt.time):
@@ -64,12 +67,12 @@ def seconds(v) -> float:
 def test_russian_csv_opens_as_columns_with_decimal_commas(client, desk):
     r = client.get(f"/reports/export.csv?from={desk.date_from}&to={desk.date_to}&t={token(client, desk, 'ru')}")
     assert r.status_code == 200
-    assert r.headers["Content-Type"] == "text/csv; charset=utf-8"          # one charset, not two
+    assert r.headers["Content-Type"] == "text/csv; charset=utf-8"  # one charset, not two
     body = r.get_data(as_text=True).lstrip("\ufeff")
     rows = list(csv.reader(io.StringIO(body), delimiter=";"))
     head = rows[0]
     assert head[:4] == ["Группа", "Показатель", "Единица", "Значение"] and len(head) == 12
-    assert all(len(row) == len(head) for row in rows)                     # every line splits into the columns
+    assert all(len(row) == len(head) for row in rows)  # every line splits into the columns
     rep = truth(desk, group_by="agent")
     by_label = {row[1]: row for row in rows[1:] if row[0] == ""}
     frt = by_label["Среднее время первого ответа"]
@@ -80,7 +83,7 @@ def test_russian_csv_opens_as_columns_with_decimal_commas(client, desk):
     assert share[2] == "%"
     assert ru_number(share[3]) == pytest.approx(rep["kpis"]["resolved_share"]["value"] * 100, abs=0.01)
     assert ru_number(by_label["Общее количество заявок"][3]) == rep["kpis"]["tickets_total"]["value"]
-    assert not any("." in c and c.replace(".", "").isdigit() for row in rows[1:] for c in row)   # no dot decimals
+    assert not any("." in c and c.replace(".", "").isdigit() for row in rows[1:] for c in row)  # no dot decimals
     # the per-agent rows carry names
     names = {row[0] for row in rows[1:] if row[0]}
     assert names and all(not n.isdigit() for n in names)
@@ -122,15 +125,16 @@ def test_drilldown_list_exports_with_values_and_pages(client, desk):
     values = [t["value"] for t in page1["tickets"]]
     assert values == sorted(values, reverse=True)
     asc = client.get(f"/api/drilldown?{q}&sort=created&dir=asc&t={tok}").get_json()["tickets"]
-    assert [t["created"][6:10] + t["created"][3:5] + t["created"][:2] + t["created"][11:] for t in asc] == \
-        sorted(t["created"][6:10] + t["created"][3:5] + t["created"][:2] + t["created"][11:] for t in asc)
+    assert [t["created"][6:10] + t["created"][3:5] + t["created"][:2] + t["created"][11:] for t in asc] == sorted(
+        t["created"][6:10] + t["created"][3:5] + t["created"][:2] + t["created"][11:] for t in asc
+    )
     r = client.get(f"/api/drilldown?{q}&format=csv&t={tok}")
     rows = list(csv.reader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff")), delimiter=";"))
     assert rows[0][0] == "Название" and rows[0][-1].startswith("Значение")
     assert len(rows) - 1 == page1["total"]
     assert all(ru_number(row[-1]) >= 0 for row in rows[1:])
     counts = client.get(f"/api/drilldown?from={desk.date_from}&to={desk.date_to}&kpi=tickets_total&t={tok}").get_json()
-    assert all(t["value_text"] for t in counts["tickets"])             # counts show the value behind each row
+    assert all(t["value_text"] for t in counts["tickets"])  # counts show the value behind each row
     assert client.get(f"/api/drilldown?{q}&sort=bogus&t={tok}").status_code == 400
 
 
@@ -150,18 +154,22 @@ def test_periods_presets_and_comparison_in_the_api_and_the_page(client, desk):
     # a preset is the same days as its dates
     p = client.get("/api/kpi?preset=last_month", headers=auth).get_json()
     from datetime import date
+
     first = date.fromisoformat(p["period"]["from"][:10])
-    assert first.day == 1 and p["period"]["to"][:10] == (date(first.year + first.month // 12, first.month % 12 + 1, 1)
-                                                         .isoformat())
+    assert first.day == 1 and p["period"]["to"][:10] == (
+        date(first.year + first.month // 12, first.month % 12 + 1, 1).isoformat()
+    )
     # one day on the page: to = from is that day, i.e. [day, day + 1) for the API
     day = desk.date_from
     page = client.get(f"/reports/dashboard?from={day}&to={day}&t={tok}")
     assert page.status_code == 200
     text = page.get_data(as_text=True)
-    one = client.get(f"/api/kpi?from={day}&to={date.fromordinal(date.fromisoformat(day).toordinal() + 1)}",
-                     headers=auth).get_json()
+    one = client.get(
+        f"/api/kpi?from={day}&to={date.fromordinal(date.fromisoformat(day).toordinal() + 1)}", headers=auth
+    ).get_json()
     assert 'data-kpi="tickets_total"' in text
     import re
+
     shown = re.search(r'data-kpi="tickets_total".*?<div class="value">([^<]*)', text, re.S).group(1).strip()
     assert int("".join(shown.split())) == one["kpis"]["tickets_total"]["value"]
     assert client.get("/api/kpi?compare=next_year", headers=auth).status_code == 400

@@ -1,4 +1,5 @@
 """The installation store: rows, atomic token rotation, uninstall, token URL, the refresh lock."""
+
 from __future__ import annotations
 
 import time
@@ -7,16 +8,24 @@ import pytest
 
 from b24desk import installations as inst
 from b24desk.client import B24Error
-from b24desk.model import Ticket
+from b24desk.model import Bundle, Ticket
 from b24desk.store import save_bundle
-from b24desk.model import Bundle
 
 
 def _install(db, **over):
-    fields = dict(member_id="m1", domain="portal.example", client_endpoint="https://portal.example/rest/",
-                  server_endpoint="https://oauth.bitrix.info/rest/", access_token="A1",
-                  refresh_token="R1", expires_in=3600, application_token="apptok", scope="crm,task",
-                  status="L", user_id=1)
+    fields = dict(
+        member_id="m1",
+        domain="portal.example",
+        client_endpoint="https://portal.example/rest/",
+        server_endpoint="https://oauth.bitrix.info/rest/",
+        access_token="A1",
+        refresh_token="R1",
+        expires_in=3600,
+        application_token="apptok",
+        scope="crm,task",
+        status="L",
+        user_id=1,
+    )
     fields.update(over)
     return inst.save_installation(db, **fields)
 
@@ -36,21 +45,34 @@ def test_save_and_update_keep_other_columns(db):
 
 def test_rotate_tokens_writes_the_new_pair(db):
     _install(db)
-    new = inst.rotate_tokens(db, "m1", {"access_token": "A2", "refresh_token": "R2", "expires": 2_000_000_000,
-                                        "member_id": "m1", "client_endpoint": "https://new.example/rest/",
-                                        "domain": "oauth.bitrix.info", "user_id": 7})
+    new = inst.rotate_tokens(
+        db,
+        "m1",
+        {
+            "access_token": "A2",
+            "refresh_token": "R2",
+            "expires": 2_000_000_000,
+            "member_id": "m1",
+            "client_endpoint": "https://new.example/rest/",
+            "domain": "oauth.bitrix.info",
+            "user_id": 7,
+        },
+    )
     assert (new["access_token"], new["refresh_token"], new["expires_at"]) == ("A2", "R2", 2_000_000_000)
     assert new["client_endpoint"] == "https://new.example/rest/"
-    assert new["domain"] == "portal.example"     # the token answer's domain is the OAuth server's
+    assert new["domain"] == "portal.example"  # the token answer's domain is the OAuth server's
     assert new["user_id"] == "7"
 
 
-@pytest.mark.parametrize("bad", [
-    {"access_token": "A2"},                                          # no refresh token
-    {"refresh_token": "R2"},
-    {"access_token": "A2", "refresh_token": "R2", "member_id": "other"},
-    "not a dict",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"access_token": "A2"},  # no refresh token
+        {"refresh_token": "R2"},
+        {"access_token": "A2", "refresh_token": "R2", "member_id": "other"},
+        "not a dict",
+    ],
+)
 def test_rotate_tokens_refuses_bad_answers_and_keeps_the_old_pair(db, bad):
     _install(db)
     with pytest.raises(ValueError):
@@ -65,8 +87,12 @@ def test_rotate_tokens_unknown_portal(db):
 
 
 def _ticket(db, portal):
-    save_bundle(db, Bundle(ticket=Ticket(portal=portal, source="task", source_id="1", created_at=1),
-                           events=[], snapshot={"id": "1"}))
+    save_bundle(
+        db,
+        Bundle(
+            ticket=Ticket(portal=portal, source="task", source_id="1", created_at=1), events=[], snapshot={"id": "1"}
+        ),
+    )
 
 
 def test_delete_installation_clean_and_keep(db):
@@ -89,8 +115,11 @@ def test_token_url_is_fixed_by_configuration_never_by_the_portal(monkeypatch):
     monkeypatch.delenv("B24DESK_OAUTH_URL", raising=False)
     # whatever server_endpoint a portal (or a forged install) sent, the secret goes to the OAuth server
     for sent in ("https://oauth.bitrix.info/rest/", "http://127.0.0.1:9/evil/rest", "https://evil.example/"):
-        assert inst.token_url({"server_endpoint": sent}) == inst.DEFAULT_TOKEN_URL == \
-            "https://oauth.bitrix.info/oauth/token/"
+        assert (
+            inst.token_url({"server_endpoint": sent})
+            == inst.DEFAULT_TOKEN_URL
+            == "https://oauth.bitrix.info/oauth/token/"
+        )
     assert inst.token_url({}) == inst.DEFAULT_TOKEN_URL
     assert inst.token_url({"server_endpoint": "https://x/rest/"}, override="http://o/t/") == "http://o/t/"
     monkeypatch.setenv("B24DESK_OAUTH_URL", "http://env/token/")
@@ -98,14 +127,15 @@ def test_token_url_is_fixed_by_configuration_never_by_the_portal(monkeypatch):
 
 
 def test_is_expired():
-    assert inst.is_expired({"expires_at": 100}, now=80)           # inside the 30 s margin
+    assert inst.is_expired({"expires_at": 100}, now=80)  # inside the 30 s margin
     assert not inst.is_expired({"expires_at": 1000}, now=80)
     assert not inst.is_expired({"expires_at": None}, now=80)
 
 
 def test_refresh_lock_waits_for_a_live_lease_and_takes_an_expired_one(db):
-    db["locks"].insert({"name": "oauth-refresh:m1", "owner": "other-process", "expires_at": time.time() + 60},
-                       pk="name")
+    db["locks"].insert(
+        {"name": "oauth-refresh:m1", "owner": "other-process", "expires_at": time.time() + 60}, pk="name"
+    )
     db.conn.commit()
     with pytest.raises(B24Error) as e:
         with inst.refresh_lock(db, "m1", timeout=0.3):
@@ -116,11 +146,12 @@ def test_refresh_lock_waits_for_a_live_lease_and_takes_an_expired_one(db):
     with inst.refresh_lock(db, "m1", timeout=1):
         owner = db.execute("select owner from locks where name = 'oauth-refresh:m1'").fetchone()[0]
         assert owner != "other-process"
-    assert db.execute("select count(*) from locks").fetchone()[0] == 0     # released
+    assert db.execute("select count(*) from locks").fetchone()[0] == 0  # released
 
 
 def test_refresh_needs_credentials_and_an_installation(db):
     from b24desk.client import AuthError
+
     with pytest.raises(AuthError) as e:
         inst.refresh(db, "m1", None, None)
     assert e.value.code == "NO_CLIENT_CREDENTIALS"
@@ -135,6 +166,7 @@ def test_refresh_needs_credentials_and_an_installation(db):
 
 def test_refresh_skips_when_another_worker_already_rotated(db):
     _install(db, access_token="FRESH")
-    row = inst.refresh(db, "m1", "cid", "secret", oauth_url="http://127.0.0.1:9/never-called/",
-                       stale_access_token="OLD")
+    row = inst.refresh(
+        db, "m1", "cid", "secret", oauth_url="http://127.0.0.1:9/never-called/", stale_access_token="OLD"
+    )
     assert row["access_token"] == "FRESH"

@@ -3,18 +3,20 @@ background traffic leaves room in the budget (``INTERACTIVE_HEADROOM``), and the
 calls go ahead of it. The sync runs with its own limiter, as it does in the server's background
 process, so only the portal's own bucket (the double's, 50 requests draining at 2 per second as on
 a cloud portal) is shared."""
+
 from __future__ import annotations
 
 import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
+from pages_support import Desk
+
 from app import create_app
 from b24desk.client import B24Client
 from b24desk.installations import save_installation
 from b24desk.store import open_db
 from b24desk.sync import run_sync
-from pages_support import Desk
 from portal_double import PortalDouble
 
 
@@ -24,18 +26,30 @@ def test_a_launch_during_a_first_sync_opens_the_dashboard(tmp_path):
         db_path = str(tmp_path / "s.db")
         db = open_db(db_path)
         tok = d.issue_tokens(1)
-        save_installation(db, member_id=d.member_id, domain=d.domain, client_endpoint=d.client_endpoint,
-                          server_endpoint=d.server_endpoint, access_token=tok["access_token"],
-                          refresh_token=tok["refresh_token"], expires=tok["expires"],
-                          application_token=d.application_token, scope=tok["scope"], status="L",
-                          user_id="1", lang="ru", timezone="Europe/Moscow")
+        save_installation(
+            db,
+            member_id=d.member_id,
+            domain=d.domain,
+            client_endpoint=d.client_endpoint,
+            server_endpoint=d.server_endpoint,
+            access_token=tok["access_token"],
+            refresh_token=tok["refresh_token"],
+            expires=tok["expires"],
+            application_token=d.application_token,
+            scope=tok["scope"],
+            status="L",
+            user_id="1",
+            lang="ru",
+            timezone="Europe/Moscow",
+        )
         db.conn.close()
         done, failures = threading.Event(), []
 
         def first_sync():
             sdb = open_db(db_path)
-            c = B24Client.from_installation(db_path, d.member_id, d.client_id, d.client_secret,
-                                            oauth_url=d.oauth_token_url, share_limiter=False)
+            c = B24Client.from_installation(
+                db_path, d.member_id, d.client_id, d.client_secret, oauth_url=d.oauth_token_url, share_limiter=False
+            )
             try:
                 reports = run_sync(c, sdb, ["tasks"], {"sources": ["tasks"]}, full=True)
                 failures.extend(r.error for r in reports if r.error)
@@ -46,14 +60,23 @@ def test_a_launch_during_a_first_sync_opens_the_dashboard(tmp_path):
 
         t = threading.Thread(target=first_sync, daemon=True)
         t.start()
-        deadline = time.monotonic() + 120      # a bound on waiting, not a timing check
+        deadline = time.monotonic() + 120  # a bound on waiting, not a timing check
         while d.stats.requests < 60 and not done.is_set() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not done.is_set(), f"the sync ended before it used the burst: {failures}"
         refused_before = d.stats.refused["QUERY_LIMIT_EXCEEDED"]
 
-        desk = Desk(double=d, db_path=db_path, member_id=d.member_id, date_from="", date_to="", admin=1,
-                    heads={}, agents={}, xss_task="")
+        desk = Desk(
+            double=d,
+            db_path=db_path,
+            member_id=d.member_id,
+            date_from="",
+            date_to="",
+            admin=1,
+            heads={},
+            agents={},
+            xss_task="",
+        )
         client = create_app({"TESTING": True, "DB": db_path, "SECRET_KEY": "t"}).test_client()
         r = client.post("/app?DOMAIN=x&PROTOCOL=1&LANG=ru&APP_SID=x", data=desk.launch_form(desk.admin))
         assert r.status_code == 303, r.get_data(as_text=True)[:500]

@@ -1,4 +1,5 @@
 """``flask kpi``: formats, portal choice and clear errors (shared/spec/interfaces.md)."""
+
 from __future__ import annotations
 
 import csv
@@ -6,10 +7,10 @@ import io
 import json
 
 import openpyxl
+from kpi_support import add_ticket
+from test_kpi_examples import seed
 
 from b24desk.store import open_db
-from test_kpi_examples import seed
-from kpi_support import add_ticket
 
 ARGS = ["kpi", "--from", "2026-10-01", "--to", "2026-11-01"]
 
@@ -28,14 +29,27 @@ def test_json_is_the_report(runner, db_path):
     res = runner.invoke(args=ARGS + ["--db", db_path])
     assert res.exit_code == 0, res.output
     r = json.loads(res.output)
-    assert r["schema"] == "b24desk.kpi/1" and r["portal"] == "p1"        # the only portal: no --portal needed
+    assert r["schema"] == "b24desk.kpi/1" and r["portal"] == "p1"  # the only portal: no --portal needed
     assert r["kpis"]["tickets_total"]["value"] == 3
 
 
 def test_iso_datetimes_with_offset_and_filters(runner, db_path):
     store(db_path)
-    res = runner.invoke(args=["kpi", "--db", db_path, "--from", "2026-09-30T21:00:00Z",
-                              "--to", "2026-11-01T00:00:00+03:00", "--priority", "high", "--source", "tasks"])
+    res = runner.invoke(
+        args=[
+            "kpi",
+            "--db",
+            db_path,
+            "--from",
+            "2026-09-30T21:00:00Z",
+            "--to",
+            "2026-11-01T00:00:00+03:00",
+            "--priority",
+            "high",
+            "--source",
+            "tasks",
+        ]
+    )
     assert res.exit_code == 0, res.output
     r = json.loads(res.output)
     assert r["period"]["from"] == "2026-10-01T00:00:00+03:00"
@@ -48,7 +62,7 @@ def test_table_shows_traffic_lights(runner, db_path):
     res = runner.invoke(args=ARGS + ["--db", db_path, "--format", "table", "--group-by", "agent"])
     assert res.exit_code == 0, res.output
     assert "Общее количество заявок" in res.output and "● grey" in res.output
-    assert "By agent" in res.output and "\033[" not in res.output     # no colour codes when not a terminal
+    assert "By agent" in res.output and "\033[" not in res.output  # no colour codes when not a terminal
 
 
 def test_csv_rows_per_kpi_and_per_group(runner, db_path):
@@ -73,7 +87,7 @@ def test_xlsx_has_summary_and_groups_with_numbers(runner, db_path, tmp_path):
     rows = list(wb["Summary"].iter_rows(values_only=True))
     header = rows.index(next(r for r in rows if r[0] == "group"))
     cols = rows[header]
-    body = {r[cols.index("kpi")]: r for r in rows[header + 1:]}
+    body = {r[cols.index("kpi")]: r for r in rows[header + 1 :]}
     assert body["tickets_total"][cols.index("value")] == 3
     assert body["first_response_time"][cols.index("value")] == 3750
     assert isinstance(body["resolved_share"][cols.index("value")], float)
@@ -84,7 +98,7 @@ def test_xlsx_has_summary_and_groups_with_numbers(runner, db_path, tmp_path):
 def test_errors_are_clear_and_exit_2(runner, db_path, tmp_path):
     res = runner.invoke(args=ARGS + ["--db", str(tmp_path / "missing.db")])
     assert res.exit_code == 2 and "no store at" in res.output
-    assert not (tmp_path / "missing.db").exists()                     # a typo creates no empty store
+    assert not (tmp_path / "missing.db").exists()  # a typo creates no empty store
     store(db_path, "p2")
     res = runner.invoke(args=ARGS + ["--db", db_path])
     assert res.exit_code == 2 and "several portals" in res.output and "p2" in res.output
@@ -102,6 +116,7 @@ def test_errors_are_clear_and_exit_2(runner, db_path, tmp_path):
 
 def test_csv_cells_never_run_as_formulas():
     from b24desk.kpi.formats import _csv_cell
+
     assert _csv_cell('=HYPERLINK("http://x","y")') == '\'=HYPERLINK("http://x","y")'
     assert _csv_cell("@SUM(A1)") == "'@SUM(A1)"
     assert _csv_cell(-3) == -3 and _csv_cell(0.5) == 0.5

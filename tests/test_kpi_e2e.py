@@ -1,5 +1,6 @@
 """The issue-3 loop as a user runs it: the double's generated portal → `flask sync` → `flask kpi`,
 equal to the KPIs computed independently from the generator's ground truth (tests/truth_kpi.py)."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,13 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from openlines_support import END
+from truth_kpi import expected, got, same
 
 from app import create_app
+from b24desk.kpi.calendar import WorkCalendar
 from portal_double import PortalDouble
 from portal_double.truth import SOURCE_CONFIG
-from openlines_support import END
-from b24desk.kpi.calendar import WorkCalendar
-from truth_kpi import expected, got, same
 
 TZ = ZoneInfo("Europe/Moscow")
 MONTHS = [("2026-08-01", "2026-09-01"), ("2026-09-01", "2026-10-01")]
@@ -32,10 +33,27 @@ def _inline(d: dict) -> str:
     return "{ " + ", ".join(f'"{k}" = {json.dumps(v, ensure_ascii=False)}' for k, v in d.items()) + " }"
 
 
-SLA = {"critical": 14400, "high": 32400, "normal": 97200, "low": 194400}      # business seconds
+SLA = {"critical": 14400, "high": 32400, "normal": 97200, "low": 194400}  # business seconds
 # the double's calendar.settings.get: 9-18, SA/SU off, these holidays every year
-HOLIDAYS = {(m, d) for d, m in ((1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1), (8, 1), (23, 2),
-                                (8, 3), (1, 5), (9, 5), (12, 6), (4, 11))}
+HOLIDAYS = {
+    (m, d)
+    for d, m in (
+        (1, 1),
+        (2, 1),
+        (3, 1),
+        (4, 1),
+        (5, 1),
+        (6, 1),
+        (7, 1),
+        (8, 1),
+        (23, 2),
+        (8, 3),
+        (1, 5),
+        (9, 5),
+        (12, 6),
+        (4, 11),
+    )
+}
 # the two months, a 10-day window from a Wednesday, and a period ending on a Thursday afternoon
 # (mid-data: many tickets still open at its end)
 PERIODS = MONTHS + [("2026-09-09", "2026-09-19"), ("2026-09-14T12:00:00+03:00", "2026-10-07T15:30:00+03:00")]
@@ -49,14 +67,15 @@ def synced(tmp_path_factory):
     cfg = tmp / "b24desk.toml"
     cfg.write_text(_toml(SOURCE_CONFIG), encoding="utf-8")
     sla_cfg = tmp / "b24desk-sla.toml"
-    sla_cfg.write_text(_toml(SOURCE_CONFIG) + "[sla]\nresolution_business_seconds = " + _inline(SLA) + "\n",
-                       encoding="utf-8")
+    sla_cfg.write_text(
+        _toml(SOURCE_CONFIG) + "[sla]\nresolution_business_seconds = " + _inline(SLA) + "\n", encoding="utf-8"
+    )
     db = str(tmp / "store.db")
     mp = pytest.MonkeyPatch()
     mp.setenv("B24DESK_CONFIG", str(sla_cfg))
     sla_runner = create_app({"TESTING": True, "DB": db, "SECRET_KEY": "t"}).test_cli_runner()
     mp.setenv("B24DESK_CONFIG", str(cfg))
-    d = PortalDouble(seed=11, tickets=900, drain_per_s=1e6, bucket_size=10 ** 6, end=END).start()
+    d = PortalDouble(seed=11, tickets=900, drain_per_s=1e6, bucket_size=10**6, end=END).start()
     app = create_app({"TESTING": True, "DB": db, "SECRET_KEY": "t"})
     runner = app.test_cli_runner()
     res = runner.invoke(args=["sync", "--webhook", d.webhook_url, "--db", db, "--rps", "1000", "--quiet"])
@@ -83,8 +102,9 @@ def _bounds(date_from, date_to):
 
 
 def _synced_only(truth):
-    def keep(t):            # the selector is deals:category=3; the truth has every funnel
+    def keep(t):  # the selector is deals:category=3; the truth has every funnel
         return t["source"] != "crm:2" or truth.extra[("crm:2", t["source_id"])]["category"] == 3
+
     return keep
 
 
@@ -114,8 +134,7 @@ def _compare(report, truth, bounds, keep, pop=(), **kw) -> None:
         want.pop(k, None)
         prev.pop(k, None)
     assert want["tickets_total"] > 20 and want["resolved_count"] > 10
-    assert {"value": _diff(report, want), "previous": _diff(report, prev, "previous")} == \
-        {"value": {}, "previous": {}}
+    assert {"value": _diff(report, want), "previous": _diff(report, prev, "previous")} == {"value": {}, "previous": {}}
 
 
 # CRM has no responsible history (kpi.md: snapshot diffs only), so a first sync cannot know past CRM
@@ -150,23 +169,27 @@ def test_overdue_with_sla_targets_equals_the_truth(synced, date_from, date_to):
     report = _kpi(runner.sla, db, date_from, date_to)
     bounds, keep = _bounds(date_from, date_to), _synced_only(d.truth)
     plain, with_sla = _expected(d.truth, bounds, keep), _expected(d.truth, bounds, keep, sla=SLA, calendar=cal)
-    assert with_sla["overdue_count"] > plain["overdue_count"]      # the targets do change the answer
+    assert with_sla["overdue_count"] > plain["overdue_count"]  # the targets do change the answer
     assert with_sla["task_efficiency"] < plain["task_efficiency"]
-    _compare(report, d.truth, _bounds(date_from, date_to), _synced_only(d.truth), pop=CRM_BLIND,
-             sla=SLA, calendar=cal)
+    _compare(report, d.truth, _bounds(date_from, date_to), _synced_only(d.truth), pop=CRM_BLIND, sla=SLA, calendar=cal)
 
 
 def _tracked_as_of(portal):
     """Tracked time recorded before ``end``, read from the double's own records (not the truth's
     ``worked`` events): task elapsed records by their creation, CRM call lengths by their start."""
+
     def handle_time(t, end):
         if t["source"] == "task":
             recs = [e["seconds"] for e in portal.task_elapsed.get(int(t["source_id"]), []) if e["at"] < end]
         else:
             etid = int(t["source"].split(":")[1])
-            recs = [a["END_TIME"] - a["START_TIME"] for a in portal.activities_by_owner.get((etid, int(t["source_id"])), [])
-                    if a["TYPE_ID"] == 2 and a["START_TIME"] < end]
+            recs = [
+                a["END_TIME"] - a["START_TIME"]
+                for a in portal.activities_by_owner.get((etid, int(t["source_id"])), [])
+                if a["TYPE_ID"] == 2 and a["START_TIME"] < end
+            ]
         return sum(recs) if recs else None
+
     return handle_time
 
 
@@ -174,10 +197,12 @@ def test_handle_time_counts_only_time_tracked_before_the_end(synced):
     d, runner, db = synced
     date_from, date_to = PERIODS[-1]
     report = _kpi(runner, db, date_from, date_to)
-    want = _expected(d.truth, _bounds(date_from, date_to), _synced_only(d.truth),
-                     handle_time=_tracked_as_of(d.portal))["handle_time"]
+    want = _expected(d.truth, _bounds(date_from, date_to), _synced_only(d.truth), handle_time=_tracked_as_of(d.portal))[
+        "handle_time"
+    ]
     assert same(got(report["kpis"], "handle_time"), want) and same(want, got(report["kpis"], "handle_time"))
     # the check has teeth: some tickets of R had time tracked after the end (the total would differ)
-    totals = _expected(d.truth, _bounds(date_from, date_to), _synced_only(d.truth),
-                       handle_time=lambda t, end: t["handle_time"])["handle_time"]
+    totals = _expected(
+        d.truth, _bounds(date_from, date_to), _synced_only(d.truth), handle_time=lambda t, end: t["handle_time"]
+    )["handle_time"]
     assert not same(totals, want)

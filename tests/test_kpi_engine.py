@@ -3,15 +3,16 @@
 Period: October 2026 in Moscow (+03:00). Tickets are store-shaped dicts, events are
 ``(at, kind, actor, field, from, to)`` tuples, as the loader hands them over.
 """
+
 from __future__ import annotations
 
 import pytest
+from kpi_support import ts
 
 from b24desk.kpi.calendar import WorkCalendar
 from b24desk.kpi.engine import KPI_KEYS, Context, aggregate, ticket_facts
 from b24desk.kpi.load import TICKET_COLUMNS
 from b24desk.kpi.stats import nearest_rank, summary
-from kpi_support import ts
 
 START, END = ts("2026-10-01 00:00"), ts("2026-11-01 00:00")
 CAL = WorkCalendar("Europe/Moscow")
@@ -19,8 +20,16 @@ CAL = WorkCalendar("Europe/Moscow")
 
 def T(created, author="c1", resp="10", **kw) -> dict:
     t = dict.fromkeys(TICKET_COLUMNS)
-    t.update(source="task", source_id=str(id(kw)), priority="normal", author_id=author,
-             customer=author, responsible_id=resp, created_at=ts(created), state="open")
+    t.update(
+        source="task",
+        source_id=str(id(kw)),
+        priority="normal",
+        author_id=author,
+        customer=author,
+        responsible_id=resp,
+        created_at=ts(created),
+        state="open",
+    )
     t.update(kw)
     return t
 
@@ -44,9 +53,14 @@ def v(result, key):
 
 # --- populations and counts ------------------------------------------------------------------
 
+
 def test_tickets_total_counts_from_inclusive_to_exclusive():
-    r = kpis((T("2026-10-01 00:00"), []), (T("2026-10-31 23:59"), []), (T("2026-11-01 00:00"), []),
-             (T("2026-09-30 23:59"), []))
+    r = kpis(
+        (T("2026-10-01 00:00"), []),
+        (T("2026-10-31 23:59"), []),
+        (T("2026-11-01 00:00"), []),
+        (T("2026-09-30 23:59"), []),
+    )
     assert v(r, "tickets_total") == 2
     assert v(r, "tickets_per_day") == pytest.approx(2 / 31)
 
@@ -57,9 +71,9 @@ def test_empty_population_is_null_never_zero():
         if key in ("ccei",):
             continue
         if key in ("tickets_total", "resolved_count", "backlog", "overdue_count", "tickets_per_day"):
-            assert v(r, key) == 0, key                   # counts of nothing are 0
+            assert v(r, key) == 0, key  # counts of nothing are 0
         elif key == "task_efficiency":
-            assert v(r, key) == 100.0                    # Bitrix24's rule: 100 when V = P = 0
+            assert v(r, key) == 100.0  # Bitrix24's rule: 100 when V = P = 0
         elif key == "resolved_by_priority":
             assert v(r, key) == {"low": 0, "normal": 0, "high": 0, "critical": 0}
         else:
@@ -67,8 +81,7 @@ def test_empty_population_is_null_never_zero():
 
 
 def test_resolved_after_to_is_open_at_to():
-    t = T("2026-10-20 10:00", state="resolved", resolved_at=ts("2026-11-02 10:00"),
-          closed_at=ts("2026-11-02 10:00"))
+    t = T("2026-10-20 10:00", state="resolved", resolved_at=ts("2026-11-02 10:00"), closed_at=ts("2026-11-02 10:00"))
     r = kpis((t, [E("2026-11-02 10:00", "status", fv="2", tv="5"), E("2026-11-02 10:00", "resolved")]))
     assert v(r, "resolved_count") == 0
     assert v(r, "resolution_time") is None
@@ -78,9 +91,12 @@ def test_resolved_after_to_is_open_at_to():
 
 
 def test_status_4_then_5_is_one_resolution_at_4():
-    evs = [E("2026-10-02 12:00", "status", fv="3", tv="4"), E("2026-10-02 12:00", "resolved"),
-           E("2026-10-03 09:00", "status", "1", fv="4", tv="5"),
-           E("2026-10-03 09:00", "resolved", "1")]          # a naive adapter's second resolved event
+    evs = [
+        E("2026-10-02 12:00", "status", fv="3", tv="4"),
+        E("2026-10-02 12:00", "resolved"),
+        E("2026-10-03 09:00", "status", "1", fv="4", tv="5"),
+        E("2026-10-03 09:00", "resolved", "1"),
+    ]  # a naive adapter's second resolved event
     r = kpis((T("2026-10-02 10:00"), evs))
     assert v(r, "resolved_count") == 1
     assert v(r, "resolution_time")["avg"] == 7200
@@ -88,8 +104,11 @@ def test_status_4_then_5_is_one_resolution_at_4():
 
 
 def test_status_only_logs_use_the_task_status_mapping():
-    evs = [E("2026-10-02 12:00", "status", fv="3", tv="5"), E("2026-10-03 12:00", "status", fv="5", tv="2"),
-           E("2026-10-04 12:00", "status", fv="2", tv="4")]
+    evs = [
+        E("2026-10-02 12:00", "status", fv="3", tv="5"),
+        E("2026-10-03 12:00", "status", fv="5", tv="2"),
+        E("2026-10-04 12:00", "status", fv="2", tv="4"),
+    ]
     r = kpis((T("2026-10-02 10:00"), evs))
     assert v(r, "resolution_time")["avg"] == ts("2026-10-04 12:00") - ts("2026-10-02 10:00")
     assert v(r, "reopen_share") == 1.0
@@ -99,7 +118,7 @@ def test_resolved_in_period_reopened_after_to_counts_as_resolved():
     evs = [E("2026-10-10 10:00", "resolved"), E("2026-11-03 10:00", "reopened", "c1")]
     r = kpis((T("2026-10-09 10:00"), evs))
     assert v(r, "resolved_count") == 1
-    assert v(r, "reopen_share") == 0                    # the reopen after `to` did not happen yet
+    assert v(r, "reopen_share") == 0  # the reopen after `to` did not happen yet
     assert v(r, "backlog") == 0
 
 
@@ -112,38 +131,51 @@ def test_reopened_before_to_and_still_open_is_not_resolved():
 
 def test_reopen_inside_and_outside_the_period():
     # Resolved and reopened in September, resolved again in October: in R, and ever reopened.
-    before = (T("2026-09-10 10:00"), [E("2026-09-11 10:00", "resolved"), E("2026-09-12 10:00", "reopened", "c1"),
-                                      E("2026-10-05 10:00", "resolved")])
+    before = (
+        T("2026-09-10 10:00"),
+        [E("2026-09-11 10:00", "resolved"), E("2026-09-12 10:00", "reopened", "c1"), E("2026-10-05 10:00", "resolved")],
+    )
     # Closed in September, reopened in October (so active), resolved again in October.
-    inside = (T("2026-09-10 10:00", author="c2"), [E("2026-09-11 10:00", "resolved"),
-                                                   E("2026-10-02 10:00", "reopened", "c2"),
-                                                   E("2026-10-03 10:00", "resolved")])
+    inside = (
+        T("2026-09-10 10:00", author="c2"),
+        [E("2026-09-11 10:00", "resolved"), E("2026-10-02 10:00", "reopened", "c2"), E("2026-10-03 10:00", "resolved")],
+    )
     # Closed in September for good: not in any October population.
     closed = (T("2026-09-10 10:00", author="c3"), [E("2026-09-11 10:00", "resolved")])
     r = kpis(before, inside, closed)
     assert v(r, "resolved_count") == 2
     assert v(r, "reopen_share") == 1.0
-    assert r["task_efficiency"].n == 2                  # P = |A|: the September-closed ticket is not active
-    assert v(r, "resolution_time")["avg"] == (ts("2026-10-05 10:00") - ts("2026-09-10 10:00")
-                                              + ts("2026-10-03 10:00") - ts("2026-09-10 10:00")) / 2
+    assert r["task_efficiency"].n == 2  # P = |A|: the September-closed ticket is not active
+    assert (
+        v(r, "resolution_time")["avg"]
+        == (ts("2026-10-05 10:00") - ts("2026-09-10 10:00") + ts("2026-10-03 10:00") - ts("2026-09-10 10:00")) / 2
+    )
 
 
 def test_backlog_counts_open_at_to_created_before_to():
-    r = kpis((T("2025-01-01 10:00"), []),                              # open for ages
-             (T("2026-10-31 23:00"), []),
-             (T("2026-10-05 10:00"), [E("2026-10-06 10:00", "rejected")]),
-             (T("2026-11-01 00:00"), []))                              # created at `to`
+    r = kpis(
+        (T("2025-01-01 10:00"), []),  # open for ages
+        (T("2026-10-31 23:00"), []),
+        (T("2026-10-05 10:00"), [E("2026-10-06 10:00", "rejected")]),
+        (T("2026-11-01 00:00"), []),
+    )  # created at `to`
     assert v(r, "backlog") == 2
 
 
 # --- first response, unanswered ------------------------------------------------------------------
 
+
 def test_first_response_counts_agent_replies_before_to_only():
-    a = (T("2026-10-02 10:00", author="c1"), [E("2026-10-02 10:01", "reply", "c1"),     # the author
-                                              E("2026-10-02 10:02", "reply", "0"),      # the system
-                                              E("2026-10-02 10:03", "reply", "99"),     # a bot
-                                              E("2026-10-02 10:10", "reply", "10")])
-    b = (T("2026-10-31 22:00", author="c2"), [E("2026-11-01 09:00", "reply", "10")])   # after `to`
+    a = (
+        T("2026-10-02 10:00", author="c1"),
+        [
+            E("2026-10-02 10:01", "reply", "c1"),  # the author
+            E("2026-10-02 10:02", "reply", "0"),  # the system
+            E("2026-10-02 10:03", "reply", "99"),  # a bot
+            E("2026-10-02 10:10", "reply", "10"),
+        ],
+    )
+    b = (T("2026-10-31 22:00", author="c2"), [E("2026-11-01 09:00", "reply", "10")])  # after `to`
     r = kpis(a, b, bots=frozenset({"99"}))
     assert v(r, "first_response_time") == {"avg": 600, "median": 600, "p90": 600, "count": 1}
     assert v(r, "unanswered_share") == 0.5
@@ -162,9 +194,9 @@ def test_unanswered_excludes_closed_tickets():
 
 
 def test_nearest_rank_percentiles():
-    assert nearest_rank([1, 2, 3, 4], 50) == 2                     # the median of 4 values is the 2nd
-    assert nearest_rank(list(range(1, 11)), 90) == 9               # ceil(0.9 * 10) = 9, no float drift
-    assert nearest_rank(list(range(1, 12)), 90) == 10              # ceil(9.9) = 10
+    assert nearest_rank([1, 2, 3, 4], 50) == 2  # the median of 4 values is the 2nd
+    assert nearest_rank(list(range(1, 11)), 90) == 9  # ceil(0.9 * 10) = 9, no float drift
+    assert nearest_rank(list(range(1, 12)), 90) == 10  # ceil(9.9) = 10
     assert nearest_rank([7], 90) == 7
     assert nearest_rank([], 50) is None
     assert summary([300, 100, 400, 200]) == {"avg": 250, "median": 200, "p90": 400, "count": 4}
@@ -174,6 +206,7 @@ def test_nearest_rank_percentiles():
 
 # --- overdue, efficiency -------------------------------------------------------------------------
 
+
 def test_overdue_own_deadline_and_close_time():
     late = (T("2026-10-01 10:00", deadline=ts("2026-10-02 10:00")), [E("2026-10-03 10:00", "resolved")])
     on_time = (T("2026-10-01 10:00", deadline=ts("2026-10-02 10:00")), [E("2026-10-02 09:00", "resolved")])
@@ -182,7 +215,7 @@ def test_overdue_own_deadline_and_close_time():
     no_deadline = (T("2026-10-20 10:00"), [])
     r = kpis(late, on_time, open_late, open_ok, no_deadline)
     assert v(r, "overdue_count") == 2
-    assert v(r, "overdue_share") == 0.5                 # 2 of the 4 with a deadline
+    assert v(r, "overdue_share") == 0.5  # 2 of the 4 with a deadline
     assert v(r, "task_efficiency") == pytest.approx(100 - 100 * 2 / 5)
 
 
@@ -193,35 +226,56 @@ def test_overdue_from_sla_in_business_time():
     late = kpis((t, [E("2026-10-05 10:01", "resolved")]), sla_resolution={"normal": 7200})
     assert v(early, "overdue_count") == 0 and v(late, "overdue_count") == 1
     none = kpis((t, [E("2026-10-05 10:01", "resolved")]), sla_resolution={"high": 7200})
-    assert v(none, "overdue_share") is None             # no deadline for normal: not in the denominator
+    assert v(none, "overdue_share") is None  # no deadline for normal: not in the denominator
 
 
 def test_deadline_moved_after_to_is_read_as_of_to():
     t = T("2026-10-20 10:00", deadline=ts("2026-12-01 10:00"))
-    evs = [E("2026-11-05 10:00", "field_changed", "10", "deadline", str(ts("2026-10-25 10:00")),
-             str(ts("2026-12-01 10:00")))]
+    evs = [
+        E(
+            "2026-11-05 10:00",
+            "field_changed",
+            "10",
+            "deadline",
+            str(ts("2026-10-25 10:00")),
+            str(ts("2026-12-01 10:00")),
+        )
+    ]
     assert v(kpis((t, evs)), "overdue_count") == 1
 
 
 def test_task_efficiency_per_agent():
-    r = kpis((T("2026-10-01 10:00", resp="10", deadline=ts("2026-10-01 11:00")), []),
-             (T("2026-10-01 10:00", resp="10"), []),
-             (T("2026-10-01 10:00", resp="18"), []))
+    r = kpis(
+        (T("2026-10-01 10:00", resp="10", deadline=ts("2026-10-01 11:00")), []),
+        (T("2026-10-01 10:00", resp="10"), []),
+        (T("2026-10-01 10:00", resp="18"), []),
+    )
     assert v(r, "task_efficiency") == pytest.approx(100 - 100 / 3)
     assert r["task_efficiency"].detail["per_agent"] == {"10": 50.0, "18": 100.0}
 
 
 # --- transfers, FCR, one-touch, reopen, qualification -----------------------------------------
 
+
 def test_transfers_initial_assignment_and_after_to():
-    t1 = (T("2026-10-02 10:00", resp="18"), [E("2026-10-02 10:00", "assigned", "1", "RESPONSIBLE_ID", None, "10"),
-                                             E("2026-10-03 10:00", "assigned", "1", "RESPONSIBLE_ID", "10", "18")])
+    t1 = (
+        T("2026-10-02 10:00", resp="18"),
+        [
+            E("2026-10-02 10:00", "assigned", "1", "RESPONSIBLE_ID", None, "10"),
+            E("2026-10-03 10:00", "assigned", "1", "RESPONSIBLE_ID", "10", "18"),
+        ],
+    )
     t2 = (T("2026-10-30 10:00", resp="18"), [E("2026-11-02 10:00", "assigned", "1", "RESPONSIBLE_ID", "10", "18")])
-    t3 = (T("2026-10-30 10:00"), [E("2026-10-30 11:00", "escalated", "10"),
-                                  E("2026-10-30 12:00", "assigned", "1", "RESPONSIBLE_ID", "10", "18")])
+    t3 = (
+        T("2026-10-30 10:00"),
+        [
+            E("2026-10-30 11:00", "escalated", "10"),
+            E("2026-10-30 12:00", "assigned", "1", "RESPONSIBLE_ID", "10", "18"),
+        ],
+    )
     r = kpis(t1, t2, t3)
     assert v(r, "transferred_share") == pytest.approx(2 / 3)
-    assert v(r, "transfers_per_ticket") == pytest.approx(1)      # (1 + 0 + 2) / 3
+    assert v(r, "transfers_per_ticket") == pytest.approx(1)  # (1 + 0 + 2) / 3
 
 
 def test_transfer_after_to_keeps_the_old_responsible_for_grouping():
@@ -233,12 +287,22 @@ def test_transfer_after_to_keeps_the_old_responsible_for_grouping():
 
 def test_fcr_and_one_touch():
     ok = (T("2026-10-02 10:00"), [E("2026-10-02 10:10", "reply"), E("2026-10-02 11:00", "resolved")])
-    two = (T("2026-10-02 10:00"), [E("2026-10-02 10:10", "reply"), E("2026-10-02 10:20", "reply"),
-                                   E("2026-10-02 11:00", "resolved")])
-    moved = (T("2026-10-02 10:00"), [E("2026-10-02 10:05", "assigned", "1", "RESPONSIBLE_ID", "10", "18"),
-                                     E("2026-10-02 10:10", "reply", "18"), E("2026-10-02 11:00", "resolved")])
-    reopened = (T("2026-10-02 10:00"), [E("2026-10-02 11:00", "resolved"), E("2026-10-02 12:00", "reopened", "c1"),
-                                        E("2026-10-02 13:00", "resolved")])
+    two = (
+        T("2026-10-02 10:00"),
+        [E("2026-10-02 10:10", "reply"), E("2026-10-02 10:20", "reply"), E("2026-10-02 11:00", "resolved")],
+    )
+    moved = (
+        T("2026-10-02 10:00"),
+        [
+            E("2026-10-02 10:05", "assigned", "1", "RESPONSIBLE_ID", "10", "18"),
+            E("2026-10-02 10:10", "reply", "18"),
+            E("2026-10-02 11:00", "resolved"),
+        ],
+    )
+    reopened = (
+        T("2026-10-02 10:00"),
+        [E("2026-10-02 11:00", "resolved"), E("2026-10-02 12:00", "reopened", "c1"), E("2026-10-02 13:00", "resolved")],
+    )
     r = kpis(ok, two, moved, reopened)
     assert v(r, "fcr_share") == 0.25
     assert v(r, "one_touch_share") == 0.75
@@ -255,41 +319,60 @@ def test_correctly_qualified():
 
 # --- customers ------------------------------------------------------------------------------
 
+
 def test_repeat_contacts_and_contacts_per_customer():
-    history = {"anna": sorted([ts("2026-09-20 10:00"), ts("2026-10-05 10:00")]),
-               "boris": sorted([ts("2026-08-20 10:00"), ts("2026-10-05 10:00")]),
-               "clara": sorted([ts("2026-10-05 10:00"), ts("2026-10-06 10:00")])}
-    r = kpis((T("2026-10-05 10:00", customer="anna"), []),      # 15 days after her September ticket
-             (T("2026-10-05 10:00", customer="boris"), []),     # 46 days: not a repeat
-             (T("2026-10-05 10:00", customer="clara"), []),
-             (T("2026-10-06 10:00", customer="clara"), []),     # a day after her first
-             customer_history=history)
+    history = {
+        "anna": sorted([ts("2026-09-20 10:00"), ts("2026-10-05 10:00")]),
+        "boris": sorted([ts("2026-08-20 10:00"), ts("2026-10-05 10:00")]),
+        "clara": sorted([ts("2026-10-05 10:00"), ts("2026-10-06 10:00")]),
+    }
+    r = kpis(
+        (T("2026-10-05 10:00", customer="anna"), []),  # 15 days after her September ticket
+        (T("2026-10-05 10:00", customer="boris"), []),  # 46 days: not a repeat
+        (T("2026-10-05 10:00", customer="clara"), []),
+        (T("2026-10-06 10:00", customer="clara"), []),  # a day after her first
+        customer_history=history,
+    )
     assert v(r, "repeat_contact_share") == pytest.approx(2 / 3)
     assert v(r, "contacts_per_customer") == pytest.approx(4 / 3)
 
 
 def test_tickets_per_agent_day_by_responsible_at_creation():
     moved = (T("2026-10-02 10:00", resp="18"), [E("2026-10-03 10:00", "assigned", "1", "RESPONSIBLE_ID", "10", "18")])
-    r = kpis(moved, (T("2026-10-02 10:00", resp="10"), []), (T("2026-10-02 10:00", resp="18"), []),
-             (T("2026-10-02 10:00", author="10", resp="10"), []))          # self-assigned: not an agent's
+    r = kpis(
+        moved,
+        (T("2026-10-02 10:00", resp="10"), []),
+        (T("2026-10-02 10:00", resp="18"), []),
+        (T("2026-10-02 10:00", author="10", resp="10"), []),
+    )  # self-assigned: not an agent's
     d = r["tickets_per_agent_day"].detail
-    assert d["working_days"] == 22                                         # October 2026, Russia
+    assert d["working_days"] == 22  # October 2026, Russia
     assert d["per_agent"] == {"10": 2 / 22, "18": 1 / 22}
     assert v(r, "tickets_per_agent_day") == pytest.approx(1.5 / 22)
 
 
 def test_support_departments_limit_who_is_an_agent():
-    r = kpis((T("2026-10-02 10:00"), [E("2026-10-02 10:05", "reply", "55"), E("2026-10-02 10:10", "reply", "10")]),
-             support_members=frozenset({"10"}))
+    r = kpis(
+        (T("2026-10-02 10:00"), [E("2026-10-02 10:05", "reply", "55"), E("2026-10-02 10:10", "reply", "10")]),
+        support_members=frozenset({"10"}),
+    )
     assert v(r, "first_response_time")["avg"] == 600
 
 
 # --- interactions, handle time, scores ------------------------------------------------------
 
+
 def test_interactions_and_handle_time():
-    a = (T("2026-10-02 10:00", handle_time=600), [E("2026-10-02 10:05", "reply"), E("2026-10-02 10:06", "customer_message", "c1"),
-                                                  E("2026-10-02 10:07", "comment"), E("2026-10-02 10:08", "call_out"),
-                                                  E("2026-10-02 11:00", "resolved")])
+    a = (
+        T("2026-10-02 10:00", handle_time=600),
+        [
+            E("2026-10-02 10:05", "reply"),
+            E("2026-10-02 10:06", "customer_message", "c1"),
+            E("2026-10-02 10:07", "comment"),
+            E("2026-10-02 10:08", "call_out"),
+            E("2026-10-02 11:00", "resolved"),
+        ],
+    )
     b = (T("2026-10-02 10:00"), [E("2026-10-02 11:00", "resolved")])
     r = kpis(a, b)
     assert v(r, "interactions_per_ticket") == 1.5
@@ -299,22 +382,32 @@ def test_interactions_and_handle_time():
 
 def test_handle_time_counts_only_work_logged_before_to():
     """AHT as of ``to``: ``worked`` events before it; the ticket's current total is not read."""
-    a = (T("2026-10-02 10:00", handle_time=4500),
-         [E("2026-09-30 09:00", "worked", tv="300"),                   # before the period: still its work
-          E("2026-10-02 10:30", "worked", tv="600"), E("2026-10-02 11:00", "resolved"),
-          E("2026-11-01 00:00", "worked", tv="1800"),                  # at `to`: not yet
-          E("2026-11-03 09:00", "worked", "11", tv="1800")])           # a control call after `to`
-    b = (T("2026-10-03 10:00", handle_time=900),                        # all its work after `to`: null
-         [E("2026-10-03 11:00", "resolved"), E("2026-11-02 10:00", "worked", tv="900")])
-    c = (T("2026-10-04 10:00", handle_time=100),                        # work before creation's period end
-         [E("2026-10-04 10:10", "worked", tv="100"), E("2026-10-04 11:00", "resolved")])
+    a = (
+        T("2026-10-02 10:00", handle_time=4500),
+        [
+            E("2026-09-30 09:00", "worked", tv="300"),  # before the period: still its work
+            E("2026-10-02 10:30", "worked", tv="600"),
+            E("2026-10-02 11:00", "resolved"),
+            E("2026-11-01 00:00", "worked", tv="1800"),  # at `to`: not yet
+            E("2026-11-03 09:00", "worked", "11", tv="1800"),
+        ],
+    )  # a control call after `to`
+    b = (
+        T("2026-10-03 10:00", handle_time=900),  # all its work after `to`: null
+        [E("2026-10-03 11:00", "resolved"), E("2026-11-02 10:00", "worked", tv="900")],
+    )
+    c = (
+        T("2026-10-04 10:00", handle_time=100),  # work before creation's period end
+        [E("2026-10-04 10:10", "worked", tv="100"), E("2026-10-04 11:00", "resolved")],
+    )
     r = kpis(a, b, c)
     assert v(r, "handle_time") == {"avg": 500, "median": 100, "p90": 900, "count": 2}
     assert r["handle_time"].n == 2
     # the month after: the late work counts there (as of its own `to`), not earlier
     nov = kpis(a, b, c, start=END, end=ts("2026-12-01 00:00"))
-    assert v(nov, "handle_time") is None        # none of them is resolved in November (not in R)
+    assert v(nov, "handle_time") is None  # none of them is resolved in November (not in R)
     assert v(kpis(a, end=ts("2026-11-04 00:00")), "handle_time")["avg"] == 4500
+
 
 def test_rating_given_after_to_counts_in_the_resolution_period():
     t = T("2026-10-31 10:00", rating=5, nps=10, ces=5)
@@ -325,8 +418,12 @@ def test_rating_given_after_to_counts_in_the_resolution_period():
 def test_csat_nps_ces():
     rows = []
     for i, (rating, nps, ces) in enumerate([(5, 10, 5), (4, 9, 4), (3, 7, 5), (1, 0, None), (None, None, None)]):
-        rows.append((T("2026-10-02 10:00", author=f"c{i}", rating=rating, nps=nps, ces=ces),
-                     [E("2026-10-02 11:00", "resolved")]))
+        rows.append(
+            (
+                T("2026-10-02 10:00", author=f"c{i}", rating=rating, nps=nps, ces=ces),
+                [E("2026-10-02 11:00", "resolved")],
+            )
+        )
     r = kpis(*rows)
     assert v(r, "rated_share") == 0.8
     assert v(r, "csat") == 0.5
@@ -344,12 +441,17 @@ def test_callback_after_resolution_before_to():
 
 # --- wait times, top agents, grouping by priority ---------------------------------------------
 
+
 def test_requester_and_agent_wait_time_by_status_bucket():
     buckets = {"task": {"2": "work", "3": "work", "6": "wait_customer", "5": "done"}}
-    evs = [E("2026-10-02 10:00", "status", fv="2", tv="3"), E("2026-10-02 12:00", "status", fv="3", tv="6"),
-           E("2026-10-03 12:00", "status", fv="6", tv="3"), E("2026-10-03 13:00", "status", fv="3", tv="5")]
+    evs = [
+        E("2026-10-02 10:00", "status", fv="2", tv="3"),
+        E("2026-10-02 12:00", "status", fv="3", tv="6"),
+        E("2026-10-03 12:00", "status", fv="6", tv="3"),
+        E("2026-10-03 13:00", "status", fv="3", tv="5"),
+    ]
     r = kpis((T("2026-10-02 09:00"), evs), status_buckets=buckets)
-    assert v(r, "requester_wait_time")["avg"] == 3 * 3600 + 3600          # 09-12 and 12-13 next day
+    assert v(r, "requester_wait_time")["avg"] == 3 * 3600 + 3600  # 09-12 and 12-13 next day
     assert v(r, "agent_wait_time")["avg"] == 86400
     # Friday 12:00 -> Saturday 12:00: only Friday 12:00-18:00 is working time
     assert v(r, "agent_wait_time_business")["avg"] == 6 * 3600
@@ -358,10 +460,15 @@ def test_requester_and_agent_wait_time_by_status_bucket():
 
 
 def test_top_agents_and_resolved_by_priority():
-    rows = [(T("2026-10-02 10:00", resp="10", priority="high"), [E("2026-10-02 10:10", "reply"), E("2026-10-02 11:00", "resolved")]),
-            (T("2026-10-02 10:00", resp="10"), [E("2026-10-02 10:30", "reply"), E("2026-10-02 11:00", "resolved")]),
-            (T("2026-10-02 10:00", resp="18", priority="critical", rating=5), [E("2026-10-02 11:00", "resolved")]),
-            (T("2026-10-02 10:00", resp="18", priority="low"), [])]
+    rows = [
+        (
+            T("2026-10-02 10:00", resp="10", priority="high"),
+            [E("2026-10-02 10:10", "reply"), E("2026-10-02 11:00", "resolved")],
+        ),
+        (T("2026-10-02 10:00", resp="10"), [E("2026-10-02 10:30", "reply"), E("2026-10-02 11:00", "resolved")]),
+        (T("2026-10-02 10:00", resp="18", priority="critical", rating=5), [E("2026-10-02 11:00", "resolved")]),
+        (T("2026-10-02 10:00", resp="18", priority="low"), []),
+    ]
     r = kpis(*rows)
     assert v(r, "resolved_by_priority") == {"low": 0, "normal": 1, "high": 1, "critical": 1}
     assert r["resolved_by_priority"].detail["created"] == {"low": 1, "normal": 1, "high": 1, "critical": 1}

@@ -1,4 +1,5 @@
 """Period presets and comparison periods (interfaces.md "Saved reports"): calendar units in the portal's zone."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -9,7 +10,7 @@ import pytest
 from b24desk.kpi.presets import PRESETS, compare_period, resolve_preset
 
 MSK = ZoneInfo("Europe/Moscow")
-NOW = datetime(2026, 11, 18, 15, 30, tzinfo=MSK)   # a Wednesday
+NOW = datetime(2026, 11, 18, 15, 30, tzinfo=MSK)  # a Wednesday
 
 
 def d(s, tz=MSK):
@@ -17,23 +18,37 @@ def d(s, tz=MSK):
 
 
 def test_names_are_the_interface_names():
-    assert PRESETS == ("today", "yesterday", "this_week", "last_week", "last_7_days", "last_30_days",
-                       "this_month", "last_month", "this_quarter", "last_quarter", "this_year")
+    assert PRESETS == (
+        "today",
+        "yesterday",
+        "this_week",
+        "last_week",
+        "last_7_days",
+        "last_30_days",
+        "this_month",
+        "last_month",
+        "this_quarter",
+        "last_quarter",
+        "this_year",
+    )
 
 
-@pytest.mark.parametrize("name,start,end", [
-    ("today", "2026-11-18", "2026-11-19"),
-    ("yesterday", "2026-11-17", "2026-11-18"),
-    ("this_week", "2026-11-16", "2026-11-23"),
-    ("last_week", "2026-11-09", "2026-11-16"),
-    ("last_7_days", "2026-11-12", "2026-11-19"),
-    ("last_30_days", "2026-10-20", "2026-11-19"),
-    ("this_month", "2026-11-01", "2026-12-01"),
-    ("last_month", "2026-10-01", "2026-11-01"),
-    ("this_quarter", "2026-10-01", "2027-01-01"),
-    ("last_quarter", "2026-07-01", "2026-10-01"),
-    ("this_year", "2026-01-01", "2027-01-01"),
-])
+@pytest.mark.parametrize(
+    "name,start,end",
+    [
+        ("today", "2026-11-18", "2026-11-19"),
+        ("yesterday", "2026-11-17", "2026-11-18"),
+        ("this_week", "2026-11-16", "2026-11-23"),
+        ("last_week", "2026-11-09", "2026-11-16"),
+        ("last_7_days", "2026-11-12", "2026-11-19"),
+        ("last_30_days", "2026-10-20", "2026-11-19"),
+        ("this_month", "2026-11-01", "2026-12-01"),
+        ("last_month", "2026-10-01", "2026-11-01"),
+        ("this_quarter", "2026-10-01", "2027-01-01"),
+        ("last_quarter", "2026-07-01", "2026-10-01"),
+        ("this_year", "2026-01-01", "2027-01-01"),
+    ],
+)
 def test_presets_are_half_open_local_calendar_units(name, start, end):
     a, b = resolve_preset(name, NOW, MSK)
     assert (a, b) == (d(start), d(end))
@@ -49,7 +64,7 @@ def test_now_is_read_in_the_portal_zone():
 
 
 def test_year_and_week_edges():
-    jan = datetime(2026, 1, 1, 0, 0, tzinfo=MSK)    # a Thursday
+    jan = datetime(2026, 1, 1, 0, 0, tzinfo=MSK)  # a Thursday
     assert resolve_preset("last_week", jan, MSK) == (d("2025-12-22"), d("2025-12-29"))
     assert resolve_preset("last_month", jan, MSK) == (d("2025-12-01"), d("2026-01-01"))
     assert resolve_preset("last_quarter", jan, MSK) == (d("2025-10-01"), d("2026-01-01"))

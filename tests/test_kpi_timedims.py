@@ -1,10 +1,12 @@
 """group_by week / month / weekday / hour: each ticket of C once, by created_at in the portal's zone."""
+
 from datetime import datetime
+
+from kpi_support import CONFIG, PORTAL, add_ticket, close, ts
 
 from b24desk.kpi.periods import zone
 from b24desk.kpi.report import build_report
 from b24desk.kpi.timedims import bucket, spans
-from kpi_support import CONFIG, PORTAL, add_ticket, close, ts
 
 MSK = zone("Europe/Moscow")
 
@@ -12,14 +14,14 @@ MSK = zone("Europe/Moscow")
 def _desk(db):
     # Thu 2026-10-01 00:30 Moscow is Wed 21:30 UTC: weekday 4 and hour 0 in the portal's zone
     add_ticket(db, 1, "2026-10-01 00:30", "a", "10")
-    add_ticket(db, 2, "2026-10-05 10:15", "b", "10", events=close("2026-10-05 12:00", "10"))   # Mon, W41
-    add_ticket(db, 3, "2026-10-05 10:45", "c", "11")                                          # Mon, W41
-    add_ticket(db, 4, "2026-10-31 23:59", "d", "11")                                          # Sat, W44
+    add_ticket(db, 2, "2026-10-05 10:15", "b", "10", events=close("2026-10-05 12:00", "10"))  # Mon, W41
+    add_ticket(db, 3, "2026-10-05 10:45", "c", "11")  # Mon, W41
+    add_ticket(db, 4, "2026-10-31 23:59", "d", "11")  # Sat, W44
     # created in September, resolved in October: in R, not in C
     add_ticket(db, 5, "2026-09-20 10:00", "e", "10", events=close("2026-10-02 10:00", "10"))
     # previous period (September) tickets
-    add_ticket(db, 6, "2026-09-07 10:10", "f", "10")                                          # Mon
-    add_ticket(db, 7, "2026-09-01 09:00", "g", "10")                                          # Tue
+    add_ticket(db, 6, "2026-09-07 10:10", "f", "10")  # Mon
+    add_ticket(db, 7, "2026-09-01 09:00", "g", "10")  # Tue
 
 
 def test_buckets_are_local():
@@ -68,15 +70,19 @@ def test_group_by_hour_week_month(db):
     assert g["2026-W41"]["tickets_total"]["previous"] == 1
     r = build_report(db, PORTAL, "2026-09-01", "2026-11-01", group_by="month", config=CONFIG)
     g = {x["key"]: x["kpis"] for x in r["groups"]}
-    assert list(g) == ["2026-09", "2026-10"]                    # ticket 5 is in C now: no "before" group
+    assert list(g) == ["2026-09", "2026-10"]  # ticket 5 is in C now: no "before" group
     assert g["2026-09"]["tickets_total"]["value"] == 3 and g["2026-10"]["tickets_total"]["value"] == 4
 
 
 def test_other_time_zones_and_a_dst_week(db):
     """Buckets follow the portal's zone, not Moscow's or UTC's; a week with a DST change still has 7 days."""
     berlin = zone("Europe/Berlin")
-    s = spans("week", int(datetime(2026, 10, 19, tzinfo=berlin).timestamp()),
-              int(datetime(2026, 11, 2, tzinfo=berlin).timestamp()), berlin)
+    s = spans(
+        "week",
+        int(datetime(2026, 10, 19, tzinfo=berlin).timestamp()),
+        int(datetime(2026, 11, 2, tzinfo=berlin).timestamp()),
+        berlin,
+    )
     assert [(k, d) for k, _a, _b, d in s] == [("2026-W43", 7.0), ("2026-W44", 7.0)]
     cfg = dict(CONFIG, calendar={"timezone": "Asia/Vladivostok"})
     # 2026-10-01 05:00 in Vladivostok (+10) is 2026-09-30 19:00 UTC, 22:00 in Moscow

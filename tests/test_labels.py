@@ -1,4 +1,5 @@
 """The one KPI label table (b24desk/labels.py): complete, the same in pages, exports and pushes."""
+
 from __future__ import annotations
 
 import re

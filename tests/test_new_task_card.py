@@ -3,11 +3,15 @@ api-reference/tasks/tasks-new.md, api-reference/chats/messages/im-dialog-message
 ``task.commentitem.getlist`` answers an empty list, the chat id comes only from ``tasks.task.get``,
 ``FIRST_ID=0`` counts as not given (the latest messages come back), and task chats are longer than
 one 50-message page. The KPIs computed from the sync equal the independent computation."""
+
 from __future__ import annotations
 
 from collections import Counter
 
 import pytest
+from openlines_support import END
+from test_kpi_e2e import MONTHS, _bounds, _compare, _kpi
+from test_sync_e2e import mismatches
 
 from app import create_app
 from b24desk.client import B24Client
@@ -16,12 +20,9 @@ from b24desk.sources.base import PAGE_TICKETS
 from b24desk.store import get_setting, open_db
 from b24desk.sync import refresh_tickets, run_sync
 from portal_double import PortalDouble
-from test_kpi_e2e import MONTHS, _bounds, _compare, _kpi
-from openlines_support import END
-from test_sync_e2e import mismatches
 
 CONFIG = {"sources": [{"select": "tasks"}]}
-LONG = 5          # tasks whose chat gets more than two pages of messages
+LONG = 5  # tasks whose chat gets more than two pages of messages
 
 
 def client_for(d):
@@ -55,8 +56,7 @@ def new_card(tmp_path_factory):
     db = str(tmp / "store.db")
     mp = pytest.MonkeyPatch()
     mp.setenv("B24DESK_CONFIG", str(cfg))
-    d = PortalDouble(seed=11, tickets=700, drain_per_s=1e6, bucket_size=10 ** 6, end=END,
-                     new_task_card=True).start()
+    d = PortalDouble(seed=11, tickets=700, drain_per_s=1e6, bucket_size=10**6, end=END, new_task_card=True).start()
     long = _lengthen_chats(d)
     runner = create_app({"TESTING": True, "DB": db, "SECRET_KEY": "t"}).test_cli_runner()
     d.stats.reset()
@@ -78,7 +78,7 @@ def test_the_double_takes_the_strict_readings(new_card):
     got = c.call("tasks.task.get", {"taskId": t["id"], "select": ["ID", "CHAT_ID"]})
     assert got["task"]["chatId"] == t["chatId"]
     chat = d.portal.chats[t["chatId"]]["messages"]
-    for first in ({"FIRST_ID": 0}, {}):          # 0 = not given: the latest messages
+    for first in ({"FIRST_ID": 0}, {}):  # 0 = not given: the latest messages
         page = c.call("im.dialog.messages.get", {"DIALOG_ID": f"chat{t['chatId']}", "LIMIT": 2, **first})
         assert sorted(m["id"] for m in page["messages"]) == [m["id"] for m in chat[-2:]]
 
@@ -89,11 +89,17 @@ def test_long_chats_give_the_same_kpis_as_the_truth(new_card):
     portal = store.execute("select portal from tickets limit 1").fetchone()[0]
     assert get_setting(store, portal, "tasks.comments_via") == "chat"
     assert mismatches(store, d.truth, ("task",)) == {"counts": {}, "examples": {}}
-    for t in long:            # every message of the long chats, the oldest (the first reply) too
+    for t in long:  # every message of the long chats, the oldest (the first reply) too
         n = sum(1 for m in d.portal.chats[t["chatId"]]["messages"] if m["author_id"])
         assert n > 100
-        assert store.execute("select count(*) from events where source = 'task' and source_id = ?"
-                             " and kind in ('reply', 'customer_message')", [str(t["id"])]).fetchone()[0] == n
+        assert (
+            store.execute(
+                "select count(*) from events where source = 'task' and source_id = ?"
+                " and kind in ('reply', 'customer_message')",
+                [str(t["id"])],
+            ).fetchone()[0]
+            == n
+        )
     for date_from, date_to in MONTHS:
         report = _kpi(runner, db, date_from, date_to)
         _compare(report, d.truth, _bounds(date_from, date_to), lambda t: t["source"] == "task")
@@ -126,10 +132,11 @@ def test_incremental_reads_new_messages_without_asking_comment_items(new_card):
 def test_mixed_portal_keeps_classic_and_new_card_tasks_apart():
     """A portal moved to the new card half way: older tasks keep their forum comments, newer ones
     have chats; both are read, each where it lives."""
-    probe = PortalDouble(seed=4, tickets=300, drain_per_s=1e6, bucket_size=10 ** 6, end=END)
+    probe = PortalDouble(seed=4, tickets=300, drain_per_s=1e6, bucket_size=10**6, end=END)
     times = sorted(t["createdDate"] for t in probe.portal.tasks.values())
-    with PortalDouble(seed=4, tickets=300, drain_per_s=1e6, bucket_size=10 ** 6, end=END,
-                      new_card_since=times[len(times) // 2]) as d:
+    with PortalDouble(
+        seed=4, tickets=300, drain_per_s=1e6, bucket_size=10**6, end=END, new_card_since=times[len(times) // 2]
+    ) as d:
         p = d.portal
         classic = [t for t in p.tasks.values() if not t["chatId"] and p.task_comments[t["id"]]]
         chats = [t for t in p.tasks.values() if t["chatId"] and len(p.chats[t["chatId"]]["messages"]) > 1]
@@ -139,8 +146,9 @@ def test_mixed_portal_keeps_classic_and_new_card_tasks_apart():
         assert reports[0].error is None
         assert get_setting(db, client_for(d).portal_id, "tasks.comments_via") == "mixed"
         assert mismatches(db, d.truth, ("task",)) == {"counts": {}, "examples": {}}
-        keys = Counter(r["key"][:2] for r in db.query(
-            "select key from events where kind in ('reply', 'customer_message')"))
+        keys = Counter(
+            r["key"][:2] for r in db.query("select key from events where kind in ('reply', 'customer_message')")
+        )
         assert keys["c:"] > 0 and keys["m:"] > 0
         # an old task still commented on after the move, and a new one: both land
         d.advance(60)
@@ -154,10 +162,11 @@ def test_mixed_portal_keeps_classic_and_new_card_tasks_apart():
 def test_comment_events_of_both_cards_land():
     """``ONTASKCOMMENTADD`` with ``MESSAGE_ID`` (new card, ``ID`` 0) and with ``ID`` (classic) both
     name their task, and re-reading it stores the new message (DOCS tasks-new.md, "Events")."""
-    probe = PortalDouble(seed=4, tickets=120, drain_per_s=1e6, bucket_size=10 ** 6, end=END)
+    probe = PortalDouble(seed=4, tickets=120, drain_per_s=1e6, bucket_size=10**6, end=END)
     times = sorted(t["createdDate"] for t in probe.portal.tasks.values())
-    with PortalDouble(seed=4, tickets=120, drain_per_s=1e6, bucket_size=10 ** 6, end=END,
-                      new_card_since=times[len(times) // 2]) as d:
+    with PortalDouble(
+        seed=4, tickets=120, drain_per_s=1e6, bucket_size=10**6, end=END, new_card_since=times[len(times) // 2]
+    ) as d:
         p = d.portal
         db = open_db(":memory:")
         c = client_for(d)
@@ -167,8 +176,10 @@ def test_comment_events_of_both_cards_land():
         d.advance(60)
         msg = p.add_task_comment(new["id"], new["responsibleId"], "new card reply")
         com = p.add_task_comment(old["id"], old["responsibleId"], "classic reply")
-        bodies = [{"FIELDS_AFTER": {"ID": 0, "TASK_ID": new["id"], "MESSAGE_ID": msg["id"]}},
-                  {"FIELDS_AFTER": {"ID": com["id"], "TASK_ID": old["id"]}}]
+        bodies = [
+            {"FIELDS_AFTER": {"ID": 0, "TASK_ID": new["id"], "MESSAGE_ID": msg["id"]}},
+            {"FIELDS_AFTER": {"ID": com["id"], "TASK_ID": old["id"]}},
+        ]
         ids = [ch.id for b in bodies for ch in changes_of("ONTASKCOMMENTADD", b)]
         assert ids == [str(new["id"]), str(old["id"])]
         assert refresh_tickets(c, db, "tasks", ids, CONFIG) == 2

@@ -1,9 +1,11 @@
 """Open-line dialogs as a source, end to end: b24desk's client against the portal double over real
 HTTP on 127.0.0.1, the store compared with the double's ground truth (what happened to each dialog,
 recorded independently of our mapping)."""
+
 from __future__ import annotations
 
 import pytest
+from openlines_support import client_for, make_double, mismatches
 
 from b24desk.sources import SelectorError, get_source
 from b24desk.sources import openlines as ol
@@ -11,7 +13,6 @@ from b24desk.sources.base import SyncContext
 from b24desk.store import get_setting
 from b24desk.sync import run_sync
 from portal_double import openlines as dol
-from openlines_support import client_for, make_double, mismatches
 
 CONFIG = {"sources": ["openlines"]}
 
@@ -46,8 +47,11 @@ def test_full_sync_stores_every_session_as_the_truth_has_it(double, db):
     assert rep.requests <= 14
     rows = {r["source_id"]: r for r in db.query("select * from tickets where source = 'openlines'")}
     assert {r["channel"] for r in rows.values()} == {"livechat", "telegrambot", "whatsappbyedna", "vkgroup", "avito"}
-    assert {(r["line"], r["type"]) for r in rows.values()} == {("1", "Поддержка"), ("2", "Продажи"),
-                                                               ("3", "VIP-клиенты")}
+    assert {(r["line"], r["type"]) for r in rows.values()} == {
+        ("1", "Поддержка"),
+        ("2", "Продажи"),
+        ("3", "VIP-клиенты"),
+    }
     assert all(r["selector"] == "openlines" for r in rows.values())
     status = get_setting(db, c.portal_id, ol.STATUS_KEY)
     assert status["available"] is True and status["code"] is None
@@ -58,37 +62,44 @@ def test_bots_never_answer_first_and_a_bot_hand_over_is_no_transfer(double, db):
     c, _ = sync(double, db)
     truth = {t["source_id"]: t for t in dol.truth_tickets(double.portal)}
     state = dol.state(double.portal)
-    bot_first = [s for s in state.sessions
-                 if s["dateOperatorAnswer"] and s["dateFirstAnswer"] < s["dateOperatorAnswer"]]
+    bot_first = [
+        s for s in state.sessions if s["dateOperatorAnswer"] and s["dateFirstAnswer"] < s["dateOperatorAnswer"]
+    ]
     assert len(bot_first) > 30
     for s in bot_first:
-        first = db.execute("select min(at) from events where source = 'openlines' and source_id = ? and kind = 'reply'",
-                           [str(s["id"])]).fetchone()[0]
+        first = db.execute(
+            "select min(at) from events where source = 'openlines' and source_id = ? and kind = 'reply'", [str(s["id"])]
+        ).fetchone()[0]
         assert first == s["dateOperatorAnswer"] > s["dateFirstAnswer"]
         assert truth[str(s["id"])]["transfers"] == 0 or any(
-            r["fromOperatorId"] not in (None, dol.BOT_ID) for r in state.transfers[s["id"]])
+            r["fromOperatorId"] not in (None, dol.BOT_ID) for r in state.transfers[s["id"]]
+        )
     bot_only = [s for s in state.sessions if s["operatorId"] == dol.BOT_ID and s["dateClose"]]
     assert bot_only
     for s in bot_only:
-        row = db.execute("select responsible_id, state from tickets where source = 'openlines' and source_id = ?",
-                         [str(s["id"])]).fetchone()
+        row = db.execute(
+            "select responsible_id, state from tickets where source = 'openlines' and source_id = ?", [str(s["id"])]
+        ).fetchone()
         assert row == (None, "resolved")
 
 
 def test_votes_and_supervisor_scores_are_kept_apart(double, db):
     c, _ = sync(double, db)
     state = dol.state(double.portal)
-    liked = next(s for s in state.sessions if s["vote"] == "like" and s["voteHead"] is not None
-                 and s["voteHead"] <= 3)
+    liked = next(s for s in state.sessions if s["vote"] == "like" and s["voteHead"] is not None and s["voteHead"] <= 3)
     disliked = next(s for s in state.sessions if s["vote"] == "dislike")
+
     def row(s):
-        return db.execute("select rating, qa_score from tickets where source = 'openlines' and source_id = ?",
-                          [str(s["id"])]).fetchone()
+        return db.execute(
+            "select rating, qa_score from tickets where source = 'openlines' and source_id = ?", [str(s["id"])]
+        ).fetchone()
+
     assert row(liked) == (5, liked["voteHead"])
     assert row(disliked)[0] == 1
-    at = db.execute("select at from events where source = 'openlines' and source_id = ? and kind = 'rated'",
-                    [str(liked["id"])]).fetchone()[0]
-    assert at == liked["dateVote"]                   # the vote's own time, from the rating list
+    at = db.execute(
+        "select at from events where source = 'openlines' and source_id = ? and kind = 'rated'", [str(liked["id"])]
+    ).fetchone()[0]
+    assert at == liked["dateVote"]  # the vote's own time, from the rating list
 
 
 def test_line_selector_reads_one_line(double, db):
@@ -97,8 +108,11 @@ def test_line_selector_reads_one_line(double, db):
     assert rep.error is None
     assert mismatches(db, c.portal_id, double, line="2") == []
     assert {r[0] for r in db.execute("select distinct selector from tickets")} == {"openlines:line=2"}
-    assert all(str(p.get("configId")) == "2" for m, p in double.stats.log
-               if m in ("imopenlines.v2.session.list", "imopenlines.v2.session.rating.list"))
+    assert all(
+        str(p.get("configId")) == "2"
+        for m, p in double.stats.log
+        if m in ("imopenlines.v2.session.list", "imopenlines.v2.session.rating.list")
+    )
 
 
 def test_incremental_sync_sees_new_answers_transfers_closes_and_late_votes(db):
@@ -109,8 +123,9 @@ def test_incremental_sync_sees_new_answers_transfers_closes_and_late_votes(db):
     waiting = dol.start_session(p, 1, "livechat", operator=queue[0])
     talking = dol.start_session(p, 2, "vkgroup", operator=state.lines[2]["queue"][0])
     dol.answer(p, talking["id"])
-    old = next(s for s in state.sessions if s["dateClose"] and s["vote"] == "none"
-               and s["dateClose"] < p.now - 20 * 86400)
+    old = next(
+        s for s in state.sessions if s["dateClose"] and s["vote"] == "none" and s["dateClose"] < p.now - 20 * 86400
+    )
     try:
         c, (first,) = sync(d, db)
         assert first.mode == "full" and mismatches(db, c.portal_id, d) == []
@@ -124,16 +139,20 @@ def test_incremental_sync_sees_new_answers_transfers_closes_and_late_votes(db):
         dol.close_session(p, waiting["id"])
         dol.vote(p, waiting["id"], "dislike")
         dol.head_vote(p, waiting["id"], 2, "Слишком долго")
-        dol.vote(p, old["id"], "like")               # weeks after its close
+        dol.vote(p, old["id"], "like")  # weeks after its close
         new = dol.start_session(p, 3, "telegrambot", operator=state.lines[3]["queue"][1])
         d.advance(60)
         d.stats.reset()
         c, (inc,) = sync(d, db)
         assert inc.mode == "incremental" and inc.error is None
         assert mismatches(db, c.portal_id, d) == []
-        got = {r[0]: r for r in db.execute(
-            "select source_id, state, responsible_id, rating, qa_score, type from tickets where source_id in (?,?,?,?)",
-            [str(waiting["id"]), str(talking["id"]), str(old["id"]), str(new["id"])]).fetchall()}
+        got = {
+            r[0]: r
+            for r in db.execute(
+                "select source_id, state, responsible_id, rating, qa_score, type from tickets where source_id in (?,?,?,?)",
+                [str(waiting["id"]), str(talking["id"]), str(old["id"]), str(new["id"])],
+            ).fetchall()
+        }
         assert got[str(waiting["id"])][1:5] == ("resolved", str(queue[1]), 1, 2)
         assert got[str(talking["id"])][5] == "VIP-клиенты"
         assert got[str(old["id"])][3] == 5 and got[str(new["id"])][1] == "open"
@@ -182,8 +201,7 @@ def test_missing_report_access_or_scope_is_recorded_with_what_to_do(double, db):
         assert status["code"] == "ACCESS_DENIED" and "Contact Center" in status["message"]
     finally:
         state.report_users = None
-    c, (rep,) = sync(double, db, url=double.add_webhook(1, scopes={"basic", "user", "department", "task"}),
-                     full=True)
+    c, (rep,) = sync(double, db, url=double.add_webhook(1, scopes={"basic", "user", "department", "task"}), full=True)
     assert rep.error is None and rep.saved == 0
     status = get_setting(db, c.portal_id, ol.STATUS_KEY)
     assert status["code"] == "INSUFFICIENT_SCOPE" and "imopenlines" in status["message"]
@@ -258,6 +276,7 @@ def test_crosscheck_reads_bare_dates_in_the_admins_zone(double, db):
     """The admin's time zone (settings page, ``config`` overrides) wins over the portal's, as in
     every report (kpi.load.portal_zone): 1 September is midnight in Vladivostok, not in Moscow."""
     from b24desk.store import set_setting
+
     c, _ = sync(double, db)
     set_setting(db, c.portal_id, "config", {"calendar": {"timezone": "Asia/Vladivostok"}})
     bare = ol.crosscheck(db, c, c.portal_id, "2026-09-01", "2026-10-01")

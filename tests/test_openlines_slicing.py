@@ -1,16 +1,17 @@
 """Date slicing past the statistics API's limits: 200 rows a page, ``offset`` at most 10000
 (DOCS api-reference/imopenlines/statistics/imopenlines-v2-session-list.md, ...-rating-list.md),
 with more than 10,000 sessions and more than 10,000 votes in one window, over real HTTP."""
+
 from __future__ import annotations
 
 import pytest
+from openlines_support import client_for, make_double, mismatches
 
 from b24desk.client import B24Error
 from b24desk.model import parse_time
 from b24desk.sources import openlines as ol
 from b24desk.sync import run_sync
 from portal_double import openlines as dol
-from openlines_support import client_for, make_double, mismatches
 
 N = 12500
 

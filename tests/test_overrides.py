@@ -1,12 +1,13 @@
 """An admin's per-portal overrides reach every consumer: `flask kpi` applies them as the pages do."""
+
 import json
+
+import pytest
+from kpi_support import PORTAL, add_ticket
 
 from b24desk.kpi.report import build_report
 from b24desk.overrides import effective_config, validate_config
 from b24desk.store import set_setting
-from kpi_support import PORTAL, add_ticket
-
-import pytest
 
 
 def _two_contacts(db):
@@ -16,8 +17,7 @@ def _two_contacts(db):
 
 
 def _cli_report(runner, db_path):
-    res = runner.invoke(args=["kpi", "--db", db_path, "--from", "2026-10-01", "--to", "2026-11-01",
-                              "--format", "json"])
+    res = runner.invoke(args=["kpi", "--db", db_path, "--from", "2026-10-01", "--to", "2026-11-01", "--format", "json"])
     assert res.exit_code == 0, res.output
     return json.loads(res.output)
 
@@ -30,14 +30,13 @@ def test_flask_kpi_applies_the_portal_overrides(app, runner, db, db_path):
     set_setting(db, PORTAL, "config", {"repeat_window_days": 1})
     after = _cli_report(runner, db_path)
     assert after["kpis"]["repeat_contact_share"]["value"] == 0.0
-    expected = build_report(db, PORTAL, "2026-10-01", "2026-11-01",
-                            config=effective_config(db, PORTAL, base))
+    expected = build_report(db, PORTAL, "2026-10-01", "2026-11-01", config=effective_config(db, PORTAL, base))
     assert after == json.loads(json.dumps(expected))
 
 
 def test_overrides_are_validated():
     with pytest.raises(ValueError):
-        validate_config({"targets": {}})            # not overridable through this key
+        validate_config({"targets": {}})  # not overridable through this key
     with pytest.raises(ValueError):
         validate_config({"repeat_window_days": "30"})
     assert validate_config({"bot_users": [5]}) == {"bot_users": [5]}

@@ -4,6 +4,7 @@ A write makes a cached figure stale: the dashboard and its drilldown are served 
 once (marked stale) while one background thread recomputes; the next request is fresh. Beyond the
 max staleness, or for exact callers (/api/kpi, exports), the request computes synchronously.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,12 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+from viewer_tokens import trusted_token
 
 from app import create_app
 from b24desk.model import Event, Ticket
 from b24desk.store import open_db
 from b24desk.viewer import ADMIN, Viewer
-from viewer_tokens import trusted_token
 from reports import data
 from reports.cache import Memo
 from reports.warm import Warmer, warm_dashboard
@@ -53,7 +54,7 @@ def store(tmp_path):
 def test_a_write_serves_the_old_entry_marked_stale_then_the_recomputed_one(store):
     memo = Memo(max_stale=600, clock=Clock())
     assert memo.lookup(store, "k", lambda: "v1").value == "v1"
-    assert memo.lookup(store, "k", lambda: "never").value == "v1"      # same version: a hit
+    assert memo.lookup(store, "k", lambda: "never").value == "v1"  # same version: a hit
     _write(store, 1)
     gate, calls = threading.Event(), []
 
@@ -61,9 +62,10 @@ def test_a_write_serves_the_old_entry_marked_stale_then_the_recomputed_one(store
         calls.append(1)
         gate.wait(30)
         return "v2"
+
     served = memo.lookup(store, "k", slow)
-    assert (served.value, served.stale) == ("v1", True)                # at once, while slow() waits
-    again = memo.lookup(store, "k", slow)                              # still stale: no second recompute
+    assert (served.value, served.stale) == ("v1", True)  # at once, while slow() waits
+    again = memo.lookup(store, "k", slow)  # still stale: no second recompute
     assert (again.value, again.stale) == ("v1", True)
     gate.set()
     assert memo.wait_idle(30)
@@ -77,10 +79,10 @@ def test_beyond_max_staleness_the_request_computes_synchronously(store):
     memo = Memo(max_stale=600, clock=clock)
     memo.lookup(store, "k", lambda: "v1")
     clock.now += 599
-    memo.lookup(store, "k", lambda: "never")          # unchanged store: known current again now
+    memo.lookup(store, "k", lambda: "never")  # unchanged store: known current again now
     _write(store, 1)
     clock.now += 600
-    assert memo.lookup(store, "k", lambda: "v2").stale       # 600 s since last known current: stale allowed
+    assert memo.lookup(store, "k", lambda: "v2").stale  # 600 s since last known current: stale allowed
     assert memo.wait_idle(30)
     _write(store, 2)
     clock.now += 601
@@ -108,7 +110,7 @@ def test_a_ttl_entry_is_refreshed_in_the_background_once_old_though_the_store_is
     memo.lookup(store, "clock", lambda: "a", ttl=60, versioned=False)
     _write(store, 5)
     assert memo.lookup(store, "clock", lambda: "never", ttl=60, versioned=False).value == "a"
-    assert memo.lookup(store, "now", lambda: "12:02", ttl=60).stale          # versioned: the write counts
+    assert memo.lookup(store, "now", lambda: "12:02", ttl=60).stale  # versioned: the write counts
     clock.now += 61
     assert memo.lookup(store, "clock", lambda: "b", ttl=60, versioned=False).stale
 
@@ -129,9 +131,10 @@ def test_a_failed_background_recompute_keeps_the_old_entry(store):
 
     def boom():
         raise RuntimeError("engine down")
+
     assert memo.lookup(store, "k", boom).value == "v1"
     assert memo.wait_idle(30)
-    served = memo.lookup(store, "k", lambda: "v2")     # retried in the background
+    served = memo.lookup(store, "k", lambda: "v2")  # retried in the background
     assert (served.value, served.stale) == ("v1", True)
     assert memo.wait_idle(30)
     assert memo.lookup(store, "k", lambda: "never").value == "v2"
@@ -147,6 +150,7 @@ def test_two_stores_never_share_entries(tmp_path):
 
 
 # --- through the app ------------------------------------------------------------------------
+
 
 def _bench():
     spec = importlib.util.spec_from_file_location("bench_store", ROOT / "bench" / "bench_store.py")
@@ -173,12 +177,25 @@ def seeded(tmp_path):
 
 def _add_ticket(path: str, portal: str, at: int) -> None:
     db = open_db(path)
-    t = Ticket(portal=portal, source="task", source_id="999999", title="New", priority="normal",
-               author_id="c1", customer="c1", responsible_id="201", created_at=at, selector="tasks")
+    t = Ticket(
+        portal=portal,
+        source="task",
+        source_id="999999",
+        title="New",
+        priority="normal",
+        author_id="c1",
+        customer="c1",
+        responsible_id="201",
+        created_at=at,
+        selector="tasks",
+    )
     with db.atomic():
         db["tickets"].insert(t.row() | {"synced_at": at}, pk=("portal", "source", "source_id"), replace=True)
-        db["events"].insert(Event(portal, "task", "999999", "h:c", "created", at, "c1").row(),
-                            pk=("portal", "source", "source_id", "key"), replace=True)
+        db["events"].insert(
+            Event(portal, "task", "999999", "h:c", "created", at, "c1").row(),
+            pk=("portal", "source", "source_id", "key"),
+            replace=True,
+        )
     db.conn.close()
 
 
@@ -206,14 +223,14 @@ def test_pages_serve_stale_then_fresh_and_the_api_stays_exact(seeded):
     assert before_drill == (before, None)
 
     _add_ticket(path, portal, now - 3600)
-    assert total_api() == before + 1                  # exact: equal to `flask kpi` right after the write
+    assert total_api() == before + 1  # exact: equal to `flask kpi` right after the write
     n, stale = drill()
-    assert n == before and stale is not None          # the old entry, at once, marked stale
+    assert n == before and stale is not None  # the old entry, at once, marked stale
     page = c.get(f"/reports/dashboard?{q}&t={token}")
     assert page.headers.get("X-B24desk-Stale") is not None
     assert 'id="stale-note"' in page.get_data(as_text=True)
     assert data.MEMO.wait_idle(60)
-    assert drill() == (before + 1, None)               # recomputed in the background
+    assert drill() == (before + 1, None)  # recomputed in the background
     page = c.get(f"/reports/dashboard?{q}&t={token}")
     assert "X-B24desk-Stale" not in page.headers and 'id="stale-note"' not in page.get_data(as_text=True)
 
@@ -224,13 +241,15 @@ def test_warm_dashboard_leaves_the_default_page_computed(seeded):
     misses = data.MEMO.misses
     r = app.test_client().get(f"/reports/dashboard?t={token}")
     assert r.status_code == 200 and "X-B24desk-Stale" not in r.headers
-    assert data.MEMO.misses == misses                  # every figure of the default page was warm
+    assert data.MEMO.misses == misses  # every figure of the default page was warm
 
 
 # --- the hook after a real reconcile against the portal double ---------------------------------
 
+
 def test_the_runtime_warms_after_each_reconcile(tmp_path):
     from events_harness import Harness, double
+
     d = double(seed=5, tickets=40)
     h = Harness(tmp_path, d)
     try:
@@ -246,7 +265,7 @@ def test_the_runtime_warms_after_each_reconcile(tmp_path):
         token = trusted_token(h.db_path, Viewer(portal=d.member_id, user_id="1", role=ADMIN))
         r = h.app.test_client().get(f"/reports/dashboard?t={token}")
         assert r.status_code == 200 and "X-B24desk-Stale" not in r.headers
-        assert data.MEMO.misses == misses              # the first viewer after the sync is warm
+        assert data.MEMO.misses == misses  # the first viewer after the sync is warm
     finally:
         data.MEMO.wait_idle(60)
         h.close()
@@ -255,6 +274,7 @@ def test_the_runtime_warms_after_each_reconcile(tmp_path):
 
 def test_a_failing_hook_does_not_fail_the_sync(tmp_path):
     from events_harness import Harness, double
+
     d = double(seed=6, tickets=10)
     h = Harness(tmp_path, d)
     try:
@@ -262,6 +282,7 @@ def test_a_failing_hook_does_not_fail_the_sync(tmp_path):
 
         def broken(portal):
             raise RuntimeError("no")
+
         h.runtime.after_sync = broken
         assert "sources" in h.runtime.reconcile(d.member_id)
     finally:
@@ -274,13 +295,14 @@ def test_a_changed_target_gives_a_fresh_dashboard_at_once(seeded):
     dashboard is computed anew, never the old scorecard served once more as stale."""
     from b24desk.kpi.targets import TARGETS_SETTING
     from b24desk.store import set_setting
+
     app, token, portal, now, path = seeded
     c = app.test_client()
     day = time.strftime("%Y-%m-%d", time.gmtime(now - 20 * 86400))
     end = time.strftime("%Y-%m-%d", time.gmtime(now + 2 * 86400))
     url = f"/reports/dashboard?from={day}&to={end}&t={token}"
     page = c.get(url)
-    target = re.compile(r"Target: (\d+)\s%")                                 # overdue share: 5 % by default
+    target = re.compile(r"Target: (\d+)\s%")  # overdue share: 5 % by default
     assert page.status_code == 200 and "5" in target.findall(page.get_data(as_text=True))
     db = open_db(path)
     set_setting(db, portal, TARGETS_SETTING, {"portal": {"overdue_share": {"target": 0.37}}})
@@ -302,6 +324,7 @@ def test_the_api_keeps_its_entry_across_writes_that_cannot_touch_the_period(seed
     settings no report reads leave /api/kpi's entry exact (a hit, no recompute); a write inside
     the window, to people or to settings the reports read recomputes it."""
     from b24desk.store import set_setting
+
     app, token, portal, now, path = seeded
     c = app.test_client()
     frm = time.strftime("%Y-%m-%d", time.gmtime(now - 20 * 86400))
@@ -322,11 +345,22 @@ def test_the_api_keeps_its_entry_across_writes_that_cannot_touch_the_period(seed
 
     def ticket(p, sid, at, closed=None):
         db = open_db(path)
-        t = Ticket(portal=p, source="task", source_id=sid, title="New", priority="normal", author_id="c1",
-                   customer="c1", responsible_id="201", created_at=at, selector="tasks")
+        t = Ticket(
+            portal=p,
+            source="task",
+            source_id=sid,
+            title="New",
+            priority="normal",
+            author_id="c1",
+            customer="c1",
+            responsible_id="201",
+            created_at=at,
+            selector="tasks",
+        )
         with db.atomic():
-            db["tickets"].insert(t.row() | {"synced_at": at, "closed_at": closed},
-                                 pk=("portal", "source", "source_id"), replace=True)
+            db["tickets"].insert(
+                t.row() | {"synced_at": at, "closed_at": closed}, pk=("portal", "source", "source_id"), replace=True
+            )
         db.conn.close()
 
     def setting(key, value=None):
@@ -335,7 +369,7 @@ def test_the_api_keeps_its_entry_across_writes_that_cannot_touch_the_period(seed
             set_setting(db, portal, key, int(time.time() * 1000) if value is None else value)
         db.conn.close()
 
-    assert kept_after(lambda: ticket(portal, "900001", now + 3 * 86400))          # created after `to`
+    assert kept_after(lambda: ticket(portal, "900001", now + 3 * 86400))  # created after `to`
     assert kept_after(lambda: ticket("another-portal", "900002", now - 10 * 86400))
     assert kept_after(lambda: ticket(portal, "900003", now - 600 * 86400, now - 500 * 86400))  # closed long before
     assert kept_after(lambda: setting("clock_skew"))
@@ -344,11 +378,11 @@ def test_the_api_keeps_its_entry_across_writes_that_cannot_touch_the_period(seed
     data.MEMO.clear()
     assert _api(c, q, auth) == first
 
-    assert not kept_after(lambda: ticket(portal, "900004", now - 10 * 86400))       # inside: recomputed
+    assert not kept_after(lambda: ticket(portal, "900004", now - 10 * 86400))  # inside: recomputed
     second = _api(c, q, auth)
     assert second["kpis"]["tickets_total"]["value"] == first["kpis"]["tickets_total"]["value"] + 1
     first = second
-    assert not kept_after(lambda: ticket(portal, "900005", now - 900 * 86400))     # still open: in A
+    assert not kept_after(lambda: ticket(portal, "900005", now - 900 * 86400))  # still open: in A
     first = _api(c, q, auth)
     assert not kept_after(lambda: setting("targets", {"portal": {"csat": {"target": 0.5, "direction": "higher"}}}))
     first = _api(c, q, auth)
@@ -363,29 +397,30 @@ def test_the_api_keeps_its_entry_across_writes_that_cannot_touch_the_period(seed
 
 def test_the_journal_says_which_windows_a_write_meets(tmp_path):
     from b24desk.store import journal_state
+
     db = open_db(tmp_path / "j.db")
     c = db.conn
     start = journal_state(c)[0]
     c.execute("insert into tickets (portal, source, source_id, created_at, closed_at) values ('P','task','1',100,200)")
     c.commit()
-    assert journal_state(c, "P", start, 250, 400)[1] is False        # closed before the window
+    assert journal_state(c, "P", start, 250, 400)[1] is False  # closed before the window
     assert journal_state(c, "P", start, 150, 400)[1] is True
-    assert journal_state(c, "Q", start, 0, 400)[1] is False          # another portal
+    assert journal_state(c, "Q", start, 0, 400)[1] is False  # another portal
     mid = journal_state(c)[0]
     c.execute("insert into events (portal, source, source_id, key, kind, at) values ('P','task','1','k','reply',900)")
-    c.execute("update tickets set closed_at = null where source_id = '1'")   # reopened: open for good
+    c.execute("update tickets set closed_at = null where source_id = '1'")  # reopened: open for good
     c.commit()
     assert journal_state(c, "P", mid, 5000, 6000)[1] is True
-    assert journal_state(c, "P", mid, 0, 50)[1] is False              # created after the window
+    assert journal_state(c, "P", mid, 0, 50)[1] is False  # created after the window
     last = journal_state(c)[0]
     c.execute("insert or replace into settings (portal, key, value) values ('P', 'clock_skew', '3')")
     c.commit()
-    assert journal_state(c, "P", last, 0, 50) == (last, False)        # a setting no report reads
+    assert journal_state(c, "P", last, 0, 50) == (last, False)  # a setting no report reads
     c.execute("insert or replace into settings (portal, key, value) values ('P', 'targets', '{}')")
     c.commit()
-    assert journal_state(c, "P", last, 0, 50)[1] is True              # one it reads: every period
+    assert journal_state(c, "P", last, 0, 50)[1] is True  # one it reads: every period
     last = journal_state(c)[0]
-    c.execute("delete from kpi_journal")                                 # emptied: nothing can be told
+    c.execute("delete from kpi_journal")  # emptied: nothing can be told
     c.commit()
     assert journal_state(c, "P", last, 0, 50)[1] is True
     db.conn.close()

@@ -4,6 +4,7 @@ The app (Flask test client) verifies every launch against the portal double over
 127.0.0.1 (``user.current``, ``user.admin``, ``department.get``), with the real client; the store
 was filled by the real sync from the same double.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,12 +14,12 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from pages_support import XSS, build_desk
 
 from app import create_app
 from b24desk.kpi import build_report
 from b24desk.store import open_db
 from b24desk.viewer import csrf_token, load_token
-from pages_support import XSS, build_desk
 
 SECRET = "pages-secret"
 
@@ -34,6 +35,7 @@ def desk(tmp_path_factory):
 def app(desk):
     a = create_app({"TESTING": True, "DB": desk.db_path, "SECRET_KEY": SECRET})
     from reports.data import MEMO
+
     MEMO.clear()
     return a
 
@@ -44,8 +46,9 @@ def client(app):
 
 
 def launch(client, desk, user, *, lang="en", **form_over):
-    return client.post(f"/app?DOMAIN=evil.example&PROTOCOL=1&LANG={lang}&APP_SID=x",
-                       data=desk.launch_form(user, **form_over))
+    return client.post(
+        f"/app?DOMAIN=evil.example&PROTOCOL=1&LANG={lang}&APP_SID=x", data=desk.launch_form(user, **form_over)
+    )
 
 
 def token_of(client, desk, user, **kw) -> str:
@@ -61,6 +64,7 @@ def period(desk) -> str:
 def page_period(desk) -> str:
     """The same days as ``period`` in the page's URL, where ``to`` is the last day shown (inclusive)."""
     from reports.query import last_day
+
     return f"from={desk.date_from}&to={last_day(desk.date_to)}"
 
 
@@ -78,6 +82,7 @@ def engine(desk, **kw):
 
 # --- launches -----------------------------------------------------------------------------------
 
+
 def test_launch_verifies_and_mints_a_viewer_token(client, desk):
     r = launch(client, desk, desk.admin)
     assert r.status_code == 303
@@ -85,7 +90,7 @@ def test_launch_verifies_and_mints_a_viewer_token(client, desk):
     assert loc.path == "/reports/dashboard"
     v = load_token(SECRET, parse_qs(loc.query)["t"][0])
     assert (v.role, v.user_id, v.portal) == ("admin", "1", desk.member_id)
-    assert v.domain == desk.double.domain                  # the stored domain, not DOMAIN=evil.example
+    assert v.domain == desk.double.domain  # the stored domain, not DOMAIN=evil.example
     head = load_token(SECRET, token_of(client, desk, desk.heads[2]))
     assert head.role == "head" and head.tree == ("2",)
     agent = next(a for a, dep in desk.agents.items() if dep == 3)
@@ -95,6 +100,7 @@ def test_launch_verifies_and_mints_a_viewer_token(client, desk):
 
 def test_forged_launches_are_refused(client, desk, tmp_path):
     from portal_double import PortalDouble
+
     good = desk.launch_form(desk.admin)
     cases = {
         "wrong application token": dict(good, APPLICATION_TOKEN="0" * 32),
@@ -116,7 +122,7 @@ def test_forged_launches_are_refused(client, desk, tmp_path):
         other.stop()
     desk.double.expire_tokens()
     try:
-        r = client.post("/app", data=good)                  # expired AUTH_ID: the portal says 401
+        r = client.post("/app", data=good)  # expired AUTH_ID: the portal says 401
         assert r.status_code == 403
     finally:
         pass
@@ -136,13 +142,27 @@ def test_placements_route_to_dashboard_or_ticket_card(client, desk):
 
 # --- role slices ------------------------------------------------------------------------------------
 
+
 def test_api_kpi_is_flask_kpi_json(client, desk, app):
     tok = token_of(client, desk, desk.admin)
     r = api(client, desk, tok, "&group_by=agent")
     assert r.status_code == 200 and r.mimetype == "application/json"
     runner = app.test_cli_runner()
-    out = runner.invoke(args=["kpi", "--db", desk.db_path, "--from", desk.date_from, "--to", desk.date_to,
-                              "--format", "json", "--group-by", "agent"])
+    out = runner.invoke(
+        args=[
+            "kpi",
+            "--db",
+            desk.db_path,
+            "--from",
+            desk.date_from,
+            "--to",
+            desk.date_to,
+            "--format",
+            "json",
+            "--group-by",
+            "agent",
+        ]
+    )
     assert out.exit_code == 0, out.output
     assert r.get_data(as_text=True) == out.output
     q = api(client, desk, None and tok or "")
@@ -169,8 +189,9 @@ def test_each_role_sees_exactly_its_slice(client, desk):
     other_agent = next(a for a, dep in desk.agents.items() if dep == 3)
     assert api(client, desk, head, f"&agent={other_agent}").status_code == 403
     mine = next(a for a, dep in desk.agents.items() if dep == 2)
-    assert api(client, desk, head, f"&agent={mine}").get_json() == engine(desk, filters={"department": "2",
-                                                                                      "agent": str(mine)})
+    assert api(client, desk, head, f"&agent={mine}").get_json() == engine(
+        desk, filters={"department": "2", "agent": str(mine)}
+    )
 
     ag = token_of(client, desk, mine)
     own = api(client, desk, ag).get_json()
@@ -178,8 +199,8 @@ def test_each_role_sees_exactly_its_slice(client, desk):
     assert own == engine(desk, filters={"agent": str(mine)})
     team = api(client, desk, ag, "&department=2").get_json()
     assert team == engine(desk, filters={"department": "2"})
-    assert api(client, desk, ag, f"&agent={desk.heads[2]}").status_code == 403       # a colleague
-    assert api(client, desk, ag, "&department=3").status_code == 403                 # another department
+    assert api(client, desk, ag, f"&agent={desk.heads[2]}").status_code == 403  # a colleague
+    assert api(client, desk, ag, "&department=3").status_code == 403  # another department
     assert api(client, desk, ag, "&department=2&group_by=agent").status_code == 403  # team split by agent
     # the slice of each role adds up: the head's department is part of the whole
     assert hr["kpis"]["tickets_total"]["value"] <= full["kpis"]["tickets_total"]["value"]
@@ -204,8 +225,10 @@ def test_drilldown_is_scoped_and_matches_the_number(client, desk):
     db = open_db(desk.db_path)
     try:
         for row in own["tickets"]:
-            resp = db.execute("select responsible_id from tickets where source = ? and source_id = ?",
-                              [row["source"], row["source_id"]]).fetchone()[0]
+            resp = db.execute(
+                "select responsible_id from tickets where source = ? and source_id = ?",
+                [row["source"], row["source_id"]],
+            ).fetchone()[0]
             assert resp == str(mine)
     finally:
         db.conn.close()
@@ -215,6 +238,7 @@ def test_drilldown_is_scoped_and_matches_the_number(client, desk):
 
 # --- pages --------------------------------------------------------------------------------------
 
+
 def test_dashboard_page_is_frame_safe_and_escaped(client, desk):
     tok = token_of(client, desk, desk.admin)
     r = client.get(f"/reports/dashboard?{page_period(desk)}&t={tok}")
@@ -222,15 +246,17 @@ def test_dashboard_page_is_frame_safe_and_escaped(client, desk):
     csp = r.headers["Content-Security-Policy"]
     assert f"frame-ancestors {desk.double.base_url}" in csp and "evil.example" not in csp
     assert "X-Frame-Options" not in r.headers
-    assert "script-src 'self';" in csp                      # the double is no real portal: no BX24 script
+    assert "script-src 'self';" in csp  # the double is no real portal: no BX24 script
     html = r.get_data(as_text=True)
     assert "api.bitrix24.com" not in html and "cdn" not in html.lower()
-    assert re.search(r"<script>", html) is None              # no inline script: the CSP forbids it
+    assert re.search(r"<script>", html) is None  # no inline script: the CSP forbids it
     assert 'id="cards"' in html and 'data-kpi="first_response_time"' in html
     assert 'id="table-agent"' in html and 'id="table-department"' in html
-    data = json.loads(re.search(r'<script type="application/json" id="b24desk-data">(.*?)</script>', html, re.S).group(1))
+    data = json.loads(
+        re.search(r'<script type="application/json" id="b24desk-data">(.*?)</script>', html, re.S).group(1)
+    )
     assert data["trend"]["labels"] and data["frt_dist"]["counts"]
-    assert XSS not in html                                   # ticket texts never reach the page raw
+    assert XSS not in html  # ticket texts never reach the page raw
 
 
 def test_dashboard_languages_and_agent_page(client, desk):
@@ -238,7 +264,7 @@ def test_dashboard_languages_and_agent_page(client, desk):
     tok = token_of(client, desk, mine, lang="ru")
     html = client.get(f"/reports/dashboard?{page_period(desk)}&t={tok}").get_data(as_text=True)
     assert "Время первого ответа" in html and "среднее" in html and "Команда" in html
-    assert 'id="table-agent"' not in html and 'name="agent"' not in html      # no colleague's numbers
+    assert 'id="table-agent"' not in html and 'name="agent"' not in html  # no colleague's numbers
     en = token_of(client, desk, mine, lang="en")
     html = client.get(f"/reports/dashboard?{page_period(desk)}&t={en}").get_data(as_text=True)
     assert "First response time" in html and "Team" in html
@@ -246,19 +272,24 @@ def test_dashboard_languages_and_agent_page(client, desk):
 
 
 def test_ticket_card_escapes_and_is_scoped(client, desk):
-    tok = token_of(client, desk, desk.admin, placement="TASK_VIEW_TAB",
-                   options=json.dumps({"taskId": desk.xss_task}))
+    tok = token_of(client, desk, desk.admin, placement="TASK_VIEW_TAB", options=json.dumps({"taskId": desk.xss_task}))
     r = client.get(f"/reports/ticket?source=task&id={desk.xss_task}&t={tok}")
     html = r.get_data(as_text=True)
     assert r.status_code == 200
     assert XSS not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert 'id="timeline"' in html and "Looking into it" not in html     # comment texts are not stored
+    assert 'id="timeline"' in html and "Looking into it" not in html  # comment texts are not stored
     assert 'id="ticket-frt"' in html
     owner = next(a for a, dep in desk.agents.items() if dep == 2)
-    assert client.get(f"/reports/ticket?source=task&id={desk.xss_task}&t={token_of(client, desk, owner)}").status_code == 200
+    assert (
+        client.get(f"/reports/ticket?source=task&id={desk.xss_task}&t={token_of(client, desk, owner)}").status_code
+        == 200
+    )
     stranger = next(a for a, dep in desk.agents.items() if dep == 3)
-    assert client.get(f"/reports/ticket?source=task&id={desk.xss_task}&t={token_of(client, desk, stranger)}").status_code == 403
-    assert client.get(f"/reports/ticket?source=task&id=999999&t={tok}").status_code == 200          # not synced yet
+    assert (
+        client.get(f"/reports/ticket?source=task&id={desk.xss_task}&t={token_of(client, desk, stranger)}").status_code
+        == 403
+    )
+    assert client.get(f"/reports/ticket?source=task&id=999999&t={tok}").status_code == 200  # not synced yet
     assert client.get(f"/reports/ticket?source=task&id=abc&t={tok}").status_code == 400
 
 
@@ -272,6 +303,7 @@ def test_exports_carry_the_view(client, desk):
     assert int(total["value"]) == rep["kpis"]["tickets_total"]["value"]
     assert {x["group"] for x in rows} - {""} == {str(g["key"]) for g in rep["groups"] if g["key"] is not None}
     import openpyxl
+
     x = client.get(f"/reports/export.xlsx?{period(desk)}&priority=high&layout=raw&t={tok}")
     wb = openpyxl.load_workbook(io.BytesIO(x.data))
     assert wb.sheetnames == ["Summary", "Groups", "Weeks"]
@@ -283,7 +315,7 @@ def test_exports_carry_the_view(client, desk):
     ag = token_of(client, desk, mine)
     r = client.get(f"/reports/export.csv?{period(desk)}&layout=raw&t={ag}")
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True).lstrip("\ufeff"))))
-    assert {x["group"] for x in rows} == {""}                            # no per-agent rows for an agent
+    assert {x["group"] for x in rows} == {""}  # no per-agent rows for an agent
     assert client.get(f"/reports/export.csv?{period(desk)}&agent={desk.heads[2]}&t={ag}").status_code == 403
 
 
@@ -294,35 +326,62 @@ def test_settings_admin_only_with_csrf(client, desk, app):
     ag = token_of(client, desk, mine)
     assert client.get(f"/reports/settings?t={ag}").status_code == 403
     good = csrf_token(SECRET, load_token(SECRET, admin))
-    body = {"t": admin, "form": "targets", "tg-first_response_time-value": "5", "tg-first_response_time-dir": "lower",
-            "tg-first_response_time-tol": "10"}
-    assert client.post("/reports/settings", data=body).status_code == 403                   # no CSRF token
-    other = token_of(client, desk, desk.admin)                                              # another session
-    assert client.post("/reports/settings", data=dict(body, csrf=csrf_token(SECRET, load_token(SECRET, other)))).status_code == 403
-    assert client.post("/reports/settings", data=dict(body, t=ag, csrf=csrf_token(SECRET, load_token(SECRET, ag)))).status_code == 403
+    body = {
+        "t": admin,
+        "form": "targets",
+        "tg-first_response_time-value": "5",
+        "tg-first_response_time-dir": "lower",
+        "tg-first_response_time-tol": "10",
+    }
+    assert client.post("/reports/settings", data=body).status_code == 403  # no CSRF token
+    other = token_of(client, desk, desk.admin)  # another session
+    assert (
+        client.post(
+            "/reports/settings", data=dict(body, csrf=csrf_token(SECRET, load_token(SECRET, other)))
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            "/reports/settings", data=dict(body, t=ag, csrf=csrf_token(SECRET, load_token(SECRET, ag)))
+        ).status_code
+        == 403
+    )
     r = client.post("/reports/settings", data=dict(body, csrf=good))
     assert r.status_code == 303
     rep = api(client, desk, admin).get_json()
-    assert rep["kpis"]["first_response_time"]["target"] == 300            # the engine sees the new target (5 min)
+    assert rep["kpis"]["first_response_time"]["target"] == 300  # the engine sees the new target (5 min)
     bad = client.post("/reports/settings", data=dict(body, csrf=good, **{"tg-first_response_time-value": "soon"}))
     assert bad.status_code == 400 and 'id="err-tg-first_response_time-value"' in bad.get_data(as_text=True)
-    assert api(client, desk, admin).get_json()["kpis"]["first_response_time"]["target"] == 300   # nothing lost
-    r = client.post("/reports/settings", data={"t": admin, "csrf": good, "form": "ccei", "period": "2026-10",
-                                               "enps": "40", "turnover": "10"})
+    assert api(client, desk, admin).get_json()["kpis"]["first_response_time"]["target"] == 300  # nothing lost
+    r = client.post(
+        "/reports/settings",
+        data={"t": admin, "csrf": good, "form": "ccei", "period": "2026-10", "enps": "40", "turnover": "10"},
+    )
     assert r.status_code == 303
-    r = client.post("/reports/settings", data={"t": admin, "csrf": good, "form": "ccei", "period": "2026-10",
-                                               "turnover": "700"})
+    r = client.post(
+        "/reports/settings", data={"t": admin, "csrf": good, "form": "ccei", "period": "2026-10", "turnover": "700"}
+    )
     assert r.status_code == 400
-    cal = {"t": admin, "csrf": good, "form": "calendar", "cal-days": ["1", "2", "3", "4", "5"], "cal-country": "RU",
-           "cal-portal": "1", "cal-tz": "Europe/Moscow", "cal-start": "19:00", "cal-end": "18:00"}
+    cal = {
+        "t": admin,
+        "csrf": good,
+        "form": "calendar",
+        "cal-days": ["1", "2", "3", "4", "5"],
+        "cal-country": "RU",
+        "cal-portal": "1",
+        "cal-tz": "Europe/Moscow",
+        "cal-start": "19:00",
+        "cal-end": "18:00",
+    }
     r = client.post("/reports/settings", data=cal)
     assert r.status_code == 400 and 'id="err-cal-end"' in r.get_data(as_text=True)
     r = client.post("/reports/settings", data=dict(cal, **{"cal-start": "10:00"}))
     assert r.status_code == 303
     r = client.post("/reports/settings", data=dict(body, csrf=good, **{"tg-first_response_time-value": "10"}))
-    assert r.status_code == 303                    # back to the file's target
+    assert r.status_code == 303  # back to the file's target
     r = client.post("/reports/settings", data=dict(cal, **{"cal-start": "09:00"}))
-    assert r.status_code == 303                    # back to the file's calendar for the other tests
+    assert r.status_code == 303  # back to the file's calendar for the other tests
     assert api(client, desk, admin).get_json() == engine(desk)
 
 

@@ -1,4 +1,5 @@
 """The message catalogue: every key the templates and page code use exists in Russian and English."""
+
 from __future__ import annotations
 
 import re
@@ -29,7 +30,7 @@ def test_every_used_key_is_translated(saved):
     messages = dict(i18n.MESSAGES, **(saved_i18n.MESSAGES if saved else {}))
     missing = []
     for key in used_keys(saved):
-        if key.endswith("_"):            # a prefix completed at run time (role_ ~ viewer.role)
+        if key.endswith("_"):  # a prefix completed at run time (role_ ~ viewer.role)
             assert [k for k in messages if k.startswith(key)], key
             continue
         if key.startswith("kpi."):
@@ -52,4 +53,5 @@ def test_both_languages_everywhere():
 
 def test_every_engine_kpi_has_a_label():
     from b24desk.kpi.engine import KPI_KEYS
+
     assert not [k for k in KPI_KEYS if k not in i18n.KPI_LABELS and not k.endswith("_business")]

@@ -6,6 +6,7 @@ visible text (and its tooltips) fails on snake_case words, selector strings and 
 channel ids; the Russian page also fails on English words outside a short list of product names
 and abbreviations people use (CSAT, NPS, SLA, Telegram...).
 """
+
 from __future__ import annotations
 
 import html as htmllib
@@ -13,20 +14,28 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from pages_support import XSS, build_desk
 
 from app import create_app
 from b24desk import labels
 from b24desk.store import open_db
-from pages_support import XSS, build_desk
 
 SECRET = "words-secret"
 DEMO_SOURCES = [
     "tasks",
-    {"select": "deals:category=3", "priority": "UF_CRM_PRIORITY",
-     "priority_values": {"45": "low", "46": "normal", "47": "high", "48": "critical"},
-     "rating": "UF_CRM_RATING", "deadline": "UF_CRM_DEADLINE"},
-    {"select": "crm:1038", "priority": "UF_CRM_3_PRIORITY",
-     "priority_values": {"45": "low", "46": "normal", "47": "high", "48": "critical"}, "rating": "UF_CRM_3_RATING"},
+    {
+        "select": "deals:category=3",
+        "priority": "UF_CRM_PRIORITY",
+        "priority_values": {"45": "low", "46": "normal", "47": "high", "48": "critical"},
+        "rating": "UF_CRM_RATING",
+        "deadline": "UF_CRM_DEADLINE",
+    },
+    {
+        "select": "crm:1038",
+        "priority": "UF_CRM_3_PRIORITY",
+        "priority_values": {"45": "low", "46": "normal", "47": "high", "48": "critical"},
+        "rating": "UF_CRM_3_RATING",
+    },
     "openlines",
 ]
 
@@ -34,9 +43,41 @@ SNAKE = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b")
 SELECTOR = re.compile(r"\b(?:crm|deals|tasks|task|openlines):\w+|\bcrm:\d+")
 RAW_IDS = {"openlines", "livechat", "telegrambot", "whatsappbyedna", "vkgroup", "avito", "imopenlines"}
 # words a Russian page may carry in Latin letters: product names, abbreviations, units
-LATIN_OK = {"csat", "nps", "ces", "fcr", "ccei", "sla", "aht", "csv", "xlsx", "p90", "n", "b24desk", "bitrix24",
-            "telegram", "whatsapp", "viber", "facebook", "instagram", "direct", "wechat", "olx", "apple",
-            "messages", "network", "microsoft", "bot", "framework", "utc", "id", "json", "i", "vk", "ok"}
+LATIN_OK = {
+    "csat",
+    "nps",
+    "ces",
+    "fcr",
+    "ccei",
+    "sla",
+    "aht",
+    "csv",
+    "xlsx",
+    "p90",
+    "n",
+    "b24desk",
+    "bitrix24",
+    "telegram",
+    "whatsapp",
+    "viber",
+    "facebook",
+    "instagram",
+    "direct",
+    "wechat",
+    "olx",
+    "apple",
+    "messages",
+    "network",
+    "microsoft",
+    "bot",
+    "framework",
+    "utc",
+    "id",
+    "json",
+    "i",
+    "vk",
+    "ok",
+}
 
 
 def visible_text(page: str) -> str:
@@ -69,6 +110,7 @@ def desk(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(desk):
     from reports.data import MEMO
+
     MEMO.clear()
     app = create_app({"TESTING": True, "DB": desk.db_path, "SECRET_KEY": SECRET})
     return app.test_client()
@@ -90,6 +132,7 @@ def people_names(desk) -> set:
         names |= {r[0] for r in db.execute("select name from departments").fetchall() if r[0]}
         # what the portal calls its lines, funnels, stages and smart processes
         from reports.names import Names
+
         n = Names(db, desk.member_id, "ru")
         names |= set(n.lines.values()) | set(n.categories.values()) | set(n.stages.values())
         names |= {c.get("title") for c in n.crm.values() if c.get("title")}
@@ -110,13 +153,14 @@ def test_dashboard_shows_names_not_keys(client, desk, lang, role):
     tok = token(client, desk, roles(desk)[role], lang)
     allow = people_names(desk)
     from reports.query import last_day
+
     for query in (f"from={desk.date_from}&to={last_day(desk.date_to)}", "preset=last_30_days", ""):
         r = client.get(f"/reports/dashboard?{query}&t={tok}")
         assert r.status_code == 200
         page = r.get_data(as_text=True)
         bad = offenders(visible_text(page), lang, allow)
         assert not bad, (role, lang, query, bad)
-    if role == "admin":       # the portal's names are there
+    if role == "admin":  # the portal's names are there
         assert "Открытые линии" in page or "Open lines" in page
         assert any(n in page for n in ("Онлайн-чат", "Live chat", "Telegram"))
 
@@ -127,10 +171,15 @@ def test_ticket_cards_and_errors_show_names_not_keys(client, desk, lang):
     allow = people_names(desk)
     db = open_db(desk.db_path)
     try:
-        picks = [tuple(r) for s in ("task", "crm:2", "crm:1038", "openlines") for r in db.execute(
-            "select source, source_id from tickets where source = ? order by (select count(*) from events e"
-            " where e.source = tickets.source and e.source_id = tickets.source_id) desc, source_id limit 5",
-            [s]).fetchall()]
+        picks = [
+            tuple(r)
+            for s in ("task", "crm:2", "crm:1038", "openlines")
+            for r in db.execute(
+                "select source, source_id from tickets where source = ? order by (select count(*) from events e"
+                " where e.source = tickets.source and e.source_id = tickets.source_id) desc, source_id limit 5",
+                [s],
+            ).fetchall()
+        ]
     finally:
         db.conn.close()
     assert {p[0] for p in picks} == {"task", "crm:2", "crm:1038", "openlines"}
@@ -139,16 +188,22 @@ def test_ticket_cards_and_errors_show_names_not_keys(client, desk, lang):
         assert 'id="timeline"' in page
         bad = offenders(visible_text(page), lang, allow)
         assert not bad, (source, lang, bad)
-    for query in ("from=2026-10-05&to=2026-10-01", "from=2026-13-01&to=2026-13-02", "preset=someday",
-                  "from=2026-10-01"):
+    for query in (
+        "from=2026-10-05&to=2026-10-01",
+        "from=2026-13-01&to=2026-13-02",
+        "preset=someday",
+        "from=2026-10-01",
+    ):
         r = client.get(f"/reports/dashboard?{query}&t={tok}")
         assert r.status_code == 400
         page = r.get_data(as_text=True)
-        assert 'id="error-back"' in page                     # a way back
+        assert 'id="error-back"' in page  # a way back
         bad = offenders(visible_text(page), lang)
         assert not bad, (query, lang, bad)
     if lang == "ru":
-        assert "раньше" in client.get(f"/reports/dashboard?from=2026-10-05&to=2026-10-01&t={tok}").get_data(as_text=True)
+        assert "раньше" in client.get(f"/reports/dashboard?from=2026-10-05&to=2026-10-01&t={tok}").get_data(
+            as_text=True
+        )
 
 
 def test_the_checker_catches_keys():

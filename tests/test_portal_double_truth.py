@@ -4,6 +4,7 @@
 default mappings of kpi.md itself, so a rendering bug in the double or a mapping bug in truth.py
 shows up as a mismatch.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -48,7 +49,7 @@ class Reader:
         out = {}
         keys = list(cmds)
         for i in range(0, len(keys), 50):
-            part = {k: cmds[k] for k in keys[i:i + 50]}
+            part = {k: cmds[k] for k in keys[i : i + 50]}
             res = self.call("batch", {"cmd": part})["result"]
             assert res["result_error"] == [], res["result_error"]
             out.update(res["result"])
@@ -56,9 +57,25 @@ class Reader:
 
 
 def read_tasks(r: Reader) -> dict:
-    tasks = r.keyset("tasks.task.list", {"select": ["ID", "STATUS", "CREATED_BY", "CREATED_DATE", "RESPONSIBLE_ID",
-                                                    "DEADLINE", "PRIORITY", "MARK", "GROUP_ID"]},
-                     wrap="tasks", id_key="ID", resp_key="id")
+    tasks = r.keyset(
+        "tasks.task.list",
+        {
+            "select": [
+                "ID",
+                "STATUS",
+                "CREATED_BY",
+                "CREATED_DATE",
+                "RESPONSIBLE_ID",
+                "DEADLINE",
+                "PRIORITY",
+                "MARK",
+                "GROUP_ID",
+            ]
+        },
+        wrap="tasks",
+        id_key="ID",
+        resp_key="id",
+    )
     cmds = {}
     for t in tasks:
         cmds[f"h{t['id']}"] = f"tasks.task.history.list?taskId={t['id']}&order[ID]=asc"
@@ -90,17 +107,24 @@ def read_tasks(r: Reader) -> dict:
                 kinds["field_changed"] += 1
         for c in got[f"c{tid}"]:
             kinds["customer_message" if c["AUTHOR_ID"] == author else "reply"] += 1
-        kinds["assigned"] += 1        # the initial assignment
+        kinds["assigned"] += 1  # the initial assignment
         state = "resolved" if t["status"] in ("4", "5") else "open"
         secs = [int(e["SECONDS"]) for e in got[f"e{tid}"]]
         if secs:
             kinds["worked"] += len(secs)  # one per elapsed record
         out[("task", tid)] = {
-            "state": state, "created_at": ts(t["createdDate"]), "responsible_id": t["responsibleId"],
-            "author_id": author, "customer": author, "deadline": ts(t["deadline"]),
+            "state": state,
+            "created_at": ts(t["createdDate"]),
+            "responsible_id": t["responsibleId"],
+            "author_id": author,
+            "customer": author,
+            "deadline": ts(t["deadline"]),
             "priority": {"0": "low", "1": "normal", "2": "high"}[t["priority"]],
-            "rating": {"P": 5, "N": 1}.get(t["mark"] or ""), "resolved_at": resolved_at if state == "resolved" else None,
-            "handle_time": sum(secs) if secs else None, "kinds": kinds, "first_resp": first_resp,
+            "rating": {"P": 5, "N": 1}.get(t["mark"] or ""),
+            "resolved_at": resolved_at if state == "resolved" else None,
+            "handle_time": sum(secs) if secs else None,
+            "kinds": kinds,
+            "first_resp": first_resp,
         }
     return out
 
@@ -113,8 +137,13 @@ def read_crm(r: Reader, etid: int) -> dict:
     hist = r.keyset("crm.stagehistory.list", {"entityTypeId": etid}, wrap="items", id_key="ID")
     acts = r.keyset("crm.activity.list", {"filter": {"OWNER_TYPE_ID": etid}})
     ent = "deal" if etid == 2 else f"dynamic_{etid}"
-    tl = r.batch({f"t{it['id']}": "crm.timeline.comment.list?" + build_query(
-        {"filter": {"ENTITY_ID": it["id"], "ENTITY_TYPE": ent}}) for it in items})
+    tl = r.batch(
+        {
+            f"t{it['id']}": "crm.timeline.comment.list?"
+            + build_query({"filter": {"ENTITY_ID": it["id"], "ENTITY_TYPE": ent}})
+            for it in items
+        }
+    )
     by_owner, acts_by = {}, {}
     for h in hist:
         by_owner.setdefault(h["OWNER_ID"], []).append(h)
@@ -153,7 +182,7 @@ def read_crm(r: Reader, etid: int) -> dict:
             if a["TYPE_ID"] == "2" and a["COMPLETED"] == "Y":
                 any_call = True
                 calls += ts(a["END_TIME"]) - ts(a["START_TIME"])
-                kinds["worked"] += 1          # a call's length is tracked work
+                kinds["worked"] += 1  # a call's length is tracked work
             if a["DIRECTION"] == "1":
                 kinds["customer_message"] += 1
             elif a["DIRECTION"] == "2":
@@ -168,13 +197,19 @@ def read_crm(r: Reader, etid: int) -> dict:
         sem = sems[it["stageId"]]
         state = {"S": "resolved", "F": "rejected"}.get(sem, "open")
         out[(f"crm:{etid}", str(it["id"]))] = {
-            "state": state, "created_at": ts(it["createdTime"]), "responsible_id": str(it["assignedById"]),
-            "author_id": str(it["createdBy"]), "type": str(it["categoryId"]),
-            "customer": f"C_{it['contactId']}" if it.get("contactId") else (
-                f"CO_{it['companyId']}" if it.get("companyId") else None),
-            "rating": it.get(rating_key), "resolved_at": res_at if state == "resolved" else None,
+            "state": state,
+            "created_at": ts(it["createdTime"]),
+            "responsible_id": str(it["assignedById"]),
+            "author_id": str(it["createdBy"]),
+            "type": str(it["categoryId"]),
+            "customer": f"C_{it['contactId']}"
+            if it.get("contactId")
+            else (f"CO_{it['companyId']}" if it.get("companyId") else None),
+            "rating": it.get(rating_key),
+            "resolved_at": res_at if state == "resolved" else None,
             "closed_at": close_at if state != "open" else None,
-            "handle_time": calls if any_call else None, "kinds": kinds,
+            "handle_time": calls if any_call else None,
+            "kinds": kinds,
         }
     return out
 
@@ -202,8 +237,22 @@ def test_tasks_truth_matches_the_api(d):
     api = read_tasks(Reader(d))
     truth = d.truth
     assert set(api) == {(t["source"], t["source_id"]) for t in truth.select("task")}
-    _compare(api, truth, ("state", "created_at", "responsible_id", "author_id", "customer", "deadline",
-                          "priority", "rating", "resolved_at", "handle_time"))
+    _compare(
+        api,
+        truth,
+        (
+            "state",
+            "created_at",
+            "responsible_id",
+            "author_id",
+            "customer",
+            "deadline",
+            "priority",
+            "rating",
+            "resolved_at",
+            "handle_time",
+        ),
+    )
     for key, a in api.items():
         first = next(e for e in truth.events_of(*key) if e["kind"] == "assigned")
         assert first["from_value"] is None and first["to_value"] == a["first_resp"]
@@ -214,20 +263,70 @@ def test_crm_truth_matches_the_api(d, etid):
     api = read_crm(Reader(d), etid)
     truth = d.truth
     assert set(api) == {(t["source"], t["source_id"]) for t in truth.select(f"crm:{etid}")}
-    _compare(api, truth, ("state", "created_at", "responsible_id", "author_id", "type", "customer", "rating",
-                          "resolved_at", "closed_at", "handle_time"))
+    _compare(
+        api,
+        truth,
+        (
+            "state",
+            "created_at",
+            "responsible_id",
+            "author_id",
+            "type",
+            "customer",
+            "rating",
+            "resolved_at",
+            "closed_at",
+            "handle_time",
+        ),
+    )
 
 
 def test_truth_rows_have_the_model_fields(d):
     t = d.truth
-    ticket_fields = {"portal", "source", "source_id", "title", "type", "priority", "priority_raw", "author_id",
-                     "customer", "responsible_id", "created_at", "deadline", "resolved_at", "closed_at", "state",
-                     "rating", "nps", "ces", "qa_score", "channel", "line", "handle_time", "selector", "url",
-                     "deleted"}
-    event_fields = {"portal", "source", "source_id", "key", "kind", "at", "actor_id", "field", "from_value",
-                    "to_value"}
-    kinds = {"created", "assigned", "status", "reply", "customer_message", "comment", "reopened", "resolved",
-             "rejected", "field_changed", "call_out", "rated", "escalated", "worked"}
+    ticket_fields = {
+        "portal",
+        "source",
+        "source_id",
+        "title",
+        "type",
+        "priority",
+        "priority_raw",
+        "author_id",
+        "customer",
+        "responsible_id",
+        "created_at",
+        "deadline",
+        "resolved_at",
+        "closed_at",
+        "state",
+        "rating",
+        "nps",
+        "ces",
+        "qa_score",
+        "channel",
+        "line",
+        "handle_time",
+        "selector",
+        "url",
+        "deleted",
+    }
+    event_fields = {"portal", "source", "source_id", "key", "kind", "at", "actor_id", "field", "from_value", "to_value"}
+    kinds = {
+        "created",
+        "assigned",
+        "status",
+        "reply",
+        "customer_message",
+        "comment",
+        "reopened",
+        "resolved",
+        "rejected",
+        "field_changed",
+        "call_out",
+        "rated",
+        "escalated",
+        "worked",
+    }
     for tk in t.tickets:
         assert set(tk) == ticket_fields
         assert isinstance(tk["created_at"], int) and tk["state"] in ("open", "resolved", "rejected")
@@ -255,12 +354,16 @@ def test_desk_is_realistic():
     n = len(tickets)
     state = Counter(x["state"] for x in tickets)
     assert 0.01 < state["open"] / n < 0.2 and state["rejected"] > 0
-    ev = {(x["source"], x["source_id"]): Counter(e["kind"] for e in t.events[(x["source"], x["source_id"])])
-          for x in tickets}
+    ev = {
+        (x["source"], x["source_id"]): Counter(e["kind"] for e in t.events[(x["source"], x["source_id"])])
+        for x in tickets
+    }
     share = lambda kind: sum(1 for c in ev.values() if c[kind]) / n  # noqa: E731
     assert 0.03 < share("reopened") < 0.15
     assert 0.04 < share("escalated") + sum(1 for c in ev.values() if c["assigned"] > 1) / n < 0.3
-    assert 0 < sum(1 for k, c in ev.items() if k[0] == "crm:1038" and c["field_changed"]) < 0.2 * len(t.select("crm:1038"))
+    assert (
+        0 < sum(1 for k, c in ev.items() if k[0] == "crm:1038" and c["field_changed"]) < 0.2 * len(t.select("crm:1038"))
+    )
     assert share("call_out") > 0.1 and share("comment") > 0.05
     unanswered = sum(1 for c in ev.values() if not c["reply"]) / n
     assert 0.01 < unanswered < 0.1
@@ -308,8 +411,9 @@ def test_mutations_keep_api_and_truth_consistent():
         assert tt["state"] == "resolved" and tt["resolved_at"] == d.now and tt["rating"] == 5
         assert tt["responsible_id"] == str(other)
         kinds = Counter(e["kind"] for e in d.truth.events_of("task", tid))
-        assert kinds == Counter({"created": 1, "assigned": 2, "reply": 1, "customer_message": 1, "status": 2,
-                                 "resolved": 1, "rated": 1})
+        assert kinds == Counter(
+            {"created": 1, "assigned": 2, "reply": 1, "customer_message": 1, "status": 2, "resolved": 1, "rated": 1}
+        )
         assert read_tasks(r)[("task", str(tid))]["kinds"] == kinds
         # CRM: a reassignment no API can see, a stage move everyone can
         deal = next(it for it in p.item_lists[2] if it["categoryId"] == 3 and it["stageId"] == "C3:WON")
@@ -317,12 +421,14 @@ def test_mutations_keep_api_and_truth_consistent():
         p.reassign_item(2, deal["id"], other)
         p.move_item(2, deal["id"], "C3:PREPARATION")
         ev = d.truth.events_of("crm:2", deal["id"])
-        assert [e["kind"] for e in ev if e["at"] == d.now] == ["status", "reopened", "assigned"] or \
-            Counter(e["kind"] for e in ev if e["at"] == d.now) == Counter({"assigned": 1, "status": 1, "reopened": 1})
+        assert [e["kind"] for e in ev if e["at"] == d.now] == ["status", "reopened", "assigned"] or Counter(
+            e["kind"] for e in ev if e["at"] == d.now
+        ) == Counter({"assigned": 1, "status": 1, "reopened": 1})
         got = r.call("crm.item.get", {"entityTypeId": 2, "id": deal["id"]})["result"]["item"]
         assert got["assignedById"] == other and got["stageId"] == "C3:PREPARATION" and got["closed"] == "N"
-        rows = r.call("crm.stagehistory.list", {"entityTypeId": 2, "filter": {"OWNER_ID": deal["id"]},
-                                                "order": {"ID": "ASC"}})["result"]["items"]
+        rows = r.call(
+            "crm.stagehistory.list", {"entityTypeId": 2, "filter": {"OWNER_ID": deal["id"]}, "order": {"ID": "ASC"}}
+        )["result"]["items"]
         assert rows[-1]["STAGE_ID"] == "C3:PREPARATION" and rows[-1]["TYPE_ID"] == 2
         assert d.truth.ticket("crm:2", deal["id"])["state"] == "open"
         # deletions disappear from the API and the truth
@@ -344,7 +450,7 @@ def test_bad_mutations_are_refused_and_change_nothing():
     deal = next(it for it in p.item_lists[2] if it["categoryId"] == 3)
     before = (deal["stageId"], len(p.stage_history_by_owner[(2, deal["id"])]))
     with pytest.raises(ValueError):
-        p.move_item(2, deal["id"], "WON")                  # a stage of funnel 0, not 3
+        p.move_item(2, deal["id"], "WON")  # a stage of funnel 0, not 3
     with pytest.raises(ValueError):
         p.move_item(2, deal["id"], "C3:NO_SUCH_STAGE")
     assert (deal["stageId"], len(p.stage_history_by_owner[(2, deal["id"])])) == before
@@ -353,5 +459,5 @@ def test_bad_mutations_are_refused_and_change_nothing():
     with pytest.raises(ValueError):
         p.update_task(task["id"], status=9)
     with pytest.raises(KeyError):
-        p.update_task(10 ** 7, status=3)
+        p.update_task(10**7, status=3)
     assert len(p.task_history[task["id"]]) == rows

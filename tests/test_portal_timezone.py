@@ -2,20 +2,21 @@
 api-reference/common/system/server-time.md, api-reference/data-types.md), not from one user's
 ``calendar.user.settings.get``; an admin's ``[calendar] timezone`` overrides it; the KPI day
 boundaries follow it; naive date strings are read in it."""
+
 from __future__ import annotations
 
 from datetime import datetime
+
+from openlines_support import END
 
 from b24desk.client import B24Client
 from b24desk.directory import portal_zone_name
 from b24desk.kpi.load import portal_timezone
 from b24desk.kpi.report import build_report
 from b24desk.model import naive_zone, parse_time
-from b24desk.store import set_setting
-from b24desk.store import open_db
+from b24desk.store import open_db, set_setting
 from b24desk.sync import api_zone, run_sync
 from portal_double import PortalDouble
-from openlines_support import END
 
 CONFIG = {"sources": [{"select": "tasks"}]}
 JULY = int(datetime(2026, 7, 1).timestamp())
@@ -34,8 +35,9 @@ def test_zone_names_agree_with_the_server_offset():
 
 
 def test_kpi_days_follow_the_portal_zone_and_the_admin_override():
-    with PortalDouble(seed=3, tickets=120, drain_per_s=1e6, bucket_size=10 ** 6, end=END,
-                      timezone="Asia/Yekaterinburg") as d:
+    with PortalDouble(
+        seed=3, tickets=120, drain_per_s=1e6, bucket_size=10**6, end=END, timezone="Asia/Yekaterinburg"
+    ) as d:
         db = open_db(":memory:")
         c = B24Client.from_webhook(d.webhook_url, rps=1e6, backoff_base=0.01, share_limiter=False)
         assert all(r.error is None for r in run_sync(c, db, ["tasks"], CONFIG))
@@ -55,7 +57,7 @@ def test_kpi_days_follow_the_portal_zone_and_the_admin_override():
 
 
 def test_a_portal_in_the_configured_zone_keeps_its_name():
-    with PortalDouble(seed=3, tickets=60, drain_per_s=1e6, bucket_size=10 ** 6, end=END) as d:   # Moscow
+    with PortalDouble(seed=3, tickets=60, drain_per_s=1e6, bucket_size=10**6, end=END) as d:  # Moscow
         db = open_db(":memory:")
         c = B24Client.from_webhook(d.webhook_url, rps=1e6, backoff_base=0.01, share_limiter=False)
         run_sync(c, db, ["tasks"], CONFIG)

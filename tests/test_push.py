@@ -1,6 +1,7 @@
 """Pushing digests end to end against the portal double over real HTTP: what the portal received
 (methods, recipients, the numbers in the text, an XLSX holding the same numbers as `flask kpi`),
 repeat runs, TAG replacement, dry runs and bad input."""
+
 from __future__ import annotations
 
 import base64
@@ -9,17 +10,17 @@ import json
 
 import openpyxl
 import pytest
+from push_helpers import CONFIG, FAST, label, setup  # noqa: F401  (setup is a fixture)
 
 from app import create_app
-from b24desk.push import data as dg
-from b24desk.push import sentlog
 from b24desk.kpi.engine import DURATION_KPIS
 from b24desk.kpi.periods import zone
+from b24desk.push import data as dg
+from b24desk.push import sentlog
+from b24desk.push.digests import PushError, run_push
 from b24desk.store import open_db, set_setting
 from b24desk.text.i18n import kpi_label
 from b24desk.text.present import fmt_value
-from b24desk.push.digests import PushError, run_push
-from push_helpers import CONFIG, FAST, label, setup  # noqa: F401  (setup is a fixture)
 
 TZ = zone("Europe/Moscow")
 ALL = ["notify", "chat", "feed", "disk"]
@@ -28,8 +29,21 @@ ALL = ["notify", "chat", "feed", "disk"]
 def flask_kpi(db_path: str, portal: str, period, *, department: str | None = None) -> dict:
     """What `flask kpi --format json --group-by agent` says for the period (the yardstick)."""
     app = create_app({"TESTING": True, "DB": db_path, "SECRET_KEY": "x", "B24DESK": CONFIG})
-    args = ["kpi", "--db", db_path, "--portal", portal, "--from", period.iso(period.start),
-            "--to", period.iso(period.end), "--format", "json", "--group-by", "agent"]
+    args = [
+        "kpi",
+        "--db",
+        db_path,
+        "--portal",
+        portal,
+        "--from",
+        period.iso(period.start),
+        "--to",
+        period.iso(period.end),
+        "--format",
+        "json",
+        "--group-by",
+        "agent",
+    ]
     if department:
         args += ["--department", department]
     res = app.test_cli_runner().invoke(args=args)
@@ -43,7 +57,7 @@ def xlsx_values(blob: bytes) -> dict:
     rows = list(ws.iter_rows(values_only=True))
     head = next(i for i, r in enumerate(rows) if r and r[0] == "group")
     cols = rows[head]
-    return {r[cols.index("kpi")]: r[cols.index("value")] for r in rows[head + 1:] if r and r[cols.index("kpi")]}
+    return {r[cols.index("kpi")]: r[cols.index("value")] for r in rows[head + 1 :] if r and r[cols.index("kpi")]}
 
 
 def scalar(key: str, value):
@@ -61,8 +75,19 @@ def run(setup, tmp_path):
     reader, writer = setup.clients(path)
 
     def push(kind, period, channels=ALL, **kw):
-        return run_push(db, setup.portal, kind, period, reader=reader, writer=writer, config=CONFIG,
-                        channels=channels, deliverer_opts=FAST, **kw)
+        return run_push(
+            db,
+            setup.portal,
+            kind,
+            period,
+            reader=reader,
+            writer=writer,
+            config=CONFIG,
+            channels=channels,
+            deliverer_opts=FAST,
+            **kw,
+        )
+
     push.db, push.path = db, path
     yield push
     db.conn.close()
@@ -77,11 +102,16 @@ def test_weekly_push_reaches_every_channel_with_the_numbers_of_flask_kpi(setup, 
     period = dg.parse_period("weekly", week, TZ)
     # every department with a head gets a digest -- except the root (it would repeat the portal's)
     # and one with nothing in either week (flask kpi: no ticket created, resolved or open)
-    quiet = lambda r: not any((r["kpis"][k][f] or 0) for k in ("tickets_total", "resolved_count", "backlog")  # noqa: E731
-                              for f in ("value", "previous"))
+    quiet = lambda r: (
+        not any(
+            (r["kpis"][k][f] or 0)
+            for k in ("tickets_total", "resolved_count", "backlog")  # noqa: E731
+            for f in ("value", "previous")
+        )
+    )
     candidates = [str(d["ID"]) for d in setup.double.portal.departments if d["PARENT"] and d["UF_HEAD"]]
     sub_departments = [d for d in candidates if not quiet(flask_kpi(run.path, setup.portal, period, department=d))]
-    assert 0 < len(sub_departments) < len(candidates)            # the pinned data has both cases this week
+    assert 0 < len(sub_departments) < len(candidates)  # the pinned data has both cases this week
     digests = {o.key.target for o in outcomes if o.key.channel == "disk"}
     assert digests == {"portal"} | {f"dept:{d}" for d in sub_departments}
 
@@ -126,9 +156,13 @@ def test_weekly_push_reaches_every_channel_with_the_numbers_of_flask_kpi(setup, 
     assert f"{kpi_label('tickets_total', 'ru')}: [B]{total}[/B]" in post["POST_MESSAGE"]
     dnote = next(c["params"] for c in st.calls("im.notify.system.add") if c["params"]["TAG"].endswith(f"dept:{dep}"))
     assert dnote["USER_ID"] == int(heads[dep])
-    dfile = next(c for c in st.calls("disk.folder.uploadfile") if c["params"]["data"]["NAME"].endswith(f"dept{dep}.xlsx"))
-    assert xlsx_values(base64.b64decode(dfile["params"]["fileContent"][1]))["tickets_total"] == \
-        dtruth["kpis"]["tickets_total"]["value"]
+    dfile = next(
+        c for c in st.calls("disk.folder.uploadfile") if c["params"]["data"]["NAME"].endswith(f"dept{dep}.xlsx")
+    )
+    assert (
+        xlsx_values(base64.b64decode(dfile["params"]["fileContent"][1]))["tickets_total"]
+        == dtruth["kpis"]["tickets_total"]["value"]
+    )
 
 
 def test_a_second_run_sends_nothing_and_a_new_digest_replaces_the_old_notification(setup, run):
@@ -144,7 +178,7 @@ def test_a_second_run_sends_nothing_and_a_new_digest_replaces_the_old_notificati
     for uid in {c["params"]["USER_ID"] for c in st.calls("im.notify.system.add")}:
         visible = st.visible_notifications(uid)
         tags = [n["TAG"] for n in visible]
-        assert len(tags) == len(set(tags))                     # one weekly digest per scope and head
+        assert len(tags) == len(set(tags))  # one weekly digest per scope and head
         assert all(last.label in n["MESSAGE"] for n in visible)
     # the sent-log has one row per delivery, all sent
     rows = sentlog.entries(run.db, setup.portal, "weekly")
@@ -166,8 +200,20 @@ def test_dry_run_prints_and_sends_nothing(setup, tmp_path, monkeypatch):
         monkeypatch.setenv(k, v)
     app = create_app({"TESTING": True, "DB": path, "SECRET_KEY": "x", "B24DESK": CONFIG})
     month = label("monthly", setup.double.now, TZ)
-    res = app.test_cli_runner().invoke(args=["push", "--portal", setup.portal, "--report", "monthly",
-                                             "--period", month, "--channel", "notify", "--dry-run"])
+    res = app.test_cli_runner().invoke(
+        args=[
+            "push",
+            "--portal",
+            setup.portal,
+            "--report",
+            "monthly",
+            "--period",
+            month,
+            "--channel",
+            "notify",
+            "--dry-run",
+        ]
+    )
     assert res.exit_code == 0, res.output
     assert "dry-run  notify" in res.output and "im.notify.system.add user 1" in res.output
     assert "Хуже всего" in res.output or "в норме" in res.output
@@ -194,12 +240,15 @@ def test_flask_push_sends_then_skips(setup, tmp_path, monkeypatch):
     assert len(st.records) == sent
 
 
-@pytest.mark.parametrize("kind,period,message", [
-    ("weekly", "2026-10", "does not fit a weekly report: use YYYY-Www"),
-    ("monthly", "2026-13", "not a real month"),
-    ("daily", "2026-02-30", "not a real day"),
-    ("weekly", "2026-W54", "not a real week"),
-])
+@pytest.mark.parametrize(
+    "kind,period,message",
+    [
+        ("weekly", "2026-10", "does not fit a weekly report: use YYYY-Www"),
+        ("monthly", "2026-13", "not a real month"),
+        ("daily", "2026-02-30", "not a real day"),
+        ("weekly", "2026-W54", "not a real week"),
+    ],
+)
 def test_bad_periods_are_refused_clearly(setup, run, kind, period, message):
     with pytest.raises(PushError, match=message):
         run(kind, period)
@@ -226,12 +275,22 @@ def test_cli_bad_input(setup, tmp_path, monkeypatch):
 def test_disk_needs_the_app_not_a_webhook(setup, run):
     """A webhook cannot reach the app's storage (ACCESS_DENIED): a clear failure, nothing else lost."""
     from b24desk.client import B24Client
+
     hook = setup.double.webhook_url
     reader = B24Client.from_webhook(hook, rps=1e6, share_limiter=False)
     writer = B24Client.from_webhook(hook, rps=1e6, share_limiter=False, max_retries=0)
     month = label("monthly", setup.double.now, TZ)
-    outcomes = run_push(run.db, setup.portal, "monthly", month, reader=reader, writer=writer, config=CONFIG,
-                        channels=["disk", "notify"], deliverer_opts=FAST)
+    outcomes = run_push(
+        run.db,
+        setup.portal,
+        "monthly",
+        month,
+        reader=reader,
+        writer=writer,
+        config=CONFIG,
+        channels=["disk", "notify"],
+        deliverer_opts=FAST,
+    )
     disk = [o for o in outcomes if o.key.channel == "disk"]
     assert disk and all(o.state == "failed" and "needs the installed app" in o.error for o in disk)
     notes = [o for o in outcomes if o.key.channel == "notify"]
@@ -245,13 +304,15 @@ def test_due_reports_follow_the_schedule_in_the_portal_zone():
     """The latest complete period of each enabled kind is due once its time (portal zone) passed;
     the run marker in the sent-log, not this function, keeps it from being pushed twice."""
     from datetime import datetime
+
     from b24desk.push.digests import due_reports
+
     settings = dg._merge(dg.DEFAULT_PUSH, {"reports": {"daily": {"enabled": True, "time": "08:30"}}})
-    at = lambda *a: int(datetime(*a, tzinfo=TZ).timestamp())        # noqa: E731
-    due = lambda ts: {k: p.label for k, p in due_reports(settings, ts, TZ)}   # noqa: E731
-    assert due(at(2026, 10, 12, 8, 0)) == {"monthly": "2026-09"}    # Monday 08:00 Moscow
+    at = lambda *a: int(datetime(*a, tzinfo=TZ).timestamp())  # noqa: E731
+    due = lambda ts: {k: p.label for k, p in due_reports(settings, ts, TZ)}  # noqa: E731
+    assert due(at(2026, 10, 12, 8, 0)) == {"monthly": "2026-09"}  # Monday 08:00 Moscow
     assert due(at(2026, 10, 12, 9, 0)) == {"daily": "2026-10-11", "weekly": "2026-W41", "monthly": "2026-09"}
-    assert "monthly" not in due(at(2026, 11, 1, 8, 59))          # October not due yet; September is stale
+    assert "monthly" not in due(at(2026, 11, 1, 8, 59))  # October not due yet; September is stale
     assert due(at(2026, 11, 1, 9, 0))["monthly"] == "2026-10"
-    settings["reports"]["weekly"]["weekday"] = 3                     # Wednesdays
+    settings["reports"]["weekly"]["weekday"] = 3  # Wednesdays
     assert "weekly" not in due(at(2026, 10, 13, 12, 0)) and due(at(2026, 10, 14, 9, 0))["weekly"] == "2026-W41"

@@ -1,6 +1,7 @@
 """Exactly once under failure: a push killed (SIGKILL) between the portal's work and the sent-log's
 mark, answers lost after the portal acted, and 503 storms. Whatever happens, the portal ends with
 each delivery once -- never twice, never missing."""
+
 from __future__ import annotations
 
 import os
@@ -12,12 +13,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from b24desk.push import sentlog
-from b24desk.kpi.periods import zone
-from b24desk.store import open_db
-from b24desk.push.digests import run_push
 from push_helpers import CONFIG, FAST, label, setup  # noqa: F401  (setup is a fixture)
+
+from b24desk.kpi.periods import zone
+from b24desk.push import sentlog
+from b24desk.push.digests import run_push
+from b24desk.store import open_db
 
 ROOT = Path(__file__).resolve().parent.parent
 TZ = zone("Europe/Moscow")
@@ -72,8 +73,20 @@ def test_sigkill_between_the_call_and_the_mark(setup, tmp_path, method):
 
     st.on_received = kill_on_first
     env = {**os.environ, **setup.env(path), "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "flask", "--app", "app", "push", "--portal", setup.portal,
-            "--report", "weekly", "--period", week] + sum((["--channel", c] for c in ALL), [])
+    args = [
+        sys.executable,
+        "-m",
+        "flask",
+        "--app",
+        "app",
+        "push",
+        "--portal",
+        setup.portal,
+        "--report",
+        "weekly",
+        "--period",
+        week,
+    ] + sum((["--channel", c] for c in ALL), [])
     child["proc"] = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     started.set()
     out, err = child["proc"].communicate(timeout=120)
@@ -86,11 +99,20 @@ def test_sigkill_between_the_call_and_the_mark(setup, tmp_path, method):
         unsure = [r for r in sentlog.entries(db, setup.portal) if r["state"] == sentlog.PENDING]
         assert len(unsure) == 1 and unsure[0]["method"] == method and unsure[0]["attempts"] == 1
         reader, writer = setup.clients(path)
-        outcomes = run_push(db, setup.portal, "weekly", week, reader=reader, writer=writer, config=CONFIG,
-                            channels=ALL, deliverer_opts=FAST)
+        outcomes = run_push(
+            db,
+            setup.portal,
+            "weekly",
+            week,
+            reader=reader,
+            writer=writer,
+            config=CONFIG,
+            channels=ALL,
+            deliverer_opts=FAST,
+        )
         check_exactly_once(st, outcomes, db, setup.portal)
         again = {o.key: o.state for o in outcomes}
-        expected = "sent" if method == "im.notify.system.add" else "adopted"    # re-sent vs found
+        expected = "sent" if method == "im.notify.system.add" else "adopted"  # re-sent vs found
         assert again[sentlog.key_of(unsure[0])] in (expected, "already")
         if method != "im.notify.system.add":
             row = sentlog.get(db, sentlog.key_of(unsure[0]))
@@ -107,8 +129,18 @@ def fresh(setup, tmp_path):
     reader, writer = setup.clients(path)
 
     def push(kind="weekly", period=None, channels=ALL):
-        return run_push(db, setup.portal, kind, period or label(kind, setup.double.now, TZ), reader=reader,
-                        writer=writer, config=CONFIG, channels=channels, deliverer_opts=FAST)
+        return run_push(
+            db,
+            setup.portal,
+            kind,
+            period or label(kind, setup.double.now, TZ),
+            reader=reader,
+            writer=writer,
+            config=CONFIG,
+            channels=channels,
+            deliverer_opts=FAST,
+        )
+
     push.st, push.db = st, db
     yield push
     db.conn.close()
@@ -129,17 +161,17 @@ def test_lost_answers_are_found_not_resent(setup, fresh):
 def test_a_short_503_storm_is_ridden_out(setup, fresh):
     setup.double.faults.fail_next(4, method="im.message.add")
     setup.double.faults.fail_next(3, method="log.blogpost.add")
-    setup.double.faults.fail_next(5)                           # whole requests, whatever they are
+    setup.double.faults.fail_next(5)  # whole requests, whatever they are
     outcomes = fresh()
     assert setup.double.stats.refused["QUERY_LIMIT_EXCEEDED"] >= 12
     check_exactly_once(fresh.st, outcomes, fresh.db, setup.portal)
 
 
 def test_a_long_503_storm_skips_nothing_and_the_next_run_finishes(setup, fresh):
-    setup.double.faults.fail_next(10_000)                      # the portal refuses everything
+    setup.double.faults.fail_next(10_000)  # the portal refuses everything
     first = fresh()
     assert first and all(o.state == "failed" for o in first)
-    assert fresh.st.records == []                              # nothing arrived
+    assert fresh.st.records == []  # nothing arrived
     rows = sentlog.entries(fresh.db, setup.portal)
     assert {r["state"] for r in rows if r["channel"] != "run"} <= {sentlog.FAILED}
     setup.double.faults.clear()

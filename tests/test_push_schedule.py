@@ -1,26 +1,32 @@
 """Scheduled pushes: what the server's scheduler runs after each reconcile sync (``after_sync``):
 the digests that are due in the portal's time zone, once; alerts at most every ``every_minutes``;
 and the server's job itself (reconcile, then push) against the double."""
+
 from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
 
-from app import create_app
-from b24desk.push import data as dg
-from b24desk.push import sentlog
-from b24desk.kpi.periods import zone
-from b24desk.runtime import Runtime
-from b24desk.store import open_db, set_setting
-from b24desk.push.digests import after_sync
 from push_helpers import CONFIG, FAST, setup  # noqa: F401  (setup is a fixture)
 
+from app import create_app
+from b24desk.kpi.periods import zone
+from b24desk.push import data as dg
+from b24desk.push import sentlog
+from b24desk.push.digests import after_sync
+from b24desk.runtime import Runtime
+from b24desk.store import open_db, set_setting
+
 TZ = zone("Europe/Moscow")
-EVERYTHING_DUE = {"reports": {"daily": {"enabled": True, "time": "00:00"},
-                              "weekly": {"enabled": True, "weekday": 1, "time": "00:00"},
-                              "monthly": {"enabled": True, "day": 1, "time": "00:00"}},
-                  "channels": ["notify", "feed"],
-                  "alerts": {"kpis": ["first_response_time"], "every_minutes": 60, "window_days": 14}}
+EVERYTHING_DUE = {
+    "reports": {
+        "daily": {"enabled": True, "time": "00:00"},
+        "weekly": {"enabled": True, "weekday": 1, "time": "00:00"},
+        "monthly": {"enabled": True, "day": 1, "time": "00:00"},
+    },
+    "channels": ["notify", "feed"],
+    "alerts": {"kpis": ["first_response_time"], "every_minutes": 60, "window_days": 14},
+}
 
 
 def kinds(calls) -> Counter:
@@ -79,8 +85,17 @@ def test_the_servers_job_reconciles_then_pushes(setup, tmp_path):
     set_setting(db, setup.portal, dg.PUSH_SETTING, {**EVERYTHING_DUE, "alerts": {"enabled": False}})
     db.conn.close()
     d = setup.double
-    app = create_app({"TESTING": True, "DB": path, "SECRET_KEY": "x", "B24DESK": CONFIG,
-                      "CLIENT_ID": d.client_id, "CLIENT_SECRET": d.client_secret, "OAUTH_URL": d.oauth_token_url})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DB": path,
+            "SECRET_KEY": "x",
+            "B24DESK": CONFIG,
+            "CLIENT_ID": d.client_id,
+            "CLIENT_SECRET": d.client_secret,
+            "OAUTH_URL": d.oauth_token_url,
+        }
+    )
     runtime = Runtime(app, scheduler=False)
     result = runtime.reconcile_and_push(setup.portal)
     assert "sources" in result, result

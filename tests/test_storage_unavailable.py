@@ -5,18 +5,19 @@ the server recovers by itself once the disk does -- no restart.
 Read-only is real SQLite: every new connection is opened with ``PRAGMA query_only`` (writes then
 fail with "attempt to write a readonly database", as on a read-only mount). A full disk is SQLite's
 "database or disk is full", raised for the writes of those connections."""
+
 from __future__ import annotations
 
 import sqlite3
 
 import pytest
 import requests
+from events_harness import Harness, double, event_body
+from pages_support import build_desk
 
 from app import create_app
 from b24desk import inbox
 from b24desk.store import open_db, storage_unavailable
-from events_harness import Harness, double, event_body
-from pages_support import build_desk
 
 
 class _FullDisk(sqlite3.Connection):
@@ -44,7 +45,9 @@ def broken_disk(monkeypatch):
             if state == "readonly":
                 conn.execute("PRAGMA query_only = ON")
             return conn
+
         monkeypatch.setattr(sqlite3, "connect", connect)
+
     return set_state
 
 

@@ -5,6 +5,7 @@ The double serves from a thread of this process over real HTTP; the sync runs as
 Kill points are chosen by watching the store grow (so they land mid-sync whatever the machine's
 speed) plus a random delay (so some land mid-transaction).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,18 +53,29 @@ def dump(db_path) -> dict:
     con = sqlite3.connect(db_path)
     con.row_factory = sqlite3.Row
     try:
-        tickets = sorted(tuple(v for k, v in dict(r).items() if k != "synced_at")
-                         for r in con.execute("select * from tickets"))
+        tickets = sorted(
+            tuple(v for k, v in dict(r).items() if k != "synced_at") for r in con.execute("select * from tickets")
+        )
         events = sorted(tuple(r) for r in con.execute("select * from events"))
         snaps = sorted(tuple(r) for r in con.execute("select portal, source, source_id, hash, data from snapshots"))
         cursors = sorted(tuple(r) for r in con.execute("select portal, selector, name, value from cursors"))
-        settings = sorted(tuple(r) for r in con.execute(
-            "select portal, key, value from settings where key not in ('directory_synced_at', 'clock_skew')"))
+        settings = sorted(
+            tuple(r)
+            for r in con.execute(
+                "select portal, key, value from settings where key not in ('directory_synced_at', 'clock_skew')"
+            )
+        )
         users = sorted(tuple(r) for r in con.execute("select * from users"))
     finally:
         con.close()
-    return {"tickets": tickets, "events": events, "snapshots": snaps, "cursors": cursors,
-            "settings": settings, "users": users}
+    return {
+        "tickets": tickets,
+        "events": events,
+        "snapshots": snaps,
+        "cursors": cursors,
+        "settings": settings,
+        "users": users,
+    }
 
 
 def count_tickets(db_path) -> int:
@@ -78,8 +90,7 @@ def count_tickets(db_path) -> int:
 
 
 def run_cli(url, db_path, env) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "b24desk.sync", "--webhook", url, "--db", str(db_path), "--quiet",
-           "--rps", "1000"]
+    cmd = [sys.executable, "-m", "b24desk.sync", "--webhook", url, "--db", str(db_path), "--quiet", "--rps", "1000"]
     for s in SELECTORS:
         cmd += ["--source", s]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -104,15 +115,17 @@ def kill_at(proc: subprocess.Popen, db_path, rng: random.Random, target: int) ->
 @pytest.mark.slow
 def test_sigkill_at_random_points_then_rerun_equals_a_clean_sync(tmp_path):
     rng = random.Random(20261123)
-    env = {**os.environ, "B24DESK_CONFIG": str(write_config(tmp_path / "b24desk.toml")),
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "B24DESK_CONFIG": str(write_config(tmp_path / "b24desk.toml")), "PYTHONPATH": str(ROOT)}
     env.pop("B24DESK_WEBHOOK", None)
     config = {"sources": SOURCE_CONFIG}
     with PortalDouble(seed=29, tickets=1600, drain_per_s=1e6) as d:
         killed_db, clean_db = tmp_path / "killed.db", tmp_path / "clean.db"
-        truth = d.truth                               # a snapshot: computed once
-        total = sum(1 for t in truth.tickets if t["source"] != "crm:2"
-                    or truth.extra[(t["source"], t["source_id"])]["category"] == 3)
+        truth = d.truth  # a snapshot: computed once
+        total = sum(
+            1
+            for t in truth.tickets
+            if t["source"] != "crm:2" or truth.extra[(t["source"], t["source_id"])]["category"] == 3
+        )
 
         # full sync: killed at growing store sizes, each re-run resumes where the last one died
         outcomes = []

@@ -1,6 +1,7 @@
 """An independent, deliberately plain computation of the main KPIs (kpi.md sections 2-3) from the
 portal double's ground truth: no store, no engine, just the definitions. End-to-end tests compare
 what the product computes from a sync against it."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,12 @@ def nearest_rank(values, p):
 def duration(values):
     if not values:
         return None
-    return {"avg": sum(values) / len(values), "median": nearest_rank(values, 50), "p90": nearest_rank(values, 90),
-            "count": len(values)}
+    return {
+        "avg": sum(values) / len(values),
+        "median": nearest_rank(values, 50),
+        "p90": nearest_rank(values, 90),
+        "count": len(values),
+    }
 
 
 def share(hits, total):
@@ -46,16 +51,28 @@ def as_of(t, events, end):
 
 def replay(t, events, start, end):
     """One ticket as of ``end``, read plainly from its truth log (kpi.md section 2)."""
-    f = {"state": "open", "since": None, "first": None, "replies": 0, "transfers": 0, "reopens": 0,
-         "reopened_in": False, "interactions": 0, "requalified": False, "calls": [],
-         "resp_created": None, "resp_end": None, "deadline": t["deadline"],
-         "state_at_start": None}
+    f = {
+        "state": "open",
+        "since": None,
+        "first": None,
+        "replies": 0,
+        "transfers": 0,
+        "reopens": 0,
+        "reopened_in": False,
+        "interactions": 0,
+        "requalified": False,
+        "calls": [],
+        "resp_created": None,
+        "resp_end": None,
+        "deadline": t["deadline"],
+        "state_at_start": None,
+    }
     deadline_after = None
     for e in sorted(events, key=lambda e: e["at"]):
         kind = e["kind"]
         if kind == "assigned" and e["from_value"] is None and f["resp_created"] is None:
-            f["resp_created"] = e["to_value"]          # the initial assignment (at creation)
-        if e["at"] >= end:                               # not happened yet as of ``end``
+            f["resp_created"] = e["to_value"]  # the initial assignment (at creation)
+        if e["at"] >= end:  # not happened yet as of ``end``
             if kind == "field_changed" and e["field"] == "deadline" and deadline_after is None:
                 deadline_after = e
             continue
@@ -77,16 +94,18 @@ def replay(t, events, start, end):
         elif kind == "assigned":
             if e["from_value"] not in (None, "", "0") and e["from_value"] != e["to_value"]:
                 f["transfers"] += 1
-            f["resp_end"] = e["to_value"]          # the responsible as of ``end``: the last change before it
+            f["resp_end"] = e["to_value"]  # the responsible as of ``end``: the last change before it
         elif kind == "escalated":
             f["transfers"] += 1
         elif kind == "field_changed" and e["field"] == "type":
-            f["requalified"] = f["requalified"] or (e["from_value"] not in (None, "") and e["from_value"] != e["to_value"])
+            f["requalified"] = f["requalified"] or (
+                e["from_value"] not in (None, "") and e["from_value"] != e["to_value"]
+            )
         elif kind == "call_out":
             f["calls"].append(e["at"])
     if f["state_at_start"] is None:
         f["state_at_start"] = f["state"]
-    if deadline_after is not None:   # the deadline as of ``end`` is the one the first later change replaced
+    if deadline_after is not None:  # the deadline as of ``end`` is the one the first later change replaced
         f["deadline"] = None if deadline_after["from_value"] in (None, "") else int(deadline_after["from_value"])
     return f
 
@@ -114,12 +133,27 @@ def local_days(start, end, tz):
 def working_days(start, end, tz, holidays):
     """Mon-Fri local dates starting inside the period that are not holidays ((month, day) pairs and
     dates) -- the double's calendar (9-18, SA/SU off, its year_holidays, the RU calendar)."""
-    return sum(1 for d in local_days(start, end, tz)
-               if d.weekday() < 5 and (d.month, d.day) not in holidays and d not in holidays)
+    return sum(
+        1
+        for d in local_days(start, end, tz)
+        if d.weekday() < 5 and (d.month, d.day) not in holidays and d not in holidays
+    )
 
 
-def expected(truth, start, end, keep=lambda t: True, *, tz=None, sla=None, calendar=None, holidays=(),
-             handle_time=None, repeat_window=30 * 86400, scope=None):
+def expected(
+    truth,
+    start,
+    end,
+    keep=lambda t: True,
+    *,
+    tz=None,
+    sla=None,
+    calendar=None,
+    holidays=(),
+    handle_time=None,
+    repeat_window=30 * 86400,
+    scope=None,
+):
     """Every KPI of kpi.md section 3 the double exercises, for ``[start, end)``.
 
     ``sla``: priority -> business seconds (``calendar``, the product's WorkCalendar, is used for that
@@ -192,23 +226,33 @@ def expected(truth, start, end, keep=lambda t: True, *, tz=None, sla=None, calen
     out["resolved_by_priority.created"] = created
     out["resolved_by_priority.resolved_share"] = {
         p: share(sum(1 for f in C if f["t"]["priority"] == p and f["state"] == "resolved"), n)
-        for p, n in created.items()}
+        for p, n in created.items()
+    }
 
     # customers: another ticket of theirs (any in the scope) created within the window before one in C
     mine = {}
     for f in C:
         if f["t"]["customer"] is not None:
             mine.setdefault(f["t"]["customer"], []).append(f["t"])
+
     def repeat(cust, tickets):
-        return any(o is not t and t["created_at"] - repeat_window <= o["created_at"] <= t["created_at"]
-                   for t in tickets for o in history if o["customer"] == cust)
+        return any(
+            o is not t and t["created_at"] - repeat_window <= o["created_at"] <= t["created_at"]
+            for t in tickets
+            for o in history
+            if o["customer"] == cust
+        )
+
     history = [t for t in truth.tickets if (scope or keep)(t)]
     out["repeat_contact_share"] = share(sum(1 for c, ts in mine.items() if repeat(c, ts)), len(mine))
     out["contacts_per_customer"] = share(sum(len(ts) for ts in mine.values()), len(mine))
 
     def worked_before(t, end):
-        secs = [int(e["to_value"]) for e in truth.events_of(t["source"], t["source_id"])
-                if e["kind"] == "worked" and e["at"] < end]
+        secs = [
+            int(e["to_value"])
+            for e in truth.events_of(t["source"], t["source_id"])
+            if e["kind"] == "worked" and e["at"] < end
+        ]
         return sum(secs) if secs else None
 
     ht = handle_time or worked_before
@@ -233,9 +277,15 @@ def expected(truth, start, end, keep=lambda t: True, *, tz=None, sla=None, calen
     for a, fs in agents.items():
         frt = [f["first"] - f["t"]["created_at"] for f in fs if f["first"] is not None]
         rt = [f["t"]["rating"] for f in fs if f["t"]["rating"] is not None]
-        rows.append({"agent": a, "resolved": len(fs), "frt_median": nearest_rank(frt, 50) if frt else None,
-                     "csat": share(sum(1 for r in rt if r >= 4), len(rt)),
-                     "fcr": share(sum(1 for f in fs if fcr(f)), len(fs))})
+        rows.append(
+            {
+                "agent": a,
+                "resolved": len(fs),
+                "frt_median": nearest_rank(frt, 50) if frt else None,
+                "csat": share(sum(1 for r in rt if r >= 4), len(rt)),
+                "fcr": share(sum(1 for f in fs if fcr(f)), len(fs)),
+            }
+        )
     # kpi.md: ranked by resolved count; ties by agent id (the product's documented choice); ten shown
     rows.sort(key=lambda r: (-r["resolved"], str(r["agent"])))
     out["top_agents"] = rows[:10] or None

@@ -1,5 +1,6 @@
 """The store of the current request or CLI context: one connection per context, closed at its
 end (the pattern of Flask's tutorial, flaskr's ``db.py``)."""
+
 from __future__ import annotations
 
 from flask import current_app, g

@@ -8,6 +8,7 @@ the viewer can be switched between the admin, a department head and an agent.
 A second run with the same ``--seed``/``--tickets`` reuses the store (the double regenerates the
 same desk from the seed and the saved end date, so the sync is incremental).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,6 +39,7 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def demo_config() -> dict:
     from b24desk.config import load_config
+
     with DEMO_CONFIG.open("rb") as fh:
         return _merge(load_config(), tomllib.load(fh))
 
@@ -76,10 +78,10 @@ class Demo:
         self.double = self.server = self.runtime = self.app = None
 
     def start(self) -> str:
-        from portal_double import PortalDouble
         from waitress import create_server
 
         from b24desk.runtime import Runtime
+        from portal_double import PortalDouble
 
         from .factory import create_app
 
@@ -87,32 +89,53 @@ class Demo:
         config = demo_config()
         tz = timezone.utc
         n_ol = max(200, self.tickets // 10) if self.openlines else 0
-        self.double = d = PortalDouble(seed=self.seed, tickets=self.tickets, months=6,
-                                       end=datetime.fromtimestamp(self.end, tz), drain_per_s=DEMO_RPS,
-                                       bucket_size=250, port=self.port + 1, openlines=n_ol).start()
+        self.double = d = PortalDouble(
+            seed=self.seed,
+            tickets=self.tickets,
+            months=6,
+            end=datetime.fromtimestamp(self.end, tz),
+            drain_per_s=DEMO_RPS,
+            bucket_size=250,
+            port=self.port + 1,
+            openlines=n_ol,
+        ).start()
         if not n_ol:
-            config["sources"] = [s for s in config["sources"]
-                                 if not str(s.get("select", s) if isinstance(s, dict) else s).startswith("openlines")]
-        _say(f"portal double: {d.base_url} ({self.tickets} tickets + {n_ol} open-line sessions, "
-             f"generated in {time.time() - t0:.1f} s)")
+            config["sources"] = [
+                s
+                for s in config["sources"]
+                if not str(s.get("select", s) if isinstance(s, dict) else s).startswith("openlines")
+            ]
+        _say(
+            f"portal double: {d.base_url} ({self.tickets} tickets + {n_ol} open-line sessions, "
+            f"generated in {time.time() - t0:.1f} s)"
+        )
 
         self._repoint_store()
         app_url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app({"DB": str(self.db_path), "PUBLIC_URL": app_url, "CLIENT_ID": d.client_id,
-                               "CLIENT_SECRET": d.client_secret, "OAUTH_URL": d.oauth_token_url,
-                               "B24DESK": config})
+        self.app = create_app(
+            {
+                "DB": str(self.db_path),
+                "PUBLIC_URL": app_url,
+                "CLIENT_ID": d.client_id,
+                "CLIENT_SECRET": d.client_secret,
+                "OAUTH_URL": d.oauth_token_url,
+                "B24DESK": config,
+            }
+        )
         self.server = create_server(self.app, host="127.0.0.1", port=self.port, threads=8)
         threading.Thread(target=self.server.run, name="waitress", daemon=True).start()
 
         # The admin opens the app for the first time: the portal POSTs the install wizard, the
         # page binds events and placements and calls BX24.installFinish() (installation-finish.md).
-        d.app.handler_url = f"{app_url}/app"          # the local-app form's "Handler path"
+        d.app.handler_url = f"{app_url}/app"  # the local-app form's "Handler path"
         resp = d.app.install_ui(f"{app_url}/install", user_id=1, lang="ru")
         if resp.status_code != 200:
             raise click.ClickException(f"install failed: HTTP {resp.status_code} {resp.text[:300]}")
         d.app.install_finish()
-        _say(f"app installed into {d.domain} (member_id {d.member_id}); "
-             f"events bound: {len(d.app.handlers)}, placements: {len(d.app.placements)}")
+        _say(
+            f"app installed into {d.domain} (member_id {d.member_id}); "
+            f"events bound: {len(d.app.handlers)}, placements: {len(d.app.placements)}"
+        )
 
         self._sync(config)
         self._push(config)
@@ -126,16 +149,18 @@ class Demo:
         started both, says where the portal lives now (a request never could), so the install
         below is verified against the running double instead of failing with CONNECTION_ERROR."""
         from b24desk.store import open_db
+
         d = self.double
         db = open_db(self.db_path)
         try:
             if "installations" not in db.table_names():
                 return
-            row = db.execute("select client_endpoint from installations where member_id = ?",
-                             [d.member_id]).fetchone()
+            row = db.execute("select client_endpoint from installations where member_id = ?", [d.member_id]).fetchone()
             if row and row[0] != d.client_endpoint:
-                db.execute("update installations set domain = ?, client_endpoint = ?, server_endpoint = ?"
-                           " where member_id = ?", [d.domain, d.client_endpoint, d.server_endpoint, d.member_id])
+                db.execute(
+                    "update installations set domain = ?, client_endpoint = ?, server_endpoint = ? where member_id = ?",
+                    [d.domain, d.client_endpoint, d.server_endpoint, d.member_id],
+                )
                 db.conn.commit()
                 _say(f"the store was made with another --port: its portal is now {d.base_url}")
         finally:
@@ -143,13 +168,16 @@ class Demo:
 
     def _client(self, db):
         from b24desk.client import B24Client
+
         d = self.double
-        return B24Client.from_installation(str(self.db_path), d.member_id, d.client_id, d.client_secret,
-                                           d.oauth_token_url, rps=DEMO_RPS, burst=250)
+        return B24Client.from_installation(
+            str(self.db_path), d.member_id, d.client_id, d.client_secret, d.oauth_token_url, rps=DEMO_RPS, burst=250
+        )
 
     def _sync(self, config: dict) -> None:
         from b24desk.store import open_db
         from b24desk.sync import run_sync
+
         db = open_db(self.db_path)
         try:
             first = not db["tickets"].exists() or db["tickets"].count == 0
@@ -160,8 +188,10 @@ class Demo:
                 client.close()
             for r in reports:
                 _say(f"  sync {r.line()}")
-            _say(f"{'full' if first else 'incremental'} sync: {client.requests_sent} requests, "
-                 f"{time.time() - t0:.1f} s, {db['tickets'].count} tickets in {self.db_path}")
+            _say(
+                f"{'full' if first else 'incremental'} sync: {client.requests_sent} requests, "
+                f"{time.time() - t0:.1f} s, {db['tickets'].count} tickets in {self.db_path}"
+            )
         finally:
             db.conn.close()
 
@@ -171,20 +201,35 @@ class Demo:
         from zoneinfo import ZoneInfo
 
         from b24desk.kpi.load import portal_zone
-        from b24desk.store import open_db
         from b24desk.push.digests import describe, open_clients, run_push
+        from b24desk.store import open_db
+
         d = self.double
         db = open_db(self.db_path)
         try:
             db.execute("delete from push_log where portal = ?", [d.member_id])
             tz = ZoneInfo(portal_zone(db, d.member_id, config))
             label = _last_week_label(d.portal.now, tz)
-            reader, writer = open_clients(str(self.db_path), d.member_id, client_id=d.client_id,
-                                          client_secret=d.client_secret, oauth_url=d.oauth_token_url,
-                                          rps=DEMO_RPS, burst=250)
+            reader, writer = open_clients(
+                str(self.db_path),
+                d.member_id,
+                client_id=d.client_id,
+                client_secret=d.client_secret,
+                oauth_url=d.oauth_token_url,
+                rps=DEMO_RPS,
+                burst=250,
+            )
             try:
-                outcomes = run_push(db, d.member_id, "weekly", label, reader=reader, writer=writer,
-                                    config=config, channels=["disk", "notify", "chat", "feed"])
+                outcomes = run_push(
+                    db,
+                    d.member_id,
+                    "weekly",
+                    label,
+                    reader=reader,
+                    writer=writer,
+                    config=config,
+                    channels=["disk", "notify", "chat", "feed"],
+                )
             finally:
                 reader.close()
                 writer.close()
@@ -199,31 +244,45 @@ class Demo:
     def stop(self) -> None:
         # Let a running reconcile finish while the portal is still up, then stop the rest.
         sched = self.runtime.scheduler if self.runtime else None
-        for step in (lambda: sched and sched.shutdown(wait=True),
-                     lambda: self.runtime and self.runtime.stop(),
-                     lambda: self.server and self.server.close(),
-                     lambda: self.double and self.double.stop()):
+        for step in (
+            lambda: sched and sched.shutdown(wait=True),
+            lambda: self.runtime and self.runtime.stop(),
+            lambda: self.server and self.server.close(),
+            lambda: self.double and self.double.stop(),
+        ):
             try:
                 step()
-            except Exception as exc:      # stopping must finish whatever one part says
+            except Exception as exc:  # stopping must finish whatever one part says
                 _say(f"while stopping: {exc}")
 
 
 @click.command("demo")
-@click.option("--port", type=int, default=8750, show_default=True,
-              help="the app's port; the demo portal takes the next one")
-@click.option("--tickets", type=int, default=20000, show_default=True,
-              help="tickets across tasks, deals and the smart process (open lines add 10 %)")
+@click.option(
+    "--port", type=int, default=8750, show_default=True, help="the app's port; the demo portal takes the next one"
+)
+@click.option(
+    "--tickets",
+    type=int,
+    default=20000,
+    show_default=True,
+    help="tickets across tasks, deals and the smart process (open lines add 10 %)",
+)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--no-openlines", is_flag=True, help="leave open-line dialogs out")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="where the demo keeps its store between runs (default: instance/demo)")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="where the demo keeps its store between runs (default: instance/demo)",
+)
 def demo_command(port: int, tickets: int, seed: int, no_openlines: bool, data_dir: str | None) -> None:
     """Run the demo: a built-in portal with the app installed and synced; prints one URL."""
     from flask import current_app
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    demo = Demo(port, tickets, seed, Path(data_dir or Path(current_app.instance_path) / "demo"),
-                openlines=not no_openlines)
+    demo = Demo(
+        port, tickets, seed, Path(data_dir or Path(current_app.instance_path) / "demo"), openlines=not no_openlines
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

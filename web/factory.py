@@ -4,6 +4,7 @@ Web code is a thin layer: blueprints in ``webhooks/`` (install, events) and ``re
 API) call into the ``b24desk`` core, which knows nothing of Flask. Nothing here starts a
 scheduler or a network client: that happens only in the server entry point (``web/server.py``).
 """
+
 from __future__ import annotations
 
 import os
@@ -40,7 +41,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         CLIENT_ID=b24config.env("B24DESK_CLIENT_ID"),
         CLIENT_SECRET=b24config.env("B24DESK_CLIENT_SECRET"),
         OAUTH_URL=b24config.env("B24DESK_OAUTH_URL"),
-        MAX_CONTENT_LENGTH=1024 * 1024,   # events and launches are small; a huge body gets 413
+        MAX_CONTENT_LENGTH=1024 * 1024,  # events and launches are small; a huge body gets 413
     )
     if test_config:
         app.config.update(test_config)
@@ -59,4 +60,3 @@ def create_app(test_config: dict | None = None) -> Flask:
     cli.init_app(app)
     unavailable.init_app(app)
     return app
-

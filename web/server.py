@@ -11,6 +11,7 @@ restarted server takes over once its predecessor's child has exited). ``flask ru
 same routes but starts neither (events wait in the inbox). The worker and the scheduler are the
 core's :class:`b24desk.runtime.Runtime`; this module hands it the pages' after-sync warmer.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,10 +32,17 @@ def _background_main(parent: int, log_level: str, poll: float, synced=None) -> N
     portal it syncs is put on ``synced`` (a queue the web process reads: its memo is the one
     viewers hit, so the warming happens there)."""
     import os
+
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()
-    runtime = Runtime(app, scheduler=True, worker=True, poll=poll, fill_wait=FILL_WAIT,
-                      after_sync=synced.put if synced is not None else None).start()
+    runtime = Runtime(
+        app,
+        scheduler=True,
+        worker=True,
+        poll=poll,
+        fill_wait=FILL_WAIT,
+        after_sync=synced.put if synced is not None else None,
+    ).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     try:
@@ -51,6 +59,7 @@ class Background:
     def __init__(self, log_level: str, poll: float = 0.2, on_sync=None):
         import multiprocessing as mp
         import os
+
         self.ctx = mp.get_context("spawn")
         self.on_sync = on_sync
         self.synced = self.ctx.SimpleQueue() if on_sync is not None else None
@@ -91,7 +100,7 @@ class Background:
     def stop(self) -> None:
         self._stop.set()
         if self.synced is not None:
-            self.synced.put(None)       # ends the relay
+            self.synced.put(None)  # ends the relay
         if self.proc is not None and self.proc.is_alive():
             self.proc.terminate()
             self.proc.join(15)
@@ -102,18 +111,24 @@ class Background:
 def warm_hook(app):
     """The pages' after-sync warmer (reports/warm.py): the dashboard a viewer opens next is ready."""
     from reports.warm import Warmer
+
     return Warmer(app)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m web.server",
-                                     description="Serve b24desk with waitress, the inbox worker and the scheduler.")
+    parser = argparse.ArgumentParser(
+        prog="python -m web.server", description="Serve b24desk with waitress, the inbox worker and the scheduler."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--background", choices=("process", "thread", "none"), default="process",
-                        help="where the inbox worker and the scheduler run: a child process (default), "
-                             "threads of this process, or nowhere (another process drains the inbox)")
+    parser.add_argument(
+        "--background",
+        choices=("process", "thread", "none"),
+        default="process",
+        help="where the inbox worker and the scheduler run: a child process (default), "
+        "threads of this process, or nowhere (another process drains the inbox)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -127,6 +142,7 @@ def main(argv=None) -> None:
 
     def _term(signum, frame):
         raise SystemExit(0)
+
     signal.signal(signal.SIGTERM, _term)
     log.info("serving on http://%s:%d (public URL %s)", args.host, args.port, runtime.public_url)
     try:

@@ -6,5 +6,6 @@ The local-app form an administrator fills in is described in ``webhooks/README.m
 
 def init_app(app) -> None:
     from . import events, install
+
     app.register_blueprint(install.bp)
     app.register_blueprint(events.bp)

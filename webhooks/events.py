@@ -7,6 +7,7 @@ in every viewer's frame, so it proves only that the sender once saw the app). Fo
 broken requests get 4xx and change nothing: an unknown portal or a wrong ``application_token`` is
 401 with no portal call, missing or malformed fields 400, a body over ``EVENTS_MAX_BYTES`` 413.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("events", __name__)
 
-EVENTS_MAX_BYTES = 64 * 1024        # an event form is well under 4 KiB
+EVENTS_MAX_BYTES = 64 * 1024  # an event form is well under 4 KiB
 
 _local = threading.local()
 

@@ -25,6 +25,7 @@ frame), so nothing the form *says* about the portal is believed (threat model: w
 
 No secret is ever sent to an address taken from the request.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -55,27 +56,42 @@ _RU = ("ru", "ua", "by", "kz")
 # (ru, en): what the installing person reads (the install frame speaks the portal's language)
 MESSAGES = {
     "malformed": ("Запрос установки повреждён: {detail}.", "The install request is malformed: {detail}."),
-    "widget": ("Это запуск виджета, а не установка: приложение открывается по адресу /app.",
-               "This is a widget launch, not an install: the app opens at /app."),
-    "no_credentials": ("На сервере b24desk не заданы B24DESK_CLIENT_ID и B24DESK_CLIENT_SECRET: установка "
-                       "не может быть проверена.", "The b24desk server has no B24DESK_CLIENT_ID/"
-                       "B24DESK_CLIENT_SECRET configured, so the install cannot be verified."),
-    "oauth_refused": ("Сервер авторизации Bitrix24 не подтвердил токен установки ({code}). Откройте "
-                      "приложение в Битрикс24 ещё раз.", "The Bitrix24 OAuth server did not confirm the "
-                      "install token ({code}). Open the application in Bitrix24 again."),
-    "oauth_unavailable": ("Сервер авторизации Bitrix24 недоступен; повторите установку позже.",
-                          "The Bitrix24 OAuth server could not be reached; retry the install later."),
+    "widget": (
+        "Это запуск виджета, а не установка: приложение открывается по адресу /app.",
+        "This is a widget launch, not an install: the app opens at /app.",
+    ),
+    "no_credentials": (
+        "На сервере b24desk не заданы B24DESK_CLIENT_ID и B24DESK_CLIENT_SECRET: установка не может быть проверена.",
+        "The b24desk server has no B24DESK_CLIENT_ID/"
+        "B24DESK_CLIENT_SECRET configured, so the install cannot be verified.",
+    ),
+    "oauth_refused": (
+        "Сервер авторизации Bitrix24 не подтвердил токен установки ({code}). Откройте приложение в Битрикс24 ещё раз.",
+        "The Bitrix24 OAuth server did not confirm the install token ({code}). Open the application in Bitrix24 again.",
+    ),
+    "oauth_unavailable": (
+        "Сервер авторизации Bitrix24 недоступен; повторите установку позже.",
+        "The Bitrix24 OAuth server could not be reached; retry the install later.",
+    ),
     "other_portal": ("Токен установки выдан другому порталу.", "The install token belongs to another portal."),
-    "not_allowed": ("Портал {domain} не входит в список разрешённых (B24DESK_PORTAL_DOMAINS).",
-                    "Portal {domain} is not in the allowed list (B24DESK_PORTAL_DOMAINS)."),
-    "portal_refused": ("Портал не принял токен установки ({code}).",
-                       "The portal did not accept the install token ({code})."),
-    "too_many": ("Слишком много неудачных попыток установки; подождите минуту и повторите.",
-                 "Too many failed install attempts; wait a minute and retry."),
-    "not_admin": ("Установить, переустановить или перенастроить приложение может только администратор "
-                  "Битрикс24. Попросите администратора открыть приложение.",
-                  "Only a Bitrix24 administrator can install, reinstall or re-point the application. "
-                  "Ask an administrator to open it."),
+    "not_allowed": (
+        "Портал {domain} не входит в список разрешённых (B24DESK_PORTAL_DOMAINS).",
+        "Portal {domain} is not in the allowed list (B24DESK_PORTAL_DOMAINS).",
+    ),
+    "portal_refused": (
+        "Портал не принял токен установки ({code}).",
+        "The portal did not accept the install token ({code}).",
+    ),
+    "too_many": (
+        "Слишком много неудачных попыток установки; подождите минуту и повторите.",
+        "Too many failed install attempts; wait a minute and retry.",
+    ),
+    "not_admin": (
+        "Установить, переустановить или перенастроить приложение может только администратор "
+        "Битрикс24. Попросите администратора открыть приложение.",
+        "Only a Bitrix24 administrator can install, reinstall or re-point the application. "
+        "Ask an administrator to open it.",
+    ),
 }
 
 
@@ -133,8 +149,14 @@ def _endpoint(value: str | None, what: str) -> str | None:
     if not value or not isinstance(value, str):
         return None
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or not _DOMAIN.match(parts.netloc) \
-            or parts.query or parts.fragment or not value.isascii():
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or not _DOMAIN.match(parts.netloc)
+        or parts.query
+        or parts.fragment
+        or not value.isascii()
+    ):
         raise InstallError(401, "oauth_refused", code=f"bad {what}")
     return value if value.endswith("/") else value + "/"
 
@@ -156,7 +178,7 @@ def parse_ui_install(form, args) -> dict:
     if not domain or not _DOMAIN.match(domain):
         raise _malformed("missing or malformed DOMAIN")
     lang = _get(args, "LANG", required=False, max_len=8) or _get(form, "LANG", required=False, max_len=8)
-    _token(form, "AUTH_ID")                     # sent by every real wizard; not used (the refresh is)
+    _token(form, "AUTH_ID")  # sent by every real wizard; not used (the refresh is)
     return {
         "member_id": _member_id(_get(form, "member_id")),
         "refresh_token": _token(form, "REFRESH_ID"),
@@ -190,8 +212,9 @@ def domain_allowed(domain: str, patterns: str | None = None) -> bool:
     return not pats or any(fnmatch.fnmatchcase(domain.lower(), p) for p in pats)
 
 
-def authorize(claims: dict, *, client_id: str | None, client_secret: str | None, oauth_url: str | None,
-              timeout: float = 15.0) -> dict:
+def authorize(
+    claims: dict, *, client_id: str | None, client_secret: str | None, oauth_url: str | None, timeout: float = 15.0
+) -> dict:
     """Who is installing where, according to the OAuth server and the portal; or ``InstallError``.
 
     Returns the installation fields to store (tokens, endpoints, domain, member_id, user) plus
@@ -202,8 +225,9 @@ def authorize(claims: dict, *, client_id: str | None, client_secret: str | None,
     if not client_id or not client_secret:
         raise InstallError(503, "no_credentials", lang)
     try:
-        answer = request_tokens(token_url(None, oauth_url), client_id, client_secret, claims["refresh_token"],
-                                timeout=timeout, retries=1)
+        answer = request_tokens(
+            token_url(None, oauth_url), client_id, client_secret, claims["refresh_token"], timeout=timeout, retries=1
+        )
     except AuthError as exc:
         raise InstallError(401, "oauth_refused", lang, code=exc.code) from None
     except B24Error:
@@ -220,8 +244,9 @@ def authorize(claims: dict, *, client_id: str | None, client_secret: str | None,
     domain = urlsplit(endpoint).netloc.lower()
     if not domain_allowed(domain):
         raise InstallError(403, "not_allowed", lang, domain=domain)
-    client = B24Client.from_access_token(endpoint, access, portal_id=member_id, max_retries=1,
-                                         timeout=timeout, share_limiter=False)
+    client = B24Client.from_access_token(
+        endpoint, access, portal_id=member_id, max_retries=1, timeout=timeout, share_limiter=False
+    )
     try:
         res = client.batch({"admin": ("user.admin", {}), "me": ("profile", {}), "app": ("app.info", {})})
     except AuthError as exc:
@@ -240,14 +265,21 @@ def authorize(claims: dict, *, client_id: str | None, client_secret: str | None,
     if not is_admin:
         raise InstallError(403, "not_admin", lang)
     user_id = str(answer.get("user_id") or me.get("ID") or "")
-    fields = {"member_id": member_id, "access_token": access, "refresh_token": refresh,
-              "client_endpoint": endpoint, "domain": domain, "user_id": user_id or None,
-              "scope": inbox.normalize_scope(answer.get("scope") if isinstance(answer.get("scope"), str) else None),
-              "status": str(answer.get("status"))[:2] if answer.get("status") else None,
-              "application_token": claims["application_token"], "lang": claims.get("lang")}
+    fields = {
+        "member_id": member_id,
+        "access_token": access,
+        "refresh_token": refresh,
+        "client_endpoint": endpoint,
+        "domain": domain,
+        "user_id": user_id or None,
+        "scope": inbox.normalize_scope(answer.get("scope") if isinstance(answer.get("scope"), str) else None),
+        "status": str(answer.get("status"))[:2] if answer.get("status") else None,
+        "application_token": claims["application_token"],
+        "lang": claims.get("lang"),
+    }
     server = answer.get("server_endpoint")
     if isinstance(server, str) and len(server) < 512:
-        fields["server_endpoint"] = server             # kept for reference; never followed
+        fields["server_endpoint"] = server  # kept for reference; never followed
     for key in ("expires_in", "expires"):
         if str(answer.get(key) or "").isdigit():
             fields[key] = int(answer[key])
@@ -255,8 +287,16 @@ def authorize(claims: dict, *, client_id: str | None, client_secret: str | None,
     return fields
 
 
-def install_portal(db_path: str, claims: dict, *, public_url: str, client_id: str | None,
-                   client_secret: str | None, oauth_url: str | None, config: dict | None = None) -> dict:
+def install_portal(
+    db_path: str,
+    claims: dict,
+    *,
+    public_url: str,
+    client_id: str | None,
+    client_secret: str | None,
+    oauth_url: str | None,
+    config: dict | None = None,
+) -> dict:
     """Authorize, store, bind. Returns ``{"member_id", "user_id", "admin", "bindings", "domain"}``."""
     fields = authorize(claims, client_id=client_id, client_secret=client_secret, oauth_url=oauth_url)
     db = open_db(db_path)
@@ -264,18 +304,24 @@ def install_portal(db_path: str, claims: dict, *, public_url: str, client_id: st
         save_installation(db, active=1, epoch=new_epoch(), **{k: v for k, v in fields.items() if v is not None})
     finally:
         db.conn.close()
-    client = B24Client.from_installation(db_path, fields["member_id"], client_id, client_secret, oauth_url,
-                                         max_retries=2)
+    client = B24Client.from_installation(
+        db_path, fields["member_id"], client_id, client_secret, oauth_url, max_retries=2
+    )
     try:
         report = bindings.ensure_bindings(client, public_url, config=config, lang=fields.get("lang") or "en")
-    except B24Error as exc:        # installed all the same; the hourly check binds later
+    except B24Error as exc:  # installed all the same; the hourly check binds later
         log.warning("install %s: binding failed: %s", fields["member_id"], exc)
         report = bindings.BindReport(errors={"event.get": str(exc)}, offline=False)
     finally:
         client.close()
-    return {"member_id": fields["member_id"], "user_id": fields.get("user_id"), "admin": True,
-            "domain": fields["domain"], "client_endpoint": fields["client_endpoint"],
-            "bindings": report.as_dict()}
+    return {
+        "member_id": fields["member_id"],
+        "user_id": fields.get("user_id"),
+        "admin": True,
+        "domain": fields["domain"],
+        "client_endpoint": fields["client_endpoint"],
+        "bindings": report.as_dict(),
+    }
 
 
 # Every install attempt that passes the form checks costs a request to the OAuth server with our
@@ -303,7 +349,7 @@ class _Failures:
 
     def add(self, sender: str, now: float) -> None:
         with self.lock:
-            if len(self.by_sender) > 10000:         # a flood of senders: forget them rather than grow
+            if len(self.by_sender) > 10000:  # a flood of senders: forget them rather than grow
                 self.by_sender.clear()
             self.by_sender.setdefault(sender, deque()).append(now)
 
@@ -321,16 +367,20 @@ def install():
         claims = parse_api_install(form) if api_only else parse_ui_install(form, request.args)
         claims["lang_ui"] = lang
         sender, now = request.remote_addr or "?", time.time()
-        if _failures().too_many(sender, int(current_app.config.get("INSTALL_FAILED_PER_MINUTE",
-                                                                   FAILED_PER_MINUTE)), now):
+        if _failures().too_many(
+            sender, int(current_app.config.get("INSTALL_FAILED_PER_MINUTE", FAILED_PER_MINUTE)), now
+        ):
             raise InstallError(429, "too_many", lang)
         try:
-            result = install_portal(current_app.config["DB"], claims,
-                                    public_url=current_app.config["PUBLIC_URL"],
-                                    client_id=current_app.config.get("CLIENT_ID"),
-                                    client_secret=current_app.config.get("CLIENT_SECRET"),
-                                    oauth_url=current_app.config.get("OAUTH_URL"),
-                                    config=current_app.config.get("B24DESK"))
+            result = install_portal(
+                current_app.config["DB"],
+                claims,
+                public_url=current_app.config["PUBLIC_URL"],
+                client_id=current_app.config.get("CLIENT_ID"),
+                client_secret=current_app.config.get("CLIENT_SECRET"),
+                oauth_url=current_app.config.get("OAUTH_URL"),
+                config=current_app.config.get("B24DESK"),
+            )
         except InstallError as exc:
             if exc.status in (401, 403):
                 _failures().add(sender, now)
@@ -340,16 +390,21 @@ def install():
         log.info("install rejected: %s", exc.messages["en"])
         if api_only:
             return jsonify(error="install_rejected", code=exc.code, error_description=exc.reason), exc.status
-        resp = make_response(render_template("webhooks/install_failed.html", reason=exc.reason, lang=lang,
-                                             status=exc.status), exc.status)
+        resp = make_response(
+            render_template("webhooks/install_failed.html", reason=exc.reason, lang=lang, status=exc.status), exc.status
+        )
         resp.headers["Content-Security-Policy"] = "default-src 'none'; base-uri 'none'; form-action 'none'"
         resp.headers["Cache-Control"] = "no-store"
         return resp
     runtime = current_app.extensions.get("b24desk.runtime")
     if runtime is not None:
         runtime.portal_added(result["member_id"])
-    log.info("installed into %s (bound %d, errors %d)", result["member_id"],
-             len(result["bindings"]["bound"]), len(result["bindings"]["errors"]))
+    log.info(
+        "installed into %s (bound %d, errors %d)",
+        result["member_id"],
+        len(result["bindings"]["bound"]),
+        len(result["bindings"]["errors"]),
+    )
     if api_only:
         return jsonify(ok=True, **result)
     nonce = secrets.token_urlsafe(16)
@@ -358,7 +413,8 @@ def install():
     ancestors = " ".join(_origins(result)) or "'none'"
     resp.headers["Content-Security-Policy"] = (
         f"default-src 'none'; script-src 'nonce-{nonce}' {BX24_ORIGIN}; style-src 'self'; "
-        f"base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}")
+        f"base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}"
+    )
     resp.headers["Referrer-Policy"] = "no-referrer"
     resp.headers["Cache-Control"] = "no-store"
     return resp

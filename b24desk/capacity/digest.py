@@ -9,6 +9,7 @@ statistics libraries (importing them there kept the demo from stopping on Ctrl-C
 cannot be computed (an empty store, a bad ``[capacity]`` table) leaves the digest without the line
 rather than without the digest.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,13 +22,18 @@ log = logging.getLogger("b24desk.capacity")
 def capacity_note(env, period_end: int, department: str | None = None) -> dict | None:
     """``{"ru": ..., "en": ..., "load": 23.4, "norm": 20, "week": "2026-W49"}`` or None."""
     try:
-        rep = build_capacity(env.db, env.portal, weeks_ahead=4, department=department, env=env, now=period_end,
-                             light=True)
+        rep = build_capacity(
+            env.db, env.portal, weeks_ahead=4, department=department, env=env, now=period_end, light=True
+        )
     except CapacityError as exc:
         log.warning("capacity line left out of the digest: %s", exc)
         return None
     s = rep["summary"]
     if not s["forecast_exceeds_norm"]:
         return None
-    return dict(s["forecast_note"], load=s["forecast_load_per_agent_day"], norm=s["norm_per_agent_day"][1],
-                week=s["forecast_peak_week"])
+    return dict(
+        s["forecast_note"],
+        load=s["forecast_load_per_agent_day"],
+        norm=s["norm_per_agent_day"][1],
+        week=s["forecast_peak_week"],
+    )

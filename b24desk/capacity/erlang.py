@@ -5,6 +5,7 @@ library (pyworkforce needs Python 3.12 and OR-Tools); tests pin it to published 
 Erlang B recursion keeps it stable for any traffic (no factorials): B(0) = 1,
 B(k) = A·B(k-1) / (k + A·B(k-1)); then C = N·B / (N - A·(1 - B)).
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,9 @@ def average_wait(agents: int, load: float, aht_s: float) -> float:
     return erlang_c(agents, load) * float(aht_s) / (agents - load)
 
 
-def agents_needed(arrivals_per_hour: float, aht_s: float, target_s: float, share: float,
-                  max_occupancy: float = 1.0) -> int:
+def agents_needed(
+    arrivals_per_hour: float, aht_s: float, target_s: float, share: float, max_occupancy: float = 1.0
+) -> int:
     """The fewest agents answering ``share`` of contacts within ``target_s`` (and keeping
     occupancy A/N at most ``max_occupancy``); 0 when nothing arrives."""
     load = traffic(arrivals_per_hour, aht_s)

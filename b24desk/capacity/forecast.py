@@ -10,6 +10,7 @@ zero weeks skipped) wins and is refitted on everything. Intervals are 80 %: simu
 fitted model for the smoothing methods, and the
 backtest's one-step errors widened with the horizon (sqrt h) for the naive ones.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,18 +23,18 @@ from dataclasses import dataclass, field
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 LEVEL = 0.80
-Z80 = 1.2815515655446004            # two-sided 80 % normal quantile
-MIN_WEEKS = 4                       # fewer full weeks: naive forecast, no backtest
+Z80 = 1.2815515655446004  # two-sided 80 % normal quantile
+MIN_WEEKS = 4  # fewer full weeks: naive forecast, no backtest
 MIN_DAYS = 21
 
 
 @dataclass
 class Forecast:
     method: str
-    values: list = field(default_factory=list)      # [(point, low, high)] for h = 1..horizon
+    values: list = field(default_factory=list)  # [(point, low, high)] for h = 1..horizon
     mape: float | None = None
     backtest_points: int = 0
-    scores: dict = field(default_factory=dict)      # method -> backtest MAPE (None: not scored)
+    scores: dict = field(default_factory=dict)  # method -> backtest MAPE (None: not scored)
 
 
 def mape(actual, predicted) -> float | None:
@@ -51,6 +52,7 @@ def _quiet():
 
 
 # --- the candidates: fit on ``y``, return [(point, low, high)] for h = 1..horizon ----------------
+
 
 def _naive(y, horizon, sigma=None):
     last = float(y[-1])
@@ -93,13 +95,19 @@ def _ets(y, horizon, *, trend=None, damped=False, seasonal=None, period=None):
 
     ctx = _quiet()
     try:
-        model = ExponentialSmoothing(pd.Series(y, dtype=float), trend=trend, damped_trend=damped,
-                                     seasonal=seasonal, seasonal_periods=period,
-                                     initialization_method="estimated")
+        model = ExponentialSmoothing(
+            pd.Series(y, dtype=float),
+            trend=trend,
+            damped_trend=damped,
+            seasonal=seasonal,
+            seasonal_periods=period,
+            initialization_method="estimated",
+        )
         res = model.fit()
         mean = np.asarray(res.forecast(horizon), dtype=float)
-        sims = np.asarray(res.simulate(horizon, anchor="end", repetitions=400, error="add",
-                                       random_state=0), dtype=float).reshape(horizon, -1)
+        sims = np.asarray(
+            res.simulate(horizon, anchor="end", repetitions=400, error="add", random_state=0), dtype=float
+        ).reshape(horizon, -1)
     finally:
         ctx.__exit__(None, None, None)
     lo = np.quantile(sims, (1 - LEVEL) / 2, axis=1)
@@ -118,26 +126,34 @@ WEEKLY = {
     "ses": (lambda y, h, s=None: _ets(y, h), False),
     "holt_damped": (lambda y, h, s=None: _ets(y, h, trend="add", damped=True), False),
 }
+
+
 def _hw_mul(y, h, s=None):
-    if min(y) <= 0:             # a multiplicative season needs every day above zero
+    if min(y) <= 0:  # a multiplicative season needs every day above zero
         raise ValueError("zero day")
     return _ets(y, h, trend="add", seasonal="mul", period=7)
 
 
 DAILY = {
     "seasonal_naive": (_seasonal_naive, True),
-    "holt_winters": (lambda y, h, s=None: _ets(y, h, trend="add", damped=True, seasonal="add", period=7),
-                     False),
+    "holt_winters": (lambda y, h, s=None: _ets(y, h, trend="add", damped=True, seasonal="add", period=7), False),
     "holt_winters_mul": (_hw_mul, False),
 }
-MIN_FIT = {"ses": 4, "holt_damped": 6, "holt_winters": 21, "holt_winters_mul": 21, "drift": 2, "naive": 1,
-           "seasonal_naive": 7}
+MIN_FIT = {
+    "ses": 4,
+    "holt_damped": 6,
+    "holt_winters": 21,
+    "holt_winters_mul": 21,
+    "drift": 2,
+    "naive": 1,
+    "seasonal_naive": 7,
+}
 
 
 def _safe(fn, y, h, sigma=None):
     try:
         return fn(y, h, sigma)
-    except Exception:           # a model that cannot be fitted on this history is not a candidate
+    except Exception:  # a model that cannot be fitted on this history is not a candidate
         return None
 
 

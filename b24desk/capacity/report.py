@@ -19,6 +19,7 @@ Two kinds of work are staffed differently:
 Agents active are those who replied to or changed a ticket in the slot (not its author, not a bot,
 within the support departments when configured); a slot's value is their mean over its occurrences.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,19 @@ from ..kpi.periods import Period, make_period
 from ..kpi.report import ReportEnv
 from . import forecast as fc
 from .erlang import agents_needed, service_level, traffic
-from .slots import (EPOCH_ORDINAL, HOURS, WEEKDAYS, LocalClock, daily_counts, next_mondays,
-                    per_slot_mean, per_weekday_mean, period_days, week_label, weekly_counts)
+from .slots import (
+    EPOCH_ORDINAL,
+    HOURS,
+    WEEKDAYS,
+    LocalClock,
+    daily_counts,
+    next_mondays,
+    per_slot_mean,
+    per_weekday_mean,
+    period_days,
+    week_label,
+    weekly_counts,
+)
 from .text import forecast_text, gap_text
 
 SCHEMA = "b24desk.capacity/1"
@@ -44,11 +56,30 @@ MAX_WEEKS_AHEAD = 8
 DAILY_HISTORY = 16 * 7
 LIGHT_METHODS = ("naive", "drift")
 MAX_DAYS = 3 * 366
-AGENT_KINDS = ("reply", "status", "assigned", "resolved", "rejected", "reopened", "field_changed",
-               "comment", "worked", "call_out", "escalated")
-DEFAULTS = {"norm_per_agent_day": [15, 20], "target_share": 0.8, "chat_sources": ["openlines"],
-            "occupancy": 0.85, "backtest_weeks": 8, "chat_aht_min_s": 60, "chat_aht_max_s": 3600,
-            "chat_aht_default_s": 300, "service_hours": "calendar"}
+AGENT_KINDS = (
+    "reply",
+    "status",
+    "assigned",
+    "resolved",
+    "rejected",
+    "reopened",
+    "field_changed",
+    "comment",
+    "worked",
+    "call_out",
+    "escalated",
+)
+DEFAULTS = {
+    "norm_per_agent_day": [15, 20],
+    "target_share": 0.8,
+    "chat_sources": ["openlines"],
+    "occupancy": 0.85,
+    "backtest_weeks": 8,
+    "chat_aht_min_s": 60,
+    "chat_aht_max_s": 3600,
+    "chat_aht_default_s": 300,
+    "service_hours": "calendar",
+}
 
 
 class CapacityError(ValueError):
@@ -64,8 +95,12 @@ def settings(config: dict) -> dict:
     cap = dict(DEFAULTS)
     cap.update((config or {}).get("capacity") or {})
     norm = cap["norm_per_agent_day"]
-    if (not isinstance(norm, (list, tuple)) or len(norm) != 2
-            or not all(isinstance(x, (int, float)) and x > 0 for x in norm) or norm[0] > norm[1]):
+    if (
+        not isinstance(norm, (list, tuple))
+        or len(norm) != 2
+        or not all(isinstance(x, (int, float)) and x > 0 for x in norm)
+        or norm[0] > norm[1]
+    ):
         raise CapacityError("bad_config", "capacity.norm_per_agent_day must be [low, high], 0 < low <= high")
     if "target_answer_s" not in cap:
         frt = ((config or {}).get("targets") or {}).get("first_response_time") or {}
@@ -73,12 +108,18 @@ def settings(config: dict) -> dict:
     chat = cap["chat_sources"]
     if not isinstance(chat, (list, tuple)) or not all(isinstance(x, str) and x for x in chat):
         raise CapacityError("bad_config", 'capacity.chat_sources must be a list of sources, e.g. ["openlines"]')
-    if cap.get("chat_aht_s") is not None and (isinstance(cap["chat_aht_s"], bool)
-                                              or not isinstance(cap["chat_aht_s"], (int, float))
-                                              or not 1 <= cap["chat_aht_s"] <= 86400):
+    if cap.get("chat_aht_s") is not None and (
+        isinstance(cap["chat_aht_s"], bool)
+        or not isinstance(cap["chat_aht_s"], (int, float))
+        or not 1 <= cap["chat_aht_s"] <= 86400
+    ):
         raise CapacityError("bad_config", "capacity.chat_aht_s must be seconds in [1, 86400]")
-    for key, lo, hi in (("target_share", 0.01, 0.999), ("occupancy", 0.1, 1.0), ("target_answer_s", 1, 86400 * 7),
-                        ("backtest_weeks", 2, 26)):
+    for key, lo, hi in (
+        ("target_share", 0.01, 0.999),
+        ("occupancy", 0.1, 1.0),
+        ("target_answer_s", 1, 86400 * 7),
+        ("backtest_weeks", 2, 26),
+    ):
         v = cap[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
             raise CapacityError("bad_config", f"capacity.{key} must be a number in [{lo}, {hi}]")
@@ -127,19 +168,29 @@ def scope_clause(sources, alias: str = "") -> tuple[str, list]:
     if rest:
         sql, ps = source_clause(rest)
         if sql:
-            inner = sql[len(" and "):]
-            inner = (inner.replace("source in (", f"{alias}source in (")
-                     .replace("selector in (", f"{alias}selector in ("))
+            inner = sql[len(" and ") :]
+            inner = inner.replace("source in (", f"{alias}source in (").replace(
+                "selector in (", f"{alias}selector in ("
+            )
             parts.append(inner)
             params += ps
     return (" and (" + " or ".join(parts) + ")") if parts else "", params
 
 
-
-
-def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead=4, source=None,
-                   department=None, config: dict | None = None, env: ReportEnv | None = None,
-                   now: float | None = None, light: bool = False) -> dict:
+def build_capacity(
+    db,
+    portal: str,
+    date_from=None,
+    date_to=None,
+    *,
+    weeks_ahead=4,
+    source=None,
+    department=None,
+    config: dict | None = None,
+    env: ReportEnv | None = None,
+    now: float | None = None,
+    light: bool = False,
+) -> dict:
     """The capacity report for ``[date_from, date_to)`` (default: the last 12 full weeks).
     ``light``: the weekly forecast from the pure-Python candidates only and no daily forecast, so a
     background job (the monthly digest) never loads the statistics libraries."""
@@ -162,8 +213,9 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
             if d not in env.departments:
                 raise CapacityError("bad_department", f"unknown department {d!r}", department=d)
         roots = frozenset(deps)
-        members = sorted(u for u, info in env.users.items()
-                         if any(env.tree.within(dep, roots) for dep in info["departments"]))
+        members = sorted(
+            u for u, info in env.users.items() if any(env.tree.within(dep, roots) for dep in info["departments"])
+        )
     chat = frozenset(cap["chat_sources"])
     start, end = period.start, period.end
     conn = db.conn
@@ -180,9 +232,10 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     counts_all, counts_chat = {}, {}
     local, local_params = clock.sql("created_at")
     for lh, src, n in conn.execute(
-            f"select {local} / 3600, source, count(*) from tickets where portal = ? and created_at >= ?"
-            f" and created_at < ? and coalesce(deleted, 0) = 0{src_sql}{dep_sql} group by 1, 2",
-            local_params + [portal, start, end] + src_params + dep_params):
+        f"select {local} / 3600, source, count(*) from tickets where portal = ? and created_at >= ?"
+        f" and created_at < ? and coalesce(deleted, 0) = 0{src_sql}{dep_sql} group by 1, 2",
+        local_params + [portal, start, end] + src_params + dep_params,
+    ):
         counts_all[lh] = counts_all.get(lh, 0) + n
         if src in chat:
             counts_chat[lh] = counts_chat.get(lh, 0) + n
@@ -206,45 +259,78 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     # a ticket since deleted from the portal still counts: it was done.)
     bots = json.dumps(sorted(set(NO_USER[1:]) | set(ctx.bots)))
     allowed_params = [json.dumps(sorted(allowed))] if allowed is not None else []
-    base_where = (f"e.portal = ? and e.at >= ? and e.at < ? and e.kind in ({kinds}) and e.actor_id is not null"
-                  " and e.actor_id not in (select value from json_each(?))")
-    joined = ("select {lh} / 3600 as lh, e.actor_id as actor, t.source in ({chat}) as chat from events e"
-              " join tickets t on t.portal = e.portal and t.source = e.source and t.source_id = e.source_id"
-              " where {where} and (t.author_id is null or e.actor_id != t.author_id)"
-              " and coalesce(t.deleted, 0) = 0{src}{who}{extra} group by 1, 2, 3")
+    base_where = (
+        f"e.portal = ? and e.at >= ? and e.at < ? and e.kind in ({kinds}) and e.actor_id is not null"
+        " and e.actor_id not in (select value from json_each(?))"
+    )
+    joined = (
+        "select {lh} / 3600 as lh, e.actor_id as actor, t.source in ({chat}) as chat from events e"
+        " join tickets t on t.portal = e.portal and t.source = e.source and t.source_id = e.source_id"
+        " where {where} and (t.author_id is null or e.actor_id != t.author_id)"
+        " and coalesce(t.deleted, 0) = 0{src}{who}{extra} group by 1, 2, 3"
+    )
     if _needs_ticket(sources):
         parts = [joined.format(lh=local_e, chat=chat_marks, where=base_where, src=src_sql_t, who=who, extra="")]
-        params = (local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS, bots] + src_params
-                  + allowed_params)
+        params = local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS, bots] + src_params + allowed_params
     else:
         # authors who may also act: the portal's users among them (customers never act as agents);
         # with no users synced yet, every author
-        known_users = {str(r[0]) for r in conn.execute("select id from users where portal = ?", [portal])} \
-            if "users" in db.table_names() else set()
-        author_ids = [r[0] for r in conn.execute(
-            "select distinct author_id from tickets where portal = ? and author_id is not null", [portal])]
+        known_users = (
+            {str(r[0]) for r in conn.execute("select id from users where portal = ?", [portal])}
+            if "users" in db.table_names()
+            else set()
+        )
+        author_ids = [
+            r[0]
+            for r in conn.execute(
+                "select distinct author_id from tickets where portal = ? and author_id is not null", [portal]
+            )
+        ]
         authors_list = [a for a in author_ids if a in known_users] if known_users else author_ids
         authors = json.dumps(authors_list)
         e_src, e_src_params = scope_clause(sources, "e.")
-        plain = (f"select {local_e} / 3600 as lh, e.actor_id as actor, e.source in ({chat_marks}) as chat"
-                 f" from events e where {base_where} and e.actor_id not in (select value from json_each(?))"
-                 f"{e_src}{who} group by 1, 2, 3")
-        mixed = joined.format(lh=local_e, chat=chat_marks, where=base_where, src=src_sql_t, who=who,
-                              extra=" and e.actor_id in (select value from json_each(?))")
+        plain = (
+            f"select {local_e} / 3600 as lh, e.actor_id as actor, e.source in ({chat_marks}) as chat"
+            f" from events e where {base_where} and e.actor_id not in (select value from json_each(?))"
+            f"{e_src}{who} group by 1, 2, 3"
+        )
+        mixed = joined.format(
+            lh=local_e,
+            chat=chat_marks,
+            where=base_where,
+            src=src_sql_t,
+            who=who,
+            extra=" and e.actor_id in (select value from json_each(?))",
+        )
         parts = [plain]
-        params = (local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS, bots, authors] + e_src_params
-                  + allowed_params)
+        params = (
+            local_e_params
+            + sorted(chat)
+            + [portal, start, end, *AGENT_KINDS, bots, authors]
+            + e_src_params
+            + allowed_params
+        )
         if authors_list:
             parts.append(mixed)
-            params += (local_e_params + sorted(chat) + [portal, start, end, *AGENT_KINDS, bots] + src_params
-                       + allowed_params + [authors])
-    distinct = ("count(distinct actor), count(distinct case when chat then actor end),"
-                " count(distinct case when chat then null else actor end)")
+            params += (
+                local_e_params
+                + sorted(chat)
+                + [portal, start, end, *AGENT_KINDS, bots]
+                + src_params
+                + allowed_params
+                + [authors]
+            )
+    distinct = (
+        "count(distinct actor), count(distinct case when chat then actor end),"
+        " count(distinct case when chat then null else actor end)"
+    )
     hour_all, hour_chat, hour_tix, day_all, day_tix = {}, {}, {}, {}, {}
     for level, idx, n_all, n_chat, n_tix in conn.execute(
-            f"with x as materialized ({' union '.join(parts)})"
-            f" select 0, lh, {distinct} from x group by lh"
-            f" union all select 1, lh / 24, {distinct} from x group by lh / 24", params):
+        f"with x as materialized ({' union '.join(parts)})"
+        f" select 0, lh, {distinct} from x group by lh"
+        f" union all select 1, lh / 24, {distinct} from x group by lh / 24",
+        params,
+    ):
         if level == 0:
             hour_all[idx], hour_chat[idx], hour_tix[idx] = n_all, n_chat, n_tix
         else:
@@ -253,37 +339,48 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
     arr = per_slot_mean(counts_all, hours)
     active_slot = per_slot_mean(hour_all, hours)
     day_hours = period_days(hours)
-    per_date = {d: n for d, n in day_all.items() if d in day_hours}       # date -> agents at work
+    per_date = {d: n for d, n in day_all.items() if d in day_hours}  # date -> agents at work
 
     # 3. forecasts from the daily series
     daily = daily_counts(counts_all, hours)
     weeks = weekly_counts(daily)
-    wf = fc.weekly([n for _w, n in weeks], weeks_ahead, int(cap["backtest_weeks"]),
-                   methods=LIGHT_METHODS if light else None)
+    wf = fc.weekly(
+        [n for _w, n in weeks], weeks_ahead, int(cap["backtest_weeks"]), methods=LIGHT_METHODS if light else None
+    )
     full_days = [d for d in sorted(daily) if day_hours[d] >= 23]
     # the daily model reads the last 16 weeks: the weekly shape and the recent trend, not last year's
-    df = fc.daily([daily[d] for d in full_days[-DAILY_HISTORY:]], weeks_ahead * 7) if not light \
-        else fc.Forecast("none")
+    df = fc.daily([daily[d] for d in full_days[-DAILY_HISTORY:]], weeks_ahead * 7) if not light else fc.Forecast("none")
     forecast, forecast_daily = [], []
     if weeks:
         for monday, (p, lo, hi) in zip(next_mondays(weeks[-1][0], weeks_ahead), wf.values):
-            forecast.append({"week": week_label(monday), "created": round(p),
-                             "low": None if lo is None else math.floor(lo),
-                             "high": None if hi is None else math.ceil(hi)})
+            forecast.append(
+                {
+                    "week": week_label(monday),
+                    "created": round(p),
+                    "low": None if lo is None else math.floor(lo),
+                    "high": None if hi is None else math.ceil(hi),
+                }
+            )
     if full_days:
         first = date.fromordinal(full_days[-1] + 1)
         for i, (p, lo, hi) in enumerate(df.values):
-            forecast_daily.append({"date": (first + timedelta(days=i)).isoformat(), "created": round(p, 1),
-                                   "low": None if lo is None else round(lo, 1),
-                                   "high": None if hi is None else round(hi, 1)})
+            forecast_daily.append(
+                {
+                    "date": (first + timedelta(days=i)).isoformat(),
+                    "created": round(p, 1),
+                    "low": None if lo is None else round(lo, 1),
+                    "high": None if hi is None else round(hi, 1),
+                }
+            )
 
     # 4. staffing: chat-like per slot (Erlang C), tickets per weekday (handle time or norm)
     staffing, gaps = [], []
     target_s, share = int(cap["target_answer_s"]), float(cap["target_share"])
     chat_aht, chat_aht_source = None, None
     if counts_chat:
-        chat_aht, chat_aht_source = _chat_aht(conn, portal, start, end, chat, src_sql_t, src_params, dep_sql,
-                                              dep_params, cap)
+        chat_aht, chat_aht_source = _chat_aht(
+            conn, portal, start, end, chat, src_sql_t, src_params, dep_sql, dep_params, cap
+        )
         in_hours = _service_hours(cap, env.calendar)
         arr_chat = per_slot_mean(counts_chat, hours)
         act_chat = per_slot_mean(hour_chat, hours)
@@ -294,20 +391,31 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
                 need = agents_needed(lam, chat_aht, target_s, share)
                 active = round(act_chat.get((wd, h), 0.0), 1)
                 load = traffic(lam, chat_aht)
-                staffing.append({
-                    "weekday": wd, "hour": h, "arrivals_per_hour": round(lam, 2), "aht_s": chat_aht,
-                    "target_answer_s": target_s, "target_share": share, "agents_needed": need,
-                    "agents_active": round(active, 1),
-                    "short": _short(need, active) if in_hours(wd, h) else 0, "in_service_hours": in_hours(wd, h),
-                    "service_level_active": (round(service_level(round(active), load, chat_aht, target_s), 3)
-                                             if lam > 0 else None)})
+                staffing.append(
+                    {
+                        "weekday": wd,
+                        "hour": h,
+                        "arrivals_per_hour": round(lam, 2),
+                        "aht_s": chat_aht,
+                        "target_answer_s": target_s,
+                        "target_share": share,
+                        "agents_needed": need,
+                        "agents_active": round(active, 1),
+                        "short": _short(need, active) if in_hours(wd, h) else 0,
+                        "in_service_hours": in_hours(wd, h),
+                        "service_level_active": (
+                            round(service_level(round(active), load, chat_aht, target_s), 3) if lam > 0 else None
+                        ),
+                    }
+                )
         gaps += _slot_gaps(staffing)
 
     staffing_daily, ticket_aht, ticket_aht_n = [], None, 0
     counts_tickets = {q: n - counts_chat.get(q, 0) for q, n in counts_all.items()}
     if any(counts_tickets.values()):
-        ticket_aht, ticket_aht_n = _ticket_aht(conn, portal, start, end, chat, src_sql_t, src_params, dep_params,
-                                               members is not None)
+        ticket_aht, ticket_aht_n = _ticket_aht(
+            conn, portal, start, end, chat, src_sql_t, src_params, dep_params, members is not None
+        )
         staffing_daily = _daily_staffing(counts_tickets, day_tix, hours, env.calendar, cap, ticket_aht)
         gaps += [dict(g, from_hour=None, to_hour=None) for g in _day_gaps(staffing_daily)]
 
@@ -336,28 +444,53 @@ def build_capacity(db, portal: str, date_from=None, date_to=None, *, weeks_ahead
         "forecast_load_per_agent_day": None if peak_load is None else round(peak_load, 1),
         "forecast_peak_week": peak_week,
         "forecast_exceeds_norm": exceeds,
-        "forecast_note": ({"ru": forecast_text(peak_load, norm[1], peak_week, "ru"),
-                           "en": forecast_text(peak_load, norm[1], peak_week, "en")} if exceeds else None),
-        "chat_aht_s": chat_aht, "chat_aht_source": chat_aht_source,
-        "ticket_aht_s": ticket_aht, "ticket_aht_tickets": ticket_aht_n,
+        "forecast_note": (
+            {
+                "ru": forecast_text(peak_load, norm[1], peak_week, "ru"),
+                "en": forecast_text(peak_load, norm[1], peak_week, "en"),
+            }
+            if exceeds
+            else None
+        ),
+        "chat_aht_s": chat_aht,
+        "chat_aht_source": chat_aht_source,
+        "ticket_aht_s": ticket_aht,
+        "ticket_aht_tickets": ticket_aht_n,
         "gaps": gaps,
     }
     return {
-        "schema": SCHEMA, "portal": portal, "timezone": env.tz_name,
+        "schema": SCHEMA,
+        "portal": portal,
+        "timezone": env.tz_name,
         "period": period.as_json(),
-        "filters": {"source": (sources[0] if sources and len(sources) == 1 else sources),
-                    "department": department or None},
-        "arrivals": [{"weekday": wd, "hour": h, "created_per_hour": round(arr.get((wd, h), 0.0), 2),
-                      "agents_active": round(active_slot.get((wd, h), 0.0), 1)}
-                     for wd in WEEKDAYS for h in HOURS],
+        "filters": {
+            "source": (sources[0] if sources and len(sources) == 1 else sources),
+            "department": department or None,
+        },
+        "arrivals": [
+            {
+                "weekday": wd,
+                "hour": h,
+                "created_per_hour": round(arr.get((wd, h), 0.0), 2),
+                "agents_active": round(active_slot.get((wd, h), 0.0), 1),
+            }
+            for wd in WEEKDAYS
+            for h in HOURS
+        ],
         "history": [{"week": w, "created": n} for w, n in weeks],
         "forecast": forecast,
         "forecast_daily": forecast_daily,
-        "backtest": {"method": wf.method, "weeks": wf.backtest_points,
-                     "mape": None if wf.mape is None else round(wf.mape, 3),
-                     "candidates": {k: (None if v is None else round(v, 3)) for k, v in wf.scores.items()},
-                     "daily": {"method": df.method, "days": df.backtest_points,
-                               "mape": None if df.mape is None else round(df.mape, 3)}},
+        "backtest": {
+            "method": wf.method,
+            "weeks": wf.backtest_points,
+            "mape": None if wf.mape is None else round(wf.mape, 3),
+            "candidates": {k: (None if v is None else round(v, 3)) for k, v in wf.scores.items()},
+            "daily": {
+                "method": df.method,
+                "days": df.backtest_points,
+                "mape": None if df.mape is None else round(df.mape, 3),
+            },
+        },
         "staffing": staffing,
         "staffing_daily": staffing_daily,
         "summary": summary,
@@ -394,16 +527,31 @@ def _slot_gaps(rows: list) -> list:
             a = h
             while h < 24 and short.get((wd, h), 0) == s:
                 h += 1
-            out.append({"weekday": wd, "from_hour": a, "to_hour": h, "short": s,
-                        "text": {"ru": gap_text(s, wd, a, h, "ru"), "en": gap_text(s, wd, a, h, "en")}})
+            out.append(
+                {
+                    "weekday": wd,
+                    "from_hour": a,
+                    "to_hour": h,
+                    "short": s,
+                    "text": {"ru": gap_text(s, wd, a, h, "ru"), "en": gap_text(s, wd, a, h, "en")},
+                }
+            )
     return out
 
 
 def _day_gaps(rows: list) -> list:
-    return [{"weekday": r["weekday"], "short": r["short"],
-             "text": {"ru": gap_text(r["short"], r["weekday"], lang="ru"),
-                      "en": gap_text(r["short"], r["weekday"], lang="en")}}
-            for r in rows if r["short"] > 0]
+    return [
+        {
+            "weekday": r["weekday"],
+            "short": r["short"],
+            "text": {
+                "ru": gap_text(r["short"], r["weekday"], lang="ru"),
+                "en": gap_text(r["short"], r["weekday"], lang="en"),
+            },
+        }
+        for r in rows
+        if r["short"] > 0
+    ]
 
 
 def _chat_aht(conn, portal, start, end, chat, src_sql, src_params, dep_sql, dep_params, cap):
@@ -417,7 +565,8 @@ def _chat_aht(conn, portal, start, end, chat, src_sql, src_params, dep_sql, dep_
         f" where t.portal = ? and t.source in ({marks}) and t.closed_at >= ? and t.closed_at < ?"
         f" and t.state = 'resolved' and coalesce(t.deleted, 0) = 0{src_sql}"
         f"{dep_sql.replace('responsible_id', 't.responsible_id')} group by t.source, t.source_id",
-        [portal, *sorted(chat), start, end] + src_params + dep_params).fetchall()
+        [portal, *sorted(chat), start, end] + src_params + dep_params,
+    ).fetchall()
     spans = [r[0] for r in rows if r[0] is not None and r[0] > 0]
     if not spans:
         return int(cap["chat_aht_default_s"]), "default"
@@ -434,7 +583,8 @@ def _ticket_aht(conn, portal, start, end, chat, src_sql, src_params, dep_params,
         " and t.source = e.source and t.source_id = e.source_id where e.portal = ? and e.kind = 'worked'"
         f" and e.at >= ? and e.at < ? and t.source not in ({marks}) and coalesce(t.deleted, 0) = 0"
         f"{src_sql}{dep} group by e.source, e.source_id",
-        [portal, start, end, *sorted(chat)] + src_params + (dep_params if by_dep else [])).fetchall()
+        [portal, start, end, *sorted(chat)] + src_params + (dep_params if by_dep else []),
+    ).fetchall()
     secs = [r[0] for r in rows if r[0] and r[0] > 0]
     if not secs:
         return None, 0
@@ -473,9 +623,18 @@ def _daily_staffing(counts, agents_of_day, hours, calendar, cap, aht) -> list:
             need = math.ceil(volume / norm_hi - 1e-9) if volume else 0
             method = "norm"
         active = round(by_day.get(wd, 0.0), 1)
-        out.append({"weekday": wd, "created_per_day": round(volume, 1), "aht_s": aht, "method": method,
-                    "agents_needed": need, "agents_active": round(active, 1), "short": _short(need, active),
-                    "load_per_agent": round(volume / active, 1) if active else None})
+        out.append(
+            {
+                "weekday": wd,
+                "created_per_day": round(volume, 1),
+                "aht_s": aht,
+                "method": method,
+                "agents_needed": need,
+                "agents_active": round(active, 1),
+                "short": _short(need, active),
+                "load_per_agent": round(volume / active, 1) if active else None,
+            }
+        )
     return out
 
 

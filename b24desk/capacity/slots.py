@@ -10,6 +10,7 @@ that lie inside ``[start, end)``. So a 12-week period divides Monday 10:00 by 12
 starts on a Wednesday divides it by the Mondays it holds, and the hour a DST change repeats is one
 occurrence holding both (the skipped hour is none).
 """
+
 from __future__ import annotations
 
 from bisect import bisect_right
@@ -18,9 +19,9 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Iterable, Mapping
 
 QUARTER = 900
-WEEKDAYS = range(1, 8)          # ISO: 1 = Monday
+WEEKDAYS = range(1, 8)  # ISO: 1 = Monday
 HOURS = range(24)
-EPOCH_ORDINAL = date(1970, 1, 1).toordinal()     # a Thursday
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()  # a Thursday
 
 
 class LocalClock:

@@ -1,4 +1,5 @@
 """The capacity report as plain text for a terminal (``flask capacity --format table``)."""
+
 from __future__ import annotations
 
 from .text import WEEKDAY_SHORT
@@ -23,15 +24,27 @@ def render_table(report: dict, lang: str = "ru") -> str:
     out += _heat(report, "agents_active")
     b = report["backtest"]
     mape = "—" if b["mape"] is None else f"{b['mape'] * 100:.1f} %"
-    out += ["", (f"Прогноз по неделям ({b['method']}, ошибка на истории MAPE {mape} за {b['weeks']} нед.):" if ru
-                 else f"Weekly forecast ({b['method']}, backtest MAPE {mape} over {b['weeks']} weeks):")]
+    out += [
+        "",
+        (
+            f"Прогноз по неделям ({b['method']}, ошибка на истории MAPE {mape} за {b['weeks']} нед.):"
+            if ru
+            else f"Weekly forecast ({b['method']}, backtest MAPE {mape} over {b['weeks']} weeks):"
+        ),
+    ]
     for r in report["forecast"]:
         band = "" if r["low"] is None else f"  [{r['low']} – {r['high']}]"
         out.append(f"  {r['week']}  {r['created']:>7}{band}")
     load = s["load_per_agent_day"]
     lo, hi = s["norm_per_agent_day"]
-    out += ["", (f"Нагрузка: {load if load is not None else '—'} обращений на сотрудника в день (норма {lo}–{hi})" if ru
-                 else f"Load: {load if load is not None else '—'} requests per agent a day (norm {lo}–{hi})")]
+    out += [
+        "",
+        (
+            f"Нагрузка: {load if load is not None else '—'} обращений на сотрудника в день (норма {lo}–{hi})"
+            if ru
+            else f"Load: {load if load is not None else '—'} requests per agent a day (norm {lo}–{hi})"
+        ),
+    ]
     if s["forecast_note"]:
         out.append(s["forecast_note"][lang])
     if s["gaps"]:

@@ -1,12 +1,21 @@
 """How a staffing gap reads in Russian and English ("нужно ещё 2 сотрудника по понедельникам 10–13")."""
+
 from __future__ import annotations
 
-WEEKDAYS_DATIVE = {1: "понедельникам", 2: "вторникам", 3: "средам", 4: "четвергам", 5: "пятницам",
-                   6: "субботам", 7: "воскресеньям"}
-WEEKDAYS_EN = {1: "Mondays", 2: "Tuesdays", 3: "Wednesdays", 4: "Thursdays", 5: "Fridays",
-               6: "Saturdays", 7: "Sundays"}
-WEEKDAY_SHORT = {"ru": ("Пн", "Вт", "Ср", "Чт", "Пт", "Сб", "Вс"),
-                 "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
+WEEKDAYS_DATIVE = {
+    1: "понедельникам",
+    2: "вторникам",
+    3: "средам",
+    4: "четвергам",
+    5: "пятницам",
+    6: "субботам",
+    7: "воскресеньям",
+}
+WEEKDAYS_EN = {1: "Mondays", 2: "Tuesdays", 3: "Wednesdays", 4: "Thursdays", 5: "Fridays", 6: "Saturdays", 7: "Sundays"}
+WEEKDAY_SHORT = {
+    "ru": ("Пн", "Вт", "Ср", "Чт", "Пт", "Сб", "Вс"),
+    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+}
 
 
 def ru_plural(n: int, one: str, few: str, many: str) -> str:
@@ -18,8 +27,9 @@ def ru_plural(n: int, one: str, few: str, many: str) -> str:
     return many
 
 
-def gap_text(short: int, weekday: int, from_hour: int | None = None, to_hour: int | None = None,
-             lang: str = "ru") -> str:
+def gap_text(
+    short: int, weekday: int, from_hour: int | None = None, to_hour: int | None = None, lang: str = "ru"
+) -> str:
     """One gap as a sentence; hours are the run's bounds (10–13 covers 10:00 to 13:00)."""
     hours = f" {from_hour}–{to_hour}" if from_hour is not None else ""
     if lang == "ru":
@@ -34,7 +44,11 @@ def forecast_text(load: float, norm_high: float, week: str, lang: str = "ru") ->
     """The digest's line when the forecast load per agent passes the norm."""
     if lang == "ru":
         value = f"{load:.1f}".replace(".", ",")
-        return (f"Прогноз: к неделе {week} нагрузка вырастет до {value} обращения на сотрудника в день"
-                f" (норма — не больше {norm_high:g})")
-    return (f"Forecast: by week {week} the load will reach {load:.1f} requests per agent a day"
-            f" (norm: at most {norm_high:g})")
+        return (
+            f"Прогноз: к неделе {week} нагрузка вырастет до {value} обращения на сотрудника в день"
+            f" (норма — не больше {norm_high:g})"
+        )
+    return (
+        f"Forecast: by week {week} the load will reach {load:.1f} requests per agent a day"
+        f" (norm: at most {norm_high:g})"
+    )

@@ -4,6 +4,7 @@
 ``render(report, fmt)`` turns it into json / csv / xlsx / table. See README.md beside this file for
 the choices made where the spec is silent.
 """
+
 from .report import SCHEMA, ReportEnv, build_report
 
 __all__ = ["SCHEMA", "ReportEnv", "build_report"]

@@ -9,6 +9,7 @@ workday counts), and the portal's own ``calendar.settings.get`` where it was rea
 Each day is turned once into its working window in UTC and a running total of business seconds,
 so a duration is two binary searches however long it is (a ticket open for years costs the same).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,13 @@ WEEKDAY_CODES = {"MO": 1, "TU": 2, "WE": 3, "TH": 4, "FR": 5, "SA": 6, "SU": 7}
 PORTAL_CALENDAR_SETTING = "portal_calendar"
 
 DEFAULTS = {
-    "timezone": "Europe/Moscow", "work_days": [1, 2, 3, 4, 5], "work_start": "09:00",
-    "work_end": "18:00", "holidays_country": "RU", "extra_holidays": [], "extra_workdays": [],
+    "timezone": "Europe/Moscow",
+    "work_days": [1, 2, 3, 4, 5],
+    "work_start": "09:00",
+    "work_end": "18:00",
+    "holidays_country": "RU",
+    "extra_holidays": [],
+    "extra_workdays": [],
     "use_portal_calendar": True,
 }
 
@@ -37,9 +43,18 @@ DEFAULTS = {
 class WorkCalendar:
     """Working days and hours in one time zone; all methods take and return unix seconds."""
 
-    def __init__(self, tz="Europe/Moscow", work_days=(1, 2, 3, 4, 5), work_start="09:00",
-                 work_end="18:00", holidays_country: str | None = "RU", extra_holidays=(),
-                 extra_workdays=(), recurring_holidays=(), recurring_workdays=()):
+    def __init__(
+        self,
+        tz="Europe/Moscow",
+        work_days=(1, 2, 3, 4, 5),
+        work_start="09:00",
+        work_end="18:00",
+        holidays_country: str | None = "RU",
+        extra_holidays=(),
+        extra_workdays=(),
+        recurring_holidays=(),
+        recurring_workdays=(),
+    ):
         self.tz = zone(tz) if isinstance(tz, str) else tz
         self.tz_name = getattr(self.tz, "key", str(self.tz))
         days = set()
@@ -50,7 +65,7 @@ class WorkCalendar:
         if not days and not extra_workdays and not recurring_workdays:
             raise ValueError("calendar has no working days")
         self.work_days = frozenset(days)
-        self.work_start = _clock(work_start, "work_start")     # minutes after local midnight
+        self.work_start = _clock(work_start, "work_start")  # minutes after local midnight
         self.work_end = _clock(work_end, "work_end")
         if self.work_end <= self.work_start:
             raise ValueError("calendar work_end must be after work_start")
@@ -77,7 +92,7 @@ class WorkCalendar:
         if d in self.extra_holidays or (d.month, d.day) in self.recurring_holidays:
             return False
         if self.country is not None:
-            is_holiday = d in self.country                   # also populates that year
+            is_holiday = d in self.country  # also populates that year
             if d in getattr(self.country, "weekend_workdays", ()):
                 return True
             if is_holiday:
@@ -113,11 +128,11 @@ class WorkCalendar:
     def _build(self, first: date, last: date) -> None:
         mids, starts, lens, cum = [], [], [], [0]
         d = first
-        while d <= last + timedelta(days=1):        # one extra midnight closes the last day
+        while d <= last + timedelta(days=1):  # one extra midnight closes the last day
             mids.append(int(datetime(d.year, d.month, d.day, tzinfo=self.tz).timestamp()))
             if d <= last:
                 if self.is_working_day(d):
-                    wall = datetime(d.year, d.month, d.day, tzinfo=self.tz)   # wall-clock arithmetic
+                    wall = datetime(d.year, d.month, d.day, tzinfo=self.tz)  # wall-clock arithmetic
                     s = int((wall + timedelta(minutes=self.work_start)).timestamp())
                     e = int((wall + timedelta(minutes=self.work_end)).timestamp())
                 else:
@@ -144,7 +159,7 @@ class WorkCalendar:
         tab = self._table
         if tab is None or a < tab[1][0] or b >= tab[1][-1]:
             tab = self._snapshot(a, b)
-        _, mids, starts, lens, cum = tab                 # _position inlined twice: the hot path
+        _, mids, starts, lens, cum = tab  # _position inlined twice: the hot path
         i = bisect_right(mids, a) - 1
         into = a - starts[i]
         pa = cum[i] + (0 if into <= 0 else (into if into < lens[i] else lens[i]))
@@ -158,11 +173,11 @@ class WorkCalendar:
             return ts
         tab = self._snapshot(ts)
         target = self._position(tab, ts) + seconds
-        while target > tab[4][-1]:                       # grow forward, then redo on the new table
+        while target > tab[4][-1]:  # grow forward, then redo on the new table
             tab = self._snapshot(ts, tab[1][-1] + 43200)
             target = self._position(tab, ts) + seconds
         _, mids, starts, lens, cum = tab
-        i = bisect_left(cum, target) - 1                 # day i holds the target second
+        i = bisect_left(cum, target) - 1  # day i holds the target second
         return starts[i] + (target - cum[i])
 
     def working_days(self, start: int, end: int) -> int:
@@ -174,6 +189,7 @@ class WorkCalendar:
 
 
 # --- building a calendar from config and from the portal -------------------------------------
+
 
 def _clock(value, name: str) -> int:
     """``"HH:MM"`` (``"24:00"`` allowed) -> minutes after midnight."""
@@ -201,7 +217,7 @@ def _month_day(value) -> tuple[int, int]:
         m, d = value
     else:
         m, d = (int(x) for x in str(value).split("-"))
-    date(2000, m, d)            # validates (2000 is a leap year, so 02-29 passes)
+    date(2000, m, d)  # validates (2000 is a leap year, so 02-29 passes)
     return int(m), int(d)
 
 
@@ -242,9 +258,13 @@ def save_portal_calendar(db, portal: str, payload: dict) -> dict:
     malformed answer never replaces a good stored one; only the keys the calendar reads are kept.
     """
     from ..store import set_setting
+
     portal_calendar(payload)
-    keep = {k: payload[k] for k in ("work_time_start", "work_time_end", "year_holidays", "year_workdays",
-                                     "week_holidays", "week_start") if k in payload}
+    keep = {
+        k: payload[k]
+        for k in ("work_time_start", "work_time_end", "year_holidays", "year_workdays", "week_holidays", "week_start")
+        if k in payload
+    }
     set_setting(db, portal, PORTAL_CALENDAR_SETTING, keep)
     return keep
 
@@ -255,7 +275,7 @@ def _portal_hour(value) -> str:
     if not m:
         raise ValueError(f"calendar.settings.get: bad work time {value!r}")
     h, frac = int(m.group(1)), m.group(2)
-    minutes = 0 if not frac else (int(frac) if len(frac) == 2 else int(frac) * 6)   # "9.5" = 9:30
+    minutes = 0 if not frac else (int(frac) if len(frac) == 2 else int(frac) * 6)  # "9.5" = 9:30
     if h > 24 or minutes > 59:
         raise ValueError(f"calendar.settings.get: bad work time {value!r}")
     return f"{h:02d}:{minutes:02d}"
@@ -270,8 +290,7 @@ def _portal_day(value: str) -> str:
     return f"{m:02d}-{d:02d}"
 
 
-def calendar_settings(config: dict | None, portal_payload: dict | None = None,
-                      timezone: str | None = None) -> dict:
+def calendar_settings(config: dict | None, portal_payload: dict | None = None, timezone: str | None = None) -> dict:
     """The effective ``[calendar]`` keys: defaults < config < the portal's settings; ``timezone`` wins."""
     cal = dict(DEFAULTS)
     cal.update((config or {}).get("calendar") or {})
@@ -288,8 +307,18 @@ def build_calendar(settings: dict) -> WorkCalendar:
     Calendars are cached by their settings: building the day table and the holiday years is the
     costly part, and a calendar never changes once built (its table only grows).
     """
-    known = {"timezone", "work_days", "work_start", "work_end", "holidays_country", "extra_holidays",
-             "extra_workdays", "recurring_holidays", "recurring_workdays", "use_portal_calendar"}
+    known = {
+        "timezone",
+        "work_days",
+        "work_start",
+        "work_end",
+        "holidays_country",
+        "extra_holidays",
+        "extra_workdays",
+        "recurring_holidays",
+        "recurring_workdays",
+        "use_portal_calendar",
+    }
     unknown = set(settings) - known
     if unknown:
         raise ValueError(f"unknown [calendar] keys: {', '.join(sorted(unknown))}")
@@ -300,7 +329,13 @@ def build_calendar(settings: dict) -> WorkCalendar:
 def _cached_calendar(key: str) -> WorkCalendar:
     s = json.loads(key)
     return WorkCalendar(
-        tz=s["timezone"], work_days=s["work_days"], work_start=s["work_start"], work_end=s["work_end"],
-        holidays_country=s.get("holidays_country") or None, extra_holidays=s["extra_holidays"],
-        extra_workdays=s["extra_workdays"], recurring_holidays=s.get("recurring_holidays", ()),
-        recurring_workdays=s.get("recurring_workdays", ()))
+        tz=s["timezone"],
+        work_days=s["work_days"],
+        work_start=s["work_start"],
+        work_end=s["work_end"],
+        holidays_country=s.get("holidays_country") or None,
+        extra_holidays=s["extra_holidays"],
+        extra_workdays=s["extra_workdays"],
+        recurring_holidays=s.get("recurring_holidays", ()),
+        recurring_workdays=s.get("recurring_workdays", ()),
+    )

@@ -11,6 +11,7 @@ per period (settings key ``ccei_inputs:<period label>``, e.g. ``ccei_inputs:2026
 component whose input is missing is left out and the remaining weights are rescaled to sum to 1;
 ``left_out`` names them (``"business"``, or ``"quality.ces"`` for one term). No rounding anywhere.
 """
+
 from __future__ import annotations
 
 DEFAULT_WEIGHTS = {"quality": 0.4, "efficiency": 0.25, "business": 0.25, "team": 0.1}
@@ -45,25 +46,44 @@ def _ratio(target, actual):
     return target / actual
 
 
-def components(csat=None, ces=None, fcr=None, frt=None, aht=None, resolution=None,
-               inputs: dict | None = None, targets: dict | None = None) -> tuple[dict, list]:
+def components(
+    csat=None,
+    ces=None,
+    fcr=None,
+    frt=None,
+    aht=None,
+    resolution=None,
+    inputs: dict | None = None,
+    targets: dict | None = None,
+) -> tuple[dict, list]:
     """The four components (None when all of a component's inputs are missing) and what was left out."""
     t = {**DEFAULT_EFFICIENCY_TARGETS, **(targets or {})}
     i = inputs or {}
     left: list = []
     q = _weighted("quality", {"csat": csat, "ces": ces, "fcr": fcr}, left)
-    e = _weighted("efficiency", {"frt": _ratio(t["frt"], frt), "aht": _ratio(t["aht"], aht),
-                                 "resolution": _ratio(t["resolution"], resolution)}, left)
+    e = _weighted(
+        "efficiency",
+        {"frt": _ratio(t["frt"], frt), "aht": _ratio(t["aht"], aht), "resolution": _ratio(t["resolution"], resolution)},
+        left,
+    )
     ret = None
     if i.get("retention_after_support") is not None and i.get("overall_retention"):
         ret = i["retention_after_support"] / i["overall_retention"]
-    b = _weighted("business", {"retention": None if ret is None else 100 * ret,
-                               "feedback_quality": i.get("feedback_quality")}, left)
+    b = _weighted(
+        "business",
+        {"retention": None if ret is None else 100 * ret, "feedback_quality": i.get("feedback_quality")},
+        left,
+    )
     turnover = i.get("turnover")
-    tm = _weighted("team", {"enps": i.get("enps"),
-                            "turnover": None if turnover is None else 100 * (1 - turnover)}, left)
-    comps = {"quality": None if q is None else 100 * q, "efficiency": None if e is None else 100 * e,
-             "business": b, "team": tm}
+    tm = _weighted(
+        "team", {"enps": i.get("enps"), "turnover": None if turnover is None else 100 * (1 - turnover)}, left
+    )
+    comps = {
+        "quality": None if q is None else 100 * q,
+        "efficiency": None if e is None else 100 * e,
+        "business": b,
+        "team": tm,
+    }
     return comps, left
 
 
@@ -87,9 +107,15 @@ def compute(kpis: dict, inputs: dict | None, config: dict | None) -> dict:
         return v.get("avg") if isinstance(v, dict) else v
 
     comps, left_terms = components(
-        csat=val("csat"), ces=val("ces"), fcr=val("fcr_share"), frt=val("first_response_time"),
-        aht=val("handle_time"), resolution=val("resolution_time"), inputs=inputs,
-        targets=cfg.get("targets"))
+        csat=val("csat"),
+        ces=val("ces"),
+        fcr=val("fcr_share"),
+        frt=val("first_response_time"),
+        aht=val("handle_time"),
+        resolution=val("resolution_time"),
+        inputs=inputs,
+        targets=cfg.get("targets"),
+    )
     value, left = ccei(comps, cfg.get("weights"))
     left_out = left + [t for t in left_terms if t.split(".")[0] not in left]
     return {"value": value, "components": comps, "left_out": left_out}
@@ -101,10 +127,14 @@ def validate_inputs(inputs) -> dict:
         raise ValueError("CCEI inputs must be an object")
     extra = set(inputs) - set(INPUT_KEYS)
     if extra:
-        raise ValueError(f"CCEI inputs: unknown keys {', '.join(sorted(extra))} "
-                         f"(known: {', '.join(INPUT_KEYS)})")
-    limits = {"retention_after_support": (0, None), "overall_retention": (0, None),
-              "feedback_quality": (0, 100), "enps": (-100, 100), "turnover": (0, 1)}
+        raise ValueError(f"CCEI inputs: unknown keys {', '.join(sorted(extra))} (known: {', '.join(INPUT_KEYS)})")
+    limits = {
+        "retention_after_support": (0, None),
+        "overall_retention": (0, None),
+        "feedback_quality": (0, 100),
+        "enps": (-100, 100),
+        "turnover": (0, 1),
+    }
     out = {}
     for k, v in inputs.items():
         if v is None:
@@ -122,12 +152,14 @@ def validate_inputs(inputs) -> dict:
 
 def get_inputs(db, portal: str, period_label: str) -> dict:
     from ..store import get_setting
+
     return get_setting(db, portal, INPUTS_SETTING.format(period=period_label), {}) or {}
 
 
 def set_inputs(db, portal: str, period_label: str, inputs: dict) -> dict:
     """Validate and store the manual Business/Team inputs of one period."""
     from ..store import set_setting
+
     clean = validate_inputs(inputs)
     set_setting(db, portal, INPUTS_SETTING.format(period=period_label), clean)
     return clean

@@ -19,6 +19,7 @@ apart, compared with the team: median first response, interactions per ticket, F
 Long-term: a KPI by calendar month over up to two years, each month computed as its own period
 (as of that month's end, like a monthly report), beside the same month a year earlier.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,14 +39,30 @@ ALPHA = 0.05
 MIN_N = 5
 # Which way is better, for the KPIs a per-ticket test applies to (targets.py holds the same for
 # KPIs with a default target; this covers the rest).
-LOWER_BETTER = frozenset({
-    "first_response_time", "first_response_time_business", "resolution_time", "resolution_time_business",
-    "unanswered_share", "overdue_share", "transferred_share", "transfers_per_ticket", "reopen_share",
-    "interactions_per_ticket", "handle_time", "requester_wait_time", "requester_wait_time_business",
-    "callback_share", "task_efficiency",
-})
-TESTABLE = frozenset(k for k, (kind, _p, _c) in MEMBERSHIP.items() if kind in ("share", "duration", "number")
-                     and k not in ("task_efficiency", "nps"))
+LOWER_BETTER = frozenset(
+    {
+        "first_response_time",
+        "first_response_time_business",
+        "resolution_time",
+        "resolution_time_business",
+        "unanswered_share",
+        "overdue_share",
+        "transferred_share",
+        "transfers_per_ticket",
+        "reopen_share",
+        "interactions_per_ticket",
+        "handle_time",
+        "requester_wait_time",
+        "requester_wait_time_business",
+        "callback_share",
+        "task_efficiency",
+    }
+)
+TESTABLE = frozenset(
+    k
+    for k, (kind, _p, _c) in MEMBERSHIP.items()
+    if kind in ("share", "duration", "number") and k not in ("task_efficiency", "nps")
+)
 HABITS = ("first_response_time", "interactions_per_ticket", "fcr_share")
 
 
@@ -84,8 +101,7 @@ def compare(groups: dict, kind: str, kpi: str, *, min_n: int = MIN_N, alpha: flo
     lower = direction(kpi) == "lower"
     share_kind = kind == "share"
     all_vals = [(k, v) for k, vs in groups.items() for v in vs]
-    eligible = [k for k, vs in groups.items()
-                if len(vs) >= min_n and len(all_vals) - len(vs) >= min_n]
+    eligible = [k for k, vs in groups.items() if len(vs) >= min_n and len(all_vals) - len(vs) >= min_n]
     m = max(len(eligible), 1)
     a = alpha / m
     out = {}
@@ -117,8 +133,15 @@ def compare(groups: dict, kind: str, kpi: str, *, min_n: int = MIN_N, alpha: flo
                 if entry["better"]:
                     entry["p"] = p_better
         out[key] = entry
-    return {"kpi": kpi, "test": "wilson" if share_kind else "mann_whitney", "alpha": alpha,
-            "compared": len(eligible), "min_n": min_n, "direction": direction(kpi), "groups": out}
+    return {
+        "kpi": kpi,
+        "test": "wilson" if share_kind else "mann_whitney",
+        "alpha": alpha,
+        "compared": len(eligible),
+        "min_n": min_n,
+        "direction": direction(kpi),
+        "groups": out,
+    }
 
 
 def _values(replay: Replay, kpi: str, key_of) -> tuple[str, dict]:
@@ -171,20 +194,32 @@ def best_agents(replay: Replay, kpi: str, *, top: int = 3, min_n: int = MIN_N) -
 
     def value(vs):
         return sum(1 for v in vs if v) / len(vs) if kind == "share" else _median(vs)
-    ranked = sorted(((value(vs), k) for k, vs in groups.items() if len(vs) >= min_n),
-                    key=lambda x: (x[0] if lower else -x[0], str(x[1])))[:top]
+
+    ranked = sorted(
+        ((value(vs), k) for k, vs in groups.items() if len(vs) >= min_n),
+        key=lambda x: (x[0] if lower else -x[0], str(x[1])),
+    )[:top]
     habits = {}
     for h in HABITS:
         hk, hg = _values(replay, h, key_of)
         hg.pop(None, None)
         team = [v for vs in hg.values() for v in vs]
-        habits[h] = {"kind": hk, "groups": hg,
-                     "team": (sum(1 for v in team if v) / len(team) if team else None) if hk == "share"
-                     else (_median(team) if hk == "duration" else (sum(team) / len(team) if team else None))}
+        habits[h] = {
+            "kind": hk,
+            "groups": hg,
+            "team": (sum(1 for v in team if v) / len(team) if team else None)
+            if hk == "share"
+            else (_median(team) if hk == "duration" else (sum(team) / len(team) if team else None)),
+        }
     agents = []
     for val, k in ranked:
-        row = {"agent": k, "name": (replay.env.users.get(k) or {}).get("label") or k, "value": val,
-               "n": len(groups[k]), "habits": {}}
+        row = {
+            "agent": k,
+            "name": (replay.env.users.get(k) or {}).get("label") or k,
+            "value": val,
+            "n": len(groups[k]),
+            "habits": {},
+        }
         for h, info in habits.items():
             vs = info["groups"].get(k) or []
             if info["kind"] == "share":
@@ -211,8 +246,9 @@ def month_value(kpi: str, facts: list, p: Period, ctx, env) -> tuple:
     ``avg``). Counts, shares and durations are read straight off the per-ticket membership
     (drilldown.MEMBERSHIP, tested equal to the engine); anything else runs the engine."""
     rule = MEMBERSHIP.get(kpi)
-    if rule is not None and (kpi in FAST_COUNTS or rule[0] == "duration"
-                             or (rule[0] == "share" and kpi != "task_efficiency")):
+    if rule is not None and (
+        kpi in FAST_COUNTS or rule[0] == "duration" or (rule[0] == "share" and kpi != "task_efficiency")
+    ):
         kind, pop, contrib = rule
         vals = [contrib(f, ctx.calendar) for f in facts if pop(f)]
         n = len(vals)
@@ -223,7 +259,7 @@ def month_value(kpi: str, facts: list, p: Period, ctx, env) -> tuple:
         return (sum(vals) / n if n else None), n
     v = aggregate(facts, p.start, p.end, p.days, ctx, env.users).get(kpi)
     if v is None:
-        return None, 0              # ccei needs the period's admin inputs: not a monthly series here
+        return None, 0  # ccei needs the period's admin inputs: not a monthly series here
     val = v.value
     if isinstance(val, dict) and "avg" in val:
         val = val["avg"]
@@ -232,12 +268,12 @@ def month_value(kpi: str, facts: list, p: Period, ctx, env) -> tuple:
     return val, v.n
 
 
-def long_term(db, portal: str, kpi: str, *, end: date, months: int = 24, filters=None, config=None,
-              env=None) -> dict:
+def long_term(db, portal: str, kpi: str, *, end: date, months: int = 24, filters=None, config=None, env=None) -> dict:
     """``kpi`` by calendar month for the ``months`` (<= 24) months before ``end`` (a month's first
     day, exclusive), each beside the same month a year earlier. One load; each month replays only
     the tickets it can see (created before its end, not closed for good before its start)."""
     from .report import ReportEnv
+
     months = max(1, min(int(months), 24))
     end = _month_start(end)
     first = _month_start(end, -months)
@@ -247,10 +283,14 @@ def long_term(db, portal: str, kpi: str, *, end: date, months: int = 24, filters
 
     def ts(d: date) -> int:
         return int(datetime(d.year, d.month, d.day, tzinfo=tz).timestamp())
+
     flt = Filters.of(filters)
     sources = flt.sources()
-    loaded = Loaded() if flt.source and not sources else load(
-        db, portal, ts(earliest), ts(end), sources=sources, repeat_window=env.repeat_window)
+    loaded = (
+        Loaded()
+        if flt.source and not sources
+        else load(db, portal, ts(earliest), ts(end), sources=sources, repeat_window=env.repeat_window)
+    )
     ctx = replace(env.ctx, customer_history=loaded.customer_history)
     keep = matcher(flt, env.tree)
     tickets = sorted(loaded.tickets, key=lambda t: t["created_at"])
@@ -260,9 +300,9 @@ def long_term(db, portal: str, kpi: str, *, end: date, months: int = 24, filters
         a, b = _month_start(earliest, i), _month_start(earliest, i + 1)
         p = Period(ts(a), ts(b), tz)
         facts = []
-        for t in tickets[:bisect_left(created, p.end)]:      # created before the month's end ...
+        for t in tickets[: bisect_left(created, p.end)]:  # created before the month's end ...
             if t["closed_at"] is not None and t["closed_at"] < p.start:
-                continue                                      # ... and not closed for good before it
+                continue  # ... and not closed for good before it
             f = ticket_facts(t, loaded.events.get((t["source"], t["source_id"]), ()), p.start, p.end, ctx)
             if f is not None and (keep is None or keep(f)):
                 facts.append(f)
@@ -273,6 +313,14 @@ def long_term(db, portal: str, kpi: str, *, end: date, months: int = 24, filters
         ly = _month_start(a, -12)
         key, lkey = f"{a.year:04d}-{a.month:02d}", f"{ly.year:04d}-{ly.month:02d}"
         (v, n), (lv, ln) = values[key], values[lkey]
-        rows.append({"month": key, "value": v, "n": n, "year_ago": lv, "year_ago_n": ln,
-                     "delta": (v - lv) if v is not None and lv is not None else None})
+        rows.append(
+            {
+                "month": key,
+                "value": v,
+                "n": n,
+                "year_ago": lv,
+                "year_ago_n": ln,
+                "delta": (v - lv) if v is not None and lv is not None else None,
+            }
+        )
     return {"kpi": kpi, "from": first.isoformat(), "to": end.isoformat(), "months": rows}

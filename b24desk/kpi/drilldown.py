@@ -10,6 +10,7 @@ slower). tests/test_api_drilldown.py checks, for every KPI, that the members cou
 Also gives what charts need from the same replay: per-ticket durations (distributions) and
 weekly series (trend), so the web layer never re-derives a KPI itself.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -23,20 +24,29 @@ from .stats import summary
 
 # kpi -> (kind, population(f), contribution(f, cal)); kind: "count" (the members are the hits),
 # "share" (members = population, hit = contribution), "duration"/"number" (the ticket's value).
-_C = lambda f: f.in_c                                                     # noqa: E731
-_R = lambda f: f.in_r                                                     # noqa: E731
+_C = lambda f: f.in_c  # noqa: E731
+_R = lambda f: f.in_r  # noqa: E731
 MEMBERSHIP = {
     "tickets_total": ("count", _C, lambda f, cal: True),
     "tickets_per_day": ("count", _C, lambda f, cal: True),
-    "first_response_time": ("duration", lambda f: f.in_c and f.first_reply is not None,
-                            lambda f, cal: max(0, f.first_reply - f.t["created_at"])),
-    "first_response_time_business": ("duration", lambda f: f.in_c and f.first_reply is not None,
-                                     lambda f, cal: max(0, cal.business_seconds(f.t["created_at"], f.first_reply))),
+    "first_response_time": (
+        "duration",
+        lambda f: f.in_c and f.first_reply is not None,
+        lambda f, cal: max(0, f.first_reply - f.t["created_at"]),
+    ),
+    "first_response_time_business": (
+        "duration",
+        lambda f: f.in_c and f.first_reply is not None,
+        lambda f, cal: max(0, cal.business_seconds(f.t["created_at"], f.first_reply)),
+    ),
     "first_response_sla_share": ("share", lambda f: f.in_c and f.frt_sla is not None, lambda f, cal: bool(f.frt_sla)),
     "unanswered_share": ("share", _C, lambda f, cal: f.first_reply is None and f.state == OPEN),
     "resolution_time": ("duration", _R, lambda f, cal: f.resolution_at - f.t["created_at"]),
-    "resolution_time_business": ("duration", _R,
-                                 lambda f, cal: max(0, cal.business_seconds(f.t["created_at"], f.resolution_at))),
+    "resolution_time_business": (
+        "duration",
+        _R,
+        lambda f, cal: max(0, cal.business_seconds(f.t["created_at"], f.resolution_at)),
+    ),
     "resolved_count": ("count", _R, lambda f, cal: True),
     "resolved_by_priority": ("count", _R, lambda f, cal: True),
     "top_agents": ("count", _R, lambda f, cal: True),
@@ -60,10 +70,12 @@ MEMBERSHIP = {
     "callback_share": ("share", _R, lambda f, cal: bool(f.callback)),
     "requester_wait_time": ("duration", lambda f: f.in_r and f.work is not None, lambda f, cal: f.work),
     "requester_wait_time_business": ("duration", lambda f: f.in_r and f.work is not None, lambda f, cal: f.work_b),
-    "agent_wait_time": ("duration", lambda f: f.in_r and f.wait_customer is not None,
-                        lambda f, cal: f.wait_customer),
-    "agent_wait_time_business": ("duration", lambda f: f.in_r and f.wait_customer is not None,
-                                 lambda f, cal: f.wait_customer_b),
+    "agent_wait_time": ("duration", lambda f: f.in_r and f.wait_customer is not None, lambda f, cal: f.wait_customer),
+    "agent_wait_time_business": (
+        "duration",
+        lambda f: f.in_r and f.wait_customer is not None,
+        lambda f, cal: f.wait_customer_b,
+    ),
     "ccei": ("count", _R, lambda f, cal: True),
 }
 
@@ -72,14 +84,30 @@ class Replay:
     """One load and replay of a period's tickets (after the report's filters), reusable for
     drilldowns, distributions and the weekly trend."""
 
-    def __init__(self, db, portal: str, date_from, date_to, *, filters=None, config: dict | None = None,
-                 env: ReportEnv | None = None, extra_before: int = 0):
+    def __init__(
+        self,
+        db,
+        portal: str,
+        date_from,
+        date_to,
+        *,
+        filters=None,
+        config: dict | None = None,
+        env: ReportEnv | None = None,
+        extra_before: int = 0,
+    ):
         self.env = env or ReportEnv(db, portal, config)
         self.filters = Filters.of(filters)
         self.period = self.env.period(date_from, date_to)
         sources = self.filters.sources()
-        self.loaded = load(db, portal, self.period.start - extra_before, self.period.end, sources=sources,
-                           repeat_window=self.env.repeat_window)
+        self.loaded = load(
+            db,
+            portal,
+            self.period.start - extra_before,
+            self.period.end,
+            sources=sources,
+            repeat_window=self.env.repeat_window,
+        )
         if self.filters.source and not sources:
             self.loaded.tickets = []
         self.ctx = replace(self.env.ctx, customer_history=self.loaded.customer_history)
@@ -118,7 +146,7 @@ class Replay:
                     out.append(_row(f, kind, v))
             return out
         p = self.period
-        for f in self.facts:                     # any other KPI: the engine on this ticket alone
+        for f in self.facts:  # any other KPI: the engine on this ticket alone
             val = aggregate([f], p.start, p.end, p.days, self.ctx, self.env.users).get(kpi)
             if val is None or not val.n:
                 continue
@@ -143,13 +171,16 @@ class Replay:
         frt, res = MEMBERSHIP["first_response_time"], MEMBERSHIP["resolution_time"]
         for start, end in bounds:
             fs = self.facts_between(start, end)
-            out.append({
-                "start": start, "end": end,
-                "created": sum(1 for f in fs if f.in_c),
-                "resolved": sum(1 for f in fs if f.in_r),
-                "first_response_time": summary(frt[2](f, None) for f in fs if frt[1](f)),
-                "resolution_time": summary(res[2](f, None) for f in fs if res[1](f)),
-            })
+            out.append(
+                {
+                    "start": start,
+                    "end": end,
+                    "created": sum(1 for f in fs if f.in_c),
+                    "resolved": sum(1 for f in fs if f.in_r),
+                    "first_response_time": summary(frt[2](f, None) for f in fs if frt[1](f)),
+                    "resolution_time": summary(res[2](f, None) for f in fs if res[1](f)),
+                }
+            )
         return out
 
 
@@ -157,9 +188,16 @@ def _row(f, kind: str, v) -> dict:
     t = f.t
     hit = bool(v) if kind in ("count", "share") else None
     value = v if kind in ("duration", "number") else None
-    return {"source": t["source"], "source_id": t["source_id"], "hit": hit, "value": value,
-            "responsible": f.resp_end, "priority": f.priority, "created_at": t["created_at"],
-            "state": f.state}
+    return {
+        "source": t["source"],
+        "source_id": t["source_id"],
+        "hit": hit,
+        "value": value,
+        "responsible": f.resp_end,
+        "priority": f.priority,
+        "created_at": t["created_at"],
+        "state": f.state,
+    }
 
 
 def kind_of(kpi: str) -> str:

@@ -14,14 +14,31 @@ are store rows (dicts). Resolutions are deduplicated by a small state machine, s
 emits both ``status`` and ``resolved`` events, or ``resolved`` on 4 and again on 5, gives one
 resolution (the first entry into a closed state after the last reopen).
 """
+
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
-from ..model import (WORKED, ASSIGNED, CALL_OUT, COMMENT, CUSTOMER_MESSAGE, ESCALATED, FIELD_CHANGED,
-                     OPEN, PRIORITIES, REJECTED, REJECTED_EV, REOPENED, REPLY, RESOLVED, RESOLVED_EV,
-                     STATUS, parse_time)
+from ..model import (
+    ASSIGNED,
+    CALL_OUT,
+    COMMENT,
+    CUSTOMER_MESSAGE,
+    ESCALATED,
+    FIELD_CHANGED,
+    OPEN,
+    PRIORITIES,
+    REJECTED,
+    REJECTED_EV,
+    REOPENED,
+    REPLY,
+    RESOLVED,
+    RESOLVED_EV,
+    STATUS,
+    WORKED,
+    parse_time,
+)
 from .calendar import WorkCalendar
 from .stats import mean, share, summary
 
@@ -29,28 +46,64 @@ from .stats import mean, share, summary
 DEFAULT_STATUS_STATES = {
     "task": {"1": OPEN, "2": OPEN, "3": OPEN, "4": RESOLVED, "5": RESOLVED, "6": OPEN, "7": REJECTED},
 }
-DEFAULT_STATUS_BUCKETS = {"task": {"2": "work", "3": "work", "4": "done", "5": "done",
-                                   "6": "wait_third_party"}}
+DEFAULT_STATUS_BUCKETS = {"task": {"2": "work", "3": "work", "4": "done", "5": "done", "6": "wait_third_party"}}
 NO_USER = (None, "", "0")
 INTERACTIONS = (REPLY, CUSTOMER_MESSAGE, COMMENT)
 TOP_AGENTS = 10
 
 # Every KPI key of kpi.md section 3, in display order, plus the business-time variants.
 KPI_KEYS = (
-    "tickets_total", "tickets_per_day", "first_response_time", "first_response_time_business",
-    "first_response_sla_share", "unanswered_share", "resolution_time", "resolution_time_business",
-    "resolved_count", "resolved_share", "backlog", "overdue_count", "overdue_share", "transferred_share",
-    "transfers_per_ticket", "resolved_by_priority", "fcr_share", "reopen_share",
-    "correctly_qualified_share", "repeat_contact_share", "contacts_per_customer",
-    "tickets_per_agent_day", "interactions_per_ticket", "handle_time", "rated_share", "csat", "nps",
-    "ces", "callback_share", "one_touch_share", "task_efficiency", "requester_wait_time",
-    "requester_wait_time_business", "agent_wait_time", "agent_wait_time_business", "top_agents", "ccei",
+    "tickets_total",
+    "tickets_per_day",
+    "first_response_time",
+    "first_response_time_business",
+    "first_response_sla_share",
+    "unanswered_share",
+    "resolution_time",
+    "resolution_time_business",
+    "resolved_count",
+    "resolved_share",
+    "backlog",
+    "overdue_count",
+    "overdue_share",
+    "transferred_share",
+    "transfers_per_ticket",
+    "resolved_by_priority",
+    "fcr_share",
+    "reopen_share",
+    "correctly_qualified_share",
+    "repeat_contact_share",
+    "contacts_per_customer",
+    "tickets_per_agent_day",
+    "interactions_per_ticket",
+    "handle_time",
+    "rated_share",
+    "csat",
+    "nps",
+    "ces",
+    "callback_share",
+    "one_touch_share",
+    "task_efficiency",
+    "requester_wait_time",
+    "requester_wait_time_business",
+    "agent_wait_time",
+    "agent_wait_time_business",
+    "top_agents",
+    "ccei",
 )
-DURATION_KPIS = frozenset({
-    "first_response_time", "first_response_time_business", "resolution_time",
-    "resolution_time_business", "handle_time", "requester_wait_time", "requester_wait_time_business",
-    "agent_wait_time", "agent_wait_time_business",
-})
+DURATION_KPIS = frozenset(
+    {
+        "first_response_time",
+        "first_response_time_business",
+        "resolution_time",
+        "resolution_time_business",
+        "handle_time",
+        "requester_wait_time",
+        "requester_wait_time_business",
+        "agent_wait_time",
+        "agent_wait_time_business",
+    }
+)
 
 
 @dataclass
@@ -58,15 +111,15 @@ class Context:
     """Everything the maths needs besides the rows: calendar, SLA, mappings, who is an agent."""
 
     calendar: WorkCalendar
-    sla_resolution: dict = field(default_factory=dict)       # priority -> business seconds
-    sla_first_response: dict = field(default_factory=dict)   # priority -> business seconds
+    sla_resolution: dict = field(default_factory=dict)  # priority -> business seconds
+    sla_first_response: dict = field(default_factory=dict)  # priority -> business seconds
     # the clock SLAs run on ([sla] mode = "calendar": round the clock); None: ``calendar``
     sla_calendar: WorkCalendar | None = None
     status_states: dict = field(default_factory=lambda: DEFAULT_STATUS_STATES)
     status_buckets: dict = field(default_factory=lambda: DEFAULT_STATUS_BUCKETS)
     bots: frozenset = frozenset()
-    support_members: frozenset | None = None                 # None: everyone may be an agent
-    user_department: dict = field(default_factory=dict)      # user id -> first department id
+    support_members: frozenset | None = None  # None: everyone may be an agent
+    user_department: dict = field(default_factory=dict)  # user id -> first department id
     repeat_window: int = 30 * 86400
     # customer -> sorted created_at of every ticket in the report's source scope (repeat contacts)
     customer_history: dict = field(default_factory=dict)
@@ -90,10 +143,35 @@ def requester(t: dict):
 class Facts:
     """One ticket as of the end of a period (see module docstring)."""
 
-    __slots__ = ("t", "in_c", "in_r", "in_a", "open_at_end", "state", "close_at", "resolution_at",
-                 "first_reply", "replies", "interactions", "transfers", "reopens", "requalified",
-                 "callback", "resp_created", "resp_end", "type", "priority", "deadline", "overdue",
-                 "work", "wait_customer", "work_b", "wait_customer_b", "handle", "frt_sla")
+    __slots__ = (
+        "t",
+        "in_c",
+        "in_r",
+        "in_a",
+        "open_at_end",
+        "state",
+        "close_at",
+        "resolution_at",
+        "first_reply",
+        "replies",
+        "interactions",
+        "transfers",
+        "reopens",
+        "requalified",
+        "callback",
+        "resp_created",
+        "resp_end",
+        "type",
+        "priority",
+        "deadline",
+        "overdue",
+        "work",
+        "wait_customer",
+        "work_b",
+        "wait_customer_b",
+        "handle",
+        "frt_sla",
+    )
 
 
 def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts | None:
@@ -112,10 +190,10 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     replies = interactions = transfers = reopens = 0
     requalified = reopened_in = False
     first_assign = resp_end = None
-    after = None                # field -> its value as of ``end`` (from the first change after it)
-    statuses = calls = None     # (at, from, to) for status buckets; outgoing call times
-    worked = None               # tracked seconds logged before ``end``
-    worked_later = False        # the log has tracked work, all of it logged from ``end`` on
+    after = None  # field -> its value as of ``end`` (from the first change after it)
+    statuses = calls = None  # (at, from, to) for status buckets; outgoing call times
+    worked = None  # tracked seconds logged before ``end``
+    worked_later = False  # the log has tracked work, all of it logged from ``end`` on
     for at, kind, actor, fld, fv, tv in events:
         if at >= end:
             if kind == WORKED:
@@ -195,7 +273,12 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     f.t, f.in_c, f.in_a, f.in_r = t, in_c, in_a, in_r
     f.state, f.close_at, f.resolution_at, f.open_at_end = state, close_at, resolution_at, state == OPEN
     f.first_reply, f.replies, f.interactions, f.transfers, f.reopens = (
-        first_reply, replies, interactions, transfers, reopens)
+        first_reply,
+        replies,
+        interactions,
+        transfers,
+        reopens,
+    )
     f.requalified = requalified
     # AHT as of ``end``: the ``worked`` events before it. A ticket whose log has none at all but a
     # tracked total was stored before ``worked`` events existed: its total stands in until re-read.
@@ -268,7 +351,7 @@ def _bucket_times(f: Facts, statuses: list, created: int, buckets: dict, cal: Wo
         if at >= stop:
             break
         seg_from, seg_status = at, tv
-    tracked = set(buckets.values())          # a bucket the source never maps to stays None
+    tracked = set(buckets.values())  # a bucket the source never maps to stays None
     if "work" in tracked:
         f.work, f.work_b = work, work_b
     if "wait_customer" in tracked:
@@ -276,6 +359,7 @@ def _bucket_times(f: Facts, statuses: list, created: int, buckets: dict, cal: Wo
 
 
 # --- step 2: aggregation -------------------------------------------------------------------
+
 
 class Value:
     """A KPI's value with the number of tickets it rests on (for min_n) and optional detail."""
@@ -295,8 +379,7 @@ def _share(hits: int, total: int) -> Value:
     return Value(share(hits, total), total)
 
 
-def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
-              users: dict | None = None) -> dict:
+def aggregate(facts: list, start: int, end: int, days: float, ctx: Context, users: dict | None = None) -> dict:
     """Every KPI of kpi.md section 3 (except ``ccei``, see ccei.py) over ``facts``."""
     cal = ctx.calendar
     C = [f for f in facts if f.in_c]
@@ -310,14 +393,14 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
     answered = [f for f in C if f.first_reply is not None]
     out["first_response_time"] = _dur(max(0, f.first_reply - f.t["created_at"]) for f in answered)
     out["first_response_time_business"] = _dur(
-        max(0, cal.business_seconds(f.t["created_at"], f.first_reply)) for f in answered)
+        max(0, cal.business_seconds(f.t["created_at"], f.first_reply)) for f in answered
+    )
     sla = [f for f in C if f.frt_sla is not None]
     out["first_response_sla_share"] = _share(sum(1 for f in sla if f.frt_sla), len(sla))
     out["unanswered_share"] = _share(sum(1 for f in C if f.first_reply is None and f.state == OPEN), nC)
 
     out["resolution_time"] = _dur(f.resolution_at - f.t["created_at"] for f in R)
-    out["resolution_time_business"] = _dur(
-        max(0, cal.business_seconds(f.t["created_at"], f.resolution_at)) for f in R)
+    out["resolution_time_business"] = _dur(max(0, cal.business_seconds(f.t["created_at"], f.resolution_at)) for f in R)
     out["resolved_count"] = Value(nR, nR)
     out["resolved_share"] = _share(sum(1 for f in C if f.state == RESOLVED), nC)
     backlog = sum(1 for f in facts if f.open_at_end)
@@ -338,9 +421,11 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
         by_pr_c_res.setdefault(f.priority, 0)
         if f.state == RESOLVED:
             by_pr_c_res[f.priority] += 1
-    out["resolved_by_priority"] = Value(by_pr_r, nR, {
-        "created": by_pr_c,
-        "resolved_share": {p: share(by_pr_c_res.get(p, 0), n) for p, n in by_pr_c.items()}})
+    out["resolved_by_priority"] = Value(
+        by_pr_r,
+        nR,
+        {"created": by_pr_c, "resolved_share": {p: share(by_pr_c_res.get(p, 0), n) for p, n in by_pr_c.items()}},
+    )
 
     out["fcr_share"] = _share(sum(1 for f in R if f.replies <= 1 and not f.transfers and not f.reopens), nR)
     out["reopen_share"] = _share(sum(1 for f in R if f.reopens), nR)
@@ -360,8 +445,7 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
                 break
     out["repeat_contact_share"] = _share(repeat, len(customers))
     with_customer = sum(len(v) for v in customers.values())
-    out["contacts_per_customer"] = Value(with_customer / len(customers) if customers else None,
-                                         with_customer)
+    out["contacts_per_customer"] = Value(with_customer / len(customers) if customers else None, with_customer)
 
     wdays = cal.working_days(start, end)
     per_agent: dict = {}
@@ -369,18 +453,19 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
         if ctx.is_agent(f.resp_created, requester(f.t)):
             per_agent[f.resp_created] = per_agent.get(f.resp_created, 0) + 1
     rates = {a: n / wdays for a, n in sorted(per_agent.items())} if wdays else {}
-    out["tickets_per_agent_day"] = Value(mean(rates.values()), sum(per_agent.values()),
-                                         {"per_agent": rates, "working_days": wdays})
+    out["tickets_per_agent_day"] = Value(
+        mean(rates.values()), sum(per_agent.values()), {"per_agent": rates, "working_days": wdays}
+    )
 
     out["interactions_per_ticket"] = Value(mean(f.interactions for f in R), nR)
     out["handle_time"] = _dur(f.handle for f in R)
     rated = [f.t["rating"] for f in R if f.t["rating"] is not None]
     out["rated_share"] = _share(len(rated), nR)
-    out["csat"] = Value(share(sum(1 for r in rated if r >= 4), len(rated)), len(rated),
-                        {"avg_rating": mean(rated)})
+    out["csat"] = Value(share(sum(1 for r in rated if r >= 4), len(rated)), len(rated), {"avg_rating": mean(rated)})
     nps = [f.t["nps"] for f in R if f.t["nps"] is not None]
-    out["nps"] = Value(100 * (sum(1 for s in nps if s >= 9) - sum(1 for s in nps if s <= 6)) / len(nps)
-                       if nps else None, len(nps))
+    out["nps"] = Value(
+        100 * (sum(1 for s in nps if s >= 9) - sum(1 for s in nps if s <= 6)) / len(nps) if nps else None, len(nps)
+    )
     ces = [f.t["ces"] for f in R if f.t["ces"] is not None]
     out["ces"] = _share(sum(1 for s in ces if s == 5), len(ces))
     out["callback_share"] = _share(sum(1 for f in R if f.callback), nR)
@@ -393,8 +478,9 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context,
             p, v = eff_agents.get(f.resp_end, (0, 0))
             eff_agents[f.resp_end] = (p + 1, v + (1 if f.overdue else 0))
     team_v = sum(1 for f in A if f.overdue)
-    out["task_efficiency"] = Value(_efficiency(team_v, nA), nA, {
-        "per_agent": {a: _efficiency(v, p) for a, (p, v) in sorted(eff_agents.items())}})
+    out["task_efficiency"] = Value(
+        _efficiency(team_v, nA), nA, {"per_agent": {a: _efficiency(v, p) for a, (p, v) in sorted(eff_agents.items())}}
+    )
 
     out["requester_wait_time"] = _dur(f.work for f in R)
     out["requester_wait_time_business"] = _dur(f.work_b for f in R)
@@ -418,11 +504,15 @@ def _top_agents(R: list, ctx: Context, users: dict) -> Value:
     for agent, fs in by_agent.items():
         frt = summary(f.first_reply - f.t["created_at"] for f in fs if f.first_reply is not None)
         rated = [f.t["rating"] for f in fs if f.t["rating"] is not None]
-        rows.append({
-            "agent": agent, "name": users.get(agent, {}).get("label") or agent, "resolved": len(fs),
-            "frt_median": frt["median"] if frt else None,
-            "csat": share(sum(1 for r in rated if r >= 4), len(rated)),
-            "fcr": share(sum(1 for f in fs if f.replies <= 1 and not f.transfers and not f.reopens), len(fs)),
-        })
+        rows.append(
+            {
+                "agent": agent,
+                "name": users.get(agent, {}).get("label") or agent,
+                "resolved": len(fs),
+                "frt_median": frt["median"] if frt else None,
+                "csat": share(sum(1 for r in rated if r >= 4), len(rated)),
+                "fcr": share(sum(1 for f in fs if f.replies <= 1 and not f.transfers and not f.reopens), len(fs)),
+            }
+        )
     rows.sort(key=lambda r: (-r["resolved"], str(r["agent"])))
     return Value(rows[:TOP_AGENTS] if rows else None, len(R))

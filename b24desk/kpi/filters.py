@@ -8,6 +8,7 @@ A ticket's agent is its responsible as of the period's end; its department is th
 department; the department filter includes sub-departments. ``source`` is applied in SQL (see
 load.py), the rest on the reconstructed facts.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,19 @@ from ..model import PRIORITIES
 from .timedims import TIME_DIMS, keyer
 
 DIMENSIONS = ("source", "department", "agent", "priority", "type", "channel", "line")
-GROUP_BY = ("agent", "department", "priority", "type", "source", "channel", "line",
-            "week", "month", "weekday", "hour")          # the last four: timedims.py
+GROUP_BY = (
+    "agent",
+    "department",
+    "priority",
+    "type",
+    "source",
+    "channel",
+    "line",
+    "week",
+    "month",
+    "weekday",
+    "hour",
+)  # the last four: timedims.py
 
 
 def _norm(value) -> tuple | None:
@@ -40,8 +52,8 @@ class Filters:
     agent: tuple | None = None
     priority: tuple | None = None
     type: tuple | None = None
-    channel: tuple | None = None            # open-line channel (livechat, telegrambot, ...)
-    line: tuple | None = None               # open line id
+    channel: tuple | None = None  # open-line channel (livechat, telegrambot, ...)
+    line: tuple | None = None  # open line id
 
     def __post_init__(self):
         for dim in DIMENSIONS:
@@ -114,8 +126,8 @@ class Tree:
     """The department tree: ancestors, chains from the root, sub-department tests."""
 
     def __init__(self, departments: dict, user_departments: dict):
-        self.departments = departments              # id -> {name, parent}
-        self.user_department = user_departments     # user id -> first department id
+        self.departments = departments  # id -> {name, parent}
+        self.user_department = user_departments  # user id -> first department id
 
     def chain(self, dep: str | None) -> list:
         """Department ids from the root down to ``dep`` (cycles cut)."""

@@ -4,6 +4,7 @@ The report dict is the single source; these only lay it out. JSON is the dict as
 row per KPI (per group × KPI when grouped, after the totals); XLSX has a Summary and a Groups sheet
 with numbers stored as numbers; the table shows traffic lights as ``●`` plus the colour's name.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,16 @@ FORMATS = ("json", "csv", "xlsx", "table")
 # UI labels (kpi.md section 3): the core's one table, shared with the pages and pushes.
 LABELS = {k: v.name for k, v in KPIS.items()}
 SHARES = frozenset(k for k in KPI_KEYS if k.endswith("_share")) | {"csat", "ces"}
-GROUP_COLUMNS = ("tickets_total", "resolved_count", "backlog", "first_response_time", "resolution_time",
-                 "fcr_share", "csat", "overdue_share")
+GROUP_COLUMNS = (
+    "tickets_total",
+    "resolved_count",
+    "backlog",
+    "first_response_time",
+    "resolution_time",
+    "fcr_share",
+    "csat",
+    "overdue_share",
+)
 
 
 def render(report: dict, fmt: str, *, color: bool = False, lang: str | None = None):
@@ -43,8 +52,21 @@ def render(report: dict, fmt: str, *, color: bool = False, lang: str | None = No
 
 # --- flat rows (csv, xlsx) -------------------------------------------------------------------
 
-COLUMNS = ("group", "group_label", "kpi", "label", "value", "median", "p90", "count", "previous",
-           "delta", "target", "status", "n")
+COLUMNS = (
+    "group",
+    "group_label",
+    "kpi",
+    "label",
+    "value",
+    "median",
+    "p90",
+    "count",
+    "previous",
+    "delta",
+    "target",
+    "status",
+    "n",
+)
 
 
 def _plain(value):
@@ -58,9 +80,21 @@ def _rows(kpis: dict, group: str = "", group_label: str = ""):
     for key in KPI_KEYS:
         e = kpis[key]
         v, p = e["value"], e["previous"]
-        row = {"group": group, "group_label": group_label, "kpi": key, "label": LABELS[key][0],
-               "value": None, "median": None, "p90": None, "count": None, "previous": None,
-               "delta": e["delta"], "target": e["target"], "status": e["status"], "n": e["n"]}
+        row = {
+            "group": group,
+            "group_label": group_label,
+            "kpi": key,
+            "label": LABELS[key][0],
+            "value": None,
+            "median": None,
+            "p90": None,
+            "count": None,
+            "previous": None,
+            "delta": e["delta"],
+            "target": e["target"],
+            "status": e["status"],
+            "n": e["n"],
+        }
         if key in DURATION_KPIS:
             if v:
                 row.update(value=v["avg"], median=v["median"], p90=v["p90"], count=v["count"])
@@ -88,8 +122,20 @@ def _csv_cell(v):
 
 # What a person's export shows (``lang`` given): no ids, a unit column, durations in minutes,
 # shares in percent; the machine layout (no ``lang``) keeps COLUMNS.
-HUMAN_COLUMNS = ("group_label", "label", "unit", "value", "median", "p90", "count", "previous", "delta",
-                 "target", "status", "n")
+HUMAN_COLUMNS = (
+    "group_label",
+    "label",
+    "unit",
+    "value",
+    "median",
+    "p90",
+    "count",
+    "previous",
+    "delta",
+    "target",
+    "status",
+    "n",
+)
 NUMERIC = ("value", "median", "p90", "previous", "delta", "target")
 
 
@@ -100,16 +146,26 @@ def _human_unit(key: str) -> str:
 
 def human_rows(report: dict, lang: str):
     """Flat rows for a person: durations in minutes, shares in percent, labels and statuses in ``lang``."""
-    units = {"min": ("мин", "min"), "%": ("%", "%"), labels.COUNT: ("шт.", "count"),
-             labels.NUMBER: ("", ""), labels.SCORE: ("баллы", "points"), labels.LIST: ("", "")}
+    units = {
+        "min": ("мин", "min"),
+        "%": ("%", "%"),
+        labels.COUNT: ("шт.", "count"),
+        labels.NUMBER: ("", ""),
+        labels.SCORE: ("баллы", "points"),
+        labels.LIST: ("", ""),
+    }
     for row in flat_rows(report):
         key = row["kpi"]
         if key in ("resolved_by_priority", "top_agents"):
             continue
         unit = _human_unit(key)
-        out = dict(row, label=labels.kpi_label(key, lang), unit=labels.pick(units.get(unit, ("", "")), lang),
-                   status=labels.pick(labels.STATUS_NAMES.get(row["status"], ("", "")), lang),
-                   group_label=row["group_label"] or "")
+        out = dict(
+            row,
+            label=labels.kpi_label(key, lang),
+            unit=labels.pick(units.get(unit, ("", "")), lang),
+            status=labels.pick(labels.STATUS_NAMES.get(row["status"], ("", "")), lang),
+            group_label=row["group_label"] or "",
+        )
         if row["group"] == "" and row["group_label"] in ("", "—"):
             out["group_label"] = row["group_label"] and labels.pick(("Не указано", "Not set"), lang)
         for c in NUMERIC:
@@ -155,8 +211,18 @@ def to_csv(report: dict, lang: str | None = None) -> str:
     return buf.getvalue()
 
 
-WEEK_COLUMNS = ("week_from", "week_to", "created", "resolved", "frt_avg", "frt_median", "frt_p90",
-                "resolution_avg", "resolution_median", "resolution_p90")
+WEEK_COLUMNS = (
+    "week_from",
+    "week_to",
+    "created",
+    "resolved",
+    "frt_avg",
+    "frt_median",
+    "frt_p90",
+    "resolution_avg",
+    "resolution_median",
+    "resolution_p90",
+)
 
 
 SHEETS = {"Summary": ("Сводка", "Summary"), "Groups": ("Группы", "Groups"), "Weeks": ("Недели", "Weeks")}
@@ -187,8 +253,10 @@ def to_xlsx(report: dict, weeks: list[dict] | None = None, lang: str | None = No
     buf = io.BytesIO()
     wb = xlsxwriter.Workbook(buf, {"in_memory": True})
     bold = wb.add_format({"bold": True})
-    fills = {s: wb.add_format({"bg_color": c}) for s, c in
-             (("green", "#C6EFCE"), ("yellow", "#FFEB9C"), ("red", "#FFC7CE"), ("grey", "#E7E6E6"))}
+    fills = {
+        s: wb.add_format({"bg_color": c})
+        for s, c in (("green", "#C6EFCE"), ("yellow", "#FFEB9C"), ("red", "#FFC7CE"), ("grey", "#E7E6E6"))
+    }
 
     def sheet(name, rows, header_lines):
         ws = wb.add_worksheet(name)
@@ -209,12 +277,17 @@ def to_xlsx(report: dict, weeks: list[dict] | None = None, lang: str | None = No
         return ws
 
     ccei = report.get("ccei") or {}
-    head = [["portal", report["portal"]], ["timezone", report["timezone"]],
-            ["from", report["period"]["from"]], ["to", report["period"]["to"]],
-            ["previous from", report["previous"]["from"]], ["previous to", report["previous"]["to"]],
-            ["filters", json.dumps(report["filters"], ensure_ascii=False)],
-            ["CCEI", ccei.get("value")] + [f"{k} {'' if v is None else v}" for k, v in
-                                           (ccei.get("components") or {}).items()]]
+    head = [
+        ["portal", report["portal"]],
+        ["timezone", report["timezone"]],
+        ["from", report["period"]["from"]],
+        ["to", report["period"]["to"]],
+        ["previous from", report["previous"]["from"]],
+        ["previous to", report["previous"]["to"]],
+        ["filters", json.dumps(report["filters"], ensure_ascii=False)],
+        ["CCEI", ccei.get("value")]
+        + [f"{k} {'' if v is None else v}" for k, v in (ccei.get("components") or {}).items()],
+    ]
     head = [[("" if x is None else x) for x in line] for line in head]
     sheet("Summary", list(_rows(report["kpis"])), head)
     group_rows = [row for row in flat_rows(report) if row["group"] or row["group_label"]]
@@ -225,9 +298,18 @@ def to_xlsx(report: dict, weeks: list[dict] | None = None, lang: str | None = No
         ws.write_row(0, 0, WEEK_COLUMNS, bold)
         for r, w in enumerate(weeks, 1):
             frt, res = w.get("first_response_time") or {}, w.get("resolution_time") or {}
-            row = [format_time(w["start"], tz), format_time(w["end"], tz), w["created"], w["resolved"],
-                   frt.get("avg"), frt.get("median"), frt.get("p90"),
-                   res.get("avg"), res.get("median"), res.get("p90")]
+            row = [
+                format_time(w["start"], tz),
+                format_time(w["end"], tz),
+                w["created"],
+                w["resolved"],
+                frt.get("avg"),
+                frt.get("median"),
+                frt.get("p90"),
+                res.get("avg"),
+                res.get("median"),
+                res.get("p90"),
+            ]
             for c, v in enumerate(row):
                 if isinstance(v, (int, float)):
                     ws.write_number(r, c, v)
@@ -244,11 +326,16 @@ def _human_xlsx(report: dict, weeks: list[dict] | None, lang: str) -> bytes:
     buf = io.BytesIO()
     wb = xlsxwriter.Workbook(buf, {"in_memory": True})
     bold = wb.add_format({"bold": True, "text_wrap": True, "valign": "top"})
-    fmt = {"duration": wb.add_format({"num_format": "[h]:mm:ss"}), "share": wb.add_format({"num_format": "0.0%"}),
-           labels.COUNT: wb.add_format({"num_format": "# ##0" if labels.lang_index(lang) == 0 else "#,##0"}),
-           "number": wb.add_format({"num_format": "0.00"})}
-    fills = {s: wb.add_format({"bg_color": c}) for s, c in
-             (("green", "#C6EFCE"), ("yellow", "#FFEB9C"), ("red", "#FFC7CE"), ("grey", "#E7E6E6"))}
+    fmt = {
+        "duration": wb.add_format({"num_format": "[h]:mm:ss"}),
+        "share": wb.add_format({"num_format": "0.0%"}),
+        labels.COUNT: wb.add_format({"num_format": "# ##0" if labels.lang_index(lang) == 0 else "#,##0"}),
+        "number": wb.add_format({"num_format": "0.00"}),
+    }
+    fills = {
+        s: wb.add_format({"bg_color": c})
+        for s, c in (("green", "#C6EFCE"), ("yellow", "#FFEB9C"), ("red", "#FFC7CE"), ("grey", "#E7E6E6"))
+    }
     cols = ("group_label", "label", "value", "median", "p90", "count", "previous", "delta", "target", "status", "n")
 
     def cell_format(key, col):
@@ -292,32 +379,47 @@ def _human_xlsx(report: dict, weeks: list[dict] | None, lang: str) -> bytes:
 
     rows = [r for r in _rows(report["kpis"]) if r["kpi"] not in ("resolved_by_priority", "top_agents")]
     p, q = report["period"], report["previous"]
-    head = [[labels.pick(("Период", "Period"), lang), f"{p['from'][:10]} — {p['to'][:10]}"],
-            [labels.pick(("Сравнение", "Compared with"), lang), f"{q['from'][:10]} — {q['to'][:10]}"],
-            [labels.pick(("Часовой пояс", "Time zone"), lang), report["timezone"]]]
+    head = [
+        [labels.pick(("Период", "Period"), lang), f"{p['from'][:10]} — {p['to'][:10]}"],
+        [labels.pick(("Сравнение", "Compared with"), lang), f"{q['from'][:10]} — {q['to'][:10]}"],
+        [labels.pick(("Часовой пояс", "Time zone"), lang), report["timezone"]],
+    ]
     sheet("Summary", rows, head)
-    groups = [r for r in flat_rows(report) if (r["group"] or r["group_label"])
-              and r["kpi"] not in ("resolved_by_priority", "top_agents")]
+    groups = [
+        r
+        for r in flat_rows(report)
+        if (r["group"] or r["group_label"]) and r["kpi"] not in ("resolved_by_priority", "top_agents")
+    ]
     sheet("Groups", groups, [])
     if weeks is not None:
         tz = zone(report["timezone"])
         ws = wb.add_worksheet(labels.pick(SHEETS["Weeks"], lang))
-        heads = [("Неделя с", "Week from"), ("по", "to"), ("Создано", "Created"), ("Решено", "Resolved"),
-                 ("Первый ответ, среднее", "First response, average"),
-                 ("Первый ответ, медиана", "First response, median"),
-                 ("Первый ответ, p90", "First response, p90"), ("Решение, среднее", "Resolution, average"),
-                 ("Решение, медиана", "Resolution, median"), ("Решение, p90", "Resolution, p90")]
+        heads = [
+            ("Неделя с", "Week from"),
+            ("по", "to"),
+            ("Создано", "Created"),
+            ("Решено", "Resolved"),
+            ("Первый ответ, среднее", "First response, average"),
+            ("Первый ответ, медиана", "First response, median"),
+            ("Первый ответ, p90", "First response, p90"),
+            ("Решение, среднее", "Resolution, average"),
+            ("Решение, медиана", "Resolution, median"),
+            ("Решение, p90", "Resolution, p90"),
+        ]
         ws.write_row(0, 0, [labels.pick(h, lang) for h in heads], bold)
         datef = wb.add_format({"num_format": "dd.mm.yyyy" if labels.lang_index(lang) == 0 else "yyyy-mm-dd"})
         from datetime import datetime as _dt
+
         for r, w in enumerate(weeks, 1):
             frt, res = w.get("first_response_time") or {}, w.get("resolution_time") or {}
             ws.write_datetime(r, 0, _dt.fromtimestamp(w["start"], tz).replace(tzinfo=None), datef)
             ws.write_datetime(r, 1, _dt.fromtimestamp(w["end"] - 1, tz).replace(tzinfo=None), datef)
             ws.write_number(r, 2, w["created"], fmt[labels.COUNT])
             ws.write_number(r, 3, w["resolved"], fmt[labels.COUNT])
-            for c, v in enumerate((frt.get("avg"), frt.get("median"), frt.get("p90"),
-                                   res.get("avg"), res.get("median"), res.get("p90")), 4):
+            for c, v in enumerate(
+                (frt.get("avg"), frt.get("median"), frt.get("p90"), res.get("avg"), res.get("median"), res.get("p90")),
+                4,
+            ):
                 if v is not None:
                     ws.write_number(r, c, v / 86400, fmt["duration"])
         ws.set_column(0, 9, 16)
@@ -353,8 +455,10 @@ def fmt_value(key: str, v, brief: bool = False) -> str:
     if key in DURATION_KPIS:
         if brief:
             return human_seconds(v["avg"])
-        return (f"{human_seconds(v['avg'])} (med {human_seconds(v['median'])}, "
-                f"p90 {human_seconds(v['p90'])}, n={v['count']})")
+        return (
+            f"{human_seconds(v['avg'])} (med {human_seconds(v['median'])}, "
+            f"p90 {human_seconds(v['p90'])}, n={v['count']})"
+        )
     if key == "resolved_by_priority":
         return " · ".join(f"{p} {n}" for p, n in v.items())
     if key == "top_agents":
@@ -376,7 +480,7 @@ def fmt_delta(key: str, d) -> str:
     return f"{d:+.2f}" if isinstance(d, float) else f"{d:+d}"
 
 
-DOTS = {"green": "●", "yellow": "◐", "red": "○", "grey": "·"}      # distinguishable without colour
+DOTS = {"green": "●", "yellow": "◐", "red": "○", "grey": "·"}  # distinguishable without colour
 
 
 def _dot(s: str, color: bool) -> str:
@@ -403,8 +507,10 @@ def _grid(rows: list[list[str]]) -> list[str]:
 
 def to_table(report: dict, color: bool = False) -> str:
     p, q = report["period"], report["previous"]
-    lines = [f"KPI report · portal {report['portal']} · {p['from']} → {p['to']} ({report['timezone']})",
-             f"previous period: {q['from']} → {q['to']}"]
+    lines = [
+        f"KPI report · portal {report['portal']} · {p['from']} → {p['to']} ({report['timezone']})",
+        f"previous period: {q['from']} → {q['to']}",
+    ]
     active = {k: v for k, v in report["filters"].items() if v is not None}
     if active:
         lines.append("filters: " + ", ".join(f"{k}={v}" for k, v in active.items()))
@@ -418,21 +524,39 @@ def to_table(report: dict, color: bool = False) -> str:
             target = "—"
         else:
             target = human_seconds(e["target"]) if key in DURATION_KPIS else fmt_value(key, e["target"])
-        rows.append([LABELS[key][0], fmt_value(key, e["value"]), fmt_value(key, e["previous"], True),
-                     fmt_delta(key, e["delta"]), target, _status(e["status"], color)])
+        rows.append(
+            [
+                LABELS[key][0],
+                fmt_value(key, e["value"]),
+                fmt_value(key, e["previous"], True),
+                fmt_delta(key, e["delta"]),
+                target,
+                _status(e["status"], color),
+            ]
+        )
     lines += _grid(rows)
     ccei = report.get("ccei") or {}
     comps = ", ".join(f"{k} {'—' if v is None else f'{v:.1f}'}" for k, v in (ccei.get("components") or {}).items())
     value = "—" if ccei.get("value") is None else f"{ccei['value']:.2f}"
-    lines += ["", f"CCEI {value} ({comps})" + (f"; left out: {', '.join(ccei['left_out'])}"
-                                                  if ccei.get("left_out") else "")]
+    lines += [
+        "",
+        f"CCEI {value} ({comps})" + (f"; left out: {', '.join(ccei['left_out'])}" if ccei.get("left_out") else ""),
+    ]
     top = report["kpis"]["top_agents"]["value"]
     if top:
         lines += ["", LABELS["top_agents"][0]]
         trows = [["#", "agent", "resolved", "FRT median", "CSAT", "FCR"]]
         for i, a in enumerate(top, 1):
-            trows.append([str(i), str(a["name"]), str(a["resolved"]), human_seconds(a["frt_median"]),
-                          fmt_value("csat", a["csat"]), fmt_value("fcr_share", a["fcr"])])
+            trows.append(
+                [
+                    str(i),
+                    str(a["name"]),
+                    str(a["resolved"]),
+                    human_seconds(a["frt_median"]),
+                    fmt_value("csat", a["csat"]),
+                    fmt_value("fcr_share", a["fcr"]),
+                ]
+            )
         lines += _grid(trows)
     if report.get("groups"):
         lines += ["", f"By {report['group_by']}"]

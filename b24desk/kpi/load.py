@@ -9,6 +9,7 @@ index added by the ``m_kpi_001`` migration), so the store's history before the w
 scanned. Events come by primary key for those tickets only; the customers' earlier tickets for
 repeat contacts are one more ``created_at`` range, read from the index alone (``m_kpi_002``).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,22 @@ from ..store import get_setting
 
 # What the maths reads of a ticket row (the state comes from the event log, not from ``state``).
 TICKET_COLUMNS = (
-    "source", "source_id", "type", "priority", "author_id", "customer", "responsible_id",
-    "created_at", "deadline", "closed_at", "rating", "nps", "ces", "channel", "line", "handle_time",
+    "source",
+    "source_id",
+    "type",
+    "priority",
+    "author_id",
+    "customer",
+    "responsible_id",
+    "created_at",
+    "deadline",
+    "closed_at",
+    "rating",
+    "nps",
+    "ces",
+    "channel",
+    "line",
+    "handle_time",
 )
 EVENT_COLUMNS = ("at", "kind", "actor_id", "field", "from_value", "to_value")
 
@@ -31,9 +46,9 @@ SELECTOR_SOURCES = {"tasks": "task", "deals": "crm:2", "openlines": "openlines"}
 
 @dataclass
 class Loaded:
-    tickets: list = field(default_factory=list)              # dict rows
-    events: dict = field(default_factory=dict)               # (source, source_id) -> [event tuple]
-    customer_history: dict = field(default_factory=dict)     # customer -> sorted created_at
+    tickets: list = field(default_factory=list)  # dict rows
+    events: dict = field(default_factory=dict)  # (source, source_id) -> [event tuple]
+    customer_history: dict = field(default_factory=dict)  # customer -> sorted created_at
 
 
 def source_clause(sources) -> tuple[str, list]:
@@ -48,11 +63,11 @@ def source_clause(sources) -> tuple[str, list]:
         sel = str(sel).strip()
         if not sel:
             continue
-        if "=" in sel:                                   # a narrowed selector: only what it brought in
+        if "=" in sel:  # a narrowed selector: only what it brought in
             by_selector.append(sel)
         elif sel in SELECTOR_SOURCES:
             by_source.append(SELECTOR_SOURCES[sel])
-        else:                                            # crm:1038, task, crm:2, openlines
+        else:  # crm:1038, task, crm:2, openlines
             by_source.append(sel)
     parts, params = [], []
     if by_source:
@@ -77,17 +92,18 @@ def candidate_query(portal: str, start: int, end: int, sources=None) -> tuple[st
         f" union all select {cols} from tickets where portal = ? and closed_at is null and created_at < ?"
         f" and {live}{src_sql}"
     )
-    params = ([portal, start, end] + src_params + [portal, start, start] + src_params
-              + [portal, start] + src_params)
+    params = [portal, start, end] + src_params + [portal, start, start] + src_params + [portal, start] + src_params
     return sql, params
 
 
 def history_query(portal: str, start: int, end: int, sources=None) -> tuple[str, list]:
     """SQL + params for (customer, created_at) of the tickets created in ``[start, end)``."""
     src_sql, src_params = source_clause(sources)
-    return (f"select customer, created_at from tickets where portal = ? and created_at >= ?"
-            f" and created_at < ? and customer is not null and coalesce(deleted, 0) = 0{src_sql}",
-            [portal, start, end] + src_params)
+    return (
+        f"select customer, created_at from tickets where portal = ? and created_at >= ?"
+        f" and created_at < ? and customer is not null and coalesce(deleted, 0) = 0{src_sql}",
+        [portal, start, end] + src_params,
+    )
 
 
 def load(db, portal: str, start: int, end: int, *, sources=None, repeat_window: int = 30 * 86400) -> Loaded:
@@ -105,7 +121,8 @@ def load(db, portal: str, start: int, end: int, *, sources=None, repeat_window: 
         ev_sql = (
             "select j.key, e.at, e.kind, e.actor_id, e.field, e.from_value, e.to_value"
             " from json_each(?) j join events e on e.portal = ? and e.source = ? and e.source_id = j.value"
-            " where e.kind not in ('created', 'rated') and e.at is not null order by j.key, e.at, e.key")
+            " where e.kind not in ('created', 'rated') and e.at is not null order by j.key, e.at, e.key"
+        )
         by_source: dict = {}
         for t in out.tickets:
             by_source.setdefault(t["source"], []).append(t["source_id"])
@@ -132,15 +149,22 @@ def load_people(db, portal: str) -> tuple[dict, dict]:
     """Users (id -> {label, departments, is_bot, active}) and departments (id -> {name, parent})."""
     users, deps = {}, {}
     if "users" in db.table_names():
-        for r in db.query("select id, name, last_name, departments, is_bot, active from users"
-                          " where portal = ?", [portal]):
+        for r in db.query(
+            "select id, name, last_name, departments, is_bot, active from users where portal = ?", [portal]
+        ):
             label = " ".join(x for x in (r["name"], r["last_name"]) if x) or str(r["id"])
-            users[str(r["id"])] = {"label": label, "departments": parse_ids(r["departments"]),
-                                   "is_bot": bool(r["is_bot"]), "active": r["active"]}
+            users[str(r["id"])] = {
+                "label": label,
+                "departments": parse_ids(r["departments"]),
+                "is_bot": bool(r["is_bot"]),
+                "active": r["active"],
+            }
     if "departments" in db.table_names():
         for r in db.query("select id, name, parent from departments where portal = ?", [portal]):
-            deps[str(r["id"])] = {"name": r["name"] or str(r["id"]),
-                                  "parent": str(r["parent"]) if r["parent"] not in (None, "", "0") else None}
+            deps[str(r["id"])] = {
+                "name": r["name"] or str(r["id"]),
+                "parent": str(r["parent"]) if r["parent"] not in (None, "", "0") else None,
+            }
     return users, deps
 
 
@@ -148,8 +172,12 @@ def portal_zone(db, portal: str, config: dict | None = None) -> str:
     """The one time-zone rule (reports, pages, pushes, the open-lines cross-check): the zone an
     admin picked in the settings (:func:`admin_timezone`), else the portal's own
     (:func:`portal_timezone`), else the config's ``[calendar] timezone``, else Moscow."""
-    return (admin_timezone(db, portal) or portal_timezone(db, portal)
-            or ((config or {}).get("calendar") or {}).get("timezone") or "Europe/Moscow")
+    return (
+        admin_timezone(db, portal)
+        or portal_timezone(db, portal)
+        or ((config or {}).get("calendar") or {}).get("timezone")
+        or "Europe/Moscow"
+    )
 
 
 def admin_timezone(db, portal: str) -> str | None:
@@ -169,8 +197,11 @@ def portal_timezone(db, portal: str) -> str | None:
     timezone`` set for this portal in its settings, else the one saved with the installation
     (``installations.timezone``), else the portal-wide one the sync derived from ``server.time``
     (setting ``portal_timezone``, see ``directory.portal_zone_name``); None: the file config decides."""
-    override = ((get_setting(db, portal, "config") or {}).get("calendar") or {}) \
-        if isinstance(get_setting(db, portal, "config"), dict) else {}
+    override = (
+        ((get_setting(db, portal, "config") or {}).get("calendar") or {})
+        if isinstance(get_setting(db, portal, "config"), dict)
+        else {}
+    )
     candidates = [override.get("timezone") if isinstance(override, dict) else None]
     if "installations" in db.table_names():
         row = db.execute("select timezone from installations where member_id = ?", [portal]).fetchone()

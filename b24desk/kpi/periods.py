@@ -5,6 +5,7 @@ midnight, so "2026-10-01".."2026-11-01" is October wherever the offset changes i
 previous period of a calendar month is the previous calendar month, of whole local days the same
 number of local days before, of anything else the same number of seconds before.
 """
+
 from __future__ import annotations
 
 import re
@@ -41,8 +42,9 @@ def parse_point(value, tz: tzinfo) -> int:
             return int(datetime(d.year, d.month, d.day, tzinfo=tz).timestamp())
         dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"not a date or ISO datetime: {value!r} "
-                         "(use YYYY-MM-DD or e.g. 2026-10-01T00:00:00+03:00)") from None
+        raise ValueError(
+            f"not a date or ISO datetime: {value!r} (use YYYY-MM-DD or e.g. 2026-10-01T00:00:00+03:00)"
+        ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=tz)
     return int(dt.timestamp())

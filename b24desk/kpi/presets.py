@@ -6,13 +6,23 @@ a push. Every preset is a half-open ``[from, to)`` of calendar units in the port
 from Monday; the "this ..." presets end at the end of the current unit (the period is partial, the
 engine counts what exists so far), "last_7_days"/"last_30_days" end at the end of today.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, tzinfo
 
 PRESETS: tuple[str, ...] = (
-    "today", "yesterday", "this_week", "last_week", "last_7_days", "last_30_days",
-    "this_month", "last_month", "this_quarter", "last_quarter", "this_year",
+    "today",
+    "yesterday",
+    "this_week",
+    "last_week",
+    "last_7_days",
+    "last_30_days",
+    "this_month",
+    "last_month",
+    "this_quarter",
+    "last_quarter",
+    "this_year",
 )
 
 COMPARE: tuple[str, ...] = ("previous", "last_year")
@@ -89,8 +99,10 @@ def compare_period(start: datetime, end: datetime, how: str, tz: tzinfo) -> tupl
     if how == "last_year":
         if midnights:
             return _at(_shift_years(s.date(), -1), tz), _at(_shift_years(e.date(), -1), tz)
-        return (s.replace(year=s.year - 1) if not (s.month == 2 and s.day == 29) else s - timedelta(days=366),
-                e.replace(year=e.year - 1) if not (e.month == 2 and e.day == 29) else e - timedelta(days=366))
+        return (
+            s.replace(year=s.year - 1) if not (s.month == 2 and s.day == 29) else s - timedelta(days=366),
+            e.replace(year=e.year - 1) if not (e.month == 2 and e.day == 29) else e - timedelta(days=366),
+        )
     if midnights:
         a, b = s.date(), e.date()
         if a.day == 1 and b.day == 1:

@@ -5,6 +5,7 @@ previous period (engine.py), aggregates, adds targets and traffic lights (target
 (ccei.py). Everything depends only on the store and the period, never on the clock, so a report
 computed on November 1 and one computed in December are identical.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,15 +18,14 @@ from ..model import PRIORITIES
 from ..store import get_setting
 from . import ccei as ccei_mod
 from . import targets as targets_mod
+from . import timedims
 from .calendar import PORTAL_CALENDAR_SETTING, build_calendar, calendar_settings
-from .engine import (DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Value, aggregate,
-                     ticket_facts)
+from .engine import DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Value, aggregate, ticket_facts
 from .filters import GROUP_BY, Filters, Tree, group_key, matcher
 from .load import Loaded, load, load_people, portal_zone
 from .periods import Period, make_period, zone
-from . import timedims
-from .timedims import TIME_DIMS
 from .presets import compare_period
+from .timedims import TIME_DIMS
 
 SCHEMA = "b24desk.kpi/1"
 
@@ -33,8 +33,9 @@ SCHEMA = "b24desk.kpi/1"
 def crm_settings(db, portal: str) -> dict:
     """What the CRM sources stored per entity type: ``{etid: {"stages": {id: P|S|F}, "categories": {id: name}}}``."""
     out = {}
-    for row in db.execute("select key, value from settings where portal = ? and key like 'crm.%.stages'",
-                          [portal]).fetchall():
+    for row in db.execute(
+        "select key, value from settings where portal = ? and key like 'crm.%.stages'", [portal]
+    ).fetchall():
         try:
             out[row[0].split(".")[1]] = json.loads(row[1]) or {}
         except (ValueError, IndexError):
@@ -44,8 +45,7 @@ def crm_settings(db, portal: str) -> dict:
 
 # The settings rows a report reads besides the config (ReportEnv, ccei inputs): a memo of reports
 # keys on their values (report_settings), so a changed target or CCEI input is never served stale.
-REPORT_SETTINGS = ("config", targets_mod.TARGETS_SETTING, PORTAL_CALENDAR_SETTING, "portal_timezone",
-                   "openlines.lines")
+REPORT_SETTINGS = ("config", targets_mod.TARGETS_SETTING, PORTAL_CALENDAR_SETTING, "portal_timezone", "openlines.lines")
 REPORT_SETTING_PATTERNS = ("crm.%.stages", ccei_mod.INPUTS_SETTING.format(period="%"))
 
 
@@ -55,8 +55,10 @@ def report_settings(db, portal: str) -> tuple:
     besides the store's data version."""
     marks = ", ".join("?" * len(REPORT_SETTINGS))
     likes = " or ".join("key like ?" for _ in REPORT_SETTING_PATTERNS)
-    rows = db.execute(f"select key, value from settings where portal = ? and (key in ({marks}) or {likes})"
-                      " order by key", [portal, *REPORT_SETTINGS, *REPORT_SETTING_PATTERNS]).fetchall()
+    rows = db.execute(
+        f"select key, value from settings where portal = ? and (key in ({marks}) or {likes}) order by key",
+        [portal, *REPORT_SETTINGS, *REPORT_SETTING_PATTERNS],
+    ).fetchall()
     out = tuple((r[0], r[1]) for r in rows)
     if "installations" in db.table_names():
         row = db.execute("select timezone from installations where member_id = ?", [portal]).fetchone()
@@ -87,21 +89,25 @@ class ReportEnv:
         members = None
         if support:
             roots = frozenset(support)
-            members = frozenset(u for u, d in self.users.items()
-                                if any(self.tree.within(dep, roots) for dep in d["departments"]))
+            members = frozenset(
+                u for u, d in self.users.items() if any(self.tree.within(dep, roots) for dep in d["departments"])
+            )
         states = {k: dict(v) for k, v in DEFAULT_STATUS_STATES.items()}
         for src, table in (self.config.get("status_states") or {}).items():
             states.setdefault(src, {}).update({str(k): v for k, v in table.items()})
         buckets = {k: dict(v) for k, v in DEFAULT_STATUS_BUCKETS.items()}
         crm = crm_settings(db, portal)
-        for etid, stored in crm.items():      # CRM default: in-progress stages are work, final are done
-            buckets[f"crm:{etid}"] = {st: ("work" if sem == "P" else "done")
-                                      for st, sem in (stored.get("stages") or {}).items()}
+        for etid, stored in crm.items():  # CRM default: in-progress stages are work, final are done
+            buckets[f"crm:{etid}"] = {
+                st: ("work" if sem == "P" else "done") for st, sem in (stored.get("stages") or {}).items()
+            }
         for src, table in (self.config.get("status_buckets") or {}).items():
             buckets.setdefault(src, {}).update({str(k): v for k, v in table.items()})
         # display names of group keys: CRM funnels (type) and open lines (line)
-        self.names = {"type": {}, "line": {str(k): v for k, v in
-                                           (get_setting(db, portal, "openlines.lines") or {}).items()}}
+        self.names = {
+            "type": {},
+            "line": {str(k): v for k, v in (get_setting(db, portal, "openlines.lines") or {}).items()},
+        }
         for stored in crm.values():
             for cat, name in (stored.get("categories") or {}).items():
                 known = self.names["type"].get(str(cat))
@@ -110,14 +116,30 @@ class ReportEnv:
         sla_frt = (self.config.get("sla") or {}).get("first_response_business_seconds") or {}
         self.repeat_window = int(self.config.get("repeat_window_days", 30)) * 86400
         sla_clock = None
-        if (self.config.get("sla") or {}).get("mode") == "calendar":     # SLAs round the clock
-            sla_clock = build_calendar({"timezone": self.tz_name, "work_days": [1, 2, 3, 4, 5, 6, 7],
-                                        "work_start": "00:00", "work_end": "24:00", "holidays_country": None,
-                                        "extra_holidays": [], "extra_workdays": []})
-        self.ctx = Context(calendar=self.calendar, sla_resolution=dict(sla),
-                           sla_first_response=dict(sla_frt), sla_calendar=sla_clock, status_states=states,
-                           status_buckets=buckets, bots=frozenset(bots), support_members=members,
-                           user_department=first_dep, repeat_window=self.repeat_window)
+        if (self.config.get("sla") or {}).get("mode") == "calendar":  # SLAs round the clock
+            sla_clock = build_calendar(
+                {
+                    "timezone": self.tz_name,
+                    "work_days": [1, 2, 3, 4, 5, 6, 7],
+                    "work_start": "00:00",
+                    "work_end": "24:00",
+                    "holidays_country": None,
+                    "extra_holidays": [],
+                    "extra_workdays": [],
+                }
+            )
+        self.ctx = Context(
+            calendar=self.calendar,
+            sla_resolution=dict(sla),
+            sla_first_response=dict(sla_frt),
+            sla_calendar=sla_clock,
+            status_states=states,
+            status_buckets=buckets,
+            bots=frozenset(bots),
+            support_members=members,
+            user_department=first_dep,
+            repeat_window=self.repeat_window,
+        )
 
     def period(self, date_from, date_to) -> Period:
         return make_period(date_from, date_to, self.tz)
@@ -135,7 +157,7 @@ def _facts(loaded: Loaded, period: Period, ctx: Context, keep) -> list:
     for t in loaded.tickets:
         closed = t["closed_at"]
         if t["created_at"] >= end or (closed is not None and closed < start):
-            continue            # created later, or closed for good before the period: in no population
+            continue  # created later, or closed for good before the period: in no population
         f = ticket_facts(t, events.get((t["source"], t["source_id"]), ()), period.start, period.end, ctx)
         if f is not None and (keep is None or keep(f)):
             out.append(f)
@@ -160,10 +182,14 @@ def _kpis(cur: dict, prev: dict, targets: dict, ccei_cur: dict, ccei_prev: dict)
     for key in KPI_KEYS:
         c, p = cur[key], prev[key]
         spec = targets.get(key)
-        entry = {"value": c.value, "previous": p.value, "delta": value_delta(c.value, p.value),
-                 "target": spec.get("target") if spec else None,
-                 "status": targets_mod.status(targets_mod.comparable(key, c.value), c.n, spec),
-                 "n": c.n}
+        entry = {
+            "value": c.value,
+            "previous": p.value,
+            "delta": value_delta(c.value, p.value),
+            "target": spec.get("target") if spec else None,
+            "status": targets_mod.status(targets_mod.comparable(key, c.value), c.n, spec),
+            "n": c.n,
+        }
         if c.detail is not None:
             entry["detail"] = c.detail
         out[key] = entry
@@ -192,8 +218,18 @@ def paused_gc():
             gc.enable()
 
 
-def build_report(db, portal: str, date_from, date_to, *, filters=None, group_by: str | None = None,
-                 config: dict | None = None, env: ReportEnv | None = None, compare: str | None = None) -> dict:
+def build_report(
+    db,
+    portal: str,
+    date_from,
+    date_to,
+    *,
+    filters=None,
+    group_by: str | None = None,
+    config: dict | None = None,
+    env: ReportEnv | None = None,
+    compare: str | None = None,
+) -> dict:
     """The section 6 report for ``[date_from, date_to)`` (dates, ISO datetimes, datetimes or unix s).
 
     ``filters``: a dict like section 6's (source, department, agent, priority, type) or a
@@ -204,8 +240,9 @@ def build_report(db, portal: str, date_from, date_to, *, filters=None, group_by:
     if group_by is not None and group_by not in GROUP_BY:
         raise ValueError(f"unknown group-by {group_by!r} (one of {', '.join(GROUP_BY)})")
     with paused_gc():
-        return ReportPass(db, portal, date_from, date_to, filters=filters, config=config, env=env,
-                          compare=compare).report(group_by)
+        return ReportPass(
+            db, portal, date_from, date_to, filters=filters, config=config, env=env, compare=compare
+        ).report(group_by)
 
 
 class ReportPass:
@@ -216,8 +253,18 @@ class ReportPass:
     load and the replay once. Call under :func:`paused_gc` for speed.
     """
 
-    def __init__(self, db, portal: str, date_from, date_to, *, filters=None, config: dict | None = None,
-                 env: ReportEnv | None = None, compare: str | None = None):
+    def __init__(
+        self,
+        db,
+        portal: str,
+        date_from,
+        date_to,
+        *,
+        filters=None,
+        config: dict | None = None,
+        env: ReportEnv | None = None,
+        compare: str | None = None,
+    ):
         self.env = env = env or ReportEnv(db, portal, config)
         self.portal = portal
         self.filters = filters = Filters.of(filters)
@@ -230,10 +277,11 @@ class ReportPass:
             self.prev = prev = Period(int(a.timestamp()), int(b.timestamp()), env.tz)
         sources = filters.sources()
         if filters.source and not sources:
-            self.loaded = Loaded()                                    # contradictory source filters
+            self.loaded = Loaded()  # contradictory source filters
         else:
-            self.loaded = load(db, portal, min(prev.start, period.start), period.end, sources=sources,
-                               repeat_window=env.repeat_window)
+            self.loaded = load(
+                db, portal, min(prev.start, period.start), period.end, sources=sources, repeat_window=env.repeat_window
+            )
         self.ctx = replace(env.ctx, customer_history=self.loaded.customer_history)  # env may serve other threads
         self.keep = matcher(filters, env.tree)
         self.targets = env.targets_for(agent=filters.single("agent"), department=filters.single("department"))
@@ -250,12 +298,17 @@ class ReportPass:
             self._totals = _assemble(env, self.ctx, self.fc, self.fp, period, prev, self.targets, self.inputs)
         kpis, ccei = self._totals
         report = {
-            "schema": SCHEMA, "portal": self.portal, "timezone": env.tz_name,
-            "period": period.as_json(), "previous": prev.as_json(),
+            "schema": SCHEMA,
+            "portal": self.portal,
+            "timezone": env.tz_name,
+            "period": period.as_json(),
+            "previous": prev.as_json(),
             # both periods are half-open: "from" is included, "to" is not (the dashboard's fields
             # show the last day included, "to" minus one day)
             "period_bounds": "[from, to)",
-            "filters": self.filters.as_json(), "kpis": kpis, "ccei": ccei,
+            "filters": self.filters.as_json(),
+            "kpis": kpis,
+            "ccei": ccei,
         }
         if self.compare != "previous":
             report["compare"] = self.compare
@@ -303,16 +356,20 @@ def _time_groups(env, ctx, dim, fc, fp, period, prev, inputs) -> list:
         cur.setdefault(key_cur(f), []).append(f)
     for f in fp:
         old.setdefault(key_old(f), []).append(f)
-    prev_days = {k: d for k, _s, _e, d in timedims.spans(dim, prev.start, prev.end, tz)} \
-        if dim in ("weekday", "hour") else {}
+    prev_days = (
+        {k: d for k, _s, _e, d in timedims.spans(dim, prev.start, prev.end, tz)} if dim in ("weekday", "hour") else {}
+    )
     targets = env.targets_for()
     out = []
     rows = [(k, Period(s, e, period.tz), d) for k, s, e, d in timedims.spans(dim, period.start, period.end, tz)]
     if cur.get(None) or old.get(None):
         rows.append((None, period, period.days))
     for k, span, days in rows:
-        p_span = Period(span.start - (period.start - prev.start), span.end - (period.start - prev.start), prev.tz) \
-            if dim in ("week", "month") and k is not None else prev
+        p_span = (
+            Period(span.start - (period.start - prev.start), span.end - (period.start - prev.start), prev.tz)
+            if dim in ("week", "month") and k is not None
+            else prev
+        )
         pdays = prev_days.get(k, prev.days) if k is not None else prev.days
         if dim in ("week", "month") and k is not None:
             pdays = p_span.days
@@ -320,8 +377,14 @@ def _time_groups(env, ctx, dim, fc, fp, period, prev, inputs) -> list:
         old_v = aggregate(old.get(k, []), p_span.start, p_span.end, pdays, ctx, env.users)
         cc = ccei_mod.compute(cur_v, inputs[0], env.config)
         cp = ccei_mod.compute(old_v, inputs[1], env.config)
-        out.append({"key": k, "label": timedims.label(dim, k),
-                    "kpis": _kpis(cur_v, old_v, targets, cc, cp), "ccei": dict(cc, previous=cp["value"])})
+        out.append(
+            {
+                "key": k,
+                "label": timedims.label(dim, k),
+                "kpis": _kpis(cur_v, old_v, targets, cc, cp),
+                "ccei": dict(cc, previous=cp["value"]),
+            }
+        )
     return out
 
 
@@ -341,5 +404,5 @@ def _order(dim: str, keys: set, env: ReportEnv) -> list:
         rank = {p: i for i, p in enumerate(PRIORITIES)}
         return sorted(keys, key=lambda k: (rank.get(k, len(rank)), str(k)))
     if dim == "department":
-        return sorted(keys, key=lambda k: ([env.tree.label(d) for d in env.tree.chain(k)] if k else ["\uffff"]))
+        return sorted(keys, key=lambda k: [env.tree.label(d) for d in env.tree.chain(k)] if k else ["\uffff"])
     return sorted(keys, key=lambda k: (k is None, _label(dim, k, env).lower(), str(k)))

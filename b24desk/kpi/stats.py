@@ -3,6 +3,7 @@
 kpi.md section 3: the p-th percentile of n sorted values is the value at rank ceil(p/100 · n), so
 the median of 4 values is the 2nd; a KPI with an empty population is ``None``, never 0.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,7 @@ def nearest_rank(sorted_values: list, p: float):
     n = len(sorted_values)
     if n == 0:
         return None
-    rank = math.ceil(Fraction(str(p)) / 100 * n)      # exact: 0.9 * 10 is 9, not 9.000000000000002
+    rank = math.ceil(Fraction(str(p)) / 100 * n)  # exact: 0.9 * 10 is 9, not 9.000000000000002
     return sorted_values[max(rank, 1) - 1]
 
 
@@ -23,8 +24,12 @@ def summary(values) -> dict | None:
     vals = sorted(v for v in values if v is not None)
     if not vals:
         return None
-    return {"avg": sum(vals) / len(vals), "median": nearest_rank(vals, 50),
-            "p90": nearest_rank(vals, 90), "count": len(vals)}
+    return {
+        "avg": sum(vals) / len(vals),
+        "median": nearest_rank(vals, 50),
+        "p90": nearest_rank(vals, 90),
+        "count": len(vals),
+    }
 
 
 def share(hits: int, total: int) -> float | None:

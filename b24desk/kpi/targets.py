@@ -16,6 +16,7 @@ An override merges into what it overrides, so ``{"target": 300}`` keeps the dire
 department's targets also apply to its sub-departments (the nearest one wins); an agent's win over
 their department's.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,7 +39,7 @@ DEFAULT_TARGETS = {
     "repeat_contact_share": {"target": 0.10, "direction": "lower"},
     "nps": {"target": 50, "direction": "higher"},
     "overdue_share": {"target": 0.05, "direction": "lower"},
-    "first_response_sla_share": {"target": 0.90, "direction": "higher"},     # ours
+    "first_response_sla_share": {"target": 0.90, "direction": "higher"},  # ours
 }
 FIELDS = {"target", "direction", "tolerance", "min_n", "strict"}
 
@@ -48,20 +49,23 @@ def validate_target(kpi: str, spec) -> dict:
     if kpi not in KPI_KEYS:
         raise ValueError(f"targets: unknown KPI {kpi!r}")
     if not isinstance(spec, dict):
-        raise ValueError(f"targets.{kpi}: must be a table like {{target = 600, direction = \"lower\"}}")
+        raise ValueError(f'targets.{kpi}: must be a table like {{target = 600, direction = "lower"}}')
     extra = set(spec) - FIELDS
     if extra:
         raise ValueError(f"targets.{kpi}: unknown fields {', '.join(sorted(extra))}")
-    if "target" in spec and spec["target"] is not None and (
-            isinstance(spec["target"], bool) or not isinstance(spec["target"], (int, float))):
+    if (
+        "target" in spec
+        and spec["target"] is not None
+        and (isinstance(spec["target"], bool) or not isinstance(spec["target"], (int, float)))
+    ):
         raise ValueError(f"targets.{kpi}.target must be a number")
     if "direction" in spec and spec["direction"] not in ("higher", "lower"):
         raise ValueError(f"targets.{kpi}.direction must be 'higher' or 'lower'")
-    if "tolerance" in spec and (isinstance(spec["tolerance"], bool) or
-                                not isinstance(spec["tolerance"], (int, float)) or spec["tolerance"] < 0):
+    if "tolerance" in spec and (
+        isinstance(spec["tolerance"], bool) or not isinstance(spec["tolerance"], (int, float)) or spec["tolerance"] < 0
+    ):
         raise ValueError(f"targets.{kpi}.tolerance must be a number >= 0 (relative, 0.1 = 10 %)")
-    if "min_n" in spec and (isinstance(spec["min_n"], bool) or not isinstance(spec["min_n"], int)
-                            or spec["min_n"] < 0):
+    if "min_n" in spec and (isinstance(spec["min_n"], bool) or not isinstance(spec["min_n"], int) or spec["min_n"] < 0):
         raise ValueError(f"targets.{kpi}.min_n must be a whole number >= 0")
     return dict(spec)
 
@@ -81,8 +85,9 @@ def validate_stored(value) -> dict:
     return value
 
 
-def resolve(config: dict | None, stored: dict | None = None, departments: list | None = None,
-            agent: str | None = None) -> dict:
+def resolve(
+    config: dict | None, stored: dict | None = None, departments: list | None = None, agent: str | None = None
+) -> dict:
     """Effective targets: config (or seed defaults) < portal < departments root->leaf < agent.
 
     ``departments`` is the chain of department ids from the root down to the one in question.
@@ -98,9 +103,9 @@ def resolve(config: dict | None, stored: dict | None = None, departments: list |
     if agent is not None:
         layers.append(_table(_table(stored.get("agents")).get(str(agent))))
     out: dict = {}
-    for kpi, spec in base.items():      # the config file's targets: an error there is the operator's to fix
+    for kpi, spec in base.items():  # the config file's targets: an error there is the operator's to fix
         out[kpi] = {**out.get(kpi, {}), **validate_target(kpi, spec)}
-    for layer in layers:                # stored by the app: a damaged entry is skipped, never a failed report
+    for layer in layers:  # stored by the app: a damaged entry is skipped, never a failed report
         for kpi, spec in layer.items():
             try:
                 out[kpi] = {**out.get(kpi, {}), **validate_target(kpi, spec)}
@@ -150,6 +155,7 @@ def status(value, n: int, spec: dict | None) -> str:
 def set_targets(db, portal: str, value: dict) -> dict:
     """Validate and store a portal's per-portal/department/agent targets (settings key ``targets``)."""
     from ..store import set_setting
+
     clean = validate_stored(value)
     set_setting(db, portal, TARGETS_SETTING, clean)
     return clean

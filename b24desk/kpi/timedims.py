@@ -13,6 +13,7 @@ starts; months by whole months), and of a weekday or hour bucket that weekday or
 previous period. Per-day figures of a bucket use its own days (a week's days inside the period,
 the number of Mondays in it, ...).
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
@@ -78,7 +79,7 @@ def spans(dim: str, start: int, end: int, tz) -> list[tuple]:
             while d < last:
                 counts[d.isoweekday()] += 1
                 d += timedelta(days=1)
-        else:                                      # a partial day: share the seconds out evenly
+        else:  # a partial day: share the seconds out evenly
             for k in counts:
                 counts[k] = whole / 7
         return [(k, start, end, counts[k]) for k in range(1, 8)]

@@ -11,6 +11,7 @@ crash can neither lose an alert nor send it twice. Notifications use ``im.notify
 ``TAG`` ``b24desk:alert:<level>:<subject>:<kpi>``: the green note replaces the red alert in the
 head's list (DOCS api-reference/chats/notifications/im-notify-system-add.md).
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,8 +24,8 @@ from ..kpi.filters import Filters, matcher
 from ..kpi.periods import Period
 from ..kpi.report import build_report
 from . import data as dg
-from . import sentlog
 from . import render as R
+from . import sentlog
 from . import states as A
 from .context import WEBHOOK_CLIENT_ID, Context, alert_recipients, held, link, make_context
 from .delivery import Outcome
@@ -34,8 +35,14 @@ TICKETS_SHOWN = 5
 
 
 def _item(key: str, entry: dict, direction: str | None) -> dict:
-    return {"key": key, "value": entry.get("value"), "previous": entry.get("previous"),
-            "target": entry.get("target"), "status": entry.get("status") or "grey", "direction": direction}
+    return {
+        "key": key,
+        "value": entry.get("value"),
+        "previous": entry.get("previous"),
+        "target": entry.get("target"),
+        "status": entry.get("status") or "grey",
+        "direction": direction,
+    }
 
 
 def window(now: int, days: int, tz) -> Period:
@@ -74,8 +81,10 @@ def observe(ctx: Context, period: Period) -> dict:
 
 
 def load_states(db, portal: str) -> dict:
-    return {(r["level"], r["subject"], r["kpi"]): A.State(r["status"], bool(r["alerted"]), r["episode"] or 0)
-            for r in db.query("select * from alert_state where portal = ?", [portal])}
+    return {
+        (r["level"], r["subject"], r["kpi"]): A.State(r["status"], bool(r["alerted"]), r["episode"] or 0)
+        for r in db.query("select * from alert_state where portal = ?", [portal])
+    }
 
 
 def recipients(ctx: Context, level: str, subject: str) -> list[str]:
@@ -99,7 +108,7 @@ def tickets_behind(ctx: Context, item: dict, level: str, subject: str, period: P
     the slowest for a duration, the failing ones for a share or a count, the furthest off for a
     plain number."""
     replay = ctx.cache.get("replay")
-    if replay is None or replay.period != period:           # one load and replay per run, sliced below
+    if replay is None or replay.period != period:  # one load and replay per run, sliced below
         replay = ctx.cache["replay"] = Replay(ctx.db, ctx.portal, period.start, period.end, env=ctx.env)
     filters = {"department": subject} if level == "department" else {"agent": subject} if level == "agent" else None
     keep = matcher(Filters.of(filters), ctx.env.tree)
@@ -119,8 +128,10 @@ def tickets_behind(ctx: Context, item: dict, level: str, subject: str, period: P
     domain = (inst or {}).get("domain")
     out = []
     for r in bad:
-        t = ctx.db.execute("select title, url from tickets where portal = ? and source = ? and source_id = ?",
-                           [ctx.portal, r["source"], r["source_id"]]).fetchone()
+        t = ctx.db.execute(
+            "select title, url from tickets where portal = ? and source = ? and source_id = ?",
+            [ctx.portal, r["source"], r["source_id"]],
+        ).fetchone()
         title, url = (t[0], t[1]) if t else (None, None)
         if url and url.startswith("/") and domain:
             url = f"https://{domain}{url}"
@@ -129,8 +140,16 @@ def tickets_behind(ctx: Context, item: dict, level: str, subject: str, period: P
     return out
 
 
-def run_alerts(db, portal: str, *, reader, writer, config: dict | None = None, now: int | None = None,
-               deliverer_opts: dict | None = None) -> list[Outcome]:
+def run_alerts(
+    db,
+    portal: str,
+    *,
+    reader,
+    writer,
+    config: dict | None = None,
+    now: int | None = None,
+    deliverer_opts: dict | None = None,
+) -> list[Outcome]:
     ctx = make_context(db, portal, config=config, reader=reader, writer=writer, deliverer_opts=deliverer_opts)
     settings = ctx.settings.get("alerts") or {}
     if not settings.get("enabled", True):
@@ -148,22 +167,43 @@ def run_alerts(db, portal: str, *, reader, writer, config: dict | None = None, n
             _, item, name = observed[act.subject]
             tickets = tickets_behind(ctx, item, level, subject, period) if act.kind == A.RED else []
             for uid in recipients(ctx, level, subject):
-                key = sentlog.Key(portal, REPORT, f"{level}:{subject}:{kpi}#{act.episode}", "notify",
-                                  f"user:{uid}:{act.kind}")
-                url = link(ctx, {"kind": "alert", "period": period.label,
-                                 "scope": {"id": subject if level == "department" else None}}, key)
-                payload = {"USER_ID": int(uid), "TAG": f"b24desk:alert:{level}:{subject}:{kpi}",
-                           "MESSAGE": R.alert_text(act.kind, item, level=level, name=name, lang=ctx.lang, days=days,
-                                                   to_iso=period.iso(period.end), tickets=tickets, dashboard=url)}
+                key = sentlog.Key(
+                    portal, REPORT, f"{level}:{subject}:{kpi}#{act.episode}", "notify", f"user:{uid}:{act.kind}"
+                )
+                url = link(
+                    ctx,
+                    {
+                        "kind": "alert",
+                        "period": period.label,
+                        "scope": {"id": subject if level == "department" else None},
+                    },
+                    key,
+                )
+                payload = {
+                    "USER_ID": int(uid),
+                    "TAG": f"b24desk:alert:{level}:{subject}:{kpi}",
+                    "MESSAGE": R.alert_text(
+                        act.kind,
+                        item,
+                        level=level,
+                        name=name,
+                        lang=ctx.lang,
+                        days=days,
+                        to_iso=period.iso(period.end),
+                        tickets=tickets,
+                        dashboard=url,
+                    ),
+                }
                 if ctx.is_webhook:
                     payload["CLIENT_ID"] = WEBHOOK_CLIENT_ID
                 planned.append((key, "im.notify.system.add", payload))
-        with db.conn:                      # the new states and the notifications they cause: one commit
+        with db.conn:  # the new states and the notifications they cause: one commit
             for (level, subject, kpi), st in new_states.items():
-                db.execute("insert or replace into alert_state (portal, level, subject, kpi, status, alerted,"
-                           " episode, value, updated_at) values (?,?,?,?,?,?,?,?,?)",
-                           [portal, level, subject, kpi, st.status, int(st.alerted), st.episode,
-                            None, time.time()])
+                db.execute(
+                    "insert or replace into alert_state (portal, level, subject, kpi, status, alerted,"
+                    " episode, value, updated_at) values (?,?,?,?,?,?,?,?,?)",
+                    [portal, level, subject, kpi, st.status, int(st.alerted), st.episode, None, time.time()],
+                )
             for key, method, payload in planned:
                 sentlog.begin(db, key, method, payload, commit=False)
         return ctx.deliverer.resume(portal, report=REPORT)

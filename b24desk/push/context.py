@@ -2,14 +2,14 @@
 deliverer) and the links and recipients derived from them. Digests (``digests.py``) and alerts
 (``alerts.py``) both build on it and on nothing of each other.
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
-from .. import bbcode
+from .. import bbcode, leases
 from .. import config as b24config
-from .. import leases
 from ..client import B24Client, B24Error
 from ..installations import get_installation
 from ..kpi.report import ReportEnv
@@ -21,7 +21,7 @@ from .delivery import Deliverer, Outcome
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_CLIENT_ID = "b24desk"      # im.notify.system.add: a webhook passes CLIENT_ID with TAG
+WEBHOOK_CLIENT_ID = "b24desk"  # im.notify.system.add: a webhook passes CLIENT_ID with TAG
 APP_ID_SETTING = "app_id"
 
 
@@ -31,8 +31,17 @@ class PushError(RuntimeError):
 
 # --- clients ----------------------------------------------------------------------------------------
 
-def open_clients(db_path: str, portal: str, *, webhook: str | None = None, client_id: str | None = None,
-                 client_secret: str | None = None, oauth_url: str | None = None, **opts) -> tuple:
+
+def open_clients(
+    db_path: str,
+    portal: str,
+    *,
+    webhook: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    oauth_url: str | None = None,
+    **opts,
+) -> tuple:
     """(reader, writer) for ``portal``: the installed app's tokens, else the inbound ``webhook``.
     The writer has ``max_retries=0``: the Deliverer decides what may be sent again."""
     if webhook:
@@ -40,19 +49,25 @@ def open_clients(db_path: str, portal: str, *, webhook: str | None = None, clien
     client_id = client_id or b24config.env("B24DESK_CLIENT_ID")
     client_secret = client_secret or b24config.env("B24DESK_CLIENT_SECRET")
     oauth_url = oauth_url or b24config.env("B24DESK_OAUTH_URL")
-    return (B24Client.from_installation(db_path, portal, client_id, client_secret, oauth_url, **opts),
-            B24Client.from_installation(db_path, portal, client_id, client_secret, oauth_url, **opts,
-                                        max_retries=0))
+    return (
+        B24Client.from_installation(db_path, portal, client_id, client_secret, oauth_url, **opts),
+        B24Client.from_installation(db_path, portal, client_id, client_secret, oauth_url, **opts, max_retries=0),
+    )
 
 
 def held(db, portal: str):
     """One push of a portal at a time (the lease ``push:<member_id>``, ``b24desk/leases.py``):
     another thread of this process is waited for up to 300 s, another process not at all."""
-    return leases.hold(db, f"push:{portal}", local_wait=300, busy=lambda who: PushError(
-        f"another push of {portal} is running ({who or 'in this process'})"))
+    return leases.hold(
+        db,
+        f"push:{portal}",
+        local_wait=300,
+        busy=lambda who: PushError(f"another push of {portal} is running ({who or 'in this process'})"),
+    )
 
 
 # --- context of a run -----------------------------------------------------------------------------------
+
 
 @dataclass
 class Context:
@@ -67,7 +82,7 @@ class Context:
     deliverer: Deliverer | None = None
     dashboard_base: str | None = None
     outcomes: list = field(default_factory=list)
-    cache: dict = field(default_factory=dict)          # per-run memo (the alerts' drill-down replay)
+    cache: dict = field(default_factory=dict)  # per-run memo (the alerts' drill-down replay)
 
     @property
     def is_webhook(self) -> bool:
@@ -84,8 +99,9 @@ class Context:
         return out
 
 
-def make_context(db, portal: str, *, config: dict | None, reader=None, writer=None, dry_run=False,
-                 deliverer_opts: dict | None = None) -> Context:
+def make_context(
+    db, portal: str, *, config: dict | None, reader=None, writer=None, dry_run=False, deliverer_opts: dict | None = None
+) -> Context:
     env = ReportEnv(db, portal, config)
     settings = dg.push_settings(db, portal)
     inst = get_installation(db, portal) if "installations" in db.table_names() else None
@@ -122,6 +138,7 @@ def dashboard_base(ctx: Context, inst: dict | None) -> str | None:
 def _scheme(inst: dict, domain: str) -> str:
     """Portals are https; a loopback portal (the demo's double) speaks its endpoint's scheme."""
     from urllib.parse import urlsplit
+
     ep = urlsplit((inst or {}).get("client_endpoint") or "")
     host = domain.rsplit(":", 1)[0]
     if host in ("127.0.0.1", "localhost", "::1") and ep.scheme in ("http", "https"):
@@ -134,20 +151,29 @@ def trusted_hosts(ctx: Context, inst: dict | None) -> set[str]:
     the webhook's host) and this app's public URL."""
     if inst is None and "installations" in ctx.db.table_names():
         inst = get_installation(ctx.db, ctx.portal)
-    hosts = {bbcode.host_of((inst or {}).get("domain")), bbcode.host_of((inst or {}).get("client_endpoint")),
-             bbcode.host_of(getattr(ctx.writer, "_base", "") or ""),
-             bbcode.host_of(b24config.env("B24DESK_PUBLIC_URL", "") or "")}
+    hosts = {
+        bbcode.host_of((inst or {}).get("domain")),
+        bbcode.host_of((inst or {}).get("client_endpoint")),
+        bbcode.host_of(getattr(ctx.writer, "_base", "") or ""),
+        bbcode.host_of(b24config.env("B24DESK_PUBLIC_URL", "") or ""),
+    }
     return {h for h in hosts if h}
 
 
 def link(ctx: Context, digest: dict, key: sentlog.Key) -> str | None:
     if not ctx.dashboard_base:
         return None
-    return R.with_params(ctx.dashboard_base, report=digest["kind"], period=digest["period"],
-                         department=digest["scope"]["id"], ref=key.marker)
+    return R.with_params(
+        ctx.dashboard_base,
+        report=digest["kind"],
+        period=digest["period"],
+        department=digest["scope"]["id"],
+        ref=key.marker,
+    )
 
 
 # --- recipients -----------------------------------------------------------------------------------------
+
 
 def alert_recipients(ctx: Context) -> list[str]:
     """Who hears a portal-wide alert, or one whose subject has no head: the admin's alert
@@ -166,5 +192,5 @@ def portal_recipients(ctx: Context) -> list[str]:
     hook = getattr(ctx.writer, "_base", "") or ""
     parts = hook.rstrip("/").split("/")
     if ctx.is_webhook and len(parts) >= 2 and parts[-2].isdigit():
-        return [parts[-2]]                     # the webhook's own user
+        return [parts[-2]]  # the webhook's own user
     return []

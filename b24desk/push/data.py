@@ -9,17 +9,19 @@ Also here, because pushes and the admin settings share them: period labels (``20
 ``2026-W41``, ``2026-10``, in the portal's time zone; shared/spec/interfaces.md), when each kind
 is due, and the ``push`` setting (schedules, channels, recipients) with its validation.
 """
+
 from __future__ import annotations
 
 import copy
 import re
-from datetime import date, datetime, time as dtime, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 
+from .. import saved_reports
 from ..kpi.engine import DURATION_KPIS
 from ..kpi.periods import Period
 from ..kpi.report import ReportEnv, build_report
 from ..kpi.targets import comparable
-from .. import saved_reports
 from ..store import get_setting
 
 KINDS = ("daily", "weekly", "monthly")
@@ -36,6 +38,7 @@ _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
 # --- periods ---------------------------------------------------------------------------------------
+
 
 def _midnight(d: date, tz) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=tz).timestamp())
@@ -56,8 +59,7 @@ def parse_period(kind: str, text: str, tz) -> Period:
     if kind not in KINDS:
         raise ValueError(f"unknown report {kind!r} (one of {', '.join(KINDS)})")
     s = str(text or "").strip()
-    want = {"daily": "YYYY-MM-DD", "weekly": "YYYY-Www (an ISO week, e.g. 2026-W41)",
-            "monthly": "YYYY-MM"}[kind]
+    want = {"daily": "YYYY-MM-DD", "weekly": "YYYY-Www (an ISO week, e.g. 2026-W41)", "monthly": "YYYY-MM"}[kind]
     pattern = {"daily": _DAY, "weekly": _WEEK, "monthly": _MONTH}[kind]
     m = pattern.match(s)
     if not m:
@@ -102,21 +104,26 @@ def due_at(kind: str, period: Period, schedule: dict) -> int:
 
 DEFAULT_PUSH = {
     "enabled": True,
-    "lang": None,                        # None: the installation's language, else ru
+    "lang": None,  # None: the installation's language, else ru
     "reports": {
         "daily": {"enabled": False, "time": "09:00"},
         "weekly": {"enabled": True, "weekday": 1, "time": "09:00"},
         "monthly": {"enabled": True, "day": 1, "time": "09:00"},
     },
-    "channels": ["notify"],              # what scheduled runs send; `flask push --channel` picks one
-    "departments": "all",                # per-department digests: "all" (every department with a head) or ids
-    "portal_recipients": [],             # who gets the portal-wide notification; [] = the installing admin
-    "chat": {"dialog_id": None, "title": None},   # a chosen chat ("chat12"), else one the app creates
-    "feed": {"portal": False},           # department posts go to DR<id>; True also posts the portal digest to all
-    "dashboard_url": None,               # link target; default: the portal's app page
-    "alerts": {"enabled": True, "window_days": 7, "levels": ["portal", "department", "agent"], "kpis": None,
-               "every_minutes": 15,        # checked after a sync, at most this often
-               "recipients": []},          # portal-wide alerts, and those with no head; [] = portal_recipients
+    "channels": ["notify"],  # what scheduled runs send; `flask push --channel` picks one
+    "departments": "all",  # per-department digests: "all" (every department with a head) or ids
+    "portal_recipients": [],  # who gets the portal-wide notification; [] = the installing admin
+    "chat": {"dialog_id": None, "title": None},  # a chosen chat ("chat12"), else one the app creates
+    "feed": {"portal": False},  # department posts go to DR<id>; True also posts the portal digest to all
+    "dashboard_url": None,  # link target; default: the portal's app page
+    "alerts": {
+        "enabled": True,
+        "window_days": 7,
+        "levels": ["portal", "department", "agent"],
+        "kpis": None,
+        "every_minutes": 15,  # checked after a sync, at most this often
+        "recipients": [],
+    },  # portal-wide alerts, and those with no head; [] = portal_recipients
 }
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -149,7 +156,7 @@ def validate_push(value) -> dict:
         raise ValueError(f"push.channels: a list of {', '.join(CHANNELS)}")
     deps = value.get("departments")
     if deps is not None and deps != "all" and not (isinstance(deps, list) and all(str(d).isdigit() for d in deps)):
-        raise ValueError("push.departments: \"all\" or a list of department ids")
+        raise ValueError('push.departments: "all" or a list of department ids')
     recips = value.get("portal_recipients")
     if recips is not None and not (isinstance(recips, list) and all(str(u).isdigit() for u in recips)):
         raise ValueError("push.portal_recipients: a list of user ids")
@@ -179,13 +186,19 @@ def push_settings(db, portal: str) -> dict:
 
 # --- recipients ------------------------------------------------------------------------------------------
 
+
 def departments(db, portal: str) -> dict:
     """id -> {name, parent, head} from the synced directory."""
     if "departments" not in db.table_names():
         return {}
-    return {str(r["id"]): {"name": r["name"] or str(r["id"]), "parent": r["parent"] or None,
-                           "head": str(r["head"]) if r["head"] not in (None, "", "0") else None}
-            for r in db.query("select id, name, parent, head from departments where portal = ?", [portal])}
+    return {
+        str(r["id"]): {
+            "name": r["name"] or str(r["id"]),
+            "parent": r["parent"] or None,
+            "head": str(r["head"]) if r["head"] not in (None, "", "0") else None,
+        }
+        for r in db.query("select id, name, parent, head from departments where portal = ?", [portal])
+    }
 
 
 def head_of(deps: dict, dep: str | None) -> str | None:
@@ -208,12 +221,14 @@ def digest_departments(db, portal: str, settings: dict) -> list[str]:
     deps = departments(db, portal)
     chosen = settings.get("departments", "all")
     if chosen == "all":
-        return sorted((d for d, v in deps.items() if v["head"] and v["parent"] not in (None, "", "0")),
-                      key=lambda d: (len(d), d))
+        return sorted(
+            (d for d, v in deps.items() if v["head"] and v["parent"] not in (None, "", "0")), key=lambda d: (len(d), d)
+        )
     return [str(d) for d in chosen if str(d) in deps]
 
 
 # --- the digest -------------------------------------------------------------------------------------------
+
 
 def miss(entry: dict, direction: str | None) -> float | None:
     """How far a KPI is from its target, relative to the target (0 = on target, 0.5 = 50 % off)."""
@@ -225,9 +240,17 @@ def miss(entry: dict, direction: str | None) -> float | None:
 
 
 def _item(key: str, entry: dict, direction: str | None) -> dict:
-    return {"key": key, "value": entry.get("value"), "previous": entry.get("previous"),
-            "delta": entry.get("delta"), "target": entry.get("target"), "status": entry.get("status") or "grey",
-            "n": entry.get("n"), "direction": direction, "duration": key in DURATION_KPIS}
+    return {
+        "key": key,
+        "value": entry.get("value"),
+        "previous": entry.get("previous"),
+        "delta": entry.get("delta"),
+        "target": entry.get("target"),
+        "status": entry.get("status") or "grey",
+        "n": entry.get("n"),
+        "direction": direction,
+        "duration": key in DURATION_KPIS,
+    }
 
 
 def scorecard(report: dict, directions: dict) -> list[dict]:
@@ -257,28 +280,47 @@ def worst_agents(report: dict, n: int = WORST_N) -> list[dict]:
     return out[:n]
 
 
-def build_digest(env: ReportEnv, kind: str, period: Period, *, department: str | None = None,
-                 dept_info: dict | None = None) -> dict:
+def build_digest(
+    env: ReportEnv, kind: str, period: Period, *, department: str | None = None, dept_info: dict | None = None
+) -> dict:
     """The digest of ``period`` for the portal, or for ``department`` (with its sub-departments).
 
     ``report`` is exactly what ``flask kpi --group-by agent`` gives for the same period and scope,
     so the XLSX attached to a push holds the same numbers as the command line."""
     filters = {"department": department} if department else None
-    report = build_report(env.db, env.portal, period.start, period.end, filters=filters,
-                          group_by="agent", env=env)
+    report = build_report(env.db, env.portal, period.start, period.end, filters=filters, group_by="agent", env=env)
     targets = env.targets_for(department=department)
     directions = {k: v.get("direction") for k, v in targets.items()}
     card = scorecard(report, directions)
-    scope = {"level": "department", "id": department, "name": (dept_info or {}).get("name") or department,
-             "head": (dept_info or {}).get("head")} if department else {"level": "portal", "id": None,
-                                                                      "name": None, "head": None}
+    scope = (
+        {
+            "level": "department",
+            "id": department,
+            "name": (dept_info or {}).get("name") or department,
+            "head": (dept_info or {}).get("head"),
+        }
+        if department
+        else {"level": "portal", "id": None, "name": None, "head": None}
+    )
     # saved reports an admin or head added to this kind of digest ride with the portal's digest
     saved = [] if department else saved_reports.digest_sections(env, kind, period)
-    out = {"kind": kind, "period": period.label, "from": period.iso(period.start), "to": period.iso(period.end),
-           "previous": report.get("previous"), "timezone": env.tz_name, "scope": scope, "report": report,
-           "scorecard": card, "worst": worst(card), "worst_agents": worst_agents(report), "saved": saved}
-    if kind == "monthly":       # the load forecast's warning, when it passes the norm (b24desk.capacity)
+    out = {
+        "kind": kind,
+        "period": period.label,
+        "from": period.iso(period.start),
+        "to": period.iso(period.end),
+        "previous": report.get("previous"),
+        "timezone": env.tz_name,
+        "scope": scope,
+        "report": report,
+        "scorecard": card,
+        "worst": worst(card),
+        "worst_agents": worst_agents(report),
+        "saved": saved,
+    }
+    if kind == "monthly":  # the load forecast's warning, when it passes the norm (b24desk.capacity)
         from ..capacity.digest import capacity_note
+
         out["capacity"] = capacity_note(env, period.end) if department is None else None
     return out
 
@@ -286,6 +328,7 @@ def build_digest(env: ReportEnv, kind: str, period: Period, *, department: str |
 def is_empty(d: dict) -> bool:
     """Nothing happened in the scope in either period: no digest is worth sending."""
     k = d["report"].get("kpis") or {}
-    vals = [(k.get(x) or {}).get(f) for x in ("tickets_total", "resolved_count", "backlog")
-            for f in ("value", "previous")]
+    vals = [
+        (k.get(x) or {}).get(f) for x in ("tickets_total", "resolved_count", "backlog") for f in ("value", "previous")
+    ]
     return not any(v for v in vals if isinstance(v, (int, float)))

@@ -28,6 +28,7 @@
 The caller passes two clients: ``reader`` (the client's own retries, for reads and look-ups) and
 ``writer`` built with ``max_retries=0``, so no write is ever retried blind by the transport.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,7 @@ FIND_PAGES = 10
 @dataclass
 class Outcome:
     key: sentlog.Key
-    state: str                  # sent | adopted | already | failed | pending | dry-run
+    state: str  # sent | adopted | already | failed | pending | dry-run
     method: str = ""
     payload: dict | None = None
     result: Any = None
@@ -74,8 +75,17 @@ def rate_limited(exc: B24Error) -> bool:
 
 
 class Deliverer:
-    def __init__(self, db, reader, writer=None, *, retries: int = 6, backoff: float = 2.0,
-                 backoff_cap: float = 60.0, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        db,
+        reader,
+        writer=None,
+        *,
+        retries: int = 6,
+        backoff: float = 2.0,
+        backoff_cap: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.db, self.reader, self.writer = db, reader, writer or reader
         self.retries, self.backoff, self.backoff_cap, self.sleep = retries, backoff, backoff_cap, sleep
 
@@ -142,8 +152,9 @@ class Deliverer:
             row = sentlog.begin(db, key, method, payload)
         method, payload = row["method"], row["payload"]
         if sentlog.gave_up(row):
-            return Outcome(key, "failed", method, payload, error=f"gave up after {row['attempts']} attempts: "
-                                                                f"{row['error']}")
+            return Outcome(
+                key, "failed", method, payload, error=f"gave up after {row['attempts']} attempts: {row['error']}"
+            )
         unsure = row["state"] == sentlog.PENDING and (row["attempts"] or 0) > 0
         idempotent = key.channel == "notify"
         for n in range(self.retries + 1):
@@ -164,7 +175,7 @@ class Deliverer:
                 result = self.writer.call(method, payload)
             except B24Error as exc:
                 if exc.code.upper() in NAME_TAKEN:
-                    unsure = True            # the name is ours: a lost answer of an earlier upload
+                    unsure = True  # the name is ours: a lost answer of an earlier upload
                     continue
                 if refused(exc):
                     if rate_limited(exc) and n < self.retries:

@@ -21,6 +21,7 @@ Each delivery goes through ``delivery.Deliverer`` (exactly once; see there). Als
 ``after_sync`` -- what the server's scheduler calls after each
 reconcile sync (due digests in the portal's time zone, alerts, unfinished deliveries).
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,14 +38,23 @@ from ..store import get_setting, open_db, set_setting
 from . import data as dg
 from . import render as R
 from . import sentlog
-from .context import (WEBHOOK_CLIENT_ID, Context, PushError, held, link, make_context,  # noqa: F401
-                      open_clients, portal_recipients, trusted_hosts)
+from .context import (
+    WEBHOOK_CLIENT_ID,
+    Context,
+    PushError,
+    held,
+    link,
+    make_context,  # noqa: F401
+    open_clients,
+    portal_recipients,
+    trusted_hosts,
+)
 from .delivery import Deliverer, Outcome
 
 log = logging.getLogger(__name__)
 
 CHANNEL_ORDER = ("disk", "notify", "chat", "feed")
-CHAT_ENTITY = "B24DESK"            # im.chat.add ENTITY_TYPE of the chat the app creates
+CHAT_ENTITY = "B24DESK"  # im.chat.add ENTITY_TYPE of the chat the app creates
 ALERTS_CHECKED_SETTING = "alerts_checked_at"
 
 
@@ -58,6 +68,7 @@ def scope_target(d: dict) -> str:
 
 
 # --- channels -----------------------------------------------------------------------------------------
+
 
 def xlsx_name(d: dict) -> str:
     scope = "portal" if d["scope"]["level"] == "portal" else f"dept{d['scope']['id']}"
@@ -79,19 +90,23 @@ def push_disk(ctx: Context, digests: list[dict], key_of) -> dict:
     except B24Error as exc:
         hint = " (the disk channel needs the installed app, not a webhook)" if ctx.is_webhook else ""
         for d in digests:
-            ctx.outcomes.append(Outcome(key_of(d, "disk", scope_target(d)), "failed", "disk.storage.getForApp",
-                                        error=f"{exc}{hint}"))
+            ctx.outcomes.append(
+                Outcome(key_of(d, "disk", scope_target(d)), "failed", "disk.storage.getForApp", error=f"{exc}{hint}")
+            )
         return links
     for d in digests:
         key = key_of(d, "disk", scope_target(d))
         name = xlsx_name(d)
         data = render(d["report"], "xlsx")
-        payload = {"id": folder, "data": {"NAME": name},
-                   "fileContent": [name, base64.b64encode(data).decode("ascii")], "generateUniqueName": False}
+        payload = {
+            "id": folder,
+            "data": {"NAME": name},
+            "fileContent": [name, base64.b64encode(data).decode("ascii")],
+            "generateUniqueName": False,
+        }
         out = ctx.send(key, "disk.folder.uploadfile", payload)
         res = out.result if isinstance(out.result, dict) else {}
-        links[scope_target(d)] = bbcode.url(res.get("DETAIL_URL") or res.get("DOWNLOAD_URL"),
-                                            trusted_hosts(ctx, None))
+        links[scope_target(d)] = bbcode.url(res.get("DETAIL_URL") or res.get("DOWNLOAD_URL"), trusted_hosts(ctx, None))
     return links
 
 
@@ -102,10 +117,12 @@ def push_notify(ctx: Context, digests: list[dict], key_of, links: dict) -> None:
             key = key_of(d, "notify", f"{scope_target(d)}>user:{uid}")
             url = link(ctx, d, key)
             xlsx = links.get(scope_target(d))
-            payload = {"USER_ID": int(uid),
-                       "MESSAGE": _with_marker(R.digest_text(d, ctx.lang, dashboard=url, xlsx=xlsx), key, url),
-                       "ATTACH": R.digest_attach(d, ctx.lang, dashboard=url, xlsx=xlsx),
-                       "TAG": f"b24desk:{d['kind']}:{scope_target(d)}"}
+            payload = {
+                "USER_ID": int(uid),
+                "MESSAGE": _with_marker(R.digest_text(d, ctx.lang, dashboard=url, xlsx=xlsx), key, url),
+                "ATTACH": R.digest_attach(d, ctx.lang, dashboard=url, xlsx=xlsx),
+                "TAG": f"b24desk:{d['kind']}:{scope_target(d)}",
+            }
             if ctx.is_webhook:
                 payload["CLIENT_ID"] = WEBHOOK_CLIENT_ID
             ctx.send(key, "im.notify.system.add", payload)
@@ -125,12 +142,13 @@ def chat_dialog(ctx: Context, digests: list[dict]) -> str:
     users = set(portal_recipients(ctx)) | {d["scope"]["head"] for d in digests if d["scope"]["head"]}
     title = bbcode.text((ctx.settings.get("chat") or {}).get("title") or R.tr("service_desk", ctx.lang), 100)
     try:
-        cid = ctx.writer.call("im.chat.add", {"TYPE": "CHAT", "TITLE": title, "USERS": sorted(users, key=int),
-                                              "COLOR": "AZURE", **entity})
+        cid = ctx.writer.call(
+            "im.chat.add", {"TYPE": "CHAT", "TITLE": title, "USERS": sorted(users, key=int), "COLOR": "AZURE", **entity}
+        )
     except B24Error as exc:
         if exc.status is not None and 400 <= exc.status < 500:
             raise
-        found = ctx.reader.call("im.chat.get", entity)      # the answer was lost: did it get made?
+        found = ctx.reader.call("im.chat.get", entity)  # the answer was lost: did it get made?
         if not (found and found.get("ID")):
             raise
         cid = found["ID"]
@@ -149,9 +167,12 @@ def push_chat(ctx: Context, digests: list[dict], key_of, links: dict) -> None:
         key = key_of(d, "chat", f"portal>{dialog}")
         url = link(ctx, d, key)
         xlsx = links.get(scope_target(d))
-        payload = {"DIALOG_ID": dialog,
-                   "MESSAGE": _with_marker(R.digest_text(d, ctx.lang, dashboard=url, xlsx=xlsx), key, url),
-                   "ATTACH": R.digest_attach(d, ctx.lang, dashboard=url, xlsx=xlsx), "URL_PREVIEW": "N"}
+        payload = {
+            "DIALOG_ID": dialog,
+            "MESSAGE": _with_marker(R.digest_text(d, ctx.lang, dashboard=url, xlsx=xlsx), key, url),
+            "ATTACH": R.digest_attach(d, ctx.lang, dashboard=url, xlsx=xlsx),
+            "URL_PREVIEW": "N",
+        }
         ctx.send(key, "im.message.add", payload)
 
 
@@ -166,13 +187,16 @@ def push_feed(ctx: Context, digests: list[dict], key_of, links: dict) -> None:
         key = key_of(d, "feed", f"{scope_target(d)}>{dest[0]}")
         url = link(ctx, d, key)
         xlsx = links.get(scope_target(d))
-        payload = {"POST_TITLE": R.title(d, ctx.lang),
-                   "POST_MESSAGE": _with_marker(R.feed_message(d, ctx.lang, dashboard=url, xlsx=xlsx), key, url),
-                   "DEST": dest}
+        payload = {
+            "POST_TITLE": R.title(d, ctx.lang),
+            "POST_MESSAGE": _with_marker(R.feed_message(d, ctx.lang, dashboard=url, xlsx=xlsx), key, url),
+            "DEST": dest,
+        }
         ctx.send(key, "log.blogpost.add", payload)
 
 
 # --- a run ----------------------------------------------------------------------------------------------
+
 
 def digests_for(ctx: Context, kind: str, period: Period) -> list[dict]:
     """The portal digest and each department's that has anything to say."""
@@ -185,8 +209,19 @@ def digests_for(ctx: Context, kind: str, period: Period) -> list[dict]:
     return out
 
 
-def run_push(db, portal: str, kind: str, period, *, reader=None, writer=None, config: dict | None = None,
-             channels=None, dry_run: bool = False, deliverer_opts: dict | None = None) -> list[Outcome]:
+def run_push(
+    db,
+    portal: str,
+    kind: str,
+    period,
+    *,
+    reader=None,
+    writer=None,
+    config: dict | None = None,
+    channels=None,
+    dry_run: bool = False,
+    deliverer_opts: dict | None = None,
+) -> list[Outcome]:
     """Push the ``kind`` digest of ``period`` (a Period or its label) on ``channels`` (default: the
     portal's setting). Returns one Outcome per delivery; sent ones are never sent again."""
     if kind not in dg.KINDS:
@@ -197,8 +232,9 @@ def run_push(db, portal: str, kind: str, period, *, reader=None, writer=None, co
         raise PushError(f"unknown channel {bad[0]!r} (one of {', '.join(dg.CHANNELS)})")
     if not dry_run and (reader is None or writer is None):
         raise PushError("no Bitrix24 client: give --webhook or install the app")
-    ctx = make_context(db, portal, config=config, reader=reader, writer=writer, dry_run=dry_run,
-                       deliverer_opts=deliverer_opts)
+    ctx = make_context(
+        db, portal, config=config, reader=reader, writer=writer, dry_run=dry_run, deliverer_opts=deliverer_opts
+    )
     if not isinstance(period, Period):
         try:
             period = dg.parse_period(kind, period, ctx.env.tz)
@@ -227,8 +263,9 @@ def run_push(db, portal: str, kind: str, period, *, reader=None, writer=None, co
         # a delivery finished by the resume shows as what happened to it now, not as "already"
         now_done = {o.key: o for o in resumed}
         planned = {o.key for o in ctx.outcomes}
-        return ([o for o in resumed if o.key not in planned]
-                + [now_done.get(o.key, o) if o.state == "already" else o for o in ctx.outcomes])
+        return [o for o in resumed if o.key not in planned] + [
+            now_done.get(o.key, o) if o.state == "already" else o for o in ctx.outcomes
+        ]
 
     if dry_run:
         return work()
@@ -237,6 +274,7 @@ def run_push(db, portal: str, kind: str, period, *, reader=None, writer=None, co
 
 
 # --- the scheduler's entry point ------------------------------------------------------------------------
+
 
 def due_reports(settings: dict, now: int, tz) -> list[tuple[str, Period]]:
     """The (kind, period) pairs whose time has come: the latest complete period of each enabled kind."""
@@ -251,12 +289,20 @@ def due_reports(settings: dict, now: int, tz) -> list[tuple[str, Period]]:
     return out
 
 
-def after_sync(db_path: str, portal: str, *, config: dict | None = None, now: int | None = None,
-               clients: tuple | None = None, deliverer_opts: dict | None = None) -> list[Outcome]:
+def after_sync(
+    db_path: str,
+    portal: str,
+    *,
+    config: dict | None = None,
+    now: int | None = None,
+    clients: tuple | None = None,
+    deliverer_opts: dict | None = None,
+) -> list[Outcome]:
     """What the server's scheduler runs after each reconcile sync of ``portal``: deliveries left
     unsure by earlier runs, the digests that are due (in the portal's time zone) and not yet
     complete, then the KPI alerts. Safe to call as often as wanted: the sent-log makes repeats free."""
     from .alerts import run_alerts
+
     config = b24config.load_config() if config is None else config
     db = open_db(db_path)
     try:
@@ -274,14 +320,25 @@ def after_sync(db_path: str, portal: str, *, config: dict | None = None, now: in
             done = sentlog.get(db, sentlog.Key(portal, kind, period.label, "run", ",".join(channels)))
             if done and done["state"] == sentlog.SENT:
                 continue
-            outcomes += run_push(db, portal, kind, period, reader=reader, writer=writer, config=config,
-                                 channels=channels, deliverer_opts=deliverer_opts)
+            outcomes += run_push(
+                db,
+                portal,
+                kind,
+                period,
+                reader=reader,
+                writer=writer,
+                config=config,
+                channels=channels,
+                deliverer_opts=deliverer_opts,
+            )
         alerts = settings.get("alerts") or {}
         last = get_setting(db, portal, ALERTS_CHECKED_SETTING)
-        if alerts.get("enabled", True) and (last is None or now - last >= 60 * int(alerts.get("every_minutes", 15))
-                                            or now < last):
-            outcomes += run_alerts(db, portal, reader=reader, writer=writer, config=config, now=now,
-                                   deliverer_opts=deliverer_opts)
+        if alerts.get("enabled", True) and (
+            last is None or now - last >= 60 * int(alerts.get("every_minutes", 15)) or now < last
+        ):
+            outcomes += run_alerts(
+                db, portal, reader=reader, writer=writer, config=config, now=now, deliverer_opts=deliverer_opts
+            )
             set_setting(db, portal, ALERTS_CHECKED_SETTING, now)
         return outcomes
     finally:
@@ -290,11 +347,14 @@ def after_sync(db_path: str, portal: str, *, config: dict | None = None, now: in
 
 # --- describing outcomes (``flask push``, the demo) ------------------------------------------------------
 
+
 def describe(o: Outcome) -> str:
-    what = {"im.notify.system.add": lambda p: f"user {p.get('USER_ID')}",
-            "im.message.add": lambda p: f"dialog {p.get('DIALOG_ID')}",
-            "log.blogpost.add": lambda p: f"DEST {','.join(p.get('DEST') or [])}",
-            "disk.folder.uploadfile": lambda p: f"file {(p.get('data') or {}).get('NAME')}"}
+    what = {
+        "im.notify.system.add": lambda p: f"user {p.get('USER_ID')}",
+        "im.message.add": lambda p: f"dialog {p.get('DIALOG_ID')}",
+        "log.blogpost.add": lambda p: f"DEST {','.join(p.get('DEST') or [])}",
+        "disk.folder.uploadfile": lambda p: f"file {(p.get('data') or {}).get('NAME')}",
+    }
     target = what.get(o.method, lambda p: o.key.target)(o.payload or {})
     res = o.result.get("ID") if isinstance(o.result, dict) else o.result
     tail = f" -> {res}" if res not in (None, "") and o.state != "dry-run" else ""

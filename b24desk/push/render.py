@@ -11,9 +11,10 @@ minutes/hours for durations, a decimal comma in Russian); labels are the dashboa
   (api-reference/chats/messages/attachments/index.md, block-collections/*.md), kept well under
   the 30 KB an ``ATTACH`` may weigh (im-notify-system-add.md).
 """
+
 from __future__ import annotations
 
-from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import bbcode
 from ..text.i18n import kpi_label
@@ -65,6 +66,7 @@ def _day(iso: str | None, lang: str) -> str:
 def _span(digest: dict, lang: str) -> str:
     """``05.10.2026–11.10.2026``: the last day shown is the day before ``to``."""
     from datetime import date, timedelta
+
     start = digest["from"][:10]
     last = (date.fromisoformat(digest["to"][:10]) - timedelta(days=1)).isoformat()
     return _day(start, lang) if start == last else f"{_day(start, lang)}–{_day(last, lang)}"
@@ -78,8 +80,9 @@ def scope_name(digest: dict, lang: str) -> str:
 def title(digest: dict, lang: str) -> str:
     kind = tr(digest["kind"], lang)
     kind = kind.lower() if lang == "ru" else kind
-    return (f"{tr('service_desk', lang)}: {kind} · {scope_name(digest, lang)} · {digest['period']} "
-            f"({_span(digest, lang)})")
+    return (
+        f"{tr('service_desk', lang)}: {kind} · {scope_name(digest, lang)} · {digest['period']} ({_span(digest, lang)})"
+    )
 
 
 def with_params(url: str, **params) -> str:
@@ -131,7 +134,7 @@ def saved_lines(digest: dict, lang: str) -> list[str]:
             d = fmt_delta(e["key"], delta(e["key"], e), lang)
             text = f"{kpi_label(e['key'], lang)}: {fmt_value(e['key'], e['value'], lang)}"
             parts.append(text + (f" ({d})" if d else ""))
-        name = bbcode.text(sec["name"])         # a report's name is user input: never BB-code
+        name = bbcode.text(sec["name"])  # a report's name is user input: never BB-code
         out.append(f"[B]{tr('saved', lang, name=name)}[/B]: " + " · ".join(parts))
     return out
 
@@ -183,9 +186,15 @@ def digest_attach(digest: dict, lang: str, *, dashboard: str | None = None, xlsx
         d = _delta(item, lang)
         if d:
             value += f" · {d}"
-        rows.append({"NAME": f"{ICON.get(item['status'], ICON['grey'])} {kpi_label(item['key'], lang)}",
-                     "VALUE": value, "DISPLAY": "ROW", "WIDTH": 250,
-                     "COLOR": COLOR.get(item["status"], COLOR["grey"])})
+        rows.append(
+            {
+                "NAME": f"{ICON.get(item['status'], ICON['grey'])} {kpi_label(item['key'], lang)}",
+                "VALUE": value,
+                "DISPLAY": "ROW",
+                "WIDTH": 250,
+                "COLOR": COLOR.get(item["status"], COLOR["grey"]),
+            }
+        )
     blocks = [{"GRID": rows}]
     if dashboard or xlsx:
         blocks.append({"DELIMITER": {"SIZE": 200, "COLOR": "#c8c8c8"}})
@@ -194,16 +203,23 @@ def digest_attach(digest: dict, lang: str, *, dashboard: str | None = None, xlsx
     if xlsx:
         blocks.append({"LINK": {"NAME": tr("xlsx", lang), "LINK": xlsx}})
     red = any(i["status"] == "red" for i in digest["scorecard"])
-    return {"ID": 1, "COLOR_TOKEN": "alert" if red else "primary", "COLOR": COLOR["red" if red else "green"],
-            "BLOCKS": blocks}
+    return {
+        "ID": 1,
+        "COLOR_TOKEN": "alert" if red else "primary",
+        "COLOR": COLOR["red" if red else "green"],
+        "BLOCKS": blocks,
+    }
 
 
 def feed_message(digest: dict, lang: str, *, dashboard: str | None = None, xlsx: str | None = None) -> str:
     """A Live Feed post: the whole scorecard as lines (posts take no ATTACH)."""
     dashboard, xlsx = _u(dashboard), _u(xlsx)
     lines = [_headline(digest, lang), ""]
-    lines += [line(i, lang) for i in digest["scorecard"] if i["key"] not in
-              ("tickets_total", "resolved_count", "backlog", "overdue_count")]
+    lines += [
+        line(i, lang)
+        for i in digest["scorecard"]
+        if i["key"] not in ("tickets_total", "resolved_count", "backlog", "overdue_count")
+    ]
     if digest.get("worst_agents"):
         names = ", ".join(f"{bbcode.text(a['name'])} ({len(a['red'])})" for a in digest["worst_agents"])
         lines += ["", f"{tr('red_agents', lang)}: {names}"]
@@ -219,22 +235,39 @@ def feed_message(digest: dict, lang: str, *, dashboard: str | None = None, xlsx:
 
 # --- alerts ------------------------------------------------------------------------------------
 
+
 def alert_scope(level: str, name: str | None, lang: str) -> str:
     if level == "portal":
         return tr("whole_portal", lang)
     return tr("department" if level == "department" else "agent", lang, name=bbcode.text(name) if name else "?")
 
 
-def alert_text(kind: str, item: dict, *, level: str, name: str | None, lang: str, days: int, to_iso: str,
-               tickets: list[dict] | None = None, dashboard: str | None = None) -> str:
+def alert_text(
+    kind: str,
+    item: dict,
+    *,
+    level: str,
+    name: str | None,
+    lang: str,
+    days: int,
+    to_iso: str,
+    tickets: list[dict] | None = None,
+    dashboard: str | None = None,
+) -> str:
     """One alert: which KPI, for whom, its value and target, and the tickets behind it."""
     dashboard = _u(dashboard)
-    head = tr("alert_red" if kind == "red" else "alert_green", lang, kpi=kpi_label(item["key"], lang),
-              scope=alert_scope(level, name, lang))
-    lines = [f"{ICON['red' if kind == 'red' else 'green']} [B]{head}[/B]",
-             f"{tr('value', lang).capitalize()}: [B]{_value(item, lang)}[/B]"
-             + (f" — {tr('target', lang)} {_target(item, lang)}" if item.get("target") is not None else "")
-             + f" ({tr('window', lang, days=days, to=_day(to_iso, lang))})"]
+    head = tr(
+        "alert_red" if kind == "red" else "alert_green",
+        lang,
+        kpi=kpi_label(item["key"], lang),
+        scope=alert_scope(level, name, lang),
+    )
+    lines = [
+        f"{ICON['red' if kind == 'red' else 'green']} [B]{head}[/B]",
+        f"{tr('value', lang).capitalize()}: [B]{_value(item, lang)}[/B]"
+        + (f" — {tr('target', lang)} {_target(item, lang)}" if item.get("target") is not None else "")
+        + f" ({tr('window', lang, days=days, to=_day(to_iso, lang))})",
+    ]
     if kind == "red" and tickets:
         lines.append(f"{tr('tickets_behind', lang)}:")
         for t in tickets:

@@ -15,6 +15,7 @@ payload. A ``sent`` row is never sent again; a ``failed`` row (the portal refuse
 nothing arrived) is retried by the next run -- always after a rate limit (503
 ``QUERY_LIMIT_EXCEEDED``, 429), and up to ``MAX_ATTEMPTS`` calls after any other refusal.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +46,7 @@ class Key:
     target: str
 
     def where(self) -> tuple[str, list]:
-        return " and ".join(f"{c} = ?" for c in _PK), [self.portal, self.report, self.period,
-                                                        self.channel, self.target]
+        return " and ".join(f"{c} = ?" for c in _PK), [self.portal, self.report, self.period, self.channel, self.target]
 
     @property
     def marker(self) -> str:
@@ -78,10 +78,23 @@ def begin(db: Database, key: Key, method: str, payload: dict, *, commit: bool = 
     ``commit=False`` leaves the commit to the caller, who writes the intent in the same
     transaction as what caused it (the alert state that changed: an outbox)."""
     now = time.time()
-    sql = ("insert or ignore into push_log (portal, report, period, channel, target, state, marker,"
-           " method, payload, attempts, created_at, updated_at) values (?,?,?,?,?,?,?,?,?,0,?,?)")
-    args = [key.portal, key.report, key.period, key.channel, key.target, PENDING, key.marker,
-            method, json.dumps(payload, ensure_ascii=False), now, now]
+    sql = (
+        "insert or ignore into push_log (portal, report, period, channel, target, state, marker,"
+        " method, payload, attempts, created_at, updated_at) values (?,?,?,?,?,?,?,?,?,0,?,?)"
+    )
+    args = [
+        key.portal,
+        key.report,
+        key.period,
+        key.channel,
+        key.target,
+        PENDING,
+        key.marker,
+        method,
+        json.dumps(payload, ensure_ascii=False),
+        now,
+        now,
+    ]
     if commit:
         with db.conn:
             db.execute(sql, args)
@@ -94,44 +107,55 @@ def attempt(db: Database, key: Key) -> None:
     """Count one call about to be made; the row goes (back) to ``pending`` until it is marked."""
     where, args = key.where()
     with db.conn:
-        db.execute(f"update push_log set state = ?, attempts = coalesce(attempts, 0) + 1, updated_at = ?"
-                   f" where {where}", [PENDING, time.time(), *args])
+        db.execute(
+            f"update push_log set state = ?, attempts = coalesce(attempts, 0) + 1, updated_at = ? where {where}",
+            [PENDING, time.time(), *args],
+        )
 
 
 def mark_sent(db: Database, key: Key, result) -> None:
     where, args = key.where()
     now = time.time()
     with db.conn:
-        db.execute(f"update push_log set state = ?, result = ?, error = null, updated_at = ?, sent_at = ?"
-                   f" where {where}", [SENT, json.dumps(result, ensure_ascii=False, default=str), now, now, *args])
+        db.execute(
+            f"update push_log set state = ?, result = ?, error = null, updated_at = ?, sent_at = ? where {where}",
+            [SENT, json.dumps(result, ensure_ascii=False, default=str), now, now, *args],
+        )
 
 
 def mark_failed(db: Database, key: Key, error: str) -> None:
     """The portal refused the call (nothing arrived): a later run may retry it."""
     where, args = key.where()
     with db.conn:
-        db.execute(f"update push_log set state = ?, error = ?, updated_at = ? where {where}",
-                   [FAILED, str(error)[:2000], time.time(), *args])
+        db.execute(
+            f"update push_log set state = ?, error = ?, updated_at = ? where {where}",
+            [FAILED, str(error)[:2000], time.time(), *args],
+        )
 
 
 def note_error(db: Database, key: Key, error: str) -> None:
     """An ambiguous failure (the call may or may not have arrived): stays ``pending``."""
     where, args = key.where()
     with db.conn:
-        db.execute(f"update push_log set error = ?, updated_at = ? where {where}",
-                   [str(error)[:2000], time.time(), *args])
+        db.execute(
+            f"update push_log set error = ?, updated_at = ? where {where}", [str(error)[:2000], time.time(), *args]
+        )
 
 
 def gave_up(row: dict) -> bool:
     """A ``failed`` row refused for good: ``MAX_ATTEMPTS`` calls, the last one not a rate limit."""
-    return (row["state"] == FAILED and (row.get("attempts") or 0) >= MAX_ATTEMPTS
-            and not any(code in (row.get("error") or "") for code in TRANSIENT))
+    return (
+        row["state"] == FAILED
+        and (row.get("attempts") or 0) >= MAX_ATTEMPTS
+        and not any(code in (row.get("error") or "") for code in TRANSIENT)
+    )
 
 
 def unfinished(db: Database, portal: str | None = None) -> list[dict]:
     """``pending`` rows and ``failed`` rows not given up on, oldest first."""
-    sql = ("select * from push_log where state in (?, ?)" + (" and portal = ?" if portal else "")
-           + " order by created_at")
+    sql = (
+        "select * from push_log where state in (?, ?)" + (" and portal = ?" if portal else "") + " order by created_at"
+    )
     rows = [_decode(r) for r in db.query(sql, [PENDING, FAILED] + ([portal] if portal else []))]
     return [r for r in rows if not gave_up(r)]
 

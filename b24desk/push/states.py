@@ -19,6 +19,7 @@ digest already shows it, so it is recorded as known-red (episode 0) without a no
 enabling alerts would send one notification per red KPI of every agent at once). Such a subject
 turns green silently (no alert was sent to answer); its next red spell alerts as usual.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -29,9 +30,9 @@ LEVELS = ("portal", "department", "agent")
 
 @dataclass(frozen=True)
 class State:
-    status: str | None = None    # last known (non-grey) status
-    alerted: bool = False        # a red alert went out and no green note since
-    episode: int = 0             # red alerts sent so far for this subject
+    status: str | None = None  # last known (non-grey) status
+    alerted: bool = False  # a red alert went out and no green note since
+    episode: int = 0  # red alerts sent so far for this subject
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Action:
 def step(prev: State | None, status: str | None, baseline: bool = False) -> tuple[State, str | None]:
     """The next state after observing ``status``, and ``"red"``/``"green"``/None to notify."""
     if baseline and prev is None and status == RED:
-        return State(RED, True, 0), None                 # known red, not announced
+        return State(RED, True, 0), None  # known red, not announced
     prev = prev or State()
     if status == RED:
         if prev.alerted:
@@ -59,7 +60,7 @@ def step(prev: State | None, status: str | None, baseline: bool = False) -> tupl
         return replace(prev, status=GREEN), None
     if status == YELLOW:
         return replace(prev, status=YELLOW), None
-    return prev, None                                  # grey / unknown: keep everything
+    return prev, None  # grey / unknown: keep everything
 
 
 def evaluate(states: dict, observed: dict, baseline: bool = False) -> tuple[dict, list[Action]]:

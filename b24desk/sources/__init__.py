@@ -7,6 +7,7 @@ new source (open lines, ...) needs no edit here.
     src = get_source("deals:category=3", config)      # config: the loaded b24desk.toml
     for page in src.full(client, ctx): ...
 """
+
 from __future__ import annotations
 
 import importlib
@@ -22,6 +23,7 @@ def register(kind: str):
     def deco(factory):
         _REGISTRY[kind] = factory
         return factory
+
     return deco
 
 
@@ -62,5 +64,16 @@ def get_source(text: str, config: dict | None = None) -> Source:
     return factory(sel, mapping_for(sel, config))
 
 
-__all__ = ["Mapping", "Page", "Selector", "SelectorError", "Source", "SyncContext", "get_source",
-           "mapping_for", "configured_selectors", "parse_selector", "register"]
+__all__ = [
+    "Mapping",
+    "Page",
+    "Selector",
+    "SelectorError",
+    "Source",
+    "SyncContext",
+    "get_source",
+    "mapping_for",
+    "configured_selectors",
+    "parse_selector",
+    "register",
+]

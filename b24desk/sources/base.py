@@ -4,6 +4,7 @@ A source turns one selector (``tasks:group=7``, ``deals:category=3``, ``crm:1038
 pages of :class:`~b24desk.model.Bundle`. The orchestrator (``b24desk.sync``) writes each page in one
 transaction and owns the cursors; a source never writes to the store itself.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,8 +14,7 @@ from typing import Any, Iterable, Iterator
 
 from ..model import Bundle, Event, snapshot_hash
 
-
-PAGE_TICKETS = 200      # tickets per committed page (a multiple of 50: full batches)
+PAGE_TICKETS = 200  # tickets per committed page (a multiple of 50: full batches)
 
 
 class SelectorError(ValueError):
@@ -25,8 +25,8 @@ class SelectorError(ValueError):
 class Selector:
     """A parsed source selector (shared/spec/interfaces.md, "Source selectors")."""
 
-    raw: str                      # canonical text, also the cursor key in the store
-    kind: str                     # registry key: "tasks", "crm", "openlines", ...
+    raw: str  # canonical text, also the cursor key in the store
+    kind: str  # registry key: "tasks", "crm", "openlines", ...
     entity_type_id: int | None = None
     params: tuple[tuple[str, str], ...] = ()
 
@@ -100,9 +100,16 @@ class Mapping:
     def from_config(cls, table: dict | None) -> "Mapping":
         t = dict(table or {})
         pv = {str(k): str(v).lower() for k, v in (t.get("priority_values") or {}).items()}
-        return cls(priority=t.get("priority"), priority_values=pv, rating=t.get("rating"),
-                   nps=t.get("nps"), ces=t.get("ces"), deadline=t.get("deadline"), type=t.get("type"),
-                   escalation_stages=tuple(str(x) for x in (t.get("escalation_stages") or ())))
+        return cls(
+            priority=t.get("priority"),
+            priority_values=pv,
+            rating=t.get("rating"),
+            nps=t.get("nps"),
+            ces=t.get("ces"),
+            deadline=t.get("deadline"),
+            type=t.get("type"),
+            escalation_stages=tuple(str(x) for x in (t.get("escalation_stages") or ())),
+        )
 
 
 def _norm_key(name: str) -> str:
@@ -161,9 +168,9 @@ class SyncContext:
     """What a source may read while it builds bundles: the portal, config, and stored state."""
 
     portal: str
-    db: Any = None                          # sqlite_utils.Database (read-only use by sources)
+    db: Any = None  # sqlite_utils.Database (read-only use by sources)
     config: dict = field(default_factory=dict)
-    portal_now: int | None = None           # portal clock when the incremental listing began (server.time)
+    portal_now: int | None = None  # portal clock when the incremental listing began (server.time)
     # ids whose details need no re-read when their row equals the stored snapshot (an event named
     # them, but a duplicate or an already-synced change leaves the row as stored): ``fetch_ids`` of
     # tasks and CRM then reads only the row, 50 to a batch, and lists them in ``Page.unchanged``
@@ -177,15 +184,20 @@ class SyncContext:
         if self.db is None:
             return None
         from ..store import get_ticket
+
         return get_ticket(self.db, self.portal, source, source_id)
 
     def previous_snapshot_hash(self, source: str, source_id: str) -> str | None:
         """Hash of the snapshot saved with the latest sync of this ticket (None if never seen)."""
         if self.db is None:
             return None
-        rows = list(self.db.query(
-            "select hash from snapshots where portal = ? and source = ? and source_id = ?"
-            " order by observed_at desc, rowid desc limit 1", [self.portal, source, str(source_id)]))
+        rows = list(
+            self.db.query(
+                "select hash from snapshots where portal = ? and source = ? and source_id = ?"
+                " order by observed_at desc, rowid desc limit 1",
+                [self.portal, source, str(source_id)],
+            )
+        )
         return rows[0]["hash"] if rows else None
 
     def split_unchanged(self, source: str, rows: list[dict]) -> tuple[list[dict], list[str]]:
@@ -205,11 +217,13 @@ class SyncContext:
         if self.db is None:
             return default
         from ..store import get_setting
+
         return get_setting(self.db, self.portal, key, default)
 
     def set_setting(self, key: str, value) -> None:
         if self.db is not None:
             from ..store import set_setting
+
             with self.db.atomic():
                 set_setting(self.db, self.portal, key, value)
 
@@ -219,14 +233,14 @@ class Page:
     """One unit of work: bundles to commit together, and the resume key they complete."""
 
     bundles: list[Bundle]
-    last_id: str | None = None      # highest source id listed so far (full sync resumes after it)
-    unchanged: list[str] = field(default_factory=list)   # ids seen, row as stored (nothing to write)
+    last_id: str | None = None  # highest source id listed so far (full sync resumes after it)
+    unchanged: list[str] = field(default_factory=list)  # ids seen, row as stored (nothing to write)
 
 
 class Source:
     """Base of every adapter. Subclasses set ``source`` and implement the three readers."""
 
-    source: str = ""                # Ticket.source, e.g. "task", "crm:2"
+    source: str = ""  # Ticket.source, e.g. "task", "crm:2"
 
     def __init__(self, selector: Selector, mapping: Mapping | None = None):
         self.selector = selector
@@ -291,13 +305,19 @@ class KeysetSource(Source):
     def list_ids(self, client, lo: int | None = None, hi: int | None = None) -> set[str]:
         params = {**self._base(), "filter": self._range_filter(lo, hi), "select": [self.id_field]}
         rows = client.list_all(self.list_method, params, id_field=self.id_field, items_key=self.items_key)
-        return {str(r.get(self.id_field, r.get(self.id_field.lower(), r.get(self.id_field.upper()))))
-                for r in rows}
+        return {str(r.get(self.id_field, r.get(self.id_field.lower(), r.get(self.id_field.upper())))) for r in rows}
 
     def count(self, client) -> int | None:
-        body = client.call_raw(self.list_method, {**self._base(), "filter": self._filter(),
-                                                  "select": [self.id_field],
-                                                  "order": {self.id_field: "ASC"}, "start": 0})
+        body = client.call_raw(
+            self.list_method,
+            {
+                **self._base(),
+                "filter": self._filter(),
+                "select": [self.id_field],
+                "order": {self.id_field: "ASC"},
+                "start": 0,
+            },
+        )
         try:
             return int(body.get("total"))
         except (TypeError, ValueError):
@@ -316,10 +336,21 @@ class KeysetSource(Source):
         lows = [ids[i] for i in range(0, len(ids), per)]
         lows[0] = None
         ranges = [(lows[i], lows[i + 1] if i + 1 < len(lows) else None) for i in range(len(lows))]
-        cmds = {f"r{i}": (self.list_method, compact({**self._base(), "filter": self._range_filter(lo, hi),
-                                                     "select": [self.id_field], "order": {self.id_field: "ASC"},
-                                                     "start": 0}))
-                for i, (lo, hi) in enumerate(ranges)}
+        cmds = {
+            f"r{i}": (
+                self.list_method,
+                compact(
+                    {
+                        **self._base(),
+                        "filter": self._range_filter(lo, hi),
+                        "select": [self.id_field],
+                        "order": {self.id_field: "ASC"},
+                        "start": 0,
+                    }
+                ),
+            )
+            for i, (lo, hi) in enumerate(ranges)
+        }
         res = client.batch(cmds)
         gone, missing = set(), set()
         for i, (lo, hi) in enumerate(ranges):
@@ -340,8 +371,9 @@ def compact(params: dict) -> dict:
     return {k: v for k, v in params.items() if not (v is None or (isinstance(v, (dict, list)) and not v))}
 
 
-def diff_events(prev: dict | None, ticket, snap_hash: str, at: int, actor: str | None,
-                fields: Iterable[str]) -> list[Event]:
+def diff_events(
+    prev: dict | None, ticket, snap_hash: str, at: int, actor: str | None, fields: Iterable[str]
+) -> list[Event]:
     """Events for what changed between the stored ticket and the new one (sources without history).
 
     Keyed by the new snapshot's hash, so re-reading the same state adds nothing; the first
@@ -352,8 +384,20 @@ def diff_events(prev: dict | None, ticket, snap_hash: str, at: int, actor: str |
     """
     if not prev:
         if "rating" in fields and getattr(ticket, "rating", None) is not None:
-            return [Event(ticket.portal, ticket.source, ticket.source_id, "rated:0", "rated", int(at), None,
-                          "rating", None, str(ticket.rating))]
+            return [
+                Event(
+                    ticket.portal,
+                    ticket.source,
+                    ticket.source_id,
+                    "rated:0",
+                    "rated",
+                    int(at),
+                    None,
+                    "rating",
+                    None,
+                    str(ticket.rating),
+                )
+            ]
         return []
     out = []
     h = snap_hash[:16]
@@ -364,14 +408,50 @@ def diff_events(prev: dict | None, ticket, snap_hash: str, at: int, actor: str |
         old = None if old is None else str(old)
         new = None if new is None else str(new)
         if f == "responsible_id":
-            out.append(Event(ticket.portal, ticket.source, ticket.source_id, f"d:{h}:resp", "assigned",
-                             int(at), actor, None, old, new))
+            out.append(
+                Event(
+                    ticket.portal,
+                    ticket.source,
+                    ticket.source_id,
+                    f"d:{h}:resp",
+                    "assigned",
+                    int(at),
+                    actor,
+                    None,
+                    old,
+                    new,
+                )
+            )
         elif f == "rating":
-            out.append(Event(ticket.portal, ticket.source, ticket.source_id, f"d:{h}:rating", "rated",
-                             int(at), actor, "rating", old, new))
+            out.append(
+                Event(
+                    ticket.portal,
+                    ticket.source,
+                    ticket.source_id,
+                    f"d:{h}:rating",
+                    "rated",
+                    int(at),
+                    actor,
+                    "rating",
+                    old,
+                    new,
+                )
+            )
         else:
-            out.append(Event(ticket.portal, ticket.source, ticket.source_id, f"d:{h}:{f}", "field_changed",
-                             int(at), actor, f, old, new))
+            out.append(
+                Event(
+                    ticket.portal,
+                    ticket.source,
+                    ticket.source_id,
+                    f"d:{h}:{f}",
+                    "field_changed",
+                    int(at),
+                    actor,
+                    f,
+                    old,
+                    new,
+                )
+            )
     return out
 
 

@@ -13,6 +13,7 @@ Incremental: one batch with ``>=updatedTime`` (field and stage changes), ``>=las
 (new activities/comments) and a ``start=0`` count of the selector (deletions), then details
 for the items whose row differs from the stored snapshot.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,9 +27,22 @@ from .fetch import call_each, pages_each, pages_mixed, rows_of
 
 log = logging.getLogger(__name__)
 
-ACTIVITY_SELECT = ["ID", "OWNER_ID", "OWNER_TYPE_ID", "TYPE_ID", "PROVIDER_ID", "PROVIDER_TYPE_ID",
-                   "DIRECTION", "COMPLETED", "STATUS", "CREATED", "START_TIME", "END_TIME",
-                   "AUTHOR_ID", "RESPONSIBLE_ID"]
+ACTIVITY_SELECT = [
+    "ID",
+    "OWNER_ID",
+    "OWNER_TYPE_ID",
+    "TYPE_ID",
+    "PROVIDER_ID",
+    "PROVIDER_TYPE_ID",
+    "DIRECTION",
+    "COMPLETED",
+    "STATUS",
+    "CREATED",
+    "START_TIME",
+    "END_TIME",
+    "AUTHOR_ID",
+    "RESPONSIBLE_ID",
+]
 
 
 @register("crm")
@@ -54,8 +68,14 @@ class CrmSource(KeysetSource):
 
     def _select(self) -> list[str]:
         sel = ["*"]
-        for f in (self.mapping.type, self.mapping.deadline, self.mapping.rating, self.mapping.nps,
-                  self.mapping.ces, self.mapping.priority):
+        for f in (
+            self.mapping.type,
+            self.mapping.deadline,
+            self.mapping.rating,
+            self.mapping.nps,
+            self.mapping.ces,
+            self.mapping.priority,
+        ):
             if f and f not in sel:
                 sel.append(f)
         return sel
@@ -83,7 +103,7 @@ class CrmSource(KeysetSource):
             res = client.call("crm.category.list", {"entityTypeId": self.entity})
             for c in rows_of(res, "categories", "crm.category.list"):
                 cats[str(c.get("id"))] = str(c.get("name") or c.get("id"))
-        except Exception as exc:                      # SPA without funnels, or no right to read them
+        except Exception as exc:  # SPA without funnels, or no right to read them
             log.warning("crm.category.list %s: %s", self.entity, exc)
         ids = sorted(cats) or ["0"]
         if self.category is not None and self.category not in ids:
@@ -94,15 +114,23 @@ class CrmSource(KeysetSource):
                 return "DEAL_STAGE" if cat == "0" else f"DEAL_STAGE_{cat}"
             return f"DYNAMIC_{self.entity}_STAGE_{cat}"
 
-        statuses = pages_each(client, "crm.status.list",
-                              [{"filter": {"ENTITY_ID": entity_id(c)}, "order": {"SORT": "ASC"}} for c in ids],
-                              what="funnel {i}")
+        statuses = pages_each(
+            client,
+            "crm.status.list",
+            [{"filter": {"ENTITY_ID": entity_id(c)}, "order": {"SORT": "ASC"}} for c in ids],
+            what="funnel {i}",
+        )
         self._stages = {}
         stage_names: dict[str, str] = {}
         for rows in statuses:
             self._stages.update(stage_semantics(rows))
-            stage_names.update({str(r["STATUS_ID"]): str(r.get("NAME") or r["STATUS_ID"])
-                                for r in rows or [] if r.get("STATUS_ID") is not None})
+            stage_names.update(
+                {
+                    str(r["STATUS_ID"]): str(r.get("NAME") or r["STATUS_ID"])
+                    for r in rows or []
+                    if r.get("STATUS_ID") is not None
+                }
+            )
         self._categories = cats
         stored = {"stages": self._stages, "categories": cats, "stage_names": stage_names}
         title = self._type_title(client)
@@ -119,13 +147,16 @@ class CrmSource(KeysetSource):
             for t in rows_of(res, "types"):
                 if str(t.get("entityTypeId")) == str(self.entity) and t.get("title"):
                     return str(t["title"])
-        except Exception as exc:                      # no right to read types: the page says "smart process"
+        except Exception as exc:  # no right to read types: the page says "smart process"
             log.warning("crm.type.list %s: %s", self.entity, exc)
         return None
 
     def _stages_known(self, items) -> bool:
-        return all(i.get("stageSemanticId") in ("P", "S", "F") or str(i.get("stageId")) in (self._stages or {})
-                   for i in items if i.get("stageId") is not None)
+        return all(
+            i.get("stageSemanticId") in ("P", "S", "F") or str(i.get("stageId")) in (self._stages or {})
+            for i in items
+            if i.get("stageId") is not None
+        )
 
     # -- the readers --
 
@@ -140,8 +171,7 @@ class CrmSource(KeysetSource):
     def incremental(self, client, ctx: SyncContext, since: int) -> Iterator[Page]:
         self._load_stages(client, ctx)
         changed = self._changed_rows(client, ctx, since)
-        fresh = [r for r in changed
-                 if ctx.previous_snapshot_hash(self.source, str(r["id"])) != snapshot_hash(r)]
+        fresh = [r for r in changed if ctx.previous_snapshot_hash(self.source, str(r["id"])) != snapshot_hash(r)]
         if fresh and not self._stages_known(fresh):
             self._load_stages(client, ctx, refresh=True)
         for part in chunks(fresh, PAGE_TICKETS):
@@ -151,9 +181,11 @@ class CrmSource(KeysetSource):
         self._load_stages(client, ctx)
         ids = sorted({str(i) for i in ids if str(i).isdigit()}, key=int)
         for part in chunks(ids, PAGE_TICKETS):
-            answers = call_each(client, "crm.item.list",
-                                [self._list_params({**self._filter(), "@id": [int(i) for i in sub]})
-                                 for sub in chunks(part, 50)])
+            answers = call_each(
+                client,
+                "crm.item.list",
+                [self._list_params({**self._filter(), "@id": [int(i) for i in sub]}) for sub in chunks(part, 50)],
+            )
             rows = []
             for a in answers:
                 if a.error is not None:
@@ -166,7 +198,7 @@ class CrmSource(KeysetSource):
                 yield Page(self.bundles(client, ctx, rows) if rows else [], unchanged=same)
 
     def count(self, client) -> int | None:
-        if self._total is not None:              # answered by the incremental listing batch
+        if self._total is not None:  # answered by the incremental listing batch
             total, self._total = self._total, None
             return total
         return super().count(client)
@@ -176,10 +208,14 @@ class CrmSource(KeysetSource):
         when = format_time(since)
         cmds = {
             "now": ("server.time", {}),
-            "updated": ("crm.item.list", {**self._list_params({**base, ">=updatedTime": when}),
-                                          "order": {"id": "ASC"}, "start": -1}),
-            "activity": ("crm.item.list", {**self._list_params({**base, ">=lastActivityTime": when}),
-                                           "order": {"id": "ASC"}, "start": -1}),
+            "updated": (
+                "crm.item.list",
+                {**self._list_params({**base, ">=updatedTime": when}), "order": {"id": "ASC"}, "start": -1},
+            ),
+            "activity": (
+                "crm.item.list",
+                {**self._list_params({**base, ">=lastActivityTime": when}), "order": {"id": "ASC"}, "start": -1},
+            ),
             "count": ("crm.item.list", {**self._list_params(base, ["id"]), "order": {"id": "ASC"}, "start": 0}),
         }
         res = client.batch(cmds)
@@ -197,9 +233,12 @@ class CrmSource(KeysetSource):
             for r in rows:
                 found[str(r["id"])] = r
             if len(rows) >= 50:
-                more = client.list_all("crm.item.list",
-                                       self._list_params({**base, f">={field}": when, ">id": int(rows[-1]["id"])}),
-                                       id_field="id", items_key="items")
+                more = client.list_all(
+                    "crm.item.list",
+                    self._list_params({**base, f">={field}": when, ">id": int(rows[-1]["id"])}),
+                    id_field="id",
+                    items_key="items",
+                )
                 for r in more:
                     found[str(r["id"])] = r
         return sorted(found.values(), key=lambda r: int(r["id"]))
@@ -209,26 +248,64 @@ class CrmSource(KeysetSource):
     def bundles(self, client, ctx: SyncContext, rows: list[dict]) -> list:
         ids = [int(r["id"]) for r in rows]
         reads = []
-        for i in ids:                    # the three detail lists of one item, packed together
-            reads.append(("crm.stagehistory.list", {"entityTypeId": self.entity, "filter": {"OWNER_ID": i},
-                                                    "order": {"ID": "ASC"}}, "items"))
-            reads.append(("crm.activity.list", {"filter": {"OWNER_TYPE_ID": self.entity, "OWNER_ID": i},
-                                                "order": {"ID": "ASC"}, "select": ACTIVITY_SELECT}, None))
-            reads.append(("crm.timeline.comment.list", {"filter": {"ENTITY_ID": i, "ENTITY_TYPE": self._timeline_type},
-                                                        "order": {"ID": "ASC"}}, None))
+        for i in ids:  # the three detail lists of one item, packed together
+            reads.append(
+                (
+                    "crm.stagehistory.list",
+                    {"entityTypeId": self.entity, "filter": {"OWNER_ID": i}, "order": {"ID": "ASC"}},
+                    "items",
+                )
+            )
+            reads.append(
+                (
+                    "crm.activity.list",
+                    {
+                        "filter": {"OWNER_TYPE_ID": self.entity, "OWNER_ID": i},
+                        "order": {"ID": "ASC"},
+                        "select": ACTIVITY_SELECT,
+                    },
+                    None,
+                )
+            )
+            reads.append(
+                (
+                    "crm.timeline.comment.list",
+                    {"filter": {"ENTITY_ID": i, "ENTITY_TYPE": self._timeline_type}, "order": {"ID": "ASC"}},
+                    None,
+                )
+            )
         got = pages_mixed(client, reads, what="item detail #{i}")
         history, activities, comments = got[0::3], got[1::3], got[2::3]
-        diff_fields = ["responsible_id"] + [f for f, on in (
-            ("type", self.mapping.type), ("rating", self.mapping.rating), ("deadline", self.mapping.deadline),
-            ("priority", self.mapping.priority)) if on]
+        diff_fields = ["responsible_id"] + [
+            f
+            for f, on in (
+                ("type", self.mapping.type),
+                ("rating", self.mapping.rating),
+                ("deadline", self.mapping.deadline),
+                ("priority", self.mapping.priority),
+            )
+            if on
+        ]
         out = []
         for row, h, a, c in zip(rows, history, activities, comments):
-            b = map_item(ctx.portal, self.entity, row, h, a, c, self.mapping, self._stages, self._categories,
-                         ctx.bot_users, self.selector.raw)
+            b = map_item(
+                ctx.portal,
+                self.entity,
+                row,
+                h,
+                a,
+                c,
+                self.mapping,
+                self._stages,
+                self._categories,
+                ctx.bot_users,
+                self.selector.raw,
+            )
             prev = ctx.previous(self.source, b.ticket.source_id)
             at = parse_time(row.get("updatedTime"), "updatedTime") or b.ticket.created_at
-            b.events.extend(diff_events(prev, b.ticket, snapshot_hash(b.snapshot), at,
-                                        as_id(row.get("updatedBy")), diff_fields))
+            b.events.extend(
+                diff_events(prev, b.ticket, snapshot_hash(b.snapshot), at, as_id(row.get("updatedBy")), diff_fields)
+            )
             out.append(b)
         return out
 

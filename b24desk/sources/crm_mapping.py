@@ -17,11 +17,31 @@ Pure functions over documented payloads only:
 CRM has no responsible-change history: transfers come from diffing stored snapshots
 (``b24desk.sources.base.diff_events``), which the source applies, not this module.
 """
+
 from __future__ import annotations
 
-from ..model import (ASSIGNED, CALL_OUT, COMMENT, CREATED, CUSTOMER_MESSAGE, ESCALATED, FIELD_CHANGED,
-                     OPEN, REJECTED, REJECTED_EV, REOPENED, REPLY, RESOLVED, RESOLVED_EV, STATUS, WORKED,
-                     Bundle, Event, Ticket, parse_time)
+from ..model import (
+    ASSIGNED,
+    CALL_OUT,
+    COMMENT,
+    CREATED,
+    CUSTOMER_MESSAGE,
+    ESCALATED,
+    FIELD_CHANGED,
+    OPEN,
+    REJECTED,
+    REJECTED_EV,
+    REOPENED,
+    REPLY,
+    RESOLVED,
+    RESOLVED_EV,
+    STATUS,
+    WORKED,
+    Bundle,
+    Event,
+    Ticket,
+    parse_time,
+)
 from .base import Mapping, as_id, as_int, dedupe_events, field_value, scalar
 
 STATE_OF = {"S": RESOLVED, "F": REJECTED}
@@ -58,19 +78,40 @@ def _item_id(item: dict) -> str:
     return str(item.get("id", item.get("ID")))
 
 
-def crm_events(portal: str, entity_type_id: int, item: dict, history, activities, comments,
-               mapping: Mapping, stages: dict | None, categories: dict | None,
-               bot_users: set[str]) -> list[Event]:
+def crm_events(
+    portal: str,
+    entity_type_id: int,
+    item: dict,
+    history,
+    activities,
+    comments,
+    mapping: Mapping,
+    stages: dict | None,
+    categories: dict | None,
+    bot_users: set[str],
+) -> list[Event]:
     source, iid = source_name(entity_type_id), _item_id(item)
     author = as_id(item.get("createdBy"))
     created_at = parse_time(item.get("createdTime"), "createdTime") or 0
 
     def ev(key, kind, at, actor=None, field=None, frm=None, to=None):
-        return Event(portal, source, iid, key, kind, int(at), actor, field,
-                     None if frm is None else str(frm), None if to is None else str(to))
+        return Event(
+            portal,
+            source,
+            iid,
+            key,
+            kind,
+            int(at),
+            actor,
+            field,
+            None if frm is None else str(frm),
+            None if to is None else str(to),
+        )
 
-    events = [ev("created", CREATED, created_at, author),
-              ev("assigned:0", ASSIGNED, created_at, author, None, None, as_id(item.get("assignedById")))]
+    events = [
+        ev("created", CREATED, created_at, author),
+        ev("assigned:0", ASSIGNED, created_at, author, None, None, as_id(item.get("assignedById"))),
+    ]
     escalation = set(mapping.escalation_stages)
     rows = sorted((h for h in (history or []) if isinstance(h, dict)), key=lambda h: as_int(h.get("ID")) or 0)
     prev_stage, prev_sem, prev_cat = None, None, None
@@ -82,7 +123,7 @@ def crm_events(portal: str, entity_type_id: int, item: dict, history, activities
         sem = semantics_of(stage, stages, h.get("STAGE_SEMANTIC_ID", h.get("STATUS_SEMANTIC_ID")))
         cat = scalar(h.get("CATEGORY_ID"))
         key = f"s:{h.get('ID')}"
-        if str(h.get("TYPE_ID")) == "1":          # creation: the first stage, not a change
+        if str(h.get("TYPE_ID")) == "1":  # creation: the first stage, not a change
             prev_stage, prev_sem, prev_cat = stage, sem, cat
             continue
         if str(h.get("TYPE_ID")) == "5" and cat is not None and str(cat) != str(prev_cat):
@@ -110,7 +151,7 @@ def crm_events(portal: str, entity_type_id: int, item: dict, history, activities
         if atype not in ("2", "4") and a.get("PROVIDER_ID") != "IMOPENLINES_SESSION":
             continue
         length = call_length(a)
-        if length is not None:          # tracked work, at the call's time like its other events
+        if length is not None:  # tracked work, at the call's time like its other events
             actor = as_id(a.get("RESPONSIBLE_ID")) or as_id(a.get("AUTHOR_ID"))
             events.append(ev(f"a:{aid}:w", WORKED, at, actor, None, None, length))
         if direction == "1":
@@ -136,16 +177,21 @@ def _reconcile_state(events, item, stages, ev) -> None:
     sem = semantics_of(item.get("stageId"), stages, item.get("stageSemanticId"))
     marks = sorted((e for e in events if e.kind in (RESOLVED_EV, REJECTED_EV, REOPENED)), key=lambda e: e.at)
     last = marks[-1].kind if marks else None
-    at = parse_time(item.get("movedTime"), "movedTime") or parse_time(item.get("updatedTime"), "updatedTime") \
-        or parse_time(item.get("createdTime"), "createdTime") or 0
+    at = (
+        parse_time(item.get("movedTime"), "movedTime")
+        or parse_time(item.get("updatedTime"), "updatedTime")
+        or parse_time(item.get("createdTime"), "createdTime")
+        or 0
+    )
     stage = scalar(item.get("stageId"))
     if sem == "S" and last != RESOLVED_EV:
         events.append(ev(f"x:resolved:{at}", RESOLVED_EV, at, as_id(item.get("movedBy")), None, None, stage))
     elif sem == "F" and last != REJECTED_EV:
         events.append(ev(f"x:rejected:{at}", REJECTED_EV, at, as_id(item.get("movedBy")), None, None, stage))
     elif sem == "P" and last in (RESOLVED_EV, REJECTED_EV):
-        events.append(ev(f"x:reopened:{at}", REOPENED, max(at, marks[-1].at), as_id(item.get("movedBy")),
-                         None, None, stage))
+        events.append(
+            ev(f"x:reopened:{at}", REOPENED, max(at, marks[-1].at), as_id(item.get("movedBy")), None, None, stage)
+        )
 
 
 def customer_of(item: dict) -> str | None:
@@ -176,14 +222,23 @@ def item_url(entity_type_id: int, iid: str) -> str:
     return f"/crm/type/{entity_type_id}/details/{iid}/"
 
 
-def map_item(portal: str, entity_type_id: int, item: dict, history, activities, comments,
-             mapping: Mapping | None = None, stages: dict | None = None, categories: dict | None = None,
-             bot_users: set[str] | None = None, selector: str | None = None) -> Bundle:
+def map_item(
+    portal: str,
+    entity_type_id: int,
+    item: dict,
+    history,
+    activities,
+    comments,
+    mapping: Mapping | None = None,
+    stages: dict | None = None,
+    categories: dict | None = None,
+    bot_users: set[str] | None = None,
+    selector: str | None = None,
+) -> Bundle:
     mapping = mapping or Mapping()
     bots = {"0"} | set(bot_users or ())
     iid = _item_id(item)
-    events = crm_events(portal, entity_type_id, item, history, activities, comments, mapping, stages,
-                        categories, bots)
+    events = crm_events(portal, entity_type_id, item, history, activities, comments, mapping, stages, categories, bots)
     sem = semantics_of(item.get("stageId"), stages, item.get("stageSemanticId"))
     state = STATE_OF.get(sem, OPEN)
     closes = [e.at for e in events if e.kind in (RESOLVED_EV, REJECTED_EV)]
@@ -199,19 +254,29 @@ def map_item(portal: str, entity_type_id: int, item: dict, history, activities, 
     if mapping.type:
         t = scalar(field_value(item, mapping.type))
     else:
-        t = scalar(item.get("categoryId"))         # the funnel id; its name is in ``categories``
+        t = scalar(item.get("categoryId"))  # the funnel id; its name is in ``categories``
     customer = customer_of(item)
     ticket = Ticket(
-        portal=portal, source=source_name(entity_type_id), source_id=iid, title=str(item.get("title") or ""),
-        type=None if t is None else str(t), priority=priority, priority_raw=raw,
-        author_id=as_id(item.get("createdBy")), customer=customer,
+        portal=portal,
+        source=source_name(entity_type_id),
+        source_id=iid,
+        title=str(item.get("title") or ""),
+        type=None if t is None else str(t),
+        priority=priority,
+        priority_raw=raw,
+        author_id=as_id(item.get("createdBy")),
+        customer=customer,
         responsible_id=as_id(item.get("assignedById")),
         created_at=parse_time(item.get("createdTime"), "createdTime") or 0,
         deadline=parse_time(scalar(field_value(item, mapping.deadline))) if mapping.deadline else None,
-        resolved_at=resolved_at, closed_at=closed_at, state=state,
+        resolved_at=resolved_at,
+        closed_at=closed_at,
+        state=state,
         rating=as_int(field_value(item, mapping.rating)) if mapping.rating else None,
         nps=as_int(field_value(item, mapping.nps)) if mapping.nps else None,
         ces=as_int(field_value(item, mapping.ces)) if mapping.ces else None,
-        handle_time=handle_time(activities), selector=selector, url=item_url(entity_type_id, iid),
+        handle_time=handle_time(activities),
+        selector=selector,
+        url=item_url(entity_type_id, iid),
     )
     return Bundle(ticket=ticket, events=events, snapshot=dict(item))

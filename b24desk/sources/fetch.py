@@ -6,13 +6,15 @@ one task is no longer readable, so ``call_each`` returns each command's own resu
 ``pages_each`` follows list methods past their fixed 50-row page (DOCS
 settings/how-to-call-rest-api/list-methods-pecularities.md) for the few tickets that need it.
 """
+
 from __future__ import annotations
 
 import logging
 
 from ..batching import Answer, call_each, call_mixed  # noqa: F401  (the adapters import them from here)
 from ..client import PAGE
-from ..errors import ShapeError, brief as _brief
+from ..errors import ShapeError
+from ..errors import brief as _brief
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +43,19 @@ def rows_of(result, items_key: str | None = None, method: str = "") -> list:
         elif items_key is None and sum(isinstance(v, list) for v in result.values()) == 1:
             rows = next(v for v in result.values() if isinstance(v, list))
         else:
-            raise ShapeError(method, f"expected a list{f' under {items_key!r}' if items_key else ''}, "
-                                     f"got {_brief(result)}")
+            raise ShapeError(
+                method, f"expected a list{f' under {items_key!r}' if items_key else ''}, got {_brief(result)}"
+            )
     else:
-        raise ShapeError(method, f"expected a list{f' under {items_key!r}' if items_key else ''}, "
-                                 f"got {_brief(result)}")
+        raise ShapeError(method, f"expected a list{f' under {items_key!r}' if items_key else ''}, got {_brief(result)}")
     if not all(isinstance(r, dict) for r in rows):
         raise ShapeError(method, f"expected rows as objects, got {_brief(rows)}")
     return rows
 
 
-def pages_each(client, method: str, params_list: list[dict], items_key: str | None = None,
-               what: str = "") -> list[list]:
+def pages_each(
+    client, method: str, params_list: list[dict], items_key: str | None = None, what: str = ""
+) -> list[list]:
     """All rows of a paged list method for each params (``start`` = 0, 50, ... as needed)."""
     return pages_mixed(client, [(method, p, items_key) for p in params_list], what)
 

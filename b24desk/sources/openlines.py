@@ -31,6 +31,7 @@ The methods are optional per portal: a plan without Open Channels reports answer
 ``TARIFF_RESTRICTION``; that, a missing scope or missing report access is recorded in the setting
 ``openlines.status`` and the source yields nothing instead of failing the sync.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,23 @@ from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
 from ..client import B24Error
-from ..model import (ASSIGNED, CREATED, CUSTOMER_MESSAGE, FIELD_CHANGED, OPEN, RATED, REJECTED,
-                     REJECTED_EV, REPLY, RESOLVED, RESOLVED_EV, Bundle, Event, Ticket, parse_time)
+from ..model import (
+    ASSIGNED,
+    CREATED,
+    CUSTOMER_MESSAGE,
+    FIELD_CHANGED,
+    OPEN,
+    RATED,
+    REJECTED,
+    REJECTED_EV,
+    REPLY,
+    RESOLVED,
+    RESOLVED_EV,
+    Bundle,
+    Event,
+    Ticket,
+    parse_time,
+)
 from . import register
 from .base import Mapping, Page, Selector, SelectorError, Source, SyncContext, as_id, as_int, chunks
 from .fetch import call_each, call_mixed
@@ -56,14 +72,14 @@ M_SESSION_STAT = "imopenlines.v2.Session.Stat.get"
 M_STAT = "imopenlines.v2.Stat.get"
 M_LINES = "imopenlines.config.list.get"
 
-LIMIT = 200                 # rows per page, the maximum (statistics/index.md)
-OFFSET_CAP = 10000          # an offset above this is OFFSET_TOO_LARGE (session-list, rating-list)
-MAX_SPAN = 365 * 86400      # a period may span at most 366 days; inclusive ends, so stay a day under
-RATING_SPAN = MAX_SPAN      # rating windows start as long as allowed and are halved when one overflows
-TRANSFER_IDS = 50           # Session.Transfer.list: at most 50 unique ids
-STAT_IDS = 100              # Session.Stat.get: at most 100 unique ids
-PAGE_SESSIONS = 1000        # sessions per Page handed to the orchestrator
-_GROWTH = (3, 12, 35)       # pages per batch after the first page (1 + 3 + 12 + 35 = 51 = offsets 0..10000)
+LIMIT = 200  # rows per page, the maximum (statistics/index.md)
+OFFSET_CAP = 10000  # an offset above this is OFFSET_TOO_LARGE (session-list, rating-list)
+MAX_SPAN = 365 * 86400  # a period may span at most 366 days; inclusive ends, so stay a day under
+RATING_SPAN = MAX_SPAN  # rating windows start as long as allowed and are halved when one overflows
+TRANSFER_IDS = 50  # Session.Transfer.list: at most 50 unique ids
+STAT_IDS = 100  # Session.Stat.get: at most 100 unique ids
+PAGE_SESSIONS = 1000  # sessions per Page handed to the orchestrator
+_GROWTH = (3, 12, 35)  # pages per batch after the first page (1 + 3 + 12 + 35 = 51 = offsets 0..10000)
 
 VOTE_RATING = {"like": 5, "dislike": 1}
 CLOSED_OK = {"closed"}
@@ -73,14 +89,14 @@ MISSED_REASONS = {"auto", "client", "replyLimit"}
 # Error codes that mean "this portal does not offer the statistics API to us": recorded, not raised.
 UNAVAILABLE = {
     "TARIFF_RESTRICTION": "The Bitrix24 plan does not include Open Channels reports "
-                          "(imopenlines.v2.* answer TARIFF_RESTRICTION); open-line dialogs are not synced.",
+    "(imopenlines.v2.* answer TARIFF_RESTRICTION); open-line dialogs are not synced.",
     "ACCESS_DENIED": "The user behind the app or webhook has no access to Open Channels reports; "
-                     "grant it in the Contact Center permissions to sync open-line dialogs.",
+    "grant it in the Contact Center permissions to sync open-line dialogs.",
     "INVALID_CREDENTIALS": "The user behind the app or webhook lacks the permissions the Open Channels "
-                           "statistics need.",
+    "statistics need.",
     "INSUFFICIENT_SCOPE": "The app or webhook has no 'imopenlines' scope; add it to sync open-line dialogs.",
     "ERROR_METHOD_NOT_FOUND": "This portal has no imopenlines.v2 statistics methods (an older on-premise "
-                              "version?); open-line dialogs are not synced.",
+    "version?); open-line dialogs are not synced.",
 }
 STATUS_KEY = "openlines.status"
 LINES_KEY = "openlines.lines"
@@ -105,6 +121,7 @@ def _check(err: B24Error) -> None:
 
 
 # --- time on the wire ---------------------------------------------------------------------------
+
 
 def iso(ts: int) -> str:
     """Unix seconds -> ISO 8601 with offset, the only date format the v2 methods take (index.md)."""
@@ -133,6 +150,7 @@ def windows(date_from: int, date_to: int, span: int = MAX_SPAN) -> Iterator[tupl
 
 # --- reading one filter window --------------------------------------------------------------------
 
+
 def _result(body) -> dict:
     r = body.get("result") if isinstance(body, dict) and "result" in body else body
     return r if isinstance(r, dict) else {}
@@ -155,7 +173,7 @@ def read_window(client, method: str, params: dict, items_key: str) -> tuple[list
     offsets = list(range(LIMIT, OFFSET_CAP + 1, LIMIT))
     pos = 0
     for n in _GROWTH:
-        todo = offsets[pos:pos + n]
+        todo = offsets[pos : pos + n]
         pos += n
         if not todo:
             break
@@ -170,8 +188,9 @@ def read_window(client, method: str, params: dict, items_key: str) -> tuple[list
     return rows, False
 
 
-def list_sessions(client, params: dict, date_from: int, date_to: int, by: str = "Create",
-                  seen: set | None = None) -> Iterator[dict]:
+def list_sessions(
+    client, params: dict, date_from: int, date_to: int, by: str = "Create", seen: set | None = None
+) -> Iterator[dict]:
     """Sessions with ``date{by}`` in ``[date_from, date_to]``, each once, ascending by that date.
 
     ``by`` is ``Create`` or ``Close``. Windows span at most 365 days; a window that reaches the
@@ -184,8 +203,7 @@ def list_sessions(client, params: dict, date_from: int, date_to: int, by: str = 
     for a, b in windows(date_from, date_to):
         start = a
         while True:
-            p = {**params, f"{field}From": iso(start), f"{field}To": iso(b), "order": field,
-                 "orderDirection": "asc"}
+            p = {**params, f"{field}From": iso(start), f"{field}To": iso(b), "order": field, "orderDirection": "asc"}
             rows, exhausted = read_window(client, M_SESSIONS, p, "sessions")
             for r in rows:
                 sid = as_id(r.get("id"))
@@ -196,9 +214,13 @@ def list_sessions(client, params: dict, date_from: int, date_to: int, by: str = 
                 break
             last = parse_time(rows[-1].get(field))
             if last is None or last <= start:
-                raise B24Error(None, "SLICE_TOO_DENSE",
-                               f"more than {OFFSET_CAP + LIMIT} sessions share {field} {iso(start)}; "
-                               "narrow the selector (openlines:line=N)", M_SESSIONS)
+                raise B24Error(
+                    None,
+                    "SLICE_TOO_DENSE",
+                    f"more than {OFFSET_CAP + LIMIT} sessions share {field} {iso(start)}; "
+                    "narrow the selector (openlines:line=N)",
+                    M_SESSIONS,
+                )
             start = last
 
 
@@ -220,8 +242,7 @@ def list_ratings(client, params: dict, date_from: int, date_to: int) -> dict[str
                 out[sid] = r
         if not exhausted:
             if a >= b:
-                raise B24Error(None, "SLICE_TOO_DENSE", f"more than {OFFSET_CAP + LIMIT} votes at {iso(a)}",
-                               M_RATINGS)
+                raise B24Error(None, "SLICE_TOO_DENSE", f"more than {OFFSET_CAP + LIMIT} votes at {iso(a)}", M_RATINGS)
             mid = a + (b - a) // 2
             todo[:0] = [(a, mid), (mid + 1, b)]
     return out
@@ -260,8 +281,10 @@ def line_names(client) -> dict[str, str]:
     out: dict[str, str] = {}
     offset = 0
     while True:
-        rows = client.call(M_LINES, {"PARAMS": {"select": ["ID", "LINE_NAME"], "order": {"ID": "ASC"},
-                                                 "limit": LIMIT, "offset": offset}})
+        rows = client.call(
+            M_LINES,
+            {"PARAMS": {"select": ["ID", "LINE_NAME"], "order": {"ID": "ASC"}, "limit": LIMIT, "offset": offset}},
+        )
         rows = rows if isinstance(rows, list) else []
         for r in rows:
             if r.get("ID") is not None:
@@ -273,10 +296,14 @@ def line_names(client) -> dict[str, str]:
 
 # --- mapping (pure) -------------------------------------------------------------------------------
 
+
 def bots_in(transfers: Iterable[dict]) -> set[str]:
     """Operators who handed a dialog over as a bot (transfer ``mode`` BOT, data-types.md#transfer)."""
-    return {as_id(t.get("fromOperatorId")) for t in transfers
-            if str(t.get("mode") or "").upper() == "BOT" and as_id(t.get("fromOperatorId"))}
+    return {
+        as_id(t.get("fromOperatorId"))
+        for t in transfers
+        if str(t.get("mode") or "").upper() == "BOT" and as_id(t.get("fromOperatorId"))
+    }
 
 
 def infer_bots(sessions: Iterable[dict], transfers: dict[str, list[dict]]) -> set[str]:
@@ -287,9 +314,12 @@ def infer_bots(sessions: Iterable[dict], transfers: dict[str, list[dict]]) -> se
         out |= bots_in(rows)
     for s in sessions:
         op = as_id(s.get("operatorId"))
-        if op and not (as_int(s.get("queueTransfers")) or 0) \
-                and parse_time(s.get("dateFirstAnswer"), "dateFirstAnswer") \
-                and not parse_time(s.get("dateOperatorAnswer"), "dateOperatorAnswer"):
+        if (
+            op
+            and not (as_int(s.get("queueTransfers")) or 0)
+            and parse_time(s.get("dateFirstAnswer"), "dateFirstAnswer")
+            and not parse_time(s.get("dateOperatorAnswer"), "dateOperatorAnswer")
+        ):
             out.add(op)
     return out
 
@@ -303,8 +333,11 @@ def session_state(s: dict, bot_operator: bool = False) -> str:
     if status == "spam" or reason == "spam":
         return REJECTED
     if status in CLOSED_OK or parse_time(s.get("dateClose"), "dateClose"):
-        if reason in MISSED_REASONS and not parse_time(s.get("dateOperatorAnswer"), "dateOperatorAnswer") \
-                and not bot_operator:
+        if (
+            reason in MISSED_REASONS
+            and not parse_time(s.get("dateOperatorAnswer"), "dateOperatorAnswer")
+            and not bot_operator
+        ):
             return REJECTED
         return RESOLVED
     return OPEN
@@ -321,12 +354,19 @@ def customer_of(s: dict) -> str | None:
     return as_id(s.get("userId"))
 
 
-def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat: dict | None = None,
-                rating: dict | None = None, lines: dict | None = None, bots: set[str] | None = None,
-                selector: str | None = None) -> Bundle:
+def map_session(
+    portal: str,
+    s: dict,
+    transfers: list[dict] | None = None,
+    stat: dict | None = None,
+    rating: dict | None = None,
+    lines: dict | None = None,
+    bots: set[str] | None = None,
+    selector: str | None = None,
+) -> Bundle:
     """One ``session`` (+ its transfer rows, ``sessionStat`` and ``rating``) -> a Bundle."""
     lines = lines or {}
-    transfers = sorted(transfers or [], key=lambda t: (parse_time(t.get("date"), "date") or 0))
+    transfers = sorted(transfers or [], key=lambda t: parse_time(t.get("date"), "date") or 0)
     bots = {"0"} | set(bots or ()) | bots_in(transfers)
     sid = str(s.get("id"))
     created = parse_time(s.get("dateCreate"), "dateCreate") or 0
@@ -336,7 +376,7 @@ def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat:
     operator = as_id(s.get("operatorId"))
     customer_uid = as_id(s.get("userId"))
     if operator and not transfers and first_any and not first_live:
-        bots.add(operator)                  # answered, but never by a live operator: a bot did it
+        bots.add(operator)  # answered, but never by a live operator: a bot did it
     line = as_id(s.get("configId"))
 
     def name(line_id) -> str | None:
@@ -344,11 +384,21 @@ def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat:
         return None if lid is None else (lines.get(lid) or f"Line {lid}")
 
     def ev(key, kind, at, actor=None, field=None, frm=None, to=None):
-        return Event(portal, SOURCE, sid, key, kind, int(at), actor, field,
-                     None if frm is None else str(frm), None if to is None else str(to))
+        return Event(
+            portal,
+            SOURCE,
+            sid,
+            key,
+            kind,
+            int(at),
+            actor,
+            field,
+            None if frm is None else str(frm),
+            None if to is None else str(to),
+        )
 
     events = [ev("created", CREATED, created, customer_uid)]
-    holder = None                           # the (human) responsible as the rows replay
+    holder = None  # the (human) responsible as the rows replay
     answered_by = None
     for t in transfers:
         at = parse_time(t.get("date"), "date") or created
@@ -357,13 +407,31 @@ def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat:
         to = None if to in bots else to
         from_line, to_line = as_id(t.get("fromConfigId")), as_id(t.get("toConfigId"))
         if to_line and from_line and to_line != from_line:
-            events.append(ev(f"l:{at}:{to_line}", FIELD_CHANGED, at, as_id(t.get("initiatorId")), "type",
-                             name(from_line), name(to_line)))
+            events.append(
+                ev(
+                    f"l:{at}:{to_line}",
+                    FIELD_CHANGED,
+                    at,
+                    as_id(t.get("initiatorId")),
+                    "type",
+                    name(from_line),
+                    name(to_line),
+                )
+            )
         if frm == to:
             continue
         # a bot's hand-over, and a queue's pick-up, assign from nobody: not a transfer (kpi.md)
-        events.append(ev(f"t:{at}:{frm or 0}:{to or 0}", ASSIGNED, at, as_id(t.get("initiatorId")),
-                         None, frm if frm else None, to))
+        events.append(
+            ev(
+                f"t:{at}:{frm or 0}:{to or 0}",
+                ASSIGNED,
+                at,
+                as_id(t.get("initiatorId")),
+                None,
+                frm if frm else None,
+                to,
+            )
+        )
         holder = to
         if first_live and at <= first_live:
             answered_by = to
@@ -380,8 +448,17 @@ def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat:
     state = session_state(s, bot_operator=operator is not None and operator in bots)
     if state != OPEN:
         at = closed or first_live or created
-        events.append(ev("closed", RESOLVED_EV if state == RESOLVED else REJECTED_EV, at, responsible,
-                         None, None, s.get("closeReason") or s.get("status")))
+        events.append(
+            ev(
+                "closed",
+                RESOLVED_EV if state == RESOLVED else REJECTED_EV,
+                at,
+                responsible,
+                None,
+                None,
+                s.get("closeReason") or s.get("status"),
+            )
+        )
     vote = str((rating or {}).get("vote") or s.get("vote") or "none").lower()
     score = VOTE_RATING.get(vote)
     if score is not None:
@@ -392,13 +469,23 @@ def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat:
         head = rating.get("voteHead")
     qa = as_int(head)
     ticket = Ticket(
-        portal=portal, source=SOURCE, source_id=sid,
-        title=f"Dialog #{sid} ({s.get('source') or 'openlines'})", type=name(line),
-        author_id=customer_uid, customer=customer_of(s), responsible_id=responsible, created_at=created,
+        portal=portal,
+        source=SOURCE,
+        source_id=sid,
+        title=f"Dialog #{sid} ({s.get('source') or 'openlines'})",
+        type=name(line),
+        author_id=customer_uid,
+        customer=customer_of(s),
+        responsible_id=responsible,
+        created_at=created,
         resolved_at=(closed or first_live or created) if state == RESOLVED else None,
-        closed_at=(closed or first_live or created) if state != OPEN else None, state=state,
-        rating=score, qa_score=qa if qa is not None and 1 <= qa <= 5 else None,
-        channel=str(s.get("source")) if s.get("source") else None, line=line, selector=selector,
+        closed_at=(closed or first_live or created) if state != OPEN else None,
+        state=state,
+        rating=score,
+        qa_score=qa if qa is not None and 1 <= qa <= 5 else None,
+        channel=str(s.get("source")) if s.get("source") else None,
+        line=line,
+        selector=selector,
         url=f"/online/?IM_HISTORY=imol|{sid}",
     )
     snapshot = {"session": s, "transfers": transfers, "stat": stat or {}, "rating": rating or {}}
@@ -406,6 +493,7 @@ def map_session(portal: str, s: dict, transfers: list[dict] | None = None, stat:
 
 
 # --- the source ------------------------------------------------------------------------------------
+
 
 class OpenLinesSource(Source):
     """Open-line sessions of every line, or of one (``openlines:line=2``)."""
@@ -428,8 +516,13 @@ class OpenLinesSource(Source):
         if exc is None:
             value = {"available": True, "code": None, "message": None, "checked_at": now}
         else:
-            value = {"available": False, "code": exc.code, "message": str(exc),
-                     "detail": exc.error.description, "checked_at": now}
+            value = {
+                "available": False,
+                "code": exc.code,
+                "message": str(exc),
+                "detail": exc.error.description,
+                "checked_at": now,
+            }
             log.warning("open lines unavailable for %s: %s", ctx.portal, exc)
         ctx.set_setting(STATUS_KEY, {**value, "selectors": selectors})
 
@@ -454,14 +547,21 @@ class OpenLinesSource(Source):
         if ctx.db is None:
             return
         from ..store import ticket_from_row
+
         rows = ctx.db.query(
             "select t.*, (select data from snapshots s where s.portal = t.portal and s.source = t.source"
             " and s.source_id = t.source_id order by observed_at desc, rowid desc limit 1) as _snap"
             " from tickets t where t.portal = ? and t.source = ? and t.selector = ?"
-            " and coalesce(t.deleted, 0) = 0", [ctx.portal, SOURCE, self.selector.raw])
+            " and coalesce(t.deleted, 0) = 0",
+            [ctx.portal, SOURCE, self.selector.raw],
+        )
         for group in _grouped(rows, PAGE_SESSIONS):
-            yield Page(bundles=[Bundle(ticket=ticket_from_row(r), events=[],
-                                       snapshot=json.loads(r["_snap"]) if r["_snap"] else {}) for r in group])
+            yield Page(
+                bundles=[
+                    Bundle(ticket=ticket_from_row(r), events=[], snapshot=json.loads(r["_snap"]) if r["_snap"] else {})
+                    for r in group
+                ]
+            )
 
     # -- helpers --
 
@@ -487,12 +587,14 @@ class OpenLinesSource(Source):
         """Configured bots, users flagged as bots, and the bots earlier syncs recognised."""
         bots = set(ctx.bot_users) | {str(b) for b in ctx.setting(BOTS_KEY, []) or []}
         if ctx.db is not None and "users" in ctx.db.table_names():
-            bots |= {str(r["id"]) for r in ctx.db.query(
-                "select id from users where portal = ? and is_bot = 1", [ctx.portal])}
+            bots |= {
+                str(r["id"]) for r in ctx.db.query("select id from users where portal = ? and is_bot = 1", [ctx.portal])
+            }
         return bots
 
-    def _bundle_pages(self, client, ctx: SyncContext, sessions: Iterable[dict],
-                      ratings: dict[str, dict] | None = None) -> Iterator[Page]:
+    def _bundle_pages(
+        self, client, ctx: SyncContext, sessions: Iterable[dict], ratings: dict[str, dict] | None = None
+    ) -> Iterator[Page]:
         lines = self._lines(client, ctx)
         bots = self._bots(ctx)
         for group in _grouped(sessions, PAGE_SESSIONS):
@@ -500,18 +602,29 @@ class OpenLinesSource(Source):
             need = [str(s["id"]) for s in group if (as_int(s.get("queueTransfers")) or 0) > 0]
             trs, sts = details_for(client, need, ids)
             seen = infer_bots(group, trs) - bots
-            if seen:                        # remembered, so a bot still busy with a dialog is known
+            if seen:  # remembered, so a bot still busy with a dialog is known
                 bots |= seen
                 ctx.set_setting(BOTS_KEY, sorted(bots - ctx.bot_users - {"0"}))
-            bundles = [map_session(ctx.portal, s, trs.get(str(s["id"])), sts.get(str(s["id"])),
-                                   (ratings or {}).get(str(s["id"])), lines, bots, self.selector.raw)
-                       for s in group]
+            bundles = [
+                map_session(
+                    ctx.portal,
+                    s,
+                    trs.get(str(s["id"])),
+                    sts.get(str(s["id"])),
+                    (ratings or {}).get(str(s["id"])),
+                    lines,
+                    bots,
+                    self.selector.raw,
+                )
+                for s in group
+            ]
             yield Page(bundles=bundles, last_id=ids[-1])
 
     def _earliest(self, client) -> int | None:
         try:
-            body = _result(client.call_raw(M_SESSIONS, {**self.params, "order": "dateCreate",
-                                                        "orderDirection": "asc", "limit": 1}))
+            body = _result(
+                client.call_raw(M_SESSIONS, {**self.params, "order": "dateCreate", "orderDirection": "asc", "limit": 1})
+            )
         except B24Error as err:
             _check(err)
         rows = body.get("sessions") or []
@@ -559,22 +672,29 @@ class OpenLinesSource(Source):
             oldest = self._oldest_open(ctx)
             if oldest is not None and oldest < since:
                 for status in OPEN_STATUSES:
-                    yield from list_sessions(client, {**self.params, "status": status}, oldest, since,
-                                             "Create", seen)
+                    yield from list_sessions(client, {**self.params, "status": status}, oldest, since, "Create", seen)
             # votes on sessions closed before ``since``: found by their close second
-            late = sorted({parse_time(r.get("dateSessionClose"), "dateSessionClose") for sid, r in ratings.items()
-                           if sid not in seen and parse_time(r.get("dateSessionClose"), "dateSessionClose")})
+            late = sorted(
+                {
+                    parse_time(r.get("dateSessionClose"), "dateSessionClose")
+                    for sid, r in ratings.items()
+                    if sid not in seen and parse_time(r.get("dateSessionClose"), "dateSessionClose")
+                }
+            )
             for a, b in _merge_times(late, 3600):
                 for s in list_sessions(client, self.params, a, b, "Close", seen):
                     if str(s.get("id")) in ratings:
                         yield s
+
         yield from self._bundle_pages(client, ctx, sessions(), ratings)
 
     def _oldest_open(self, ctx: SyncContext) -> int | None:
         if ctx.db is None:
             return None
-        sql = ("select min(created_at) as m from tickets where portal = ? and source = ? and state = ?"
-               " and coalesce(deleted, 0) = 0")
+        sql = (
+            "select min(created_at) as m from tickets where portal = ? and source = ? and state = ?"
+            " and coalesce(deleted, 0) = 0"
+        )
         args = [ctx.portal, SOURCE, OPEN]
         if self.line is not None:
             sql += " and line = ?"
@@ -594,8 +714,12 @@ class OpenLinesSource(Source):
                 times.append(int(prev["created_at"]))
             else:
                 log.info("session %s is not in the store: a full sync will find it", sid)
-        found = (s for a, b in _merge_times(sorted(times), 3600)
-                 for s in list_sessions(client, self.params, a, b) if str(s.get("id")) in wanted)
+        found = (
+            s
+            for a, b in _merge_times(sorted(times), 3600)
+            for s in list_sessions(client, self.params, a, b)
+            if str(s.get("id")) in wanted
+        )
         yield from self._bundle_pages(client, ctx, found)
 
     def list_ids(self, client) -> set[str]:
@@ -640,18 +764,27 @@ def _factory(selector: Selector, mapping: Mapping) -> Source:
 
 # --- the cross-check against the portal's own figures ---------------------------------------------
 
+
 def our_figures(tickets: list[dict], first_replies: dict[str, int]) -> dict:
     """FRT average (bots excluded) and positive-vote share over the given open-line tickets (pure)."""
-    waits = [first_replies[t["source_id"]] - t["created_at"] for t in tickets
-             if first_replies.get(t["source_id"]) is not None]
+    waits = [
+        first_replies[t["source_id"]] - t["created_at"]
+        for t in tickets
+        if first_replies.get(t["source_id"]) is not None
+    ]
     votes = [t["rating"] for t in tickets if t.get("rating") in (1, 5)]
-    return {"sessions": len(tickets), "answered": len(waits),
-            "frt_avg": (sum(waits) / len(waits)) if waits else None,
-            "voted": len(votes), "positive_rate": (sum(1 for v in votes if v == 5) / len(votes)) if votes else None}
+    return {
+        "sessions": len(tickets),
+        "answered": len(waits),
+        "frt_avg": (sum(waits) / len(waits)) if waits else None,
+        "voted": len(votes),
+        "positive_rate": (sum(1 for v in votes if v == 5) / len(votes)) if votes else None,
+    }
 
 
-def compare(ours: dict, theirs: dict, frt_tolerance: float = 0.05, frt_floor: float = 5.0,
-            rate_tolerance: float = 0.01) -> dict:
+def compare(
+    ours: dict, theirs: dict, frt_tolerance: float = 0.05, frt_floor: float = 5.0, rate_tolerance: float = 0.01
+) -> dict:
     """Which figures differ beyond the tolerance (pure). ``theirs`` is a ``statResult``."""
     out = {}
     t_frt = theirs.get("avgWaitAnswer")
@@ -666,8 +799,9 @@ def compare(ours: dict, theirs: dict, frt_tolerance: float = 0.05, frt_floor: fl
     return out
 
 
-def crosscheck(db, client, portal: str, date_from, date_to, line: int | None = None,
-               config: dict | None = None) -> dict:
+def crosscheck(
+    db, client, portal: str, date_from, date_to, line: int | None = None, config: dict | None = None
+) -> dict:
     """Our FRT average and positive rate for ``[date_from, date_to)`` against ``imopenlines.v2.Stat.get``.
 
     ``date_from``/``date_to``: unix seconds, datetimes, ISO datetimes, or ``YYYY-MM-DD`` (midnight in
@@ -681,7 +815,8 @@ def crosscheck(db, client, portal: str, date_from, date_to, line: int | None = N
     from ..kpi.load import portal_zone
     from ..kpi.periods import parse_point, zone
     from ..store import set_setting
-    tz = zone(portal_zone(db, portal, config))             # the zone build_report uses
+
+    tz = zone(portal_zone(db, portal, config))  # the zone build_report uses
     a, b = parse_point(date_from, tz), parse_point(date_to, tz)
     if b <= a:
         raise ValueError("date_to must be after date_from")
@@ -698,38 +833,68 @@ def crosscheck(db, client, portal: str, date_from, date_to, line: int | None = N
         except B24Error as err:
             _check(err)
     except OpenLinesUnavailable as exc:
-        result = {"available": False, "code": exc.code, "message": str(exc), "period": period,
-                  "line": line, "checked_at": now, "differs": False}
+        result = {
+            "available": False,
+            "code": exc.code,
+            "message": str(exc),
+            "period": period,
+            "line": line,
+            "checked_at": now,
+            "differs": False,
+        }
         with db.atomic():
             set_setting(db, portal, CROSSCHECK_KEY, result)
         return result
-    sql = ("select source_id, created_at, rating from tickets where portal = ? and source = ?"
-           " and created_at >= ? and created_at < ? and coalesce(deleted, 0) = 0")
+    sql = (
+        "select source_id, created_at, rating from tickets where portal = ? and source = ?"
+        " and created_at >= ? and created_at < ? and coalesce(deleted, 0) = 0"
+    )
     args = [portal, SOURCE, a, b]
     if line is not None:
         sql += " and line = ?"
         args.append(str(line))
     tickets = list(db.query(sql, args))
-    firsts = {r["source_id"]: r["m"] for r in db.query(
-        "select e.source_id, min(e.at) as m from events e join tickets t on t.portal = e.portal"
-        " and t.source = e.source and t.source_id = e.source_id where e.portal = ? and e.source = ?"
-        " and e.kind = ? and t.created_at >= ? and t.created_at < ? group by e.source_id",
-        [portal, SOURCE, REPLY, a, b])}
+    firsts = {
+        r["source_id"]: r["m"]
+        for r in db.query(
+            "select e.source_id, min(e.at) as m from events e join tickets t on t.portal = e.portal"
+            " and t.source = e.source and t.source_id = e.source_id where e.portal = ? and e.source = ?"
+            " and e.kind = ? and t.created_at >= ? and t.created_at < ? group by e.source_id",
+            [portal, SOURCE, REPLY, a, b],
+        )
+    }
     ours = our_figures(tickets, firsts)
-    portal_fig = {"total_sessions": theirs.get("totalSessions"), "frt_avg": theirs.get("avgWaitAnswer"),
-                  "voted": theirs.get("votedSessions"), "positive_rate": theirs.get("positiveRate")}
+    portal_fig = {
+        "total_sessions": theirs.get("totalSessions"),
+        "frt_avg": theirs.get("avgWaitAnswer"),
+        "voted": theirs.get("votedSessions"),
+        "positive_rate": theirs.get("positiveRate"),
+    }
     diffs = compare(ours, theirs)
     notes = []
     if ours["sessions"] != (theirs.get("totalSessions") or 0):
-        notes.append(f"sessions: {ours['sessions']} synced, {theirs.get('totalSessions') or 0} on the portal"
-                     " (sync not finished, or lines hidden from the syncing user)")
+        notes.append(
+            f"sessions: {ours['sessions']} synced, {theirs.get('totalSessions') or 0} on the portal"
+            " (sync not finished, or lines hidden from the syncing user)"
+        )
     if diffs.get("frt_avg"):
-        notes.append("first response: Bitrix24 counts a chatbot's answer as the first response; "
-                     "b24desk counts only live operators (kpi.md)")
+        notes.append(
+            "first response: Bitrix24 counts a chatbot's answer as the first response; "
+            "b24desk counts only live operators (kpi.md)"
+        )
     if diffs.get("positive_rate"):
         notes.append("positive rate: votes given after the last sync are not counted yet")
-    result = {"available": True, "period": period, "line": line, "ours": ours, "portal": portal_fig,
-              "differences": diffs, "differs": any(diffs.values()), "notes": notes, "checked_at": now}
+    result = {
+        "available": True,
+        "period": period,
+        "line": line,
+        "ours": ours,
+        "portal": portal_fig,
+        "differences": diffs,
+        "differs": any(diffs.values()),
+        "notes": notes,
+        "checked_at": now,
+    }
     with db.atomic():
         set_setting(db, portal, CROSSCHECK_KEY, result)
     return result
@@ -738,4 +903,5 @@ def crosscheck(db, client, portal: str, date_from, date_to, line: int | None = N
 def status(db, portal: str) -> dict | None:
     """The recorded availability (``{"available", "code", "message", "checked_at"}``) or None."""
     from ..store import get_setting
+
     return get_setting(db, portal, STATUS_KEY)

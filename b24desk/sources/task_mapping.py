@@ -12,31 +12,62 @@ Pure functions over documented payloads only:
 - elapsed-time items of ``task.elapseditem.getlist`` ``{ID, USER_ID, SECONDS, CREATED_DATE, DATE_START,
   DATE_STOP}`` (DOCS api-reference/tasks/elapsed-item/task-elapsed-item-get-list.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model import (ASSIGNED, CREATED, CUSTOMER_MESSAGE, ESCALATED, FIELD_CHANGED, OPEN, RATED,
-                     REOPENED, REPLY, RESOLVED, RESOLVED_EV, STATUS, WORKED, Bundle, Event, Ticket,
-                     parse_time)
+from ..model import (
+    ASSIGNED,
+    CREATED,
+    CUSTOMER_MESSAGE,
+    ESCALATED,
+    FIELD_CHANGED,
+    OPEN,
+    RATED,
+    REOPENED,
+    REPLY,
+    RESOLVED,
+    RESOLVED_EV,
+    STATUS,
+    WORKED,
+    Bundle,
+    Event,
+    Ticket,
+    parse_time,
+)
 from .base import Mapping, as_id, as_int, dedupe_events, field_value, scalar
 
 SOURCE = "task"
-CLOSED_STATUSES = {"4", "5"}        # 4 awaiting control, 5 completed (kpi.md: both count as resolved)
+CLOSED_STATUSES = {"4", "5"}  # 4 awaiting control, 5 completed (kpi.md: both count as resolved)
 PRIORITY = {"0": "low", "1": "normal", "2": "high"}
 MARK_RATING = {"P": 5, "N": 1}
 
 # What the tasks source selects: always pass select (DOCS tasks-task-list.md: "the default set may change").
-SELECT = ["ID", "TITLE", "STATUS", "PRIORITY", "MARK", "RESPONSIBLE_ID", "CREATED_BY", "CREATED_DATE",
-          "CHANGED_DATE", "CLOSED_DATE", "STATUS_CHANGED_DATE", "ACTIVITY_DATE", "DEADLINE", "GROUP_ID",
-          "TIME_SPENT_IN_LOGS"]
+SELECT = [
+    "ID",
+    "TITLE",
+    "STATUS",
+    "PRIORITY",
+    "MARK",
+    "RESPONSIBLE_ID",
+    "CREATED_BY",
+    "CREATED_DATE",
+    "CHANGED_DATE",
+    "CLOSED_DATE",
+    "STATUS_CHANGED_DATE",
+    "ACTIVITY_DATE",
+    "DEADLINE",
+    "GROUP_ID",
+    "TIME_SPENT_IN_LOGS",
+]
 
 
 @dataclass
 class Message:
     """A task comment or task-chat message, reduced to what the KPIs need."""
 
-    key: str            # "c:<comment id>" or "m:<chat message id>"
+    key: str  # "c:<comment id>" or "m:<chat message id>"
     author_id: str | None
     at: int
 
@@ -72,12 +103,16 @@ def worked_events(portal: str, tid: str, elapsed) -> list[Event]:
         if not isinstance(r, dict) or r.get("ID") in (None, ""):
             continue
         secs = as_int(r.get("SECONDS"))
-        at = (parse_time(r.get("CREATED_DATE"), "CREATED_DATE") or parse_time(r.get("DATE_STOP"), "DATE_STOP")
-              or parse_time(r.get("DATE_START"), "DATE_START"))
+        at = (
+            parse_time(r.get("CREATED_DATE"), "CREATED_DATE")
+            or parse_time(r.get("DATE_STOP"), "DATE_STOP")
+            or parse_time(r.get("DATE_START"), "DATE_START")
+        )
         if secs is None or secs < 0 or at is None:
             continue
-        out.append(Event(portal, SOURCE, tid, f"w:{r['ID']}", WORKED, at, as_id(r.get("USER_ID")),
-                         None, None, str(secs)))
+        out.append(
+            Event(portal, SOURCE, tid, f"w:{r['ID']}", WORKED, at, as_id(r.get("USER_ID")), None, None, str(secs))
+        )
     return out
 
 
@@ -124,22 +159,35 @@ def priority_of(task: dict, mapping: Mapping) -> tuple[str, str | None]:
     return PRIORITY.get(raw or "", "normal"), raw
 
 
-def task_events(portal: str, task: dict, history, messages: list[Message], mapping: Mapping,
-                bot_users: set[str], elapsed=None) -> list[Event]:
+def task_events(
+    portal: str, task: dict, history, messages: list[Message], mapping: Mapping, bot_users: set[str], elapsed=None
+) -> list[Event]:
     """The event log of one task, from its history, comments and elapsed time (kpi.md section 1)."""
     tid = str(task.get("id"))
     author = as_id(task.get("createdBy"))
     created_at = parse_time(task.get("createdDate"), "createdDate") or 0
 
     def ev(key, kind, at, actor=None, field=None, frm=None, to=None):
-        return Event(portal, SOURCE, tid, key, kind, int(at), actor, field,
-                     None if frm is None else str(frm), None if to is None else str(to))
+        return Event(
+            portal,
+            SOURCE,
+            tid,
+            key,
+            kind,
+            int(at),
+            actor,
+            field,
+            None if frm is None else str(frm),
+            None if to is None else str(to),
+        )
 
-    events = [ev("created", CREATED, created_at, author),
-              ev("assigned:0", ASSIGNED, created_at, author, None, None, initial_responsible(task, history))]
+    events = [
+        ev("created", CREATED, created_at, author),
+        ev("assigned:0", ASSIGNED, created_at, author, None, None, initial_responsible(task, history)),
+    ]
     rows = _history_sorted(history)
     status_field = "STATUS" if any(h.get("field") == "STATUS" for h in rows) else "REAL_STATUS"
-    closed = None                                   # tracked state while walking the history
+    closed = None  # tracked state while walking the history
     escalation = set(mapping.escalation_stages)
     for h in rows:
         f, at, actor = h.get("field"), parse_time(h.get("createdDate"), "createdDate"), _user(h)
@@ -162,9 +210,11 @@ def task_events(portal: str, task: dict, history, messages: list[Message], mappi
         elif f == "RESPONSIBLE_ID":
             events.append(ev(key, ASSIGNED, at, actor, None, as_id(_hval(h, "from")), as_id(_hval(h, "to"))))
         elif f in ("PRIORITY", "DEADLINE", "TITLE", "GROUP_ID") and not (
-                (f == "PRIORITY" and mapping.priority) or (f == "DEADLINE" and mapping.deadline)):
-            events.append(ev(key, FIELD_CHANGED, at, actor, f.lower(), scalar(_hval(h, "from")),
-                             scalar(_hval(h, "to"))))
+            (f == "PRIORITY" and mapping.priority) or (f == "DEADLINE" and mapping.deadline)
+        ):
+            events.append(
+                ev(key, FIELD_CHANGED, at, actor, f.lower(), scalar(_hval(h, "from")), scalar(_hval(h, "to")))
+            )
         elif f == "MARK" and not mapping.rating:
             frm, to = scalar(_hval(h, "from")), scalar(_hval(h, "to"))
             events.append(ev(key, RATED, at, actor, "MARK", frm, MARK_RATING.get(str(to or ""))))
@@ -174,7 +224,7 @@ def task_events(portal: str, task: dict, history, messages: list[Message], mappi
                 events.append(ev(key, ESCALATED, at, actor, "stage", scalar(_hval(h, "from")), to))
     for m in messages:
         if m.author_id is None or m.author_id in bot_users:
-            continue                                 # system notices and bots are nobody's reply
+            continue  # system notices and bots are nobody's reply
         kind = CUSTOMER_MESSAGE if m.author_id == author else REPLY
         events.append(ev(m.key, kind, m.at, m.author_id))
     events.extend(worked_events(portal, tid, elapsed))
@@ -183,9 +233,11 @@ def task_events(portal: str, task: dict, history, messages: list[Message], mappi
 
 
 def _resolution_time(task: dict) -> int | None:
-    return (parse_time(task.get("closedDate"), "closedDate")
-            or parse_time(task.get("statusChangedDate"), "statusChangedDate")
-            or parse_time(task.get("changedDate"), "changedDate"))
+    return (
+        parse_time(task.get("closedDate"), "closedDate")
+        or parse_time(task.get("statusChangedDate"), "statusChangedDate")
+        or parse_time(task.get("changedDate"), "changedDate")
+    )
 
 
 def _reconcile_state(events: list[Event], task: dict, ev) -> None:
@@ -204,13 +256,24 @@ def _reconcile_state(events: list[Event], task: dict, ev) -> None:
         at = _resolution_time(task) or (parse_time(task.get("createdDate"), "createdDate") or 0)
         events.append(ev(f"x:resolved:{at}", RESOLVED_EV, at, as_id(task.get("closedBy")), None, None, status))
     elif status not in CLOSED_STATUSES and log_closed:
-        at = parse_time(task.get("statusChangedDate"), "statusChangedDate") \
-            or parse_time(task.get("changedDate"), "changedDate") or marks[-1].at
+        at = (
+            parse_time(task.get("statusChangedDate"), "statusChangedDate")
+            or parse_time(task.get("changedDate"), "changedDate")
+            or marks[-1].at
+        )
         events.append(ev(f"x:reopened:{at}", REOPENED, max(at, marks[-1].at), None, None, None, status))
 
 
-def map_task(portal: str, task: dict, history, messages: list[Message], mapping: Mapping | None = None,
-             bot_users: set[str] | None = None, selector: str | None = None, elapsed=None) -> Bundle:
+def map_task(
+    portal: str,
+    task: dict,
+    history,
+    messages: list[Message],
+    mapping: Mapping | None = None,
+    bot_users: set[str] | None = None,
+    selector: str | None = None,
+    elapsed=None,
+) -> Bundle:
     """One task row (+ its history, messages and elapsed items) -> a Bundle; the row is the snapshot."""
     mapping = mapping or Mapping()
     bots = {"0"} | set(bot_users or ())
@@ -227,21 +290,36 @@ def map_task(portal: str, task: dict, history, messages: list[Message], mapping:
         rating = as_int(field_value(task, mapping.rating))
     else:
         rating = MARK_RATING.get(str(scalar(task.get("mark")) or ""))
-    deadline = parse_time(scalar(field_value(task, mapping.deadline))) if mapping.deadline \
+    deadline = (
+        parse_time(scalar(field_value(task, mapping.deadline)))
+        if mapping.deadline
         else parse_time(task.get("deadline"), "deadline")
+    )
     type_ = scalar(field_value(task, mapping.type)) if mapping.type else None
     spent = as_int(task.get("timeSpentInLogs"))
     author = as_id(task.get("createdBy"))
     responsible = as_id(task.get("responsibleId"))
     ticket = Ticket(
-        portal=portal, source=SOURCE, source_id=tid, title=str(task.get("title") or ""),
-        type=None if type_ is None else str(type_), priority=priority, priority_raw=priority_raw,
-        author_id=author, customer=author, responsible_id=responsible,
-        created_at=parse_time(task.get("createdDate"), "createdDate") or 0, deadline=deadline,
-        resolved_at=resolved_at, closed_at=resolved_at, state=state, rating=rating,
+        portal=portal,
+        source=SOURCE,
+        source_id=tid,
+        title=str(task.get("title") or ""),
+        type=None if type_ is None else str(type_),
+        priority=priority,
+        priority_raw=priority_raw,
+        author_id=author,
+        customer=author,
+        responsible_id=responsible,
+        created_at=parse_time(task.get("createdDate"), "createdDate") or 0,
+        deadline=deadline,
+        resolved_at=resolved_at,
+        closed_at=resolved_at,
+        state=state,
+        rating=rating,
         nps=as_int(field_value(task, mapping.nps)) if mapping.nps else None,
         ces=as_int(field_value(task, mapping.ces)) if mapping.ces else None,
-        handle_time=spent if spent else None, selector=selector,
+        handle_time=spent if spent else None,
+        selector=selector,
         url=f"/company/personal/user/{responsible or 0}/tasks/task/view/{tid}/",
     )
     return Bundle(ticket=ticket, events=events, snapshot=dict(task))

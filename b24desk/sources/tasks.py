@@ -24,6 +24,7 @@ while it is newer than the cursor). That second command counts the selector (``s
 ``total``), which is how deletions are noticed without listing every ID. Tasks whose row is
 byte-identical to the stored snapshot are not re-read.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,15 +32,14 @@ from typing import Iterable, Iterator
 
 from ..model import format_time, parse_time, snapshot_hash
 from . import register
-from .base import (PAGE_TICKETS, KeysetSource, Mapping, Page, Selector, SyncContext, as_int, chunks, compact,
-                   diff_events)
+from .base import PAGE_TICKETS, KeysetSource, Mapping, Page, Selector, SyncContext, as_int, chunks, compact, diff_events
 from .fetch import ShapeError, _brief, call_each, call_mixed, expect_rows, rows_of
 from .task_mapping import ELAPSED_SELECT, SELECT, SOURCE, map_task, messages_from_chat, messages_from_comments
 
 log = logging.getLogger(__name__)
 
-COMMENTS_SETTING = "tasks.comments_via"   # None | commentitem | mixed | chat
-CHAT_PAGE = 50                            # im.dialog.messages.get LIMIT maximum
+COMMENTS_SETTING = "tasks.comments_via"  # None | commentitem | mixed | chat
+CHAT_PAGE = 50  # im.dialog.messages.get LIMIT maximum
 
 
 @register("tasks")
@@ -59,12 +59,18 @@ class TaskSource(KeysetSource):
 
     def _select(self, ctx: SyncContext | None = None) -> list[str]:
         sel = list(SELECT)
-        for f in (self.mapping.type, self.mapping.deadline, self.mapping.rating, self.mapping.nps,
-                  self.mapping.ces, self.mapping.priority):
+        for f in (
+            self.mapping.type,
+            self.mapping.deadline,
+            self.mapping.rating,
+            self.mapping.nps,
+            self.mapping.ces,
+            self.mapping.priority,
+        ):
             if f and f not in sel:
                 sel.append(f)
         if ctx is not None and ctx.setting(COMMENTS_SETTING) in ("chat", "mixed"):
-            sel.append("CHAT_ID")   # the docs promise it from tasks.task.get only; a list that has it saves a probe
+            sel.append("CHAT_ID")  # the docs promise it from tasks.task.get only; a list that has it saves a probe
         return sel
 
     # -- the three readers --
@@ -73,8 +79,9 @@ class TaskSource(KeysetSource):
         flt = self._filter()
         if after_id:
             flt[">ID"] = int(after_id)
-        rows = client.list_all("tasks.task.list", {"filter": flt, "select": self._select(ctx)},
-                               id_field="ID", items_key="tasks")
+        rows = client.list_all(
+            "tasks.task.list", {"filter": flt, "select": self._select(ctx)}, id_field="ID", items_key="tasks"
+        )
         self._seen_items = self._seen_chats = False
         self._in_full, self._chats_from_here = True, False
         try:
@@ -85,22 +92,22 @@ class TaskSource(KeysetSource):
 
     def incremental(self, client, ctx: SyncContext, since: int) -> Iterator[Page]:
         changed = self._changed_rows(client, ctx, since)
-        fresh = [r for r in changed
-                 if ctx.previous_snapshot_hash(SOURCE, str(r["id"])) != snapshot_hash(r)]
+        fresh = [r for r in changed if ctx.previous_snapshot_hash(SOURCE, str(r["id"])) != snapshot_hash(r)]
         for part in chunks(fresh, PAGE_TICKETS):
             yield Page(self.bundles(client, ctx, part))
 
     def fetch_ids(self, client, ctx: SyncContext, ids: Iterable[str]) -> Iterator[Page]:
         ids = sorted({str(i) for i in ids if str(i).isdigit()}, key=int)
         for part in chunks(ids, PAGE_TICKETS):
-            answers = call_each(client, "tasks.task.get",
-                                [{"taskId": int(i), "select": self._select(ctx)} for i in part])
+            answers = call_each(
+                client, "tasks.task.get", [{"taskId": int(i), "select": self._select(ctx)} for i in part]
+            )
             rows = []
             for i, a in zip(part, answers):
                 task = a.result.get("task") if isinstance(a.result, dict) else None
                 if a.error is None and isinstance(task, dict) and task.get("id") is not None:
                     if self.group and str(task.get("groupId")) != str(self.group):
-                        continue             # no longer under this selector
+                        continue  # no longer under this selector
                     rows.append(task)
                 elif a.error is not None:
                     log.warning("tasks.task.get %s: %s", i, a.error)
@@ -109,7 +116,7 @@ class TaskSource(KeysetSource):
                 yield Page(self.bundles(client, ctx, rows) if rows else [], unchanged=same)
 
     def count(self, client) -> int | None:
-        if self._total is not None:              # answered by the incremental listing batch
+        if self._total is not None:  # answered by the incremental listing batch
             total, self._total = self._total, None
             return total
         return super().count(client)
@@ -120,13 +127,19 @@ class TaskSource(KeysetSource):
         select = self._select(ctx)
         base = self._filter()
         changed_filter = {**base, ">=CHANGED_DATE": format_time(since)}
-        res = client.batch({
-            "now": ("server.time", {}),
-            "changed": ("tasks.task.list", {"filter": changed_filter, "select": select,
-                                            "order": {"ID": "ASC"}, "start": -1}),
-            "active": ("tasks.task.list", compact({"filter": base, "select": select,
-                                                   "order": {"ACTIVITY_DATE": "DESC"}, "start": 0})),
-        })
+        res = client.batch(
+            {
+                "now": ("server.time", {}),
+                "changed": (
+                    "tasks.task.list",
+                    {"filter": changed_filter, "select": select, "order": {"ID": "ASC"}, "start": -1},
+                ),
+                "active": (
+                    "tasks.task.list",
+                    compact({"filter": base, "select": select, "order": {"ACTIVITY_DATE": "DESC"}, "start": 0}),
+                ),
+            }
+        )
         if "changed" in res.errors:
             raise res.errors["changed"]
         if "now" not in res.errors:
@@ -135,12 +148,16 @@ class TaskSource(KeysetSource):
         rows = rows_of(res.results.get("changed"), "tasks", "tasks.task.list")
         for r in rows:
             found[str(r["id"])] = r
-        if len(rows) >= 50:                          # more than one page changed: keyset on
-            more = client.list_all("tasks.task.list", {"filter": {**changed_filter, ">ID": int(rows[-1]["id"])},
-                                                       "select": select}, id_field="ID", items_key="tasks")
+        if len(rows) >= 50:  # more than one page changed: keyset on
+            more = client.list_all(
+                "tasks.task.list",
+                {"filter": {**changed_filter, ">ID": int(rows[-1]["id"])}, "select": select},
+                id_field="ID",
+                items_key="tasks",
+            )
             for r in more:
                 found[str(r["id"])] = r
-        if "active" in res.errors:                   # a portal refusing the order: changes only
+        if "active" in res.errors:  # a portal refusing the order: changes only
             log.warning("tasks.task.list by ACTIVITY_DATE: %s", res.errors["active"])
             self._total = None
         else:
@@ -154,9 +171,10 @@ class TaskSource(KeysetSource):
                 if len(page) < 50 or len(newer) < len(page):
                     break
                 start += 50
-                body = client.call_raw("tasks.task.list", compact({"filter": base, "select": select,
-                                                                   "order": {"ACTIVITY_DATE": "DESC"},
-                                                                   "start": start}))
+                body = client.call_raw(
+                    "tasks.task.list",
+                    compact({"filter": base, "select": select, "order": {"ACTIVITY_DATE": "DESC"}, "start": start}),
+                )
                 page = rows_of(body.get("result"), "tasks", "tasks.task.list")
         return sorted(found.values(), key=lambda r: int(r["id"]))
 
@@ -169,18 +187,18 @@ class TaskSource(KeysetSource):
         # full sync once a page held only new-card tasks: ids ascend with creation, and a portal
         # does not go back to the classic card
         ask_items = mode != "chat" and not getattr(self, "_chats_from_here", False)
-        probe_now = not ask_items               # chat ids in the same batch (1 command a task)
+        probe_now = not ask_items  # chat ids in the same batch (1 command a task)
         calls, slots = [], []
-        for n, (i, row) in enumerate(zip(ids, rows)):   # one task's detail reads, packed together
+        for n, (i, row) in enumerate(zip(ids, rows)):  # one task's detail reads, packed together
             calls.append(("tasks.task.history.list", {"taskId": int(i)}))
             slots.append((n, "history"))
-            if ask_items:                # parameter order matters (DOCS task-comment-item-get-list.md)
+            if ask_items:  # parameter order matters (DOCS task-comment-item-get-list.md)
                 calls.append(("task.commentitem.getlist", {"TASKID": int(i), "ORDER": {"ID": "asc"}}))
                 slots.append((n, "comments"))
             if probe_now and not _int(row.get("chatId")):
                 calls.append(("tasks.task.get", {"taskId": int(i), "select": ["ID", "CHAT_ID"]}))
                 slots.append((n, "chat"))
-            if _tracks_time(row):        # no tracked time, no elapsed items to read
+            if _tracks_time(row):  # no tracked time, no elapsed items to read
                 calls.append(("task.elapseditem.getlist", _elapsed_params(i, 1)))
                 slots.append((n, "elapsed"))
         answer = dict(zip(slots, call_mixed(client, calls)))
@@ -194,16 +212,22 @@ class TaskSource(KeysetSource):
         messages = self._comments(client, ctx, rows, mode, answer, probed=probe_now)
         out = []
         bots = ctx.bot_users
-        diff_fields = [f for f, on in (("type", self.mapping.type), ("rating", self.mapping.rating),
-                                       ("deadline", self.mapping.deadline), ("priority", self.mapping.priority))
-                       if on]
+        diff_fields = [
+            f
+            for f, on in (
+                ("type", self.mapping.type),
+                ("rating", self.mapping.rating),
+                ("deadline", self.mapping.deadline),
+                ("priority", self.mapping.priority),
+            )
+            if on
+        ]
         for row, hist, msgs, spent in zip(rows, histories, messages, elapsed):
             b = map_task(ctx.portal, row, hist, msgs, self.mapping, bots, self.selector.raw, spent)
             if diff_fields:
                 prev = ctx.previous(SOURCE, b.ticket.source_id)
                 at = parse_time(row.get("changedDate"), "changedDate") or b.ticket.created_at
-                b.events.extend(diff_events(prev, b.ticket, snapshot_hash(b.snapshot), at,
-                                            None, diff_fields))
+                b.events.extend(diff_events(prev, b.ticket, snapshot_hash(b.snapshot), at, None, diff_fields))
             out.append(b)
         return out
 
@@ -212,7 +236,7 @@ class TaskSource(KeysetSource):
         out: list[list] = []
         todo = []
         for n, (i, a) in enumerate(zip(ids, answers)):
-            if a is None:                # not asked: the task tracks no time
+            if a is None:  # not asked: the task tracks no time
                 out.append([])
                 continue
             if a.error is not None:
@@ -237,8 +261,9 @@ class TaskSource(KeysetSource):
 
     # -- comments: classic comment items or the task chat (new card), decided per task --
 
-    def _comments(self, client, ctx: SyncContext, rows: list[dict], mode: str | None, answer: dict,
-                  probed: bool) -> list[list]:
+    def _comments(
+        self, client, ctx: SyncContext, rows: list[dict], mode: str | None, answer: dict, probed: bool
+    ) -> list[list]:
         """Messages per task. A task whose comment items are empty and that has a chat id (from
         ``tasks.task.get``, DOCS tasks-new.md) is a new-card task: its chat is read. Classic and
         new-card tasks are kept apart on portals that have both (a portal moved to the new card
@@ -260,11 +285,14 @@ class TaskSource(KeysetSource):
             if cid is None and a is not None:
                 cid = self._chat_id(r, a)
             chat_ids.append(cid)
-        if not probed:                # chat ids only for the tasks with no comment items
+        if not probed:  # chat ids only for the tasks with no comment items
             need = [n for n, (got, cid) in enumerate(zip(items, chat_ids)) if not got and cid is None]
             if need:
-                probes = call_each(client, "tasks.task.get",
-                                   [{"taskId": int(rows[n]["id"]), "select": ["ID", "CHAT_ID"]} for n in need])
+                probes = call_each(
+                    client,
+                    "tasks.task.get",
+                    [{"taskId": int(rows[n]["id"]), "select": ["ID", "CHAT_ID"]} for n in need],
+                )
                 for n, a in zip(need, probes):
                     chat_ids[n] = self._chat_id(rows[n], a)
         if getattr(self, "_in_full", False) and rows and all(chat_ids) and not any(items):
@@ -302,8 +330,12 @@ class TaskSource(KeysetSource):
             ctx.set_setting(COMMENTS_SETTING, new)
 
     def _full_done(self, ctx: SyncContext, whole: bool) -> None:
-        if whole and ctx.setting(COMMENTS_SETTING) is None and getattr(self, "_seen_chats", False) \
-                and not getattr(self, "_seen_items", False):
+        if (
+            whole
+            and ctx.setting(COMMENTS_SETTING) is None
+            and getattr(self, "_seen_chats", False)
+            and not getattr(self, "_seen_items", False)
+        ):
             log.info("task.commentitem.getlist answers nothing here: reading task chats (new task card)")
             ctx.set_setting(COMMENTS_SETTING, "chat")
 
@@ -316,9 +348,14 @@ def read_chats(client, chats: dict) -> dict:
     got: dict = {k: {} for k in chats}
     todo = [(k, None) for k in chats]
     while todo:
-        answers = call_each(client, "im.dialog.messages.get",
-                            [{"DIALOG_ID": f"chat{chats[k]}", "LIMIT": CHAT_PAGE,
-                              **({"LAST_ID": last} if last else {})} for k, last in todo])
+        answers = call_each(
+            client,
+            "im.dialog.messages.get",
+            [
+                {"DIALOG_ID": f"chat{chats[k]}", "LIMIT": CHAT_PAGE, **({"LAST_ID": last} if last else {})}
+                for k, last in todo
+            ],
+        )
         again = []
         for (k, last), a in zip(todo, answers):
             if a.error is not None:
@@ -352,8 +389,13 @@ def _elapsed_params(task_id: str, page: int) -> dict:
     """Positional parameters, in the documented order: TASKID, ORDER, FILTER, SELECT, PARAMS
     (DOCS api-reference/tasks/elapsed-item/task-elapsed-item-get-list.md; nPageSize <= 50). FILTER is
     ``>ID 0`` (every item), the docs' own form: an empty one would be sent as ``FILTER[]=``."""
-    return {"TASKID": int(task_id), "ORDER": {"ID": "asc"}, "FILTER": {">ID": 0}, "SELECT": ELAPSED_SELECT,
-            "PARAMS": {"NAV_PARAMS": {"nPageSize": 50, "iNumPage": page}}}
+    return {
+        "TASKID": int(task_id),
+        "ORDER": {"ID": "asc"},
+        "FILTER": {">ID": 0},
+        "SELECT": ELAPSED_SELECT,
+        "PARAMS": {"NAV_PARAMS": {"nPageSize": 50, "iNumPage": page}},
+    }
 
 
 def _int(v) -> int | None:

@@ -4,6 +4,7 @@ A dict catalogue rather than Flask-Babel: two languages and about a hundred stri
 forms beyond what the templates avoid, and no ``.po``/``.mo`` compile step to forget on deploy.
 A test checks that both languages carry exactly the same keys. KPI labels (ru) are kpi.md's.
 """
+
 from __future__ import annotations
 
 from b24desk import labels as _labels
@@ -44,8 +45,10 @@ MESSAGES = {
     "you": ("Вы", "You"),
     "team": ("Команда", "Team"),
     "your_numbers": ("Ваши показатели", "Your numbers"),
-    "refreshing": ("данные обновляются, откройте страницу снова через несколько секунд",
-                   "figures are being refreshed; reload in a few seconds"),
+    "refreshing": (
+        "данные обновляются, откройте страницу снова через несколько секунд",
+        "figures are being refreshed; reload in a few seconds",
+    ),
     "team_totals": ("Итоги команды", "Team totals"),
     "trend_weekly": ("Динамика по неделям", "Weekly trend"),
     "created": ("Создано", "Created"),
@@ -94,8 +97,10 @@ MESSAGES = {
     "transfers": ("Переводы", "Transfers"),
     "rating": ("Оценка", "Rating"),
     "no_reply_yet": ("ответа ещё не было", "no reply yet"),
-    "not_synced": ("Эта заявка ещё не загружена: она появится после синхронизации.",
-                   "This ticket has not been synced yet: it will appear after the next sync."),
+    "not_synced": (
+        "Эта заявка ещё не загружена: она появится после синхронизации.",
+        "This ticket has not been synced yet: it will appear after the next sync.",
+    ),
     "ev_created": ("создана", "created"),
     "ev_assigned": ("назначена", "assigned"),
     "ev_status": ("статус", "status"),
@@ -111,24 +116,37 @@ MESSAGES = {
     "ev_escalated": ("эскалация", "escalated"),
     "save": ("Сохранить", "Save"),
     "saved": ("Сохранено", "Saved"),
-    "admins_only": ("Настройки доступны только администратору портала.",
-                    "Only the portal administrator can change settings."),
+    "admins_only": (
+        "Настройки доступны только администратору портала.",
+        "Only the portal administrator can change settings.",
+    ),
     "error": ("Ошибка", "Error"),
     "err_no_token": ("Откройте приложение из Битрикс24.", "Open the app from Bitrix24."),
-    "err_expired": ("Сессия истекла: откройте приложение в Битрикс24 заново.",
-                    "The session has expired: reopen the app in Bitrix24."),
+    "err_expired": (
+        "Сессия истекла: откройте приложение в Битрикс24 заново.",
+        "The session has expired: reopen the app in Bitrix24.",
+    ),
     "err_forbidden": ("Нет доступа к этим данным.", "You have no access to these data."),
-    "err_revoked": ("Приложение было переустановлено или удалено после открытия этой страницы: откройте его "
-                    "в Битрикс24 заново.", "The app was reinstalled or removed since this page opened: reopen "
-                    "it in Bitrix24."),
-    "err_demoted": ("Вы больше не администратор Битрикс24: откройте приложение заново.",
-                    "You are no longer a Bitrix24 administrator: reopen the app."),
-    "err_bad_request": ("Запрос содержит недопустимые значения; исправьте их и повторите.",
-                        "The request holds values that are not allowed; correct them and retry."),
-    "err_unavailable": ("Сервис временно недоступен: хранилище данных не принимает записи.",
-                        "The service is temporarily unavailable: its data store does not accept writes."),
-    "err_unavailable_detail": ("Ничего не потеряно. Повторите через минуту — сервис восстановится сам.",
-                               "Nothing is lost. Try again in a minute: the service recovers by itself."),
+    "err_revoked": (
+        "Приложение было переустановлено или удалено после открытия этой страницы: откройте его в Битрикс24 заново.",
+        "The app was reinstalled or removed since this page opened: reopen it in Bitrix24.",
+    ),
+    "err_demoted": (
+        "Вы больше не администратор Битрикс24: откройте приложение заново.",
+        "You are no longer a Bitrix24 administrator: reopen the app.",
+    ),
+    "err_bad_request": (
+        "Запрос содержит недопустимые значения; исправьте их и повторите.",
+        "The request holds values that are not allowed; correct them and retry.",
+    ),
+    "err_unavailable": (
+        "Сервис временно недоступен: хранилище данных не принимает записи.",
+        "The service is temporarily unavailable: its data store does not accept writes.",
+    ),
+    "err_unavailable_detail": (
+        "Ничего не потеряно. Повторите через минуту — сервис восстановится сам.",
+        "Nothing is lost. Try again in a minute: the service recovers by itself.",
+    ),
     "loading": ("Загрузка…", "Loading…"),
     "seconds_short": ("с", "s"),
     "minutes_short": ("мин", "min"),
@@ -144,23 +162,32 @@ MESSAGES = {
     "line": ("Линия", "Line"),
     "settings_openlines": ("Открытые линии", "Open lines"),
     "ol_unknown": ("Открытые линии ещё не синхронизировались.", "Open lines have not been synced yet."),
-    "ol_available": ("Статистика открытых линий доступна, диалоги синхронизируются.",
-                     "Open Channels statistics are available; dialogs are synced."),
-    "ol_TARIFF_RESTRICTION": ("Тариф Битрикс24 не включает отчёты открытых линий (TARIFF_RESTRICTION): "
-                              "диалоги открытых линий не синхронизируются. Это не ошибка.",
-                              "The Bitrix24 plan does not include Open Channels reports (TARIFF_RESTRICTION): "
-                              "open-line dialogs are not synced. This is not a failure."),
-    "ol_ACCESS_DENIED": ("У пользователя приложения нет доступа к отчётам открытых линий: выдайте его в правах "
-                         "Контакт-центра.", "The app's user has no access to Open Channels reports; grant it "
-                         "in the Contact Center permissions."),
-    "ol_INSUFFICIENT_SCOPE": ("У приложения нет права «imopenlines»: добавьте его, чтобы загружать диалоги.",
-                              "The app has no 'imopenlines' scope; add it to sync open-line dialogs."),
+    "ol_available": (
+        "Статистика открытых линий доступна, диалоги синхронизируются.",
+        "Open Channels statistics are available; dialogs are synced.",
+    ),
+    "ol_TARIFF_RESTRICTION": (
+        "Тариф Битрикс24 не включает отчёты открытых линий (TARIFF_RESTRICTION): "
+        "диалоги открытых линий не синхронизируются. Это не ошибка.",
+        "The Bitrix24 plan does not include Open Channels reports (TARIFF_RESTRICTION): "
+        "open-line dialogs are not synced. This is not a failure.",
+    ),
+    "ol_ACCESS_DENIED": (
+        "У пользователя приложения нет доступа к отчётам открытых линий: выдайте его в правах Контакт-центра.",
+        "The app's user has no access to Open Channels reports; grant it in the Contact Center permissions.",
+    ),
+    "ol_INSUFFICIENT_SCOPE": (
+        "У приложения нет права «imopenlines»: добавьте его, чтобы загружать диалоги.",
+        "The app has no 'imopenlines' scope; add it to sync open-line dialogs.",
+    ),
     "ol_checked": ("Проверено", "Checked"),
     "ol_crosscheck": ("Сверка со статистикой Битрикс24", "Cross-check with Bitrix24 statistics"),
     "ol_crosscheck_none": ("Сверка ещё не проводилась.", "No cross-check yet."),
     "ol_crosscheck_run": ("Сверить за период", "Cross-check the period"),
-    "ol_differs": ("Наши показатели открытых линий расходятся со статистикой Битрикс24",
-                   "Our open-line figures differ from Bitrix24's statistics"),
+    "ol_differs": (
+        "Наши показатели открытых линий расходятся со статистикой Битрикс24",
+        "Our open-line figures differ from Bitrix24's statistics",
+    ),
     "ol_agrees": ("Показатели совпадают со статистикой Битрикс24.", "The figures agree with Bitrix24's statistics."),
     "ol_figure": ("Показатель", "Figure"),
     "ol_ours": ("b24desk", "b24desk"),
@@ -179,13 +206,19 @@ MESSAGES = {
     "push_ch_chat": ("чат", "chat"),
     "push_ch_feed": ("живая лента", "feed"),
     "push_ch_disk": ("Диск (XLSX)", "Drive (XLSX)"),
-    "push_recipients": ("Получатели сводки по порталу (ID пользователей; пусто — установивший администратор)",
-                        "Portal digest recipients (user ids; empty = the installing admin)"),
-    "push_chat": ("Чат (chatNNN или ID пользователя; пусто — чат приложения)",
-                  "Chat (chatNNN or a user id; empty = the app's own chat)"),
+    "push_recipients": (
+        "Получатели сводки по порталу (ID пользователей; пусто — установивший администратор)",
+        "Portal digest recipients (user ids; empty = the installing admin)",
+    ),
+    "push_chat": (
+        "Чат (chatNNN или ID пользователя; пусто — чат приложения)",
+        "Chat (chatNNN or a user id; empty = the app's own chat)",
+    ),
     "push_alerts": ("Оповещения о выходе за цели", "Alerts on missed targets"),
-    "push_alert_kpis": ("Показатели для оповещений (ключи через запятую; пусто — все с целями)",
-                        "KPIs to alert on (keys, comma-separated; empty = every KPI with a target)"),
+    "push_alert_kpis": (
+        "Показатели для оповещений (ключи через запятую; пусто — все с целями)",
+        "KPIs to alert on (keys, comma-separated; empty = every KPI with a target)",
+    ),
     "on": ("вкл.", "on"),
     # --- issue 14: the support head's dashboard (periods, now panel, groups, tables, drilldown) ---
     "preset": ("Быстрый выбор", "Quick pick"),
@@ -237,14 +270,20 @@ MESSAGES = {
     "no": ("нет", "no"),
     "sort_hint": ("Нажмите на заголовок, чтобы отсортировать", "Click a header to sort"),
     "back_to_dashboard": ("Вернуться к сводке", "Back to the dashboard"),
-    "err_bad_period_order": ("Дата «По» раньше даты «С». Выберите период заново.",
-                             "The end date is before the start date. Pick the period again."),
+    "err_bad_period_order": (
+        "Дата «По» раньше даты «С». Выберите период заново.",
+        "The end date is before the start date. Pick the period again.",
+    ),
     "err_bad_period_half": ("Укажите обе даты периода или ни одной.", "Give both dates of the period, or neither."),
-    "err_bad_date": ("Дата не распознана: используйте календарь в поле даты.",
-                     "The date was not understood: use the date picker."),
+    "err_bad_date": (
+        "Дата не распознана: используйте календарь в поле даты.",
+        "The date was not understood: use the date picker.",
+    ),
     "err_bad_preset": ("Неизвестный вариант периода.", "Unknown period preset."),
-    "err_bad_date_range": ("Период должен лежать между 2000 и 2100 годами.",
-                           "The period must lie between the years 2000 and 2100."),
+    "err_bad_date_range": (
+        "Период должен лежать между 2000 и 2100 годами.",
+        "The period must lie between the years 2000 and 2100.",
+    ),
     "err_bad_compare": ("Неизвестный вариант сравнения.", "Unknown comparison."),
     "err_bad_filter": ("Фильтр задан неверно.", "A filter value is not valid."),
     "err_bad_ticket": ("Заявка указана неверно.", "The ticket reference is not valid."),

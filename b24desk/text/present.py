@@ -3,33 +3,63 @@
 Pure functions over the engine's output; no KPI maths here beyond the delta of two numbers the
 engine already computed. Formatting follows the viewer's language (decimal comma in Russian).
 """
+
 from __future__ import annotations
 
-import math
-
 import functools
+import math
 
 from babel.numbers import get_decimal_symbol, get_group_symbol
 
-from ..kpi.engine import KPI_KEYS as KPI_KEYS_ALL  # noqa: F401  (the drilldown accepts these)
-
 from .. import labels
-
+from ..kpi.engine import KPI_KEYS as KPI_KEYS_ALL  # noqa: F401  (the drilldown accepts these)
 from .i18n import kpi_label, t
 
-DURATIONS = ("first_response_time", "first_response_time_business", "resolution_time",
-             "resolution_time_business", "handle_time", "requester_wait_time", "agent_wait_time")
-SHARES_EXTRA = ("csat", "ces")          # shares whose key does not end in _share
-SCORES = ("nps", "task_efficiency")     # plain numbers on a fixed scale
+DURATIONS = (
+    "first_response_time",
+    "first_response_time_business",
+    "resolution_time",
+    "resolution_time_business",
+    "handle_time",
+    "requester_wait_time",
+    "agent_wait_time",
+)
+SHARES_EXTRA = ("csat", "ces")  # shares whose key does not end in _share
+SCORES = ("nps", "task_efficiency")  # plain numbers on a fixed scale
 # The cards, in the order a support manager reads them; anything else the engine adds follows.
 CARD_ORDER = (
-    "tickets_total", "first_response_time", "first_response_sla_share", "resolution_time", "resolved_count",
-    "backlog", "overdue_share", "fcr_share", "csat", "nps", "unanswered_share", "resolved_share",
-    "tickets_per_day", "overdue_count", "transferred_share", "transfers_per_ticket", "reopen_share",
-    "one_touch_share", "repeat_contact_share", "contacts_per_customer", "tickets_per_agent_day",
-    "correctly_qualified_share", "interactions_per_ticket", "handle_time", "rated_share", "ces",
-    "callback_share", "task_efficiency", "requester_wait_time", "agent_wait_time",
-    "first_response_time_business", "resolution_time_business",
+    "tickets_total",
+    "first_response_time",
+    "first_response_sla_share",
+    "resolution_time",
+    "resolved_count",
+    "backlog",
+    "overdue_share",
+    "fcr_share",
+    "csat",
+    "nps",
+    "unanswered_share",
+    "resolved_share",
+    "tickets_per_day",
+    "overdue_count",
+    "transferred_share",
+    "transfers_per_ticket",
+    "reopen_share",
+    "one_touch_share",
+    "repeat_contact_share",
+    "contacts_per_customer",
+    "tickets_per_agent_day",
+    "correctly_qualified_share",
+    "interactions_per_ticket",
+    "handle_time",
+    "rated_share",
+    "ces",
+    "callback_share",
+    "task_efficiency",
+    "requester_wait_time",
+    "agent_wait_time",
+    "first_response_time_business",
+    "resolution_time_business",
 )
 NOT_CARDS = ("resolved_by_priority", "top_agents", "ccei")
 
@@ -200,19 +230,27 @@ def cards(report: dict, lang: str, directions: dict | None = None, team: dict | 
         stats = None
         if kind(key) == "duration" and isinstance(v, dict):
             stats = {"median": fmt_duration(v.get("median"), lang), "p90": fmt_duration(v.get("p90"), lang)}
-        out.append({
-            "key": key, "label": kpi_label(key, lang, short=kind(key) == "duration"), "kind": kind(key),
-            "definition": labels.kpi_definition(key, lang), "stats": stats, "has_target": has_target,
-            "big": key in labels.HEADLINE,
-            "value": fmt_value(key, entry.get("value"), lang),
-            "raw": headline(key, entry.get("value")),
-            "previous": fmt_value(key, entry.get("previous"), lang),
-            "target": fmt_target(key, entry, lang),
-            "status": status, "status_label": status_label,
-            "delta": d, "delta_text": fmt_delta(key, d, lang),
-            "n": sample_size(entry),
-            "team": fmt_value(key, (team_kpis.get(key) or {}).get("value"), lang) if team else None,
-        })
+        out.append(
+            {
+                "key": key,
+                "label": kpi_label(key, lang, short=kind(key) == "duration"),
+                "kind": kind(key),
+                "definition": labels.kpi_definition(key, lang),
+                "stats": stats,
+                "has_target": has_target,
+                "big": key in labels.HEADLINE,
+                "value": fmt_value(key, entry.get("value"), lang),
+                "raw": headline(key, entry.get("value")),
+                "previous": fmt_value(key, entry.get("previous"), lang),
+                "target": fmt_target(key, entry, lang),
+                "status": status,
+                "status_label": status_label,
+                "delta": d,
+                "delta_text": fmt_delta(key, d, lang),
+                "n": sample_size(entry),
+                "team": fmt_value(key, (team_kpis.get(key) or {}).get("value"), lang) if team else None,
+            }
+        )
     return out
 
 
@@ -225,8 +263,7 @@ def directions_from_config(config: dict | None) -> dict:
     return out
 
 
-def histogram(values: list, median=None, p90=None, *, bins: int = 12, lang: str = "en",
-              target=None) -> dict | None:
+def histogram(values: list, median=None, p90=None, *, bins: int = 12, lang: str = "en", target=None) -> dict | None:
     """Counts of ``values`` in ``bins`` equal-width bins from 0 up to (about) the 95th percentile,
     the last bin open-ended; ``median_pos`` / ``p90_pos`` place the markers (fractional bin index).
     With a ``target`` the bins are scaled to it: they span about twice the target (less if the
@@ -248,12 +285,24 @@ def histogram(values: list, median=None, p90=None, *, bins: int = 12, lang: str 
         if x is None:
             return None
         return min(float(bins), x / width)
-    names = [f"{fmt_duration(edges[i], lang)}–{fmt_duration(edges[i + 1], lang)}" if edges[i + 1] is not None
-             else f"≥ {fmt_duration(edges[i], lang)}" for i in range(bins)]
-    return {"labels": names, "target": target,
-            "target_pos": pos(target) if isinstance(target, (int, float)) else None, "counts": counts,
-            "bins": [[edges[i], edges[i + 1]] for i in range(bins)],
-            "median": median, "p90": p90, "median_pos": pos(median), "p90_pos": pos(p90)}
+
+    names = [
+        f"{fmt_duration(edges[i], lang)}–{fmt_duration(edges[i + 1], lang)}"
+        if edges[i + 1] is not None
+        else f"≥ {fmt_duration(edges[i], lang)}"
+        for i in range(bins)
+    ]
+    return {
+        "labels": names,
+        "target": target,
+        "target_pos": pos(target) if isinstance(target, (int, float)) else None,
+        "counts": counts,
+        "bins": [[edges[i], edges[i + 1]] for i in range(bins)],
+        "median": median,
+        "p90": p90,
+        "median_pos": pos(median),
+        "p90_pos": pos(p90),
+    }
 
 
 def _width_for_target(span: float, target: float, bins: int) -> float:
@@ -265,14 +314,56 @@ def _width_for_target(span: float, target: float, bins: int) -> float:
     return _nice_width(raw)
 
 
-_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
-          172800, 259200, 604800]
+_STEPS = [
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86400,
+    172800,
+    259200,
+    604800,
+]
 
 
 def _nice_width(raw: float) -> float:
     """A bin width a person reads easily: 1, 2, 5, 10, 15, 30 s/min, 1, 2, 3, 6, 12 h, days."""
-    steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
-             172800, 259200, 604800]
+    steps = [
+        1,
+        2,
+        5,
+        10,
+        15,
+        30,
+        60,
+        120,
+        300,
+        600,
+        900,
+        1800,
+        3600,
+        7200,
+        10800,
+        21600,
+        43200,
+        86400,
+        172800,
+        259200,
+        604800,
+    ]
     for s in steps:
         if raw <= s:
             return float(s)
@@ -283,15 +374,23 @@ def _when(ts, lang: str) -> str:
     if not ts:
         return "—"
     from datetime import datetime, timezone
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%d.%m.%Y %H:%M UTC" if lang == "ru"
-                                                                   else "%Y-%m-%d %H:%M UTC")
+
+    return datetime.fromtimestamp(int(ts), timezone.utc).strftime(
+        "%d.%m.%Y %H:%M UTC" if lang == "ru" else "%Y-%m-%d %H:%M UTC"
+    )
 
 
 def openlines_panel(status: dict | None, check: dict | None, lang: str) -> dict:
     """The settings page's open-lines section: availability (a plan's refusal is a state, said in
     words, not a failure) and the last cross-check with ``imopenlines.v2.Stat.get``."""
-    out = {"known": status is not None, "available": None, "code": None, "message": None,
-           "checked": _when((status or {}).get("checked_at"), lang), "check": None}
+    out = {
+        "known": status is not None,
+        "available": None,
+        "code": None,
+        "message": None,
+        "checked": _when((status or {}).get("checked_at"), lang),
+        "check": None,
+    }
     if status is not None:
         out["available"] = bool(status.get("available"))
         out["code"] = status.get("code")
@@ -303,10 +402,15 @@ def openlines_panel(status: dict | None, check: dict | None, lang: str) -> dict:
             out["message"] = msg if msg != key else (status.get("message") or status.get("code") or "")
     if check:
         period = check.get("period") or {}
-        c = {"available": bool(check.get("available")), "differs": bool(check.get("differs")),
-             "period": f"{(period.get('from') or '')[:10]} — {(period.get('to') or '')[:10]}",
-             "checked": _when(check.get("checked_at"), lang), "rows": [], "notes": list(check.get("notes") or []),
-             "message": None}
+        c = {
+            "available": bool(check.get("available")),
+            "differs": bool(check.get("differs")),
+            "period": f"{(period.get('from') or '')[:10]} — {(period.get('to') or '')[:10]}",
+            "checked": _when(check.get("checked_at"), lang),
+            "rows": [],
+            "notes": list(check.get("notes") or []),
+            "message": None,
+        }
         if not c["available"]:
             key = f"ol_{check.get('code')}"
             msg = t(key, lang)
@@ -314,14 +418,27 @@ def openlines_panel(status: dict | None, check: dict | None, lang: str) -> dict:
         else:
             ours, theirs, diffs = check.get("ours") or {}, check.get("portal") or {}, check.get("differences") or {}
             c["rows"] = [
-                {"key": "sessions", "label": t("ol_sessions", lang), "ours": _num(ours.get("sessions") or 0, 0, lang),
-                 "portal": _num(theirs.get("total_sessions") or 0, 0, lang), "differs": False},
-                {"key": "frt_avg", "label": t("ol_frt_avg", lang), "ours": fmt_duration(ours.get("frt_avg"), lang),
-                 "portal": fmt_duration(theirs.get("frt_avg"), lang), "differs": bool(diffs.get("frt_avg"))},
-                {"key": "positive_rate", "label": t("ol_positive_rate", lang),
-                 "ours": fmt_value("csat", ours.get("positive_rate"), lang),
-                 "portal": fmt_value("csat", theirs.get("positive_rate"), lang),
-                 "differs": bool(diffs.get("positive_rate"))},
+                {
+                    "key": "sessions",
+                    "label": t("ol_sessions", lang),
+                    "ours": _num(ours.get("sessions") or 0, 0, lang),
+                    "portal": _num(theirs.get("total_sessions") or 0, 0, lang),
+                    "differs": False,
+                },
+                {
+                    "key": "frt_avg",
+                    "label": t("ol_frt_avg", lang),
+                    "ours": fmt_duration(ours.get("frt_avg"), lang),
+                    "portal": fmt_duration(theirs.get("frt_avg"), lang),
+                    "differs": bool(diffs.get("frt_avg")),
+                },
+                {
+                    "key": "positive_rate",
+                    "label": t("ol_positive_rate", lang),
+                    "ours": fmt_value("csat", ours.get("positive_rate"), lang),
+                    "portal": fmt_value("csat", theirs.get("positive_rate"), lang),
+                    "differs": bool(diffs.get("positive_rate")),
+                },
             ]
         out["check"] = c
     return out

@@ -4,4 +4,5 @@ Besides the core modules here, the package-level modules claimed by other helper
 (see STATUS.md): push_methods, viewer_methods, openlines (imported by server.py) and app_context
 (imported by PortalDouble).
 """
+
 from . import common, crm, im, lists, tasks  # noqa: F401

@@ -1,30 +1,50 @@
 """System, user and department methods (DOCS api-reference/common/system/*.md, api-reference/user/*.md,
 api-reference/departments/department-get.md, api-reference/calendar/calendar-settings-get.md)."""
+
 from __future__ import annotations
 
 from .. import query, timefmt
 from ..query import ApiError, Field
 from ..registry import Call, Listed, method
 
-USER_FIELDS = query.spec({
-    "ID": Field("ID", "int"), "ACTIVE": Field("ACTIVE", "bool"), "NAME": Field("NAME"),
-    "LAST_NAME": Field("LAST_NAME"), "EMAIL": Field("EMAIL"), "UF_DEPARTMENT": Field("UF_DEPARTMENT", "ints"),
-    "USER_TYPE": Field("USER_TYPE"), "WORK_POSITION": Field("WORK_POSITION"),
-    "DATE_REGISTER": Field("DATE_REGISTER", "time"), "LAST_LOGIN": Field("LAST_LOGIN", "time"),
-    "IS_ONLINE": Field("IS_ONLINE", getter=lambda u: "N"),
-})
+USER_FIELDS = query.spec(
+    {
+        "ID": Field("ID", "int"),
+        "ACTIVE": Field("ACTIVE", "bool"),
+        "NAME": Field("NAME"),
+        "LAST_NAME": Field("LAST_NAME"),
+        "EMAIL": Field("EMAIL"),
+        "UF_DEPARTMENT": Field("UF_DEPARTMENT", "ints"),
+        "USER_TYPE": Field("USER_TYPE"),
+        "WORK_POSITION": Field("WORK_POSITION"),
+        "DATE_REGISTER": Field("DATE_REGISTER", "time"),
+        "LAST_LOGIN": Field("LAST_LOGIN", "time"),
+        "IS_ONLINE": Field("IS_ONLINE", getter=lambda u: "N"),
+    }
+)
 
 
 def render_user(p, u: dict) -> dict:
     return {
-        "ID": str(u["ID"]), "XML_ID": "", "ACTIVE": u["ACTIVE"], "NAME": u["NAME"], "LAST_NAME": u["LAST_NAME"],
-        "SECOND_NAME": u["SECOND_NAME"], "EMAIL": u["EMAIL"], "LAST_LOGIN": timefmt.iso(u["LAST_LOGIN"], p.tz),
-        "DATE_REGISTER": timefmt.iso(u["DATE_REGISTER"], p.tz), "IS_ONLINE": "N",
+        "ID": str(u["ID"]),
+        "XML_ID": "",
+        "ACTIVE": u["ACTIVE"],
+        "NAME": u["NAME"],
+        "LAST_NAME": u["LAST_NAME"],
+        "SECOND_NAME": u["SECOND_NAME"],
+        "EMAIL": u["EMAIL"],
+        "LAST_LOGIN": timefmt.iso(u["LAST_LOGIN"], p.tz),
+        "DATE_REGISTER": timefmt.iso(u["DATE_REGISTER"], p.tz),
+        "IS_ONLINE": "N",
         "TIMESTAMP_X": timefmt.dmy(u["DATE_REGISTER"], p.tz),
         "LAST_ACTIVITY_DATE": timefmt.ymd_hms(u["LAST_LOGIN"], p.tz),
-        "PERSONAL_GENDER": u["PERSONAL_GENDER"], "PERSONAL_BIRTHDAY": "", "TIME_ZONE": u["TIME_ZONE"],
-        "WORK_POSITION": u["WORK_POSITION"], "UF_EMPLOYMENT_DATE": "",
-        "UF_DEPARTMENT": list(u["UF_DEPARTMENT"]), "USER_TYPE": u["USER_TYPE"],
+        "PERSONAL_GENDER": u["PERSONAL_GENDER"],
+        "PERSONAL_BIRTHDAY": "",
+        "TIME_ZONE": u["TIME_ZONE"],
+        "WORK_POSITION": u["WORK_POSITION"],
+        "UF_EMPLOYMENT_DATE": "",
+        "UF_DEPARTMENT": list(u["UF_DEPARTMENT"]),
+        "USER_TYPE": u["USER_TYPE"],
     }
 
 
@@ -44,8 +64,14 @@ def user_current(c: Call, params: dict):
 @method("profile", "basic")
 def profile(c: Call, params: dict):
     u = c.portal.users[c.user_id]
-    return {"ID": str(u["ID"]), "ADMIN": c.user_id in (getattr(c.portal, "admins", None) or {1}), "NAME": u["NAME"], "LAST_NAME": u["LAST_NAME"],
-            "PERSONAL_GENDER": u["PERSONAL_GENDER"], "TIME_ZONE": u["TIME_ZONE"]}
+    return {
+        "ID": str(u["ID"]),
+        "ADMIN": c.user_id in (getattr(c.portal, "admins", None) or {1}),
+        "NAME": u["NAME"],
+        "LAST_NAME": u["LAST_NAME"],
+        "PERSONAL_GENDER": u["PERSONAL_GENDER"],
+        "TIME_ZONE": u["TIME_ZONE"],
+    }
 
 
 def _ci(params: dict, *names, default=None):
@@ -73,13 +99,29 @@ def user_get(c: Call, params: dict):
     if sort:
         order = {str(sort): str(_ci(params, "order", default="ASC"))}
     users = sorted(p.users.values(), key=lambda u: u["ID"])
-    rows, total, nxt = query.run(users, USER_FIELDS, p.tz, flt=flt, order=order, start=_ci(params, "start"),
-                                 id_key="ID", strict=False, ignore=("namesearch", "admin_mode"))
+    rows, total, nxt = query.run(
+        users,
+        USER_FIELDS,
+        p.tz,
+        flt=flt,
+        order=order,
+        start=_ci(params, "start"),
+        id_key="ID",
+        strict=False,
+        ignore=("namesearch", "admin_mode"),
+    )
     return Listed([render_user(p, u) for u in rows], total, nxt)
 
 
-DEPT_FIELDS = query.spec({"ID": Field("ID", "int"), "NAME": Field("NAME"), "SORT": Field("SORT", "int"),
-                          "PARENT": Field("PARENT", "int"), "UF_HEAD": Field("UF_HEAD", "int")})
+DEPT_FIELDS = query.spec(
+    {
+        "ID": Field("ID", "int"),
+        "NAME": Field("NAME"),
+        "SORT": Field("SORT", "int"),
+        "PARENT": Field("PARENT", "int"),
+        "UF_HEAD": Field("UF_HEAD", "int"),
+    }
+)
 
 
 @method("department.get", "department")
@@ -87,13 +129,23 @@ def department_get(c: Call, params: dict):
     p = c.portal
     # lowercase sort/order/start are the sorting and paging parameters; UPPERCASE ones filter
     # (DOCS department-get.md lists both `sort` and `SORT`)
-    flt = {k: v for k, v in params.items()
-           if k not in ("sort", "order", "start") and query.norm(query.split_key(k)[1]) in DEPT_FIELDS}
+    flt = {
+        k: v
+        for k, v in params.items()
+        if k not in ("sort", "order", "start") and query.norm(query.split_key(k)[1]) in DEPT_FIELDS
+    }
     sort = params.get("sort")
     order = {str(sort): str(params.get("order") or "ASC")} if sort else None
-    rows, total, nxt = query.run(sorted(p.departments, key=lambda d: d["ID"]), DEPT_FIELDS, p.tz, flt=flt,
-                                 order=order, start=params.get("start", params.get("START")), id_key="ID",
-                                 strict=False)
+    rows, total, nxt = query.run(
+        sorted(p.departments, key=lambda d: d["ID"]),
+        DEPT_FIELDS,
+        p.tz,
+        flt=flt,
+        order=order,
+        start=params.get("start", params.get("START")),
+        id_key="ID",
+        strict=False,
+    )
     out = []
     for d in rows:
         r = {"ID": str(d["ID"]), "NAME": d["NAME"], "SORT": d["SORT"]}
@@ -109,16 +161,35 @@ def department_get(c: Call, params: dict):
 def app_info(c: Call, params: dict):
     d = c.double
     installed = True if d is None else d.app.installed
-    return {"ID": 7, "CODE": d.client_id if d else "local.double", "VERSION": 1, "STATUS": "L",
-            "INSTALLED": installed, "PAYMENT_EXPIRED": "N", "DAYS": None, "LANGUAGE_ID": "ru",
-            "LICENSE": "ru_basic", "LICENSE_TYPE": "basic", "LICENSE_FAMILY": "basic"}
+    return {
+        "ID": 7,
+        "CODE": d.client_id if d else "local.double",
+        "VERSION": 1,
+        "STATUS": "L",
+        "INSTALLED": installed,
+        "PAYMENT_EXPIRED": "N",
+        "DAYS": None,
+        "LANGUAGE_ID": "ru",
+        "LICENSE": "ru_basic",
+        "LICENSE_TYPE": "basic",
+        "LICENSE_FAMILY": "basic",
+    }
 
 
 @method("calendar.settings.get", "calendar")
 def calendar_settings_get(c: Call, params: dict):
-    return {"work_time_start": "9", "work_time_end": "18",
-            "year_holidays": "1.01,2.01,3.01,4.01,5.01,6.01,7.01,8.01,23.02,8.03,1.05,9.05,12.06,4.11",
-            "year_workdays": "", "week_holidays": ["SA", "SU"], "week_start": "MO",
-            "user_name_template": "#NAME# #LAST_NAME#", "sync_by_push": False, "user_show_login": True,
-            "path_to_user": "/company/personal/user/#user_id#/", "dep_manager_sub": True,
-            "denied_superpose_types": [], "forum_id": "8"}
+    return {
+        "work_time_start": "9",
+        "work_time_end": "18",
+        "year_holidays": "1.01,2.01,3.01,4.01,5.01,6.01,7.01,8.01,23.02,8.03,1.05,9.05,12.06,4.11",
+        "year_workdays": "",
+        "week_holidays": ["SA", "SU"],
+        "week_start": "MO",
+        "user_name_template": "#NAME# #LAST_NAME#",
+        "sync_by_push": False,
+        "user_show_login": True,
+        "path_to_user": "/company/personal/user/#user_id#/",
+        "dep_manager_sub": True,
+        "denied_superpose_types": [],
+        "forum_id": "8",
+    }

@@ -3,6 +3,7 @@ crm.stagehistory.list, crm.activity.list, crm.timeline.comment.list (DOCS api-re
 crm-item-list.md, crm-item-get.md, object-fields.md, category/crm-category-list.md,
 user-defined-object-types/crm-type-list.md, status/crm-status-list.md, crm-stage-history-list.md,
 timeline/activities/activity-base/crm-activity-list.md, timeline/comments/crm-timeline-comment-list.md)."""
+
 from __future__ import annotations
 
 from .. import query, timefmt
@@ -11,13 +12,38 @@ from ..registry import Call, Listed, method
 from .common import _ci
 
 _ITEM_TYPES = {
-    "id": "int", "title": "str", "createdTime": "time", "updatedTime": "time", "createdBy": "int",
-    "updatedBy": "int", "assignedById": "int", "opened": "str", "categoryId": "int", "stageId": "str",
-    "previousStageId": "str", "stageSemanticId": "str", "closed": "str", "isNew": "str", "begindate": "time",
-    "closedate": "time", "movedBy": "int", "movedTime": "time", "lastActivityBy": "int",
-    "lastActivityTime": "time", "companyId": "int", "contactId": "int", "contactIds": "ints",
-    "observers": "ints", "sourceId": "str", "typeId": "str", "opportunity": "float", "currencyId": "str",
-    "entityTypeId": "int", "xmlId": "str", "name": "str", "lastName": "str",
+    "id": "int",
+    "title": "str",
+    "createdTime": "time",
+    "updatedTime": "time",
+    "createdBy": "int",
+    "updatedBy": "int",
+    "assignedById": "int",
+    "opened": "str",
+    "categoryId": "int",
+    "stageId": "str",
+    "previousStageId": "str",
+    "stageSemanticId": "str",
+    "closed": "str",
+    "isNew": "str",
+    "begindate": "time",
+    "closedate": "time",
+    "movedBy": "int",
+    "movedTime": "time",
+    "lastActivityBy": "int",
+    "lastActivityTime": "time",
+    "companyId": "int",
+    "contactId": "int",
+    "contactIds": "ints",
+    "observers": "ints",
+    "sourceId": "str",
+    "typeId": "str",
+    "opportunity": "float",
+    "currencyId": "str",
+    "entityTypeId": "int",
+    "xmlId": "str",
+    "name": "str",
+    "lastName": "str",
 }
 
 
@@ -77,9 +103,16 @@ def item_list(c: Call, params: dict):
     _known_type(p, etid)
     original = str(_ci(params, "useOriginalUfNames", default="N")).upper() == "Y"
     fields = _item_fields(p, etid)
-    rows, total, nxt = query.run(p.item_lists.get(etid, []), fields, p.tz, flt=_ci(params, "filter"),
-                                 order=_ci(params, "order"), start=_ci(params, "start"),
-                                 default_order=None, strict=True)
+    rows, total, nxt = query.run(
+        p.item_lists.get(etid, []),
+        fields,
+        p.tz,
+        flt=_ci(params, "filter"),
+        order=_ci(params, "order"),
+        start=_ci(params, "start"),
+        default_order=None,
+        strict=True,
+    )
     sel = _select(params)
     return Listed({"items": [render_item(p, etid, it, sel, original) for it in rows]}, total, nxt)
 
@@ -100,16 +133,29 @@ def item_get(c: Call, params: dict):
     return {"item": render_item(p, etid, item, None, original)}
 
 
-TYPE_FIELDS = query.spec({"id": Field("id", "int"), "entityTypeId": Field("entityTypeId", "int"),
-                          "title": Field("title"), "code": Field("code")})
+TYPE_FIELDS = query.spec(
+    {
+        "id": Field("id", "int"),
+        "entityTypeId": Field("entityTypeId", "int"),
+        "title": Field("title"),
+        "code": Field("code"),
+    }
+)
 
 
 @method("crm.type.list", "crm")
 def type_list(c: Call, params: dict):
     p = c.portal
     types = sorted(p.crm_types.values(), key=lambda t: t["id"])
-    rows, total, nxt = query.run(types, TYPE_FIELDS, p.tz, flt=_ci(params, "filter"), order=_ci(params, "order"),
-                                 start=_ci(params, "start"), strict=True)
+    rows, total, nxt = query.run(
+        types,
+        TYPE_FIELDS,
+        p.tz,
+        flt=_ci(params, "filter"),
+        order=_ci(params, "order"),
+        start=_ci(params, "start"),
+        strict=True,
+    )
     out = []
     for t in rows:
         r = dict(t)
@@ -128,32 +174,66 @@ def category_list(c: Call, params: dict):
     return Listed({"categories": [dict(cat) for cat in cats]}, len(cats), None)
 
 
-STATUS_FIELDS = query.spec({"ID": Field("ID", "int"), "ENTITY_ID": Field("ENTITY_ID"), "STATUS_ID": Field("STATUS_ID"),
-                            "NAME": Field("NAME"), "SORT": Field("SORT", "int"), "CATEGORY_ID": Field("CATEGORY_ID", "int"),
-                            "SEMANTICS": Field("SEMANTICS"), "SYSTEM": Field("SYSTEM")})
+STATUS_FIELDS = query.spec(
+    {
+        "ID": Field("ID", "int"),
+        "ENTITY_ID": Field("ENTITY_ID"),
+        "STATUS_ID": Field("STATUS_ID"),
+        "NAME": Field("NAME"),
+        "SORT": Field("SORT", "int"),
+        "CATEGORY_ID": Field("CATEGORY_ID", "int"),
+        "SEMANTICS": Field("SEMANTICS"),
+        "SYSTEM": Field("SYSTEM"),
+    }
+)
 
 
 @method("crm.status.list", "crm")
 def status_list(c: Call, params: dict):
     p = c.portal
     stages = sorted((s for lst in p.stage_lists.values() for s in lst), key=lambda s: s["ID"])
-    rows, total, nxt = query.run(stages, STATUS_FIELDS, p.tz, flt=_ci(params, "filter"),
-                                 order=_ci(params, "order") or {"SORT": "ASC"}, start=_ci(params, "start"),
-                                 id_key="ID", strict=False)
+    rows, total, nxt = query.run(
+        stages,
+        STATUS_FIELDS,
+        p.tz,
+        flt=_ci(params, "filter"),
+        order=_ci(params, "order") or {"SORT": "ASC"},
+        start=_ci(params, "start"),
+        id_key="ID",
+        strict=False,
+    )
     out = []
     for s in rows:
-        out.append({"ID": str(s["ID"]), "ENTITY_ID": s["ENTITY_ID"], "STATUS_ID": s["STATUS_ID"], "NAME": s["NAME"],
-                    "NAME_INIT": s["NAME"] if s["SYSTEM"] == "Y" else "", "SORT": str(s["SORT"]),
-                    "SYSTEM": s["SYSTEM"], "CATEGORY_ID": None if s["CATEGORY_ID"] is None else str(s["CATEGORY_ID"]),
-                    "COLOR": s["COLOR"], "SEMANTICS": s["SEMANTICS"],
-                    "EXTRA": {"SEMANTICS": s["EXTRA_SEMANTICS"], "COLOR": s["COLOR"]}})
+        out.append(
+            {
+                "ID": str(s["ID"]),
+                "ENTITY_ID": s["ENTITY_ID"],
+                "STATUS_ID": s["STATUS_ID"],
+                "NAME": s["NAME"],
+                "NAME_INIT": s["NAME"] if s["SYSTEM"] == "Y" else "",
+                "SORT": str(s["SORT"]),
+                "SYSTEM": s["SYSTEM"],
+                "CATEGORY_ID": None if s["CATEGORY_ID"] is None else str(s["CATEGORY_ID"]),
+                "COLOR": s["COLOR"],
+                "SEMANTICS": s["SEMANTICS"],
+                "EXTRA": {"SEMANTICS": s["EXTRA_SEMANTICS"], "COLOR": s["COLOR"]},
+            }
+        )
     return Listed(out, total, nxt)
 
 
 SH_COLS = ("ID", "TYPE_ID", "OWNER_ID", "CREATED_TIME", "CATEGORY_ID", "STAGE_SEMANTIC_ID", "STAGE_ID")
-SH_FIELDS = query.spec({"ID": Field("ID", "int"), "TYPE_ID": Field("TYPE_ID", "int"), "OWNER_ID": Field("OWNER_ID", "int"),
-                        "CREATED_TIME": Field("CREATED_TIME", "time"), "CATEGORY_ID": Field("CATEGORY_ID", "int"),
-                        "STAGE_SEMANTIC_ID": Field("STAGE_SEMANTIC_ID"), "STAGE_ID": Field("STAGE_ID")})
+SH_FIELDS = query.spec(
+    {
+        "ID": Field("ID", "int"),
+        "TYPE_ID": Field("TYPE_ID", "int"),
+        "OWNER_ID": Field("OWNER_ID", "int"),
+        "CREATED_TIME": Field("CREATED_TIME", "time"),
+        "CATEGORY_ID": Field("CATEGORY_ID", "int"),
+        "STAGE_SEMANTIC_ID": Field("STAGE_SEMANTIC_ID"),
+        "STAGE_ID": Field("STAGE_ID"),
+    }
+)
 
 
 def _owner_scalar(flt, name: str):
@@ -182,8 +262,16 @@ def stagehistory_list(c: Call, params: dict):
     flt = _ci(params, "filter")
     owner = _owner_scalar(flt, "OWNER_ID")
     records = p.stage_history_by_owner.get((etid, owner), []) if owner is not None else p.stage_history.get(etid, [])
-    rows, total, nxt = query.run(records, SH_FIELDS, p.tz, flt=flt, order=_ci(params, "order"),
-                                 start=_ci(params, "start"), id_key="ID", strict=True)
+    rows, total, nxt = query.run(
+        records,
+        SH_FIELDS,
+        p.tz,
+        flt=flt,
+        order=_ci(params, "order"),
+        start=_ci(params, "start"),
+        id_key="ID",
+        strict=True,
+    )
     sel = _select(params)
     cols = [col for col in SH_COLS if not sel or "*" in sel or query.norm(col) in {query.norm(s) for s in sel}]
     out = []
@@ -192,11 +280,29 @@ def stagehistory_list(c: Call, params: dict):
     return Listed({"items": out}, total, nxt)
 
 
-_ACT_TYPES = {"ID": "int", "OWNER_ID": "int", "OWNER_TYPE_ID": "int", "TYPE_ID": "int", "PROVIDER_ID": "str",
-              "PROVIDER_TYPE_ID": "str", "DIRECTION": "int", "SUBJECT": "str", "DESCRIPTION": "str",
-              "CREATED": "time", "LAST_UPDATED": "time", "START_TIME": "time", "END_TIME": "time",
-              "DEADLINE": "time", "COMPLETED": "str", "STATUS": "int", "RESPONSIBLE_ID": "int",
-              "AUTHOR_ID": "int", "EDITOR_ID": "int", "PRIORITY": "int", "ASSOCIATED_ENTITY_ID": "int"}
+_ACT_TYPES = {
+    "ID": "int",
+    "OWNER_ID": "int",
+    "OWNER_TYPE_ID": "int",
+    "TYPE_ID": "int",
+    "PROVIDER_ID": "str",
+    "PROVIDER_TYPE_ID": "str",
+    "DIRECTION": "int",
+    "SUBJECT": "str",
+    "DESCRIPTION": "str",
+    "CREATED": "time",
+    "LAST_UPDATED": "time",
+    "START_TIME": "time",
+    "END_TIME": "time",
+    "DEADLINE": "time",
+    "COMPLETED": "str",
+    "STATUS": "int",
+    "RESPONSIBLE_ID": "int",
+    "AUTHOR_ID": "int",
+    "EDITOR_ID": "int",
+    "PRIORITY": "int",
+    "ASSOCIATED_ENTITY_ID": "int",
+}
 ACT_FIELDS = query.spec({k: Field(k, t) for k, t in _ACT_TYPES.items()})
 _ACT_DEFAULT = [k for k in _ACT_TYPES]
 
@@ -213,9 +319,15 @@ def render_activity(p, a: dict, select) -> dict:
         out[k] = timefmt.iso(v, p.tz) if t == "time" else (None if v is None else str(v))
     out.setdefault("DESCRIPTION_TYPE", "1") if not select or "*" in select else None
     if select and any(query.norm(s) == "communications" for s in select):
-        out["COMMUNICATIONS"] = [{"ID": str(a["ID"]), "TYPE": "EMAIL" if a["TYPE_ID"] == 4 else "PHONE",
-                                  "VALUE": a.get("COMMUNICATION", ""), "ENTITY_ID": str(a["OWNER_ID"]),
-                                  "ENTITY_TYPE_ID": str(a["OWNER_TYPE_ID"])}]
+        out["COMMUNICATIONS"] = [
+            {
+                "ID": str(a["ID"]),
+                "TYPE": "EMAIL" if a["TYPE_ID"] == 4 else "PHONE",
+                "VALUE": a.get("COMMUNICATION", ""),
+                "ENTITY_ID": str(a["OWNER_ID"]),
+                "ENTITY_TYPE_ID": str(a["OWNER_TYPE_ID"]),
+            }
+        ]
     return out
 
 
@@ -242,8 +354,16 @@ def activity_list(c: Call, params: dict):
                         raise ApiError(400, "INVALID_ARG_VALUE", "Invalid filter: field 'BINDINGS' has invalid value")
             records = [a for a in records if (a["OWNER_TYPE_ID"], a["OWNER_ID"]) in pairs]
             flt = {k: v for k, v in flt.items() if k != bkey}
-    rows, total, nxt = query.run(records, ACT_FIELDS, p.tz, flt=flt, order=_ci(params, "order"),
-                                 start=_ci(params, "start"), id_key="ID", strict=False)
+    rows, total, nxt = query.run(
+        records,
+        ACT_FIELDS,
+        p.tz,
+        flt=flt,
+        order=_ci(params, "order"),
+        start=_ci(params, "start"),
+        id_key="ID",
+        strict=False,
+    )
     sel = _select(params)
     return Listed([render_activity(p, a, sel) for a in rows], total, nxt)
 
@@ -261,8 +381,14 @@ def _entity_type_id(name: str) -> int | None:
     return None
 
 
-TL_FIELDS = query.spec({"ID": Field("ID", "int"), "CREATED": Field("CREATED", "time"),
-                        "AUTHOR_ID": Field("AUTHOR_ID", "int"), "ENTITY_ID": Field("ENTITY_ID", "int")})
+TL_FIELDS = query.spec(
+    {
+        "ID": Field("ID", "int"),
+        "CREATED": Field("CREATED", "time"),
+        "AUTHOR_ID": Field("AUTHOR_ID", "int"),
+        "ENTITY_ID": Field("ENTITY_ID", "int"),
+    }
+)
 
 
 @method("crm.timeline.comment.list", "crm")
@@ -286,10 +412,20 @@ def timeline_comment_list(c: Call, params: dict):
         for k in order:
             if query.norm(k) not in ("id", "created", "authorid"):
                 raise ApiError(400, "INVALID_ARG_VALUE", f"Invalid order: field '{k}' is not allowed in order")
-    rows, total, nxt = query.run(records, TL_FIELDS, p.tz, flt=rest, order=order, start=_ci(params, "start"),
-                                 id_key="ID", strict=False)
+    rows, total, nxt = query.run(
+        records, TL_FIELDS, p.tz, flt=rest, order=order, start=_ci(params, "start"), id_key="ID", strict=False
+    )
     ent_name = str(ent_type).lower()
-    out = [{"ID": str(r["ID"]), "ENTITY_ID": str(r["ENTITY_ID"]), "ENTITY_TYPE": ent_name,
-            "CREATED": timefmt.iso(r["CREATED"], p.tz), "COMMENT": r["COMMENT"], "AUTHOR_ID": str(r["AUTHOR_ID"]),
-            "FILES": {}} for r in rows]
+    out = [
+        {
+            "ID": str(r["ID"]),
+            "ENTITY_ID": str(r["ENTITY_ID"]),
+            "ENTITY_TYPE": ent_name,
+            "CREATED": timefmt.iso(r["CREATED"], p.tz),
+            "COMMENT": r["COMMENT"],
+            "AUTHOR_ID": str(r["AUTHOR_ID"]),
+            "FILES": {},
+        }
+        for r in rows
+    ]
     return Listed(out, total, nxt)

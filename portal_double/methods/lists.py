@@ -8,6 +8,7 @@ values: those come from ``userfieldconfig.list``), api-reference/crm/universal/u
 userfieldconfig-list.md (``moduleId`` required; ``result.fields[]`` with ``enum`` for
 ``enumeration`` fields; labels as ``lang_map``), api-reference/sonet-group/sonet-group-get.md.
 """
+
 from __future__ import annotations
 
 from .. import query
@@ -17,18 +18,27 @@ from .common import _ci
 
 # The standard item fields the double's items carry (title as the portal shows it in Russian).
 _STANDARD = {
-    "id": ("integer", "ID", True), "title": ("string", "Название", False),
-    "createdTime": ("datetime", "Дата создания", True), "createdBy": ("user", "Кем создан", True),
-    "assignedById": ("user", "Ответственный", False), "categoryId": ("crm_category", "Воронка", False),
-    "stageId": ("crm_status", "Стадия", False), "sourceId": ("crm_status", "Источник", False),
-    "typeId": ("crm_status", "Тип", False), "opportunity": ("double", "Сумма", False),
-    "closedate": ("date", "Дата завершения", False), "companyId": ("crm_company", "Компания", False),
+    "id": ("integer", "ID", True),
+    "title": ("string", "Название", False),
+    "createdTime": ("datetime", "Дата создания", True),
+    "createdBy": ("user", "Кем создан", True),
+    "assignedById": ("user", "Ответственный", False),
+    "categoryId": ("crm_category", "Воронка", False),
+    "stageId": ("crm_status", "Стадия", False),
+    "sourceId": ("crm_status", "Источник", False),
+    "typeId": ("crm_status", "Тип", False),
+    "opportunity": ("double", "Сумма", False),
+    "closedate": ("date", "Дата завершения", False),
+    "companyId": ("crm_company", "Компания", False),
     "contactId": ("crm_contact", "Контакт", False),
 }
 # What the generator's user fields are, as an admin created them (label, type, list values).
 _PRIORITY_VALUES = (("45", "Низкий"), ("46", "Обычный"), ("47", "Высокий"), ("48", "Критический"))
-_UF_KIND = {"PRIORITY": ("Приоритет обращения", "enumeration"), "RATING": ("Оценка клиента", "integer"),
-            "DEADLINE": ("Срок решения", "datetime")}
+_UF_KIND = {
+    "PRIORITY": ("Приоритет обращения", "enumeration"),
+    "RATING": ("Оценка клиента", "integer"),
+    "DEADLINE": ("Срок решения", "datetime"),
+}
 
 
 def _camel_upper(name: str) -> str:
@@ -64,17 +74,35 @@ def item_fields(c: Call, params: dict):
     original = str(_ci(params, "useOriginalUfNames", default="N")).upper() == "Y"
     out = {}
     for key, (typ, title, ro) in _STANDARD.items():
-        d = {"type": typ, "isRequired": False, "isReadOnly": ro, "isImmutable": False, "isMultiple": False,
-             "isDynamic": False, "title": title, "upperName": _camel_upper(key)}
+        d = {
+            "type": typ,
+            "isRequired": False,
+            "isReadOnly": ro,
+            "isImmutable": False,
+            "isMultiple": False,
+            "isDynamic": False,
+            "title": title,
+            "upperName": _camel_upper(key),
+        }
         if key == "stageId":
             d["statusType"] = "DEAL_STAGE" if etid == 2 else f"DYNAMIC_{etid}_STAGE"
         out[key] = d
     for camel, (code, _t) in sorted(p.uf_fields.get(etid, {}).items()):
         label, typ = _uf_kind(code)
         out[code if original else camel] = {
-            "type": typ, "isRequired": False, "isReadOnly": False, "isImmutable": False, "isMultiple": False,
-            "isDynamic": True, "title": code, "upperName": code, "listLabel": label, "formLabel": label,
-            "filterLabel": label, "settings": {}}
+            "type": typ,
+            "isRequired": False,
+            "isReadOnly": False,
+            "isImmutable": False,
+            "isMultiple": False,
+            "isDynamic": True,
+            "title": code,
+            "upperName": code,
+            "listLabel": label,
+            "formLabel": label,
+            "filterLabel": label,
+            "settings": {},
+        }
     return {"fields": out}
 
 
@@ -99,33 +127,78 @@ def userfieldconfig_list(c: Call, params: dict):
             if want_entity and str(want_entity) != entity or want_name and str(want_name) != code:
                 continue
             label, typ = _uf_kind(code)
-            r = {"id": str(n), "entityId": entity, "fieldName": code, "userTypeId": typ, "xmlId": None,
-                 "sort": "100", "multiple": "N", "mandatory": "N", "showFilter": "E", "showInList": "Y",
-                 "editInList": "Y", "isSearchable": "N", "settings": {}, "languageId": {lang: lang},
-                 "editFormLabel": {lang: label}, "listColumnLabel": {lang: label}, "listFilterLabel": {lang: label},
-                 "errorMessage": None, "helpMessage": None}
+            r = {
+                "id": str(n),
+                "entityId": entity,
+                "fieldName": code,
+                "userTypeId": typ,
+                "xmlId": None,
+                "sort": "100",
+                "multiple": "N",
+                "mandatory": "N",
+                "showFilter": "E",
+                "showInList": "Y",
+                "editInList": "Y",
+                "isSearchable": "N",
+                "settings": {},
+                "languageId": {lang: lang},
+                "editFormLabel": {lang: label},
+                "listColumnLabel": {lang: label},
+                "listFilterLabel": {lang: label},
+                "errorMessage": None,
+                "helpMessage": None,
+            }
             if typ == "enumeration":
-                r["enum"] = [{"id": vid, "value": v, "def": "N", "sort": str((i + 1) * 10), "xmlId": f"P{vid}"}
-                             for i, (vid, v) in enumerate(_PRIORITY_VALUES)]
+                r["enum"] = [
+                    {"id": vid, "value": v, "def": "N", "sort": str((i + 1) * 10), "xmlId": f"P{vid}"}
+                    for i, (vid, v) in enumerate(_PRIORITY_VALUES)
+                ]
             rows.append(r)
     try:
         start = max(0, int(_ci(params, "start", default=0) or 0))
     except (TypeError, ValueError):
         start = 0
-    page = rows[start:start + 50]
+    page = rows[start : start + 50]
     return Listed({"fields": page}, len(rows), start + 50 if start + 50 < len(rows) else None)
 
 
-GROUP_FIELDS = query.spec({"ID": Field("ID", "int"), "NAME": Field("NAME"), "ACTIVE": Field("ACTIVE"),
-                           "PROJECT": Field("PROJECT")})
+GROUP_FIELDS = query.spec(
+    {"ID": Field("ID", "int"), "NAME": Field("NAME"), "ACTIVE": Field("ACTIVE"), "PROJECT": Field("PROJECT")}
+)
 
 
 @method("sonet_group.get", "sonet_group")
 def sonet_group_get(c: Call, params: dict):
     p = c.portal
-    groups = [{"ID": g["ID"], "NAME": g["NAME"], "ACTIVE": "Y", "PROJECT": "N"} for g in
-              sorted(getattr(p, "groups", {}).values(), key=lambda g: g["ID"])]
-    rows, total, nxt = query.run(groups, GROUP_FIELDS, p.tz, flt=_ci(params, "FILTER"), order=_ci(params, "ORDER"),
-                                 start=_ci(params, "start"), id_key="ID", strict=False)
-    return Listed([{"ID": str(g["ID"]), "SITE_ID": "s1", "NAME": g["NAME"], "DESCRIPTION": "", "ACTIVE": "Y",
-                    "VISIBLE": "Y", "OPENED": "N", "PROJECT": "N", "CLOSED": "N"} for g in rows], total, nxt)
+    groups = [
+        {"ID": g["ID"], "NAME": g["NAME"], "ACTIVE": "Y", "PROJECT": "N"}
+        for g in sorted(getattr(p, "groups", {}).values(), key=lambda g: g["ID"])
+    ]
+    rows, total, nxt = query.run(
+        groups,
+        GROUP_FIELDS,
+        p.tz,
+        flt=_ci(params, "FILTER"),
+        order=_ci(params, "ORDER"),
+        start=_ci(params, "start"),
+        id_key="ID",
+        strict=False,
+    )
+    return Listed(
+        [
+            {
+                "ID": str(g["ID"]),
+                "SITE_ID": "s1",
+                "NAME": g["NAME"],
+                "DESCRIPTION": "",
+                "ACTIVE": "Y",
+                "VISIBLE": "Y",
+                "OPENED": "N",
+                "PROJECT": "N",
+                "CLOSED": "N",
+            }
+            for g in rows
+        ],
+        total,
+        nxt,
+    )

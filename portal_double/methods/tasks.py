@@ -2,6 +2,7 @@
 task.elapseditem.getlist (DOCS api-reference/tasks/tasks-task-list.md, tasks-task-get.md, fields.md,
 tasks-task-history-list.md, comment-item/task-comment-item-get-list.md,
 elapsed-item/task-elapsed-item-get-list.md, tasks-new.md)."""
+
 from __future__ import annotations
 
 from .. import query, timefmt
@@ -20,31 +21,48 @@ def _sub_status(p, t) -> int:
 
 # (UPPER select name, camelCase response key, stored key, type)
 _TASK_COLS = [
-    ("ID", "id", "id", "int"), ("PARENT_ID", "parentId", "parentId", "int"), ("TITLE", "title", "title", "str"),
-    ("DESCRIPTION", "description", "description", "str"), ("MARK", "mark", "mark", "str"),
-    ("PRIORITY", "priority", "priority", "int"), ("STATUS", "status", "status", "int"),
-    ("REAL_STATUS", "status", "status", "int"), ("STAGE_ID", "stageId", "stageId", "int"),
-    ("CREATED_BY", "createdBy", "createdBy", "int"), ("CREATED_DATE", "createdDate", "createdDate", "time"),
-    ("RESPONSIBLE_ID", "responsibleId", "responsibleId", "int"), ("CHANGED_BY", "changedBy", "changedBy", "int"),
+    ("ID", "id", "id", "int"),
+    ("PARENT_ID", "parentId", "parentId", "int"),
+    ("TITLE", "title", "title", "str"),
+    ("DESCRIPTION", "description", "description", "str"),
+    ("MARK", "mark", "mark", "str"),
+    ("PRIORITY", "priority", "priority", "int"),
+    ("STATUS", "status", "status", "int"),
+    ("REAL_STATUS", "status", "status", "int"),
+    ("STAGE_ID", "stageId", "stageId", "int"),
+    ("CREATED_BY", "createdBy", "createdBy", "int"),
+    ("CREATED_DATE", "createdDate", "createdDate", "time"),
+    ("RESPONSIBLE_ID", "responsibleId", "responsibleId", "int"),
+    ("CHANGED_BY", "changedBy", "changedBy", "int"),
     ("CHANGED_DATE", "changedDate", "changedDate", "time"),
     ("STATUS_CHANGED_BY", "statusChangedBy", "statusChangedBy", "int"),
     ("STATUS_CHANGED_DATE", "statusChangedDate", "statusChangedDate", "time"),
-    ("CLOSED_BY", "closedBy", "closedBy", "int"), ("CLOSED_DATE", "closedDate", "closedDate", "time"),
-    ("ACTIVITY_DATE", "activityDate", "activityDate", "time"), ("DATE_START", "dateStart", "dateStart", "time"),
-    ("DEADLINE", "deadline", "deadline", "time"), ("TIME_ESTIMATE", "timeEstimate", "timeEstimate", "int"),
+    ("CLOSED_BY", "closedBy", "closedBy", "int"),
+    ("CLOSED_DATE", "closedDate", "closedDate", "time"),
+    ("ACTIVITY_DATE", "activityDate", "activityDate", "time"),
+    ("DATE_START", "dateStart", "dateStart", "time"),
+    ("DEADLINE", "deadline", "deadline", "time"),
+    ("TIME_ESTIMATE", "timeEstimate", "timeEstimate", "int"),
     ("TIME_SPENT_IN_LOGS", "timeSpentInLogs", "timeSpentInLogs", "int"),
-    ("COMMENTS_COUNT", "commentsCount", "commentsCount", "int"), ("GROUP_ID", "groupId", "groupId", "int"),
-    ("AUDITORS", "auditors", "auditors", "ints"), ("ACCOMPLICES", "accomplices", "accomplices", "ints"),
-    ("UF_CRM_TASK", "ufCrmTask", "ufCrmTask", "strs"), ("TASK_CONTROL", "taskControl", "taskControl", "str"),
+    ("COMMENTS_COUNT", "commentsCount", "commentsCount", "int"),
+    ("GROUP_ID", "groupId", "groupId", "int"),
+    ("AUDITORS", "auditors", "auditors", "ints"),
+    ("ACCOMPLICES", "accomplices", "accomplices", "ints"),
+    ("UF_CRM_TASK", "ufCrmTask", "ufCrmTask", "strs"),
+    ("TASK_CONTROL", "taskControl", "taskControl", "str"),
     ("XML_ID", "xmlId", "xmlId", "str"),
 ]
 _DEFAULT_SELECT = [c[0] for c in _TASK_COLS if c[0] not in ("REAL_STATUS",)]
 
-TASK_FIELDS = query.spec({
-    **{c[0]: Field(c[2], "ints" if c[3] == "ints" else ("str" if c[3] == "strs" else c[3])) for c in _TASK_COLS},
-    "ACCOMPLICE": Field("accomplices", "ints"), "AUDITOR": Field("auditors", "ints"),
-    "CHAT_ID": Field("chatId", "int"), "FAVORITE": Field("favorite", getter=lambda t: "N"),
-})
+TASK_FIELDS = query.spec(
+    {
+        **{c[0]: Field(c[2], "ints" if c[3] == "ints" else ("str" if c[3] == "strs" else c[3])) for c in _TASK_COLS},
+        "ACCOMPLICE": Field("accomplices", "ints"),
+        "AUDITOR": Field("auditors", "ints"),
+        "CHAT_ID": Field("chatId", "int"),
+        "FAVORITE": Field("favorite", getter=lambda t: "N"),
+    }
+)
 
 
 def _val(ctype: str, v, tz):
@@ -60,9 +78,13 @@ def _val(ctype: str, v, tz):
 
 
 def _user_brief(p, uid) -> dict:
-    return {"id": str(uid), "name": p.user_name(uid), "link": f"/company/personal/user/{uid}/",
-            "icon": "/bitrix/images/tasks/default_avatar.png",
-            "workPosition": (p.users.get(int(uid or 0)) or {}).get("WORK_POSITION", "")}
+    return {
+        "id": str(uid),
+        "name": p.user_name(uid),
+        "link": f"/company/personal/user/{uid}/",
+        "icon": "/bitrix/images/tasks/default_avatar.png",
+        "workPosition": (p.users.get(int(uid or 0)) or {}).get("WORK_POSITION", ""),
+    }
 
 
 def render_task(p, t: dict, select: list[str] | None, chat: bool = False) -> dict:
@@ -85,8 +107,11 @@ def render_task(p, t: dict, select: list[str] | None, chat: bool = False) -> dic
         out["responsible"] = _user_brief(p, t["responsibleId"])
     if "createdby" in want:
         out["creator"] = _user_brief(p, t["createdBy"])
-    out["group"] = ({"id": str(t["groupId"]), "name": p.groups.get(t["groupId"], {}).get("NAME", ""),
-                     "opened": True} if t["groupId"] else [])
+    out["group"] = (
+        {"id": str(t["groupId"]), "name": p.groups.get(t["groupId"], {}).get("NAME", ""), "opened": True}
+        if t["groupId"]
+        else []
+    )
     out["action"] = {}
     return out
 
@@ -94,7 +119,9 @@ def render_task(p, t: dict, select: list[str] | None, chat: bool = False) -> dic
 def _task_id(params) -> int:
     raw = _ci(params, "taskId", "id")
     if raw in (None, ""):
-        raise ApiError(400, "100", "CTaskItem All parameters in the constructor must have real class type (internal error)")
+        raise ApiError(
+            400, "100", "CTaskItem All parameters in the constructor must have real class type (internal error)"
+        )
     try:
         return int(str(raw))
     except ValueError:
@@ -120,9 +147,16 @@ def task_list(c: Call, params: dict):
                 raise ApiError(400, "0", "Invalid sorting key (internal error)")
     fields = dict(TASK_FIELDS)
     fields["substatus"] = Field("status", "int", getter=lambda t: _sub_status(p, t))
-    rows, total, nxt = query.run(p.task_list, fields, p.tz, flt=_task_filter(p, _ci(params, "filter")),
-                                 order=order, start=_ci(params, "start"),
-                                 default_order=[(TASK_FIELDS["id"], True)], strict=False)
+    rows, total, nxt = query.run(
+        p.task_list,
+        fields,
+        p.tz,
+        flt=_task_filter(p, _ci(params, "filter")),
+        order=order,
+        start=_ci(params, "start"),
+        default_order=[(TASK_FIELDS["id"], True)],
+        strict=False,
+    )
     sel = _select(params)
     return Listed({"tasks": [render_task(p, t, sel) for t in rows]}, total, nxt)
 
@@ -162,15 +196,27 @@ def task_history_list(c: Call, params: dict):
         return {"list": []}
     rows = p.task_history.get(tid, [])
     order = _ci(params, "order") or {"CREATED_DATE": "desc", "ID": "desc"}
-    got, _, _ = query.run(rows, H_FIELDS, p.tz, flt=_ci(params, "filter"), order=order, start=None,
-                          strict=False, page=10 ** 9)
+    got, _, _ = query.run(
+        rows, H_FIELDS, p.tz, flt=_ci(params, "filter"), order=order, start=None, strict=False, page=10**9
+    )
     out = []
     for h in got:
         u = p.users.get(h["user_id"]) or {"NAME": "", "LAST_NAME": "", "EMAIL": ""}
-        out.append({"id": h["id"], "createdDate": timefmt.iso(h["at"], p.tz), "field": h["field"],
-                    "value": {"from": h["from"], "to": h["to"]},
-                    "user": {"id": h["user_id"], "name": u["NAME"], "lastName": u["LAST_NAME"],
-                             "secondName": "", "login": u["EMAIL"]}})
+        out.append(
+            {
+                "id": h["id"],
+                "createdDate": timefmt.iso(h["at"], p.tz),
+                "field": h["field"],
+                "value": {"from": h["from"], "to": h["to"]},
+                "user": {
+                    "id": h["user_id"],
+                    "name": u["NAME"],
+                    "lastName": u["LAST_NAME"],
+                    "secondName": "",
+                    "login": u["EMAIL"],
+                },
+            }
+        )
     return {"list": out}
 
 
@@ -182,14 +228,23 @@ def _positional(params: dict, names: list[str]) -> list:
 
 
 C_ORDER = {"id", "authorid", "authorname", "authoremail", "postdate"}
-C_FIELDS = query.spec({"ID": Field("id", "int"), "AUTHOR_ID": Field("author_id", "int"),
-                       "AUTHOR_NAME": Field("author_name"), "POST_DATE": Field("at", "time")})
+C_FIELDS = query.spec(
+    {
+        "ID": Field("id", "int"),
+        "AUTHOR_ID": Field("author_id", "int"),
+        "AUTHOR_NAME": Field("author_name"),
+        "POST_DATE": Field("at", "time"),
+    }
+)
 
 
 def _core_error(n: int, name: str, method_name: str, key: str):
-    return ApiError(400, "ERROR_CORE",
-                    f"TASKS_ERROR_EXCEPTION_#256; Param #{n} ({name}) for method {method_name}() must not "
-                    f"contain key \"{key}\".; 256/TE/WRONG_ARGUMENTS.<br>")
+    return ApiError(
+        400,
+        "ERROR_CORE",
+        f"TASKS_ERROR_EXCEPTION_#256; Param #{n} ({name}) for method {method_name}() must not "
+        f'contain key "{key}".; 256/TE/WRONG_ARGUMENTS.<br>',
+    )
 
 
 @method("task.commentitem.getlist", "task")
@@ -199,9 +254,13 @@ def comment_getlist(c: Call, params: dict):
     try:
         tid = int(str(task_id))
     except ValueError:
-        raise ApiError(400, "ERROR_CORE", "TASKS_ERROR_EXCEPTION_#256; Param #0 (taskId) for method "
-                       "ctaskcommentitem::getlist() expected to be of type \"integer\", but given something else.; "
-                       "256/TE/WRONG_ARGUMENTS")
+        raise ApiError(
+            400,
+            "ERROR_CORE",
+            "TASKS_ERROR_EXCEPTION_#256; Param #0 (taskId) for method "
+            'ctaskcommentitem::getlist() expected to be of type "integer", but given something else.; '
+            "256/TE/WRONG_ARGUMENTS",
+        )
     order = order or {}
     if not isinstance(order, dict):
         raise _core_error(1, "arOrder", "ctaskcommentitem::getlist", str(order))
@@ -221,21 +280,35 @@ def comment_getlist(c: Call, params: dict):
         # is an empty list (no error to notice): the comments are in the task chat
         return []
     rows = [dict(cm, author_name=p.user_name(cm["author_id"])) for cm in p.task_comments.get(tid, [])]
-    got, _, _ = query.run(rows, C_FIELDS, p.tz, flt=flt, order=order or {"ID": "desc"}, strict=False,
-                          page=10 ** 9)
+    got, _, _ = query.run(rows, C_FIELDS, p.tz, flt=flt, order=order or {"ID": "desc"}, strict=False, page=10**9)
     out = []
     for cm in got:
         u = p.users.get(cm["author_id"]) or {}
-        out.append({"POST_MESSAGE_HTML": None, "ID": str(cm["id"]), "AUTHOR_ID": str(cm["author_id"]),
-                    "AUTHOR_NAME": cm["author_name"], "AUTHOR_EMAIL": u.get("EMAIL", ""),
-                    "POST_DATE": timefmt.iso(cm["at"], p.tz), "POST_MESSAGE": cm["text"]})
+        out.append(
+            {
+                "POST_MESSAGE_HTML": None,
+                "ID": str(cm["id"]),
+                "AUTHOR_ID": str(cm["author_id"]),
+                "AUTHOR_NAME": cm["author_name"],
+                "AUTHOR_EMAIL": u.get("EMAIL", ""),
+                "POST_DATE": timefmt.iso(cm["at"], p.tz),
+                "POST_MESSAGE": cm["text"],
+            }
+        )
     return out
 
 
-E_FIELDS = query.spec({"ID": Field("id", "int"), "USER_ID": Field("user_id", "int"),
-                       "CREATED_DATE": Field("at", "time"), "SECONDS": Field("seconds", "int"),
-                       "MINUTES": Field("minutes", "int", getter=lambda e: e["seconds"] // 60),
-                       "DATE_START": Field("start", "time"), "DATE_STOP": Field("stop", "time")})
+E_FIELDS = query.spec(
+    {
+        "ID": Field("id", "int"),
+        "USER_ID": Field("user_id", "int"),
+        "CREATED_DATE": Field("at", "time"),
+        "SECONDS": Field("seconds", "int"),
+        "MINUTES": Field("minutes", "int", getter=lambda e: e["seconds"] // 60),
+        "DATE_START": Field("start", "time"),
+        "DATE_STOP": Field("stop", "time"),
+    }
+)
 
 
 @method("task.elapseditem.getlist", "task")
@@ -246,9 +319,13 @@ def elapsed_getlist(c: Call, params: dict):
     try:
         tid = int(str(task_id))
     except ValueError:
-        raise ApiError(400, "ERROR_CORE", "TASKS_ERROR_EXCEPTION_#256; Param #0 (taskId) for method "
-                       "ctaskelapseditem::getlist() expected to be of type \"integer\", but given something else.; "
-                       "256/TE/WRONG_ARGUMENTS")
+        raise ApiError(
+            400,
+            "ERROR_CORE",
+            "TASKS_ERROR_EXCEPTION_#256; Param #0 (taskId) for method "
+            'ctaskelapseditem::getlist() expected to be of type "integer", but given something else.; '
+            "256/TE/WRONG_ARGUMENTS",
+        )
     if order and isinstance(order, dict):
         for k in order:
             if query.norm(k) not in E_FIELDS:
@@ -259,12 +336,30 @@ def elapsed_getlist(c: Call, params: dict):
     size = min(50, max(1, int(nav.get("nPageSize", 50) or 50)))
     page_no = max(1, int(nav.get("iNumPage", 1) or 1))
     rows = p.task_elapsed.get(tid, [])
-    got, total, _ = query.run(rows, E_FIELDS, p.tz, flt=flt or None, order=order or {"ID": "asc"},
-                              start=(page_no - 1) * size, strict=False, page=size)
-    out = [{"ID": str(e["id"]), "TASK_ID": str(e["task_id"]), "USER_ID": str(e["user_id"]),
-            "COMMENT_TEXT": e["comment"], "SECONDS": str(e["seconds"]), "MINUTES": str(e["seconds"] // 60),
-            "SOURCE": "2", "CREATED_DATE": timefmt.iso(e["at"], p.tz),
-            "DATE_START": timefmt.iso(e["start"], p.tz), "DATE_STOP": timefmt.iso(e["stop"], p.tz)}
-           for e in got]
+    got, total, _ = query.run(
+        rows,
+        E_FIELDS,
+        p.tz,
+        flt=flt or None,
+        order=order or {"ID": "asc"},
+        start=(page_no - 1) * size,
+        strict=False,
+        page=size,
+    )
+    out = [
+        {
+            "ID": str(e["id"]),
+            "TASK_ID": str(e["task_id"]),
+            "USER_ID": str(e["user_id"]),
+            "COMMENT_TEXT": e["comment"],
+            "SECONDS": str(e["seconds"]),
+            "MINUTES": str(e["seconds"] // 60),
+            "SOURCE": "2",
+            "CREATED_DATE": timefmt.iso(e["at"], p.tz),
+            "DATE_START": timefmt.iso(e["start"], p.tz),
+            "DATE_STOP": timefmt.iso(e["stop"], p.tz),
+        }
+        for e in got
+    ]
     nxt = page_no * size if page_no * size < total else None
     return Listed(out, total, nxt)
