@@ -285,6 +285,9 @@ def demo_command(port: int, tickets: int, seed: int, no_openlines: bool, data_di
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C stops the demo even when it was started from a shell that ignores SIGINT for background
+    # jobs (Python keeps an inherited SIG_IGN, and the demo would then never stop on Ctrl-C).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         url = demo.start()
         click.echo(f"\nb24desk demo is running. Open: {url}\n(Ctrl-C stops it)", err=False)
