@@ -261,11 +261,15 @@ def test_the_runtime_warms_after_each_reconcile(tmp_path):
         assert "sources" in result
         warmer.join(60)
         assert calls == [d.member_id] and warmer.done == 1
-        misses = data.MEMO.misses
+        data.MEMO.wait_idle(60)  # refreshes other tests left running in the shared memo
+        misses, stale = data.MEMO.misses, data.MEMO.stale_hits
         token = trusted_token(h.db_path, Viewer(portal=d.member_id, user_id="1", role=ADMIN))
         r = h.app.test_client().get(f"/reports/dashboard?t={token}")
         assert r.status_code == 200 and "X-B24desk-Stale" not in r.headers
-        assert data.MEMO.misses == misses  # the first viewer after the sync is warm
+        data.MEMO.wait_idle(60)
+        # the first viewer after the sync is warm: nothing computed in the request; a clock-bound
+        # part (the "now" panel, ttl) served stale may be refreshed behind it, one compute each
+        assert data.MEMO.misses - misses <= data.MEMO.stale_hits - stale
     finally:
         data.MEMO.wait_idle(60)
         h.close()
