@@ -341,33 +341,10 @@ _STEPS = [
 
 def _nice_width(raw: float) -> float:
     """A bin width a person reads easily: 1, 2, 5, 10, 15, 30 s/min, 1, 2, 3, 6, 12 h, days."""
-    steps = [
-        1,
-        2,
-        5,
-        10,
-        15,
-        30,
-        60,
-        120,
-        300,
-        600,
-        900,
-        1800,
-        3600,
-        7200,
-        10800,
-        21600,
-        43200,
-        86400,
-        172800,
-        259200,
-        604800,
-    ]
-    for s in steps:
+    for s in _STEPS:
         if raw <= s:
             return float(s)
-    return float(steps[-1] * (int(raw // steps[-1]) + 1))
+    return float(_STEPS[-1] * (int(raw // _STEPS[-1]) + 1))
 
 
 def _when(ts, lang: str) -> str:
