@@ -614,3 +614,55 @@ def m_capacity_001(db: Database) -> None:
         ["portal", "at", "kind", "actor_id", "source", "source_id"], index_name="events_capacity", if_not_exists=True
     )
     db["tickets"].create_index(["portal", "author_id"], index_name="tickets_author", if_not_exists=True)
+
+
+# --- per-ticket facts kept for reports (b24desk/kpi/derived.py) ---------------------------------
+
+# the ticket columns a whole-log replay reads (b24desk/kpi/engine.py): a change to any of them, to
+# ``deleted``, or to one of the ticket's events drops the ticket's stored facts
+_FACT_TICKET_COLS = (
+    "source",
+    "author_id",
+    "responsible_id",
+    "created_at",
+    "type",
+    "priority",
+    "deadline",
+    "handle_time",
+)
+
+
+def facts_triggers(db: Database) -> None:
+    """(Re)create the triggers that drop a ticket's stored facts when it or its events change
+    (every writer in every process is covered, as for the journal)."""
+    key = "portal = {r}.portal AND source = {r}.source AND source_id = {r}.source_id"
+    drop = "DELETE FROM ticket_facts WHERE " + key + ";"
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _FACT_TICKET_COLS + ("deleted", "portal", "source_id"))
+    trig = {
+        "kpi_f_tickets_upd": f"AFTER UPDATE ON tickets WHEN {changed} BEGIN {drop.format(r='OLD')} END",
+        "kpi_f_tickets_del": f"AFTER DELETE ON tickets BEGIN {drop.format(r='OLD')} END",
+        "kpi_f_tickets_ins": f"AFTER INSERT ON tickets BEGIN {drop.format(r='NEW')} END",
+        "kpi_f_events_ins": f"AFTER INSERT ON events BEGIN {drop.format(r='NEW')} END",
+        "kpi_f_events_del": f"AFTER DELETE ON events BEGIN {drop.format(r='OLD')} END",
+        "kpi_f_events_upd": f"AFTER UPDATE ON events BEGIN {drop.format(r='OLD')} {drop.format(r='NEW')} END",
+    }
+    for name, body in trig.items():
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute(f"CREATE TRIGGER {name} {body}")
+
+
+@migrations()
+def m_kpi_facts_001(db: Database) -> None:
+    """Per-ticket facts of the whole log (b24desk/kpi/derived.py: a report reads these instead of
+    replaying every ticket's events), keyed by the maths context (``ctx``) they were computed
+    under; a row is dropped by triggers whenever its ticket or one of its events is written."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS ticket_facts (portal TEXT, source TEXT, source_id TEXT, ctx TEXT,"
+        " state TEXT, close_at INTEGER, resolution_at INTEGER, n_trans INTEGER, last_trans_at INTEGER,"
+        " last_at INTEGER, first_reply INTEGER, replies INTEGER, interactions INTEGER, transfers INTEGER,"
+        " reopens INTEGER, requalified INTEGER, callback INTEGER, resp_created TEXT, resp_end TEXT, type TEXT,"
+        " priority TEXT, deadline INTEGER, handle INTEGER, work INTEGER, wait_customer INTEGER, work_b INTEGER,"
+        " wait_customer_b INTEGER, frt_b INTEGER, res_b INTEGER, frt_sla_b INTEGER,"
+        " PRIMARY KEY (portal, source, source_id)) WITHOUT ROWID"
+    )
+    facts_triggers(db)

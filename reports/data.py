@@ -92,6 +92,13 @@ def scope(portal: str, q: Query, cfg: dict) -> tuple | None:
     return (portal, min(prev.start, p.start) - window - 86400, p.end + 86400)
 
 
+def whole(portal: str) -> tuple:
+    """The scope of what depends on the whole portal (people, filter options): kept while the
+    change journal has no row for the portal, so writes that change no figure (the engine keeping
+    per-ticket facts, b24desk/kpi/derived.py) leave it current."""
+    return (portal, -(2**63), 2**63 - 1)
+
+
 def portal_config(db, portal: str) -> dict:
     return effective_config(db, portal, config())
 
@@ -214,7 +221,7 @@ def members(db, portal: str, q: Query, filters: dict, kpi: str) -> list[dict]:
 
 def people(db, portal: str) -> tuple[dict, dict]:
     """Users (id -> {label, departments}) and departments (id -> {name, parent}), memoized."""
-    return _get(("people", portal), lambda own: load_people(own, portal), figures=False)
+    return _get(("people", portal), lambda own: load_people(own, portal), figures=False, scope=whole(portal))
 
 
 DISTINCT_COLUMNS = ("source", "type", "channel", "line")
@@ -236,7 +243,7 @@ def distinct(db, portal: str, column: str) -> list[str]:
                     out[c].add(str(v))
         return {c: sorted(v) for c, v in out.items()}
 
-    return _get(("distinct", portal), compute, figures=False)[column]
+    return _get(("distinct", portal), compute, figures=False, scope=whole(portal))[column]
 
 
 def _by_key(db, portal: str, keys: list[tuple[str, str]], columns: str) -> list:

@@ -30,7 +30,7 @@ from datetime import date, datetime
 from scipy.stats import mannwhitneyu, norm
 
 from .drilldown import MEMBERSHIP, Replay
-from .engine import aggregate, ticket_facts
+from .engine import aggregate
 from .filters import Filters, matcher
 from .load import Loaded, load
 from .periods import Period
@@ -289,7 +289,7 @@ def long_term(db, portal: str, kpi: str, *, end: date, months: int = 24, filters
     loaded = (
         Loaded()
         if flt.source and not sources
-        else load(db, portal, ts(earliest), ts(end), sources=sources, repeat_window=env.repeat_window)
+        else load(db, portal, ts(earliest), ts(end), sources=sources, repeat_window=env.repeat_window, ctx=env.ctx)
     )
     ctx = replace(env.ctx, customer_history=loaded.customer_history)
     keep = matcher(flt, env.tree)
@@ -303,7 +303,7 @@ def long_term(db, portal: str, kpi: str, *, end: date, months: int = 24, filters
         for t in tickets[: bisect_left(created, p.end)]:  # created before the month's end ...
             if t["closed_at"] is not None and t["closed_at"] < p.start:
                 continue  # ... and not closed for good before it
-            f = ticket_facts(t, loaded.events.get((t["source"], t["source_id"]), ()), p.start, p.end, ctx)
+            f = loaded.facts(t, p.start, p.end, ctx)
             if f is not None and (keep is None or keep(f)):
                 facts.append(f)
         values[f"{a.year:04d}-{a.month:02d}"] = month_value(kpi, facts, p, ctx, env)

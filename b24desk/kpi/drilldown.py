@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..model import OPEN, RESOLVED
-from .engine import DURATION_KPIS, aggregate, ticket_facts
+from .engine import DURATION_KPIS, aggregate
 from .filters import Filters, matcher
 from .load import load
 from .report import ReportEnv
@@ -37,7 +37,7 @@ MEMBERSHIP = {
     "first_response_time_business": (
         "duration",
         lambda f: f.in_c and f.first_reply is not None,
-        lambda f, cal: max(0, cal.business_seconds(f.t["created_at"], f.first_reply)),
+        lambda f, cal: f.frt_b,
     ),
     "first_response_sla_share": ("share", lambda f: f.in_c and f.frt_sla is not None, lambda f, cal: bool(f.frt_sla)),
     "unanswered_share": ("share", _C, lambda f, cal: f.first_reply is None and f.state == OPEN),
@@ -45,7 +45,7 @@ MEMBERSHIP = {
     "resolution_time_business": (
         "duration",
         _R,
-        lambda f, cal: max(0, cal.business_seconds(f.t["created_at"], f.resolution_at)),
+        lambda f, cal: f.res_b,
     ),
     "resolved_count": ("count", _R, lambda f, cal: True),
     "resolved_by_priority": ("count", _R, lambda f, cal: True),
@@ -107,6 +107,8 @@ class Replay:
             self.period.end,
             sources=sources,
             repeat_window=self.env.repeat_window,
+            ctx=self.env.ctx,
+            ends=(self.period.end,),
         )
         if self.filters.source and not sources:
             self.loaded.tickets = []
@@ -120,14 +122,16 @@ class Replay:
         the current period's facts are the report's own): no second load or replay."""
         self = cls.__new__(cls)
         self.env, self.filters, self.period = rp.env, rp.filters, rp.period
-        self.loaded, self.ctx, self.keep, self.facts = rp.loaded, rp.ctx, rp.keep, rp.fc
+        self.loaded, self.ctx, self.keep = rp.loaded, rp.ctx, rp.keep
+        # one fact per ticket: the report's dormant aggregates (derived.dormant) stand for many
+        self.facts = [f for f in rp.fc if "dormant" not in f.t]
         return self
 
     def facts_between(self, start: int, end: int) -> list:
         out = []
-        ev = self.loaded.events
+        facts_of = self.loaded.facts
         for t in self.loaded.tickets:
-            f = ticket_facts(t, ev.get((t["source"], t["source_id"]), ()), start, end, self.ctx)
+            f = facts_of(t, start, end, self.ctx)
             if f is not None and (self.keep is None or self.keep(f)):
                 out.append(f)
         return out
@@ -169,6 +173,8 @@ class Replay:
         from the engine's replay as of that window's end (the report's own semantics)."""
         out = []
         frt, res = MEMBERSHIP["first_response_time"], MEMBERSHIP["resolution_time"]
+        if bounds:
+            self.loaded.prepare(min(s for s, _e in bounds), [e for _s, e in bounds])
         for start, end in bounds:
             fs = self.facts_between(start, end)
             out.append(

@@ -171,11 +171,30 @@ class Facts:
         "wait_customer_b",
         "handle",
         "frt_sla",
+        # business-time durations, computed once per fact (kept by derived.py with the facts)
+        "frt_b",
+        "res_b",
+        "frt_sla_b",
+        # the log's shape, for facts kept over a ticket's whole log (derived.py): state changes
+        # made, the moment of the last one, the last event
+        "n_trans",
+        "last_trans_at",
+        "last_at",
+        # how many tickets this fact stands for: 1, or more for derived.py's dormant aggregates
+        # (open tickets untouched since before the period; in A and the backlog only)
+        "weight",
+        "req",  # the requester (``requester(t)``), never an agent of this ticket
     )
 
 
+# ``end`` of a replay over the whole log (derived.py): later than any event.
+END_OF_TIME = 2**62
+
+
 def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts | None:
-    """Replay ``events`` up to ``end``; None when the ticket is in none of the period's populations."""
+    """Replay ``events`` up to ``end``; None when the ticket is in none of the period's populations.
+    With ``end = END_OF_TIME`` (and ``start`` at or before creation) it replays the whole log: what
+    derived.py stores, from which any period ending after the last event is read off."""
     created = t["created_at"] or 0
     if created >= end:
         return None
@@ -190,11 +209,13 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     replies = interactions = transfers = reopens = 0
     requalified = reopened_in = False
     first_assign = resp_end = None
+    n_trans, last_trans_at, last_at = 0, None, None
     after = None  # field -> its value as of ``end`` (from the first change after it)
     statuses = calls = None  # (at, from, to) for status buckets; outgoing call times
     worked = None  # tracked seconds logged before ``end``
     worked_later = False  # the log has tracked work, all of it logged from ``end`` on
     for at, kind, actor, fld, fv, tv in events:
+        last_at = at
         if at >= end:
             if kind == WORKED:
                 worked_later = True
@@ -253,6 +274,8 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
                 continue
             if target is None or target == state:
                 continue
+            n_trans += 1
+            last_trans_at = at
             if target == OPEN:
                 state = OPEN
                 reopens += 1
@@ -280,6 +303,10 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
         reopens,
     )
     f.requalified = requalified
+    f.n_trans, f.last_trans_at, f.last_at, f.weight, f.req = n_trans, last_trans_at, last_at, 1, author
+    cal = ctx.calendar
+    f.frt_b = max(0, cal.business_seconds(created, first_reply)) if first_reply is not None and in_c else None
+    f.res_b = max(0, cal.business_seconds(created, resolution_at)) if in_r else None
     # AHT as of ``end``: the ``worked`` events before it. A ticket whose log has none at all but a
     # tracked total was stored before ``worked`` events existed: its total stands in until re-read.
     if worked is not None or worked_later:
@@ -305,12 +332,10 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     f.priority = pr or "normal"
     # First-response SLA (ours, beside kpi.md §3): met / breached as of ``end``; None without a
     # target, or while still unanswered and inside it (pending: neither met nor breached yet).
-    f.frt_sla = None
-    target = ctx.sla_first_response.get(f.priority)
-    if target is not None:
-        reply_by = first_reply if first_reply is not None else end
-        within = (ctx.sla_calendar or ctx.calendar).business_seconds(created, reply_by) <= int(target)
-        f.frt_sla = within if first_reply is not None else (None if within else False)
+    f.frt_sla_b = None
+    if first_reply is not None and f.priority in ctx.sla_first_response:
+        f.frt_sla_b = (ctx.sla_calendar or cal).business_seconds(created, first_reply)
+    f.frt_sla = frt_sla(f, created, end, ctx)
     deadline = parse_time(after["deadline"]) if "deadline" in after else t["deadline"]
     if deadline is None:
         secs = ctx.sla_resolution.get(f.priority)
@@ -324,6 +349,19 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     if in_r and statuses:
         _bucket_times(f, statuses, created, ctx.status_buckets.get(t["source"]) or {}, ctx.calendar)
     return f
+
+
+def frt_sla(f: Facts, created: int, end: int, ctx: Context):
+    """First-response SLA as of ``end``: met (True) / breached (False) / pending or no target (None)."""
+    target = ctx.sla_first_response.get(f.priority)
+    if target is None:
+        return None
+    if f.first_reply is not None:
+        return f.frt_sla_b <= int(target)
+    if end >= END_OF_TIME:
+        return None  # a whole-log replay: read off per period (derived.py)
+    within = (ctx.sla_calendar or ctx.calendar).business_seconds(created, end) <= int(target)
+    return None if within else False
 
 
 def _seconds(value) -> int | None:
@@ -385,31 +423,31 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context, user
     C = [f for f in facts if f.in_c]
     R = [f for f in facts if f.in_r]
     A = [f for f in facts if f.in_a]
-    nC, nR, nA = len(C), len(R), len(A)
+    nC, nR = len(C), len(R)
+    nA = sum(f.weight for f in A)  # a dormant aggregate (derived.py) counts its tickets
     out: dict[str, Value] = {}
 
     out["tickets_total"] = Value(nC, nC)
     out["tickets_per_day"] = Value(nC / days if days else None, nC)
     answered = [f for f in C if f.first_reply is not None]
     out["first_response_time"] = _dur(max(0, f.first_reply - f.t["created_at"]) for f in answered)
-    out["first_response_time_business"] = _dur(
-        max(0, cal.business_seconds(f.t["created_at"], f.first_reply)) for f in answered
-    )
+    out["first_response_time_business"] = _dur(f.frt_b for f in answered)
     sla = [f for f in C if f.frt_sla is not None]
     out["first_response_sla_share"] = _share(sum(1 for f in sla if f.frt_sla), len(sla))
     out["unanswered_share"] = _share(sum(1 for f in C if f.first_reply is None and f.state == OPEN), nC)
 
     out["resolution_time"] = _dur(f.resolution_at - f.t["created_at"] for f in R)
-    out["resolution_time_business"] = _dur(max(0, cal.business_seconds(f.t["created_at"], f.resolution_at)) for f in R)
+    out["resolution_time_business"] = _dur(f.res_b for f in R)
     out["resolved_count"] = Value(nR, nR)
     out["resolved_share"] = _share(sum(1 for f in C if f.state == RESOLVED), nC)
-    backlog = sum(1 for f in facts if f.open_at_end)
+    backlog = sum(f.weight for f in facts if f.open_at_end)
     out["backlog"] = Value(backlog, backlog)
 
     with_deadline = [f for f in A if f.deadline is not None]
-    overdue = sum(1 for f in with_deadline if f.overdue)
-    out["overdue_count"] = Value(overdue, len(with_deadline))
-    out["overdue_share"] = _share(overdue, len(with_deadline))
+    overdue = sum(f.weight for f in with_deadline if f.overdue)
+    n_deadline = sum(f.weight for f in with_deadline)
+    out["overdue_count"] = Value(overdue, n_deadline)
+    out["overdue_share"] = _share(overdue, n_deadline)
     out["transferred_share"] = _share(sum(1 for f in C if f.transfers), nC)
     out["transfers_per_ticket"] = Value(mean(f.transfers for f in C), nC)
 
@@ -450,7 +488,7 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context, user
     wdays = cal.working_days(start, end)
     per_agent: dict = {}
     for f in C:
-        if ctx.is_agent(f.resp_created, requester(f.t)):
+        if ctx.is_agent(f.resp_created, f.req):
             per_agent[f.resp_created] = per_agent.get(f.resp_created, 0) + 1
     rates = {a: n / wdays for a, n in sorted(per_agent.items())} if wdays else {}
     out["tickets_per_agent_day"] = Value(
@@ -474,10 +512,10 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context, user
     # Bitrix24's task efficiency: 100 - 100·V/P over the active set, per agent and for the team.
     eff_agents: dict = {}
     for f in A:
-        if ctx.is_agent(f.resp_end, requester(f.t)):
+        if ctx.is_agent(f.resp_end, f.req):
             p, v = eff_agents.get(f.resp_end, (0, 0))
-            eff_agents[f.resp_end] = (p + 1, v + (1 if f.overdue else 0))
-    team_v = sum(1 for f in A if f.overdue)
+            eff_agents[f.resp_end] = (p + f.weight, v + (f.weight if f.overdue else 0))
+    team_v = sum(f.weight for f in A if f.overdue)
     out["task_efficiency"] = Value(
         _efficiency(team_v, nA), nA, {"per_agent": {a: _efficiency(v, p) for a, (p, v) in sorted(eff_agents.items())}}
     )
@@ -498,7 +536,7 @@ def _efficiency(overdue: int, total: int) -> float:
 def _top_agents(R: list, ctx: Context, users: dict) -> Value:
     by_agent: dict = {}
     for f in R:
-        if ctx.is_agent(f.resp_end, requester(f.t)):
+        if ctx.is_agent(f.resp_end, f.req):
             by_agent.setdefault(f.resp_end, []).append(f)
     rows = []
     for agent, fs in by_agent.items():

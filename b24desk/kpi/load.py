@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..model import parse_ids
 from ..store import get_setting
+from . import derived
+from .engine import Context, ticket_facts
 
 # What the maths reads of a ticket row (the state comes from the event log, not from ``state``).
 TICKET_COLUMNS = (
@@ -49,9 +51,87 @@ class Loaded:
     tickets: list = field(default_factory=list)  # dict rows
     events: dict = field(default_factory=dict)  # (source, source_id) -> [event tuple]
     customer_history: dict = field(default_factory=dict)  # customer -> sorted created_at
+    # (source, source_id) -> the ticket's stored facts row (derived.py), when fresh for ``ctx``
+    stored: dict = field(default_factory=dict)
+    # tickets whose events were read (``events`` has only those with at least one)
+    with_events: set | None = None  # None: every ticket's
+    # the dormant open tickets' counts (derived.dormant), when asked for at load time
+    dormant_rows: list = field(default_factory=list)
+    db: object = None
+    portal: str | None = None
+
+    def facts(self, t: dict, start: int, end: int, ctx: Context):
+        """The facts of ticket ``t`` for ``[start, end)``: read off its stored row when that can
+        tell (derived.read_off), else replayed from its events (engine.ticket_facts)."""
+        key = (t["source"], t["source_id"])
+        s = self.stored.get(key)
+        if s is not None:
+            f = derived.read_off(t, s, start, end, ctx)
+            if f is not derived.REPLAY:
+                return f
+        if self.with_events is not None and key not in self.with_events:
+            self._read_events([key])
+        return ticket_facts(t, self.events.get(key, ()), start, end, ctx)
+
+    def dormant(self, end: int, dims=()) -> list:
+        """The dormant open tickets as weighted facts as of ``end`` (one of the load's ``ends``),
+        split by the ``dims`` a filter or a group reads (derived.dormant_facts)."""
+        return derived.dormant_facts(self.dormant_rows, end, dims) if self.dormant_rows else []
+
+    def prepare(self, start: int, ends) -> None:
+        """Read at once the events of every ticket whose stored facts cannot serve periods
+        starting at or after ``start`` and ending at one of ``ends`` (a weekly series)."""
+        if self.with_events is None:
+            return
+        ends = tuple(ends)
+        keys = [
+            key
+            for t in self.tickets
+            if (key := (t["source"], t["source_id"])) not in self.with_events
+            and (key not in self.stored or _needs_events(t["created_at"] or 0, self.stored[key], start, ends))
+        ]
+        if keys:
+            self._read_events(keys)
+
+    def _read_events(self, keys: list) -> None:
+        by_source: dict = {}
+        for source, sid in keys:
+            by_source.setdefault(source, []).append(sid)
+        _read_events(self.db.conn, self.portal, by_source, self.events)
+        self.with_events.update(keys)
 
 
-def source_clause(sources) -> tuple[str, list]:
+def _needs_events(created: int, s: tuple, start: int, ends: tuple) -> bool:
+    """Whether a stored row (derived.COLUMNS) may not serve a period ``[>= start, end in ends)``:
+    an end after creation and at or before the last event, or closes and reopens since ``start``
+    (derived.read_off answers REPLAY for exactly these)."""
+    n_trans, last_trans_at, last_at = s[3], s[4], s[5]
+    if n_trans >= 2 and last_trans_at >= start:
+        return True
+    return last_at is not None and any(created < e <= last_at for e in ends)
+
+
+_EVENTS_SQL = (
+    "select j.key, e.at, e.kind, e.actor_id, e.field, e.from_value, e.to_value"
+    " from json_each(?) j join events e on e.portal = ? and e.source = ? and e.source_id = j.value"
+    " where e.kind not in ('created', 'rated') and e.at is not null order by j.key, e.at, e.key"
+)
+
+
+def _read_events(conn, portal: str, by_source: dict, events: dict) -> None:
+    """Events of the given tickets, by primary key, in replay order; one query per source with the
+    ids as a JSON array. ``created`` (the ticket row has it) and ``rated`` (scores are on the
+    ticket row) are not needed by the maths."""
+    for source, ids in by_source.items():
+        current, bucket = None, None
+        for row in conn.execute(_EVENTS_SQL, [json.dumps(ids), portal, source]):
+            if row[0] != current:
+                current = row[0]
+                bucket = events[(source, ids[current])] = []
+            bucket.append(row[1:])
+
+
+def source_clause(sources, prefix: str = "") -> tuple[str, list]:
     """SQL condition for ``--source`` selectors: ``tasks`` means every task, ``tasks:group=7`` only
     the tickets that selector brought in; a raw source (``task``, ``crm:1038``) matches that source."""
     if not sources:
@@ -71,28 +151,57 @@ def source_clause(sources) -> tuple[str, list]:
             by_source.append(sel)
     parts, params = [], []
     if by_source:
-        parts.append(f"source in ({','.join('?' * len(by_source))})")
+        parts.append(f"{prefix}source in ({','.join('?' * len(by_source))})")
         params += by_source
     if by_selector:
-        parts.append(f"selector in ({','.join('?' * len(by_selector))})")
+        parts.append(f"{prefix}selector in ({','.join('?' * len(by_selector))})")
         params += by_selector
     return (" and (" + " or ".join(parts) + ")") if parts else "", params
 
 
-def candidate_query(portal: str, start: int, end: int, sources=None) -> tuple[str, list]:
-    """SQL + params for the tickets that can matter to ``[start, end)`` (three index ranges)."""
-    src_sql, src_params = source_clause(sources)
-    cols = ", ".join(TICKET_COLUMNS)
-    live = "coalesce(deleted, 0) = 0"
+def candidate_query(
+    portal: str, start: int, end: int, sources=None, *, facts_ctx: str | None = None, dormant: bool = False
+) -> tuple[str, list]:
+    """SQL + params for the tickets that can matter to ``[start, end)`` (three index ranges).
+
+    With ``facts_ctx`` each row also carries the ticket's stored facts computed under that context
+    (derived.py; nulls when there are none) after the ticket columns; with ``dormant`` too, the open
+    tickets whose stored facts say they were untouched since before ``start`` are left out (they
+    are counted in SQL: derived.dormant)."""
+    src_sql, src_params = source_clause(sources, "t.")
+    cols = ", ".join(f"t.{c}" for c in TICKET_COLUMNS)
+    join, fparams = "", []
+    if facts_ctx is not None:
+        cols += ", " + ", ".join(f"f.{c}" for c in derived.COLUMNS)
+        join = (
+            f" left join {derived.TABLE} f on f.portal = t.portal and f.source = t.source"
+            " and f.source_id = t.source_id and f.ctx = ?"
+        )
+        fparams = [facts_ctx]
+    live = "coalesce(t.deleted, 0) = 0"
+    still_open = ""
+    if dormant and facts_ctx is not None:
+        still_open = " and (f.state is null or f.state != 'open' or coalesce(f.last_at, -1) >= ?)"
     sql = (
-        f"select {cols} from tickets where portal = ? and created_at >= ? and created_at < ?"
+        f"select {cols} from tickets t{join} where t.portal = ? and t.created_at >= ? and t.created_at < ?"
         f" and {live}{src_sql}"
-        f" union all select {cols} from tickets where portal = ? and closed_at >= ? and created_at < ?"
-        f" and {live}{src_sql}"
-        f" union all select {cols} from tickets where portal = ? and closed_at is null and created_at < ?"
-        f" and {live}{src_sql}"
+        f" union all select {cols} from tickets t{join} where t.portal = ? and t.closed_at >= ?"
+        f" and t.created_at < ? and {live}{src_sql}"
+        f" union all select {cols} from tickets t{join} where t.portal = ? and t.closed_at is null"
+        f" and t.created_at < ? and {live}{src_sql}{still_open}"
     )
-    params = [portal, start, end] + src_params + [portal, start, start] + src_params + [portal, start] + src_params
+    params = (
+        fparams
+        + [portal, start, end]
+        + src_params
+        + fparams
+        + [portal, start, start]
+        + src_params
+        + fparams
+        + [portal, start]
+        + src_params
+        + ([start] if still_open else [])
+    )
     return sql, params
 
 
@@ -106,35 +215,80 @@ def history_query(portal: str, start: int, end: int, sources=None) -> tuple[str,
     )
 
 
-def load(db, portal: str, start: int, end: int, *, sources=None, repeat_window: int = 30 * 86400) -> Loaded:
-    """Tickets relevant to ``[start, end)`` with their events, and their customers' recent tickets."""
-    sql, params = candidate_query(portal, start, end, sources)
-    conn = db.conn
-    out = Loaded()
-    cur = conn.execute(sql, params)
-    out.tickets = [dict(zip(TICKET_COLUMNS, row)) for row in cur]
+def load(
+    db,
+    portal: str,
+    start: int,
+    end: int,
+    *,
+    sources=None,
+    repeat_window: int = 30 * 86400,
+    ctx: Context | None = None,
+    ends=None,
+    dormant: bool = False,
+) -> Loaded:
+    """Tickets relevant to ``[start, end)`` with their events, and their customers' recent tickets.
 
-    if out.tickets:
-        # Events of these tickets only, by primary key, in replay order; one query per source with
-        # the ids as a JSON array. ``created`` (the ticket row has it) and ``rated`` (scores are on
-        # the ticket row) are not needed by the maths.
-        ev_sql = (
-            "select j.key, e.at, e.kind, e.actor_id, e.field, e.from_value, e.to_value"
-            " from json_each(?) j join events e on e.portal = ? and e.source = ? and e.source_id = j.value"
-            " where e.kind not in ('created', 'rated') and e.at is not null order by j.key, e.at, e.key"
-        )
+    With ``ctx``, tickets' stored facts (derived.py) are used where they can tell and computed and
+    kept where missing; events are then read only for the tickets whose stored facts cannot serve
+    a period starting at or after ``start`` and ending at one of ``ends`` (the caller's periods;
+    default: any end inside the window). Any other ticket's events are read when first needed
+    (``Loaded.prepare`` reads them for many ends at once). With ``dormant`` too, the open tickets
+    untouched since before ``start`` are counted in SQL instead (``Loaded.dormant(end)`` for an end
+    of ``ends``)."""
+    conn = db.conn
+    own_read = not conn.in_transaction
+    if own_read:  # one snapshot: the candidates and the dormant counts must not overlap
+        conn.execute("BEGIN")
+    try:
+        out, missing, fp = _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dormant)
+    finally:
+        if own_read:
+            conn.execute("COMMIT")
+    if missing:  # computed now: kept for the next report (after the read, outside its snapshot)
+        derived.save(db, portal, fp, [(k[0], k[1], out.stored[k]) for k in missing])
+    return out
+
+
+def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dormant):
+    out = Loaded(db=db, portal=portal)
+    missing: list = []
+    fp = derived.fingerprint(ctx) if ctx is not None else None
+    dormant = dormant and bool(ends) and fp is not None
+    sql, params = candidate_query(portal, start, end, sources, facts_ctx=fp, dormant=dormant)
+    cur = conn.execute(sql, params)
+    n = len(TICKET_COLUMNS)
+    if fp is None:
+        out.tickets = [dict(zip(TICKET_COLUMNS, row)) for row in cur]
         by_source: dict = {}
         for t in out.tickets:
             by_source.setdefault(t["source"], []).append(t["source_id"])
-        events: dict = {}
-        for source, ids in by_source.items():
-            current, bucket = None, None
-            for row in conn.execute(ev_sql, [json.dumps(ids), portal, source]):
-                if row[0] != current:
-                    current = row[0]
-                    bucket = events[(source, ids[current])] = []
-                bucket.append(row[1:])
-        out.events = events
+    else:
+        ends = (start,) if ends is None else tuple(ends)
+        tickets, stored, by_source, missing = [], {}, {}, []
+        for row in cur:
+            t = dict(zip(TICKET_COLUMNS, row[:n]))
+            tickets.append(t)
+            s = row[n:]
+            key = (t["source"], t["source_id"])
+            if s[0] is None:  # no fresh stored facts: replayed now, and kept
+                missing.append(t)
+            else:
+                stored[key] = s
+                if not _needs_events(t["created_at"] or 0, s, start, ends):
+                    continue  # the stored row serves every period the caller asks
+            by_source.setdefault(key[0], []).append(key[1])
+        out.tickets, out.stored = tickets, stored
+        out.with_events = {(src, sid) for src, ids in by_source.items() for sid in ids}
+    if out.tickets:
+        _read_events(conn, portal, by_source, out.events)
+    for i, t in enumerate(missing):
+        key = (t["source"], t["source_id"])
+        out.stored[key] = derived.settle(t, out.events.get(key, ()), ctx)
+        missing[i] = key
+    if dormant:
+        src_sql, src_params = source_clause(sources, "t.")
+        out.dormant_rows = derived.dormant(conn, portal, start, list(ends), fp, src_sql, src_params)
 
     history: dict = {}
     for cust, created in conn.execute(*history_query(portal, start - repeat_window, end, sources)):
@@ -142,7 +296,7 @@ def load(db, portal: str, start: int, end: int, *, sources=None, repeat_window: 
     for v in history.values():
         v.sort()
     out.customer_history = history
-    return out
+    return out, missing, fp
 
 
 def load_people(db, portal: str) -> tuple[dict, dict]:

@@ -17,10 +17,10 @@ from ..config import load_config
 from ..model import PRIORITIES
 from ..store import get_setting
 from . import ccei as ccei_mod
+from . import derived, timedims
 from . import targets as targets_mod
-from . import timedims
 from .calendar import PORTAL_CALENDAR_SETTING, build_calendar, calendar_settings
-from .engine import DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Value, aggregate, ticket_facts
+from .engine import DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Value, aggregate
 from .filters import GROUP_BY, Filters, Tree, group_key, matcher
 from .load import Loaded, load, load_people, portal_zone
 from .periods import Period, make_period, zone
@@ -152,16 +152,23 @@ class ReportEnv:
 
 def _facts(loaded: Loaded, period: Period, ctx: Context, keep) -> list:
     out = []
-    events = loaded.events
     start, end = period.start, period.end
+    facts_of = loaded.facts
     for t in loaded.tickets:
         closed = t["closed_at"]
         if t["created_at"] >= end or (closed is not None and closed < start):
             continue  # created later, or closed for good before the period: in no population
-        f = ticket_facts(t, events.get((t["source"], t["source_id"]), ()), period.start, period.end, ctx)
+        f = facts_of(t, start, end, ctx)
         if f is not None and (keep is None or keep(f)):
             out.append(f)
     return out
+
+
+def _with_dormant(facts: list, loaded: Loaded, end: int, keep, dims) -> list:
+    """``facts`` and the open tickets untouched since before the load's start, counted in SQL
+    (derived.dormant) and split by ``dims``."""
+    extra = [f for f in loaded.dormant(end, dims) if keep is None or keep(f)]
+    return facts + extra if extra else facts
 
 
 def value_delta(cur, prev):
@@ -280,15 +287,36 @@ class ReportPass:
             self.loaded = Loaded()  # contradictory source filters
         else:
             self.loaded = load(
-                db, portal, min(prev.start, period.start), period.end, sources=sources, repeat_window=env.repeat_window
+                db,
+                portal,
+                min(prev.start, period.start),
+                period.end,
+                sources=sources,
+                repeat_window=env.repeat_window,
+                ctx=env.ctx,
+                ends=(prev.end, period.end),
+                dormant=True,
             )
         self.ctx = replace(env.ctx, customer_history=self.loaded.customer_history)  # env may serve other threads
         self.keep = matcher(filters, env.tree)
         self.targets = env.targets_for(agent=filters.single("agent"), department=filters.single("department"))
         self.inputs = (ccei_mod.get_inputs(db, portal, period.label), ccei_mod.get_inputs(db, portal, prev.label))
-        self.fc = _facts(self.loaded, period, self.ctx, self.keep)
-        self.fp = _facts(self.loaded, prev, self.ctx, self.keep)
+        # the dimensions a dormant count must keep apart for the filters (derived.dormant_facts)
+        self.dims = tuple(d for d in derived.DORMANT_DIMS if d != "source" and getattr(filters, d))
+        self.tickets_c = _facts(self.loaded, period, self.ctx, self.keep)
+        self.tickets_p = _facts(self.loaded, prev, self.ctx, self.keep)
+        self.fc, self.fp = self.facts_for(None)
         self._totals = None
+
+    def facts_for(self, group_by: str | None) -> tuple[list, list]:
+        """The current and previous period's facts, the dormant counts split as ``group_by`` needs."""
+        dims = self.dims
+        if group_by in derived.DORMANT_DIMS and group_by not in dims:
+            dims += (group_by,)
+        return (
+            _with_dormant(self.tickets_c, self.loaded, self.period.end, self.keep, dims),
+            _with_dormant(self.tickets_p, self.loaded, self.prev.end, self.keep, dims),
+        )
 
     def report(self, group_by: str | None = None) -> dict:
         if group_by is not None and group_by not in GROUP_BY:
@@ -314,7 +342,8 @@ class ReportPass:
             report["compare"] = self.compare
         if group_by:
             report["group_by"] = group_by
-            report["groups"] = _groups(env, self.ctx, group_by, self.fc, self.fp, period, prev, self.inputs)
+            fc, fp = self.facts_for(group_by) if group_by in derived.DORMANT_DIMS else (self.fc, self.fp)
+            report["groups"] = _groups(env, self.ctx, group_by, fc, fp, period, prev, self.inputs)
         return report
 
 

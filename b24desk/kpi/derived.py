@@ -1,0 +1,286 @@
+"""Per-ticket facts kept in the store, so a report reads them instead of replaying every log.
+
+A ticket's facts as of a period's end ``to`` (engine.ticket_facts) only depend on the events
+before ``to``. Once ``to`` is past the ticket's last event they are the facts of its whole log,
+apart from a few parts read off per period: whether it was open at the period's start (from the
+number and moment of its state changes), whether it was resolved or created in the period, and
+what depends on ``to`` itself (overdue at ``to``, a first-response target passed by ``to``).
+
+So the engine replays each ticket's whole log once (``ticket_facts`` with ``END_OF_TIME``), the
+result is stored in ``ticket_facts`` (one row per ticket, keyed by the maths context it was
+computed with: calendar, SLA, status mappings, who is an agent), and :func:`read_off` turns a row
+into the period's facts. The maths stays in engine.py: this module only packs its output and
+reads off the period-dependent parts; a ticket it cannot read off (a reopen on or after the
+period's start, events at or after ``to``) is replayed from its events as before. Triggers
+delete a ticket's row whenever the ticket or one of its events is written, so a stored row is
+always the replay of the current log ("as of ``to``" stays exact: kpi.md section 2).
+
+Open tickets untouched since before the period (kpi.md: in the active set of every period they
+were open in, however old) are not loaded one by one: :func:`dormant` counts them in SQL by the
+columns filters and groups read, and each count becomes one weighted fact (engine ``weight``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+
+from ..model import OPEN, RESOLVED
+from .engine import END_OF_TIME, Context, Facts, frt_sla, requester, ticket_facts
+
+log = logging.getLogger(__name__)
+
+TABLE = "ticket_facts"
+# What a stored row holds, in order (engine ``Facts`` slots of the whole-log replay).
+COLUMNS = (
+    "state",
+    "close_at",
+    "resolution_at",
+    "n_trans",
+    "last_trans_at",
+    "last_at",
+    "first_reply",
+    "replies",
+    "interactions",
+    "transfers",
+    "reopens",
+    "requalified",
+    "callback",
+    "resp_created",
+    "resp_end",
+    "type",
+    "priority",
+    "deadline",
+    "handle",
+    "work",
+    "wait_customer",
+    "work_b",
+    "wait_customer_b",
+    "frt_b",
+    "res_b",
+    "frt_sla_b",
+)
+REPLAY = object()  # read_off: this period needs the ticket's events
+
+
+def fingerprint(ctx: Context) -> str:
+    """A short digest of everything in ``ctx`` a stored row depends on: a row computed under
+    another calendar, SLA, status mapping or set of agents is recomputed, never used."""
+    cals = []
+    for cal in (ctx.calendar, ctx.sla_calendar):
+        if cal is None:
+            cals.append(None)
+            continue
+        cals.append(
+            [
+                cal.tz_name,
+                sorted(cal.work_days),
+                cal.work_start,
+                cal.work_end,
+                sorted(str(d) for d in cal.extra_holidays),
+                sorted(str(d) for d in cal.extra_workdays),
+                sorted(str(d) for d in cal.recurring_holidays),
+                sorted(str(d) for d in cal.recurring_workdays),
+                getattr(cal.country, "country", None),
+            ]
+        )
+    parts = [
+        1,  # the layout of COLUMNS; bump when it or the engine's maths of a stored part changes
+        cals,
+        sorted(ctx.sla_resolution.items()),
+        sorted(ctx.sla_first_response.items()),
+        {k: sorted(v.items()) for k, v in sorted(ctx.status_states.items())},
+        {k: sorted(v.items()) for k, v in sorted(ctx.status_buckets.items())},
+        sorted(ctx.bots),
+        None if ctx.support_members is None else sorted(ctx.support_members),
+    ]
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def settle(t: dict, events, ctx: Context) -> tuple:
+    """The stored row of one ticket: its whole log replayed (engine.ticket_facts)."""
+    f = ticket_facts(t, events, -END_OF_TIME, END_OF_TIME, ctx)
+    return tuple(getattr(f, c) for c in COLUMNS)
+
+
+def read_off(t: dict, s: tuple, start: int, end: int, ctx: Context):
+    """The facts of ``t`` for ``[start, end)`` from its stored row ``s``; None when it is in no
+    population of the period; ``REPLAY`` when the row cannot tell (the caller replays)."""
+    created = t["created_at"] or 0
+    if created >= end:
+        return None
+    (
+        state,
+        close_at,
+        resolution_at,
+        n_trans,
+        last_trans_at,
+        last_at,
+        first_reply,
+        replies,
+        interactions,
+        transfers,
+        reopens,
+        requalified,
+        callback,
+        resp_created,
+        resp_end,
+        typ,
+        priority,
+        deadline,
+        handle,
+        work,
+        wait_customer,
+        work_b,
+        wait_customer_b,
+        frt_b,
+        res_b,
+        frt_sla_b,
+    ) = s
+    if last_at is not None and last_at >= end:
+        return REPLAY
+    in_c = created >= start
+    if in_c or n_trans == 0:
+        in_a = True  # created in the period, or never changed state: open at its start
+    elif n_trans == 1:
+        in_a = close_at >= start  # one change, the close: open at the start unless closed before
+    elif last_trans_at < start:
+        in_a = state == OPEN  # every change before the start: its state now is its state then
+    else:
+        return REPLAY  # closes and reopens around the start: the replay knows
+    in_r = state == RESOLVED and resolution_at is not None and resolution_at >= start
+    if not in_a and not in_r:
+        return None
+    f = Facts()
+    f.t, f.in_c, f.in_a, f.in_r = t, in_c, in_a, in_r
+    f.state, f.close_at, f.resolution_at, f.open_at_end = state, close_at, resolution_at, state == OPEN
+    f.first_reply, f.replies, f.interactions, f.transfers, f.reopens = (
+        first_reply,
+        replies,
+        interactions,
+        transfers,
+        reopens,
+    )
+    f.requalified = bool(requalified)
+    f.n_trans, f.last_trans_at, f.last_at, f.weight, f.req = n_trans, last_trans_at, last_at, 1, requester(t)
+    f.frt_b = frt_b if in_c else None
+    f.res_b = res_b if in_r else None
+    f.frt_sla_b = frt_sla_b
+    f.handle = handle
+    f.resp_created, f.resp_end, f.type, f.priority, f.deadline = resp_created, resp_end, typ, priority, deadline
+    f.frt_sla = frt_sla(f, created, end, ctx)
+    f.overdue = in_a and deadline is not None and deadline < (close_at if state != OPEN else end)
+    f.callback = in_r and bool(callback)
+    if in_r:
+        f.work, f.wait_customer, f.work_b, f.wait_customer_b = work, wait_customer, work_b, wait_customer_b
+    else:
+        f.work = f.wait_customer = f.work_b = f.wait_customer_b = None
+    return f
+
+
+def save(db, portal: str, fp: str, rows: list) -> int:
+    """Store ``[(source, source_id, row)]`` computed under ``fp``. A report calls this on its way:
+    when the store cannot be written now (locked by a sync, read-only, full disk) the rows are
+    simply not kept, and the next report computes them again. Returns the rows written."""
+    if not rows:
+        return 0
+    conn = db.conn if hasattr(db, "conn") else db
+    cols = ("portal", "source", "source_id", "ctx") + COLUMNS
+    sql = f"insert or replace into {TABLE} ({', '.join(cols)}) values ({', '.join('?' * len(cols))})"
+    params = [(portal, src, sid, fp) + tuple(row) for src, sid, row in rows]
+    if conn.in_transaction:  # inside a caller's write: join it
+        conn.executemany(sql, params)
+        return len(params)
+    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    try:
+        conn.execute("PRAGMA busy_timeout = 200")  # a report never waits long behind a sync
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        log.debug("ticket facts not kept for now (%s): %d rows", exc, len(params))
+        return 0
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+    return len(params)
+
+
+def dormant(conn, portal: str, before: int, ends: list[int], fp: str, src_sql: str, src_params: list) -> list:
+    """Open tickets created before ``before`` whose last event is before it too, counted in SQL by
+    the columns filters and groups read and by where their deadline falls among ``ends`` (overdue
+    is per end); :func:`dormant_facts` turns the counts into weighted facts. The same tickets are
+    left out of the loader's candidates (load.candidate_query), in the same read."""
+    bounds = sorted(set(ends))
+    whens = " ".join(f"when f.deadline < {int(e)} then {i}" for i, e in enumerate(bounds))
+    cls = f"case when f.deadline is null then -1 {whens} else {len(bounds)} end"
+    sql = (
+        "select f.resp_end, (t.source not like 'crm:%' and t.author_id = f.resp_end) as own, " + cls + ","
+        " f.priority, f.type, t.source, t.channel, t.line, max(f.deadline), count(*)"
+        f" from tickets t join {TABLE} f on f.portal = t.portal and f.source = t.source and f.source_id = t.source_id"
+        " where t.portal = ? and t.closed_at is null and t.created_at < ? and coalesce(t.deleted, 0) = 0"
+        f"{src_sql} and f.ctx = ? and coalesce(f.last_at, -1) < ? and f.state = 'open'"
+        " group by 1, 2, 3, 4, 5, 6, 7, 8"
+    )
+    return conn.execute(sql, [portal, before] + src_params + [fp, before]).fetchall()
+
+
+# the columns of a dormant() row a filter or a group may read, besides the responsible
+DORMANT_DIMS = ("priority", "type", "source", "channel", "line")
+
+
+def dormant_facts(rows: list, end: int, dims=()) -> list[Facts]:
+    """Weighted facts as of ``end`` from :func:`dormant` rows, one per responsible, requester flag,
+    deadline class and value of the ``dims`` (of DORMANT_DIMS) a filter or group reads; other
+    columns are summed over (None), so a page without breakdowns makes a few hundred facts, not
+    one per open ticket."""
+    idx = [3 + DORMANT_DIMS.index(d) for d in dims]
+    merged: dict = {}
+    for row in rows:
+        key = (row[0], row[1], row[2]) + tuple(row[i] for i in idx)
+        m = merged.get(key)
+        if m is None:
+            merged[key] = [row, row[8], row[9]]
+        else:
+            if row[8] is not None and (m[1] is None or row[8] > m[1]):
+                m[1] = row[8]
+            m[2] += row[9]
+    out = []
+    for key, (row, deadline, n) in merged.items():
+        vals = dict(zip(dims, key[3:]))
+        resp, own = row[0], row[1]
+        t = {
+            "source": vals.get("source"),
+            "source_id": None,
+            "channel": vals.get("channel"),
+            "line": vals.get("line"),
+            "author_id": resp if own else None,
+            "customer": None,
+            "created_at": None,
+            "rating": None,
+            "nps": None,
+            "ces": None,
+            "dormant": n,  # marks a count of tickets, not one (drilldown.Replay.of_pass)
+        }
+        out.append(_open_bulk(t, resp, vals.get("priority"), vals.get("type"), deadline, end, n))
+    return out
+
+
+def _open_bulk(t: dict, resp, priority, typ, deadline, end: int, n: int) -> Facts:
+    f = Facts()
+    f.t, f.in_c, f.in_a, f.in_r = t, False, True, False
+    f.state, f.close_at, f.resolution_at, f.open_at_end = OPEN, None, None, True
+    f.first_reply, f.replies, f.interactions, f.transfers, f.reopens = None, 0, 0, 0, 0
+    f.requalified, f.callback, f.handle = False, False, None
+    f.n_trans, f.last_trans_at, f.last_at, f.weight, f.req = 0, None, None, n, requester(t)
+    f.frt_b = f.res_b = f.frt_sla_b = f.frt_sla = None
+    f.resp_created, f.resp_end, f.type, f.priority, f.deadline = resp, resp, typ, priority, deadline
+    f.overdue = deadline is not None and deadline < end
+    f.work = f.wait_customer = f.work_b = f.wait_customer_b = None
+    return f
