@@ -217,6 +217,7 @@ def open_db(path: str | Path, migrate: bool = True) -> Database:
     db = Store(conn)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA mmap_size=1073741824")
     if migrate and migrations.pending(db):
         # Two processes opening a fresh store at once (server + worker child, CLI beside a server)
         # would race on the same CREATE TABLEs: one applies, the other waits, then finds none pending.
@@ -618,8 +619,8 @@ def m_capacity_001(db: Database) -> None:
 
 # --- per-ticket facts kept for reports (b24desk/kpi/derived.py) ---------------------------------
 
-# the ticket columns a whole-log replay reads (b24desk/kpi/engine.py): a change to any of them, to
-# ``deleted``, or to one of the ticket's events drops the ticket's stored facts
+# the ticket columns a whole-log replay reads (b24desk/kpi/engine.py): a change to any of them or to
+# one of the ticket's events makes the ticket's kept facts stale
 _FACT_TICKET_COLS = (
     "source",
     "author_id",
@@ -630,39 +631,92 @@ _FACT_TICKET_COLS = (
     "deadline",
     "handle_time",
 )
+# ticket columns copied beside the facts, so that the open tickets of a portal are read from one
+# partial index of ticket_facts alone (derived.dormant, load.candidate_query)
+FACT_COPIED_COLS = ("created_at", "closed_at", "deleted", "selector", "channel", "line")
+_FACT_KEY = "portal = {r}.portal AND source = {r}.source AND source_id = {r}.source_id"
 
 
 def facts_triggers(db: Database) -> None:
-    """(Re)create the triggers that drop a ticket's stored facts when it or its events change
-    (every writer in every process is covered, as for the journal)."""
-    key = "portal = {r}.portal AND source = {r}.source AND source_id = {r}.source_id"
-    drop = "DELETE FROM ticket_facts WHERE " + key + ";"
-    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _FACT_TICKET_COLS + ("deleted", "portal", "source_id"))
+    """(Re)create the triggers that keep one ``ticket_facts`` row per ticket: a placeholder (``ctx``
+    null: no facts kept) when a ticket is inserted, ``ctx`` nulled and ``ver`` bumped when the
+    ticket or one of its events is written (so a report that computed facts from an older read
+    cannot keep them: derived.save checks ``ver``), the copied columns kept equal to the ticket's,
+    the row removed with its ticket. Every writer in every process is covered."""
+    copied = ", ".join(FACT_COPIED_COLS)
+    new_vals = ", ".join(f"NEW.{c}" for c in FACT_COPIED_COLS)
+    sets = ", ".join(f"{c} = NEW.{c}" for c in FACT_COPIED_COLS)
+    stale = "UPDATE ticket_facts SET ctx = NULL, ver = ver + 1 WHERE " + _FACT_KEY + ";"
+    watched = _FACT_TICKET_COLS + FACT_COPIED_COLS + ("portal", "source_id")
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in dict.fromkeys(watched))
+    # no OR REPLACE / OR IGNORE here: the policy of the statement that fires a trigger overrides
+    # its body's (an upsert of a ticket would fail), so every statement below is conflict-free
+    upsert = (
+        "UPDATE ticket_facts SET ctx = NULL, ver = ver + 1, {sets} WHERE {key}; "
+        "INSERT INTO ticket_facts (portal, source, source_id, ver, {copied}) SELECT NEW.portal, NEW.source,"
+        " NEW.source_id, 0, {new_vals} WHERE NOT EXISTS (SELECT 1 FROM ticket_facts WHERE {key});"
+    ).format(sets=sets, key=_FACT_KEY.format(r="NEW"), copied=copied, new_vals=new_vals)
     trig = {
-        "kpi_f_tickets_upd": f"AFTER UPDATE ON tickets WHEN {changed} BEGIN {drop.format(r='OLD')} END",
-        "kpi_f_tickets_del": f"AFTER DELETE ON tickets BEGIN {drop.format(r='OLD')} END",
-        "kpi_f_tickets_ins": f"AFTER INSERT ON tickets BEGIN {drop.format(r='NEW')} END",
-        "kpi_f_events_ins": f"AFTER INSERT ON events BEGIN {drop.format(r='NEW')} END",
-        "kpi_f_events_del": f"AFTER DELETE ON events BEGIN {drop.format(r='OLD')} END",
-        "kpi_f_events_upd": f"AFTER UPDATE ON events BEGIN {drop.format(r='OLD')} {drop.format(r='NEW')} END",
+        "kpi_f_tickets_ins": f"AFTER INSERT ON tickets BEGIN {upsert} END",
+        "kpi_f_tickets_upd": f"AFTER UPDATE ON tickets WHEN {changed} BEGIN "
+        f"DELETE FROM ticket_facts WHERE {_FACT_KEY.format(r='OLD')} AND (OLD.portal IS NOT NEW.portal"
+        f" OR OLD.source IS NOT NEW.source OR OLD.source_id IS NOT NEW.source_id); {upsert} END",
+        "kpi_f_tickets_del": "AFTER DELETE ON tickets BEGIN DELETE FROM ticket_facts WHERE "
+        + _FACT_KEY.format(r="OLD")
+        + "; END",
+        "kpi_f_events_ins": f"AFTER INSERT ON events BEGIN {stale.format(r='NEW')} END",
+        "kpi_f_events_del": f"AFTER DELETE ON events BEGIN {stale.format(r='OLD')} END",
+        "kpi_f_events_upd": f"AFTER UPDATE ON events BEGIN {stale.format(r='OLD')} {stale.format(r='NEW')} END",
     }
     for name, body in trig.items():
         db.execute(f"DROP TRIGGER IF EXISTS {name}")
         db.execute(f"CREATE TRIGGER {name} {body}")
 
 
+def facts_placeholders(db: Database, portal: str | None = None) -> int:
+    """Give every ticket without one its placeholder row (a store written with the triggers off,
+    like the benches' generated ones, or older than them). Returns the rows added."""
+    copied = ", ".join(FACT_COPIED_COLS)
+    where = "" if portal is None else " AND t.portal = ?"
+    cur = db.conn.execute(
+        f"INSERT INTO ticket_facts (portal, source, source_id, ver, {copied})"
+        f" SELECT t.portal, t.source, t.source_id, 0, {', '.join('t.' + c for c in FACT_COPIED_COLS)}"
+        " FROM tickets t WHERE NOT EXISTS (SELECT 1 FROM ticket_facts f WHERE f.portal = t.portal"
+        f" AND f.source = t.source AND f.source_id = t.source_id){where}",
+        [] if portal is None else [portal],
+    )
+    return cur.rowcount
+
+
 @migrations()
 def m_kpi_facts_001(db: Database) -> None:
     """Per-ticket facts of the whole log (b24desk/kpi/derived.py: a report reads these instead of
-    replaying every ticket's events), keyed by the maths context (``ctx``) they were computed
-    under; a row is dropped by triggers whenever its ticket or one of its events is written."""
+    replaying every ticket's events), one row per ticket, keyed by the maths context (``ctx``)
+    they were computed under, null while none are kept. Two partial indexes over the open tickets
+    (``closed_at`` null) let a report skip, and count in SQL, the open tickets untouched since
+    before its period, however many years of them there are."""
     db.execute(
-        "CREATE TABLE IF NOT EXISTS ticket_facts (portal TEXT, source TEXT, source_id TEXT, ctx TEXT,"
-        " state TEXT, close_at INTEGER, resolution_at INTEGER, n_trans INTEGER, last_trans_at INTEGER,"
+        "CREATE TABLE IF NOT EXISTS ticket_facts (portal TEXT NOT NULL, source TEXT NOT NULL,"
+        " source_id TEXT NOT NULL, ctx TEXT, ver INTEGER NOT NULL DEFAULT 0,"
+        " created_at INTEGER, closed_at INTEGER, deleted INTEGER, selector TEXT, channel TEXT, line TEXT,"
+        " own INTEGER, state TEXT, close_at INTEGER, resolution_at INTEGER, n_trans INTEGER, last_trans_at INTEGER,"
         " last_at INTEGER, first_reply INTEGER, replies INTEGER, interactions INTEGER, transfers INTEGER,"
         " reopens INTEGER, requalified INTEGER, callback INTEGER, resp_created TEXT, resp_end TEXT, type TEXT,"
         " priority TEXT, deadline INTEGER, handle INTEGER, work INTEGER, wait_customer INTEGER, work_b INTEGER,"
         " wait_customer_b INTEGER, frt_b INTEGER, res_b INTEGER, frt_sla_b INTEGER,"
         " PRIMARY KEY (portal, source, source_id)) WITHOUT ROWID"
     )
+    # the open tickets: which ones changed since a moment (candidates) ... (both cover their queries,
+    # closed_at included, or SQLite reads the table to check the partial index's own condition)
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS ticket_facts_open ON ticket_facts"
+        " (portal, ctx, state, last_at, created_at, deleted, closed_at) WHERE closed_at IS NULL"
+    )
+    # ... and the untouched ones counted by what filters and groups read (derived.dormant)
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS ticket_facts_dormant ON ticket_facts"
+        " (portal, ctx, state, resp_end, own, priority, type, channel, line, deadline, last_at, created_at,"
+        " deleted, selector, closed_at) WHERE closed_at IS NULL"
+    )
     facts_triggers(db)
+    facts_placeholders(db)

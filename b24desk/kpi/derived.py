@@ -182,24 +182,33 @@ def read_off(t: dict, s: tuple, start: int, end: int, ctx: Context):
 
 
 def save(db, portal: str, fp: str, rows: list) -> int:
-    """Store ``[(source, source_id, row)]`` computed under ``fp``. A report calls this on its way:
-    when the store cannot be written now (locked by a sync, read-only, full disk) the rows are
-    simply not kept, and the next report computes them again. Returns the rows written."""
+    """Keep ``[(ticket row, ver, facts row)]`` computed under ``fp``. Each goes to its ticket's
+    ``ticket_facts`` row only while that row's ``ver`` is the one read with the ticket: a write
+    since (the triggers bump it) means the facts are already old, and they are not kept. A report
+    calls this on its way: when the store cannot be written now (locked by a sync, read-only,
+    full disk) nothing is kept and the next report computes them again. Returns the rows kept."""
     if not rows:
         return 0
     conn = db.conn if hasattr(db, "conn") else db
-    cols = ("portal", "source", "source_id", "ctx") + COLUMNS
-    sql = f"insert or replace into {TABLE} ({', '.join(cols)}) values ({', '.join('?' * len(cols))})"
-    params = [(portal, src, sid, fp) + tuple(row) for src, sid, row in rows]
+    sets = ", ".join(f"{c} = ?" for c in ("ctx", "own") + COLUMNS)
+    sql = f"update {TABLE} set {sets} where portal = ? and source = ? and source_id = ? and ver = ?"
+    params = []
+    for t, ver, row in rows:
+        req = requester(t)
+        own = req is not None and req == row[14]  # resp_end: the requester's own ticket
+        params.append((fp, own) + tuple(row) + (portal, t["source"], t["source_id"], ver))
     if conn.in_transaction:  # inside a caller's write: join it
+        before = conn.total_changes
         conn.executemany(sql, params)
-        return len(params)
+        return conn.total_changes - before
     (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
     try:
         conn.execute("PRAGMA busy_timeout = 200")  # a report never waits long behind a sync
         conn.execute("BEGIN IMMEDIATE")
         try:
+            before = conn.total_changes
             conn.executemany(sql, params)
+            kept = conn.total_changes - before
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -209,26 +218,40 @@ def save(db, portal: str, fp: str, rows: list) -> int:
         return 0
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
-    return len(params)
+    return kept
+
+
+def open_rows_complete(conn, portal: str) -> bool:
+    """Whether every open ticket of ``portal`` has its ``ticket_facts`` row (two index-only counts):
+    the loader then reads the open tickets from ticket_facts. A store written with the triggers off
+    (or restored from before them) is read the old way until ``store.facts_placeholders`` ran."""
+    row = conn.execute(
+        "select (select count(*) from tickets where portal = ? and closed_at is null),"
+        f" (select count(*) from {TABLE} indexed by ticket_facts_open where portal = ? and closed_at is null)",
+        [portal, portal],
+    ).fetchone()
+    if row[0] != row[1]:
+        log.warning("ticket_facts incomplete for %s (%d open tickets, %d rows)", portal, row[0], row[1])
+    return row[0] == row[1]
 
 
 def dormant(conn, portal: str, before: int, ends: list[int], fp: str, src_sql: str, src_params: list) -> list:
     """Open tickets created before ``before`` whose last event is before it too, counted in SQL by
     the columns filters and groups read and by where their deadline falls among ``ends`` (overdue
-    is per end); :func:`dormant_facts` turns the counts into weighted facts. The same tickets are
-    left out of the loader's candidates (load.candidate_query), in the same read."""
+    is per end), from one partial index of ticket_facts; :func:`dormant_facts` turns the counts
+    into weighted facts. The same tickets are left out of the loader's candidates
+    (load.candidate_query), in the same read. ``src_sql`` is on ``f.``."""
     bounds = sorted(set(ends))
     whens = " ".join(f"when f.deadline < {int(e)} then {i}" for i, e in enumerate(bounds))
     cls = f"case when f.deadline is null then -1 {whens} else {len(bounds)} end"
     sql = (
-        "select f.resp_end, (t.source not like 'crm:%' and t.author_id = f.resp_end) as own, " + cls + ","
-        " f.priority, f.type, t.source, t.channel, t.line, max(f.deadline), count(*)"
-        f" from tickets t join {TABLE} f on f.portal = t.portal and f.source = t.source and f.source_id = t.source_id"
-        " where t.portal = ? and t.closed_at is null and t.created_at < ? and coalesce(t.deleted, 0) = 0"
-        f"{src_sql} and f.ctx = ? and coalesce(f.last_at, -1) < ? and f.state = 'open'"
+        f"select f.resp_end, f.own, {cls}, f.priority, f.type, f.source, f.channel, f.line, max(f.deadline),"
+        f" count(*) from {TABLE} f indexed by ticket_facts_dormant where f.portal = ? and f.closed_at is null"
+        " and f.ctx = ? and f.state = 'open'"
+        f" and coalesce(f.last_at, -1) < ? and f.created_at < ? and coalesce(f.deleted, 0) = 0{src_sql}"
         " group by 1, 2, 3, 4, 5, 6, 7, 8"
     )
-    return conn.execute(sql, [portal, before] + src_params + [fp, before]).fetchall()
+    return conn.execute(sql, [portal, fp, before, before] + src_params).fetchall()
 
 
 # the columns of a dormant() row a filter or a group may read, besides the responsible

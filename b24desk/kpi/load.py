@@ -160,48 +160,47 @@ def source_clause(sources, prefix: str = "") -> tuple[str, list]:
 
 
 def candidate_query(
-    portal: str, start: int, end: int, sources=None, *, facts_ctx: str | None = None, dormant: bool = False
+    portal: str, start: int, end: int, sources=None, *, facts: bool = False, dormant_ctx: str | None = None
 ) -> tuple[str, list]:
     """SQL + params for the tickets that can matter to ``[start, end)`` (three index ranges).
 
-    With ``facts_ctx`` each row also carries the ticket's stored facts computed under that context
-    (derived.py; nulls when there are none) after the ticket columns; with ``dormant`` too, the open
-    tickets whose stored facts say they were untouched since before ``start`` are left out (they
-    are counted in SQL: derived.dormant)."""
+    With ``facts`` each row also carries, after the ticket columns, its ``ticket_facts`` row's
+    ``ctx``, ``ver`` and derived.COLUMNS (derived.py). With ``dormant_ctx`` (a maths context's
+    digest) the still-open tickets are read from ticket_facts' partial index over open tickets,
+    leaving out those kept under that context as open and untouched since before ``start``: they
+    are counted in SQL instead (derived.dormant), so years of never-closed tickets are not read."""
     src_sql, src_params = source_clause(sources, "t.")
     cols = ", ".join(f"t.{c}" for c in TICKET_COLUMNS)
-    join, fparams = "", []
-    if facts_ctx is not None:
-        cols += ", " + ", ".join(f"f.{c}" for c in derived.COLUMNS)
+    join = ""
+    if facts or dormant_ctx is not None:
+        cols += ", f.ctx, f.ver, " + ", ".join(f"f.{c}" for c in derived.COLUMNS)
         join = (
-            f" left join {derived.TABLE} f on f.portal = t.portal and f.source = t.source"
-            " and f.source_id = t.source_id and f.ctx = ?"
+            f" left join {derived.TABLE} f on f.portal = t.portal and f.source = t.source and f.source_id = t.source_id"
         )
-        fparams = [facts_ctx]
     live = "coalesce(t.deleted, 0) = 0"
-    still_open = ""
-    if dormant and facts_ctx is not None:
-        still_open = " and (f.state is null or f.state != 'open' or coalesce(f.last_at, -1) >= ?)"
     sql = (
         f"select {cols} from tickets t{join} where t.portal = ? and t.created_at >= ? and t.created_at < ?"
         f" and {live}{src_sql}"
         f" union all select {cols} from tickets t{join} where t.portal = ? and t.closed_at >= ?"
         f" and t.created_at < ? and {live}{src_sql}"
-        f" union all select {cols} from tickets t{join} where t.portal = ? and t.closed_at is null"
-        f" and t.created_at < ? and {live}{src_sql}{still_open}"
     )
-    params = (
-        fparams
-        + [portal, start, end]
-        + src_params
-        + fparams
-        + [portal, start, start]
-        + src_params
-        + fparams
-        + [portal, start]
-        + src_params
-        + ([start] if still_open else [])
-    )
+    params = [portal, start, end] + src_params + [portal, start, start] + src_params
+    if dormant_ctx is None:
+        sql += (
+            f" union all select {cols} from tickets t{join} where t.portal = ? and t.closed_at is null"
+            f" and t.created_at < ? and {live}{src_sql}"
+        )
+        params += [portal, start] + src_params
+    else:
+        f_src, _ = source_clause(sources, "f.")
+        sql += (
+            f" union all select {cols} from {derived.TABLE} f indexed by ticket_facts_open join tickets t"
+            " on t.portal = f.portal"
+            " and t.source = f.source and t.source_id = f.source_id where f.portal = ? and f.closed_at is null"
+            f" and f.created_at < ? and coalesce(f.deleted, 0) = 0{f_src}"
+            " and (f.ctx is not ? or f.state is not 'open' or coalesce(f.last_at, -1) >= ?)"
+        )
+        params += [portal, start] + src_params + [dormant_ctx, start]
     return sql, params
 
 
@@ -246,7 +245,7 @@ def load(
         if own_read:
             conn.execute("COMMIT")
     if missing:  # computed now: kept for the next report (after the read, outside its snapshot)
-        derived.save(db, portal, fp, [(k[0], k[1], out.stored[k]) for k in missing])
+        derived.save(db, portal, fp, missing)
     return out
 
 
@@ -254,8 +253,10 @@ def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dorma
     out = Loaded(db=db, portal=portal)
     missing: list = []
     fp = derived.fingerprint(ctx) if ctx is not None else None
-    dormant = dormant and bool(ends) and fp is not None
-    sql, params = candidate_query(portal, start, end, sources, facts_ctx=fp, dormant=dormant)
+    dormant = dormant and bool(ends) and fp is not None and derived.open_rows_complete(conn, portal)
+    sql, params = candidate_query(
+        portal, start, end, sources, facts=fp is not None, dormant_ctx=fp if dormant else None
+    )
     cur = conn.execute(sql, params)
     n = len(TICKET_COLUMNS)
     if fp is None:
@@ -265,29 +266,28 @@ def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dorma
             by_source.setdefault(t["source"], []).append(t["source_id"])
     else:
         ends = (start,) if ends is None else tuple(ends)
-        tickets, stored, by_source, missing = [], {}, {}, []
+        tickets, stored, by_source = [], {}, {}
         for row in cur:
             t = dict(zip(TICKET_COLUMNS, row[:n]))
             tickets.append(t)
-            s = row[n:]
             key = (t["source"], t["source_id"])
-            if s[0] is None:  # no fresh stored facts: replayed now, and kept
-                missing.append(t)
+            if row[n] != fp:  # no facts kept under this context: replayed now, and kept
+                missing.append((t, row[n + 1]))
             else:
-                stored[key] = s
+                s = stored[key] = row[n + 2 :]
                 if not _needs_events(t["created_at"] or 0, s, start, ends):
-                    continue  # the stored row serves every period the caller asks
+                    continue  # the kept row serves every period the caller asks
             by_source.setdefault(key[0], []).append(key[1])
         out.tickets, out.stored = tickets, stored
         out.with_events = {(src, sid) for src, ids in by_source.items() for sid in ids}
     if out.tickets:
         _read_events(conn, portal, by_source, out.events)
-    for i, t in enumerate(missing):
+    for i, (t, ver) in enumerate(missing):
         key = (t["source"], t["source_id"])
         out.stored[key] = derived.settle(t, out.events.get(key, ()), ctx)
-        missing[i] = key
+        missing[i] = (t, ver, out.stored[key])
     if dormant:
-        src_sql, src_params = source_clause(sources, "t.")
+        src_sql, src_params = source_clause(sources, "f.")
         out.dormant_rows = derived.dormant(conn, portal, start, list(ends), fp, src_sql, src_params)
 
     history: dict = {}
