@@ -217,7 +217,6 @@ def open_db(path: str | Path, migrate: bool = True) -> Database:
     db = Store(conn)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA mmap_size=1073741824")
     if migrate and migrations.pending(db):
         # Two processes opening a fresh store at once (server + worker child, CLI beside a server)
         # would race on the same CREATE TABLEs: one applies, the other waits, then finds none pending.

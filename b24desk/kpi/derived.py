@@ -11,13 +11,16 @@ result is stored in ``ticket_facts`` (one row per ticket, keyed by the maths con
 computed with: calendar, SLA, status mappings, who is an agent), and :func:`read_off` turns a row
 into the period's facts. The maths stays in engine.py: this module only packs its output and
 reads off the period-dependent parts; a ticket it cannot read off (a reopen on or after the
-period's start, events at or after ``to``) is replayed from its events as before. Triggers
-delete a ticket's row whenever the ticket or one of its events is written, so a stored row is
-always the replay of the current log ("as of ``to``" stays exact: kpi.md section 2).
+period's start, events at or after ``to``) is replayed from its events as before. Every ticket
+has its row from its insertion on (a placeholder, ``ctx`` null, until facts are kept); triggers
+null ``ctx`` and bump ``ver`` whenever the ticket or one of its events is written, and facts are
+kept only while ``ver`` is the one read with the ticket (:func:`save`), so a kept row is always
+the replay of the current log ("as of ``to``" stays exact: kpi.md section 2).
 
 Open tickets untouched since before the period (kpi.md: in the active set of every period they
-were open in, however old) are not loaded one by one: :func:`dormant` counts them in SQL by the
-columns filters and groups read, and each count becomes one weighted fact (engine ``weight``).
+were open in, however old) are not loaded one by one: :func:`dormant` counts them in SQL from a
+covering partial index over open tickets, by the columns filters and groups read, and each count
+becomes one weighted fact (engine ``weight``).
 """
 
 from __future__ import annotations
@@ -197,9 +200,13 @@ def save(db, portal: str, fp: str, rows: list) -> int:
         req = requester(t)
         own = req is not None and req == row[14]  # resp_end: the requester's own ticket
         params.append((fp, own) + tuple(row) + (portal, t["source"], t["source_id"], ver))
-    if conn.in_transaction:  # inside a caller's write: join it
-        before = conn.total_changes
-        conn.executemany(sql, params)
+    if conn.in_transaction:  # inside a caller's transaction: join it (a statement that fails
+        before = conn.total_changes  # leaves the caller's transaction as it was)
+        try:
+            conn.executemany(sql, params)
+        except sqlite3.Error as exc:
+            log.debug("ticket facts not kept for now (%s): %d rows", exc, len(params))
+            return 0
         return conn.total_changes - before
     (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
     try:

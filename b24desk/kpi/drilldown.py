@@ -131,6 +131,9 @@ class Replay:
         out = []
         facts_of = self.loaded.facts
         for t in self.loaded.tickets:
+            closed = t["closed_at"]
+            if (t["created_at"] or 0) >= end or (closed is not None and closed < start):
+                continue  # created later, or closed for good before the window: in no population
             f = facts_of(t, start, end, self.ctx)
             if f is not None and (self.keep is None or self.keep(f)):
                 out.append(f)

@@ -424,32 +424,32 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context, user
     R = [f for f in facts if f.in_r]
     A = [f for f in facts if f.in_a]
     nC, nR = len(C), len(R)
-    nA = sum(f.weight for f in A)  # a dormant aggregate (derived.py) counts its tickets
+    nA = sum([f.weight for f in A])  # a dormant aggregate (derived.py) counts its tickets
     out: dict[str, Value] = {}
 
     out["tickets_total"] = Value(nC, nC)
     out["tickets_per_day"] = Value(nC / days if days else None, nC)
     answered = [f for f in C if f.first_reply is not None]
-    out["first_response_time"] = _dur(max(0, f.first_reply - f.t["created_at"]) for f in answered)
-    out["first_response_time_business"] = _dur(f.frt_b for f in answered)
+    out["first_response_time"] = _dur([max(0, f.first_reply - f.t["created_at"]) for f in answered])
+    out["first_response_time_business"] = _dur([f.frt_b for f in answered])
     sla = [f for f in C if f.frt_sla is not None]
-    out["first_response_sla_share"] = _share(sum(1 for f in sla if f.frt_sla), len(sla))
-    out["unanswered_share"] = _share(sum(1 for f in C if f.first_reply is None and f.state == OPEN), nC)
+    out["first_response_sla_share"] = _share(len([1 for f in sla if f.frt_sla]), len(sla))
+    out["unanswered_share"] = _share(len([1 for f in C if f.first_reply is None and f.state == OPEN]), nC)
 
-    out["resolution_time"] = _dur(f.resolution_at - f.t["created_at"] for f in R)
-    out["resolution_time_business"] = _dur(f.res_b for f in R)
+    out["resolution_time"] = _dur([f.resolution_at - f.t["created_at"] for f in R])
+    out["resolution_time_business"] = _dur([f.res_b for f in R])
     out["resolved_count"] = Value(nR, nR)
-    out["resolved_share"] = _share(sum(1 for f in C if f.state == RESOLVED), nC)
-    backlog = sum(f.weight for f in facts if f.open_at_end)
+    out["resolved_share"] = _share(len([1 for f in C if f.state == RESOLVED]), nC)
+    backlog = sum([f.weight for f in facts if f.open_at_end])
     out["backlog"] = Value(backlog, backlog)
 
     with_deadline = [f for f in A if f.deadline is not None]
-    overdue = sum(f.weight for f in with_deadline if f.overdue)
-    n_deadline = sum(f.weight for f in with_deadline)
+    overdue = sum([f.weight for f in with_deadline if f.overdue])
+    n_deadline = sum([f.weight for f in with_deadline])
     out["overdue_count"] = Value(overdue, n_deadline)
     out["overdue_share"] = _share(overdue, n_deadline)
-    out["transferred_share"] = _share(sum(1 for f in C if f.transfers), nC)
-    out["transfers_per_ticket"] = Value(mean(f.transfers for f in C), nC)
+    out["transferred_share"] = _share(len([1 for f in C if f.transfers]), nC)
+    out["transfers_per_ticket"] = Value(mean([f.transfers for f in C]), nC)
 
     by_pr_r, by_pr_c, by_pr_c_res = ({p: 0 for p in PRIORITIES} for _ in range(3))
     for f in R:
@@ -465,9 +465,9 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context, user
         {"created": by_pr_c, "resolved_share": {p: share(by_pr_c_res.get(p, 0), n) for p, n in by_pr_c.items()}},
     )
 
-    out["fcr_share"] = _share(sum(1 for f in R if f.replies <= 1 and not f.transfers and not f.reopens), nR)
-    out["reopen_share"] = _share(sum(1 for f in R if f.reopens), nR)
-    out["correctly_qualified_share"] = _share(sum(1 for f in C if not f.requalified), nC)
+    out["fcr_share"] = _share(len([1 for f in R if f.replies <= 1 and not f.transfers and not f.reopens]), nR)
+    out["reopen_share"] = _share(len([1 for f in R if f.reopens]), nR)
+    out["correctly_qualified_share"] = _share(len([1 for f in C if not f.requalified]), nC)
 
     # Repeat contacts: customers of C with another ticket created within the window before one of theirs.
     customers: dict = {}
@@ -495,19 +495,19 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context, user
         mean(rates.values()), sum(per_agent.values()), {"per_agent": rates, "working_days": wdays}
     )
 
-    out["interactions_per_ticket"] = Value(mean(f.interactions for f in R), nR)
-    out["handle_time"] = _dur(f.handle for f in R)
+    out["interactions_per_ticket"] = Value(mean([f.interactions for f in R]), nR)
+    out["handle_time"] = _dur([f.handle for f in R])
     rated = [f.t["rating"] for f in R if f.t["rating"] is not None]
     out["rated_share"] = _share(len(rated), nR)
-    out["csat"] = Value(share(sum(1 for r in rated if r >= 4), len(rated)), len(rated), {"avg_rating": mean(rated)})
+    out["csat"] = Value(share(len([1 for r in rated if r >= 4]), len(rated)), len(rated), {"avg_rating": mean(rated)})
     nps = [f.t["nps"] for f in R if f.t["nps"] is not None]
     out["nps"] = Value(
-        100 * (sum(1 for s in nps if s >= 9) - sum(1 for s in nps if s <= 6)) / len(nps) if nps else None, len(nps)
+        100 * (len([1 for s in nps if s >= 9]) - len([1 for s in nps if s <= 6])) / len(nps) if nps else None, len(nps)
     )
     ces = [f.t["ces"] for f in R if f.t["ces"] is not None]
-    out["ces"] = _share(sum(1 for s in ces if s == 5), len(ces))
-    out["callback_share"] = _share(sum(1 for f in R if f.callback), nR)
-    out["one_touch_share"] = _share(sum(1 for f in R if f.replies <= 1), nR)
+    out["ces"] = _share(len([1 for s in ces if s == 5]), len(ces))
+    out["callback_share"] = _share(len([1 for f in R if f.callback]), nR)
+    out["one_touch_share"] = _share(len([1 for f in R if f.replies <= 1]), nR)
 
     # Bitrix24's task efficiency: 100 - 100·V/P over the active set, per agent and for the team.
     eff_agents: dict = {}
@@ -515,15 +515,15 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context, user
         if ctx.is_agent(f.resp_end, f.req):
             p, v = eff_agents.get(f.resp_end, (0, 0))
             eff_agents[f.resp_end] = (p + f.weight, v + (f.weight if f.overdue else 0))
-    team_v = sum(f.weight for f in A if f.overdue)
+    team_v = sum([f.weight for f in A if f.overdue])
     out["task_efficiency"] = Value(
         _efficiency(team_v, nA), nA, {"per_agent": {a: _efficiency(v, p) for a, (p, v) in sorted(eff_agents.items())}}
     )
 
-    out["requester_wait_time"] = _dur(f.work for f in R)
-    out["requester_wait_time_business"] = _dur(f.work_b for f in R)
-    out["agent_wait_time"] = _dur(f.wait_customer for f in R)
-    out["agent_wait_time_business"] = _dur(f.wait_customer_b for f in R)
+    out["requester_wait_time"] = _dur([f.work for f in R])
+    out["requester_wait_time_business"] = _dur([f.work_b for f in R])
+    out["agent_wait_time"] = _dur([f.wait_customer for f in R])
+    out["agent_wait_time_business"] = _dur([f.wait_customer_b for f in R])
 
     out["top_agents"] = _top_agents(R, ctx, users or {})
     return out
@@ -540,7 +540,7 @@ def _top_agents(R: list, ctx: Context, users: dict) -> Value:
             by_agent.setdefault(f.resp_end, []).append(f)
     rows = []
     for agent, fs in by_agent.items():
-        frt = summary(f.first_reply - f.t["created_at"] for f in fs if f.first_reply is not None)
+        frt = summary([f.first_reply - f.t["created_at"] for f in fs if f.first_reply is not None])
         rated = [f.t["rating"] for f in fs if f.t["rating"] is not None]
         rows.append(
             {
@@ -548,8 +548,8 @@ def _top_agents(R: list, ctx: Context, users: dict) -> Value:
                 "name": users.get(agent, {}).get("label") or agent,
                 "resolved": len(fs),
                 "frt_median": frt["median"] if frt else None,
-                "csat": share(sum(1 for r in rated if r >= 4), len(rated)),
-                "fcr": share(sum(1 for f in fs if f.replies <= 1 and not f.transfers and not f.reopens), len(fs)),
+                "csat": share(len([1 for r in rated if r >= 4]), len(rated)),
+                "fcr": share(len([1 for f in fs if f.replies <= 1 and not f.transfers and not f.reopens]), len(fs)),
             }
         )
     rows.sort(key=lambda r: (-r["resolved"], str(r["agent"])))

@@ -21,9 +21,10 @@ def nearest_rank(sorted_values: list, p: float):
 
 def summary(values) -> dict | None:
     """``{avg, median, p90, count}`` of durations, or None when there are none."""
-    vals = sorted(v for v in values if v is not None)
+    vals = [v for v in values if v is not None]  # callers pass lists: a list comprehension is fast
     if not vals:
         return None
+    vals.sort()
     return {
         "avg": sum(vals) / len(vals),
         "median": nearest_rank(vals, 50),
