@@ -698,7 +698,8 @@ def m_kpi_facts_001(db: Database) -> None:
         "CREATE TABLE IF NOT EXISTS ticket_facts (portal TEXT NOT NULL, source TEXT NOT NULL,"
         " source_id TEXT NOT NULL, ctx TEXT, ver INTEGER NOT NULL DEFAULT 0,"
         " created_at INTEGER, closed_at INTEGER, deleted INTEGER, selector TEXT, channel TEXT, line TEXT,"
-        " own INTEGER, state TEXT, close_at INTEGER, resolution_at INTEGER, n_trans INTEGER, last_trans_at INTEGER,"
+        " own INTEGER, dkey TEXT, state TEXT, close_at INTEGER, resolution_at INTEGER, n_trans INTEGER,"
+        " last_trans_at INTEGER,"
         " last_at INTEGER, first_reply INTEGER, replies INTEGER, interactions INTEGER, transfers INTEGER,"
         " reopens INTEGER, requalified INTEGER, callback INTEGER, resp_created TEXT, resp_end TEXT, type TEXT,"
         " priority TEXT, deadline INTEGER, handle INTEGER, work INTEGER, wait_customer INTEGER, work_b INTEGER,"
@@ -711,11 +712,12 @@ def m_kpi_facts_001(db: Database) -> None:
         "CREATE INDEX IF NOT EXISTS ticket_facts_open ON ticket_facts"
         " (portal, ctx, state, last_at, created_at, deleted, closed_at) WHERE closed_at IS NULL"
     )
-    # ... and the untouched ones counted by what filters and groups read (derived.dormant)
+    # ... and the untouched ones counted by what filters and groups read (derived.dormant: ``dkey``
+    # holds those values as one JSON array, so a group is one comparison)
     db.execute(
         "CREATE INDEX IF NOT EXISTS ticket_facts_dormant ON ticket_facts"
-        " (portal, ctx, state, resp_end, own, priority, type, channel, line, deadline, last_at, created_at,"
-        " deleted, selector, closed_at) WHERE closed_at IS NULL"
+        " (portal, ctx, state, dkey, deadline, last_at, created_at, deleted, selector, closed_at)"
+        " WHERE closed_at IS NULL"
     )
     facts_triggers(db)
     facts_placeholders(db)

@@ -65,6 +65,7 @@ COLUMNS = (
     "res_b",
     "frt_sla_b",
 )
+_RESP_END, _PRIORITY, _TYPE = COLUMNS.index("resp_end"), COLUMNS.index("priority"), COLUMNS.index("type")
 REPLAY = object()  # read_off: this period needs the ticket's events
 
 
@@ -193,13 +194,15 @@ def save(db, portal: str, fp: str, rows: list) -> int:
     if not rows:
         return 0
     conn = db.conn if hasattr(db, "conn") else db
-    sets = ", ".join(f"{c} = ?" for c in ("ctx", "own") + COLUMNS)
+    sets = ", ".join(f"{c} = ?" for c in ("ctx", "own", "dkey") + COLUMNS)
     sql = f"update {TABLE} set {sets} where portal = ? and source = ? and source_id = ? and ver = ?"
     params = []
     for t, ver, row in rows:
         req = requester(t)
-        own = req is not None and req == row[14]  # resp_end: the requester's own ticket
-        params.append((fp, own) + tuple(row) + (portal, t["source"], t["source_id"], ver))
+        resp_end, priority, typ = row[_RESP_END], row[_PRIORITY], row[_TYPE]
+        own = req is not None and req == resp_end  # the requester's own ticket: no agent of it
+        dkey = json.dumps([resp_end, own, priority, typ, t["channel"], t["line"], t["source"]])
+        params.append((fp, own, dkey) + tuple(row) + (portal, t["source"], t["source_id"], ver))
     if conn.in_transaction:  # inside a caller's transaction: join it (a statement that fails
         before = conn.total_changes  # leaves the caller's transaction as it was)
         try:
@@ -248,17 +251,30 @@ def dormant(conn, portal: str, before: int, ends: list[int], fp: str, src_sql: s
     is per end), from one partial index of ticket_facts; :func:`dormant_facts` turns the counts
     into weighted facts. The same tickets are left out of the loader's candidates
     (load.candidate_query), in the same read. ``src_sql`` is on ``f.``."""
-    bounds = sorted(set(ends))
-    whens = " ".join(f"when f.deadline < {int(e)} then {i}" for i, e in enumerate(bounds))
-    cls = f"case when f.deadline is null then -1 {whens} else {len(bounds)} end"
+    bounds = [int(e) for e in sorted(set(ends))]
+    # one row per group, in the index's own order (no sort): how many, how many with a deadline,
+    # and how many with one before each end (overdue is per end)
+    before_each = "".join(f", count(case when f.deadline < {e} then 1 end)" for e in bounds)
     sql = (
-        f"select f.resp_end, f.own, {cls}, f.priority, f.type, f.source, f.channel, f.line, max(f.deadline),"
-        f" count(*) from {TABLE} f indexed by ticket_facts_dormant where f.portal = ? and f.closed_at is null"
-        " and f.ctx = ? and f.state = 'open'"
+        f"select f.dkey, count(*), count(f.deadline){before_each} from {TABLE} f indexed by ticket_facts_dormant"
+        " where f.portal = ? and f.closed_at is null and f.ctx = ? and f.state = 'open'"
         f" and coalesce(f.last_at, -1) < ? and f.created_at < ? and coalesce(f.deleted, 0) = 0{src_sql}"
-        " group by 1, 2, 3, 4, 5, 6, 7, 8"
+        " group by f.dkey"
     )
-    return conn.execute(sql, [portal, fp, before, before] + src_params).fetchall()
+    # a deadline standing for each class: the same side of every end as the class's tickets
+    stand_in = [bounds[0] - 1] + bounds
+    out = []
+    for row in conn.execute(sql, [portal, fp, before, before] + src_params):
+        resp, own, priority, typ, channel, line, source = json.loads(row[0])
+        head, dims = (resp, own), (priority, typ, source, channel, line)
+        total, with_deadline, cum = row[1], row[2], row[3:]
+        if total > with_deadline:
+            out.append(head + (-1,) + dims + (None, total - with_deadline))
+        counts = [cum[0]] + [b - a for a, b in zip(cum, cum[1:])] + [with_deadline - cum[-1]]
+        for i, n in enumerate(counts):
+            if n:
+                out.append(head + (i,) + dims + (stand_in[i], n))
+    return out
 
 
 # the columns of a dormant() row a filter or a group may read, besides the responsible

@@ -193,14 +193,30 @@ def candidate_query(
         params += [portal, start] + src_params
     else:
         f_src, _ = source_clause(sources, "f.")
-        sql += (
-            f" union all select {cols} from {derived.TABLE} f indexed by ticket_facts_open join tickets t"
-            " on t.portal = f.portal"
-            " and t.source = f.source and t.source_id = f.source_id where f.portal = ? and f.closed_at is null"
-            f" and f.created_at < ? and coalesce(f.deleted, 0) = 0{f_src}"
-            " and (f.ctx is not ? or f.state is not 'open' or coalesce(f.last_at, -1) >= ?)"
+        # the open tickets that are not dormant, each kind one seek in ticket_facts_open (portal,
+        # ctx, state, last_at): no facts kept (or kept under another context), kept with a closed
+        # state though the ticket row is open, or kept as open with an event since ``start``
+        seek = f"select source, source_id from {derived.TABLE} indexed by ticket_facts_open where portal = ?"
+        seek += " and closed_at is null and "
+        kinds = (
+            "ctx is null",
+            "ctx < ?",
+            "ctx > ?",
+            "ctx = ? and state < 'open'",
+            "ctx = ? and state > 'open'",
+            "ctx = ? and state = 'open' and last_at >= ?",
         )
-        params += [portal, start] + src_params + [dormant_ctx, start]
+        keys = " union all ".join(seek + k for k in kinds)
+        sql += (
+            f" union all select {cols} from ({keys}) k join {derived.TABLE} f on f.portal = ?"
+            " and f.source = k.source and f.source_id = k.source_id join tickets t on t.portal = f.portal"
+            " and t.source = f.source and t.source_id = f.source_id"
+            f" where f.created_at < ? and coalesce(f.deleted, 0) = 0{f_src}"
+        )
+        params += [portal]
+        params += [portal, dormant_ctx] + [portal, dormant_ctx] + [portal, dormant_ctx] + [portal, dormant_ctx]
+        params += [portal, dormant_ctx, start]
+        params += [portal, start] + src_params
     return sql, params
 
 
