@@ -30,41 +30,16 @@ import json
 import logging
 import sqlite3
 
-from ..model import OPEN, RESOLVED
-from .engine import END_OF_TIME, Context, Facts, frt_sla, requester, ticket_facts
+from ..model import OPEN
+from .engine import END_OF_TIME, Context, Facts, frt_sla, new_facts, requester, ticket_facts
 
 log = logging.getLogger(__name__)
 
 TABLE = "ticket_facts"
-# What a stored row holds, in order (engine ``Facts`` slots of the whole-log replay).
-COLUMNS = (
-    "state",
-    "close_at",
-    "resolution_at",
-    "n_trans",
-    "last_trans_at",
-    "last_at",
-    "first_reply",
-    "replies",
-    "interactions",
-    "transfers",
-    "reopens",
-    "requalified",
-    "callback",
-    "resp_created",
-    "resp_end",
-    "type",
-    "priority",
-    "deadline",
-    "handle",
-    "work",
-    "wait_customer",
-    "work_b",
-    "wait_customer_b",
-    "frt_b",
-    "res_b",
-    "frt_sla_b",
-)
+# What a stored row holds, in order: the engine's ``Facts`` slots of a whole-log replay, less those
+# read off per period (PERIOD_SLOTS).
+PERIOD_SLOTS = frozenset({"t", "in_c", "in_r", "in_a", "open_at_end", "overdue", "frt_sla", "weight", "req"})
+COLUMNS = tuple(c for c in Facts.__slots__ if c not in PERIOD_SLOTS)
 _RESP_END, _PRIORITY, _TYPE = COLUMNS.index("resp_end"), COLUMNS.index("priority"), COLUMNS.index("type")
 REPLAY = object()  # read_off: this period needs the ticket's events
 
@@ -120,9 +95,6 @@ def read_off(t: dict, s: tuple, start: int, end: int, ctx: Context):
         state,
         close_at,
         resolution_at,
-        n_trans,
-        last_trans_at,
-        last_at,
         first_reply,
         replies,
         interactions,
@@ -135,14 +107,17 @@ def read_off(t: dict, s: tuple, start: int, end: int, ctx: Context):
         typ,
         priority,
         deadline,
-        handle,
         work,
         wait_customer,
         work_b,
         wait_customer_b,
+        handle,
         frt_b,
         res_b,
         frt_sla_b,
+        n_trans,
+        last_trans_at,
+        last_at,
     ) = s
     if last_at is not None and last_at >= end:
         return REPLAY
@@ -155,21 +130,12 @@ def read_off(t: dict, s: tuple, start: int, end: int, ctx: Context):
         in_a = state == OPEN  # every change before the start: its state now is its state then
     else:
         return REPLAY  # closes and reopens around the start: the replay knows
-    in_r = state == RESOLVED and resolution_at is not None and resolution_at >= start
-    if not in_a and not in_r:
+    f = new_facts(t, start, in_c, in_a, state, close_at, resolution_at, (first_reply, replies, interactions, transfers))
+    if f is None:
         return None
-    f = Facts()
-    f.t, f.in_c, f.in_a, f.in_r = t, in_c, in_a, in_r
-    f.state, f.close_at, f.resolution_at, f.open_at_end = state, close_at, resolution_at, state == OPEN
-    f.first_reply, f.replies, f.interactions, f.transfers, f.reopens = (
-        first_reply,
-        replies,
-        interactions,
-        transfers,
-        reopens,
-    )
-    f.requalified = bool(requalified)
-    f.n_trans, f.last_trans_at, f.last_at, f.weight, f.req = n_trans, last_trans_at, last_at, 1, requester(t)
+    in_r = f.in_r
+    f.reopens, f.requalified, f.n_trans, f.last_trans_at = reopens, bool(requalified), n_trans, last_trans_at
+    f.last_at, f.req = last_at, requester(t)
     f.frt_b = frt_b if in_c else None
     f.res_b = res_b if in_r else None
     f.frt_sla_b = frt_sla_b
@@ -319,11 +285,8 @@ def dormant_facts(rows: list, end: int, dims=()) -> list[Facts]:
 
 
 def _open_bulk(t: dict, resp, priority, typ, deadline, end: int, n: int) -> Facts:
-    f = Facts()
-    f.t, f.in_c, f.in_a, f.in_r = t, False, True, False
-    f.state, f.close_at, f.resolution_at, f.open_at_end = OPEN, None, None, True
-    f.first_reply, f.replies, f.interactions, f.transfers, f.reopens = None, 0, 0, 0, 0
-    f.requalified, f.callback, f.handle = False, False, None
+    f = new_facts(t, 0, False, True, OPEN, None, None, (None, 0, 0, 0))
+    f.reopens, f.requalified, f.callback, f.handle = 0, False, False, None
     f.n_trans, f.last_trans_at, f.last_at, f.weight, f.req = 0, None, None, n, requester(t)
     f.frt_b = f.res_b = f.frt_sla_b = f.frt_sla = None
     f.resp_created, f.resp_end, f.type, f.priority, f.deadline = resp, resp, typ, priority, deadline

@@ -289,21 +289,12 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
 
     in_c = created >= start
     in_a = in_c or state_at_start == OPEN or reopened_in
-    in_r = state == RESOLVED and resolution_at is not None and resolution_at >= start
-    if not in_a and not in_r:
+    f = new_facts(t, start, in_c, in_a, state, close_at, resolution_at, (first_reply, replies, interactions, transfers))
+    if f is None:
         return None
-    f = Facts()
-    f.t, f.in_c, f.in_a, f.in_r = t, in_c, in_a, in_r
-    f.state, f.close_at, f.resolution_at, f.open_at_end = state, close_at, resolution_at, state == OPEN
-    f.first_reply, f.replies, f.interactions, f.transfers, f.reopens = (
-        first_reply,
-        replies,
-        interactions,
-        transfers,
-        reopens,
-    )
-    f.requalified = requalified
-    f.n_trans, f.last_trans_at, f.last_at, f.weight, f.req = n_trans, last_trans_at, last_at, 1, author
+    in_r = f.in_r
+    f.reopens, f.requalified, f.n_trans, f.last_trans_at = reopens, requalified, n_trans, last_trans_at
+    f.last_at, f.req = last_at, author
     cal = ctx.calendar
     f.frt_b = max(0, cal.business_seconds(created, first_reply)) if first_reply is not None and in_c else None
     f.res_b = max(0, cal.business_seconds(created, resolution_at)) if in_r else None
@@ -348,6 +339,20 @@ def ticket_facts(t: dict, events, start: int, end: int, ctx: Context) -> Facts |
     f.work = f.wait_customer = f.work_b = f.wait_customer_b = None
     if in_r and statuses:
         _bucket_times(f, statuses, created, ctx.status_buckets.get(t["source"]) or {}, ctx.calendar)
+    return f
+
+
+def new_facts(t: dict, start: int, in_c: bool, in_a: bool, state: str, close_at, resolution_at, replies) -> Facts:
+    """A ``Facts`` with its populations, state and ``(first_reply, replies, interactions,
+    transfers)`` set (one ticket: weight 1); None when the ticket is in no population of the period
+    starting at ``start`` (R: resolved, the last resolution in the period)."""
+    in_r = state == RESOLVED and resolution_at is not None and resolution_at >= start
+    if not in_a and not in_r:
+        return None
+    f = Facts()
+    f.t, f.in_c, f.in_a, f.in_r, f.weight = t, in_c, in_a, in_r, 1
+    f.state, f.close_at, f.resolution_at, f.open_at_end = state, close_at, resolution_at, state == OPEN
+    f.first_reply, f.replies, f.interactions, f.transfers = replies
     return f
 
 

@@ -105,7 +105,7 @@ def _needs_events(created: int, s: tuple, start: int, ends: tuple) -> bool:
     """Whether a stored row (derived.COLUMNS) may not serve a period ``[>= start, end in ends)``:
     an end after creation and at or before the last event, or closes and reopens since ``start``
     (derived.read_off answers REPLAY for exactly these)."""
-    n_trans, last_trans_at, last_at = s[3], s[4], s[5]
+    n_trans, last_trans_at, last_at = s[-3:]  # derived.COLUMNS ends with these three
     if n_trans >= 2 and last_trans_at >= start:
         return True
     return last_at is not None and any(created < e <= last_at for e in ends)
