@@ -291,39 +291,21 @@ def now_state(db, portal: str, filters: dict, now: int | None = None) -> dict:
 
 
 def _now_items(own, portal: str, filters: dict, cfg: dict, minute: int) -> dict:
-    import json
-
-    from b24desk.kpi.engine import ticket_facts
     from b24desk.kpi.filters import Filters, matcher
-    from b24desk.kpi.load import TICKET_COLUMNS, source_clause
+    from b24desk.kpi.load import load
     from b24desk.kpi.report import ReportEnv
 
     env = ReportEnv(own, portal, cfg)
     f = Filters.of(filters)
     keep = matcher(f, env.tree)
-    src_sql, src_params = source_clause(f.sources())
     end = minute + 60
-    rows = own.execute(
-        f"select {', '.join(TICKET_COLUMNS)} from tickets where portal = ? and closed_at is null"
-        f" and created_at < ? and coalesce(deleted, 0) = 0{src_sql}",
-        [portal, end] + src_params,
-    ).fetchall()
-    tickets = [dict(zip(TICKET_COLUMNS, r)) for r in rows]
-    events: dict = {}
-    by_source: dict = {}
-    for t in tickets:
-        by_source.setdefault(t["source"], []).append(t["source_id"])
-    for source, ids in by_source.items():
-        for key, *ev in own.execute(
-            "select j.key, e.at, e.kind, e.actor_id, e.field, e.from_value, e.to_value from json_each(?) j"
-            " join events e on e.portal = ? and e.source = ? and e.source_id = j.value"
-            " where e.kind not in ('created', 'rated') and e.at is not null order by j.key, e.at, e.key",
-            [json.dumps(ids), portal, source],
-        ):
-            events.setdefault((source, ids[key]), []).append(tuple(ev))
+    # the open tickets as of ``end``, each from its kept facts where they tell (kpi/derived.py);
+    # the loader's window [end - 1, end) also brings those closed in that second: left out below
+    loaded = load(own, portal, end - 1, end, sources=f.sources(), repeat_window=0, ctx=env.ctx, ends=(end,))
+    tickets = [t for t in loaded.tickets if t["closed_at"] is None]
     items = {k: [] for k in NOW_ITEMS}
     for t in tickets:
-        fact = ticket_facts(t, events.get((t["source"], t["source_id"]), ()), end - 1, end, env.ctx)
+        fact = loaded.facts(t, end - 1, end, env.ctx)
         if fact is None or not fact.open_at_end or (keep is not None and not keep(fact)):
             continue
         r = {

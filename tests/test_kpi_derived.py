@@ -423,3 +423,63 @@ def test_every_ticket_has_its_row_and_a_store_without_them_still_reports_right(s
     assert derived.open_rows_complete(conn, PORTAL)
     assert dump(report(store)) == dump(report(store)) == dump(want)
     assert ReportPass(store, PORTAL, *OCT, config=CONFIG).loaded.dormant_rows
+
+
+def _now_reference(db, minute: int) -> dict:
+    """The "now" panel as it was computed before kept facts: every open ticket replayed from its
+    events as of the next minute."""
+    env = ReportEnv(db, PORTAL, CONFIG)
+    end = minute + 60
+    rows = db.execute(
+        f"select {', '.join(TICKET_COLUMNS)} from tickets where portal = ? and closed_at is null"
+        " and created_at < ? and coalesce(deleted, 0) = 0",
+        [PORTAL, end],
+    ).fetchall()
+    out = {"open": [], "unassigned": [], "no_reply": [], "at_risk": []}
+    for row in rows:
+        t = dict(zip(TICKET_COLUMNS, row))
+        evs = [
+            tuple(e)
+            for e in db.execute(
+                "select at, kind, actor_id, field, from_value, to_value from events where portal = ? and source = ?"
+                " and source_id = ? and kind not in ('created', 'rated') and at is not null order by at, key",
+                [PORTAL, t["source"], t["source_id"]],
+            )
+        ]
+        f = ticket_facts(t, evs, end - 1, end, env.ctx)
+        if f is None or not f.open_at_end:
+            continue
+        key = (t["source"], t["source_id"])
+        out["open"].append(key)
+        if not f.resp_end:
+            out["unassigned"].append(key)
+        if f.first_reply is None:
+            out["no_reply"].append(key)
+        if f.deadline is not None and minute <= f.deadline < minute + 7200:
+            out["at_risk"].append(key)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_now_panel_reads_kept_facts_and_equals_the_replay(store):
+    """The dashboard's "now" panel (reports/data.py) takes the open tickets' facts from the kept
+    rows: cold, warm and after a write it lists the same tickets as a replay of every open one."""
+    from reports.data import _now_items
+
+    (deadline,) = store.execute(  # a minute with an open ticket's deadline in the next two hours
+        "select deadline from tickets where portal = ? and closed_at is null and deadline > ? order by deadline",
+        [PORTAL, ts("2026-11-10 00:00")],
+    ).fetchone()
+    minute = deadline - 3600 - deadline % 60
+    want = _now_reference(store, minute)
+    assert want["open"] and want["no_reply"] and want["at_risk"]
+    for _ in range(2):  # cold, then from the rows the first call kept
+        got = _now_items(store, PORTAL, {}, CONFIG, minute)["items"]
+        assert {k: sorted((r["source"], r["source_id"]) for r in got[k]) for k in want} == want
+    assert count(store, "closed_at is null") > 0
+    sid = next(k[1] for k in want["no_reply"] if k[0] == "task")
+    r = get_ticket(store, PORTAL, "task", sid)  # a reply lands: the ticket leaves "no reply"
+    _save(store, r, [_ev(r, "now-1", "reply", minute - 600, "13")])
+    store.conn.commit()
+    got = _now_items(store, PORTAL, {}, CONFIG, minute)["items"]
+    assert ("task", sid) not in {(x["source"], x["source_id"]) for x in got["no_reply"]}
+    assert {k: sorted((x["source"], x["source_id"]) for x in got[k]) for k in want} == _now_reference(store, minute)
