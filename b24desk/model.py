@@ -114,6 +114,27 @@ class Event:
         return asdict(self)
 
 
+def event_maker(portal: str, source: str, source_id: str):
+    """``ev(key, kind, at, actor=None, field=None, frm=None, to=None)`` building one ticket's
+    events, as every source adapter writes them: ``at`` as whole seconds, values as text."""
+
+    def ev(key, kind, at, actor=None, field=None, frm=None, to=None) -> Event:
+        return Event(
+            portal,
+            source,
+            source_id,
+            key,
+            kind,
+            int(at),
+            actor,
+            field,
+            None if frm is None else str(frm),
+            None if to is None else str(to),
+        )
+
+    return ev
+
+
 @dataclass
 class Bundle:
     """What a source yields per ticket: the normalized ticket, its events, and the raw snapshot."""

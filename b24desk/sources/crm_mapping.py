@@ -40,6 +40,7 @@ from ..model import (
     Bundle,
     Event,
     Ticket,
+    event_maker,
     parse_time,
 )
 from .base import Mapping, as_id, as_int, dedupe_events, field_value, scalar
@@ -94,19 +95,7 @@ def crm_events(
     author = as_id(item.get("createdBy"))
     created_at = parse_time(item.get("createdTime"), "createdTime") or 0
 
-    def ev(key, kind, at, actor=None, field=None, frm=None, to=None):
-        return Event(
-            portal,
-            source,
-            iid,
-            key,
-            kind,
-            int(at),
-            actor,
-            field,
-            None if frm is None else str(frm),
-            None if to is None else str(to),
-        )
+    ev = event_maker(portal, source, iid)
 
     events = [
         ev("created", CREATED, created_at, author),

@@ -54,8 +54,8 @@ from ..model import (
     RESOLVED,
     RESOLVED_EV,
     Bundle,
-    Event,
     Ticket,
+    event_maker,
     parse_time,
 )
 from . import register
@@ -383,19 +383,7 @@ def map_session(
         lid = as_id(line_id)
         return None if lid is None else (lines.get(lid) or f"Line {lid}")
 
-    def ev(key, kind, at, actor=None, field=None, frm=None, to=None):
-        return Event(
-            portal,
-            SOURCE,
-            sid,
-            key,
-            kind,
-            int(at),
-            actor,
-            field,
-            None if frm is None else str(frm),
-            None if to is None else str(to),
-        )
+    ev = event_maker(portal, SOURCE, sid)
 
     events = [ev("created", CREATED, created, customer_uid)]
     holder = None  # the (human) responsible as the rows replay

@@ -34,6 +34,7 @@ from ..model import (
     Bundle,
     Event,
     Ticket,
+    event_maker,
     parse_time,
 )
 from .base import Mapping, as_id, as_int, dedupe_events, field_value, scalar
@@ -167,19 +168,7 @@ def task_events(
     author = as_id(task.get("createdBy"))
     created_at = parse_time(task.get("createdDate"), "createdDate") or 0
 
-    def ev(key, kind, at, actor=None, field=None, frm=None, to=None):
-        return Event(
-            portal,
-            SOURCE,
-            tid,
-            key,
-            kind,
-            int(at),
-            actor,
-            field,
-            None if frm is None else str(frm),
-            None if to is None else str(to),
-        )
+    ev = event_maker(portal, SOURCE, tid)
 
     events = [
         ev("created", CREATED, created_at, author),
