@@ -111,7 +111,36 @@ def test_russian_xlsx_has_sheet_names_and_number_formats(client, desk):
     assert rows["Общее количество заявок"][2].value == rep["kpis"]["tickets_total"]["value"]
     weeks = list(wb["Недели"].iter_rows(min_row=2))
     assert sum(w[2].value for w in weeks) == rep["kpis"]["tickets_total"]["value"]
-    assert weeks[0][0].number_format == "dd.mm.yyyy" and weeks[0][4].number_format == "[h]:mm:ss"
+    # every week row is typed, also a week with no first reply in it (its cell blank, not "General")
+    assert all(w[0].number_format == "dd.mm.yyyy" and w[4].number_format == "[h]:mm:ss" for w in weeks)
+    timed = [w for w in weeks if w[4].value is not None]
+    assert timed and all(seconds(w[4].value) > 0 for w in timed)
+
+
+def test_a_week_without_replies_keeps_its_duration_format(desk):
+    """A week nobody answered in (CI hit one: the calendar weeks move against the generated tickets)
+    still reads as a duration column, its cell blank rather than "General"."""
+    from b24desk.kpi.formats import to_xlsx
+
+    rep = truth(desk)
+    start = rep["period"]["from"]
+    import datetime as dt
+
+    t0 = int(dt.datetime.fromisoformat(start).timestamp())
+    weeks = [
+        {"start": t0, "end": t0 + 7 * 86400, "created": 0, "resolved": 0},
+        {
+            "start": t0 + 7 * 86400,
+            "end": t0 + 14 * 86400,
+            "created": 2,
+            "resolved": 1,
+            "first_response_time": {"avg": 600.0, "median": 600.0, "p90": 600.0},
+        },
+    ]
+    ws = openpyxl.load_workbook(io.BytesIO(to_xlsx(rep, weeks, "ru")))["Недели"]
+    rows = list(ws.iter_rows(min_row=2))
+    assert [r[4].number_format for r in rows] == ["[h]:mm:ss", "[h]:mm:ss"]
+    assert rows[0][4].value is None and seconds(rows[1][4].value) == pytest.approx(600)
 
 
 def test_drilldown_list_exports_with_values_and_pages(client, desk):

@@ -420,7 +420,9 @@ def _human_xlsx(report: dict, weeks: list[dict] | None, lang: str) -> bytes:
                 (frt.get("avg"), frt.get("median"), frt.get("p90"), res.get("avg"), res.get("median"), res.get("p90")),
                 4,
             ):
-                if v is not None:
+                if v is None:  # a week with nothing to measure: blank, but typed like its column
+                    ws.write_blank(r, c, None, fmt["duration"])
+                else:
                     ws.write_number(r, c, v / 86400, fmt["duration"])
         ws.set_column(0, 9, 16)
     wb.close()
