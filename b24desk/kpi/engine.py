@@ -423,114 +423,193 @@ def _share(hits: int, total: int) -> Value:
 
 
 def aggregate(facts: list, start: int, end: int, days: float, ctx: Context, users: dict | None = None) -> dict:
-    """Every KPI of kpi.md section 3 (except ``ccei``, see ccei.py) over ``facts``."""
+    """Every KPI of kpi.md section 3 (except ``ccei``, see ccei.py) over ``facts``.
+
+    One pass over the facts, one over C and one over R, each collecting what every KPI of that
+    population needs (a report aggregates tens of thousands of facts several times: per period,
+    per group and per chart point, so per-KPI passes would cost several times as much)."""
     cal = ctx.calendar
-    C = [f for f in facts if f.in_c]
-    R = [f for f in facts if f.in_r]
-    A = [f for f in facts if f.in_a]
+    is_agent = ctx.is_agent
+    C: list = []
+    R: list = []
+    nA = backlog = overdue = n_deadline = team_v = 0  # weighted: a dormant aggregate counts its tickets
+    eff_agents: dict = {}
+    for f in facts:
+        w = f.weight
+        if f.in_c:
+            C.append(f)
+        if f.in_r:
+            R.append(f)
+        if f.open_at_end:
+            backlog += w
+        if f.in_a:
+            nA += w
+            od = f.overdue
+            if f.deadline is not None:
+                n_deadline += w
+                if od:
+                    overdue += w
+            if od:
+                team_v += w
+            agent = f.resp_end
+            if is_agent(agent, f.req):
+                p, v = eff_agents.get(agent, (0, 0))
+                eff_agents[agent] = (p + w, v + (w if od else 0))
     nC, nR = len(C), len(R)
-    nA = sum([f.weight for f in A])  # a dormant aggregate (derived.py) counts its tickets
     out: dict[str, Value] = {}
+
+    # --- C: the tickets created in the period
+    frt, frt_b, transfers = [], [], []
+    sla_n = sla_hits = unanswered = resolved_c = transferred = qualified = 0
+    by_pr_c, by_pr_c_res = {p: 0 for p in PRIORITIES}, {p: 0 for p in PRIORITIES}
+    customers: dict = {}
+    per_agent: dict = {}
+    for f in C:
+        t = f.t
+        created = t["created_at"]
+        state = f.state
+        fr = f.first_reply
+        if fr is not None:
+            frt.append(max(0, fr - created))
+            frt_b.append(f.frt_b)
+        elif state == OPEN:
+            unanswered += 1
+        s = f.frt_sla
+        if s is not None:
+            sla_n += 1
+            if s:
+                sla_hits += 1
+        pr = f.priority
+        by_pr_c[pr] = by_pr_c.get(pr, 0) + 1
+        if state == RESOLVED:
+            resolved_c += 1
+            by_pr_c_res[pr] = by_pr_c_res.get(pr, 0) + 1
+        else:
+            by_pr_c_res.setdefault(pr, 0)
+        tr = f.transfers
+        transfers.append(tr)
+        if tr:
+            transferred += 1
+        if not f.requalified:
+            qualified += 1
+        cust = t["customer"]
+        if cust is not None and cust != "":
+            if cust in customers:
+                customers[cust].append(created)
+            else:
+                customers[cust] = [created]
+        agent = f.resp_created
+        if is_agent(agent, f.req):
+            per_agent[agent] = per_agent.get(agent, 0) + 1
+
+    # --- R: the tickets resolved in the period
+    res, res_b, interactions, handle, rated, nps, ces = [], [], [], [], [], [], []
+    work, work_b, wait, wait_b = [], [], [], []
+    by_pr_r = {p: 0 for p in PRIORITIES}
+    fcr = reopened = one_touch = callback = 0
+    by_agent: dict = {}
+    for f in R:
+        t = f.t
+        res.append(f.resolution_at - t["created_at"])
+        res_b.append(f.res_b)
+        pr = f.priority
+        by_pr_r[pr] = by_pr_r.get(pr, 0) + 1
+        if f.replies <= 1:
+            one_touch += 1
+            if not f.transfers and not f.reopens:
+                fcr += 1
+        if f.reopens:
+            reopened += 1
+        interactions.append(f.interactions)
+        handle.append(f.handle)
+        if (r := t["rating"]) is not None:
+            rated.append(r)
+        if (s := t["nps"]) is not None:
+            nps.append(s)
+        if (s := t["ces"]) is not None:
+            ces.append(s)
+        if f.callback:
+            callback += 1
+        work.append(f.work)
+        work_b.append(f.work_b)
+        wait.append(f.wait_customer)
+        wait_b.append(f.wait_customer_b)
+        agent = f.resp_end
+        if is_agent(agent, f.req):
+            if agent in by_agent:
+                by_agent[agent].append(f)
+            else:
+                by_agent[agent] = [f]
 
     out["tickets_total"] = Value(nC, nC)
     out["tickets_per_day"] = Value(nC / days if days else None, nC)
-    answered = [f for f in C if f.first_reply is not None]
-    out["first_response_time"] = _dur([max(0, f.first_reply - f.t["created_at"]) for f in answered])
-    out["first_response_time_business"] = _dur([f.frt_b for f in answered])
-    sla = [f for f in C if f.frt_sla is not None]
-    out["first_response_sla_share"] = _share(len([1 for f in sla if f.frt_sla]), len(sla))
-    out["unanswered_share"] = _share(len([1 for f in C if f.first_reply is None and f.state == OPEN]), nC)
+    out["first_response_time"] = _dur(frt)
+    out["first_response_time_business"] = _dur(frt_b)
+    out["first_response_sla_share"] = _share(sla_hits, sla_n)
+    out["unanswered_share"] = _share(unanswered, nC)
 
-    out["resolution_time"] = _dur([f.resolution_at - f.t["created_at"] for f in R])
-    out["resolution_time_business"] = _dur([f.res_b for f in R])
+    out["resolution_time"] = _dur(res)
+    out["resolution_time_business"] = _dur(res_b)
     out["resolved_count"] = Value(nR, nR)
-    out["resolved_share"] = _share(len([1 for f in C if f.state == RESOLVED]), nC)
-    backlog = sum([f.weight for f in facts if f.open_at_end])
+    out["resolved_share"] = _share(resolved_c, nC)
     out["backlog"] = Value(backlog, backlog)
 
-    with_deadline = [f for f in A if f.deadline is not None]
-    overdue = sum([f.weight for f in with_deadline if f.overdue])
-    n_deadline = sum([f.weight for f in with_deadline])
     out["overdue_count"] = Value(overdue, n_deadline)
     out["overdue_share"] = _share(overdue, n_deadline)
-    out["transferred_share"] = _share(len([1 for f in C if f.transfers]), nC)
-    out["transfers_per_ticket"] = Value(mean([f.transfers for f in C]), nC)
-
-    by_pr_r, by_pr_c, by_pr_c_res = ({p: 0 for p in PRIORITIES} for _ in range(3))
-    for f in R:
-        by_pr_r[f.priority] = by_pr_r.get(f.priority, 0) + 1
-    for f in C:
-        by_pr_c[f.priority] = by_pr_c.get(f.priority, 0) + 1
-        by_pr_c_res.setdefault(f.priority, 0)
-        if f.state == RESOLVED:
-            by_pr_c_res[f.priority] += 1
+    out["transferred_share"] = _share(transferred, nC)
+    out["transfers_per_ticket"] = Value(mean(transfers), nC)
     out["resolved_by_priority"] = Value(
         by_pr_r,
         nR,
         {"created": by_pr_c, "resolved_share": {p: share(by_pr_c_res.get(p, 0), n) for p, n in by_pr_c.items()}},
     )
 
-    out["fcr_share"] = _share(len([1 for f in R if f.replies <= 1 and not f.transfers and not f.reopens]), nR)
-    out["reopen_share"] = _share(len([1 for f in R if f.reopens]), nR)
-    out["correctly_qualified_share"] = _share(len([1 for f in C if not f.requalified]), nC)
+    out["fcr_share"] = _share(fcr, nR)
+    out["reopen_share"] = _share(reopened, nR)
+    out["correctly_qualified_share"] = _share(qualified, nC)
 
     # Repeat contacts: customers of C with another ticket created within the window before one of theirs.
-    customers: dict = {}
-    for f in C:
-        if f.t["customer"] not in (None, ""):
-            customers.setdefault(f.t["customer"], []).append(f.t["created_at"])
     repeat = 0
+    window = ctx.repeat_window
+    history = ctx.customer_history
     for cust, times in customers.items():
-        hist = ctx.customer_history.get(cust) or sorted(times)
+        hist = history.get(cust) or sorted(times)
         for c in times:
-            if bisect_right(hist, c) - bisect_left(hist, c - ctx.repeat_window) >= 2:
+            if bisect_right(hist, c) - bisect_left(hist, c - window) >= 2:
                 repeat += 1
                 break
     out["repeat_contact_share"] = _share(repeat, len(customers))
-    with_customer = sum(len(v) for v in customers.values())
+    with_customer = sum([len(v) for v in customers.values()])
     out["contacts_per_customer"] = Value(with_customer / len(customers) if customers else None, with_customer)
 
     wdays = cal.working_days(start, end)
-    per_agent: dict = {}
-    for f in C:
-        if ctx.is_agent(f.resp_created, f.req):
-            per_agent[f.resp_created] = per_agent.get(f.resp_created, 0) + 1
     rates = {a: n / wdays for a, n in sorted(per_agent.items())} if wdays else {}
     out["tickets_per_agent_day"] = Value(
         mean(rates.values()), sum(per_agent.values()), {"per_agent": rates, "working_days": wdays}
     )
 
-    out["interactions_per_ticket"] = Value(mean([f.interactions for f in R]), nR)
-    out["handle_time"] = _dur([f.handle for f in R])
-    rated = [f.t["rating"] for f in R if f.t["rating"] is not None]
+    out["interactions_per_ticket"] = Value(mean(interactions), nR)
+    out["handle_time"] = _dur(handle)
     out["rated_share"] = _share(len(rated), nR)
     out["csat"] = Value(share(len([1 for r in rated if r >= 4]), len(rated)), len(rated), {"avg_rating": mean(rated)})
-    nps = [f.t["nps"] for f in R if f.t["nps"] is not None]
     out["nps"] = Value(
         100 * (len([1 for s in nps if s >= 9]) - len([1 for s in nps if s <= 6])) / len(nps) if nps else None, len(nps)
     )
-    ces = [f.t["ces"] for f in R if f.t["ces"] is not None]
     out["ces"] = _share(len([1 for s in ces if s == 5]), len(ces))
-    out["callback_share"] = _share(len([1 for f in R if f.callback]), nR)
-    out["one_touch_share"] = _share(len([1 for f in R if f.replies <= 1]), nR)
+    out["callback_share"] = _share(callback, nR)
+    out["one_touch_share"] = _share(one_touch, nR)
 
     # Bitrix24's task efficiency: 100 - 100·V/P over the active set, per agent and for the team.
-    eff_agents: dict = {}
-    for f in A:
-        if ctx.is_agent(f.resp_end, f.req):
-            p, v = eff_agents.get(f.resp_end, (0, 0))
-            eff_agents[f.resp_end] = (p + f.weight, v + (f.weight if f.overdue else 0))
-    team_v = sum([f.weight for f in A if f.overdue])
     out["task_efficiency"] = Value(
         _efficiency(team_v, nA), nA, {"per_agent": {a: _efficiency(v, p) for a, (p, v) in sorted(eff_agents.items())}}
     )
 
-    out["requester_wait_time"] = _dur([f.work for f in R])
-    out["requester_wait_time_business"] = _dur([f.work_b for f in R])
-    out["agent_wait_time"] = _dur([f.wait_customer for f in R])
-    out["agent_wait_time_business"] = _dur([f.wait_customer_b for f in R])
+    out["requester_wait_time"] = _dur(work)
+    out["requester_wait_time_business"] = _dur(work_b)
+    out["agent_wait_time"] = _dur(wait)
+    out["agent_wait_time_business"] = _dur(wait_b)
 
-    out["top_agents"] = _top_agents(R, ctx, users or {})
+    out["top_agents"] = _top_agents(by_agent, nR, users or {})
     return out
 
 
@@ -538,11 +617,8 @@ def _efficiency(overdue: int, total: int) -> float:
     return 100.0 if total == 0 else max(0.0, 100 - 100 * overdue / total)
 
 
-def _top_agents(R: list, ctx: Context, users: dict) -> Value:
-    by_agent: dict = {}
-    for f in R:
-        if ctx.is_agent(f.resp_end, f.req):
-            by_agent.setdefault(f.resp_end, []).append(f)
+def _top_agents(by_agent: dict, nR: int, users: dict) -> Value:
+    """The agents who resolved most (``by_agent``: agent -> their facts in R)."""
     rows = []
     for agent, fs in by_agent.items():
         frt = summary([f.first_reply - f.t["created_at"] for f in fs if f.first_reply is not None])
@@ -558,4 +634,4 @@ def _top_agents(R: list, ctx: Context, users: dict) -> Value:
             }
         )
     rows.sort(key=lambda r: (-r["resolved"], str(r["agent"])))
-    return Value(rows[:TOP_AGENTS] if rows else None, len(R))
+    return Value(rows[:TOP_AGENTS] if rows else None, nR)
