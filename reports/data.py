@@ -183,7 +183,8 @@ def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt
 def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: bool = False) -> dict:
     """What a dashboard shows for one query, from one engine pass: ``{"reports": {group_by:
     report}, "charts": {series, tz, frt, resolution}}`` (weekly series and the FRT / resolution
-    per-ticket durations come from the same replay as the report)."""
+    per-ticket durations come from the same replay as the report). The groups carry this period's
+    values only (``previous`` null): the page's group tables show no comparison."""
     cfg, settings = _inputs(db, portal)
     group_bys = tuple(group_bys)
 
@@ -192,7 +193,8 @@ def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: b
             rp = ReportPass(
                 own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg, compare=q.compare
             )
-            reports = {gb: rp.report(gb) for gb in group_bys}
+            # the page's group tables show this period's values only (dashboard._group_table)
+            reports = {gb: rp.report(gb, group_previous=False) for gb in group_bys}
             replay = Replay.of_pass(rp)
             bounds = weeks(rp.period.start, rp.period.end, rp.env.tz_name)
             charts = {

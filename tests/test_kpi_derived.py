@@ -483,3 +483,32 @@ def test_now_panel_reads_kept_facts_and_equals_the_replay(store):
     got = _now_items(store, PORTAL, {}, CONFIG, minute)["items"]
     assert ("task", sid) not in {(x["source"], x["source_id"]) for x in got["no_reply"]}
     assert {k: sorted((x["source"], x["source_id"]) for x in got[k]) for k in want} == _now_reference(store, minute)
+
+
+@pytest.mark.parametrize("group_by", ["agent", "department", "priority", "week"])
+def test_groups_without_their_previous_period_keep_this_periods_values(store, group_by):
+    """The dashboard's group tables ask for this period's values only (``group_previous=False``):
+    the groups with tickets in this period, each with the full report's values, ``previous`` and
+    ``delta`` null; the groups that only the previous period had are left out; the totals keep
+    both periods."""
+    full = ReportPass(store, PORTAL, *OCT, config=CONFIG).report(group_by)
+    lean = ReportPass(store, PORTAL, *OCT, config=CONFIG).report(group_by, group_previous=False)
+    assert dump(lean["kpis"]) == dump(full["kpis"])
+    by_key = {g["key"]: g for g in full["groups"]}
+    kept = [g["key"] for g in lean["groups"]]
+    assert kept == [k for k in by_key if k in kept] and kept  # the full report's order
+    for k, g in by_key.items():
+        if k not in kept:  # nothing of it in this period
+            v = g["kpis"]
+            assert (v["tickets_total"]["value"], v["resolved_count"]["value"], v["backlog"]["value"]) == (0, 0, 0)
+            assert v["tickets_total"]["previous"] or v["resolved_count"]["previous"] or v["backlog"]["previous"]
+    compared = 0
+    for g in lean["groups"]:
+        h = by_key[g["key"]]
+        assert g["ccei"]["previous"] is None and g["ccei"]["value"] == h["ccei"]["value"]
+        for key, e in g["kpis"].items():
+            assert dump(e["value"]) == dump(h["kpis"][key]["value"]), (g["key"], key)
+            assert e["status"] == h["kpis"][key]["status"]
+            assert e["previous"] is None and e["delta"] is None
+            compared += h["kpis"][key]["previous"] is not None
+    assert compared  # the full report did have previous values to leave out

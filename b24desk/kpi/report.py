@@ -182,12 +182,15 @@ def value_delta(cur, prev):
     return None
 
 
-def _kpis(cur: dict, prev: dict, targets: dict, ccei_cur: dict, ccei_prev: dict) -> dict:
+def _kpis(cur: dict, prev: dict | None, targets: dict, ccei_cur: dict, ccei_prev: dict | None) -> dict:
+    """Section 6's ``kpis``; ``prev`` None: the previous period was not computed (null values)."""
     out = {}
     cur = dict(cur, ccei=Value(ccei_cur["value"], cur["resolved_count"].n))
-    prev = dict(prev, ccei=Value(ccei_prev["value"], prev["resolved_count"].n))
+    if prev is not None:
+        prev = dict(prev, ccei=Value(ccei_prev["value"], prev["resolved_count"].n))
+    none = Value(None)
     for key in KPI_KEYS:
-        c, p = cur[key], prev[key]
+        c, p = cur[key], (prev[key] if prev is not None else none)
         spec = targets.get(key)
         entry = {
             "value": c.value,
@@ -204,11 +207,12 @@ def _kpis(cur: dict, prev: dict, targets: dict, ccei_cur: dict, ccei_prev: dict)
 
 
 def _assemble(env, ctx, fc, fp, period, prev, targets, inputs):
+    """``fp`` None: the previous period is not computed (its values null)."""
     cur = aggregate(fc, period.start, period.end, period.days, ctx, env.users)
-    old = aggregate(fp, prev.start, prev.end, prev.days, ctx, env.users)
+    old = aggregate(fp, prev.start, prev.end, prev.days, ctx, env.users) if fp is not None else None
     cc = ccei_mod.compute(cur, inputs[0], env.config)
-    cp = ccei_mod.compute(old, inputs[1], env.config)
-    cc_out = dict(cc, previous=cp["value"])
+    cp = ccei_mod.compute(old, inputs[1], env.config) if old is not None else None
+    cc_out = dict(cc, previous=cp["value"] if cp else None)
     return _kpis(cur, old, targets, cc, cp), cc_out
 
 
@@ -318,7 +322,10 @@ class ReportPass:
             _with_dormant(self.tickets_p, self.loaded, self.prev.end, self.keep, dims),
         )
 
-    def report(self, group_by: str | None = None) -> dict:
+    def report(self, group_by: str | None = None, *, group_previous: bool = True) -> dict:
+        """The section 6 report. ``group_previous=False``: the groups' previous-period values are
+        left out (``previous`` and ``delta`` null, half the groups' cost), for a page whose group
+        tables show this period's values only; the totals always carry both periods."""
         if group_by is not None and group_by not in GROUP_BY:
             raise ValueError(f"unknown group-by {group_by!r} (one of {', '.join(GROUP_BY)})")
         env, period, prev = self.env, self.period, self.prev
@@ -343,18 +350,21 @@ class ReportPass:
         if group_by:
             report["group_by"] = group_by
             fc, fp = self.facts_for(group_by) if group_by in derived.DORMANT_DIMS else (self.fc, self.fp)
-            report["groups"] = _groups(env, self.ctx, group_by, fc, fp, period, prev, self.inputs)
+            report["groups"] = _groups(
+                env, self.ctx, group_by, fc, fp if group_previous else None, period, prev, self.inputs
+            )
         return report
 
 
-def _groups(env: ReportEnv, ctx: Context, dim: str, fc: list, fp: list, period: Period, prev: Period, inputs) -> list:
+def _groups(env: ReportEnv, ctx: Context, dim: str, fc: list, fp, period: Period, prev: Period, inputs) -> list:
+    """One entry per group; ``fp`` None: this period's groups only, their previous values null."""
     if dim in TIME_DIMS:
         return _time_groups(env, ctx, dim, fc, fp, period, prev, inputs)
     key = group_key(dim, env.tree)
     cur, old = {}, {}
     for f in fc:
         cur.setdefault(key(f), []).append(f)
-    for f in fp:
+    for f in fp or ():
         old.setdefault(key(f), []).append(f)
     out = []
     for k in _order(dim, set(cur) | set(old), env):
@@ -364,7 +374,9 @@ def _groups(env: ReportEnv, ctx: Context, dim: str, fc: list, fp: list, period: 
             targets = env.targets_for(department=k)
         else:
             targets = env.targets_for()
-        kpis, ccei = _assemble(env, ctx, cur.get(k, []), old.get(k, []), period, prev, targets, inputs)
+        kpis, ccei = _assemble(
+            env, ctx, cur.get(k, []), old.get(k, []) if fp is not None else None, period, prev, targets, inputs
+        )
         g = {"key": k, "label": _label(dim, k, env), "kpis": kpis, "ccei": ccei}
         if dim == "department":
             chain = env.tree.chain(k) if k is not None else []
@@ -383,7 +395,7 @@ def _time_groups(env, ctx, dim, fc, fp, period, prev, inputs) -> list:
     cur, old = {}, {}
     for f in fc:
         cur.setdefault(key_cur(f), []).append(f)
-    for f in fp:
+    for f in fp or ():
         old.setdefault(key_old(f), []).append(f)
     prev_days = (
         {k: d for k, _s, _e, d in timedims.spans(dim, prev.start, prev.end, tz)} if dim in ("weekday", "hour") else {}
@@ -403,15 +415,15 @@ def _time_groups(env, ctx, dim, fc, fp, period, prev, inputs) -> list:
         if dim in ("week", "month") and k is not None:
             pdays = p_span.days
         cur_v = aggregate(cur.get(k, []), span.start, span.end, days, ctx, env.users)
-        old_v = aggregate(old.get(k, []), p_span.start, p_span.end, pdays, ctx, env.users)
+        old_v = aggregate(old.get(k, []), p_span.start, p_span.end, pdays, ctx, env.users) if fp is not None else None
         cc = ccei_mod.compute(cur_v, inputs[0], env.config)
-        cp = ccei_mod.compute(old_v, inputs[1], env.config)
+        cp = ccei_mod.compute(old_v, inputs[1], env.config) if old_v is not None else None
         out.append(
             {
                 "key": k,
                 "label": timedims.label(dim, k),
                 "kpis": _kpis(cur_v, old_v, targets, cc, cp),
-                "ccei": dict(cc, previous=cp["value"]),
+                "ccei": dict(cc, previous=cp["value"] if cp else None),
             }
         )
     return out
