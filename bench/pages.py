@@ -80,6 +80,7 @@ def main(argv=None) -> int:
         return ms, r
 
     touches = iter(range(10**9))
+    run_id = time.time_ns()  # a reused --db keeps earlier runs' events: keys must not repeat them
 
     def write():
         """What the inbox worker writes on an event about a live ticket: one of this month's
@@ -95,11 +96,13 @@ def main(argv=None) -> int:
                 " 'tasks', ?)",
                 [PORTAL, now - 3600, now + n],
             )
-            conn.execute(
+            added = conn.execute(
                 "insert or ignore into events (portal, source, source_id, key, kind, at, actor_id)"
                 " values (?, 'task', 'live-1', ?, 'comment', ?, '201')",
-                [PORTAL, f"c:{n}", now + n],
-            )
+                [PORTAL, f"c:{run_id}:{n}", now + n],
+            ).rowcount
+        if added != 1:
+            raise SystemExit("the write outside the period wrote nothing")
         conn.close()
 
     inside_at = int(datetime(2026, 10, 20, tzinfo=timezone.utc).timestamp())
@@ -113,11 +116,13 @@ def main(argv=None) -> int:
             row = conn.execute(
                 "select source_id from tickets where portal = ? and created_at >= ? limit 1", [PORTAL, inside_at]
             ).fetchone()
-            conn.execute(
+            added = conn.execute(
                 "insert or ignore into events (portal, source, source_id, key, kind, at, actor_id)"
                 " values (?, 'task', ?, ?, 'comment', ?, '201')",
-                [PORTAL, row[0], f"w:{n}", inside_at + n],
-            )
+                [PORTAL, row[0], f"w:{run_id}:{n}", inside_at + n],
+            ).rowcount
+        if added != 1:
+            raise SystemExit("the write inside the period wrote nothing")
         conn.close()
 
     def stats(times):
