@@ -7,7 +7,8 @@ Two steps, so that a breakdown is just the second step run on a subset:
    first reply, transfers, reopens, the responsible, type/priority/deadline, overdue, time per
    status bucket. Nothing after ``end`` changes the answer, except the customer scores on the
    ticket row (rating, NPS, CES), which count as known now.
-2. ``aggregate(facts, start, end, ctx)`` turns a list of facts into every KPI value.
+2. ``aggregate(facts, start, end, ctx)`` turns a list of facts into every KPI value, through a
+   ``Tally`` that can also take facts away again (a kept report brought up to date after a write).
 
 Events are tuples ``(at, kind, actor_id, field, from_value, to_value)`` sorted by time; tickets
 are store rows (dicts). Resolutions are deduplicated by a small state machine, so a source that
@@ -423,194 +424,270 @@ def _share(hits: int, total: int) -> Value:
 
 
 def aggregate(facts: list, start: int, end: int, days: float, ctx: Context, users: dict | None = None) -> dict:
-    """Every KPI of kpi.md section 3 (except ``ccei``, see ccei.py) over ``facts``.
+    """Every KPI of kpi.md section 3 (except ``ccei``, see ccei.py) over ``facts``."""
+    tally = Tally(ctx)
+    tally.add(facts)
+    return tally.result(start, end, days, users)
 
-    One pass over the facts, one over C and one over R, each collecting what every KPI of that
-    population needs (a report aggregates tens of thousands of facts several times: per period,
-    per group and per chart point, so per-KPI passes would cost several times as much)."""
-    cal = ctx.calendar
-    is_agent = ctx.is_agent
-    C: list = []
-    R: list = []
-    nA = backlog = overdue = n_deadline = team_v = 0  # weighted: a dormant aggregate counts its tickets
-    eff_agents: dict = {}
-    for f in facts:
-        w = f.weight
-        if f.in_c:
-            C.append(f)
-        if f.in_r:
-            R.append(f)
-        if f.open_at_end:
-            backlog += w
-        if f.in_a:
-            nA += w
-            od = f.overdue
-            if f.deadline is not None:
-                n_deadline += w
+
+def _drop(d: dict, key, keep=()) -> None:
+    """Forget a key whose count fell to zero (a tally that never saw it would not have it)."""
+    if not d[key] and key not in keep:
+        del d[key]
+
+
+class Tally:
+    """What ``aggregate`` needs of a set of facts: counts, sums and the values behind each
+    summary, per population (C, R, A). Facts can be added and taken away again (``add``,
+    ``remove``), so a kept report is brought up to date with the tickets written since it was
+    made (ReportPass.refresh) without walking the others; ``result`` turns it into every KPI.
+
+    One walk per fact collects what every KPI needs (a report aggregates tens of thousands of facts
+    several times: per period, per group, per chart point)."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.n = 0  # facts in it
+        # A (weighted: a dormant aggregate counts its tickets), the backlog, task efficiency
+        self.nA = self.backlog = self.overdue = self.n_deadline = self.team_v = 0
+        self.eff_agents: dict = {}  # agent -> [active, overdue]
+        # C: the tickets created in the period (the value lists keep no None: the summaries skip it)
+        self.nC = self.sla_n = self.sla_hits = self.unanswered = self.resolved_c = 0
+        self.transferred = self.qualified = 0
+        self.frt, self.frt_b, self.transfers = [], [], []
+        self.by_pr_c = {p: 0 for p in PRIORITIES}
+        self.by_pr_c_res = {p: 0 for p in PRIORITIES}
+        self.customers: dict = {}  # customer -> created_at of their tickets in C
+        self.per_agent: dict = {}  # responsible at creation -> tickets in C
+        # R: the tickets resolved in the period
+        self.nR = self.fcr = self.reopened = self.one_touch = self.callback = 0
+        self.res, self.res_b, self.interactions, self.handle = [], [], [], []
+        self.rated, self.nps, self.ces = [], [], []
+        self.work, self.work_b, self.wait, self.wait_b = [], [], [], []
+        self.by_pr_r = {p: 0 for p in PRIORITIES}
+        self.by_agent: dict = {}  # responsible at the end -> their facts in R
+
+    def add(self, facts) -> None:
+        self._walk(facts, 1)
+
+    def remove(self, facts) -> None:
+        """Take away facts added before (the same objects)."""
+        self._walk(facts, -1)
+
+    def _walk(self, facts, sign: int) -> None:
+        is_agent = self.ctx.is_agent
+        put = list.append if sign > 0 else list.remove
+        eff_agents, per_agent, customers, by_agent = self.eff_agents, self.per_agent, self.customers, self.by_agent
+        by_pr_c, by_pr_c_res, by_pr_r = self.by_pr_c, self.by_pr_c_res, self.by_pr_r
+        frt, frt_b, transfers = self.frt, self.frt_b, self.transfers
+        res, res_b, interactions, handle = self.res, self.res_b, self.interactions, self.handle
+        rated, nps, ces = self.rated, self.nps, self.ces
+        work, work_b, wait, wait_b = self.work, self.work_b, self.wait, self.wait_b
+        for f in facts:
+            self.n += sign
+            w = f.weight * sign
+            if f.open_at_end:
+                self.backlog += w
+            if f.in_a:
+                self.nA += w
+                od = f.overdue
+                if f.deadline is not None:
+                    self.n_deadline += w
+                    if od:
+                        self.overdue += w
                 if od:
-                    overdue += w
-            if od:
-                team_v += w
-            agent = f.resp_end
-            if is_agent(agent, f.req):
-                p, v = eff_agents.get(agent, (0, 0))
-                eff_agents[agent] = (p + w, v + (w if od else 0))
-    nC, nR = len(C), len(R)
-    out: dict[str, Value] = {}
+                    self.team_v += w
+                agent = f.resp_end
+                if is_agent(agent, f.req):
+                    pv = eff_agents.get(agent)
+                    if pv is None:
+                        pv = eff_agents[agent] = [0, 0]
+                    pv[0] += w
+                    if od:
+                        pv[1] += w
+                    if not pv[0] and not pv[1]:
+                        del eff_agents[agent]
+            t = f.t
+            if f.in_c:
+                self.nC += sign
+                created = t["created_at"]
+                state = f.state
+                fr = f.first_reply
+                if fr is not None:
+                    put(frt, max(0, fr - created))
+                    if (v := f.frt_b) is not None:
+                        put(frt_b, v)
+                elif state == OPEN:
+                    self.unanswered += sign
+                s = f.frt_sla
+                if s is not None:
+                    self.sla_n += sign
+                    if s:
+                        self.sla_hits += sign
+                pr = f.priority
+                by_pr_c[pr] = by_pr_c.get(pr, 0) + sign
+                by_pr_c_res.setdefault(pr, 0)
+                if state == RESOLVED:
+                    self.resolved_c += sign
+                    by_pr_c_res[pr] += sign
+                if not by_pr_c[pr] and pr not in PRIORITIES:
+                    del by_pr_c[pr], by_pr_c_res[pr]
+                tr = f.transfers
+                if tr is not None:
+                    put(transfers, tr)
+                if tr:
+                    self.transferred += sign
+                if not f.requalified:
+                    self.qualified += sign
+                cust = t["customer"]
+                if cust is not None and cust != "":
+                    if cust in customers:
+                        put(customers[cust], created)
+                        if not customers[cust]:
+                            del customers[cust]
+                    else:
+                        customers[cust] = [created]
+                agent = f.resp_created
+                if is_agent(agent, f.req):
+                    per_agent[agent] = per_agent.get(agent, 0) + sign
+                    _drop(per_agent, agent)
+            if f.in_r:
+                self.nR += sign
+                put(res, f.resolution_at - t["created_at"])
+                if (v := f.res_b) is not None:
+                    put(res_b, v)
+                pr = f.priority
+                by_pr_r[pr] = by_pr_r.get(pr, 0) + sign
+                _drop(by_pr_r, pr, PRIORITIES)
+                if f.replies <= 1:
+                    self.one_touch += sign
+                    if not f.transfers and not f.reopens:
+                        self.fcr += sign
+                if f.reopens:
+                    self.reopened += sign
+                if (v := f.interactions) is not None:
+                    put(interactions, v)
+                if (v := f.handle) is not None:
+                    put(handle, v)
+                if (r := t["rating"]) is not None:
+                    put(rated, r)
+                if (s := t["nps"]) is not None:
+                    put(nps, s)
+                if (s := t["ces"]) is not None:
+                    put(ces, s)
+                if f.callback:
+                    self.callback += sign
+                if (v := f.work) is not None:
+                    put(work, v)
+                if (v := f.work_b) is not None:
+                    put(work_b, v)
+                if (v := f.wait_customer) is not None:
+                    put(wait, v)
+                if (v := f.wait_customer_b) is not None:
+                    put(wait_b, v)
+                agent = f.resp_end
+                if is_agent(agent, f.req):
+                    if agent in by_agent:
+                        fs = by_agent[agent]
+                        if sign > 0:
+                            fs.append(f)
+                        else:
+                            fs.remove(f)
+                            if not fs:
+                                del by_agent[agent]
+                    else:
+                        by_agent[agent] = [f]
 
-    # --- C: the tickets created in the period
-    frt, frt_b, transfers = [], [], []
-    sla_n = sla_hits = unanswered = resolved_c = transferred = qualified = 0
-    by_pr_c, by_pr_c_res = {p: 0 for p in PRIORITIES}, {p: 0 for p in PRIORITIES}
-    customers: dict = {}
-    per_agent: dict = {}
-    for f in C:
-        t = f.t
-        created = t["created_at"]
-        state = f.state
-        fr = f.first_reply
-        if fr is not None:
-            frt.append(max(0, fr - created))
-            frt_b.append(f.frt_b)
-        elif state == OPEN:
-            unanswered += 1
-        s = f.frt_sla
-        if s is not None:
-            sla_n += 1
-            if s:
-                sla_hits += 1
-        pr = f.priority
-        by_pr_c[pr] = by_pr_c.get(pr, 0) + 1
-        if state == RESOLVED:
-            resolved_c += 1
-            by_pr_c_res[pr] = by_pr_c_res.get(pr, 0) + 1
-        else:
-            by_pr_c_res.setdefault(pr, 0)
-        tr = f.transfers
-        transfers.append(tr)
-        if tr:
-            transferred += 1
-        if not f.requalified:
-            qualified += 1
-        cust = t["customer"]
-        if cust is not None and cust != "":
-            if cust in customers:
-                customers[cust].append(created)
-            else:
-                customers[cust] = [created]
-        agent = f.resp_created
-        if is_agent(agent, f.req):
-            per_agent[agent] = per_agent.get(agent, 0) + 1
+    def result(self, start: int, end: int, days: float, users: dict | None = None) -> dict:
+        ctx = self.ctx
+        for values in (self.frt, self.frt_b, self.res, self.res_b, self.handle):
+            values.sort()  # kept sorted (no None kept): the next result re-sorts a few added in O(n)
+        for values in (self.work, self.work_b, self.wait, self.wait_b):
+            values.sort()
+        nC, nR, nA = self.nC, self.nR, self.nA
+        out: dict[str, Value] = {}
+        out["tickets_total"] = Value(nC, nC)
+        out["tickets_per_day"] = Value(nC / days if days else None, nC)
+        out["first_response_time"] = _dur(self.frt)
+        out["first_response_time_business"] = _dur(self.frt_b)
+        out["first_response_sla_share"] = _share(self.sla_hits, self.sla_n)
+        out["unanswered_share"] = _share(self.unanswered, nC)
 
-    # --- R: the tickets resolved in the period
-    res, res_b, interactions, handle, rated, nps, ces = [], [], [], [], [], [], []
-    work, work_b, wait, wait_b = [], [], [], []
-    by_pr_r = {p: 0 for p in PRIORITIES}
-    fcr = reopened = one_touch = callback = 0
-    by_agent: dict = {}
-    for f in R:
-        t = f.t
-        res.append(f.resolution_at - t["created_at"])
-        res_b.append(f.res_b)
-        pr = f.priority
-        by_pr_r[pr] = by_pr_r.get(pr, 0) + 1
-        if f.replies <= 1:
-            one_touch += 1
-            if not f.transfers and not f.reopens:
-                fcr += 1
-        if f.reopens:
-            reopened += 1
-        interactions.append(f.interactions)
-        handle.append(f.handle)
-        if (r := t["rating"]) is not None:
-            rated.append(r)
-        if (s := t["nps"]) is not None:
-            nps.append(s)
-        if (s := t["ces"]) is not None:
-            ces.append(s)
-        if f.callback:
-            callback += 1
-        work.append(f.work)
-        work_b.append(f.work_b)
-        wait.append(f.wait_customer)
-        wait_b.append(f.wait_customer_b)
-        agent = f.resp_end
-        if is_agent(agent, f.req):
-            if agent in by_agent:
-                by_agent[agent].append(f)
-            else:
-                by_agent[agent] = [f]
+        out["resolution_time"] = _dur(self.res)
+        out["resolution_time_business"] = _dur(self.res_b)
+        out["resolved_count"] = Value(nR, nR)
+        out["resolved_share"] = _share(self.resolved_c, nC)
+        out["backlog"] = Value(self.backlog, self.backlog)
 
-    out["tickets_total"] = Value(nC, nC)
-    out["tickets_per_day"] = Value(nC / days if days else None, nC)
-    out["first_response_time"] = _dur(frt)
-    out["first_response_time_business"] = _dur(frt_b)
-    out["first_response_sla_share"] = _share(sla_hits, sla_n)
-    out["unanswered_share"] = _share(unanswered, nC)
+        out["overdue_count"] = Value(self.overdue, self.n_deadline)
+        out["overdue_share"] = _share(self.overdue, self.n_deadline)
+        out["transferred_share"] = _share(self.transferred, nC)
+        out["transfers_per_ticket"] = Value(mean(self.transfers), nC)
+        by_pr_c = dict(self.by_pr_c)
+        out["resolved_by_priority"] = Value(
+            dict(self.by_pr_r),
+            nR,
+            {
+                "created": by_pr_c,
+                "resolved_share": {p: share(self.by_pr_c_res.get(p, 0), n) for p, n in by_pr_c.items()},
+            },
+        )
 
-    out["resolution_time"] = _dur(res)
-    out["resolution_time_business"] = _dur(res_b)
-    out["resolved_count"] = Value(nR, nR)
-    out["resolved_share"] = _share(resolved_c, nC)
-    out["backlog"] = Value(backlog, backlog)
+        out["fcr_share"] = _share(self.fcr, nR)
+        out["reopen_share"] = _share(self.reopened, nR)
+        out["correctly_qualified_share"] = _share(self.qualified, nC)
 
-    out["overdue_count"] = Value(overdue, n_deadline)
-    out["overdue_share"] = _share(overdue, n_deadline)
-    out["transferred_share"] = _share(transferred, nC)
-    out["transfers_per_ticket"] = Value(mean(transfers), nC)
-    out["resolved_by_priority"] = Value(
-        by_pr_r,
-        nR,
-        {"created": by_pr_c, "resolved_share": {p: share(by_pr_c_res.get(p, 0), n) for p, n in by_pr_c.items()}},
-    )
+        # Repeat contacts: customers of C with another ticket created within the window before one of theirs.
+        customers = self.customers
+        repeat = 0
+        window = ctx.repeat_window
+        history = ctx.customer_history
+        for cust, times in customers.items():
+            hist = history.get(cust) or sorted(times)
+            for c in times:
+                if bisect_right(hist, c) - bisect_left(hist, c - window) >= 2:
+                    repeat += 1
+                    break
+        out["repeat_contact_share"] = _share(repeat, len(customers))
+        with_customer = sum([len(v) for v in customers.values()])
+        out["contacts_per_customer"] = Value(with_customer / len(customers) if customers else None, with_customer)
 
-    out["fcr_share"] = _share(fcr, nR)
-    out["reopen_share"] = _share(reopened, nR)
-    out["correctly_qualified_share"] = _share(qualified, nC)
+        wdays = ctx.calendar.working_days(start, end)
+        per_agent = self.per_agent
+        rates = {a: n / wdays for a, n in sorted(per_agent.items())} if wdays else {}
+        out["tickets_per_agent_day"] = Value(
+            mean(rates.values()), sum(per_agent.values()), {"per_agent": rates, "working_days": wdays}
+        )
 
-    # Repeat contacts: customers of C with another ticket created within the window before one of theirs.
-    repeat = 0
-    window = ctx.repeat_window
-    history = ctx.customer_history
-    for cust, times in customers.items():
-        hist = history.get(cust) or sorted(times)
-        for c in times:
-            if bisect_right(hist, c) - bisect_left(hist, c - window) >= 2:
-                repeat += 1
-                break
-    out["repeat_contact_share"] = _share(repeat, len(customers))
-    with_customer = sum([len(v) for v in customers.values()])
-    out["contacts_per_customer"] = Value(with_customer / len(customers) if customers else None, with_customer)
+        out["interactions_per_ticket"] = Value(mean(self.interactions), nR)
+        out["handle_time"] = _dur(self.handle)
+        rated, nps, ces = self.rated, self.nps, self.ces
+        out["rated_share"] = _share(len(rated), nR)
+        out["csat"] = Value(
+            share(len([1 for r in rated if r >= 4]), len(rated)), len(rated), {"avg_rating": mean(rated)}
+        )
+        out["nps"] = Value(
+            100 * (len([1 for s in nps if s >= 9]) - len([1 for s in nps if s <= 6])) / len(nps) if nps else None,
+            len(nps),
+        )
+        out["ces"] = _share(len([1 for s in ces if s == 5]), len(ces))
+        out["callback_share"] = _share(self.callback, nR)
+        out["one_touch_share"] = _share(self.one_touch, nR)
 
-    wdays = cal.working_days(start, end)
-    rates = {a: n / wdays for a, n in sorted(per_agent.items())} if wdays else {}
-    out["tickets_per_agent_day"] = Value(
-        mean(rates.values()), sum(per_agent.values()), {"per_agent": rates, "working_days": wdays}
-    )
+        # Bitrix24's task efficiency: 100 - 100·V/P over the active set, per agent and for the team.
+        out["task_efficiency"] = Value(
+            _efficiency(self.team_v, nA),
+            nA,
+            {"per_agent": {a: _efficiency(v, p) for a, (p, v) in sorted(self.eff_agents.items())}},
+        )
 
-    out["interactions_per_ticket"] = Value(mean(interactions), nR)
-    out["handle_time"] = _dur(handle)
-    out["rated_share"] = _share(len(rated), nR)
-    out["csat"] = Value(share(len([1 for r in rated if r >= 4]), len(rated)), len(rated), {"avg_rating": mean(rated)})
-    out["nps"] = Value(
-        100 * (len([1 for s in nps if s >= 9]) - len([1 for s in nps if s <= 6])) / len(nps) if nps else None, len(nps)
-    )
-    out["ces"] = _share(len([1 for s in ces if s == 5]), len(ces))
-    out["callback_share"] = _share(callback, nR)
-    out["one_touch_share"] = _share(one_touch, nR)
+        out["requester_wait_time"] = _dur(self.work)
+        out["requester_wait_time_business"] = _dur(self.work_b)
+        out["agent_wait_time"] = _dur(self.wait)
+        out["agent_wait_time_business"] = _dur(self.wait_b)
 
-    # Bitrix24's task efficiency: 100 - 100·V/P over the active set, per agent and for the team.
-    out["task_efficiency"] = Value(
-        _efficiency(team_v, nA), nA, {"per_agent": {a: _efficiency(v, p) for a, (p, v) in sorted(eff_agents.items())}}
-    )
-
-    out["requester_wait_time"] = _dur(work)
-    out["requester_wait_time_business"] = _dur(work_b)
-    out["agent_wait_time"] = _dur(wait)
-    out["agent_wait_time_business"] = _dur(wait_b)
-
-    out["top_agents"] = _top_agents(by_agent, nR, users or {})
-    return out
+        out["top_agents"] = _top_agents(self.by_agent, nR, users or {})
+        return out
 
 
 def _efficiency(overdue: int, total: int) -> float:
