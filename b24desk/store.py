@@ -504,8 +504,11 @@ JOURNAL_QUIET_SETTINGS = (
 _PRUNE = f"DELETE FROM kpi_journal WHERE seq <= (SELECT max(seq) FROM kpi_journal) - {JOURNAL_KEEP};"
 
 
-def _journal_ticket_sql(portal: str, lo: str, hi: str) -> str:
-    return f"INSERT INTO kpi_journal (portal, lo, hi) SELECT {portal}, coalesce({lo}, {_WHOLE}), {hi};"
+def _journal_ticket_sql(portal: str, lo: str, hi: str, key: str = "NEW") -> str:
+    return (
+        f"INSERT INTO kpi_journal (portal, lo, hi, source, source_id) SELECT {portal}, coalesce({lo}, {_WHOLE}),"
+        f" {hi}, {key}.source, {key}.source_id;"
+    )
 
 
 @migrations()
@@ -519,17 +522,36 @@ def m_kpi_journal_001(db: Database) -> None:
     later journal row meets that window (reports/cache.py). Cost: bulk writes of tickets and
     events take about 4x the CPU (20k tickets + 100k events: 0.45 -> 2.1 s here), invisible beside
     a sync's pace at the portal's 2 requests/s."""
-    db.execute("CREATE TABLE IF NOT EXISTS kpi_journal (seq INTEGER PRIMARY KEY, portal TEXT, lo INTEGER, hi INTEGER)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS kpi_journal (seq INTEGER PRIMARY KEY, portal TEXT, lo INTEGER, hi INTEGER,"
+        " source TEXT, source_id TEXT)"
+    )
+    journal_triggers(db)
+
+
+@migrations()
+def m_kpi_journal_002(db: Database) -> None:
+    """Journal rows of a ticket or event write name the ticket (``source``, ``source_id``; null on
+    whole-portal rows), so a kept report pass can re-read just those tickets (ReportPass.refresh, reports/data.py)."""
+    cols = {r[1] for r in db.execute("PRAGMA table_info(kpi_journal)").fetchall()}
+    for c in ("source", "source_id"):
+        if c not in cols:
+            db.execute(f"ALTER TABLE kpi_journal ADD COLUMN {c} TEXT")
+    journal_triggers(db)
+
+
+def journal_triggers(db: Database) -> None:
+    """(Re)create the triggers that write the change journal (m_kpi_journal_001)."""
     ev = (
-        "SELECT t.portal, coalesce(t.created_at, {w}), t.closed_at FROM tickets t WHERE t.portal = {r}.portal"
-        " AND t.source = {r}.source AND t.source_id = {r}.source_id"
+        "SELECT t.portal, coalesce(t.created_at, {w}), t.closed_at, t.source, t.source_id FROM tickets t"
+        " WHERE t.portal = {r}.portal AND t.source = {r}.source AND t.source_id = {r}.source_id"
     )
     trig = {
         "kpi_j_tickets_ins": "AFTER INSERT ON tickets BEGIN "
         + _journal_ticket_sql("NEW.portal", "NEW.created_at", "NEW.closed_at")
         + " END",
         "kpi_j_tickets_del": "AFTER DELETE ON tickets BEGIN "
-        + _journal_ticket_sql("OLD.portal", "OLD.created_at", "OLD.closed_at")
+        + _journal_ticket_sql("OLD.portal", "OLD.created_at", "OLD.closed_at", "OLD")
         + " END",
         "kpi_j_tickets_upd": "AFTER UPDATE ON tickets BEGIN "
         + _journal_ticket_sql(
@@ -538,12 +560,16 @@ def m_kpi_journal_001(db: Database) -> None:
             "CASE WHEN OLD.closed_at IS NULL OR NEW.closed_at IS NULL THEN NULL"
             " ELSE max(OLD.closed_at, NEW.closed_at) END",
         )
-        + " END",
+        # a ticket that changes its key (never done by the app): the old key is a change too
+        + " INSERT INTO kpi_journal (portal, lo, hi, source, source_id) SELECT OLD.portal,"
+        f" coalesce(OLD.created_at, {_WHOLE}), NULL, OLD.source, OLD.source_id"
+        " WHERE OLD.source IS NOT NEW.source OR OLD.source_id IS NOT NEW.source_id OR OLD.portal IS NOT NEW.portal;"
+        " END",
     }
     for name, row in (("kpi_j_events_ins", "NEW"), ("kpi_j_events_del", "OLD"), ("kpi_j_events_upd", "NEW")):
         op = {"ins": "INSERT", "del": "DELETE", "upd": "UPDATE"}[name[-3:]]
         trig[name] = (
-            f"AFTER {op} ON events BEGIN INSERT INTO kpi_journal (portal, lo, hi) "
+            f"AFTER {op} ON events BEGIN INSERT INTO kpi_journal (portal, lo, hi, source, source_id) "
             + ev.format(w=_WHOLE, r=row)
             + "; END"
         )
@@ -603,6 +629,30 @@ def journal_state(
     if (first is not None and first > since + 1 and last > since) or last < since:
         touched = True  # rows after ``since`` pruned, or the journal emptied: cannot tell
     return last, touched
+
+
+def journal_changes(conn, portal: str, since: int, lo: int, hi: int, limit: int = 2000):
+    """``(last seq, changed)``: ``changed`` maps ``(source, source_id)`` of each ticket whose writes
+    after ``since`` meet the portal's ``[lo, hi)`` (journal_state's condition) to the lowest ``lo``
+    of those rows (how early its life may have begun); None when that cannot be told ticket by
+    ticket: a whole-portal change, rows pruned, more than ``limit`` tickets. None instead of the
+    pair when the store has no keyed journal."""
+    try:
+        last, first = conn.execute(  # two subqueries: each an index end (one select of both scans)
+            "SELECT coalesce((SELECT max(seq) FROM kpi_journal), 0), (SELECT min(seq) FROM kpi_journal)"
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT source, source_id, min(lo) FROM kpi_journal WHERE seq > ? AND seq <= ? AND portal = ?"
+            " AND lo < ? AND (hi IS NULL OR hi >= ? OR lo >= ?) GROUP BY source, source_id LIMIT ?",
+            [since, last, portal, hi, lo, lo, limit + 1],
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return None
+    if (first is not None and first > since + 1 and last > since) or last < since:
+        return last, None  # rows after ``since`` pruned, or the journal emptied
+    if len(rows) > limit or any(src is None or sid is None for src, sid, _lo in rows):
+        return last, None
+    return last, {(src, sid): low for src, sid, low in rows}
 
 
 @migrations()
