@@ -234,3 +234,30 @@ class Memo:
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+
+
+class Pool:
+    """A few objects kept between requests to be taken, brought up to date and put back (the
+    engine passes of reports/data.py, which ``ReportPass.refresh`` updates with the tickets
+    written since). Taken objects are out of the pool until put back, so no two threads share one;
+    the least recently put goes first."""
+
+    def __init__(self, max_entries: int = 2):
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+
+    def take(self, key):
+        with self._lock:
+            return self._data.pop(key, None)
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()

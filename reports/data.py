@@ -9,11 +9,11 @@ reports and charts of one query come from one engine pass (:func:`page`).
 
 from __future__ import annotations
 
+import json
 import time
 
 from flask import current_app, g
 
-from b24desk.kpi import build_report
 from b24desk.kpi.drilldown import Replay
 from b24desk.kpi.formats import render, to_xlsx
 from b24desk.kpi.load import load_people
@@ -22,10 +22,14 @@ from b24desk.overrides import effective_config
 from b24desk.store import open_db
 
 from .blueprint import config
-from .cache import Memo
+from .cache import Memo, Pool
 from .query import Query, weeks
 
 MEMO = Memo()
+# Engine passes kept for the exact reports (``/api/kpi``, exports): after a write, the next one
+# re-reads only the tickets written (ReportPass.refresh) instead of the whole period. Two: each
+# holds its period's tickets (about 100 MB for a month of a 1M-ticket portal).
+PASSES = Pool(2)
 
 
 def _db_path() -> str:
@@ -120,21 +124,58 @@ def report(db, portal: str, q: Query, filters: dict, group_by: str | None = None
     between requests, so callers treat it as read-only."""
     cfg, settings = _inputs(db, portal)
     key = ("report", portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_by, settings)
-    return _get(
-        key,
-        lambda own: build_report(
+    sc, pk = scope(portal, q, cfg), _pass_key(portal, q, filters, settings)
+    return _get(key, lambda own: _kept_report(own, pk, sc, portal, q, filters, cfg, group_by), exact=exact, scope=sc)
+
+
+def _pass_key(portal: str, q: Query, filters: dict, settings) -> tuple:
+    """What an engine pass depends on: the store, the query but its ``group_by``, the settings."""
+    what = [portal, q.date_from, q.date_to, q.compare, engine_filters(filters), settings]
+    return (_db_path(), json.dumps(what, sort_keys=True, default=str))
+
+
+def _kept_report(own, pk, sc, portal: str, q: Query, filters: dict, cfg: dict, group_by) -> dict:
+    """``build_report``'s answer, from the kept engine pass of the query when there is one."""
+    with paused_gc():
+        rp, seq = _pass(
             own,
-            portal,
-            q.date_from,
-            q.date_to,
-            filters=engine_filters(filters),
-            group_by=group_by,
-            config=cfg,
-            compare=q.compare,
-        ),
-        exact=exact,
-        scope=scope(portal, q, cfg),
-    )
+            pk,
+            sc,
+            lambda: ReportPass(
+                own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg, compare=q.compare
+            ),
+        )
+        out = rp.report(group_by)
+    if seq is not None:
+        PASSES.put(pk, (rp, seq))
+    return out
+
+
+def _pass(own, pk, sc, new):
+    """``(pass, journal position)``: the kept pass of ``pk`` brought up to date when the change
+    journal names the tickets written since it was made (ReportPass.refresh), else ``new()``; the
+    position is None when the store has no journal (the pass is then not kept)."""
+    from b24desk.store import journal_changes, journal_state
+
+    got = PASSES.take(pk)
+    if got is not None and sc is not None:
+        rp, seq = got
+        changes = journal_changes(own.conn, sc[0], seq, sc[1], sc[2])
+        if changes is not None and changes[1] is not None and rp.refresh(own, changes[1]):
+            return rp, changes[0]
+    state = journal_state(own.conn) if sc is not None else None  # before the read: conservative
+    rp = new()
+    slim(rp)
+    return rp, (state[0] if state else None)
+
+
+def slim(rp) -> None:
+    """What a kept pass needs no more: the stored facts rows and events of its tickets (a refresh
+    re-reads those of the tickets written; the report reads only the facts derived from them)."""
+    rp.loaded.stored, rp.loaded.events = {}, {}
+    if rp.loaded.with_events is not None:
+        rp.loaded.with_events = set()
+    rp.loaded.by_key()  # what a refresh looks tickets up by, built now rather than after a write
 
 
 def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str, lang: str | None = None):
@@ -154,22 +195,11 @@ def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt
         settings,
     )
 
+    sc, pk = scope(portal, q, cfg), _pass_key(portal, q, filters, settings)
+
     def compute(own):
         if fmt != "xlsx":
-            return render(
-                build_report(
-                    own,
-                    portal,
-                    q.date_from,
-                    q.date_to,
-                    filters=engine_filters(filters),
-                    group_by=group_by,
-                    config=cfg,
-                    compare=q.compare,
-                ),
-                fmt,
-                lang=lang,
-            )
+            return render(_kept_report(own, pk, sc, portal, q, filters, cfg, group_by), fmt, lang=lang)
         with paused_gc():  # xlsx adds the weekly trend rows, from the same engine pass
             rp = ReportPass(
                 own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg, compare=q.compare
@@ -177,7 +207,7 @@ def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt
             series = Replay.of_pass(rp).series(weeks(rp.period.start, rp.period.end, rp.env.tz_name))
             return to_xlsx(rp.report(group_by), series, lang=lang)
 
-    return _get(key, compute, exact=True, scope=scope(portal, q, cfg))
+    return _get(key, compute, exact=True, scope=sc)
 
 
 def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: bool = False) -> dict:

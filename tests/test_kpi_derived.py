@@ -198,7 +198,7 @@ def reference(db, period=OCT, filters=None, group_by="agent", config=CONFIG, com
     rp.loaded, rp.ctx = ref, replace(rp.ctx, customer_history=ref.customer_history)
     rp.tickets_c, rp.tickets_p = _facts(ref, rp.period, rp.ctx, rp.keep), _facts(ref, rp.prev, rp.ctx, rp.keep)
     rp.fc, rp.fp = rp.facts_for(None)
-    rp._totals = None
+    rp._totals = rp._old = rp._tally = None
     replayed = {id(t) for t in ref.tickets}
     assert all(id(f.t) in replayed and f.weight == 1 for f in rp.fc + rp.fp)  # nothing of the product's
     return rp.report(group_by)
@@ -512,3 +512,142 @@ def test_groups_without_their_previous_period_keep_this_periods_values(store, gr
             assert e["previous"] is None and e["delta"] is None
             compared += h["kpis"][key]["previous"] is not None
     assert compared  # the full report did have previous values to leave out
+
+
+# --- a kept pass brought up to date with the tickets written since (reports/data.py's pool) -------
+
+
+def _kept_pass(db, filters=None):
+    """A pass as reports/data.py keeps it (slimmed), with the journal position read before it."""
+    from b24desk.store import journal_state
+    from reports.data import slim
+
+    seq = journal_state(db.conn)[0]
+    rp = ReportPass(db, PORTAL, *OCT, filters=filters, config=CONFIG)
+    slim(rp)
+    return rp, seq
+
+
+def _refresh(db, rp, seq):
+    """What reports/data.py does with the journal: ``(refreshed?, new position, changed keys)``."""
+    from b24desk.store import journal_changes
+
+    lo, hi = rp.window[0] - rp.env.repeat_window - 86400, rp.window[1] + 86400  # reports/data.py's scope
+    last, changed = journal_changes(db.conn, PORTAL, seq, lo, hi)
+    assert changed is not None
+    return rp.refresh(db, changed), last, changed
+
+
+def _new_ticket(db, r) -> None:
+    """A ticket created in October by a new customer, answered by ``r``'s responsible."""
+    at = ts("2026-10-21 10:00")
+    t = Ticket(PORTAL, "task", "n1", type="bug", author_id="c777", customer="c777", responsible_id=r["responsible_id"])
+    t.created_at, t.priority = at, "high"
+    evs = [
+        Event(PORTAL, "task", "n1", "e0", "created", at, "c777"),
+        Event(PORTAL, "task", "n1", "e1", "reply", at + 900, r["responsible_id"]),
+    ]
+    with db.atomic():
+        save_bundles(db, [Bundle(t, evs)])
+
+
+def _earlier_contact(db, r) -> None:
+    """The same customer's ticket in September: October's ticket becomes a repeat contact (the
+    customers' history is re-read, not only the tickets)."""
+    t = Ticket(PORTAL, "task", "n4", type="bug", author_id="c777", customer="c777", responsible_id="13")
+    t.created_at = ts("2026-09-25 10:00")
+    with db.atomic():
+        save_bundles(db, [Bundle(t, [Event(PORTAL, "task", "n4", "e0", "created", t.created_at, "c777")])])
+
+
+def _outside(db, r) -> None:
+    """A ticket created after the window (December): no figure of October or September changes."""
+    t = Ticket(PORTAL, "task", "n2", type="bug", author_id="c778", customer="c778", responsible_id="13")
+    t.created_at = ts("2026-12-05 10:00")
+    with db.atomic():
+        save_bundles(db, [Bundle(t, [Event(PORTAL, "task", "n2", "e0", "created", t.created_at, "c778")])])
+
+
+@pytest.mark.parametrize("filters", [None, {"priority": "high"}, {"source": "tasks"}])
+def test_a_kept_pass_refreshed_with_the_written_tickets_equals_a_new_report(store, filters):
+    """Write after write (a new ticket, a priority change, a transfer, a deleted reply, a ticket
+    outside the window, a deleted ticket), the kept pass re-reads the tickets the journal names and
+    nothing else, and its reports (totals, per agent, per priority, per week) equal the full replay."""
+    report(store)  # facts kept, as in the product's steady state
+    rp, seq = _kept_pass(store, filters)
+    r = _oct_task(store)
+    key = (r["source"], r["source_id"])
+    steps = [
+        ("new ticket", _new_ticket, {("task", "n1")}),
+        ("earlier contact", _earlier_contact, {("task", "n4")}),
+        ("priority", WRITES["priority"], {key}),
+        ("transfer", WRITES["transfer"], {key}),
+        ("customer", lambda db, r: _save(db, r, customer="c777"), {key}),
+        ("reply deleted", WRITES["reply deleted"], {key}),
+        ("outside", _outside, set()),
+        ("ticket deleted", WRITES["ticket deleted"], {key}),
+    ]
+    before = dump(rp.report("agent"))
+    written: set = set()
+    for name, write, keys in steps:
+        write(store, r)
+        store.conn.commit()
+        ok, seq, changed = _refresh(store, rp, seq)
+        assert ok and set(changed) == keys, name
+        written |= keys
+        assert set(rp.loaded.stored) <= written  # only the written tickets were ever re-read
+        for group_by in (None, "agent", "priority", "week"):
+            assert dump(rp.report(group_by)) == dump(reference(store, OCT, filters, group_by)), (name, group_by)
+    assert dump(rp.report("agent")) != before  # the writes did change figures
+
+
+def test_a_written_ticket_the_pass_counted_in_sql_makes_a_new_pass(store):
+    """A dormant ticket (counted in SQL, never read) that is written: the pass cannot tell which count
+    it was in, so refresh declines, and a new pass equals the replay."""
+    report(store)
+    rp, seq = _kept_pass(store)
+    assert rp.loaded.dormant_rows
+    _wake(store, get_ticket(store, PORTAL, "task", "d0"))
+    store.conn.commit()
+    ok, _seq, changed = _refresh(store, rp, seq)
+    assert not ok and ("task", "d0") in changed
+    assert dump(ReportPass(store, PORTAL, *OCT, config=CONFIG).report("agent")) == dump(reference(store))
+
+
+def _values(out: dict) -> str:
+    return dump({k: [v.value, v.n, v.detail] for k, v in out.items()})
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_tally_with_facts_taken_away_equals_one_that_never_had_them(store, seed):
+    """engine.Tally: every KPI of a tally that had facts added and some taken away equals the
+    aggregate of the rest (dormant weighted facts, priorities, customers, agents included); taking
+    all away leaves the empty aggregate."""
+    import random
+
+    from b24desk.kpi.engine import Tally, aggregate
+
+    report(store)  # facts kept: the pass counts dormant tickets in SQL
+    rp = ReportPass(store, PORTAL, *OCT, config=CONFIG)
+    p, users = rp.period, rp.env.users
+    facts = rp.fc
+    assert any(f.weight > 1 for f in facts)  # dormant aggregates among them
+    rnd = random.Random(seed)
+    gone = rnd.sample(facts, len(facts) // 3)
+    ids = {id(f) for f in gone}
+    rest = [f for f in facts if id(f) not in ids]
+    tally = Tally(rp.ctx)
+    tally.add(facts)
+    tally.remove(gone)
+    assert _values(tally.result(p.start, p.end, p.days, users)) == _values(
+        aggregate(rest, p.start, p.end, p.days, rp.ctx, users)
+    )
+    tally.add(gone[::-1])
+    assert _values(tally.result(p.start, p.end, p.days, users)) == _values(
+        aggregate(facts, p.start, p.end, p.days, rp.ctx, users)
+    )
+    tally.remove(rnd.sample(facts, len(facts)))
+    assert _values(tally.result(p.start, p.end, p.days, users)) == _values(
+        aggregate([], p.start, p.end, p.days, rp.ctx, users)
+    )
+    assert not tally.customers and not tally.by_agent and not tally.eff_agents and not tally.per_agent

@@ -428,3 +428,57 @@ def test_the_journal_says_which_windows_a_write_meets(tmp_path):
     c.commit()
     assert journal_state(c, "P", last, 0, 50)[1] is True
     db.conn.close()
+
+
+def test_the_api_after_writes_inside_the_period_refreshes_its_kept_pass_and_stays_exact(seeded):
+    """``/api/kpi`` after writes inside the period re-reads only the written tickets into the kept
+    engine pass (reports/data.py's PASSES; the same pass object serves again), and its answer, per
+    agent too, equals the answer computed from nothing (no memo, no pass kept). A write to people
+    makes a new pass."""
+    app, token, portal, now, path = seeded
+    data.PASSES.clear()
+    c = app.test_client()
+    frm = time.strftime("%Y-%m-%d", time.gmtime(now - 20 * 86400))
+    to = time.strftime("%Y-%m-%d", time.gmtime(now + 2 * 86400))
+    auth = {"Authorization": f"Bearer {token}"}
+    q = f"from={frm}&to={to}&group_by=agent"
+
+    def from_nothing():
+        data.MEMO.clear()
+        data.PASSES.clear()
+        return _api(c, q, auth)
+
+    def kept_passes():
+        return [rp for rp, _seq in data.PASSES._data.values()]
+
+    first = _api(c, q, auth)
+    (rp,) = kept_passes()
+    _add_ticket(path, portal, now - 3600)
+    db = open_db(path)
+    sid = db.execute(
+        "select source_id from tickets where portal = ? and created_at >= ? and source_id != '999999' limit 1",
+        [portal, now - 10 * 86400],
+    ).fetchone()[0]
+    with db.atomic():
+        db.execute(
+            "update tickets set priority = 'critical' where portal = ? and source = 'task' and source_id = ?",
+            [portal, sid],
+        )
+        db["events"].insert(
+            Event(portal, "task", sid, "h:x", "comment", now - 1800, "201").row(),
+            pk=("portal", "source", "source_id", "key"),
+            replace=True,
+        )
+    db.conn.close()
+    second = _api(c, q, auth)
+    assert kept_passes() == [rp]  # refreshed, not made anew
+    assert second["kpis"]["tickets_total"]["value"] == first["kpis"]["tickets_total"]["value"] + 1
+    assert second == from_nothing()
+    (rp,) = kept_passes()
+    db = open_db(path)
+    with db.atomic():
+        db.execute("update users set name = 'Renamed' where portal = ? and id = '201'", [portal])
+    db.conn.close()
+    third = _api(c, q, auth)
+    assert kept_passes() != [rp]  # people changed: the journal cannot name tickets, a new pass
+    assert third == from_nothing()

@@ -13,6 +13,7 @@ repeat contacts are one more ``created_at`` range, read from the index alone (``
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -59,6 +60,8 @@ class Loaded:
     dormant_rows: list = field(default_factory=list)
     db: object = None
     portal: str | None = None
+    index: dict | None = None  # by_key()
+    replaced: list = field(default_factory=list)  # the rows the last reload() replaced
 
     def facts(self, t: dict, start: int, end: int, ctx: Context):
         """The facts of ticket ``t`` for ``[start, end)``: read off its stored row when that can
@@ -92,6 +95,100 @@ class Loaded:
         ]
         if keys:
             self._read_events(keys)
+
+    def by_key(self) -> dict:
+        """(source, source_id) -> ticket row, of the tickets this load read (built once)."""
+        if self.index is None:
+            self.index = {(t["source"], t["source_id"]): t for t in self.tickets}
+        return self.index
+
+    def reload(self, keys: dict, start: int, end: int, sources, ctx: Context, repeat_window: int) -> tuple:
+        """Re-read the tickets named by ``keys`` (written since this load: the change journal says
+        which, each with the earliest its life may have begun) in place of what this load had of
+        them, with their events, and their part of the customers' history. Returns the re-read
+        tickets that belong to the window ``[start, end)`` (the caller re-derives their facts:
+        ReportPass.refresh) and the facts rows computed for them now, to keep (``derived.save``,
+        after the read); ``replaced`` holds the rows they replace. Call inside one read
+        transaction."""
+        conn, portal = self.db.conn, self.portal
+        lo = start - repeat_window  # the customers' history covers [lo, end)
+        index = self.by_key()
+        old = [index.pop(k) for k in keys if k in index]
+        # what the written tickets this load read gave the history; one it did not read gave none
+        # unless its life began before ``start`` (then the history is read again in full)
+        old_keys = {(t["source"], t["source_id"]) for t in old}
+        known = all(k in old_keys or b >= start for k, b in keys.items())
+        gone = [
+            (t["customer"], t["created_at"])
+            for t in old
+            if t["customer"] is not None and t["created_at"] is not None and lo <= t["created_at"] < end
+        ]
+        if old:
+            dropped = {id(t) for t in old}
+            self.tickets = [t for t in self.tickets if id(t) not in dropped]
+        for key in keys:
+            self.stored.pop(key, None)
+            self.events.pop(key, None)
+            if self.with_events is not None:
+                self.with_events.discard(key)
+        fp = derived.fingerprint(ctx)
+        by_source: dict = {}
+        for source, sid in keys:
+            by_source.setdefault(source, []).append(sid)
+        src_sql, src_params = source_clause(sources, "t.")
+        cols = (
+            ", ".join(f"t.{c}" for c in TICKET_COLUMNS)
+            + ", f.ctx, f.ver, "
+            + ", ".join(f"f.{c}" for c in derived.COLUMNS)
+        )
+        n = len(TICKET_COLUMNS)
+        fresh, missing = [], []
+        for source, ids in by_source.items():
+            for row in conn.execute(
+                f"select {cols} from tickets t left join {derived.TABLE} f on f.portal = t.portal"
+                " and f.source = t.source and f.source_id = t.source_id where t.portal = ? and t.source = ?"
+                " and t.source_id in (select value from json_each(?)) and coalesce(t.deleted, 0) = 0"
+                f" and t.created_at < ? and (t.created_at >= ? or t.closed_at is null or t.closed_at >= ?){src_sql}",
+                [portal, source, json.dumps(ids), end, start, start] + src_params,
+            ):
+                t = dict(zip(TICKET_COLUMNS, row[:n]))
+                fresh.append(t)
+                if row[n] == fp:
+                    self.stored[(t["source"], t["source_id"])] = row[n + 2 :]
+                else:
+                    missing.append((t, row[n + 1]))
+        got: dict = {}
+        for t in fresh:
+            got.setdefault(t["source"], []).append(t["source_id"])
+        _read_events(conn, portal, got, self.events)
+        if self.with_events is not None:
+            self.with_events.update((t["source"], t["source_id"]) for t in fresh)
+        for i, (t, ver) in enumerate(missing):
+            key = (t["source"], t["source_id"])
+            self.stored[key] = derived.settle(t, self.events.get(key, ()), ctx)
+            missing[i] = (t, ver, self.stored[key])
+        self.tickets.extend(fresh)
+        index.update(((t["source"], t["source_id"]), t) for t in fresh)
+        self.replaced = old
+        if not known:
+            self.customer_history = _history(conn, portal, lo, end, sources)
+            return fresh, missing
+        history = self.customer_history
+        for cust, created in gone:
+            times = history.get(cust) or []
+            i = bisect_left(times, created)
+            if i == len(times) or times[i] != created:  # not what the load read: read it all again
+                self.customer_history = _history(conn, portal, lo, end, sources)
+                return fresh, missing
+            del times[i]
+            if not times:
+                del history[cust]
+        for source, ids in by_source.items():
+            sql, params = history_query(portal, lo, end, sources)
+            sql += " and source = ? and source_id in (select value from json_each(?))"
+            for cust, created in conn.execute(sql, params + [source, json.dumps(ids)]):
+                insort(history.setdefault(cust, []), created)
+        return fresh, missing
 
     def _read_events(self, keys: list) -> None:
         by_source: dict = {}
@@ -306,13 +403,18 @@ def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dorma
         src_sql, src_params = source_clause(sources, "f.")
         out.dormant_rows = derived.dormant(conn, portal, start, list(ends), fp, src_sql, src_params)
 
+    out.customer_history = _history(conn, portal, start - repeat_window, end, sources)
+    return out, missing, fp
+
+
+def _history(conn, portal: str, start: int, end: int, sources) -> dict:
+    """customer -> sorted created_at of their tickets created in ``[start, end)`` (repeat contacts)."""
     history: dict = {}
-    for cust, created in conn.execute(*history_query(portal, start - repeat_window, end, sources)):
+    for cust, created in conn.execute(*history_query(portal, start, end, sources)):
         history.setdefault(cust, []).append(created)
     for v in history.values():
         v.sort()
-    out.customer_history = history
-    return out, missing, fp
+    return history
 
 
 def load_people(db, portal: str) -> tuple[dict, dict]:

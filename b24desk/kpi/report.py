@@ -20,7 +20,7 @@ from . import ccei as ccei_mod
 from . import derived, timedims
 from . import targets as targets_mod
 from .calendar import PORTAL_CALENDAR_SETTING, build_calendar, calendar_settings
-from .engine import DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Value, aggregate
+from .engine import DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Tally, Value, aggregate
 from .filters import GROUP_BY, Filters, Tree, group_key, matcher
 from .load import Loaded, load, load_people, portal_zone
 from .periods import Period, make_period, zone
@@ -150,11 +150,11 @@ class ReportEnv:
         return targets_mod.resolve(self.config, self.stored_targets, self.tree.chain(department), agent)
 
 
-def _facts(loaded: Loaded, period: Period, ctx: Context, keep) -> list:
+def _facts(loaded: Loaded, period: Period, ctx: Context, keep, tickets=None) -> list:
     out = []
     start, end = period.start, period.end
     facts_of = loaded.facts
-    for t in loaded.tickets:
+    for t in loaded.tickets if tickets is None else tickets:
         closed = t["closed_at"]
         if t["created_at"] >= end or (closed is not None and closed < start):
             continue  # created later, or closed for good before the period: in no population
@@ -206,10 +206,9 @@ def _kpis(cur: dict, prev: dict | None, targets: dict, ccei_cur: dict, ccei_prev
     return out
 
 
-def _assemble(env, ctx, fc, fp, period, prev, targets, inputs):
-    """``fp`` None: the previous period is not computed (its values null)."""
-    cur = aggregate(fc, period.start, period.end, period.days, ctx, env.users)
-    old = aggregate(fp, prev.start, prev.end, prev.days, ctx, env.users) if fp is not None else None
+def _assemble(env, cur: dict, old: dict | None, targets, inputs):
+    """Section 6's ``kpis`` and ``ccei`` from the periods' aggregates; ``old`` None: the previous
+    period is not computed (its values null)."""
     cc = ccei_mod.compute(cur, inputs[0], env.config)
     cp = ccei_mod.compute(old, inputs[1], env.config) if old is not None else None
     cc_out = dict(cc, previous=cp["value"] if cp else None)
@@ -286,15 +285,15 @@ class ReportPass:
         else:
             a, b = compare_period(period.local(period.start), period.local(period.end), self.compare, env.tz)
             self.prev = prev = Period(int(a.timestamp()), int(b.timestamp()), env.tz)
-        sources = filters.sources()
+        self.sources = sources = filters.sources()
+        self.window = (min(prev.start, period.start), period.end)  # what the load covers
         if filters.source and not sources:
             self.loaded = Loaded()  # contradictory source filters
         else:
             self.loaded = load(
                 db,
                 portal,
-                min(prev.start, period.start),
-                period.end,
+                *self.window,
                 sources=sources,
                 repeat_window=env.repeat_window,
                 ctx=env.ctx,
@@ -311,6 +310,76 @@ class ReportPass:
         self.tickets_p = _facts(self.loaded, prev, self.ctx, self.keep)
         self.fc, self.fp = self.facts_for(None)
         self._totals = None
+        self._old = None  # the previous period's aggregate, once computed
+        self._tally = None  # the period's Tally (engine.py), once computed
+        self._groups_kept: dict = {}  # group_by -> [key, {group: Tally}, {group: previous aggregate}]
+
+    def refresh(self, db, changed: dict) -> bool:
+        """Bring this pass up to date with the tickets written since it was made: ``changed`` maps
+        each written ticket's key to the lowest ``lo`` of its change-journal rows (store.
+        journal_changes). Those tickets are re-read and their facts re-derived; every other ticket's
+        facts depend on nothing they wrote (a ticket's facts come from its own row and events), so
+        the result equals a new pass. False when that cannot be told: the pass counted open
+        tickets in SQL (derived.dormant) and a written ticket it did not read may be one of them
+        (the caller makes a new pass)."""
+        loaded = self.loaded
+        if loaded.db is None:
+            return False  # contradictory filters: nothing was read
+        start, end = self.window
+        read = loaded.by_key()
+        if loaded.dormant_rows and any(k not in read and lo < start for k, lo in changed.items()):
+            return False
+        loaded.db = db
+        conn = db.conn
+        own_read = not conn.in_transaction
+        if own_read:
+            conn.execute("BEGIN")
+        try:
+            fresh, missing = loaded.reload(changed, start, end, self.sources, self.env.ctx, self.env.repeat_window)
+        finally:
+            if own_read:
+                conn.execute("COMMIT")
+        if missing:
+            derived.save(db, self.portal, derived.fingerprint(self.env.ctx), missing)
+        self.ctx = replace(self.env.ctx, customer_history=loaded.customer_history)
+
+        replaced = {id(t) for t in loaded.replaced}
+
+        def renewed(facts: list, period: Period) -> tuple[list, list, list]:
+            gone = [f for f in facts if id(f.t) in replaced] if replaced else []
+            kept = [f for f in facts if id(f.t) not in replaced] if gone else facts
+            new = _facts(loaded, period, self.ctx, self.keep, fresh)
+            return kept + new, gone, new
+
+        self.tickets_c, gone, new = renewed(self.tickets_c, self.period)
+        self.tickets_p, _gone, _new = renewed(self.tickets_p, self.prev)
+        self.fc, self.fp = self.facts_for(None)
+        self._totals = None
+        if self._tally is not None:  # the period's tally: the written tickets' facts swapped
+            self._tally.remove(gone)
+            self._tally.add(new)
+            self._tally.ctx = self.ctx
+        for key, tallies, _old in self._groups_kept.values():  # and each group's
+            for f in gone:
+                t = tallies[key(f)]
+                t.remove([f])
+                if not t.n:
+                    del tallies[key(f)]
+            for f in new:
+                k = key(f)
+                if k not in tallies:
+                    tallies[k] = Tally(self.ctx)
+                tallies[k].add([f])
+            for t in tallies.values():
+                t.ctx = self.ctx
+        # A ticket whose life began at or after the previous period's end has no facts in it and
+        # does not make any of its tickets a repeat contact (only earlier tickets count): the
+        # previous period's aggregate stands unless a written ticket began before that end.
+        if any(lo < self.prev.end for lo in changed.values()):
+            self._old = None
+            for kept in self._groups_kept.values():
+                kept[2] = None
+        return True
 
     def facts_for(self, group_by: str | None) -> tuple[list, list]:
         """The current and previous period's facts, the dormant counts split as ``group_by`` needs."""
@@ -330,7 +399,13 @@ class ReportPass:
             raise ValueError(f"unknown group-by {group_by!r} (one of {', '.join(GROUP_BY)})")
         env, period, prev = self.env, self.period, self.prev
         if self._totals is None:
-            self._totals = _assemble(env, self.ctx, self.fc, self.fp, period, prev, self.targets, self.inputs)
+            if self._old is None:
+                self._old = aggregate(self.fp, prev.start, prev.end, prev.days, self.ctx, env.users)
+            if self._tally is None:
+                self._tally = Tally(self.ctx)
+                self._tally.add(self.fc)
+            cur = self._tally.result(period.start, period.end, period.days, env.users)
+            self._totals = _assemble(env, cur, self._old, self.targets, self.inputs)
         kpis, ccei = self._totals
         report = {
             "schema": SCHEMA,
@@ -350,33 +425,64 @@ class ReportPass:
         if group_by:
             report["group_by"] = group_by
             fc, fp = self.facts_for(group_by) if group_by in derived.DORMANT_DIMS else (self.fc, self.fp)
-            report["groups"] = _groups(
-                env, self.ctx, group_by, fc, fp if group_previous else None, period, prev, self.inputs
-            )
+            if group_by in TIME_DIMS:
+                groups = _time_groups(
+                    env, self.ctx, group_by, fc, fp if group_previous else None, period, prev, self.inputs
+                )
+            else:
+                groups = _groups(env, group_by, *self._group_values(group_by, fc, fp, group_previous), self.inputs)
+            report["groups"] = groups
         return report
 
+    def _group_values(self, dim: str, fc: list, fp: list, previous: bool) -> tuple[dict, dict | None, Period, Period]:
+        """Each group's aggregates of both periods (``previous`` False: the current one only), from
+        tallies kept per group (``refresh`` swaps the written tickets' facts in them) and previous
+        aggregates kept until a write touches the previous period."""
+        env, period, prev = self.env, self.period, self.prev
+        key = group_key(dim, env.tree)
+        kept = self._groups_kept.get(dim)
+        if kept is None:
+            parts: dict = {}
+            for f in fc:
+                parts.setdefault(key(f), []).append(f)
+            tallies = {}
+            for k, fs in parts.items():
+                tallies[k] = Tally(self.ctx)
+                tallies[k].add(fs)
+            kept = self._groups_kept[dim] = [key, tallies, None]
+        if previous and kept[2] is None:
+            parts = {}
+            for f in fp:
+                parts.setdefault(key(f), []).append(f)
+            kept[2] = {
+                k: aggregate(fs, prev.start, prev.end, prev.days, self.ctx, env.users) for k, fs in parts.items()
+            }
+        cur = {k: t.result(period.start, period.end, period.days, env.users) for k, t in kept[1].items()}
+        return cur, (kept[2] if previous else None), period, prev
 
-def _groups(env: ReportEnv, ctx: Context, dim: str, fc: list, fp, period: Period, prev: Period, inputs) -> list:
-    """One entry per group; ``fp`` None: this period's groups only, their previous values null."""
-    if dim in TIME_DIMS:
-        return _time_groups(env, ctx, dim, fc, fp, period, prev, inputs)
-    key = group_key(dim, env.tree)
-    cur, old = {}, {}
-    for f in fc:
-        cur.setdefault(key(f), []).append(f)
-    for f in fp or ():
-        old.setdefault(key(f), []).append(f)
+
+def _groups(env: ReportEnv, dim: str, cur: dict, old: dict | None, period: Period, prev: Period, inputs) -> list:
+    """One entry per group from each group's aggregates (``cur``, ``old``: key -> aggregate); ``old``
+    None: this period's groups only, their previous values null."""
+    ctx = env.ctx
+    empty_cur = empty_old = None
     out = []
-    for k in _order(dim, set(cur) | set(old), env):
+    for k in _order(dim, set(cur) | set(old or {}), env):
         if dim == "agent":
             targets = env.targets_for(agent=k)
         elif dim == "department":
             targets = env.targets_for(department=k)
         else:
             targets = env.targets_for()
-        kpis, ccei = _assemble(
-            env, ctx, cur.get(k, []), old.get(k, []) if fp is not None else None, period, prev, targets, inputs
-        )
+        c = cur.get(k)
+        if c is None:
+            c = empty_cur = empty_cur or aggregate([], period.start, period.end, period.days, ctx, env.users)
+        o = None
+        if old is not None:
+            o = old.get(k)
+            if o is None:
+                o = empty_old = empty_old or aggregate([], prev.start, prev.end, prev.days, ctx, env.users)
+        kpis, ccei = _assemble(env, c, o, targets, inputs)
         g = {"key": k, "label": _label(dim, k, env), "kpis": kpis, "ccei": ccei}
         if dim == "department":
             chain = env.tree.chain(k) if k is not None else []
