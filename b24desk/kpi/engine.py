@@ -448,6 +448,7 @@ class Tally:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.n = 0  # facts in it
+        self._last = None  # (start, end, days, users, result) of the last result, until a change
         # A (weighted: a dormant aggregate counts its tickets), the backlog, task efficiency
         self.nA = self.backlog = self.overdue = self.n_deadline = self.team_v = 0
         self.eff_agents: dict = {}  # agent -> [active, overdue]
@@ -474,7 +475,13 @@ class Tally:
         """Take away facts added before (the same objects)."""
         self._walk(facts, -1)
 
+    def stale(self) -> None:
+        """Forget the last result: something it read besides the facts changed (the customers'
+        history of ``ctx``, for repeat contacts)."""
+        self._last = None
+
     def _walk(self, facts, sign: int) -> None:
+        self._last = None
         is_agent = self.ctx.is_agent
         put = list.append if sign > 0 else list.remove
         eff_agents, per_agent, customers, by_agent = self.eff_agents, self.per_agent, self.customers, self.by_agent
@@ -599,6 +606,15 @@ class Tally:
                         by_agent[agent] = [f]
 
     def result(self, start: int, end: int, days: float, users: dict | None = None) -> dict:
+        """Every KPI (the same dict again while nothing changed: callers only read it)."""
+        last = self._last
+        if last is not None and last[:3] == (start, end, days) and last[3] is users:
+            return last[4]
+        out = self._result(start, end, days, users)
+        self._last = (start, end, days, users, out)
+        return out
+
+    def _result(self, start: int, end: int, days: float, users: dict | None) -> dict:
         ctx = self.ctx
         for values in (self.frt, self.frt_b, self.res, self.res_b, self.handle):
             values.sort()  # kept sorted (no None kept): the next result re-sorts a few added in O(n)

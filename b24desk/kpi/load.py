@@ -62,6 +62,7 @@ class Loaded:
     portal: str | None = None
     index: dict | None = None  # by_key()
     replaced: list = field(default_factory=list)  # the rows the last reload() replaced
+    history_reread: bool = False  # whether the last reload() read the whole history again
 
     def facts(self, t: dict, start: int, end: int, ctx: Context):
         """The facts of ticket ``t`` for ``[start, end)``: read off its stored row when that can
@@ -170,6 +171,7 @@ class Loaded:
         self.tickets.extend(fresh)
         index.update(((t["source"], t["source_id"]), t) for t in fresh)
         self.replaced = old
+        self.history_reread = not known
         if not known:
             self.customer_history = _history(conn, portal, lo, end, sources)
             return fresh, missing
@@ -179,6 +181,7 @@ class Loaded:
             i = bisect_left(times, created)
             if i == len(times) or times[i] != created:  # not what the load read: read it all again
                 self.customer_history = _history(conn, portal, lo, end, sources)
+                self.history_reread = True
                 return fresh, missing
             del times[i]
             if not times:

@@ -358,7 +358,6 @@ class ReportPass:
         if self._tally is not None:  # the period's tally: the written tickets' facts swapped
             self._tally.remove(gone)
             self._tally.add(new)
-            self._tally.ctx = self.ctx
         for key, tallies, _old in self._groups_kept.values():  # and each group's
             for f in gone:
                 t = tallies[key(f)]
@@ -370,8 +369,13 @@ class ReportPass:
                 if k not in tallies:
                     tallies[k] = Tally(self.ctx)
                 tallies[k].add([f])
-            for t in tallies.values():
-                t.ctx = self.ctx
+        # A tally whose facts did not change keeps its result unless the history of one of its
+        # customers did (repeat contacts): the written tickets' customers, before and after.
+        touched = {t["customer"] for t in loaded.replaced + fresh if t["customer"] is not None}
+        for t in self._tallies():
+            t.ctx = self.ctx
+            if loaded.history_reread or not touched.isdisjoint(t.customers):
+                t.stale()
         # A ticket whose life began at or after the previous period's end has no facts in it and
         # does not make any of its tickets a repeat contact (only earlier tickets count): the
         # previous period's aggregate stands unless a written ticket began before that end.
@@ -380,6 +384,13 @@ class ReportPass:
             for kept in self._groups_kept.values():
                 kept[2] = None
         return True
+
+    def _tallies(self) -> list:
+        """Every tally this pass keeps: the period's, each group's."""
+        out = [self._tally] if self._tally is not None else []
+        for _key, tallies, _old in self._groups_kept.values():
+            out.extend(tallies.values())
+        return out
 
     def facts_for(self, group_by: str | None) -> tuple[list, list]:
         """The current and previous period's facts, the dormant counts split as ``group_by`` needs."""
