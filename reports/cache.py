@@ -240,23 +240,38 @@ class Pool:
     """A few objects kept between requests to be taken, brought up to date and put back (the
     engine passes of reports/data.py, which ``ReportPass.refresh`` updates with the tickets
     written since). Taken objects are out of the pool until put back, so no two threads share one;
-    the least recently put goes first."""
+    the least recently put goes first. With ``weight`` (an object's size, e.g. its tickets), the
+    pool holds at most ``max_weight`` in all, and nothing heavier is kept."""
 
-    def __init__(self, max_entries: int = 2):
+    def __init__(self, max_entries: int = 2, max_weight: float | None = None, weight=None):
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
         self.max_entries = max_entries
+        self.max_weight = max_weight
+        self.weight = weight
 
     def take(self, key):
         with self._lock:
-            return self._data.pop(key, None)
+            got = self._data.pop(key, None)
+            return None if got is None else got[0]
 
-    def put(self, key, value) -> None:
+    def put(self, key, value) -> bool:
+        """Keep ``value`` under ``key``; False when it weighs more than the pool may hold."""
+        w = self.weight(value) if self.weight is not None else 0
+        if self.max_weight is not None and w > self.max_weight:
+            return False
         with self._lock:
-            self._data[key] = value
+            self._data[key] = (value, w)
             self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
+            while len(self._data) > self.max_entries or (
+                self.max_weight is not None and sum(x[1] for x in self._data.values()) > self.max_weight
+            ):
                 self._data.popitem(last=False)
+        return True
+
+    def values(self) -> list:
+        with self._lock:
+            return [v for v, _w in self._data.values()]
 
     def clear(self) -> None:
         with self._lock:

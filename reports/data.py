@@ -27,9 +27,12 @@ from .query import Query, weeks
 
 MEMO = Memo()
 # Engine passes kept for the exact reports (``/api/kpi``, exports): after a write, the next one
-# re-reads only the tickets written (ReportPass.refresh) instead of the whole period. Two: each
-# holds its period's tickets (about 100 MB for a month of a 1M-ticket portal).
-PASSES = Pool(2)
+# re-reads only the tickets written (ReportPass.refresh) instead of the whole period. Two at most,
+# and at most 300,000 tickets held in all (a kept pass holds its tickets: about 190 MiB for the
+# 87k tickets of a month and its previous one at 1M); a bigger pass (a long period of a big
+# portal) is not kept.
+PASS_TICKETS = 300_000
+PASSES = Pool(2, max_weight=PASS_TICKETS, weight=lambda v: len(v[0].loaded.tickets))
 
 
 def _db_path() -> str:

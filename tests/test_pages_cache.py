@@ -449,7 +449,7 @@ def test_the_api_after_writes_inside_the_period_refreshes_its_kept_pass_and_stay
         return _api(c, q, auth)
 
     def kept_passes():
-        return [rp for rp, _seq in data.PASSES._data.values()]
+        return [rp for rp, _seq in data.PASSES.values()]
 
     first = _api(c, q, auth)
     (rp,) = kept_passes()
@@ -482,3 +482,21 @@ def test_the_api_after_writes_inside_the_period_refreshes_its_kept_pass_and_stay
     third = _api(c, q, auth)
     assert kept_passes() != [rp]  # people changed: the journal cannot name tickets, a new pass
     assert third == from_nothing()
+
+
+def test_the_pass_pool_holds_a_bounded_number_of_tickets():
+    """reports/data.py keeps at most two passes and a bounded number of tickets: a pass heavier
+    than the bound is not kept; a new one pushes out the least recently put until the rest fits;
+    a taken pass is out of the pool until put back."""
+    from reports.cache import Pool
+
+    pool = Pool(2, max_weight=100, weight=len)
+    assert pool.put("a", "x" * 60) and pool.put("b", "y" * 30)
+    assert pool.values() == ["x" * 60, "y" * 30]
+    assert not pool.put("big", "z" * 101) and pool.values() == ["x" * 60, "y" * 30]
+    assert pool.put("c", "w" * 50)  # 60 + 30 + 50 > 100: "a" goes
+    assert pool.values() == ["y" * 30, "w" * 50]
+    assert pool.take("b") == "y" * 30 and pool.take("b") is None
+    pool.put("d", "v")
+    pool.put("e", "u")  # two at most
+    assert pool.values() == ["v", "u"]
