@@ -379,7 +379,7 @@ class ReportPass:
         # A ticket whose life began at or after the previous period's end has no facts in it and
         # does not make any of its tickets a repeat contact (only earlier tickets count): the
         # previous period's aggregate stands unless a written ticket began before that end.
-        if any(lo < self.prev.end for lo in changed.values()):
+        if loaded.history_reread or any(lo < self.prev.end for lo in changed.values()):
             self._old = None
             for kept in self._groups_kept.values():
                 kept[2] = None
