@@ -196,6 +196,28 @@ def test_dashboard_at_frame_widths(env, role, lang, width):
     d.find_element(By.ID, "drill-close").click()
 
 
+def test_dashboard_in_a_narrow_frame_and_its_pickers_open_inside_it(env):
+    """A frame of 400 px (the portal's side panel, a small window): the page is no wider than the
+    frame (the two-column chart rows fold to one; a closed picker's popup takes no room), and every
+    filter picker opens inside the frame, leftwards when it sits near the right edge."""
+    d = open_frame(env, roles(env["desk"])["admin"], "ru", 400)
+    assert overflow(d) <= 0, "the page is wider than the frame"
+    pickers = d.find_elements(By.CSS_SELECTOR, ".fpicker")
+    assert len(pickers) >= 2
+    for i in range(len(pickers)):
+        summary = d.find_elements(By.CSS_SELECTOR, ".fpicker summary")[i]
+        d.execute_script("arguments[0].scrollIntoView({block: 'center'});", summary)
+        summary.click()
+        left, right, width = d.execute_script(
+            "var r = document.querySelector('.fpicker[open] .pk-pop').getBoundingClientRect();"
+            " return [r.left, r.right, document.documentElement.clientWidth];"
+        )
+        assert 0 <= left and right <= width, (i, left, right, width)
+        assert overflow(d) <= 0
+        summary.click()
+    shot(d, "pages-admin-ru-400.png")
+
+
 def test_now_panel_drills_into_open_tickets(env):
     desk = env["desk"]
     d = open_frame(env, desk.admin, "ru", 1000)

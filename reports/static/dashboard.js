@@ -367,6 +367,11 @@
       pk.addEventListener("toggle", function () {
         if (pk.open) {
           Array.prototype.forEach.call(form.querySelectorAll(".fpicker"), function (o) { if (o !== pk) { o.open = false; } });
+          /* a picker near the frame's right edge opens leftwards, inside the frame */
+          var pop = pk.querySelector(".pk-pop");
+          pop.style.left = "0px";
+          var r = pop.getBoundingClientRect(), room = document.documentElement.clientWidth - 8;
+          if (r.right > room) { pop.style.left = Math.round(Math.max(8 - r.left, room - r.right)) + "px"; }
           search.focus();
         }
         window.b24fit && window.b24fit();
