@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from b24desk.store import open_db
 from b24desk.viewer import ADMIN, Viewer
@@ -31,16 +32,44 @@ def warm_dashboard(app, portal: str) -> None:
     data.MEMO.wait_idle()  # a stale entry is refreshed in the memo's own thread
 
 
-class Warmer:
-    """``warmer(portal)``: warm that portal's dashboard in the background, one thread per portal
-    at a time (a sync that ends while one is running warms once more after it)."""
+def backfill_facts(app, portal: str, stop=None, batch: int = 1000, pause: float = 0.02) -> int:
+    """Keep the per-ticket facts of every ticket of ``portal`` that has none under the portal's
+    current config (b24desk.kpi.load.backfill), a batch at a time with a pause between so requests
+    come first, until none is left or ``stop()`` says a newer sync wants its dashboard warmed.
+    Then the first report of any period reads kept facts (no replay of its tickets). Returns the
+    facts kept."""
+    from b24desk.kpi.load import backfill
+    from b24desk.kpi.report import ReportEnv
 
-    def __init__(self, app, warm=warm_dashboard):
-        self.app, self.warm = app, warm
+    from . import data
+
+    kept, after = 0, ("", "")
+    with app.app_context():
+        db = open_db(app.config["DB"], migrate=False)
+        try:
+            ctx = ReportEnv(db, portal, data.portal_config(db, portal)).ctx
+            while after is not None and not (stop and stop()):
+                n, after = backfill(db, portal, ctx, after, batch)
+                kept += n
+                if after is not None and pause:
+                    time.sleep(pause)
+        finally:
+            db.conn.close()
+    return kept
+
+
+class Warmer:
+    """``warmer(portal)``: warm that portal's dashboard in the background, then keep the facts of
+    its tickets that have none (``backfill``), one thread per portal at a time (a sync that ends
+    while one is running warms once more after it; the backfill yields to that warm)."""
+
+    def __init__(self, app, warm=warm_dashboard, backfill=backfill_facts):
+        self.app, self.warm, self.backfill = app, warm, backfill
         self._lock = threading.Lock()
         self._running: dict[str, threading.Thread] = {}
         self._again: set[str] = set()
         self.done = 0
+        self.backfilled = 0
 
     def __call__(self, portal: str) -> None:
         with self._lock:
@@ -59,6 +88,11 @@ class Warmer:
                 self.done += 1
             except Exception:  # a failed warm only means a cold first view
                 log.exception("warming the dashboard of %s failed", portal)
+            if self.backfill is not None:
+                try:
+                    self.backfilled += self.backfill(self.app, portal, stop=lambda: portal in self._again)
+                except Exception:  # facts not kept now are computed by the first report needing them
+                    log.exception("keeping the facts of %s failed", portal)
             with self._lock:
                 if portal not in self._again:
                     self._running.pop(portal, None)

@@ -500,3 +500,25 @@ def test_the_pass_pool_holds_a_bounded_number_of_tickets():
     pool.put("d", "v")
     pool.put("e", "u")  # two at most
     assert pool.values() == ["v", "u"]
+
+
+def test_the_warmer_keeps_every_tickets_facts_after_the_dashboard(seeded):
+    """After a sync the warmer builds the dashboard, then keeps the facts of every ticket that has
+    none (reports/warm.py backfill_facts), so the first report of any period replays nothing; a
+    newer sync's warm stops it (``stop``)."""
+    from reports.warm import Warmer, backfill_facts
+
+    app, _token, portal, _now, path = seeded
+    conn = sqlite3.connect(path)
+    conn.execute("update ticket_facts set ctx = null, ver = ver + 1")
+    conn.commit()
+    assert backfill_facts(app, portal, stop=lambda: True) == 0
+    warmer = Warmer(app)
+    warmer(portal)
+    warmer.join(120)
+    assert warmer.done == 1 and warmer.backfilled > 0
+    left = conn.execute(
+        "select count(*) from ticket_facts where portal = ? and ctx is null and coalesce(deleted, 0) = 0", [portal]
+    ).fetchone()[0]
+    conn.close()
+    assert left == 0
