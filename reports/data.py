@@ -145,7 +145,14 @@ def _kept_report(own, pk, sc, portal: str, q: Query, filters: dict, cfg: dict, g
             pk,
             sc,
             lambda: ReportPass(
-                own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg, compare=q.compare
+                own,
+                portal,
+                q.date_from,
+                q.date_to,
+                filters=engine_filters(filters),
+                config=cfg,
+                compare=q.compare,
+                keep_keys=True,
             ),
         )
         out = rp.report(group_by)

@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+from bisect import bisect_right
 
 from ..model import OPEN
 from .engine import END_OF_TIME, Context, Facts, frt_sla, new_facts, requester, ticket_facts
@@ -211,6 +212,40 @@ def open_rows_complete(conn, portal: str) -> bool:
     return row[0] == row[1]
 
 
+_DORMANT_WHERE = (
+    "f.portal = ? and f.closed_at is null and f.ctx = ? and f.state = 'open'"
+    " and coalesce(f.last_at, -1) < ? and f.created_at < ? and coalesce(f.deleted, 0) = 0"
+)
+
+
+def dormant_keys(conn, portal: str, before: int, fp: str, src_sql: str, src_params: list) -> dict:
+    """``(source, source_id) -> (dkey, deadline)`` of the tickets :func:`dormant` counts (the same
+    condition, from the same index alone: its entries carry the table's key), so a kept report
+    can take one out of its count when it is written (ReportPass.refresh)."""
+    sql = (
+        f"select f.source, f.source_id, f.dkey, f.deadline from {TABLE} f indexed by ticket_facts_dormant"
+        f" where {_DORMANT_WHERE}{src_sql}"
+    )
+    return {(r[0], r[1]): (r[2], r[3]) for r in conn.execute(sql, [portal, fp, before, before] + src_params)}
+
+
+def dormant_take(rows: list, dkey: str, deadline, ends: list[int]) -> bool:
+    """Take one ticket (its ``dkey`` and ``deadline``, from :func:`dormant_keys`) out of the
+    :func:`dormant` rows counted with ``ends``; False when no row counts it."""
+    resp, own, priority, typ, channel, line, source = json.loads(dkey)
+    bounds = [int(e) for e in sorted(set(ends))]
+    cls = -1 if deadline is None else bisect_right(bounds, deadline)
+    want = (resp, own, cls, priority, typ, source, channel, line)
+    for i, row in enumerate(rows):
+        if tuple(row[:8]) == want:
+            if row[9] > 1:
+                rows[i] = tuple(row[:9]) + (row[9] - 1,)
+            else:
+                del rows[i]
+            return True
+    return False
+
+
 def dormant(conn, portal: str, before: int, ends: list[int], fp: str, src_sql: str, src_params: list) -> list:
     """Open tickets created before ``before`` whose last event is before it too, counted in SQL by
     the columns filters and groups read and by where their deadline falls among ``ends`` (overdue
@@ -223,9 +258,7 @@ def dormant(conn, portal: str, before: int, ends: list[int], fp: str, src_sql: s
     before_each = "".join(f", count(case when f.deadline < {e} then 1 end)" for e in bounds)
     sql = (
         f"select f.dkey, count(*), count(f.deadline){before_each} from {TABLE} f indexed by ticket_facts_dormant"
-        " where f.portal = ? and f.closed_at is null and f.ctx = ? and f.state = 'open'"
-        f" and coalesce(f.last_at, -1) < ? and f.created_at < ? and coalesce(f.deleted, 0) = 0{src_sql}"
-        " group by f.dkey"
+        f" where {_DORMANT_WHERE}{src_sql} group by f.dkey"
     )
     # a deadline standing for each class: the same side of every end as the class's tickets
     stand_in = [bounds[0] - 1] + bounds

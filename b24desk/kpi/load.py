@@ -58,6 +58,10 @@ class Loaded:
     with_events: set | None = None  # None: every ticket's
     # the dormant open tickets' counts (derived.dormant), when asked for at load time
     dormant_rows: list = field(default_factory=list)
+    # the ends those rows were counted for, and (when asked for) the tickets they count:
+    # key -> (dkey, deadline)
+    dormant_ends: list = field(default_factory=list)
+    dormant_keys: dict | None = None
     db: object = None
     portal: str | None = None
     index: dict | None = None  # by_key()
@@ -341,6 +345,7 @@ def load(
     ctx: Context | None = None,
     ends=None,
     dormant: bool = False,
+    dormant_keys: bool = False,
 ) -> Loaded:
     """Tickets relevant to ``[start, end)`` with their events, and their customers' recent tickets.
 
@@ -350,13 +355,14 @@ def load(
     default: any end inside the window). Any other ticket's events are read when first needed
     (``Loaded.prepare`` reads them for many ends at once). With ``dormant`` too, the open tickets
     untouched since before ``start`` are counted in SQL instead (``Loaded.dormant(end)`` for an end
-    of ``ends``)."""
+    of ``ends``), and with ``dormant_keys`` those tickets are listed as well (``Loaded.dormant_keys``:
+    one index row each, for a pass that is kept and refreshed)."""
     conn = db.conn
     own_read = not conn.in_transaction
     if own_read:  # one snapshot: the candidates and the dormant counts must not overlap
         conn.execute("BEGIN")
     try:
-        out, missing, fp = _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dormant)
+        out, missing, fp = _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dormant, dormant_keys)
     finally:
         if own_read:
             conn.execute("COMMIT")
@@ -365,7 +371,7 @@ def load(
     return out
 
 
-def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dormant):
+def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dormant, dormant_keys=False):
     out = Loaded(db=db, portal=portal)
     missing: list = []
     fp = derived.fingerprint(ctx) if ctx is not None else None
@@ -405,6 +411,9 @@ def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dorma
     if dormant:
         src_sql, src_params = source_clause(sources, "f.")
         out.dormant_rows = derived.dormant(conn, portal, start, list(ends), fp, src_sql, src_params)
+        out.dormant_ends = list(ends)
+        if dormant_keys:  # for a pass kept to be refreshed (ReportPass.refresh): one row per ticket
+            out.dormant_keys = derived.dormant_keys(conn, portal, start, fp, src_sql, src_params)
 
     out.customer_history = _history(conn, portal, start - repeat_window, end, sources)
     return out, missing, fp

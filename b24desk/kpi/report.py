@@ -274,7 +274,10 @@ class ReportPass:
         config: dict | None = None,
         env: ReportEnv | None = None,
         compare: str | None = None,
+        keep_keys: bool = False,
     ):
+        """``keep_keys``: the pass is to be kept and refreshed (``refresh``): the loader lists the
+        open tickets it counts in SQL too, so a write to one of them takes it out of its count."""
         self.env = env = env or ReportEnv(db, portal, config)
         self.portal = portal
         self.filters = filters = Filters.of(filters)
@@ -299,6 +302,7 @@ class ReportPass:
                 ctx=env.ctx,
                 ends=(prev.end, period.end),
                 dormant=True,
+                dormant_keys=keep_keys,
             )
         self.ctx = replace(env.ctx, customer_history=self.loaded.customer_history)  # env may serve other threads
         self.keep = matcher(filters, env.tree)
@@ -312,23 +316,34 @@ class ReportPass:
         self._totals = None
         self._old = None  # the previous period's aggregate, once computed
         self._tally = None  # the period's Tally (engine.py), once computed
-        self._groups_kept: dict = {}  # group_by -> [key, {group: Tally}, {group: previous aggregate}]
+        # group_by -> [key, {group: Tally}, {group: previous aggregate}, the dormant facts in them]
+        self._groups_kept: dict = {}
 
     def refresh(self, db, changed: dict) -> bool:
         """Bring this pass up to date with the tickets written since it was made: ``changed`` maps
         each written ticket's key to the lowest ``lo`` of its change-journal rows (store.
         journal_changes). Those tickets are re-read and their facts re-derived; every other ticket's
         facts depend on nothing they wrote (a ticket's facts come from its own row and events), so
-        the result equals a new pass. False when that cannot be told: the pass counted open
-        tickets in SQL (derived.dormant) and a written ticket it did not read may be one of them
-        (the caller makes a new pass)."""
+        the result equals a new pass. A written ticket the pass counted in SQL (derived.dormant)
+        leaves its count and is read from then on. False when the counts do not hold it where
+        derived.dormant_keys said (the caller makes a new pass)."""
         loaded = self.loaded
         if loaded.db is None:
             return False  # contradictory filters: nothing was read
         start, end = self.window
         read = loaded.by_key()
-        if loaded.dormant_rows and any(k not in read and lo < start for k, lo in changed.items()):
-            return False
+        # a written ticket this pass counted in SQL (derived.dormant) leaves its count: it is read
+        # like the others from now on; any other written ticket it did not read was in no
+        # population then (closed before the window, created after it, deleted, filtered out)
+        counted = loaded.dormant_keys
+        if loaded.dormant_rows and counted is None:  # counted in SQL, not listed: cannot tell
+            if any(k not in read and lo < start for k, lo in changed.items()):
+                return False
+            counted = {}
+        woken = [k for k in changed if k not in read and k in (counted or {})]
+        for k in woken:
+            if not derived.dormant_take(loaded.dormant_rows, *counted.pop(k), loaded.dormant_ends):
+                return False  # not where it was counted: cannot tell (the caller makes a new pass)
         loaded.db = db
         conn = db.conn
         own_read = not conn.in_transaction
@@ -358,13 +373,23 @@ class ReportPass:
         if self._tally is not None:  # the period's tally: the written tickets' facts swapped
             self._tally.remove(gone)
             self._tally.add(new)
-        for key, tallies, _old in self._groups_kept.values():  # and each group's
-            for f in gone:
+            if woken:  # and the dormant counts, one fewer
+                self._tally.remove(self._tally_dormant)
+                self._tally_dormant = _dormant_in(self.fc)
+                self._tally.add(self._tally_dormant)
+        for dim, (key, tallies, _old, dormant) in self._groups_kept.items():  # and each group's
+            if woken:
+                fresh_dormant = _dormant_in(self._facts_for_groups(dim))
+                gone_g, new_g = gone + dormant, new + fresh_dormant
+                self._groups_kept[dim][3] = fresh_dormant
+            else:
+                gone_g, new_g = gone, new
+            for f in gone_g:
                 t = tallies[key(f)]
                 t.remove([f])
                 if not t.n:
                     del tallies[key(f)]
-            for f in new:
+            for f in new_g:
                 k = key(f)
                 if k not in tallies:
                     tallies[k] = Tally(self.ctx)
@@ -388,9 +413,13 @@ class ReportPass:
     def _tallies(self) -> list:
         """Every tally this pass keeps: the period's, each group's."""
         out = [self._tally] if self._tally is not None else []
-        for _key, tallies, _old in self._groups_kept.values():
+        for _key, tallies, _old, _dormant in self._groups_kept.values():
             out.extend(tallies.values())
         return out
+
+    def _facts_for_groups(self, dim: str) -> list:
+        """The period's facts as the groups of ``dim`` read them (dormant counts split for it)."""
+        return self.facts_for(dim)[0] if dim in derived.DORMANT_DIMS else self.fc
 
     def facts_for(self, group_by: str | None) -> tuple[list, list]:
         """The current and previous period's facts, the dormant counts split as ``group_by`` needs."""
@@ -415,6 +444,7 @@ class ReportPass:
             if self._tally is None:
                 self._tally = Tally(self.ctx)
                 self._tally.add(self.fc)
+                self._tally_dormant = _dormant_in(self.fc)
             cur = self._tally.result(period.start, period.end, period.days, env.users)
             self._totals = _assemble(env, cur, self._old, self.targets, self.inputs)
         kpis, ccei = self._totals
@@ -460,7 +490,7 @@ class ReportPass:
             for k, fs in parts.items():
                 tallies[k] = Tally(self.ctx)
                 tallies[k].add(fs)
-            kept = self._groups_kept[dim] = [key, tallies, None]
+            kept = self._groups_kept[dim] = [key, tallies, None, _dormant_in(fc)]
         if previous and kept[2] is None:
             parts = {}
             for f in fp:
@@ -470,6 +500,11 @@ class ReportPass:
             }
         cur = {k: t.result(period.start, period.end, period.days, env.users) for k, t in kept[1].items()}
         return cur, (kept[2] if previous else None), period, prev
+
+
+def _dormant_in(facts: list) -> list:
+    """The weighted facts of dormant counts among ``facts`` (derived.dormant_facts)."""
+    return [f for f in facts if "dormant" in f.t]
 
 
 def _groups(env: ReportEnv, dim: str, cur: dict, old: dict | None, period: Period, prev: Period, inputs) -> list:
