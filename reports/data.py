@@ -19,7 +19,7 @@ from b24desk.kpi.formats import render, to_xlsx
 from b24desk.kpi.load import load_people
 from b24desk.kpi.report import ReportPass, paused_gc, report_settings
 from b24desk.overrides import effective_config
-from b24desk.store import open_db
+from b24desk.store import journal_changes, journal_state, open_db
 
 from .blueprint import config
 from .cache import Memo, Pool
@@ -165,8 +165,6 @@ def _pass(own, pk, sc, new):
     """``(pass, journal position)``: the kept pass of ``pk`` brought up to date when the change
     journal names the tickets written since it was made (ReportPass.refresh), else ``new()``; the
     position is None when the store has no journal (the pass is then not kept)."""
-    from b24desk.store import journal_changes, journal_state
-
     got = PASSES.take(pk)
     if got is not None and sc is not None:
         rp, seq = got
@@ -175,17 +173,8 @@ def _pass(own, pk, sc, new):
             return rp, changes[0]
     state = journal_state(own.conn) if sc is not None else None  # before the read: conservative
     rp = new()
-    slim(rp)
+    rp.slim()
     return rp, (state[0] if state else None)
-
-
-def slim(rp) -> None:
-    """What a kept pass needs no more: the stored facts rows and events of its tickets (a refresh
-    re-reads those of the tickets written; the report reads only the facts derived from them)."""
-    rp.loaded.stored, rp.loaded.events = {}, {}
-    if rp.loaded.with_events is not None:
-        rp.loaded.with_events = set()
-    rp.loaded.by_key()  # what a refresh looks tickets up by, built now rather than after a write
 
 
 def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str, lang: str | None = None):

@@ -520,11 +520,10 @@ def test_groups_without_their_previous_period_keep_this_periods_values(store, gr
 def _kept_pass(db, filters=None):
     """A pass as reports/data.py keeps it (slimmed), with the journal position read before it."""
     from b24desk.store import journal_state
-    from reports.data import slim
 
     seq = journal_state(db.conn)[0]
     rp = ReportPass(db, PORTAL, *OCT, filters=filters, config=CONFIG, keep_keys=True)
-    slim(rp)
+    rp.slim()
     return rp, seq
 
 
@@ -699,12 +698,11 @@ def test_a_pass_that_did_not_list_its_counted_tickets_declines_a_write_to_one(st
     """Without ``keep_keys`` (build_report's pass) the counts are not listed ticket by ticket: a
     write to an old open ticket the pass did not read may be in them, so refresh declines."""
     from b24desk.store import journal_state
-    from reports.data import slim
 
     report(store)
     seq = journal_state(store.conn)[0]
     rp = ReportPass(store, PORTAL, *OCT, config=CONFIG)
-    slim(rp)
+    rp.slim()
     assert rp.loaded.dormant_rows and rp.loaded.dormant_keys is None
     _wake(store, get_ticket(store, PORTAL, "task", "d0"))
     store.conn.commit()

@@ -410,6 +410,15 @@ class ReportPass:
                 kept[2] = None
         return True
 
+    def slim(self) -> None:
+        """Drop what a kept pass needs no more: its tickets' stored facts rows and events (a refresh
+        re-reads those of the tickets written; reports read only the facts derived from them)."""
+        loaded = self.loaded
+        loaded.stored, loaded.events = {}, {}
+        if loaded.with_events is not None:
+            loaded.with_events = set()
+        loaded.by_key()  # what a refresh looks tickets up by, built now rather than after a write
+
     def _tallies(self) -> list:
         """Every tally this pass keeps: the period's, each group's."""
         out = [self._tally] if self._tally is not None else []
