@@ -12,6 +12,7 @@ repeat contacts are one more ``created_at`` range, read from the index alone (``
 
 from __future__ import annotations
 
+import contextlib
 import json
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
@@ -45,6 +46,28 @@ EVENT_COLUMNS = ("at", "kind", "actor_id", "field", "from_value", "to_value")
 
 # Source selectors (shared/spec/interfaces.md) -> the ticket's ``source`` column.
 SELECTOR_SOURCES = {"tasks": "task", "deals": "crm:2", "openlines": "openlines"}
+
+
+@contextlib.contextmanager
+def read_snapshot(conn):
+    """One read transaction around the block (several queries see one state of the store), unless
+    the caller already has one open (then its own)."""
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        if own:
+            conn.execute("COMMIT")
+
+
+def group_by_source(keys) -> dict:
+    """``source -> [source_id]`` of ``(source, source_id)`` keys (one query per source)."""
+    out: dict = {}
+    for source, sid in keys:
+        out.setdefault(source, []).append(sid)
+    return out
 
 
 @dataclass
@@ -137,9 +160,7 @@ class Loaded:
             if self.with_events is not None:
                 self.with_events.discard(key)
         fp = derived.fingerprint(ctx)
-        by_source: dict = {}
-        for source, sid in keys:
-            by_source.setdefault(source, []).append(sid)
+        sources_ids = group_by_source(keys)
         src_sql, src_params = source_clause(sources, "t.")
         cols = (
             ", ".join(f"t.{c}" for c in TICKET_COLUMNS)
@@ -148,7 +169,7 @@ class Loaded:
         )
         n = len(TICKET_COLUMNS)
         fresh, missing = [], []
-        for source, ids in by_source.items():
+        for source, ids in sources_ids.items():
             for row in conn.execute(
                 f"select {cols} from tickets t left join {derived.TABLE} f on f.portal = t.portal"
                 " and f.source = t.source and f.source_id = t.source_id where t.portal = ? and t.source = ?"
@@ -162,10 +183,7 @@ class Loaded:
                     self.stored[(t["source"], t["source_id"])] = row[n + 2 :]
                 else:
                     missing.append((t, row[n + 1]))
-        got: dict = {}
-        for t in fresh:
-            got.setdefault(t["source"], []).append(t["source_id"])
-        _read_events(conn, portal, got, self.events)
+        _read_events(conn, portal, group_by_source((t["source"], t["source_id"]) for t in fresh), self.events)
         if self.with_events is not None:
             self.with_events.update((t["source"], t["source_id"]) for t in fresh)
         for i, (t, ver) in enumerate(missing):
@@ -190,7 +208,7 @@ class Loaded:
             del times[i]
             if not times:
                 del history[cust]
-        for source, ids in by_source.items():
+        for source, ids in sources_ids.items():
             sql, params = history_query(portal, lo, end, sources)
             sql += " and source = ? and source_id in (select value from json_each(?))"
             for cust, created in conn.execute(sql, params + [source, json.dumps(ids)]):
@@ -198,10 +216,7 @@ class Loaded:
         return fresh, missing
 
     def _read_events(self, keys: list) -> None:
-        by_source: dict = {}
-        for source, sid in keys:
-            by_source.setdefault(source, []).append(sid)
-        _read_events(self.db.conn, self.portal, by_source, self.events)
+        _read_events(self.db.conn, self.portal, group_by_source(keys), self.events)
         self.with_events.update(keys)
 
 
@@ -358,14 +373,8 @@ def load(
     of ``ends``), and with ``dormant_keys`` those tickets are listed as well (``Loaded.dormant_keys``:
     one index row each, for a pass that is kept and refreshed)."""
     conn = db.conn
-    own_read = not conn.in_transaction
-    if own_read:  # one snapshot: the candidates and the dormant counts must not overlap
-        conn.execute("BEGIN")
-    try:
+    with read_snapshot(conn):  # one snapshot: the candidates and the dormant counts must not overlap
         out, missing, fp = _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dormant, dormant_keys)
-    finally:
-        if own_read:
-            conn.execute("COMMIT")
     if missing:  # computed now: kept for the next report (after the read, outside its snapshot)
         derived.save(db, portal, fp, missing)
     return out
@@ -383,9 +392,7 @@ def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dorma
     n = len(TICKET_COLUMNS)
     if fp is None:
         out.tickets = [dict(zip(TICKET_COLUMNS, row)) for row in cur]
-        by_source: dict = {}
-        for t in out.tickets:
-            by_source.setdefault(t["source"], []).append(t["source_id"])
+        by_source = group_by_source((t["source"], t["source_id"]) for t in out.tickets)
     else:
         ends = (start,) if ends is None else tuple(ends)
         tickets, stored, by_source = [], {}, {}
@@ -517,26 +524,18 @@ def backfill(db, portal: str, ctx: Context, after: tuple = ("", ""), batch: int 
     if not keys:
         return 0, None
     vers = {(s, i): v for s, i, v in keys}
-    by_source: dict = {}
-    for source, sid, _v in keys:
-        by_source.setdefault(source, []).append(sid)
+    sources_ids = group_by_source(vers)
     tickets, events = [], {}
     cols = ", ".join(TICKET_COLUMNS)
-    own_read = not conn.in_transaction
-    if own_read:  # the rows and their events from one snapshot
-        conn.execute("BEGIN")
-    try:
-        for source, ids in by_source.items():
+    with read_snapshot(conn):  # the rows and their events from one snapshot
+        for source, ids in sources_ids.items():
             for row in conn.execute(
                 f"select {cols} from tickets where portal = ? and source = ?"
                 " and source_id in (select value from json_each(?))",
                 [portal, source, json.dumps(ids)],
             ):
                 tickets.append(dict(zip(TICKET_COLUMNS, row)))
-        _read_events(conn, portal, by_source, events)
-    finally:
-        if own_read:
-            conn.execute("COMMIT")
+        _read_events(conn, portal, sources_ids, events)
     rows = []
     for t in tickets:
         key = (t["source"], t["source_id"])

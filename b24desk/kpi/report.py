@@ -22,7 +22,7 @@ from . import targets as targets_mod
 from .calendar import PORTAL_CALENDAR_SETTING, build_calendar, calendar_settings
 from .engine import DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Tally, Value, aggregate
 from .filters import GROUP_BY, Filters, Tree, group_key, matcher
-from .load import Loaded, load, load_people, portal_zone
+from .load import Loaded, load, load_people, portal_zone, read_snapshot
 from .periods import Period, make_period, zone
 from .presets import compare_period
 from .timedims import TIME_DIMS
@@ -345,15 +345,8 @@ class ReportPass:
             if not derived.dormant_take(loaded.dormant_rows, *counted.pop(k), loaded.dormant_ends):
                 return False  # not where it was counted: cannot tell (the caller makes a new pass)
         loaded.db = db
-        conn = db.conn
-        own_read = not conn.in_transaction
-        if own_read:
-            conn.execute("BEGIN")
-        try:
+        with read_snapshot(db.conn):
             fresh, missing = loaded.reload(changed, start, end, self.sources, self.env.ctx, self.env.repeat_window)
-        finally:
-            if own_read:
-                conn.execute("COMMIT")
         if missing:
             derived.save(db, self.portal, derived.fingerprint(self.env.ctx), missing)
         self.ctx = replace(self.env.ctx, customer_history=loaded.customer_history)
