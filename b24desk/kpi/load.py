@@ -109,15 +109,16 @@ class Loaded:
         split by the ``dims`` a filter or a group reads (derived.dormant_facts)."""
         return derived.dormant_facts(self.dormant_rows, end, dims) if self.dormant_rows else []
 
-    def prepare(self, start: int, ends) -> None:
-        """Read at once the events of every ticket whose stored facts cannot serve periods
-        starting at or after ``start`` and ending at one of ``ends`` (a weekly series)."""
+    def prepare(self, start: int, ends, tickets=None) -> None:
+        """Read at once the events of every ticket (of ``tickets``, default all) whose stored facts
+        cannot serve periods starting at or after ``start`` and ending at one of ``ends`` (a weekly
+        series)."""
         if self.with_events is None:
             return
         ends = tuple(ends)
         keys = [
             key
-            for t in self.tickets
+            for t in (self.tickets if tickets is None else tickets)
             if (key := (t["source"], t["source_id"])) not in self.with_events
             and (key not in self.stored or _needs_events(t["created_at"] or 0, self.stored[key], start, ends))
         ]
