@@ -21,6 +21,7 @@ from b24desk.kpi.calendar import WorkCalendar
 from b24desk.kpi.engine import Context, Facts, ticket_facts
 from b24desk.kpi.load import TICKET_COLUMNS, _needs_events, load
 from b24desk.kpi.report import ReportEnv, ReportPass, _facts
+from b24desk.kpi.stats import summary
 from b24desk.model import PRIORITIES, Bundle, Event, Ticket
 from b24desk.store import Store, get_ticket, mark_deleted, open_db, save_bundles, ticket_from_row
 
@@ -665,6 +666,57 @@ def test_a_tally_with_facts_taken_away_equals_one_that_never_had_them(store, see
     assert not tally.customers and not tally.by_agent and not tally.eff_agents and not tally.per_agent
 
 
+def _state(tally) -> dict:
+    """Everything a Tally holds, in an order-free form (lists sorted, facts by identity)."""
+
+    def norm(v):
+        if isinstance(v, list):
+            return sorted((id(x) if hasattr(x, "t") else x) for x in v)
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        return v
+
+    return {k: norm(v) for k, v in vars(tally).items() if k not in ("ctx", "_last")}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_tallies_merged_equal_one_tally_of_all_their_facts(store, seed):
+    """engine.Tally.merge: tallies of disjoint parts of the facts, merged, hold exactly what one
+    tally of all of them holds (every attribute, so one added later is not forgotten) and give
+    the same KPIs; the parts are left as they were."""
+    import random
+
+    from b24desk.kpi.engine import Tally
+
+    report(store)
+    rp = ReportPass(store, PORTAL, *OCT, config=CONFIG)
+    p, users = rp.period, rp.env.users
+    facts = list(rp.fc)
+    rnd = random.Random(seed)
+    rnd.shuffle(facts)
+    cuts = sorted(rnd.sample(range(1, len(facts)), 4))
+    parts = [facts[a:b] for a, b in zip([0] + cuts, cuts + [len(facts)])]
+    whole = Tally(rp.ctx)
+    whole.add(facts)
+    merged = Tally(rp.ctx)
+    tallies = []
+    for part in parts:
+        t = Tally(rp.ctx)
+        t.add(part)
+        tallies.append((t, _state(t)))
+        merged.merge(t)
+    # every attribute is merged (a count no test data makes non-zero would not show below)
+    merged_names = Tally._COUNTS + Tally._VALUES + Tally._SUMS_BY_KEY + Tally._LISTS_BY_KEY + ("eff_agents",)
+    assert sorted(merged_names) == sorted(_state(whole))
+    assert _state(merged) == _state(whole)
+    assert _values(merged.result(p.start, p.end, p.days, users)) == _values(whole.result(p.start, p.end, p.days, users))
+    assert all(_state(t) == before for t, before in tallies)
+    merged.remove(parts[0])  # a merged tally takes facts away like any other
+    rest = Tally(rp.ctx)
+    rest.add([f for part in parts[1:] for f in part])
+    assert _state(merged) == _state(rest)
+
+
 def test_a_backfill_keeps_every_tickets_facts_and_reports_then_replay_almost_nothing(store):
     """load.backfill, batch after batch, keeps the facts of every live ticket that has none; a
     report made after it replays only the tickets whose kept facts cannot tell (REPLAY), and equals
@@ -708,3 +760,75 @@ def test_a_pass_that_did_not_list_its_counted_tickets_declines_a_write_to_one(st
     store.conn.commit()
     ok, _seq, changed = _refresh(store, rp, seq)
     assert not ok and ("task", "d0") in changed
+
+
+# --- 6. the weekly series reads off only the tickets whose log goes on past a week ------------
+
+
+def _week_edges(db) -> None:
+    """Two October tickets on a week's edge (weeks start on Mondays: October 5, 12): one resolved
+    at the very moment a week ends (open as of that end), one created and resolved in a week as
+    ``normal`` and made ``high`` two weeks later (a ``normal`` filter counts it in its week only)."""
+    bundles = []
+    for sid, fix in (("w1", None), ("w2", "priority")):
+        t = Ticket(PORTAL, "task", sid, type="bug", author_id="c31", customer="c31", responsible_id="13")
+        t.created_at, t.priority = ts("2026-10-06 10:00"), "high" if fix else "normal"
+        done = ts("2026-10-12 00:00") if fix is None else ts("2026-10-08 10:00")
+        t.state, t.resolved_at, t.closed_at = "resolved", done, done
+        evs = [
+            Event(PORTAL, "task", sid, "e0", "created", t.created_at, "c31"),
+            Event(PORTAL, "task", sid, "e1", "reply", t.created_at + 3600, "13"),
+            Event(PORTAL, "task", sid, "e2", "resolved", done, "13"),
+        ]
+        if fix:
+            evs.append(
+                Event(PORTAL, "task", sid, "e3", "field_changed", ts("2026-10-20 10:00"), "13", fix, "normal", "high")
+            )
+        bundles.append(Bundle(t, evs))
+    with db.atomic():
+        save_bundles(db, bundles)
+
+
+@pytest.mark.parametrize("period", [OCT, JUN, Q3])
+@pytest.mark.parametrize("filters", [None, {"priority": "normal"}])
+def test_weekly_series_from_period_facts_equal_every_ticket_replayed_per_week(store, period, filters):
+    """The weekly series takes a ticket whose last event is before a week's end from its period
+    facts (nothing changed it since): the series equals the one that replays every ticket of the
+    window from its events week by week, while reading off few tickets per week."""
+    from b24desk.kpi.drilldown import Replay
+    from reports.query import weeks
+
+    _week_edges(store)
+    report(store, period)  # every candidate's facts kept
+    rp = ReportPass(store, PORTAL, *period, filters=filters, config=CONFIG)
+    replay = Replay.of_pass(rp)
+    bounds = weeks(rp.period.start, rp.period.end, "Europe/Moscow")
+    read = []
+    facts_of = replay.loaded.facts
+    replay.loaded.facts = lambda t, *a: read.append(t) or facts_of(t, *a)
+    fast = replay.series(bounds)
+
+    slow = Replay.of_pass(rp)
+    slow.loaded = load(store, PORTAL, *rp.window, repeat_window=rp.env.repeat_window)  # no rows: replays
+    assert not slow.loaded.stored and not slow.loaded.dormant_rows
+    expected = []
+    for start, end in bounds:  # the series' meaning, window by window
+        fs = slow.facts_between(start, end)
+        c = [f for f in fs if f.in_c]
+        r = [f for f in fs if f.in_r]
+        expected.append(
+            {
+                "start": start,
+                "end": end,
+                "created": len(c),
+                "resolved": len(r),
+                "first_response_time": summary(
+                    max(0, f.first_reply - f.t["created_at"]) for f in c if f.first_reply is not None
+                ),
+                "resolution_time": summary(f.resolution_at - f.t["created_at"] for f in r),
+            }
+        )
+    assert dump(fast) == dump(expected)
+    assert sum(w["resolved"] for w in fast) > 0 and sum(w["created"] for w in fast) > 0
+    per_week = sum(len(slow.facts_between(s, e)) for s, e in bounds)
+    assert len(read) < per_week / 2  # most tickets were not read off week by week

@@ -475,6 +475,42 @@ class Tally:
         """Take away facts added before (the same objects)."""
         self._walk(facts, -1)
 
+    _COUNTS = (
+        "n", "nA", "backlog", "overdue", "n_deadline", "team_v", "nC", "sla_n", "sla_hits", "unanswered",
+        "resolved_c", "transferred", "qualified", "nR", "fcr", "reopened", "one_touch", "callback",
+    )  # fmt: skip
+    _VALUES = (
+        "frt", "frt_b", "transfers", "res", "res_b", "interactions", "handle", "rated", "nps", "ces",
+        "work", "work_b", "wait", "wait_b",
+    )  # fmt: skip
+    _SUMS_BY_KEY = ("by_pr_c", "by_pr_c_res", "by_pr_r", "per_agent")
+    _LISTS_BY_KEY = ("customers", "by_agent")
+
+    def merge(self, other: "Tally") -> None:
+        """Add the facts of ``other`` (none of them in this tally): afterwards this tally is the one
+        that walked both sets, without walking them again (a department's from its agents', the
+        period's from its groups'). ``other`` is left as it was (nothing of it is shared)."""
+        self._last = None
+        for name in self._COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in self._VALUES:
+            getattr(self, name).extend(getattr(other, name))
+        for name in self._SUMS_BY_KEY:
+            mine = getattr(self, name)
+            for k, v in getattr(other, name).items():
+                mine[k] = mine.get(k, 0) + v
+        for agent, (active, overdue) in other.eff_agents.items():
+            pv = self.eff_agents.setdefault(agent, [0, 0])
+            pv[0] += active
+            pv[1] += overdue
+        for name in self._LISTS_BY_KEY:
+            mine = getattr(self, name)
+            for k, values in getattr(other, name).items():
+                if k in mine:
+                    mine[k].extend(values)
+                else:
+                    mine[k] = list(values)
+
     def stale(self) -> None:
         """Forget the last result: something it read besides the facts changed (the customers'
         history of ``ctx``, for repeat contacts)."""

@@ -445,7 +445,11 @@ class ReportPass:
                 self._old = aggregate(self.fp, prev.start, prev.end, prev.days, self.ctx, env.users)
             if self._tally is None:
                 self._tally = Tally(self.ctx)
-                self._tally.add(self.fc)
+                if group_by in _FROM_AGENTS:  # the groups walk the facts anyway: their sum
+                    for t in self._group_tallies("agent").values():
+                        self._tally.merge(t)
+                else:
+                    self._tally.add(self.fc)
                 self._tally_dormant = _dormant_in(self.fc)
             cur = self._tally.result(period.start, period.end, period.days, env.users)
             self._totals = _assemble(env, cur, self._old, self.targets, self.inputs)
@@ -483,16 +487,8 @@ class ReportPass:
         aggregates kept until a write touches the previous period."""
         env, period, prev = self.env, self.period, self.prev
         key = group_key(dim, env.tree)
-        kept = self._groups_kept.get(dim)
-        if kept is None:
-            parts: dict = {}
-            for f in fc:
-                parts.setdefault(key(f), []).append(f)
-            tallies = {}
-            for k, fs in parts.items():
-                tallies[k] = Tally(self.ctx)
-                tallies[k].add(fs)
-            kept = self._groups_kept[dim] = [key, tallies, None, _dormant_in(fc)]
+        tallies = self._group_tallies(dim, fc)
+        kept = self._groups_kept[dim]
         if previous and kept[2] is None:
             parts = {}
             for f in fp:
@@ -500,8 +496,41 @@ class ReportPass:
             kept[2] = {
                 k: aggregate(fs, prev.start, prev.end, prev.days, self.ctx, env.users) for k, fs in parts.items()
             }
-        cur = {k: t.result(period.start, period.end, period.days, env.users) for k, t in kept[1].items()}
+        cur = {k: t.result(period.start, period.end, period.days, env.users) for k, t in tallies.items()}
         return cur, (kept[2] if previous else None), period, prev
+
+
+    def _group_tallies(self, dim: str, fc: list | None = None) -> dict:
+        """group -> the Tally of the period's facts in it (``fc``: the facts as ``dim`` reads them,
+        default the pass's), kept for ``refresh``. A department's is the sum of its agents' (a
+        department is its agent's department: one walk of the facts serves both)."""
+        kept = self._groups_kept.get(dim)
+        if kept is not None:
+            return kept[1]
+        fc = self.fc if fc is None else fc
+        key = group_key(dim, self.env.tree)
+        tallies: dict = {}
+        if dim == "department":
+            department_of = self.env.tree.department_of
+            for agent, t in self._group_tallies("agent").items():
+                k = department_of(agent)
+                if k not in tallies:
+                    tallies[k] = Tally(self.ctx)
+                tallies[k].merge(t)
+        else:
+            parts: dict = {}
+            for f in fc:
+                parts.setdefault(key(f), []).append(f)
+            for k, fs in parts.items():
+                tallies[k] = Tally(self.ctx)
+                tallies[k].add(fs)
+        self._groups_kept[dim] = [key, tallies, None, _dormant_in(fc)]
+        return tallies
+
+
+# group-bys whose groups hold every fact of the period once, from the agents' tallies: the
+# period's tally is their sum
+_FROM_AGENTS = ("agent", "department")
 
 
 def _dormant_in(facts: list) -> list:
