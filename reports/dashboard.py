@@ -453,16 +453,16 @@ def build(db, viewer: Viewer, args, token: str) -> dict:
     # One engine pass for the reports and charts of this query (data.page).
     openlines = wide and OPENLINES in data.distinct(db, viewer.portal, "source")
     group_bys = ("agent", "department") if wide else (None,)
-    pg = data.page(db, viewer.portal, q, scoped.filters, group_bys)
+    team_filters = None
+    if not wide and viewer.departments:  # their team's totals beside their own, from the same pass
+        team_filters = scope_query(
+            viewer, {k: v for k, v in q.filters.items() if k != "agent"}, None, db=db, want="team"
+        ).filters
+    pg = data.page(db, viewer.portal, q, scoped.filters, group_bys, team=team_filters)
     if wide:
         rep, deps = pg["reports"]["agent"], pg["reports"]["department"]
     else:
-        rep, deps = pg["reports"][None], None
-        if viewer.departments:
-            team_scope = scope_query(
-                viewer, {k: v for k, v in q.filters.items() if k != "agent"}, None, db=db, want="team"
-            )
-            team = data.report(db, viewer.portal, q, team_scope.filters)
+        rep, deps, team = pg["reports"][None], None, pg.get("team")
     drill = can_drill(viewer, scoped)
     cards = present.cards(rep, lang, present.directions_from_config(cfg), team)
     for c in cards:

@@ -15,6 +15,7 @@ import time
 from flask import current_app, g
 
 from b24desk.kpi.drilldown import Replay
+from b24desk.kpi.filters import Filters
 from b24desk.kpi.formats import render, to_xlsx
 from b24desk.kpi.load import load_people
 from b24desk.kpi.report import ReportPass, paused_gc, report_settings
@@ -209,19 +210,34 @@ def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt
     return _get(key, compute, exact=True, scope=sc)
 
 
-def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: bool = False) -> dict:
+def page(
+    db, portal: str, q: Query, filters: dict, group_bys: tuple, *, team: dict | None = None, exact: bool = False
+) -> dict:
     """What a dashboard shows for one query, from one engine pass: ``{"reports": {group_by:
     report}, "charts": {series, tz, frt, resolution}}`` (weekly series and the FRT / resolution
     per-ticket durations come from the same replay as the report). The groups carry this period's
-    values only (``previous`` null): the page's group tables show no comparison."""
+    values only (``previous`` null): the page's group tables show no comparison. With ``team``
+    (an agent's team filters), also ``"team"``: the team's report, from the same load and replay
+    when both select the same sources (ReportPass.narrow), else from its own pass."""
     cfg, settings = _inputs(db, portal)
     group_bys = tuple(group_bys)
+    mine = engine_filters(filters)
+    theirs = engine_filters(team) if team is not None else None
 
     def compute(own):
         with paused_gc():
-            rp = ReportPass(
-                own, portal, q.date_from, q.date_to, filters=engine_filters(filters), config=cfg, compare=q.compare
-            )
+            out = {}
+            if theirs is not None and Filters.of(mine).sources() == Filters.of(theirs).sources():
+                sources = {"source": mine["source"]} if "source" in mine else None
+                base = ReportPass(own, portal, q.date_from, q.date_to, filters=sources, config=cfg, compare=q.compare)
+                rp = base.narrow(mine)
+                out["team"] = base.narrow(theirs).report(None)
+            else:
+                rp = ReportPass(own, portal, q.date_from, q.date_to, filters=mine, config=cfg, compare=q.compare)
+                if theirs is not None:
+                    out["team"] = ReportPass(
+                        own, portal, q.date_from, q.date_to, filters=theirs, env=rp.env, compare=q.compare
+                    ).report(None)
             # the page's group tables show this period's values only (dashboard._group_table)
             reports = {gb: rp.report(gb, group_previous=False) for gb in group_bys}
             replay = Replay.of_pass(rp)
@@ -232,9 +248,9 @@ def page(db, portal: str, q: Query, filters: dict, group_bys: tuple, *, exact: b
                 "frt": sorted(replay.durations("first_response_time")),
                 "resolution": sorted(replay.durations("resolution_time")),
             }
-        return {"reports": reports, "charts": charts}
+        return dict(out, reports=reports, charts=charts)
 
-    key = ("page", portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_bys, settings)
+    key = ("page", portal, q.date_from, q.date_to, q.compare, mine, group_bys, theirs, settings)
     return _get(key, compute, exact=exact, scope=scope(portal, q, cfg))
 
 

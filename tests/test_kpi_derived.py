@@ -717,6 +717,30 @@ def test_tallies_merged_equal_one_tally_of_all_their_facts(store, seed):
     assert _state(merged) == _state(rest)
 
 
+@pytest.mark.parametrize("sources", [None, {"source": "tasks"}])
+def test_a_pass_narrowed_to_filters_equals_a_pass_made_with_them(store, sources):
+    """ReportPass.narrow: a pass that filters only the sources, narrowed to an agent, a department,
+    a priority (dormant counts split by it), a type with an agent, gives the same report (totals,
+    groups) as a pass made with those filters; the first pass is left as it was; a narrowed pass
+    is never refreshed, and a filtered pass or other sources cannot be narrowed."""
+    report(store)
+    base = ReportPass(store, PORTAL, *OCT, filters=sources, config=CONFIG)
+    before = dump(base.report("agent"))
+    cases = [{"agent": AGENT}, {"department": "2"}, {"priority": "normal"}, {"type": "bug", "agent": "13"}]
+    for extra in cases:
+        filters = dict(sources or {}, **extra)
+        narrowed = base.narrow(filters)
+        made = ReportPass(store, PORTAL, *OCT, filters=filters, config=CONFIG)
+        for group_by in (None, "priority", "week"):
+            assert dump(narrowed.report(group_by)) == dump(made.report(group_by)), (filters, group_by)
+        assert narrowed.narrowed and not narrowed.refresh(store, {("task", "1"): 0})
+    assert dump(base.report("agent")) == before
+    with pytest.raises(ValueError):
+        base.narrow({"source": "deals"})
+    with pytest.raises(ValueError):
+        base.narrow(cases[0]).narrow(cases[1])
+
+
 def test_a_backfill_keeps_every_tickets_facts_and_reports_then_replay_almost_nothing(store):
     """load.backfill, batch after batch, keeps the facts of every live ticket that has none; a
     report made after it replays only the tickets whose kept facts cannot tell (REPLAY), and equals

@@ -271,6 +271,25 @@ def test_dashboard_languages_and_agent_page(client, desk):
     assert client.get(f"/reports/dashboard?{page_period(desk)}&agent={desk.heads[2]}&t={en}").status_code == 403
 
 
+def test_agent_dashboard_cards_show_own_and_team_figures_of_the_engine(client, desk):
+    """An agent's cards: their own figures and their team's (department 2) beside them, from one
+    engine pass narrowed twice (ReportPass.narrow); each equals build_report with those filters."""
+    from b24desk.text import present
+
+    mine = next(a for a, dep in desk.agents.items() if dep == 2)
+    tok = token_of(client, desk, mine, lang="en")
+    html = client.get(f"/reports/dashboard?{page_period(desk)}&t={tok}").get_data(as_text=True)
+    own = engine(desk, filters={"agent": str(mine)})["kpis"]
+    team = engine(desk, filters={"department": "2"})["kpis"]
+    assert own["tickets_total"]["value"] < team["tickets_total"]["value"]  # two different figures
+    for key in ("tickets_total", "resolved_count", "backlog", "fcr_share"):
+        card = re.search(rf'<div class="card[^"]*" data-kpi="{key}".*?<div class="team">(.*?)</div>', html, re.S)
+        assert card, key
+        value = re.search(r'<div class="value">(.*?)(?:<small|</div>)', card.group(0), re.S).group(1).strip()
+        assert value == present.fmt_value(key, own[key]["value"], "en"), key
+        assert card.group(1) == f"Team: {present.fmt_value(key, team[key]['value'], 'en')}", key
+
+
 def test_ticket_card_escapes_and_is_scoped(client, desk):
     tok = token_of(client, desk, desk.admin, placement="TASK_VIEW_TAB", options=json.dumps({"taskId": desk.xss_task}))
     r = client.get(f"/reports/ticket?source=task&id={desk.xss_task}&t={tok}")

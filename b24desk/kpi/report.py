@@ -9,6 +9,7 @@ computed on November 1 and one computed in December are identical.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import json
 from dataclasses import replace
@@ -318,6 +319,31 @@ class ReportPass:
         self._tally = None  # the period's Tally (engine.py), once computed
         # group_by -> [key, {group: Tally}, {group: previous aggregate}, the dormant facts in them]
         self._groups_kept: dict = {}
+        self.narrowed = False  # made by narrow() from another pass's load
+
+    def narrow(self, filters) -> "ReportPass":
+        """The pass of the same periods for ``filters``, from this pass's load and facts: no second
+        load or replay (an agent's own figures and their team's totals on one page). This pass must
+        filter nothing but the sources, and ``filters`` must select the same sources: a ticket's
+        facts do not depend on the filters, so keeping those ``filters`` match is the same as a
+        pass made with them."""
+        filters = Filters.of(filters)
+        if self.keep is not None or filters.sources() != self.sources or bool(filters.source) != bool(self.sources):
+            raise ValueError("narrow: this pass filters more than the sources, or the sources differ")
+        rp = copy.copy(self)
+        env = self.env
+        rp.filters = filters
+        rp.keep = keep = matcher(filters, env.tree)
+        rp.targets = env.targets_for(agent=filters.single("agent"), department=filters.single("department"))
+        rp.dims = tuple(d for d in derived.DORMANT_DIMS if d != "source" and getattr(filters, d))
+        if keep is not None:
+            rp.tickets_c = [f for f in self.tickets_c if keep(f)]
+            rp.tickets_p = [f for f in self.tickets_p if keep(f)]
+        rp.fc, rp.fp = rp.facts_for(None)
+        rp._totals = rp._old = rp._tally = None
+        rp._groups_kept = {}
+        rp.narrowed = True  # shares this pass's load: never refreshed (a refresh rewrites the load)
+        return rp
 
     def refresh(self, db, changed: dict) -> bool:
         """Bring this pass up to date with the tickets written since it was made: ``changed`` maps
@@ -328,8 +354,8 @@ class ReportPass:
         leaves its count and is read from then on. False when the counts do not hold it where
         derived.dormant_keys said (the caller makes a new pass)."""
         loaded = self.loaded
-        if loaded.db is None:
-            return False  # contradictory filters: nothing was read
+        if loaded.db is None or self.narrowed:
+            return False  # contradictory filters (nothing was read), or another pass's load
         start, end = self.window
         read = loaded.by_key()
         # a written ticket this pass counted in SQL (derived.dormant) leaves its count: it is read
@@ -498,7 +524,6 @@ class ReportPass:
             }
         cur = {k: t.result(period.start, period.end, period.days, env.users) for k, t in tallies.items()}
         return cur, (kept[2] if previous else None), period, prev
-
 
     def _group_tallies(self, dim: str, fc: list | None = None) -> dict:
         """group -> the Tally of the period's facts in it (``fc``: the facts as ``dim`` reads them,
