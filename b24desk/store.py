@@ -771,3 +771,44 @@ def m_kpi_facts_001(db: Database) -> None:
     )
     facts_triggers(db)
     facts_placeholders(db)
+
+
+# what the report filters offer (reports/data.py distinct): these columns' distinct combinations
+VALUE_COLUMNS = ("source", "type", "channel", "line")
+_VALUE_EXPRS = tuple(f"coalesce({c}, '')" for c in VALUE_COLUMNS)
+
+
+@migrations()
+def m_tickets_values_001(db: Database) -> None:
+    """The distinct (source, type, channel, line) of a portal's live tickets, read by skipping
+    from one to the next in this index (:func:`distinct_values`): a few dozen seeks instead of a
+    scan of every ticket (0.3 s at 1M tickets, on every filter bar after a write)."""
+    if "tickets" not in db.table_names():
+        return
+    db.execute(
+        f"CREATE INDEX IF NOT EXISTS tickets_values ON tickets (portal, {', '.join(_VALUE_EXPRS)})"
+        " WHERE coalesce(deleted, 0) = 0"
+    )
+
+
+def distinct_values(conn, portal: str) -> list[tuple]:
+    """Each distinct ``VALUE_COLUMNS`` combination of the portal's live tickets (None as ''), in
+    order: from one combination to the next by an index seek (tickets_values), the last column
+    first, then the one before it... (a loose index scan SQLite does not do by itself)."""
+    live = "portal = ? and coalesce(deleted, 0) = 0"
+    every = ", ".join(_VALUE_EXPRS)
+    row = conn.execute(f"select {every} from tickets where {live} order by {every} limit 1", [portal]).fetchone()
+    out = []
+    while row is not None:
+        out.append(row)
+        cur, row = row, None
+        for k in range(len(_VALUE_EXPRS) - 1, -1, -1):  # the next value of column k, those before equal
+            same = "".join(f" and {e} = ?" for e in _VALUE_EXPRS[:k])
+            rest = ", ".join(_VALUE_EXPRS[k:])
+            row = conn.execute(
+                f"select {every} from tickets where {live}{same} and {_VALUE_EXPRS[k]} > ? order by {rest} limit 1",
+                [portal, *cur[:k], cur[k]],
+            ).fetchone()
+            if row is not None:
+                break
+    return out

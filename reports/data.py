@@ -20,7 +20,7 @@ from b24desk.kpi.formats import render, to_xlsx
 from b24desk.kpi.load import load_people
 from b24desk.kpi.report import ReportPass, paused_gc, report_settings
 from b24desk.overrides import effective_config
-from b24desk.store import journal_changes, journal_state, open_db
+from b24desk.store import VALUE_COLUMNS, distinct_values, journal_changes, journal_state, open_db
 
 from .blueprint import config
 from .cache import Memo, Pool
@@ -271,7 +271,7 @@ def people(db, portal: str) -> tuple[dict, dict]:
     return _get(("people", portal), lambda own: load_people(own, portal), figures=False, scope=whole(portal))
 
 
-DISTINCT_COLUMNS = ("source", "type", "channel", "line")
+DISTINCT_COLUMNS = VALUE_COLUMNS
 
 
 def distinct(db, portal: str, column: str) -> list[str]:
@@ -281,10 +281,7 @@ def distinct(db, portal: str, column: str) -> list[str]:
 
     def compute(own):
         out = {c: set() for c in DISTINCT_COLUMNS}
-        for row in own.execute(
-            "select distinct source, type, channel, line from tickets where portal = ? and coalesce(deleted, 0) = 0",
-            [portal],
-        ).fetchall():
+        for row in distinct_values(own.conn, portal):
             for c, v in zip(DISTINCT_COLUMNS, row):
                 if v not in (None, ""):
                     out[c].add(str(v))

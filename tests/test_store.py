@@ -64,3 +64,50 @@ def test_two_processes_migrate_a_fresh_store_once(tmp_path):
     names = [r["name"] for r in db.query("select name from _sqlite_migrations")]
     assert len(names) == len(set(names))
     db.conn.close()
+
+
+def test_distinct_values_skip_through_the_index_and_equal_a_full_scan(db):
+    """store.distinct_values (the filter bar's sources, types, channels, lines): every combination
+    of the portal's live tickets, None and '' alike, deleted tickets and other portals left out,
+    the same as a scan of the whole table, and read by seeks in ``tickets_values``."""
+    import itertools
+    import random
+
+    from b24desk.store import distinct_values
+
+    rnd = random.Random(5)
+    values = {
+        "source": ["task", "crm:2", "openlines", "crm:1038"],
+        "type": [None, "", "bug", "question", "7"],
+        "channel": [None, "", "telegrambot", "livechat"],
+        "line": [None, "", "1", "12"],
+    }
+    rows = []
+    for i in range(600):
+        combo = {c: rnd.choice(v) for c, v in values.items()}
+        rows.append(
+            dict(
+                combo,
+                portal=rnd.choice(["p1", "p1", "p1", "p2"]),
+                source_id=str(i),
+                deleted=1 if rnd.random() < 0.1 else rnd.choice([None, 0]),
+            )
+        )
+    db["tickets"].insert_all(rows, alter=True)
+    scan = sorted(
+        db.execute(
+            "select distinct coalesce(source, ''), coalesce(type, ''), coalesce(channel, ''), coalesce(line, '')"
+            " from tickets where portal = 'p1' and coalesce(deleted, 0) = 0"
+        ).fetchall()
+    )
+    got = distinct_values(db.conn, "p1")
+    assert got == scan and len(got) > 50  # in order, each once
+    assert set(got) < set(itertools.product(*[[x or "" for x in v] for v in values.values()]))
+    assert distinct_values(db.conn, "nobody") == []
+    plan = db.execute(
+        "explain query plan select 1 from tickets where portal = ? and coalesce(deleted, 0) = 0"
+        " and coalesce(source, '') = ? and coalesce(type, '') > ? order by coalesce(type, ''), coalesce(channel, ''),"
+        " coalesce(line, '') limit 1",
+        ["p1", "task", ""],
+    ).fetchall()
+    assert "tickets_values" in str(plan)
