@@ -212,6 +212,28 @@ def open_rows_complete(conn, portal: str) -> bool:
     return row[0] == row[1]
 
 
+def open_now(conn, portal: str, fp: str, start: int, end: int, src_sql: str, src_params: list) -> tuple[list, list]:
+    """The tickets open now (their row says so), for the dashboard's "now" panel as of ``end``:
+    those kept under ``fp`` as open and untouched since before ``start`` come as
+    ``(source, source_id, created_at, resp_end, priority, type, channel, line, first_reply,
+    deadline)``, the columns :func:`read_off` would give them (the facts of their whole log), from
+    this table alone; the keys of the others (no facts kept, kept with a closed state, an event
+    since ``start``) come apart, to be read off or replayed as before. ``src_sql`` is on ``f.``."""
+    sql = (
+        "select f.source, f.source_id, f.created_at, f.resp_end, f.priority, f.type, f.channel, f.line,"
+        " f.first_reply, f.deadline, f.ctx = ? and f.state = 'open' and coalesce(f.last_at, -1) < ?"
+        f" from {TABLE} f indexed by ticket_facts_open where f.portal = ? and f.closed_at is null"
+        f" and f.created_at < ? and coalesce(f.deleted, 0) = 0{src_sql}"
+    )
+    kept, others = [], []
+    for row in conn.execute(sql, [fp, start, portal, end] + src_params):
+        if row[10]:
+            kept.append(row[:10])
+        else:
+            others.append((row[0], row[1]))
+    return kept, others
+
+
 _DORMANT_WHERE = (
     "f.portal = ? and f.closed_at is null and f.ctx = ? and f.state = 'open'"
     " and coalesce(f.last_at, -1) < ? and f.created_at < ? and coalesce(f.deleted, 0) = 0"
