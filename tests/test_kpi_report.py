@@ -346,6 +346,21 @@ def test_tickets_closed_in_the_window_are_read_by_closed_at_whatever_the_statist
         closed = sql.split(" union all ")[1]
         plan = [r[3] for r in db.execute("explain query plan " + closed, params[3:6]).fetchall()]
         assert "closed_at>?" in plan[0], plan
+    # a kept pass re-reads written tickets by their key, not by a range of created_at
+    from b24desk.kpi.report import ReportPass
+
+    rp = ReportPass(db, PORTAL, *OCT, config=CONFIG, keep_keys=True)
+    said = []
+    db.conn.set_trace_callback(said.append)
+    try:
+        assert rp.refresh(db, {("task", "1"): ts("2026-10-05 10:00")})
+    finally:
+        db.conn.set_trace_callback(None)
+    by_key = [q for q in said if "json_each" in q and "from tickets" in q]
+    assert len(by_key) >= 2  # the tickets and their customers' history
+    for q in by_key:
+        plan = " ".join(r[3] for r in db.execute("explain query plan " + q).fetchall())
+        assert "sqlite_autoindex_tickets_1" in plan and "created_at<" not in plan, plan
 
 
 # --- targets and status -----------------------------------------------------------------------

@@ -175,7 +175,10 @@ class Loaded:
                 f"select {cols} from tickets t left join {derived.TABLE} f on f.portal = t.portal"
                 " and f.source = t.source and f.source_id = t.source_id where t.portal = ? and t.source = ?"
                 " and t.source_id in (select value from json_each(?)) and coalesce(t.deleted, 0) = 0"
-                f" and t.created_at < ? and (t.created_at >= ? or t.closed_at is null or t.closed_at >= ?){src_sql}",
+                # by key: ``+`` keeps the planner off the created_at index (ANALYZE's statistics of a
+                # one-portal store made it read every ticket created before ``end``, 0.5 s at 1M)
+                " and +t.created_at < ?"
+                f" and (+t.created_at >= ? or +t.closed_at is null or +t.closed_at >= ?){src_sql}",
                 [portal, source, json.dumps(ids), end, start, start] + src_params,
             ):
                 t = dict(zip(TICKET_COLUMNS, row[:n]))
@@ -210,7 +213,7 @@ class Loaded:
             if not times:
                 del history[cust]
         for source, ids in sources_ids.items():
-            sql, params = history_query(portal, lo, end, sources)
+            sql, params = history_query(portal, lo, end, sources, by_key=True)
             sql += " and source = ? and source_id in (select value from json_each(?))"
             for cust, created in conn.execute(sql, params + [source, json.dumps(ids)]):
                 insort(history.setdefault(cust, []), created)
@@ -342,12 +345,15 @@ def candidate_query(
     return sql, params
 
 
-def history_query(portal: str, start: int, end: int, sources=None) -> tuple[str, list]:
-    """SQL + params for (customer, created_at) of the tickets created in ``[start, end)``."""
+def history_query(portal: str, start: int, end: int, sources=None, *, by_key: bool = False) -> tuple[str, list]:
+    """SQL + params for (customer, created_at) of the tickets created in ``[start, end)``; with
+    ``by_key`` the caller adds a condition on the key and the range is checked row by row (``+``),
+    so the planner seeks the keys instead of reading the range (Loaded.reload)."""
     src_sql, src_params = source_clause(sources)
+    col = "+created_at" if by_key else "created_at"
     return (
-        f"select customer, created_at from tickets where portal = ? and created_at >= ?"
-        f" and created_at < ? and customer is not null and coalesce(deleted, 0) = 0{src_sql}",
+        f"select customer, created_at from tickets where portal = ? and {col} >= ?"
+        f" and {col} < ? and customer is not null and coalesce(deleted, 0) = 0{src_sql}",
         [portal, start, end] + src_params,
     )
 
