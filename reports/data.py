@@ -217,27 +217,42 @@ def page(
     report}, "charts": {series, tz, frt, resolution}}`` (weekly series and the FRT / resolution
     per-ticket durations come from the same replay as the report). The groups carry this period's
     values only (``previous`` null): the page's group tables show no comparison. With ``team``
-    (an agent's team filters), also ``"team"``: the team's report, from the same load and replay
-    when both select the same sources (ReportPass.narrow), else from its own pass."""
+    (an agent's team filters), also ``"team"``: the team's report.
+
+    The pass is the kept pass of the query's sources (PASSES, shared with ``/api/kpi``: after a
+    write it re-reads only the tickets written, ReportPass.refresh), narrowed to the viewer's
+    filters and to their team's (ReportPass.narrow); when the team selects other sources, two
+    passes of their own."""
     cfg, settings = _inputs(db, portal)
     group_bys = tuple(group_bys)
     mine = engine_filters(filters)
     theirs = engine_filters(team) if team is not None else None
+    sc = scope(portal, q, cfg)
+    sources = {"source": mine["source"]} if "source" in mine else {}
+    pk = _pass_key(portal, q, sources, settings)  # here: a background recompute has no app context
 
     def compute(own):
         with paused_gc():
-            out = {}
-            if theirs is not None and Filters.of(mine).sources() == Filters.of(theirs).sources():
-                sources = {"source": mine["source"]} if "source" in mine else None
-                base = ReportPass(own, portal, q.date_from, q.date_to, filters=sources, config=cfg, compare=q.compare)
-                rp = base.narrow(mine)
-                out["team"] = base.narrow(theirs).report(None)
+            out, kept = {}, None
+            if theirs is None or Filters.of(mine).sources() == Filters.of(theirs).sources():
+                base, seq = _pass(
+                    own,
+                    pk,
+                    sc,
+                    lambda: ReportPass(
+                        own, portal, q.date_from, q.date_to, filters=sources, config=cfg, compare=q.compare,
+                        keep_keys=True,
+                    ),
+                )  # fmt: skip
+                kept = (pk, base, seq)
+                rp = base.narrow(mine) if mine != sources else base
+                if theirs is not None:
+                    out["team"] = base.narrow(theirs).report(None)
             else:
                 rp = ReportPass(own, portal, q.date_from, q.date_to, filters=mine, config=cfg, compare=q.compare)
-                if theirs is not None:
-                    out["team"] = ReportPass(
-                        own, portal, q.date_from, q.date_to, filters=theirs, env=rp.env, compare=q.compare
-                    ).report(None)
+                out["team"] = ReportPass(
+                    own, portal, q.date_from, q.date_to, filters=theirs, env=rp.env, compare=q.compare
+                ).report(None)
             # the page's group tables show this period's values only (dashboard._group_table)
             reports = {gb: rp.report(gb, group_previous=False) for gb in group_bys}
             replay = Replay.of_pass(rp)
@@ -248,10 +263,12 @@ def page(
                 "frt": sorted(replay.durations("first_response_time")),
                 "resolution": sorted(replay.durations("resolution_time")),
             }
+        if kept is not None and kept[2] is not None:
+            PASSES.put(kept[0], (kept[1], kept[2]))
         return dict(out, reports=reports, charts=charts)
 
     key = ("page", portal, q.date_from, q.date_to, q.compare, mine, group_bys, theirs, settings)
-    return _get(key, compute, exact=exact, scope=scope(portal, q, cfg))
+    return _get(key, compute, exact=exact, scope=sc)
 
 
 def members(db, portal: str, q: Query, filters: dict, kpi: str) -> list[dict]:

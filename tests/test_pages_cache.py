@@ -8,6 +8,7 @@ max staleness, or for exact callers (/api/kpi, exports), the request computes sy
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sqlite3
 import threading
@@ -482,6 +483,62 @@ def test_the_api_after_writes_inside_the_period_refreshes_its_kept_pass_and_stay
     third = _api(c, q, auth)
     assert kept_passes() != [rp]  # people changed: the journal cannot name tickets, a new pass
     assert third == from_nothing()
+
+
+def test_a_page_after_writes_inside_its_period_refreshes_the_pass_the_api_keeps(seeded):
+    """A dashboard's data (reports/data.py page) comes from the kept pass of its sources, the same
+    pass ``/api/kpi`` keeps: after writes inside the period it is refreshed, not made anew, and the
+    page (totals, groups, weekly series, durations; an agent's own and team figures narrowed from
+    it) equals the page computed from nothing."""
+    from reports.query import Query
+
+    app, token, portal, now, path = seeded
+    data.PASSES.clear()
+    c = app.test_client()
+    frm = time.strftime("%Y-%m-%d", time.gmtime(now - 20 * 86400))
+    to = time.strftime("%Y-%m-%d", time.gmtime(now + 2 * 86400))
+    q = Query(frm, to, tz="UTC")
+    cases = [({}, ("agent", "department"), None), ({"agent": "201"}, (None,), {"department": "3"})]
+
+    def pages():
+        with app.test_request_context():
+            db = open_db(path)
+            try:
+                return [data.page(db, portal, q, f, gbs, team=team, exact=True) for f, gbs, team in cases]
+            finally:
+                db.conn.close()
+
+    def kept_passes():
+        return [rp for rp, _seq in data.PASSES.values()]
+
+    pages()
+    (rp,) = kept_passes()  # one pass for both pages: the agent's narrowed from it
+    _api(c, f"from={frm}&to={to}", {"Authorization": f"Bearer {token}"})
+    assert kept_passes() == [rp]  # and the API's answer too
+    _add_ticket(path, portal, now - 3600)
+    db = open_db(path)
+    sid = db.execute(
+        "select source_id from tickets where portal = ? and created_at >= ? and source_id != '999999' limit 1",
+        [portal, now - 10 * 86400],
+    ).fetchone()[0]
+    with db.atomic():
+        db.execute(
+            "update tickets set priority = 'critical', responsible_id = '201' where portal = ? and source = 'task'"
+            " and source_id = ?",
+            [portal, sid],
+        )
+        db["events"].insert(
+            Event(portal, "task", sid, "h:y", "reply", now - 1800, "201").row(),
+            pk=("portal", "source", "source_id", "key"),
+            replace=True,
+        )
+    db.conn.close()
+    refreshed = pages()
+    assert kept_passes() == [rp]  # refreshed, not made anew
+    assert refreshed[1]["team"]["kpis"]["tickets_total"]["value"] > 0
+    data.MEMO.clear()
+    data.PASSES.clear()
+    assert json.dumps(refreshed, sort_keys=True, default=str) == json.dumps(pages(), sort_keys=True, default=str)
 
 
 def test_the_pass_pool_holds_a_bounded_number_of_tickets():

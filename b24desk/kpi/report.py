@@ -430,10 +430,11 @@ class ReportPass:
         return True
 
     def slim(self) -> None:
-        """Drop what a kept pass needs no more: its tickets' stored facts rows and events (a refresh
-        re-reads those of the tickets written; reports read only the facts derived from them)."""
+        """Drop what a kept pass needs no more: its tickets' events (a refresh re-reads those of the
+        tickets written; reports read only the facts derived from them). The stored facts rows stay:
+        a dashboard's weekly series reads tickets off them as of each week's end (Replay.series)."""
         loaded = self.loaded
-        loaded.stored, loaded.events = {}, {}
+        loaded.events = {}
         if loaded.with_events is not None:
             loaded.with_events = set()
         loaded.by_key()  # what a refresh looks tickets up by, built now rather than after a write
