@@ -18,6 +18,7 @@ from b24desk.kpi.drilldown import Replay
 from b24desk.kpi.filters import Filters
 from b24desk.kpi.formats import render, to_xlsx
 from b24desk.kpi.load import load_people
+from b24desk.kpi.now import now_items
 from b24desk.kpi.report import ReportPass, paused_gc, report_settings
 from b24desk.overrides import effective_config
 from b24desk.store import VALUE_COLUMNS, distinct_values, journal_changes, journal_state, open_db
@@ -327,10 +328,6 @@ def tickets_by_key(db, portal: str, keys: list[tuple[str, str]]) -> dict:
     return {(r[0], r[1]): {"title": r[2], "url": r[3], "responsible_id": r[4]} for r in rows}
 
 
-NOW_ITEMS = ("open", "unassigned", "no_reply", "at_risk", "oldest")
-RISK_WINDOW = 2 * 3600  # "at risk": the effective deadline falls within the next 2 hours
-
-
 def now_state(db, portal: str, filters: dict, now: int | None = None) -> dict:
     """The "now" panel: tickets open at this moment, replayed by the engine as of now (so the
     effective deadline, own or the SLA target's, and the first reply are what the KPIs use),
@@ -343,89 +340,12 @@ def now_state(db, portal: str, filters: dict, now: int | None = None) -> dict:
     def compute(own):
         t = int(time.time()) if now is None else now
         with paused_gc():
-            return _now_items(own, portal, engine_filters(filters), cfg, t - t % 60)
+            return now_items(own, portal, engine_filters(filters), cfg, t - t % 60)
 
     path = _db_path()
     return MEMO.lookup(
         path, ("now", portal, engine_filters(filters), cfg), _own_db(path, compute), ttl=60, versioned=False
     ).value
-
-
-def _now_items(own, portal: str, filters: dict, cfg: dict, minute: int) -> dict:
-    from b24desk.kpi import derived
-    from b24desk.kpi.filters import Filters, matcher
-    from b24desk.kpi.load import Loaded, load, read_snapshot, source_clause
-    from b24desk.kpi.report import ReportEnv
-
-    env = ReportEnv(own, portal, cfg)
-    f = Filters.of(filters)
-    keep = matcher(f, env.tree)
-    end = minute + 60
-    items = {k: [] for k in NOW_ITEMS}
-
-    def add(source, source_id, created_at, resp_end, priority, first_reply, deadline) -> None:
-        r = {
-            "source": source,
-            "source_id": source_id,
-            "responsible": resp_end,
-            "priority": priority,
-            "created_at": created_at,
-            "state": "open",
-            "hit": None,
-        }
-        age = max(0, minute - (created_at or minute))
-        items["open"].append(dict(r, value=age))
-        if not resp_end:
-            items["unassigned"].append(dict(r, value=age))
-        if first_reply is None:
-            items["no_reply"].append(dict(r, value=age))
-        if deadline is not None and minute <= deadline < minute + RISK_WINDOW:
-            items["at_risk"].append(dict(r, value=deadline - minute))
-
-    sources = f.sources()
-    if f.source and not sources:
-        tickets, loaded = [], None  # contradictory source filters
-    elif derived.open_rows_complete(own.conn, portal):
-        # the open tickets kept as open and untouched since before ``end - 1``: their kept facts
-        # as they are (kpi/derived.py open_now); the others read off or replayed as before
-        src_sql, src_params = source_clause(sources, "f.")
-        fp = derived.fingerprint(env.ctx)
-        with read_snapshot(own.conn):
-            kept, others = derived.open_now(own.conn, portal, fp, end - 1, end, src_sql, src_params)
-            loaded = Loaded(db=own, portal=portal)
-            tickets, missing = loaded.reload({k: end - 1 for k in others}, end - 1, end, sources, env.ctx, 0)
-        if missing:
-            derived.save(own, portal, fp, missing)
-        for row in kept:
-            if keep is None or keep(_Kept(row)):
-                add(row[0], row[1], row[2], row[3], row[4], row[8], row[9])
-    else:
-        # the open tickets as of ``end``, each from its kept facts where they tell; the loader's
-        # window [end - 1, end) also brings those closed in that second: left out below
-        loaded = load(own, portal, end - 1, end, sources=sources, repeat_window=0, ctx=env.ctx, ends=(end,))
-        tickets = loaded.tickets
-    for t in tickets:
-        if t["closed_at"] is not None:
-            continue
-        fact = loaded.facts(t, end - 1, end, env.ctx)
-        if fact is None or not fact.open_at_end or (keep is not None and not keep(fact)):
-            continue
-        add(t["source"], t["source_id"], t["created_at"], fact.resp_end, fact.priority, fact.first_reply, fact.deadline)
-    for k in ("open", "unassigned", "no_reply"):  # the oldest first (ties by key: one order)
-        items[k].sort(key=lambda r: (-(r["value"] or 0), r["source"], r["source_id"]))
-    items["at_risk"].sort(key=lambda r: (r["value"], r["source"], r["source_id"]))
-    items["oldest"] = items["open"][:1]
-    return {"items": items, "now": minute}
-
-
-class _Kept:
-    """What the filters read of a ticket (kpi/filters.py matcher), from a derived.open_now row."""
-
-    __slots__ = ("resp_end", "priority", "type", "t")
-
-    def __init__(self, row):
-        self.resp_end, self.priority, self.type = row[3], row[4], row[5]
-        self.t = {"channel": row[6], "line": row[7]}
 
 
 def closed_at(db, portal: str, keys: list[tuple[str, str]]) -> dict:

@@ -464,7 +464,7 @@ def _now_reference(db, minute: int) -> dict:
 def test_now_panel_reads_kept_facts_and_equals_the_replay(store):
     """The dashboard's "now" panel (reports/data.py) takes the open tickets' facts from the kept
     rows: cold, warm and after a write it lists the same tickets as a replay of every open one."""
-    from reports.data import _now_items
+    from b24desk.kpi.now import now_items as _now_items
 
     (deadline,) = store.execute(  # a minute with an open ticket's deadline in the next two hours
         "select deadline from tickets where portal = ? and closed_at is null and deadline > ? order by deadline",
@@ -493,7 +493,7 @@ def test_now_panel_from_kept_rows_equals_every_open_ticket_read_the_long_way(sto
     """The "now" panel takes the open tickets kept as open and untouched from ticket_facts alone
     (derived.open_now): with filters, its items (rows, values, order) equal those of the loader's
     way, which reads and reads off every open ticket; a ticket written since is read again."""
-    import reports.data as data
+    import b24desk.kpi.now as now
 
     (deadline,) = store.execute(
         "select deadline from tickets where portal = ? and closed_at is null and deadline > ? order by deadline",
@@ -509,12 +509,12 @@ def test_now_panel_from_kept_rows_equals_every_open_ticket_read_the_long_way(sto
     ]
     with store.atomic():
         save_bundles(store, [Bundle(t, evs)])
-    data._now_items(store, PORTAL, {}, CONFIG, minute)  # keeps every open ticket's facts
+    now.now_items(store, PORTAL, {}, CONFIG, minute)  # keeps every open ticket's facts
     kept, others = derived.open_now(store.conn, PORTAL, fingerprint(store, CONFIG), minute + 59, minute + 60, "", [])
     assert len(kept) > 10 * len(others)  # nearly all from the table alone
-    fast = data._now_items(store, PORTAL, filters, CONFIG, minute)
+    fast = now.now_items(store, PORTAL, filters, CONFIG, minute)
     monkeypatch.setattr(derived, "open_rows_complete", lambda conn, portal: False)
-    slow = data._now_items(store, PORTAL, filters, CONFIG, minute)
+    slow = now.now_items(store, PORTAL, filters, CONFIG, minute)
     assert dump(fast) == dump(slow)
     assert fast["items"]["open"] and (filters or fast["items"]["no_reply"])
     if not filters:
