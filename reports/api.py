@@ -14,6 +14,7 @@ from b24desk import labels
 from b24desk.installations import get_installation
 from b24desk.kpi.drilldown import kind_of
 from b24desk.kpi.load import portal_zone
+from b24desk.kpi.now import NOW_ITEMS
 from b24desk.kpi.periods import zone
 from b24desk.text import present
 from b24desk.text.i18n import t
@@ -122,8 +123,8 @@ def api_now():
     at_risk, oldest), in the viewer's slice; the value is the age (time left for at_risk)."""
     v, db, q, scoped, tz = _scoped_query(allow_group=False)
     item = (request.args.get("item") or "").strip()
-    if item not in data.NOW_ITEMS:
-        raise ViewerError(400, "bad_item", f"item must be one of {', '.join(data.NOW_ITEMS)}")
+    if item not in NOW_ITEMS:
+        raise ViewerError(400, "bad_item", f"item must be one of {', '.join(NOW_ITEMS)}")
     if not can_drill(v, scoped):
         raise ViewerError(403, "no_drill", "team totals have no ticket list")
     state = data.now_state(db, v.portal, scoped.filters)

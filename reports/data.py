@@ -129,8 +129,14 @@ def report(db, portal: str, q: Query, filters: dict, group_by: str | None = None
     between requests, so callers treat it as read-only."""
     cfg, settings = _inputs(db, portal)
     key = ("report", portal, q.date_from, q.date_to, q.compare, engine_filters(filters), group_by, settings)
-    sc, pk = scope(portal, q, cfg), _pass_key(portal, q, filters, settings)
+    sc, pk = scope(portal, q, cfg), _pass_key(portal, q, _sources_of(engine_filters(filters)), settings)
     return _get(key, lambda own: _kept_report(own, pk, sc, portal, q, filters, cfg, group_by), exact=exact, scope=sc)
+
+
+def _sources_of(filters: dict) -> dict:
+    """The part of ``filters`` a kept pass is made with (the sources: SQL reads only those); the
+    rest narrows it (ReportPass.narrow)."""
+    return {"source": filters["source"]} if filters.get("source") not in (None, "", []) else {}
 
 
 def _pass_key(portal: str, q: Query, filters: dict, settings) -> tuple:
@@ -140,7 +146,10 @@ def _pass_key(portal: str, q: Query, filters: dict, settings) -> tuple:
 
 
 def _kept_report(own, pk, sc, portal: str, q: Query, filters: dict, cfg: dict, group_by) -> dict:
-    """``build_report``'s answer, from the kept engine pass of the query when there is one."""
+    """``build_report``'s answer, from the kept engine pass of the query's sources when there is
+    one, narrowed to the other filters (the pass a dashboard of the same period uses too)."""
+    mine = engine_filters(filters)
+    sources = _sources_of(mine)
     with paused_gc():
         rp, seq = _pass(
             own,
@@ -151,13 +160,13 @@ def _kept_report(own, pk, sc, portal: str, q: Query, filters: dict, cfg: dict, g
                 portal,
                 q.date_from,
                 q.date_to,
-                filters=engine_filters(filters),
+                filters=sources,
                 config=cfg,
                 compare=q.compare,
                 keep_keys=True,
             ),
         )
-        out = rp.report(group_by)
+        out = (rp.narrow(mine) if mine != sources else rp).report(group_by)
     if seq is not None:
         PASSES.put(pk, (rp, seq))
     return out
@@ -196,7 +205,7 @@ def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt
         settings,
     )
 
-    sc, pk = scope(portal, q, cfg), _pass_key(portal, q, filters, settings)
+    sc, pk = scope(portal, q, cfg), _pass_key(portal, q, _sources_of(engine_filters(filters)), settings)
 
     def compute(own):
         if fmt != "xlsx":
@@ -229,7 +238,7 @@ def page(
     mine = engine_filters(filters)
     theirs = engine_filters(team) if team is not None else None
     sc = scope(portal, q, cfg)
-    sources = {"source": mine["source"]} if "source" in mine else {}
+    sources = _sources_of(mine)
     pk = _pass_key(portal, q, sources, settings)  # here: a background recompute has no app context
 
     def compute(own):

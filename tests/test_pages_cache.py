@@ -514,7 +514,13 @@ def test_a_page_after_writes_inside_its_period_refreshes_the_pass_the_api_keeps(
     pages()
     (rp,) = kept_passes()  # one pass for both pages: the agent's narrowed from it
     _api(c, f"from={frm}&to={to}", {"Authorization": f"Bearer {token}"})
-    assert kept_passes() == [rp]  # and the API's answer too
+    narrowed = _api(c, f"from={frm}&to={to}&agent=201&group_by=priority", {"Authorization": f"Bearer {token}"})
+    assert kept_passes() == [rp]  # and the API's answers too, with filters narrowed from it
+    data.PASSES.clear()
+    data.MEMO.clear()
+    assert narrowed == _api(c, f"from={frm}&to={to}&agent=201&group_by=priority", {"Authorization": f"Bearer {token}"})
+    pages()
+    (rp,) = kept_passes()
     _add_ticket(path, portal, now - 3600)
     db = open_db(path)
     sid = db.execute(

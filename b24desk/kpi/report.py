@@ -328,7 +328,8 @@ class ReportPass:
         facts do not depend on the filters, so keeping those ``filters`` match is the same as a
         pass made with them."""
         filters = Filters.of(filters)
-        if self.keep is not None or filters.sources() != self.sources or bool(filters.source) != bool(self.sources):
+        same_sources = filters.sources() == self.sources and bool(filters.source) == bool(self.filters.source)
+        if self.keep is not None or not same_sources:
             raise ValueError("narrow: this pass filters more than the sources, or the sources differ")
         rp = copy.copy(self)
         env = self.env
