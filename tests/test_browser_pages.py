@@ -23,6 +23,7 @@ pytestmark = pytest.mark.browser
 require_chromium()
 
 from pages_support import build_desk  # noqa: E402
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -208,11 +209,19 @@ def test_dashboard_in_a_narrow_frame_and_its_pickers_open_inside_it(env):
         summary = d.find_elements(By.CSS_SELECTOR, ".fpicker summary")[i]
         d.execute_script("arguments[0].scrollIntoView({block: 'center'});", summary)
         summary.click()
-        left, right, width = d.execute_script(
-            "var r = document.querySelector('.fpicker[open] .pk-pop').getBoundingClientRect();"
-            " return [r.left, r.right, document.documentElement.clientWidth];"
-        )
-        assert 0 <= left and right <= width, (i, left, right, width)
+        placed = []  # the picker is placed by its "toggle" handler, which the browser runs a moment later
+
+        def inside(x):
+            placed[:] = x.execute_script(
+                "var p = document.querySelector('.fpicker[open] .pk-pop'); if (!p) { return null; }"
+                " var r = p.getBoundingClientRect(); return [r.left, r.right, document.documentElement.clientWidth];"
+            ) or [None, None, None]
+            return placed[0] is not None and 0 <= placed[0] and placed[1] <= placed[2]
+
+        try:
+            WebDriverWait(d, WAIT).until(inside)
+        except TimeoutException:
+            pytest.fail(f"picker {i} opens outside the frame: left, right, frame width = {placed}")
         assert overflow(d) <= 0
         summary.click()
     shot(d, "pages-admin-ru-400.png")
