@@ -9,8 +9,10 @@ reports and charts of one query come from one engine pass (:func:`page`).
 
 from __future__ import annotations
 
+import gc
 import json
 import time
+import weakref
 
 from flask import current_app, g
 
@@ -168,8 +170,23 @@ def _kept_report(own, pk, sc, portal: str, q: Query, filters: dict, cfg: dict, g
         )
         out = (rp.narrow(mine) if mine != sources else rp).report(group_by)
     if seq is not None:
-        PASSES.put(pk, (rp, seq))
+        _keep(pk, rp, seq)
     return out
+
+
+def _keep(pk, rp, seq) -> None:
+    """Keep the pass (PASSES). A newly made one is then moved out of the cyclic GC's sight
+    (``gc.freeze``): it holds about 90,000 facts objects at 1M tickets, and a full collection
+    walking them paused a request for 230 ms instead of 100 ms. A pass has no reference cycles, so
+    reference counting still frees it when it is dropped; ``unfreeze`` first hands back to the GC
+    whatever the previous freeze held that died since."""
+    if PASSES.put(pk, (rp, seq)) and rp not in _FROZEN:  # a refreshed pass was frozen when made
+        _FROZEN.add(rp)
+        gc.unfreeze()
+        gc.freeze()
+
+
+_FROZEN: weakref.WeakSet = weakref.WeakSet()
 
 
 def _pass(own, pk, sc, new):
@@ -274,7 +291,7 @@ def page(
                 "resolution": sorted(replay.durations("resolution_time")),
             }
         if kept is not None and kept[2] is not None:
-            PASSES.put(kept[0], (kept[1], kept[2]))
+            _keep(*kept)
         return dict(out, reports=reports, charts=charts)
 
     key = ("page", portal, q.date_from, q.date_to, q.compare, mine, group_bys, theirs, settings)
