@@ -705,7 +705,7 @@ def _state(tally) -> dict:
     """Everything a Tally holds, in an order-free form (lists sorted, facts by identity)."""
 
     def norm(v):
-        if isinstance(v, (list, tuple)):
+        if isinstance(v, list):
             return sorted((id(x) if hasattr(x, "t") else x) for x in v)
         if isinstance(v, dict):
             return {k: norm(x) for k, x in v.items()}

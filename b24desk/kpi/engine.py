@@ -458,7 +458,7 @@ class Tally:
         self.frt, self.frt_b, self.transfers = [], [], []
         self.by_pr_c = {p: 0 for p in PRIORITIES}
         self.by_pr_c_res = {p: 0 for p in PRIORITIES}
-        self.customers: dict = {}  # customer -> (created_at of their tickets in C)
+        self.customers: dict = {}  # customer -> created_at of their tickets in C
         self.per_agent: dict = {}  # responsible at creation -> tickets in C
         # R: the tickets resolved in the period
         self.nR = self.fcr = self.reopened = self.one_touch = self.callback = 0
@@ -484,7 +484,7 @@ class Tally:
         "work", "work_b", "wait", "wait_b",
     )  # fmt: skip
     _SUMS_BY_KEY = ("by_pr_c", "by_pr_c_res", "by_pr_r", "per_agent")
-    _LISTS_BY_KEY = ("customers", "by_agent")  # tuples (customers) or lists (by_agent) by key
+    _LISTS_BY_KEY = ("customers", "by_agent")
 
     def merge(self, other: "Tally") -> None:
         """Add the facts of ``other`` (none of them in this tally): afterwards this tally is the one
@@ -506,9 +506,7 @@ class Tally:
         for name in self._LISTS_BY_KEY:
             mine = getattr(self, name)
             for k, values in getattr(other, name).items():
-                if isinstance(values, tuple):  # immutable: shared, or joined into a new one
-                    mine[k] = mine[k] + values if k in mine else values
-                elif k in mine:
+                if k in mine:
                     mine[k].extend(values)
                 else:
                     mine[k] = list(values)
@@ -585,16 +583,13 @@ class Tally:
                 if not f.requalified:
                     self.qualified += sign
                 cust = t["customer"]
-                if cust is not None and cust != "":  # tuples: a kept pass holds many, the GC skips them
-                    times = customers.get(cust)
-                    if sign > 0:
-                        customers[cust] = (created,) if times is None else times + (created,)
-                    else:
-                        i = times.index(created)
-                        if len(times) > 1:
-                            customers[cust] = times[:i] + times[i + 1 :]
-                        else:
+                if cust is not None and cust != "":
+                    if cust in customers:
+                        put(customers[cust], created)
+                        if not customers[cust]:
                             del customers[cust]
+                    else:
+                        customers[cust] = [created]
                 agent = f.resp_created
                 if is_agent(agent, f.req):
                     per_agent[agent] = per_agent.get(agent, 0) + sign

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -203,23 +203,20 @@ class Loaded:
             return fresh, missing
         history = self.customer_history
         for cust, created in gone:
-            times = history.get(cust) or ()
+            times = history.get(cust) or []
             i = bisect_left(times, created)
             if i == len(times) or times[i] != created:  # not what the load read: read it all again
                 self.customer_history = _history(conn, portal, lo, end, sources)
                 self.history_reread = True
                 return fresh, missing
-            if len(times) > 1:
-                history[cust] = times[:i] + times[i + 1 :]
-            else:
+            del times[i]
+            if not times:
                 del history[cust]
         for source, ids in sources_ids.items():
             sql, params = history_query(portal, lo, end, sources, by_key=True)
             sql += " and source = ? and source_id in (select value from json_each(?))"
             for cust, created in conn.execute(sql, params + [source, json.dumps(ids)]):
-                times = history.get(cust, ())
-                i = bisect_right(times, created)
-                history[cust] = times[:i] + (created,) + times[i:]
+                insort(history.setdefault(cust, []), created)
         return fresh, missing
 
     def _read_events(self, keys: list) -> None:
@@ -439,12 +436,13 @@ def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dorma
 
 
 def _history(conn, portal: str, start: int, end: int, sources) -> dict:
-    """customer -> sorted created_at of their tickets created in ``[start, end)`` (repeat contacts),
-    as tuples: a kept pass holds one per customer, and the cyclic GC never walks tuples of numbers."""
+    """customer -> sorted created_at of their tickets created in ``[start, end)`` (repeat contacts)."""
     history: dict = {}
     for cust, created in conn.execute(*history_query(portal, start, end, sources)):
         history.setdefault(cust, []).append(created)
-    return {cust: tuple(sorted(v)) for cust, v in history.items()}
+    for v in history.values():
+        v.sort()
+    return history
 
 
 def load_people(db, portal: str) -> tuple[dict, dict]:
