@@ -431,6 +431,29 @@ def test_the_journal_says_which_windows_a_write_meets(tmp_path):
     db.conn.close()
 
 
+def _writes_inside(path: str, portal: str, now: int, kind: str, responsible: str | None = None) -> None:
+    """Writes inside the period: a new ticket, and on one of the last ten days' tickets a priority
+    change (and a new responsible), and an event of ``kind`` by agent 201."""
+    _add_ticket(path, portal, now - 3600)
+    db = open_db(path)
+    sid = db.execute(
+        "select source_id from tickets where portal = ? and created_at >= ? and source_id != '999999' limit 1",
+        [portal, now - 10 * 86400],
+    ).fetchone()[0]
+    with db.atomic():
+        db.execute(
+            "update tickets set priority = 'critical', responsible_id = coalesce(?, responsible_id)"
+            " where portal = ? and source = 'task' and source_id = ?",
+            [responsible, portal, sid],
+        )
+        db["events"].insert(
+            Event(portal, "task", sid, f"h:{kind}", kind, now - 1800, "201").row(),
+            pk=("portal", "source", "source_id", "key"),
+            replace=True,
+        )
+    db.conn.close()
+
+
 def test_the_api_after_writes_inside_the_period_refreshes_its_kept_pass_and_stays_exact(seeded):
     """``/api/kpi`` after writes inside the period re-reads only the written tickets into the kept
     engine pass (reports/data.py's PASSES; the same pass object serves again), and its answer, per
@@ -454,23 +477,7 @@ def test_the_api_after_writes_inside_the_period_refreshes_its_kept_pass_and_stay
 
     first = _api(c, q, auth)
     (rp,) = kept_passes()
-    _add_ticket(path, portal, now - 3600)
-    db = open_db(path)
-    sid = db.execute(
-        "select source_id from tickets where portal = ? and created_at >= ? and source_id != '999999' limit 1",
-        [portal, now - 10 * 86400],
-    ).fetchone()[0]
-    with db.atomic():
-        db.execute(
-            "update tickets set priority = 'critical' where portal = ? and source = 'task' and source_id = ?",
-            [portal, sid],
-        )
-        db["events"].insert(
-            Event(portal, "task", sid, "h:x", "comment", now - 1800, "201").row(),
-            pk=("portal", "source", "source_id", "key"),
-            replace=True,
-        )
-    db.conn.close()
+    _writes_inside(path, portal, now, "comment")
     second = _api(c, q, auth)
     assert kept_passes() == [rp]  # refreshed, not made anew
     assert second["kpis"]["tickets_total"]["value"] == first["kpis"]["tickets_total"]["value"] + 1
@@ -521,24 +528,7 @@ def test_a_page_after_writes_inside_its_period_refreshes_the_pass_the_api_keeps(
     assert narrowed == _api(c, f"from={frm}&to={to}&agent=201&group_by=priority", {"Authorization": f"Bearer {token}"})
     pages()
     (rp,) = kept_passes()
-    _add_ticket(path, portal, now - 3600)
-    db = open_db(path)
-    sid = db.execute(
-        "select source_id from tickets where portal = ? and created_at >= ? and source_id != '999999' limit 1",
-        [portal, now - 10 * 86400],
-    ).fetchone()[0]
-    with db.atomic():
-        db.execute(
-            "update tickets set priority = 'critical', responsible_id = '201' where portal = ? and source = 'task'"
-            " and source_id = ?",
-            [portal, sid],
-        )
-        db["events"].insert(
-            Event(portal, "task", sid, "h:y", "reply", now - 1800, "201").row(),
-            pk=("portal", "source", "source_id", "key"),
-            replace=True,
-        )
-    db.conn.close()
+    _writes_inside(path, portal, now, "reply", responsible="201")
     refreshed = pages()
     assert kept_passes() == [rp]  # refreshed, not made anew
     assert refreshed[1]["team"]["kpis"]["tickets_total"]["value"] > 0
