@@ -17,7 +17,6 @@ import weakref
 from flask import current_app, g
 
 from b24desk.kpi.drilldown import Replay
-from b24desk.kpi.filters import Filters
 from b24desk.kpi.formats import render, to_xlsx
 from b24desk.kpi.load import load_people
 from b24desk.kpi.now import now_items
@@ -168,7 +167,7 @@ def _kept_report(own, pk, sc, portal: str, q: Query, filters: dict, cfg: dict, g
                 keep_keys=True,
             ),
         )
-        out = (rp.narrow(mine) if mine != sources else rp).report(group_by)
+        out = rp.narrow(mine).report(group_by)
     if seq is not None:
         _keep(pk, rp, seq)
     return out
@@ -261,7 +260,7 @@ def page(
     def compute(own):
         with paused_gc():
             out, kept = {}, None
-            if theirs is None or Filters.of(mine).sources() == Filters.of(theirs).sources():
+            if theirs is None or _sources_of(theirs) == sources:
                 base, seq = _pass(
                     own,
                     pk,
@@ -272,7 +271,7 @@ def page(
                     ),
                 )  # fmt: skip
                 kept = (pk, base, seq)
-                rp = base.narrow(mine) if mine != sources else base
+                rp = base.narrow(mine)
                 if theirs is not None:
                     out["team"] = base.narrow(theirs).report(None)
             else:

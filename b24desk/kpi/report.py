@@ -322,12 +322,14 @@ class ReportPass:
         self.narrowed = False  # made by narrow() from another pass's load
 
     def narrow(self, filters) -> "ReportPass":
-        """The pass of the same periods for ``filters``, from this pass's load and facts: no second
-        load or replay (an agent's own figures and their team's totals on one page). This pass must
-        filter nothing but the sources, and ``filters`` must select the same sources: a ticket's
-        facts do not depend on the filters, so keeping those ``filters`` match is the same as a
-        pass made with them."""
+        """The pass of the same periods for ``filters`` (this pass itself when they are its own),
+        from this pass's load and facts: no second load or replay (an agent's own figures and their
+        team's totals on one page). This pass must filter nothing but the sources, and ``filters``
+        must select the same sources: a ticket's facts do not depend on the filters, so keeping
+        those ``filters`` match is the same as a pass made with them."""
         filters = Filters.of(filters)
+        if filters == self.filters:
+            return self  # nothing more to filter
         same_sources = filters.sources() == self.sources and bool(filters.source) == bool(self.filters.source)
         if self.keep is not None or not same_sources:
             raise ValueError("narrow: this pass filters more than the sources, or the sources differ")
