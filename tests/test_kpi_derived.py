@@ -741,7 +741,7 @@ def test_tallies_merged_equal_one_tally_of_all_their_facts(store, seed):
         tallies.append((t, _state(t)))
         merged.merge(t)
     # every attribute is merged (a count no test data makes non-zero would not show below)
-    merged_names = Tally._COUNTS + Tally._VALUES + Tally._SUMS_BY_KEY + Tally._LISTS_BY_KEY + ("eff_agents",)
+    merged_names = Tally._COUNTS + Tally._VALUES + Tally._SUMS_BY_KEY + Tally._LISTS_BY_KEY + ("eff_agents", "by_agent")
     assert sorted(merged_names) == sorted(_state(whole))
     assert _state(merged) == _state(whole)
     assert _values(merged.result(p.start, p.end, p.days, users)) == _values(whole.result(p.start, p.end, p.days, users))

@@ -477,3 +477,14 @@ def test_top_agents_and_resolved_by_priority():
     assert [(a["agent"], a["resolved"]) for a in top] == [("10", 2), ("18", 1)]
     assert top[0]["frt_median"] == 600 and top[0]["fcr"] == 1.0 and top[0]["csat"] is None
     assert top[1]["csat"] == 1.0
+
+
+def test_a_reply_stamped_before_creation_counts_as_0_s_in_the_top_agents_too():
+    """Clock skew: a first reply stamped before ``created_at`` is 0 s for the period's first-response
+    time and for the agent's first-reply median in the top agents table alike (it was negative there)."""
+    rows = [
+        (T("2026-10-02 10:00", resp="10"), [E("2026-10-02 09:58", "reply"), E("2026-10-02 11:00", "resolved")]),
+    ]
+    r = kpis(*rows)
+    assert v(r, "first_response_time")["median"] == 0
+    assert v(r, "top_agents")[0]["frt_median"] == 0

@@ -466,7 +466,9 @@ class Tally:
         self.rated, self.nps, self.ces = [], [], []
         self.work, self.work_b, self.wait, self.wait_b = [], [], [], []
         self.by_pr_r = {p: 0 for p in PRIORITIES}
-        self.by_agent: dict = {}  # responsible at the end -> their facts in R
+        # responsible at the end -> what the top agents table shows of their facts in R: counts,
+        # first-reply durations, ratings (no facts kept: a tally is counts and values only)
+        self.by_agent: dict = {}
 
     def add(self, facts) -> None:
         self._walk(facts, 1)
@@ -484,7 +486,9 @@ class Tally:
         "work", "work_b", "wait", "wait_b",
     )  # fmt: skip
     _SUMS_BY_KEY = ("by_pr_c", "by_pr_c_res", "by_pr_r", "per_agent")
-    _LISTS_BY_KEY = ("customers", "by_agent")
+    _LISTS_BY_KEY = ("customers",)
+    _AGENT_COUNTS = ("resolved", "fcr")  # by_agent's counts and value lists
+    _AGENT_VALUES = ("frt", "rated")
 
     def merge(self, other: "Tally") -> None:
         """Add the facts of ``other`` (none of them in this tally): afterwards this tally is the one
@@ -510,6 +514,16 @@ class Tally:
                     mine[k].extend(values)
                 else:
                     mine[k] = list(values)
+        by_agent = self.by_agent
+        for agent, theirs in other.by_agent.items():
+            mine = by_agent.get(agent)
+            if mine is None:
+                by_agent[agent] = {k: (list(v) if isinstance(v, list) else v) for k, v in theirs.items()}
+                continue
+            for k in self._AGENT_COUNTS:
+                mine[k] += theirs[k]
+            for k in self._AGENT_VALUES:
+                mine[k].extend(theirs[k])
 
     def stale(self) -> None:
         """Forget the last result: something it read besides the facts changed (the customers'
@@ -602,17 +616,20 @@ class Tally:
                 pr = f.priority
                 by_pr_r[pr] = by_pr_r.get(pr, 0) + sign
                 _drop(by_pr_r, pr, PRIORITIES)
+                fcr = False
                 if f.replies <= 1:
                     self.one_touch += sign
                     if not f.transfers and not f.reopens:
                         self.fcr += sign
+                        fcr = True
                 if f.reopens:
                     self.reopened += sign
                 if (v := f.interactions) is not None:
                     put(interactions, v)
                 if (v := f.handle) is not None:
                     put(handle, v)
-                if (r := t["rating"]) is not None:
+                r = t["rating"]
+                if r is not None:
                     put(rated, r)
                 if (s := t["nps"]) is not None:
                     put(nps, s)
@@ -630,16 +647,18 @@ class Tally:
                     put(wait_b, v)
                 agent = f.resp_end
                 if is_agent(agent, f.req):
-                    if agent in by_agent:
-                        fs = by_agent[agent]
-                        if sign > 0:
-                            fs.append(f)
-                        else:
-                            fs.remove(f)
-                            if not fs:
-                                del by_agent[agent]
-                    else:
-                        by_agent[agent] = [f]
+                    mine = by_agent.get(agent)
+                    if mine is None:
+                        mine = by_agent[agent] = {"resolved": 0, "fcr": 0, "frt": [], "rated": []}
+                    mine["resolved"] += sign
+                    if fcr:
+                        mine["fcr"] += sign
+                    if (fr := f.first_reply) is not None:
+                        put(mine["frt"], max(0, fr - t["created_at"]))
+                    if r is not None:
+                        put(mine["rated"], r)
+                    if not mine["resolved"]:
+                        del by_agent[agent]
 
     def result(self, start: int, end: int, days: float, users: dict | None = None) -> dict:
         """Every KPI (the same dict again while nothing changed: callers only read it)."""
@@ -747,19 +766,21 @@ def _efficiency(overdue: int, total: int) -> float:
 
 
 def _top_agents(by_agent: dict, nR: int, users: dict) -> Value:
-    """The agents who resolved most (``by_agent``: agent -> their facts in R)."""
+    """The agents who resolved most (``by_agent``: agent -> counts and values of their facts in R,
+    Tally._walk). Their first-reply median clamps a reply stamped before creation to 0 s, as the
+    period's first-response time does."""
     rows = []
-    for agent, fs in by_agent.items():
-        frt = summary([f.first_reply - f.t["created_at"] for f in fs if f.first_reply is not None])
-        rated = [f.t["rating"] for f in fs if f.t["rating"] is not None]
+    for agent, mine in by_agent.items():
+        frt = summary(mine["frt"])
+        rated = mine["rated"]
         rows.append(
             {
                 "agent": agent,
                 "name": users.get(agent, {}).get("label") or agent,
-                "resolved": len(fs),
+                "resolved": mine["resolved"],
                 "frt_median": frt["median"] if frt else None,
                 "csat": share(len([1 for r in rated if r >= 4]), len(rated)),
-                "fcr": share(len([1 for f in fs if f.replies <= 1 and not f.transfers and not f.reopens]), len(fs)),
+                "fcr": share(mine["fcr"], mine["resolved"]),
             }
         )
     rows.sort(key=lambda r: (-r["resolved"], str(r["agent"])))
