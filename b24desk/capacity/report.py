@@ -256,7 +256,10 @@ def build_capacity(
     # Only an actor who is also some ticket's author needs the ticket row (is it their own ticket?):
     # everyone else is read from the events index alone (m_capacity_001), unless a narrowed selector
     # (a category, a group, a line) needs the ticket's columns anyway. (On that path the work done on
-    # a ticket since deleted from the portal still counts: it was done.)
+    # a ticket since deleted from the portal still counts: it was done.) ``cross join``: the events
+    # of the period first, each ticket by its key; left to itself the planner may read every ticket
+    # of the portal first (tickets_values looks like 10 rows to it on a store analyzed before that
+    # index was added: 2.2 s at 1M tickets instead of 0.06 s).
     bots = json.dumps(sorted(set(NO_USER[1:]) | set(ctx.bots)))
     allowed_params = [json.dumps(sorted(allowed))] if allowed is not None else []
     base_where = (
@@ -265,7 +268,7 @@ def build_capacity(
     )
     joined = (
         "select {lh} / 3600 as lh, e.actor_id as actor, t.source in ({chat}) as chat from events e"
-        " join tickets t on t.portal = e.portal and t.source = e.source and t.source_id = e.source_id"
+        " cross join tickets t on t.portal = e.portal and t.source = e.source and t.source_id = e.source_id"
         " where {where} and (t.author_id is null or e.actor_id != t.author_id)"
         " and coalesce(t.deleted, 0) = 0{src}{who}{extra} group by 1, 2, 3"
     )
@@ -575,11 +578,12 @@ def _chat_aht(conn, portal, start, end, chat, src_sql, src_params, dep_sql, dep_
 
 
 def _ticket_aht(conn, portal, start, end, chat, src_sql, src_params, dep_params, by_dep):
-    """Mean tracked seconds per ticket over the non-chat tickets with work logged in the period."""
+    """Mean tracked seconds per ticket over the non-chat tickets with work logged in the period
+    (the period's events first, ``cross join``: see the agents' query in build_capacity)."""
     marks = ",".join("?" * len(chat))
     dep = " and t.responsible_id in (select value from json_each(?))" if by_dep else ""
     rows = conn.execute(
-        "select sum(cast(e.to_value as integer)) from events e join tickets t on t.portal = e.portal"
+        "select sum(cast(e.to_value as integer)) from events e cross join tickets t on t.portal = e.portal"
         " and t.source = e.source and t.source_id = e.source_id where e.portal = ? and e.kind = 'worked'"
         f" and e.at >= ? and e.at < ? and t.source not in ({marks}) and coalesce(t.deleted, 0) = 0"
         f"{src_sql}{dep} group by e.source, e.source_id",
