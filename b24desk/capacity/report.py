@@ -283,13 +283,22 @@ def build_capacity(
             if "users" in db.table_names()
             else set()
         )
-        author_ids = [
-            r[0]
-            for r in conn.execute(
-                "select distinct author_id from tickets where portal = ? and author_id is not null", [portal]
-            )
-        ]
-        authors_list = [a for a in author_ids if a in known_users] if known_users else author_ids
+        if known_users:  # one seek per user (every distinct author: 0.24 s at 1M tickets)
+            authors_list = [
+                r[0]
+                for r in conn.execute(
+                    "select value from json_each(?) where exists"
+                    " (select 1 from tickets where portal = ? and author_id = value)",
+                    [json.dumps(sorted(known_users)), portal],
+                )
+            ]
+        else:
+            authors_list = [
+                r[0]
+                for r in conn.execute(
+                    "select distinct author_id from tickets where portal = ? and author_id is not null", [portal]
+                )
+            ]
         authors = json.dumps(authors_list)
         e_src, e_src_params = scope_clause(sources, "e.")
         plain = (
