@@ -679,9 +679,11 @@ class OpenLinesSource(Source):
     def _oldest_open(self, ctx: SyncContext) -> int | None:
         if ctx.db is None:
             return None
+        # an open session's row has no closed_at (map_session): the open tickets through that index,
+        # not every session of the portal (0.23 s at 1M tickets, whatever the statistics)
         sql = (
-            "select min(created_at) as m from tickets where portal = ? and source = ? and state = ?"
-            " and coalesce(deleted, 0) = 0"
+            "select min(created_at) as m from tickets where portal = ? and closed_at is null and source = ?"
+            " and state = ? and coalesce(deleted, 0) = 0"
         )
         args = [ctx.portal, SOURCE, OPEN]
         if self.line is not None:
