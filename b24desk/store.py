@@ -812,3 +812,49 @@ def distinct_values(conn, portal: str) -> list[tuple]:
             if row is not None:
                 break
     return out
+
+
+# --- settled cells: kept tallies of settled tickets (b24desk/kpi/cells.py) ------------------------
+
+# the ticket columns a kept tally reads besides its facts (engine.Tally): a change to one of them
+# (they leave the facts row as it is) makes the ticket's cell stale too
+_CELL_TICKET_COLS = ("customer", "rating", "nps", "ces")
+
+
+def cells_triggers(db: Database) -> None:
+    """(Re)create the triggers that keep ``settled_cells`` exact: a member whose facts row is made
+    stale (``ver`` bumped: the ticket or an event written) or removed, or whose customer or score
+    changes, makes its cell stale and leaves it (kpi/cells.py reads no stale cell)."""
+    key = _FACT_KEY.format(r="NEW")
+    leave = f"UPDATE ticket_facts SET cell = NULL WHERE {key} AND cell IS NOT NULL;"
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _CELL_TICKET_COLS)
+    trig = {
+        "kpi_c_facts_upd": "AFTER UPDATE OF ver ON ticket_facts WHEN OLD.cell IS NOT NULL BEGIN"
+        f" UPDATE settled_cells SET stale = 1 WHERE id = OLD.cell; {leave} END",
+        "kpi_c_facts_del": "AFTER DELETE ON ticket_facts WHEN OLD.cell IS NOT NULL BEGIN"
+        " UPDATE settled_cells SET stale = 1 WHERE id = OLD.cell; END",
+        "kpi_c_tickets_upd": f"AFTER UPDATE OF {', '.join(_CELL_TICKET_COLS)} ON tickets WHEN {changed} BEGIN"
+        f" UPDATE settled_cells SET stale = 1 WHERE id = (SELECT cell FROM ticket_facts WHERE {key}); {leave} END",
+    }
+    for name, body in trig.items():
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute(f"CREATE TRIGGER {name} {body}")
+
+
+@migrations()
+def m_settled_cells_001(db: Database) -> None:
+    """Kept tallies of settled tickets per piece of a week, source and responsible (kpi/cells.py:
+    a report of whole pieces merges them instead of reading those tickets), each ticket's cell in
+    ``ticket_facts.cell``. Ids are never reused (AUTOINCREMENT): a ticket still naming a cell that
+    was made anew never counts as one of the new cell's members."""
+    if "ticket_facts" not in db.table_names():
+        return
+    if "cell" not in db["ticket_facts"].columns_dict:
+        db.execute("ALTER TABLE ticket_facts ADD COLUMN cell INTEGER")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS settled_cells (id INTEGER PRIMARY KEY AUTOINCREMENT, portal TEXT NOT NULL,"
+        " fp TEXT NOT NULL, layout INTEGER NOT NULL, piece INTEGER NOT NULL, piece_end INTEGER NOT NULL,"
+        " source TEXT, agent TEXT, n INTEGER NOT NULL, tally BLOB NOT NULL, stale INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS settled_cells_piece ON settled_cells (portal, fp, piece)")
+    cells_triggers(db)

@@ -118,6 +118,7 @@ class Replay:
         self.ctx = replace(self.env.ctx, customer_history=self.loaded.customer_history)
         self.keep = matcher(self.filters, self.env.tree)
         self.facts = self.facts_between(self.period.start, self.period.end)
+        self.cells = []  # a replay of its own reads every ticket
 
     @classmethod
     def of_pass(cls, rp) -> "Replay":
@@ -128,6 +129,9 @@ class Replay:
         self.loaded, self.ctx, self.keep = rp.loaded, rp.ctx, rp.keep
         # one fact per ticket: the report's dormant aggregates (derived.dormant) stand for many
         self.facts = [f for f in rp.fc if "dormant" not in f.t]
+        # the settled cells the pass read instead of their tickets (cells.py): the series and the
+        # durations add their tallies; nothing else of a replay can be made from them
+        self.cells = rp.cells_c
         return self
 
     def facts_between(self, start: int, end: int) -> list:
@@ -145,6 +149,8 @@ class Replay:
     # --- drilldown --------------------------------------------------------------------------
     def members(self, kpi: str) -> list[dict]:
         """``[{source, source_id, hit, value}]`` for every ticket the KPI counted (its ``n``)."""
+        if self.cells:
+            raise ValueError("a replay of a pass that read settled cells lists no tickets")
         cal = self.env.calendar
         rule = MEMBERSHIP.get(kpi)
         out = []
@@ -172,7 +178,14 @@ class Replay:
             raise ValueError(f"{kpi!r} is not a duration KPI")
         _kind, pop, contrib = MEMBERSHIP[kpi]
         cal = self.env.calendar
-        return [contrib(f, cal) for f in self.facts if pop(f)]
+        out = [contrib(f, cal) for f in self.facts if pop(f)]
+        if self.cells:
+            name = _CELL_VALUES.get(kpi)
+            if name is None:
+                raise ValueError(f"settled cells keep no per-ticket {kpi!r}")
+            for c in self.cells:
+                out.extend(getattr(c.tally, name))
+        return out
 
     def series(self, bounds: list[tuple[int, int]]) -> list[dict]:
         """Per ``[start, end)``: tickets created, resolved, FRT and resolution summaries, each
@@ -208,6 +221,19 @@ class Replay:
                 if i is not None and (la is None or la < bounds[i][1]):
                     resolved[i] += 1
                     ress[i].append(res[2](f, None))
+        # the settled cells: a cell's piece lies inside one window, and its tickets were created
+        # and resolved there (their whole log is inside the piece)
+        for c in self.cells:
+            i = window(c.piece)
+            if i is None:
+                continue  # before the first window drawn (a long period's oldest weeks)
+            if c.end > bounds[i][1]:
+                raise ValueError("a settled cell's piece is not inside one window of the series")
+            tally = c.tally
+            created[i] += tally.nC
+            resolved[i] += tally.nR
+            frts[i].extend(tally.frt)
+            ress[i].extend(tally.res)
         # the others, window by window as before, where their log may go on past its end
         unknown = float("inf")
         stored = self.loaded.stored
@@ -249,6 +275,10 @@ class Replay:
             }
             for i, (start, end) in enumerate(bounds)
         ]
+
+
+# the Tally list holding a duration KPI's per-ticket values exactly as MEMBERSHIP computes them
+_CELL_VALUES = {"first_response_time": "frt", "resolution_time": "res"}
 
 
 def _row(f, kind: str, v) -> dict:

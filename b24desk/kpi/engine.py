@@ -525,6 +525,20 @@ class Tally:
             for k in self._AGENT_VALUES:
                 mine[k].extend(theirs[k])
 
+    def state(self) -> dict:
+        """What this tally holds, as plain data (counts, lists, dicts of them) to be kept in the
+        store (cells.py) and given back to :meth:`of_state` with the same context."""
+        names = self._COUNTS + self._VALUES + self._SUMS_BY_KEY + self._LISTS_BY_KEY + ("eff_agents", "by_agent")
+        return {name: getattr(self, name) for name in names}
+
+    @classmethod
+    def of_state(cls, ctx: Context, state: dict) -> "Tally":
+        """The tally whose :meth:`state` was ``state`` (the dict's lists are taken, not copied)."""
+        tally = cls(ctx)
+        for name, value in state.items():
+            setattr(tally, name, value)
+        return tally
+
     def stale(self) -> None:
         """Forget the last result: something it read besides the facts changed (the customers'
         history of ``ctx``, for repeat contacts)."""

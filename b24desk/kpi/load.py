@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..model import parse_ids
 from ..store import get_setting
+from . import cells as cells_mod
 from . import derived
 from .engine import Context, ticket_facts
 
@@ -85,6 +86,8 @@ class Loaded:
     # key -> (dkey, deadline)
     dormant_ends: list = field(default_factory=list)
     dormant_keys: dict | None = None
+    # the settled cells (cells.py) whose tickets this load left out, when asked for
+    cells: list = field(default_factory=list)
     db: object = None
     portal: str | None = None
     index: dict | None = None  # by_key()
@@ -283,7 +286,14 @@ def source_clause(sources, prefix: str = "") -> tuple[str, list]:
 
 
 def candidate_query(
-    portal: str, start: int, end: int, sources=None, *, facts: bool = False, dormant_ctx: str | None = None
+    portal: str,
+    start: int,
+    end: int,
+    sources=None,
+    *,
+    facts: bool = False,
+    dormant_ctx: str | None = None,
+    exclude_cells: list | None = None,
 ) -> tuple[str, list]:
     """SQL + params for the tickets that can matter to ``[start, end)`` (three index ranges; the
     second one by ``closed_at``: ``+`` keeps the planner off the ``created_at`` index, which with
@@ -293,7 +303,9 @@ def candidate_query(
     ``ctx``, ``ver`` and derived.COLUMNS (derived.py). With ``dormant_ctx`` (a maths context's
     digest) the still-open tickets are read from ticket_facts' partial index over open tickets,
     leaving out those kept under that context as open and untouched since before ``start``: they
-    are counted in SQL instead (derived.dormant), so years of never-closed tickets are not read."""
+    are counted in SQL instead (derived.dormant), so years of never-closed tickets are not read.
+    With ``exclude_cells`` (ids, with ``facts``) the tickets of those settled cells are left out
+    (cells.py: their tallies stand for them; they are closed, so only the first two ranges)."""
     src_sql, src_params = source_clause(sources, "t.")
     cols = ", ".join(f"t.{c}" for c in TICKET_COLUMNS)
     join = ""
@@ -303,13 +315,17 @@ def candidate_query(
             f" left join {derived.TABLE} f on f.portal = t.portal and f.source = t.source and f.source_id = t.source_id"
         )
     live = "coalesce(t.deleted, 0) = 0"
+    out_sql, out_params = "", []
+    if exclude_cells:
+        out_sql = " and (f.cell is null or f.cell not in (select value from json_each(?)))"
+        out_params = [json.dumps(exclude_cells)]
     sql = (
         f"select {cols} from tickets t{join} where t.portal = ? and t.created_at >= ? and t.created_at < ?"
-        f" and {live}{src_sql}"
+        f" and {live}{src_sql}{out_sql}"
         f" union all select {cols} from tickets t{join} where t.portal = ? and t.closed_at >= ?"
-        f" and +t.created_at < ? and {live}{src_sql}"
+        f" and +t.created_at < ? and {live}{src_sql}{out_sql}"
     )
-    params = [portal, start, end] + src_params + [portal, start, start] + src_params
+    params = [portal, start, end] + src_params + out_params + [portal, start, start] + src_params + out_params
     if dormant_ctx is None:
         sql += (
             f" union all select {cols} from tickets t{join} where t.portal = ? and t.closed_at is null"
@@ -370,6 +386,7 @@ def load(
     ends=None,
     dormant: bool = False,
     dormant_keys: bool = False,
+    cell_spans=None,
 ) -> Loaded:
     """Tickets relevant to ``[start, end)`` with their events, and their customers' recent tickets.
 
@@ -380,22 +397,34 @@ def load(
     (``Loaded.prepare`` reads them for many ends at once). With ``dormant`` too, the open tickets
     untouched since before ``start`` are counted in SQL instead (``Loaded.dormant(end)`` for an end
     of ``ends``), and with ``dormant_keys`` those tickets are listed as well (``Loaded.dormant_keys``:
-    one index row each, for a pass that is kept and refreshed)."""
+    one index row each, for a pass that is kept and refreshed). With ``cell_spans`` (the caller's
+    periods, with ``ctx``) the settled cells of whole pieces inside them are read too
+    (``Loaded.cells``, cells.py) and their tickets are left out of the candidates."""
     conn = db.conn
     with read_snapshot(conn):  # one snapshot: the candidates and the dormant counts must not overlap
-        out, missing, fp = _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dormant, dormant_keys)
+        out, missing, fp = _load(
+            conn, db, portal, start, end, sources, repeat_window, ctx, ends, dormant, dormant_keys, cell_spans
+        )
     if missing:  # computed now: kept for the next report (after the read, outside its snapshot)
         derived.save(db, portal, fp, missing)
     return out
 
 
-def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dormant, dormant_keys=False):
+def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dormant, dormant_keys=False, spans=None):
     out = Loaded(db=db, portal=portal)
     missing: list = []
     fp = derived.fingerprint(ctx) if ctx is not None else None
     dormant = dormant and bool(ends) and fp is not None and derived.open_rows_complete(conn, portal)
+    if spans and fp is not None:
+        out.cells = cells_mod.usable(conn, portal, ctx, fp, spans, sources)
     sql, params = candidate_query(
-        portal, start, end, sources, facts=fp is not None, dormant_ctx=fp if dormant else None
+        portal,
+        start,
+        end,
+        sources,
+        facts=fp is not None,
+        dormant_ctx=fp if dormant else None,
+        exclude_cells=[c.id for c in out.cells] or None,
     )
     cur = conn.execute(sql, params)
     n = len(TICKET_COLUMNS)

@@ -18,11 +18,12 @@ from ..config import load_config
 from ..model import PRIORITIES
 from ..store import get_setting
 from . import ccei as ccei_mod
+from . import cells as cells_mod
 from . import derived, timedims
 from . import targets as targets_mod
 from .calendar import PORTAL_CALENDAR_SETTING, build_calendar, calendar_settings
 from .engine import DEFAULT_STATUS_BUCKETS, DEFAULT_STATUS_STATES, KPI_KEYS, Context, Tally, Value, aggregate
-from .filters import GROUP_BY, Filters, Tree, group_key, matcher
+from .filters import DIMENSIONS, GROUP_BY, Filters, Tree, group_key, matcher
 from .load import Loaded, load, load_people, portal_zone, read_snapshot
 from .periods import Period, make_period, zone
 from .presets import compare_period
@@ -252,8 +253,55 @@ def build_report(
         raise ValueError(f"unknown group-by {group_by!r} (one of {', '.join(GROUP_BY)})")
     with paused_gc():
         return ReportPass(
-            db, portal, date_from, date_to, filters=filters, config=config, env=env, compare=compare
+            db,
+            portal,
+            date_from,
+            date_to,
+            filters=filters,
+            config=config,
+            env=env,
+            compare=compare,
+            cells=group_by in CELL_GROUPS,
         ).report(group_by)
+
+
+# What a settled cell (cells.py) can be matched on and grouped by: its source and its responsible.
+CELL_DIMS = frozenset({"source", "agent", "department"})
+CELL_GROUPS = (None, "agent", "department")
+
+
+def cells_fit(filters) -> bool:
+    """Whether a pass with ``filters`` can read settled cells: they filter only what a cell is
+    keyed by (its source, its responsible and so their department)."""
+    filters = Filters.of(filters)
+    return all(getattr(filters, d) is None for d in DIMENSIONS if d not in CELL_DIMS)
+
+
+class _CellKey:
+    """What a filter's matcher reads of a settled cell: its responsible (agent, department)."""
+
+    __slots__ = ("resp_end",)
+
+    def __init__(self, agent):
+        self.resp_end = agent
+
+
+def _cells_in(cells: list, period: Period, keep) -> list:
+    """The cells of ``period``'s pieces that ``keep`` (a matcher, or None) keeps."""
+    return [
+        c
+        for c in cells
+        if period.start <= c.piece and c.end <= period.end and (keep is None or keep(_CellKey(c.agent)))
+    ]
+
+
+def _tally_of(ctx, facts: list, cells: list) -> Tally:
+    """One tally of ``facts`` and of the settled cells' tallies (the tickets they stand for)."""
+    tally = Tally(ctx)
+    for c in cells:
+        tally.merge(c.tally)
+    tally.add(facts)
+    return tally
 
 
 class ReportPass:
@@ -276,9 +324,13 @@ class ReportPass:
         env: ReportEnv | None = None,
         compare: str | None = None,
         keep_keys: bool = False,
+        cells: bool = False,
     ):
         """``keep_keys``: the pass is to be kept and refreshed (``refresh``): the loader lists the
-        open tickets it counts in SQL too, so a write to one of them takes it out of its count."""
+        open tickets it counts in SQL too, so a write to one of them takes it out of its count.
+        ``cells``: read the kept tallies of settled tickets (cells.py) instead of those tickets,
+        when the filters allow (:func:`cells_fit`); the pass then reports totals and the groups of
+        ``CELL_GROUPS`` only, and its charts come from ``Replay.of_pass``'s series and durations."""
         self.env = env = env or ReportEnv(db, portal, config)
         self.portal = portal
         self.filters = filters = Filters.of(filters)
@@ -291,6 +343,11 @@ class ReportPass:
             self.prev = prev = Period(int(a.timestamp()), int(b.timestamp()), env.tz)
         self.sources = sources = filters.sources()
         self.window = (min(prev.start, period.start), period.end)  # what the load covers
+        # the periods' whole pieces come from kept cells when asked, the filters allow and the
+        # previous period ends before this one starts (a cell's tickets are then in one only)
+        spans = None
+        if cells and cells_fit(filters) and prev.end <= period.start:
+            spans = [(period.start, period.end), (prev.start, prev.end)]
         if filters.source and not sources:
             self.loaded = Loaded()  # contradictory source filters
         else:
@@ -304,9 +361,12 @@ class ReportPass:
                 ends=(prev.end, period.end),
                 dormant=True,
                 dormant_keys=keep_keys,
+                cell_spans=spans,
             )
         self.ctx = replace(env.ctx, customer_history=self.loaded.customer_history)  # env may serve other threads
         self.keep = matcher(filters, env.tree)
+        self.cells_c = _cells_in(self.loaded.cells, period, self.keep)
+        self.cells_p = _cells_in(self.loaded.cells, prev, self.keep)
         self.targets = env.targets_for(agent=filters.single("agent"), department=filters.single("department"))
         self.inputs = (ccei_mod.get_inputs(db, portal, period.label), ccei_mod.get_inputs(db, portal, prev.label))
         # the dimensions a dormant count must keep apart for the filters (derived.dormant_facts)
@@ -333,6 +393,8 @@ class ReportPass:
         same_sources = filters.sources() == self.sources and bool(filters.source) == bool(self.filters.source)
         if self.keep is not None or not same_sources:
             raise ValueError("narrow: this pass filters more than the sources, or the sources differ")
+        if self.loaded.cells and not cells_fit(filters):
+            raise ValueError("narrow: this pass reads settled cells, which these filters cannot select")
         rp = copy.copy(self)
         env = self.env
         rp.filters = filters
@@ -342,6 +404,8 @@ class ReportPass:
         if keep is not None:
             rp.tickets_c = [f for f in self.tickets_c if keep(f)]
             rp.tickets_p = [f for f in self.tickets_p if keep(f)]
+            rp.cells_c = _cells_in(self.cells_c, self.period, keep)
+            rp.cells_p = _cells_in(self.cells_p, self.prev, keep)
         rp.fc, rp.fp = rp.facts_for(None)
         rp._totals = rp._old = rp._tally = None
         rp._groups_kept = {}
@@ -359,6 +423,8 @@ class ReportPass:
         loaded = self.loaded
         if loaded.db is None or self.narrowed:
             return False  # contradictory filters (nothing was read), or another pass's load
+        if loaded.cells and not cells_mod.still_valid(db.conn, [c.id for c in loaded.cells]):
+            return False  # a member of a cell it read was written (or the cell was made anew)
         start, end = self.window
         read = loaded.by_key()
         # a written ticket this pass counted in SQL (derived.dormant) leaves its count: it is read
@@ -469,17 +535,21 @@ class ReportPass:
         tables show this period's values only; the totals always carry both periods."""
         if group_by is not None and group_by not in GROUP_BY:
             raise ValueError(f"unknown group-by {group_by!r} (one of {', '.join(GROUP_BY)})")
+        if self.loaded.cells and group_by not in CELL_GROUPS:
+            raise ValueError(f"a pass that reads settled cells cannot group by {group_by!r}")
         env, period, prev = self.env, self.period, self.prev
         if self._totals is None:
             if self._old is None:
-                self._old = aggregate(self.fp, prev.start, prev.end, prev.days, self.ctx, env.users)
+                self._old = _tally_of(self.ctx, self.fp, self.cells_p).result(
+                    prev.start, prev.end, prev.days, env.users
+                )
             if self._tally is None:
-                self._tally = Tally(self.ctx)
                 if group_by in _FROM_AGENTS:  # the groups walk the facts anyway: their sum
+                    self._tally = Tally(self.ctx)
                     for t in self._group_tallies("agent").values():
                         self._tally.merge(t)
                 else:
-                    self._tally.add(self.fc)
+                    self._tally = _tally_of(self.ctx, self.fc, self.cells_c)
                 self._tally_dormant = _dormant_in(self.fc)
             cur = self._tally.result(period.start, period.end, period.days, env.users)
             self._totals = _assemble(env, cur, self._old, self.targets, self.inputs)
@@ -520,12 +590,9 @@ class ReportPass:
         tallies = self._group_tallies(dim, fc)
         kept = self._groups_kept[dim]
         if previous and kept[2] is None:
-            parts = {}
-            for f in fp:
-                parts.setdefault(key(f), []).append(f)
-            kept[2] = {
-                k: aggregate(fs, prev.start, prev.end, prev.days, self.ctx, env.users) for k, fs in parts.items()
-            }
+            parts = {k: _tally_of(self.ctx, fs, []) for k, fs in _parts(fp, key).items()}
+            self._merge_cells(parts, dim, self.cells_p)
+            kept[2] = {k: t.result(prev.start, prev.end, prev.days, env.users) for k, t in parts.items()}
         cur = {k: t.result(period.start, period.end, period.days, env.users) for k, t in tallies.items()}
         return cur, (kept[2] if previous else None), period, prev
 
@@ -547,19 +614,41 @@ class ReportPass:
                     tallies[k] = Tally(self.ctx)
                 tallies[k].merge(t)
         else:
-            parts: dict = {}
-            for f in fc:
-                parts.setdefault(key(f), []).append(f)
-            for k, fs in parts.items():
+            for k, fs in _parts(fc, key).items():
                 tallies[k] = Tally(self.ctx)
                 tallies[k].add(fs)
+            self._merge_cells(tallies, dim, self.cells_c)
         self._groups_kept[dim] = [key, tallies, None, _dormant_in(fc)]
         return tallies
+
+    def _merge_cells(self, tallies: dict, dim: str, cells: list) -> None:
+        """Add each settled cell's tally to its group's (``dim``: agent or department)."""
+        if not cells:
+            return
+        if dim == "agent":
+            key = lambda c: c.agent  # noqa: E731
+        elif dim == "department":
+            key = lambda c: self.env.tree.department_of(c.agent)  # noqa: E731
+        else:
+            raise ValueError(f"settled cells cannot be grouped by {dim!r}")
+        for c in cells:
+            k = key(c)
+            if k not in tallies:
+                tallies[k] = Tally(self.ctx)
+            tallies[k].merge(c.tally)
 
 
 # group-bys whose groups hold every fact of the period once, from the agents' tallies: the
 # period's tally is their sum
 _FROM_AGENTS = ("agent", "department")
+
+
+def _parts(facts: list, key) -> dict:
+    """``facts`` split by ``key``."""
+    parts: dict = {}
+    for f in facts:
+        parts.setdefault(key(f), []).append(f)
+    return parts
 
 
 def _dormant_in(facts: list) -> list:

@@ -1,0 +1,308 @@
+"""Settled cells: kept tallies of the tickets whose whole life lies inside one piece of a week.
+
+A report walks every ticket active in its period (load.py, engine.py): at a million tickets a
+month's dashboard reads some 80,000 of them, a six-month report half a million, about 10 µs each
+however the rows are packed. Most are *settled*: created in a piece (a local week, cut where a
+month begins), closed, their last event before the piece's end, nothing left that depends on the
+period (no first-response target still waiting for a reply, no resolution stamped before the
+piece). Such a ticket has the same facts as of the end of every period containing its piece
+(derived.read_off gives its whole-log facts, in C and, resolved, in R), so what it adds to a
+tally (engine.Tally) does not depend on the period either. This module keeps the Tally of those
+tickets per piece, source and responsible (``settled_cells``); a report of whole pieces merges
+the cells and reads only the other tickets: the same maths over the same facts, summed in
+another order. A piece is also a window of the dashboard's weekly series (weeks cut at the
+period's bounds), whose counts and durations a cell's tally holds too.
+
+Exactness. A ticket is in one cell at most (``ticket_facts.cell``). Triggers mark a cell stale
+when a member is written (its facts row's ``ver`` bumped, its score or customer changed, its row
+deleted) and take the member out; a stale cell is never read, and its tickets are read one by
+one again until :func:`build` (the warmer, after a sync) makes the piece's cells anew. A report
+selects the cells and reads the other tickets in one read snapshot. Cells belong to one maths
+context (``fp``, derived.fingerprint), whose calendar also fixes the pieces' time zone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import marshal
+import sqlite3
+from bisect import bisect_right
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from ..model import OPEN
+from . import derived
+from .engine import Context, Tally
+
+log = logging.getLogger(__name__)
+
+TABLE = "settled_cells"
+# what a cell's tally holds of its tickets (engine.Tally.state), and the layout of that dict:
+# bump when Tally's attributes change, so a kept cell of another layout is never read
+LAYOUT = 1
+
+
+class Cell:
+    """One kept tally: the settled tickets of one piece, source and responsible (``agent``)."""
+
+    __slots__ = ("id", "piece", "end", "source", "agent", "tally")
+
+    def __init__(self, id_, piece, end, source, agent, tally):
+        self.id, self.piece, self.end, self.source, self.agent, self.tally = id_, piece, end, source, agent, tally
+
+
+def _midnight(d: date, tz) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=tz).timestamp())
+
+
+def piece_of(at: int, tz) -> tuple[int, int]:
+    """``[start, end)`` of the piece holding ``at``: its local week (Monday to Monday) cut at the
+    start of a month."""
+    d = datetime.fromtimestamp(at, tz).date()
+    monday = d - timedelta(days=d.weekday())
+    first = d.replace(day=1)
+    next_month = (first + timedelta(days=32)).replace(day=1)
+    return _midnight(max(monday, first), tz), _midnight(min(monday + timedelta(days=7), next_month), tz)
+
+
+def pieces(start: int, end: int, tz) -> list[tuple[int, int]]:
+    """The pieces lying wholly inside ``[start, end)``, in order."""
+    out = []
+    a, b = piece_of(start, tz)
+    while a < end:
+        if a >= start and b <= end:
+            out.append((a, b))
+        a, b = piece_of(b, tz)
+    return out
+
+
+def scope(sources) -> list | None:
+    """The ticket ``source`` values a report's source selectors read (None: every source), or
+    ``False`` when a selector narrows a source (``tasks:group=7``): cells are per source only."""
+    from .load import SELECTOR_SOURCES
+
+    if not sources:
+        return None
+    out = []
+    for sel in [sources] if isinstance(sources, str) else sources:
+        sel = str(sel).strip()
+        if "=" in sel:
+            return False
+        if sel:
+            out.append(SELECTOR_SOURCES.get(sel, sel))
+    return sorted(set(out)) or None
+
+
+def zone_of(ctx: Context):
+    return ZoneInfo(ctx.calendar.tz_name)
+
+
+def usable(conn, portal: str, ctx: Context, fp: str, spans, sources) -> list[Cell]:
+    """The valid cells of ``fp`` whose piece lies wholly inside one of ``spans`` (the periods of a
+    report) and whose source the report reads. Call inside the read that loads the other tickets."""
+    src = scope(sources)
+    if src is False or TABLE not in _tables(conn):
+        return []
+    tz = zone_of(ctx)
+    out = []
+    for start, end in spans:
+        inside = pieces(start, end, tz)
+        if not inside:
+            continue
+        sql = (
+            f"select id, piece, piece_end, source, agent, tally from {TABLE} where portal = ? and fp = ?"
+            " and layout = ? and stale = 0 and piece >= ? and piece_end <= ?"
+        )
+        params = [portal, fp, LAYOUT, inside[0][0], inside[-1][1]]
+        if src is not None:
+            sql += f" and source in ({', '.join('?' * len(src))})"
+            params += src
+        for id_, piece, piece_end, source, agent, blob in conn.execute(sql, params):
+            try:
+                state = marshal.loads(blob)
+            except (ValueError, EOFError, TypeError):
+                continue  # another Python's marshal: not read (its tickets are read one by one)
+            out.append(Cell(id_, piece, piece_end, source, agent, Tally.of_state(ctx, state)))
+    return out
+
+
+def _tables(conn) -> set:
+    return {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+
+
+def settles(state, last_at, resolution_at, first_reply, priority, piece: tuple[int, int], ctx: Context) -> bool:
+    """Whether a ticket created in ``piece`` whose kept facts say this is settled there: closed,
+    its last event before the piece's end, no resolution stamped before the piece (clock skew: R
+    would depend on the period's start), no first-response target waiting for a reply (met or
+    missed depending on the period's end)."""
+    start, end = piece
+    return (
+        state != OPEN
+        and last_at is not None
+        and last_at < end
+        and (resolution_at is None or resolution_at >= start)
+        and not (first_reply is None and priority in ctx.sla_first_response)
+    )
+
+
+def settled(t: dict, s: tuple, piece: tuple[int, int], ctx: Context):
+    """The facts of ticket ``t`` (created in ``piece``, its kept row ``s``) as of any end after the
+    piece, when it is settled there (:func:`settles`), else None."""
+    f = derived.read_off(t, s, piece[0], piece[1], ctx)
+    if f is None or f is derived.REPLAY:
+        return None  # not for a settled ticket: it is in C, and its log ends before the piece's end
+    if not settles(f.state, f.last_at, f.resolution_at, f.first_reply, f.priority, piece, ctx):
+        return None
+    return f
+
+
+# the light columns that tell whether a piece's cells still hold its settled tickets
+_LIGHT = "t.created_at, f.cell, f.state, f.last_at, f.resolution_at, f.first_reply, f.priority"
+
+
+def _rows(conn, portal: str, fp: str, start: int, end: int, cols: str):
+    """Tickets created in ``[start, end)`` with facts kept under ``fp``, closed, their last event
+    before ``end`` (a first cut; :func:`settled` decides), by the ``created_at`` index."""
+    sql = (
+        f"select {cols} from tickets t join {derived.TABLE} f on f.portal = t.portal and f.source = t.source"
+        " and f.source_id = t.source_id where t.portal = ? and t.created_at >= ? and t.created_at < ?"
+        " and coalesce(t.deleted, 0) = 0 and f.ctx = ? and f.state != ? and f.last_at < ?"
+    )
+    return conn.execute(sql, [portal, start, end, fp, OPEN, end])
+
+
+def build(db, portal: str, ctx: Context, start: int, end: int, stop=None) -> int:
+    """Make anew the cells of every piece starting in ``[start, end)`` whose cells no longer hold
+    exactly its settled tickets (a member written since, tickets settled or facts kept since, none
+    made yet), a month at a time; ``stop()`` true ends it between months. A month whose tickets
+    change while it is read is left for the next call. Returns the tickets now in new cells."""
+    from .load import TICKET_COLUMNS
+
+    conn = db.conn
+    if TABLE not in _tables(conn):
+        return 0
+    fp = derived.fingerprint(ctx)
+    tz = zone_of(ctx)
+    kept = 0
+    a = piece_of(start, tz)[0]
+    while a < end and not (stop and stop()):
+        first = datetime.fromtimestamp(a, tz).date().replace(day=1)
+        b = _midnight((first + timedelta(days=32)).replace(day=1), tz)  # the month's end
+        kept += _build_month(conn, portal, ctx, fp, tz, max(a, start), min(b, end), TICKET_COLUMNS)
+        a = b
+    return kept
+
+
+def _build_month(conn, portal, ctx, fp, tz, start, end, ticket_columns) -> int:
+    spans = pieces(piece_of(start, tz)[0], end, tz)
+    spans = [p for p in spans if p[0] >= start]
+    if not spans:
+        return 0
+    lo, hi = spans[0][0], spans[-1][1]
+    valid: dict = {}  # piece -> {id: n}
+    other: dict = {}  # piece -> ids of stale cells, of another context or layout
+    for id_, piece, n, cell_fp, layout, stale in conn.execute(
+        f"select id, piece, n, fp, layout, stale from {TABLE} where portal = ? and piece >= ? and piece < ?",
+        [portal, lo, hi],
+    ):
+        if cell_fp == fp and layout == LAYOUT and not stale:
+            valid.setdefault(piece, {})[id_] = n
+        else:
+            other.setdefault(piece, []).append(id_)
+    # which pieces' cells no longer hold exactly their settled tickets: a first cut by the light
+    # columns (a ticket outside the piece's valid cells, or counts that differ)
+    starts = [p[0] for p in spans]
+    outside, inside = set(), {}
+    for created, cell, state, last_at, resolution_at, first_reply, priority in _rows(conn, portal, fp, lo, hi, _LIGHT):
+        i = bisect_right(starts, created) - 1
+        if not settles(state, last_at, resolution_at, first_reply, priority, spans[i], ctx):
+            continue
+        piece = starts[i]
+        if cell is not None and cell in valid.get(piece, ()):
+            inside[piece] = inside.get(piece, 0) + 1
+        else:
+            outside.add(piece)
+    todo = [
+        p for p in spans if p[0] in other or p[0] in outside or sum(valid.get(p[0], {}).values()) != inside.get(p[0], 0)
+    ]
+    if not todo:
+        return 0
+    n = len(ticket_columns)
+    cols = ", ".join(f"t.{c}" for c in ticket_columns) + ", f.ver, " + ", ".join(f"f.{c}" for c in derived.COLUMNS)
+    made = []  # (piece, end, source, agent, Tally, [(source, source_id, ver)])
+    for piece, piece_end in todo:
+        groups: dict = {}
+        for row in _rows(conn, portal, fp, piece, piece_end, cols):
+            t = dict(zip(ticket_columns, row[:n]))
+            f = settled(t, row[n + 1 :], (piece, piece_end), ctx)
+            if f is None:
+                continue
+            key = (t["source"], f.resp_end)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = (Tally(ctx), [])
+            g[0].add([f])
+            g[1].append((t["source"], t["source_id"], row[n]))
+        for (source, agent), (tally, members) in groups.items():
+            made.append((piece, piece_end, source, agent, tally, members))
+    rebuilt = [p for p, _e in todo]
+    return _write(conn, portal, fp, rebuilt, made)
+
+
+def _write(conn, portal: str, fp: str, rebuilt: list, made: list) -> int:
+    """Replace the cells of the ``rebuilt`` pieces by ``made`` in one transaction; nothing when a
+    member was written since it was read (its ``ver``) or the store is busy (tried again later)."""
+    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    kept = 0
+    try:
+        conn.execute("PRAGMA busy_timeout = 200")  # behind a sync: next time
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            marks = ", ".join("?" * len(rebuilt))
+            conn.execute(f"delete from {TABLE} where portal = ? and piece in ({marks})", [portal, *rebuilt])
+            for piece, piece_end, source, agent, tally, members in made:
+                cur = conn.execute(
+                    f"insert into {TABLE} (portal, fp, layout, piece, piece_end, source, agent, n, tally, stale)"
+                    " values (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                    [portal, fp, LAYOUT, piece, piece_end, source, agent, len(members),
+                     marshal.dumps(tally.state())],
+                )  # fmt: skip
+                cell = cur.lastrowid
+                before = conn.total_changes
+                conn.executemany(
+                    f"update {derived.TABLE} set cell = ? where portal = ? and source = ? and source_id = ?"
+                    " and ver = ? and ctx = ?",
+                    [(cell, portal, s, i, v, fp) for s, i, v in members],
+                )
+                if conn.total_changes - before != len(members):
+                    raise _Changed()
+                kept += len(members)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except _Changed:
+        log.debug("settled cells of %s not kept: tickets written while read", portal)
+        return 0
+    except sqlite3.Error as exc:
+        log.debug("settled cells of %s not kept for now (%s)", portal, exc)
+        return 0
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+    return kept
+
+
+class _Changed(Exception):
+    """A member's ``ver`` moved between the read and the write."""
+
+
+def still_valid(conn, ids: list) -> bool:
+    """Whether every cell of ``ids`` is still kept and not stale (no member written since)."""
+    if not ids:
+        return True
+    (n,) = conn.execute(
+        f"select count(*) from {TABLE} where id in (select value from json_each(?)) and stale = 0",
+        [json.dumps(sorted(set(ids)))],
+    ).fetchone()
+    return n == len(set(ids))

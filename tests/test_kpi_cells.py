@@ -1,0 +1,331 @@
+"""Settled cells (kpi/cells.py): a report that merges the kept tallies of settled tickets instead of
+reading those tickets must equal the report that reads every ticket, whatever is written between
+(a member written makes its cell stale; nothing stale is ever read), for totals, the groups a cell
+can serve, the weekly series and the duration charts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kpi_support import ts
+from test_kpi_derived import (  # noqa: F401  (the fixtures)
+    CONFIG,
+    OCT,
+    PORTAL,
+    Q3,
+    WRITES,
+    _kept_pass,
+    _new_ticket,
+    _oct_task,
+    _refresh,
+    _save,
+    dump,
+    generated,
+    reference,
+    report,
+    store,
+)
+
+from b24desk.kpi import cells, derived
+from b24desk.kpi.drilldown import Replay
+from b24desk.kpi.report import ReportEnv, ReportPass
+from b24desk.store import get_ticket
+from reports.query import weeks
+
+YEAR = (ts("2025-11-01 00:00"), ts("2026-12-01 00:00"))
+
+
+def build(db, config=CONFIG) -> int:
+    """Every ticket's facts kept (the warmer's backfill), then the cells of the year made."""
+    from b24desk.kpi.load import backfill
+
+    ctx = ReportEnv(db, PORTAL, config).ctx
+    after = ("", "")
+    while after is not None:
+        _n, after = backfill(db, PORTAL, ctx, after)
+    return cells.build(db, PORTAL, ctx, *YEAR)
+
+
+def members(db) -> int:
+    return db.execute("select count(*) from ticket_facts where cell is not null").fetchone()[0]
+
+
+def both(db, period, filters=None, compare=None):
+    """The pass that reads cells and the one that reads every ticket, of one query."""
+    with_cells = ReportPass(db, PORTAL, *period, filters=filters, config=CONFIG, compare=compare, cells=True)
+    without = ReportPass(db, PORTAL, *period, filters=filters, config=CONFIG, compare=compare)
+    assert not without.loaded.cells
+    return with_cells, without
+
+
+def charts(rp) -> str:
+    replay = Replay.of_pass(rp)
+    bounds = weeks(rp.period.start, rp.period.end, "Europe/Moscow")
+    return dump(
+        {
+            "series": replay.series(bounds),
+            "frt": sorted(replay.durations("first_response_time")),
+            "resolution": sorted(replay.durations("resolution_time")),
+        }
+    )
+
+
+def same(db, period, filters=None, compare=None) -> ReportPass:
+    rp, ref = both(db, period, filters, compare)
+    for group_by in (None, "agent", "department"):
+        assert dump(rp.report(group_by)) == dump(ref.report(group_by)), (period, filters, group_by)
+    assert charts(rp) == charts(ref), (period, filters)
+    return rp
+
+
+@pytest.mark.parametrize(
+    "period, compare",
+    [
+        (OCT, None),
+        (Q3, None),
+        (OCT, "last_year"),
+        (("2026-10-05", "2026-10-19"), None),
+        (("2026-10-07", "2026-10-30"), None),
+        (("2026-10-06", "2026-10-12"), None),
+    ],
+)
+@pytest.mark.parametrize("filters", [None, {"agent": "13"}, {"department": "2"}, {"source": "tasks"}])
+def test_a_report_from_cells_equals_the_report_of_every_ticket(store, period, compare, filters):
+    """Totals (with the previous period), per agent, per department, the weekly series and the
+    FRT / resolution durations: the same from cells as from every ticket, for whole months, a
+    quarter, last year's comparison, two whole weeks, whole weeks between parts of weeks, and a
+    period of no whole piece."""
+    assert build(store) > 0
+    rp = same(store, period, filters, compare)
+    if period in (OCT, Q3) and filters is None and compare is None:  # most of the period's tickets came from cells
+        in_cells = sum(c.tally.nC for c in rp.cells_c)
+        assert in_cells > rp.report(None)["kpis"]["tickets_total"]["value"] / 2
+        assert len(rp.loaded.tickets) < len(ReportPass(store, PORTAL, *period, config=CONFIG).loaded.tickets) / 2
+    if period == ("2026-10-07", "2026-10-30"):  # the two whole weeks inside it
+        read = {(c.piece, c.end) for c in rp.cells_c}
+        weeks_inside = {(ts(f"2026-10-{d} 00:00"), ts(f"2026-10-{d + 7} 00:00")) for d in (12, 19)}
+        assert read == weeks_inside if filters is None else read <= weeks_inside
+    if period == ("2026-10-06", "2026-10-12"):
+        assert not rp.cells_c  # no piece lies wholly inside it
+
+
+def test_cells_hold_only_settled_tickets_and_each_ticket_once(store):
+    """A member is closed, created in its cell's piece with its last event before the piece's end,
+    never waiting for a first reply under a target; the cells' counts are their members; a second
+    build finds nothing to do."""
+    report(store)
+    assert build(store) == members(store) > 0
+    assert build(store) == 0
+    env = ReportEnv(store, PORTAL, CONFIG)
+    tz = cells.zone_of(env.ctx)
+    rows = store.execute(
+        "select f.cell, t.created_at, f.state, f.last_at, f.first_reply, f.priority, c.piece, c.piece_end, c.source,"
+        " c.agent, f.resp_end, t.source from ticket_facts f join tickets t using (portal, source, source_id)"
+        " join settled_cells c on c.id = f.cell"
+    ).fetchall()
+    assert len(rows) == members(store)
+    for cell, created, state, last_at, first_reply, priority, piece, end, source, agent, resp, t_source in rows:
+        assert (piece, end) == cells.piece_of(created, tz) and state != "open" and last_at < end
+        assert not (first_reply is None and priority in env.ctx.sla_first_response)
+        assert (source, agent) == (t_source, resp)
+    n = dict(store.execute("select id, n from settled_cells").fetchall())
+    held = dict(
+        store.execute("select cell, count(*) from ticket_facts where cell is not null group by cell").fetchall()
+    )
+    assert n == held
+    # a ticket waiting for its first reply under a target stays out, though closed and quiet
+    waiting = store.execute(
+        "select count(*) from ticket_facts where ctx is not null and state != 'open' and first_reply is null"
+    ).fetchone()[0]
+    assert waiting > 0
+    assert not store.execute(
+        "select count(*) from ticket_facts where cell is not null and first_reply is null"
+    ).fetchone()[0]
+
+
+def _member(db) -> dict:
+    """An October task in a cell (created, answered and resolved there)."""
+    sid = db.execute(
+        "select f.source_id from ticket_facts f join settled_cells c on c.id = f.cell where f.source = 'task'"
+        " and f.created_at >= ? and f.created_at < ? and f.first_reply is not null and f.state = 'resolved'"
+        " order by f.created_at limit 1",
+        [ts("2026-10-01 00:00"), ts("2026-11-01 00:00")],
+    ).fetchone()[0]
+    return get_ticket(db, PORTAL, "task", sid)
+
+
+CELL_WRITES = dict(
+    WRITES,
+    rating=lambda db, r: _save(db, r, rating=1 if r["rating"] != 1 else 5),
+    customer=lambda db, r: _save(db, r, customer="c777"),
+)
+del CELL_WRITES["dormant resolved"]
+
+
+@pytest.mark.parametrize("write", sorted(CELL_WRITES))
+def test_a_written_member_makes_its_cell_stale_and_reports_stay_exact(store, write):
+    """Whatever is written of a member (a field, an event, its score, its customer, its deletion),
+    its cell is stale at once and it leaves it; reports read the piece's tickets one by one, equal
+    the full replay, and the next build makes the piece's cells anew."""
+    report(store)
+    build(store)
+    r = _member(store)
+    key = "portal = ? and source = ? and source_id = ?"
+    (cell,) = store.execute(f"select cell from ticket_facts where {key}", [PORTAL, "task", r["source_id"]]).fetchone()
+    before = dump(report(store))
+    CELL_WRITES[write](store, r)
+    store.conn.commit()
+    assert store.execute("select stale from settled_cells where id = ?", [cell]).fetchone()[0] == 1
+    row = store.execute(f"select cell from ticket_facts where {key}", [PORTAL, "task", r["source_id"]]).fetchone()
+    assert row is None or row[0] is None
+    rp = same(store, OCT)
+    assert cell not in {c.id for c in rp.loaded.cells}
+    if write != "customer":  # a new customer with one ticket changes no figure here
+        assert dump(report(store)) != before
+    assert dump(report(store)) == dump(reference(store))
+    report(store)  # the written ticket's facts kept again
+    assert build(store) > 0
+    assert store.execute("select count(*) from settled_cells where id = ?", [cell]).fetchone()[0] == 0
+    same(store, OCT)
+
+
+def test_a_kept_pass_that_read_cells_refreshes_or_makes_way(store):
+    """A kept pass with cells is brought up to date after a write to a ticket it read (the new one);
+    after a write to a member of a cell it read, it declines (the caller makes a new pass)."""
+    report(store)
+    build(store)
+    from b24desk.store import journal_state
+
+    seq = journal_state(store.conn)[0]
+    rp = ReportPass(store, PORTAL, *OCT, config=CONFIG, keep_keys=True, cells=True)
+    rp.slim()
+    assert rp.cells_c
+    r = _oct_task(store)
+    _new_ticket(store, r)
+    store.conn.commit()
+    ok, seq, _changed = _refresh(store, rp, seq)
+    assert ok
+    for group_by in (None, "agent", "department"):
+        assert dump(rp.report(group_by)) == dump(reference(store, OCT, None, group_by)), group_by
+    WRITES["priority"](store, _member(store))
+    store.conn.commit()
+    ok, seq, _changed = _refresh(store, rp, seq)
+    assert not ok
+
+
+def test_a_pass_with_cells_narrows_to_an_agent_or_a_department_only(store):
+    """Narrowed to an agent or a department (what a cell is keyed by), a pass with cells equals a
+    pass made with those filters; other filters, other groups and ticket lists are refused, never
+    answered from part of the tickets."""
+    report(store)
+    build(store)
+    base = ReportPass(store, PORTAL, *OCT, config=CONFIG, cells=True)
+    for filters in ({"agent": "13"}, {"department": "2"}, {"agent": ["13", "14"]}):
+        narrowed = base.narrow(filters)
+        made = ReportPass(store, PORTAL, *OCT, filters=filters, config=CONFIG)
+        for group_by in (None, "agent", "department"):
+            assert dump(narrowed.report(group_by)) == dump(made.report(group_by)), (filters, group_by)
+        assert charts(narrowed) == charts(made)
+    with pytest.raises(ValueError):
+        base.narrow({"priority": "high"})
+    for group_by in ("priority", "week", "type"):
+        with pytest.raises(ValueError):
+            base.report(group_by)
+    with pytest.raises(ValueError):
+        Replay.of_pass(base).members("tickets_total")
+    with pytest.raises(ValueError):
+        Replay.of_pass(base).durations("handle_time")
+    # a pass asked for cells with filters a cell cannot tell reads every ticket
+    assert not ReportPass(store, PORTAL, *OCT, filters={"priority": "high"}, config=CONFIG, cells=True).loaded.cells
+
+
+def test_cells_of_another_context_are_never_read(store):
+    """Cells belong to the maths context they were made under: another config reads none of them
+    (and equals the replay); building under it replaces the piece's cells."""
+    report(store)
+    build(store)
+    other = {**CONFIG, "sla": {**CONFIG["sla"], "first_response_business_seconds": {"critical": 600}}}
+    rp = ReportPass(store, PORTAL, *OCT, config=other, cells=True)
+    assert not rp.loaded.cells
+    assert dump(rp.report(None)) == dump(reference(store, OCT, None, None, config=other))
+    report(store, config=other)
+    assert build(store, other) > 0
+    fp = derived.fingerprint(ReportEnv(store, PORTAL, other).ctx)
+    assert {r[0] for r in store.execute("select distinct fp from settled_cells")} == {fp}
+    rp = ReportPass(store, PORTAL, *OCT, config=other, cells=True)
+    assert rp.loaded.cells
+    assert dump(rp.report("agent")) == dump(reference(store, OCT, None, "agent", config=other))
+
+
+def test_a_build_that_meets_a_write_keeps_nothing_of_that_month(store, monkeypatch):
+    """A member written between the build's read and its write (its ``ver`` moved): the month's
+    cells are not kept (tried again by the next build), and reports stay exact."""
+    report(store)
+    r = _oct_task(store)
+    real = cells._write
+
+    def racing(conn, portal, fp, rebuilt, made):
+        if any(r["source_id"] in {m[1] for m in g[5]} for g in made):
+            conn.execute(
+                "update ticket_facts set ver = ver + 1, ctx = null where portal = ? and source = 'task' and source_id = ?",
+                [PORTAL, r["source_id"]],
+            )
+            conn.commit()
+        return real(conn, portal, fp, rebuilt, made)
+
+    monkeypatch.setattr(cells, "_write", racing)
+    build(store)
+    october = store.execute(
+        "select count(*) from settled_cells where piece >= ? and piece < ?",
+        [ts("2026-10-01 00:00"), ts("2026-11-01 00:00")],
+    ).fetchone()[0]
+    assert october == 0 and store.execute("select count(*) from settled_cells").fetchone()[0] > 0
+    monkeypatch.setattr(cells, "_write", real)
+    same(store, OCT)
+
+
+def test_pieces_are_weeks_cut_at_month_starts():
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("Europe/Moscow")
+    # Thursday 2026-10-01 .. Monday 2026-10-05 .. 2026-11-01 (a Sunday) .. Monday 2026-11-02
+    got = cells.pieces(ts("2026-10-01 00:00"), ts("2026-11-03 00:00"), tz)
+    days = [
+        ("2026-10-01", "2026-10-05"),
+        ("2026-10-05", "2026-10-12"),
+        ("2026-10-12", "2026-10-19"),
+        ("2026-10-19", "2026-10-26"),
+        ("2026-10-26", "2026-11-01"),
+        ("2026-11-01", "2026-11-02"),
+    ]
+    assert got == [(ts(a + " 00:00"), ts(b + " 00:00")) for a, b in days]
+    assert cells.piece_of(ts("2026-10-31 23:59"), tz) == (ts("2026-10-26 00:00"), ts("2026-11-01 00:00"))
+    assert cells.pieces(ts("2026-10-02 00:00"), ts("2026-10-11 00:00"), tz) == []  # none wholly inside
+    assert cells.scope(None) is None and cells.scope(["tasks", "crm:2"]) == ["crm:2", "task"]
+    assert cells.scope(["tasks:group=7"]) is False
+    assert json.loads(json.dumps(cells.LAYOUT)) == 1
+
+
+def test_a_ticket_resolved_before_its_creation_is_read_one_by_one(store):
+    """Clock skew: a ticket created on Tuesday and resolved (by its log) on the Sunday before is in
+    R of a month, not of its week: it stays out of the cells, and the month equals the replay."""
+    from b24desk.model import Bundle, Event, Ticket
+    from b24desk.store import save_bundles
+
+    t = Ticket(PORTAL, "task", "skew", type="bug", author_id="c778", customer="c778", responsible_id="13")
+    t.created_at = ts("2026-10-13 10:00")
+    done = ts("2026-10-11 10:00")
+    evs = [
+        Event(PORTAL, "task", "skew", "e0", "created", t.created_at, "c778"),
+        Event(PORTAL, "task", "skew", "e1", "reply", t.created_at + 600, "13"),
+        Event(PORTAL, "task", "skew", "e2", "resolved", done, "13"),
+    ]
+    t.state, t.resolved_at, t.closed_at = "resolved", done, done
+    with store.atomic():
+        save_bundles(store, [Bundle(t, evs)])
+    build(store)
+    row = store.execute("select ctx, cell from ticket_facts where source_id = 'skew'").fetchone()
+    assert row[0] is not None and row[1] is None  # facts kept, but no cell
+    rp = same(store, OCT)
+    assert rp.cells_c
