@@ -29,6 +29,7 @@ from test_kpi_derived import (  # noqa: F401  (the fixtures)
 
 from b24desk.kpi import cells, derived
 from b24desk.kpi.drilldown import Replay
+from b24desk.kpi.engine import frt_missed
 from b24desk.kpi.report import ReportEnv, ReportPass
 from b24desk.store import get_ticket
 from reports.query import weeks
@@ -112,8 +113,8 @@ def test_a_report_from_cells_equals_the_report_of_every_ticket(store, period, co
 
 def test_cells_hold_only_settled_tickets_and_each_ticket_once(store):
     """A member is closed, created in its cell's piece with its last event before the piece's end,
-    never waiting for a first reply under a target; the cells' counts are their members; a second
-    build finds nothing to do."""
+    unanswered only with its first-response target passed inside the piece; the cells' counts are
+    their members; a second build finds nothing to do."""
     report(store)
     assert build(store) == members(store) > 0
     assert build(store) == 0
@@ -127,21 +128,48 @@ def test_cells_hold_only_settled_tickets_and_each_ticket_once(store):
     assert len(rows) == members(store)
     for cell, created, state, last_at, first_reply, priority, piece, end, source, agent, resp, t_source in rows:
         assert (piece, end) == cells.piece_of(created, tz) and state != "open" and last_at < end
-        assert not (first_reply is None and priority in env.ctx.sla_first_response)
+        target = env.ctx.sla_first_response.get(priority)
+        assert first_reply is not None or target is None or frt_missed(created, end, target, env.ctx)
         assert (source, agent) == (t_source, resp)
     n = dict(store.execute("select id, n from settled_cells").fetchall())
     held = dict(
         store.execute("select cell, count(*) from ticket_facts where cell is not null group by cell").fetchall()
     )
     assert n == held
-    # a ticket waiting for its first reply under a target stays out, though closed and quiet
-    waiting = store.execute(
-        "select count(*) from ticket_facts where ctx is not null and state != 'open' and first_reply is null"
-    ).fetchone()[0]
-    assert waiting > 0
-    assert not store.execute(
-        "select count(*) from ticket_facts where cell is not null and first_reply is null"
-    ).fetchone()[0]
+    # unanswered and closed: in a cell once its first-response target passed inside the piece
+    # (breached whatever the period), out of it while the target may still be met at a period's end
+    assert store.execute("select count(*) from ticket_facts where cell is not null and first_reply is null").fetchone()[
+        0
+    ]
+
+
+def test_an_unanswered_ticket_joins_a_cell_only_once_its_target_passed_inside_the_piece(store):
+    """Closed without a reply: created on a Tuesday morning its 15-minute target (critical) passed
+    that morning, so it is settled (breached in every period); created on a Sunday night its target
+    runs from Monday's working hours, after the piece's end: it is read one by one, and both
+    periods around it equal the replay."""
+    from b24desk.model import Bundle, Event, Ticket
+    from b24desk.store import save_bundles
+
+    bundles = []
+    for sid, created in (("tue", "2026-10-13 10:00"), ("sun", "2026-10-18 23:00")):
+        t = Ticket(PORTAL, "task", sid, type="bug", author_id="c778", customer="c778", responsible_id="13")
+        t.created_at, t.priority = ts(created), "critical"
+        done = t.created_at + 1800
+        t.state, t.resolved_at, t.closed_at = "resolved", done, done
+        evs = [
+            Event(PORTAL, "task", sid, "e0", "created", t.created_at, "c778"),
+            Event(PORTAL, "task", sid, "e1", "resolved", done, "13"),
+        ]
+        bundles.append(Bundle(t, evs))
+    with store.atomic():
+        save_bundles(store, bundles)
+    build(store)
+    cell = dict(store.execute("select source_id, cell from ticket_facts where source_id in ('tue', 'sun')").fetchall())
+    assert cell["tue"] is not None and cell["sun"] is None
+    same(store, OCT)
+    same(store, ("2026-10-12", "2026-10-19"))
+    same(store, ("2026-10-12", "2026-10-26"))
 
 
 def _member(db) -> dict:

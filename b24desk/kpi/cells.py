@@ -27,13 +27,14 @@ import json
 import logging
 import marshal
 import sqlite3
+import time
 from bisect import bisect_right
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ..model import OPEN
 from . import derived
-from .engine import Context, Tally
+from .engine import Context, Tally, frt_missed
 
 log = logging.getLogger(__name__)
 
@@ -131,19 +132,20 @@ def _tables(conn) -> set:
     return {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
 
 
-def settles(state, last_at, resolution_at, first_reply, priority, piece: tuple[int, int], ctx: Context) -> bool:
+def settles(
+    created, state, last_at, resolution_at, first_reply, priority, piece: tuple[int, int], ctx: Context
+) -> bool:
     """Whether a ticket created in ``piece`` whose kept facts say this is settled there: closed,
     its last event before the piece's end, no resolution stamped before the piece (clock skew: R
-    would depend on the period's start), no first-response target waiting for a reply (met or
-    missed depending on the period's end)."""
+    would depend on the period's start), and, unanswered under a first-response target, that target
+    passed by the piece's end (before it, met or missed would depend on the period's end)."""
     start, end = piece
-    return (
-        state != OPEN
-        and last_at is not None
-        and last_at < end
-        and (resolution_at is None or resolution_at >= start)
-        and not (first_reply is None and priority in ctx.sla_first_response)
-    )
+    if state == OPEN or last_at is None or last_at >= end:
+        return False
+    if resolution_at is not None and resolution_at < start:
+        return False
+    target = ctx.sla_first_response.get(priority) if first_reply is None else None
+    return target is None or frt_missed(created, end, target, ctx)
 
 
 def settled(t: dict, s: tuple, piece: tuple[int, int], ctx: Context):
@@ -152,7 +154,8 @@ def settled(t: dict, s: tuple, piece: tuple[int, int], ctx: Context):
     f = derived.read_off(t, s, piece[0], piece[1], ctx)
     if f is None or f is derived.REPLAY:
         return None  # not for a settled ticket: it is in C, and its log ends before the piece's end
-    if not settles(f.state, f.last_at, f.resolution_at, f.first_reply, f.priority, piece, ctx):
+    created = t["created_at"]
+    if not settles(created, f.state, f.last_at, f.resolution_at, f.first_reply, f.priority, piece, ctx):
         return None
     return f
 
@@ -172,11 +175,12 @@ def _rows(conn, portal: str, fp: str, start: int, end: int, cols: str):
     return conn.execute(sql, [portal, start, end, fp, OPEN, end])
 
 
-def build(db, portal: str, ctx: Context, start: int, end: int, stop=None) -> int:
+def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause: float = 0.0) -> int:
     """Make anew the cells of every piece starting in ``[start, end)`` whose cells no longer hold
     exactly its settled tickets (a member written since, tickets settled or facts kept since, none
-    made yet), a month at a time; ``stop()`` true ends it between months. A month whose tickets
-    change while it is read is left for the next call. Returns the tickets now in new cells."""
+    made yet), a month at a time, the newest first, ``pause`` seconds between months (requests come
+    first); ``stop()`` true ends it between months. A month whose tickets change while it is read
+    is left for the next call. Returns the tickets now in new cells."""
     from .load import TICKET_COLUMNS
 
     conn = db.conn
@@ -184,13 +188,20 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None) -> int
         return 0
     fp = derived.fingerprint(ctx)
     tz = zone_of(ctx)
-    kept = 0
+    months = []
     a = piece_of(start, tz)[0]
-    while a < end and not (stop and stop()):
+    while a < end:
         first = datetime.fromtimestamp(a, tz).date().replace(day=1)
         b = _midnight((first + timedelta(days=32)).replace(day=1), tz)  # the month's end
-        kept += _build_month(conn, portal, ctx, fp, tz, max(a, start), min(b, end), TICKET_COLUMNS)
+        months.append((max(a, start), min(b, end)))
         a = b
+    kept = 0
+    for i, (a, b) in enumerate(reversed(months)):
+        if stop and stop():
+            break
+        if i and pause:
+            time.sleep(pause)
+        kept += _build_month(conn, portal, ctx, fp, tz, a, b, TICKET_COLUMNS)
     return kept
 
 
@@ -216,7 +227,7 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, ticket_columns) -> int:
     outside, inside = set(), {}
     for created, cell, state, last_at, resolution_at, first_reply, priority in _rows(conn, portal, fp, lo, hi, _LIGHT):
         i = bisect_right(starts, created) - 1
-        if not settles(state, last_at, resolution_at, first_reply, priority, spans[i], ctx):
+        if not settles(created, state, last_at, resolution_at, first_reply, priority, spans[i], ctx):
             continue
         piece = starts[i]
         if cell is not None and cell in valid.get(piece, ()):

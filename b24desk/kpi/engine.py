@@ -366,8 +366,13 @@ def frt_sla(f: Facts, created: int, end: int, ctx: Context):
         return f.frt_sla_b <= int(target)
     if end >= END_OF_TIME:
         return None  # a whole-log replay: read off per period (derived.py)
-    within = (ctx.sla_calendar or ctx.calendar).business_seconds(created, end) <= int(target)
-    return None if within else False
+    return False if frt_missed(created, end, target, ctx) else None
+
+
+def frt_missed(created: int, end: int, target, ctx: Context) -> bool:
+    """Whether a ticket still unanswered at ``end`` has passed its first-response ``target``
+    (business seconds on the SLA clock): breached from then on, whatever comes later."""
+    return (ctx.sla_calendar or ctx.calendar).business_seconds(created, end) > int(target)
 
 
 def _seconds(value) -> int | None:
@@ -729,6 +734,8 @@ class Tally:
         history = ctx.customer_history
         for cust, times in customers.items():
             hist = history.get(cust) or sorted(times)
+            if len(hist) < 2:
+                continue  # their one ticket: no repeat (most customers, so no bisect for them)
             for c in times:
                 if bisect_right(hist, c) - bisect_left(hist, c - window) >= 2:
                     repeat += 1
