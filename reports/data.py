@@ -20,7 +20,7 @@ from b24desk.kpi.drilldown import Replay
 from b24desk.kpi.formats import render, to_xlsx
 from b24desk.kpi.load import load_people
 from b24desk.kpi.now import now_items
-from b24desk.kpi.report import ReportPass, paused_gc, report_settings
+from b24desk.kpi.report import CELL_GROUPS, ReportPass, cells_fit, paused_gc, report_settings
 from b24desk.overrides import effective_config
 from b24desk.store import VALUE_COLUMNS, distinct_values, journal_changes, journal_state, open_db
 
@@ -33,9 +33,17 @@ MEMO = Memo()
 # re-reads only the tickets written (ReportPass.refresh) instead of the whole period. Two at most,
 # and at most 300,000 tickets held in all (a kept pass holds its tickets: about 190 MiB for the
 # 87k tickets of a month and its previous one at 1M); a bigger pass (a long period of a big
-# portal) is not kept.
+# portal) is not kept. The tickets a pass's settled cells stand for count too (their tallies hold
+# a few values each; kpi/cells.py).
 PASS_TICKETS = 300_000
-PASSES = Pool(2, max_weight=PASS_TICKETS, weight=lambda v: len(v[0].loaded.tickets))
+
+
+def _weight(kept) -> int:
+    loaded = kept[0].loaded
+    return len(loaded.tickets) + sum(c.tally.n for c in loaded.cells)
+
+
+PASSES = Pool(2, max_weight=PASS_TICKETS, weight=_weight)
 
 
 def _db_path() -> str:
@@ -141,9 +149,17 @@ def _sources_of(filters: dict) -> dict:
 
 
 def _pass_key(portal: str, q: Query, filters: dict, settings) -> tuple:
-    """What an engine pass depends on: the store, the query but its ``group_by``, the settings."""
+    """What an engine pass depends on: the store, the query but its ``group_by``, the settings. A
+    pass that read settled cells (kpi/cells.py) serves totals and agent and department groups
+    only: it is kept under this key and ``"cells"`` (``_pass``)."""
     what = [portal, q.date_from, q.date_to, q.compare, engine_filters(filters), settings]
     return (_db_path(), json.dumps(what, sort_keys=True, default=str))
+
+
+def _with_cells(filters: dict, *group_bys) -> bool:
+    """Whether a query's pass reads settled cells: its filters and groups are what a cell can
+    tell (its source, its responsible and their department)."""
+    return cells_fit(filters) and all(g in CELL_GROUPS for g in group_bys)
 
 
 def _kept_report(own, pk, sc, portal: str, q: Query, filters: dict, cfg: dict, group_by) -> dict:
@@ -151,11 +167,13 @@ def _kept_report(own, pk, sc, portal: str, q: Query, filters: dict, cfg: dict, g
     one, narrowed to the other filters (the pass a dashboard of the same period uses too)."""
     mine = engine_filters(filters)
     sources = _sources_of(mine)
+    cells = _with_cells(mine, group_by)  # what a pass that read cells can answer
     with paused_gc():
-        rp, seq = _pass(
+        rp, seq, pk = _pass(
             own,
             pk,
             sc,
+            cells,
             lambda: ReportPass(
                 own,
                 portal,
@@ -165,6 +183,7 @@ def _kept_report(own, pk, sc, portal: str, q: Query, filters: dict, cfg: dict, g
                 config=cfg,
                 compare=q.compare,
                 keep_keys=True,
+                cells=cells,
             ),
         )
         out = rp.narrow(mine).report(group_by)
@@ -188,20 +207,23 @@ def _keep(pk, rp, seq) -> None:
 _FROZEN: weakref.WeakSet = weakref.WeakSet()
 
 
-def _pass(own, pk, sc, new):
-    """``(pass, journal position)``: the kept pass of ``pk`` brought up to date when the change
-    journal names the tickets written since it was made (ReportPass.refresh), else ``new()``; the
-    position is None when the store has no journal (the pass is then not kept)."""
-    got = PASSES.take(pk)
-    if got is not None and sc is not None:
-        rp, seq = got
-        changes = journal_changes(own.conn, sc[0], seq, sc[1], sc[2])
-        if changes is not None and changes[1] is not None and rp.refresh(own, changes[1]):
-            return rp, changes[0]
+def _pass(own, pk, sc, cells: bool, new):
+    """``(pass, journal position, key)``: the kept pass of ``pk`` (or, when the caller can use one
+    that read settled cells, of ``pk`` and ``"cells"``) brought up to date when the change journal
+    names the tickets written since it was made (ReportPass.refresh), else ``new()``; the position
+    is None when the store has no journal (the pass is then not kept); the key is the one to keep
+    it under (with ``"cells"`` when it read some)."""
+    for key in (pk, pk + ("cells",)) if cells else (pk,):
+        got = PASSES.take(key)
+        if got is not None and sc is not None:
+            rp, seq = got
+            changes = journal_changes(own.conn, sc[0], seq, sc[1], sc[2])
+            if changes is not None and changes[1] is not None and rp.refresh(own, changes[1]):
+                return rp, changes[0], key
     state = journal_state(own.conn) if sc is not None else None  # before the read: conservative
     rp = new()
     rp.slim()
-    return rp, (state[0] if state else None)
+    return rp, (state[0] if state else None), (pk + ("cells",) if rp.loaded.cells else pk)
 
 
 def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt: str, lang: str | None = None):
@@ -255,22 +277,26 @@ def page(
     theirs = engine_filters(team) if team is not None else None
     sc = scope(portal, q, cfg)
     sources = _sources_of(mine)
+    # the settled cells stand for most of the period's tickets when the viewer's and their team's
+    # filters are what a cell can tell (kpi/cells.py)
+    cells = _with_cells(mine, *group_bys) and (theirs is None or cells_fit(theirs))
     pk = _pass_key(portal, q, sources, settings)  # here: a background recompute has no app context
 
     def compute(own):
         with paused_gc():
             out, kept = {}, None
             if theirs is None or _sources_of(theirs) == sources:
-                base, seq = _pass(
+                base, seq, key = _pass(
                     own,
                     pk,
                     sc,
+                    cells,
                     lambda: ReportPass(
                         own, portal, q.date_from, q.date_to, filters=sources, config=cfg, compare=q.compare,
-                        keep_keys=True,
+                        keep_keys=True, cells=cells,
                     ),
                 )  # fmt: skip
-                kept = (pk, base, seq)
+                kept = (key, base, seq)
                 rp = base.narrow(mine)
                 if theirs is not None:
                     out["team"] = base.narrow(theirs).report(None)

@@ -32,12 +32,20 @@ def warm_dashboard(app, portal: str) -> None:
     data.MEMO.wait_idle()  # a stale entry is refreshed in the memo's own thread
 
 
+# how far back the settled cells are kept up to date after a sync: a year of months and the
+# current one (a month's report, its previous month, last year's same month, a year of trends)
+CELL_DAYS = 400
+
+
 def backfill_facts(app, portal: str, stop=None, batch: int = 1000, pause: float = 0.02) -> int:
     """Keep the per-ticket facts of every ticket of ``portal`` that has none under the portal's
     current config (b24desk.kpi.load.backfill), a batch at a time with a pause between so requests
     come first, until none is left or ``stop()`` says a newer sync wants its dashboard warmed.
-    Then the first report of any period reads kept facts (no replay of its tickets). Returns the
-    facts kept."""
+    Then the first report of any period reads kept facts (no replay of its tickets). Then the
+    settled cells of the last ``CELL_DAYS`` (b24desk.kpi.cells: a month's report merges them
+    instead of reading most of its tickets) are made anew where a write or newly kept facts left
+    them behind, a month at a time. Returns the facts kept."""
+    from b24desk.kpi import cells
     from b24desk.kpi.load import backfill
     from b24desk.kpi.report import ReportEnv
 
@@ -53,6 +61,9 @@ def backfill_facts(app, portal: str, stop=None, batch: int = 1000, pause: float 
                 kept += n
                 if after is not None and pause:
                     time.sleep(pause)
+            if after is None:  # every ticket's facts kept: the cells can hold every settled ticket
+                now = int(time.time())
+                cells.build(db, portal, ctx, now - CELL_DAYS * 86400, now + 86400, stop=stop, pause=pause)
         finally:
             db.conn.close()
     return kept

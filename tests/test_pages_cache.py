@@ -583,8 +583,8 @@ def test_the_pass_pool_holds_a_bounded_number_of_tickets():
 
 def test_the_warmer_keeps_every_tickets_facts_after_the_dashboard(seeded):
     """After a sync the warmer builds the dashboard, then keeps the facts of every ticket that has
-    none (reports/warm.py backfill_facts), so the first report of any period replays nothing; a
-    newer sync's warm stops it (``stop``)."""
+    none (reports/warm.py backfill_facts), so the first report of any period replays nothing, and
+    the settled cells of the last months; a newer sync's warm stops it (``stop``)."""
     from reports.warm import Warmer, backfill_facts
 
     app, _token, portal, _now, path = seeded
@@ -599,5 +599,81 @@ def test_the_warmer_keeps_every_tickets_facts_after_the_dashboard(seeded):
     left = conn.execute(
         "select count(*) from ticket_facts where portal = ? and ctx is null and coalesce(deleted, 0) = 0", [portal]
     ).fetchone()[0]
+    # then the settled cells of the last months (b24desk/kpi/cells.py), holding their members
+    n, held = conn.execute(
+        "select (select sum(n) from settled_cells where portal = ? and stale = 0),"
+        " (select count(*) from ticket_facts where portal = ? and cell is not null)",
+        [portal, portal],
+    ).fetchone()
     conn.close()
     assert left == 0
+    assert n == held > 0
+
+
+def test_pages_from_settled_cells_equal_pages_of_every_ticket(seeded, monkeypatch):
+    """Once the warmer made the settled cells (b24desk/kpi/cells.py), a dashboard's pass reads them
+    instead of most of its tickets: the admin's page (totals, agents, departments, weekly series,
+    durations) and an agent's (own and team figures) equal the pages made with cells switched off;
+    an API query the cells cannot answer (grouped by priority) gets a pass of its own; after a
+    write to one of the cells' tickets the page's pass is made anew and still equal."""
+    from reports.query import Query
+    from reports.warm import backfill_facts
+
+    app, token, portal, now, path = seeded
+    backfill_facts(app, portal)
+    conn = sqlite3.connect(path)
+    assert conn.execute("select count(*) from ticket_facts where cell is not null").fetchone()[0] > 0
+    frm = time.strftime("%Y-%m-%d", time.gmtime(now - 35 * 86400))
+    to = time.strftime("%Y-%m-%d", time.gmtime(now - 3 * 86400))
+    q = Query(frm, to, tz="UTC")
+    cases = [({}, ("agent", "department"), None), ({"agent": "201"}, (None,), {"department": "3"})]
+
+    def pages():
+        data.MEMO.clear()
+        with app.test_request_context():
+            db = open_db(path)
+            try:
+                return json.dumps(
+                    [data.page(db, portal, q, f, gbs, team=team, exact=True) for f, gbs, team in cases],
+                    sort_keys=True,
+                    default=str,
+                )
+            finally:
+                db.conn.close()
+
+    data.PASSES.clear()
+    with_cells = pages()
+    (rp,) = [rp for rp, _seq in data.PASSES.values()]
+    assert rp.loaded.cells and rp.cells_c
+    c = app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    by_priority = _api(c, f"from={frm}&to={to}&agent=201&group_by=priority", auth)
+    assert len(data.PASSES.values()) == 2  # its own pass: a cell cannot tell priorities apart
+    monkeypatch.setattr(data, "_with_cells", lambda *a: False)
+    data.PASSES.clear()
+    without = pages()
+    assert not [rp for rp, _seq in data.PASSES.values() if rp.loaded.cells]
+    assert with_cells == without
+    data.MEMO.clear()
+    assert by_priority == _api(c, f"from={frm}&to={to}&agent=201&group_by=priority", auth)
+    monkeypatch.undo()
+    data.PASSES.clear()
+    assert pages() == with_cells
+    # a write to a ticket of a cell the kept pass read: the pass is made anew, without that cell
+    (rp,) = [rp for rp, _seq in data.PASSES.values()]
+    member = conn.execute(
+        "select f.source, f.source_id, f.cell from ticket_facts f where f.cell in (select value from json_each(?))",
+        [json.dumps([c.id for c in rp.loaded.cells])],
+    ).fetchone()
+    conn.execute(
+        "update tickets set priority = 'critical' where portal = ? and source = ? and source_id = ?",
+        [portal, member[0], member[1]],
+    )
+    conn.commit()
+    after = pages()
+    (fresh,) = [p for p, _seq in data.PASSES.values()]
+    assert fresh is not rp and member[2] not in {c.id for c in fresh.loaded.cells}
+    monkeypatch.setattr(data, "_with_cells", lambda *a: False)
+    data.PASSES.clear()
+    assert after == pages() != with_cells
+    conn.close()
