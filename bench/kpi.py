@@ -291,6 +291,25 @@ def candidates(db, date_from: str, date_to: str) -> int:
     return db.conn.execute(f"select count(*) from ({sql})", params).fetchone()[0]
 
 
+def without_cells(db, date_from: str, date_to: str) -> dict:
+    """``build_report`` as it was before the settled cells: every ticket of the periods read."""
+    from b24desk.kpi.report import ReportPass, paused_gc
+
+    with paused_gc():
+        return ReportPass(db, PORTAL, date_from, date_to, config=CONFIG).report(None)
+
+
+def build_cells(db, date_from: str, date_to: str) -> int:
+    """The settled cells of the period's and the previous period's pieces (what the warmer keeps
+    after its backfill, reports/warm.py; the first report kept the facts of their tickets)."""
+    from b24desk.kpi import cells
+
+    env = ReportEnv(db, PORTAL, CONFIG)
+    p = env.period(date_from, date_to)
+    cells.build(db, PORTAL, env.ctx, p.previous().start, p.end)
+    return db.conn.execute("select coalesce(sum(n), 0) from settled_cells where stale = 0").fetchone()[0]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", help="tickets per store over 5 years (= --shapes NxN5)")
@@ -334,6 +353,13 @@ def main(argv=None) -> int:
                 db.conn.execute("update ticket_facts set ctx = null, ver = ver + 1 where portal = ?", [PORTAL])
                 db.conn.commit()
                 first_s, first_cpu, _ = timed(lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG), 1)
+                # the same before the settled cells (b24desk/kpi/cells.py): every ticket read
+                plain_s, plain_cpu, _ = timed(lambda: without_cells(db, date_from, date_to), args.repeat)
+                plain_mem = peak_mib(lambda: without_cells(db, date_from, date_to))
+                # the warmer's cells of the two periods' pieces, then the steady state
+                c0 = time.process_time()
+                celled = build_cells(db, date_from, date_to)
+                cells_cpu = time.process_time() - c0
                 secs, cpu, report = timed(
                     lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG), args.repeat
                 )
@@ -351,6 +377,11 @@ def main(argv=None) -> int:
                     "report_s": secs,
                     "report_cpu_s": cpu,
                     "report_mib": mem,
+                    "plain_s": plain_s,
+                    "plain_cpu_s": plain_cpu,
+                    "plain_mib": plain_mem,
+                    "celled": celled,
+                    "cells_cpu_s": cells_cpu,
                 }
                 if not args.no_baseline:
                     bsecs, bcpu, base = timed(lambda: baseline(db, date_from, date_to), repeat=1)
@@ -384,6 +415,9 @@ def main(argv=None) -> int:
         "report s",
         "report CPU s",
         "report peak MiB",
+        "no cells CPU s",
+        "no cells MiB",
+        "in cells",
         "baseline s",
         "baseline CPU s",
         "baseline peak MiB",
@@ -402,6 +436,9 @@ def main(argv=None) -> int:
                 f"{r['report_s']:.3f}",
                 f"{r['report_cpu_s']:.3f}",
                 f"{r['report_mib']:.1f}",
+                f"{r['plain_cpu_s']:.3f}",
+                f"{r['plain_mib']:.1f}",
+                f"{r['celled']:,}",
                 dash if r.get("baseline_s") is None else f"{r['baseline_s']:.2f}",
                 dash if r.get("baseline_cpu_s") is None else f"{r['baseline_cpu_s']:.2f}",
                 dash if r.get("baseline_mib") is None else f"{r['baseline_mib']:.1f}",
@@ -413,7 +450,9 @@ def main(argv=None) -> int:
         "first report = the first build_report with no per-ticket facts kept (it replays every"
         " ticket it reads and keeps their facts, as after a full sync); report = the steady state:"
         " build_report for the period and its previous period, best of"
-        f" {args.repeat}; baseline = a Python loop over every ticket and event of the store, same maths,"
+        f" {args.repeat}, reading the settled cells (b24desk/kpi/cells.py) that hold 'in cells' of their"
+        " tickets; no cells = the same report reading every ticket (the engine before the cells), same"
+        " run; baseline = a Python loop over every ticket and event of the store, same maths,"
         " one run. active = A, the tickets open at some moment of the period."
     )
     print(

@@ -174,11 +174,26 @@ def main(argv=None) -> int:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     uncached()
     june_warm = timed(june, {})[0]
+    conn = sqlite3.connect(str(path))
+    celled, n_cells = conn.execute(
+        "select coalesce(sum(n), 0), count(*) from settled_cells where portal = ? and stale = 0", [PORTAL]
+    ).fetchone()
+    conn.close()
     print(
-        f"backfill after it (reports/warm.py): {kept:,} tickets' facts kept in {cpu:.1f} CPU s ({wall:.1f} s wall,"
-        f" {cpu / max(kept, 1) * 1e6:.0f} us each); June's dashboard opened first: {june_cold:.0f} ms with no"
-        f" facts kept, {june_warm:.0f} ms after the backfill"
+        f"backfill after it (reports/warm.py): {kept:,} tickets' facts kept and {celled:,} settled tickets in"
+        f" {n_cells:,} cells (b24desk/kpi/cells.py) in {cpu:.1f} CPU s ({wall:.1f} s wall); June's dashboard"
+        f" opened first: {june_cold:.0f} ms with no facts kept, {june_warm:.0f} ms after the backfill"
     )
+    # the baseline of the cells, same run: the uncached dashboards read every ticket of the period
+    real = data._with_cells
+    data._with_cells = lambda *a: False
+    for name, url, _bearer in cases[:2]:
+        base = []
+        for _ in range(args.base_runs):
+            uncached()
+            base.append(timed(url, {})[0])
+        print(f"{name + ', no cells':26} {stats(base)}  (baseline: every ticket of the period read)")
+    data._with_cells = real
     worst = 0.0
     for name, url, bearer in cases:
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
