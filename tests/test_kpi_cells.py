@@ -357,3 +357,38 @@ def test_a_ticket_resolved_before_its_creation_is_read_one_by_one(store):
     assert row[0] is not None and row[1] is None  # facts kept, but no cell
     rp = same(store, OCT)
     assert rp.cells_c
+
+
+def test_a_build_behind_a_writer_keeps_nothing_and_tries_again_later(store, tmp_path):
+    """The store is locked by a sync, then full (it may not grow by a page): the build gives up
+    without raising (after its short wait for the lock), keeps no cell, and the next one keeps
+    them; reports are exact either way."""
+    import sqlite3
+
+    from b24desk.kpi.load import backfill
+
+    ctx = ReportEnv(store, PORTAL, CONFIG).ctx
+    after = ("", "")
+    while after is not None:
+        _n, after = backfill(store, PORTAL, ctx, after)
+    path = store.execute("pragma database_list").fetchone()[2]
+    sync = sqlite3.connect(path, isolation_level=None)
+    sync.execute("BEGIN IMMEDIATE")
+    try:
+        assert cells.build(store, PORTAL, ctx, *YEAR) == 0
+    finally:
+        sync.execute("ROLLBACK")
+        sync.close()
+    assert store.execute("select count(*) from settled_cells").fetchone()[0] == 0 and members(store) == 0
+    same(store, OCT)
+    # a full disk: the store may not grow by a page
+    (pages,) = store.execute("pragma page_count").fetchone()
+    store.execute(f"pragma max_page_count = {pages}")
+    try:
+        assert cells.build(store, PORTAL, ctx, *YEAR) == 0
+    finally:
+        store.execute("pragma max_page_count = 1073741823")
+    assert store.execute("select count(*) from settled_cells").fetchone()[0] == 0 and members(store) == 0
+    same(store, OCT)
+    assert cells.build(store, PORTAL, ctx, *YEAR) > 0
+    same(store, OCT)
