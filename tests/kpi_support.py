@@ -70,3 +70,16 @@ def reopen(when, by, frm="5", to="2", with_status=True, with_event=True):
     if with_event:
         out.append((when, "reopened", by))
     return out
+
+
+def one_portal_statistics(db, stats: dict) -> None:
+    """Make the planner see the store as ANALYZE sees a big store of one portal: ``stats`` is
+    ``{table: {index: sqlite_stat1 text}}`` (every index on ``(portal, ...)`` then looks alike,
+    which is when a query picks the wrong one)."""
+    db.execute("ANALYZE")
+    for tbl, rows in stats.items():
+        db.execute("delete from sqlite_stat1 where tbl = ?", [tbl])
+        for idx, stat in rows.items():
+            db.execute("insert into sqlite_stat1 values (?, ?, ?)", [tbl, idx, stat])
+    db.conn.commit()
+    db.execute("ANALYZE sqlite_schema")  # load them

@@ -6,6 +6,8 @@ import random
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from kpi_support import one_portal_statistics
+
 from b24desk.kpi.report import ReportEnv
 from b24desk.push.data import build_digest, parse_period
 from b24desk.push.render import digest_text, feed_message
@@ -96,13 +98,7 @@ ONE_PORTAL_STATS = {
 
 
 def _one_portal_stats(db) -> None:
-    db.execute("ANALYZE")
-    for tbl, stats in ONE_PORTAL_STATS.items():
-        db.execute("delete from sqlite_stat1 where tbl = ?", [tbl])
-        for idx, stat in stats.items():
-            db.execute("insert into sqlite_stat1 values (?, ?, ?)", [tbl, idx, stat])
-    db.conn.commit()
-    db.execute("ANALYZE sqlite_schema")  # load them
+    one_portal_statistics(db, ONE_PORTAL_STATS)
 
 
 def test_capacity_reads_the_period_s_events_then_their_tickets_whatever_the_statistics(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from kpi_support import CONFIG, PORTAL, add_ticket, close, reopen, ts
+from kpi_support import CONFIG, PORTAL, add_ticket, close, one_portal_statistics, reopen, ts
 from test_kpi_examples import seed as seed_example
 
 from b24desk.kpi import build_report
@@ -330,18 +330,13 @@ def test_tickets_closed_in_the_window_are_read_by_closed_at_whatever_the_statist
     store where all tickets are one portal's): by ``created_at`` the loader would read every ticket
     created before the window (at 1M tickets 0.3 s of each report, and of the "now" panel)."""
     add_ticket(db, 1, "2026-10-05 10:00", "c1", "10", [])
-    db.execute("ANALYZE")
     stats = {  # what ANALYZE wrote on a 1M-ticket store of one portal
         "idx_tickets_portal_created_at": "1000000 1000000 1",
         "idx_tickets_portal_created_at_customer_deleted": "1000000 1000000 1 1 1",
         "idx_tickets_portal_closed_at": "1000000 1000000 1",
         "idx_tickets_portal_closed_at_created_at": "1000000 1000000 1 1",
     }
-    db.execute("delete from sqlite_stat1 where tbl = 'tickets'")
-    for idx, stat in stats.items():
-        db.execute("insert into sqlite_stat1 values ('tickets', ?, ?)", [idx, stat])
-    db.conn.commit()
-    db.execute("ANALYZE sqlite_schema")  # load them
+    one_portal_statistics(db, {"tickets": stats})
     for sql, params in (candidate_query(PORTAL, 1, 2), candidate_query(PORTAL, 1, 2, facts=True, dormant_ctx="x")):
         closed = sql.split(" union all ")[1]
         plan = [r[3] for r in db.execute("explain query plan " + closed, params[3:6]).fetchall()]

@@ -5,6 +5,7 @@ recorded independently of our mapping)."""
 from __future__ import annotations
 
 import pytest
+from kpi_support import one_portal_statistics
 from openlines_support import client_for, make_double, mismatches
 
 from b24desk.sources import SelectorError, get_source
@@ -289,7 +290,6 @@ def test_oldest_open_session_is_read_through_the_open_tickets_whatever_the_stati
     ...)`` look alike (one portal's store): by the key it read every session of the portal (0.23 s
     at 1M tickets, on every incremental sync)."""
     c, _ = sync(double, db)
-    db.execute("ANALYZE")
     stats = {  # what ANALYZE wrote on a 1M-ticket store of one portal
         "sqlite_autoindex_tickets_1": "1000000 1000000 1000000 1",
         "idx_tickets_portal_created_at": "1000000 1000000 1",
@@ -299,11 +299,7 @@ def test_oldest_open_session_is_read_through_the_open_tickets_whatever_the_stati
         "idx_tickets_portal_responsible_id": "1000000 1000000 16667",
         "tickets_author": "1000000 1000000 4",
     }
-    db.execute("delete from sqlite_stat1 where tbl = 'tickets'")
-    for idx, stat in stats.items():
-        db.execute("insert into sqlite_stat1 values ('tickets', ?, ?)", [idx, stat])
-    db.conn.commit()
-    db.execute("ANALYZE sqlite_schema")  # load them
+    one_portal_statistics(db, {"tickets": stats})
     for line in (None, 2, 3):  # the double's one open session is on line 3
         src = get_source("openlines" if line is None else f"openlines:line={line}")
         said = []
