@@ -330,8 +330,10 @@ def test_pieces_are_weeks_cut_at_month_starts():
     assert got == [(ts(a + " 00:00"), ts(b + " 00:00")) for a, b in days]
     assert cells.piece_of(ts("2026-10-31 23:59"), tz) == (ts("2026-10-26 00:00"), ts("2026-11-01 00:00"))
     assert cells.pieces(ts("2026-10-02 00:00"), ts("2026-10-11 00:00"), tz) == []  # none wholly inside
-    assert cells.scope(None) is None and cells.scope(["tasks", "crm:2"]) == ["crm:2", "task"]
-    assert cells.scope(["tasks:group=7"]) is False
+    from b24desk.kpi.load import source_values
+
+    assert source_values(None) is None and source_values(["tasks", "crm:2"]) == ["crm:2", "task"]
+    assert source_values(["tasks:group=7"]) is False
     assert json.loads(json.dumps(cells.LAYOUT)) == 1
 
 

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from ..model import OPEN
 from . import derived
-from .engine import Context, Tally, frt_missed
+from .engine import TICKET_COLUMNS, Context, Tally, frt_missed
 
 log = logging.getLogger(__name__)
 
@@ -78,31 +78,14 @@ def pieces(start: int, end: int, tz) -> list[tuple[int, int]]:
     return out
 
 
-def scope(sources) -> list | None:
-    """The ticket ``source`` values a report's source selectors read (None: every source), or
-    ``False`` when a selector narrows a source (``tasks:group=7``): cells are per source only."""
-    from .load import SELECTOR_SOURCES
-
-    if not sources:
-        return None
-    out = []
-    for sel in [sources] if isinstance(sources, str) else sources:
-        sel = str(sel).strip()
-        if "=" in sel:
-            return False
-        if sel:
-            out.append(SELECTOR_SOURCES.get(sel, sel))
-    return sorted(set(out)) or None
-
-
 def zone_of(ctx: Context):
     return ZoneInfo(ctx.calendar.tz_name)
 
 
-def usable(conn, portal: str, ctx: Context, fp: str, spans, sources) -> list[Cell]:
+def usable(conn, portal: str, ctx: Context, fp: str, spans, src) -> list[Cell]:
     """The valid cells of ``fp`` whose piece lies wholly inside one of ``spans`` (the periods of a
-    report) and whose source the report reads. Call inside the read that loads the other tickets."""
-    src = scope(sources)
+    report) and whose source is one of ``src`` (load.source_values: None every source, False none).
+    Call inside the read that loads the other tickets."""
     if src is False or TABLE not in _tables(conn):
         return []
     tz = zone_of(ctx)
@@ -181,8 +164,6 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause:
     made yet), a month at a time, the newest first, ``pause`` seconds between months (requests come
     first); ``stop()`` true ends it between months. A month whose tickets change while it is read
     is left for the next call. Returns the tickets now in new cells."""
-    from .load import TICKET_COLUMNS
-
     conn = db.conn
     if TABLE not in _tables(conn):
         return 0

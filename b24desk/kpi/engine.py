@@ -43,6 +43,25 @@ from ..model import (
 from .calendar import WorkCalendar
 from .stats import mean, share, summary
 
+# What the maths reads of a ticket row (the state comes from the event log, not from ``state``).
+TICKET_COLUMNS = (
+    "source",
+    "source_id",
+    "type",
+    "priority",
+    "author_id",
+    "customer",
+    "responsible_id",
+    "created_at",
+    "deadline",
+    "closed_at",
+    "rating",
+    "nps",
+    "ces",
+    "channel",
+    "line",
+    "handle_time",
+)
 # kpi.md section 1, default mapping for tasks: 4 (awaiting control) and 5 (completed) are resolved.
 DEFAULT_STATUS_STATES = {
     "task": {"1": OPEN, "2": OPEN, "3": OPEN, "4": RESOLVED, "5": RESOLVED, "6": OPEN, "7": REJECTED},

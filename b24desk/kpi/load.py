@@ -22,27 +22,8 @@ from ..model import parse_ids
 from ..store import get_setting
 from . import cells as cells_mod
 from . import derived
-from .engine import Context, ticket_facts
+from .engine import TICKET_COLUMNS, Context, ticket_facts
 
-# What the maths reads of a ticket row (the state comes from the event log, not from ``state``).
-TICKET_COLUMNS = (
-    "source",
-    "source_id",
-    "type",
-    "priority",
-    "author_id",
-    "customer",
-    "responsible_id",
-    "created_at",
-    "deadline",
-    "closed_at",
-    "rating",
-    "nps",
-    "ces",
-    "channel",
-    "line",
-    "handle_time",
-)
 EVENT_COLUMNS = ("at", "kind", "actor_id", "field", "from_value", "to_value")
 
 # Source selectors (shared/spec/interfaces.md) -> the ticket's ``source`` column.
@@ -257,6 +238,22 @@ def _read_events(conn, portal: str, by_source: dict, events: dict) -> None:
             bucket.append(row[1:])
 
 
+def source_values(sources) -> list | None:
+    """The ticket ``source`` values a report's source selectors read (None: every source), or
+    ``False`` when a selector narrows a source (``tasks:group=7``: the settled cells, kept per
+    source, cannot tell those tickets apart)."""
+    if not sources:
+        return None
+    out = []
+    for sel in [sources] if isinstance(sources, str) else sources:
+        sel = str(sel).strip()
+        if "=" in sel:
+            return False
+        if sel:
+            out.append(SELECTOR_SOURCES.get(sel, sel))
+    return sorted(set(out)) or None
+
+
 def source_clause(sources, prefix: str = "") -> tuple[str, list]:
     """SQL condition for ``--source`` selectors: ``tasks`` means every task, ``tasks:group=7`` only
     the tickets that selector brought in; a raw source (``task``, ``crm:1038``) matches that source."""
@@ -416,7 +413,7 @@ def _load(conn, db, portal, start, end, sources, repeat_window, ctx, ends, dorma
     fp = derived.fingerprint(ctx) if ctx is not None else None
     dormant = dormant and bool(ends) and fp is not None and derived.open_rows_complete(conn, portal)
     if spans and fp is not None:
-        out.cells = cells_mod.usable(conn, portal, ctx, fp, spans, sources)
+        out.cells = cells_mod.usable(conn, portal, ctx, fp, spans, source_values(sources))
     sql, params = candidate_query(
         portal,
         start,
