@@ -858,3 +858,11 @@ def m_settled_cells_001(db: Database) -> None:
     )
     db.execute("CREATE INDEX IF NOT EXISTS settled_cells_piece ON settled_cells (portal, fp, piece)")
     cells_triggers(db)
+
+
+@migrations()
+def m_settled_cells_002(db: Database) -> None:
+    """Cells of a whole month (kpi/cells.py ``kind`` = ``month``): the month's settled tickets that
+    are not settled in their piece, for reports that draw no weekly series."""
+    if "settled_cells" in db.table_names() and "kind" not in db["settled_cells"].columns_dict:
+        db.execute("ALTER TABLE settled_cells ADD COLUMN kind TEXT NOT NULL DEFAULT 'piece'")

@@ -6,6 +6,7 @@ can serve, the weekly series and the duration charts."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 import pytest
 from kpi_support import ts
@@ -28,6 +29,7 @@ from test_kpi_derived import (  # noqa: F401  (the fixtures)
 )
 
 from b24desk.kpi import cells, derived
+from b24desk.kpi.cells import _midnight
 from b24desk.kpi.drilldown import Replay
 from b24desk.kpi.engine import frt_missed
 from b24desk.kpi.report import ReportEnv, ReportPass
@@ -52,9 +54,12 @@ def members(db) -> int:
     return db.execute("select count(*) from ticket_facts where cell is not null").fetchone()[0]
 
 
-def both(db, period, filters=None, compare=None):
-    """The pass that reads cells and the one that reads every ticket, of one query."""
-    with_cells = ReportPass(db, PORTAL, *period, filters=filters, config=CONFIG, compare=compare, cells=True)
+def both(db, period, filters=None, compare=None, months=False):
+    """The pass that reads cells (with ``months`` the whole months' too) and the one that reads
+    every ticket, of one query."""
+    with_cells = ReportPass(
+        db, PORTAL, *period, filters=filters, config=CONFIG, compare=compare, cells=True, month_cells=months
+    )
     without = ReportPass(db, PORTAL, *period, filters=filters, config=CONFIG, compare=compare)
     assert not without.loaded.cells
     return with_cells, without
@@ -72,11 +77,15 @@ def charts(rp) -> str:
     )
 
 
-def same(db, period, filters=None, compare=None) -> ReportPass:
-    rp, ref = both(db, period, filters, compare)
+def same(db, period, filters=None, compare=None, months=False) -> ReportPass:
+    rp, ref = both(db, period, filters, compare, months)
     for group_by in (None, "agent", "department"):
         assert dump(rp.report(group_by)) == dump(ref.report(group_by)), (period, filters, group_by)
-    assert charts(rp) == charts(ref), (period, filters)
+    if any(c.kind == cells.MONTH for c in rp.cells_c):  # a month's cell has no weekly series
+        with pytest.raises(ValueError):
+            charts(rp)
+    else:
+        assert charts(rp) == charts(ref), (period, filters)
     return rp
 
 
@@ -92,13 +101,16 @@ def same(db, period, filters=None, compare=None) -> ReportPass:
     ],
 )
 @pytest.mark.parametrize("filters", [None, {"agent": "13"}, {"department": "2"}, {"source": "tasks"}])
-def test_a_report_from_cells_equals_the_report_of_every_ticket(store, period, compare, filters):
+@pytest.mark.parametrize("months", [False, True])
+def test_a_report_from_cells_equals_the_report_of_every_ticket(store, period, compare, filters, months):
     """Totals (with the previous period), per agent, per department, the weekly series and the
     FRT / resolution durations: the same from cells as from every ticket, for whole months, a
     quarter, last year's comparison, two whole weeks, whole weeks between parts of weeks, and a
-    period of no whole piece."""
+    period of no whole piece; with the whole months' cells too (reports with no weekly series)."""
     assert build(store) > 0
-    rp = same(store, period, filters, compare)
+    rp = same(store, period, filters, compare, months)
+    if months and period in (OCT, Q3) and filters is None:
+        assert {c.kind for c in rp.cells_c} == {cells.PIECE, cells.MONTH}
     if period in (OCT, Q3) and filters is None and compare is None:  # most of the period's tickets came from cells
         in_cells = sum(c.tally.nC for c in rp.cells_c)
         assert in_cells > rp.report(None)["kpis"]["tickets_total"]["value"] / 2
@@ -121,13 +133,21 @@ def test_cells_hold_only_settled_tickets_and_each_ticket_once(store):
     env = ReportEnv(store, PORTAL, CONFIG)
     tz = cells.zone_of(env.ctx)
     rows = store.execute(
-        "select f.cell, t.created_at, f.state, f.last_at, f.first_reply, f.priority, c.piece, c.piece_end, c.source,"
-        " c.agent, f.resp_end, t.source from ticket_facts f join tickets t using (portal, source, source_id)"
+        "select c.kind, t.created_at, f.state, f.last_at, f.first_reply, f.priority, c.piece, c.piece_end, c.source,"
+        " c.agent, f.resp_end, t.source, f.resolution_at from ticket_facts f join tickets t using (portal, source, source_id)"
         " join settled_cells c on c.id = f.cell"
     ).fetchall()
     assert len(rows) == members(store)
-    for cell, created, state, last_at, first_reply, priority, piece, end, source, agent, resp, t_source in rows:
-        assert (piece, end) == cells.piece_of(created, tz) and state != "open" and last_at < end
+    assert {r[0] for r in rows} == {cells.PIECE, cells.MONTH}
+    for kind, created, state, last_at, first_reply, priority, piece, end, source, agent, resp, t_source, res in rows:
+        own = cells.piece_of(created, tz)
+        if kind == cells.MONTH:  # settled in its month, not in its piece (its log goes on past it...)
+            first = datetime.fromtimestamp(created, tz).date().replace(day=1)
+            assert piece == _midnight(first, tz) and end == _midnight((first + timedelta(days=32)).replace(day=1), tz)
+            assert not cells.settles(created, state, last_at, res, first_reply, priority, own, env.ctx)
+        else:
+            assert (piece, end) == own
+        assert state != "open" and last_at < end
         target = env.ctx.sla_first_response.get(priority)
         assert first_reply is not None or target is None or frt_missed(created, end, target, env.ctx)
         assert (source, agent) == (t_source, resp)
@@ -146,8 +166,9 @@ def test_cells_hold_only_settled_tickets_and_each_ticket_once(store):
 def test_an_unanswered_ticket_joins_a_cell_only_once_its_target_passed_inside_the_piece(store):
     """Closed without a reply: created on a Tuesday morning its 15-minute target (critical) passed
     that morning, so it is settled (breached in every period); created on a Sunday night its target
-    runs from Monday's working hours, after the piece's end: it is read one by one, and both
-    periods around it equal the replay."""
+    runs from Monday's working hours, after the piece's end: it is read one by one by a pass with a
+    weekly series (its month's cell holds it for the others), and the periods around it equal the
+    replay."""
     from b24desk.model import Bundle, Event, Ticket
     from b24desk.store import save_bundles
 
@@ -165,11 +186,19 @@ def test_an_unanswered_ticket_joins_a_cell_only_once_its_target_passed_inside_th
     with store.atomic():
         save_bundles(store, bundles)
     build(store)
-    cell = dict(store.execute("select source_id, cell from ticket_facts where source_id in ('tue', 'sun')").fetchall())
-    assert cell["tue"] is not None and cell["sun"] is None
-    same(store, OCT)
-    same(store, ("2026-10-12", "2026-10-19"))
-    same(store, ("2026-10-12", "2026-10-26"))
+    kind = dict(
+        store.execute(
+            "select f.source_id, c.kind from ticket_facts f left join settled_cells c on c.id = f.cell"
+            " where f.source_id in ('tue', 'sun')"
+        ).fetchall()
+    )
+    # Sunday's: settled in its month (the target passed on Monday), which only reports without a
+    # weekly series read
+    assert kind == {"tue": cells.PIECE, "sun": cells.MONTH}
+    for months in (False, True):
+        same(store, OCT, months=months)
+        same(store, ("2026-10-12", "2026-10-19"), months=months)
+        same(store, ("2026-10-12", "2026-10-26"), months=months)
 
 
 def _member(db) -> dict:
@@ -294,7 +323,7 @@ def test_a_build_that_meets_a_write_keeps_nothing_of_that_month(store, monkeypat
     real = cells._write
 
     def racing(conn, portal, fp, rebuilt, made):
-        if any(r["source_id"] in {m[1] for m in g[5]} for g in made):
+        if any(r["source_id"] in {m[1] for m in g[-1]} for g in made):
             conn.execute(
                 "update ticket_facts set ver = ver + 1, ctx = null where portal = ? and source = 'task' and source_id = ?",
                 [PORTAL, r["source_id"]],
@@ -339,7 +368,8 @@ def test_pieces_are_weeks_cut_at_month_starts():
 
 def test_a_ticket_resolved_before_its_creation_is_read_one_by_one(store):
     """Clock skew: a ticket created on Tuesday and resolved (by its log) on the Sunday before is in
-    R of a month, not of its week: it stays out of the cells, and the month equals the replay."""
+    R of its month, not of its week: it stays out of its week's cell (in its month's), and the
+    month and the week equal the replay."""
     from b24desk.model import Bundle, Event, Ticket
     from b24desk.store import save_bundles
 
@@ -355,10 +385,13 @@ def test_a_ticket_resolved_before_its_creation_is_read_one_by_one(store):
     with store.atomic():
         save_bundles(store, [Bundle(t, evs)])
     build(store)
-    row = store.execute("select ctx, cell from ticket_facts where source_id = 'skew'").fetchone()
-    assert row[0] is not None and row[1] is None  # facts kept, but no cell
-    rp = same(store, OCT)
-    assert rp.cells_c
+    row = store.execute(
+        "select f.ctx, c.kind from ticket_facts f left join settled_cells c on c.id = f.cell where f.source_id = 'skew'"
+    ).fetchone()
+    assert row[0] is not None and row[1] == cells.MONTH  # not in its week's cell: its month's
+    assert same(store, OCT).cells_c
+    assert same(store, OCT, months=True).cells_c
+    assert same(store, ("2026-10-12", "2026-10-19"), months=True).cells_c  # its week: read one by one
 
 
 def test_a_build_behind_a_writer_keeps_nothing_and_tries_again_later(store, tmp_path):

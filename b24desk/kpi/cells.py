@@ -45,12 +45,14 @@ LAYOUT = 1
 
 
 class Cell:
-    """One kept tally: the settled tickets of one piece, source and responsible (``agent``)."""
+    """One kept tally: the settled tickets of one piece (or month: ``kind``), source and
+    responsible (``agent``); ``piece``/``end`` are its span."""
 
-    __slots__ = ("id", "piece", "end", "source", "agent", "tally")
+    __slots__ = ("id", "kind", "piece", "end", "source", "agent", "tally")
 
-    def __init__(self, id_, piece, end, source, agent, tally):
-        self.id, self.piece, self.end, self.source, self.agent, self.tally = id_, piece, end, source, agent, tally
+    def __init__(self, id_, kind, piece, end, source, agent, tally):
+        self.id, self.kind, self.piece, self.end = id_, kind, piece, end
+        self.source, self.agent, self.tally = source, agent, tally
 
 
 def _midnight(d: date, tz) -> int:
@@ -82,10 +84,11 @@ def zone_of(ctx: Context):
     return ZoneInfo(ctx.calendar.tz_name)
 
 
-def usable(conn, portal: str, ctx: Context, fp: str, spans, src) -> list[Cell]:
-    """The valid cells of ``fp`` whose piece lies wholly inside one of ``spans`` (the periods of a
-    report) and whose source is one of ``src`` (load.source_values: None every source, False none).
-    Call inside the read that loads the other tickets."""
+def usable(conn, portal: str, ctx: Context, fp: str, spans, src, months: bool = False) -> list[Cell]:
+    """The valid cells of ``fp`` whose span lies wholly inside one of ``spans`` (the periods of a
+    report) and whose source is one of ``src`` (load.source_values: None every source, False none):
+    the pieces', and with ``months`` the months' too (a report that draws no weekly series). Call
+    inside the read that loads the other tickets."""
     if src is False or TABLE not in _tables(conn):
         return []
     tz = zone_of(ctx)
@@ -95,19 +98,22 @@ def usable(conn, portal: str, ctx: Context, fp: str, spans, src) -> list[Cell]:
         if not inside:
             continue
         sql = (
-            f"select id, piece, piece_end, source, agent, tally from {TABLE} where portal = ? and fp = ?"
+            f"select id, kind, piece, piece_end, source, agent, tally from {TABLE} where portal = ? and fp = ?"
             " and layout = ? and stale = 0 and piece >= ? and piece_end <= ?"
         )
         params = [portal, fp, LAYOUT, inside[0][0], inside[-1][1]]
+        if not months:
+            sql += " and kind = ?"
+            params.append(PIECE)
         if src is not None:
             sql += f" and source in ({', '.join('?' * len(src))})"
             params += src
-        for id_, piece, piece_end, source, agent, blob in conn.execute(sql, params):
+        for id_, kind, piece, piece_end, source, agent, blob in conn.execute(sql, params):
             try:
                 state = marshal.loads(blob)
             except (ValueError, EOFError, TypeError):
                 continue  # another Python's marshal: not read (its tickets are read one by one)
-            out.append(Cell(id_, piece, piece_end, source, agent, Tally.of_state(ctx, state)))
+            out.append(Cell(id_, kind, piece, piece_end, source, agent, Tally.of_state(ctx, state)))
     return out
 
 
@@ -143,8 +149,13 @@ def settled(t: dict, s: tuple, piece: tuple[int, int], ctx: Context):
     return f
 
 
-# the light columns that tell whether a piece's cells still hold its settled tickets
-_LIGHT = "t.created_at, f.cell, f.state, f.last_at, f.resolution_at, f.first_reply, f.priority"
+# the light columns that tell whether a piece's cells still hold its settled tickets (the facts'
+# after the first two are settles()'s arguments, in order)
+_LIGHT_FACTS = ("state", "last_at", "resolution_at", "first_reply", "priority")
+_LIGHT = "t.created_at, f.cell, " + ", ".join(f"f.{c}" for c in _LIGHT_FACTS)
+# cell kinds: a piece's settled tickets; a whole month's settled tickets that are not settled in
+# their piece (their log goes on past its end): for reports with no weekly series
+PIECE, MONTH = "piece", "month"
 
 
 def _rows(conn, portal: str, fp: str, start: int, end: int, cols: str):
@@ -159,11 +170,11 @@ def _rows(conn, portal: str, fp: str, start: int, end: int, cols: str):
 
 
 def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause: float = 0.0) -> int:
-    """Make anew the cells of every piece starting in ``[start, end)`` whose cells no longer hold
-    exactly its settled tickets (a member written since, tickets settled or facts kept since, none
-    made yet), a month at a time, the newest first, ``pause`` seconds between months (requests come
-    first); ``stop()`` true ends it between months. A month whose tickets change while it is read
-    is left for the next call. Returns the tickets now in new cells."""
+    """Make anew the cells of every piece (and month) starting in ``[start, end)`` whose cells no
+    longer hold exactly its settled tickets (a member written since, tickets settled or facts kept
+    since, none made yet), a month at a time, the newest first, ``pause`` seconds between months
+    (requests come first); ``stop()`` true ends it between months. A month whose tickets change
+    while it is read is left for the next call. Returns the tickets now in new cells."""
     conn = db.conn
     if TABLE not in _tables(conn):
         return 0
@@ -174,90 +185,111 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause:
     while a < end:
         first = datetime.fromtimestamp(a, tz).date().replace(day=1)
         b = _midnight((first + timedelta(days=32)).replace(day=1), tz)  # the month's end
-        months.append((max(a, start), min(b, end)))
+        whole = _midnight(first, tz) >= start and b <= end
+        months.append((max(a, start), min(b, end), (_midnight(first, tz), b) if whole else None))
         a = b
     kept = 0
-    for i, (a, b) in enumerate(reversed(months)):
+    for i, (a, b, month) in enumerate(reversed(months)):
         if stop and stop():
             break
         if i and pause:
             time.sleep(pause)
-        kept += _build_month(conn, portal, ctx, fp, tz, a, b, TICKET_COLUMNS)
+        kept += _build_month(conn, portal, ctx, fp, tz, a, b, month)
     return kept
 
 
-def _build_month(conn, portal, ctx, fp, tz, start, end, ticket_columns) -> int:
+def _bucket(created, light, spans, starts, month, ctx):
+    """``(kind, start, end)`` of the cell a ticket settles in (its piece's, else with a whole
+    ``month`` its month's), or None."""
+    i = bisect_right(starts, created) - 1
+    if i < 0:
+        return None
+    if settles(created, *light, spans[i], ctx):
+        return (PIECE, *spans[i])
+    if month is not None and settles(created, *light, month, ctx):
+        return (MONTH, *month)
+    return None
+
+
+def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
     spans = pieces(piece_of(start, tz)[0], end, tz)
     spans = [p for p in spans if p[0] >= start]
     if not spans:
         return 0
     lo, hi = spans[0][0], spans[-1][1]
-    valid: dict = {}  # piece -> {id: n}
-    other: dict = {}  # piece -> ids of stale cells, of another context or layout
-    for id_, piece, n, cell_fp, layout, stale in conn.execute(
-        f"select id, piece, n, fp, layout, stale from {TABLE} where portal = ? and piece >= ? and piece < ?",
+    valid: dict = {}  # (kind, start) -> {id: n}
+    other: set = set()  # (kind, start) with stale cells, of another context or layout
+    for id_, kind, piece, n, cell_fp, layout, stale in conn.execute(
+        f"select id, kind, piece, n, fp, layout, stale from {TABLE} where portal = ? and piece >= ? and piece < ?",
         [portal, lo, hi],
     ):
         if cell_fp == fp and layout == LAYOUT and not stale:
-            valid.setdefault(piece, {})[id_] = n
+            valid.setdefault((kind, piece), {})[id_] = n
         else:
-            other.setdefault(piece, []).append(id_)
-    # which pieces' cells no longer hold exactly their settled tickets: a first cut by the light
-    # columns (a ticket outside the piece's valid cells, or counts that differ)
+            other.add((kind, piece))
+    # which cells no longer hold exactly their settled tickets: a first cut by the light columns
+    # (a ticket outside its bucket's valid cells, or counts that differ)
     starts = [p[0] for p in spans]
-    outside, inside = set(), {}
-    for created, cell, state, last_at, resolution_at, first_reply, priority in _rows(conn, portal, fp, lo, hi, _LIGHT):
-        i = bisect_right(starts, created) - 1
-        if not settles(created, state, last_at, resolution_at, first_reply, priority, spans[i], ctx):
+    outside, inside, buckets = set(), {}, {}
+    for created, cell, *light in _rows(conn, portal, fp, lo, hi, _LIGHT):
+        b = _bucket(created, light, spans, starts, month, ctx)
+        if b is None:
             continue
-        piece = starts[i]
-        if cell is not None and cell in valid.get(piece, ()):
-            inside[piece] = inside.get(piece, 0) + 1
+        key = b[:2]
+        buckets[key] = b
+        if cell is not None and cell in valid.get(key, ()):
+            inside[key] = inside.get(key, 0) + 1
         else:
-            outside.add(piece)
-    todo = [
-        p for p in spans if p[0] in other or p[0] in outside or sum(valid.get(p[0], {}).values()) != inside.get(p[0], 0)
-    ]
+            outside.add(key)
+    keys = set(valid) | other | set(buckets)
+    todo = [k for k in keys if k in other or k in outside or sum(valid.get(k, {}).values()) != inside.get(k, 0)]
     if not todo:
         return 0
-    n = len(ticket_columns)
-    cols = ", ".join(f"t.{c}" for c in ticket_columns) + ", f.ver, " + ", ".join(f"f.{c}" for c in derived.COLUMNS)
-    made = []  # (piece, end, source, agent, Tally, [(source, source_id, ver)])
-    for piece, piece_end in todo:
-        groups: dict = {}
-        for row in _rows(conn, portal, fp, piece, piece_end, cols):
-            t = dict(zip(ticket_columns, row[:n]))
-            f = settled(t, row[n + 1 :], (piece, piece_end), ctx)
-            if f is None:
-                continue
-            key = (t["source"], f.resp_end)
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = (Tally(ctx), [])
-            g[0].add([f])
-            g[1].append((t["source"], t["source_id"], row[n]))
-        for (source, agent), (tally, members) in groups.items():
-            made.append((piece, piece_end, source, agent, tally, members))
-    rebuilt = [p for p, _e in todo]
-    return _write(conn, portal, fp, rebuilt, made)
+    cols = ", ".join(f"t.{c}" for c in TICKET_COLUMNS) + ", f.ver, " + ", ".join(f"f.{c}" for c in derived.COLUMNS)
+    n = len(TICKET_COLUMNS)
+    light_at = [n + 1 + derived.COLUMNS.index(c) for c in _LIGHT_FACTS]
+    made = []  # (kind, start, end, source, agent, Tally, [(source, source_id, ver)])
+    rebuild = set(todo)
+    groups: dict = {}
+    for row in _rows(conn, portal, fp, lo, hi, cols):
+        created = row[TICKET_COLUMNS.index("created_at")]
+        b = _bucket(created, [row[k] for k in light_at], spans, starts, month, ctx)
+        if b is None or b[:2] not in rebuild:
+            continue
+        t = dict(zip(TICKET_COLUMNS, row[:n]))
+        f = settled(t, row[n + 1 :], b[1:], ctx)
+        if f is None:
+            continue  # never for a ticket _bucket placed
+        key = (b, t["source"], f.resp_end)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = (Tally(ctx), [])
+        g[0].add([f])
+        g[1].append((t["source"], t["source_id"], row[n]))
+    for ((kind, a, b), source, agent), (tally, members) in groups.items():
+        made.append((kind, a, b, source, agent, tally, members))
+    return _write(conn, portal, fp, sorted(rebuild), made)
 
 
 def _write(conn, portal: str, fp: str, rebuilt: list, made: list) -> int:
-    """Replace the cells of the ``rebuilt`` pieces by ``made`` in one transaction; nothing when a
-    member was written since it was read (its ``ver``) or the store is busy (tried again later)."""
+    """Replace the cells of the ``rebuilt`` ``(kind, start)`` by ``made`` in one transaction;
+    nothing when a member was written since it was read (its ``ver``) or the store is busy (tried
+    again later)."""
     (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
     kept = 0
     try:
         conn.execute("PRAGMA busy_timeout = 200")  # behind a sync: next time
         conn.execute("BEGIN IMMEDIATE")
         try:
-            marks = ", ".join("?" * len(rebuilt))
-            conn.execute(f"delete from {TABLE} where portal = ? and piece in ({marks})", [portal, *rebuilt])
-            for piece, piece_end, source, agent, tally, members in made:
+            conn.executemany(
+                f"delete from {TABLE} where portal = ? and kind = ? and piece = ?",
+                [(portal, kind, piece) for kind, piece in rebuilt],
+            )
+            for kind, piece, piece_end, source, agent, tally, members in made:
                 cur = conn.execute(
-                    f"insert into {TABLE} (portal, fp, layout, piece, piece_end, source, agent, n, tally, stale)"
-                    " values (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                    [portal, fp, LAYOUT, piece, piece_end, source, agent, len(members),
+                    f"insert into {TABLE} (portal, fp, layout, kind, piece, piece_end, source, agent, n, tally, stale)"
+                    " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                    [portal, fp, LAYOUT, kind, piece, piece_end, source, agent, len(members),
                      marshal.dumps(tally.state())],
                 )  # fmt: skip
                 cell = cur.lastrowid

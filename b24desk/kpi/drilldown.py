@@ -17,6 +17,7 @@ from bisect import bisect_right
 from dataclasses import replace
 
 from ..model import OPEN, RESOLVED
+from . import cells as cells_mod
 from . import derived
 from .engine import DURATION_KPIS, aggregate
 from .filters import Filters, matcher
@@ -224,6 +225,8 @@ class Replay:
         # the settled cells: a cell's piece lies inside one window, and its tickets were created
         # and resolved there (their whole log is inside the piece)
         for c in self.cells:
+            if c.kind != cells_mod.PIECE:
+                raise ValueError("a month's settled cell has no weekly series")
             i = window(c.piece)
             if i is None:
                 continue  # before the first window drawn (a long period's oldest weeks)

@@ -262,6 +262,7 @@ def build_report(
             env=env,
             compare=compare,
             cells=group_by in CELL_GROUPS,
+            month_cells=True,  # a report draws no weekly series
         ).report(group_by)
 
 
@@ -325,12 +326,14 @@ class ReportPass:
         compare: str | None = None,
         keep_keys: bool = False,
         cells: bool = False,
+        month_cells: bool = False,
     ):
         """``keep_keys``: the pass is to be kept and refreshed (``refresh``): the loader lists the
         open tickets it counts in SQL too, so a write to one of them takes it out of its count.
         ``cells``: read the kept tallies of settled tickets (cells.py) instead of those tickets,
         when the filters allow (:func:`cells_fit`); the pass then reports totals and the groups of
-        ``CELL_GROUPS`` only, and its charts come from ``Replay.of_pass``'s series and durations."""
+        ``CELL_GROUPS`` only, and its charts come from ``Replay.of_pass``'s series and durations.
+        ``month_cells``: the cells of whole months too, for a pass that draws no weekly series."""
         self.env = env = env or ReportEnv(db, portal, config)
         self.portal = portal
         self.filters = filters = Filters.of(filters)
@@ -362,6 +365,7 @@ class ReportPass:
                 dormant=True,
                 dormant_keys=keep_keys,
                 cell_spans=spans,
+                month_cells=month_cells,
             )
         self.ctx = replace(env.ctx, customer_history=self.loaded.customer_history)  # env may serve other threads
         self.keep = matcher(filters, env.tree)
