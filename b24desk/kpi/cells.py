@@ -84,16 +84,16 @@ def zone_of(ctx: Context):
     return ZoneInfo(ctx.calendar.tz_name)
 
 
-def usable(conn, portal: str, ctx: Context, fp: str, spans, src, months: bool = False) -> list[Cell]:
+def usable(conn, portal: str, ctx: Context, fp: str, spans, src) -> list[Cell]:
     """The valid cells of ``fp`` whose span lies wholly inside one of ``spans`` (the periods of a
-    report) and whose source is one of ``src`` (load.source_values: None every source, False none):
-    the pieces', and with ``months`` the months' too (a report that draws no weekly series). Call
-    inside the read that loads the other tickets."""
+    report, ``(start, end, months)``) and whose source is one of ``src`` (load.source_values: None
+    every source, False none): the pieces', and with ``months`` the months' too (a period that
+    draws no weekly series). Call inside the read that loads the other tickets."""
     if src is False or TABLE not in _tables(conn):
         return []
     tz = zone_of(ctx)
     out = []
-    for start, end in spans:
+    for start, end, months in spans:
         inside = pieces(start, end, tz)
         if not inside:
             continue

@@ -384,7 +384,6 @@ def load(
     dormant: bool = False,
     dormant_keys: bool = False,
     cell_spans=None,
-    month_cells: bool = False,
 ) -> Loaded:
     """Tickets relevant to ``[start, end)`` with their events, and their customers' recent tickets.
 
@@ -396,9 +395,9 @@ def load(
     untouched since before ``start`` are counted in SQL instead (``Loaded.dormant(end)`` for an end
     of ``ends``), and with ``dormant_keys`` those tickets are listed as well (``Loaded.dormant_keys``:
     one index row each, for a pass that is kept and refreshed). With ``cell_spans`` (the caller's
-    periods, with ``ctx``) the settled cells of whole pieces inside them are read too
-    (``Loaded.cells``, cells.py) and their tickets are left out of the candidates; with
-    ``month_cells`` the cells of whole months too (the caller draws no weekly series)."""
+    periods, with ``ctx``: ``(start, end, months)``) the settled cells of whole pieces inside them
+    are read too, and with ``months`` of whole months (a period with no weekly series drawn)
+    (``Loaded.cells``, cells.py); their tickets are left out of the candidates."""
     conn = db.conn
     with read_snapshot(conn):  # one snapshot: the candidates and the dormant counts must not overlap
         out, missing, fp = _load(
@@ -414,7 +413,6 @@ def load(
             dormant,
             dormant_keys,
             cell_spans,
-            month_cells,
         )
     if missing:  # computed now: kept for the next report (after the read, outside its snapshot)
         derived.save(db, portal, fp, missing)
@@ -434,14 +432,13 @@ def _load(
     dormant,
     dormant_keys=False,
     spans=None,
-    months=False,
 ):
     out = Loaded(db=db, portal=portal)
     missing: list = []
     fp = derived.fingerprint(ctx) if ctx is not None else None
     dormant = dormant and bool(ends) and fp is not None and derived.open_rows_complete(conn, portal)
     if spans and fp is not None:
-        out.cells = cells_mod.usable(conn, portal, ctx, fp, spans, source_values(sources), months)
+        out.cells = cells_mod.usable(conn, portal, ctx, fp, spans, source_values(sources))
     sql, params = candidate_query(
         portal,
         start,

@@ -333,7 +333,8 @@ class ReportPass:
         ``cells``: read the kept tallies of settled tickets (cells.py) instead of those tickets,
         when the filters allow (:func:`cells_fit`); the pass then reports totals and the groups of
         ``CELL_GROUPS`` only, and its charts come from ``Replay.of_pass``'s series and durations.
-        ``month_cells``: the cells of whole months too, for a pass that draws no weekly series."""
+        ``month_cells``: the cells of whole months too for this period, for a pass that draws no
+        weekly series (the previous period's are always read: no series is drawn of it)."""
         self.env = env = env or ReportEnv(db, portal, config)
         self.portal = portal
         self.filters = filters = Filters.of(filters)
@@ -350,7 +351,7 @@ class ReportPass:
         # previous period ends before this one starts (a cell's tickets are then in one only)
         spans = None
         if cells and cells_fit(filters) and prev.end <= period.start:
-            spans = [(period.start, period.end), (prev.start, prev.end)]
+            spans = [(period.start, period.end, month_cells), (prev.start, prev.end, True)]
         if filters.source and not sources:
             self.loaded = Loaded()  # contradictory source filters
         else:
@@ -365,7 +366,6 @@ class ReportPass:
                 dormant=True,
                 dormant_keys=keep_keys,
                 cell_spans=spans,
-                month_cells=month_cells,
             )
         self.ctx = replace(env.ctx, customer_history=self.loaded.customer_history)  # env may serve other threads
         self.keep = matcher(filters, env.tree)
