@@ -84,6 +84,7 @@ class Demo:
         from portal_double import PortalDouble
 
         from .factory import create_app
+        from .server import warm_hook
 
         t0 = time.time()
         config = demo_config()
@@ -139,7 +140,11 @@ class Demo:
 
         self._sync(config)
         self._push(config)
-        self.runtime = Runtime(self.app, scheduler=True).start()
+        # as the server does after each sync (web/server.py): the default dashboard warmed, then
+        # every ticket's facts and the settled cells kept in the background (reports/warm.py)
+        warmer = warm_hook(self.app)
+        warmer(d.member_id)
+        self.runtime = Runtime(self.app, scheduler=True, after_sync=warmer).start()
         _say(f"ready in {time.time() - t0:.1f} s")
         return f"{d.base_url}/?as=admin"
 
