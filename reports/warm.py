@@ -37,6 +37,34 @@ def warm_dashboard(app, portal: str) -> None:
 CELL_DAYS = 400
 
 
+# portal -> (maths context, change-journal position) of the last cells build that went through
+# every month it had to: the next one looks only at the months written since (_cell_months)
+_CELLS_SEEN: dict = {}
+
+
+def _cell_months(db, portal: str, fp: str, kept: int, start: int, end: int, tz, now: int):
+    """``(journal position, months)`` for the next cells build: the months of the tickets written
+    since the last complete build (the change journal says which; a written ticket's cell is stale
+    and its month's cells are made anew), with this month and the one before (tickets settle as
+    time passes); None, every month, when that cannot be told: no build yet under this context, the
+    journal pruned or too many writes, or more facts kept now than tickets written (facts dropped
+    some other way). A month left out only keeps its cells as they are: a stale cell is never read."""
+    from b24desk.kpi.cells import month_of
+    from b24desk.store import journal_changes, journal_state
+
+    state = journal_state(db.conn)
+    seq = state[0] if state else None  # read before the build: conservative
+    seen = _CELLS_SEEN.get(portal)
+    if seq is None or seen is None or seen[0] != fp:
+        return seq, None
+    got = journal_changes(db.conn, portal, seen[1], start, end)
+    if got is None or got[1] is None or kept > len(got[1]):
+        return seq, None
+    recent = month_of(now, tz)
+    months = {month_of(lo, tz) for lo in got[1].values()} | {recent, month_of(recent - 1, tz)}
+    return seq, months
+
+
 def backfill_facts(app, portal: str, stop=None, batch: int = 1000, pause: float = 0.02) -> int:
     """Keep the per-ticket facts of every ticket of ``portal`` that has none under the portal's
     current config (b24desk.kpi.load.backfill), a batch at a time with a pause between so requests
@@ -45,7 +73,7 @@ def backfill_facts(app, portal: str, stop=None, batch: int = 1000, pause: float 
     settled cells of the last ``CELL_DAYS`` (b24desk.kpi.cells: a month's report merges them
     instead of reading most of its tickets) are made anew where a write or newly kept facts left
     them behind, a month at a time. Returns the facts kept."""
-    from b24desk.kpi import cells
+    from b24desk.kpi import cells, derived
     from b24desk.kpi.load import backfill
     from b24desk.kpi.report import ReportEnv
 
@@ -63,7 +91,12 @@ def backfill_facts(app, portal: str, stop=None, batch: int = 1000, pause: float 
                     time.sleep(pause)
             if after is None:  # every ticket's facts kept: the cells can hold every settled ticket
                 now = int(time.time())
-                cells.build(db, portal, ctx, now - CELL_DAYS * 86400, now + 86400, stop=stop, pause=pause)
+                start, end = now - CELL_DAYS * 86400, now + 86400
+                fp = derived.fingerprint(ctx)
+                seq, only = _cell_months(db, portal, fp, kept, start, end, cells.zone_of(ctx), now)
+                cells.build(db, portal, ctx, start, end, stop=stop, pause=pause, only=only)
+                if seq is not None and not (stop and stop()):
+                    _CELLS_SEEN[portal] = (fp, seq)
         finally:
             db.conn.close()
     return kept

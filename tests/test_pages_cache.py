@@ -677,3 +677,66 @@ def test_pages_from_settled_cells_equal_pages_of_every_ticket(seeded, monkeypatc
     data.PASSES.clear()
     assert after == pages() != with_cells
     conn.close()
+
+
+def test_after_a_complete_cells_build_the_warmer_looks_only_at_the_months_written(seeded, monkeypatch):
+    """The warmer's first cells build looks at every month; the next ones only at this month and
+    the one before (tickets settle as time passes) and at the months of the tickets written since
+    (the change journal), whose stale cells it makes anew; facts dropped some other way (not
+    journaled) send it through every month again."""
+    from b24desk.kpi import cells
+    from reports import warm
+
+    app, _token, portal, now, path = seeded
+    warm._CELLS_SEEN.clear()
+    looked: list = []
+    real = cells._build_month
+
+    def spy(conn, portal_, ctx, fp, tz, a, b, month):
+        looked.append(cells.month_of(a, tz))
+        return real(conn, portal_, ctx, fp, tz, a, b, month)
+
+    monkeypatch.setattr(cells, "_build_month", spy)
+    warm.backfill_facts(app, portal)
+    every = set(looked)
+    conn = sqlite3.connect(path)
+    zone = cells.zone_of(_ctx(app, portal))
+    recent = {cells.month_of(now, zone), cells.month_of(cells.month_of(now, zone) - 1, zone)}
+    older = conn.execute(
+        "select f.source, f.source_id, f.created_at, f.cell from ticket_facts f join settled_cells c on c.id = f.cell"
+        " where c.stale = 0 and f.created_at < ? order by f.created_at desc limit 1",
+        [min(recent)],
+    ).fetchone()
+    assert older is not None and len(every) > len(recent)
+    looked.clear()
+    warm.backfill_facts(app, portal)
+    assert set(looked) == recent  # nothing written
+    conn.execute(
+        "update tickets set priority = case priority when 'high' then 'low' else 'high' end"
+        " where portal = ? and source = ? and source_id = ?",
+        [portal, older[0], older[1]],
+    )
+    conn.commit()
+    assert conn.execute("select stale from settled_cells where id = ?", [older[3]]).fetchone()[0] == 1
+    looked.clear()
+    warm.backfill_facts(app, portal)
+    assert set(looked) == recent | {cells.month_of(older[2], zone)}
+    assert conn.execute("select count(*) from settled_cells where id = ?", [older[3]]).fetchone()[0] == 0  # made anew
+    assert conn.execute("select count(*) from settled_cells where stale = 1").fetchone()[0] == 0
+    conn.execute("update ticket_facts set ctx = null, ver = ver + 1 where portal = ?", [portal])
+    conn.commit()
+    looked.clear()
+    warm.backfill_facts(app, portal)
+    assert set(looked) == every
+    conn.close()
+
+
+def _ctx(app, portal):
+    from b24desk.kpi.report import ReportEnv
+
+    with app.app_context():
+        db = open_db(app.config["DB"])
+        try:
+            return ReportEnv(db, portal, data.portal_config(db, portal)).ctx
+        finally:
+            db.conn.close()

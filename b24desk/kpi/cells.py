@@ -169,12 +169,13 @@ def _rows(conn, portal: str, fp: str, start: int, end: int, cols: str):
     return conn.execute(sql, [portal, start, end, fp, OPEN, end])
 
 
-def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause: float = 0.0) -> int:
+def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause: float = 0.0, only=None) -> int:
     """Make anew the cells of every piece (and month) starting in ``[start, end)`` whose cells no
     longer hold exactly its settled tickets (a member written since, tickets settled or facts kept
     since, none made yet), a month at a time, the newest first, ``pause`` seconds between months
-    (requests come first); ``stop()`` true ends it between months. A month whose tickets change
-    while it is read is left for the next call. Returns the tickets now in new cells."""
+    (requests come first); ``stop()`` true ends it between months. ``only``: the months to look at
+    (their first instants, :func:`month_of`), None every month. A month whose tickets change while
+    it is read is left for the next call. Returns the tickets now in new cells."""
     conn = db.conn
     if TABLE not in _tables(conn):
         return 0
@@ -188,6 +189,8 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause:
         whole = _midnight(first, tz) >= start and b <= end
         months.append((max(a, start), min(b, end), (_midnight(first, tz), b) if whole else None))
         a = b
+    if only is not None:
+        months = [m for m in months if month_of(m[0], tz) in only]
     kept = 0
     for i, (a, b, month) in enumerate(reversed(months)):
         if stop and stop():
@@ -196,6 +199,11 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause:
             time.sleep(pause)
         kept += _build_month(conn, portal, ctx, fp, tz, a, b, month)
     return kept
+
+
+def month_of(at: int, tz) -> int:
+    """The first instant of the local month holding ``at``."""
+    return _midnight(datetime.fromtimestamp(at, tz).date().replace(day=1), tz)
 
 
 def _bucket(created, light, spans, starts, month, ctx):
