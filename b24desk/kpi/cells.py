@@ -137,18 +137,6 @@ def settles(
     return target is None or frt_missed(created, end, target, ctx)
 
 
-def settled(t: dict, s: tuple, piece: tuple[int, int], ctx: Context):
-    """The facts of ticket ``t`` (created in ``piece``, its kept row ``s``) as of any end after the
-    piece, when it is settled there (:func:`settles`), else None."""
-    f = derived.read_off(t, s, piece[0], piece[1], ctx)
-    if f is None or f is derived.REPLAY:
-        return None  # not for a settled ticket: it is in C, and its log ends before the piece's end
-    created = t["created_at"]
-    if not settles(created, f.state, f.last_at, f.resolution_at, f.first_reply, f.priority, piece, ctx):
-        return None
-    return f
-
-
 # the light columns that tell whether a piece's cells still hold its settled tickets (the facts'
 # after the first two are settles()'s arguments, in order)
 _LIGHT_FACTS = ("state", "last_at", "resolution_at", "first_reply", "priority")
@@ -160,7 +148,7 @@ PIECE, MONTH = "piece", "month"
 
 def _rows(conn, portal: str, fp: str, start: int, end: int, cols: str):
     """Tickets created in ``[start, end)`` with facts kept under ``fp``, closed, their last event
-    before ``end`` (a first cut; :func:`settled` decides), by the ``created_at`` index."""
+    before ``end`` (a first cut; :func:`settles` decides), by the ``created_at`` index."""
     sql = (
         f"select {cols} from tickets t join {derived.TABLE} f on f.portal = t.portal and f.source = t.source"
         " and f.source_id = t.source_id where t.portal = ? and t.created_at >= ? and t.created_at < ?"
@@ -256,17 +244,18 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
     cols = ", ".join(f"t.{c}" for c in TICKET_COLUMNS) + ", f.ver, " + ", ".join(f"f.{c}" for c in derived.COLUMNS)
     n = len(TICKET_COLUMNS)
     light_at = [n + 1 + derived.COLUMNS.index(c) for c in _LIGHT_FACTS]
+    created_at = TICKET_COLUMNS.index("created_at")
     made = []  # (kind, start, end, source, agent, Tally, [(source, source_id, ver)])
     rebuild = set(todo)
     groups: dict = {}
     for row in _rows(conn, portal, fp, lo, hi, cols):
-        created = row[TICKET_COLUMNS.index("created_at")]
-        b = _bucket(created, [row[k] for k in light_at], spans, starts, month, ctx)
+        b = _bucket(row[created_at], [row[k] for k in light_at], spans, starts, month, ctx)
         if b is None or b[:2] not in rebuild:
             continue
         t = dict(zip(TICKET_COLUMNS, row[:n]))
-        f = settled(t, row[n + 1 :], b[1:], ctx)
-        if f is None:
+        # settled in that span: its facts as of any end after it (in C, its log inside the span)
+        f = derived.read_off(t, row[n + 1 :], b[1], b[2], ctx)
+        if f is None or f is derived.REPLAY:
             continue  # never for a ticket _bucket placed
         key = (b, t["source"], f.resp_end)
         g = groups.get(key)
