@@ -187,8 +187,8 @@ def _kept_report(own, pk, sc, portal: str, q: Query, filters: dict, cfg: dict, g
             ),
         )
         out = rp.narrow(mine).report(group_by)
-    if seq is not None:
-        _keep(pk, rp, seq)
+        if seq is not None:
+            _keep(pk, rp, seq)  # before the GC is back (_keep)
     return out
 
 
@@ -315,8 +315,8 @@ def page(
                 "frt": sorted(replay.durations("first_response_time")),
                 "resolution": sorted(replay.durations("resolution_time")),
             }
-        if kept is not None and kept[2] is not None:
-            _keep(*kept)
+            if kept is not None and kept[2] is not None:
+                _keep(*kept)  # before the GC is back (_keep)
         return dict(out, reports=reports, charts=charts)
 
     key = ("page", portal, q.date_from, q.date_to, q.compare, mine, group_bys, theirs, settings)
@@ -379,13 +379,7 @@ def tickets_by_key(db, portal: str, keys: list[tuple[str, str]]) -> dict:
     return {(r[0], r[1]): {"title": r[2], "url": r[3], "responsible_id": r[4]} for r in rows}
 
 
-def now_state(db, portal: str, filters: dict, now: int | None = None) -> dict:
-    """The "now" panel: tickets open at this moment, replayed by the engine as of now (so the
-    effective deadline, own or the SLA target's, and the first reply are what the KPIs use),
-    split into the panel's items. Only the open tickets and their events are read (no period
-    load, no customer history). Memoized for a minute whatever the store's writes (the inbox
-    writes on every portal event), then recomputed in the background while the old value is
-    served: ``{"items": {item: [ticket rows]}, "now": ts}``; the panel says the time it shows."""
+def _now_lookup(db, portal: str, filters: dict, now: int | None):
     cfg = portal_config(db, portal)
 
     def compute(own):
@@ -394,9 +388,18 @@ def now_state(db, portal: str, filters: dict, now: int | None = None) -> dict:
             return now_items(own, portal, engine_filters(filters), cfg, t - t % 60)
 
     path = _db_path()
-    return MEMO.lookup(
-        path, ("now", portal, engine_filters(filters), cfg), _own_db(path, compute), ttl=60, versioned=False
-    ).value
+    key = ("now", portal, engine_filters(filters), cfg)
+    return lambda: MEMO.lookup(path, key, _own_db(path, compute), ttl=60, versioned=False).value
+
+
+def now_state(db, portal: str, filters: dict, now: int | None = None) -> dict:
+    """The "now" panel: tickets open at this moment, replayed by the engine as of now (so the
+    effective deadline, own or the SLA target's, and the first reply are what the KPIs use),
+    split into the panel's items. Only the open tickets and their events are read (no period
+    load, no customer history). Memoized for a minute whatever the store's writes (the inbox
+    writes on every portal event), then recomputed in the background while the old value is
+    served: ``{"items": {item: [ticket rows]}, "now": ts}``; the panel says the time it shows."""
+    return _now_lookup(db, portal, filters, now)()
 
 
 def closed_at(db, portal: str, keys: list[tuple[str, str]]) -> dict:
