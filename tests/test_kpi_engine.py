@@ -337,6 +337,66 @@ def test_repeat_contacts_and_contacts_per_customer():
     assert v(r, "contacts_per_customer") == pytest.approx(4 / 3)
 
 
+def _repeat_reference(customers: dict, history: dict, window: int) -> int:
+    """The rule written plainly (kpi.md: a customer of C with another ticket created within the
+    window before one of theirs), as the engine counted it before CustomerHistory."""
+    repeat = 0
+    for cust, times in customers.items():
+        hist = history.get(cust) or sorted(times)
+        if any(len([h for h in hist if c - window <= h <= c]) >= 2 for c in times):
+            repeat += 1
+    return repeat
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_repeat_customers_from_a_customer_history_equal_the_plain_rule(seed):
+    """The engine visits only the customers with a repeat ticket in the history (a set test
+    each); the count equals the plain rule for tallies of any part of the history, tickets the
+    history does not hold, customers it does not know, and after a list changed in place."""
+    import random
+
+    from b24desk.kpi.engine import CustomerHistory, _repeat_customers
+
+    rnd = random.Random(seed)
+    window = rnd.choice((5, 30, 90))
+    plain = {f"c{i}": sorted(rnd.sample(range(200), rnd.randint(1, 4))) for i in range(rnd.randint(1, 60))}
+    history = CustomerHistory({k: list(v) for k, v in plain.items()})
+    for _ in range(4):
+        customers = {}
+        for cust, times in plain.items():
+            picked = [c for c in times if rnd.random() < 0.6]
+            if rnd.random() < 0.1:
+                picked.append(rnd.randrange(200) + 0.5)  # a ticket the history does not hold
+            if picked:
+                customers[cust] = picked
+        for i in range(rnd.randint(0, 3)):  # customers the history does not know
+            customers[f"new{i}"] = rnd.sample(range(200), rnd.randint(1, 3))
+        want = _repeat_reference(customers, plain, window)
+        assert _repeat_customers(customers, history, window) == want
+        assert _repeat_customers(customers, plain, window) == want  # a plain dict (no history kept)
+        # a list changed in place (Loaded.reload patches the history), then announced
+        cust = rnd.choice(list(plain))
+        extra = rnd.randrange(200)
+        plain[cust] = sorted(plain[cust] + [extra])
+        history[cust].append(extra)
+        history[cust].sort()
+        history.changed()
+    assert _repeat_customers({}, history, window) == 0
+
+
+def test_integer_percentiles_equal_exact_fractions():
+    """The report's 50 and 90 are ranked in integers (no Fraction a time); any n gives the same
+    rank as the exact rational ceil."""
+    import math
+    from fractions import Fraction
+
+    for n in range(1, 400):
+        values = list(range(n))
+        for p in (1, 10, 25, 50, 75, 90, 95, 99, 100):
+            assert nearest_rank(values, p) == values[max(math.ceil(Fraction(p, 100) * n), 1) - 1]
+        assert nearest_rank(values, 90.0) == nearest_rank(values, 90)  # a float p: the exact path
+
+
 def test_tickets_per_agent_day_by_responsible_at_creation():
     moved = (T("2026-10-02 10:00", resp="18"), [E("2026-10-03 10:00", "assigned", "1", "RESPONSIBLE_ID", "10", "18")])
     r = kpis(

@@ -22,7 +22,7 @@ from ..model import parse_ids
 from ..store import get_setting
 from . import cells as cells_mod
 from . import derived
-from .engine import TICKET_COLUMNS, Context, ticket_facts
+from .engine import TICKET_COLUMNS, Context, CustomerHistory, ticket_facts
 
 EVENT_COLUMNS = ("at", "kind", "actor_id", "field", "from_value", "to_value")
 
@@ -186,6 +186,8 @@ class Loaded:
             self.customer_history = _history(conn, portal, lo, end, sources)
             return fresh, missing
         history = self.customer_history
+        if isinstance(history, CustomerHistory):
+            history.changed()  # its lists are patched in place below
         for cust, created in gone:
             times = history.get(cust) or []
             i = bisect_left(times, created)
@@ -488,7 +490,7 @@ def _load(
 
 def _history(conn, portal: str, start: int, end: int, sources) -> dict:
     """customer -> sorted created_at of their tickets created in ``[start, end)`` (repeat contacts)."""
-    history: dict = {}
+    history = CustomerHistory()
     for cust, created in conn.execute(*history_query(portal, start, end, sources)):
         history.setdefault(cust, []).append(created)
     for v in history.values():
