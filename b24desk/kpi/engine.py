@@ -142,18 +142,30 @@ class CustomerHistory(dict):
         """customer -> (created_at of their tickets with another one created within ``window``
         before, all their created_at), for the customers with such a ticket."""
         if self._repeats is None or self._repeats[0] != window:
-            out = {}
+            out: dict = {}
             for cust, hist in self.items():
-                if len(hist) < 2:
-                    continue
-                hits = {c for c in hist if bisect_right(hist, c) - bisect_left(hist, c - window) >= 2}
-                if hits:
-                    out[cust] = (hits, set(hist))
+                if len(hist) >= 2:
+                    self._repeat_of(cust, hist, window, out)
             self._repeats = (window, out)
         return self._repeats[1]
 
-    def changed(self) -> None:
-        self._repeats = None
+    @staticmethod
+    def _repeat_of(cust, hist: list, window: int, out: dict) -> None:
+        hits = {c for c in hist if bisect_right(hist, c) - bisect_left(hist, c - window) >= 2}
+        if hits:
+            out[cust] = (hits, set(hist))
+        else:
+            out.pop(cust, None)
+
+    def changed(self, customers=None) -> None:
+        """Some lists changed in place: those of ``customers`` (their entries are made again), or
+        any (None: all of them are, when next asked)."""
+        if customers is None or self._repeats is None:
+            self._repeats = None
+            return
+        window, out = self._repeats
+        for cust in customers:
+            self._repeat_of(cust, self.get(cust) or [], window, out)
 
 
 def _repeats_in(hist: list, times, window: int) -> bool:

@@ -186,23 +186,31 @@ class Loaded:
             self.customer_history = _history(conn, portal, lo, end, sources)
             return fresh, missing
         history = self.customer_history
-        if isinstance(history, CustomerHistory):
-            history.changed()  # its lists are patched in place below
-        for cust, created in gone:
-            times = history.get(cust) or []
-            i = bisect_left(times, created)
-            if i == len(times) or times[i] != created:  # not what the load read: read it all again
-                self.customer_history = _history(conn, portal, lo, end, sources)
-                self.history_reread = True
-                return fresh, missing
-            del times[i]
-            if not times:
-                del history[cust]
-        for source, ids in sources_ids.items():
-            sql, params = history_query(portal, lo, end, sources, by_key=True)
-            sql += " and source = ? and source_id in (select value from json_each(?))"
-            for cust, created in conn.execute(sql, params + [source, json.dumps(ids)]):
-                insort(history.setdefault(cust, []), created)
+        touched: set = set()  # the customers whose lists are patched in place (CustomerHistory.changed)
+        try:
+            for cust, created in gone:
+                times = history.get(cust) or []
+                i = bisect_left(times, created)
+                if i == len(times) or times[i] != created:  # not what the load read: read it all again
+                    self.customer_history = _history(conn, portal, lo, end, sources)
+                    self.history_reread = True
+                    return fresh, missing
+                touched.add(cust)
+                del times[i]
+                if not times:
+                    del history[cust]
+            for source, ids in sources_ids.items():
+                sql, params = history_query(portal, lo, end, sources, by_key=True)
+                sql += " and source = ? and source_id in (select value from json_each(?))"
+                for cust, created in conn.execute(sql, params + [source, json.dumps(ids)]):
+                    touched.add(cust)
+                    insort(history.setdefault(cust, []), created)
+        except BaseException:
+            touched = None  # patched halfway: whatever it knew is forgotten
+            raise
+        finally:
+            if isinstance(history, CustomerHistory):
+                history.changed(touched)
         return fresh, missing
 
     def _read_events(self, keys: list) -> None:
