@@ -325,7 +325,7 @@ def _openline_tables(db, viewer: Viewer, q: Query, filters: dict, lang: str, dri
     src = filters.get("source")
     if not (src in (None, "", OPENLINES) or (isinstance(src, list) and OPENLINES in src)):
         return []
-    pg = data.page(db, viewer.portal, q, dict(filters, source=OPENLINES), ("channel", "type"))
+    pg = data.page(db, viewer.portal, q, dict(filters, source=OPENLINES), ("channel", "type"), group_kpis=TABLE_KPIS)
     return [
         _group_table(
             pg["reports"]["channel"],
@@ -458,7 +458,7 @@ def build(db, viewer: Viewer, args, token: str) -> dict:
         team_filters = scope_query(
             viewer, {k: v for k, v in q.filters.items() if k != "agent"}, None, db=db, want="team"
         ).filters
-    pg = data.page(db, viewer.portal, q, scoped.filters, group_bys, team=team_filters)
+    pg = data.page(db, viewer.portal, q, scoped.filters, group_bys, team=team_filters, group_kpis=TABLE_KPIS)
     if wide:
         rep, deps = pg["reports"]["agent"], pg["reports"]["department"]
     else:

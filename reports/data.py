@@ -259,13 +259,22 @@ def rendered(db, portal: str, q: Query, filters: dict, group_by: str | None, fmt
 
 
 def page(
-    db, portal: str, q: Query, filters: dict, group_bys: tuple, *, team: dict | None = None, exact: bool = False
+    db,
+    portal: str,
+    q: Query,
+    filters: dict,
+    group_bys: tuple,
+    *,
+    team: dict | None = None,
+    exact: bool = False,
+    group_kpis: tuple | None = None,
 ) -> dict:
     """What a dashboard shows for one query, from one engine pass: ``{"reports": {group_by:
     report}, "charts": {series, tz, frt, resolution}}`` (weekly series and the FRT / resolution
     per-ticket durations come from the same replay as the report). The groups carry this period's
     values only (``previous`` null): the page's group tables show no comparison. With ``team``
-    (an agent's team filters), also ``"team"``: the team's report.
+    (an agent's team filters), also ``"team"``: the team's report. With ``group_kpis`` the groups
+    hold those KPIs only (the columns of the page's tables; ReportPass.report).
 
     The pass is the kept pass of the query's sources (PASSES, shared with ``/api/kpi``: after a
     write it re-reads only the tickets written, ReportPass.refresh), narrowed to the viewer's
@@ -273,6 +282,7 @@ def page(
     passes of their own."""
     cfg, settings = _inputs(db, portal)
     group_bys = tuple(group_bys)
+    group_kpis = tuple(group_kpis) if group_kpis is not None else None
     mine = engine_filters(filters)
     theirs = engine_filters(team) if team is not None else None
     sc = scope(portal, q, cfg)
@@ -306,7 +316,7 @@ def page(
                     own, portal, q.date_from, q.date_to, filters=theirs, env=rp.env, compare=q.compare
                 ).report(None)
             # the page's group tables show this period's values only (dashboard._group_table)
-            reports = {gb: rp.report(gb, group_previous=False) for gb in group_bys}
+            reports = {gb: rp.report(gb, group_previous=False, group_kpis=group_kpis) for gb in group_bys}
             replay = Replay.of_pass(rp)
             bounds = weeks(rp.period.start, rp.period.end, rp.env.tz_name)
             charts = {
@@ -319,7 +329,7 @@ def page(
                 _keep(*kept)  # before the GC is back (_keep)
         return dict(out, reports=reports, charts=charts)
 
-    key = ("page", portal, q.date_from, q.date_to, q.compare, mine, group_bys, theirs, settings)
+    key = ("page", portal, q.date_from, q.date_to, q.compare, mine, group_bys, theirs, settings, group_kpis)
     return _get(key, compute, exact=exact, scope=sc)
 
 

@@ -550,6 +550,32 @@ def test_groups_without_their_previous_period_keep_this_periods_values(store, gr
     assert compared  # the full report did have previous values to leave out
 
 
+@pytest.mark.parametrize("group_by", ["agent", "department", "priority"])
+def test_groups_with_a_few_kpis_hold_those_with_the_full_values(store, group_by):
+    """A page's group table asks for its columns only (``group_kpis``): each group holds exactly
+    those KPIs, equal to the full report's (value, n, target, status), its CCEI null; the totals
+    are whole; asking for every KPI again from the same pass gives the full groups."""
+    from reports.dashboard import TABLE_KPIS
+
+    full = ReportPass(store, PORTAL, *OCT, config=CONFIG).report(group_by, group_previous=False)
+    rp = ReportPass(store, PORTAL, *OCT, config=CONFIG)
+    few = rp.report(group_by, group_previous=False, group_kpis=TABLE_KPIS)
+    assert dump(few["kpis"]) == dump(full["kpis"]) and few["ccei"] == full["ccei"]
+    assert [g["key"] for g in few["groups"]] == [g["key"] for g in full["groups"]]
+    for g, h in zip(few["groups"], full["groups"]):
+        assert list(g["kpis"]) == [k for k in h["kpis"] if k in TABLE_KPIS]
+        assert g["ccei"] is None and h["ccei"]["value"] is not None or h["ccei"]["value"] is None
+        for key, e in g["kpis"].items():
+            assert dump(e) == dump(h["kpis"][key]), (g["key"], key)
+    ccei = rp.report(group_by, group_previous=False, group_kpis=("ccei",))  # it reads other KPIs
+    assert [g["ccei"] for g in ccei["groups"]] == [h["ccei"] for h in full["groups"]]
+    assert all(list(g["kpis"]) == ["ccei"] for g in ccei["groups"])
+    again = rp.report(group_by, group_previous=False)  # the same tallies, every KPI
+    assert dump(again["groups"]) == dump(full["groups"])
+    with pytest.raises(ValueError):
+        rp.report(group_by, group_kpis=TABLE_KPIS)  # kept previous values are whole: not with them
+
+
 # --- a kept pass brought up to date with the tickets written since (reports/data.py's pool) -------
 
 

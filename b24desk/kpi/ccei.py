@@ -98,6 +98,10 @@ def ccei(comps: dict, weights: dict | None = None) -> tuple[float | None, list]:
     return sum(w[k] * v for k, v in present.items()) / total, left
 
 
+# the KPIs ``compute`` reads (and the report's ``ccei`` entry counts resolved tickets)
+INPUT_KPIS = frozenset({"csat", "ces", "fcr_share", "first_response_time", "handle_time", "resolution_time"})
+
+
 def compute(kpis: dict, inputs: dict | None, config: dict | None) -> dict:
     """The report's ``ccei`` object from the KPI values (engine.Value) and the manual inputs."""
     cfg = (config or {}).get("ccei") or {}

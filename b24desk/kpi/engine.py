@@ -779,97 +779,120 @@ class Tally:
                     if not mine["resolved"]:
                         del by_agent[agent]
 
-    def result(self, start: int, end: int, days: float, users: dict | None = None) -> dict:
-        """Every KPI (the same dict again while nothing changed: callers only read it)."""
+    def result(self, start: int, end: int, days: float, users: dict | None = None, only=None) -> dict:
+        """Every KPI, or with ``only`` (KPI keys) those alone: a page's group table shows a few,
+        and the others' sorts and repeat contacts are most of a group's cost. The same dict again
+        while nothing changed (callers only read it)."""
+        only = None if only is None else frozenset(only)
         last = self._last
-        if last is not None and last[:3] == (start, end, days) and last[3] is users:
+        if last is not None and last[:3] == (start, end, days) and last[3] is users and last[5] == only:
             return last[4]
-        out = self._result(start, end, days, users)
-        self._last = (start, end, days, users, out)
+        out = self._result(start, end, days, users, only)
+        self._last = (start, end, days, users, out, only)
         return out
 
-    def _result(self, start: int, end: int, days: float, users: dict | None) -> dict:
+    def _result(self, start: int, end: int, days: float, users: dict | None, only: frozenset | None) -> dict:
         ctx = self.ctx
-        for values in (self.frt, self.frt_b, self.res, self.res_b, self.handle):
-            values.sort()  # kept sorted (no None kept): the next result re-sorts a few added in O(n)
-        for values in (self.work, self.work_b, self.wait, self.wait_b):
-            values.sort()
+        want = _EVERY if only is None else only
         nC, nR, nA = self.nC, self.nR, self.nA
         out: dict[str, Value] = {}
+        # counts first (cheap, every result has them); the duration lists are sorted in place when
+        # asked (kept sorted: the next result re-sorts a few added in O(n))
         out["tickets_total"] = Value(nC, nC)
         out["tickets_per_day"] = Value(nC / days if days else None, nC)
-        out["first_response_time"] = _dur(self.frt)
-        out["first_response_time_business"] = _dur(self.frt_b)
         out["first_response_sla_share"] = _share(self.sla_hits, self.sla_n)
         out["unanswered_share"] = _share(self.unanswered, nC)
-
-        out["resolution_time"] = _dur(self.res)
-        out["resolution_time_business"] = _dur(self.res_b)
         out["resolved_count"] = Value(nR, nR)
         out["resolved_share"] = _share(self.resolved_c, nC)
         out["backlog"] = Value(self.backlog, self.backlog)
-
         out["overdue_count"] = Value(self.overdue, self.n_deadline)
         out["overdue_share"] = _share(self.overdue, self.n_deadline)
         out["transferred_share"] = _share(self.transferred, nC)
-        out["transfers_per_ticket"] = Value(mean(self.transfers), nC)
-        by_pr_c = dict(self.by_pr_c)
-        out["resolved_by_priority"] = Value(
-            dict(self.by_pr_r),
-            nR,
-            {
-                "created": by_pr_c,
-                "resolved_share": {p: share(self.by_pr_c_res.get(p, 0), n) for p, n in by_pr_c.items()},
-            },
-        )
-
         out["fcr_share"] = _share(self.fcr, nR)
         out["reopen_share"] = _share(self.reopened, nR)
         out["correctly_qualified_share"] = _share(self.qualified, nC)
+        out["callback_share"] = _share(self.callback, nR)
+        out["one_touch_share"] = _share(self.one_touch, nR)
+        out["rated_share"] = _share(len(self.rated), nR)
+        for key, values in (
+            ("first_response_time", self.frt),
+            ("first_response_time_business", self.frt_b),
+            ("resolution_time", self.res),
+            ("resolution_time_business", self.res_b),
+            ("handle_time", self.handle),
+            ("requester_wait_time", self.work),
+            ("requester_wait_time_business", self.work_b),
+            ("agent_wait_time", self.wait),
+            ("agent_wait_time_business", self.wait_b),
+        ):
+            if key in want:
+                values.sort()
+                out[key] = _dur(values)
+        if "transfers_per_ticket" in want:
+            out["transfers_per_ticket"] = Value(mean(self.transfers), nC)
+        if "resolved_by_priority" in want:
+            by_pr_c = dict(self.by_pr_c)
+            out["resolved_by_priority"] = Value(
+                dict(self.by_pr_r),
+                nR,
+                {
+                    "created": by_pr_c,
+                    "resolved_share": {p: share(self.by_pr_c_res.get(p, 0), n) for p, n in by_pr_c.items()},
+                },
+            )
 
         # Repeat contacts: customers of C with another ticket created within the window before one of theirs.
         customers = self.customers
-        repeat = _repeat_customers(customers, ctx.customer_history, ctx.repeat_window)
-        out["repeat_contact_share"] = _share(repeat, len(customers))
-        with_customer = sum([len(v) for v in customers.values()])
-        out["contacts_per_customer"] = Value(with_customer / len(customers) if customers else None, with_customer)
+        if "repeat_contact_share" in want:
+            repeat = _repeat_customers(customers, ctx.customer_history, ctx.repeat_window)
+            out["repeat_contact_share"] = _share(repeat, len(customers))
+        if "contacts_per_customer" in want:
+            with_customer = sum([len(v) for v in customers.values()])
+            out["contacts_per_customer"] = Value(with_customer / len(customers) if customers else None, with_customer)
 
-        wdays = ctx.calendar.working_days(start, end)
-        per_agent = self.per_agent
-        rates = {a: n / wdays for a, n in sorted(per_agent.items())} if wdays else {}
-        out["tickets_per_agent_day"] = Value(
-            mean(rates.values()), sum(per_agent.values()), {"per_agent": rates, "working_days": wdays}
-        )
+        if "tickets_per_agent_day" in want:
+            wdays = ctx.calendar.working_days(start, end)
+            per_agent = self.per_agent
+            rates = {a: n / wdays for a, n in sorted(per_agent.items())} if wdays else {}
+            out["tickets_per_agent_day"] = Value(
+                mean(rates.values()), sum(per_agent.values()), {"per_agent": rates, "working_days": wdays}
+            )
 
-        out["interactions_per_ticket"] = Value(mean(self.interactions), nR)
-        out["handle_time"] = _dur(self.handle)
+        if "interactions_per_ticket" in want:
+            out["interactions_per_ticket"] = Value(mean(self.interactions), nR)
         rated, nps, ces = self.rated, self.nps, self.ces
-        out["rated_share"] = _share(len(rated), nR)
-        out["csat"] = Value(
-            share(len([1 for r in rated if r >= 4]), len(rated)), len(rated), {"avg_rating": mean(rated)}
-        )
-        out["nps"] = Value(
-            100 * (len([1 for s in nps if s >= 9]) - len([1 for s in nps if s <= 6])) / len(nps) if nps else None,
-            len(nps),
-        )
-        out["ces"] = _share(len([1 for s in ces if s == 5]), len(ces))
-        out["callback_share"] = _share(self.callback, nR)
-        out["one_touch_share"] = _share(self.one_touch, nR)
+        if "csat" in want:
+            out["csat"] = Value(
+                share(len([1 for r in rated if r >= 4]), len(rated)), len(rated), {"avg_rating": mean(rated)}
+            )
+        if "nps" in want:
+            out["nps"] = Value(
+                100 * (len([1 for s in nps if s >= 9]) - len([1 for s in nps if s <= 6])) / len(nps) if nps else None,
+                len(nps),
+            )
+        if "ces" in want:
+            out["ces"] = _share(len([1 for s in ces if s == 5]), len(ces))
 
-        # Bitrix24's task efficiency: 100 - 100·V/P over the active set, per agent and for the team.
-        out["task_efficiency"] = Value(
-            _efficiency(self.team_v, nA),
-            nA,
-            {"per_agent": {a: _efficiency(v, p) for a, (p, v) in sorted(self.eff_agents.items())}},
-        )
-
-        out["requester_wait_time"] = _dur(self.work)
-        out["requester_wait_time_business"] = _dur(self.work_b)
-        out["agent_wait_time"] = _dur(self.wait)
-        out["agent_wait_time_business"] = _dur(self.wait_b)
-
-        out["top_agents"] = _top_agents(self.by_agent, nR, users or {})
+        if "task_efficiency" in want:
+            # Bitrix24's task efficiency: 100 - 100·V/P over the active set, per agent and for the team.
+            out["task_efficiency"] = Value(
+                _efficiency(self.team_v, nA),
+                nA,
+                {"per_agent": {a: _efficiency(v, p) for a, (p, v) in sorted(self.eff_agents.items())}},
+            )
+        if "top_agents" in want:
+            out["top_agents"] = _top_agents(self.by_agent, nR, users or {})
         return out
+
+
+class _Every:
+    """Every KPI key is wanted (``Tally.result`` without ``only``)."""
+
+    def __contains__(self, key) -> bool:
+        return True
+
+
+_EVERY = _Every()
 
 
 def _efficiency(overdue: int, total: int) -> float:

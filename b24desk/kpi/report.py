@@ -184,14 +184,19 @@ def value_delta(cur, prev):
     return None
 
 
-def _kpis(cur: dict, prev: dict | None, targets: dict, ccei_cur: dict, ccei_prev: dict | None) -> dict:
-    """Section 6's ``kpis``; ``prev`` None: the previous period was not computed (null values)."""
+def _kpis(
+    cur: dict, prev: dict | None, targets: dict, ccei_cur: dict | None, ccei_prev: dict | None, only=None
+) -> dict:
+    """Section 6's ``kpis``; ``prev`` None: the previous period was not computed (null values).
+    ``only``: those KPIs alone (``cur`` holds them: Tally.result's ``only``; ``ccei_cur`` None
+    unless the CCEI is one)."""
     out = {}
-    cur = dict(cur, ccei=Value(ccei_cur["value"], cur["resolved_count"].n))
+    if ccei_cur is not None:
+        cur = dict(cur, ccei=Value(ccei_cur["value"], cur["resolved_count"].n))
     if prev is not None:
         prev = dict(prev, ccei=Value(ccei_prev["value"], prev["resolved_count"].n))
     none = Value(None)
-    for key in KPI_KEYS:
+    for key in KPI_KEYS if only is None else [k for k in KPI_KEYS if k in only]:
         c, p = cur[key], (prev[key] if prev is not None else none)
         spec = targets.get(key)
         entry = {
@@ -208,13 +213,16 @@ def _kpis(cur: dict, prev: dict | None, targets: dict, ccei_cur: dict, ccei_prev
     return out
 
 
-def _assemble(env, cur: dict, old: dict | None, targets, inputs):
+def _assemble(env, cur: dict, old: dict | None, targets, inputs, only=None):
     """Section 6's ``kpis`` and ``ccei`` from the periods' aggregates; ``old`` None: the previous
-    period is not computed (its values null)."""
+    period is not computed (its values null). ``only``: the KPIs ``cur`` holds (a page's group
+    table); the CCEI, which needs others, is then null unless it is one of them."""
+    if only is not None and "ccei" not in only:
+        return _kpis(cur, old, targets, None, None, only), None
     cc = ccei_mod.compute(cur, inputs[0], env.config)
     cp = ccei_mod.compute(old, inputs[1], env.config) if old is not None else None
     cc_out = dict(cc, previous=cp["value"] if cp else None)
-    return _kpis(cur, old, targets, cc, cp), cc_out
+    return _kpis(cur, old, targets, cc, cp, only), cc_out
 
 
 @contextlib.contextmanager
@@ -533,10 +541,15 @@ class ReportPass:
             _with_dormant(self.tickets_p, self.loaded, self.prev.end, self.keep, dims),
         )
 
-    def report(self, group_by: str | None = None, *, group_previous: bool = True) -> dict:
+    def report(self, group_by: str | None = None, *, group_previous: bool = True, group_kpis=None) -> dict:
         """The section 6 report. ``group_previous=False``: the groups' previous-period values are
         left out (``previous`` and ``delta`` null, half the groups' cost), for a page whose group
-        tables show this period's values only; the totals always carry both periods."""
+        tables show this period's values only; the totals always carry both periods. With
+        ``group_kpis`` (KPI keys, with ``group_previous=False``) each group's ``kpis`` holds those
+        only and its ``ccei`` is null unless asked: a page's table shows a few columns (time groups
+        hold every KPI)."""
+        if group_kpis is not None and group_previous:
+            raise ValueError("group_kpis needs group_previous=False (the kept previous values are whole)")
         if group_by is not None and group_by not in GROUP_BY:
             raise ValueError(f"unknown group-by {group_by!r} (one of {', '.join(GROUP_BY)})")
         if self.loaded.cells and group_by not in CELL_GROUPS:
@@ -581,11 +594,18 @@ class ReportPass:
                     env, self.ctx, group_by, fc, fp if group_previous else None, period, prev, self.inputs
                 )
             else:
-                groups = _groups(env, group_by, *self._group_values(group_by, fc, fp, group_previous), self.inputs)
+                need = None
+                if group_kpis is not None:  # and what the CCEI reads, when it is asked
+                    need = frozenset(group_kpis) | {"resolved_count"}
+                    need |= ccei_mod.INPUT_KPIS if "ccei" in need else frozenset()
+                values = self._group_values(group_by, fc, fp, group_previous, need)
+                groups = _groups(env, group_by, *values, self.inputs, group_kpis)
             report["groups"] = groups
         return report
 
-    def _group_values(self, dim: str, fc: list, fp: list, previous: bool) -> tuple[dict, dict | None, Period, Period]:
+    def _group_values(
+        self, dim: str, fc: list, fp: list, previous: bool, only=None
+    ) -> tuple[dict, dict | None, Period, Period]:
         """Each group's aggregates of both periods (``previous`` False: the current one only), from
         tallies kept per group (``refresh`` swaps the written tickets' facts in them) and previous
         aggregates kept until a write touches the previous period."""
@@ -597,7 +617,7 @@ class ReportPass:
             parts = {k: _tally_of(self.ctx, fs, []) for k, fs in _parts(fp, key).items()}
             self._merge_cells(parts, dim, self.cells_p)
             kept[2] = {k: t.result(prev.start, prev.end, prev.days, env.users) for k, t in parts.items()}
-        cur = {k: t.result(period.start, period.end, period.days, env.users) for k, t in tallies.items()}
+        cur = {k: t.result(period.start, period.end, period.days, env.users, only) for k, t in tallies.items()}
         return cur, (kept[2] if previous else None), period, prev
 
     def _group_tallies(self, dim: str, fc: list | None = None) -> dict:
@@ -660,9 +680,11 @@ def _dormant_in(facts: list) -> list:
     return [f for f in facts if "dormant" in f.t]
 
 
-def _groups(env: ReportEnv, dim: str, cur: dict, old: dict | None, period: Period, prev: Period, inputs) -> list:
+def _groups(
+    env: ReportEnv, dim: str, cur: dict, old: dict | None, period: Period, prev: Period, inputs, only=None
+) -> list:
     """One entry per group from each group's aggregates (``cur``, ``old``: key -> aggregate); ``old``
-    None: this period's groups only, their previous values null."""
+    None: this period's groups only, their previous values null; ``only``: the KPIs they hold."""
     ctx = env.ctx
     empty_cur = empty_old = None
     out = []
@@ -675,13 +697,13 @@ def _groups(env: ReportEnv, dim: str, cur: dict, old: dict | None, period: Perio
             targets = env.targets_for()
         c = cur.get(k)
         if c is None:
-            c = empty_cur = empty_cur or aggregate([], period.start, period.end, period.days, ctx, env.users)
+            c = empty_cur = empty_cur or Tally(ctx).result(period.start, period.end, period.days, env.users, only)
         o = None
         if old is not None:
             o = old.get(k)
             if o is None:
                 o = empty_old = empty_old or aggregate([], prev.start, prev.end, prev.days, ctx, env.users)
-        kpis, ccei = _assemble(env, c, o, targets, inputs)
+        kpis, ccei = _assemble(env, c, o, targets, inputs, only)
         g = {"key": k, "label": _label(dim, k, env), "kpis": kpis, "ccei": ccei}
         if dim == "department":
             chain = env.tree.chain(k) if k is not None else []
