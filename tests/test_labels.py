@@ -34,3 +34,26 @@ def test_unknown_key_reads_as_words():
     assert labels.kpi_label("some_new_kpi", "ru") == "some new kpi"
     assert labels.empty_group("department", "ru") == "Без отдела"
     assert labels.empty_group("agent", "ru") == "Не назначено"
+
+
+def test_histogram_counts_each_duration_once_in_its_bin():
+    """The chart's bins: a value ``v`` in bin ``v // width`` (the last bin open-ended), counted
+    from the sorted values cut at the edges; a negative duration (clock skew) in the first bin."""
+    import random
+
+    from b24desk.text.present import histogram
+
+    rnd = random.Random(7)
+    for n in (1, 2, 13, 500):
+        values = [
+            rnd.choice((0, 59, 60, 61, 3600)) if rnd.random() < 0.3 else rnd.randrange(0, 20000) for _ in range(n)
+        ]
+        for target in (None, 3600):
+            h = histogram(values + [None], lang="ru", target=target)
+            width, bins = h["bins"][1][0], len(h["counts"])
+            want = [0] * bins
+            for v in values:
+                want[min(bins - 1, int(v // width))] += 1
+            assert h["counts"] == want and sum(h["counts"]) == n
+    assert histogram([-30, 10, 20, 5000], lang="en")["counts"][0] == 3
+    assert histogram([None]) is None
