@@ -324,6 +324,29 @@ def test_loader_selects_only_relevant_tickets(db):
         assert any("closed_at" in p for p in plan) or "customer" in sql
 
 
+def test_customer_history_lists_come_sorted_from_the_index(db):
+    """The repeat-contact history is read in ``created_at`` order off the index (no sort in SQL,
+    none per customer in Python): tickets written in any order give each customer's times sorted."""
+    import random
+
+    from b24desk.kpi.load import _history
+
+    rnd = random.Random(3)
+    days = list(range(1, 29))
+    rnd.shuffle(days)
+    for i, day in enumerate(days):
+        add_ticket(db, 100 + i, f"2026-10-{day:02d} {rnd.randrange(24):02d}:00", f"c{i % 3}", "10", [])
+    start, end = ts("2026-10-01 00:00"), ts("2026-11-01 00:00")
+    got = _history(db.conn, PORTAL, start, end, None)
+    assert sorted(got) == ["c0", "c1", "c2"] and sum(len(v) for v in got.values()) == len(days)
+    assert all(v == sorted(v) for v in got.values())
+    for sources in (None, ["tasks"]):
+        assert _history(db.conn, PORTAL, start, end, sources) == got
+    sql, params = history_query(PORTAL, start, end)
+    plan = [r[3] for r in db.execute("explain query plan " + sql + " order by created_at", params).fetchall()]
+    assert not [p for p in plan if "TEMP B-TREE" in p], plan
+
+
 def test_tickets_closed_in_the_window_are_read_by_closed_at_whatever_the_statistics(db):
     """The candidates created before the window and closed since its start come from the
     ``closed_at`` index even when ANALYZE's statistics make every index look alike (as on a

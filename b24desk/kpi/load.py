@@ -497,12 +497,14 @@ def _load(
 
 
 def _history(conn, portal: str, start: int, end: int, sources) -> dict:
-    """customer -> sorted created_at of their tickets created in ``[start, end)`` (repeat contacts)."""
+    """customer -> sorted created_at of their tickets created in ``[start, end)`` (repeat contacts),
+    read in ``created_at`` order (the index's: no sort in SQL), so each list comes sorted (a sort
+    per customer was a tenth of a dashboard's load at 1M)."""
+    sql, params = history_query(portal, start, end, sources)
     history = CustomerHistory()
-    for cust, created in conn.execute(*history_query(portal, start, end, sources)):
-        history.setdefault(cust, []).append(created)
-    for v in history.values():
-        v.sort()
+    add = history.setdefault
+    for cust, created in conn.execute(sql + " order by created_at", params):
+        add(cust, []).append(created)
     return history
 
 
