@@ -866,3 +866,19 @@ def m_settled_cells_002(db: Database) -> None:
     are not settled in their piece, for reports that draw no weekly series."""
     if "settled_cells" in db.table_names() and "kind" not in db["settled_cells"].columns_dict:
         db.execute("ALTER TABLE settled_cells ADD COLUMN kind TEXT NOT NULL DEFAULT 'piece'")
+
+
+@migrations()
+def m_facts_open_002(db: Database) -> None:
+    """``ticket_facts_open`` also holds what the dashboard's "now" panel reads of each open ticket
+    (derived.open_now: responsible, priority, type, channel, line, first reply, deadline, selector),
+    so the panel reads the index alone instead of one table seek per open ticket (21k at 1M
+    tickets: 70 -> 33 ms). Its leading columns, and so the other queries' seeks, are unchanged."""
+    if "ticket_facts" not in db.table_names():
+        return
+    db.execute("DROP INDEX IF EXISTS ticket_facts_open")
+    db.execute(
+        "CREATE INDEX ticket_facts_open ON ticket_facts (portal, ctx, state, last_at, created_at, deleted,"
+        " closed_at, resp_end, priority, type, channel, line, first_reply, deadline, selector)"
+        " WHERE closed_at IS NULL"
+    )

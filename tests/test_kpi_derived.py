@@ -512,6 +512,15 @@ def test_now_panel_from_kept_rows_equals_every_open_ticket_read_the_long_way(sto
     now.now_items(store, PORTAL, {}, CONFIG, minute)  # keeps every open ticket's facts
     kept, others = derived.open_now(store.conn, PORTAL, fingerprint(store, CONFIG), minute + 59, minute + 60, "", [])
     assert len(kept) > 10 * len(others)  # nearly all from the table alone
+    reads = []  # ... and from its index alone (store.m_facts_open_002), filters included
+    store.conn.set_trace_callback(lambda sql: reads.append(sql) if "indexed by ticket_facts_open" in sql else None)
+    now.now_items(store, PORTAL, filters, CONFIG, minute)
+    store.conn.set_trace_callback(None)
+    assert reads
+    for sql in reads:
+        if sql.lstrip().lower().startswith("select"):
+            plan = [r[3] for r in store.execute("explain query plan " + sql).fetchall()]
+            assert any("COVERING INDEX ticket_facts_open" in p for p in plan), plan
     fast = now.now_items(store, PORTAL, filters, CONFIG, minute)
     monkeypatch.setattr(derived, "open_rows_complete", lambda conn, portal: False)
     slow = now.now_items(store, PORTAL, filters, CONFIG, minute)
