@@ -359,7 +359,8 @@ def test_repeat_customers_from_a_customer_history_equal_the_plain_rule(seed):
 
     rnd = random.Random(seed)
     window = rnd.choice((5, 30, 90))
-    plain = {f"c{i}": sorted(rnd.sample(range(200), rnd.randint(1, 4))) for i in range(rnd.randint(1, 60))}
+    # tickets of one customer at the same second too (choices: with replacement)
+    plain = {f"c{i}": sorted(rnd.choices(range(200), k=rnd.randint(1, 4))) for i in range(rnd.randint(1, 60))}
     history = CustomerHistory({k: list(v) for k, v in plain.items()})
     for _ in range(4):
         customers = {}

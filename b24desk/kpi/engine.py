@@ -127,45 +127,54 @@ DURATION_KPIS = frozenset(
 
 
 class CustomerHistory(dict):
-    """customer -> sorted created_at of their tickets (load._history), knowing once which of
-    those tickets are repeat contacts: ``Tally._result`` then visits only the customers who have
-    one, with a set test instead of two bisects a ticket (three customers in four have one ticket;
-    a page asks tens of tallies). Whoever changes a list in place calls :meth:`changed`."""
+    """customer -> sorted created_at of their tickets (load._history), knowing which customers
+    have two tickets or more (the only ones a repeat contact can be: three in four have one) and,
+    once asked, which of their tickets are repeat contacts: ``Tally._result`` visits only those
+    customers, with a set test instead of two bisects a ticket (a page asks tens of tallies).
+    Whoever changes a list in place calls :meth:`changed`."""
 
-    __slots__ = ("_repeats",)
+    __slots__ = ("_multi", "_entries")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._repeats = None
+        self._multi = None
+        self._entries = None  # (window, customer -> (hits, every created_at) or None: no hit)
 
-    def repeats(self, window: int) -> dict:
-        """customer -> (created_at of their tickets with another one created within ``window``
-        before, all their created_at), for the customers with such a ticket."""
-        if self._repeats is None or self._repeats[0] != window:
-            out: dict = {}
-            for cust, hist in self.items():
-                if len(hist) >= 2:
-                    self._repeat_of(cust, hist, window, out)
-            self._repeats = (window, out)
-        return self._repeats[1]
+    def multi(self) -> set:
+        if self._multi is None:
+            self._multi = {c for c, times in self.items() if len(times) >= 2}
+        return self._multi
 
-    @staticmethod
-    def _repeat_of(cust, hist: list, window: int, out: dict) -> None:
+    def entries(self, window: int) -> dict:
+        """The memo of :meth:`entry` for ``window``."""
+        if self._entries is None or self._entries[0] != window:
+            self._entries = (window, {})
+        return self._entries[1]
+
+    def entry(self, cust, window: int):
+        """``(created_at of their tickets with another one created within ``window`` before, all
+        their created_at)``, or None when none has."""
+        hist = self[cust]
+        if len(hist) == 2:  # most repeat customers: two tickets; the later one may repeat the first
+            a, b = hist
+            return ({b}, {a, b}) if b - a <= window else None  # a == b: both repeat, {b} holds them
         hits = {c for c in hist if bisect_right(hist, c) - bisect_left(hist, c - window) >= 2}
-        if hits:
-            out[cust] = (hits, set(hist))
-        else:
-            out.pop(cust, None)
+        return (hits, set(hist)) if hits else None
 
     def changed(self, customers=None) -> None:
-        """Some lists changed in place: those of ``customers`` (their entries are made again), or
-        any (None: all of them are, when next asked)."""
-        if customers is None or self._repeats is None:
-            self._repeats = None
+        """Some lists changed in place: those of ``customers``, or any (None)."""
+        if customers is None:
+            self._multi = self._entries = None
             return
-        window, out = self._repeats
+        multi, entries = self._multi, self._entries
         for cust in customers:
-            self._repeat_of(cust, self.get(cust) or [], window, out)
+            if entries is not None:
+                entries[1].pop(cust, None)
+            if multi is not None:
+                if len(self.get(cust) or ()) >= 2:
+                    multi.add(cust)
+                else:
+                    multi.discard(cust)
 
 
 def _repeats_in(hist: list, times, window: int) -> bool:
@@ -182,9 +191,14 @@ def _repeat_customers(customers: dict, history: dict, window: int) -> int:
     scope, customer -> sorted created_at) or, for a customer it does not know, among their own."""
     repeat = 0
     if isinstance(history, CustomerHistory):
-        repeats = history.repeats(window)
-        for cust in customers.keys() & repeats.keys():  # set operations loop in C, over the smaller side
-            hits, every = repeats[cust]
+        entries, entry = history.entries(window), history.entry
+        for cust in customers.keys() & history.multi():  # set operations loop in C, over the smaller side
+            got = entries.get(cust, entries)
+            if got is entries:
+                got = entries[cust] = entry(cust, window)
+            if got is None:
+                continue  # none of their tickets is a repeat contact
+            hits, every = got
             times = customers[cust]
             if not hits.isdisjoint(times):
                 repeat += 1
