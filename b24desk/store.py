@@ -882,3 +882,14 @@ def m_facts_open_002(db: Database) -> None:
         " closed_at, resp_end, priority, type, channel, line, first_reply, deadline, selector)"
         " WHERE closed_at IS NULL"
     )
+
+
+@migrations()
+def m_settled_cells_003(db: Database) -> None:
+    """``ticket_facts_created``: every facts row by portal and creation, with its cell. A report
+    that reads settled cells walks its window here and steps over each member in the index
+    (load.candidate_query), instead of reading each member's ticket and facts rows (1.7 us a
+    member). Queries that must not take it say so (``indexed by``, ``+created_at``)."""
+    if "ticket_facts" not in db.table_names():
+        return
+    db.execute("CREATE INDEX IF NOT EXISTS ticket_facts_created ON ticket_facts (portal, created_at, cell, deleted)")

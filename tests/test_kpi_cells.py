@@ -428,3 +428,53 @@ def test_a_build_behind_a_writer_keeps_nothing_and_tries_again_later(store, tmp_
     same(store, OCT)
     assert cells.build(store, PORTAL, ctx, *YEAR) > 0
     same(store, OCT)
+
+
+def test_the_window_is_walked_in_the_facts_index_and_members_cost_no_row(store):
+    """With cells the loader takes the window's tickets from ticket_facts_created's entries alone
+    (a member is one index step: no facts or ticket row read), then reads the others' rows; the
+    open tickets' branch keeps off that index. Under a big one-portal store's statistics, where
+    every index on ``(portal, ...)`` looks alike (the open branch once walked every facts row)."""
+    from kpi_support import one_portal_statistics
+
+    from b24desk.kpi.load import candidate_query
+
+    report(store)
+    build(store)
+    # as on the bench's 1M stores: the table and the dormant index analyzed, the newer indexes not
+    one_portal_statistics(
+        store,
+        {
+            "ticket_facts": {
+                "ticket_facts": "1000000 1000000 1000000 1",
+                "ticket_facts_dormant": "21417 21417 21417 21417 21417 21417 21417 1 1 1 1",
+            }
+        },
+    )
+    ids = [r[0] for r in store.execute("select id from settled_cells where stale = 0")]
+    sql, params = candidate_query(PORTAL, ts("2026-09-01 00:00"), ts("2026-11-01 00:00"), facts=True,
+                                  dormant_ctx="x", exclude_cells=ids)  # fmt: skip
+    plan = [r[3] for r in store.execute("explain query plan " + sql, params).fetchall()]
+    created = [p for p in plan if "ticket_facts_created" in p]
+    assert created == [
+        "SEARCH ticket_facts USING COVERING INDEX ticket_facts_created (portal=? AND created_at>? AND created_at<?)"
+    ], plan
+    assert not [p for p in plan if p.startswith("SCAN") and "json_each" not in p and p != "SCAN k"], plan
+
+
+def test_a_window_with_a_ticket_without_facts_row_reads_no_cells(store, caplog):
+    """The facts index stands for the window's tickets only when each has its facts row (the
+    triggers keep one); a row missing (a store written with the triggers off): no cells are read,
+    every ticket is, and the report equals the replay."""
+    report(store)
+    build(store)
+    assert ReportPass(store, PORTAL, *OCT, config=CONFIG, cells=True).loaded.cells
+    with store.atomic():
+        store.execute(
+            "delete from ticket_facts where (portal, source, source_id) in (select portal, source, source_id"
+            " from ticket_facts where created_at >= ? and created_at < ? and cell is null limit 1)",
+            [ts("2026-10-01 00:00"), ts("2026-11-01 00:00")],
+        )
+    rp = ReportPass(store, PORTAL, *OCT, config=CONFIG, cells=True)
+    assert not rp.loaded.cells and "ticket_facts incomplete" in caplog.text
+    assert dump(rp.report("agent")) == dump(reference(store, OCT, None, "agent"))
