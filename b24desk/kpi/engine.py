@@ -152,12 +152,13 @@ class CustomerHistory(dict):
         return self._entries[1]
 
     def entry(self, cust, window: int):
-        """``(created_at of their tickets with another one created within ``window`` before, all
-        their created_at)``, or None when none has."""
+        """None when none of their tickets has another one created within ``window`` before it;
+        else ``(first, second)`` for a customer of two tickets (the second repeats the first:
+        most of them, kept small), or ``(set of those tickets' created_at, set of all theirs)``."""
         hist = self[cust]
-        if len(hist) == 2:  # most repeat customers: two tickets; the later one may repeat the first
+        if len(hist) == 2:
             a, b = hist
-            return ({b}, {a, b}) if b - a <= window else None  # a == b: both repeat, {b} holds them
+            return (a, b) if b - a <= window else None  # a == b: both repeat, b is a
         hits = {c for c in hist if bisect_right(hist, c) - bisect_left(hist, c - window) >= 2}
         return (hits, set(hist)) if hits else None
 
@@ -198,11 +199,16 @@ def _repeat_customers(customers: dict, history: dict, window: int) -> int:
                 got = entries[cust] = entry(cust, window)
             if got is None:
                 continue  # none of their tickets is a repeat contact
-            hits, every = got
             times = customers[cust]
-            if not hits.isdisjoint(times):
+            first, second = got
+            if type(first) is not set:  # two tickets: the second repeats the first
+                if second in times:
+                    repeat += 1
+                elif any(c != first for c in times):  # a ticket the history does not hold: as before
+                    repeat += _repeats_in(history[cust], times, window)
+            elif not first.isdisjoint(times):
                 repeat += 1
-            elif not every.issuperset(times):  # a ticket the history does not hold: asked as before
+            elif not second.issuperset(times):  # a ticket the history does not hold: asked as before
                 repeat += _repeats_in(history[cust], times, window)
         if customers.keys() <= history.keys():  # as usual: no customer unknown (a C loop, no set made)
             return repeat
