@@ -193,7 +193,7 @@ def _kpis(
     out = {}
     if ccei_cur is not None:
         cur = dict(cur, ccei=Value(ccei_cur["value"], cur["resolved_count"].n))
-    if prev is not None:
+    if prev is not None and ccei_prev is not None:
         prev = dict(prev, ccei=Value(ccei_prev["value"], prev["resolved_count"].n))
     none = Value(None)
     for key in KPI_KEYS if only is None else [k for k in KPI_KEYS if k in only]:
