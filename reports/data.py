@@ -16,6 +16,7 @@ import weakref
 
 from flask import current_app, g
 
+from b24desk.kpi import cells as cells_mod
 from b24desk.kpi.drilldown import Replay
 from b24desk.kpi.formats import render, to_xlsx
 from b24desk.kpi.load import load_people
@@ -206,23 +207,44 @@ def _keep(pk, rp, seq) -> None:
 
 _FROZEN: weakref.WeakSet = weakref.WeakSet()
 
+# (store path, portal) -> how many cells builds kept new cells (reports/warm.py calls
+# ``cells_built``), and each kept pass -> that count when it was made: a pass that read no cells
+# though its query could, made before cells of its window were kept, is made anew once (_pass)
+_CELL_BUILDS: dict = {}
+_MADE_AT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def cells_built(path, portal: str) -> None:
+    """A cells build kept new cells of ``portal`` in the store at ``path``."""
+    key = (str(path), portal)
+    _CELL_BUILDS[key] = _CELL_BUILDS.get(key, 0) + 1
+
 
 def _pass(own, pk, sc, cells: bool, new):
     """``(pass, journal position, key)``: the kept pass of ``pk`` (or, when the caller can use one
-    that read settled cells, of ``pk`` and ``"cells"``) brought up to date when the change journal
-    names the tickets written since it was made (ReportPass.refresh), else ``new()``; the position
-    is None when the store has no journal (the pass is then not kept); the key is the one to keep
-    it under (with ``"cells"`` when it read some)."""
-    for key in (pk, pk + ("cells",)) if cells else (pk,):
+    that read settled cells, first of ``pk`` and ``"cells"``) brought up to date when the change
+    journal names the tickets written since it was made (ReportPass.refresh), else ``new()``; the
+    position is None when the store has no journal (the pass is then not kept); the key is the one
+    to keep it under (with ``"cells"`` when it read some). A kept pass that read no cells, made
+    before the warmer last kept some where its window now has valid ones, is made anew instead:
+    refreshed, it would read every ticket of its periods until evicted (the warmer warms the
+    dashboard first and builds the cells after)."""
+    builds = _CELL_BUILDS.get((pk[0], sc[0]), 0) if sc is not None else 0
+    for key in (pk + ("cells",), pk) if cells else (pk,):
         got = PASSES.take(key)
         if got is not None and sc is not None:
             rp, seq = got
+            if cells and not rp.loaded.cells and _MADE_AT.get(rp, builds) < builds:
+                _MADE_AT[rp] = builds  # asked once per build
+                if cells_mod.any_valid(own.conn, sc[0], rp.ctx, rp.prev.start, rp.period.end):
+                    continue  # dropped: made anew below, reading the cells
             changes = journal_changes(own.conn, sc[0], seq, sc[1], sc[2])
             if changes is not None and changes[1] is not None and rp.refresh(own, changes[1]):
                 return rp, changes[0], key
     state = journal_state(own.conn) if sc is not None else None  # before the read: conservative
     rp = new()
     rp.slim()
+    _MADE_AT[rp] = builds
     return rp, (state[0] if state else None), (pk + ("cells",) if rp.loaded.cells else pk)
 
 

@@ -94,7 +94,8 @@ def backfill_facts(app, portal: str, stop=None, batch: int = 1000, pause: float 
                 start, end = now - CELL_DAYS * 86400, now + 86400
                 fp = derived.fingerprint(ctx)
                 seq, only = _cell_months(db, portal, fp, kept, start, end, cells.zone_of(ctx), now)
-                cells.build(db, portal, ctx, start, end, stop=stop, pause=pause, only=only)
+                if cells.build(db, portal, ctx, start, end, stop=stop, pause=pause, only=only):
+                    data.cells_built(app.config["DB"], portal)  # kept passes may read them now
                 if seq is not None and not (stop and stop()):
                     _CELLS_SEEN[portal] = (fp, seq)
         finally:

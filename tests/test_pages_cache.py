@@ -679,6 +679,78 @@ def test_pages_from_settled_cells_equal_pages_of_every_ticket(seeded, monkeypatc
     conn.close()
 
 
+def test_a_pass_kept_before_the_cells_reads_them_once_the_warmer_kept_some(seeded):
+    """The warmer warms the dashboard first and builds the cells after: the page's kept pass then
+    read no cells. Once a build kept some of its window, the next request makes that pass anew,
+    reading them (the figures unchanged); a later write only refreshes it, and a pass whose
+    window has no cells is refreshed as before."""
+    from reports.query import Query
+    from reports.warm import backfill_facts
+
+    app, token, portal, now, path = seeded
+    frm = time.strftime("%Y-%m-%d", time.gmtime(now - 35 * 86400))
+    to = time.strftime("%Y-%m-%d", time.gmtime(now - 3 * 86400))
+    q = Query(frm, to, tz="UTC")
+    old = Query("2019-01-01", "2019-02-01", tz="UTC")  # nothing there: no cells ever
+    conn = sqlite3.connect(path)
+    conn.execute("delete from settled_cells")
+    conn.execute("update ticket_facts set cell = null")
+    conn.commit()
+
+    def page(query):
+        data.MEMO.clear()
+        with app.test_request_context():
+            db = open_db(path)
+            try:
+                out = data.page(db, portal, query, {}, ("agent", "department"), exact=True)
+                return json.dumps(out, sort_keys=True, default=str)
+            finally:
+                db.conn.close()
+
+    def kept(of_old=False):
+        """The kept passes of ``q`` by whether they read cells; with ``of_old``, those of ``old``."""
+        passes = [rp for rp, _seq in data.PASSES.values()]
+        if of_old:
+            return [rp for rp in passes if rp.period.start < 1577836800]  # before 2020
+        return {bool(rp.loaded.cells): rp for rp in passes if rp.period.start >= 1577836800}
+
+    def write():
+        row = conn.execute(
+            "select source, source_id from tickets where portal = ? and created_at >= ? order by created_at limit 1",
+            [portal, now - 20 * 86400],
+        ).fetchone()
+        conn.execute(
+            "update tickets set priority = case priority when 'high' then 'low' else 'high' end"
+            " where portal = ? and source = ? and source_id = ?",
+            [portal, *row],
+        )
+        conn.commit()
+
+    data.PASSES.clear()
+    before = page(q)
+    page(old)
+    first = kept()[False]
+    assert not first.loaded.cells
+    backfill_facts(app, portal)  # the warmer's cells
+    assert conn.execute("select count(*) from settled_cells where stale = 0").fetchone()[0] > 0
+    write()
+    after = page(q)
+    made = kept()
+    assert made[True].loaded.cells and made[True] is not first  # made anew, reading the cells
+    (empty,) = kept(of_old=True)
+    page(old)
+    assert kept(of_old=True) == [empty]  # no cells in its window: refreshed, not made anew
+    write()
+    later = page(q)
+    assert kept()[True] is made[True]  # a later write: refreshed
+    data.PASSES.clear()
+    assert page(q) == later != after  # the same figures as a pass made from nothing
+    write()
+    data.PASSES.clear()
+    assert page(q) == after and after != before  # (the write toggles back and forth)
+    conn.close()
+
+
 def test_after_a_complete_cells_build_the_warmer_looks_only_at_the_months_written(seeded, monkeypatch):
     """The warmer's first cells build looks at every month; the next ones only at this month and
     the one before (tickets settle as time passes) and at the months of the tickets written since

@@ -84,6 +84,19 @@ def zone_of(ctx: Context):
     return ZoneInfo(ctx.calendar.tz_name)
 
 
+def any_valid(conn, portal: str, ctx: Context, start: int, end: int) -> bool:
+    """Whether a valid cell of ``ctx``'s maths lies in ``[start, end)`` (one index seek): a report
+    of that window made anew would read some."""
+    if TABLE not in _tables(conn):
+        return False
+    row = conn.execute(
+        f"select 1 from {TABLE} where portal = ? and fp = ? and piece >= ? and piece < ? and stale = 0"
+        " and layout = ? and piece_end <= ? limit 1",
+        [portal, derived.fingerprint(ctx), start, end, LAYOUT, end],
+    ).fetchone()
+    return row is not None
+
+
 def usable(conn, portal: str, ctx: Context, fp: str, spans, src) -> list[Cell]:
     """The valid cells of ``fp`` whose span lies wholly inside one of ``spans`` (the periods of a
     report, ``(start, end, months)``) and whose source is one of ``src`` (load.source_values: None
