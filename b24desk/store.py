@@ -893,3 +893,65 @@ def m_settled_cells_003(db: Database) -> None:
     if "ticket_facts" not in db.table_names():
         return
     db.execute("CREATE INDEX IF NOT EXISTS ticket_facts_created ON ticket_facts (portal, created_at, cell, deleted)")
+
+
+# --- repeat contacts: each ticket's gap to its customer's previous ticket (kpi/derived.py) -------
+
+# the tickets of customer {c} whose gap a ticket at {x} (added there, or gone from there) may change:
+# those created at {x} itself (same-second tickets) up to the customer's next live ticket after it
+_GAP_SPAN = (
+    "SELECT source, source_id FROM tickets WHERE portal = {p} AND customer = {c} AND coalesce(deleted, 0) = 0"
+    " AND created_at >= {x} AND created_at <= coalesce((SELECT min(created_at) FROM tickets WHERE portal = {p}"
+    " AND customer = {c} AND coalesce(deleted, 0) = 0 AND created_at > {x}), {x})"
+)
+_GAP_FORGET = (
+    "UPDATE ticket_facts SET gap = NULL WHERE portal = {p} AND gap IS NOT NULL"
+    " AND (source, source_id) IN (" + _GAP_SPAN + ");"
+)
+
+
+def gaps_triggers(db: Database) -> None:
+    """(Re)create the triggers that forget (``gap`` null) the kept gap of every ticket whose
+    customer's previous ticket a write may change: a ticket inserted, deleted, or whose customer,
+    creation or deletion changes, at its old place and at its new one. A member of a settled cell
+    whose gap is forgotten makes its cell stale and leaves it, as a written member does (the
+    cell's repeat contacts were counted with it). Every writer in every process is covered."""
+    new = _GAP_FORGET.format(p="NEW.portal", c="NEW.customer", x="NEW.created_at")
+    old = _GAP_FORGET.format(p="OLD.portal", c="OLD.customer", x="OLD.created_at")
+    moved = (
+        " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in ("portal", "source", "source_id", "customer", "created_at"))
+        + " OR coalesce(OLD.deleted, 0) IS NOT coalesce(NEW.deleted, 0)"
+    )
+    key = _FACT_KEY.format(r="NEW")
+    trig = {
+        "kpi_g_tickets_ins": f"AFTER INSERT ON tickets BEGIN {new} END",
+        "kpi_g_tickets_del": f"AFTER DELETE ON tickets BEGIN {old} END",
+        "kpi_g_tickets_upd": f"AFTER UPDATE ON tickets WHEN {moved} BEGIN {old} {new} END",
+        "kpi_g_facts_upd": "AFTER UPDATE OF gap ON ticket_facts WHEN NEW.gap IS NULL AND OLD.gap IS NOT NULL"
+        " AND OLD.cell IS NOT NULL BEGIN UPDATE settled_cells SET stale = 1 WHERE id = OLD.cell;"
+        f" UPDATE ticket_facts SET cell = NULL WHERE {key}; END",
+    }
+    for name, body in trig.items():
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute(f"CREATE TRIGGER {name} {body}")
+
+
+@migrations()
+def m_repeat_gaps_001(db: Database) -> None:
+    """``ticket_facts.gap``: how long before a ticket its customer's previous live ticket was
+    created (0: the same second; -1: none; null: not known yet, the warmer fills it in,
+    derived.fill_gaps). A ticket is a repeat contact when its gap is within the repeat window
+    (kpi.md), so a report whose tickets all have their gap reads no customer history (a
+    month's report at 3M tickets read 375k history rows for it). ``tickets_customer`` finds a
+    customer's tickets around a moment (the triggers, the fill); ``ticket_facts_nogap`` the rows
+    still to fill."""
+    if "ticket_facts" not in db.table_names() or "tickets" not in db.table_names():
+        return
+    if "gap" not in db["ticket_facts"].columns_dict:
+        db.execute("ALTER TABLE ticket_facts ADD COLUMN gap INTEGER")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS tickets_customer ON tickets (portal, customer, created_at)"
+        " WHERE coalesce(deleted, 0) = 0"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS ticket_facts_nogap ON ticket_facts (portal) WHERE gap IS NULL")
+    gaps_triggers(db)

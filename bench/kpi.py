@@ -292,7 +292,8 @@ def candidates(db, date_from: str, date_to: str) -> int:
 
 
 def without_cells(db, date_from: str, date_to: str) -> dict:
-    """``build_report`` as it was before the settled cells: every ticket of the periods read."""
+    """``build_report`` as it was before the settled cells: every ticket of the periods read (and,
+    the gaps nulled before, the customers' history too)."""
     from b24desk.kpi.report import ReportPass, paused_gc
 
     with paused_gc():
@@ -300,10 +301,13 @@ def without_cells(db, date_from: str, date_to: str) -> dict:
 
 
 def build_cells(db, date_from: str, date_to: str) -> int:
-    """The settled cells of the period's and the previous period's pieces (what the warmer keeps
-    after its backfill, reports/warm.py; the first report kept the facts of their tickets)."""
-    from b24desk.kpi import cells
+    """Every ticket's gap, then the settled cells of the period's and the previous period's pieces
+    (what the warmer keeps after its backfill, reports/warm.py; the first report kept the facts of
+    their tickets)."""
+    from b24desk.kpi import cells, derived
 
+    while derived.fill_gaps(db, PORTAL, 50_000):
+        pass
     env = ReportEnv(db, PORTAL, CONFIG)
     p = env.period(date_from, date_to)
     cells.build(db, PORTAL, env.ctx, p.previous().start, p.end)
@@ -351,6 +355,8 @@ def main(argv=None) -> int:
                 # the first report after a write replays what changed and keeps each ticket's facts
                 # (b24desk/kpi/derived.py): timed once from none kept, then the steady state
                 db.conn.execute("update ticket_facts set ctx = null, ver = ver + 1 where portal = ?", [PORTAL])
+                # and no gaps (derived.fill_gaps): the customers' history is read, as before them
+                db.conn.execute("update ticket_facts set gap = null where portal = ?", [PORTAL])
                 db.conn.commit()
                 first_s, first_cpu, _ = timed(lambda: build_report(db, PORTAL, date_from, date_to, config=CONFIG), 1)
                 # the same before the settled cells (b24desk/kpi/cells.py): every ticket read

@@ -69,10 +69,12 @@ def backfill_facts(app, portal: str, stop=None, batch: int = 1000, pause: float 
     """Keep the per-ticket facts of every ticket of ``portal`` that has none under the portal's
     current config (b24desk.kpi.load.backfill), a batch at a time with a pause between so requests
     come first, until none is left or ``stop()`` says a newer sync wants its dashboard warmed.
-    Then the first report of any period reads kept facts (no replay of its tickets). Then the
-    settled cells of the last ``CELL_DAYS`` (b24desk.kpi.cells: a month's report merges them
-    instead of reading most of its tickets) are made anew where a write or newly kept facts left
-    them behind, a month at a time. Returns the facts kept."""
+    Then the first report of any period reads kept facts (no replay of its tickets). Then each
+    ticket's gap to its customer's previous one is filled in (derived.fill_gaps: repeat contacts
+    without the customers' history). Then the settled cells of the last ``CELL_DAYS``
+    (b24desk.kpi.cells: a month's report merges them instead of reading most of its tickets) are
+    made anew where a write, newly kept facts or gaps left them behind, a month at a time.
+    Returns the facts kept."""
     from b24desk.kpi import cells, derived
     from b24desk.kpi.load import backfill
     from b24desk.kpi.report import ReportEnv
@@ -89,11 +91,18 @@ def backfill_facts(app, portal: str, stop=None, batch: int = 1000, pause: float 
                 kept += n
                 if after is not None and pause:
                     time.sleep(pause)
-            if after is None:  # every ticket's facts kept: the cells can hold every settled ticket
+            if after is None:  # every ticket's facts kept: their gaps, then the settled tickets' cells
+                filled: set = set()  # created_at of the tickets whose gap was filled in now
+                while not (stop and stop()) and derived.fill_gaps(db, portal, batch * 5, filled):
+                    if pause:
+                        time.sleep(pause)
                 now = int(time.time())
                 start, end = now - CELL_DAYS * 86400, now + 86400
-                fp = derived.fingerprint(ctx)
-                seq, only = _cell_months(db, portal, fp, kept, start, end, cells.zone_of(ctx), now)
+                fp = cells.cell_fp(ctx)
+                tz = cells.zone_of(ctx)
+                seq, only = _cell_months(db, portal, fp, kept, start, end, tz, now)
+                if only is not None:  # a ticket left out of its cell until its gap was known
+                    only |= {cells.month_of(at, tz) for at in filled if start <= at < end}
                 if cells.build(db, portal, ctx, start, end, stop=stop, pause=pause, only=only):
                     data.cells_built(app.config["DB"], portal)  # kept passes may read them now
                 if seq is not None and not (stop and stop()):

@@ -40,13 +40,16 @@ YEAR = (ts("2025-11-01 00:00"), ts("2026-12-01 00:00"))
 
 
 def build(db, config=CONFIG) -> int:
-    """Every ticket's facts kept (the warmer's backfill), then the cells of the year made."""
+    """Every ticket's facts kept (the warmer's backfill) and its gap filled in, then the cells of
+    the year made."""
     from b24desk.kpi.load import backfill
 
     ctx = ReportEnv(db, PORTAL, config).ctx
     after = ("", "")
     while after is not None:
         _n, after = backfill(db, PORTAL, ctx, after)
+    while derived.fill_gaps(db, PORTAL):
+        pass
     return cells.build(db, PORTAL, ctx, *YEAR)
 
 
@@ -309,11 +312,23 @@ def test_cells_of_another_context_are_never_read(store):
     assert dump(rp.report(None)) == dump(reference(store, OCT, None, None, config=other))
     report(store, config=other)
     assert build(store, other) > 0
-    fp = derived.fingerprint(ReportEnv(store, PORTAL, other).ctx)
+    fp = cells.cell_fp(ReportEnv(store, PORTAL, other).ctx)
     assert {r[0] for r in store.execute("select distinct fp from settled_cells")} == {fp}
     rp = ReportPass(store, PORTAL, *OCT, config=other, cells=True)
     assert rp.loaded.cells
     assert dump(rp.report("agent")) == dump(reference(store, OCT, None, "agent", config=other))
+    # the same maths with another repeat window: the cells counted their repeat contacts with 30
+    # days, so none is read (the facts rows serve: they do not depend on the window)
+    shorter = {**other, "repeat_window_days": 3}
+    rp = ReportPass(store, PORTAL, *OCT, config=shorter, cells=True)
+    assert not rp.loaded.cells and rp.loaded.customer_history is None
+    got = dump(rp.report(None))
+    assert got == dump(reference(store, OCT, None, None, config=shorter))
+    assert got != dump(reference(store, OCT, None, None, config=other))  # the window tells
+    assert build(store, shorter) > 0
+    rp = ReportPass(store, PORTAL, *OCT, config=shorter, cells=True)
+    assert rp.loaded.cells and rp.loaded.customer_history is None
+    assert dump(rp.report(None)) == got
 
 
 def test_a_build_that_meets_a_write_keeps_nothing_of_that_month(store, monkeypatch):
@@ -323,14 +338,14 @@ def test_a_build_that_meets_a_write_keeps_nothing_of_that_month(store, monkeypat
     r = _oct_task(store)
     real = cells._write
 
-    def racing(conn, portal, fp, rebuilt, made):
+    def racing(conn, portal, fp, cfp, rebuilt, made):
         if any(r["source_id"] in {m[1] for m in g[-1]} for g in made):
             conn.execute(
                 "update ticket_facts set ver = ver + 1, ctx = null where portal = ? and source = 'task' and source_id = ?",
                 [PORTAL, r["source_id"]],
             )
             conn.commit()
-        return real(conn, portal, fp, rebuilt, made)
+        return real(conn, portal, fp, cfp, rebuilt, made)
 
     monkeypatch.setattr(cells, "_write", racing)
     build(store)
@@ -364,7 +379,7 @@ def test_pieces_are_weeks_cut_at_month_starts():
 
     assert source_values(None) is None and source_values(["tasks", "crm:2"]) == ["crm:2", "task"]
     assert source_values(["tasks:group=7"]) is False
-    assert json.loads(json.dumps(cells.LAYOUT)) == 1
+    assert json.loads(json.dumps(cells.LAYOUT)) == 2  # 2: repeat contacts counted from the gaps
 
 
 def test_a_ticket_resolved_before_its_creation_is_read_one_by_one(store):
@@ -407,6 +422,8 @@ def test_a_build_behind_a_writer_keeps_nothing_and_tries_again_later(store, tmp_
     after = ("", "")
     while after is not None:
         _n, after = backfill(store, PORTAL, ctx, after)
+    while derived.fill_gaps(store, PORTAL):
+        pass
     path = store.execute("pragma database_list").fetchone()[2]
     sync = sqlite3.connect(path, isolation_level=None)
     sync.execute("BEGIN IMMEDIATE")

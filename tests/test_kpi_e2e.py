@@ -214,7 +214,7 @@ def celled(synced, tmp_path_factory):
     settled cells of its whole history (b24desk/kpi/cells.py)."""
     import shutil
 
-    from b24desk.kpi import cells
+    from b24desk.kpi import cells, derived
     from b24desk.kpi.load import backfill
     from b24desk.kpi.report import ReportEnv
     from b24desk.store import open_db
@@ -228,6 +228,8 @@ def celled(synced, tmp_path_factory):
     after = ("", "")
     while after is not None:
         _n, after = backfill(store, portal, ctx, after)
+    while derived.fill_gaps(store, portal):
+        pass
     assert cells.build(store, portal, ctx, _ts("2025-01-01"), _ts("2027-01-01")) > 0
     store.conn.close()
     return path

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 TABLE = "settled_cells"
 # what a cell's tally holds of its tickets (engine.Tally.state), and the layout of that dict:
 # bump when Tally's attributes change, so a kept cell of another layout is never read
-LAYOUT = 1
+# (2: the repeat contacts counted from the members' gaps, derived.fill_gaps)
+LAYOUT = 2
 
 
 class Cell:
@@ -84,6 +85,12 @@ def zone_of(ctx: Context):
     return ZoneInfo(ctx.calendar.tz_name)
 
 
+def cell_fp(ctx: Context, fp: str | None = None) -> str:
+    """The context a cell is kept under: its facts' (derived.fingerprint) and the repeat window its
+    tally counted its members' gaps with (``Tally.repeaters``)."""
+    return f"{fp or derived.fingerprint(ctx)}/{int(ctx.repeat_window)}"
+
+
 def any_valid(conn, portal: str, ctx: Context, start: int, end: int) -> bool:
     """Whether a valid cell of ``ctx``'s maths lies in ``[start, end)`` (one index seek): a report
     of that window made anew would read some."""
@@ -92,7 +99,7 @@ def any_valid(conn, portal: str, ctx: Context, start: int, end: int) -> bool:
     row = conn.execute(
         f"select 1 from {TABLE} where portal = ? and fp = ? and piece >= ? and piece < ? and stale = 0"
         " and layout = ? and piece_end <= ? limit 1",
-        [portal, derived.fingerprint(ctx), start, end, LAYOUT, end],
+        [portal, cell_fp(ctx), start, end, LAYOUT, end],
     ).fetchone()
     return row is not None
 
@@ -114,7 +121,7 @@ def usable(conn, portal: str, ctx: Context, fp: str, spans, src) -> list[Cell]:
             f"select id, kind, piece, piece_end, source, agent, tally from {TABLE} where portal = ? and fp = ?"
             " and layout = ? and stale = 0 and piece >= ? and piece_end <= ?"
         )
-        params = [portal, fp, LAYOUT, inside[0][0], inside[-1][1]]
+        params = [portal, cell_fp(ctx, fp), LAYOUT, inside[0][0], inside[-1][1]]
         if not months:
             sql += " and kind = ?"
             params.append(PIECE)
@@ -153,7 +160,7 @@ def settles(
 # the light columns that tell whether a piece's cells still hold its settled tickets (the facts'
 # after the first two are settles()'s arguments, in order)
 _LIGHT_FACTS = ("state", "last_at", "resolution_at", "first_reply", "priority")
-_LIGHT = "t.created_at, f.cell, " + ", ".join(f"f.{c}" for c in _LIGHT_FACTS)
+_LIGHT = "t.created_at, f.cell, f.gap, " + ", ".join(f"f.{c}" for c in _LIGHT_FACTS)
 # cell kinds: a piece's settled tickets; a whole month's settled tickets that are not settled in
 # their piece (their log goes on past its end): for reports with no weekly series
 PIECE, MONTH = "piece", "month"
@@ -228,11 +235,12 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
     lo, hi = spans[0][0], spans[-1][1]
     valid: dict = {}  # (kind, start) -> {id: n}
     other: set = set()  # (kind, start) with stale cells, of another context or layout
-    for id_, kind, piece, n, cell_fp, layout, stale in conn.execute(
+    cfp = cell_fp(ctx, fp)
+    for id_, kind, piece, n, kept_fp, layout, stale in conn.execute(
         f"select id, kind, piece, n, fp, layout, stale from {TABLE} where portal = ? and piece >= ? and piece < ?",
         [portal, lo, hi],
     ):
-        if cell_fp == fp and layout == LAYOUT and not stale:
+        if kept_fp == cfp and layout == LAYOUT and not stale:
             valid.setdefault((kind, piece), {})[id_] = n
         else:
             other.add((kind, piece))
@@ -240,7 +248,9 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
     # (a ticket outside its bucket's valid cells, or counts that differ)
     starts = [p[0] for p in spans]
     outside, inside, buckets = set(), {}, {}
-    for created, cell, *light in _rows(conn, portal, fp, lo, hi, _LIGHT):
+    for created, cell, gap, *light in _rows(conn, portal, fp, lo, hi, _LIGHT):
+        if gap is None:
+            continue  # its gap not filled in yet (derived.fill_gaps): read one by one until then
         b = _bucket(created, light, spans, starts, month, ctx)
         if b is None:
             continue
@@ -255,6 +265,7 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
     if not todo:
         return 0
     cols = ", ".join(f"t.{c}" for c in TICKET_COLUMNS) + ", f.ver, " + ", ".join(f"f.{c}" for c in derived.COLUMNS)
+    cols += ", f.gap"
     n = len(TICKET_COLUMNS)
     light_at = [n + 1 + derived.COLUMNS.index(c) for c in _LIGHT_FACTS]
     created_at = TICKET_COLUMNS.index("created_at")
@@ -262,12 +273,15 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
     rebuild = set(todo)
     groups: dict = {}
     for row in _rows(conn, portal, fp, lo, hi, cols):
+        if row[-1] is None:
+            continue  # no gap yet, as above
         b = _bucket(row[created_at], [row[k] for k in light_at], spans, starts, month, ctx)
         if b is None or b[:2] not in rebuild:
             continue
         t = dict(zip(TICKET_COLUMNS, row[:n]))
+        t["gap"] = row[-1]  # whether it repeats a contact: counted in the cell (Tally.repeaters)
         # settled in that span: its facts as of any end after it (in C, its log inside the span)
-        f = derived.read_off(t, row[n + 1 :], b[1], b[2], ctx)
+        f = derived.read_off(t, row[n + 1 : -1], b[1], b[2], ctx)
         if f is None or f is derived.REPLAY:
             continue  # never for a ticket _bucket placed
         key = (b, t["source"], f.resp_end)
@@ -278,10 +292,10 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
         g[1].append((t["source"], t["source_id"], row[n]))
     for ((kind, a, b), source, agent), (tally, members) in groups.items():
         made.append((kind, a, b, source, agent, tally, members))
-    return _write(conn, portal, fp, sorted(rebuild), made)
+    return _write(conn, portal, fp, cfp, sorted(rebuild), made)
 
 
-def _write(conn, portal: str, fp: str, rebuilt: list, made: list) -> int:
+def _write(conn, portal: str, fp: str, cfp: str, rebuilt: list, made: list) -> int:
     """Replace the cells of the ``rebuilt`` ``(kind, start)`` by ``made`` in one transaction;
     nothing when a member was written since it was read (its ``ver``) or the store is busy (tried
     again later)."""
@@ -299,7 +313,7 @@ def _write(conn, portal: str, fp: str, rebuilt: list, made: list) -> int:
                 cur = conn.execute(
                     f"insert into {TABLE} (portal, fp, layout, kind, piece, piece_end, source, agent, n, tally, stale)"
                     " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                    [portal, fp, LAYOUT, kind, piece, piece_end, source, agent, len(members),
+                    [portal, cfp, LAYOUT, kind, piece, piece_end, source, agent, len(members),
                      marshal.dumps(tally.state())],
                 )  # fmt: skip
                 cell = cur.lastrowid

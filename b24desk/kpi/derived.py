@@ -348,3 +348,55 @@ def _open_bulk(t: dict, resp, priority, typ, deadline, end: int, n: int) -> Fact
     f.overdue = deadline is not None and deadline < end
     f.work = f.wait_customer = f.work_b = f.wait_customer_b = None
     return f
+
+
+# a facts row's gap (store.m_repeat_gaps_001) from its ticket: to the customer's latest other live
+# ticket created at or before it (same-second ones count), -1 with none (no customer, deleted)
+_GAP_OF = (
+    "coalesce((SELECT t.created_at - (SELECT u.created_at FROM tickets u WHERE u.portal = t.portal"
+    " AND u.customer = t.customer AND coalesce(u.deleted, 0) = 0 AND u.created_at <= t.created_at"
+    " AND u.rowid != t.rowid ORDER BY u.created_at DESC LIMIT 1) FROM tickets t WHERE t.portal = {f}.portal"
+    " AND t.source = {f}.source AND t.source_id = {f}.source_id AND coalesce(t.deleted, 0) = 0), -1)"
+)
+
+
+def fill_gaps(db, portal: str, batch: int = 5000, created: set | None = None) -> int | None:
+    """Fill in the gap (store.m_repeat_gaps_001) of up to ``batch`` of ``portal``'s facts rows that
+    have none; returns how many, 0 when none was left, None when the store could not be written
+    now (a sync holds it: the next call goes on). ``created`` gets their tickets' ``created_at``
+    (the warmer makes their months' cells anew). Each batch is one statement: computed and
+    written under the write lock, so a ticket written meanwhile cannot leave an old gap behind
+    (its trigger runs before or after the whole batch)."""
+    conn = db.conn if hasattr(db, "conn") else db
+    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    try:
+        conn.execute("PRAGMA busy_timeout = 200")
+        with conn:
+            cur = conn.execute(
+                f"UPDATE {TABLE} SET gap = {_GAP_OF.format(f=TABLE)} WHERE portal = ? AND gap IS NULL"
+                f" AND (source, source_id) IN (SELECT source, source_id FROM {TABLE} INDEXED BY ticket_facts_nogap"
+                " WHERE portal = ? AND gap IS NULL LIMIT ?) RETURNING created_at",
+                [portal, portal, batch],
+            )
+            rows = cur.fetchall()
+        if created is not None:
+            created.update(at for (at,) in rows if at is not None)
+        return len(rows)
+    except sqlite3.OperationalError as exc:
+        if "no such column" in str(exc) or "no such index" in str(exc):
+            return 0  # a store not migrated: nothing to fill
+        log.debug("gaps not filled for now (%s)", exc)
+        return None
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+
+
+def gaps_known(conn, portal: str) -> bool:
+    """Whether every facts row of ``portal`` has its gap (one seek in ``ticket_facts_nogap``)."""
+    try:
+        row = conn.execute(
+            f"SELECT 1 FROM {TABLE} INDEXED BY ticket_facts_nogap WHERE portal = ? AND gap IS NULL LIMIT 1", [portal]
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return row is None

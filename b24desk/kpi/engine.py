@@ -241,8 +241,9 @@ class Context:
     support_members: frozenset | None = None  # None: everyone may be an agent
     user_department: dict = field(default_factory=dict)  # user id -> first department id
     repeat_window: int = 30 * 86400
-    # customer -> sorted created_at of every ticket in the report's source scope (repeat contacts)
-    customer_history: dict = field(default_factory=dict)
+    # customer -> sorted created_at of every ticket in the report's source scope (repeat contacts);
+    # None: every ticket of C carries its gap (t["gap"], derived.fill_gaps) and tallies count those
+    customer_history: dict | None = field(default_factory=dict)
 
     def is_agent(self, user, author=None) -> bool:
         """kpi.md section 1: not the requester (``author``, see ``requester``), not the system or a
@@ -584,6 +585,11 @@ class Tally:
         self.by_pr_c = {p: 0 for p in PRIORITIES}
         self.by_pr_c_res = {p: 0 for p in PRIORITIES}
         self.customers: dict = {}  # customer -> created_at of their tickets in C
+        # customer -> their tickets in C whose gap to the customer's previous ticket is within the
+        # repeat window (repeat contacts without the history: Context.customer_history None), and
+        # how many tickets of C with a customer came without a gap (then the history answers)
+        self.repeaters: dict = {}
+        self.nogap = 0
         self.per_agent: dict = {}  # responsible at creation -> tickets in C
         # R: the tickets resolved in the period
         self.nR = self.fcr = self.reopened = self.one_touch = self.callback = 0
@@ -604,13 +610,13 @@ class Tally:
 
     _COUNTS = (
         "n", "nA", "backlog", "overdue", "n_deadline", "team_v", "nC", "sla_n", "sla_hits", "unanswered",
-        "resolved_c", "transferred", "qualified", "nR", "fcr", "reopened", "one_touch", "callback",
+        "resolved_c", "transferred", "qualified", "nR", "fcr", "reopened", "one_touch", "callback", "nogap",
     )  # fmt: skip
     _VALUES = (
         "frt", "frt_b", "transfers", "res", "res_b", "interactions", "handle", "rated", "nps", "ces",
         "work", "work_b", "wait", "wait_b",
     )  # fmt: skip
-    _SUMS_BY_KEY = ("by_pr_c", "by_pr_c_res", "by_pr_r", "per_agent")
+    _SUMS_BY_KEY = ("by_pr_c", "by_pr_c_res", "by_pr_r", "per_agent", "repeaters")
     _LISTS_BY_KEY = ("customers",)
     _AGENT_COUNTS = ("resolved", "fcr")  # by_agent's counts and value lists
     _AGENT_VALUES = ("frt", "rated")
@@ -674,6 +680,7 @@ class Tally:
         is_agent = self.ctx.is_agent
         put = list.append if sign > 0 else list.remove
         eff_agents, per_agent, customers, by_agent = self.eff_agents, self.per_agent, self.customers, self.by_agent
+        repeaters, window = self.repeaters, self.ctx.repeat_window
         by_pr_c, by_pr_c_res, by_pr_r = self.by_pr_c, self.by_pr_c_res, self.by_pr_r
         frt, frt_b, transfers = self.frt, self.frt_b, self.transfers
         res, res_b, interactions, handle = self.res, self.res_b, self.interactions, self.handle
@@ -743,6 +750,12 @@ class Tally:
                             del customers[cust]
                     else:
                         customers[cust] = [created]
+                    gap = t.get("gap")
+                    if gap is None:
+                        self.nogap += sign
+                    elif 0 <= gap <= window:
+                        repeaters[cust] = repeaters.get(cust, 0) + sign
+                        _drop(repeaters, cust)
                 agent = f.resp_created
                 if is_agent(agent, f.req):
                     per_agent[agent] = per_agent.get(agent, 0) + sign
@@ -864,7 +877,13 @@ class Tally:
         # Repeat contacts: customers of C with another ticket created within the window before one of theirs.
         customers = self.customers
         if "repeat_contact_share" in want:
-            repeat = _repeat_customers(customers, ctx.customer_history, ctx.repeat_window)
+            history = ctx.customer_history
+            if history is not None:
+                repeat = _repeat_customers(customers, history, ctx.repeat_window)
+            elif self.nogap:  # the loader reads the history when a ticket of C has no gap
+                raise ValueError("repeat contacts: a ticket without its gap, and no customer history")
+            else:
+                repeat = len(self.repeaters)
             out["repeat_contact_share"] = _share(repeat, len(customers))
         if "contacts_per_customer" in want:
             with_customer = sum([len(v) for v in customers.values()])

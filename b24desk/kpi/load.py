@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..model import parse_ids
-from ..store import get_setting
+from ..store import distinct_values, get_setting
 from . import cells as cells_mod
 from . import derived
 from .engine import TICKET_COLUMNS, Context, CustomerHistory, ticket_facts
@@ -154,7 +154,7 @@ class Loaded:
             ", ".join(f"t.{c}" for c in TICKET_COLUMNS)
             + ", f.ctx, f.ver, "
             + ", ".join(f"f.{c}" for c in derived.COLUMNS)
-        )
+        )  # no gap: a kept pass answers repeat contacts from the history once refreshed
         n = len(TICKET_COLUMNS)
         fresh, missing = [], []
         for source, ids in sources_ids.items():
@@ -184,6 +184,9 @@ class Loaded:
         self.tickets.extend(fresh)
         index.update(((t["source"], t["source_id"]), t) for t in fresh)
         self.replaced = old
+        # a load that read no history (its tickets' gaps told, load()) reads it now: the gaps of
+        # tickets it keeps may have changed with the written ones (store.gaps_triggers)
+        known = known and self.customer_history is not None
         self.history_reread = not known
         if not known:
             self.customer_history = _history(conn, portal, lo, end, sources)
@@ -326,10 +329,11 @@ def candidate_query(
     the store's statistics it would take, reading every ticket created before the window).
 
     With ``facts`` each row also carries, after the ticket columns, its ``ticket_facts`` row's
-    ``ctx``, ``ver`` and derived.COLUMNS (derived.py). With ``dormant_ctx`` (a maths context's
-    digest) the still-open tickets are read from ticket_facts' partial index over open tickets,
-    leaving out those kept under that context as open and untouched since before ``start``: they
-    are counted in SQL instead (derived.dormant), so years of never-closed tickets are not read.
+    ``ctx``, ``ver``, derived.COLUMNS (derived.py) and ``gap`` (derived.fill_gaps). With
+    ``dormant_ctx`` (a maths context's digest) the still-open tickets are read from ticket_facts'
+    partial index over open tickets, leaving out those kept under that context as open and
+    untouched since before ``start``: they are counted in SQL instead (derived.dormant), so years
+    of never-closed tickets are not read.
     With ``exclude_cells`` (ids, with ``facts``) the tickets of those settled cells are left out
     (cells.py: their tallies stand for them; they are closed, so only the first two ranges). The
     tickets created in the window then come from ticket_facts' ``ticket_facts_created`` index,
@@ -340,7 +344,7 @@ def candidate_query(
     cols = ", ".join(f"t.{c}" for c in TICKET_COLUMNS)
     join = ""
     if facts or dormant_ctx is not None:
-        cols += ", f.ctx, f.ver, " + ", ".join(f"f.{c}" for c in derived.COLUMNS)
+        cols += ", f.ctx, f.ver, " + ", ".join(f"f.{c}" for c in derived.COLUMNS) + ", f.gap"
         join = (
             f" left join {derived.TABLE} f on f.portal = t.portal and f.source = t.source and f.source_id = t.source_id"
         )
@@ -418,7 +422,8 @@ def history_query(portal: str, start: int, end: int, sources=None, *, by_key: bo
     col = "+created_at" if by_key else "created_at"
     return (
         f"select customer, created_at from tickets where portal = ? and {col} >= ?"
-        f" and {col} < ? and customer is not null and coalesce(deleted, 0) = 0{src_sql}",
+        # ``+customer``: the planner would take tickets_customer for ``is not null`` (every customer)
+        f" and {col} < ? and +customer is not null and coalesce(deleted, 0) = 0{src_sql}",
         [portal, start, end] + src_params,
     )
 
@@ -508,14 +513,21 @@ def _load(
     else:
         ends = (start,) if ends is None else tuple(ends)
         tickets, stored, by_source = [], {}, {}
+        # repeat contacts from the tickets' gaps (derived.fill_gaps) instead of the customers'
+        # history, when the scope is every source (a gap counts any source's ticket) and every
+        # ticket of C, the cells' members too, has its gap
+        gaps = gaps_cover(conn, portal, sources) and not any(c.tally.nogap for c in out.cells)
         for row in cur:
             t = dict(zip(TICKET_COLUMNS, row[:n]))
             tickets.append(t)
             key = (t["source"], t["source_id"])
+            gap = t["gap"] = row[-1]
+            if gap is None and gaps and t["created_at"] is not None and t["created_at"] >= start:
+                gaps = False  # a ticket of C whose gap is not known: the history answers
             if row[n] != fp:  # no facts kept under this context: replayed now, and kept
                 missing.append((t, row[n + 1]))
             else:
-                s = stored[key] = row[n + 2 :]
+                s = stored[key] = row[n + 2 : -1]
                 if not _needs_events(t["created_at"] or 0, s, start, ends):
                     continue  # the kept row serves every period the caller asks
             by_source.setdefault(key[0], []).append(key[1])
@@ -534,8 +546,26 @@ def _load(
         if dormant_keys:  # for a pass kept to be refreshed (ReportPass.refresh): one row per ticket
             out.dormant_keys = derived.dormant_keys(conn, portal, start, fp, src_sql, src_params)
 
-    out.customer_history = _history(conn, portal, start - repeat_window, end, sources)
+    if fp is None or not gaps or repeat_window != ctx.repeat_window:
+        out.customer_history = _history(conn, portal, start - repeat_window, end, sources)
+    else:
+        out.customer_history = None  # Context.customer_history: the tallies count the gaps
     return out, missing, fp
+
+
+def gaps_cover(conn, portal: str, sources) -> bool:
+    """Whether the tickets' gaps (derived.fill_gaps: to the customer's previous ticket of any
+    source) answer repeat contacts in the scope of ``sources``: every source, or each source the
+    portal's live tickets come from (store.distinct_values, a few index seeks)."""
+    if not sources:
+        return True
+    values = source_values(sources)
+    if values is False:
+        return False
+    if values is None:
+        return True
+    present = {row[0] for row in distinct_values(conn, portal)}
+    return present <= set(values)
 
 
 def _history(conn, portal: str, start: int, end: int, sources) -> dict:
