@@ -495,3 +495,21 @@ def test_a_window_with_a_ticket_without_facts_row_reads_no_cells(store, caplog):
     rp = ReportPass(store, PORTAL, *OCT, config=CONFIG, cells=True)
     assert not rp.loaded.cells and "ticket_facts incomplete" in caplog.text
     assert dump(rp.report("agent")) == dump(reference(store, OCT, None, "agent"))
+
+
+def test_a_cells_value_lists_are_kept_sorted(store):
+    """A report sorts the merged cells' duration lists: each cell's kept sorted, the sort finds
+    runs (the values are the same multiset, so no figure depends on it)."""
+    import marshal
+
+    from b24desk.kpi.engine import Tally
+
+    report(store)
+    assert build(store) > 0
+    seen = 0
+    for (blob,) in store.execute("select tally from settled_cells where stale = 0"):
+        state = marshal.loads(blob)
+        for name in Tally._VALUES:
+            assert state[name] == sorted(state[name]), name
+            seen += len(state[name]) > 1
+    assert seen > 0

@@ -291,6 +291,8 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
         g[0].add([f])
         g[1].append((t["source"], t["source_id"], row[n]))
     for ((kind, a, b), source, agent), (tally, members) in groups.items():
+        for name in Tally._VALUES:  # kept sorted: a report's sort of merged cells finds the runs
+            getattr(tally, name).sort()
         made.append((kind, a, b, source, agent, tally, members))
     return _write(conn, portal, fp, cfp, sorted(rebuild), made)
 
