@@ -955,3 +955,31 @@ def m_repeat_gaps_001(db: Database) -> None:
     )
     db.execute("CREATE INDEX IF NOT EXISTS ticket_facts_nogap ON ticket_facts (portal) WHERE gap IS NULL")
     gaps_triggers(db)
+
+
+# the columns of a kept facts row (b24desk/kpi/derived.py COLUMNS, in its order)
+FACT_COLUMNS = (
+    "state", "close_at", "resolution_at", "first_reply", "replies", "interactions", "transfers", "reopens",
+    "requalified", "callback", "resp_created", "resp_end", "type", "priority", "deadline", "work", "wait_customer",
+    "work_b", "wait_customer_b", "handle", "frt_b", "res_b", "frt_sla_b", "n_trans", "last_trans_at", "last_at",
+)  # fmt: skip
+
+
+@migrations()
+def m_facts_month_001(db: Database) -> None:
+    """``ticket_facts_month``: a ticket's facts as of the end of its creation month, for the
+    tickets whose log goes on past it (derived.month_row), kept beside its whole-log row with the
+    same ``ctx`` and ``ver`` and read only while its facts row has that ``ver``; removed with it."""
+    if "ticket_facts" not in db.table_names():
+        return
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS ticket_facts_month (portal TEXT NOT NULL, source TEXT NOT NULL,"
+        " source_id TEXT NOT NULL, ctx TEXT, ver INTEGER, month_end INTEGER, "
+        + ", ".join(FACT_COLUMNS)
+        + ", PRIMARY KEY (portal, source, source_id)) WITHOUT ROWID"
+    )
+    db.execute("DROP TRIGGER IF EXISTS kpi_m_facts_del")
+    db.execute(
+        "CREATE TRIGGER kpi_m_facts_del AFTER DELETE ON ticket_facts BEGIN DELETE FROM ticket_facts_month"
+        " WHERE portal = OLD.portal AND source = OLD.source AND source_id = OLD.source_id; END"
+    )

@@ -379,7 +379,7 @@ def test_pieces_are_weeks_cut_at_month_starts():
 
     assert source_values(None) is None and source_values(["tasks", "crm:2"]) == ["crm:2", "task"]
     assert source_values(["tasks:group=7"]) is False
-    assert json.loads(json.dumps(cells.LAYOUT)) == 2  # 2: repeat contacts counted from the gaps
+    assert json.loads(json.dumps(cells.LAYOUT)) == 3  # 3: repeat contacts counted from the gaps
 
 
 def test_a_ticket_resolved_before_its_creation_is_read_one_by_one(store):

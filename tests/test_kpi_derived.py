@@ -18,7 +18,7 @@ from kpi_support import ts
 
 from b24desk.kpi import build_report, derived
 from b24desk.kpi.calendar import WorkCalendar
-from b24desk.kpi.engine import Context, Facts, ticket_facts
+from b24desk.kpi.engine import Context, Facts, PartialHistory, ticket_facts
 from b24desk.kpi.load import TICKET_COLUMNS, _needs_events, load
 from b24desk.kpi.report import ReportEnv, ReportPass, _facts
 from b24desk.kpi.stats import summary
@@ -131,6 +131,40 @@ def test_read_off_equals_replay(log, ctx):
             assert got.t is t
             for slot in (s for s in Facts.__slots__ if s != "t"):
                 assert getattr(got, slot) == getattr(want, slot), (slot, start, end, events)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(log=ticket_logs(), ctx=st.sampled_from(CTXS))
+def test_a_row_as_of_an_end_read_off_equals_the_replay_for_that_end(log, ctx):
+    """derived.settle_at (the month rows): for every end and every start before it, reading the
+    row kept as of ``end`` off gives the replay's facts, or REPLAY only where the loader reads
+    events for it; its last event is before ``end``."""
+    t, events = log
+    pts = bounds(t, events)
+    for j, end in enumerate(pts):
+        row = derived.settle_at(t, events, end, ctx)
+        if row is None:
+            assert t["created_at"] >= end
+            continue
+        last = row[derived.COLUMNS.index("last_at")]
+        assert last is None or last < end
+        for start in pts[:j]:
+            got = derived.read_off(t, row, start, end, ctx)
+            if got is derived.REPLAY:
+                assert _needs_events(t["created_at"], row, start, (end,)), (start, end)
+                continue
+            want = ticket_facts(t, events, start, end, ctx)
+            assert (got is None) == (want is None), (start, end, events)
+            if want is None:
+                continue
+            for slot in (s for s in Facts.__slots__ if s not in ("t", "last_at")):
+                assert getattr(got, slot) == getattr(want, slot), (slot, start, end, events)
+
+
+def test_the_month_rows_columns_are_the_facts_columns():
+    from b24desk.store import FACT_COLUMNS
+
+    assert derived.COLUMNS == FACT_COLUMNS
 
 
 # --- 2.-5. reports on a generated store ----------------------------------------------------------
@@ -674,7 +708,11 @@ def test_a_kept_pass_refreshed_with_the_written_tickets_equals_a_new_report(stor
         assert ok and set(changed) == keys, name
         written |= keys
         assert rp.loaded.with_events <= written  # only the written tickets were ever re-read
-        assert rp.loaded.customer_history is not None
+        history = rp.loaded.customer_history
+        # with gaps, only the written tickets' customers' history is read (gaps_triggers)
+        assert isinstance(history, PartialHistory) == (gaps and filters != {"source": "tasks"})
+        if isinstance(history, PartialHistory):
+            assert "c777" in history.covers and len(history.covers) < 10
         for group_by in (None, "agent", "priority", "week"):
             assert dump(rp.report(group_by)) == dump(reference(store, OCT, filters, group_by)), (name, group_by)
     assert dump(rp.report("agent")) != before  # the writes did change figures

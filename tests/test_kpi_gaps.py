@@ -227,3 +227,108 @@ def test_a_ticket_without_its_gap_stays_out_of_the_cells_until_filled(store):
     rp = ReportPass(store, PORTAL, *OCT, config=CONFIG, cells=True)
     assert rp.loaded.customer_history is None
     assert dump(rp.report("agent")) == want
+
+
+@pytest.mark.parametrize("cells_on", [False, True])
+def test_a_kept_pass_reading_gaps_recounts_the_written_customers_only(store, cells_on):
+    """A kept pass that read gaps, then writes whose customers' repeat contacts change though the
+    pass's kept gaps do not say so: a ticket a day before a customer's first October ticket (which
+    becomes a repeat contact), another ticket of a customer already counted as repeating, and an
+    earlier ticket moved to another customer (the later one no longer repeats it). Each refresh
+    reads the history of the written tickets' customers only (before and after), and every figure
+    equals the replay."""
+    from test_kpi_derived import _kept_pass, _refresh
+
+    from b24desk.kpi.engine import PartialHistory
+
+    report(store)
+    fill(store, PORTAL)
+    if cells_on:
+        assert build(store) > 0
+    rp, seq = _kept_pass(store)
+    assert rp.loaded.customer_history is None
+    for group_by in (None, "agent"):
+        rp.report(group_by)  # tallies kept before the writes
+    october = [ts("2026-10-05 00:00"), ts("2026-10-25 00:00")]
+    joined = "select t.customer, t.created_at, t.source, t.source_id, f.gap from ticket_facts f join tickets t"
+    joined += (
+        " using (portal, source, source_id) where t.customer is not null and t.created_at >= ? and t.created_at < ?"
+    )
+    ((x, x_at, *_),) = store.execute(joined + " and f.gap > 40 * 86400 order by t.created_at limit 1", october)
+    (z, z_at, *_), = store.execute(joined + " and f.gap between 86400 and 20 * 86400 and t.customer != ?"
+                                   " order by t.created_at limit 1", october + [x]).fetchall()  # fmt: skip
+    # B repeats A only: A is the customer's one ticket within the window before B
+    pairs = store.execute(
+        joined + " and f.gap between 86400 and 20 * 86400 and t.customer not in (?, ?) order by t.created_at",
+        october + [x, z],
+    ).fetchall()
+    moved = None
+    for cust, b_at, _s, _i, gap in pairs:
+        earlier = store.execute(
+            "select source, source_id from tickets where portal = ? and customer = ? and created_at >= ?"
+            " and created_at < ? and coalesce(deleted, 0) = 0",
+            [PORTAL, cust, b_at - 30 * 86400, b_at],
+        ).fetchall()
+        if len(earlier) == 1 and b_at - gap >= ts("2026-09-01 00:00"):
+            moved = (cust, *earlier[0])
+            break
+    assert moved is not None
+    writes = [
+        ("insert into tickets (portal, source, source_id, customer, author_id, responsible_id, created_at,"
+         " closed_at) values (?, 'task', 'w1', ?, ?, '13', ?, ?)", [PORTAL, x, x, x_at - 86400, x_at - 86000], {x}),
+        ("insert into tickets (portal, source, source_id, customer, author_id, responsible_id, created_at,"
+         " closed_at) values (?, 'task', 'w2', ?, ?, '13', ?, ?)", [PORTAL, z, z, z_at + 3600, z_at + 4000], {x, z}),
+        ("update tickets set customer = 'zz' where portal = ? and source = ? and source_id = ?",
+         [PORTAL, moved[1], moved[2]], {x, z, moved[0], "zz"}),
+    ]  # fmt: skip
+    before = dump(rp.report(None))
+    for i, (sql, params, covers) in enumerate(writes):
+        store.execute(sql, params)
+        store.conn.commit()
+        ok, seq, _changed = _refresh(store, rp, seq)
+        assert ok or cells_on  # a member's gap forgotten makes its cell stale: a new pass then
+        if not ok:
+            rp, seq = _kept_pass(store)
+            continue
+        history = rp.loaded.customer_history
+        assert isinstance(history, PartialHistory) and history.covers == covers, i
+        for group_by in (None, "agent"):
+            assert dump(rp.report(group_by)) == dump(reference(store, OCT, None, group_by)), (i, group_by)
+    assert dump(rp.report(None)) != before
+    assert dump(rp.report(None)) == dump(reference(store, OCT, None, None))
+
+
+def test_rows_as_of_the_creation_months_end_stand_in_for_the_replays(store):
+    """The tickets whose log goes on past the end of their creation month (and of the period)
+    are read off their month rows (derived.month_row) instead of replayed: no events read for
+    them, and every group equals the replay; a month row of another ``ver`` (its ticket written
+    since) or context is not read, and a write keeps a new one."""
+    report(store)
+    q3 = ("2026-07-01", "2026-10-01")
+    for period in (OCT, q3):
+        rp = ReportPass(store, PORTAL, *period, config=CONFIG)
+        month = rp.loaded.month
+        assert month and not set(month) & rp.loaded.with_events
+        assert {m[0] for m in month.values()} <= {rp.period.end, rp.prev.end}
+        for group_by in (None, "agent", "priority", "week"):
+            assert dump(rp.report(group_by)) == dump(reference(store, period, None, group_by)), group_by
+    rp = ReportPass(store, PORTAL, *OCT, config=CONFIG)
+    ((src, sid), (end, _row)), ((src2, sid2), _m) = list(rp.loaded.month.items())[:2]
+    store.execute("update ticket_facts_month set ver = ver - 1 where source = ? and source_id = ?", [src, sid])
+    store.execute("update ticket_facts_month set ctx = 'other' where source = ? and source_id = ?", [src2, sid2])
+    store.conn.commit()
+    rp = ReportPass(store, PORTAL, *OCT, config=CONFIG)
+    for key in ((src, sid), (src2, sid2)):
+        assert key not in rp.loaded.month and key in rp.loaded.with_events
+    assert dump(rp.report("agent")) == dump(reference(store, OCT, None, "agent"))
+    # a reply after the month's end: the facts and the month row are kept anew at the next report
+    store.execute(
+        "insert into events (portal, source, source_id, key, kind, at, actor_id) values (?, ?, ?, 'late', 'reply', ?, '13')",
+        [PORTAL, src, sid, end + 3600],
+    )
+    store.conn.commit()
+    want = dump(reference(store, OCT, None, "agent"))
+    assert dump(ReportPass(store, PORTAL, *OCT, config=CONFIG).report("agent")) == want
+    rp = ReportPass(store, PORTAL, *OCT, config=CONFIG)
+    assert (src, sid) in rp.loaded.month
+    assert dump(rp.report("agent")) == want

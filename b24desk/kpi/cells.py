@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 TABLE = "settled_cells"
 # what a cell's tally holds of its tickets (engine.Tally.state), and the layout of that dict:
 # bump when Tally's attributes change, so a kept cell of another layout is never read
-# (2: the repeat contacts counted from the members' gaps, derived.fill_gaps)
-LAYOUT = 2
+# (3: the repeat contacts counted from the members' gaps, derived.fill_gaps)
+LAYOUT = 3
 
 
 class Cell:

@@ -30,6 +30,8 @@ import json
 import logging
 import sqlite3
 from bisect import bisect_right
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from ..model import OPEN
 from .engine import END_OF_TIME, Context, Facts, frt_sla, new_facts, requester, ticket_facts
@@ -67,7 +69,8 @@ def fingerprint(ctx: Context) -> str:
             ]
         )
     parts = [
-        1,  # the layout of COLUMNS; bump when it or the engine's maths of a stored part changes
+        2,  # the layout of COLUMNS; bump when it or the engine's maths of a stored part changes
+        # (2: rows as of the end of the creation month kept too, MONTH_TABLE)
         cals,
         sorted(ctx.sla_resolution.items()),
         sorted(ctx.sla_first_response.items()),
@@ -84,6 +87,47 @@ def settle(t: dict, events, ctx: Context) -> tuple:
     """The stored row of one ticket: its whole log replayed (engine.ticket_facts)."""
     f = ticket_facts(t, events, -END_OF_TIME, END_OF_TIME, ctx)
     return tuple(getattr(f, c) for c in COLUMNS)
+
+
+# Rows as of the end of a ticket's creation month, for the tickets whose log goes on past it: a
+# month's report (and its previous month's) reads them off instead of replaying each such ticket
+# (at 3M tickets 17k of a month report's 28k tickets read one by one, 0.4 s of events and replays)
+MONTH_TABLE = "ticket_facts_month"
+_LAST_AT = COLUMNS.index("last_at")
+
+
+def month_end(at: int, tz_name: str) -> int:
+    """The first instant after the local month holding ``at``."""
+    d = datetime.fromtimestamp(at, ZoneInfo(tz_name))
+    y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
+    return int(datetime(y, m, 1, tzinfo=ZoneInfo(tz_name)).timestamp())
+
+
+def settle_at(t: dict, events, end: int, ctx: Context) -> tuple | None:
+    """The row of ``t`` as of ``end`` (its log replayed up to ``end``, what a period ending there
+    sees, engine.ticket_facts), read off per period like a whole-log row (read_off) but only for
+    periods ending at ``end``; ``last_at`` is the last event before ``end``. None when it was
+    created at or after ``end``."""
+    f = ticket_facts(t, events, -END_OF_TIME, end, ctx)
+    if f is None:
+        return None
+    row = [getattr(f, c) for c in COLUMNS]
+    before = [e[0] for e in events if e[0] < end]
+    row[_LAST_AT] = max(before) if before else None
+    return tuple(row)
+
+
+def month_row(t: dict, events, row: tuple, ctx: Context) -> tuple | None:
+    """``(end, row as of end)`` for a ticket whose whole-log ``row`` has events at or after the end
+    of its creation month (the calendar's zone); None for the others."""
+    created, last_at = t["created_at"], row[_LAST_AT]
+    if created is None or last_at is None:
+        return None
+    end = month_end(created, ctx.calendar.tz_name)
+    if last_at < end:
+        return None
+    got = settle_at(t, events, end, ctx)
+    return None if got is None else (end, got)
 
 
 def read_off(t: dict, s: tuple, start: int, end: int, ctx: Context):
@@ -153,7 +197,9 @@ def read_off(t: dict, s: tuple, start: int, end: int, ctx: Context):
 
 
 def save(db, portal: str, fp: str, rows: list) -> int:
-    """Keep ``[(ticket row, ver, facts row)]`` computed under ``fp``. Each goes to its ticket's
+    """Keep ``[(ticket row, ver, facts row[, month row])]`` computed under ``fp`` (a month row:
+    :func:`month_row`, kept in MONTH_TABLE with ``fp`` and ``ver``, read only while the facts row
+    has that ``ver``). Each goes to its ticket's
     ``ticket_facts`` row only while that row's ``ver`` is the one read with the ticket: a write
     since (the triggers bump it) means the facts are already old, and they are not kept. A report
     calls this on its way: when the store cannot be written now (locked by a sync, read-only,
@@ -163,8 +209,10 @@ def save(db, portal: str, fp: str, rows: list) -> int:
     conn = db.conn if hasattr(db, "conn") else db
     sets = ", ".join(f"{c} = ?" for c in ("ctx", "own", "dkey") + COLUMNS)
     sql = f"update {TABLE} set {sets} where portal = ? and source = ? and source_id = ? and ver = ?"
-    params = []
-    for t, ver, row in rows:
+    params, months = [], []
+    for t, ver, row, *month in rows:
+        if month and month[0] is not None:
+            months.append((portal, t["source"], t["source_id"], fp, ver, *month[0][:1], *month[0][1]))
         req = requester(t)
         resp_end, priority, typ = row[_RESP_END], row[_PRIORITY], row[_TYPE]
         own = req is not None and req == resp_end  # the requester's own ticket: no agent of it
@@ -177,7 +225,9 @@ def save(db, portal: str, fp: str, rows: list) -> int:
         except sqlite3.Error as exc:
             log.debug("ticket facts not kept for now (%s): %d rows", exc, len(params))
             return 0
-        return conn.total_changes - before
+        kept = conn.total_changes - before
+        _save_months(conn, months)
+        return kept
     (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
     try:
         conn.execute("PRAGMA busy_timeout = 200")  # a report never waits long behind a sync
@@ -186,6 +236,7 @@ def save(db, portal: str, fp: str, rows: list) -> int:
             before = conn.total_changes
             conn.executemany(sql, params)
             kept = conn.total_changes - before
+            _save_months(conn, months)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -196,6 +247,20 @@ def save(db, portal: str, fp: str, rows: list) -> int:
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
     return kept
+
+
+def _save_months(conn, months: list) -> None:
+    """Keep month rows (see save); a store that cannot (not migrated) keeps the facts without them."""
+    if not months:
+        return
+    try:
+        conn.executemany(
+            f"insert or replace into {MONTH_TABLE} (portal, source, source_id, ctx, ver, month_end,"
+            f" {', '.join(COLUMNS)}) values ({', '.join('?' * (6 + len(COLUMNS)))})",
+            months,
+        )
+    except sqlite3.Error as exc:  # only this statement is undone: the facts rows stay
+        log.debug("month rows not kept (%s): %d rows", exc, len(months))
 
 
 def open_rows_complete(conn, portal: str) -> bool:

@@ -178,6 +178,19 @@ class CustomerHistory(dict):
                     multi.discard(cust)
 
 
+class PartialHistory(CustomerHistory):
+    """The history of the customers in ``covers`` only: a kept pass whose tickets carried their
+    gaps (Context.customer_history None) re-reads, after a write, the history of the written
+    tickets' customers, the only ones whose repeat contacts a write can change (a gap counts its
+    own customer's tickets); the others' gaps still tell."""
+
+    __slots__ = ("covers",)
+
+    def __init__(self, covers=frozenset(), *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.covers = frozenset(covers)
+
+
 def _repeats_in(hist: list, times, window: int) -> bool:
     """Whether one of ``times`` has another ticket of ``hist`` (sorted) within ``window`` before it."""
     for c in times:
@@ -587,9 +600,9 @@ class Tally:
         self.customers: dict = {}  # customer -> created_at of their tickets in C
         # customer -> their tickets in C whose gap to the customer's previous ticket is within the
         # repeat window (repeat contacts without the history: Context.customer_history None), and
-        # how many tickets of C with a customer came without a gap (then the history answers)
+        # customer -> their tickets of C that came without a gap (then the history answers)
         self.repeaters: dict = {}
-        self.nogap = 0
+        self.nogap: dict = {}
         self.per_agent: dict = {}  # responsible at creation -> tickets in C
         # R: the tickets resolved in the period
         self.nR = self.fcr = self.reopened = self.one_touch = self.callback = 0
@@ -610,13 +623,13 @@ class Tally:
 
     _COUNTS = (
         "n", "nA", "backlog", "overdue", "n_deadline", "team_v", "nC", "sla_n", "sla_hits", "unanswered",
-        "resolved_c", "transferred", "qualified", "nR", "fcr", "reopened", "one_touch", "callback", "nogap",
+        "resolved_c", "transferred", "qualified", "nR", "fcr", "reopened", "one_touch", "callback",
     )  # fmt: skip
     _VALUES = (
         "frt", "frt_b", "transfers", "res", "res_b", "interactions", "handle", "rated", "nps", "ces",
         "work", "work_b", "wait", "wait_b",
     )  # fmt: skip
-    _SUMS_BY_KEY = ("by_pr_c", "by_pr_c_res", "by_pr_r", "per_agent", "repeaters")
+    _SUMS_BY_KEY = ("by_pr_c", "by_pr_c_res", "by_pr_r", "per_agent", "repeaters", "nogap")
     _LISTS_BY_KEY = ("customers",)
     _AGENT_COUNTS = ("resolved", "fcr")  # by_agent's counts and value lists
     _AGENT_VALUES = ("frt", "rated")
@@ -680,7 +693,7 @@ class Tally:
         is_agent = self.ctx.is_agent
         put = list.append if sign > 0 else list.remove
         eff_agents, per_agent, customers, by_agent = self.eff_agents, self.per_agent, self.customers, self.by_agent
-        repeaters, window = self.repeaters, self.ctx.repeat_window
+        repeaters, nogap, window = self.repeaters, self.nogap, self.ctx.repeat_window
         by_pr_c, by_pr_c_res, by_pr_r = self.by_pr_c, self.by_pr_c_res, self.by_pr_r
         frt, frt_b, transfers = self.frt, self.frt_b, self.transfers
         res, res_b, interactions, handle = self.res, self.res_b, self.interactions, self.handle
@@ -752,7 +765,8 @@ class Tally:
                         customers[cust] = [created]
                     gap = t.get("gap")
                     if gap is None:
-                        self.nogap += sign
+                        nogap[cust] = nogap.get(cust, 0) + sign
+                        _drop(nogap, cust)
                     elif 0 <= gap <= window:
                         repeaters[cust] = repeaters.get(cust, 0) + sign
                         _drop(repeaters, cust)
@@ -878,12 +892,17 @@ class Tally:
         customers = self.customers
         if "repeat_contact_share" in want:
             history = ctx.customer_history
-            if history is not None:
+            if history is not None and not isinstance(history, PartialHistory):
                 repeat = _repeat_customers(customers, history, ctx.repeat_window)
-            elif self.nogap:  # the loader reads the history when a ticket of C has no gap
-                raise ValueError("repeat contacts: a ticket without its gap, and no customer history")
-            else:
+            else:  # the gaps tell, but for the customers a partial history covers
+                covers = frozenset() if history is None else history.covers
+                if not self.nogap.keys() <= covers:  # the loader reads the history then
+                    raise ValueError("repeat contacts: a ticket without its gap, and no customer history")
                 repeat = len(self.repeaters)
+                if covers:
+                    mine = customers.keys() & covers
+                    repeat -= len(self.repeaters.keys() & covers)
+                    repeat += _repeat_customers({c: customers[c] for c in mine}, history, ctx.repeat_window)
             out["repeat_contact_share"] = _share(repeat, len(customers))
         if "contacts_per_customer" in want:
             with_customer = sum([len(v) for v in customers.values()])

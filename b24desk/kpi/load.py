@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sqlite3
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,7 +24,7 @@ from ..model import parse_ids
 from ..store import distinct_values, get_setting
 from . import cells as cells_mod
 from . import derived
-from .engine import TICKET_COLUMNS, Context, CustomerHistory, ticket_facts
+from .engine import TICKET_COLUMNS, Context, CustomerHistory, PartialHistory, ticket_facts
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ class Loaded:
     dormant_keys: dict | None = None
     # the settled cells (cells.py) whose tickets this load left out, when asked for
     cells: list = field(default_factory=list)
+    # (source, source_id) -> (end, the ticket's facts row as of end), kept for the tickets whose
+    # log goes on past an end the load was asked for (derived.month_row): their events not read
+    month: dict = field(default_factory=dict)
     db: object = None
     portal: str | None = None
     index: dict | None = None  # by_key()
@@ -87,6 +91,11 @@ class Loaded:
             f = derived.read_off(t, s, start, end, ctx)
             if f is not derived.REPLAY:
                 return f
+            m = self.month.get(key)
+            if m is not None and m[0] == end:  # its row as of this end (derived.month_row)
+                f = derived.read_off(t, m[1], start, end, ctx)
+                if f is not derived.REPLAY:
+                    return f
         if self.with_events is not None and key not in self.with_events:
             self._read_events([key])
         return ticket_facts(t, self.events.get(key, ()), start, end, ctx)
@@ -144,6 +153,7 @@ class Loaded:
             self.tickets = [t for t in self.tickets if id(t) not in dropped]
         for key in keys:
             self.stored.pop(key, None)
+            self.month.pop(key, None)
             self.events.pop(key, None)
             if self.with_events is not None:
                 self.with_events.discard(key)
@@ -179,14 +189,22 @@ class Loaded:
             self.with_events.update((t["source"], t["source_id"]) for t in fresh)
         for i, (t, ver) in enumerate(missing):
             key = (t["source"], t["source_id"])
-            self.stored[key] = derived.settle(t, self.events.get(key, ()), ctx)
-            missing[i] = (t, ver, self.stored[key])
+            events = self.events.get(key, ())
+            self.stored[key] = derived.settle(t, events, ctx)
+            missing[i] = (t, ver, self.stored[key], derived.month_row(t, events, self.stored[key], ctx))
         self.tickets.extend(fresh)
         index.update(((t["source"], t["source_id"]), t) for t in fresh)
         self.replaced = old
-        # a load that read no history (its tickets' gaps told, load()) reads it now: the gaps of
-        # tickets it keeps may have changed with the written ones (store.gaps_triggers)
-        known = known and self.customer_history is not None
+        history = self.customer_history
+        if known and (history is None or isinstance(history, PartialHistory)):
+            # a load that read no history (its tickets' gaps told, load()): the written tickets'
+            # customers, before and after, are the only ones whose gaps may have changed (store.
+            # gaps_triggers): their history is read, the others' gaps still tell
+            covers = set(history.covers if history is not None else ())
+            covers |= {t["customer"] for t in old + fresh if t["customer"] is not None}
+            self.customer_history = _history_of(conn, portal, lo, end, sources, covers)
+            self.history_reread = False
+            return fresh, missing
         self.history_reread = not known
         if not known:
             self.customer_history = _history(conn, portal, lo, end, sources)
@@ -512,7 +530,7 @@ def _load(
         by_source = group_by_source((t["source"], t["source_id"]) for t in out.tickets)
     else:
         ends = (start,) if ends is None else tuple(ends)
-        tickets, stored, by_source = [], {}, {}
+        tickets, stored, by_source, later = [], {}, {}, []
         # repeat contacts from the tickets' gaps (derived.fill_gaps) instead of the customers'
         # history, when the scope is every source (a gap counts any source's ticket) and every
         # ticket of C, the cells' members too, has its gap
@@ -530,15 +548,22 @@ def _load(
                 s = stored[key] = row[n + 2 : -1]
                 if not _needs_events(t["created_at"] or 0, s, start, ends):
                     continue  # the kept row serves every period the caller asks
+                later.append((t, key, s, row[n + 1]))  # its log goes on: a month row may serve
+                continue
             by_source.setdefault(key[0], []).append(key[1])
         out.tickets, out.stored = tickets, stored
+        out.month = _month_rows(conn, portal, fp, later, start, ends)
+        for _t, key, _s, _v in later:
+            if key not in out.month:
+                by_source.setdefault(key[0], []).append(key[1])
         out.with_events = {(src, sid) for src, ids in by_source.items() for sid in ids}
     if out.tickets:
         _read_events(conn, portal, by_source, out.events)
     for i, (t, ver) in enumerate(missing):
         key = (t["source"], t["source_id"])
-        out.stored[key] = derived.settle(t, out.events.get(key, ()), ctx)
-        missing[i] = (t, ver, out.stored[key])
+        events = out.events.get(key, ())
+        out.stored[key] = derived.settle(t, events, ctx)
+        missing[i] = (t, ver, out.stored[key], derived.month_row(t, events, out.stored[key], ctx))
     if dormant:
         src_sql, src_params = source_clause(sources, "f.")
         out.dormant_rows = derived.dormant(conn, portal, start, list(ends), fp, src_sql, src_params)
@@ -551,6 +576,40 @@ def _load(
     else:
         out.customer_history = None  # Context.customer_history: the tallies count the gaps
     return out, missing, fp
+
+
+def _month_rows(conn, portal: str, fp: str, later: list, start: int, ends: tuple) -> dict:
+    """key -> ``(end, row as of end)`` of the tickets of ``later`` (``(ticket, key, kept row, ver)``
+    whose log goes on past an end of ``ends``) whose month row (derived.month_row) is kept under
+    ``fp`` and their facts' ``ver``, ends at one of ``ends``, and serves that period while the
+    whole-log row serves the others: their events are not read."""
+    if not later:
+        return {}
+    want: dict = {}
+    for t, key, s, ver in later:
+        want.setdefault(key[0], {})[key[1]] = (t, s, ver)
+    out = {}
+    cols = ", ".join(derived.COLUMNS)
+    try:
+        for source, by_id in want.items():
+            rows = conn.execute(
+                f"select source_id, ctx, ver, month_end, {cols} from {derived.MONTH_TABLE} where portal = ?"
+                " and source = ? and source_id in (select value from json_each(?))",
+                [portal, source, json.dumps(list(by_id))],
+            )
+            for sid, ctx, ver, m_end, *mrow in rows:
+                t, s, fver = by_id[sid]
+                if ctx != fp or ver != fver or m_end not in ends:
+                    continue
+                created = t["created_at"] or 0
+                mrow = tuple(mrow)
+                others = tuple(e for e in ends if e != m_end)
+                if _needs_events(created, mrow, start, (m_end,)) or _needs_events(created, s, start, others):
+                    continue
+                out[(source, sid)] = (m_end, mrow)
+    except sqlite3.OperationalError:  # a store not migrated: the events are read
+        return {}
+    return out
 
 
 def gaps_cover(conn, portal: str, sources) -> bool:
@@ -577,6 +636,22 @@ def _history(conn, portal: str, start: int, end: int, sources) -> dict:
     add = history.setdefault
     for cust, created in conn.execute(sql + " order by created_at", params):
         add(cust, []).append(created)
+    return history
+
+
+def _history_of(conn, portal: str, start: int, end: int, sources, customers) -> PartialHistory:
+    """The history of ``customers`` only (:func:`_history`'s rows of theirs), by the
+    ``tickets_customer`` index."""
+    history = PartialHistory(customers)
+    if not customers:
+        return history
+    sql, params = history_query(portal, start, end, sources, by_key=True)
+    for cust, created in conn.execute(
+        sql + " and customer in (select value from json_each(?))", params + [json.dumps(sorted(customers))]
+    ):
+        history.setdefault(cust, []).append(created)
+    for times in history.values():
+        times.sort()
     return history
 
 
@@ -683,5 +758,7 @@ def backfill(db, portal: str, ctx: Context, after: tuple = ("", ""), batch: int 
     rows = []
     for t in tickets:
         key = (t["source"], t["source_id"])
-        rows.append((t, vers[key], derived.settle(t, events.get(key, ()), ctx)))
+        evs = events.get(key, ())
+        row = derived.settle(t, evs, ctx)
+        rows.append((t, vers[key], row, derived.month_row(t, evs, row, ctx)))
     return derived.save(db, portal, fp, rows), (keys[-1][0], keys[-1][1])
