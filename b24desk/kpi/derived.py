@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import marshal
 import sqlite3
 from bisect import bisect_right
 from datetime import datetime
@@ -212,7 +213,7 @@ def save(db, portal: str, fp: str, rows: list) -> int:
     params, months = [], []
     for t, ver, row, *month in rows:
         if month and month[0] is not None:
-            months.append((portal, t["source"], t["source_id"], fp, ver, *month[0][:1], *month[0][1]))
+            months.append((portal, t["source"], t["source_id"], fp, ver, month[0][0], marshal.dumps(month[0][1])))
         req = requester(t)
         resp_end, priority, typ = row[_RESP_END], row[_PRIORITY], row[_TYPE]
         own = req is not None and req == resp_end  # the requester's own ticket: no agent of it
@@ -255,8 +256,8 @@ def _save_months(conn, months: list) -> None:
         return
     try:
         conn.executemany(
-            f"insert or replace into {MONTH_TABLE} (portal, source, source_id, ctx, ver, month_end,"
-            f" {', '.join(COLUMNS)}) values ({', '.join('?' * (6 + len(COLUMNS)))})",
+            f"insert or replace into {MONTH_TABLE} (portal, source, source_id, ctx, ver, month_end, facts)"
+            " values (?, ?, ?, ?, ?, ?, ?)",
             months,
         )
     except sqlite3.Error as exc:  # only this statement is undone: the facts rows stay

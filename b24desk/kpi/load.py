@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import marshal
 import sqlite3
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
@@ -589,20 +590,24 @@ def _month_rows(conn, portal: str, fp: str, later: list, start: int, ends: tuple
     for t, key, s, ver in later:
         want.setdefault(key[0], {})[key[1]] = (t, s, ver)
     out = {}
-    cols = ", ".join(derived.COLUMNS)
     try:
         for source, by_id in want.items():
             rows = conn.execute(
-                f"select source_id, ctx, ver, month_end, {cols} from {derived.MONTH_TABLE} where portal = ?"
+                f"select source_id, ctx, ver, month_end, facts from {derived.MONTH_TABLE} where portal = ?"
                 " and source = ? and source_id in (select value from json_each(?))",
                 [portal, source, json.dumps(list(by_id))],
             )
-            for sid, ctx, ver, m_end, *mrow in rows:
+            for sid, ctx, ver, m_end, blob in rows:
                 t, s, fver = by_id[sid]
                 if ctx != fp or ver != fver or m_end not in ends:
                     continue
+                try:
+                    mrow = marshal.loads(blob)
+                except (ValueError, EOFError, TypeError):
+                    continue  # another Python's marshal: its events are read
+                if type(mrow) is not tuple or len(mrow) != len(derived.COLUMNS):
+                    continue
                 created = t["created_at"] or 0
-                mrow = tuple(mrow)
                 others = tuple(e for e in ends if e != m_end)
                 if _needs_events(created, mrow, start, (m_end,)) or _needs_events(created, s, start, others):
                     continue
