@@ -984,3 +984,34 @@ def m_facts_month_001(db: Database) -> None:
         "CREATE TRIGGER kpi_m_facts_del AFTER DELETE ON ticket_facts BEGIN DELETE FROM ticket_facts_month"
         " WHERE portal = OLD.portal AND source = OLD.source AND source_id = OLD.source_id; END"
     )
+
+
+def rollup_triggers(db: Database) -> None:
+    """(Re)create the triggers that make a month's rollups (kpi/cells.py build_rollups) stale when
+    one of its piece or month cells is added, removed or made stale: a valid rollup holds exactly
+    the month's valid cells, whose tickets the loader leaves out for it."""
+    stale = (
+        "UPDATE settled_cells SET stale = 1 WHERE portal = {r}.portal AND kind = 'rollup' AND stale = 0"
+        " AND piece <= {r}.piece AND piece_end > {r}.piece;"
+    )
+    trig = {
+        "kpi_r_cells_ins": f"AFTER INSERT ON settled_cells WHEN NEW.kind != 'rollup' BEGIN {stale.format(r='NEW')} END",
+        "kpi_r_cells_del": f"AFTER DELETE ON settled_cells WHEN OLD.kind != 'rollup' BEGIN {stale.format(r='OLD')} END",
+        "kpi_r_cells_upd": "AFTER UPDATE OF stale ON settled_cells WHEN NEW.kind != 'rollup' AND NEW.stale != 0"
+        f" AND OLD.stale = 0 BEGIN {stale.format(r='NEW')} END",
+    }
+    for name, body in trig.items():
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute(f"CREATE TRIGGER {name} {body}")
+
+
+@migrations()
+def m_settled_cells_004(db: Database) -> None:
+    """Rollups (kpi/cells.py ``kind`` = ``rollup``): a whole month's cells merged per source and
+    responsible, ``parts`` naming them; found by ``settled_cells_kind`` (the triggers' seek)."""
+    if "settled_cells" not in db.table_names():
+        return
+    if "parts" not in db["settled_cells"].columns_dict:
+        db.execute("ALTER TABLE settled_cells ADD COLUMN parts TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS settled_cells_kind ON settled_cells (portal, kind, piece)")
+    rollup_triggers(db)

@@ -311,7 +311,9 @@ def build_cells(db, date_from: str, date_to: str) -> int:
     env = ReportEnv(db, PORTAL, CONFIG)
     p = env.period(date_from, date_to)
     cells.build(db, PORTAL, env.ctx, p.previous().start, p.end)
-    return db.conn.execute("select coalesce(sum(n), 0) from settled_cells where stale = 0").fetchone()[0]
+    return db.conn.execute(
+        "select coalesce(sum(n), 0) from settled_cells where stale = 0 and kind != 'rollup'"
+    ).fetchone()[0]
 
 
 def main(argv=None) -> int:

@@ -84,7 +84,7 @@ def same(db, period, filters=None, compare=None, months=False) -> ReportPass:
     rp, ref = both(db, period, filters, compare, months)
     for group_by in (None, "agent", "department"):
         assert dump(rp.report(group_by)) == dump(ref.report(group_by)), (period, filters, group_by)
-    if any(c.kind == cells.MONTH for c in rp.cells_c):  # a month's cell has no weekly series
+    if any(c.kind != cells.PIECE for c in rp.cells_c):  # a month's cell or rollup: no weekly series
         with pytest.raises(ValueError):
             charts(rp)
     else:
@@ -113,8 +113,9 @@ def test_a_report_from_cells_equals_the_report_of_every_ticket(store, period, co
     assert build(store) > 0
     rp = same(store, period, filters, compare, months)
     if period in (OCT, Q3) and filters is None and compare is None:
-        assert {c.kind for c in rp.cells_c} == ({cells.PIECE, cells.MONTH} if months else {cells.PIECE})
-        assert {c.kind for c in rp.cells_p} == {cells.PIECE, cells.MONTH}  # no series of it: every cell
+        # no weekly series (the previous period's, or asked): whole months' rollups of every cell
+        assert {c.kind for c in rp.cells_c} == ({cells.ROLLUP} if months else {cells.PIECE})
+        assert {c.kind for c in rp.cells_p} == {cells.ROLLUP}
     if period in (OCT, Q3) and filters is None and compare is None:  # most of the period's tickets came from cells
         in_cells = sum(c.tally.nC for c in rp.cells_c)
         assert in_cells > rp.report(None)["kpis"]["tickets_total"]["value"] / 2
@@ -155,11 +156,24 @@ def test_cells_hold_only_settled_tickets_and_each_ticket_once(store):
         target = env.ctx.sla_first_response.get(priority)
         assert first_reply is not None or target is None or frt_missed(created, end, target, env.ctx)
         assert (source, agent) == (t_source, resp)
-    n = dict(store.execute("select id, n from settled_cells").fetchall())
+    n = dict(store.execute("select id, n from settled_cells where kind != 'rollup'").fetchall())
     held = dict(
         store.execute("select cell, count(*) from ticket_facts where cell is not null group by cell").fetchall()
     )
     assert n == held
+    # a whole month's rollups: its cells, each in the rollup of its source and responsible
+    rollups = store.execute("select piece, piece_end, source, agent, n, parts from settled_cells where kind = 'rollup'")
+    seen = []
+    for piece, end, source, agent, total, parts in rollups.fetchall():
+        parts = json.loads(parts)
+        seen += parts
+        got = store.execute(
+            f"select count(*), sum(n) from settled_cells where id in ({', '.join('?' * len(parts))}) and piece >= ?"
+            " and piece_end <= ? and source is ? and agent is ? and kind != 'rollup'",
+            [*parts, piece, end, source, agent],
+        ).fetchone()
+        assert got == (len(parts), total)
+    assert seen and len(seen) == len(set(seen))
     # unanswered and closed: in a cell once its first-response target passed inside the piece
     # (breached whatever the period), out of it while the target may still be met at a period's end
     assert store.execute("select count(*) from ticket_facts where cell is not null and first_reply is null").fetchone()[
@@ -513,3 +527,62 @@ def test_a_cells_value_lists_are_kept_sorted(store):
             assert state[name] == sorted(state[name]), name
             seen += len(state[name]) > 1
     assert seen > 0
+
+
+def test_a_months_rollup_stands_for_its_cells_until_one_of_them_changes(store):
+    """Whole months read their rollups (no weekly series); a member written makes its cell stale
+    and so its month's rollup: that month is read from its other valid cells and its tickets, the
+    other months still from their rollups, every report equal to the replay; the next build
+    makes the cell and the rollup anew. A rollup is never made from cells that changed since
+    they were read."""
+    report(store)
+    assert build(store) > 0
+    rp = same(store, Q3, months=True)
+    assert {c.kind for c in rp.cells_c} == {cells.ROLLUP} and len({c.piece for c in rp.cells_c}) == 3
+    aug = (ts("2026-08-01 00:00"), ts("2026-09-01 00:00"))
+    (cell, sid) = store.execute(
+        "select f.cell, f.source_id from ticket_facts f join settled_cells c on c.id = f.cell"
+        " where c.piece >= ? and c.piece < ? and c.kind = 'piece' limit 1",
+        list(aug),
+    ).fetchone()
+    store.execute(
+        "update tickets set rating = coalesce(rating, 0) % 5 + 1 where portal = ? and source_id = ?", [PORTAL, sid]
+    )
+    store.conn.commit()
+    stale = store.execute(
+        "select count(*) from settled_cells where kind = 'rollup' and stale = 1 and piece = ?", [aug[0]]
+    ).fetchone()[0]
+    assert stale > 0
+    rp = same(store, Q3, months=True)
+    kinds = {(c.kind, c.piece >= aug[0] and c.piece < aug[1]) for c in rp.cells_c}
+    assert (cells.ROLLUP, True) not in kinds and (cells.ROLLUP, False) in kinds and (cells.PIECE, True) in kinds
+    assert cell not in cells.member_cells(rp.cells_c)
+    assert build(store) > 0
+    rp = same(store, Q3, months=True)
+    assert {c.kind for c in rp.cells_c} == {cells.ROLLUP}
+    # a cell of the month made stale while its rollup is being made: nothing kept, next time
+    ctx = ReportEnv(store, PORTAL, CONFIG).ctx
+    store.execute("update settled_cells set stale = 1 where kind = 'rollup' and piece = ?", [aug[0]])
+    store.conn.commit()
+    real = store.conn
+
+    class Racing:
+        def __init__(self, conn):
+            self.conn, self.raced = conn, False
+
+        def execute(self, sql, params=()):
+            if sql.startswith("BEGIN IMMEDIATE") and not self.raced:
+                self.raced = True
+                real.execute("update settled_cells set stale = 1 where id = ?", [cell_of_aug])
+                real.commit()
+            return self.conn.execute(sql, params)
+
+    (cell_of_aug,) = store.execute(
+        "select id from settled_cells where kind = 'piece' and piece >= ? and piece < ? and stale = 0 limit 1",
+        list(aug),
+    ).fetchone()
+    assert cells.build_rollups(Racing(real), PORTAL, ctx, *aug) == 0
+    assert not store.execute(
+        "select count(*) from settled_cells where kind = 'rollup' and piece = ? and stale = 0", [aug[0]]
+    ).fetchone()[0]
+    same(store, Q3, months=True)

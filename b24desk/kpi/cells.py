@@ -47,13 +47,20 @@ LAYOUT = 3
 
 class Cell:
     """One kept tally: the settled tickets of one piece (or month: ``kind``), source and
-    responsible (``agent``); ``piece``/``end`` are its span."""
+    responsible (``agent``); ``piece``/``end`` are its span. A month's ``ROLLUP`` is the merge of
+    that month's piece and month cells of its source and responsible (``parts``: their ids, whose
+    tickets it stands for)."""
 
-    __slots__ = ("id", "kind", "piece", "end", "source", "agent", "tally")
+    __slots__ = ("id", "kind", "piece", "end", "source", "agent", "tally", "parts")
 
-    def __init__(self, id_, kind, piece, end, source, agent, tally):
+    def __init__(self, id_, kind, piece, end, source, agent, tally, parts=None):
         self.id, self.kind, self.piece, self.end = id_, kind, piece, end
-        self.source, self.agent, self.tally = source, agent, tally
+        self.source, self.agent, self.tally, self.parts = source, agent, tally, parts
+
+
+def member_cells(cells: list) -> list:
+    """The ids of the cells whose members ``cells`` stand for (a rollup's parts)."""
+    return [i for c in cells for i in (c.parts if c.parts is not None else (c.id,))]
 
 
 def _midnight(d: date, tz) -> int:
@@ -118,8 +125,8 @@ def usable(conn, portal: str, ctx: Context, fp: str, spans, src) -> list[Cell]:
         if not inside:
             continue
         sql = (
-            f"select id, kind, piece, piece_end, source, agent, tally from {TABLE} where portal = ? and fp = ?"
-            " and layout = ? and stale = 0 and piece >= ? and piece_end <= ?"
+            f"select id, kind, piece, piece_end, source, agent, parts from {TABLE} where portal = ?"
+            " and fp = ? and layout = ? and stale = 0 and piece >= ? and piece_end <= ?"
         )
         params = [portal, cell_fp(ctx, fp), LAYOUT, inside[0][0], inside[-1][1]]
         if not months:
@@ -128,12 +135,32 @@ def usable(conn, portal: str, ctx: Context, fp: str, spans, src) -> list[Cell]:
         if src is not None:
             sql += f" and source in ({', '.join('?' * len(src))})"
             params += src
-        for id_, kind, piece, piece_end, source, agent, blob in conn.execute(sql, params):
+        rows = conn.execute(sql, params).fetchall()
+        # a whole month with a valid rollup reads it instead of its cells (a valid rollup's parts
+        # are every valid cell of its month: any change to them makes it stale, build_rollups)
+        rolled = sorted((r[2], r[3]) for r in rows if r[1] == ROLLUP)
+        starts = [a for a, _b in rolled]
+        chosen = {}
+        for row in rows:
+            if row[1] != ROLLUP and rolled:
+                i = bisect_right(starts, row[2]) - 1
+                if i >= 0 and row[2] < rolled[i][1]:
+                    continue  # in its month's rollup
+            chosen[row[0]] = row
+        if not chosen:
+            continue
+        # the tallies of the chosen cells only (a rolled month's cells are not read)
+        blobs = conn.execute(
+            f"select id, tally from {TABLE} where id in (select value from json_each(?))", [json.dumps(list(chosen))]
+        )
+        for id_, blob in blobs:
+            _id, kind, piece, piece_end, source, agent, parts = chosen[id_]
             try:
                 state = marshal.loads(blob)
+                ids = json.loads(parts) if kind == ROLLUP else None
             except (ValueError, EOFError, TypeError):
                 continue  # another Python's marshal: not read (its tickets are read one by one)
-            out.append(Cell(id_, kind, piece, piece_end, source, agent, Tally.of_state(ctx, state)))
+            out.append(Cell(id_, kind, piece, piece_end, source, agent, Tally.of_state(ctx, state), ids))
     return out
 
 
@@ -162,8 +189,9 @@ def settles(
 _LIGHT_FACTS = ("state", "last_at", "resolution_at", "first_reply", "priority")
 _LIGHT = "t.created_at, f.cell, f.gap, " + ", ".join(f"f.{c}" for c in _LIGHT_FACTS)
 # cell kinds: a piece's settled tickets; a whole month's settled tickets that are not settled in
-# their piece (their log goes on past its end): for reports with no weekly series
-PIECE, MONTH = "piece", "month"
+# their piece (their log goes on past its end): for reports with no weekly series; a whole month's
+# piece and month cells merged per source and responsible (build_rollups): for those reports too
+PIECE, MONTH, ROLLUP = "piece", "month", "rollup"
 
 
 def _rows(conn, portal: str, fp: str, start: int, end: int, cols: str):
@@ -206,7 +234,64 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause:
         if i and pause:
             time.sleep(pause)
         kept += _build_month(conn, portal, ctx, fp, tz, a, b, month)
+        if month is not None:
+            build_rollups(conn, portal, ctx, *month)
     return kept
+
+
+def build_rollups(conn, portal: str, ctx: Context, start: int, end: int) -> int:
+    """Merge the valid cells of the whole month ``[start, end)`` per source and responsible into
+    its rollups, unless it has valid ones: a six-month report merges some 100 rollups instead of
+    5,900 cells. Triggers (store.rollup_triggers) make a month's rollups stale when one of its
+    cells is added, removed or made stale, so a valid rollup holds exactly the month's valid
+    cells. Returns the rollups made (0 also when the store is busy: next time)."""
+    cfp = cell_fp(ctx)
+    base = f"from {TABLE} where portal = ? and fp = ? and layout = ? and stale = 0 and piece >= ? and piece < ?"
+    params = [portal, cfp, LAYOUT, start, end]
+    if conn.execute(f"select 1 {base} and kind = ? limit 1", params + [ROLLUP]).fetchone():
+        return 0
+    groups: dict = {}
+    for id_, source, agent, n, blob in conn.execute(
+        f"select id, source, agent, n, tally {base} and kind != ? and piece_end <= ?", params + [ROLLUP, end]
+    ):
+        g = groups.get((source, agent))
+        if g is None:
+            g = groups[(source, agent)] = (Tally(ctx), [], [0])
+        g[0].merge(Tally.of_state(ctx, marshal.loads(blob)))
+        g[1].append(id_)
+        g[2][0] += n
+    if not groups:
+        return 0
+    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    try:
+        conn.execute("PRAGMA busy_timeout = 200")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = sorted(i for _t, parts, _n in groups.values() for i in parts)
+            now = [r[0] for r in conn.execute(f"select id {base} and kind != ? order by id", params + [ROLLUP])]
+            if now != ids:  # the month's cells changed since they were read: next time
+                conn.execute("ROLLBACK")
+                return 0
+            conn.execute(f"delete from {TABLE} where portal = ? and kind = ? and piece = ?", [portal, ROLLUP, start])
+            for (source, agent), (tally, parts, n) in groups.items():
+                for name in Tally._VALUES:
+                    getattr(tally, name).sort()
+                conn.execute(
+                    f"insert into {TABLE} (portal, fp, layout, kind, piece, piece_end, source, agent, n, tally, stale,"
+                    " parts) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                    [portal, cfp, LAYOUT, ROLLUP, start, end, source, agent, n[0],
+                     marshal.dumps(tally.state()), json.dumps(parts)],
+                )  # fmt: skip
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        log.debug("rollups of %s not kept for now (%s)", portal, exc)
+        return 0
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+    return len(groups)
 
 
 def month_of(at: int, tz) -> int:
@@ -237,8 +322,9 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
     other: set = set()  # (kind, start) with stale cells, of another context or layout
     cfp = cell_fp(ctx, fp)
     for id_, kind, piece, n, kept_fp, layout, stale in conn.execute(
-        f"select id, kind, piece, n, fp, layout, stale from {TABLE} where portal = ? and piece >= ? and piece < ?",
-        [portal, lo, hi],
+        f"select id, kind, piece, n, fp, layout, stale from {TABLE} where portal = ? and piece >= ? and piece < ?"
+        " and kind != ?",
+        [portal, lo, hi, ROLLUP],
     ):
         if kept_fp == cfp and layout == LAYOUT and not stale:
             valid.setdefault((kind, piece), {})[id_] = n

@@ -522,7 +522,7 @@ def _load(
         sources,
         facts=fp is not None,
         dormant_ctx=fp if dormant else None,
-        exclude_cells=[c.id for c in out.cells] or None,
+        exclude_cells=cells_mod.member_cells(out.cells) or None,
     )
     cur = conn.execute(sql, params)
     n = len(TICKET_COLUMNS)
