@@ -87,16 +87,16 @@ class Loaded:
         """The facts of ticket ``t`` for ``[start, end)``: read off its stored row when that can
         tell (derived.read_off), else replayed from its events (engine.ticket_facts)."""
         key = (t["source"], t["source_id"])
+        m = self.month.get(key)
+        if m is not None and m[0] == end:  # its row as of this end (derived.month_row)
+            f = derived.read_off(t, m[1], start, end, ctx)
+            if f is not derived.REPLAY:
+                return f
         s = self.stored.get(key)
         if s is not None:
             f = derived.read_off(t, s, start, end, ctx)
             if f is not derived.REPLAY:
                 return f
-            m = self.month.get(key)
-            if m is not None and m[0] == end:  # its row as of this end (derived.month_row)
-                f = derived.read_off(t, m[1], start, end, ctx)
-                if f is not derived.REPLAY:
-                    return f
         if self.with_events is not None and key not in self.with_events:
             self._read_events([key])
         return ticket_facts(t, self.events.get(key, ()), start, end, ctx)
