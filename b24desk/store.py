@@ -540,6 +540,13 @@ def m_kpi_journal_002(db: Database) -> None:
     journal_triggers(db)
 
 
+def _create_triggers(db: Database, trig: dict) -> None:
+    """(Re)create each trigger of ``trig`` (name -> body)."""
+    for name, body in trig.items():
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute(f"CREATE TRIGGER {name} {body}")
+
+
 def journal_triggers(db: Database) -> None:
     """(Re)create the triggers that write the change journal (m_kpi_journal_001)."""
     ev = (
@@ -602,9 +609,7 @@ def journal_triggers(db: Database) -> None:
     )
     # pruning once every 4096 rows keeps the journal near JOURNAL_KEEP at no cost per write
     trig["kpi_j_prune"] = f"AFTER INSERT ON kpi_journal WHEN NEW.seq % 4096 = 0 BEGIN {_PRUNE} END"
-    for name, body in trig.items():
-        db.execute(f"DROP TRIGGER IF EXISTS {name}")
-        db.execute(f"CREATE TRIGGER {name} {body}")
+    _create_triggers(db, trig)
 
 
 def journal_state(
@@ -717,9 +722,7 @@ def facts_triggers(db: Database) -> None:
         "kpi_f_events_del": f"AFTER DELETE ON events BEGIN {stale.format(r='OLD')} END",
         "kpi_f_events_upd": f"AFTER UPDATE ON events BEGIN {stale.format(r='OLD')} {stale.format(r='NEW')} END",
     }
-    for name, body in trig.items():
-        db.execute(f"DROP TRIGGER IF EXISTS {name}")
-        db.execute(f"CREATE TRIGGER {name} {body}")
+    _create_triggers(db, trig)
 
 
 def facts_placeholders(db: Database, portal: str | None = None) -> int:
@@ -836,9 +839,7 @@ def cells_triggers(db: Database) -> None:
         "kpi_c_tickets_upd": f"AFTER UPDATE OF {', '.join(_CELL_TICKET_COLS)} ON tickets WHEN {changed} BEGIN"
         f" UPDATE settled_cells SET stale = 1 WHERE id = (SELECT cell FROM ticket_facts WHERE {key}); {leave} END",
     }
-    for name, body in trig.items():
-        db.execute(f"DROP TRIGGER IF EXISTS {name}")
-        db.execute(f"CREATE TRIGGER {name} {body}")
+    _create_triggers(db, trig)
 
 
 @migrations()
@@ -931,9 +932,7 @@ def gaps_triggers(db: Database) -> None:
         " AND OLD.cell IS NOT NULL BEGIN UPDATE settled_cells SET stale = 1 WHERE id = OLD.cell;"
         f" UPDATE ticket_facts SET cell = NULL WHERE {key}; END",
     }
-    for name, body in trig.items():
-        db.execute(f"DROP TRIGGER IF EXISTS {name}")
-        db.execute(f"CREATE TRIGGER {name} {body}")
+    _create_triggers(db, trig)
 
 
 @migrations()
@@ -1000,9 +999,7 @@ def rollup_triggers(db: Database) -> None:
         "kpi_r_cells_upd": "AFTER UPDATE OF stale ON settled_cells WHEN NEW.kind != 'rollup' AND NEW.stale != 0"
         f" AND OLD.stale = 0 BEGIN {stale.format(r='NEW')} END",
     }
-    for name, body in trig.items():
-        db.execute(f"DROP TRIGGER IF EXISTS {name}")
-        db.execute(f"CREATE TRIGGER {name} {body}")
+    _create_triggers(db, trig)
 
 
 @migrations()
