@@ -175,13 +175,16 @@ def main(argv=None) -> int:
     uncached()
     june_warm = timed(june, {})[0]
     conn = sqlite3.connect(str(path))
-    celled, n_cells = conn.execute(
-        "select coalesce(sum(n), 0), count(*) from settled_cells where portal = ? and stale = 0", [PORTAL]
+    celled, n_cells, n_rollups = conn.execute(
+        "select coalesce(sum(n), 0), count(*), (select count(*) from settled_cells where portal = ?1 and stale = 0"
+        " and kind = 'rollup') from settled_cells where portal = ?1 and stale = 0 and kind != 'rollup'",
+        [PORTAL],
     ).fetchone()
     conn.close()
     print(
         f"backfill after it (reports/warm.py): {kept:,} tickets' facts kept and {celled:,} settled tickets in"
-        f" {n_cells:,} cells (b24desk/kpi/cells.py) in {cpu:.1f} CPU s ({wall:.1f} s wall); June's dashboard"
+        f" {n_cells:,} cells and {n_rollups:,} months' rollups (b24desk/kpi/cells.py) in {cpu:.1f} CPU s"
+        f" ({wall:.1f} s wall); June's dashboard"
         f" opened first: {june_cold:.0f} ms with no facts kept, {june_warm:.0f} ms after the backfill"
     )
     # the baseline of the cells, same run: the uncached dashboards read every ticket of the period

@@ -74,7 +74,7 @@ class Loaded:
     dormant_keys: dict | None = None
     # the settled cells (cells.py) whose tickets this load left out, when asked for
     cells: list = field(default_factory=list)
-    # (source, source_id) -> (end, the ticket's facts row as of end), kept for the tickets whose
+    # end -> (source, source_id) -> the ticket's facts row as of end, kept for the tickets whose
     # log goes on past an end the load was asked for (derived.month_row): their events not read
     month: dict = field(default_factory=dict)
     db: object = None
@@ -87,9 +87,10 @@ class Loaded:
         """The facts of ticket ``t`` for ``[start, end)``: read off its stored row when that can
         tell (derived.read_off), else replayed from its events (engine.ticket_facts)."""
         key = (t["source"], t["source_id"])
-        m = self.month.get(key)
-        if m is not None and m[0] == end:  # its row as of this end (derived.month_row)
-            f = derived.read_off(t, m[1], start, end, ctx)
+        m = self.month.get(end)
+        m = m.get(key) if m else None
+        if m is not None:  # its row as of this end (derived.month_row)
+            f = derived.read_off(t, m, start, end, ctx)
             if f is not derived.REPLAY:
                 return f
         s = self.stored.get(key)
@@ -154,7 +155,8 @@ class Loaded:
             self.tickets = [t for t in self.tickets if id(t) not in dropped]
         for key in keys:
             self.stored.pop(key, None)
-            self.month.pop(key, None)
+            for rows in self.month.values():
+                rows.pop(key, None)
             self.events.pop(key, None)
             if self.with_events is not None:
                 self.with_events.discard(key)
@@ -555,7 +557,7 @@ def _load(
         out.tickets, out.stored = tickets, stored
         out.month = _month_rows(conn, portal, fp, later, start, ends)
         for _t, key, _s, _v in later:
-            if key not in out.month:
+            if not any(key in rows for rows in out.month.values()):
                 by_source.setdefault(key[0], []).append(key[1])
         out.with_events = {(src, sid) for src, ids in by_source.items() for sid in ids}
     if out.tickets:
@@ -580,7 +582,7 @@ def _load(
 
 
 def _month_rows(conn, portal: str, fp: str, later: list, start: int, ends: tuple) -> dict:
-    """key -> ``(end, row as of end)`` of the tickets of ``later`` (``(ticket, key, kept row, ver)``
+    """end -> key -> row as of end, of the tickets of ``later`` (``(ticket, key, kept row, ver)``
     whose log goes on past an end of ``ends``) whose month row (derived.month_row) is kept under
     ``fp`` and their facts' ``ver``, ends at one of ``ends``, and serves that period while the
     whole-log row serves the others: their events are not read."""
@@ -611,7 +613,7 @@ def _month_rows(conn, portal: str, fp: str, later: list, start: int, ends: tuple
                 others = tuple(e for e in ends if e != m_end)
                 if _needs_events(created, mrow, start, (m_end,)) or _needs_events(created, s, start, others):
                     continue
-                out[(source, sid)] = (m_end, mrow)
+                out.setdefault(m_end, {})[(source, sid)] = mrow
     except sqlite3.OperationalError:  # a store not migrated: the events are read
         return {}
     return out
