@@ -812,3 +812,45 @@ def _ctx(app, portal):
             return ReportEnv(db, portal, data.portal_config(db, portal)).ctx
         finally:
             db.conn.close()
+
+
+def test_after_a_complete_cells_build_the_warmer_looks_at_the_months_whose_gaps_it_filled(seeded, monkeypatch):
+    """A member's gap forgotten (its customer's earlier ticket written; here forgotten by hand, so no
+    change journal names its month) takes it out of its cell; the warmer fills the gap in and looks
+    at that month too, so the ticket is back in a cell and no cell is left stale."""
+    from b24desk.kpi import cells
+    from reports import warm
+
+    app, _token, portal, now, path = seeded
+    warm._CELLS_SEEN.clear()
+    looked: list = []
+    real = cells._build_month
+
+    def spy(conn, portal_, ctx, fp, tz, a, b, month):
+        looked.append(cells.month_of(a, tz))
+        return real(conn, portal_, ctx, fp, tz, a, b, month)
+
+    monkeypatch.setattr(cells, "_build_month", spy)
+    warm.backfill_facts(app, portal)
+    conn = sqlite3.connect(path)
+    zone = cells.zone_of(_ctx(app, portal))
+    recent = {cells.month_of(now, zone), cells.month_of(cells.month_of(now, zone) - 1, zone)}
+    source, sid, created, cell = conn.execute(
+        "select f.source, f.source_id, f.created_at, f.cell from ticket_facts f join settled_cells c on c.id = f.cell"
+        " where c.stale = 0 and c.kind = 'piece' and f.created_at < ? order by f.created_at desc limit 1",
+        [min(recent)],
+    ).fetchone()
+    conn.execute("update ticket_facts set gap = null where portal = ? and source = ? and source_id = ?",
+                 [portal, source, sid])  # fmt: skip
+    conn.commit()
+    assert conn.execute("select stale from settled_cells where id = ?", [cell]).fetchone()[0] == 1
+    looked.clear()
+    warm.backfill_facts(app, portal)
+    assert set(looked) == recent | {cells.month_of(created, zone)}
+    got = conn.execute(
+        "select gap is not null, cell is not null from ticket_facts where portal = ? and source = ? and source_id = ?",
+        [portal, source, sid],
+    ).fetchone()
+    assert got == (1, 1)
+    assert conn.execute("select count(*) from settled_cells where stale = 1").fetchone()[0] == 0  # rollups too
+    conn.close()
