@@ -751,15 +751,12 @@ def test_a_pass_kept_before_the_cells_reads_them_once_the_warmer_kept_some(seede
     conn.close()
 
 
-def test_after_a_complete_cells_build_the_warmer_looks_only_at_the_months_written(seeded, monkeypatch):
-    """The warmer's first cells build looks at every month; the next ones only at this month and
-    the one before (tickets settle as time passes) and at the months of the tickets written since
-    (the change journal), whose stale cells it makes anew; facts dropped some other way (not
-    journaled) send it through every month again."""
+def _months_looked_at(monkeypatch) -> list:
+    """The months the warmer's cells builds look at from now on (a list it appends to), with no
+    complete build remembered."""
     from b24desk.kpi import cells
     from reports import warm
 
-    app, _token, portal, now, path = seeded
     warm._CELLS_SEEN.clear()
     looked: list = []
     real = cells._build_month
@@ -769,6 +766,19 @@ def test_after_a_complete_cells_build_the_warmer_looks_only_at_the_months_writte
         return real(conn, portal_, ctx, fp, tz, a, b, month)
 
     monkeypatch.setattr(cells, "_build_month", spy)
+    return looked
+
+
+def test_after_a_complete_cells_build_the_warmer_looks_only_at_the_months_written(seeded, monkeypatch):
+    """The warmer's first cells build looks at every month; the next ones only at this month and
+    the one before (tickets settle as time passes) and at the months of the tickets written since
+    (the change journal), whose stale cells it makes anew; facts dropped some other way (not
+    journaled) send it through every month again."""
+    from b24desk.kpi import cells
+    from reports import warm
+
+    app, _token, portal, now, path = seeded
+    looked = _months_looked_at(monkeypatch)
     warm.backfill_facts(app, portal)
     every = set(looked)
     conn = sqlite3.connect(path)
@@ -822,15 +832,7 @@ def test_after_a_complete_cells_build_the_warmer_looks_at_the_months_whose_gaps_
     from reports import warm
 
     app, _token, portal, now, path = seeded
-    warm._CELLS_SEEN.clear()
-    looked: list = []
-    real = cells._build_month
-
-    def spy(conn, portal_, ctx, fp, tz, a, b, month):
-        looked.append(cells.month_of(a, tz))
-        return real(conn, portal_, ctx, fp, tz, a, b, month)
-
-    monkeypatch.setattr(cells, "_build_month", spy)
+    looked = _months_looked_at(monkeypatch)
     warm.backfill_facts(app, portal)
     conn = sqlite3.connect(path)
     zone = cells.zone_of(_ctx(app, portal))

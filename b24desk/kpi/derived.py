@@ -455,14 +455,3 @@ def fill_gaps(db, portal: str, batch: int = 5000, created: set | None = None) ->
         return None
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
-
-
-def gaps_known(conn, portal: str) -> bool:
-    """Whether every facts row of ``portal`` has its gap (one seek in ``ticket_facts_nogap``)."""
-    try:
-        row = conn.execute(
-            f"SELECT 1 FROM {TABLE} INDEXED BY ticket_facts_nogap WHERE portal = ? AND gap IS NULL LIMIT 1", [portal]
-        ).fetchone()
-    except sqlite3.OperationalError:
-        return False
-    return row is None
