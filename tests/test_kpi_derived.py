@@ -19,7 +19,7 @@ from kpi_support import ts
 from b24desk.kpi import build_report, derived
 from b24desk.kpi.calendar import WorkCalendar
 from b24desk.kpi.engine import Context, Facts, PartialHistory, ticket_facts
-from b24desk.kpi.load import TICKET_COLUMNS, _needs_events, load
+from b24desk.kpi.load import TICKET_COLUMNS, _history, _needs_events, load
 from b24desk.kpi.report import ReportEnv, ReportPass, _facts
 from b24desk.kpi.stats import summary
 from b24desk.model import PRIORITIES, Bundle, Event, Ticket
@@ -790,14 +790,17 @@ def _state(tally) -> dict:
             return {k: norm(x) for k, x in v.items()}
         return v
 
-    return {k: norm(v) for k, v in vars(tally).items() if k not in ("ctx", "_last")}
+    tally.all_customers()  # the frozen tallies' lists merged in (Tally.merge shares them)
+    return {k: norm(v) for k, v in vars(tally).items() if k not in ("ctx", "_last", "_cparts", "frozen")}
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_tallies_merged_equal_one_tally_of_all_their_facts(store, seed):
+@pytest.mark.parametrize("seed,frozen", [(1, False), (2, False), (3, True), (4, True)])
+def test_tallies_merged_equal_one_tally_of_all_their_facts(store, seed, frozen):
     """engine.Tally.merge: tallies of disjoint parts of the facts, merged, hold exactly what one
     tally of all of them holds (every attribute, so one added later is not forgotten) and give
-    the same KPIs; the parts are left as they were."""
+    the same KPIs; the parts are left as they were. ``frozen`` parts (kept cells') share their
+    customers' lists instead of having them copied: the same KPIs before any list is merged, and
+    a fact they brought can still be taken away."""
     import random
 
     from b24desk.kpi.engine import Tally
@@ -817,8 +820,35 @@ def test_tallies_merged_equal_one_tally_of_all_their_facts(store, seed):
     for part in parts:
         t = Tally(rp.ctx)
         t.add(part)
+        if frozen:
+            t = Tally.of_state(rp.ctx, t.state(), frozen=True)
         tallies.append((t, _state(t)))
         merged.merge(t)
+    if frozen:  # nothing merged yet: the KPIs read the shared lists (counted from gaps, then the history)
+        check, ref = Tally(rp.ctx), Tally(rp.ctx)
+        for t, _before in tallies:
+            check.merge(t)
+        ref.add(facts)
+        assert check._cparts and not check.customers
+        full = _history(store.conn, PORTAL, p.start - rp.ctx.repeat_window, p.end, None)
+        for history in (None, full):
+            check.ctx = ref.ctx = replace(rp.ctx, customer_history=history)
+            check.stale(), ref.stale()
+            if history is None:
+                for t in (check, ref):
+                    t.nogap.clear()  # as if every ticket had its gap (none here has)
+            assert _values(check.result(p.start, p.end, p.days, users)) == _values(
+                ref.result(p.start, p.end, p.days, users)
+            )
+            # counted from the gaps, no list was merged; the history's repeat contacts merge them
+            assert bool(check._cparts) == (history is None)
+        gone = Tally(rp.ctx)
+        for t, _before in tallies:
+            gone.merge(t)
+        gone.remove(parts[1])  # taken away before any merge of the lists
+        rest = Tally(rp.ctx)
+        rest.add([f for part in parts if part is not parts[1] for f in part])
+        assert _state(gone) == _state(rest)
     # every attribute is merged (a count no test data makes non-zero would not show below)
     merged_names = Tally._COUNTS + Tally._VALUES + Tally._SUMS_BY_KEY + Tally._LISTS_BY_KEY + ("eff_agents", "by_agent")
     assert sorted(merged_names) == sorted(_state(whole))

@@ -160,7 +160,7 @@ def usable(conn, portal: str, ctx: Context, fp: str, spans, src) -> list[Cell]:
                 ids = json.loads(parts) if kind == ROLLUP else None
             except (ValueError, EOFError, TypeError):
                 continue  # another Python's marshal: not read (its tickets are read one by one)
-            out.append(Cell(id_, kind, piece, piece_end, source, agent, Tally.of_state(ctx, state), ids))
+            out.append(Cell(id_, kind, piece, piece_end, source, agent, Tally.of_state(ctx, state, frozen=True), ids))
     return out
 
 
@@ -257,7 +257,7 @@ def build_rollups(conn, portal: str, ctx: Context, start: int, end: int) -> int:
         g = groups.get((source, agent))
         if g is None:
             g = groups[(source, agent)] = (Tally(ctx), [], [0])
-        g[0].merge(Tally.of_state(ctx, marshal.loads(blob)))
+        g[0].merge(Tally.of_state(ctx, marshal.loads(blob), frozen=True))
         g[1].append(id_)
         g[2][0] += n
     if not groups:

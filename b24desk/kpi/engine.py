@@ -569,6 +569,15 @@ def aggregate(facts: list, start: int, end: int, days: float, ctx: Context, user
     return tally.result(start, end, days, users)
 
 
+def _merge_lists(mine: dict, theirs: dict) -> None:
+    """Add ``theirs``' lists to ``mine``'s, key by key (``theirs`` left as it was)."""
+    for k, values in theirs.items():
+        if k in mine:
+            mine[k].extend(values)
+        else:
+            mine[k] = list(values)
+
+
 def _drop(d: dict, key, keep=()) -> None:
     """Forget a key whose count fell to zero (a tally that never saw it would not have it)."""
     if not d[key] and key not in keep:
@@ -598,6 +607,11 @@ class Tally:
         self.by_pr_c = {p: 0 for p in PRIORITIES}
         self.by_pr_c_res = {p: 0 for p in PRIORITIES}
         self.customers: dict = {}  # customer -> created_at of their tickets in C
+        # the ``customers`` of frozen tallies merged in (settled cells': never changed), read beside
+        # this one's instead of copied into it (a six-month report's cells hold 460k entries):
+        # all_customers() merges them when the lists themselves are asked for
+        self._cparts: list = []
+        self.frozen = False  # never walked or merged into: merge() may share what it holds
         # customer -> their tickets in C whose gap to the customer's previous ticket is within the
         # repeat window (repeat contacts without the history: Context.customer_history None), and
         # customer -> their tickets of C that came without a gap (then the history answers)
@@ -651,13 +665,12 @@ class Tally:
             pv = self.eff_agents.setdefault(agent, [0, 0])
             pv[0] += active
             pv[1] += overdue
-        for name in self._LISTS_BY_KEY:
-            mine = getattr(self, name)
-            for k, values in getattr(other, name).items():
-                if k in mine:
-                    mine[k].extend(values)
-                else:
-                    mine[k] = list(values)
+        self._cparts.extend(other._cparts)
+        if other.frozen:
+            if other.customers:
+                self._cparts.append(other.customers)
+        else:
+            _merge_lists(self.customers, other.customers)
         by_agent = self.by_agent
         for agent, theirs in other.by_agent.items():
             mine = by_agent.get(agent)
@@ -672,16 +685,51 @@ class Tally:
     def state(self) -> dict:
         """What this tally holds, as plain data (counts, lists, dicts of them) to be kept in the
         store (cells.py) and given back to :meth:`of_state` with the same context."""
+        self.all_customers()
         names = self._COUNTS + self._VALUES + self._SUMS_BY_KEY + self._LISTS_BY_KEY + ("eff_agents", "by_agent")
         return {name: getattr(self, name) for name in names}
 
     @classmethod
-    def of_state(cls, ctx: Context, state: dict) -> "Tally":
-        """The tally whose :meth:`state` was ``state`` (the dict's lists are taken, not copied)."""
+    def of_state(cls, ctx: Context, state: dict, *, frozen: bool = False) -> "Tally":
+        """The tally whose :meth:`state` was ``state`` (the dict's lists are taken, not copied);
+        ``frozen``: it will never be walked (a kept cell's), so a merge may share its lists."""
         tally = cls(ctx)
         for name, value in state.items():
             setattr(tally, name, value)
+        tally.frozen = frozen
         return tally
+
+    def all_customers(self) -> dict:
+        """``customers`` with the frozen tallies' merged in (done once, here)."""
+        if self._cparts:
+            for part in self._cparts:
+                _merge_lists(self.customers, part)
+            self._cparts = []
+        return self.customers
+
+    def has_customer(self, customers) -> bool:
+        """Whether one of ``customers`` (a set) has a ticket in C here."""
+        return any(not customers.isdisjoint(d) for d in (self.customers, *self._cparts))
+
+    def _customer_counts(self) -> tuple:
+        """(the customers with a ticket in C, how many tickets of C have a customer), without
+        merging the frozen tallies' lists (set and ``len`` loops run in C)."""
+        own = self.customers
+        if not self._cparts:
+            return own.keys(), sum(map(len, own.values()))
+        keys = set(own)
+        n = sum(map(len, own.values()))
+        for part in self._cparts:
+            keys.update(part)
+            n += sum(map(len, part.values()))
+        return keys, n
+
+    def _times_of(self, cust) -> list:
+        """created_at of ``cust``'s tickets in C (the frozen tallies' too)."""
+        out = list(self.customers.get(cust, ()))
+        for part in self._cparts:
+            out.extend(part.get(cust, ()))
+        return out
 
     def stale(self) -> None:
         """Forget the last result: something it read besides the facts changed (the customers'
@@ -694,6 +742,7 @@ class Tally:
         put = list.append if sign > 0 else list.remove
         eff_agents, per_agent, customers, by_agent = self.eff_agents, self.per_agent, self.customers, self.by_agent
         repeaters, nogap, window = self.repeaters, self.nogap, self.ctx.repeat_window
+        cparts = self._cparts if sign < 0 else None  # taking away what a frozen tally brought
         by_pr_c, by_pr_c_res, by_pr_r = self.by_pr_c, self.by_pr_c_res, self.by_pr_r
         frt, frt_b, transfers = self.frt, self.frt_b, self.transfers
         res, res_b, interactions, handle = self.res, self.res_b, self.interactions, self.handle
@@ -757,6 +806,9 @@ class Tally:
                     self.qualified += sign
                 cust = t["customer"]
                 if cust is not None and cust != "":
+                    if cparts and created not in customers.get(cust, ()):
+                        cparts = None  # a fact merged in from a frozen tally: the lists merged first
+                        self.all_customers()
                     if cust in customers:
                         put(customers[cust], created)
                         if not customers[cust]:
@@ -889,24 +941,24 @@ class Tally:
             )
 
         # Repeat contacts: customers of C with another ticket created within the window before one of theirs.
-        customers = self.customers
+        if "repeat_contact_share" in want or "contacts_per_customer" in want:
+            keys, with_customer = self._customer_counts()
         if "repeat_contact_share" in want:
             history = ctx.customer_history
             if history is not None and not isinstance(history, PartialHistory):
-                repeat = _repeat_customers(customers, history, ctx.repeat_window)
+                repeat = _repeat_customers(self.all_customers(), history, ctx.repeat_window)
             else:  # the gaps tell, but for the customers a partial history covers
                 covers = frozenset() if history is None else history.covers
                 if not self.nogap.keys() <= covers:  # the loader reads the history then
                     raise ValueError("repeat contacts: a ticket without its gap, and no customer history")
                 repeat = len(self.repeaters)
                 if covers:
-                    mine = customers.keys() & covers
+                    mine = keys & covers
                     repeat -= len(self.repeaters.keys() & covers)
-                    repeat += _repeat_customers({c: customers[c] for c in mine}, history, ctx.repeat_window)
-            out["repeat_contact_share"] = _share(repeat, len(customers))
+                    repeat += _repeat_customers({c: self._times_of(c) for c in mine}, history, ctx.repeat_window)
+            out["repeat_contact_share"] = _share(repeat, len(keys))
         if "contacts_per_customer" in want:
-            with_customer = sum([len(v) for v in customers.values()])
-            out["contacts_per_customer"] = Value(with_customer / len(customers) if customers else None, with_customer)
+            out["contacts_per_customer"] = Value(with_customer / len(keys) if keys else None, with_customer)
 
         if "tickets_per_agent_day" in want:
             wdays = ctx.calendar.working_days(start, end)

@@ -499,7 +499,7 @@ class ReportPass:
         touched = {t["customer"] for t in loaded.replaced + fresh if t["customer"] is not None}
         for t in self._tallies():
             t.ctx = self.ctx
-            if loaded.history_reread or not touched.isdisjoint(t.customers):
+            if loaded.history_reread or t.has_customer(touched):
                 t.stale()
         # A ticket whose life began at or after the previous period's end has no facts in it and
         # does not make any of its tickets a repeat contact (only earlier tickets count): the
