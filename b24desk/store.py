@@ -993,10 +993,11 @@ def rollup_triggers(db: Database) -> None:
         "UPDATE settled_cells SET stale = 1 WHERE portal = {r}.portal AND kind = 'rollup' AND stale = 0"
         " AND piece <= {r}.piece AND piece_end > {r}.piece;"
     )
+    parts = "IN ('piece', 'month')"  # not 'rollup', nor 'asof' (cells.py: no rollup holds them)
     trig = {
-        "kpi_r_cells_ins": f"AFTER INSERT ON settled_cells WHEN NEW.kind != 'rollup' BEGIN {stale.format(r='NEW')} END",
-        "kpi_r_cells_del": f"AFTER DELETE ON settled_cells WHEN OLD.kind != 'rollup' BEGIN {stale.format(r='OLD')} END",
-        "kpi_r_cells_upd": "AFTER UPDATE OF stale ON settled_cells WHEN NEW.kind != 'rollup' AND NEW.stale != 0"
+        "kpi_r_cells_ins": f"AFTER INSERT ON settled_cells WHEN NEW.kind {parts} BEGIN {stale.format(r='NEW')} END",
+        "kpi_r_cells_del": f"AFTER DELETE ON settled_cells WHEN OLD.kind {parts} BEGIN {stale.format(r='OLD')} END",
+        "kpi_r_cells_upd": f"AFTER UPDATE OF stale ON settled_cells WHEN NEW.kind {parts} AND NEW.stale != 0"
         f" AND OLD.stale = 0 BEGIN {stale.format(r='NEW')} END",
     }
     _create_triggers(db, trig)
@@ -1012,3 +1013,12 @@ def m_settled_cells_004(db: Database) -> None:
         db.execute("ALTER TABLE settled_cells ADD COLUMN parts TEXT")
     db.execute("CREATE INDEX IF NOT EXISTS settled_cells_kind ON settled_cells (portal, kind, piece)")
     rollup_triggers(db)
+
+
+@migrations()
+def m_settled_cells_005(db: Database) -> None:
+    """As-of cells (kpi/cells.py ``kind`` = ``asof``: a whole month's tickets whose log goes on
+    past its end, tallied as of that end) are in no rollup: their adding, removal or staleness
+    leaves the month's rollups valid."""
+    if "settled_cells" in db.table_names():
+        rollup_triggers(db)

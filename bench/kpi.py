@@ -301,9 +301,9 @@ def without_cells(db, date_from: str, date_to: str) -> dict:
 
 
 def build_cells(db, date_from: str, date_to: str) -> int:
-    """Every ticket's gap, then the settled cells of the period's and the previous period's pieces
-    (what the warmer keeps after its backfill, reports/warm.py; the first report kept the facts of
-    their tickets)."""
+    """Every ticket's gap, then the settled cells of the period's and the previous period's pieces,
+    their months' rollups and as-of cells (what the warmer keeps after its backfill, reports/warm.py;
+    the first report kept the facts of their tickets). Returns the tickets the cells hold."""
     from b24desk.kpi import cells, derived
 
     while derived.fill_gaps(db, PORTAL, 50_000):
@@ -458,8 +458,8 @@ def main(argv=None) -> int:
         "first report = the first build_report with no per-ticket facts kept (it replays every"
         " ticket it reads and keeps their facts, as after a full sync); report = the steady state:"
         " build_report for the period and its previous period, best of"
-        f" {args.repeat}, reading the settled cells (b24desk/kpi/cells.py) that hold 'in cells' of their"
-        " tickets; no cells = the same report reading every ticket (the engine before the cells), same"
+        f" {args.repeat}, reading the kept cells (b24desk/kpi/cells.py) that hold 'in cells' of their"
+        " tickets (settled ones, and a month's others as of its end); no cells = the same report reading every ticket (the engine before the cells), same"
         " run; baseline = a Python loop over every ticket and event of the store, same maths,"
         " one run. active = A, the tickets open at some moment of the period."
     )

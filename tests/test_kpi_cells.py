@@ -113,9 +113,19 @@ def test_a_report_from_cells_equals_the_report_of_every_ticket(store, period, co
     assert build(store) > 0
     rp = same(store, period, filters, compare, months)
     if period in (OCT, Q3) and filters is None and compare is None:
-        # no weekly series (the previous period's, or asked): whole months' rollups of every cell
-        assert {c.kind for c in rp.cells_c} == ({cells.ROLLUP} if months else {cells.PIECE})
+        # no weekly series (the previous period's, or asked): whole months' rollups of every cell,
+        # and the last month's as-of cells (the previous period's members live on into this one)
+        assert {c.kind for c in rp.cells_c} == ({cells.ROLLUP, cells.ASOF} if months else {cells.PIECE})
         assert {c.kind for c in rp.cells_p} == {cells.ROLLUP}
+        asof = [c for c in rp.cells_c if c.kind == cells.ASOF]
+        assert all(c.end == rp.period.end and c.piece >= rp.period.start for c in asof)
+        if months:  # their members are not read: their month rows' tallies stand for them
+            ids = {c.id for c in asof}
+            read = {(t["source"], t["source_id"]) for t in rp.loaded.tickets}
+            kept = store.execute(
+                f"select source, source_id from ticket_facts where cell in ({', '.join('?' * len(ids))})", sorted(ids)
+            ).fetchall()
+            assert kept and read.isdisjoint(map(tuple, kept))
     if period in (OCT, Q3) and filters is None and compare is None:  # most of the period's tickets came from cells
         in_cells = sum(c.tally.nC for c in rp.cells_c)
         assert in_cells > rp.report(None)["kpis"]["tickets_total"]["value"] / 2
@@ -130,8 +140,12 @@ def test_a_report_from_cells_equals_the_report_of_every_ticket(store, period, co
 
 def test_cells_hold_only_settled_tickets_and_each_ticket_once(store):
     """A member is closed, created in its cell's piece with its last event before the piece's end,
-    unanswered only with its first-response target passed inside the piece; the cells' counts are
-    their members; a second build finds nothing to do."""
+    unanswered only with its first-response target passed inside the piece; or, in an as-of cell,
+    created in its whole month with its log going on past the month's end and its row as of that
+    end kept under its facts' ``ver``; the cells' counts are their members; a second build finds
+    nothing to do."""
+    import marshal
+
     report(store)
     assert build(store) == members(store) > 0
     assert build(store) == 0
@@ -139,16 +153,27 @@ def test_cells_hold_only_settled_tickets_and_each_ticket_once(store):
     tz = cells.zone_of(env.ctx)
     rows = store.execute(
         "select c.kind, t.created_at, f.state, f.last_at, f.first_reply, f.priority, c.piece, c.piece_end, c.source,"
-        " c.agent, f.resp_end, t.source, f.resolution_at from ticket_facts f join tickets t using (portal, source, source_id)"
-        " join settled_cells c on c.id = f.cell"
+        " c.agent, f.resp_end, t.source, f.resolution_at, m.month_end, m.ver = f.ver, m.facts"
+        " from ticket_facts f join tickets t using (portal, source, source_id)"
+        " join settled_cells c on c.id = f.cell left join ticket_facts_month m using (portal, source, source_id)"
     ).fetchall()
     assert len(rows) == members(store)
-    assert {r[0] for r in rows} == {cells.PIECE, cells.MONTH}
-    for kind, created, state, last_at, first_reply, priority, piece, end, source, agent, resp, t_source, res in rows:
+    assert {r[0] for r in rows} == {cells.PIECE, cells.MONTH, cells.ASOF}
+    at = {c: derived.COLUMNS.index(c) for c in ("last_at", "resolution_at", "resp_end")}
+    for kind, created, state, last_at, first_reply, priority, piece, end, *rest in rows:
+        source, agent, resp, t_source, res, month_end, same_ver, month = rest
         own = cells.piece_of(created, tz)
+        first = datetime.fromtimestamp(created, tz).date().replace(day=1)
+        whole = (_midnight(first, tz), _midnight((first + timedelta(days=32)).replace(day=1), tz))
+        if kind == cells.ASOF:  # its month's, as of its end: its log goes on past it
+            assert (piece, end) == whole and month_end == end and same_ver and last_at >= end
+            mrow = marshal.loads(month)
+            assert (mrow[at["last_at"]] or piece) < end and (mrow[at["resolution_at"]] or piece) >= piece
+            assert (source, agent) == (t_source, mrow[at["resp_end"]])
+            continue
+        assert month is None  # a settled ticket's log ends inside its month: no month row
         if kind == cells.MONTH:  # settled in its month, not in its piece (its log goes on past it...)
-            first = datetime.fromtimestamp(created, tz).date().replace(day=1)
-            assert piece == _midnight(first, tz) and end == _midnight((first + timedelta(days=32)).replace(day=1), tz)
+            assert (piece, end) == whole
             assert not cells.settles(created, state, last_at, res, first_reply, priority, own, env.ctx)
         else:
             assert (piece, end) == own
@@ -345,31 +370,46 @@ def test_cells_of_another_context_are_never_read(store):
     assert dump(rp.report(None)) == got
 
 
-def test_a_build_that_meets_a_write_keeps_nothing_of_that_month(store, monkeypatch):
+@pytest.mark.parametrize("kind", ["settled", "asof"])
+def test_a_build_that_meets_a_write_keeps_nothing_of_that_month(store, monkeypatch, kind):
     """A member written between the build's read and its write (its ``ver`` moved): the month's
-    cells are not kept (tried again by the next build), and reports stay exact."""
+    cells of its kind are not kept (tried again by the next build), and reports stay exact."""
     report(store)
-    r = _oct_task(store)
+    october = [ts("2026-10-01 00:00"), ts("2026-11-01 00:00")]
+    if kind == "settled":
+        sid, kinds = _oct_task(store)["source_id"], (cells.PIECE, cells.MONTH, cells.ROLLUP)
+    else:  # a member of October's as-of cells, found by a first build; then no cell is kept
+        build(store)
+        (sid,) = store.execute(
+            "select f.source_id from ticket_facts f join settled_cells c on c.id = f.cell where c.kind = ?"
+            " and f.source = 'task' and c.piece >= ? and c.piece < ? limit 1",
+            [cells.ASOF, *october],
+        ).fetchone()
+        store.execute("delete from settled_cells")
+        store.execute("update ticket_facts set cell = null")
+        store.conn.commit()
+        kinds = (cells.ASOF,)
     real = cells._write
 
     def racing(conn, portal, fp, cfp, rebuilt, made):
-        if any(r["source_id"] in {m[1] for m in g[-1]} for g in made):
+        if any(sid in {m[1] for m in g[-1]} for g in made):
             conn.execute(
                 "update ticket_facts set ver = ver + 1, ctx = null where portal = ? and source = 'task' and source_id = ?",
-                [PORTAL, r["source_id"]],
+                [PORTAL, sid],
             )
             conn.commit()
         return real(conn, portal, fp, cfp, rebuilt, made)
 
     monkeypatch.setattr(cells, "_write", racing)
     build(store)
-    october = store.execute(
-        "select count(*) from settled_cells where piece >= ? and piece < ?",
-        [ts("2026-10-01 00:00"), ts("2026-11-01 00:00")],
+    got = store.execute(
+        f"select count(*) from settled_cells where piece >= ? and piece < ? and kind in ({', '.join('?' * len(kinds))})",
+        [*october, *kinds],
     ).fetchone()[0]
-    assert october == 0 and store.execute("select count(*) from settled_cells").fetchone()[0] > 0
+    assert got == 0 and store.execute("select count(*) from settled_cells").fetchone()[0] > 0
     monkeypatch.setattr(cells, "_write", real)
     same(store, OCT)
+    same(store, OCT, months=True)
 
 
 def test_pieces_are_weeks_cut_at_month_starts():
@@ -452,11 +492,15 @@ def test_a_build_behind_a_writer_keeps_nothing_and_tries_again_later(store, tmp_
     (pages,) = store.execute("pragma page_count").fetchone()
     store.execute(f"pragma max_page_count = {pages}")
     try:
-        assert cells.build(store, PORTAL, ctx, *YEAR) == 0
+        kept = cells.build(store, PORTAL, ctx, *YEAR)
     finally:
         store.execute("pragma max_page_count = 1073741823")
-    assert store.execute("select count(*) from settled_cells").fetchone()[0] == 0 and members(store) == 0
+    # the piece and month cells need new pages: none kept; a month's few as-of cells may fit in
+    # the pages' free space (kept whole and exact, or not at all)
+    assert store.execute("select count(*) from settled_cells where kind != ?", [cells.ASOF]).fetchone()[0] == 0
+    assert members(store) == kept
     same(store, OCT)
+    same(store, OCT, months=True)
     assert cells.build(store, PORTAL, ctx, *YEAR) > 0
     same(store, OCT)
 
@@ -503,12 +547,50 @@ def test_a_window_with_a_ticket_without_facts_row_reads_no_cells(store, caplog):
     with store.atomic():
         store.execute(
             "delete from ticket_facts where (portal, source, source_id) in (select portal, source, source_id"
-            " from ticket_facts where created_at >= ? and created_at < ? and cell is null limit 1)",
+            # one outside the cells if there is one (the as-of cells may hold every other ticket)
+            " from ticket_facts where created_at >= ? and created_at < ? order by cell is not null limit 1)",
             [ts("2026-10-01 00:00"), ts("2026-11-01 00:00")],
         )
     rp = ReportPass(store, PORTAL, *OCT, config=CONFIG, cells=True)
     assert not rp.loaded.cells and "ticket_facts incomplete" in caplog.text
     assert dump(rp.report("agent")) == dump(reference(store, OCT, None, "agent"))
+
+
+def test_an_asof_cell_tells_the_last_period_ending_at_its_months_end_only(store):
+    """A month's as-of cells (its tickets whose log goes on past its end, as of that end) are read
+    for a period ending there, a month or longer, never for a previous period (their members live
+    on into the next) nor a period ending elsewhere; a member written makes its cell stale (not
+    the month's rollups, which hold none), the reports stay equal to the replay, and the next
+    build makes it anew."""
+    report(store)
+    assert build(store) > 0
+    nov = ("2026-11-01", "2026-12-01")
+    for period in (OCT, ("2026-09-01", "2026-11-01"), nov, ("2026-10-01", "2026-10-20")):
+        rp = same(store, period, months=True)
+        asof = [c for c in rp.cells_c if c.kind == cells.ASOF]
+        assert not any(c.kind == cells.ASOF for c in rp.cells_p)
+        if period[1] == "2026-11-01":
+            assert asof and {(c.piece, c.end) for c in asof} == {(ts("2026-10-01 00:00"), ts("2026-11-01 00:00"))}
+        else:
+            assert not asof
+    rp = same(store, OCT, months=True)
+    (cell, sid) = store.execute(
+        "select f.cell, f.source_id from ticket_facts f join settled_cells c on c.id = f.cell where c.kind = ?"
+        " and c.piece = ? limit 1",
+        [cells.ASOF, ts("2026-10-01 00:00")],
+    ).fetchone()
+    store.execute(
+        "update tickets set rating = coalesce(rating, 0) % 5 + 1 where portal = ? and source_id = ?", [PORTAL, sid]
+    )
+    store.conn.commit()
+    assert store.execute("select stale from settled_cells where id = ?", [cell]).fetchone()[0] == 1
+    assert not store.execute("select count(*) from settled_cells where stale = 1 and kind != ?", [cells.ASOF]).fetchone()[0]
+    rp = same(store, OCT, months=True)
+    assert cell not in {c.id for c in rp.cells_c} and cells.ROLLUP in {c.kind for c in rp.cells_c}
+    assert build(store) > 0
+    assert not store.execute("select count(*) from settled_cells where stale = 0 and id = ?", [cell]).fetchone()[0]
+    rp = same(store, OCT, months=True)
+    assert cells.ASOF in {c.kind for c in rp.cells_c}
 
 
 def test_a_cells_value_lists_are_kept_sorted(store):
@@ -538,7 +620,8 @@ def test_a_months_rollup_stands_for_its_cells_until_one_of_them_changes(store):
     report(store)
     assert build(store) > 0
     rp = same(store, Q3, months=True)
-    assert {c.kind for c in rp.cells_c} == {cells.ROLLUP} and len({c.piece for c in rp.cells_c}) == 3
+    rolled = {c.piece for c in rp.cells_c if c.kind == cells.ROLLUP}
+    assert {c.kind for c in rp.cells_c} == {cells.ROLLUP, cells.ASOF} and len(rolled) == 3
     aug = (ts("2026-08-01 00:00"), ts("2026-09-01 00:00"))
     (cell, sid) = store.execute(
         "select f.cell, f.source_id from ticket_facts f join settled_cells c on c.id = f.cell"
@@ -559,7 +642,7 @@ def test_a_months_rollup_stands_for_its_cells_until_one_of_them_changes(store):
     assert cell not in cells.member_cells(rp.cells_c)
     assert build(store) > 0
     rp = same(store, Q3, months=True)
-    assert {c.kind for c in rp.cells_c} == {cells.ROLLUP}
+    assert {c.kind for c in rp.cells_c} == {cells.ROLLUP, cells.ASOF}
     # a cell of the month made stale while its rollup is being made: nothing kept, next time
     ctx = ReportEnv(store, PORTAL, CONFIG).ctx
     store.execute("update settled_cells set stale = 1 where kind = 'rollup' and piece = ?", [aug[0]])

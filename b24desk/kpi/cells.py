@@ -105,8 +105,8 @@ def any_valid(conn, portal: str, ctx: Context, start: int, end: int) -> bool:
         return False
     row = conn.execute(
         f"select 1 from {TABLE} where portal = ? and fp = ? and piece >= ? and piece < ? and stale = 0"
-        " and layout = ? and piece_end <= ? limit 1",
-        [portal, cell_fp(ctx), start, end, LAYOUT, end],
+        " and layout = ? and piece_end <= ? and kind != ? limit 1",
+        [portal, cell_fp(ctx), start, end, LAYOUT, end, ASOF],
     ).fetchone()
     return row is not None
 
@@ -120,6 +120,7 @@ def usable(conn, portal: str, ctx: Context, fp: str, spans, src) -> list[Cell]:
         return []
     tz = zone_of(ctx)
     out = []
+    last = max(end for _start, end, _months in spans) if spans else None
     for start, end, months in spans:
         inside = pieces(start, end, tz)
         if not inside:
@@ -136,13 +137,16 @@ def usable(conn, portal: str, ctx: Context, fp: str, spans, src) -> list[Cell]:
             sql += f" and source in ({', '.join('?' * len(src))})"
             params += src
         rows = conn.execute(sql, params).fetchall()
+        # an as-of cell tells a period ending at its month's end only, and only the window's last
+        # one: its members' lives go on past it (an earlier period's, the later one needs them)
+        rows = [r for r in rows if r[1] != ASOF or (r[3] == end == last)]
         # a whole month with a valid rollup reads it instead of its cells (a valid rollup's parts
-        # are every valid cell of its month: any change to them makes it stale, build_rollups)
+        # are every valid piece and month cell of its month: any change to them makes it stale)
         rolled = sorted((r[2], r[3]) for r in rows if r[1] == ROLLUP)
         starts = [a for a, _b in rolled]
         chosen = {}
         for row in rows:
-            if row[1] != ROLLUP and rolled:
+            if row[1] in (PIECE, MONTH) and rolled:
                 i = bisect_right(starts, row[2]) - 1
                 if i >= 0 and row[2] < rolled[i][1]:
                     continue  # in its month's rollup
@@ -190,8 +194,10 @@ _LIGHT_FACTS = ("state", "last_at", "resolution_at", "first_reply", "priority")
 _LIGHT = "t.created_at, f.cell, f.gap, " + ", ".join(f"f.{c}" for c in _LIGHT_FACTS)
 # cell kinds: a piece's settled tickets; a whole month's settled tickets that are not settled in
 # their piece (their log goes on past its end): for reports with no weekly series; a whole month's
-# piece and month cells merged per source and responsible (build_rollups): for those reports too
-PIECE, MONTH, ROLLUP = "piece", "month", "rollup"
+# piece and month cells merged per source and responsible (build_rollups): for those reports too;
+# a whole month's tickets whose log goes on past its end, tallied as of that end from their month
+# rows (derived.month_row): for a report with no weekly series whose window ends there
+PIECE, MONTH, ROLLUP, ASOF = "piece", "month", "rollup", "asof"
 
 
 def _rows(conn, portal: str, fp: str, start: int, end: int, cols: str):
@@ -235,6 +241,7 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause:
             time.sleep(pause)
         kept += _build_month(conn, portal, ctx, fp, tz, a, b, month)
         if month is not None:
+            kept += _build_asof(conn, portal, ctx, fp, *month)
             build_rollups(conn, portal, ctx, *month)
     return kept
 
@@ -252,7 +259,7 @@ def build_rollups(conn, portal: str, ctx: Context, start: int, end: int) -> int:
         return 0
     groups: dict = {}
     for id_, source, agent, n, blob in conn.execute(
-        f"select id, source, agent, n, tally {base} and kind != ? and piece_end <= ?", params + [ROLLUP, end]
+        f"select id, source, agent, n, tally {base} and kind in (?, ?) and piece_end <= ?", params + [PIECE, MONTH, end]
     ):
         g = groups.get((source, agent))
         if g is None:
@@ -268,7 +275,7 @@ def build_rollups(conn, portal: str, ctx: Context, start: int, end: int) -> int:
         conn.execute("BEGIN IMMEDIATE")
         try:
             ids = sorted(i for _t, parts, _n in groups.values() for i in parts)
-            now = [r[0] for r in conn.execute(f"select id {base} and kind != ? order by id", params + [ROLLUP])]
+            now = [r[0] for r in conn.execute(f"select id {base} and kind in (?, ?) order by id", params + [PIECE, MONTH])]
             if now != ids:  # the month's cells changed since they were read: next time
                 conn.execute("ROLLBACK")
                 return 0
@@ -323,8 +330,8 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
     cfp = cell_fp(ctx, fp)
     for id_, kind, piece, n, kept_fp, layout, stale in conn.execute(
         f"select id, kind, piece, n, fp, layout, stale from {TABLE} where portal = ? and piece >= ? and piece < ?"
-        " and kind != ?",
-        [portal, lo, hi, ROLLUP],
+        " and kind in (?, ?)",
+        [portal, lo, hi, PIECE, MONTH],
     ):
         if kept_fp == cfp and layout == LAYOUT and not stale:
             valid.setdefault((kind, piece), {})[id_] = n
@@ -381,6 +388,74 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
             getattr(tally, name).sort()
         made.append((kind, a, b, source, agent, tally, members))
     return _write(conn, portal, fp, cfp, sorted(rebuild), made)
+
+
+def _build_asof(conn, portal: str, ctx: Context, fp: str, start: int, end: int) -> int:
+    """Make anew the as-of cells of the whole month ``[start, end)`` unless they hold exactly its
+    tickets that qualify: created in it, their log going on past its end, their month row
+    (derived.month_row) kept under ``fp`` with their facts row's ``ver``, their gap known, and
+    their facts as of ``end`` the same for every period ending there that starts at or before
+    ``start`` (no resolution stamped before the month: clock skew). A report of such a period
+    merges them instead of reading some 10k tickets and month rows (a month at 3M tickets).
+    A member written since makes its cell stale (its ``ver`` is bumped, cells_triggers), so the
+    last month's cells go stale while its tickets are still worked, and are made again here."""
+    valid, other = {}, False
+    for id_, n, kept_fp, layout, stale in conn.execute(
+        f"select id, n, fp, layout, stale from {TABLE} where portal = ? and kind = ? and piece = ?",
+        [portal, ASOF, start],
+    ):
+        if kept_fp == cell_fp(ctx, fp) and layout == LAYOUT and not stale:
+            valid[id_] = n
+        else:
+            other = True
+    cols = ", ".join(f"t.{c}" for c in TICKET_COLUMNS) + ", f.ver, f.cell, f.gap, m.facts"
+    n = len(TICKET_COLUMNS)
+    try:
+        rows = conn.execute(
+            f"select {cols} from tickets t join {derived.TABLE} f on f.portal = t.portal and f.source = t.source"
+            f" and f.source_id = t.source_id join {derived.MONTH_TABLE} m on m.portal = f.portal"
+            " and m.source = f.source and m.source_id = f.source_id where t.portal = ? and t.created_at >= ?"
+            " and t.created_at < ? and coalesce(t.deleted, 0) = 0 and f.ctx = ? and f.gap is not null"
+            " and m.ctx = f.ctx and m.ver = f.ver and m.month_end = ?",
+            [portal, start, end, fp, end],
+        ).fetchall()
+    except sqlite3.OperationalError:  # a store not migrated: no month rows
+        return 0
+    picked = []  # (ticket, ver, cell, facts as of end)
+    for row in rows:
+        try:
+            mrow = marshal.loads(row[-1])
+        except (ValueError, EOFError, TypeError):
+            continue  # another Python's marshal: read one by one
+        if type(mrow) is not tuple or len(mrow) != len(derived.COLUMNS):
+            continue
+        t = dict(zip(TICKET_COLUMNS, row[:n]))
+        t["gap"] = row[n + 2]
+        resolution_at = mrow[_RESOLUTION_AT]
+        if resolution_at is not None and resolution_at < start:
+            continue  # R would depend on the period's start
+        f = derived.read_off(t, mrow, start, end, ctx)
+        if f is None or f is derived.REPLAY:
+            continue
+        picked.append((t, row[n], row[n + 1], f))
+    if not other and sum(valid.values()) == len(picked) and all(p[2] in valid for p in picked):
+        return 0
+    groups: dict = {}
+    for t, ver, _cell, f in picked:
+        g = groups.get((t["source"], f.resp_end))
+        if g is None:
+            g = groups[(t["source"], f.resp_end)] = (Tally(ctx), [])
+        g[0].add([f])
+        g[1].append((t["source"], t["source_id"], ver))
+    made = []
+    for (source, agent), (tally, members) in groups.items():
+        for name in Tally._VALUES:
+            getattr(tally, name).sort()
+        made.append((ASOF, start, end, source, agent, tally, members))
+    return _write(conn, portal, fp, cell_fp(ctx, fp), [(ASOF, start)], made)
+
+
+_RESOLUTION_AT = derived.COLUMNS.index("resolution_at")
 
 
 def _write(conn, portal: str, fp: str, cfp: str, rebuilt: list, made: list) -> int:
