@@ -183,13 +183,22 @@ def _ccei(report: dict, lang: str) -> dict | None:
     }
 
 
+# a CCEI term (b24desk/kpi/ccei.py TERM_WEIGHTS) that is a KPI under another key
+_CCEI_TERM_KPIS = {"fcr": "fcr_share", "frt": "first_response_time", "aht": "handle_time", "resolution": "resolution_time"}
+
+
 def _left_out_label(x: str, lang: str) -> str:
-    """A CCEI input left out: its KPI or component name in words, never ``quality.ces``."""
+    """A CCEI input left out: its KPI, term or component name in words, never ``quality.ces`` nor
+    ``efficiency.resolution``."""
     part = x.rsplit(".", 1)[-1]
+    part = _CCEI_TERM_KPIS.get(part, part) if "." in x else part
     if part in labels.KPIS:
         return present.kpi_label(part, lang)
-    named = t(part, lang)
-    return named if named != part else part.replace("_", " ")
+    for key in (f"ccei_term.{part}", part):
+        named = t(key, lang)
+        if named != key:
+            return named
+    return part.replace("_", " ")
 
 
 def _trend(ch: dict, lang: str) -> dict:

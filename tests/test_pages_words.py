@@ -46,6 +46,7 @@ RAW_IDS = {"openlines", "livechat", "telegrambot", "whatsappbyedna", "vkgroup", 
 LATIN_OK = {
     "csat",
     "nps",
+    "enps",
     "ces",
     "fcr",
     "ccei",
@@ -215,3 +216,17 @@ def test_the_checker_catches_keys():
     assert offenders("Dialog", "ru") == ["Dialog"]
     assert not offenders("Время первого ответа, CSAT 80 %, Telegram", "ru")
     assert not offenders(labels.kpi_label("csat", "en"), "en")
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+def test_every_ccei_input_left_out_is_named_in_words(lang):
+    """The CCEI's "left out" names each missing component and term in words (a period with no
+    resolved ticket left ``efficiency.resolution`` out, shown as "resolution" on a Russian page)."""
+    from b24desk.kpi.ccei import TERM_WEIGHTS
+    from reports.dashboard import _ccei
+
+    keys = list(TERM_WEIGHTS) + [f"{c}.{k}" for c, terms in TERM_WEIGHTS.items() for k in terms]
+    got = _ccei({"ccei": {"value": 50.0, "components": {}, "left_out": keys}}, lang)["left_out"]
+    assert len(got) == len(keys) and not offenders(", ".join(got), lang), got
+    terms = {k for t in TERM_WEIGHTS.values() for k in t}  # "frt", "resolution": no term shown as its key
+    assert not {label.lower() for label in got} & terms, got

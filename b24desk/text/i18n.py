@@ -65,6 +65,11 @@ MESSAGES = {
     "efficiency": ("Эффективность", "Efficiency"),
     "business": ("Бизнес", "Business"),
     "left_out": ("Не учтено (нет данных)", "Left out (no input)"),
+    # the CCEI's terms that are no KPI of their own (b24desk/kpi/ccei.py TERM_WEIGHTS), as "left out"
+    "ccei_term.retention": ("Удержание клиентов", "Customer retention"),
+    "ccei_term.feedback_quality": ("Качество обратной связи", "Feedback quality"),
+    "ccei_term.enps": ("eNPS команды", "Team eNPS"),
+    "ccei_term.turnover": ("Текучесть персонала", "Staff turnover"),
     "drilldown": ("Заявки за показателем", "Tickets behind the number"),
     "close": ("Закрыть", "Close"),
     "open_in_bitrix": ("Открыть в Битрикс24", "Open in Bitrix24"),
