@@ -459,7 +459,8 @@ def main(argv=None) -> int:
         " ticket it reads and keeps their facts, as after a full sync); report = the steady state:"
         " build_report for the period and its previous period, best of"
         f" {args.repeat}, reading the kept cells (b24desk/kpi/cells.py) that hold 'in cells' of their"
-        " tickets (settled ones, and a month's others as of its end); no cells = the same report reading every ticket (the engine before the cells), same"
+        " tickets (settled ones, and a month's others as of its end); no cells = the same report"
+        " reading every ticket (the engine before the cells), same"
         " run; baseline = a Python loop over every ticket and event of the store, same maths,"
         " one run. active = A, the tickets open at some moment of the period."
     )

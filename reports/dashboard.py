@@ -184,7 +184,12 @@ def _ccei(report: dict, lang: str) -> dict | None:
 
 
 # a CCEI term (b24desk/kpi/ccei.py TERM_WEIGHTS) that is a KPI under another key
-_CCEI_TERM_KPIS = {"fcr": "fcr_share", "frt": "first_response_time", "aht": "handle_time", "resolution": "resolution_time"}
+_CCEI_TERM_KPIS = {
+    "fcr": "fcr_share",
+    "frt": "first_response_time",
+    "aht": "handle_time",
+    "resolution": "resolution_time",
+}
 
 
 def _left_out_label(x: str, lang: str) -> str:

@@ -584,7 +584,9 @@ def test_an_asof_cell_tells_the_last_period_ending_at_its_months_end_only(store)
     )
     store.conn.commit()
     assert store.execute("select stale from settled_cells where id = ?", [cell]).fetchone()[0] == 1
-    assert not store.execute("select count(*) from settled_cells where stale = 1 and kind != ?", [cells.ASOF]).fetchone()[0]
+    assert not store.execute(
+        "select count(*) from settled_cells where stale = 1 and kind != ?", [cells.ASOF]
+    ).fetchone()[0]
     rp = same(store, OCT, months=True)
     assert cell not in {c.id for c in rp.cells_c} and cells.ROLLUP in {c.kind for c in rp.cells_c}
     assert build(store) > 0

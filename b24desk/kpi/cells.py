@@ -275,7 +275,9 @@ def build_rollups(conn, portal: str, ctx: Context, start: int, end: int) -> int:
         conn.execute("BEGIN IMMEDIATE")
         try:
             ids = sorted(i for _t, parts, _n in groups.values() for i in parts)
-            now = [r[0] for r in conn.execute(f"select id {base} and kind in (?, ?) order by id", params + [PIECE, MONTH])]
+            now = [
+                r[0] for r in conn.execute(f"select id {base} and kind in (?, ?) order by id", params + [PIECE, MONTH])
+            ]
             if now != ids:  # the month's cells changed since they were read: next time
                 conn.execute("ROLLBACK")
                 return 0
