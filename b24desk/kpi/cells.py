@@ -11,7 +11,10 @@ tally (engine.Tally) does not depend on the period either. This module keeps the
 tickets per piece, source and responsible (``settled_cells``); a report of whole pieces merges
 the cells and reads only the other tickets: the same maths over the same facts, summed in
 another order. A piece is also a window of the dashboard's weekly series (weeks cut at the
-period's bounds), whose counts and durations a cell's tally holds too.
+period's bounds), whose counts and durations a cell's tally holds too. A whole month's *as-of*
+cells hold its other tickets, those whose log goes on past its end, as of that end (their month
+rows, derived.month_row): the same facts for every period ending there that starts at or before
+the month, read for a report's last period only (:func:`_build_asof`).
 
 Exactness. A ticket is in one cell at most (``ticket_facts.cell``). Triggers mark a cell stale
 when a member is written (its facts row's ``ver`` bumped, its score or customer changed, its row

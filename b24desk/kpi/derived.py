@@ -25,6 +25,7 @@ becomes one weighted fact (engine ``weight``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -32,6 +33,7 @@ import marshal
 import sqlite3
 from bisect import bisect_right
 from datetime import datetime
+from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 from ..model import OPEN
@@ -352,16 +354,25 @@ def dormant(conn, portal: str, before: int, ends: list[int], fp: str, src_sql: s
     stand_in = [bounds[0] - 1] + bounds
     out = []
     for row in conn.execute(sql, [portal, fp, before, before] + src_params):
-        resp, own, priority, typ, channel, line, source = json.loads(row[0])
-        head, dims = (resp, own), (priority, typ, source, channel, line)
-        total, with_deadline, cum = row[1], row[2], row[3:]
+        resp, own, priority, typ, channel, line, source = _dkey(row[0])
+        total, with_deadline = row[1], row[2]
         if total > with_deadline:
-            out.append(head + (-1,) + dims + (None, total - with_deadline))
+            out.append((resp, own, -1, priority, typ, source, channel, line, None, total - with_deadline))
+        if not with_deadline:
+            continue
+        cum = row[3:]
         counts = [cum[0]] + [b - a for a, b in zip(cum, cum[1:])] + [with_deadline - cum[-1]]
         for i, n in enumerate(counts):
             if n:
-                out.append(head + (i,) + dims + (stand_in[i], n))
+                out.append((resp, own, i, priority, typ, source, channel, line, stand_in[i], n))
     return out
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _dkey(dkey: str) -> tuple:
+    """A ``dkey`` (store.m_kpi_facts_001: a JSON array) as a tuple, decoded once per process: a
+    store with 50 years of never-closed tickets has a thousand groups, read at every report."""
+    return tuple(json.loads(dkey))
 
 
 # the columns of a dormant() row a filter or a group may read, besides the responsible
@@ -373,10 +384,10 @@ def dormant_facts(rows: list, end: int, dims=()) -> list[Facts]:
     deadline class and value of the ``dims`` (of DORMANT_DIMS) a filter or group reads; other
     columns are summed over (None), so a page without breakdowns makes a few hundred facts, not
     one per open ticket."""
-    idx = [3 + DORMANT_DIMS.index(d) for d in dims]
+    key_of = itemgetter(0, 1, 2, *(3 + DORMANT_DIMS.index(d) for d in dims))
     merged: dict = {}
     for row in rows:
-        key = (row[0], row[1], row[2]) + tuple(row[i] for i in idx)
+        key = key_of(row)
         m = merged.get(key)
         if m is None:
             merged[key] = [row, row[8], row[9]]
