@@ -272,6 +272,8 @@ def build_rollups(conn, portal: str, ctx: Context, start: int, end: int) -> int:
         g[2][0] += n
     if not groups:
         return 0
+    # made before the write lock is taken (sorting, merging the customers' lists, marshalling)
+    blobs = {key: marshal.dumps(_sorted(tally).state()) for key, (tally, _parts, _n) in groups.items()}
     (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
     try:
         conn.execute("PRAGMA busy_timeout = 200")
@@ -285,14 +287,12 @@ def build_rollups(conn, portal: str, ctx: Context, start: int, end: int) -> int:
                 conn.execute("ROLLBACK")
                 return 0
             conn.execute(f"delete from {TABLE} where portal = ? and kind = ? and piece = ?", [portal, ROLLUP, start])
-            for (source, agent), (tally, parts, n) in groups.items():
-                for name in Tally._VALUES:
-                    getattr(tally, name).sort()
+            for (source, agent), (_tally, parts, n) in groups.items():
                 conn.execute(
                     f"insert into {TABLE} (portal, fp, layout, kind, piece, piece_end, source, agent, n, tally, stale,"
                     " parts) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
                     [portal, cfp, LAYOUT, ROLLUP, start, end, source, agent, n[0],
-                     marshal.dumps(tally.state()), json.dumps(parts)],
+                     blobs[(source, agent)], json.dumps(parts)],
                 )  # fmt: skip
             conn.execute("COMMIT")
         except BaseException:
@@ -389,9 +389,7 @@ def _build_month(conn, portal, ctx, fp, tz, start, end, month) -> int:
         g[0].add([f])
         g[1].append((t["source"], t["source_id"], row[n]))
     for ((kind, a, b), source, agent), (tally, members) in groups.items():
-        for name in Tally._VALUES:  # kept sorted: a report's sort of merged cells finds the runs
-            getattr(tally, name).sort()
-        made.append((kind, a, b, source, agent, tally, members))
+        made.append((kind, a, b, source, agent, _sorted(tally), members))
     return _write(conn, portal, fp, cfp, sorted(rebuild), made)
 
 
@@ -404,12 +402,12 @@ def _build_asof(conn, portal: str, ctx: Context, fp: str, start: int, end: int) 
     merges them instead of reading some 10k tickets and month rows (a month at 3M tickets).
     A member written since makes its cell stale (its ``ver`` is bumped, cells_triggers), so the
     last month's cells go stale while its tickets are still worked, and are made again here."""
-    valid, other = {}, False
+    valid, other, cfp = {}, False, cell_fp(ctx, fp)
     for id_, n, kept_fp, layout, stale in conn.execute(
         f"select id, n, fp, layout, stale from {TABLE} where portal = ? and kind = ? and piece = ?",
         [portal, ASOF, start],
     ):
-        if kept_fp == cell_fp(ctx, fp) and layout == LAYOUT and not stale:
+        if kept_fp == cfp and layout == LAYOUT and not stale:
             valid[id_] = n
         else:
             other = True
@@ -454,10 +452,8 @@ def _build_asof(conn, portal: str, ctx: Context, fp: str, start: int, end: int) 
         g[1].append((t["source"], t["source_id"], ver))
     made = []
     for (source, agent), (tally, members) in groups.items():
-        for name in Tally._VALUES:
-            getattr(tally, name).sort()
-        made.append((ASOF, start, end, source, agent, tally, members))
-    return _write(conn, portal, fp, cell_fp(ctx, fp), [(ASOF, start)], made)
+        made.append((ASOF, start, end, source, agent, _sorted(tally), members))
+    return _write(conn, portal, fp, cfp, [(ASOF, start)], made)
 
 
 _RESOLUTION_AT = derived.COLUMNS.index("resolution_at")
@@ -507,6 +503,14 @@ def _write(conn, portal: str, fp: str, cfp: str, rebuilt: list, made: list) -> i
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
     return kept
+
+
+def _sorted(tally: Tally) -> Tally:
+    """``tally`` with its value lists sorted in place, as a cell keeps them (a report's sort of
+    merged cells finds the runs)."""
+    for name in Tally._VALUES:
+        getattr(tally, name).sort()
+    return tally
 
 
 class _Changed(Exception):
