@@ -540,6 +540,13 @@ def m_kpi_journal_002(db: Database) -> None:
     journal_triggers(db)
 
 
+def _add_column(db: Database, table: str, column: str, decl: str) -> None:
+    """Add ``column`` (``decl``: its type and constraints) to ``table`` unless it has it (a migration
+    run on a store that already has it, or run again)."""
+    if column not in db[table].columns_dict:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
 def _create_triggers(db: Database, trig: dict) -> None:
     """(Re)create each trigger of ``trig`` (name -> body)."""
     for name, body in trig.items():
@@ -850,8 +857,7 @@ def m_settled_cells_001(db: Database) -> None:
     was made anew never counts as one of the new cell's members."""
     if "ticket_facts" not in db.table_names():
         return
-    if "cell" not in db["ticket_facts"].columns_dict:
-        db.execute("ALTER TABLE ticket_facts ADD COLUMN cell INTEGER")
+    _add_column(db, "ticket_facts", "cell", "INTEGER")
     db.execute(
         "CREATE TABLE IF NOT EXISTS settled_cells (id INTEGER PRIMARY KEY AUTOINCREMENT, portal TEXT NOT NULL,"
         " fp TEXT NOT NULL, layout INTEGER NOT NULL, piece INTEGER NOT NULL, piece_end INTEGER NOT NULL,"
@@ -865,8 +871,8 @@ def m_settled_cells_001(db: Database) -> None:
 def m_settled_cells_002(db: Database) -> None:
     """Cells of a whole month (kpi/cells.py ``kind`` = ``month``): the month's settled tickets that
     are not settled in their piece, for reports that draw no weekly series."""
-    if "settled_cells" in db.table_names() and "kind" not in db["settled_cells"].columns_dict:
-        db.execute("ALTER TABLE settled_cells ADD COLUMN kind TEXT NOT NULL DEFAULT 'piece'")
+    if "settled_cells" in db.table_names():
+        _add_column(db, "settled_cells", "kind", "TEXT NOT NULL DEFAULT 'piece'")
 
 
 @migrations()
@@ -946,8 +952,7 @@ def m_repeat_gaps_001(db: Database) -> None:
     still to fill."""
     if "ticket_facts" not in db.table_names() or "tickets" not in db.table_names():
         return
-    if "gap" not in db["ticket_facts"].columns_dict:
-        db.execute("ALTER TABLE ticket_facts ADD COLUMN gap INTEGER")
+    _add_column(db, "ticket_facts", "gap", "INTEGER")
     db.execute(
         "CREATE INDEX IF NOT EXISTS tickets_customer ON tickets (portal, customer, created_at)"
         " WHERE coalesce(deleted, 0) = 0"
@@ -1009,8 +1014,7 @@ def m_settled_cells_004(db: Database) -> None:
     responsible, ``parts`` naming them; found by ``settled_cells_kind`` (the triggers' seek)."""
     if "settled_cells" not in db.table_names():
         return
-    if "parts" not in db["settled_cells"].columns_dict:
-        db.execute("ALTER TABLE settled_cells ADD COLUMN parts TEXT")
+    _add_column(db, "settled_cells", "parts", "TEXT")
     db.execute("CREATE INDEX IF NOT EXISTS settled_cells_kind ON settled_cells (portal, kind, piece)")
     rollup_triggers(db)
 
