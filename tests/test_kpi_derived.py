@@ -741,6 +741,144 @@ def test_a_written_ticket_the_pass_counted_in_sql_leaves_its_count(store, filter
     assert ("task", "d0") in rp.loaded.by_key() and ("task", "d0") not in rp.loaded.dormant_keys
 
 
+def _kept_start(db, period=OCT):
+    """A pass of ``period``, the start its load counts the dormant tickets for, and the context's digest."""
+    rp = ReportPass(db, PORTAL, *period, config=CONFIG)
+    return rp, min(rp.prev.start, rp.period.start), derived.fingerprint(rp.env.ctx)
+
+
+def _dormant_reads(db) -> list:
+    """The statements that count the dormant tickets in SQL or check every open ticket has its row,
+    from now on (``db.conn.set_trace_callback(None)`` ends it)."""
+    reads: list = []
+    marks = ("group by f.dkey", "from tickets where portal = ? and closed_at is null),")
+    db.conn.set_trace_callback(lambda sql: reads.append(sql) if any(m in sql for m in marks) else None)
+    return reads
+
+
+@pytest.mark.parametrize("filters", [None, {"source": "tasks"}, {"agent": AGENT}])
+def test_dormant_counts_kept_for_a_start_equal_the_count_in_sql_and_serve_its_reports(store, filters):
+    """derived.keep_dormant keeps, per group, what the count in SQL gives for any ends and sources;
+    a report starting there reads that row instead (no scan of the never-closed tickets, no
+    completeness check) and equals the replay; the settled cells' build keeps one per whole month."""
+    from b24desk.kpi import cells
+    from b24desk.kpi.load import source_clause
+
+    report(store)
+    rp, start, fp = _kept_start(store)
+    conn = store.conn
+    assert derived.kept_dormant(conn, PORTAL, fp, start) is None and rp.loaded.dormant_rows
+    assert derived.keep_dormant(store, PORTAL, fp, start)
+    kept = derived.kept_dormant(conn, PORTAL, fp, start)
+    assert sum(n for _, n, _ in kept) > 27  # the look-alikes and the generator's own
+    sources = [r[0] for r in conn.execute("select distinct source from tickets")]
+    assert len(sources) > 1
+    some_ends = ([rp.prev.end, rp.period.end], [ts("2026-09-20 12:00"), ts("2026-10-10 12:00")], [start + 1])
+    for ends in some_ends:
+        for src in (None, sources[:1], sources[1:], ["nothing"]):
+            src_sql, src_params = source_clause(src, "f.")
+            want = derived.dormant(conn, PORTAL, start, ends, fp, src_sql, src_params)
+            assert derived.dormant_of_kept(kept, ends, src) == want, (ends, src)
+    reads = _dormant_reads(store)
+    got = report(store, OCT, filters)
+    again = ReportPass(store, PORTAL, *OCT, config=CONFIG)
+    conn.set_trace_callback(None)
+    assert not reads
+    assert again.loaded.dormant_rows == rp.loaded.dormant_rows
+    assert dump(got) == dump(reference(store, OCT, filters))
+    # a narrowed selector cannot be told apart in the kept groups: counted in SQL
+    reads = _dormant_reads(store)
+    ReportPass(store, PORTAL, *OCT, filters={"source": "tasks:group=7"}, config=CONFIG)
+    conn.set_trace_callback(None)
+    assert reads
+    # the warmer's build of the settled cells keeps the counts of each whole month's start
+    conn.execute("delete from dormant_kept")
+    conn.commit()
+    tz = cells.zone_of(rp.env.ctx)
+    cells.build(store, PORTAL, rp.env.ctx, ts("2026-08-15 00:00"), ts("2026-11-01 00:00"))
+    befores = {b for (b,) in conn.execute("select before from dormant_kept")}
+    assert befores == {cells.month_of(ts("2026-09-10 00:00"), tz), cells.month_of(ts("2026-10-10 00:00"), tz)}
+
+
+def _old_ticket(db) -> None:
+    """An open ticket created last December and untouched since, brought in by a sync now."""
+    t = Ticket(PORTAL, "task", "o1", type="bug", author_id="c9", customer="c9", responsible_id=AGENT)
+    t.created_at = ts("2025-12-20 10:00")
+    with db.atomic():
+        save_bundles(db, [Bundle(t, [Event(PORTAL, "task", "o1", "e0", "created", t.created_at, "c9")])])
+
+
+DORMANT_WRITES = {
+    "dormant ticket resolved": lambda db: _wake(db, get_ticket(db, PORTAL, "task", "d1")),
+    "dormant ticket's priority": lambda db: _save(db, get_ticket(db, PORTAL, "task", "d5"), priority="critical"),
+    "dormant ticket deleted": lambda db: mark_deleted(db, PORTAL, "task", ["d2"]),
+    "old open ticket brought in": _old_ticket,
+    "open ticket's facts row removed": lambda db: db.execute("delete from ticket_facts where source_id = 'd3'"),
+}
+
+
+@pytest.mark.parametrize("write", sorted(DORMANT_WRITES))
+def test_a_write_to_a_ticket_a_kept_count_may_hold_drops_it_and_reports_stay_exact(store, write):
+    """A write to an open ticket created and last touched before a kept start (or a facts row of
+    an open ticket removed: the row stood for "every open ticket has its row") drops that start's
+    counts; a start before the ticket's life keeps its own; the reports equal the replay."""
+    report(store)
+    rp, start, fp = _kept_start(store)
+    early = ts("2025-11-01 00:00")  # before the look-alikes were created
+    for before in (start, early):
+        assert derived.keep_dormant(store, PORTAL, fp, before)
+    counted = rp.loaded.dormant_rows
+    DORMANT_WRITES[write](store)
+    store.conn.commit()
+    assert derived.kept_dormant(store.conn, PORTAL, fp, start) is None
+    assert (derived.kept_dormant(store.conn, PORTAL, fp, early) is None) == (write == "open ticket's facts row removed")
+    assert dump(report(store)) == dump(reference(store))
+    if write != "open ticket's facts row removed":  # the counts did change: kept ones would be wrong
+        assert ReportPass(store, PORTAL, *OCT, config=CONFIG).loaded.dormant_rows != counted
+    if write == "open ticket's facts row removed":
+        assert not derived.keep_dormant(store, PORTAL, fp, start)  # incomplete: not kept
+        from b24desk.store import facts_placeholders
+
+        facts_placeholders(store, PORTAL)
+        store.conn.commit()
+        report(store)
+    assert derived.keep_dormant(store, PORTAL, fp, start)
+    assert dump(report(store)) == dump(reference(store))
+
+
+def test_a_write_to_a_ticket_worked_since_the_start_leaves_the_kept_counts(store):
+    """Writes to tickets last touched on or after a kept start (a closed October task, a ticket
+    still open and worked since) leave its counts, which stay exact; a store busy with a sync
+    keeps none, and says so."""
+    report(store)
+    rp, start, fp = _kept_start(store)
+    assert derived.keep_dormant(store, PORTAL, fp, start)
+    WRITES["transfer"](store, _oct_task(store))
+    src, sid = store.execute(
+        "select source, source_id from ticket_facts where portal = ? and closed_at is null and ctx is not null"
+        " and last_at >= ? order by last_at limit 1",
+        [PORTAL, start],
+    ).fetchone()
+    r = get_ticket(store, PORTAL, src, sid)
+    _save(store, r, [_ev(r, "x9", "comment", ts("2026-10-20 12:00"), AGENT)])
+    store.conn.commit()
+    assert derived.kept_dormant(store.conn, PORTAL, fp, start) is not None
+    reads = _dormant_reads(store)
+    got = report(store)
+    store.conn.set_trace_callback(None)
+    assert not reads and dump(got) == dump(reference(store))
+    path = store.conn.execute("pragma database_list").fetchone()[2]
+    other = sqlite3.connect(path)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        assert not derived.keep_dormant(store, PORTAL, fp, rp.period.start)
+    finally:
+        other.rollback()
+        other.close()
+    assert derived.kept_dormant(store.conn, PORTAL, fp, rp.period.start) is None
+    assert derived.keep_dormant(store, PORTAL, fp, rp.period.start)
+
+
 def _values(out: dict) -> str:
     return dump({k: [v.value, v.n, v.detail] for k, v in out.items()})
 

@@ -220,7 +220,8 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause:
     since, none made yet), a month at a time, the newest first, ``pause`` seconds between months
     (requests come first); ``stop()`` true ends it between months. ``only``: the months to look at
     (their first instants, :func:`month_of`), None every month. A month whose tickets change while
-    it is read is left for the next call. Returns the tickets now in new cells."""
+    it is read is left for the next call. Each whole month's start gets its dormant counts kept
+    too (derived.keep_dormant). Returns the tickets now in new cells."""
     conn = db.conn
     if TABLE not in _tables(conn):
         return 0
@@ -246,6 +247,7 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause:
         if month is not None:
             kept += _build_asof(conn, portal, ctx, fp, *month)
             build_rollups(conn, portal, ctx, *month)
+            derived.keep_dormant(conn, portal, fp, month[0])
     return kept
 
 

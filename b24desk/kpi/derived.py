@@ -31,7 +31,7 @@ import json
 import logging
 import marshal
 import sqlite3
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from datetime import datetime
 from operator import itemgetter
 from zoneinfo import ZoneInfo
@@ -350,22 +350,105 @@ def dormant(conn, portal: str, before: int, ends: list[int], fp: str, src_sql: s
         f"select f.dkey, count(*), count(f.deadline){before_each} from {TABLE} f indexed by ticket_facts_dormant"
         f" where {_DORMANT_WHERE}{src_sql} group by f.dkey"
     )
+    rows = conn.execute(sql, [portal, fp, before, before] + src_params)
+    return _dormant_rows(((r[0], r[1], r[2], r[3:]) for r in rows), bounds)
+
+
+def _dormant_rows(groups, bounds: list[int]) -> list:
+    """:func:`dormant`'s rows from ``(dkey, tickets, with a deadline, with one before each bound)``
+    per group: one row per deadline class (the tickets on the same side of every bound)."""
     # a deadline standing for each class: the same side of every end as the class's tickets
     stand_in = [bounds[0] - 1] + bounds
     out = []
-    for row in conn.execute(sql, [portal, fp, before, before] + src_params):
-        resp, own, priority, typ, channel, line, source = _dkey(row[0])
-        total, with_deadline = row[1], row[2]
+    for dkey, total, with_deadline, cum in groups:
+        resp, own, priority, typ, channel, line, source = _dkey(dkey)
         if total > with_deadline:
             out.append((resp, own, -1, priority, typ, source, channel, line, None, total - with_deadline))
         if not with_deadline:
             continue
-        cum = row[3:]
         counts = [cum[0]] + [b - a for a, b in zip(cum, cum[1:])] + [with_deadline - cum[-1]]
         for i, n in enumerate(counts):
             if n:
                 out.append((resp, own, i, priority, typ, source, channel, line, stand_in[i], n))
     return out
+
+
+KEPT_TABLE = "dormant_kept"
+
+
+def keep_dormant(db, portal: str, fp: str, before: int) -> bool:
+    """Keep the tickets :func:`dormant` counts for ``before`` (every source), per group with their
+    deadlines, so a report starting there reads one row (:func:`kept_dormant`) instead of
+    scanning every never-closed ticket, however old: 50 years of them cost a month's report as
+    much as its own tickets. Counted and kept under the write lock, so no write falls between;
+    triggers (store.dormant_triggers) drop the row when a ticket it may count is written. Also
+    stands for "every open ticket has its facts row" (:func:`open_rows_complete`, checked here).
+    False when not kept: the store is busy (next time), incomplete or not migrated."""
+    conn = db.conn if hasattr(db, "conn") else db
+    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    try:
+        conn.execute("PRAGMA busy_timeout = 200")  # behind a sync: next time
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if kept_dormant(conn, portal, fp, before) is not None:
+                conn.execute("COMMIT")
+                return True
+            if not open_rows_complete(conn, portal):
+                conn.execute("ROLLBACK")
+                return False
+            groups: list = []
+            for dkey, deadline in conn.execute(
+                f"select f.dkey, f.deadline from {TABLE} f indexed by ticket_facts_dormant where {_DORMANT_WHERE}"
+                " order by f.dkey, f.deadline",
+                [portal, fp, before, before],
+            ):
+                if not groups or groups[-1][0] != dkey:
+                    groups.append([dkey, 0, []])
+                g = groups[-1]
+                g[1] += 1
+                if deadline is not None:
+                    g[2].append(deadline)
+            conn.execute(f"delete from {KEPT_TABLE} where portal = ? and fp != ?", [portal, fp])
+            conn.execute(
+                f"insert into {KEPT_TABLE} (portal, before, fp, counts) values (?, ?, ?, ?)",
+                [portal, before, fp, marshal.dumps([tuple(g) for g in groups])],
+            )
+            conn.execute("COMMIT")
+            return True
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        log.debug("dormant counts of %s not kept for now (%s)", portal, exc)
+        return False
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+
+
+def kept_dormant(conn, portal: str, fp: str, before: int) -> list | None:
+    """The groups :func:`keep_dormant` kept for ``before`` under ``fp`` (``(dkey, tickets,
+    sorted deadlines)``), None when none are (or they are unreadable: another Python's marshal)."""
+    try:
+        row = conn.execute(
+            f"select counts from {KEPT_TABLE} where portal = ? and before = ? and fp = ?", [portal, before, fp]
+        ).fetchone()
+        kept = marshal.loads(row[0]) if row else None
+    except (sqlite3.OperationalError, ValueError, EOFError, TypeError):
+        return None  # not migrated, or unreadable: counted in SQL
+    return kept if type(kept) is list else None
+
+
+def dormant_of_kept(kept: list, ends: list[int], sources: list | None = None) -> list:
+    """:func:`dormant`'s rows from kept groups (:func:`kept_dormant`), for ``ends`` and the ticket
+    ``sources`` a report reads (load.source_values; None: every source)."""
+    bounds = [int(e) for e in sorted(set(ends))]
+    wanted = None if sources is None else set(sources)
+    groups = (
+        (dkey, total, len(deadlines), [bisect_left(deadlines, e) for e in bounds])
+        for dkey, total, deadlines in kept
+        if wanted is None or _dkey(dkey)[6] in wanted
+    )
+    return _dormant_rows(groups, bounds)
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -514,7 +514,11 @@ def _load(
     out = Loaded(db=db, portal=portal)
     missing: list = []
     fp = derived.fingerprint(ctx) if ctx is not None else None
-    dormant = dormant and bool(ends) and fp is not None and derived.open_rows_complete(conn, portal)
+    kept = None  # the dormant counts kept for this start (derived.keep_dormant), if any
+    dormant = dormant and bool(ends) and fp is not None
+    if dormant and source_values(sources) is not False:
+        kept = derived.kept_dormant(conn, portal, fp, start)
+    dormant = dormant and (kept is not None or derived.open_rows_complete(conn, portal))
     if spans and fp is not None and facts_rows_complete(conn, portal, start, end):
         out.cells = cells_mod.usable(conn, portal, ctx, fp, spans, source_values(sources))
     sql, params = candidate_query(
@@ -569,7 +573,10 @@ def _load(
         missing[i] = (t, ver, out.stored[key], derived.month_row(t, events, out.stored[key], ctx))
     if dormant:
         src_sql, src_params = source_clause(sources, "f.")
-        out.dormant_rows = derived.dormant(conn, portal, start, list(ends), fp, src_sql, src_params)
+        if kept is not None:
+            out.dormant_rows = derived.dormant_of_kept(kept, list(ends), source_values(sources))
+        else:
+            out.dormant_rows = derived.dormant(conn, portal, start, list(ends), fp, src_sql, src_params)
         out.dormant_ends = list(ends)
         if dormant_keys:  # for a pass kept to be refreshed (ReportPass.refresh): one row per ticket
             out.dormant_keys = derived.dormant_keys(conn, portal, start, fp, src_sql, src_params)
