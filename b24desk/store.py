@@ -1042,19 +1042,18 @@ def dormant_triggers(db: Database) -> None:
     touched before ``before``) is written, before or after the write, so a write to a ticket worked
     this month leaves the past months' counts alone. A facts row of an open ticket removed takes
     every count of its portal: a kept count also stands for "every open ticket has its row"
-    (derived.open_rows_complete)."""
+    (derived.open_rows_complete). Inserts need none: a row is inserted as a placeholder (no
+    ``ctx``: never counted), and the update that keeps its facts is a write like the others."""
     last = "max(coalesce({r}.last_at, -1), coalesce({r}.created_at, -1))"  # counted for a later before
-    gone = "DELETE FROM dormant_kept WHERE portal = {r}.portal AND before > {at};"
-    # an update: one statement, from the earlier of the row's two states that may be counted
+    # one statement, from the earlier of the row's two states that may be counted
     either = (
         f"min(CASE WHEN OLD.closed_at IS NULL THEN {last.format(r='OLD')} ELSE {_NEVER} END,"
         f" CASE WHEN NEW.closed_at IS NULL THEN {last.format(r='NEW')} ELSE {_NEVER} END)"
     )
     trig = {
-        "kpi_d_facts_ins": "AFTER INSERT ON ticket_facts WHEN NEW.closed_at IS NULL BEGIN"
-        f" {gone.format(r='NEW', at=last.format(r='NEW'))} END",
         "kpi_d_facts_upd": f"AFTER UPDATE OF {', '.join(_DORMANT_COLS)} ON ticket_facts"
-        f" WHEN OLD.closed_at IS NULL OR NEW.closed_at IS NULL BEGIN {gone.format(r='OLD', at=either)} END",
+        " WHEN OLD.closed_at IS NULL OR NEW.closed_at IS NULL BEGIN"
+        f" DELETE FROM dormant_kept WHERE portal = OLD.portal AND before > {either}; END",
         "kpi_d_facts_del": "AFTER DELETE ON ticket_facts WHEN OLD.closed_at IS NULL BEGIN"
         " DELETE FROM dormant_kept WHERE portal = OLD.portal; END",
     }
