@@ -351,17 +351,18 @@ def dormant(conn, portal: str, before: int, ends: list[int], fp: str, src_sql: s
         f" where {_DORMANT_WHERE}{src_sql} group by f.dkey"
     )
     rows = conn.execute(sql, [portal, fp, before, before] + src_params)
-    return _dormant_rows(((r[0], r[1], r[2], r[3:]) for r in rows), bounds)
+    return _dormant_rows(((_dkey(r[0]), r[1], r[2], r[3:]) for r in rows), bounds)
 
 
 def _dormant_rows(groups, bounds: list[int]) -> list:
-    """:func:`dormant`'s rows from ``(dkey, tickets, with a deadline, with one before each bound)``
-    per group: one row per deadline class (the tickets on the same side of every bound)."""
+    """:func:`dormant`'s rows from ``(dkey as a tuple, tickets, with a deadline, with one before
+    each bound)`` per group: one row per deadline class (the tickets on the same side of every
+    bound)."""
     # a deadline standing for each class: the same side of every end as the class's tickets
     stand_in = [bounds[0] - 1] + bounds
     out = []
-    for dkey, total, with_deadline, cum in groups:
-        resp, own, priority, typ, channel, line, source = _dkey(dkey)
+    for key, total, with_deadline, cum in groups:
+        resp, own, priority, typ, channel, line, source = key
         if total > with_deadline:
             out.append((resp, own, -1, priority, typ, source, channel, line, None, total - with_deadline))
         if not with_deadline:
@@ -403,7 +404,7 @@ def keep_dormant(db, portal: str, fp: str, before: int) -> bool:
                 [portal, fp, before, before],
             ):
                 if not groups or groups[-1][0] != dkey:
-                    groups.append([dkey, 0, []])
+                    groups.append([dkey, 0, []])  # the key decoded below, once
                 g = groups[-1]
                 g[1] += 1
                 if deadline is not None:
@@ -411,7 +412,7 @@ def keep_dormant(db, portal: str, fp: str, before: int) -> bool:
             conn.execute(f"delete from {KEPT_TABLE} where portal = ? and fp != ?", [portal, fp])
             conn.execute(
                 f"insert into {KEPT_TABLE} (portal, before, fp, counts) values (?, ?, ?, ?)",
-                [portal, before, fp, marshal.dumps([tuple(g) for g in groups])],
+                [portal, before, fp, marshal.dumps([(_dkey(k), n, d) for k, n, d in groups])],
             )
             conn.execute("COMMIT")
             return True
@@ -426,8 +427,9 @@ def keep_dormant(db, portal: str, fp: str, before: int) -> bool:
 
 
 def kept_dormant(conn, portal: str, fp: str, before: int) -> list | None:
-    """The groups :func:`keep_dormant` kept for ``before`` under ``fp`` (``(dkey, tickets,
-    sorted deadlines)``), None when none are (or they are unreadable: another Python's marshal)."""
+    """The groups :func:`keep_dormant` kept for ``before`` under ``fp`` (``(dkey as a tuple,
+    tickets, sorted deadlines)``), None when none are (or they are unreadable: another Python's
+    marshal)."""
     try:
         row = conn.execute(
             f"select counts from {KEPT_TABLE} where portal = ? and before = ? and fp = ?", [portal, before, fp]
@@ -444,9 +446,9 @@ def dormant_of_kept(kept: list, ends: list[int], sources: list | None = None) ->
     bounds = [int(e) for e in sorted(set(ends))]
     wanted = None if sources is None else set(sources)
     groups = (
-        (dkey, total, len(deadlines), [bisect_left(deadlines, e) for e in bounds])
-        for dkey, total, deadlines in kept
-        if wanted is None or _dkey(dkey)[6] in wanted
+        (key, total, len(deadlines), [bisect_left(deadlines, e) for e in bounds] if deadlines else None)
+        for key, total, deadlines in kept
+        if wanted is None or key[6] in wanted
     )
     return _dormant_rows(groups, bounds)
 
