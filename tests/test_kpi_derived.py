@@ -791,13 +791,16 @@ def test_dormant_counts_kept_for_a_start_equal_the_count_in_sql_and_serve_its_re
     ReportPass(store, PORTAL, *OCT, filters={"source": "tasks:group=7"}, config=CONFIG)
     conn.set_trace_callback(None)
     assert reads
-    # the warmer's build of the settled cells keeps the counts of each whole month's start
+    # the warmer's build of the settled cells keeps the counts of each whole month's start, also
+    # of the months whose cells it was not asked to look at (a write to a ticket untouched for
+    # years drops the counts of every start since)
     conn.execute("delete from dormant_kept")
     conn.commit()
     tz = cells.zone_of(rp.env.ctx)
-    cells.build(store, PORTAL, rp.env.ctx, ts("2026-08-15 00:00"), ts("2026-11-01 00:00"))
+    cells.build(store, PORTAL, rp.env.ctx, ts("2026-08-15 00:00"), ts("2026-11-01 00:00"), only=set())
     befores = {b for (b,) in conn.execute("select before from dormant_kept")}
     assert befores == {cells.month_of(ts("2026-09-10 00:00"), tz), cells.month_of(ts("2026-10-10 00:00"), tz)}
+    assert not conn.execute("select count(*) from settled_cells").fetchone()[0]
 
 
 def _old_ticket(db) -> None:
@@ -877,6 +880,34 @@ def test_a_write_to_a_ticket_worked_since_the_start_leaves_the_kept_counts(store
         other.close()
     assert derived.kept_dormant(store.conn, PORTAL, fp, rp.period.start) is None
     assert derived.keep_dormant(store, PORTAL, fp, rp.period.start)
+
+
+def test_dormant_counts_are_not_kept_when_a_write_lands_while_they_are_counted(store, monkeypatch):
+    """A sync that commits a write to a dormant ticket after keep_dormant began reading: the
+    counts it read are those before the write, so it keeps nothing; the next call keeps the
+    counts after the write, which equal the count in SQL."""
+    report(store)
+    rp, start, fp = _kept_start(store)
+    path = store.conn.execute("pragma database_list").fetchone()[2]
+    check = derived.open_rows_complete
+
+    def with_a_write(conn, portal):  # runs inside keep_dormant's transaction, after its first read
+        other = sqlite3.connect(path)
+        other.execute("update tickets set closed_at = ? where source_id = 'd4'", [ts("2026-10-20 10:00")])
+        other.commit()
+        other.close()
+        return check(conn, portal)
+
+    monkeypatch.setattr(derived, "open_rows_complete", with_a_write)
+    assert not derived.keep_dormant(store, PORTAL, fp, start)
+    monkeypatch.setattr(derived, "open_rows_complete", check)
+    assert derived.kept_dormant(store.conn, PORTAL, fp, start) is None
+    report(store)
+    assert derived.keep_dormant(store, PORTAL, fp, start)
+    kept = derived.kept_dormant(store.conn, PORTAL, fp, start)
+    ends = [rp.prev.end, rp.period.end]
+    assert derived.dormant_of_kept(kept, ends) == derived.dormant(store.conn, PORTAL, start, ends, fp, "", [])
+    assert dump(report(store)) == dump(reference(store))
 
 
 def _values(out: dict) -> str:

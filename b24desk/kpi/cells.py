@@ -220,8 +220,8 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause:
     since, none made yet), a month at a time, the newest first, ``pause`` seconds between months
     (requests come first); ``stop()`` true ends it between months. ``only``: the months to look at
     (their first instants, :func:`month_of`), None every month. A month whose tickets change while
-    it is read is left for the next call. Each whole month's start gets its dormant counts kept
-    too (derived.keep_dormant). Returns the tickets now in new cells."""
+    it is read is left for the next call. Then every whole month's start, in ``only`` or not, gets
+    its dormant counts kept (derived.keep_dormant). Returns the tickets now in new cells."""
     conn = db.conn
     if TABLE not in _tables(conn):
         return 0
@@ -235,6 +235,7 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause:
         whole = _midnight(first, tz) >= start and b <= end
         months.append((max(a, start), min(b, end), (_midnight(first, tz), b) if whole else None))
         a = b
+    starts = [m[2][0] for m in months if m[2] is not None]  # every whole month's, ``only`` or not
     if only is not None:
         months = [m for m in months if month_of(m[0], tz) in only]
     kept = 0
@@ -247,7 +248,12 @@ def build(db, portal: str, ctx: Context, start: int, end: int, stop=None, pause:
         if month is not None:
             kept += _build_asof(conn, portal, ctx, fp, *month)
             build_rollups(conn, portal, ctx, *month)
-            derived.keep_dormant(conn, portal, fp, month[0])
+    # a write to a ticket untouched for years drops the counts of every start since, whatever
+    # month it was created in: each is kept anew (a seek when kept, a scan of the dormant otherwise)
+    for at in reversed(starts):
+        if stop and stop():
+            break
+        derived.keep_dormant(conn, portal, fp, at)
     return kept
 
 
