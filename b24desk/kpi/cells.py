@@ -282,35 +282,35 @@ def build_rollups(conn, portal: str, ctx: Context, start: int, end: int) -> int:
         return 0
     # made before the write lock is taken (sorting, merging the customers' lists, marshalling)
     blobs = {key: marshal.dumps(_sorted(tally).state()) for key, (tally, _parts, _n) in groups.items()}
-    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
     try:
-        conn.execute("PRAGMA busy_timeout = 200")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            ids = sorted(i for _t, parts, _n in groups.values() for i in parts)
-            now = [
-                r[0] for r in conn.execute(f"select id {base} and kind in (?, ?) order by id", params + [PIECE, MONTH])
-            ]
-            if now != ids:  # the month's cells changed since they were read: next time
-                conn.execute("ROLLBACK")
-                return 0
-            conn.execute(f"delete from {TABLE} where portal = ? and kind = ? and piece = ?", [portal, ROLLUP, start])
-            for (source, agent), (_tally, parts, n) in groups.items():
+        with derived.brief_wait(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ids = sorted(i for _t, parts, _n in groups.values() for i in parts)
+                now = [
+                    r[0]
+                    for r in conn.execute(f"select id {base} and kind in (?, ?) order by id", params + [PIECE, MONTH])
+                ]
+                if now != ids:  # the month's cells changed since they were read: next time
+                    conn.execute("ROLLBACK")
+                    return 0
                 conn.execute(
-                    f"insert into {TABLE} (portal, fp, layout, kind, piece, piece_end, source, agent, n, tally, stale,"
-                    " parts) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                    [portal, cfp, LAYOUT, ROLLUP, start, end, source, agent, n[0],
-                     blobs[(source, agent)], json.dumps(parts)],
-                )  # fmt: skip
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+                    f"delete from {TABLE} where portal = ? and kind = ? and piece = ?", [portal, ROLLUP, start]
+                )
+                for (source, agent), (_tally, parts, n) in groups.items():
+                    conn.execute(
+                        f"insert into {TABLE} (portal, fp, layout, kind, piece, piece_end, source, agent, n, tally,"
+                        " stale, parts) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                        [portal, cfp, LAYOUT, ROLLUP, start, end, source, agent, n[0],
+                         blobs[(source, agent)], json.dumps(parts)],
+                    )  # fmt: skip
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
     except sqlite3.Error as exc:
         log.debug("rollups of %s not kept for now (%s)", portal, exc)
         return 0
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
     return len(groups)
 
 
@@ -471,45 +471,42 @@ def _write(conn, portal: str, fp: str, cfp: str, rebuilt: list, made: list) -> i
     """Replace the cells of the ``rebuilt`` ``(kind, start)`` by ``made`` in one transaction;
     nothing when a member was written since it was read (its ``ver``) or the store is busy (tried
     again later)."""
-    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
     kept = 0
     try:
-        conn.execute("PRAGMA busy_timeout = 200")  # behind a sync: next time
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(
-                f"delete from {TABLE} where portal = ? and kind = ? and piece = ?",
-                [(portal, kind, piece) for kind, piece in rebuilt],
-            )
-            for kind, piece, piece_end, source, agent, tally, members in made:
-                cur = conn.execute(
-                    f"insert into {TABLE} (portal, fp, layout, kind, piece, piece_end, source, agent, n, tally, stale)"
-                    " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                    [portal, cfp, LAYOUT, kind, piece, piece_end, source, agent, len(members),
-                     marshal.dumps(tally.state())],
-                )  # fmt: skip
-                cell = cur.lastrowid
-                before = conn.total_changes
+        with derived.brief_wait(conn):  # behind a sync: next time
+            conn.execute("BEGIN IMMEDIATE")
+            try:
                 conn.executemany(
-                    f"update {derived.TABLE} set cell = ? where portal = ? and source = ? and source_id = ?"
-                    " and ver = ? and ctx = ?",
-                    [(cell, portal, s, i, v, fp) for s, i, v in members],
+                    f"delete from {TABLE} where portal = ? and kind = ? and piece = ?",
+                    [(portal, kind, piece) for kind, piece in rebuilt],
                 )
-                if conn.total_changes - before != len(members):
-                    raise _Changed()
-                kept += len(members)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+                for kind, piece, piece_end, source, agent, tally, members in made:
+                    cur = conn.execute(
+                        f"insert into {TABLE} (portal, fp, layout, kind, piece, piece_end, source, agent, n, tally,"
+                        " stale) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                        [portal, cfp, LAYOUT, kind, piece, piece_end, source, agent, len(members),
+                         marshal.dumps(tally.state())],
+                    )  # fmt: skip
+                    cell = cur.lastrowid
+                    before = conn.total_changes
+                    conn.executemany(
+                        f"update {derived.TABLE} set cell = ? where portal = ? and source = ? and source_id = ?"
+                        " and ver = ? and ctx = ?",
+                        [(cell, portal, s, i, v, fp) for s, i, v in members],
+                    )
+                    if conn.total_changes - before != len(members):
+                        raise _Changed()
+                    kept += len(members)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
     except _Changed:
         log.debug("settled cells of %s not kept: tickets written while read", portal)
         return 0
     except sqlite3.Error as exc:
         log.debug("settled cells of %s not kept for now (%s)", portal, exc)
         return 0
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
     return kept
 
 

@@ -25,6 +25,7 @@ becomes one weighted fact (engine ``weight``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -48,6 +49,18 @@ PERIOD_SLOTS = frozenset({"t", "in_c", "in_r", "in_a", "open_at_end", "overdue",
 COLUMNS = tuple(c for c in Facts.__slots__ if c not in PERIOD_SLOTS)
 _RESP_END, _PRIORITY, _TYPE = COLUMNS.index("resp_end"), COLUMNS.index("priority"), COLUMNS.index("type")
 REPLAY = object()  # read_off: this period needs the ticket's events
+
+
+@contextlib.contextmanager
+def brief_wait(conn, ms: int = 200):
+    """Inside the block ``conn`` waits at most ``ms`` for the store's write lock, then its own
+    timeout again: what a report or the warmer keeps is kept next time, never behind a sync."""
+    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+    try:
+        yield conn
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
 
 
 def fingerprint(ctx: Context) -> str:
@@ -231,24 +244,21 @@ def save(db, portal: str, fp: str, rows: list) -> int:
         kept = conn.total_changes - before
         _save_months(conn, months)
         return kept
-    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
     try:
-        conn.execute("PRAGMA busy_timeout = 200")  # a report never waits long behind a sync
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            before = conn.total_changes
-            conn.executemany(sql, params)
-            kept = conn.total_changes - before
-            _save_months(conn, months)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with brief_wait(conn):  # a report never waits long behind a sync
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                conn.executemany(sql, params)
+                kept = conn.total_changes - before
+                _save_months(conn, months)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
     except sqlite3.Error as exc:
         log.debug("ticket facts not kept for now (%s): %d rows", exc, len(params))
         return 0
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
     return kept
 
 
@@ -389,46 +399,43 @@ def keep_dormant(db, portal: str, fp: str, before: int) -> bool:
     stands for "every open ticket has its facts row" (:func:`open_rows_complete`, checked here).
     False when not kept: the store is busy (next time), incomplete or not migrated."""
     conn = db.conn if hasattr(db, "conn") else db
-    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
     try:
-        conn.execute("PRAGMA busy_timeout = 200")  # behind a sync: next time
-        conn.execute("BEGIN")
-        try:
-            if kept_dormant(conn, portal, fp, before) is not None:
+        with brief_wait(conn):  # behind a sync: next time
+            conn.execute("BEGIN")
+            try:
+                if kept_dormant(conn, portal, fp, before) is not None:
+                    conn.execute("COMMIT")
+                    return True
+                if not open_rows_complete(conn, portal):
+                    conn.execute("ROLLBACK")
+                    return False
+                groups: list = []
+                for dkey, deadline in conn.execute(
+                    f"select f.dkey, f.deadline from {TABLE} f indexed by ticket_facts_dormant where {_DORMANT_WHERE}"
+                    " order by f.dkey, f.deadline",
+                    [portal, fp, before, before],
+                ):
+                    if not groups or groups[-1][0] != dkey:
+                        groups.append([dkey, 0, []])  # the key decoded below, once
+                    g = groups[-1]
+                    g[1] += 1
+                    if deadline is not None:
+                        g[2].append(deadline)
+                blob = marshal.dumps([(_dkey(k), n, d) for k, n, d in groups])
+                # the first write: refused if the read above is no longer the store's state
+                conn.execute(f"delete from {KEPT_TABLE} where portal = ? and fp != ?", [portal, fp])
+                conn.execute(
+                    f"insert into {KEPT_TABLE} (portal, before, fp, counts) values (?, ?, ?, ?)",
+                    [portal, before, fp, blob],
+                )
                 conn.execute("COMMIT")
                 return True
-            if not open_rows_complete(conn, portal):
+            except BaseException:
                 conn.execute("ROLLBACK")
-                return False
-            groups: list = []
-            for dkey, deadline in conn.execute(
-                f"select f.dkey, f.deadline from {TABLE} f indexed by ticket_facts_dormant where {_DORMANT_WHERE}"
-                " order by f.dkey, f.deadline",
-                [portal, fp, before, before],
-            ):
-                if not groups or groups[-1][0] != dkey:
-                    groups.append([dkey, 0, []])  # the key decoded below, once
-                g = groups[-1]
-                g[1] += 1
-                if deadline is not None:
-                    g[2].append(deadline)
-            blob = marshal.dumps([(_dkey(k), n, d) for k, n, d in groups])
-            # the first write: refused if the read above is no longer the store's state
-            conn.execute(f"delete from {KEPT_TABLE} where portal = ? and fp != ?", [portal, fp])
-            conn.execute(
-                f"insert into {KEPT_TABLE} (portal, before, fp, counts) values (?, ?, ?, ?)",
-                [portal, before, fp, blob],
-            )
-            conn.execute("COMMIT")
-            return True
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+                raise
     except sqlite3.Error as exc:
         log.debug("dormant counts of %s not kept for now (%s)", portal, exc)
         return False
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
 
 
 def kept_dormant(conn, portal: str, fp: str, before: int) -> list | None:
@@ -535,24 +542,21 @@ def fill_gaps(db, portal: str, batch: int = 5000, created: set | None = None) ->
     written under the write lock, so a ticket written meanwhile cannot leave an old gap behind
     (its trigger runs before or after the whole batch)."""
     conn = db.conn if hasattr(db, "conn") else db
-    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
     try:
-        conn.execute("PRAGMA busy_timeout = 200")
-        with conn:
-            cur = conn.execute(
-                f"UPDATE {TABLE} SET gap = {_GAP_OF.format(f=TABLE)} WHERE portal = ? AND gap IS NULL"
-                f" AND (source, source_id) IN (SELECT source, source_id FROM {TABLE} INDEXED BY ticket_facts_nogap"
-                " WHERE portal = ? AND gap IS NULL LIMIT ?) RETURNING created_at",
-                [portal, portal, batch],
-            )
-            rows = cur.fetchall()
-        if created is not None:
-            created.update(at for (at,) in rows if at is not None)
-        return len(rows)
+        with brief_wait(conn):
+            with conn:
+                cur = conn.execute(
+                    f"UPDATE {TABLE} SET gap = {_GAP_OF.format(f=TABLE)} WHERE portal = ? AND gap IS NULL"
+                    f" AND (source, source_id) IN (SELECT source, source_id FROM {TABLE} INDEXED BY ticket_facts_nogap"
+                    " WHERE portal = ? AND gap IS NULL LIMIT ?) RETURNING created_at",
+                    [portal, portal, batch],
+                )
+                rows = cur.fetchall()
+            if created is not None:
+                created.update(at for (at,) in rows if at is not None)
+            return len(rows)
     except sqlite3.OperationalError as exc:
         if "no such column" in str(exc) or "no such index" in str(exc):
             return 0  # a store not migrated: nothing to fill
         log.debug("gaps not filled for now (%s)", exc)
         return None
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
