@@ -514,14 +514,14 @@ def _load(
     out = Loaded(db=db, portal=portal)
     missing: list = []
     fp = derived.fingerprint(ctx) if ctx is not None else None
-    src = source_values(sources)  # None: every source; False: a narrowed selector
+    src_values = source_values(sources)  # None: every source; False: a narrowed selector
     kept = None  # the dormant counts kept for this start (derived.keep_dormant), if any
     dormant = dormant and bool(ends) and fp is not None
-    if dormant and src is not False:
+    if dormant and src_values is not False:
         kept = derived.kept_dormant(conn, portal, fp, start)
     dormant = dormant and (kept is not None or derived.open_rows_complete(conn, portal))
     if spans and fp is not None and facts_rows_complete(conn, portal, start, end):
-        out.cells = cells_mod.usable(conn, portal, ctx, fp, spans, src)
+        out.cells = cells_mod.usable(conn, portal, ctx, fp, spans, src_values)
     sql, params = candidate_query(
         portal,
         start,
@@ -575,7 +575,7 @@ def _load(
     if dormant:
         src_sql, src_params = source_clause(sources, "f.")
         if kept is not None:
-            out.dormant_rows = derived.dormant_of_kept(kept, list(ends), src)
+            out.dormant_rows = derived.dormant_of_kept(kept, list(ends), src_values)
         else:
             out.dormant_rows = derived.dormant(conn, portal, start, list(ends), fp, src_sql, src_params)
         out.dormant_ends = list(ends)
