@@ -378,8 +378,10 @@ _ROWS = (
         "quality",
         "Индекс эффективности (CCEI)",
         "Customer Care Effectiveness Index (CCEI)",
-        "Взвешенная сумма качества, эффективности, бизнес-результата и команды (0–100+).",
-        "Weighted sum of quality, efficiency, business and team components (0–100+).",
+        "Взвешенная сумма качества, эффективности, бизнес-результата и команды. Эффективность — цели,"
+        " делённые на фактическое время: выше 100, когда команда быстрее целей.",
+        "Weighted sum of quality, efficiency, business and team. Efficiency is targets over actual"
+        " times: above 100 when the team beats its targets.",
     ),
 )
 

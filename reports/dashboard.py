@@ -178,6 +178,7 @@ def _ccei(report: dict, lang: str) -> dict | None:
     left = [_left_out_label(x, lang) for x in c.get("left_out") or []]
     return {
         "value": "—" if c.get("value") is None else present._num(c["value"], 1, lang),
+        "hint": labels.kpi_definition("ccei", lang),  # what the number is, and why it may pass 100
         "components": comps,
         "left_out": left,
     }

@@ -161,6 +161,10 @@ def test_dashboard_shows_names_not_keys(client, desk, lang, role):
         page = r.get_data(as_text=True)
         bad = offenders(visible_text(page), lang, allow)
         assert not bad, (role, lang, query, bad)
+    # the CCEI explained in one line, in the viewer's language (its efficiency may pass 100)
+    hint = re.search(r'<p class="note" id="ccei-hint">([^<]+)</p>', page)
+    assert hint and "100" in hint.group(1), (role, lang)
+    assert ("команда быстрее целей" if lang == "ru" else "beats its targets") in hint.group(1)
     if role == "admin":  # the portal's names are there
         assert "Открытые линии" in page or "Open lines" in page
         assert any(n in page for n in ("Онлайн-чат", "Live chat", "Telegram"))
